@@ -1,0 +1,41 @@
+"""One request's accounting record: what the ledger stores and the metrics observe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from accounting.usage import Usage
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    ts: float
+    """Unix time the request arrived."""
+    key: str
+    team: str | None
+    task: str | None
+    route: str
+    requested_model: str
+    endpoint: str
+    """``chat/completions``, ``completions``, ``embeddings`` or ``responses``."""
+    stream: bool
+    upstream_model: str = ""
+    backend: str = ""
+    self_hosted: bool = False
+    status: int = 0
+    outcome: str = "ok"
+    """ok, client_error, upstream_error, timeout, rate_limited, budget_exceeded, cancelled."""
+    error_type: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    has_usage: bool = False
+    cost_usd: Decimal = Decimal(0)
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    overhead_s: float = 0.0
+    """Time spent in pointsman itself (total minus time waiting on the upstream)."""
+    fallbacks: int = 0
+    shadow: bool = False
+    """True for the shadow (candidate) side of a shadow test."""
+    tags: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,175 @@
+"""The ASGI application: a dict dispatch for the inference hot path in front of a FastAPI app for the rest.
+
+The app owns its lifespan (backends, accountant, stores) through ``GatewayState``; no module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.admin import build_admin_router
+from gateway.config import GatewayConfig
+from gateway.errors import ApiError, error_body
+from gateway.inference.asgi import Receive, Scope, Send, send_json
+from gateway.inference.protocol import DOCUMENTED, ErrorResponse
+from gateway.inference.service import InferenceService
+from gateway.middleware import CORSMiddleware, RequestIdMiddleware
+from gateway.public import router as public_router
+from gateway.state import GatewayState
+
+log = logging.getLogger("pointsman")
+
+INFERENCE_PATHS = {f"/v1/{ep}": ep for ep in DOCUMENTED}
+
+
+def _error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None,
+                    headers: dict[str, str] | None = None) -> Response:
+    return Response(error_body(message, type_, code, param), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def build_fastapi(state: GatewayState) -> FastAPI:
+    api = FastAPI(
+        title="pointsman",
+        version="0.1.0",
+        description="OpenAI-compatible inference gateway.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
+    )
+    api.state.gateway = state
+
+    @api.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        resp = Response(exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers)
+        return resp
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        msg = str(first.get("msg", "Invalid request"))
+        if first.get("type") == "json_invalid":
+            return _error_response(400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json")
+        return _error_response(400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_value", loc or None)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        msg = str(exc.detail) if exc.detail else "error"
+        if exc.status_code == 404:
+            msg = f"Unknown path {request.url.path}."
+        return _error_response(exc.status_code, msg, "invalid_request_error", code, headers=exc.headers)
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error_response(500, "Internal gateway error.", "server_error", "internal_error")
+
+    api.include_router(public_router)
+    _document_inference(api)
+    api.include_router(build_admin_router(state))
+    return api
+
+
+def _document_inference(api: FastAPI) -> None:
+    """Put the hot-path endpoints in the OpenAPI schema (requests never reach these handlers)."""
+    for ep, (model, summary) in DOCUMENTED.items():
+
+        async def documented(body: Any = Body(...)) -> JSONResponse:  # pragma: no cover - served by the fast path
+            raise ApiError(500, "unreachable", "server_error")
+
+        documented.__annotations__["body"] = model
+        api.add_api_route(
+            f"/v1/{ep}",
+            documented,
+            methods=["POST"],
+            summary=summary,
+            tags=["inference"],
+            responses={
+                200: {"description": "OpenAI response, or text/event-stream when stream=true"},
+                400: {"model": ErrorResponse},
+                401: {"model": ErrorResponse},
+                404: {"model": ErrorResponse},
+                413: {"model": ErrorResponse},
+                429: {"model": ErrorResponse},
+                502: {"model": ErrorResponse},
+                504: {"model": ErrorResponse},
+            },
+            name=f"create_{ep.replace('/', '_')}",
+        )
+
+
+class GatewayApp:
+    """The ASGI callable uvicorn runs."""
+
+    def __init__(self, config: GatewayConfig, state: GatewayState | None = None) -> None:
+        self.state = state or GatewayState(config)
+        self.inference = InferenceService(self.state)
+        api = build_fastapi(self.state)
+        self.api = api
+        inner: Any = RequestIdMiddleware(api)
+        if config.server.cors_origins:
+            inner = CORSMiddleware(inner, config.server.cors_origins)
+        self.slow_path = inner
+        self.cors = bool(config.server.cors_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        typ = scope["type"]
+        if typ == "http":
+            ep = INFERENCE_PATHS.get(scope["path"])
+            if ep is not None and not self.cors:
+                if scope["method"] == "POST":
+                    await self.inference.handle(scope, receive, send, ep)
+                    return
+                await send_json(
+                    send,
+                    405,
+                    error_body(f"Method {scope['method']} not allowed.", "invalid_request_error", "method_not_allowed"),
+                    [(b"allow", b"POST")],
+                )
+                return
+            if ep is not None and scope["method"] == "POST":
+                await self.slow_path_inference(scope, receive, send, ep)
+                return
+            await self.slow_path(scope, receive, send)
+        elif typ == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.slow_path(scope, receive, send)
+
+    async def slow_path_inference(self, scope: Scope, receive: Receive, send: Send, ep: str) -> None:
+        async def app(s: Scope, r: Receive, se: Send) -> None:
+            await self.inference.handle(s, r, se, ep)
+
+        await CORSMiddleware(app, self.state.config.server.cors_origins)(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.state.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                try:
+                    await self.state.close()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: GatewayConfig) -> GatewayApp:
+    return GatewayApp(config)

@@ -1,0 +1,113 @@
+"""The ``pointsman`` command line: ``serve`` plus admin-API clients (routes, spend, shadow, dataset, vllm)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_config
+
+_CONFIG_ENV = "POINTSMAN_CONFIG"
+# Modules that add subcommands: each has ``add_parser(subparsers) -> None`` setting ``func``.
+_COMMAND_MODULES = ("gateway.cli_admin",)
+
+
+def load(path: str | None) -> GatewayConfig:
+    return load_config(path) if path else defaults_from_env()
+
+
+def app_factory() -> Any:
+    """Used by uvicorn worker processes (``--workers N``): re-load the config the parent validated."""
+    from gateway.app import create_app
+
+    return create_app(load(os.environ.get(_CONFIG_ENV) or None))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    server = cfg.server
+    host = args.host or server.host
+    port = args.port or server.port
+    workers = args.workers or server.workers
+    logging.basicConfig(
+        level=getattr(logging, server.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": server.log_level,
+        "timeout_graceful_shutdown": int(server.graceful_timeout_s),
+        "server_header": False,
+        "date_header": False,
+        "limit_concurrency": None,
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
+    if workers > 1:
+        if args.config:
+            os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pointsman-metrics-")
+        uvicorn.run("gateway.cli:app_factory", factory=True, workers=workers, **common)
+    else:
+        from gateway.app import create_app
+
+        uvicorn.run(create_app(cfg), **common)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    print(f"ok: {len(cfg.backends)} backends, {len(cfg.models)} models, {len(cfg.routes)} routes, {len(cfg.keys)} keys")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pointsman", description="OpenAI-compatible inference gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", "-c", help="YAML config file (default: embedded defaults from the environment)")
+    s.add_argument("--host", help="interface (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default 4000)")
+    s.add_argument("--workers", type=int, help="worker processes (default 1)")
+    s.set_defaults(func=cmd_serve)
+    c = sub.add_parser("check-config", help="validate a config file and exit")
+    c.add_argument("config")
+    c.set_defaults(func=cmd_check)
+    for mod in _COMMAND_MODULES:
+        try:
+            add: Callable[[Any], None] = importlib.import_module(mod).add_parser
+        except ModuleNotFoundError:
+            continue
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

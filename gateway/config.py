@@ -1,0 +1,256 @@
+"""The gateway's config file: YAML with ``${ENV}`` / ``${ENV:-default}`` interpolation, validated strictly.
+
+Errors name the file, the path in the document (``routes[2].targets[0].weight``) and what was expected.
+With no file, ``defaults_from_env`` builds the embedded defaults from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from accounting.config import AccountingConfig
+from routing.config import RouteConfig
+from serving.config import BackendConfig, ModelConfig
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ConfigError(Exception):
+    """A config document is invalid; ``str()`` is a readable multi-line report."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path or '<root>'}: {msg}" for path, msg in problems]
+        super().__init__("invalid configuration\n  " + "\n  ".join(lines))
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = Field(default=4000, ge=1, le=65535)
+    """TCP port."""
+    workers: int = Field(default=1, ge=1, le=256)
+    """Worker processes (metrics are aggregated across them)."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Request bodies larger than this get 413."""
+    request_timeout_s: float = Field(default=300.0, gt=0, le=3600)
+    """Default total time for one request (routes may override)."""
+    graceful_timeout_s: float = Field(default=30.0, ge=0, le=3600)
+    """On SIGTERM, how long in-flight requests may take to finish."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS; empty means CORS is off."""
+    data_dir: str = "./data"
+    """Where embedded stores (SQLite policy, ledger, shadow pairs, captures) live."""
+    log_level: str = "info"
+    """Log level."""
+
+
+class KeyConfig(StrictModel):
+    """A client API key. Give either ``key`` (hashed at load) or ``key_sha256``."""
+
+    name: str = Field(min_length=1, max_length=128)
+    """Key name (in the ledger and metrics)."""
+    key: str | None = Field(default=None, min_length=8, repr=False)
+    """The secret itself (bootstrap); stored hashed, never logged."""
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 hex digest of the key, when the secret is not in the config."""
+    team: str | None = None
+    """Team the key belongs to."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Default tags for requests made with this key (e.g. ``task``)."""
+    models: list[str] | None = None
+    """Model names (globs) this key may use; None allows all."""
+    allowed_tags: dict[str, list[str]] | None = None
+    """If set, requests may only carry these tag values (e.g. ``{task: [summarize]}``)."""
+
+
+class RedisConfig(StrictModel):
+    url: str | None = None
+    """``redis://`` URL; when set, policy, limits, budgets and the ledger are shared through Redis."""
+    on_unavailable: str = Field(default="fail_open", pattern=r"^(fail_open|fail_closed)$")
+    """What limits and budgets do when Redis is unreachable: ``fail_open`` (local limits) or ``fail_closed``."""
+
+
+class GatewayConfig(StrictModel):
+    """The whole config file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    """HTTP server settings."""
+    admin_key: str | None = Field(default=None, min_length=8, repr=False)
+    """Key for ``/admin`` (or ``POINTSMAN_ADMIN_KEY``). Without one the admin API refuses everything."""
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    """Shared state (or ``POINTSMAN_REDIS_URL``)."""
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    """Upstreams by name."""
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    """Model names clients send (exact, or globs like ``gpt-*``) -> backend + upstream id."""
+    keys: list[KeyConfig] = Field(default_factory=list)
+    """Client API keys."""
+    routes: list[RouteConfig] = Field(default_factory=list)
+    """Routing rules, first match wins."""
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    """Pricing, budgets, rate limits, metric label allowlists, ledger."""
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_unique(cls, v: list[KeyConfig]) -> list[KeyConfig]:
+        names = [k.name for k in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate key names: {sorted(dup)}")
+        for k in v:
+            if (k.key is None) == (k.key_sha256 is None):
+                raise ValueError(f"key {k.name!r}: give exactly one of key or key_sha256")
+        return v
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, env: Mapping[str, str], source: str) -> str:
+    missing: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    out = _ENV_RE.sub(sub, text)
+    if missing:
+        raise ConfigError(source, [("", f"environment variable {n} is not set (use ${{{n}:-default}})") for n in missing])
+    return out
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Drop pydantic's discriminated-union tags (e.g. backends.x.openai.base_url -> backends.x.base_url).
+    return tuple(p for p in loc if p not in ("openai", "vllm", "litellm", "function-after[_keys_unique()]"))
+
+
+def validate_document(doc: Any, source: str) -> GatewayConfig:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(source, [("", "the document must be a mapping")])
+    try:
+        cfg = GatewayConfig.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append((format_loc(_clean_loc(err["loc"])), msg))
+        raise ConfigError(source, problems) from None
+    check_references(cfg, source)
+    return cfg
+
+
+def check_references(cfg: GatewayConfig, source: str) -> None:
+    problems: list[tuple[str, str]] = []
+    for name, m in cfg.models.items():
+        if m.backend not in cfg.backends:
+            problems.append((f"models.{name}.backend", f"unknown backend {m.backend!r}"))
+    known = set(cfg.models)
+    seen: set[str] = set()
+    for i, r in enumerate(cfg.routes):
+        if r.name in seen:
+            problems.append((f"routes[{i}].name", f"duplicate route name {r.name!r}"))
+        seen.add(r.name)
+        for j, t in enumerate(r.targets):
+            if not model_known(t.model, known):
+                problems.append((f"routes[{i}].targets[{j}].model", f"unknown model {t.model!r}"))
+        if r.targets and sum(t.weight for t in r.targets) <= 0:
+            problems.append((f"routes[{i}].targets", "weights must not all be zero"))
+        for j, f in enumerate(r.fallbacks):
+            if not model_known(f, known):
+                problems.append((f"routes[{i}].fallbacks[{j}]", f"unknown model {f!r}"))
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def model_known(name: str, known: set[str]) -> bool:
+    if name in known:
+        return True
+    return any(fnmatchcase(name, pat) for pat in known if any(c in pat for c in "*?["))
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [("", f"cannot read file: {exc.strerror}")]) from None
+    text = interpolate(text, os.environ if env is None else env, source)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    cfg = validate_document(doc, source)
+    return apply_env_overrides(cfg, os.environ if env is None else env)
+
+
+def apply_env_overrides(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:
+    update: dict[str, Any] = {}
+    if env.get("POINTSMAN_ADMIN_KEY") and not cfg.admin_key:
+        update["admin_key"] = env["POINTSMAN_ADMIN_KEY"]
+    if env.get("POINTSMAN_REDIS_URL") and not cfg.redis.url:
+        update["redis"] = cfg.redis.model_copy(update={"url": env["POINTSMAN_REDIS_URL"]})
+    if env.get("POINTSMAN_API_KEY") and not any(k.name == "env" for k in cfg.keys):
+        update["keys"] = [*cfg.keys, KeyConfig(name="env", key=env["POINTSMAN_API_KEY"])]
+    if env.get("POINTSMAN_DATA_DIR"):
+        update["server"] = cfg.server.model_copy(update={"data_dir": env["POINTSMAN_DATA_DIR"]})
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def defaults_from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Embedded defaults: backends from ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``POINTSMAN_VLLM_URL``."""
+    env = os.environ if env is None else env
+    backends: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    if env.get("OPENAI_API_KEY"):
+        backends["openai"] = {
+            "type": "openai",
+            "api_key": env["OPENAI_API_KEY"],
+            "base_url": env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        }
+        for pat in ("gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*"):
+            models[pat] = {"backend": "openai", "owned_by": "openai"}
+    if env.get("ANTHROPIC_API_KEY"):
+        backends["anthropic"] = {"type": "litellm", "provider": "anthropic", "api_key": env["ANTHROPIC_API_KEY"]}
+        if env.get("ANTHROPIC_BASE_URL"):
+            backends["anthropic"]["api_base"] = env["ANTHROPIC_BASE_URL"]
+        models["claude-*"] = {"backend": "anthropic", "owned_by": "anthropic"}
+    if env.get("POINTSMAN_VLLM_URL"):
+        backends["vllm"] = {"type": "vllm", "endpoints": [u.strip() for u in env["POINTSMAN_VLLM_URL"].split(",")]}
+        name = env.get("POINTSMAN_VLLM_MODEL", "*")
+        models[name] = {"backend": "vllm", "owned_by": "vllm"}
+    cfg = validate_document({"backends": backends, "models": models}, "<environment>")
+    return apply_env_overrides(cfg, env)

@@ -1,0 +1,50 @@
+"""FastAPI dependencies: handlers receive the lifespan-owned state, never module globals."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from gateway.errors import ApiError
+from gateway.keys import ClientKey, admin_ok
+from gateway.state import GatewayState
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("api-key") or request.headers.get("x-admin-key")
+
+
+def require_client(request: Request) -> ClientKey:
+    state = get_state(request)
+    secret = presented_key(request)
+    if not secret:
+        raise ApiError(401, "Missing API key.", "authentication_error", "invalid_api_key")
+    key = state.runtime.keys.lookup(secret)
+    if key is None:
+        raise ApiError(401, "Incorrect API key provided.", "authentication_error", "invalid_api_key")
+    return key
+
+
+def require_admin(request: Request) -> str:
+    """Admin endpoints accept only the admin key; client keys get 403, missing/wrong keys 401."""
+    state = get_state(request)
+    secret = presented_key(request)
+    expected = state.runtime.admin_key
+    if not expected:
+        raise ApiError(403, "The admin API is disabled: no admin key is configured.", "permission_error", "admin_disabled")
+    if not secret:
+        raise ApiError(401, "Missing admin key.", "authentication_error", "invalid_api_key")
+    if admin_ok(expected, secret):
+        return "admin"
+    if state.runtime.keys.lookup(secret) is not None:
+        raise ApiError(403, "Client keys may not use the admin API.", "permission_error", "forbidden")
+    raise ApiError(401, "Incorrect admin key.", "authentication_error", "invalid_api_key")

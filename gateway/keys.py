@@ -1,0 +1,78 @@
+"""Client API keys: stored as SHA-256 digests, looked up by digest, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from gateway.config import KeyConfig
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_secret() -> str:
+    return "sk-pm-" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    name: str
+    key_sha256: str
+    team: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None
+    allowed_tags: dict[str, tuple[str, ...]] | None = None
+
+    def may_use(self, model: str) -> bool:
+        if self.models is None:
+            return True
+        return any(fnmatchcase(model, pat) for pat in self.models)
+
+    def tags_allowed(self, tags: dict[str, str]) -> str | None:
+        """None when allowed, else the offending tag name."""
+        if self.allowed_tags is None:
+            return None
+        for k, allowed in self.allowed_tags.items():
+            v = tags.get(k)
+            if v is not None and not any(fnmatchcase(v, a) for a in allowed):
+                return k
+        return None
+
+    @classmethod
+    def from_config(cls, k: KeyConfig) -> ClientKey:
+        digest = k.key_sha256 or hash_key(k.key or "")
+        return cls(
+            name=k.name,
+            key_sha256=digest,
+            team=k.team,
+            tags=dict(k.tags),
+            models=tuple(k.models) if k.models is not None else None,
+            allowed_tags={t: tuple(v) for t, v in k.allowed_tags.items()} if k.allowed_tags else None,
+        )
+
+
+class KeyRing:
+    def __init__(self, keys: Iterable[ClientKey]) -> None:
+        self.by_hash = {k.key_sha256: k for k in keys}
+
+    def __len__(self) -> int:
+        return len(self.by_hash)
+
+    def lookup(self, secret: str) -> ClientKey | None:
+        digest = hash_key(secret)
+        key = self.by_hash.get(digest)
+        if key is None or not hmac.compare_digest(key.key_sha256, digest):
+            return None
+        return key
+
+
+def admin_ok(expected: str | None, presented: str | None) -> bool:
+    if not expected or not presented:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())

@@ -1,0 +1,33 @@
+"""Immutable runtime objects built once from a config; a change builds a new one and swaps one reference."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from gateway.config import GatewayConfig
+from gateway.keys import ClientKey, KeyRing
+from routing.models import ModelTable
+from routing.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: GatewayConfig
+    version: int
+    policy: Policy
+    keys: KeyRing
+    admin_key: str | None
+
+    @classmethod
+    def build(
+        cls,
+        cfg: GatewayConfig,
+        version: int = 0,
+        extra_keys: tuple[ClientKey, ...] = (),
+        rng: random.Random | None = None,
+    ) -> Runtime:
+        models = ModelTable(cfg.models)
+        policy = Policy(cfg.routes, models, rng)
+        keys = KeyRing([*(ClientKey.from_config(k) for k in cfg.keys), *extra_keys])
+        return cls(cfg, version, policy, keys, cfg.admin_key)

@@ -1,0 +1,55 @@
+"""Model names clients send -> backend + upstream model id (exact names first, then globs in order)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from serving.config import ModelConfig
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    name: str
+    """The name the client (or a rule) asked for."""
+    backend: str
+    upstream_model: str
+    adapter: str | None
+    owned_by: str
+
+
+class ModelTable:
+    def __init__(self, models: Mapping[str, ModelConfig]) -> None:
+        self.exact: dict[str, ResolvedModel] = {}
+        self.globs: list[tuple[str, ModelConfig]] = []
+        for name, m in models.items():
+            if _GLOB_CHARS.intersection(name):
+                self.globs.append((name, m))
+            else:
+                self.exact[name] = ResolvedModel(
+                    name, m.backend, m.adapter or m.upstream_model or name, m.adapter, m.owned_by
+                )
+        self._cache: dict[str, ResolvedModel | None] = {}
+
+    def resolve(self, name: str) -> ResolvedModel | None:
+        hit = self.exact.get(name)
+        if hit is not None:
+            return hit
+        if not self.globs:
+            return None
+        if name in self._cache:
+            return self._cache[name]
+        found: ResolvedModel | None = None
+        for pat, m in self.globs:
+            if fnmatchcase(name, pat):
+                found = ResolvedModel(name, m.backend, m.adapter or m.upstream_model or name, m.adapter, m.owned_by)
+                break
+        if len(self._cache) < 10_000:  # bounded: scanners must not grow memory
+            self._cache[name] = found
+        return found
+
+    def listed(self) -> list[ResolvedModel]:
+        return list(self.exact.values())

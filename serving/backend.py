@@ -1,0 +1,72 @@
+"""The small protocol every model backend implements.
+
+A backend takes an OpenAI-shaped request body (already a dict, model rewritten to the upstream id) for one
+endpoint and returns either a complete response or a byte stream of OpenAI SSE events. Backends raise only
+``serving.errors`` exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Endpoint names (path under /v1) that backends may support.
+CHAT = "chat/completions"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+RESPONSES = "responses"
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One call to a backend."""
+
+    endpoint: str
+    body: dict[str, Any]
+    stream: bool
+    timeout_s: float
+    request_id: str = ""
+    """Total budget for the call (connect + first byte + body)."""
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A complete (non-streamed) upstream answer."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    endpoint: str = ""
+    """The concrete endpoint URL that served it (for vLLM pools)."""
+
+
+class UpstreamStream(Protocol):
+    """An open upstream SSE stream. Iterate raw bytes; always ``aclose`` (closing stops generation)."""
+
+    endpoint: str
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class BackendInfo:
+    name: str
+    type: str
+    self_hosted: bool
+    endpoints: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+    info: BackendInfo
+
+    async def call(self, call: UpstreamCall) -> UpstreamResponse: ...
+
+    async def open_stream(self, call: UpstreamCall) -> UpstreamStream: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

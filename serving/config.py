@@ -1,0 +1,118 @@
+"""Strict configuration models for backends and models (the ``backends:`` and ``models:`` sections)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+def check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials in the URL; use api_key")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return value.rstrip("/")
+
+
+class _HTTPBackendBase(StrictModel):
+    api_key: str | None = Field(default=None, repr=False)
+    """Credential sent upstream as ``Authorization: Bearer``. Never logged."""
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    """Total time allowed for one upstream call (including a whole stream)."""
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """Time allowed to open a connection."""
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    """Pooled connections kept to this backend (per endpoint)."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers sent on every upstream request."""
+    reject_metadata: bool = False
+    """Strip the OpenAI ``metadata`` body field before forwarding (for upstreams that reject it)."""
+
+
+class OpenAIBackendConfig(_HTTPBackendBase):
+    """Any OpenAI-compatible HTTP API, passed through raw."""
+
+    type: Literal["openai"]
+    """Backend kind."""
+    base_url: str = "https://api.openai.com/v1"
+    """Base URL including ``/v1``."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_http_url(v)
+
+
+class VLLMBackendConfig(_HTTPBackendBase):
+    """A self-hosted vLLM OpenAI-compatible server, one or more endpoints."""
+
+    type: Literal["vllm"]
+    """Backend kind."""
+    endpoints: list[str] = Field(min_length=1)
+    """Base URLs of the vLLM servers, each including ``/v1``."""
+    reject_metadata: bool = True
+    """vLLM rejects unknown ``metadata``; stripped by default."""
+    health_interval_s: float = Field(default=5.0, gt=0)
+    """How often ``/health`` and ``/metrics`` are polled in the background."""
+    gpu_hour_usd: str | None = None
+    """Price of one GPU hour (decimal string), for measured self-hosted pricing."""
+    gpu_count: int = Field(default=1, ge=1)
+    """GPUs behind each endpoint."""
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        return [check_http_url(u) for u in v]
+
+
+class LiteLLMBackendConfig(StrictModel):
+    """A provider reached through litellm's translation (Anthropic, Bedrock, Gemini, ...)."""
+
+    type: Literal["litellm"]
+    """Backend kind."""
+    provider: str = Field(min_length=1)
+    """litellm provider prefix, e.g. ``anthropic``."""
+    api_key: str | None = Field(default=None, repr=False)
+    """Provider credential. Never logged."""
+    api_base: str | None = None
+    """Override of the provider's base URL."""
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    """Total time allowed for one upstream call."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
+    max_retries: int = Field(default=0, ge=0, le=10)
+    """litellm's own retries (routing retries are configured on routes)."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else check_http_url(v)
+
+
+BackendConfig = Annotated[
+    OpenAIBackendConfig | VLLMBackendConfig | LiteLLMBackendConfig, Field(discriminator="type")
+]
+
+
+class ModelConfig(StrictModel):
+    """A model name clients may send, mapped to a backend and the upstream's model id."""
+
+    backend: str
+    """Name of an entry in ``backends``."""
+    upstream_model: str | None = None
+    """Model id sent upstream; defaults to the model's own name."""
+    adapter: str | None = None
+    """LoRA adapter name on a vLLM backend; sent upstream as the model id."""
+    owned_by: str = "pointsman"
+    """Shown in ``/v1/models``."""

@@ -1,0 +1,78 @@
+"""Errors raised at the serving boundary.
+
+Every foreign exception (aiohttp, litellm, OS errors) is translated here into one of these, most specific
+first, chained with ``from exc``. The gateway maps them to HTTP in one place.
+
+    UpstreamError
+    ├── UpstreamConnectError      connection refused / reset before a response   -> 502
+    ├── UpstreamTimeout           connect or read timeout                        -> 504
+    ├── UpstreamProtocolError     invalid JSON, wrong content type, broken SSE   -> 502
+    └── UpstreamHTTPError         the upstream answered with a 4xx/5xx status    -> passed through
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """An upstream call failed. ``retryable`` tells routing whether a fallback may be tried."""
+
+    retryable: bool = True
+    error_type: str = "upstream"
+
+    def __init__(self, message: str, *, backend: str = "", endpoint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+        self.endpoint = endpoint
+
+
+class UpstreamConnectError(UpstreamError):
+    error_type = "connect"
+
+
+class UpstreamTimeout(UpstreamError):
+    error_type = "timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    error_type = "protocol"
+
+
+class UpstreamHTTPError(UpstreamError):
+    """The upstream answered with an error status; ``body`` is its raw body (OpenAI-shaped or not)."""
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        backend: str = "",
+        endpoint: str = "",
+        retry_after: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        super().__init__(f"upstream returned HTTP {status}", backend=backend, endpoint=endpoint)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        self.content_type = content_type
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status == 429 or self.status >= 500
+
+    @property
+    def error_type(self) -> str:  # type: ignore[override]
+        if self.status == 429:
+            return "http_429"
+        return "http_5xx" if self.status >= 500 else "http_4xx"
+
+
+class BackendOverloaded(UpstreamError):
+    """The backend's concurrency cap is reached; shed with 429 + Retry-After instead of queueing."""
+
+    error_type = "overloaded"
+
+    def __init__(self, message: str, *, backend: str = "", retry_after_s: int = 1) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,240 @@
+"""OpenAI-compatible HTTP backends (OpenAI itself, any compatible API, vLLM fleets) over aiohttp.
+
+aiohttp is the hot-path client by measurement (see tests/bench): ~10x less CPU per proxied request than
+httpx's async client on the reference machine. Exceptions are translated to ``serving.errors`` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse
+from serving.config import OpenAIBackendConfig, VLLMBackendConfig
+from serving.errors import (
+    BackendOverloaded,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from serving.pool import Endpoint, EndpointPool
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def translate(exc: BaseException, backend: str, endpoint: str) -> UpstreamError:
+    """Map an aiohttp/OS exception to the most specific ``UpstreamError``."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout("upstream timed out", backend=backend, endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+        return UpstreamConnectError("upstream unreachable", backend=backend, endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return UpstreamConnectError("upstream closed the connection", backend=backend, endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamProtocolError("invalid upstream response", backend=backend, endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamConnectError("upstream connection failed", backend=backend, endpoint=endpoint)
+    return UpstreamProtocolError("upstream call failed", backend=backend, endpoint=endpoint)
+
+
+class HTTPStream:
+    """An open SSE response. Iterating yields raw byte chunks as they arrive."""
+
+    __slots__ = ("_resp", "_backend", "endpoint", "_release", "_closed")
+
+    def __init__(self, resp: aiohttp.ClientResponse, backend: OpenAIHTTPBackend, ep: Endpoint) -> None:
+        self._resp = resp
+        self._backend = backend
+        self.endpoint = ep.url
+        self._release = ep
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise translate(exc, self._backend.name, self.endpoint) from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        resp = self._resp
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            # Closing the connection is what tells vLLM/OpenAI to stop generating.
+            resp.close()
+        self._backend._done(self._release)
+
+
+class OpenAIHTTPBackend:
+    """Raw pass-through to an OpenAI-compatible API; one aiohttp session, one pool of endpoints."""
+
+    def __init__(self, name: str, cfg: OpenAIBackendConfig | VLLMBackendConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        urls = cfg.endpoints if isinstance(cfg, VLLMBackendConfig) else [cfg.base_url]
+        self.pool = EndpointPool(urls)
+        self_hosted = isinstance(cfg, VLLMBackendConfig)
+        self.info = BackendInfo(name=name, type=cfg.type, self_hosted=self_hosted, endpoints=list(urls))
+        headers = {"content-type": "application/json", **cfg.headers}
+        if cfg.api_key:
+            headers["authorization"] = f"Bearer {cfg.api_key}"
+        self._headers = headers
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
+        )
+        self.in_flight = 0
+        self._cap = cfg.max_concurrency
+        self.avoid: frozenset[str] = frozenset()
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.cfg.max_connections * len(self.pool),
+                limit_per_host=self.cfg.max_connections,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=False
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamConnectError("backend not started", backend=self.name)
+        return self._session
+
+    def _acquire(self, avoid: frozenset[str]) -> Endpoint:
+        if self._cap is not None and self.in_flight >= self._cap:
+            raise BackendOverloaded(f"backend {self.name} is at its concurrency limit", backend=self.name)
+        ep = self.pool.pick(avoid)
+        if ep is None:
+            raise UpstreamConnectError("no healthy endpoint", backend=self.name)
+        self.in_flight += 1
+        ep.outstanding += 1
+        return ep
+
+    def _done(self, ep: Endpoint) -> None:
+        self.in_flight -= 1
+        ep.outstanding -= 1
+
+    def _timeout_for(self, call: UpstreamCall) -> aiohttp.ClientTimeout:
+        if call.timeout_s == self.cfg.timeout_s:
+            return self._timeout
+        return aiohttp.ClientTimeout(
+            total=call.timeout_s, sock_connect=min(self.cfg.connect_timeout_s, call.timeout_s)
+        )
+
+    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
+        if not call.request_id:
+            return self._headers
+        return {**self._headers, "x-request-id": call.request_id}
+
+    async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
+        ep = self._acquire(avoid)
+        url = f"{ep.url}/{call.endpoint}"
+        try:
+            async with self.session.post(
+                url,
+                data=orjson.dumps(call.body),
+                headers=self._headers_for(call),
+                timeout=self._timeout_for(call),
+            ) as resp:
+                body = await resp.read()
+                ctype = resp.headers.get("content-type", "")
+                if resp.status >= 400:
+                    raise UpstreamHTTPError(
+                        resp.status,
+                        body[:_MAX_ERROR_BODY],
+                        backend=self.name,
+                        endpoint=ep.url,
+                        retry_after=resp.headers.get("retry-after"),
+                        content_type=ctype or "application/json",
+                    )
+                if "json" not in ctype:
+                    raise UpstreamProtocolError(
+                        f"upstream answered with content type {ctype or 'none'!r}, expected JSON",
+                        backend=self.name,
+                        endpoint=ep.url,
+                    )
+                return UpstreamResponse(status=resp.status, body=body, content_type=ctype, endpoint=ep.url)
+        except UpstreamError:
+            raise
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise translate(exc, self.name, ep.url) from exc
+        finally:
+            self._done(ep)
+
+    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> HTTPStream:
+        ep = self._acquire(avoid)
+        url = f"{ep.url}/{call.endpoint}"
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            resp = await self.session.post(
+                url,
+                data=orjson.dumps(call.body),
+                headers=self._headers_for(call),
+                timeout=self._timeout_for(call),
+            )
+            ctype = resp.headers.get("content-type", "")
+            if resp.status >= 400:
+                body = await resp.read()
+                raise UpstreamHTTPError(
+                    resp.status,
+                    body[:_MAX_ERROR_BODY],
+                    backend=self.name,
+                    endpoint=ep.url,
+                    retry_after=resp.headers.get("retry-after"),
+                    content_type=ctype or "application/json",
+                )
+            if "text/event-stream" not in ctype:
+                raise UpstreamProtocolError(
+                    f"upstream answered a stream with content type {ctype or 'none'!r}",
+                    backend=self.name,
+                    endpoint=ep.url,
+                )
+            return HTTPStream(resp, self, ep)
+        except BaseException as exc:
+            if resp is not None:
+                resp.close()
+            self._done(ep)
+            if isinstance(exc, aiohttp.ClientError | OSError | asyncio.TimeoutError):
+                raise translate(exc, self.name, ep.url) from exc
+            raise
+
+    async def get_json(self, url: str, timeout_s: float = 5.0) -> Any:
+        """Admin-path helper (model discovery, adapters): GET a JSON document from an endpoint."""
+        try:
+            async with self.session.get(
+                url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 400:
+                    raise UpstreamHTTPError(resp.status, body[:_MAX_ERROR_BODY], backend=self.name, endpoint=url)
+                return orjson.loads(body)
+        except UpstreamError:
+            raise
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+            raise translate(exc, self.name, url) from exc

@@ -1,0 +1,185 @@
+"""Providers reached through litellm's OpenAI translation (Anthropic's Messages API and others).
+
+litellm is imported lazily, when the first litellm backend is built, so a gateway without one never pays
+its import time. This is the only module in the project that imports litellm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from serving.backend import CHAT, EMBEDDINGS, BackendInfo, UpstreamCall, UpstreamResponse
+from serving.config import LiteLLMBackendConfig
+from serving.errors import (
+    BackendOverloaded,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+
+_litellm: Any = None
+
+
+def _lib() -> Any:
+    global _litellm
+    if _litellm is None:
+        _litellm = importlib.import_module("litellm")
+        _litellm.suppress_debug_info = True
+        _litellm.drop_params = True
+        _litellm.telemetry = False
+    return _litellm
+
+
+def _error_body(message: str, type_: str, code: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+def translate(exc: BaseException, backend: str) -> UpstreamError:
+    """Map a litellm exception to the most specific ``UpstreamError``. Messages never carry credentials."""
+    lib = _lib()
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, lib.Timeout | asyncio.TimeoutError):
+        return UpstreamTimeout("provider timed out", backend=backend)
+    if isinstance(exc, lib.APIConnectionError):
+        return UpstreamConnectError("provider unreachable", backend=backend)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        type_ = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            403: "permission_error",
+            404: "not_found_error",
+            429: "rate_limit_error",
+        }.get(status, "api_error")
+        msg = getattr(exc, "message", None) or "provider returned an error"
+        return UpstreamHTTPError(status, _error_body(str(msg)[:2000], type_), backend=backend)
+    return UpstreamProtocolError("provider call failed", backend=backend)
+
+
+class LiteLLMStream:
+    __slots__ = ("_it", "endpoint", "_backend", "_include_usage", "_closed")
+
+    def __init__(self, it: Any, backend: LiteLLMBackend, include_usage: bool) -> None:
+        self._it = it
+        self._backend = backend
+        self.endpoint = backend.info.endpoints[0]
+        self._include_usage = include_usage
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._it:
+                data = chunk.model_dump(exclude_none=True)
+                if not self._include_usage:
+                    data.pop("usage", None)
+                yield b"data: " + orjson.dumps(data) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+            raise translate(exc, self._backend.name) from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._backend.in_flight -= 1
+        close = getattr(self._it, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - closing a finished provider stream
+                pass
+
+
+class LiteLLMBackend:
+    def __init__(self, name: str, cfg: LiteLLMBackendConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.info = BackendInfo(
+            name=name, type="litellm", self_hosted=False, endpoints=[cfg.api_base or f"litellm:{cfg.provider}"]
+        )
+        self.in_flight = 0
+        _lib()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
+        body = dict(call.body)
+        model = body.pop("model")
+        body.pop("metadata", None)
+        kw: dict[str, Any] = {
+            **body,
+            "model": f"{self.cfg.provider}/{model}",
+            "timeout": call.timeout_s,
+            "num_retries": self.cfg.max_retries,
+        }
+        if self.cfg.api_key:
+            kw["api_key"] = self.cfg.api_key
+        if self.cfg.api_base:
+            kw["api_base"] = self.cfg.api_base
+        return kw
+
+    def _enter(self) -> None:
+        cap = self.cfg.max_concurrency
+        if cap is not None and self.in_flight >= cap:
+            raise BackendOverloaded(f"backend {self.name} is at its concurrency limit", backend=self.name)
+        self.in_flight += 1
+
+    async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
+        lib = _lib()
+        self._enter()
+        try:
+            if call.endpoint == CHAT:
+                resp = await lib.acompletion(**self._kwargs(call))
+            elif call.endpoint == EMBEDDINGS:
+                resp = await lib.aembedding(**self._kwargs(call))
+            else:
+                raise UpstreamHTTPError(
+                    400,
+                    _error_body(
+                        f"/{call.endpoint} is not supported by a {self.cfg.provider} backend",
+                        "invalid_request_error",
+                        "unsupported_endpoint",
+                    ),
+                    backend=self.name,
+                )
+            return UpstreamResponse(
+                status=200, body=orjson.dumps(resp.model_dump(exclude_none=True)), endpoint=self.info.endpoints[0]
+            )
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+            raise translate(exc, self.name) from exc
+        finally:
+            self.in_flight -= 1
+
+    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> LiteLLMStream:
+        lib = _lib()
+        if call.endpoint != CHAT:
+            raise UpstreamHTTPError(
+                400,
+                _error_body(
+                    f"streaming /{call.endpoint} is not supported by a {self.cfg.provider} backend",
+                    "invalid_request_error",
+                    "unsupported_endpoint",
+                ),
+                backend=self.name,
+            )
+        self._enter()
+        try:
+            kw = self._kwargs(call)
+            include_usage = bool((kw.get("stream_options") or {}).get("include_usage"))
+            it = await lib.acompletion(**kw)
+            return LiteLLMStream(it, self, include_usage)
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+            self.in_flight -= 1
+            raise translate(exc, self.name) from exc

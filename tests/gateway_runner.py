@@ -1,0 +1,134 @@
+"""Run the real gateway for tests: in a thread under uvicorn (fast) or as a ``pointsman serve`` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from gateway.app import GatewayApp, create_app
+from gateway.config import GatewayConfig, validate_document
+from tests.fakes.server import free_port
+
+
+def as_config(doc: dict[str, Any] | GatewayConfig) -> GatewayConfig:
+    return doc if isinstance(doc, GatewayConfig) else validate_document(doc, "<test>")
+
+
+class RunningGateway:
+    """The gateway app under a real uvicorn server on loopback, in a background thread."""
+
+    def __init__(self, config: dict[str, Any] | GatewayConfig, port: int | None = None) -> None:
+        self.config = as_config(config)
+        self.port = port or free_port()
+        self.app: GatewayApp = create_app(self.config)
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    def start(self) -> RunningGateway:
+        cfg = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
+            lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 15
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(15)
+
+    def __enter__(self) -> RunningGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GatewayProcess:
+    """``pointsman serve`` as a separate process (for signals, workers, restarts)."""
+
+    def __init__(self, config: dict[str, Any], tmp: Path, workers: int = 1, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.path = tmp / f"gateway-{self.port}.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.workers = workers
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / f"gateway-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 20) -> GatewayProcess:
+        self._logf = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.path), "--port", str(self.port),
+             "--workers", str(self.workers)],
+            stdout=self._logf, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway not ready: {self.log.read_text()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if hasattr(self, "_logf"):
+            self._logf.close()
