@@ -1,0 +1,166 @@
+"""One benchmark round: start the gateways (timing cold starts), then run every phase against every
+target back to back, so machine drift hits all targets alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from tests.bench import openloop, procs, wrk
+from tests.bench.report import Figures, percentile
+from tests.bench.targets import DIRECT, Endpoint, Gateway
+
+LOAD_CPU, GATEWAY_CPU = 0, 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    wrk_s: float = 10.0
+    wrk_warmup_s: float = 2.0
+    connections: int = 64
+    rate: float = 200.0  # req/s for the added-latency phase
+    count: int = 2000
+    warmup: int = 200
+    stream_rate: float = 50.0  # streams/s for the TTFB phase
+    stream_count: int = 500
+    stream_warmup: int = 50
+    cold_starts: int = 3
+    settle_s: float = 0.5  # idle pause before each measurement
+    pin: bool = True
+
+
+QUICK = Settings(
+    wrk_s=2, wrk_warmup_s=1, count=400, warmup=50, stream_count=100, stream_warmup=10, settle_s=0.2
+)
+
+
+async def run_round(
+    index: int, settings: Settings, direct: Endpoint, gateways: Sequence[Gateway], workdir: Path, log: Any
+) -> Figures:
+    figures: Figures = {direct.name: {"errors": 0}}
+    running: dict[str, Popen[bytes]] = {}
+    cpu = GATEWAY_CPU if settings.pin else None
+    try:
+        endpoints = [direct]
+        for gw in gateways:
+            samples, proc = await _cold_starts(gw, settings.cold_starts, cpu, workdir / f"{gw.name}.log")
+            running[gw.name] = proc
+            figures[gw.name] = {"cold_start_s": samples, "errors": 0}
+            endpoints.append(gw.endpoint(proc.pid))
+            log(f"  {gw.name}: cold start {', '.join(f'{s:.3f}' for s in samples)} s")
+        shift = index % len(endpoints)
+        order = endpoints[shift:] + endpoints[:shift]
+        for ep in order:
+            await _probe(ep)
+        for stream, key in ((False, "rps"), (True, "sps")):
+            script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
+            for ep in order:
+                figures[ep.name].update(await _throughput(ep, stream, key, script, settings))
+                log(f"  {ep.name}: {key} {figures[ep.name][key]:,.0f}")
+        for ep in order:
+            figures[ep.name].update(await _latency(ep, settings))
+            log(f"  {ep.name}: latency p50 {figures[ep.name]['lat_p50_ms']:.2f} ms")
+        for ep in order:
+            figures[ep.name].update(await _ttfb(ep, settings))
+            log(f"  {ep.name}: stream TTFB p50 {figures[ep.name]['ttfb_p50_ms']:.2f} ms")
+        for name, proc in running.items():
+            figures[name]["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
+    finally:
+        for proc in running.values():
+            await procs.stop(proc)
+    _add_overheads(figures)
+    return figures
+
+
+async def _cold_starts(gw: Gateway, n: int, cpu: int | None, log: Path) -> tuple[list[float], Popen[bytes]]:
+    """``n`` spawn-to-first-success times; the last process keeps running for the load phases."""
+    samples: list[float] = []
+    for i in range(n):
+        seconds, proc = await openloop.cold_start(lambda: gw.spawn(cpu, log), gw.url)
+        samples.append(seconds)
+        if i < n - 1:
+            await procs.stop(proc)
+    return samples, proc
+
+
+async def _probe(ep: Endpoint) -> None:
+    for stream, url in ((False, ep.chat_url), (True, ep.stream_url)):
+        problem = await openloop.probe(url, stream=stream)
+        if problem:
+            kind = "streaming" if stream else "non-streaming"
+            raise RuntimeError(f"{ep.name}: {kind} probe of {url} failed: {problem}")
+
+
+async def _throughput(
+    ep: Endpoint, stream: bool, key: str, script: Path, settings: Settings
+) -> dict[str, float]:
+    url = ep.stream_url if stream else ep.chat_url
+    load_cpu = LOAD_CPU if settings.pin else None
+    await asyncio.sleep(settings.settle_s)
+    await wrk.run(
+        url, script, duration_s=settings.wrk_warmup_s, connections=settings.connections, cpu=load_cpu
+    )
+    await asyncio.sleep(settings.settle_s)
+    cpu0 = procs.cpu_seconds(ep.pid)
+    res = await wrk.run(
+        url, script, duration_s=settings.wrk_s, connections=settings.connections, cpu=load_cpu
+    )
+    cpu_s = procs.cpu_seconds(ep.pid) - cpu0
+    return {
+        key: res.ok_per_s,
+        f"{key}_cpu_us": cpu_s / res.ok * 1e6 if res.ok else float("nan"),
+        f"{key}_errors": res.status_errors + res.socket_errors,
+    }
+
+
+async def _latency(ep: Endpoint, s: Settings) -> dict[str, float]:
+    await asyncio.sleep(s.settle_s)
+    series = await openloop.fixed_rate(ep.chat_url, stream=False, rate=s.rate, count=s.count, warmup=s.warmup)
+    total, lag = series.values("total_s"), series.values("lag_s")
+    return {
+        "lat_p50_ms": percentile(total, 50) * 1e3,
+        "lat_p99_ms": percentile(total, 99) * 1e3,
+        "lat_failures": series.failures,
+        "lat_send_lag_p50_ms": percentile(lag, 50) * 1e3,
+        "lat_send_lag_p99_ms": percentile(lag, 99) * 1e3,
+    }
+
+
+async def _ttfb(ep: Endpoint, s: Settings) -> dict[str, float]:
+    await asyncio.sleep(s.settle_s)
+    series = await openloop.fixed_rate(
+        ep.stream_url, stream=True, rate=s.stream_rate, count=s.stream_count, warmup=s.stream_warmup
+    )
+    ttfb, total = series.values("ttfb_s"), series.values("total_s")
+    return {
+        "ttfb_p50_ms": percentile(ttfb, 50) * 1e3,
+        "ttfb_p99_ms": percentile(ttfb, 99) * 1e3,
+        "stream_p50_ms": percentile(total, 50) * 1e3,
+        "stream_p99_ms": percentile(total, 99) * 1e3,
+        "ttfb_failures": series.failures,
+    }
+
+
+_ADDED = {
+    "added_p50_ms": "lat_p50_ms",
+    "added_p99_ms": "lat_p99_ms",
+    "added_ttfb_p50_ms": "ttfb_p50_ms",
+    "added_ttfb_p99_ms": "ttfb_p99_ms",
+    "added_stream_p50_ms": "stream_p50_ms",
+}
+_ERRORS = ("rps_errors", "sps_errors", "lat_failures", "ttfb_failures")
+
+
+def _add_overheads(figures: Figures) -> None:
+    """Per round: gateway minus direct for the latency figures; a total of failed requests."""
+    base = figures[DIRECT]
+    for name, metrics in figures.items():
+        metrics["errors"] = sum(metrics.get(k, 0) for k in _ERRORS)
+        if name != DIRECT:
+            for added, key in _ADDED.items():
+                if key in metrics and key in base:
+                    metrics[added] = metrics[key] - base[key]

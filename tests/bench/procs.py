@@ -1,0 +1,133 @@
+"""Process helpers: free ports, CPU pinning, spawning, stopping, RSS and CPU time of a process tree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` under ``taskset -c CPU`` (taskset execs, so the pid stays the command's)."""
+    return list(argv) if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def spawn(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own process group, in ``log``'s directory, stdout and stderr to ``log``
+    (so whatever a gateway writes to relative paths, ``./data`` for instance, stays there too)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            cwd=log.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def stop(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """SIGTERM the process group we started, SIGKILL it after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    for _ in range(int(grace_s / 0.02)):
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.02)
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # our own group: spawn() used start_new_session
+    except ProcessLookupError:
+        pass
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (workers of a gateway, for instance)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def rss_bytes(root: int) -> int:
+    """Sum of VmRSS over the process tree (shared pages of forked workers count twice)."""
+    total = 0
+    for pid in tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of the live process tree."""
+    ticks = 0
+    for pid in tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / _CLK_TCK
+
+
+def system_busy_s() -> float:
+    """CPU seconds all CPUs have spent in user, nice and system time since boot (interrupt time is
+    left out: loopback networking lands there without being charged to any process)."""
+    user, nice, system = (int(f) for f in Path("/proc/stat").read_text().split(maxsplit=4)[1:4])
+    return (user + nice + system) / _CLK_TCK
+
+
+def own_cpu_s() -> float:
+    """CPU seconds used by this process and its descendants, live or reaped."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / _CLK_TCK  # cutime, cstime
+    return cpu_seconds(os.getpid()) + reaped
+
+
+class BackgroundLoad:
+    """Average CPU (in cores) used by processes other than the bench's since construction."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._busy0 = system_busy_s()
+        self._own0 = own_cpu_s()
+
+    def cores(self) -> float:
+        wall = time.monotonic() - self._t0
+        foreign = (system_busy_s() - self._busy0) - (own_cpu_s() - self._own0)
+        return max(0.0, foreign / wall) if wall > 0 else 0.0

@@ -1,0 +1,191 @@
+"""Statistics across rounds, the printed table, the target checks and the JSON document."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.bench.targets import DIRECT, PLAIN, POINTSMAN
+
+# One round's figures: target name -> metric -> value (cold_start_s is a list of samples).
+Figures = dict[str, dict[str, Any]]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def aggregate(rounds: Sequence[Figures]) -> Figures:
+    """Median of every metric over rounds; list-valued metrics (cold starts) pool their samples."""
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for figures in rounds:
+        for target, metrics in figures.items():
+            for key, value in metrics.items():
+                values = value if isinstance(value, list) else [value]
+                pooled.setdefault(target, {}).setdefault(key, []).extend(values)
+    return {t: {k: statistics.median(v) for k, v in m.items()} for t, m in pooled.items()}
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    fmt: str
+
+
+ROWS = (
+    Row("rps", "non-streaming max req/s (wrk, 64 conn)", "{:,.0f}"),
+    Row("rps_cpu_us", "  CPU µs per request", "{:,.0f}"),
+    Row("sps", "streaming max streams/s (wrk, 64 conn)", "{:,.0f}"),
+    Row("sps_cpu_us", "  CPU µs per stream", "{:,.0f}"),
+    Row("lat_p50_ms", "latency p50 at fixed rate (ms)", "{:.2f}"),
+    Row("lat_p99_ms", "latency p99 at fixed rate (ms)", "{:.2f}"),
+    Row("added_p50_ms", "  added p50 vs direct (ms)", "{:.2f}"),
+    Row("added_p99_ms", "  added p99 vs direct (ms)", "{:.2f}"),
+    Row("ttfb_p50_ms", "stream TTFB p50 at fixed rate (ms)", "{:.2f}"),
+    Row("ttfb_p99_ms", "stream TTFB p99 at fixed rate (ms)", "{:.2f}"),
+    Row("added_ttfb_p50_ms", "  added TTFB p50 vs direct (ms)", "{:.2f}"),
+    Row("added_ttfb_p99_ms", "  added TTFB p99 vs direct (ms)", "{:.2f}"),
+    Row("added_stream_p50_ms", "  added full-stream p50 (ms)", "{:.2f}"),
+    Row("cold_start_s", "cold start, spawn -> first 200 (s)", "{:.2f}"),
+    Row("rss_mb", "RSS after load (MB)", "{:.1f}"),
+    Row("errors", "failed requests (all phases)", "{:.0f}"),
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    label: str
+    key: str
+    relative: bool  # compare pointsman/plain instead of pointsman's own figure
+    op: str  # ">=" or "<="
+    limit: float
+
+
+CHECKS = (
+    Check("non-streaming req/s >= 0.8x plain", "rps", True, ">=", 0.8),
+    Check("non-streaming req/s >= 3000", "rps", False, ">=", 3000),
+    Check("streams/s >= 0.8x plain", "sps", True, ">=", 0.8),
+    Check("streams/s >= 1100", "sps", False, ">=", 1100),
+    Check("added latency p50 <= 1 ms", "added_p50_ms", False, "<=", 1.0),
+    Check("added latency p99 <= 3 ms", "added_p99_ms", False, "<=", 3.0),
+    Check("cold start <= 1 s", "cold_start_s", False, "<=", 1.0),
+    Check("RSS after load <= 100 MB", "rss_mb", False, "<=", 100.0),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    value: float | None
+    passed: bool | None  # None: not measured
+
+
+def ratios(summary: Figures) -> dict[str, float]:
+    """pointsman / plain for every metric both have."""
+    mine, base = summary.get(POINTSMAN, {}), summary.get(PLAIN, {})
+    return {k: mine[k] / base[k] for k in mine if k in base and base[k]}
+
+
+def verdicts(summary: Figures) -> list[Verdict]:
+    mine, rel = summary.get(POINTSMAN, {}), ratios(summary)
+    out = []
+    for check in CHECKS:
+        value = (rel if check.relative else mine).get(check.key)
+        if value is None:
+            out.append(Verdict(check.label, None, None))
+            continue
+        passed = value >= check.limit if check.op == ">=" else value <= check.limit
+        out.append(Verdict(check.label, value, passed))
+    return out
+
+
+def table(summary: Figures, rates: tuple[float, float]) -> str:
+    targets = [t for t in (DIRECT, PLAIN, POINTSMAN) if t in summary]
+    rel = ratios(summary)
+    show_ratio = POINTSMAN in summary and PLAIN in summary
+    header = ["metric", *targets] + (["pointsman/plain"] if show_ratio else [])
+    lines = [header]
+    for row in ROWS:
+        if not any(row.key in summary[t] for t in targets):
+            continue
+        label = row.label.replace("at fixed rate", f"at {rates[1 if 'ttfb' in row.key else 0]:g}/s")
+        cells = [label] + [_fmt(row.fmt, summary[t].get(row.key)) for t in targets]
+        if show_ratio:
+            cells.append(f"{rel[row.key]:.2f}x" if row.key in rel and row.key != "errors" else "")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rendered = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    rendered.insert(1, "-" * len(rendered[0]))
+    return "\n".join(rendered)
+
+
+def checks_text(summary: Figures) -> str:
+    results = verdicts(summary)
+    if all(v.passed is None for v in results):
+        return "targets: pointsman not measured, no checks"
+    lines = ["targets (pointsman):"]
+    for check, v in zip(CHECKS, results, strict=True):
+        relative = check.relative
+        status = "n/a " if v.passed is None else ("PASS" if v.passed else "FAIL")
+        value = "" if v.value is None else f"  ({_short(v.value, relative)})"
+        lines.append(f"  {status}  {v.label}{value}")
+    return "\n".join(lines)
+
+
+def background_text(cores_per_round: Sequence[float], limit: float = 0.05) -> str:
+    worst = max(cores_per_round)
+    line = f"other processes on this machine used up to {worst:.2f} cores during a round"
+    if worst > limit:
+        line += ": the machine was not quiet, figures are unreliable (run again when it is)"
+    return line
+
+
+def _short(value: float, relative: bool) -> str:
+    if relative:
+        return f"{value:.2f}x"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def _fmt(fmt: str, value: float | None) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def write_json(path: Path, meta: dict[str, Any], rounds: Sequence[Figures], summary: Figures) -> None:
+    doc = {
+        "meta": meta,
+        "rounds": list(rounds),
+        "summary": summary,
+        "pointsman_over_plain": ratios(summary),
+        "checks": [asdict(v) for v in verdicts(summary)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf (a percentile of nothing) as null, so the JSON stays standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,166 @@
+"""Benchmark pointsman against nginx directly and a plain FastAPI + aiohttp pass-through proxy.
+
+    python -m tests.bench.run [--rounds N] [--rules N] [--json PATH] [--quick] [--only plain,pointsman]
+
+See tests/bench/README.md for the method and what the figures mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from tests.bench import measure, procs, report, targets, upstream
+from tests.bench.measure import LOAD_CPU, QUICK, Settings
+from tests.bench.report import Figures
+from tests.bench.targets import GATEWAYS, PLAIN, POINTSMAN
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; figures are medians")
+    parser.add_argument(
+        "--rules", type=int, default=0, help="pointsman: N non-matching route rules (0: none)"
+    )
+    parser.add_argument("--json", type=Path, help="also write all figures as JSON here")
+    parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated gateways among {','.join(GATEWAYS)} (nginx direct is always measured); "
+        "default: both, or plain alone when the pointsman binary is missing",
+    )
+    parser.add_argument(
+        "--pointsman-bin",
+        type=Path,
+        default=Path(sys.executable).with_name("pointsman"),
+        help="the pointsman console script (default: next to this Python)",
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    return args
+
+
+def choose_gateways(only: str | None, binary: Path) -> list[str]:
+    if only is None:
+        if binary.exists():
+            return list(GATEWAYS)
+        print(f"note: {binary} not found, measuring plain only", file=sys.stderr)
+        return [PLAIN]
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(GATEWAYS))
+    if unknown:
+        raise SystemExit(f"--only: unknown gateway(s) {unknown}; choose among {GATEWAYS}")
+    if POINTSMAN in names and not binary.exists():
+        raise SystemExit(f"--only pointsman: {binary} not found (pip install -e . first)")
+    return [n for n in GATEWAYS if n in names]
+
+
+def check_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"missing tools: {', '.join(missing)} (apt-get install nginx wrk util-linux)")
+
+
+async def bench(
+    args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path
+) -> tuple[list[Figures], list[float]]:
+    """Every round's figures, and the CPU (in cores) other processes used during each round."""
+    up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
+    try:
+        gateways = [
+            targets.plain(up)
+            if name == PLAIN
+            else targets.pointsman(up, args.pointsman_bin, workdir, args.rules)
+            for name in names
+        ]
+        rounds: list[Figures] = []
+        background: list[float] = []
+        for i in range(args.rounds):
+            _log(f"round {i + 1}/{args.rounds}")
+            load = procs.BackgroundLoad()
+            rounds.append(await measure.run_round(i, settings, targets.direct(up), gateways, workdir, _log))
+            background.append(load.cores())
+            _log(f"  other processes used {background[-1]:.2f} cores during the round")
+        return rounds, background
+    finally:
+        await procs.stop(up.proc)
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def pin_self(settings: Settings) -> Settings:
+    """The load generator (this process, wrk, nginx) on CPU 0; gateways go on CPU 1."""
+    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        print("note: CPUs 0 and 1 not both available, running unpinned", file=sys.stderr)
+        return dataclasses.replace(settings, pin=False)
+    os.sched_setaffinity(0, {LOAD_CPU})
+    return settings
+
+
+def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict[str, Any]:
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "gateways": names,
+        "rounds": args.rounds,
+        "rules": args.rules,
+        "quick": args.quick,
+        "settings": dataclasses.asdict(settings),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_tools()
+    names = choose_gateways(args.only, args.pointsman_bin)
+    settings = pin_self(QUICK if args.quick else Settings())
+    with tempfile.TemporaryDirectory(prefix="pointsman-bench-") as tmp:
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                rounds, background = runner.run(bench(args, settings, names, Path(tmp)))
+        except RuntimeError as exc:
+            print(f"bench failed: {exc}", file=sys.stderr)
+            _dump_logs(Path(tmp))
+            return 2
+    summary = report.aggregate(rounds)
+    print()
+    print(report.table(summary, (settings.rate, settings.stream_rate)))
+    print()
+    print(report.checks_text(summary))
+    print(report.background_text(background))
+    if args.json:
+        info = meta(args, settings, names) | {"background_cores_per_round": background}
+        report.write_json(args.json, info, rounds, summary)
+        print(f"\nJSON: {args.json}")
+    return 0
+
+
+def _dump_logs(workdir: Path, lines: int = 40) -> None:
+    for log in sorted(workdir.rglob("*.log")) + sorted(workdir.rglob("*.out")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            print(f"--- {log.name} (last {len(tail)} lines)", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
