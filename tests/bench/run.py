@@ -14,10 +14,12 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 
@@ -25,6 +27,8 @@ from tests.bench import measure, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import GATEWAYS, PLAIN, POINTSMAN
+
+T = TypeVar("T")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,6 +105,16 @@ async def bench(
         await procs.stop(up.proc)
 
 
+async def _stoppable(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``, turning SIGTERM and SIGHUP into a cancellation (as asyncio.Runner does for
+    SIGINT), so the ``finally`` blocks that stop nginx and the gateways run."""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    return await coro
+
+
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -136,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pointsman-bench-") as tmp:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                rounds, background = runner.run(bench(args, settings, names, Path(tmp)))
+                rounds, background = runner.run(_stoppable(bench(args, settings, names, Path(tmp))))
         except RuntimeError as exc:
             print(f"bench failed: {exc}", file=sys.stderr)
             _dump_logs(Path(tmp))
             return 2
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("interrupted; everything the bench started is stopped", file=sys.stderr)
+            return 130
     summary = report.aggregate(rounds)
     print()
     print(report.table(summary, (settings.rate, settings.stream_rate)))

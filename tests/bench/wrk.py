@@ -53,7 +53,12 @@ async def run(url: str, script: Path, *, duration_s: float, connections: int, cp
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
     text = out.decode(errors="replace")
     for line in text.splitlines():
         if line.startswith(_MARK):
