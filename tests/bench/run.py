@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(summary, (settings.rate, settings.stream_rate)))
     print()
     print(report.checks_text(summary))
-    print(report.background_text(background))
+    print(report.noise_text(background, summary))
     if args.json:
         info = meta(args, settings, names) | {"background_cores_per_round": background}
         report.write_json(args.json, info, rounds, summary)
