@@ -6,6 +6,7 @@ The app owns its lifespan (backends, accountant, stores) through ``GatewayState`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Body, FastAPI, Request
@@ -29,7 +30,7 @@ INFERENCE_PATHS = {f"/v1/{ep}": ep for ep in DOCUMENTED}
 
 
 def _error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None,
-                    headers: dict[str, str] | None = None) -> Response:
+                    headers: Mapping[str, str] | None = None) -> Response:
     return Response(error_body(message, type_, code, param), status_code=status, media_type="application/json",
                     headers=headers)
 
@@ -158,7 +159,7 @@ class GatewayApp:
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.state.start()
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                except Exception as exc:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

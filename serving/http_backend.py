@@ -65,7 +65,7 @@ class HTTPStream:
                 if not chunk:
                     return
                 yield chunk
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, self._backend.name, self.endpoint) from exc
 
     async def aclose(self) -> None:
@@ -141,10 +141,12 @@ class OpenAIHTTPBackend:
         ep.outstanding -= 1
 
     def _timeout_for(self, call: UpstreamCall) -> aiohttp.ClientTimeout:
-        if call.timeout_s == self.cfg.timeout_s:
+        if call.timeout_s >= self.cfg.timeout_s:
             return self._timeout
         return aiohttp.ClientTimeout(
-            total=call.timeout_s, sock_connect=min(self.cfg.connect_timeout_s, call.timeout_s)
+            total=call.timeout_s,
+            sock_connect=min(self.cfg.connect_timeout_s, call.timeout_s),
+            sock_read=call.timeout_s,
         )
 
     def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
@@ -182,7 +184,7 @@ class OpenAIHTTPBackend:
                 return UpstreamResponse(status=resp.status, body=body, content_type=ctype, endpoint=ep.url)
         except UpstreamError:
             raise
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, self.name, ep.url) from exc
         finally:
             self._done(ep)
@@ -236,5 +238,5 @@ class OpenAIHTTPBackend:
                 return orjson.loads(body)
         except UpstreamError:
             raise
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
             raise translate(exc, self.name, url) from exc

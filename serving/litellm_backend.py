@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,8 @@ _litellm: Any = None
 def _lib() -> Any:
     global _litellm
     if _litellm is None:
+        # Use the price map shipped with the package; never fetch it over the network at import.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         _litellm = importlib.import_module("litellm")
         _litellm.suppress_debug_info = True
         _litellm.drop_params = True
@@ -64,6 +67,10 @@ def translate(exc: BaseException, backend: str) -> UpstreamError:
     return UpstreamProtocolError("provider call failed", backend=backend)
 
 
+def _empty_choice(c: Any) -> bool:
+    return isinstance(c, dict) and not c.get("delta") and not c.get("finish_reason")
+
+
 class LiteLLMStream:
     __slots__ = ("_it", "endpoint", "_backend", "_include_usage", "_closed")
 
@@ -78,11 +85,14 @@ class LiteLLMStream:
         try:
             async for chunk in self._it:
                 data = chunk.model_dump(exclude_none=True)
-                if not self._include_usage:
-                    data.pop("usage", None)
+                if "usage" in data:
+                    if not self._include_usage:
+                        data.pop("usage")
+                    elif all(_empty_choice(c) for c in data.get("choices", ())):
+                        data["choices"] = []  # OpenAI's shape for the usage-only chunk
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
             yield b"data: [DONE]\n\n"
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        except Exception as exc:
             raise translate(exc, self._backend.name) from exc
 
     async def aclose(self) -> None:
@@ -94,7 +104,7 @@ class LiteLLMStream:
         if close is not None:
             try:
                 await close()
-            except Exception:  # noqa: BLE001 - closing a finished provider stream
+            except Exception:
                 pass
 
 
@@ -157,7 +167,7 @@ class LiteLLMBackend:
             return UpstreamResponse(
                 status=200, body=orjson.dumps(resp.model_dump(exclude_none=True)), endpoint=self.info.endpoints[0]
             )
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        except Exception as exc:
             raise translate(exc, self.name) from exc
         finally:
             self.in_flight -= 1
@@ -180,6 +190,6 @@ class LiteLLMBackend:
             include_usage = bool((kw.get("stream_options") or {}).get("include_usage"))
             it = await lib.acompletion(**kw)
             return LiteLLMStream(it, self, include_usage)
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        except Exception as exc:
             self.in_flight -= 1
             raise translate(exc, self.name) from exc

@@ -96,7 +96,7 @@ class GatewayProcess:
         return self.url + "/v1"
 
     def start(self, timeout: float = 20) -> GatewayProcess:
-        self._logf = open(self.log, "ab")  # noqa: SIM115
+        self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.path), "--port", str(self.port),
              "--workers", str(self.workers)],

@@ -180,7 +180,7 @@ class InferenceService:
                 await self._unary(send, endpoint, doc, decision, rec, base, t0)
         except ClientGone:
             return
-        except Exception as exc:  # noqa: BLE001 - the one place request errors become responses
+        except Exception as exc:
             err = to_api_error(exc)
             if err.status >= 500 and not isinstance(exc, ApiError | UpstreamError) and err.code == "internal_error":
                 log.exception("unexpected error handling request %s", rid)

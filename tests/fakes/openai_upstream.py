@@ -94,7 +94,7 @@ class FakeOpenAI:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         body = orjson.loads(raw)
-        self.requests.append(Seen(request.path, body, dict(request.headers), time.time()))
+        self.requests.append(Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time()))
         return body
 
     async def _pre(self, b: str) -> web.Response | None:

@@ -1,0 +1,82 @@
+"""Completions, embeddings, Responses API, models, health."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+
+from tests.conftest import CLIENT_KEY
+from tests.gateway_runner import RunningGateway
+
+
+def test_completions(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="gpt-4o-mini", prompt="Say hi")
+    assert r.choices[0].text.startswith("Hello from primary")
+    assert r.usage is not None and r.usage.completion_tokens == 7
+
+
+def test_streamed_completions(client: openai.OpenAI) -> None:
+    text = "".join(c.choices[0].text for c in client.completions.create(model="gpt-4o-mini", prompt="x", stream=True) if c.choices)
+    assert text.startswith("Hello from primary")
+
+
+def test_embeddings(client: openai.OpenAI) -> None:
+    r = client.embeddings.create(model="gpt-4o-mini", input=["a", "b"])
+    assert len(r.data) == 2 and r.usage.prompt_tokens == 11
+
+
+def test_responses_api(client: openai.OpenAI) -> None:
+    r = client.responses.create(model="gpt-4o-mini", input="hi")
+    assert r.output_text == "Hello from primary (gpt-4o-mini)"
+    assert r.usage is not None and r.usage.input_tokens == 11
+
+
+def test_streamed_responses_api(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    assert events[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == "Hello from primary (gpt-4o-mini)"
+
+
+def test_models_lists_configured_exact_names(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"gpt-4o-mini", "alias"} <= ids
+
+
+def test_model_retrieve_resolves_glob_models(client: openai.OpenAI) -> None:
+    assert client.models.retrieve("fake-anything").id == "fake-anything"
+
+
+def test_model_retrieve_unknown_is_404(client: openai.OpenAI) -> None:
+    try:
+        client.models.retrieve("nope")
+    except openai.NotFoundError as exc:
+        assert exc.body["code"] == "model_not_found"  # type: ignore[index]
+    else:
+        raise AssertionError
+
+
+def test_healthz_and_readyz(gateway: RunningGateway) -> None:
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 200 and "up" in ready.json()["backends"]
+
+
+def test_metrics_endpoint_serves_prometheus_text(gateway: RunningGateway) -> None:
+    r = httpx.get(gateway.url + "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+
+
+def test_openapi_documents_inference_and_admin_endpoints(gateway: RunningGateway) -> None:
+    paths = httpx.get(gateway.url + "/openapi.json").json()["paths"]
+    assert "/v1/chat/completions" in paths and "/v1/models" in paths
+    assert any(p.startswith("/admin") for p in paths)
+
+
+def test_api_key_header_is_accepted(gateway: RunningGateway) -> None:
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        headers={"api-key": CLIENT_KEY},
+    )
+    assert r.status_code == 200
