@@ -6,13 +6,12 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -n "${PYTHON:-}" ]]; then
-  py="$PYTHON"
-elif [[ -x "$root/.venv/bin/python" ]]; then
-  py="$root/.venv/bin/python"
-else
-  py="$(command -v python3)"
+# Python tools go into the project's virtual environment (Debian's system Python refuses pip installs);
+# it is created here when missing, the same way scripts/test.sh does.
+if [[ ! -x "$root/.venv/bin/python" ]]; then
+  "${PYTHON:-python3}" -m venv "$root/.venv"
 fi
+py="$root/.venv/bin/python"
 
 sudo_cmd=()
 if [[ "$(id -u)" != 0 ]]; then
