@@ -2,17 +2,140 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+_NonNegDecimal = Field(default=None, ge=0, le=1_000_000)
+
+
+class ModelPriceConfig(StrictModel):
+    """Price of one model, overriding the bundled price table (all amounts USD per million tokens)."""
+
+    input_per_mtok: Decimal | None = _NonNegDecimal
+    """USD per million uncached input (prompt) tokens."""
+    output_per_mtok: Decimal | None = _NonNegDecimal
+    """USD per million output (completion) tokens, reasoning tokens included."""
+    cached_input_per_mtok: Decimal | None = _NonNegDecimal
+    """USD per million cached input tokens; defaults to the input price when not given."""
+    gpu_hour_usd: Decimal | None = _NonNegDecimal
+    """Self-hosted: price of one GPU hour (overrides the vLLM backend's ``gpu_hour_usd``)."""
+    gpu_count: int | None = Field(default=None, ge=1, le=100_000)
+    """Self-hosted: GPUs serving this model (overrides the vLLM backend's ``gpu_count``)."""
+    throughput_tokens_per_s: float | None = Field(default=None, gt=0)
+    """Self-hosted: tokens per second the GPUs sustain (input + output); with ``gpu_hour_usd`` it derives a
+    per-token price of ``gpu_hour_usd * gpu_count / 3600 / throughput`` for every token type."""
+
+
+class BudgetConfig(StrictModel):
+    """A spending cap for one key or team, per UTC day and/or calendar month (UTC)."""
+
+    scope: Literal["key", "team"]
+    """What the budget applies to: a client key (by name) or a team."""
+    name: str = Field(min_length=1, max_length=128)
+    """The key's or team's name."""
+    daily_usd: Decimal | None = Field(default=None, ge=0)
+    """USD allowed per UTC day; None for no daily cap."""
+    monthly_usd: Decimal | None = Field(default=None, ge=0)
+    """USD allowed per calendar month (UTC); None for no monthly cap."""
+    soft_threshold: float = Field(default=0.8, gt=0, le=1)
+    """Fraction of a cap at which a warning is logged and ``pointsman_budget_remaining_usd`` is watched."""
+
+    @model_validator(mode="after")
+    def _some_cap(self) -> BudgetConfig:
+        if self.daily_usd is None and self.monthly_usd is None:
+            raise ValueError("give daily_usd, monthly_usd or both")
+        return self
+
+
+class RateLimitConfig(StrictModel):
+    """Per-key request and token rate limits (sliding one-minute window)."""
+
+    key: str = Field(min_length=1, max_length=128)
+    """Client key name, or ``*`` for every key without its own entry."""
+    requests_per_min: int | None = Field(default=None, ge=1)
+    """Requests admitted per minute."""
+    tokens_per_min: int | None = Field(default=None, ge=1)
+    """Tokens (input + output) per minute; a request is refused once the window's tokens reach it."""
+
+
+class LedgerConfig(StrictModel):
+    """The durable spend ledger: one row per request."""
+
+    enabled: bool = True
+    """Write the ledger at all."""
+    path: str | None = None
+    """SQLite file; defaults to ``<server.data_dir>/ledger.sqlite3``."""
+    flush_interval_s: float = Field(default=0.5, gt=0, le=1.0)
+    """Pending records are written at least this often (and on shutdown)."""
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    """Records per write transaction at most."""
+    max_pending: int = Field(default=200_000, ge=100)
+    """Records held in memory waiting for the writer; beyond it records are dropped and counted (never blocks)."""
+    shared: Literal["auto", "off"] = "auto"
+    """With ``redis.url`` set (``auto``), records are also published to a Redis stream that every replica
+    copies into its own SQLite file, so ``/admin/spend`` on any replica covers all of them."""
+    stream_maxlen: int = Field(default=2_000_000, ge=1000)
+    """Approximate cap on the shared Redis stream's length."""
+
+
+class EstimationConfig(StrictModel):
+    """Token counting when an upstream reports no usage."""
+
+    chars_per_token: float = Field(default=4.0, gt=0)
+    """Heuristic for model families without a known tokenizer (estimated records are flagged)."""
+    tiktoken_dir: str | None = None
+    """Directory with tiktoken encoding files (named as tiktoken caches them); default: ``TIKTOKEN_CACHE_DIR``,
+    then the copies bundled with the installed litellm package."""
+    vllm_tokenize: bool = True
+    """Count self-hosted models' tokens with the vLLM server's own ``/tokenize``."""
+
+
 class AccountingConfig(StrictModel):
     """The ``accounting:`` section."""
 
     task_allowlist: list[str] = Field(default_factory=list)
-    """Task tag values kept as metric labels; others collapse to ``other``."""
+    """Task tag values kept as metric labels; others collapse to ``other``. Task values named in routes' match
+    rules and keys' default tags are kept too."""
     team_allowlist: list[str] | None = None
     """Team names kept as metric labels; None keeps teams of configured keys, others become ``other``."""
+    model_allowlist: list[str] = Field(default_factory=list)
+    """Extra model names kept as ``requested_model``/``upstream_model`` labels (exact names; configured exact
+    model names and priced names are always kept)."""
+    price_table: str | None = None
+    """JSON price table in litellm's format; default: the one bundled with the installed litellm package."""
+    pricing: dict[str, ModelPriceConfig] = Field(default_factory=dict)
+    """Per-model prices by model name (as configured, or the upstream model id); override the price table."""
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    """Spending caps per key and team."""
+    rate_limits: list[RateLimitConfig] = Field(default_factory=list)
+    """Per-key request/token rate limits."""
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    """Durable spend ledger."""
+    estimation: EstimationConfig = Field(default_factory=EstimationConfig)
+    """Token counting when the upstream reports no usage."""
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets_unique(cls, v: list[BudgetConfig]) -> list[BudgetConfig]:
+        seen: set[tuple[str, str]] = set()
+        for b in v:
+            if (b.scope, b.name) in seen:
+                raise ValueError(f"duplicate budget for {b.scope} {b.name!r}")
+            seen.add((b.scope, b.name))
+        return v
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits_unique(cls, v: list[RateLimitConfig]) -> list[RateLimitConfig]:
+        names = [r.key for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate rate limits for keys {dup}")
+        return v

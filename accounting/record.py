@@ -31,11 +31,15 @@ class RequestRecord:
     usage: Usage = field(default_factory=Usage)
     has_usage: bool = False
     cost_usd: Decimal = Decimal(0)
+    priced: bool = True
+    """False when the served model has no price (cost recorded as 0, flagged in the ledger)."""
     latency_s: float = 0.0
     ttft_s: float | None = None
     overhead_s: float = 0.0
     """Time spent in pointsman itself (total minus time waiting on the upstream)."""
     fallbacks: int = 0
+    failed_attempts: list[tuple[str, str]] = field(default_factory=list)
+    """(backend, error_type) of each upstream attempt that failed before the one that served (or last failed)."""
     shadow: bool = False
     """True for the shadow (candidate) side of a shadow test."""
     tags: dict[str, str] = field(default_factory=dict)

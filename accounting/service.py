@@ -1,37 +1,192 @@
 """The accountant: admission (budgets, rate limits), pricing, metrics and the ledger for every request.
 
 The request path calls ``admit`` before dispatch and ``price`` + ``finish`` after; ``finish`` never blocks
-(records are queued and written in batches in the background).
+(records are queued and written in batches in the background; token estimation for upstreams that report no
+usage runs in background tasks).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import time
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
+from accounting.catalog import Catalog, TokenCounter
 from accounting.config import AccountingConfig
+from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
+from accounting.limits import Limits, RedisHealth, buckets_at
+from accounting.metrics import ERROR_TYPES, Labels, Metrics
+from accounting.pricing import ModelPrice, PriceTable, Pricing
 from accounting.record import RequestRecord
+from accounting.shared_ledger import SharedLedgerLink
+from accounting.tokens import Estimator
+from accounting.usage import Usage
+
+log = logging.getLogger("pointsman.accounting")
+
+_ZERO = Decimal(0)
+_MAX_ESTIMATES = 10_000
+
+
+def labels_for(cfg: AccountingConfig, catalog: Catalog) -> Labels:
+    models: set[str] = set(cfg.model_allowlist) | set(cfg.pricing)
+    for m in catalog.models.values():
+        if not any(c in m.name for c in "*?["):
+            models.add(m.name)
+        if m.upstream_model:
+            models.add(m.upstream_model)
+    return Labels(
+        tasks=set(cfg.task_allowlist) | set(catalog.tasks),
+        teams=set(cfg.team_allowlist) if cfg.team_allowlist is not None else catalog.teams,
+        models=models,
+        backends=catalog.backends,
+        routes=catalog.routes,
+        keys=catalog.keys,
+    )
 
 
 class Accountant:
-    def __init__(self, cfg: AccountingConfig, data_dir: str) -> None:
+    def __init__(
+        self,
+        cfg: AccountingConfig,
+        data_dir: str,
+        catalog: Catalog | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> None:
         self.cfg = cfg
         self.data_dir = data_dir
-        self.registry = CollectorRegistry()
+        self.catalog = catalog or Catalog()
+        self.metrics = Metrics(labels_for(cfg, self.catalog))
+        self.registry = self.metrics.registry
+        self.table = PriceTable.load(cfg.price_table)
+        self.pricing = Pricing(cfg, self.catalog, self.table)
+        self.limits = Limits(cfg, self.metrics)
+        self.estimator = Estimator(cfg.estimation, token_counter)
+        self.ledger: SQLiteLedger | None = None
+        if cfg.ledger.enabled:
+            path = cfg.ledger.path or str(Path(data_dir) / "ledger.sqlite3")
+            self.ledger = SQLiteLedger(path, cfg.ledger.flush_interval_s, cfg.ledger.batch_size,
+                                       cfg.ledger.max_pending)
+        self.link: SharedLedgerLink | None = None
+        self.health: RedisHealth | None = None
+        self._redis: list[Any] = []
+        self._estimates: set[asyncio.Task[None]] = set()
+        self._sem: asyncio.Semaphore | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._publish_gauges()
 
+    # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        return None
+        self._sem = asyncio.Semaphore(64)
+        self.pricing.warn_unpriced()
+        if self.catalog.redis_url:
+            self._connect_redis(self.catalog.redis_url)
+        if self.ledger is not None:
+            self.ledger.on_commit.append(self._ledger_committed)
+            await asyncio.to_thread(self.ledger.start)
+            await self._refresh_budgets()
+            if self.health is not None and self.cfg.ledger.shared == "auto":
+                self.link = SharedLedgerLink(self.ledger, self._redis[0], self._redis[1], self.health,
+                                             self.cfg.ledger.stream_maxlen)
+                await self.link.start()
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        await self.limits.start()
+        asyncio.get_running_loop().run_in_executor(None, self.estimator.warm)
+
+    def _connect_redis(self, url: str) -> None:
+        import redis.asyncio as aioredis  # only with Redis configured
+
+        client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False)
+        reader = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=0.5)
+        self._redis = [client, reader]
+        self.health = RedisHealth(client, self.metrics, self.catalog.on_unavailable)
+        for component in ("limits", "ledger"):
+            self.metrics.redis_up.labels(component).set(1)
+        self.limits.use_redis(client, self.catalog.on_unavailable, self.health)
 
     async def close(self) -> None:
-        return None
+        """Finish background work and flush everything (the lifespan shutdown, e.g. on SIGTERM)."""
+        self._closing = True
+        if self._estimates:
+            await asyncio.wait(list(self._estimates), timeout=15)
+        await self.limits.close()
+        if self.link is not None:
+            await self.link.close()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self.ledger is not None:
+            await self.ledger.close()
+            if self.ledger.dropped:
+                log.error("ledger: %d records were dropped (queue full)", self.ledger.dropped)
+        closer = getattr(self.estimator.counter, "aclose", None)
+        if closer is not None:
+            await closer()
+        if self.health is not None:
+            self.health.close()
+        for c in self._redis:
+            with contextlib.suppress(Exception):
+                await c.aclose()
+        self.metrics.close()
 
+    def reconfigure(self, cfg: AccountingConfig, catalog: Catalog) -> None:
+        """A new config was swapped in: new prices, label allowlists, budgets and limits; state is kept."""
+        throughput = dict(self.pricing._throughput)
+        self.cfg = cfg
+        self.catalog = catalog
+        self.metrics.labels = labels_for(cfg, catalog)
+        if cfg.price_table != self.table.source:
+            self.table = PriceTable.load(cfg.price_table)
+        pricing = Pricing(cfg, catalog, self.table)
+        for model, tps in throughput.items():
+            pricing.set_throughput(model, tps)
+        self.pricing = pricing
+        self.limits.configure(cfg)
+        self._publish_gauges()
+
+    def _publish_gauges(self) -> None:
+        m = self.metrics
+        for name in self.pricing.unpriced:
+            m.model_unpriced.labels(name).set(1)
+        for name, price in self.pricing.self_hosted_prices.items():
+            m.model_unpriced.labels(name).set(0)
+            m.selfhosted_cost_per_mtok.labels(name).set(float(price.output_per_mtok))
+
+    def model_price(self, backend: str, upstream_model: str) -> ModelPrice | None:
+        """The price of a served model (USD per token by type), or None when unpriced. Dict lookups only."""
+        return self.pricing.lookup(backend, upstream_model)
+
+    def set_measured_throughput(self, model: str, tokens_per_s: float) -> None:
+        """Hook for measured vLLM throughput (tokens/s, from its ``/metrics``): reprices a self-hosted model."""
+        price = self.pricing.set_throughput(model, tokens_per_s)
+        if price is not None:
+            self._publish_gauges()
+
+    # -- request path ------------------------------------------------------------------------------------------
     async def admit(self, key: str, team: str | None, model: str) -> None:
-        return None
+        if self.limits.active:
+            await self.limits.admit(key, team)
 
     def price(self, rec: RequestRecord) -> Decimal:
+        """Price ``rec.usage`` for the served model (dict lookups only); sets ``rec.cost_usd``/``rec.priced``."""
+        if not rec.backend:
+            rec.cost_usd = _ZERO
+            return _ZERO
+        p = self.pricing.lookup(rec.backend, rec.upstream_model or rec.requested_model)
+        if p is None:
+            rec.priced = False
+            rec.cost_usd = _ZERO
+        else:
+            rec.priced = True
+            rec.cost_usd = p.cost(rec.usage)
         return rec.cost_usd
 
     def finish(
@@ -40,10 +195,149 @@ class Accountant:
         request_body: dict[str, Any] | None = None,
         output_events: Sequence[bytes] | None = None,
     ) -> None:
-        return None
+        """Account a finished request. Never blocks: estimation (if needed) and writes happen in the background."""
+        if not rec.has_usage and rec.backend and self._upstream_worked(rec, output_events):
+            if len(self._estimates) < _MAX_ESTIMATES and not self._closing:
+                t = asyncio.get_running_loop().create_task(self._estimate(rec, request_body, output_events))
+                self._estimates.add(t)
+                t.add_done_callback(self._estimates.discard)
+                return
+            rec.usage = Usage(estimated=True)  # overloaded: record the request, token counts unknown
+        self._record(rec)
+
+    @staticmethod
+    def _upstream_worked(rec: RequestRecord, events: Sequence[bytes] | None) -> bool:
+        if rec.stream:
+            return bool(events)
+        return rec.status < 400 and rec.outcome == "ok" and bool(events)
 
     def track_in_flight(self, backend: str, delta: int) -> None:
-        return None
+        self.metrics.in_flight.labels(self.metrics.labels.backend(backend)).inc(delta)
 
     def metrics_payload(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return self.metrics.payload()
+
+    # -- background ----------------------------------------------------------------------------------------------
+    async def _estimate(
+        self, rec: RequestRecord, body: dict[str, Any] | None, events: Sequence[bytes] | None
+    ) -> None:
+        assert self._sem is not None
+        try:
+            async with self._sem:
+                inp, out, method = await self.estimator.estimate(
+                    rec.endpoint, rec.backend, rec.upstream_model or rec.requested_model, rec.self_hosted, body,
+                    events,
+                )
+            rec.usage = Usage(input_tokens=inp, output_tokens=out, estimated=True)
+            log.debug("estimated usage of %s with %s: %d in, %d out", rec.request_id, method, inp, out)
+        except Exception:
+            log.exception("token estimation failed for request %s", rec.request_id)
+            rec.usage = Usage(estimated=True)
+        self._record(rec)
+
+    def _record(self, rec: RequestRecord) -> None:
+        cost = self.price(rec) if (rec.has_usage or rec.usage.estimated) else self.price_zero(rec)
+        try:
+            self._observe(rec, cost)
+        except Exception:
+            log.exception("metrics observation failed for request %s", rec.request_id)
+        if self.ledger is not None:
+            row = self.ledger.append(rec)
+            if row is not None and self.link is not None:
+                self.link.publish(row)
+        if self.limits.active:
+            self.limits.commit(rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens)
+
+    @staticmethod
+    def price_zero(rec: RequestRecord) -> Decimal:
+        rec.cost_usd = _ZERO
+        return _ZERO
+
+    def _observe(self, rec: RequestRecord, cost: Decimal) -> None:
+        m = self.metrics
+        lb = m.labels
+        common = (
+            lb.model(rec.requested_model), lb.model(rec.upstream_model), lb.backend(rec.backend),
+            lb.route(rec.route), lb.task(rec.task), lb.team(rec.team),
+        )
+        shadow = "true" if rec.shadow else "false"
+        m.requests.labels(*common, rec.outcome, shadow).inc()
+        m.operation_duration.labels(*common, rec.outcome, shadow).observe(rec.latency_s)
+        if rec.backend:
+            m.overhead.labels(common[3], common[2]).observe(rec.overhead_s)
+        u = rec.usage
+        if rec.has_usage or u.estimated:
+            tu = m.token_usage
+            tu.labels(*common, "input", shadow).observe(u.input_tokens)
+            tu.labels(*common, "output", shadow).observe(u.output_tokens)
+            if u.cached_input_tokens:
+                tu.labels(*common, "cached_input", shadow).observe(u.cached_input_tokens)
+            if u.reasoning_tokens:
+                tu.labels(*common, "reasoning", shadow).observe(u.reasoning_tokens)
+        if rec.stream and rec.ttft_s is not None:
+            m.ttft.labels(*common, shadow).observe(rec.ttft_s)
+            if u.output_tokens > 1 and rec.latency_s > rec.ttft_s:
+                m.tpot.labels(*common, shadow).observe((rec.latency_s - rec.ttft_s) / (u.output_tokens - 1))
+        if cost:
+            hosting = "self_hosted" if rec.self_hosted else "frontier"
+            m.cost.labels(*common, shadow, hosting).inc(float(cost))
+        for backend, et in rec.failed_attempts:
+            m.upstream_error(backend, et)
+            m.fallback(rec.route, backend, et)
+        if rec.backend and rec.error_type in ERROR_TYPES:
+            m.upstream_error(rec.backend, rec.error_type)
+
+    # -- budgets from the ledger ---------------------------------------------------------------------------------
+    def _ledger_committed(self, rows: list[tuple[Any, ...]]) -> None:
+        """Writer thread, after a commit of own rows: move their spend from pending to the snapshot."""
+        if not self.limits.budgets or not rows or self.ledger is None:
+            return
+        fresh = self.ledger.budget_spend(self.limits.budget_keys())
+        self.limits.ledger_committed(spend_deltas(rows), fresh)
+
+    async def _refresh_budgets(self) -> None:
+        if self.ledger is None or not self.limits.budgets:
+            return
+        gen = self.limits.generation
+        fresh = await asyncio.to_thread(self.ledger.budget_spend, self.limits.budget_keys())
+        self.limits.refresh(gen, fresh)
+        now = time.time()
+        b = buckets_at(now)
+        if self.health is None or not self.health.is_up("limits"):
+            for lst in self.limits.budgets.values():
+                for x in lst:
+                    k = (x.scope, x.name, b[x.period])
+                    spent = self.limits.snapshot.get(k, 0) + self.limits.pending.get(k, 0)
+                    self.limits.observe_budget(x, spent, b[x.period])
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._refresh_budgets()
+            except Exception:
+                log.exception("budget refresh failed")
+
+    # -- queries ----------------------------------------------------------------------------------------------------
+    async def settle(self, wait_s: float = 10.0) -> None:
+        """Wait until every finished request is in the ledger (estimations done, queue written)."""
+        if self._estimates:
+            await asyncio.wait(list(self._estimates), timeout=wait_s)
+        if self.ledger is not None:
+            await self.ledger.flushed(wait_s)
+
+    async def spend(
+        self,
+        group_by: Sequence[str],
+        since: float | None = None,
+        until: float | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        if self.ledger is None:
+            raise LookupError("the ledger is disabled (accounting.ledger.enabled: false)")
+        await self.settle()
+        return await asyncio.to_thread(query_spend, self.ledger.path, list(group_by), since, until, filters)
+
+    @property
+    def multiprocess(self) -> bool:
+        return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from accounting.service import Accountant
+from gateway.accounting_setup import build_accountant, build_catalog
 from gateway.config import GatewayConfig
 from gateway.runtime import Runtime
 from routing.dispatch import Dispatcher
@@ -21,7 +21,7 @@ class GatewayState:
         self.runtime = Runtime.build(config)
         self.registry = BackendRegistry()
         self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s)
-        self.accountant = Accountant(config.accounting, config.server.data_dir)
+        self.accountant = build_accountant(config)
         self.started_at = time.time()
         self.ready = False
         self.draining = False
@@ -43,6 +43,7 @@ class GatewayState:
         async with self._swap_lock:
             retired = await self.registry.sync(runtime.config.backends)
             self.runtime = runtime
+            self.accountant.reconfigure(runtime.config.accounting, build_catalog(runtime.config, runtime.keys.by_hash.values()))
         if retired:
             # Let in-flight requests on replaced backends finish before closing their sessions.
             async def close_later() -> None:

@@ -243,6 +243,8 @@ class InferenceService:
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
+        waiting_on = decision.attempts[0].backend if decision.attempts else ""
+        state.accountant.track_in_flight(waiting_on, 1)
         try:
             resp, outcome = await state.dispatcher.call(
                 decision, self._factory(endpoint, doc, decision, False, rec.request_id)
@@ -250,6 +252,8 @@ class InferenceService:
         except UpstreamError as exc:
             self._note_failure(rec, exc)
             raise
+        finally:
+            state.accountant.track_in_flight(waiting_on, -1)
         t_done = time.perf_counter()
         self._note_outcome(rec, outcome)
         try:
@@ -276,7 +280,7 @@ class InferenceService:
         rec.latency_s = t_end - t0
         rec.ttft_s = rec.latency_s
         rec.overhead_s = (t_up - t0) + (t_end - t_done)
-        state.accountant.finish(rec, doc, None)
+        state.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
 
     def _served_headers(self, rec: RequestRecord) -> list[tuple[bytes, bytes]]:
         return [
@@ -291,6 +295,7 @@ class InferenceService:
         rec.upstream_model = outcome.target.upstream_model
         rec.self_hosted = outcome.backend.info.self_hosted
         rec.fallbacks = outcome.fallbacks
+        rec.failed_attempts = [(a.backend, a.error) for a in outcome.tried if a.error]
 
     @staticmethod
     def _note_failure(rec: RequestRecord, exc: UpstreamError) -> None:
@@ -311,6 +316,8 @@ class InferenceService:
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
+        waiting_on = decision.attempts[0].backend if decision.attempts else ""
+        state.accountant.track_in_flight(waiting_on, 1)
         try:
             upstream, outcome = await state.dispatcher.open_stream(
                 decision, self._factory(endpoint, doc, decision, True, rec.request_id)
@@ -318,6 +325,8 @@ class InferenceService:
         except UpstreamError as exc:
             self._note_failure(rec, exc)
             raise
+        finally:
+            state.accountant.track_in_flight(waiting_on, -1)
         t_open = time.perf_counter()
         self._note_outcome(rec, outcome)
         so = doc.get("stream_options")
@@ -360,6 +369,7 @@ class InferenceService:
                     return
 
         watcher = asyncio.get_running_loop().create_task(watch())
+        self.state.accountant.track_in_flight(rec.backend, 1)
         try:
             try:
                 async for chunk in upstream:
@@ -389,6 +399,7 @@ class InferenceService:
             rec.outcome = "cancelled"
             rec.status = 499
         finally:
+            self.state.accountant.track_in_flight(rec.backend, -1)
             watcher.cancel()
             await upstream.aclose()
 

@@ -1,0 +1,62 @@
+"""Accounting refusals. Each declares its HTTP face through ``api_error()``; the gateway renders it
+(OpenAI error shape) in ``gateway.errors.to_api_error``."""
+
+from __future__ import annotations
+
+
+class AccountingError(Exception):
+    status = 429
+    type = "rate_limit_error"
+    code: str | None = None
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def api_error(self) -> tuple[int, str, str, str | None, dict[str, str]]:
+        return self.status, self.message, self.type, self.code, self.headers
+
+
+class BudgetExceeded(AccountingError):
+    """A key or team budget for the current day/month is spent: 429 ``insufficient_quota``."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, scope: str, name: str, period: str, limit: str, spent: str, retry_after_s: int) -> None:
+        self.scope = scope
+        self.name = name
+        self.period = period
+        super().__init__(
+            f"You exceeded your current quota: the {period} budget of {scope} '{name}' (${limit}) is spent "
+            f"(${spent} used). It resets at the start of the next UTC {'day' if period == 'daily' else 'month'}.",
+            {"retry-after": str(retry_after_s)},
+        )
+
+
+class RateLimited(AccountingError):
+    """A key's requests/min or tokens/min limit is reached: 429 ``rate_limit_exceeded``."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, key: str, limit: str, allowed: int, retry_after_s: int) -> None:
+        self.key = key
+        self.limit = limit
+        what = "requests" if limit == "rpm" else "tokens"
+        super().__init__(
+            f"Rate limit reached for key '{key}': {allowed} {what} per minute. Retry after {retry_after_s}s.",
+            {"retry-after": str(retry_after_s)},
+        )
+
+
+class SharedStateUnavailable(AccountingError):
+    """Redis is unreachable and ``redis.on_unavailable`` is ``fail_closed``: refuse rather than guess."""
+
+    code = "shared_state_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Rate limits and budgets cannot be checked right now (shared state unavailable); retry shortly.",
+            {"retry-after": "1"},
+        )

@@ -1,0 +1,490 @@
+"""The durable spend ledger: one row per request.
+
+``Ledger`` is the small interface the accountant uses: ``append`` (non-blocking, from the event loop),
+``spend`` (grouped totals for ``/admin/spend`` and the CLI), ``budget_spend`` (per key/team/period totals),
+``start``/``close``. Two implementations:
+
+* ``SQLiteLedger``: a WAL-mode SQLite file under ``server.data_dir``. ``append`` puts the row on an in-memory
+  queue; a writer thread commits queued rows in batches at least every ``flush_interval_s`` (<= 1 s) and on
+  ``close`` (the lifespan shutdown, i.e. SIGTERM): a graceful stop loses nothing, a crash at most the last
+  interval. Per key/team/day/month spend totals are maintained in the same transaction, so budget checks read
+  a handful of rows however large the ledger grows.
+* ``SharedLedger`` (with Redis): the same SQLite file, plus every row is published to a Redis stream, and every
+  replica copies the stream into its own file (idempotently, by row uid). Queries stay local SQL, and cover
+  all replicas. While Redis is unreachable rows are still written locally and published when it returns.
+
+Amounts: ``cost_usd`` is the exact ``Decimal`` as text; ``cost_nusd`` the same in integer nano-dollars
+(rounded half-even), which is what sums use (exact integer arithmetic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from accounting.record import RequestRecord
+
+log = logging.getLogger("pointsman.ledger")
+
+NANO = Decimal("1e-9")
+COLUMNS = (
+    "uid", "request_id", "ts", "key", "team", "task", "route", "requested_model", "upstream_model", "backend",
+    "endpoint", "stream", "status", "outcome", "error_type", "input_tokens", "output_tokens",
+    "cached_input_tokens", "reasoning_tokens", "cost_usd", "cost_nusd", "latency_s", "ttft_s", "estimated",
+    "priced", "self_hosted", "shadow", "fallbacks",
+)
+_IDX = {c: i for i, c in enumerate(COLUMNS)}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    request_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    key TEXT NOT NULL,
+    team TEXT,
+    task TEXT,
+    route TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    upstream_model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_type TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_usd TEXT NOT NULL,
+    cost_nusd INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    ttft_s REAL,
+    estimated INTEGER NOT NULL,
+    priced INTEGER NOT NULL,
+    self_hosted INTEGER NOT NULL,
+    shadow INTEGER NOT NULL,
+    fallbacks INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE TABLE IF NOT EXISTS spend (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    nusd INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+"""
+_INSERT = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_UPSERT_SPEND = (
+    "INSERT INTO spend (scope, name, bucket, nusd, requests) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, name, bucket) DO UPDATE SET nusd = nusd + excluded.nusd, requests = requests + excluded.requests"
+)
+
+# group_by dimension -> SQL expression
+DIMENSIONS: dict[str, str] = {
+    "key": "key",
+    "team": "team",
+    "task": "task",
+    "route": "route",
+    "model": "upstream_model",
+    "requested_model": "requested_model",
+    "backend": "backend",
+    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
+    "month": "strftime('%Y-%m', ts, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%dT%H', ts, 'unixepoch')",
+    "outcome": "outcome",
+    "endpoint": "endpoint",
+    "shadow": "shadow",
+    "estimated": "estimated",
+}
+FILTERS = ("key", "team", "task", "route", "model", "requested_model", "backend", "outcome")
+
+
+def to_nusd(cost: Decimal) -> int:
+    return int((cost / NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def from_nusd(n: int) -> Decimal:
+    return Decimal(n).scaleb(-9)
+
+
+def day_bucket(ts: float) -> str:
+    return "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def month_bucket(ts: float) -> str:
+    return "m:" + time.strftime("%Y-%m", time.gmtime(ts))
+
+
+def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
+    u = rec.usage
+    cost = rec.cost_usd
+    return (
+        uid, rec.request_id, rec.ts, rec.key, rec.team, rec.task, rec.route, rec.requested_model,
+        rec.upstream_model, rec.backend, rec.endpoint, int(rec.stream), rec.status, rec.outcome, rec.error_type,
+        u.input_tokens, u.output_tokens, u.cached_input_tokens, u.reasoning_tokens, str(cost), to_nusd(cost),
+        round(rec.latency_s, 6), None if rec.ttft_s is None else round(rec.ttft_s, 6), int(u.estimated),
+        int(rec.priced), int(rec.self_hosted), int(rec.shadow), rec.fallbacks,
+    )
+
+
+def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], list[int]]:
+    """(scope, name, bucket) -> [nusd, requests] for key and team, per UTC day and month."""
+    out: dict[tuple[str, str, str], list[int]] = {}
+    ik, it, its, ic = _IDX["key"], _IDX["team"], _IDX["ts"], _IDX["cost_nusd"]
+    for r in rows:
+        ts = r[its]
+        buckets = (day_bucket(ts), month_bucket(ts))
+        for scope, name in (("key", r[ik]), ("team", r[it])):
+            if not name:
+                continue
+            for b in buckets:
+                acc = out.get((scope, name, b))
+                if acc is None:
+                    out[(scope, name, b)] = [r[ic], 1]
+                else:
+                    acc[0] += r[ic]
+                    acc[1] += 1
+    return out
+
+
+def parse_time(v: str | float | int | None, end: bool = False) -> float | None:
+    """Unix seconds from a number, an ISO date (``2026-11-23``, whole UTC day) or ISO datetime."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    s = v.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    if len(s) == 10:
+        d = datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=UTC)
+        return d.timestamp() + (86400 if end else 0)
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+class Ledger(Protocol):
+    path: str
+
+    def start(self) -> None: ...
+
+    def append(self, rec: RequestRecord) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def spend(
+        self, group_by: Sequence[str], since: float | None, until: float | None, filters: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]: ...
+
+
+def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SQLiteLedger:
+    """Batched, off-request-path SQLite writer (see the module docstring)."""
+
+    def __init__(self, path: str, flush_interval_s: float = 0.5, batch_size: int = 2000,
+                 max_pending: int = 200_000) -> None:
+        self.path = path
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self.replica = os.urandom(6).hex()
+        self._seq = 0
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._foreign: deque[tuple[str, list[tuple[Any, ...]]]] = deque()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.dropped = 0
+        self.written = 0
+        self.on_commit: list[Any] = []
+        """Callbacks ``f(rows)`` run in the writer thread after a batch of own rows is committed."""
+        self.last_error: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path)
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        self._thread = threading.Thread(target=self._run, name="pointsman-ledger", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 60)
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.close()
+            self._conn = None
+
+    # -- request path -----------------------------------------------------------------------------------------
+    def next_uid(self) -> str:
+        self._seq += 1
+        return f"{self.replica}-{self._seq:010d}"
+
+    def append(self, rec: RequestRecord) -> tuple[Any, ...] | None:
+        """Queue one record (never blocks). Returns the row, or None when the queue is full (counted)."""
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100, 1000) or self.dropped % 10000 == 0:
+                log.error("ledger queue full (%d pending): %d records dropped so far", self.max_pending, self.dropped)
+            return None
+        row = row_of(rec, self.next_uid())
+        self._pending.append(row)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+        return row
+
+    def add_foreign(self, position: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows copied from the shared stream up to ``position`` (inserted idempotently)."""
+        self._foreign.append((position, rows))
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flushed(self, wait_s: float = 10.0) -> None:
+        """Wake the writer and wait (polling, at most ``wait_s``) until what is queued now is committed."""
+        target = self.written + len(self._pending)
+        self._wake.set()
+        deadline = time.monotonic() + wait_s
+        while self.written < target and time.monotonic() < deadline:  # noqa: ASYNC110 - the writer is a thread
+            await asyncio.sleep(0.005)
+
+    # -- writer thread -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stop = self._stop
+            try:
+                while self._pending or self._foreign:
+                    self._write_batch()
+            except sqlite3.Error as exc:  # disk full, locked for too long: keep the rows and retry
+                if self.last_error != str(exc):
+                    log.error("ledger write failed (will retry): %s", exc)
+                self.last_error = str(exc)
+                if stop:
+                    time.sleep(0.2)  # noqa: TID251 - writer thread, not the event loop
+                    continue
+            if stop and not self._pending and not self._foreign:
+                return
+
+    def _write_batch(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        rows: list[tuple[Any, ...]] = []
+        while self._pending and len(rows) < self.batch_size:
+            rows.append(self._pending.popleft())
+        foreign = self._foreign.popleft() if self._foreign else None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                conn.executemany(_INSERT, rows)
+            spend_rows = list(rows)
+            if foreign is not None:
+                position, frows = foreign
+                for r in frows:
+                    if conn.execute(_INSERT, r).rowcount:
+                        spend_rows.append(r)
+                conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (position,))
+            deltas = spend_deltas(spend_rows)
+            if deltas:
+                conn.executemany(_UPSERT_SPEND, [(s, n, b, v[0], v[1]) for (s, n, b), v in deltas.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            # put them back in order for the retry
+            self._pending.extendleft(reversed(rows))
+            if foreign is not None:
+                self._foreign.appendleft(foreign)
+            raise
+        self.last_error = None
+        self.written += len(rows)
+        for cb in self.on_commit:
+            try:
+                cb(rows)
+            except Exception:
+                log.exception("ledger commit callback failed")
+
+    def flush_now(self) -> None:
+        """Write everything queued, synchronously (tests and benchmarks)."""
+        while self._pending or self._foreign:
+            self._write_batch()
+
+    # -- queries (any thread; each opens its own read connection) ------------------------------------------------
+    def stream_position(self) -> str | None:
+        conn = connect(self.path)
+        try:
+            row = conn.execute("SELECT v FROM meta WHERE k = 'stream_position'").fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+    def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+        want = list(keys)
+        if not want:
+            return {}
+        conn = connect(self.path)
+        try:
+            out: dict[tuple[str, str, str], int] = {}
+            for scope, name, bucket in want:
+                row = conn.execute(
+                    "SELECT nusd FROM spend WHERE scope = ? AND name = ? AND bucket = ?", (scope, name, bucket)
+                ).fetchone()
+                out[(scope, name, bucket)] = int(row[0]) if row else 0
+            return out
+        finally:
+            conn.close()
+
+    def spend(
+        self,
+        group_by: Sequence[str],
+        since: float | None,
+        until: float | None,
+        filters: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        return query_spend(self.path, group_by, since, until, filters)
+
+
+def query_spend(
+    path: str,
+    group_by: Sequence[str],
+    since: float | None,
+    until: float | None,
+    filters: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Totals grouped by ``group_by`` (names from ``DIMENSIONS``) over ``since <= ts < until``."""
+    for g in group_by:
+        if g not in DIMENSIONS:
+            raise ValueError(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}")
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts < ?")
+        args.append(until)
+    for k, v in (filters or {}).items():
+        if k not in FILTERS:
+            raise ValueError(f"unknown filter {k!r}; use any of {', '.join(FILTERS)}")
+        where.append(f"{DIMENSIONS[k]} = ?")
+        args.append(v)
+    dims = [f"{DIMENSIONS[g]} AS g{i}" for i, g in enumerate(group_by)]
+    sql = (
+        f"SELECT {', '.join([*dims, ''])}COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), "
+        "SUM(reasoning_tokens), SUM(cost_nusd), SUM(estimated), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) "
+        "FROM requests"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if group_by:
+        sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(group_by)))
+        sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
+    if not Path(path).exists():
+        return []
+    conn = connect(path, readonly=True)
+    try:
+        rows = conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+    out: list[dict[str, Any]] = []
+    n = len(group_by)
+    for r in rows:
+        if r[n] == 0:
+            continue
+        item: dict[str, Any] = {g: r[i] for i, g in enumerate(group_by)}
+        for g in ("shadow", "estimated"):
+            if g in item:
+                item[g] = bool(item[g])
+        item.update(
+            requests=r[n],
+            input_tokens=r[n + 1] or 0,
+            output_tokens=r[n + 2] or 0,
+            cached_input_tokens=r[n + 3] or 0,
+            reasoning_tokens=r[n + 4] or 0,
+            cost_usd=str(from_nusd(r[n + 5] or 0)),
+            estimated_requests=r[n + 6] or 0,
+            failed_requests=r[n + 7] or 0,
+        )
+        out.append(item)
+    return out
+
+
+SPEND_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
+                "estimated_requests", "failed_requests")
+
+
+def spend_csv(group_by: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*group_by, *SPEND_FIELDS])
+    for r in rows:
+        w.writerow([_csv_cell(r.get(g)) for g in group_by] + [r[f] for f in SPEND_FIELDS])
+    return buf.getvalue()
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v  # keep spreadsheet formulas out of exported tag values
+    return v
+
+
+def row_to_json(row: Sequence[Any]) -> bytes:
+    return orjson.dumps(list(row))
+
+
+def row_from_json(raw: bytes) -> tuple[Any, ...] | None:
+    try:
+        v = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(v, list) or len(v) != len(COLUMNS):
+        return None
+    return tuple(v)

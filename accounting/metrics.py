@@ -1,0 +1,225 @@
+"""Every Prometheus metric pointsman exports, declared once (the contract in docs/design.md).
+
+Each ``Metrics`` owns a ``CollectorRegistry`` (no global registry: two gateways in one process stay apart).
+Under ``--workers N`` ``pointsman serve`` sets ``PROMETHEUS_MULTIPROC_DIR``; prometheus_client then keeps
+values in per-process files and ``payload()`` aggregates all workers with ``MultiProcessCollector``, so one
+scrape sees the whole server. Gauges declare how workers combine (``multiprocess_mode``).
+
+Label values are bounded: ``Labels`` keeps configured names and turns everything else into ``other``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+COMMON = ("requested_model", "upstream_model", "backend", "route", "task", "team")
+OUTCOMES = ("ok", "client_error", "upstream_error", "timeout", "rate_limited", "budget_exceeded", "cancelled")
+TOKEN_TYPES = ("input", "output", "cached_input", "reasoning")
+ERROR_TYPES = frozenset({"connect", "timeout", "http_4xx", "http_429", "http_5xx", "protocol"})
+
+OTHER = "other"
+NONE = "none"
+MAX_LABEL_LEN = 128
+
+# Buckets: durations 0.01 .. 81.92 s (x2); TTFT 0.001 .. 81.92 s (x2); overhead 0.1 ms .. 0.1 s.
+DURATION_BUCKETS = tuple(round(0.01 * 2**i, 5) for i in range(14))
+TTFT_BUCKETS = tuple(round(0.001 * 2**i, 6) for i in range(17)) + (81.92,)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+SCORE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Labels:
+    """Allowlists that keep label values bounded; anything else collapses to ``other``."""
+
+    def __init__(
+        self,
+        tasks: Iterable[str] = (),
+        teams: Iterable[str] = (),
+        models: Iterable[str] = (),
+        backends: Iterable[str] = (),
+        routes: Iterable[str] = (),
+        keys: Iterable[str] = (),
+    ) -> None:
+        self.tasks = frozenset(tasks)
+        self.teams = frozenset(teams)
+        self.models = frozenset(models)
+        self.backends = frozenset(backends)
+        self.routes = frozenset(routes)
+        self.keys = frozenset(keys)
+
+    @staticmethod
+    def _pick(v: str | None, allowed: frozenset[str]) -> str:
+        if not v:
+            return NONE
+        return v if v in allowed else OTHER
+
+    def task(self, v: str | None) -> str:
+        return self._pick(v, self.tasks)
+
+    def team(self, v: str | None) -> str:
+        return self._pick(v, self.teams)
+
+    def model(self, v: str | None) -> str:
+        return self._pick(v, self.models)
+
+    def backend(self, v: str | None) -> str:
+        return self._pick(v, self.backends)
+
+    def route(self, v: str | None) -> str:
+        return self._pick(v, self.routes)
+
+    def key(self, v: str | None) -> str:
+        return self._pick(v, self.keys)
+
+
+class Metrics:
+    """The metric objects. Use the label helpers of ``labels`` for any value that comes from a request."""
+
+    def __init__(self, labels: Labels | None = None) -> None:
+        self.labels = labels or Labels()
+        self.multiprocess = multiprocess_dir() is not None
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        common = list(COMMON)
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage", "Tokens per request by type (input includes cached input)",
+            [*common, "gen_ai_token_type", "shadow"], buckets=TOKEN_BUCKETS, registry=r,
+        )
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds", "Total time of a model request as the client saw it",
+            [*common, "outcome", "shadow"], buckets=DURATION_BUCKETS, registry=r,
+        )
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds", "Time to the first streamed token",
+            [*common, "shadow"], buckets=TTFT_BUCKETS, registry=r,
+        )
+        self.tpot = Histogram(
+            "gen_ai_server_time_per_output_token_seconds", "Time per output token after the first (streams)",
+            [*common, "shadow"], buckets=TPOT_BUCKETS, registry=r,
+        )
+        self.overhead = Histogram(
+            "pointsman_gateway_overhead_seconds", "Time spent in pointsman itself per request",
+            ["route", "backend"], buckets=OVERHEAD_BUCKETS, registry=r,
+        )
+        self.requests = Counter(
+            "pointsman_requests", "Model requests by outcome", [*common, "outcome", "shadow"], registry=r
+        )
+        self.cost = Counter(
+            "pointsman_cost_usd", "Cost of model requests in USD", [*common, "shadow", "hosting"], registry=r
+        )
+        self.in_flight = Gauge(
+            "pointsman_in_flight_requests", "Requests in flight per backend", ["backend"],
+            multiprocess_mode="livesum", registry=r,
+        )
+        self.upstream_errors = Counter(
+            "pointsman_upstream_errors", "Failed upstream attempts", ["backend", "error_type"], registry=r
+        )
+        self.fallbacks = Counter(
+            "pointsman_fallbacks", "Attempts that failed over to the next target", ["route", "backend", "reason"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "pointsman_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+            ["backend", "endpoint"], multiprocess_mode="max", registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "pointsman_budget_remaining_usd", "USD left in a budget for its current period",
+            ["scope", "name", "period"], multiprocess_mode="mostrecent", registry=r,
+        )
+        self.budget_exceeded = Counter(
+            "pointsman_budget_exceeded", "Requests refused because a budget is spent", ["scope", "name", "period"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "pointsman_rate_limited", "Requests refused by a rate limit", ["key", "limit"], registry=r
+        )
+        self.model_unpriced = Gauge(
+            "pointsman_model_unpriced", "1 for a self-hosted model that has no price", ["model"],
+            multiprocess_mode="max", registry=r,
+        )
+        self.redis_up = Gauge(
+            "pointsman_redis_up", "1 when Redis is reachable for a component", ["component"],
+            multiprocess_mode="min", registry=r,
+        )
+        self.shared_state_degraded = Counter(
+            "pointsman_shared_state_degraded", "Decisions taken without shared state (Redis unreachable)",
+            ["component", "policy"], registry=r,
+        )
+        self.shadow_pairs = Counter(
+            "pointsman_shadow_pairs", "Shadow pairs by outcome", ["route", "task", "outcome"], registry=r
+        )
+        self.shadow_dropped = Counter(
+            "pointsman_shadow_dropped", "Shadow requests not sent", ["route", "reason"], registry=r
+        )
+        self.shadow_score = Histogram(
+            "pointsman_shadow_score", "Comparator scores of shadow pairs", ["route", "comparator"],
+            buckets=SCORE_BUCKETS, registry=r,
+        )
+        self.shadow_latency_ratio = Gauge(
+            "pointsman_shadow_latency_ratio", "Candidate p50 latency / primary p50 latency", ["route"],
+            multiprocess_mode="mostrecent", registry=r,
+        )
+        self.shadow_projected_saving = Gauge(
+            "pointsman_shadow_projected_monthly_saving_usd", "Projected monthly saving of the candidate",
+            ["route"], multiprocess_mode="mostrecent", registry=r,
+        )
+        self.shadow_verdict = Gauge(
+            "pointsman_shadow_verdict", "Current shadow verdict (1 for the current one)", ["route", "verdict"],
+            multiprocess_mode="mostrecent", registry=r,
+        )
+        self.selfhosted_cost_per_mtok = Gauge(
+            "pointsman_selfhosted_cost_per_mtok_usd", "Price of a self-hosted model per million output tokens",
+            ["model"], multiprocess_mode="mostrecent", registry=r,
+        )
+        self.feedback = Counter(
+            "pointsman_feedback", "Feedback events", ["route", "task", "metric"], registry=r
+        )
+        # A running sum exposed under exactly this name (a Counter would append ``_total``); summed across
+        # workers like a counter.
+        self.feedback_value_sum = Gauge(
+            "pointsman_feedback_value_sum", "Sum of feedback values", ["route", "task", "metric"],
+            multiprocess_mode="sum", registry=r,
+        )
+
+    # -- helpers for other packages (bounded labels) ---------------------------------------------------------
+    def upstream_error(self, backend: str, error_type: str) -> None:
+        et = error_type if error_type in ERROR_TYPES else "protocol" if error_type == "upstream" else error_type
+        if et not in ERROR_TYPES:
+            return
+        self.upstream_errors.labels(self.labels.backend(backend), et).inc()
+
+    def fallback(self, route: str, backend: str, reason: str) -> None:
+        r = reason if reason in ERROR_TYPES or reason in ("overloaded", "circuit_open") else OTHER
+        self.fallbacks.labels(self.labels.route(route), self.labels.backend(backend), r).inc()
+
+    def set_circuit(self, backend: str, endpoint: str, state: int) -> None:
+        self.circuit_state.labels(self.labels.backend(backend), endpoint[:MAX_LABEL_LEN]).set(state)
+
+    # -- exposition ------------------------------------------------------------------------------------------
+    def payload(self) -> tuple[bytes, str]:
+        if self.multiprocess:
+            reg = CollectorRegistry()
+            MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+            return generate_latest(reg), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """Forget this worker's live gauges (in-flight) when it exits."""
+        if self.multiprocess:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

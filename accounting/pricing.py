@@ -1,0 +1,269 @@
+"""Prices as data; money as ``Decimal``.
+
+Frontier prices come from litellm's maintained price table, read as a JSON *data file* from the installed
+litellm package (located with ``importlib.util.find_spec``, never imported), once at startup. Per-model
+overrides in ``accounting.pricing`` win. Self-hosted models are priced only explicitly: per million tokens,
+or from ``gpu_hour_usd * gpu_count / 3600 / throughput_tokens_per_s`` (throughput configured, or measured
+later through ``Pricing.set_throughput``). A self-hosted model with neither is *unpriced*: it is reported at
+startup (log + ``pointsman_model_unpriced``), never silently treated as free.
+
+``Pricing.lookup`` runs on the request path: dict lookups only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from accounting.catalog import Catalog
+from accounting.config import AccountingConfig, ModelPriceConfig
+from accounting.usage import Usage
+
+log = logging.getLogger("pointsman.accounting")
+
+MTOK = Decimal(1_000_000)
+_ZERO = Decimal(0)
+_TABLE_FILE = "model_prices_and_context_window_backup.json"
+_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per token for each token type."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal
+    source: str
+    """``config``, ``table``, ``gpu`` (derived from GPU-hour price and throughput)."""
+
+    def cost(self, u: Usage) -> Decimal:
+        cached = min(u.cached_input_tokens, u.input_tokens)
+        return (
+            (u.input_tokens - cached) * self.input + cached * self.cached_input + u.output_tokens * self.output
+        )
+
+    @property
+    def output_per_mtok(self) -> Decimal:
+        return self.output * MTOK
+
+
+def _dec(v: Any) -> Decimal | None:
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        return None
+    try:
+        d = Decimal(str(v))
+    except ArithmeticError:
+        return None
+    return d if d.is_finite() and d >= 0 else None
+
+
+def litellm_table_path() -> Path | None:
+    """The price table bundled with the installed litellm package, found without importing litellm."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / _TABLE_FILE
+        if p.is_file():
+            return p
+    return None
+
+
+@lru_cache(maxsize=4)
+def _load_table(path: str, mtime_ns: int) -> dict[str, ModelPrice]:
+    raw = orjson.loads(Path(path).read_bytes())
+    out: dict[str, ModelPrice] = {}
+    if not isinstance(raw, dict):
+        return out
+    for name, entry in raw.items():
+        if name == "sample_spec" or not isinstance(entry, dict):
+            continue
+        inp = _dec(entry.get("input_cost_per_token"))
+        outp = _dec(entry.get("output_cost_per_token"))
+        if inp is None and outp is None:
+            continue
+        inp = inp if inp is not None else _ZERO
+        outp = outp if outp is not None else _ZERO
+        cached = _dec(entry.get("cache_read_input_token_cost"))
+        out[name] = ModelPrice(inp, outp, cached if cached is not None else inp, "table")
+    return out
+
+
+class PriceTable:
+    """Model name -> price, from a litellm-format JSON file."""
+
+    def __init__(self, prices: dict[str, ModelPrice], source: str) -> None:
+        self.prices = prices
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | None = None) -> PriceTable:
+        p = Path(path) if path else litellm_table_path()
+        if p is None:
+            log.warning("no price table found (litellm not installed?): frontier models need accounting.pricing")
+            return cls({}, "")
+        try:
+            prices = _load_table(str(p), os.stat(p).st_mtime_ns)
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read price table {p}: {exc}") from exc
+        return cls(prices, str(p))
+
+    def get(self, model: str, provider: str | None = None) -> ModelPrice | None:
+        hit = self.prices.get(model)
+        if hit is None and provider:
+            hit = self.prices.get(f"{provider}/{model}")
+        if hit is None and "/" in model:
+            hit = self.prices.get(model.split("/", 1)[1])
+        return hit
+
+
+def _explicit(o: ModelPriceConfig, base: ModelPrice | None) -> ModelPrice | None:
+    """Apply per-mtok overrides on top of ``base``. Without a base, a side not given takes the price of one
+    that is (input, else output, else cached input): one price for every token type."""
+    i, out, c = o.input_per_mtok, o.output_per_mtok, o.cached_input_per_mtok
+    if i is None and out is None and c is None:
+        return None
+    if base is None:
+        fill = next(v for v in (i, out, c) if v is not None) / MTOK
+        base = ModelPrice(fill, fill, fill, "config")
+    inp = i / MTOK if i is not None else base.input
+    outp = out / MTOK if out is not None else base.output
+    if c is not None:
+        cached = c / MTOK
+    elif i is not None and base.source == "table":
+        cached = min(base.cached_input, inp)
+    elif i is not None:
+        cached = inp
+    else:
+        cached = base.cached_input
+    return ModelPrice(inp, outp, cached, "config")
+
+
+class Pricing:
+    """Resolves (backend, upstream model) to a price. Built at startup and on config swaps."""
+
+    def __init__(self, cfg: AccountingConfig, catalog: Catalog, table: PriceTable) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.table = table
+        self._throughput: dict[str, float] = {}
+        self._cache: dict[tuple[str, str], ModelPrice | None] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        """(backend, upstream) -> configured model name, for exact configured models."""
+        for m in catalog.models.values():
+            if m.upstream_model is not None and not _is_glob(m.name):
+                self._names.setdefault((m.backend, m.upstream_model), m.name)
+            elif not _is_glob(m.name):
+                self._names.setdefault((m.backend, m.name), m.name)
+        self.unpriced: list[str] = []
+        """Self-hosted configured models without a price."""
+        self.self_hosted_prices: dict[str, ModelPrice] = {}
+        """Configured self-hosted model name -> price (for ``pointsman_selfhosted_cost_per_mtok_usd``)."""
+        self._scan()
+
+    def _scan(self) -> None:
+        self.unpriced = []
+        self.self_hosted_prices = {}
+        for m in self.catalog.models.values():
+            b = self.catalog.backends.get(m.backend)
+            if b is None or not b.self_hosted:
+                continue
+            price = self._resolve(m.backend, m.upstream_model or m.name, m.name)
+            if price is None:
+                self.unpriced.append(m.name)
+            else:
+                self.self_hosted_prices[m.name] = price
+
+    def warn_unpriced(self) -> None:
+        for name in self.unpriced:
+            log.warning(
+                "self-hosted model %r has no price: set accounting.pricing[%r] (input_per_mtok/output_per_mtok, "
+                "or throughput_tokens_per_s with the backend's gpu_hour_usd); its requests are recorded at $0 and "
+                "flagged by pointsman_model_unpriced",
+                name,
+                name,
+            )
+
+    # -- request path ------------------------------------------------------------------------------------
+    def lookup(self, backend: str, upstream_model: str) -> ModelPrice | None:
+        k = (backend, upstream_model)
+        try:
+            return self._cache[k]
+        except KeyError:
+            pass
+        price = self._resolve(backend, upstream_model, self._names.get(k))
+        if len(self._cache) < _CACHE_MAX:
+            self._cache[k] = price
+        return price
+
+    def cost(self, backend: str, upstream_model: str, usage: Usage) -> tuple[Decimal, bool]:
+        """(cost, priced)."""
+        p = self.lookup(backend, upstream_model)
+        if p is None:
+            return _ZERO, False
+        return p.cost(usage), True
+
+    # -- resolution ----------------------------------------------------------------------------------------
+    def _override(self, *names: str | None) -> ModelPriceConfig | None:
+        for n in names:
+            if n is not None:
+                o = self.cfg.pricing.get(n)
+                if o is not None:
+                    return o
+        return None
+
+    def _resolve(self, backend: str, upstream: str, name: str | None) -> ModelPrice | None:
+        facts = self.catalog.backends.get(backend)
+        o = self._override(name, upstream, f"{backend}/{upstream}")
+        if facts is not None and facts.self_hosted:
+            if o is not None:
+                explicit = _explicit(o, None)
+                if explicit is not None:
+                    return explicit
+            gpu_hour = (o.gpu_hour_usd if o is not None else None) or facts.gpu_hour_usd
+            gpus = (o.gpu_count if o is not None else None) or facts.gpu_count
+            tps = self._throughput.get(name or upstream) or self._throughput.get(upstream)
+            if tps is None and o is not None:
+                tps = o.throughput_tokens_per_s
+            if gpu_hour is None or not tps:
+                return None
+            per_token = gpu_hour * gpus / Decimal(3600) / Decimal(str(tps))
+            return ModelPrice(per_token, per_token, per_token, "gpu")
+        base = self.table.get(upstream, facts.provider if facts else None)
+        if base is None and name is not None and name != upstream:
+            base = self.table.get(name, facts.provider if facts else None)
+        if o is not None:
+            explicit = _explicit(o, base)
+            if explicit is not None:
+                return explicit
+        return base
+
+    # -- measured throughput hook (vLLM /metrics) ------------------------------------------------------------
+    def set_throughput(self, model: str, tokens_per_s: float) -> ModelPrice | None:
+        """Record a measured throughput for a self-hosted model (configured name or upstream id) and reprice it.
+
+        Returns the model's new price (None if still unpriced). Configured ``throughput_tokens_per_s`` is
+        superseded by a measurement.
+        """
+        if tokens_per_s <= 0:
+            return None
+        self._throughput[model] = tokens_per_s
+        self._cache.clear()
+        self._scan()
+        for m in self.catalog.models.values():
+            if model in (m.name, m.upstream_model):
+                return self.self_hosted_prices.get(m.name)
+        return None
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")

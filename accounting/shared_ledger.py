@@ -1,0 +1,118 @@
+"""The ledger shared across replicas through Redis.
+
+Every replica writes its own rows to its local SQLite ledger (durable even while Redis is down) and publishes
+them to one Redis stream. Every replica also copies that stream into its own SQLite file, idempotently (rows
+have unique ids; the stream position is stored in the same transaction), so ``/admin/spend`` answered by any
+replica covers all of them, with the same SQL in both modes. Rows published while Redis is unreachable wait
+in memory (bounded) and go out when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from accounting.ledger import SQLiteLedger, row_from_json, row_to_json
+from accounting.limits import RedisHealth
+
+log = logging.getLogger("pointsman.ledger")
+
+STREAM = "pointsman:ledger"
+COMPONENT = "ledger"
+
+
+class SharedLedgerLink:
+    def __init__(self, ledger: SQLiteLedger, client: Any, reader: Any, health: RedisHealth, maxlen: int,
+                 interval_s: float = 0.25, max_outbox: int = 500_000) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.reader = reader
+        """A connection without the short socket timeout, for the blocking stream read."""
+        self.health = health
+        self.maxlen = maxlen
+        self.interval_s = interval_s
+        self.max_outbox = max_outbox
+        self.outbox: deque[bytes] = deque()
+        self.dropped = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._wake = asyncio.Event()
+        self.position = "0-0"
+
+    def publish(self, row: tuple[Any, ...]) -> None:
+        if len(self.outbox) >= self.max_outbox:
+            self.dropped += 1
+            return
+        self.outbox.append(row_to_json(row))
+
+    async def start(self) -> None:
+        pos = await asyncio.to_thread(self.ledger.stream_position)
+        self.position = pos or "0-0"
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._publish_loop()), loop.create_task(self._copy_loop())]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        pub = self._tasks[0] if self._tasks else None
+        for t in self._tasks[1:]:
+            t.cancel()
+        if pub is not None:
+            try:
+                await asyncio.wait_for(pub, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+        if self.outbox:
+            log.warning("ledger: %d rows not published to the shared stream (Redis unavailable); they are in the "
+                        "local ledger", len(self.outbox))
+
+    async def _publish_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            while self.outbox and self.health.is_up(COMPONENT):
+                batch = [self.outbox[i] for i in range(min(len(self.outbox), 1000))]
+
+                async def send(batch: list[bytes] = batch) -> bool:
+                    pipe = self.client.pipeline(transaction=False)
+                    for raw in batch:
+                        pipe.xadd(STREAM, {"r": raw}, maxlen=self.maxlen, approximate=True)
+                    await pipe.execute()
+                    return True
+
+                if await self.health.call(COMPONENT, send) is None:
+                    break
+                for _ in batch:
+                    self.outbox.popleft()
+            if self._closing:
+                return
+
+    async def _copy_loop(self) -> None:
+        while not self._closing:
+            if not self.health.is_up(COMPONENT):
+                await asyncio.sleep(0.5)
+                continue
+            pos = self.position
+
+            async def read(pos: str = pos) -> Any:
+                return await self.reader.xread({STREAM: pos}, count=2000, block=1000)
+
+            res = await self.health.call(COMPONENT, read)
+            if not res:
+                continue
+            for _stream, entries in res:
+                rows = []
+                last = pos
+                for entry_id, fields in entries:
+                    last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    raw = fields.get(b"r") if b"r" in fields else fields.get("r")
+                    row = row_from_json(raw) if raw is not None else None
+                    if row is not None:
+                        rows.append(row)
+                self.position = last
+                self.ledger.add_foreign(last, rows)
