@@ -404,3 +404,26 @@ def test_recording_rule_expressions_return_data(stack: Stack) -> None:
                 if not ok:
                     missing.append(f"{r['record']}: {why}")
     assert not missing, "\n".join(missing)
+
+
+def test_alerts_match_the_gateways_series(stack: Stack) -> None:
+    """Alerts whose condition the traffic created are pending or firing, with the right labels; others are quiet."""
+    alerts = httpx.get(f"{stack.prom_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    active: dict[str, list[dict[str, str]]] = {}
+    for a in alerts:
+        if a["state"] in {"pending", "firing"}:
+            active.setdefault(a["labels"]["alertname"], []).append(a["labels"])
+    expected = {
+        "PointsmanModelUnpriced": {"model": "unpriced"},
+        "PointsmanBudgetExhausted": {"scope": "team", "name": "batch", "period": "daily"},
+        "PointsmanCircuitOpen": {"backend": "failing"},
+        "PointsmanShadowCandidateFailing": {"route": "classify"},
+    }
+    problems = []
+    for name, labels in expected.items():
+        if not any(labels.items() <= got.items() for got in active.get(name, [])):
+            problems.append(f"{name} with {labels} not pending/firing (active: {active.get(name)})")
+    for name in ("PointsmanRedisUnreachable", "PointsmanTargetDown"):
+        if name in active:
+            problems.append(f"{name} is active: {active[name]}")
+    assert not problems, "\n".join(problems)
