@@ -531,7 +531,9 @@ def test_vllm_deployment_shape() -> None:
     pvcs = by_kind(docs, "PersistentVolumeClaim")
     assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]["claimName"] in pvcs
     assert volumes[mounts["/adapters"]["name"]]["persistentVolumeClaim"]["claimName"] in pvcs
-    assert "--enable-lora" in c["args"] and any(a.startswith("--model=/models/") for a in c["args"])
+    assert "--enable-lora" in c["args"] and c["args"][0].startswith("/models/"), (
+        "model path first: vllm serve MODEL"
+    )
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     svc = by_kind(docs, "Service")["pointsman-vllm"]
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
@@ -584,6 +586,7 @@ def test_compose_file() -> None:
     assert "./prometheus/rules.yml:/etc/prometheus/rules.yml:ro" in prom_mounts
     vllm = services["vllm"]
     assert vllm["image"].startswith("vllm/vllm-openai:")
+    assert vllm["command"][0].startswith("/models/") and "--enable-lora" in vllm["command"]
     (dev,) = vllm["deploy"]["resources"]["reservations"]["devices"]
     assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"]
     # references resolve: depends_on services and bind-mount sources exist
