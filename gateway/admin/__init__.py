@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from gateway.admin import spend
 from gateway.deps import get_state, require_admin
 from gateway.state import GatewayState
 
@@ -23,4 +24,5 @@ def build_admin_router(state: GatewayState) -> APIRouter:
             "routes": [r.name for r in rt.config.routes],
         }
 
+    router.include_router(spend.build_router())
     return router

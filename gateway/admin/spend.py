@@ -1,0 +1,82 @@
+"""``GET /admin/spend``: totals and breakdowns of the spend ledger (JSON or CSV)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from accounting.ledger import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv
+from gateway.deps import get_state
+from gateway.errors import ApiError, bad_request
+from gateway.state import GatewayState
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {f: 0 for f in SPEND_FIELDS}
+    cost = Decimal(0)
+    for r in rows:
+        for f in SPEND_FIELDS:
+            if f != "cost_usd":
+                out[f] += r[f]
+        cost += Decimal(r["cost_usd"])
+    out["cost_usd"] = str(cost)
+    return out
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/spend",
+        summary="Spend totals and breakdowns",
+        description=(
+            "Totals from the durable ledger over ``from <= time < to`` (unix seconds, ISO date or datetime; "
+            "a bare date's ``to`` covers that whole UTC day), grouped by any of "
+            + ", ".join(DIMENSIONS) + ". ``model`` is the served (upstream) model. Filters narrow the rows. "
+            "Every request finished before the call is included."
+        ),
+        response_model=None,
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    )
+    async def spend(
+        st: Annotated[GatewayState, Depends(get_state)],
+        group_by: Annotated[str, Query(description="Comma-separated dimensions, e.g. task,model")] = "",
+        from_: Annotated[str | None, Query(alias="from", description="Start (inclusive)")] = None,
+        to: Annotated[str | None, Query(description="End (exclusive)")] = None,
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+        key: str | None = None,
+        team: str | None = None,
+        task: str | None = None,
+        route: str | None = None,
+        model: str | None = None,
+        backend: str | None = None,
+        outcome: str | None = None,
+    ) -> Response | dict[str, Any]:
+        groups = [g.strip() for g in group_by.split(",") if g.strip()]
+        for g in groups:
+            if g not in DIMENSIONS:
+                raise bad_request(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}", "group_by",
+                                  "invalid_value")
+        if len(set(groups)) != len(groups):
+            raise bad_request("group_by names a dimension twice", "group_by", "invalid_value")
+        try:
+            since = parse_time(from_)
+            until = parse_time(to, end=True)
+        except ValueError:
+            raise bad_request("from/to must be unix seconds, an ISO date or an ISO datetime", "from",
+                              "invalid_value") from None
+        filters = {k: v for k, v in (("key", key), ("team", team), ("task", task), ("route", route),
+                                     ("model", model), ("backend", backend), ("outcome", outcome)) if v}
+        try:
+            rows = await st.accountant.spend(groups, since, until, filters)
+        except LookupError as exc:
+            raise ApiError(404, str(exc), "invalid_request_error", "ledger_disabled") from None
+        if format == "csv":
+            return Response(spend_csv(groups, rows), media_type="text/csv; charset=utf-8",
+                            headers={"content-disposition": 'attachment; filename="pointsman-spend.csv"'})
+        return {"object": "spend", "group_by": groups, "from": since, "to": until, "filters": filters,
+                "total": totals(rows), "data": rows}
+
+    return router

@@ -1,0 +1,103 @@
+"""``pointsman spend``: spend totals and breakdowns, from a running gateway's ``/admin/spend`` or, with
+``--ledger``, straight from a SQLite ledger file (read-only)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+
+from accounting.ledger import DIMENSIONS, parse_time, query_spend, spend_csv
+
+_FILTERS = ("key", "team", "task", "route", "model", "backend", "outcome")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "spend",
+        help="spend totals and breakdowns (by key, team, task, route, model, backend, day)",
+        description="Totals from the spend ledger, grouped by any of: " + ", ".join(DIMENSIONS) + ".",
+    )
+    p.add_argument("--group-by", "-g", default="", help="comma-separated dimensions, e.g. task,model")
+    p.add_argument("--from", dest="since", help="start: unix seconds, ISO date (UTC) or ISO datetime")
+    p.add_argument("--to", dest="until", help="end (exclusive; a bare date includes that whole day)")
+    p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
+    for f in _FILTERS:
+        p.add_argument(f"--{f}", help=f"only rows with this {f}")
+    p.add_argument("--url", default=os.environ.get("POINTSMAN_URL", "http://127.0.0.1:4000"),
+                   help="gateway base URL (default $POINTSMAN_URL or http://127.0.0.1:4000)")
+    p.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
+    p.add_argument("--ledger", help="read this SQLite ledger file directly instead of asking a gateway")
+    p.set_defaults(func=cmd_spend)
+
+
+def _fetch(args: argparse.Namespace, groups: list[str], filters: dict[str, str]) -> list[dict[str, Any]]:
+    if args.ledger:
+        if not os.path.exists(args.ledger):
+            raise SystemExit(f"pointsman: no ledger file at {args.ledger}")
+        return query_spend(args.ledger, groups, parse_time(args.since), parse_time(args.until, end=True), filters)
+    key = args.admin_key or os.environ.get("POINTSMAN_ADMIN_KEY")
+    if not key:
+        raise SystemExit("pointsman: give --admin-key or set POINTSMAN_ADMIN_KEY (or read a file with --ledger)")
+    params: dict[str, str] = {"group_by": ",".join(groups), **filters}
+    if args.since:
+        params["from"] = args.since
+    if args.until:
+        params["to"] = args.until
+    try:
+        r = httpx.get(args.url.rstrip("/") + "/admin/spend", params=params,
+                      headers={"authorization": f"Bearer {key}"}, timeout=120)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"pointsman: cannot reach {args.url}: {exc}") from None
+    if r.status_code != 200:
+        try:
+            msg = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            msg = r.text[:500]
+        raise SystemExit(f"pointsman: {r.status_code}: {msg}")
+    data: list[dict[str, Any]] = r.json()["data"]
+    return data
+
+
+def render_table(groups: list[str], rows: list[dict[str, Any]]) -> str:
+    cols = [*groups, "requests", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"]
+    body = [["" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c), *(len(b[i]) for b in body)]) for i, c in enumerate(cols)]
+    numeric = {c for c in cols if c not in groups}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if name in numeric else c.ljust(w)
+                         for c, w, name in zip(cells, widths, cols, strict=True)).rstrip()
+
+    out = [line(cols), line(["-" * w for w in widths])]
+    out.extend(line(b) for b in body)
+    return "\n".join(out)
+
+
+def cmd_spend(args: argparse.Namespace) -> int:
+    groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
+    bad = [g for g in groups if g not in DIMENSIONS]
+    if bad:
+        print(f"pointsman: unknown --group-by {', '.join(bad)}; use any of {', '.join(DIMENSIONS)}", file=sys.stderr)
+        return 2
+    filters = {f: getattr(args, f) for f in _FILTERS if getattr(args, f)}
+    try:
+        rows = _fetch(args, groups, filters)
+    except ValueError as exc:
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(spend_csv(groups, rows))
+    else:
+        print(render_table(groups, rows))
+        total_cost = sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
+        print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}")
+    return 0
+
