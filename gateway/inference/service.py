@@ -296,7 +296,6 @@ class InferenceService:
         rec.self_hosted = outcome.backend.info.self_hosted
         rec.fallbacks = outcome.fallbacks
         rec.failed_attempts = [(a.backend, a.error) for a in outcome.tried if a.error]
-        rec.failed_attempts = [(a.backend, a.error) for a in outcome.tried if a.error]
 
     @staticmethod
     def _note_failure(rec: RequestRecord, exc: UpstreamError) -> None:
