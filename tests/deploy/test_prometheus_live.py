@@ -102,8 +102,10 @@ def gateway_config(
                     "model": "candidate",
                     "sample_rate": 1.0,
                     "max_concurrency": 2,
+                    "queue_size": 2,  # bursts overflow it: dropped shadows are counted
                     "compare": ["exact", "json_valid"],
                 },
+                "promote_when": {"min_pairs": 20, "max_candidate_error_rate": 0.05},
             },
             {"name": "flaky", "match": {"model": "flaky"}, "fallbacks": ["gpt-4o-mini"]},
             {"name": "sleepy", "match": {"model": "sleepy"}, "timeout_s": 0.5, "max_retries": 0},
