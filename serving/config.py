@@ -69,6 +69,11 @@ class VLLMBackendConfig(_HTTPBackendBase):
     """Price of one GPU hour (decimal string), for measured self-hosted pricing."""
     gpu_count: int = Field(default=1, ge=1)
     """GPUs behind each endpoint."""
+    throughput_window_s: float = Field(default=300.0, ge=1, le=86_400)
+    """Trailing window over which the fleet's token throughput is measured (for ``gpu_hour_usd`` pricing)."""
+    throughput_min_tokens: int = Field(default=1000, ge=1)
+    """Tokens the window must hold before a measured price replaces the previous one (an idle fleet keeps its
+    last price instead of jumping to a huge or undefined one)."""
 
     @field_validator("endpoints")
     @classmethod

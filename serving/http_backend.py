@@ -240,3 +240,19 @@ class OpenAIHTTPBackend:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
             raise translate(exc, self.name, url) from exc
+
+    async def admin_request(
+        self, method: str, url: str, body: Any = None, timeout_s: float = 10.0
+    ) -> tuple[int, bytes]:
+        """Admin/background helper (vLLM LoRA load/unload, ``/metrics``): one request off the request path.
+
+        Returns (status, body) for any HTTP status; only transport failures raise (as ``UpstreamError``).
+        """
+        data = None if body is None else orjson.dumps(body)
+        try:
+            async with self.session.request(
+                method, url, data=data, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                return resp.status, await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise translate(exc, self.name, url) from exc
