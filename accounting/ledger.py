@@ -126,6 +126,12 @@ def from_nusd(n: int) -> Decimal:
     return Decimal(n).scaleb(-9)
 
 
+def usd(d: Decimal) -> str:
+    """A plain decimal string without exponent or trailing zeros (``0.004``)."""
+    s = format(d.normalize(), "f")
+    return s if s != "-0" else "0"
+
+
 def day_bucket(ts: float) -> str:
     return "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts))
 

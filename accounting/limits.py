@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
-from accounting.ledger import from_nusd, to_nusd
+from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.metrics import Metrics
 
 log = logging.getLogger("pointsman.limits")
@@ -349,12 +349,12 @@ class Limits:
                 self._soft_warned.add(mark)
                 log.warning(
                     "budget soft threshold: %s %r has spent $%s of its %s budget $%s (%.0f%%)", x.scope, x.name,
-                    from_nusd(spent_nusd), x.period, x.limit, 100 * spent_nusd / max(x.limit_nusd, 1),
+                    usd(from_nusd(spent_nusd)), x.period, usd(x.limit), 100 * spent_nusd / max(x.limit_nusd, 1),
                 )
 
     def _refuse_budget(self, x: Budget, spent_nusd: int, now: float) -> None:
         self.metrics.budget_exceeded.labels(x.scope, x.name, x.period).inc()
-        raise BudgetExceeded(x.scope, x.name, x.period, str(x.limit), f"{from_nusd(spent_nusd):.2f}",
+        raise BudgetExceeded(x.scope, x.name, x.period, usd(x.limit), usd(from_nusd(spent_nusd)),
                              seconds_to_reset(x.period, now))
 
     def _refuse_rate(self, key: str, limit: str, allowed: int, now: float) -> None:

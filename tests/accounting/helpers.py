@@ -26,8 +26,8 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
     return out
 
 
-def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
-    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items()))
+def metric_sum(samples: list[tuple[str, dict[str, str], float]], metric: str, /, **labels: str) -> float:
+    return sum(v for n, lab, v in samples if n == metric and all(lab.get(k) == w for k, w in labels.items()))
 
 
 def ledger_rows(data_dir: Path | str, where: str = "1=1", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

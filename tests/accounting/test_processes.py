@@ -1,0 +1,115 @@
+"""``pointsman serve`` as real processes: one consistent /metrics across ``--workers 2``, and no ledger record
+lost when SIGTERM arrives under load."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.accounting.helpers import ledger_rows, metric_sum, scrape
+from tests.conftest import CLIENT_KEY, basic_config
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway_runner import GatewayProcess
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture
+def slow_upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(name="slow", prompt_tokens=100, completion_tokens=50, chunks=6, chunk_delay=0.05).start()
+    yield fake
+    fake.stop()
+
+
+def post(url: str, rid: str, model: str = "gpt-4o-mini", stream: bool = False) -> int:
+    with httpx.Client(timeout=30) as c:  # a new connection per request: spread over the workers
+        if stream:
+            with c.stream("POST", url + "/v1/chat/completions",
+                          headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+                          json={"model": model, "messages": MSG, "stream": True}) as r:
+                body = b"".join(r.iter_bytes())
+                return r.status_code if b"[DONE]" in body else -1
+        r = c.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+                   json={"model": model, "messages": MSG})
+        return r.status_code
+
+
+def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    mp = tmp_path / "prom"
+    mp.mkdir()
+    cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
+    gw = GatewayProcess(cfg, tmp_path, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(mp)}).start()
+    try:
+        n = 40
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda i=i: results.append(post(gw.url, f"w-{i}", stream=i % 2 == 0)))
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(200) == n
+        # both workers served (each writes its own value files) ...
+        pids = {p.name.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
+        assert len(pids) >= 2, pids
+        # ... and every scrape, whichever worker answers it, shows the whole server, each request once
+        for _ in range(6):
+            samples = scrape(gw.url)
+            assert metric_sum(samples, "pointsman_requests_total") == n
+            assert metric_sum(samples, "pointsman_requests_total", outcome="ok", team="search") == n
+            assert metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == upstream.prompt_tokens * n
+            assert metric_sum(samples, "gen_ai_client_operation_duration_seconds_count") == n
+            assert metric_sum(samples, "gen_ai_server_time_to_first_token_seconds_count") == n / 2
+            assert metric_sum(samples, "pointsman_in_flight_requests") == 0
+            assert not [s for s in samples if "pid" in s[1]]  # gauges are combined, not split per process
+    finally:
+        gw.stop()
+    rows = ledger_rows(tmp_path)
+    assert sorted(r["request_id"] for r in rows) == sorted(f"w-{i}" for i in range(n))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_loses_no_ledger_record(slow_upstream: FakeOpenAI, tmp_path: Path, workers: int) -> None:
+    cfg = basic_config(slow_upstream.url, server={"data_dir": str(tmp_path), "graceful_timeout_s": 20})
+    cfg["models"]["gpt-4o-mini-no_usage"] = {"backend": "up"}  # type: ignore[index]
+    gw = GatewayProcess(cfg, tmp_path, workers=workers).start()
+    done: dict[str, int] = {}
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            rid = f"t{worker}-{i}"
+            i += 1
+            model = "gpt-4o-mini-no_usage" if i % 3 == 0 else "gpt-4o-mini"
+            try:
+                done[rid] = post(gw.url, rid, model, stream=i % 2 == 0)
+            except httpx.HTTPError:
+                return  # the server stopped accepting
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    gw.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    stop.set()
+    assert gw.wait(40) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful shutdown
+    for t in threads:
+        t.join(30)
+    gw.stop()
+    answered = {rid for rid, status in done.items() if status == 200}
+    assert len(answered) >= 30, len(answered)
+    rows = ledger_rows(tmp_path)
+    ids = [r["request_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "one record per request"
+    missing = answered - set(ids)
+    assert not missing, f"{len(missing)} answered requests missing from the ledger: {sorted(missing)[:5]}"
+    est = [r for r in rows if r["upstream_model"] == "gpt-4o-mini-no_usage" and r["request_id"] in answered]
+    assert est and all(r["estimated"] == 1 and r["input_tokens"] > 0 for r in est)
