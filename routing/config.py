@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from routing.shadow.config import PromoteWhen, ShadowConfig, check_route_shadow
 
 
 class StrictModel(BaseModel):
@@ -53,9 +55,14 @@ class RouteConfig(StrictModel):
     """Retries of a failed attempt (each hop counts) before giving up."""
     defaults: dict[str, Any] = Field(default_factory=dict)
     """Request parameters filled in when the client did not send them (e.g. ``max_tokens``)."""
-    shadow: dict[str, Any] | None = None
-    """Shadow test of a candidate model (see the shadow section)."""
-    promote_when: dict[str, Any] | None = None
-    """Criteria for the shadow report's verdict."""
+    shadow: ShadowConfig | None = None
+    """Shadow test of a candidate model on this route's live traffic, and its promotion ramp (docs/shadow.md)."""
+    promote_when: PromoteWhen | None = None
+    """Criteria for the shadow report's verdict (needs ``shadow``)."""
     capture: dict[str, Any] | None = None
     """Consent-gated capture of traffic for post-training data."""
+
+    @model_validator(mode="after")
+    def _shadow_consistent(self) -> RouteConfig:
+        check_route_shadow(self.shadow, self.promote_when)
+        return self

@@ -1,0 +1,92 @@
+"""One pair record per sampled request, keyed by the request id.
+
+Sides are named by role, whatever served the client: ``primary`` is the baseline (the route's own target, the
+frontier model) and ``candidate`` the model under test. ``direction`` says which one served the client:
+``forward`` (the baseline served, the candidate was the shadow) or ``reverse`` (during and after a promotion,
+the candidate served and the baseline was the shadow).
+
+Outcomes: ``paired`` (both answered), ``candidate_failed`` (counts against the candidate), ``primary_failed``
+(the baseline failed or was replaced by a fallback; excluded from quality statistics), ``dropped`` (the shadow
+was never sent: queue full, concurrency, budget; ``reason`` says which).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+PAIRED = "paired"
+CANDIDATE_FAILED = "candidate_failed"
+PRIMARY_FAILED = "primary_failed"
+DROPPED = "dropped"
+OUTCOMES = (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)
+DROP_REASONS = ("queue_full", "budget", "concurrency")
+
+
+@dataclass(slots=True)
+class Side:
+    model: str = ""
+    """Configured model name."""
+    backend: str = ""
+    upstream_model: str = ""
+    status: int = 0
+    """HTTP status (0: no answer)."""
+    ok: bool = False
+    error: str | None = None
+    """Error type (connect, timeout, http_5xx, protocol, cancelled, fallback, stream_error, ...)."""
+    latency_s: float | None = None
+    """Total time from sending the call to the last byte."""
+    ttft_s: float | None = None
+    """Time to the first streamed event (streams only)."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: str = "0"
+    """Exact cost (a Decimal as text)."""
+    fallbacks: int = 0
+
+    @property
+    def cost(self) -> Decimal:
+        return Decimal(self.cost_usd)
+
+
+@dataclass(slots=True)
+class PairRecord:
+    id: str
+    """The request id (``x-request-id``)."""
+    ts: float
+    route: str
+    task: str | None
+    team: str | None
+    key: str
+    endpoint: str
+    stream: bool
+    direction: str = "forward"
+    outcome: str = PAIRED
+    reason: str | None = None
+    primary: Side = field(default_factory=Side)
+    candidate: Side = field(default_factory=Side)
+    scores: dict[str, float] = field(default_factory=dict)
+    """Comparator name -> the candidate's score (absent when not applicable or failed)."""
+    baseline: dict[str, float] = field(default_factory=dict)
+    """Single-sided comparators: the primary's own score."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Comparator name -> why it could not score this pair."""
+    details: dict[str, str] = field(default_factory=dict)
+    capture: dict[str, Any] | None = None
+    """Raw request and outputs, only where capture is enabled for the route and allowed for the team."""
+
+    @property
+    def quality(self) -> bool:
+        """Both sides answered and the baseline was not replaced: counts in quality statistics."""
+        return self.outcome == PAIRED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PairRecord:
+        d = dict(d)
+        d["primary"] = Side(**d.get("primary") or {})
+        d["candidate"] = Side(**d.get("candidate") or {})
+        return cls(**d)

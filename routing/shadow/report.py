@@ -1,0 +1,434 @@
+"""The shadow report: per route (and per task within it) over a time window, with a verdict.
+
+Everything here is a pure function of the pair records, the route's request counts and its config, so the JSON
+endpoint, the CLI table, the HTML page and the Prometheus gauges all show the same numbers.
+
+Definitions (docs/shadow.md has the long form):
+- quality pairs: outcome ``paired`` (both answered, the baseline was not a fallback). Comparator statistics and
+  latency/cost comparisons use only these.
+- candidate error rate: candidate failures over pairs where the candidate was called (not dropped).
+- latency percentiles: linear interpolation; the paired ratio is candidate/primary per pair, summarised by its
+  median and geometric mean (95% t interval on the log scale).
+- cost per 1,000 requests: mean cost of a quality pair's side x 1000. Projected monthly saving: (primary -
+  candidate) cost per request x the route's observed volume (requests per second over the minutes in which
+  requests were seen, x 30 days).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from routing.shadow.comparators import Kind, kind_of
+from routing.shadow.config import PromoteWhen, ShadowConfig
+from routing.shadow.record import CANDIDATE_FAILED, DROPPED, OUTCOMES, PAIRED, PRIMARY_FAILED, PairRecord
+from routing.shadow.stats import (
+    Interval,
+    mean_ci,
+    mean_sd,
+    n_for_mean,
+    n_for_proportion,
+    non_inferiority,
+    percentile,
+    percentiles,
+    ratio_ci,
+    wilson,
+)
+
+MONTH_S = 30 * 86400
+USD_Q = Decimal("1e-9")
+READY, NOT_READY, INSUFFICIENT = "ready", "not_ready", "insufficient_data"
+VERDICTS = (READY, NOT_READY, INSUFFICIENT)
+
+
+def _usd(d: Decimal) -> str:
+    return str(d.quantize(USD_Q))
+
+
+def _f(x: float) -> float | None:
+    """JSON-safe float (NaN/inf -> None)."""
+    return None if x is None or math.isnan(x) or math.isinf(x) else x
+
+
+def _iv(iv: Interval) -> dict[str, Any]:
+    return {"estimate": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "n": iv.n}
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    route: str
+    shadow: ShadowConfig | None
+    promote_when: PromoteWhen | None
+    baseline: list[str]
+    """The route's own targets (the baseline models)."""
+
+
+def comparator_kinds(shadow: ShadowConfig | None, pairs: Iterable[PairRecord]) -> dict[str, Kind]:
+    kinds: dict[str, Kind] = {}
+    if shadow is not None:
+        for c in shadow.compare:
+            kinds[c.key] = kind_of(c)
+    for p in pairs:
+        for name in p.scores:
+            kinds.setdefault(name, "score")
+    return kinds
+
+
+def _comparator_stats(name: str, kind: Kind, quality: Sequence[PairRecord], ci_method: str,
+                      margin: float) -> dict[str, Any]:
+    vals = [p.scores[name] for p in quality if name in p.scores]
+    errors = sum(1 for p in quality if name in p.errors)
+    out: dict[str, Any] = {"kind": kind, "n": len(vals), "not_applicable": len(quality) - len(vals) - errors,
+                           "errors": errors}
+    if kind == "pass":
+        iv = wilson(sum(1 for v in vals if v >= 0.5), len(vals))
+        out.update({"pass_rate": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)]})
+        base = [p.baseline[name] for p in quality if name in p.baseline]
+        if base:
+            biv = wilson(sum(1 for v in base if v >= 0.5), len(base))
+            out["baseline"] = {"pass_rate": _f(biv.estimate), "ci95": [_f(biv.low), _f(biv.high)], "n": biv.n}
+    elif kind == "judge":
+        c = Counter(vals)
+        ni = non_inferiority(c[1.0], c[0.5], c[0.0], margin)
+        d = ni.as_dict()
+        out.update({k: (_f(v) if isinstance(v, float) else v) for k, v in d.items() if k != "ci95"})
+        out["ci95"] = [_f(ni.score.low), _f(ni.score.high)]
+        out["mean"] = _f(ni.score.estimate)
+    else:
+        iv = mean_ci(vals, ci_method)
+        out.update({"mean": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "method": ci_method})
+    return out
+
+
+def _lat(xs: list[float]) -> dict[str, Any]:
+    d: dict[str, Any] = {k: _f(v) for k, v in percentiles(xs).items()}
+    d["n"] = len(xs)
+    d["mean"] = _f(math.fsum(xs) / len(xs)) if xs else None
+    return d
+
+
+def _latency_block(quality: Sequence[PairRecord], attr: str) -> dict[str, Any]:
+    both = [p for p in quality if getattr(p.primary, attr) is not None and getattr(p.candidate, attr) is not None]
+    prim = [float(getattr(p.primary, attr)) for p in both]
+    cand = [float(getattr(p.candidate, attr)) for p in both]
+    block: dict[str, Any] = {"primary": _lat(prim), "candidate": _lat(cand)}
+    rc = ratio_ci(prim, cand)
+    block["paired_ratio"] = {"n": rc["n"], "median": _f(rc["median"]), "geomean": _f(rc["geomean"]),  # type: ignore[arg-type]
+                             "ci95": [_f(x) for x in rc["ci95"]]}  # type: ignore[union-attr]
+    p50p, p50c = block["primary"]["p50"], block["candidate"]["p50"]
+    p95p, p95c = block["primary"]["p95"], block["candidate"]["p95"]
+    block["p50_ratio"] = p50c / p50p if p50p and p50c is not None else None
+    block["p95_ratio"] = p95c / p95p if p95p and p95c is not None else None
+    return block
+
+
+def _hist(prim: list[float], cand: list[float], bins: int = 24) -> dict[str, Any]:
+    xs = [x for x in prim + cand if x > 0]
+    if not xs:
+        return {"edges": [], "primary": [], "candidate": []}
+    lo, hi = math.log10(min(xs)), math.log10(max(xs))
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    width = (hi - lo) / bins
+    edges = [10 ** (lo + i * width) for i in range(bins + 1)]
+
+    def count(v: list[float]) -> list[int]:
+        c = [0] * bins
+        for x in v:
+            if x <= 0:
+                continue
+            i = min(bins - 1, max(0, int((math.log10(x) - lo) / width)))
+            c[i] += 1
+        return c
+
+    return {"edges": edges, "primary": count(prim), "candidate": count(cand)}
+
+
+def _series(pairs: Sequence[PairRecord], kinds: dict[str, Kind], buckets: int = 30) -> dict[str, Any]:
+    if not pairs:
+        return {"bucket_s": None, "t": [], "scores": {}, "latency_p50": {"primary": [], "candidate": []}}
+    t0, t1 = pairs[0].ts, pairs[-1].ts
+    width = max(1.0, (t1 - t0) / buckets)
+    groups: dict[int, list[PairRecord]] = defaultdict(list)
+    for p in pairs:
+        groups[int((p.ts - t0) // width)].append(p)
+    idx = sorted(groups)
+    scores: dict[str, list[float | None]] = {}
+    for name in kinds:
+        row: list[float | None] = []
+        for i in idx:
+            vals = [p.scores[name] for p in groups[i] if p.outcome == PAIRED and name in p.scores]
+            row.append(math.fsum(vals) / len(vals) if vals else None)
+        scores[name] = row
+    lat: dict[str, list[float | None]] = {"primary": [], "candidate": []}
+    for i in idx:
+        q = [p for p in groups[i] if p.outcome == PAIRED]
+        for side in ("primary", "candidate"):
+            xs = sorted(getattr(p, side).latency_s for p in q if getattr(p, side).latency_s is not None)
+            lat[side].append(percentile(xs, 50) if xs else None)
+    return {"bucket_s": width, "t": [t0 + i * width for i in idx], "scores": scores, "latency_p50": lat,
+            "pairs": [len(groups[i]) for i in idx]}
+
+
+def summarize(
+    pairs: Sequence[PairRecord],
+    seen: Sequence[tuple[str | None, int, int]],
+    shadow: ShadowConfig | None,
+    promote_when: PromoteWhen | None,
+    now: float,
+    with_series: bool = True,
+) -> dict[str, Any]:
+    """The statistics of one group of pairs (a route, or one task of a route)."""
+    pairs = sorted(pairs, key=lambda p: p.ts)
+    kinds = comparator_kinds(shadow, pairs)
+    ci_method = shadow.ci_method if shadow is not None else "t"
+    margin = promote_when.judge_margin if promote_when is not None and promote_when.judge_margin is not None else 0.05
+    outcomes = Counter(p.outcome for p in pairs)
+    quality = [p for p in pairs if p.outcome == PAIRED]
+    dropped_by = Counter(p.reason or "unknown" for p in pairs if p.outcome == DROPPED)
+    excluded_by = Counter(p.reason or p.primary.error or "unknown" for p in pairs if p.outcome == PRIMARY_FAILED)
+    sent = [p for p in pairs if p.outcome != DROPPED]
+    cand_fail = sum(1 for p in sent if not p.candidate.ok)
+    prim_fail = sum(1 for p in pairs if not p.primary.ok and p.primary.error != "fallback")
+    cand_err = wilson(cand_fail, len(sent))
+    prim_err = wilson(prim_fail, len(pairs))
+    counts: dict[str, Any] = {
+        "sampled": len(pairs),
+        **{o: outcomes.get(o, 0) for o in OUTCOMES},
+        "quality_pairs": len(quality),
+        "excluded": outcomes.get(PRIMARY_FAILED, 0),
+        "excluded_by_reason": dict(excluded_by),
+        "dropped_by_reason": dict(dropped_by),
+        "streamed": sum(1 for p in pairs if p.stream),
+        "reverse": sum(1 for p in pairs if p.direction == "reverse"),
+    }
+    comps = {name: _comparator_stats(name, kind, quality, ci_method, margin) for name, kind in kinds.items()}
+
+    # cost (Decimal throughout)
+    def per_req(side: str) -> Decimal | None:
+        if not quality:
+            return None
+        return sum((getattr(p, side).cost for p in quality), Decimal(0)) / len(quality)
+
+    prim_req, cand_req = per_req("primary"), per_req("candidate")
+    requests_seen = sum(n for _, _, n in seen)
+    minutes = [m for _, m, _ in seen]
+    span_s = (max(minutes) - min(minutes) + 1) * 60 if minutes else 0
+    monthly = requests_seen / span_s * MONTH_S if span_s else 0.0
+    cost: dict[str, Any] = {
+        "primary_per_1k_usd": _usd(prim_req * 1000) if prim_req is not None else None,
+        "candidate_per_1k_usd": _usd(cand_req * 1000) if cand_req is not None else None,
+        "requests_seen": requests_seen,
+        "observed_span_s": span_s,
+        "monthly_volume": monthly,
+        "shadow_spend_usd": _usd(sum(((p.candidate.cost if p.direction == "forward" else p.primary.cost)
+                                      for p in pairs), Decimal(0))),
+    }
+    if prim_req is not None and cand_req is not None:
+        saving = (prim_req - cand_req) * Decimal(repr(monthly))
+        cost["saving_per_1k_usd"] = _usd((prim_req - cand_req) * 1000)
+        cost["projected_monthly_saving_usd"] = _usd(saving)
+        cost["cost_ratio"] = float(cand_req / prim_req) if prim_req else None
+    else:
+        cost["saving_per_1k_usd"] = None
+        cost["projected_monthly_saving_usd"] = None
+        cost["cost_ratio"] = None
+    out: dict[str, Any] = {
+        "counts": counts,
+        "comparators": comps,
+        "latency": {"total": _latency_block(quality, "latency_s"), "ttft": _latency_block(quality, "ttft_s")},
+        "errors": {"candidate_error_rate": _iv(cand_err), "primary_error_rate": _iv(prim_err),
+                   "candidate_errors_by_type": dict(Counter(p.candidate.error or "unknown"
+                                                            for p in sent if not p.candidate.ok))},
+        "cost": cost,
+    }
+    if with_series:
+        out["series"] = _series(pairs, kinds)
+        out["latency_histogram"] = {
+            "total": _hist([p.primary.latency_s for p in quality if p.primary.latency_s],
+                           [p.candidate.latency_s for p in quality if p.candidate.latency_s]),
+            "ttft": _hist([p.primary.ttft_s for p in quality if p.primary.ttft_s],
+                          [p.candidate.ttft_s for p in quality if p.candidate.ttft_s]),
+        }
+    if promote_when is not None:
+        if promote_when.window_s is not None:
+            recent = [p for p in pairs if p.ts >= now - promote_when.window_s]
+            sub = summarize(recent, seen, shadow, promote_when, now, with_series=False) if len(recent) != len(pairs) \
+                else out
+            out["verdict"] = verdict(sub, recent, kinds, promote_when)
+        else:
+            out["verdict"] = verdict(out, pairs, kinds, promote_when)
+    else:
+        out["verdict"] = {"verdict": INSUFFICIENT, "failing": [], "pairs_needed": None, "criteria": [],
+                          "note": "no promote_when criteria configured for this route"}
+    return out
+
+
+# -- verdict --------------------------------------------------------------------------------------------------
+def _criterion(name: str, status: str, value: Any, bound: Any, needed: int | None = None,
+               detail: str | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "status": status, "value": value, "threshold": bound}
+    if needed is not None:
+        c["pairs_needed"] = needed
+    if detail:
+        c["detail"] = detail
+    return c
+
+
+def _bounded(name: str, est: float | None, low: float | None, high: float | None, n: int, vmin: float | None,
+             vmax: float | None, on_ci: bool, need: Any) -> dict[str, Any]:
+    bound = {"min": vmin, "max": vmax}
+    if est is None or n == 0:
+        return _criterion(name, "undecided", None, bound, None, "no data yet")
+    if (vmin is not None and est < vmin) or (vmax is not None and est > vmax):
+        return _criterion(name, "fail", est, bound)
+    if not on_ci:
+        return _criterion(name, "pass", est, bound)
+    ok_low = vmin is None or (low is not None and low >= vmin)
+    ok_high = vmax is None or (high is not None and high <= vmax)
+    if ok_low and ok_high:
+        return _criterion(name, "pass", est, bound)
+    needs = []
+    if not ok_low and vmin is not None:
+        needs.append(need(vmin, True))
+    if not ok_high and vmax is not None:
+        needs.append(need(vmax, False))
+    total = None if any(x is None for x in needs) else max(needs)
+    more = None if total is None else max(1, total - n)
+    return _criterion(name, "undecided", est, bound, more, "95% interval still straddles the bound")
+
+
+def verdict(summary: dict[str, Any], pairs: Sequence[PairRecord], kinds: dict[str, Kind],
+            pw: PromoteWhen) -> dict[str, Any]:
+    on_ci = pw.decide_on == "ci"
+    quality = [p for p in pairs if p.outcome == PAIRED]
+    n = len(quality)
+    criteria: list[dict[str, Any]] = []
+    criteria.append(_criterion("min_pairs", "pass" if n >= pw.min_pairs else "undecided", n, pw.min_pairs,
+                               None if n >= pw.min_pairs else pw.min_pairs - n))
+    comps = summary["comparators"]
+    for name, th in pw.scores.items():
+        kind = kinds.get(name, "score")
+        st = comps.get(name, {"n": 0})
+        vals = [p.scores[name] for p in quality if name in p.scores]
+        m = len(vals)
+        if kind == "pass":
+            est = st.get("pass_rate")
+            lo, hi = st.get("ci95") or [None, None]
+
+            def need_p(b: float, above: bool, est: float | None = est, m: int = m) -> int | None:
+                return n_for_proportion(est or 0.0, m, b, above)
+
+            criteria.append(_bounded(f"score:{name}", est, lo, hi, m, th.min, th.max, on_ci, need_p))
+        else:
+            mean, sd = mean_sd(vals)
+            est = None if math.isnan(mean) else mean
+            lo, hi = st.get("ci95") or [None, None]
+
+            def need_m(b: float, above: bool, mean: float = mean, sd: float = sd, m: int = m) -> int | None:
+                return n_for_mean(mean, sd, m, b, above)
+
+            criteria.append(_bounded(f"score:{name}", est, lo, hi, m, th.min, th.max, on_ci, need_m))
+    if pw.judge_margin is not None:
+        for name, kind in kinds.items():
+            if kind != "judge":
+                continue
+            st = comps[name]
+            bound = 0.5 - pw.judge_margin
+            vals = [p.scores[name] for p in quality if name in p.scores]
+            if len(vals) < 2:
+                criteria.append(_criterion(f"judge_non_inferior:{name}", "undecided", None, bound, None, "no data yet"))
+                continue
+            mean, sd = mean_sd(vals)
+            if st["non_inferior"]:
+                criteria.append(_criterion(f"judge_non_inferior:{name}", "pass", mean, bound,
+                                           detail=f"p={st['p_value']:.4g}"))
+            elif mean <= bound or (not on_ci):
+                criteria.append(_criterion(f"judge_non_inferior:{name}", "fail", mean, bound,
+                                           detail=f"p={st['p_value']}"))
+            else:
+                need = n_for_mean(mean, sd, len(vals), bound, True)
+                criteria.append(_criterion(f"judge_non_inferior:{name}", "undecided", mean, bound,
+                                           None if need is None else max(1, need - len(vals)),
+                                           "not yet shown non-inferior"))
+    if pw.max_candidate_error_rate is not None:
+        er = summary["errors"]["candidate_error_rate"]
+        m = er["n"]
+        est = er["estimate"]
+
+        def need_e(b: float, above: bool, est: float | None = est, m: int = m) -> int | None:
+            return n_for_proportion(est or 0.0, m, b, above)
+
+        criteria.append(_bounded("candidate_error_rate", est, er["ci95"][0], er["ci95"][1], m, None,
+                                 pw.max_candidate_error_rate, on_ci, need_e))
+    lat = summary["latency"]
+    for cname, block, limit in (("latency_p95_ratio", lat["total"], pw.max_latency_p95_ratio),
+                                ("ttft_p95_ratio", lat["ttft"], pw.max_ttft_p95_ratio)):
+        if limit is None:
+            continue
+        r = block["p95_ratio"]
+        if r is None:
+            status = "n/a" if cname == "ttft_p95_ratio" and n > 0 else "undecided"
+            criteria.append(_criterion(cname, status, None, {"max": limit}, None,
+                                       "no streamed pairs" if status == "n/a" else "no data yet"))
+        else:
+            criteria.append(_criterion(cname, "pass" if r <= limit else "fail", r, {"max": limit}))
+    if pw.max_cost_ratio is not None:
+        r = summary["cost"]["cost_ratio"]
+        if r is None:
+            criteria.append(_criterion("cost_ratio", "undecided", None, {"max": pw.max_cost_ratio}, None, "no data yet"))
+        else:
+            criteria.append(_criterion("cost_ratio", "pass" if r <= pw.max_cost_ratio else "fail", r,
+                                       {"max": pw.max_cost_ratio}))
+    failing = [c["name"] for c in criteria if c["status"] == "fail"]
+    undecided = [c for c in criteria if c["status"] == "undecided"]
+    if n < pw.min_pairs:
+        needs = [c.get("pairs_needed") for c in undecided]
+        known = [x for x in needs if x is not None]
+        return {"verdict": INSUFFICIENT, "failing": failing, "pairs_needed": max(known) if known else None,
+                "criteria": criteria}
+    if failing:
+        return {"verdict": NOT_READY, "failing": failing, "pairs_needed": None, "criteria": criteria}
+    if undecided:
+        known = [c["pairs_needed"] for c in undecided if c.get("pairs_needed") is not None]
+        return {"verdict": INSUFFICIENT, "failing": [], "pairs_needed": max(known) if known else None,
+                "criteria": criteria}
+    return {"verdict": READY, "failing": [], "pairs_needed": 0, "criteria": criteria}
+
+
+def route_report(
+    info: RouteInfo,
+    pairs: Sequence[PairRecord],
+    seen: Sequence[tuple[str | None, int, int]],
+    now: float,
+    by_task: bool = True,
+) -> dict[str, Any]:
+    """One route's entry: the whole route, then each task (same shape, each with its own verdict)."""
+    entry: dict[str, Any] = {
+        "route": info.route,
+        "candidate": info.shadow.model if info.shadow is not None else None,
+        "baseline": info.baseline,
+        "configured": info.shadow is not None,
+        "sample_rate": info.shadow.sample_rate if info.shadow is not None else None,
+        "promote_when": info.promote_when.model_dump(mode="json") if info.promote_when is not None else None,
+    }
+    entry.update(summarize(pairs, seen, info.shadow, info.promote_when, now))
+    if by_task:
+        tasks: dict[str | None, list[PairRecord]] = defaultdict(list)
+        for p in pairs:
+            tasks[p.task].append(p)
+        entry["tasks"] = [
+            {"task": t, **summarize(ps, [s for s in seen if s[0] == t], info.shadow, info.promote_when, now,
+                                   with_series=False)}
+            for t, ps in sorted(tasks.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+        ]
+    return entry
+
+
+def outcome_counts(pairs: Iterable[PairRecord]) -> dict[str, int]:
+    c = Counter(p.outcome for p in pairs)
+    return {o: c.get(o, 0) for o in (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)}
