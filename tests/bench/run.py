@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -80,10 +81,15 @@ def check_tools() -> None:
         raise SystemExit(f"missing tools: {', '.join(missing)} (apt-get install nginx wrk util-linux)")
 
 
-async def bench(
-    args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path
-) -> tuple[list[Figures], list[float]]:
-    """Every round's figures, and the CPU (in cores) other processes used during each round."""
+@dataclasses.dataclass
+class Outcome:
+    rounds: list[Figures] = dataclasses.field(default_factory=list)
+    background: list[float] = dataclasses.field(default_factory=list)  # other processes' CPU, cores
+    error: str | None = None  # why the run stopped before its last round
+
+
+async def bench(args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path) -> Outcome:
+    """All rounds; a round that fails after others completed ends the run with what it has."""
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
     try:
         gateways = [
@@ -92,15 +98,23 @@ async def bench(
             else targets.pointsman(up, args.pointsman_bin, workdir, args.rules)
             for name in names
         ]
-        rounds: list[Figures] = []
-        background: list[float] = []
+        out = Outcome()
         for i in range(args.rounds):
             _log(f"round {i + 1}/{args.rounds}")
             load = procs.BackgroundLoad()
-            rounds.append(await measure.run_round(i, settings, targets.direct(up), gateways, workdir, _log))
-            background.append(load.cores())
-            _log(f"  other processes used {background[-1]:.2f} cores during the round")
-        return rounds, background
+            try:
+                figures = await measure.run_round(i, settings, targets.direct(up), gateways, workdir, _log)
+            except RuntimeError as exc:
+                if not out.rounds:
+                    raise
+                out.error = f"round {i + 1} failed: {exc}"
+                _log(out.error)
+                _dump_logs(workdir)
+                break
+            out.rounds.append(figures)
+            out.background.append(load.cores())
+            _log(f"  other processes used {out.background[-1]:.2f} cores during the round")
+        return out
     finally:
         await procs.stop(up.proc)
 
@@ -139,7 +153,19 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "rules": args.rules,
         "quick": args.quick,
         "settings": dataclasses.asdict(settings),
+        "git": _git_state(),
     }
+
+
+def _git_state() -> dict[str, Any]:
+    """HEAD and the files that differ from it: the gateway measured is the working tree."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return {}
+    return {"head": head.stdout.strip(), "changed": [line[3:] for line in status.stdout.splitlines()]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pointsman-bench-") as tmp:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                rounds, background = runner.run(_stoppable(bench(args, settings, names, Path(tmp))))
+                out = runner.run(_stoppable(bench(args, settings, names, Path(tmp))))
         except RuntimeError as exc:
             print(f"bench failed: {exc}", file=sys.stderr)
             _dump_logs(Path(tmp))
@@ -158,17 +184,22 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, asyncio.CancelledError):
             print("interrupted; everything the bench started is stopped", file=sys.stderr)
             return 130
-    summary = report.aggregate(rounds)
+    summary = report.aggregate(out.rounds)
     print()
+    if out.error:
+        print(f"INCOMPLETE: {len(out.rounds)} of {args.rounds} rounds ({out.error.splitlines()[0]})")
     print(report.table(summary, (settings.rate, settings.stream_rate)))
     print()
     print(report.checks_text(summary))
-    print(report.noise_text(background, summary))
+    print(report.noise_text(out.background, summary))
     if args.json:
-        info = meta(args, settings, names) | {"background_cores_per_round": background}
-        report.write_json(args.json, info, rounds, summary)
+        info = meta(args, settings, names) | {
+            "background_cores_per_round": out.background,
+            "error": out.error,
+        }
+        report.write_json(args.json, info, out.rounds, summary)
         print(f"\nJSON: {args.json}")
-    return 0
+    return 2 if out.error else 0
 
 
 def _dump_logs(workdir: Path, lines: int = 40) -> None:
