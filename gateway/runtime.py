@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey, KeyRing
 from routing.models import ModelTable
-from routing.policy import Policy
+from routing.policy import CostOf, HealthView, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,10 @@ class Runtime:
         version: int = 0,
         extra_keys: tuple[ClientKey, ...] = (),
         rng: random.Random | None = None,
+        health: HealthView | None = None,
+        cost_of: CostOf | None = None,
     ) -> Runtime:
         models = ModelTable(cfg.models)
-        policy = Policy(cfg.routes, models, rng)
+        policy = Policy(cfg.routes, models, rng, health, cost_of, cfg.routing.latency_explore)
         keys = KeyRing([*(ClientKey.from_config(k) for k in cfg.keys), *extra_keys])
         return cls(cfg, version, policy, keys, cfg.admin_key)

@@ -7,9 +7,13 @@ import logging
 import time
 
 from gateway.accounting_setup import build_accountant, build_catalog
+from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
+from gateway.control import PolicyControl, cost_lookup, routing_rng
 from gateway.runtime import Runtime
+from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
+from routing.health import HealthTracker
 from serving.registry import BackendRegistry
 
 log = logging.getLogger("pointsman")
@@ -18,10 +22,18 @@ log = logging.getLogger("pointsman")
 class GatewayState:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.runtime = Runtime.build(config)
         self.registry = BackendRegistry()
-        self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s)
         self.accountant = build_accountant(config)
+        self.capture = CaptureGate(config, self.accountant, lambda: self.runtime.config)
+        # Routing: health and the seeded rng outlive policy swaps; the policy itself lives in `control`.
+        self.rng = routing_rng(config)
+        self.health = HealthTracker(config.routing, self.registry)
+        self.cost_of = cost_lookup(self.accountant)
+        self.runtime = Runtime.build(config, rng=self.rng, health=self.health, cost_of=self.cost_of)
+        self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s, self.health, config.routing.backoff)
+        self.control = PolicyControl(self)
+        self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
+        self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.ready = False
         self.draining = False
@@ -29,12 +41,21 @@ class GatewayState:
         self._swap_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        await self.control.start()
         await self.registry.sync(self.runtime.config.backends)
         await self.accountant.start()
+        await self.capture.start()
+        await self.vllm_pricing.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
+        await self.control.close()
+        await self.vllm_pricing.close()
+        for task in list(self._retiring):
+            task.cancel()  # closes the retired backends now (see swap)
+            await asyncio.gather(task, return_exceptions=True)
+        await self.capture.close()
         await self.accountant.close()
         await self.registry.close()
 
@@ -47,9 +68,12 @@ class GatewayState:
         if retired:
             # Let in-flight requests on replaced backends finish before closing their sessions.
             async def close_later() -> None:
-                await asyncio.sleep(runtime.config.server.request_timeout_s)
-                for b in retired:
-                    await b.close()
+                try:
+                    await asyncio.sleep(runtime.config.server.request_timeout_s)
+                finally:
+                    for b in retired:
+                        await b.close()
 
             task = asyncio.get_running_loop().create_task(close_later())
-            self._bg = task
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)

@@ -1,17 +1,28 @@
-"""Compiled routing rules: first match wins; weighted (sticky or random) choice of target; fallbacks.
+"""Compiled routing rules: first match wins; a strategy picks among the healthy targets; fallbacks follow.
 
-Rules compile once into plain objects when a policy is loaded; ``decide`` does no I/O and no allocation
-beyond the decision itself.
+Rules compile once into plain objects when a policy is loaded; ``decide`` does no I/O. Backend health and
+prices come in through two small interfaces the gateway injects: a ``HealthView`` (circuit breakers, vLLM
+health, latency EWMAs; ``routing.health.HealthTracker``) and ``CostOf`` (a model's price, from accounting).
+
+Choosing a target:
+- ``weighted``: by weight, with a sticky key (``x-pointsman-sticky``, ``user`` or a tag) hashed into the
+  weights so one key always lands on the same target, else random (seeded in tests). A chosen target whose
+  backend is down is replaced by a weighted pick among the healthy ones, with the same draw, so keys whose
+  target is up never move.
+- ``least_latency``: the healthy target with the lowest latency EWMA (unmeasured ones first); a small
+  fraction of decisions picks by weight so every target stays measured.
+- ``cheapest``: the healthy target with the lowest price (unpriced ones last, ties in listed order).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from routing.config import RouteConfig
 from routing.errors import ModelNotFound
@@ -20,13 +31,45 @@ from routing.models import ModelTable, ResolvedModel
 _GLOB_CHARS = frozenset("*?[")
 DEFAULT_ROUTE = "default"
 
+CostOf = Callable[[ResolvedModel], Decimal | None]
+"""A target's price (any comparable figure: the gateway gives USD per input + output token); None when
+unpriced."""
 
-def _matcher(pattern: str | None) -> Any:
+
+class HealthView(Protocol):
+    @property
+    def latency(self) -> Mapping[str, float]:
+        """Latency EWMA in seconds by target model name."""
+
+    def is_up(self, backend_name: str) -> bool: ...
+
+
+class _Glob:
+    __slots__ = ("pattern",)
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __call__(self, value: str | None) -> bool:
+        return value is not None and fnmatchcase(value, self.pattern)
+
+
+class _Exact:
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, value: str | None) -> bool:
+        return value == self.value
+
+
+def _matcher(pattern: str | None) -> Callable[[str | None], bool] | None:
     if pattern is None:
         return None
     if _GLOB_CHARS.intersection(pattern):
-        return lambda v: v is not None and fnmatchcase(v, pattern)
-    return lambda v: v == pattern
+        return _Glob(pattern)
+    return _Exact(pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +78,10 @@ class RouteInput:
     tags: Mapping[str, str]
     key: str
     team: str | None
-    sticky: str | None = None
+    sticky_header: str | None = None
+    """``x-pointsman-sticky``."""
+    user: str | None = None
+    """The body's ``user`` field."""
 
 
 @dataclass(slots=True)
@@ -47,35 +93,62 @@ class Decision:
     timeout_s: float | None = None
     max_retries: int | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    candidates: list[tuple[str, float]] = field(default_factory=list)
+    candidates: Sequence[tuple[str, float]] = ()
     rule: CompiledRule | None = None
+    how: str = ""
+    """How the target was chosen: sticky, random, least_latency, cheapest, only, requested."""
 
 
 class CompiledRule:
-    __slots__ = ("cfg", "name", "_model", "_tags", "_key", "_team", "targets", "weights", "total", "fallbacks")
+    __slots__ = (
+        "cfg", "name", "index", "_model", "_tags", "_key", "_team", "targets", "weights", "total",
+        "resolved", "fallbacks", "fallback_models", "candidates", "strategy", "sticky_tag", "sticky_mode",
+        "reason",
+    )
 
-    def __init__(self, cfg: RouteConfig, models: ModelTable) -> None:
+    def __init__(self, cfg: RouteConfig, models: ModelTable, index: int = 0) -> None:
         self.cfg = cfg
         self.name = cfg.name
+        self.index = index
         m = cfg.match
         self._model = _matcher(m.model)
-        self._tags = [(k, _matcher(v)) for k, v in m.tags.items()]
+        self._tags = [(k, fn) for k, v in m.tags.items() if (fn := _matcher(v)) is not None]
         self._key = _matcher(m.key)
         self._team = _matcher(m.team)
         self.targets = [t.model for t in cfg.targets]
         self.weights = [t.weight for t in cfg.targets]
         self.total = sum(self.weights)
+        self.resolved = [models.resolve(t) for t in self.targets]
         self.fallbacks = list(cfg.fallbacks)
+        self.fallback_models = [models.resolve(f) for f in self.fallbacks]
+        self.candidates = tuple(zip(self.targets, self.weights, strict=True))
+        self.strategy = cfg.strategy
+        sticky = cfg.sticky
+        self.sticky_mode = "auto" if sticky is None else ("tag" if sticky.startswith("tag:") else sticky)
+        self.sticky_tag = sticky[4:] if sticky and sticky.startswith("tag:") else ""
+        self.reason = self.why()
 
     def matches(self, inp: RouteInput) -> bool:
         if self._model is not None and not self._model(inp.model):
             return False
-        for k, fn in self._tags:
-            if not fn(inp.tags.get(k)):
-                return False
+        if self._tags:
+            tags = inp.tags
+            for k, fn in self._tags:
+                if not fn(tags.get(k)):
+                    return False
         if self._key is not None and not self._key(inp.key):
             return False
         return not (self._team is not None and not self._team(inp.team))
+
+    def sticky_key(self, inp: RouteInput) -> str | None:
+        mode = self.sticky_mode
+        if mode == "auto":
+            return inp.sticky_header or inp.user
+        if mode == "tag":
+            return inp.tags.get(self.sticky_tag) or None
+        if mode == "user":
+            return inp.user
+        return inp.sticky_header
 
     def why(self) -> str:
         m = self.cfg.match
@@ -95,24 +168,40 @@ def sticky_fraction(route: str, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def weighted_pick(names: Sequence[str], weights: Sequence[float], total: float, u: float) -> int:
+def weighted_pick(weights: Sequence[float], total: float, u: float) -> int:
+    """Index whose cumulative weight interval holds ``u * total`` (``u`` in [0, 1))."""
     x = u * total
     acc = 0.0
+    last = 0
     for i, w in enumerate(weights):
+        if w <= 0:
+            continue
         acc += w
+        last = i
         if x < acc:
             return i
-    return len(names) - 1
+    return last
 
 
 class Policy:
     """An immutable, compiled rule set plus the model table it routes to."""
 
-    def __init__(self, routes: Sequence[RouteConfig], models: ModelTable, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        routes: Sequence[RouteConfig],
+        models: ModelTable,
+        rng: random.Random | None = None,
+        health: HealthView | None = None,
+        cost_of: CostOf | None = None,
+        explore: float = 0.05,
+    ) -> None:
         self.models = models
-        self.rules = [CompiledRule(r, models) for r in routes]
+        self.rules = [CompiledRule(r, models, i) for i, r in enumerate(routes)]
         self.by_name = {r.name: r for r in self.rules}
         self.rng = rng or random.Random()
+        self.health = health
+        self.cost_of = cost_of
+        self.explore = explore
 
     def resolve(self, name: str) -> ResolvedModel:
         m = self.models.resolve(name)
@@ -129,23 +218,110 @@ class Policy:
     def decide(self, inp: RouteInput) -> Decision:
         rule = self.match(inp)
         if rule is None:
-            return Decision(DEFAULT_ROUTE, [self.resolve(inp.model)], "no rule matched: requested model")
+            return Decision(DEFAULT_ROUTE, [self.resolve(inp.model)], "no rule matched: requested model",
+                            how="requested")
         if rule.targets:
-            u = sticky_fraction(rule.name, inp.sticky) if inp.sticky else self.rng.random()
-            idx = weighted_pick(rule.targets, rule.weights, rule.total, u)
-            chosen = rule.targets[idx]
+            idx, how = self._choose(rule, inp)
+            chosen = rule.resolved[idx]
+            if chosen is None:
+                chosen = self.resolve(rule.targets[idx])
         else:
-            chosen = inp.model
-        names = [chosen, *(f for f in rule.fallbacks if f != chosen)]
-        attempts = [self.resolve(n) for n in names]
+            chosen, how = self.resolve(inp.model), "requested"
+        attempts = [chosen]
+        for name, fb in zip(rule.fallbacks, rule.fallback_models, strict=True):
+            if name != chosen.name:
+                attempts.append(fb if fb is not None else self.resolve(name))
         cfg = rule.cfg
         return Decision(
-            rule.name,
-            attempts,
-            rule.why(),
-            cfg.timeout_s,
-            cfg.max_retries,
-            cfg.defaults,
-            [(t, w) for t, w in zip(rule.targets, rule.weights, strict=True)],
-            rule,
+            rule.name, attempts, rule.reason, cfg.timeout_s, cfg.max_retries, cfg.defaults, rule.candidates,
+            rule, how,
         )
+
+    # -- strategies ------------------------------------------------------------------------------------
+    def _up(self, rule: CompiledRule) -> list[bool] | None:
+        health = self.health
+        if health is None:
+            return None
+        return [m is not None and health.is_up(m.backend) for m in rule.resolved]
+
+    def _choose(self, rule: CompiledRule, inp: RouteInput) -> tuple[int, str]:
+        weights = rule.weights
+        if len(weights) == 1:
+            return 0, "only"
+        up = self._up(rule)
+        strategy = rule.strategy
+        if strategy != "weighted":
+            eligible = [i for i, w in enumerate(weights) if w > 0 and (up is None or up[i])]
+            if not eligible:
+                eligible = [i for i, w in enumerate(weights) if w > 0]
+            if strategy == "least_latency":
+                if self.explore and self.rng.random() < self.explore:
+                    ws = [w if i in eligible else 0.0 for i, w in enumerate(weights)]
+                    return weighted_pick(ws, sum(ws), self.rng.random()), "least_latency (exploring)"
+                lat = self.health.latency if self.health is not None else {}
+                return min(eligible, key=lambda i: lat.get(rule.targets[i], 0.0)), "least_latency"
+            cost_of = self.cost_of
+            if cost_of is None:
+                return eligible[0], "cheapest (no prices: first listed)"
+
+            def price(i: int) -> tuple[bool, Decimal, int]:
+                m = rule.resolved[i]
+                c = cost_of(m) if m is not None else None
+                return c is None, c if c is not None else Decimal(0), i
+
+            return min(eligible, key=price), "cheapest"
+        key = rule.sticky_key(inp)
+        u = sticky_fraction(rule.name, key) if key else self.rng.random()
+        how = "sticky" if key else "random"
+        idx = weighted_pick(weights, rule.total, u)
+        if up is not None and not up[idx]:
+            ws = [w if up[i] else 0.0 for i, w in enumerate(weights)]
+            total = sum(ws)
+            if total > 0:
+                return weighted_pick(ws, total, u), how + " (chosen target down)"
+        return idx, how
+
+    # -- explain ---------------------------------------------------------------------------------------
+    def explain(self, inp: RouteInput) -> dict[str, Any]:
+        """The decision for ``inp`` with what led to it; calls no model."""
+        d = self.decide(inp)
+        rule = d.rule
+        out: dict[str, Any] = {
+            "route": d.route,
+            "rule_index": rule.index if rule else None,
+            "reason": d.reason,
+            "chosen": d.attempts[0].name,
+            "chosen_by": d.how,
+            "backend": d.attempts[0].backend,
+            "upstream_model": d.attempts[0].upstream_model,
+            "fallbacks": [m.name for m in d.attempts[1:]],
+            "attempts": [{"model": m.name, "backend": m.backend, "upstream_model": m.upstream_model}
+                         for m in d.attempts],
+            "tags": dict(inp.tags),
+            "timeout_s": d.timeout_s,
+            "max_retries": d.max_retries,
+            "defaults": dict(d.defaults),
+        }
+        if rule is not None:
+            out["strategy"] = rule.strategy
+            out["sticky_key"] = rule.sticky_key(inp)
+            up = self._up(rule)
+            cands = []
+            for i, (name, weight) in enumerate(rule.candidates):
+                m = rule.resolved[i]
+                c: dict[str, Any] = {"model": name, "weight": weight, "backend": m.backend if m else None,
+                                     "share": weight / rule.total if rule.total else 0.0}
+                if up is not None:
+                    c["up"] = up[i]
+                if self.health is not None:
+                    c["latency_ewma_s"] = self.health.latency.get(name)
+                if self.cost_of is not None:
+                    price = self.cost_of(m) if m is not None else None
+                    c["price"] = None if price is None else str(price)
+                cands.append(c)
+            out["candidates"] = cands
+        else:
+            out["strategy"] = None
+            out["sticky_key"] = None
+            out["candidates"] = []
+        return out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from serving.config import BackendConfig, LiteLLMBackendConfig
+from serving.config import BackendConfig, LiteLLMBackendConfig, VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
 from serving.litellm_backend import LiteLLMBackend
+from serving.vllm_monitor import VLLMMonitor
 
 AnyBackend = OpenAIHTTPBackend | LiteLLMBackend
 
@@ -18,11 +19,15 @@ def build_backend(name: str, cfg: BackendConfig) -> AnyBackend:
 
 
 class BackendRegistry:
-    """Live backends by name. Rebuilt only for changed backend configs on a policy swap."""
+    """Live backends by name. Rebuilt only for changed backend configs on a policy swap.
+
+    vLLM backends get a background ``VLLMMonitor`` (health + queue depth) for as long as they are live.
+    """
 
     def __init__(self) -> None:
         self.backends: dict[str, AnyBackend] = {}
         self._configs: dict[str, BackendConfig] = {}
+        self.monitors: dict[str, VLLMMonitor] = {}
 
     def __getitem__(self, name: str) -> AnyBackend:
         return self.backends[name]
@@ -38,17 +43,30 @@ class BackendRegistry:
                 continue
             if name in self.backends:
                 retired.append(self.backends[name])
+                await self._stop_monitor(name)
             backend = build_backend(name, cfg)
             await backend.start()
             self.backends[name] = backend
             self._configs[name] = cfg
+            if isinstance(cfg, VLLMBackendConfig) and isinstance(backend, OpenAIHTTPBackend):
+                monitor = VLLMMonitor(backend, cfg.health_interval_s)
+                monitor.start()
+                self.monitors[name] = monitor
         for name in list(self.backends):
             if name not in configs:
+                await self._stop_monitor(name)
                 retired.append(self.backends.pop(name))
                 self._configs.pop(name, None)
         return retired
 
+    async def _stop_monitor(self, name: str) -> None:
+        monitor = self.monitors.pop(name, None)
+        if monitor is not None:
+            await monitor.stop()
+
     async def close(self) -> None:
+        for name in list(self.monitors):
+            await self._stop_monitor(name)
         for b in self.backends.values():
             await b.close()
         self.backends.clear()

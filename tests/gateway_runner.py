@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,11 +26,25 @@ def as_config(doc: dict[str, Any] | GatewayConfig) -> GatewayConfig:
     return doc if isinstance(doc, GatewayConfig) else validate_document(doc, "<test>")
 
 
+def with_data_dir(config: dict[str, Any] | GatewayConfig, data_dir: str) -> dict[str, Any] | GatewayConfig:
+    """``config`` with ``server.data_dir`` set when the test left it at the default (``./data`` in the cwd would
+    share stored policy and ledgers between unrelated gateways)."""
+    if isinstance(config, GatewayConfig):
+        if "data_dir" in config.server.model_fields_set:
+            return config
+        return config.model_copy(update={"server": config.server.model_copy(update={"data_dir": data_dir})})
+    server = config.get("server") or {}
+    if "data_dir" in server:
+        return config
+    return {**config, "server": {**server, "data_dir": data_dir}}
+
+
 class RunningGateway:
     """The gateway app under a real uvicorn server on loopback, in a background thread."""
 
     def __init__(self, config: dict[str, Any] | GatewayConfig, port: int | None = None) -> None:
-        self.config = as_config(config)
+        self._data = tempfile.mkdtemp(prefix="pointsman-test-")
+        self.config = as_config(with_data_dir(config, self._data))
         self.port = port or free_port()
         self.app: GatewayApp = create_app(self.config)
         self.server: uvicorn.Server | None = None
@@ -66,6 +82,7 @@ class RunningGateway:
             self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(15)
+        shutil.rmtree(self._data, ignore_errors=True)
 
     def __enter__(self) -> RunningGateway:
         return self.start()
@@ -81,6 +98,7 @@ class GatewayProcess:
                  env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.path = tmp / f"gateway-{self.port}.yaml"
+        config = with_data_dir(config, str(tmp / "data"))  # type: ignore[assignment]
         self.path.write_text(yaml.safe_dump(config))
         self.workers = workers
         self.env = {**os.environ, **(env or {})}

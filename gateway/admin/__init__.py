@@ -1,4 +1,4 @@
-"""The admin API under ``/admin`` (admin key only)."""
+"""The admin API under ``/admin`` (admin key only): policy (routes, models, backends, keys) and status."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import spend
-from gateway.deps import get_state, require_admin
+from gateway.admin import catalog, keys, routes, spend, vllm
+from gateway.admin.common import State
+from gateway.deps import require_admin
 from gateway.state import GatewayState
 
 
@@ -15,14 +16,21 @@ def build_admin_router(state: GatewayState) -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
     @router.get("/status", summary="Gateway status")
-    async def status(st: GatewayState = Depends(get_state)) -> dict[str, Any]:
+    async def status(st: State) -> dict[str, Any]:
         rt = st.runtime
         return {
             "policy_version": rt.version,
+            "policy_store": type(st.control.store).__name__ if st.control.store is not None else None,
+            "policy_store_error": st.control.last_error,
             "in_flight": st.in_flight,
             "backends": sorted(rt.config.backends),
             "routes": [r.name for r in rt.config.routes],
         }
 
+    router.include_router(routes.build_router())
+    router.include_router(catalog.build_models_router())
+    router.include_router(catalog.build_backends_router())
+    router.include_router(keys.build_router())
     router.include_router(spend.build_router())
+    router.include_router(vllm.build_router())
     return router

@@ -158,8 +158,9 @@ class InferenceService:
             bad_tag = key.tags_allowed(tags)
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
-            sticky = _s(h.get(b"x-pointsman-sticky")) or _str_or_none(doc.get("user"))
-            decision = rt.policy.decide(RouteInput(model, tags, key.name, key.team, sticky))
+            decision = rt.policy.decide(
+                RouteInput(model, tags, key.name, key.team, _s(h.get(b"x-pointsman-sticky")), _str_or_none(doc.get("user")))
+            )
             stream = doc.get("stream") is True
             rec = RequestRecord(
                 request_id=rid,
@@ -281,6 +282,7 @@ class InferenceService:
         rec.ttft_s = rec.latency_s
         rec.overhead_s = (t_up - t0) + (t_end - t_done)
         state.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
+        state.capture.offer(rec, decision, doc, parsed)
 
     def _served_headers(self, rec: RequestRecord) -> list[tuple[bytes, bytes]]:
         return [
@@ -337,6 +339,7 @@ class InferenceService:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
         overhead = (t_up - t0) + (time.perf_counter() - t_open)
         await self._relay(receive, send, upstream, reader, rec, endpoint, t0)
+        state.dispatcher.observe_ttft(outcome, rec.ttft_s)
         if reader.usage is not None:
             rec.usage = reader.usage
             rec.has_usage = True
@@ -344,6 +347,7 @@ class InferenceService:
         rec.overhead_s = overhead
         state.accountant.price(rec)
         state.accountant.finish(rec, doc, reader.events)
+        state.capture.offer(rec, decision, doc, None, reader.events)
 
     async def _relay(
         self,

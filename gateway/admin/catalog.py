@@ -1,0 +1,185 @@
+"""``/admin/models`` and ``/admin/backends``: what clients may ask for and where it is served.
+
+Changes are validated like the config file (a model naming an unknown backend, a rule naming a deleted model:
+400 with the failing path). Backend credentials are never shown; sending ``***`` back keeps the stored one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.admin.common import (
+    State,
+    body_doc,
+    conflict,
+    json_body,
+    json_object,
+    model_schema,
+    named,
+    not_found,
+)
+from gateway.control import REDACTED
+from gateway.errors import ApiError
+from routing.health import STATE_NAMES
+from serving.config import BackendConfig, ModelConfig
+
+_MODEL = model_schema(ModelConfig)
+_BACKEND = model_schema(BackendConfig)
+
+
+def _redacted(cfg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = cfg.model_dump(mode="json", exclude_defaults=True)
+    if out.get("api_key"):
+        out["api_key"] = REDACTED
+    return out
+
+
+def _keep_secret(new: dict[str, Any], old: Any) -> dict[str, Any]:
+    if new.get("api_key") == REDACTED:
+        if isinstance(old, dict) and old.get("api_key"):
+            new = {**new, "api_key": old["api_key"]}
+        else:
+            new = {k: v for k, v in new.items() if k != "api_key"}
+    return new
+
+
+def build_models_router() -> APIRouter:
+    router = APIRouter(prefix="/models", tags=["admin: models"])
+
+    @router.get("", summary="List models (exact names and globs)")
+    async def list_models(st: State) -> dict[str, Any]:
+        rt = st.runtime
+        return {"version": rt.version,
+                "models": {n: m.model_dump(mode="json", exclude_defaults=True) for n, m in rt.config.models.items()}}
+
+    @router.post("", status_code=201, summary="Create a model",
+                 openapi_extra=body_doc(named(_MODEL, "model"), "The model's name plus its config."))
+    async def create_model(request: Request, st: State) -> dict[str, Any]:
+        body = dict(json_object(await json_body(request)))
+        name = body.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise _name_required()
+
+        def add(doc: dict[str, Any]) -> None:
+            if name in doc["models"]:
+                raise conflict("model", name)
+            doc["models"][name] = body
+
+        pv = await st.control.change(f"create model {name}", add)
+        return {"version": pv.version, "name": name, "model": body}
+
+    @router.get("/{name:path}", summary="Get one model")
+    async def get_model(name: str, st: State) -> dict[str, Any]:
+        m = st.runtime.config.models.get(name)
+        if m is None:
+            raise not_found("model", name)
+        return {"version": st.runtime.version, "name": name, "model": m.model_dump(mode="json", exclude_defaults=True)}
+
+    @router.put("/{name:path}", summary="Create or replace a model", openapi_extra=body_doc(_MODEL))
+    async def put_model(name: str, request: Request, st: State) -> dict[str, Any]:
+        body = json_object(await json_body(request))
+        created = name not in st.runtime.config.models
+
+        def put(doc: dict[str, Any]) -> None:
+            doc["models"][name] = body
+
+        pv = await st.control.change(f"{'create' if created else 'update'} model {name}", put)
+        return {"version": pv.version, "name": name, "model": body}
+
+    @router.delete("/{name:path}", summary="Delete a model")
+    async def delete_model(name: str, st: State) -> dict[str, Any]:
+        def delete(doc: dict[str, Any]) -> None:
+            if name not in doc["models"]:
+                raise not_found("model", name)
+            del doc["models"][name]
+
+        pv = await st.control.change(f"delete model {name}", delete)
+        return {"version": pv.version, "deleted": name}
+
+    return router
+
+
+def build_backends_router() -> APIRouter:
+    router = APIRouter(prefix="/backends", tags=["admin: backends"])
+
+    @router.get("", summary="List backends (credentials redacted)")
+    async def list_backends(st: State) -> dict[str, Any]:
+        rt = st.runtime
+        return {"version": rt.version, "backends": {n: _redacted(b) for n, b in rt.config.backends.items()}}
+
+    @router.post("", status_code=201, summary="Create a backend",
+                 openapi_extra=body_doc(named(_BACKEND, "backend"), "The backend's name plus its config."))
+    async def create_backend(request: Request, st: State) -> dict[str, Any]:
+        body = dict(json_object(await json_body(request)))
+        name = body.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise _name_required()
+
+        def add(doc: dict[str, Any]) -> None:
+            if name in doc["backends"]:
+                raise conflict("backend", name)
+            doc["backends"][name] = _keep_secret(body, None)
+
+        pv = await st.control.change(f"create backend {name}", add)
+        return {"version": pv.version, "name": name, "backend": _redacted(st.runtime.config.backends[name])}
+
+    @router.get("/{name}", summary="Get one backend (credentials redacted)")
+    async def get_backend(name: str, st: State) -> dict[str, Any]:
+        b = st.runtime.config.backends.get(name)
+        if b is None:
+            raise not_found("backend", name)
+        return {"version": st.runtime.version, "name": name, "backend": _redacted(b)}
+
+    @router.get("/{name}/health", summary="Endpoints of a backend: breaker state, load, vLLM health")
+    async def backend_health(name: str, st: State) -> dict[str, Any]:
+        backend = st.registry.get(name)
+        if backend is None:
+            raise not_found("backend", name)
+        pool = getattr(backend, "pool", None)
+        eps = pool.endpoints if pool is not None else []
+        by_url = {e.url: e for e in eps}
+        endpoints = []
+        for url in backend.info.endpoints:
+            e = by_url.get(url)
+            state = st.health.state_of(name, url)
+            endpoints.append({
+                "url": url,
+                "circuit": STATE_NAMES[state],
+                "healthy": e.healthy if e is not None else True,
+                "outstanding": e.outstanding if e is not None else None,
+                "waiting": e.waiting if e is not None else None,
+                "running": e.running if e is not None else None,
+            })
+        return {"name": name, "up": st.health.is_up(name), "in_flight": getattr(backend, "in_flight", None),
+                "endpoints": endpoints}
+
+    @router.put("/{name}", summary="Create or replace a backend", openapi_extra=body_doc(_BACKEND))
+    async def put_backend(name: str, request: Request, st: State) -> dict[str, Any]:
+        body = json_object(await json_body(request))
+        created = name not in st.runtime.config.backends
+
+        def put(doc: dict[str, Any]) -> None:
+            doc["backends"][name] = _keep_secret(body, doc["backends"].get(name))
+
+        pv = await st.control.change(f"{'create' if created else 'update'} backend {name}", put)
+        return {"version": pv.version, "name": name, "backend": _redacted(st.runtime.config.backends[name])}
+
+    @router.delete("/{name}", summary="Delete a backend")
+    async def delete_backend(name: str, st: State) -> dict[str, Any]:
+        def delete(doc: dict[str, Any]) -> None:
+            if name not in doc["backends"]:
+                raise not_found("backend", name)
+            del doc["backends"][name]
+
+        pv = await st.control.change(f"delete backend {name}", delete)
+        st.health.forget(name)
+        return {"version": pv.version, "deleted": name}
+
+    return router
+
+
+def _name_required() -> ApiError:
+    return ApiError(400, "name is required and must be a non-empty string.", "invalid_request_error",
+                    "missing_required_parameter", "name")

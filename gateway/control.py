@@ -1,0 +1,336 @@
+"""The live policy (routes, models, backends, client keys): stored, versioned, changed atomically, synced.
+
+- At startup the stored policy is loaded; the config file's policy is imported as a new version when the file
+  changed since it was last imported (so admin changes survive a restart with an unchanged file, and an edited
+  file wins over them).
+- A change (admin API) is applied to the newest stored document, validated exactly like the config file
+  (``validate_document``: errors carry their path, e.g. ``routes[2].targets[0].weight``), appended as a new
+  version (compare-and-set on the head), then installed by swapping ``GatewayState.runtime``; in-flight
+  requests finish on the runtime they started with.
+- A background task follows the store (Redis pub/sub, plus a head-version check every
+  ``routing.sync_interval_s``), so other workers and replicas install the change too.
+
+What is stored: client keys only as SHA-256 digests; a backend credential that comes from the config file as
+the marker ``${config}`` (resolved from the file when loaded), never the secret itself. Credentials of
+backends created through the admin API are stored as given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import logging
+import os
+import random
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.config import ConfigError, GatewayConfig, validate_document
+from gateway.errors import ApiError, to_api_error
+from gateway.keys import hash_key
+from gateway.runtime import Runtime
+from routing.models import ResolvedModel
+from routing.policy import CostOf
+from routing.store import (
+    PolicyStore,
+    PolicyVersion,
+    SQLitePolicyStore,
+    StoreUnavailable,
+    VersionConflict,
+    dumps,
+)
+from routing.store_redis import RedisPolicyStore
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
+
+log = logging.getLogger("pointsman.policy")
+
+SECTIONS = ("routes", "models", "backends", "keys")
+FROM_CONFIG = "${config}"
+"""Stored in place of a backend credential that lives in the config file."""
+REDACTED = "***"
+"""Shown in place of credentials; sending it back in an update keeps the stored credential."""
+SEED_ENV = "POINTSMAN_ROUTING_SEED"
+
+
+def routing_rng(cfg: GatewayConfig) -> random.Random:
+    """The rng for weighted choices: seeded by ``routing.seed`` or ``POINTSMAN_ROUTING_SEED`` when given."""
+    seed = cfg.routing.seed
+    if seed is None and os.environ.get(SEED_ENV):
+        seed = int(os.environ[SEED_ENV])
+    return random.Random(seed)
+
+
+def cost_lookup(accountant: Any) -> CostOf:
+    """Prices for the ``cheapest`` strategy: USD per input token + per output token, from the accountant's
+    price table (``accountant.pricing.lookup(backend, upstream_model)``); None while there is none."""
+
+    def cost_of(m: ResolvedModel) -> Decimal | None:
+        pricing = getattr(accountant, "pricing", None)
+        lookup = getattr(pricing, "lookup", None)
+        if lookup is None:
+            return None
+        p = lookup(m.backend, m.upstream_model)
+        if p is None:
+            return None
+        total: Decimal = p.input + p.output
+        return total
+
+    return cost_of
+
+
+def policy_doc(cfg: GatewayConfig) -> dict[str, Any]:
+    """The policy sections of a config file, as stored: keys hashed, backend credentials replaced by a marker."""
+    raw = cfg.model_dump(mode="json", include=set(SECTIONS), exclude_defaults=True)
+    doc: dict[str, Any] = {
+        "routes": raw.get("routes", []),
+        "models": raw.get("models", {}),
+        "backends": raw.get("backends", {}),
+        "keys": raw.get("keys", []),
+    }
+    for k in doc["keys"]:
+        if "key" in k:
+            k["key_sha256"] = hash_key(k.pop("key"))
+    for b in doc["backends"].values():
+        if b.get("api_key"):
+            b["api_key"] = FROM_CONFIG
+    return doc
+
+
+def doc_hash(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(dumps(doc).encode()).hexdigest()
+
+
+def redact(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a policy document safe to show: no credentials, no key digests."""
+    out = copy.deepcopy(doc)
+    for b in out.get("backends", {}).values():
+        if b.get("api_key"):
+            b["api_key"] = REDACTED
+    for k in out.get("keys", []):
+        k.pop("key_sha256", None)
+        k.pop("key", None)
+    return out
+
+
+def invalid(exc: ConfigError) -> ApiError:
+    """400 naming every failing path; ``param`` is the first."""
+    path, msg = exc.problems[0] if exc.problems else ("", "invalid policy")
+    message = f"{path}: {msg}" if path else msg
+    err = ApiError(400, message, "invalid_request_error", "invalid_policy", path or None)
+    err.raw_body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": path or None,
+                "code": "invalid_policy",
+                "problems": [{"path": p, "message": m} for p, m in exc.problems],
+            }
+        }
+    )
+    return err
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+class PolicyControl:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.file_cfg = state.config
+        self.settings = state.config.routing
+        self.store: PolicyStore | None = None
+        self.lock = asyncio.Lock()
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bad_version = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def make_store(self) -> PolicyStore:
+        cfg = self.file_cfg
+        if cfg.redis.url:
+            return RedisPolicyStore(cfg.redis.url)
+        return SQLitePolicyStore(os.path.join(cfg.server.data_dir, "policy.sqlite3"))
+
+    async def start(self) -> None:
+        try:
+            await self._open()
+        except Exception as exc:  # serve the config file's policy; the sync task retries
+            self.last_error = str(exc)
+            log.error("policy store unavailable, serving the config file's policy: %s", exc)
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="pointsman-policy-sync")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._drop_store()
+
+    async def _drop_store(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            try:
+                await store.close()
+            except Exception as exc:  # closing a broken connection
+                log.debug("closing the policy store: %s", exc)
+
+    async def _open(self) -> None:
+        store = self.make_store()
+        await store.open()
+        try:
+            latest = await self._seed(store)
+        except BaseException:
+            await store.close()
+            raise
+        self.store = store
+        self.last_error = None
+        await self._adopt(latest)
+
+    async def _seed(self, store: PolicyStore) -> PolicyVersion:
+        file_doc = policy_doc(self.file_cfg)
+        return await store.seed(file_doc, doc_hash(file_doc), "imported from the config file")
+
+    async def _follow(self) -> None:
+        """Background: install versions written by other workers/replicas; reconnect after store failures."""
+        failures = 0
+        interval = self.settings.sync_interval_s
+        while True:
+            try:
+                if self.store is None:
+                    await self._open()
+                store = self.store
+                assert store is not None
+                await store.wait_change(interval)
+                await self.sync()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep serving the current policy, retry
+                failures += 1
+                self.last_error = str(exc)
+                if failures == 1:
+                    log.warning("policy sync failed (serving version %d): %s", self.state.runtime.version, exc)
+                await self._drop_store()
+                await asyncio.sleep(min(5.0, interval * 2 ** min(failures, 4)))
+
+    async def sync(self) -> None:
+        """Install the store's newest version if it is not the one in force."""
+        store = self._store()
+        if await store.head() == self.state.runtime.version:
+            return
+        async with self.lock:
+            latest = await store.latest()
+            if latest is None:  # the store was wiped: start it again from the config file
+                latest = await self._seed(store)
+            await self._adopt(latest)
+
+    async def _adopt(self, pv: PolicyVersion) -> None:
+        if pv.version == self.state.runtime.version or pv.version == self._bad_version:
+            return
+        try:
+            rt = self.runtime_for(self.effective(pv.doc), pv.version)
+        except ConfigError as exc:
+            self._bad_version = pv.version
+            log.error("stored policy version %d is invalid, keeping version %d: %s",
+                      pv.version, self.state.runtime.version, exc)
+            return
+        await self.state.swap(rt)
+        log.info("policy version %d in force (%s: %s)", pv.version, pv.source, pv.summary)
+
+    # -- documents -------------------------------------------------------------------------------------
+    def effective(self, doc: dict[str, Any]) -> GatewayConfig:
+        """The full config with ``doc``'s sections, validated like the config file (raises ConfigError)."""
+        full = self.file_cfg.model_dump(mode="json")
+        for section in SECTIONS:
+            full[section] = doc.get(section, [] if section in ("routes", "keys") else {})
+        backends = full["backends"]
+        if isinstance(backends, dict):
+            full["backends"] = {n: self._resolve_secret(n, b) for n, b in backends.items()}
+        return validate_document(full, "policy")
+
+    def _resolve_secret(self, name: str, b: Any) -> Any:
+        if not isinstance(b, dict) or b.get("api_key") != FROM_CONFIG:
+            return b
+        b = dict(b)
+        secret = getattr(self.file_cfg.backends.get(name), "api_key", None)
+        if secret:
+            b["api_key"] = secret
+        else:
+            del b["api_key"]
+        return b
+
+    def runtime_for(self, cfg: GatewayConfig, version: int) -> Runtime:
+        st = self.state
+        return Runtime.build(cfg, version, rng=st.rng, health=st.health, cost_of=st.cost_of)
+
+    def _store(self) -> PolicyStore:
+        if self.store is None:
+            raise to_api_error(StoreUnavailable(f"The policy store is unavailable: {self.last_error or 'not open'}."))
+        return self.store
+
+    # -- changes ---------------------------------------------------------------------------------------
+    async def change(
+        self, summary: str, mutate: Mutation, *, source: str = "admin", dry_run: bool = False
+    ) -> PolicyVersion:
+        """Apply ``mutate`` to the newest document, validate, store as a new version and put it in force.
+
+        ``mutate`` may raise ``ApiError`` (404, 409). Invalid results raise a 400 naming the failing paths.
+        """
+        try:
+            async with self.lock:
+                for _ in range(5):
+                    store = self._store()
+                    latest = await store.latest()
+                    if latest is None:
+                        raise to_api_error(StoreUnavailable("The policy store is empty."))
+                    doc = copy.deepcopy(latest.doc)
+                    mutate(doc)
+                    try:
+                        cfg = self.effective(doc)
+                    except ConfigError as exc:
+                        raise invalid(exc) from None
+                    if dry_run:
+                        return PolicyVersion(latest.version, latest.created_at, "dry_run", summary, doc)
+                    try:
+                        pv = await store.append(doc, source, summary, latest.version)
+                    except VersionConflict:
+                        await asyncio.sleep(0.01)
+                        continue
+                    await self.state.swap(self.runtime_for(cfg, pv.version))
+                    log.info("policy version %d in force (%s: %s)", pv.version, source, summary)
+                    return pv
+        except StoreUnavailable as exc:
+            raise to_api_error(exc) from None
+        raise ApiError(409, "The policy changed concurrently too often; retry.", "invalid_request_error", "conflict")
+
+    async def history(self, limit: int) -> list[PolicyVersion]:
+        try:
+            return await self._store().history(limit)
+        except StoreUnavailable as exc:
+            raise to_api_error(exc) from None
+
+    async def get(self, version: int) -> PolicyVersion | None:
+        try:
+            return await self._store().get(version)
+        except StoreUnavailable as exc:
+            raise to_api_error(exc) from None
+
+    async def rollback(self, version: int) -> PolicyVersion:
+        """A new version with the routes, models and backends of ``version`` (client keys stay as they are)."""
+        old = await self.get(version)
+        if old is None:
+            raise ApiError(404, f"There is no policy version {version}.", "invalid_request_error", "not_found",
+                           "version")
+
+        def restore(doc: dict[str, Any]) -> None:
+            for section in ("routes", "models", "backends"):
+                doc[section] = copy.deepcopy(old.doc.get(section, [] if section == "routes" else {}))
+
+        return await self.change(f"rollback to version {version}", restore, source="rollback")

@@ -1,0 +1,206 @@
+"""Persistence of the routing policy: an append-only list of versions behind a small interface.
+
+A *policy document* is a JSON object (``routes``, ``models``, ``backends``, ``keys``; the gateway decides
+what goes in it). Every change appends a new version; rollback appends a copy of an old one, so history is
+never rewritten. Two implementations:
+
+- ``SQLitePolicyStore`` (embedded default): one file under ``server.data_dir``, shared by the workers of one
+  host; other workers notice a change by polling the head version.
+- ``RedisPolicyStore`` (``routing.store_redis``, with ``redis.url``): shared by every replica; a change is
+  published on a channel and replicas also poll the head version, so one that missed a message catches up.
+
+Both are called only from the admin API and a background sync task, never on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from routing.errors import RoutingError
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    version: int
+    created_at: float
+    """Unix time."""
+    source: str
+    """``config`` (imported from the config file), ``admin`` or ``rollback``."""
+    summary: str
+    doc: dict[str, Any]
+
+
+class VersionConflict(Exception):
+    """Another writer appended first; re-read and try again."""
+
+    def __init__(self, head: int) -> None:
+        super().__init__(f"policy head moved to version {head}")
+        self.head = head
+
+
+class StoreUnavailable(RoutingError):
+    status = 503
+    type = "server_error"
+    code = "policy_store_unavailable"
+
+
+class PolicyStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def head(self) -> int:
+        """The newest version number (0 when empty)."""
+
+    async def get(self, version: int) -> PolicyVersion | None: ...
+
+    async def latest(self) -> PolicyVersion | None: ...
+
+    async def history(self, limit: int) -> list[PolicyVersion]:
+        """Newest first."""
+
+    async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
+        """Append a version if the head is still ``expect``; else raise ``VersionConflict``."""
+
+    async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
+        """At startup: append ``doc`` as a ``config`` version unless the last imported config file had the same
+        hash (an unchanged file keeps the admin changes made since); returns the newest version."""
+
+    async def wait_change(self, wait_s: float) -> None:
+        """Return when a change may have happened, or after ``wait_s`` seconds."""
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _row(r: tuple[Any, ...]) -> PolicyVersion:
+    return PolicyVersion(int(r[0]), float(r[1]), str(r[2]), str(r[3]), orjson.loads(r[4]))
+
+
+class SQLitePolicyStore:
+    """Embedded store: ``<data_dir>/policy.sqlite3`` (WAL mode, so several worker processes share it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS policy_versions (version INTEGER PRIMARY KEY, created_at REAL NOT NULL,"
+            " source TEXT NOT NULL, summary TEXT NOT NULL, doc TEXT NOT NULL)"
+        )
+        conn.execute("CREATE TABLE IF NOT EXISTS policy_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the policy store is not open")
+        return self._conn
+
+    async def head(self) -> int:
+        return await asyncio.to_thread(self._head)
+
+    def _head(self) -> int:
+        with self._lock:
+            return int(self._c().execute("SELECT COALESCE(MAX(version), 0) FROM policy_versions").fetchone()[0])
+
+    async def get(self, version: int) -> PolicyVersion | None:
+        return await asyncio.to_thread(self._get, version)
+
+    def _get(self, version: int) -> PolicyVersion | None:
+        with self._lock:
+            r = self._c().execute(
+                "SELECT version, created_at, source, summary, doc FROM policy_versions WHERE version = ?",
+                (version,),
+            ).fetchone()
+        return None if r is None else _row(r)
+
+    async def latest(self) -> PolicyVersion | None:
+        return await asyncio.to_thread(self._latest)
+
+    def _latest(self) -> PolicyVersion | None:
+        with self._lock:
+            r = self._c().execute(
+                "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+        return None if r is None else _row(r)
+
+    async def history(self, limit: int) -> list[PolicyVersion]:
+        return await asyncio.to_thread(self._history, limit)
+
+    def _history(self, limit: int) -> list[PolicyVersion]:
+        with self._lock:
+            rows = self._c().execute(
+                "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
+        return await asyncio.to_thread(self._append, doc, source, summary, expect, None)
+
+    async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
+        return await asyncio.to_thread(self._append, doc, "config", summary, None, config_hash)
+
+    def _append(
+        self, doc: dict[str, Any], source: str, summary: str, expect: int | None, config_hash: str | None
+    ) -> PolicyVersion:
+        with self._lock:
+            c = self._c()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                head = int(c.execute("SELECT COALESCE(MAX(version), 0) FROM policy_versions").fetchone()[0])
+                if expect is not None and head != expect:
+                    raise VersionConflict(head)
+                if config_hash is not None and head > 0:
+                    r = c.execute("SELECT value FROM policy_meta WHERE name = 'config_hash'").fetchone()
+                    if r is not None and r[0] == config_hash:
+                        latest = c.execute(
+                            "SELECT version, created_at, source, summary, doc FROM policy_versions WHERE version = ?",
+                            (head,),
+                        ).fetchone()
+                        c.execute("COMMIT")
+                        return _row(latest)
+                v = PolicyVersion(head + 1, time.time(), source, summary, doc)
+                c.execute(
+                    "INSERT INTO policy_versions (version, created_at, source, summary, doc) VALUES (?, ?, ?, ?, ?)",
+                    (v.version, v.created_at, v.source, v.summary, dumps(doc)),
+                )
+                if config_hash is not None:
+                    c.execute(
+                        "INSERT INTO policy_meta (name, value) VALUES ('config_hash', ?)"
+                        " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                        (config_hash,),
+                    )
+                c.execute("COMMIT")
+                return v
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    async def wait_change(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+
