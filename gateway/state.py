@@ -7,11 +7,9 @@ import logging
 import time
 
 from gateway.accounting_setup import build_accountant, build_catalog
-from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
 from gateway.control import PolicyControl, cost_lookup, routing_rng
 from gateway.runtime import Runtime
-from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
 from serving.registry import BackendRegistry
@@ -24,7 +22,6 @@ class GatewayState:
         self.config = config
         self.registry = BackendRegistry()
         self.accountant = build_accountant(config)
-        self.capture = CaptureGate(config, self.accountant, lambda: self.runtime.config)
         # Routing: health and the seeded rng outlive policy swaps; the policy itself lives in `control`.
         self.rng = routing_rng(config)
         self.health = HealthTracker(config.routing, self.registry)
@@ -32,7 +29,6 @@ class GatewayState:
         self.runtime = Runtime.build(config, rng=self.rng, health=self.health, cost_of=self.cost_of)
         self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s, self.health, config.routing.backoff)
         self.control = PolicyControl(self)
-        self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
         self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.ready = False
@@ -44,18 +40,14 @@ class GatewayState:
         await self.control.start()
         await self.registry.sync(self.runtime.config.backends)
         await self.accountant.start()
-        await self.capture.start()
-        await self.vllm_pricing.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
         await self.control.close()
-        await self.vllm_pricing.close()
         for task in list(self._retiring):
             task.cancel()  # closes the retired backends now (see swap)
             await asyncio.gather(task, return_exceptions=True)
-        await self.capture.close()
         await self.accountant.close()
         await self.registry.close()
 
