@@ -10,6 +10,7 @@ from gateway.accounting_setup import build_accountant, build_catalog
 from gateway.config import GatewayConfig
 from gateway.control import PolicyControl, cost_lookup, routing_rng
 from gateway.runtime import Runtime
+from gateway.shadow_setup import Shadow
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
 from serving.registry import BackendRegistry
@@ -29,6 +30,7 @@ class GatewayState:
         self.runtime = Runtime.build(config, rng=self.rng, health=self.health, cost_of=self.cost_of)
         self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s, self.health, config.routing.backoff)
         self.control = PolicyControl(self)
+        self.shadow = Shadow(self)  # shadow tests: hub on the request path, promotion controller
         self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.ready = False
@@ -40,10 +42,12 @@ class GatewayState:
         await self.control.start()
         await self.registry.sync(self.runtime.config.backends)
         await self.accountant.start()
+        await self.shadow.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
+        await self.shadow.close()  # in-flight shadows finish (bounded grace) while backends are up
         await self.control.close()
         for task in list(self._retiring):
             task.cancel()  # closes the retired backends now (see swap)

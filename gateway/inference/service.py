@@ -25,6 +25,7 @@ from gateway.state import GatewayState
 from routing.dispatch import Outcome
 from routing.models import ResolvedModel
 from routing.policy import Decision, RouteInput
+from routing.shadow.hub import Ticket
 from routing.tags import collect_tags
 from serving.backend import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, UpstreamCall, UpstreamStream
 from serving.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -140,6 +141,7 @@ class InferenceService:
         state = self.state
         rt = state.runtime
         rec: RequestRecord | None = None
+        ticket: Ticket | None = None
         state.in_flight += 1
         try:
             key = self._authenticate(rt, h)
@@ -175,10 +177,11 @@ class InferenceService:
                 tags=tags,
             )
             await state.accountant.admit(key.name, key.team, model)
+            ticket = state.shadow.hub.begin(decision, rec, endpoint, doc)  # sampled: shadow call starts now
             if stream:
-                await self._stream(scope, receive, send, endpoint, doc, decision, rec, base, t0)
+                await self._stream(scope, receive, send, endpoint, doc, decision, rec, base, t0, ticket)
             else:
-                await self._unary(send, endpoint, doc, decision, rec, base, t0)
+                await self._unary(send, endpoint, doc, decision, rec, base, t0, ticket)
         except ClientGone:
             return
         except Exception as exc:
@@ -199,6 +202,8 @@ class InferenceService:
                 state.accountant.finish(rec)
         finally:
             state.in_flight -= 1
+            if ticket is not None and rec is not None:
+                ticket.finish(rec)  # never waits: the pair is completed off the request path
 
     def _authenticate(self, rt: Runtime, h: dict[bytes, bytes]) -> ClientKey:
         raw = h.get(b"authorization")
@@ -241,6 +246,7 @@ class InferenceService:
         rec: RequestRecord,
         base: list[tuple[bytes, bytes]],
         t0: float,
+        ticket: Ticket | None = None,
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
@@ -263,6 +269,8 @@ class InferenceService:
             parsed = None
         if not isinstance(parsed, dict):
             raise UpstreamProtocolError("upstream sent invalid JSON", backend=rec.backend)
+        if ticket is not None:
+            ticket.primary_body(parsed)
         usage = usage_from_response(parsed)
         if usage is not None:
             rec.usage = usage
@@ -314,6 +322,7 @@ class InferenceService:
         rec: RequestRecord,
         base: list[tuple[bytes, bytes]],
         t0: float,
+        ticket: Ticket | None = None,
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
@@ -338,6 +347,8 @@ class InferenceService:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
         overhead = (t_up - t0) + (time.perf_counter() - t_open)
         await self._relay(receive, send, upstream, reader, rec, endpoint, t0)
+        if ticket is not None:
+            ticket.primary_events(reader.events)
         state.dispatcher.observe_ttft(outcome, rec.ttft_s)
         if reader.usage is not None:
             rec.usage = reader.usage
@@ -420,4 +431,3 @@ def _s(v: bytes | None) -> str | None:
 
 def _str_or_none(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
-

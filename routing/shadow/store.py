@@ -86,6 +86,9 @@ class PairStore(Protocol):
 
     async def put_promotion(self, route: str, doc: dict[str, Any] | None) -> None: ...
 
+    async def promotions(self) -> list[dict[str, Any]]:
+        """Every stored promotion state (any status)."""
+
     async def add_event(self, route: str, event: dict[str, Any]) -> None: ...
 
     async def events(self, route: str) -> list[dict[str, Any]]: ...
@@ -312,6 +315,10 @@ class SQLitePairStore(_Buffered):
                 (route, orjson.dumps(doc)),
             )
 
+    async def promotions(self) -> list[dict[str, Any]]:
+        rows = await self._query("SELECT doc FROM promotions ORDER BY route", ())
+        return [orjson.loads(r[0]) for r in rows]
+
     async def add_event(self, route: str, event: dict[str, Any]) -> None:
         await self._query(
             "INSERT INTO promotion_events (route, ts, doc) VALUES (?, ?, ?)",
@@ -473,8 +480,17 @@ class RedisPairStore(_Buffered):
     async def put_promotion(self, route: str, doc: dict[str, Any] | None) -> None:
         if doc is None:
             await self._r.delete(self._k("promotion", route))
+            await self._r.srem(self._k("promotions"), route)
         else:
             await self._r.set(self._k("promotion", route), orjson.dumps(doc))
+            await self._r.sadd(self._k("promotions"), route)
+
+    async def promotions(self) -> list[dict[str, Any]]:
+        routes = sorted(x.decode() for x in await self._r.smembers(self._k("promotions")))
+        if not routes:
+            return []
+        docs = await self._r.mget([self._k("promotion", r) for r in routes])
+        return [orjson.loads(d) for d in docs if d]
 
     async def add_event(self, route: str, event: dict[str, Any]) -> None:
         await self._r.rpush(self._k("events", route), orjson.dumps(event))
