@@ -60,7 +60,9 @@ def _fetch(args: argparse.Namespace, groups: list[str], filters: dict[str, str])
         except (ValueError, KeyError, TypeError):
             msg = r.text[:500]
         raise SystemExit(f"pointsman: {r.status_code}: {msg}")
-    data: list[dict[str, Any]] = r.json()["data"]
+    doc = r.json()
+    args.self_hosted_pricing = doc.get("self_hosted_pricing") or []
+    data: list[dict[str, Any]] = doc["data"]
     return data
 
 
@@ -77,6 +79,23 @@ def render_table(groups: list[str], rows: list[dict[str, Any]]) -> str:
     out = [line(cols), line(["-" * w for w in widths])]
     out.extend(line(b) for b in body)
     return "\n".join(out)
+
+
+def selfhosted_lines(report: list[dict[str, Any]]) -> list[str]:
+    """The measured self-hosted prices in force (``gateway.vllm_pricing``), for the table view."""
+    out = []
+    for b in report:
+        m = b.get("measured")
+        head = f"self-hosted {b['backend']}: ${b['fleet_usd_per_hour']}/h for {b['endpoints']} endpoint(s)"
+        if not m:
+            out.append(f"{head}; no measurement yet (needs {b['min_tokens']} tokens in {b['window_s']:g} s)")
+            continue
+        out.append(f"{head}; measured {m['tokens_per_s']:g} tokens/s ({m['generation_tokens_per_s']:g} generated) "
+                   f"over {m['window_s']:g} s")
+        for p in b["models"]:
+            if p.get("cost_per_mtok_usd") is not None:
+                out.append(f"  {p['model']}: ${Decimal(p['cost_per_mtok_usd']):.4f} per million tokens ({p['source']})")
+    return ["", *out] if out else []
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
@@ -99,5 +118,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
         print(render_table(groups, rows))
         total_cost = sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
         print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}")
+        for line in selfhosted_lines(getattr(args, "self_hosted_pricing", [])):
+            print(line)
     return 0
 

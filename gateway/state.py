@@ -11,6 +11,7 @@ from gateway.config import GatewayConfig
 from gateway.control import PolicyControl, cost_lookup, routing_rng
 from gateway.runtime import Runtime
 from gateway.shadow_setup import Shadow
+from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
 from serving.registry import BackendRegistry
@@ -30,6 +31,7 @@ class GatewayState:
         self.runtime = Runtime.build(config, rng=self.rng, health=self.health, cost_of=self.cost_of)
         self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s, self.health, config.routing.backoff)
         self.control = PolicyControl(self)
+        self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
         self.shadow = Shadow(self)  # shadow tests: hub on the request path, promotion controller
         self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
@@ -43,12 +45,14 @@ class GatewayState:
         await self.registry.sync(self.runtime.config.backends)
         await self.accountant.start()
         await self.shadow.start()
+        await self.vllm_pricing.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
         await self.shadow.close()  # in-flight shadows finish (bounded grace) while backends are up
         await self.control.close()
+        await self.vllm_pricing.close()
         for task in list(self._retiring):
             task.cancel()  # closes the retired backends now (see swap)
             await asyncio.gather(task, return_exceptions=True)

@@ -16,7 +16,7 @@ Shape constraints (vLLM on CPU):
     (send ``ignore_eos: true`` or temperature 0 to make that exact).
 """
 
-# ruff: noqa: T201  (a command-line tool: it reports with print)
+
 from __future__ import annotations
 
 import argparse

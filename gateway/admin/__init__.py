@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import catalog, keys, routes, spend
+from gateway.admin import catalog, keys, routes, spend, vllm
 from gateway.admin.common import State
 from gateway.deps import require_admin
 from gateway.state import GatewayState
@@ -32,4 +32,5 @@ def build_admin_router(state: GatewayState) -> APIRouter:
     router.include_router(catalog.build_backends_router())
     router.include_router(keys.build_router())
     router.include_router(spend.build_router())
+    router.include_router(vllm.build_router())
     return router

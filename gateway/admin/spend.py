@@ -77,6 +77,6 @@ def build_router() -> APIRouter:
             return Response(spend_csv(groups, rows), media_type="text/csv; charset=utf-8",
                             headers={"content-disposition": 'attachment; filename="pointsman-spend.csv"'})
         return {"object": "spend", "group_by": groups, "from": since, "to": until, "filters": filters,
-                "total": totals(rows), "data": rows}
+                "total": totals(rows), "data": rows, "self_hosted_pricing": st.vllm_pricing.report()}
 
     return router

@@ -130,7 +130,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     # finish, then kill whatever outlived it
     deadline = time.monotonic() + 15
     while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)  # noqa: TID251 - sync session fixture, no event loop
+        time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -171,7 +171,7 @@ def vllm_server() -> Iterator[VLLMServer]:
                 pytest.fail(
                     f"vllm serve not healthy after {HEALTH_TIMEOUT_S:.0f} s; {log_path}:\n{_tail(log_path)}"
                 )
-            time.sleep(0.5)  # noqa: TID251 - sync session fixture, no event loop
+            time.sleep(0.5)
         yield VLLMServer(
             base_url=base_url,
             model="tiny",
