@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 
@@ -58,6 +59,9 @@ class VLLMMonitor:
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._fails: dict[str, int] = {}
+        self.metrics_listeners: list[Callable[[str, str], None]] = []
+        """Called with (endpoint URL, /metrics body) after each scrape (measured pricing reads the token
+        counters from it, so an endpoint is scraped once per interval)."""
         self._timeout = aiohttp.ClientTimeout(total=min(max(interval_s, 0.5), 5.0))
 
     def start(self) -> None:
@@ -90,6 +94,11 @@ class VLLMMonitor:
                 gauges = parse_gauges(text)
                 ep.waiting = gauges.get(WAITING, 0.0)
                 ep.running = gauges.get(RUNNING, 0.0)
+                for listener in self.metrics_listeners if text else ():
+                    try:
+                        listener(ep.url, text)
+                    except Exception:  # a listener's bug must not mark the endpoint unhealthy
+                        log.exception("vLLM /metrics listener failed for %s", root)
         except (aiohttp.ClientError, OSError, TimeoutError, UnicodeDecodeError) as exc:
             ok = False
             log.debug("vLLM probe of %s failed: %s", root, exc)

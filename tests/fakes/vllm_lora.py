@@ -39,6 +39,7 @@ class FakeVLLMLora(FakeOpenAI):
     """(generation, prompt) tokens per second added to the counters since ``rates_since`` (monotonic time),
     computed when /metrics is read."""
     rates_since: float = 0.0
+    metrics_hits: int = 0
     load_calls: list[dict[str, Any]] = field(default_factory=list)
     unload_calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,6 +89,7 @@ class FakeVLLMLora(FakeOpenAI):
         return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
 
     async def metrics(self, request: web.Request) -> web.Response:
+        self.metrics_hits += 1
         if self.metrics_status != 200:
             return web.Response(status=self.metrics_status, text="no")
         lab = f'engine="0",model_name="{self.base}"'

@@ -297,3 +297,9 @@ def test_measured_pricing_reaches_the_price_and_the_metric(
         out = capsys.readouterr().out
         assert "self-hosted fleet: $14.40/h for 2 endpoint(s); measured" in out
         assert "lora-x: $" in out and "per million tokens (gpu)" in out
+        # the token counters come from the health monitor's scrape: each endpoint is scraped once per interval
+        listeners = gw.state.registry.monitors["fleet"].metrics_listeners
+        assert [type(cb.__self__).__name__ for cb in listeners] == ["FleetMeter"]
+        hits0, t0 = a.metrics_hits, time.monotonic()
+        time.sleep(2)
+        assert a.metrics_hits - hits0 <= (time.monotonic() - t0) / 0.2 + 2
