@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from gateway.admin import catalog, keys, routes, spend, vllm
+from gateway.admin import shadow as shadow_admin
 from gateway.admin.common import State
 from gateway.deps import require_admin
 from gateway.state import GatewayState
@@ -33,4 +34,5 @@ def build_admin_router(state: GatewayState) -> APIRouter:
     router.include_router(keys.build_router())
     router.include_router(spend.build_router())
     router.include_router(vllm.build_router())
+    router.include_router(shadow_admin.build_router())
     return router
