@@ -196,6 +196,10 @@ class Metrics:
             "pointsman_feedback_value_sum", "Sum of feedback values", ["route", "task", "metric"],
             multiprocess_mode="sum", registry=r,
         )
+        self.capture_traces = Counter(
+            "pointsman_capture_traces", "Exchanges offered to data capture, by outcome (stored, queue_full, "
+            "not_approved, too_large, failed)", ["route", "outcome"], registry=r,
+        )
 
     # -- helpers for other packages (bounded labels) ---------------------------------------------------------
     def upstream_error(self, backend: str, error_type: str) -> None:

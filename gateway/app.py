@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.admin import build_admin_router
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError, error_body
+from gateway.feedback import router as feedback_router
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.inference.service import InferenceService
@@ -76,6 +77,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
         return _error_response(500, "Internal gateway error.", "server_error", "internal_error")
 
     api.include_router(public_router)
+    api.include_router(feedback_router)
     _document_inference(api)
     api.include_router(build_admin_router(state))
     return api

@@ -15,7 +15,7 @@ from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_c
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
 # Modules that add subcommands: each has ``add_parser(subparsers) -> None`` setting ``func``.
-_COMMAND_MODULES = ("gateway.cli_admin", "gateway.cli_spend", "gateway.cli_shadow", "gateway.cli_vllm")
+_COMMAND_MODULES = ("gateway.cli_admin", "gateway.cli_spend", "gateway.cli_shadow", "gateway.cli_vllm", "gateway.cli_dataset")
 
 
 def load(path: str | None) -> GatewayConfig:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
 from accounting.config import AccountingConfig
 from routing.config import RouteConfig, RoutingSettings
 from serving.config import BackendConfig, ModelConfig
@@ -73,6 +74,9 @@ class KeyConfig(StrictModel):
     """Model names (globs) this key may use; None allows all."""
     allowed_tags: dict[str, list[str]] | None = None
     """If set, requests may only carry these tag values (e.g. ``{task: [summarize]}``)."""
+    capture: CapturePolicy | None = None
+    """Capture policy for this key's requests on every route (before its team's and the route's; needs the
+    team's approval). ``sample_rate: 0`` keeps this key's traffic out of capture."""
 
 
 class RedisConfig(StrictModel):
@@ -103,6 +107,8 @@ class GatewayConfig(StrictModel):
     """How rules are executed: breakers, retry backoff, latency tracking, policy sync, seed."""
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     """Pricing, budgets, rate limits, metric label allowlists, ledger."""
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    """Consent-gated capture of traffic and feedback as post-training data (docs/data-loop.md)."""
 
     @field_validator("keys")
     @classmethod
@@ -191,6 +197,11 @@ def check_references(cfg: GatewayConfig, source: str) -> None:
         for j, f in enumerate(r.fallbacks):
             if not model_known(f, known):
                 problems.append((f"routes[{i}].fallbacks[{j}]", f"unknown model {f!r}"))
+        if r.capture is not None and (bad := unknown_detectors(r.capture, cfg.capture)):
+            problems.append((f"routes[{i}].capture.redact", f"unknown detectors {bad}"))
+    for i, k in enumerate(cfg.keys):
+        if k.capture is not None and (bad := unknown_detectors(k.capture, cfg.capture)):
+            problems.append((f"keys[{i}].capture.redact", f"unknown detectors {bad}"))
     if problems:
         raise ConfigError(source, problems)
 

@@ -7,6 +7,7 @@ import logging
 import time
 
 from gateway.accounting_setup import build_accountant, build_catalog
+from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
 from gateway.control import PolicyControl, cost_lookup, routing_rng
 from gateway.runtime import Runtime
@@ -24,6 +25,7 @@ class GatewayState:
         self.config = config
         self.registry = BackendRegistry()
         self.accountant = build_accountant(config)
+        self.capture = CaptureGate(config, self.accountant, lambda: self.runtime.config)
         # Routing: health and the seeded rng outlive policy swaps; the policy itself lives in `control`.
         self.rng = routing_rng(config)
         self.health = HealthTracker(config.routing, self.registry)
@@ -45,6 +47,7 @@ class GatewayState:
         await self.registry.sync(self.runtime.config.backends)
         await self.accountant.start()
         await self.shadow.start()
+        await self.capture.start()
         await self.vllm_pricing.start()
         self.ready = True
 
@@ -56,6 +59,7 @@ class GatewayState:
         for task in list(self._retiring):
             task.cancel()  # closes the retired backends now (see swap)
             await asyncio.gather(task, return_exceptions=True)
+        await self.capture.close()
         await self.accountant.close()
         await self.registry.close()
 

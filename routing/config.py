@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from accounting.capture.config import CapturePolicy
 from routing.shadow.config import PromoteWhen, ShadowConfig, check_route_shadow
 
 
@@ -60,8 +61,9 @@ class RouteConfig(StrictModel):
     """Shadow test of a candidate model on this route's live traffic, and its promotion ramp (docs/shadow.md)."""
     promote_when: PromoteWhen | None = None
     """Criteria for the shadow report's verdict (needs ``shadow``)."""
-    capture: dict[str, Any] | None = None
-    """Consent-gated capture of traffic for post-training data."""
+    capture: CapturePolicy | None = None
+    """Consent-gated capture of this route's traffic as post-training data: ``{sample_rate, redact, retain_days}``
+    (only for teams approved through the admin API; see docs/data-loop.md)."""
 
     @field_validator("fallbacks")
     @classmethod

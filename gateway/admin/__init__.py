@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import catalog, keys, routes, spend, vllm
+from gateway.admin import capture, catalog, datasets, keys, routes, spend, vllm
 from gateway.admin import shadow as shadow_admin
 from gateway.admin.common import State
 from gateway.deps import require_admin
@@ -34,5 +34,7 @@ def build_admin_router(state: GatewayState) -> APIRouter:
     router.include_router(keys.build_router())
     router.include_router(spend.build_router())
     router.include_router(vllm.build_router())
+    router.include_router(capture.build_router())
+    router.include_router(datasets.build_router())
     router.include_router(shadow_admin.build_router())
     return router

@@ -290,6 +290,7 @@ class InferenceService:
         rec.ttft_s = rec.latency_s
         rec.overhead_s = (t_up - t0) + (t_end - t_done)
         state.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
+        state.capture.offer(rec, decision, doc, parsed)
 
     def _served_headers(self, rec: RequestRecord) -> list[tuple[bytes, bytes]]:
         return [
@@ -357,6 +358,7 @@ class InferenceService:
         rec.overhead_s = overhead
         state.accountant.price(rec)
         state.accountant.finish(rec, doc, reader.events)
+        state.capture.offer(rec, decision, doc, None, reader.events)
 
     async def _relay(
         self,
