@@ -212,22 +212,35 @@ def model_known(name: str, known: set[str]) -> bool:
     return any(fnmatchcase(name, pat) for pat in known if any(c in pat for c in "*?["))
 
 
+def interpolate_doc(doc: Any, env: Mapping[str, str], source: str) -> Any:
+    """Substitute ``${ENV}`` in string values of a parsed document (comments and keys are left alone,
+    and a value from the environment can never inject YAML structure)."""
+    if isinstance(doc, str):
+        return interpolate(doc, env, source) if "${" in doc else doc
+    if isinstance(doc, dict):
+        return {k: interpolate_doc(v, env, source) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [interpolate_doc(v, env, source) for v in doc]
+    return doc
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
     p = Path(path)
     source = str(p)
+    environ = os.environ if env is None else env
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(source, [("", f"cannot read file: {exc.strerror}")]) from None
-    text = interpolate(text, os.environ if env is None else env, source)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [("", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")]) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(source, [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    doc = interpolate_doc(doc, environ, source)
     cfg = validate_document(doc, source)
-    return apply_env_overrides(cfg, os.environ if env is None else env)
+    return apply_env_overrides(cfg, environ)
 
 
 def apply_env_overrides(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from accounting.service import Accountant
 from gateway.accounting_setup import build_accountant, build_catalog
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
@@ -20,6 +21,19 @@ from serving.registry import BackendRegistry
 log = logging.getLogger("pointsman")
 
 
+class _MetricsObserver:
+    """Routing's health events into the metrics (fallbacks are counted by the accountant per request)."""
+
+    def __init__(self, accountant: Accountant) -> None:
+        self.accountant = accountant
+
+    def fallback(self, route: str, backend: str, reason: str) -> None:
+        return None
+
+    def circuit(self, backend: str, endpoint: str, state: int) -> None:
+        self.accountant.metrics.set_circuit(backend, endpoint, state)
+
+
 class GatewayState:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -29,12 +43,14 @@ class GatewayState:
         # Routing: health and the seeded rng outlive policy swaps; the policy itself lives in `control`.
         self.rng = routing_rng(config)
         self.health = HealthTracker(config.routing, self.registry)
+        self.health.observer = _MetricsObserver(self.accountant)  # breaker state -> pointsman_circuit_state
         self.cost_of = cost_lookup(self.accountant)
         self.runtime = Runtime.build(config, rng=self.rng, health=self.health, cost_of=self.cost_of)
         self.dispatcher = Dispatcher(self.registry, config.server.request_timeout_s, self.health, config.routing.backoff)
         self.control = PolicyControl(self)
-        self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
         self.shadow = Shadow(self)  # shadow tests: hub on the request path, promotion controller
+        self.shadow.hub.capture_allowed = self.capture.capture_allowed  # raw pair text only for approved teams
+        self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
         self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.ready = False

@@ -90,3 +90,13 @@ def test_starting_without_litellm_backend_does_not_import_litellm() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_env_references_in_comments_are_ignored(tmp_path: Path) -> None:
+    p = write(tmp_path, "# set ${NOT_SET_ANYWHERE} to override\nserver: {port: 4001}\n")
+    assert load_config(p, env={}).server.port == 4001
+
+
+def test_env_value_is_substituted_into_numeric_field(tmp_path: Path) -> None:
+    p = write(tmp_path, "server: {port: '${PORT:-4002}'}\n")
+    assert load_config(p, env={}).server.port == 4002
