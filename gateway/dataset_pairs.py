@@ -2,7 +2,7 @@
 
 A pair counts as judged when one of its route's ``llm_judge`` comparators scored it (1 = the candidate won,
 0 = the primary won, 0.5 = tie) and it stored both answers (its route's ``shadow.capture`` is on and the team
-approved capture). The shadow hub is looked up on the gateway state (``state.shadow``); without one there are no
+approved capture). The pair store is the shadow hub's (``state.shadow.hub.store``); without one there are no
 pairs, and exports simply contain none.
 """
 
@@ -50,7 +50,7 @@ def winner_of(score: float) -> str:
 async def judged_pairs(state: Any, since: float | None, until: float | None, task: str | None,
                        route: str | None) -> list[JudgedPair] | None:
     """Judged pairs with stored answers; None when this gateway has no shadow store."""
-    store = getattr(getattr(state, "shadow", None), "store", None)
+    store = getattr(getattr(getattr(state, "shadow", None), "hub", None), "store", None)
     if store is None:
         return None
     judges = judge_names(state.runtime.config)
