@@ -47,7 +47,7 @@ from routing.shadow.record import (
 )
 from routing.shadow.store import Observation, PairStore
 from serving.backend import UpstreamCall
-from serving.errors import UpstreamError, UpstreamHTTPError
+from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError
 
 log = logging.getLogger("pointsman.shadow")
 
@@ -408,11 +408,13 @@ class ShadowHub:
         stream = t.doc.get("stream") is True
         timeout = self._timeout(t)
         body = self._body(t, target)
-        decision = Decision(route=t.route, attempts=[target], reason="shadow", timeout_s=timeout, max_retries=0)
         rid = f"{t.rec.request_id}:shadow"
-
-        def make(m: ResolvedModel, remaining: float) -> UpstreamCall:
-            return UpstreamCall(t.endpoint, dict(body), stream, remaining, rid)
+        # Straight to the candidate's backend, not through the dispatcher: no fallbacks (a failure is the
+        # candidate's), and shadow failures never feed the circuit breakers that route client traffic.
+        backend = self.dispatcher.registry.get(target.backend)
+        if backend is not None and "metadata" in body and getattr(getattr(backend, "cfg", None), "reject_metadata", False):
+            del body["metadata"]
+        call = UpstreamCall(t.endpoint, body, stream, timeout, rid)
 
         srec = RequestRecord(
             request_id=rid, ts=time.time(), key=t.rec.key, team=t.rec.team, task=t.rec.task, route=t.route,
@@ -426,9 +428,11 @@ class ShadowHub:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(timeout + 1.0):
+                if backend is None:
+                    raise UpstreamConnectError(f"backend {target.backend!r} is not available", backend=target.backend)
+                srec.self_hosted = backend.info.self_hosted
                 if stream:
-                    upstream, outcome = await self.dispatcher.open_stream(decision, make)
-                    srec.self_hosted = outcome.backend.info.self_hosted
+                    upstream = await backend.open_stream(call)
                     events = []
                     buf = b""
                     try:
@@ -454,8 +458,7 @@ class ShadowHub:
                     else:
                         side.ok = True
                 else:
-                    resp, outcome = await self.dispatcher.call(decision, make)
-                    srec.self_hosted = outcome.backend.info.self_hosted
+                    resp = await backend.call(call)
                     side.latency_s = time.perf_counter() - t0
                     side.status = resp.status
                     raw = resp.body

@@ -20,6 +20,7 @@ from tests.shadow.fakes import ModelSpec, ModelZoo
 MTOK = Decimal(1_000_000)
 PRICES = {
     "frontier": (Decimal("2.5"), Decimal("10")),
+    "frontier2": (Decimal("2.5"), Decimal("10")),
     "cand": (Decimal("0.25"), Decimal("1")),  # 10x cheaper
     "cand-bad": (Decimal("0.25"), Decimal("1")),
     "judge": (Decimal("1"), Decimal("1")),
@@ -33,7 +34,8 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
 
 
 def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: dict[str, Any] | None = None,
-           route: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+           route: dict[str, Any] | None = None, extra_routes: list[dict[str, Any]] | None = None,
+           **extra: Any) -> dict[str, Any]:
     r: dict[str, Any] = {"name": "extract", "match": {"model": "frontier"}, "targets": [{"model": "frontier"}],
                          "shadow": shadow}
     if promote_when is not None:
@@ -44,12 +46,13 @@ def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: 
         "server": {"data_dir": str(data_dir)},
         "backends": {
             "zoo": {"type": "openai", "base_url": zoo.url},
+            "zoo2": {"type": "openai", "base_url": zoo.url},  # another provider (fallbacks)
             "dead": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 1},
         },
-        "models": {name: {"backend": "zoo"} for name in ("frontier", "cand", "cand-bad", "judge", "embedder")}
+        "models": {name: {"backend": "zoo2" if name == "frontier2" else "zoo"} for name in PRICES}
         | {"cand-dead": {"backend": "dead"}},
         "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
-        "routes": [r],
+        "routes": [r, *(extra_routes or [])],
         "accounting": {"pricing": {m: {"input_per_mtok": str(a), "output_per_mtok": str(b)}
                                    for m, (a, b) in PRICES.items()}},
     }
@@ -60,6 +63,7 @@ def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: 
 def zoo_models(**over: ModelSpec) -> dict[str, ModelSpec]:
     models = {
         "frontier": ModelSpec(delay_s=0.06),
+        "frontier2": ModelSpec(delay_s=0.06),
         "cand": ModelSpec(delay_s=0.03, invalid_every=10),  # 2x faster, 10% invalid JSON
         "cand-bad": ModelSpec(delay_s=0.03, invalid_every=2),
         "judge": ModelSpec(judge=True),
