@@ -96,7 +96,7 @@ def ask(client: openai.OpenAI, item: int, *, stream: bool = False, task: str | N
         headers["x-pointsman-task"] = task
     msgs = [{"role": "user", "content": f"Extract item {item} as JSON."}]
     if stream:
-        chunks = client.chat.completions.create(model=model, messages=msgs, stream=True, extra_headers=headers, **kw)  # type: ignore[arg-type]
+        chunks: Any = client.chat.completions.create(model=model, messages=msgs, stream=True, extra_headers=headers, **kw)  # type: ignore[arg-type]
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     r = client.chat.completions.create(model=model, messages=msgs, extra_headers=headers, **kw)  # type: ignore[arg-type]
     return r.choices[0].message.content or ""

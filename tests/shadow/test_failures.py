@@ -103,7 +103,9 @@ def test_a_hanging_candidate_leaves_primary_latency_unchanged_and_the_queue_boun
     zoo.models["cand"].mode = "hang"
     gw = gateway_for({"model": "cand", "max_concurrency": 2, "queue_size": 2, "timeout_s": 0.75},
                      extra_routes=[{"name": "plain", "match": {"model": "frontier2"}, "targets": [{"model": "frontier2"}]}])
-    shadowed, plain, depth = [], [], []
+    shadowed: list[float] = []
+    plain: list[float] = []
+    depth: list[tuple[int, int]] = []
     with sdk(gw) as client, admin(gw) as a:
         ask(client, 0)
         deadline = time.time() + 5
