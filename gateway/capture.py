@@ -33,7 +33,8 @@ class CaptureGate:
         self.current = current
         self.metrics = metrics = accountant.metrics
         self.service = CaptureService(config.capture, config.server.data_dir,
-                                      self._counter(getattr(metrics, "capture_traces", None)))
+                                      self._counter(getattr(metrics, "capture_traces", None)),
+                                      redis_url=config.redis.url)
         self.feedback = FeedbackDesk(
             self.service, lambda: accountant.ledger.path if accountant.ledger is not None else None, metrics
         )

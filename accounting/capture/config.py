@@ -98,6 +98,11 @@ class CaptureSettings(StrictModel):
     """With ``queue: redis``: drain the shared stream into this replica's SQLite file."""
     stream_maxlen: int = Field(default=1_000_000, ge=1000)
     """With ``queue: redis``: approximate cap on the stream's length (oldest entries are trimmed)."""
+    sink_group: str = Field(default="sink", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """With ``queue: redis``: the consumer group this sink reads with. Sinks sharing a group split the stream;
+    a sink with a group of its own gets every trace."""
+    claim_idle_s: float = Field(default=60.0, gt=0, le=86_400)
+    """With ``queue: redis``: entries another sink read but did not acknowledge for this long are taken over."""
     retention_interval_s: float = Field(default=3600.0, gt=0, le=86_400 * 7)
     """How often expired traces and feedback are deleted (also on demand: ``POST /admin/capture/purge``)."""
     approval_refresh_s: float = Field(default=1.0, gt=0, le=3600)

@@ -9,7 +9,8 @@ that sink replicas drain into their store (``accounting.capture.redis_queue``). 
 
 Team approvals are cached in memory (a frozenset read on the request path) and re-read from the store every
 ``approval_refresh_s``, so approvals made through another worker or replica take effect within that time. A
-team whose approval state is unknown (store unreadable) is treated as not approved.
+team whose approval state is unknown (store unreadable) is treated as not approved. With ``redis.url`` set,
+approvals live in Redis and ``queue: redis`` shares traces through a stream (``accounting.capture.redis_queue``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 from accounting.capture.config import CapturePolicy, CaptureSettings
 from accounting.capture.redact import Redactor, build_redactor, merge_counts
+from accounting.capture.redis_queue import RedisApprovals, RedisStreamSink, StreamDrainer
 from accounting.capture.store import Approval, CaptureStore, trace_row
 from accounting.capture.trace import (
     CAPTURED_ENDPOINTS,
@@ -54,6 +56,16 @@ class Offer:
     events: Sequence[bytes] | None
 
 
+class ApprovalStore(Protocol):
+    """Where team approvals persist: the SQLite store, or Redis (shared by replicas)."""
+
+    def approvals(self) -> dict[str, Approval]: ...
+
+    def set_approval(self, team: str, approved: bool, actor: str, note: str | None, at: float) -> Approval: ...
+
+    def approval_history(self, team: str) -> list[dict[str, Any]]: ...
+
+
 class TraceSink(Protocol):
     """Where redacted trace rows go (the SQLite store, or a shared Redis stream)."""
 
@@ -77,9 +89,13 @@ class CaptureService:
         data_dir: str,
         count: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
+        redis_url: str | None = None,
     ) -> None:
+        if settings.queue == "redis" and not redis_url:
+            raise ValueError("capture.queue: redis needs redis.url (or POINTSMAN_REDIS_URL)")
         self.settings = settings
         self.store = CaptureStore(settings.path or str(Path(data_dir) / "capture.sqlite3"))
+        self.approval_store: ApprovalStore = RedisApprovals(redis_url) if redis_url else self.store
         self.named = settings.named_patterns()
         self._count_metric = count
         self._rng = rng or random.Random()
@@ -91,6 +107,12 @@ class CaptureService:
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sink: TraceSink = _StoreSink(self.store)
+        self.drainer: StreamDrainer | None = None
+        if settings.queue == "redis" and redis_url:
+            self.sink = RedisStreamSink(redis_url, self.store, settings.stream_maxlen)
+            if settings.sink:
+                self.drainer = StreamDrainer(redis_url, self.store, settings.sink_group, settings.batch_size,
+                                             settings.claim_idle_s)
         self.approvals: dict[str, Approval] = {}
         self.approved: frozenset[str] = frozenset()
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -104,6 +126,8 @@ class CaptureService:
         await self.refresh_approvals()
         self._thread = threading.Thread(target=self._run, name="pointsman-capture", daemon=True)
         self._thread.start()
+        if self.drainer is not None:
+            await self.drainer.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(self.settings.approval_refresh_s, self.refresh_approvals)),
@@ -123,6 +147,12 @@ class CaptureService:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 60)
             self._thread = None
+        if self.drainer is not None:
+            await self.drainer.close()
+        for closable in (self.sink, self.approval_store):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                close()
         if self.counts["queue_full"]:
             log.warning("capture: %d exchanges were dropped (queue full)", self.counts["queue_full"])
 
@@ -182,7 +212,13 @@ class CaptureService:
         return team is not None and team in self.approved
 
     async def refresh_approvals(self) -> None:
-        approvals = await asyncio.to_thread(self.store.approvals)
+        """Re-read approvals; when the store is unreachable the last known ones stay (none before the first
+        successful read: capture fails closed)."""
+        try:
+            approvals = await asyncio.to_thread(self.approval_store.approvals)
+        except Exception as exc:  # Redis down, SQLite locked: keep what we know
+            log.warning("capture: could not read team approvals: %s", exc)
+            return
         self._set_approvals(approvals)
 
     def _set_approvals(self, approvals: dict[str, Approval]) -> None:
@@ -190,9 +226,12 @@ class CaptureService:
         self.approved = frozenset(t for t, a in approvals.items() if a.approved)
 
     async def set_approval(self, team: str, approved: bool, actor: str, note: str | None) -> Approval:
-        a = await asyncio.to_thread(self.store.set_approval, team, approved, actor, note, time.time())
+        a = await asyncio.to_thread(self.approval_store.set_approval, team, approved, actor, note, time.time())
         self._set_approvals({**self.approvals, team: a})
         return a
+
+    async def approval_history(self, team: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.approval_store.approval_history, team)
 
     # -- retention ---------------------------------------------------------------------------------------------------
     async def purge_expired(self) -> dict[str, int]:
@@ -295,6 +334,8 @@ class CaptureService:
                 return False
             self._wake.set()
             await asyncio.sleep(0.01)
+        if self.drainer is not None:
+            return await self.drainer.settle(max(0.0, deadline - time.monotonic()))
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -306,4 +347,7 @@ class CaptureService:
             "approved_teams": sorted(self.approved),
             "last_error": self.last_error,
             "store": self.store.path,
+            "queue": self.settings.queue,
+            "redis_fallback": getattr(self.sink, "fallback", 0),
+            "drained": self.drainer.drained if self.drainer is not None else None,
         }

@@ -202,4 +202,4 @@ def build_router() -> APIRouter:
 
 
 async def _history(st: GatewayState, team: str) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(st.capture.service.store.approval_history, team)
+    return await st.capture.service.approval_history(team)
