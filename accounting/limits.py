@@ -179,9 +179,10 @@ class RedisHealth:
             self.mark(component, True)
         return res
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
 
 
 class Limits:

@@ -131,7 +131,7 @@ class Accountant:
         if closer is not None:
             await closer()
         if self.health is not None:
-            self.health.close()
+            await self.health.close()
         for c in self._redis:
             with contextlib.suppress(Exception):
                 await c.aclose()

@@ -59,6 +59,7 @@ class SharedLedgerLink:
         pub = self._tasks[0] if self._tasks else None
         for t in self._tasks[1:]:
             t.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
         if pub is not None:
             try:
                 await asyncio.wait_for(pub, 5)

@@ -50,8 +50,29 @@ def gw(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[RunningGateway]:
         yield g
 
 
-def client_for(gw: RunningGateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+class Asker:
+    """Sends chat requests as one key; closes its connections when the test ends."""
+
+    def __init__(self, gw: RunningGateway, key: str) -> None:
+        self.client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+        OPEN.append(self.client)
+
+    def ask(self) -> None:
+        self.client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+
+
+OPEN: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def client_for(gw: RunningGateway, key: str) -> Asker:
+    return Asker(gw, key)
 
 
 def test_key_daily_budget_refuses_with_insufficient_quota(
@@ -60,9 +81,9 @@ def test_key_daily_budget_refuses_with_insufficient_quota(
     c = client_for(gw, CLIENT_KEY)
     with caplog.at_level(logging.WARNING, logger="pointsman.limits"):
         for _ in range(3):  # $0, $0.002, $0.004 spent before each: all under $0.005
-            c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            c.ask()
         with pytest.raises(openai.RateLimitError) as ei:
-            c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            c.ask()
     err = ei.value
     assert err.status_code == 429
     assert err.code == "insufficient_quota"
@@ -71,7 +92,7 @@ def test_key_daily_budget_refuses_with_insufficient_quota(
     assert int(err.response.headers["retry-after"]) > 0
     assert any("soft threshold" in r.getMessage() and "'app'" in r.getMessage() for r in caplog.records)
     # another key of the same team is not affected (no team budget for "search")
-    client_for(gw, OTHER_KEY).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    client_for(gw, OTHER_KEY).ask()
     samples = scrape(gw.url)
     assert metric_sum(samples, "pointsman_budget_exceeded_total", scope="key", name="app", period="daily") == 1
     assert metric_sum(samples, "pointsman_budget_remaining_usd", scope="key", name="app", period="daily") == 0
@@ -82,10 +103,10 @@ def test_key_daily_budget_refuses_with_insufficient_quota(
 
 def test_team_monthly_budget(gw: RunningGateway) -> None:
     c = client_for(gw, THIRD_KEY)
-    c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-    c.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # $0.002 < $0.003
+    c.ask()
+    c.ask()  # $0.002 < $0.003
     with pytest.raises(openai.RateLimitError) as ei:
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
     assert ei.value.code == "insufficient_quota"
     assert "monthly budget of team 'ads'" in ei.value.message
     assert metric_sum(scrape(gw.url), "pointsman_budget_exceeded_total", scope="team", name="ads",
@@ -95,10 +116,10 @@ def test_team_monthly_budget(gw: RunningGateway) -> None:
 def test_requests_per_minute(gw: RunningGateway, upstream: FakeOpenAI) -> None:
     c = client_for(gw, OTHER_KEY)
     for _ in range(3):
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
     sent = len(upstream.requests)
     with pytest.raises(openai.RateLimitError) as ei:
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
     assert ei.value.code == "rate_limit_exceeded"
     assert "3 requests per minute" in ei.value.message
     assert len(upstream.requests) == sent  # refused before any upstream call
@@ -110,10 +131,10 @@ def test_requests_per_minute(gw: RunningGateway, upstream: FakeOpenAI) -> None:
 def test_tokens_per_minute(gw: RunningGateway) -> None:
     # "third" has a team budget too ($0.003/month): two requests fit, and tokens run out first.
     c = client_for(gw, THIRD_KEY)
-    c.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # 1500 tokens < 2000
-    c.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # window had 1500 < 2000 before it
+    c.ask()  # 1500 tokens < 2000
+    c.ask()  # window had 1500 < 2000 before it
     with pytest.raises(openai.RateLimitError) as ei:
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
     # 3000 tokens >= 2000 in the window (checked before the spent team budget)
     assert ei.value.code in ("rate_limit_exceeded", "insufficient_quota")
 
@@ -122,13 +143,13 @@ def test_tokens_per_minute_alone(upstream: FakeOpenAI, tmp_path: Path) -> None:
     cfg = limits_config(upstream, tmp_path, rate_limits=[{"key": "*", "tokens_per_min": 2000}])
     with RunningGateway(cfg) as gw:
         c = client_for(gw, CLIENT_KEY)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
+        c.ask()
         with pytest.raises(openai.RateLimitError) as ei:
-            c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            c.ask()
         assert ei.value.code == "rate_limit_exceeded" and "2000 tokens per minute" in ei.value.message
         # the default ("*") applies per key: another key has its own window
-        client_for(gw, OTHER_KEY).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        client_for(gw, OTHER_KEY).ask()
         assert metric_sum(scrape(gw.url), "pointsman_rate_limited_total", key="app", limit="tpm") == 1
 
 
@@ -136,9 +157,9 @@ def test_budget_survives_restart_through_the_ledger(upstream: FakeOpenAI, tmp_pa
     cfg = limits_config(upstream, tmp_path, budgets=[{"scope": "key", "name": "app", "daily_usd": "0.004"}])
     with RunningGateway(cfg) as gw:
         c = client_for(gw, CLIENT_KEY)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        c.ask()
+        c.ask()
     with RunningGateway(cfg) as gw:  # a new process would read the same ledger file
         with pytest.raises(openai.RateLimitError) as ei:
-            client_for(gw, CLIENT_KEY).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            client_for(gw, CLIENT_KEY).ask()
         assert ei.value.code == "insufficient_quota"

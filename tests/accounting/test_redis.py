@@ -34,30 +34,32 @@ def replica_config(upstream: FakeOpenAI, data_dir: Path, redis_url: str, policy:
                         accounting={"pricing": PRICING, **accounting})
 
 
-def client(gw: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0)
+def ask(gw: RunningGateway) -> None:
+    with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
 
 
 @pytest.fixture
 def clean_redis(redis_server: str) -> str:
-    redis.Redis.from_url(redis_server).flushdb()
+    with redis.Redis.from_url(redis_server) as r:
+        r.flushdb()
     return redis_server
 
 
 def test_two_replicas_enforce_one_shared_budget(upstream: FakeOpenAI, tmp_path: Path, clean_redis: str) -> None:
     acc = {"budgets": [{"scope": "team", "name": "search", "daily_usd": "0.005"}]}
-    r = redis.Redis.from_url(clean_redis)
     with ExitStack() as stack:
+        r = stack.enter_context(redis.Redis.from_url(clean_redis))
         a = stack.enter_context(RunningGateway(replica_config(upstream, tmp_path / "a", clean_redis, **acc)))
         b = stack.enter_context(RunningGateway(replica_config(upstream, tmp_path / "b", clean_redis, **acc)))
         for i, gw in enumerate((a, b, a)):  # $0.000, $0.002, $0.004 spent before each: all allowed
-            client(gw).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            ask(gw)
             want = (i + 1) * 2_000_000  # nano-USD
             wait_for(lambda want=want: sum(int(r.get(k) or 0) for k in r.keys("pointsman:spend:team:search:d:*"))
                      == want)
         for gw in (b, a):  # $0.006 >= $0.005: both replicas refuse, whichever spent it
             with pytest.raises(openai.RateLimitError) as ei:
-                client(gw).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                ask(gw)
             assert ei.value.code == "insufficient_quota"
             assert "daily budget of team 'search'" in ei.value.message
         assert len(upstream.requests) == 3
@@ -74,10 +76,10 @@ def test_two_replicas_share_one_rate_limit(upstream: FakeOpenAI, tmp_path: Path,
         a = stack.enter_context(RunningGateway(replica_config(upstream, tmp_path / "a", clean_redis, **acc)))
         b = stack.enter_context(RunningGateway(replica_config(upstream, tmp_path / "b", clean_redis, **acc)))
         for gw in (a, b, a, b):
-            client(gw).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            ask(gw)
         for gw in (a, b):
             with pytest.raises(openai.RateLimitError) as ei:
-                client(gw).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                ask(gw)
             assert ei.value.code == "rate_limit_exceeded"
         total = sum(metric_sum(scrape(gw.url), "pointsman_rate_limited_total", key="app", limit="rpm") for gw in (a, b))
         assert total == 2
@@ -95,15 +97,14 @@ def test_redis_down_fail_open_keeps_serving_with_local_limits(
 ) -> None:
     acc = {"rate_limits": [{"key": "app", "requests_per_min": 5}]}
     with RunningGateway(replica_config(upstream, tmp_path / "a", own_redis.url, "fail_open", **acc)) as gw:
-        c = client(gw)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        ask(gw)
         assert metric_sum(scrape(gw.url), "pointsman_redis_up", component="limits") == 1
         with caplog.at_level(logging.WARNING, logger="pointsman.limits"):
             own_redis.stop()
             for _ in range(4):  # local window: 1 (seen before) + 4 = 5 allowed
-                c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                ask(gw)
             with pytest.raises(openai.RateLimitError) as ei:  # local limits still hold
-                c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                ask(gw)
             assert ei.value.code == "rate_limit_exceeded"
         samples = scrape(gw.url)
         assert metric_sum(samples, "pointsman_redis_up", component="limits") == 0
@@ -120,14 +121,13 @@ def test_redis_down_fail_closed_refuses_then_recovers(
 ) -> None:
     acc = {"budgets": [{"scope": "key", "name": "app", "daily_usd": "10"}]}
     with RunningGateway(replica_config(upstream, tmp_path / "a", own_redis.url, "fail_closed", **acc)) as gw:
-        c = client(gw)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        ask(gw)
         sent = len(upstream.requests)
         with caplog.at_level(logging.WARNING, logger="pointsman.limits"):
             own_redis.stop()
             for _ in range(3):
                 with pytest.raises(openai.RateLimitError) as ei:
-                    c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                    ask(gw)
                 assert ei.value.code == "shared_state_unavailable"
         assert len(upstream.requests) == sent
         samples = scrape(gw.url)
@@ -138,9 +138,9 @@ def test_redis_down_fail_closed_refuses_then_recovers(
                    for r in caplog.records)
         own_redis.start()
         wait_for(lambda: metric_sum(scrape(gw.url), "pointsman_redis_up", component="limits") == 1)
-        c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        ask(gw)
         # keys without limits or budgets never need Redis
     cfg = replica_config(upstream, tmp_path / "b", own_redis.url, "fail_closed")
     own_redis.stop()
     with RunningGateway(cfg) as gw:
-        client(gw).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        ask(gw)
