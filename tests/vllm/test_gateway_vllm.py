@@ -12,7 +12,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,6 +22,7 @@ import pytest
 from gateway.cli import main
 from serving.vllm_metrics import GENERATION_TOKENS, PROMPT_TOKENS, RUNNING, parse_samples, total
 from tests.gateway_runner import RunningGateway
+from tests.vllm.conftest import _cache_root
 
 if TYPE_CHECKING:
     from tests.vllm.conftest import VLLMServer
@@ -67,8 +67,19 @@ def gateway_config(server: VLLMServer) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def serve_command_check() -> Iterator[subprocess.Popen[str] | None]:
+    """Parse ``pointsman vllm command``'s output with the real ``vllm serve`` parser, in the background: importing
+    vLLM takes 10-30 s, so it runs while the server starts (autouse: set up before ``vllm_server``)."""
+    proc = _start_serve_command_check() if _VENV_PYTHON.exists() else None
+    yield proc
+    if proc is not None and proc.returncode is None:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.fixture(scope="module")
-def gateway(vllm_server: VLLMServer) -> Iterator[RunningGateway]:
+def gateway(serve_command_check: subprocess.Popen[str] | None, vllm_server: VLLMServer) -> Iterator[RunningGateway]:
     with RunningGateway(gateway_config(vllm_server)) as gw:
         yield gw
 
@@ -200,36 +211,63 @@ def test_vllm_404_passes_through_in_openai_shape(client: openai.OpenAI) -> None:
 
 
 # -- client disconnect stops generation on the vLLM side -------------------------------------------------------
-def test_client_disconnect_stops_generation(gateway: RunningGateway, vllm_server: VLLMServer) -> None:
-    n_streams, max_tokens = 4, 230
+def test_client_disconnect_stops_generation(gateway: RunningGateway, vllm_server: VLLMServer,
+                                            admin: httpx.Client) -> None:
+    n_streams, max_tokens = 6, 230
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": max_tokens, "stream": True, "ignore_eos": True}
+    budget = n_streams * max_tokens
 
-    async def run() -> tuple[float, float, float]:
+    async def attempt() -> tuple[float, float, float, float] | None:
+        """Open the streams, see vLLM running them, drop the connections. Returns (running before, seconds
+        until vLLM ran nothing, tokens left when the client left, tokens generated after), or None when the
+        streams were nearly done before the client left (a starved test process on a busy machine)."""
+        _settled_counters(vllm_server)
         _, gen0, _ = _vllm_counters(vllm_server)
-        body = {"model": "tiny", "messages": MESSAGES, "max_tokens": max_tokens, "stream": True,
-                "ignore_eos": True}
         async with aiohttp.ClientSession(headers={"authorization": f"Bearer {KEY}"}) as s:
             resps = []
-            for _ in range(n_streams):
-                r = await s.post(gateway.base_url + "/chat/completions", json=body)
-                assert r.status == 200
-                assert await r.content.readany()  # generation has started
-                resps.append(r)
-            _, _, running = _vllm_counters(vllm_server)
-            for r in resps:
-                r.close()  # the client goes away mid-stream
+            try:
+                for _ in range(n_streams):
+                    r = await s.post(gateway.base_url + "/chat/completions", json=body)
+                    resps.append(r)
+                    assert r.status == 200
+                    first = await r.content.readany()  # generation has started
+                    assert first and b'"error"' not in first, first[:300]
+                _, gen_close, running = _vllm_counters(vllm_server)
+            finally:
+                for r in resps:
+                    r.close()  # the client goes away mid-stream
         t_closed = time.monotonic()
+        left = budget - (gen_close - gen0)
+        if left < budget / 4 or running < 1:
+            return None
         while True:
             _, gen, running_now = _vllm_counters(vllm_server)
             if running_now == 0:
-                return running, time.monotonic() - t_closed, gen - gen0
+                return running, time.monotonic() - t_closed, left, gen - gen_close
             assert time.monotonic() - t_closed < 10, "vLLM kept generating after the client left"
             await asyncio.sleep(0.05)
 
-    running_before, stopped_after_s, generated = asyncio.run(run())
+    since = time.time() - 1
+    for _ in range(4):
+        got = asyncio.run(attempt())
+        if got is not None:
+            break
+    assert got is not None, "every attempt's streams were nearly done before the client left"
+    running_before, stopped_after_s, left, after = got
+    print(f"disconnect: {running_before:g} running, {left:g} tokens left, {after:g} generated after the client "
+          f"left, vLLM idle {stopped_after_s * 1000:.0f} ms later")
     assert running_before >= 1
-    # The full streams would have taken ~1 s each on this machine and produced n_streams * max_tokens tokens.
-    assert generated < n_streams * max_tokens / 2, generated
+    # vLLM stops within a few engine steps instead of generating the rest of the budget
+    assert after < left / 2, (after, left)
     assert stopped_after_s < 2.0
+    # the gateway accounted them as cancelled, with the tokens streamed before the disconnect
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        tot = admin.get("/admin/spend", params={"outcome": "cancelled", "from": str(since)}).json()["total"]
+        if tot["requests"] >= n_streams:
+            break
+        time.sleep(0.2)
+    assert tot["requests"] >= n_streams and tot["input_tokens"] > 0
 
 
 # -- accounting matches vLLM's own counters ----------------------------------------------------------------------
@@ -358,7 +396,20 @@ def test_price_is_measured_from_vllm_metrics(client: openai.OpenAI, admin: httpx
 
 
 # -- the printed production command parses with the real vllm serve parser -----------------------------------
-def test_printed_serve_command_is_accepted_by_vllm(vllm_server: VLLMServer) -> None:
+_VENV_PYTHON = _cache_root() / "venv" / "bin" / "python"
+_CHECK = (
+    "import json, sys\n"
+    "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+    "from vllm.entrypoints.cli.serve import ServeSubcommand\n"
+    "top = FlexibleArgumentParser(prog='vllm')\n"
+    "ServeSubcommand().subparser_init(top.add_subparsers(dest='sub'))\n"
+    "a = top.parse_args(json.loads(sys.argv[1]))\n"
+    "print(json.dumps({'model': a.model_tag, 'tp': a.tensor_parallel_size, 'names': a.served_model_name,\n"
+    "  'loras': [m.name for m in a.lora_modules], 'lora': a.enable_lora, 'len': a.max_model_len}))\n"
+)
+
+
+def _start_serve_command_check() -> subprocess.Popen[str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rc = main(["vllm", "command", "meta-llama/Llama-3.1-8B-Instruct", "--lora", "support=/adapters/support",
@@ -366,20 +417,14 @@ def test_printed_serve_command_is_accepted_by_vllm(vllm_server: VLLMServer) -> N
                    "--format", "json"])
     assert rc == 0
     cmd = json.loads(out.getvalue())["command"]
-    venv_python = Path(vllm_server.log_path).parents[1] / "venv" / "bin" / "python"
-    check = (
-        "import json, sys\n"
-        "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-        "from vllm.entrypoints.cli.serve import ServeSubcommand\n"
-        "top = FlexibleArgumentParser(prog='vllm')\n"
-        "ServeSubcommand().subparser_init(top.add_subparsers(dest='sub'))\n"
-        "a = top.parse_args(json.loads(sys.argv[1]))\n"
-        "print(json.dumps({'model': a.model_tag, 'tp': a.tensor_parallel_size, 'names': a.served_model_name,\n"
-        "  'loras': [m.name for m in a.lora_modules], 'lora': a.enable_lora, 'len': a.max_model_len}))\n"
-    )
-    p = subprocess.run([str(venv_python), "-c", check, json.dumps(cmd[1:])], capture_output=True, text=True,
-                       timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    parsed = json.loads(p.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([str(_VENV_PYTHON), "-c", _CHECK, json.dumps(cmd[1:])], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_printed_serve_command_is_accepted_by_vllm(serve_command_check: subprocess.Popen[str] | None) -> None:
+    proc = serve_command_check or _start_serve_command_check()
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-2000:]
+    parsed = json.loads(stdout.strip().splitlines()[-1])
     assert parsed == {"model": "meta-llama/Llama-3.1-8B-Instruct", "tp": 2, "names": ["Llama-3.1-8B-Instruct"],
                       "loras": ["support", "triage"], "lora": True, "len": 8192}
