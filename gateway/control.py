@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from accounting.service import Accountant
 from gateway.config import ConfigError, GatewayConfig, validate_document
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import hash_key
@@ -66,16 +67,12 @@ def routing_rng(cfg: GatewayConfig) -> random.Random:
     return random.Random(seed)
 
 
-def cost_lookup(accountant: Any) -> CostOf:
+def cost_lookup(accountant: Accountant) -> CostOf:
     """Prices for the ``cheapest`` strategy: USD per input token + per output token, from the accountant's
-    price table (``accountant.pricing.lookup(backend, upstream_model)``); None while there is none."""
+    price table (which follows config swaps); None for an unpriced model."""
 
     def cost_of(m: ResolvedModel) -> Decimal | None:
-        pricing = getattr(accountant, "pricing", None)
-        lookup = getattr(pricing, "lookup", None)
-        if lookup is None:
-            return None
-        p = lookup(m.backend, m.upstream_model)
+        p = accountant.model_price(m.backend, m.upstream_model)
         if p is None:
             return None
         total: Decimal = p.input + p.output

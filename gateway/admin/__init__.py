@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -14,6 +15,14 @@ from gateway.state import GatewayState
 
 
 def build_admin_router(state: GatewayState) -> APIRouter:
+    """The admin router. Handlers reach the gateway state through the request (``Depends(get_state)``), never
+    a closure, so the router is built once per process and shared by every app (building it is most of the
+    cost of creating an app)."""
+    return _admin_router()
+
+
+@functools.cache
+def _admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
     @router.get("/status", summary="Gateway status")

@@ -64,6 +64,29 @@ def _close_clients() -> Iterator[None]:
         _OPEN.pop().close()
 
 
+def reset(fake: FakeOpenAI) -> None:
+    """Forget what a shared fake saw and how it was told to behave."""
+    fake.requests.clear()
+    fake.behaviors.clear()
+    fake.delay = 0.0
+
+
+@pytest.fixture(scope="module")
+def shared_upstreams() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    """A primary and a secondary fake shared by a module's tests (reset before each test by ``fresh``)."""
+    a, b = FakeOpenAI(name="primary").start(), FakeOpenAI(name="secondary").start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture
+def fresh(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> tuple[FakeOpenAI, FakeOpenAI]:
+    for fake in shared_upstreams:
+        reset(fake)
+    return shared_upstreams
+
+
 @pytest.fixture
 def gateway_factory() -> Iterator[Any]:
     """Start gateways from config dicts; all are stopped at the end of the test."""

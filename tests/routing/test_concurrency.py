@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
 
 import openai
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway_runner import RunningGateway
 from tests.routing.conftest import chat, sdk, two_backend_config
 
 
-def capped_config(upstream: FakeOpenAI, upstream2: FakeOpenAI, **extra: Any) -> dict[str, Any]:
-    cfg = two_backend_config(upstream, upstream2, **extra)
-    cfg["backends"]["capped"] = {"type": "openai", "base_url": upstream.url, "max_concurrency": 1}
-    cfg["models"]["slow"] = {"backend": "capped", "upstream_model": "fake-slow"}
-    return cfg
+@pytest.fixture(scope="module")
+def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGateway]:
+    """Backend ``capped`` (one request at a time) serves model ``slow`` (0.5 s); rule ``svc`` spills to up2."""
+    routes = [{"name": "spill", "match": {"model": "svc"}, "targets": [{"model": "slow"}], "fallbacks": ["m-secondary"]}]
+    cfg = two_backend_config(*shared_upstreams, routes=routes)
+    cfg["backends"]["capped"] = {"type": "openai", "base_url": shared_upstreams[0].url, "max_concurrency": 1}
+    cfg["models"].update({"slow": {"backend": "capped", "upstream_model": "fake-slow"}, "svc": {"backend": "up"}})
+    with RunningGateway(cfg) as g:
+        yield g
 
 
 def occupy(client: openai.OpenAI, upstream: FakeOpenAI, model: str = "slow") -> threading.Thread:
@@ -32,36 +37,30 @@ def occupy(client: openai.OpenAI, upstream: FakeOpenAI, model: str = "slow") -> 
 
 
 def test_requests_over_the_cap_get_429_with_retry_after(
-    upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any
+    gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
-    gw = gateway_factory(capped_config(upstream, upstream2))
     client = sdk(gw)
-    busy = occupy(client, upstream)
+    busy = occupy(client, fresh[0])
     t0 = time.monotonic()
     with pytest.raises(openai.RateLimitError) as err:
         chat(client, "slow")
-    assert time.monotonic() - t0 < 0.2  # shed at once, not queued behind the slow request
+    assert time.monotonic() - t0 < 0.3  # shed at once, not queued behind the 0.5 s request
     assert err.value.code == "backend_overloaded"
     assert int(err.value.response.headers["retry-after"]) >= 1
     busy.join()
-    assert len(upstream.requests) == 1
+    assert len(fresh[0].requests) == 1
 
 
-def test_capacity_frees_up_when_the_request_finishes(
-    upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any
-) -> None:
-    gw = gateway_factory(capped_config(upstream, upstream2))
+def test_capacity_frees_up_when_the_request_finishes(gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]) -> None:
     client = sdk(gw)
-    occupy(client, upstream).join()
+    occupy(client, fresh[0]).join()
     assert chat(client, "slow")["x-pointsman-backend"] == "capped"
 
 
 def test_overloaded_target_falls_back_when_the_rule_has_a_fallback(
-    upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any
+    gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
-    routes = [{"name": "spill", "match": {"model": "svc"}, "targets": [{"model": "slow"}], "fallbacks": ["m-secondary"]}]
-    gw = gateway_factory(capped_config(upstream, upstream2, routes=routes))
     client = sdk(gw)
-    busy = occupy(client, upstream, "svc")
+    busy = occupy(client, fresh[0], "svc")
     assert chat(client, "svc")["x-pointsman-backend"] == "up2"
     busy.join()

@@ -1,0 +1,62 @@
+"""Both policy stores: versions append with compare-and-set, an unchanged config file is not re-imported."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from routing.store import PolicyStore, SQLitePolicyStore, VersionConflict
+from routing.store_redis import RedisPolicyStore
+
+DOC = {"routes": [], "models": {}, "backends": {}, "keys": []}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PolicyStore]:
+    if request.param == "sqlite":
+        s: PolicyStore = SQLitePolicyStore(str(tmp_path / "policy.sqlite3"))
+    else:
+        url = request.getfixturevalue("redis_server")
+        prefix = f"test:{tmp_path.name}:"
+        s = RedisPolicyStore(url, prefix=prefix, channel=prefix + "changed")
+    await s.open()
+    yield s
+    await s.close()
+    if request.param == "redis":
+        client = aioredis.from_url(request.getfixturevalue("redis_server"))
+        async for k in client.scan_iter(f"test:{tmp_path.name}:*"):
+            await client.delete(k)
+        await client.aclose()
+
+
+async def test_append_with_a_stale_head_is_a_conflict(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    await store.append({**DOC, "routes": [{"name": "a"}]}, "admin", "one", expect=1)
+    with pytest.raises(VersionConflict):
+        await store.append(DOC, "admin", "stale", expect=1)
+    assert await store.head() == 2
+
+
+async def test_seed_with_an_unchanged_config_keeps_later_versions(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    await store.append({**DOC, "routes": [{"name": "a"}]}, "admin", "one", expect=1)
+    latest = await store.seed(DOC, "h1", "config")
+    assert latest.version == 2 and latest.doc["routes"] == [{"name": "a"}]
+
+
+async def test_seed_with_a_changed_config_appends_it(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    latest = await store.seed({**DOC, "models": {"m": {"backend": "b"}}}, "h2", "config")
+    assert (latest.version, latest.source) == (2, "config")
+
+
+async def test_history_is_newest_first(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    for i in range(3):
+        await store.append(DOC, "admin", f"change {i}", expect=i + 1)
+    assert [v.summary for v in await store.history(3)] == ["change 2", "change 1", "change 0"]
+    old = await store.get(1)
+    assert old is not None and old.source == "config"
