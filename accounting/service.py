@@ -31,6 +31,7 @@ from accounting.usage import Usage
 log = logging.getLogger("pointsman.accounting")
 
 _ZERO = Decimal(0)
+_PICO = Decimal("1e-12")
 _MAX_ESTIMATES = 10_000
 
 
@@ -186,7 +187,7 @@ class Accountant:
             rec.cost_usd = _ZERO
         else:
             rec.priced = True
-            rec.cost_usd = p.cost(rec.usage)
+            rec.cost_usd = p.cost(rec.usage).quantize(_PICO)  # plain digits in headers and the ledger
         return rec.cost_usd
 
     def finish(

@@ -294,3 +294,26 @@ def test_spend_requires_admin_key(gw: RunningGateway) -> None:
     r = httpx.get(gw.url + "/admin/spend", headers={"authorization": f"Bearer {CLIENT_KEY}"})
     assert r.status_code == 403
     assert httpx.get(gw.url + "/admin/spend").status_code == 401
+
+
+def test_cli_spend_reads_the_gateway_and_the_ledger_file(
+    gw: RunningGateway, client: openai.OpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    client.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={"x-pointsman-task": "summarize"})
+    expected = cost(1234, 567, 0, OVERRIDE["input_per_mtok"], OVERRIDE["output_per_mtok"], "0")
+    from tests.conftest import ADMIN_KEY
+
+    assert main(["spend", "--url", gw.url, "--admin-key", ADMIN_KEY, "-g", "task,model", "-f", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["task"], r["model"], Decimal(r["cost_usd"])) for r in rows] == [("summarize", "gpt-4o", expected)]
+    wait_for(lambda: ledger_rows(gw.data_dir))  # type: ignore[attr-defined]
+    db = str(gw.data_dir / "ledger.sqlite3")  # type: ignore[attr-defined]
+    assert main(["spend", "--ledger", db, "-g", "team", "-f", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("team,requests") and out[1].startswith("search,1,")
+    assert main(["spend", "--ledger", db, "-g", "day"]) == 0
+    table = capsys.readouterr().out
+    assert "cost_usd" in table and "1 requests" in table
+    assert main(["spend", "--ledger", db, "-g", "nope"]) == 2

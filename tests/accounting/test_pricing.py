@@ -118,3 +118,20 @@ def test_metric_labels_stay_bounded(upstream: FakeOpenAI, tmp_path: Path) -> Non
         assert len(samples) == 2
         text = httpx.get(gw.url + "/metrics").text
         assert "sk-test" not in text and "sk-upstream" not in text  # no secrets in metrics
+
+
+async def test_reconfigure_keeps_state_and_applies_new_prices(tmp_path: Path) -> None:
+    from accounting.service import Accountant
+
+    acct = Accountant(AccountingConfig(), str(tmp_path), catalog())
+    assert acct.model_price("gpu", "mistral") is None
+    acct.set_measured_throughput("mistral", 1000.0)
+    measured = acct.model_price("gpu", "mistral")
+    assert measured is not None and measured.source == "gpu"
+    cfg = AccountingConfig.model_validate({"pricing": {"mini": {"input_per_mtok": "9", "output_per_mtok": "9"}},
+                                           "budgets": [{"scope": "team", "name": "t", "daily_usd": "1"}]})
+    acct.reconfigure(cfg, catalog())
+    mini = acct.model_price("oa", "gpt-4o-mini")
+    assert mini is not None and mini.input * MTOK == 9
+    assert acct.model_price("gpu", "mistral") == measured  # the measurement survives the swap
+    assert acct.limits.budgets[("team", "t")][0].limit == 1
