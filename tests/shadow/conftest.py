@@ -23,9 +23,21 @@ PRICES = {
     "frontier2": (Decimal("2.5"), Decimal("10")),
     "cand": (Decimal("0.25"), Decimal("1")),  # 10x cheaper
     "cand-bad": (Decimal("0.25"), Decimal("1")),
+    "cand-other": (Decimal("0.25"), Decimal("1")),
+    "cand-fail": (Decimal("0.25"), Decimal("1")),
+    "cand-slow": (Decimal("0.25"), Decimal("1")),
+    "cand-hang": (Decimal("0.25"), Decimal("1")),
+    "cand-fast": (Decimal("0.25"), Decimal("1")),
+    "cand-flip": (Decimal("0.25"), Decimal("1")),
+    "cand-neg": (Decimal("0.25"), Decimal("1")),
+    "frontier-fail": (Decimal("2.5"), Decimal("10")),
+    "judge-biased": (Decimal("1"), Decimal("1")),
     "judge": (Decimal("1"), Decimal("1")),
     "embedder": (Decimal("0.1"), Decimal("0")),
 }
+
+
+BACKEND_OF = {"frontier2": "zoo2", "frontier-fail": "zoo-fail"}
 
 
 def price(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -47,9 +59,10 @@ def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: 
         "backends": {
             "zoo": {"type": "openai", "base_url": zoo.url},
             "zoo2": {"type": "openai", "base_url": zoo.url},  # another provider (fallbacks)
+            "zoo-fail": {"type": "openai", "base_url": zoo.url},  # its breaker may open without hurting the rest
             "dead": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 1},
         },
-        "models": {name: {"backend": "zoo2" if name == "frontier2" else "zoo"} for name in PRICES}
+        "models": {name: {"backend": BACKEND_OF.get(name, "zoo")} for name in PRICES}
         | {"cand-dead": {"backend": "dead"}},
         "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
         "routes": [r, *(extra_routes or [])],
@@ -58,6 +71,16 @@ def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: 
     }
     cfg.update(extra)
     return cfg
+
+
+def shadow_route(name: str, shadow: dict[str, Any] | None, targets: tuple[str, ...] = ("frontier",),
+                 **kw: Any) -> dict[str, Any]:
+    """A route matching requests for the model ``f-<name>``, sampling everything unless told otherwise."""
+    r: dict[str, Any] = {"name": name, "match": {"model": f"f-{name}"}, "targets": [{"model": t} for t in targets],
+                         **kw}
+    if shadow is not None:
+        r["shadow"] = {"sample_rate": 1.0, **shadow}
+    return r
 
 
 def zoo_models(**over: ModelSpec) -> dict[str, ModelSpec]:

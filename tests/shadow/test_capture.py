@@ -3,37 +3,57 @@ allowed to capture (the ``capture_allowed`` hook, which team capture approval pr
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
+import openai
+import pytest
+
+from tests.conftest import CLIENT_KEY
 from tests.gateway_runner import RunningGateway
-from tests.shadow.conftest import admin, config, drive, settle
+from tests.shadow.conftest import admin, ask, config, settle, shadow_route, zoo_models
 from tests.shadow.fakes import ModelZoo
 
+OTHER_KEY = "sk-test-other-team-0001"
 
-def test_capture_stays_off_while_the_team_is_not_allowed(zoo: ModelZoo, tmp_path: Path) -> None:
-    with RunningGateway(config(zoo, tmp_path, {"model": "cand", "sample_rate": 1.0, "capture": True})) as gw:
-        drive(gw, range(1, 4))
-        settle(gw, 3)
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+    zoo = ModelZoo(zoo_models()).start()
+    cfg = config(zoo, tmp_path_factory.mktemp("capture"), {"model": "cand"},
+                 extra_routes=[shadow_route("cap", {"model": "cand", "capture": True}),
+                               shadow_route("nocap", {"model": "cand"})],
+                 keys=[{"name": "app", "key": CLIENT_KEY, "team": "search"},
+                       {"name": "other", "key": OTHER_KEY, "team": "elsewhere"}])
+    with RunningGateway(cfg) as gw:
+        app = openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0)
+        other = openai.OpenAI(base_url=gw.base_url, api_key=OTHER_KEY, max_retries=0)
+        ask(app, 1, model="f-cap")  # the default hook: no team is allowed
+        gw.app.state.shadow.hub.capture_allowed = lambda team: team == "search"  # what team approval installs
+        ask(app, 2, model="f-cap")
+        ask(other, 3, model="f-cap")
+        ask(app, 4, model="f-nocap")
+        settle(gw, 4)
         with admin(gw) as a:
-            pairs = a.get("/admin/shadow/pairs").json()["data"]
-    assert [p["capture"] for p in pairs] == [None, None, None]
+            yield {p["id"]: p for p in a.get("/admin/shadow/pairs").json()["data"]}
+        app.close()
+        other.close()
+    zoo.stop()
 
 
-def test_capture_stores_the_request_and_both_answers_when_the_team_is_allowed(zoo: ModelZoo, tmp_path: Path) -> None:
-    with RunningGateway(config(zoo, tmp_path, {"model": "cand", "sample_rate": 1.0, "capture": True})) as gw:
-        gw.app.state.shadow.hub.capture_allowed = lambda team: team == "search"  # the approval hook
-        drive(gw, [7])
-        settle(gw, 1)
-        with admin(gw) as a:
-            cap = a.get("/admin/shadow/pairs/req-7").json()["capture"]
-    assert cap["request"]["messages"][0]["content"] == "Extract item 7 as JSON."
-    assert cap["primary"]["text"] == cap["candidate"]["text"] == '{"item":7,"label":"positive"}'
+def test_capture_stays_off_until_team_capture_is_approved(pairs: dict[str, dict[str, Any]]) -> None:
+    assert pairs["req-1"]["capture"] is None
 
 
-def test_capture_needs_the_route_to_enable_it(zoo: ModelZoo, tmp_path: Path) -> None:
-    with RunningGateway(config(zoo, tmp_path, {"model": "cand", "sample_rate": 1.0})) as gw:
-        gw.app.state.shadow.hub.capture_allowed = lambda team: True
-        drive(gw, [8])
-        settle(gw, 1)
-        with admin(gw) as a:
-            assert a.get("/admin/shadow/pairs/req-8").json()["capture"] is None
+def test_capture_stores_the_request_and_both_answers_for_an_allowed_team(pairs: dict[str, dict[str, Any]]) -> None:
+    cap = pairs["req-2"]["capture"]
+    assert cap["request"]["messages"][0]["content"] == "Extract item 2 as JSON."
+    assert cap["primary"]["text"] == cap["candidate"]["text"] == '{"item":2,"label":"positive"}'
+
+
+def test_capture_is_refused_for_a_team_that_is_not_allowed(pairs: dict[str, dict[str, Any]]) -> None:
+    assert pairs["req-3"]["capture"] is None and pairs["req-3"]["outcome"] == "paired"
+
+
+def test_capture_needs_the_route_to_enable_it(pairs: dict[str, dict[str, Any]]) -> None:
+    assert pairs["req-4"]["capture"] is None and pairs["req-4"]["outcome"] == "paired"
