@@ -50,11 +50,12 @@ TASKS = [f"task-{i}" for i in range(20)]
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet", "llama-8b", "o3-mini", "gpt-4.1", "embed", "qwen-7b"]
 
 
-def record(i: int, now: float, rng: random.Random) -> RequestRecord:
+def record(i: int, now: float, rng: random.Random, spread_s: float = 30 * 86400) -> RequestRecord:
+    """A finished request; ``spread_s`` spreads arrival times over the past (the fill covers 30 days)."""
     k = rng.randrange(len(KEYS))
     rec = RequestRecord(
         request_id=f"bench-{i}",
-        ts=now - rng.random() * 30 * 86400,
+        ts=now - rng.random() * spread_s,
         key=KEYS[k],
         team=TEAMS[k % len(TEAMS)],
         task=TASKS[rng.randrange(len(TASKS))],
