@@ -190,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"INCOMPLETE: {len(out.rounds)} of {args.rounds} rounds ({out.error.splitlines()[0]})")
     print(report.table(summary, (settings.rate, settings.stream_rate)))
     print()
-    print(report.checks_text(summary))
     print(report.noise_text(out.background, summary))
+    print()
+    print(report.checks_text(summary, quiet=max(out.background, default=0.0) <= report.QUIET_CORES))
     if args.json:
         info = meta(args, settings, names) | {
             "background_cores_per_round": out.background,
