@@ -183,6 +183,16 @@ def weighted_pick(weights: Sequence[float], total: float, u: float) -> int:
     return last
 
 
+def _first(rules: Sequence[CompiledRule], inp: RouteInput, best: CompiledRule | None) -> CompiledRule | None:
+    """The earlier of ``best`` and the first rule of ``rules`` (in rule order) that matches."""
+    for rule in rules:
+        if best is not None and rule.index >= best.index:
+            return best
+        if rule.matches(inp):
+            return rule
+    return best
+
+
 class Policy:
     """An immutable, compiled rule set plus the model table it routes to."""
 
@@ -198,6 +208,21 @@ class Policy:
         self.models = models
         self.rules = [CompiledRule(r, models, i) for i, r in enumerate(routes)]
         self.by_name = {r.name: r for r in self.rules}
+        # Index for first-match: a rule with an exact-valued tag (or else an exact model) can only match
+        # requests carrying that value, so it is filed under it; the rest are always checked. Each list is in
+        # rule order; the first match overall is the earliest first match among the lists a request selects.
+        self._always: list[CompiledRule] = []
+        self._by_tag: dict[str, dict[str, list[CompiledRule]]] = {}
+        self._by_model: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            m = rule.cfg.match
+            exact_tag = next(((k, v) for k, v in m.tags.items() if not _GLOB_CHARS.intersection(v)), None)
+            if exact_tag is not None:
+                self._by_tag.setdefault(exact_tag[0], {}).setdefault(exact_tag[1], []).append(rule)
+            elif m.model is not None and not _GLOB_CHARS.intersection(m.model):
+                self._by_model.setdefault(m.model, []).append(rule)
+            else:
+                self._always.append(rule)
         self.rng = rng or random.Random()
         self.health = health
         self.cost_of = cost_of
@@ -210,10 +235,21 @@ class Policy:
         return m
 
     def match(self, inp: RouteInput) -> CompiledRule | None:
-        for rule in self.rules:
-            if rule.matches(inp):
-                return rule
-        return None
+        """The first rule (in order) that matches."""
+        best = _first(self._always, inp, None)
+        if self._by_tag:
+            tags = inp.tags
+            for key, table in self._by_tag.items():
+                value = tags.get(key)
+                if value is not None:
+                    candidates = table.get(value)
+                    if candidates:
+                        best = _first(candidates, inp, best)
+        if self._by_model:
+            candidates = self._by_model.get(inp.model)
+            if candidates:
+                best = _first(candidates, inp, best)
+        return best
 
     def decide(self, inp: RouteInput) -> Decision:
         rule = self.match(inp)

@@ -73,3 +73,15 @@ def test_stored_policy_holds_no_client_or_upstream_secrets(
     assert b"k2" in raw
     for s in (secret, "sk-upstream-secret", "sk-test-client-0001", cfg["admin_key"]):
         assert s.encode() not in raw
+
+
+def test_without_its_policy_store_the_gateway_serves_the_file_and_refuses_changes(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, tmp_path: Path, gateway_factory: Any
+) -> None:
+    cfg = config(upstream, upstream2, tmp_path, routes=[RULE])
+    cfg["redis"] = {"url": "redis://127.0.0.1:9/0"}  # nothing listens there
+    gw = gateway_factory(cfg)
+    assert chat(sdk(gw), extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] == "translations"
+    r = admin(gw).post("/admin/routes", json={**RULE, "name": "another"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "policy_store_unavailable"
