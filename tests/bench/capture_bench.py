@@ -1,6 +1,7 @@
 """Does data capture slow requests? pointsman with capture at 100% vs capture off, measured in the same run.
 
     python -m tests.bench.capture_bench [--rounds N] [--quick] [--json PATH]
+    python -m tests.bench.capture_bench --micro      # in-process: offer() cost on the request path, writer cost
 
 Both gateways get the same config (the gateway benchmark's: nginx upstream, key ``sk-bench`` of team
 ``perf``) and the same catch-all route for the bench models; on ``capture`` that route carries
@@ -16,6 +17,11 @@ Checks for the ``capture`` gateway (the core's targets, docs/design.md and tests
 vs direct p50 <= 1 ms and p99 <= 3 ms, streaming TTFB added p50 <= 1 ms; and, in the same run, throughput
 >= 0.8x and latency p99 within 1 ms of the ``off`` gateway. Exit status 0 when the bench ran, 2 when a target
 failed to start or to answer.
+
+``--micro`` measures, in one process and without load generators (so it holds up on a busy machine): the
+request path's cost of ``CaptureGate.offer`` with capture at 100% (sampled, approved, queued) and with no policy,
+and the background writer's CPU time per trace (rebuild, redact, serialize, write) for non-streamed and
+streamed answers.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import uvloop
 import yaml
 
 from accounting.capture.store import CaptureStore
-from tests.bench import measure, procs, report, targets, upstream
+from tests.bench import fixtures, measure, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import DIRECT, Gateway
@@ -73,10 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     p.add_argument("--json", type=Path, help="also write every round's figures and the medians as JSON")
     p.add_argument("--pointsman-bin", type=Path, default=Path(sys.executable).with_name("pointsman"))
+    p.add_argument("--micro", action="store_true", help="in-process: offer() cost and writer cost per trace")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
-    if not args.pointsman_bin.exists():
+    if not args.micro and not args.pointsman_bin.exists():
         p.error(f"{args.pointsman_bin} not found (pip install -e . first)")
     return args
 
@@ -191,8 +198,77 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _micro_inputs() -> tuple[Any, Any, dict[str, Any], dict[str, Any], list[bytes]]:
+    from gateway.config import validate_document
+
+    doc = {"backends": {"up": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+           "models": {"bench-*": {"backend": "up"}},
+           "keys": [{"name": "bench", "key": fixtures.API_KEY, "team": "perf"}],
+           "routes": [{"name": "cap", "match": {"tags": {"task": "cap"}}, "capture": {"sample_rate": 1.0}},
+                      {"name": "bench", "match": {"model": "bench-*"}}]}
+    request = json.loads(fixtures.request_body(stream=False))
+    response = json.loads(fixtures.completion_body())
+    events = [e.encode() + b"\n\n" for e in fixtures.sse_body().split("\n\n") if e]
+    return validate_document(doc, "<bench>"), request, request, response, events
+
+
+async def micro(n: int = 20_000) -> dict[str, float]:
+    """See the module docstring (``--micro``)."""
+    import timeit
+
+    from accounting.record import RequestRecord
+    from gateway.accounting_setup import build_accountant
+    from gateway.capture import CaptureGate
+    from routing.models import ModelTable
+    from routing.policy import Policy, RouteInput
+
+    cfg, _, request, response, events = _micro_inputs()
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="pointsman-capture-micro-") as tmp:
+        cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"data_dir": tmp})})
+        gate = CaptureGate(cfg, build_accountant(cfg), lambda: cfg)
+        policy = Policy(cfg.routes, ModelTable(cfg.models))
+        svc = gate.service
+        svc.store.open()
+        svc.store.set_approval("perf", True, "bench", None, time.time())
+        await svc.refresh_approvals()
+
+        def rec(i: int, route: str, stream: bool = False) -> RequestRecord:
+            return RequestRecord(request_id=f"r{i}", ts=time.time(), key="bench", team="perf", task=None,
+                                 route=route, requested_model="bench-model", endpoint="chat/completions",
+                                 stream=stream, upstream_model="gpt-4o-mini", backend="up", status=200)
+
+        on = policy.decide(RouteInput("bench-model", {"task": "cap"}, "bench", "perf"))
+        off = policy.decide(RouteInput("bench-model", {}, "bench", "perf"))
+        r_on, r_off = rec(0, "cap"), rec(0, "bench")
+        for name, d, r in (("offer_off_us", off, r_off), ("offer_on_us", on, r_on)):
+            best = min(timeit.repeat(lambda d=d, r=r: gate.offer(r, d, request, response), number=n, repeat=5))
+            out[name] = best / n * 1e6
+            svc._queue.clear()
+        for name, stream in (("writer_us_per_trace", False), ("writer_us_per_stream_trace", True)):
+            for i in range(n):
+                if stream:
+                    svc.offer(rec(i, "cap", True), cfg.routes[0].capture, request, None, events)
+                else:
+                    svc.offer(rec(i, "cap"), cfg.routes[0].capture, request, response)
+            cpu0, t0 = time.thread_time(), time.perf_counter()
+            while svc._queue:
+                svc._write_batch()
+            out[name] = (time.perf_counter() - t0) / n * 1e6
+            out[name.replace("_us_", "_cpu_us_")] = (time.thread_time() - cpu0) / n * 1e6
+            svc.store.purge_expired(time.time() + 10 * 86400)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.micro:
+        figures = asyncio.run(micro())
+        for k, v in figures.items():
+            print(f"{k:32s} {v:9.2f}")
+        if args.json:
+            args.json.write_text(json.dumps({"micro": figures}, indent=2))
+        return 0
     missing = [t for t in ("nginx", "wrk", "taskset") if shutil.which(t) is None]
     if missing:
         raise SystemExit(f"missing tools: {', '.join(missing)} (apt-get install nginx wrk util-linux)")
