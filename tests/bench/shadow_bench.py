@@ -276,15 +276,15 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "routes": {
                 r: {
-                    "p50_ms_median": statistics.median(x["p50_ms"] for x in v),
-                    "p99_ms_median": statistics.median(x["p99_ms"] for x in v),
+                    "p50_ms_median": round(statistics.median(x["p50_ms"] for x in v), 2),
+                    "p99_ms_median": round(statistics.median(x["p99_ms"] for x in v), 2),
                     "failed": sum(x["failed"] for x in v),
                     "peak_in_flight": max(x["peak_in_flight"] for x in v),
                     "peak_queued": max(x["peak_queued"] for x in v),
                     **(
                         {
-                            "ttfb_p50_ms_median": statistics.median(x["ttfb_p50_ms"] for x in v),
-                            "ttfb_p99_ms_median": statistics.median(x["ttfb_p99_ms"] for x in v),
+                            "ttfb_p50_ms_median": round(statistics.median(x["ttfb_p50_ms"] for x in v), 2),
+                            "ttfb_p99_ms_median": round(statistics.median(x["ttfb_p99_ms"] for x in v), 2),
                         }
                         if args.stream
                         else {}
