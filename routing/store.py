@@ -112,8 +112,13 @@ class SQLitePolicyStore:
 
     async def close(self) -> None:
         if self._conn is not None:
+            await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # not while a query runs in another thread
             conn, self._conn = self._conn, None
-            await asyncio.to_thread(conn.close)
+            if conn is not None:
+                conn.close()
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
