@@ -1,0 +1,116 @@
+"""The pair store behind its interface, embedded (SQLite) and shared (a real redis-server started by the suite),
+and two replicas on one Redis seeing each other's pairs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from routing.shadow.record import PairRecord, Side
+from routing.shadow.store import Observation, PairStore, RedisPairStore, SQLitePairStore
+from tests.gateway_runner import RunningGateway
+from tests.shadow.conftest import ask, config, route_of, sdk, settle
+from tests.shadow.fakes import ModelZoo
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PairStore]:
+    s: PairStore
+    if request.param == "redis":
+        s = RedisPairStore(request.getfixturevalue("redis_server"), prefix=f"test:{uuid.uuid4().hex}:")
+    else:
+        s = SQLitePairStore(str(tmp_path / "shadow.sqlite3"))
+    await s.start()
+    yield s
+    await s.close()
+
+
+T0 = (time.time() // 60 - 60) * 60  # an hour ago, on a minute boundary (older records are pruned after 30 days)
+
+
+def pair(pid: str, route: str = "r", ts: float = T0, outcome: str = "paired") -> PairRecord:
+    return PairRecord(id=pid, ts=ts, route=route, task="t", team=None, key="k", endpoint="chat/completions",
+                      stream=False, outcome=outcome, primary=Side(model="a", ok=True, cost_usd="0.00015"),
+                      candidate=Side(model="b", ok=True), scores={"exact": 1.0})
+
+
+async def test_a_pair_is_written_once_per_request_id(store: PairStore) -> None:
+    store.add_pair(pair("x"))
+    store.add_pair(pair("x", outcome="dropped"))
+    await store.flush()
+    store.add_pair(pair("x", outcome="candidate_failed"))
+    await store.flush()
+    got = await store.pairs("r", None, None)
+    assert [(p.id, p.outcome) for p in got] == [("x", "paired")]
+    assert got[0].primary.cost_usd == "0.00015" and got[0].scores == {"exact": 1.0}
+
+
+async def test_pairs_are_selected_by_route_and_time(store: PairStore) -> None:
+    for i in range(5):
+        store.add_pair(pair(f"a{i}", "r1", T0 + i))
+    store.add_pair(pair("b0", "r2", T0 + 2))
+    await store.flush()
+    assert [p.id for p in await store.pairs("r1", T0 + 1, T0 + 3)] == ["a1", "a2", "a3"]
+    assert sorted(await store.routes()) == ["r1", "r2"]
+    assert (await store.pair("b0")) is not None and (await store.pair("nope")) is None
+
+
+async def test_route_volume_is_counted_per_minute(store: PairStore) -> None:
+    for dt in (0.0, 1.0, 59.0, 60.0):
+        store.add_seen("r", "t", T0 + dt)
+    store.add_seen("r", None, T0 + 60)
+    await store.flush()
+    m = int(T0 // 60)
+    assert sorted(await store.seen("r", None, None), key=lambda x: (x[1], x[0] or "")) == [
+        ("t", m, 3), (None, m + 1, 1), ("t", m + 1, 1)]
+
+
+async def test_daily_spend_accumulates(store: PairStore) -> None:
+    store.add_spend("r", "d:2026-01-01", 150)
+    store.add_spend("r", "d:2026-01-01", 50)
+    await store.flush()
+    assert await store.spend("r", "d:2026-01-01") == 200
+    assert await store.spend("r", "d:2026-01-02") == 0
+
+
+async def test_observations_come_back_in_time_order(store: PairStore) -> None:
+    store.add_observation("r", Observation(T0 + 2, "candidate", False, 0.2))
+    store.add_observation("r", Observation(T0 + 1, "baseline", True, 0.1))
+    await store.flush()
+    assert await store.observations("r", T0) == [Observation(T0 + 1, "baseline", True, 0.1),
+                                                   Observation(T0 + 2, "candidate", False, 0.2)]
+
+
+async def test_the_controller_lease_is_exclusive_until_it_expires(store: PairStore) -> None:
+    assert await store.try_lease("promotion", "a", 0.3)
+    assert not await store.try_lease("promotion", "b", 0.3)
+    assert await store.try_lease("promotion", "a", 0.3)
+    time.sleep(0.4)
+    assert await store.try_lease("promotion", "b", 0.3)
+
+
+async def test_promotion_state_and_events_round_trip(store: PairStore) -> None:
+    await store.put_promotion("r", {"route": "r", "status": "ramping", "step": 1})
+    await store.add_event("r", {"ts": 1.0, "event": "start"})
+    await store.add_event("r", {"ts": 2.0, "event": "step", "step": 0})
+    assert await store.promotions() == [{"route": "r", "status": "ramping", "step": 1}]
+    assert [e["event"] for e in await store.events("r")] == ["start", "step"]
+    await store.put_promotion("r", None)
+    assert await store.get_promotion("r") is None
+
+
+@pytest.mark.redis
+def test_two_replicas_on_one_redis_report_each_others_pairs(zoo: ModelZoo, tmp_path: Path, redis_server: str) -> None:
+    cfgs = [config(zoo, tmp_path / n, {"model": "cand", "sample_rate": 1.0, "compare": ["exact"]},
+                   redis={"url": redis_server}) for n in ("a", "b")]
+    with RunningGateway(cfgs[0]) as a, RunningGateway(cfgs[1]) as b:
+        with sdk(a) as ca, sdk(b) as cb, ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: ask(ca if i % 2 else cb, 7000 + i), range(10)))
+        r = route_of(settle(b, 10))
+    assert r["counts"]["paired"] == 10
+    assert r["cost"]["requests_seen"] == 10
