@@ -181,6 +181,9 @@ class ShadowHub:
     async def close(self, grace_s: float = 5.0) -> None:
         """Let in-flight shadows finish (up to ``grace_s``), then cancel the rest and flush the store."""
         self._closing = True
+        for ln in self._lanes.values():  # queued shadows will never start now: their pairs say so
+            while ln.queue:
+                self._drop(ln.queue.popleft(), "shutdown", count=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace_s)
@@ -292,12 +295,12 @@ class ShadowHub:
                 continue
             self._start(t, ln)
 
-    def _drop(self, t: Ticket, reason: str) -> None:
+    def _drop(self, t: Ticket, reason: str, count: bool = True) -> None:
         t.state = "dropped"
         t.reason = reason
         self.stats["dropped"] += 1
         m = self.metrics
-        if m is not None:
+        if m is not None and count:
             try:
                 m.shadow_dropped.labels(m.labels.route(t.route), reason).inc()
             except Exception:
@@ -356,9 +359,14 @@ class ShadowHub:
 
     # -- the shadow side ------------------------------------------------------------------------------------
     async def _run(self, t: Ticket, ln: _Lane) -> None:
+        written = False
         try:
             try:
                 t.result = await self._call_shadow(t)
+            except Exception as exc:  # a bug, not the candidate: still one pair, saying so
+                log.exception("shadow: call for %s failed", t.rec.request_id)
+                t.result = ShadowResult(Side(model=t.shadow_model.name if t.shadow_model else "",
+                                             error=f"internal: {type(exc).__name__}"), None)
             finally:
                 ln.in_flight -= 1
                 self._pump(ln)
@@ -373,19 +381,29 @@ class ShadowHub:
             try:
                 pair = self._pair_of(t, t.result)
                 if pair.outcome == PAIRED and t.result.output is not None:
-                    await self._compare(t, pair, ln)
+                    try:
+                        await self._compare(t, pair, ln)
+                    except Exception as exc:
+                        log.exception("shadow: comparing pair %s failed", t.rec.request_id)
+                        pair.errors["*"] = f"internal: {type(exc).__name__}"
                 self._write(pair)
+                written = True
             finally:
                 ln.comparing -= 1
         except asyncio.CancelledError:
-            if t.result is None:
-                t.result = ShadowResult(Side(error="shutdown"), None)
-            pair = self._pair_of(t, t.result)
-            pair.outcome, pair.reason = DROPPED, "shutdown"
-            self._write(pair)
+            if not written:
+                if t.result is None:
+                    t.result = ShadowResult(Side(error="shutdown"), None)
+                pair = self._pair_of(t, t.result)
+                pair.outcome, pair.reason = DROPPED, "shutdown"
+                self._write(pair)
             raise
         except Exception:
             log.exception("shadow: pair %s failed", t.rec.request_id)
+            if not written:
+                self._write(PairRecord(id=t.rec.request_id, ts=t.rec.ts, route=t.route, task=t.rec.task,
+                                       team=t.rec.team, key=t.rec.key, endpoint=t.endpoint, stream=t.rec.stream,
+                                       direction=t.direction, outcome=DROPPED, reason="internal_error"))
 
     def _timeout(self, t: Ticket) -> float:
         return t.cfg.timeout_s or t.rule_timeout_s or self.default_timeout_s
