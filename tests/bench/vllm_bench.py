@@ -6,11 +6,13 @@ to vLLM and through the gateway, interleaved in one run.
 
 Load: ``--concurrency`` workers each send the next request as soon as the last one finished (chat completion,
 ``max_tokens`` tokens with ``ignore_eos``, so every request generates the same number of tokens), for
-``--duration`` seconds per phase. A round runs four phases: direct and gateway, non-streamed and streamed; the
-target order alternates between rounds, so drift hits both alike. Figures are medians over rounds; "added" is
+``--duration`` seconds per phase. A round runs six phases: direct, plain proxy and gateway, non-streamed and streamed;
+the target order rotates between rounds, so drift hits both alike. Figures are medians over rounds; "added" is
 gateway minus direct within each round, then the median.
 
-The gateway is ``pointsman serve`` (one worker) in its own process, configured with the vLLM server as a
+A third target, the plain FastAPI + aiohttp pass-through proxy of ``tests/bench/plain_proxy.py``, shows what
+any Python hop costs on the same machine in the same run. The gateway is ``pointsman serve`` (one worker) in its
+own process, configured with the vLLM server as a
 ``type: vllm`` backend (health/metrics monitoring and measured pricing on, as in production). Its own
 ``pointsman_gateway_overhead_seconds`` histogram (time spent in pointsman per request) is read too.
 
@@ -191,7 +193,17 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         gw_url = f"http://127.0.0.1:{gw_port}"
         await _wait(gw_url + "/readyz", gp, 60, glog)
 
-        targets = {"direct": (vllm_url + "/v1", None), "gateway": (gw_url + "/v1", gp.pid)}
+        # the baseline any Python proxy pays on this machine: tests/bench/plain_proxy.py (FastAPI + aiohttp)
+        pl_port = free_port()
+        plog = work / "plain.log"
+        pp = spawn([sys.executable, str(REPO / "tests/bench/plain_proxy.py"), "--port", str(pl_port),
+                    "--upstream", vllm_url + "/v1", "--stream-upstream", vllm_url + "/v1"], plog)
+        procs.append(pp)
+        pl_url = f"http://127.0.0.1:{pl_port}"
+        await _wait(pl_url + "/docs", pp, 60, plog)
+
+        targets = {"direct": (vllm_url + "/v1", None), "plain": (pl_url + "/v1", pp.pid),
+                   "gateway": (gw_url + "/v1", gp.pid)}
         # warm both paths (connections, vLLM's first-request compile, the gateway's caches)
         for base, pid in targets.values():
             for stream in (False, True):
@@ -201,7 +213,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         _, m0 = _get(gw_url + "/metrics")
         rounds: list[dict[str, dict[str, float]]] = []
         for r in range(a.rounds):
-            order = ["direct", "gateway"] if r % 2 == 0 else ["gateway", "direct"]
+            names = list(targets)
+            order = names[r % 3:] + names[: r % 3]  # rotate so drift hits every target alike
             fig: dict[str, dict[str, float]] = {}
             for stream in (False, True):
                 for t in order:
@@ -209,9 +222,11 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                     ph = await run_phase(base, t, stream, a.concurrency, a.duration, a.max_tokens, pid)
                     fig[f"{t}/{'stream' if stream else 'unary'}"] = ph.figures()
             for mode in ("unary", "stream"):
-                d, g = fig[f"direct/{mode}"], fig[f"gateway/{mode}"]
-                fig[f"added/{mode}"] = {k: g[k] - d[k] for k in d if k.endswith("_ms")}
-                fig[f"added/{mode}"]["rps_ratio"] = g["rps"] / d["rps"] if d["rps"] else float("nan")
+                d = fig[f"direct/{mode}"]
+                for t, key in (("gateway", "added"), ("plain", "plain_added")):
+                    g = fig[f"{t}/{mode}"]
+                    fig[f"{key}/{mode}"] = {k: g[k] - d[k] for k in d if k.endswith("_ms")}
+                    fig[f"{key}/{mode}"]["rps_ratio"] = g["rps"] / d["rps"] if d["rps"] else float("nan")
             rounds.append(fig)
             print(f"round {r + 1}/{a.rounds}: added p50 unary {fig['added/unary']['p50_ms']:.2f} ms, "
                   f"stream TTFT {fig['added/stream']['ttft_p50_ms']:.2f} ms", file=sys.stderr)
@@ -238,10 +253,11 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
 def render(res: dict[str, Any]) -> str:
     med = res["median"]
     cols = ["rps", "p50_ms", "p90_ms", "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "gw_cpu_us_per_req"]
-    lines = [f"{'':16}" + "".join(f"{c:>19}" for c in cols)]
-    for key in ("direct/unary", "gateway/unary", "added/unary", "direct/stream", "gateway/stream", "added/stream"):
+    lines = [f"{'':20}" + "".join(f"{c:>19}" for c in cols)]
+    for key in ("direct/unary", "plain/unary", "gateway/unary", "plain_added/unary", "added/unary",
+                "direct/stream", "plain/stream", "gateway/stream", "plain_added/stream", "added/stream"):
         row = med.get(key, {})
-        lines.append(f"{key:16}" + "".join(
+        lines.append(f"{key:20}" + "".join(
             f"{row[c]:>19.2f}" if c in row else f"{'-':>19}" for c in cols))
     s = res["settings"]
     lines.append(f"\nconcurrency {s['concurrency']}, {s['max_tokens']} tokens/request, {s['duration_s']:g} s per "
@@ -250,7 +266,9 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"gateway's own overhead histogram (time in pointsman per request), mean: "
                      f"{res['gateway_self_overhead_ms_mean']:.3f} ms")
     lines.append(f"rps ratio gateway/direct: unary {med['added/unary']['rps_ratio']:.3f}, "
-                 f"stream {med['added/stream']['rps_ratio']:.3f}")
+                 f"stream {med['added/stream']['rps_ratio']:.3f}; plain/direct: unary "
+                 f"{med['plain_added/unary']['rps_ratio']:.3f}, stream {med['plain_added/stream']['rps_ratio']:.3f}")
+    lines.append("added = gateway - direct; plain_added = plain proxy (tests/bench/plain_proxy.py) - direct")
     if res.get("external_vllm"):
         lines.append(f"CPU used outside the bench's processes (the external vLLM server included): "
                      f"{res['background_cores']:.2f} cores")
