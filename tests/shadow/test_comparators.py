@@ -145,3 +145,29 @@ def test_responses_api_output_text_and_function_calls() -> None:
                        {"type": "function_call", "name": "f", "arguments": "{}"}]}
     out = from_body("responses", body)
     assert out.text == "Hi" and [t.name for t in out.tool_calls] == ["f"]
+
+
+def test_streamed_responses_api_answer_is_assembled_from_its_events() -> None:
+    def ev(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+    events = [ev("response.output_text.delta", delta="Hel"), ev("response.output_text.delta", delta="lo")]
+    assert from_events("responses", events)[0].text == "Hello"
+    done = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "Hello!"}]}],
+            "usage": {"input_tokens": 3, "output_tokens": 2}}
+    out, usage = from_events("responses", [*events, ev("response.completed", response=done)])
+    assert out.text == "Hello!" and usage is not None and usage.output_tokens == 2
+
+
+def test_streamed_legacy_completion_text_is_concatenated() -> None:
+    events = [b'data: {"choices": [{"index": 0, "text": "a"}]}\n\n', b'data: {"choices": [{"index": 0, "text": "b",'
+              b' "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n']
+    out, _ = from_events("completions", events)
+    assert (out.text, out.finish_reason) == ("ab", "stop")
+
+
+def test_a_mid_stream_error_event_marks_the_answer_incomplete() -> None:
+    events = [b'data: {"choices": [{"index": 0, "delta": {"content": "par"}}]}\n\n',
+              b'data: {"error": {"message": "upstream closed", "type": "upstream_error"}}\n\ndata: [DONE]\n\n']
+    out, _ = from_events("chat/completions", events)
+    assert out.text == "par" and out.error == "upstream closed"
