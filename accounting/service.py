@@ -99,7 +99,7 @@ class Accountant:
                 await self.link.start()
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         await self.limits.start()
-        asyncio.get_running_loop().run_in_executor(None, self.estimator.warm)
+        # tiktoken encodings (~110 MB) load lazily, in a thread, the first time an upstream reports no usage.
 
     def _connect_redis(self, url: str) -> None:
         import redis.asyncio as aioredis  # only with Redis configured
