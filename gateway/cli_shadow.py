@@ -139,12 +139,25 @@ def table(head: list[str], rows: list[list[str]], indent: str = "  ") -> list[st
     return [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
+def _bound(t: Any, name: str) -> str:
+    if isinstance(t, dict):
+        parts = []
+        if t.get("min") is not None:
+            parts.append(f">= {t['min']:g}")
+        if t.get("max") is not None:
+            parts.append(f"<= {t['max']:g}")
+        return " and ".join(parts) or "-"
+    if isinstance(t, int | float):
+        return f"> {t:g}" if name.startswith("judge_non_inferior") else f">= {t:g}"
+    return str(t)
+
+
 def _criterion_line(c: dict[str, Any]) -> str:
     extra = f" ({c['detail']})" if c.get("detail") else ""
     if c.get("pairs_needed"):
-        extra += f" ~{c['pairs_needed']} more pairs"
+        extra += f", ~{c['pairs_needed']} more pairs"
     value = _f(c.get("value")) if not isinstance(c.get("value"), int) else str(c["value"])
-    return f"  [{c['status']:>9}] {c['name']}: {value} vs {orjson.dumps(c.get('threshold')).decode()}{extra}"
+    return f"  [{c['status']:>9}] {c['name']}: {value}, needs {_bound(c.get('threshold'), c['name'])}{extra}"
 
 
 def render_route(r: dict[str, Any], title: str) -> list[str]:
@@ -216,10 +229,18 @@ def render(doc: dict[str, Any]) -> str:
         if promo:
             lines.append(f"  promotion: {promo['status']} at step {promo['step'] + 1}/{len(promo['steps'])} "
                          f"({promo['percent']}%)" + (f" - {promo['reason']}" if promo.get("reason") else ""))
-        for t in r.get("tasks") or []:
-            if len(r.get("tasks") or []) > 1:
-                lines.append("")
-                lines += render_route(t, f"  task {t['task']}:")
+        tasks = r.get("tasks") or []
+        if len(tasks) > 1:
+            rows = []
+            for t in tasks:
+                c, v = t["counts"], t["verdict"]
+                detail = ", ".join(v["failing"]) if v.get("failing") else (
+                    f"~{v['pairs_needed']} more pairs" if v["verdict"] == "insufficient_data" and v.get("pairs_needed")
+                    else "")
+                rows.append([str(t["task"]), str(c["sampled"]), str(c["paired"]), str(c["candidate_failed"]),
+                             v["verdict"], detail])
+            lines.append("  by task:")
+            lines += table(["task", "sampled", "paired", "cand. failed", "verdict", ""], rows, "    ")
     return "\n".join(lines)
 
 
