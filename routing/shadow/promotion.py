@@ -111,11 +111,14 @@ class PromotionController:
                 ramping = [d for d in docs if d.get("status") == RAMPING]
                 if ramping:
                     interval = min(float(d["config"].get("check_interval_s", 1.0)) for d in ramping)
-                self.leader = await self.store.try_lease("promotion", self.owner, max(5.0, 3 * interval))
+                gauges_due = self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_interval_s
+                if ramping or gauges_due:  # idle replicas do not touch the lease
+                    self.leader = await self.store.try_lease("promotion", self.owner,
+                                                             max(5.0, 3 * interval, 2 * self.gauge_interval_s))
                 if self.leader:
                     for d in ramping:
                         await self.evaluate(d["route"])
-                    if self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_interval_s:
+                    if gauges_due:
                         self._last_gauges = time.monotonic()
                         await self.publish_gauges()
             except asyncio.CancelledError:
