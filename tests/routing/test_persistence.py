@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,17 @@ def test_without_its_policy_store_the_gateway_serves_the_file_and_refuses_change
     r = admin(gw).post("/admin/routes", json={**RULE, "name": "another"})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "policy_store_unavailable"
+
+
+def test_gateways_sharing_a_data_dir_pick_up_each_others_changes_by_version_check(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, tmp_path: Path, gateway_factory: Any
+) -> None:
+    """As the workers of one host do (``--workers N``): no pub/sub, the head-version check alone."""
+    cfg = config(upstream, upstream2, tmp_path)
+    a, b = gateway_factory(cfg), gateway_factory(cfg)
+    client_b = sdk(b)
+    assert admin(a).post("/admin/routes", json=RULE).status_code == 201
+    t0 = time.monotonic()
+    while chat(client_b, extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] != "translations":
+        assert time.monotonic() - t0 < 1.0
+        time.sleep(0.02)
