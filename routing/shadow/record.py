@@ -12,7 +12,7 @@ was never sent: queue full, concurrency, budget; ``reason`` says which).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +49,9 @@ class Side:
     def cost(self) -> Decimal:
         return Decimal(self.cost_usd)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _SIDE_FIELDS}
+
 
 @dataclass(slots=True)
 class PairRecord:
@@ -82,7 +85,12 @@ class PairRecord:
         return self.outcome == PAIRED
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict (shallow: nested dicts are shared, not copied; ``dataclasses.asdict`` deep-copies
+        and costs ~100x more)."""
+        d = {f: getattr(self, f) for f in _PAIR_FIELDS}
+        d["primary"] = self.primary.as_dict()
+        d["candidate"] = self.candidate.as_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PairRecord:
@@ -90,3 +98,7 @@ class PairRecord:
         d["primary"] = Side(**d.get("primary") or {})
         d["candidate"] = Side(**d.get("candidate") or {})
         return cls(**d)
+
+
+_SIDE_FIELDS = tuple(f.name for f in fields(Side))
+_PAIR_FIELDS = tuple(f.name for f in fields(PairRecord) if f.name not in ("primary", "candidate"))
