@@ -273,8 +273,7 @@ class DatasetExporter:
         for p in self.pairs.judged_pairs(f.since, f.until, f.task, f.route):
             st.shadow_pairs_scanned += 1
             if p.winner not in wanted:
-                st.skip("shadow_not_won" if p.winner == "tie" or p.winner in ("primary", "candidate")
-                        else "shadow_unjudged")
+                st.skip("shadow_tie" if p.winner == "tie" else "shadow_other_winner")
                 continue
             if f.team is not None and p.team is not None and p.team != f.team:
                 continue
