@@ -24,6 +24,7 @@ import contextlib
 import csv
 import io
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -177,10 +178,10 @@ def parse_time(v: str | float | int | None, end: bool = False) -> float | None:
     if v is None or v == "":
         return None
     if isinstance(v, int | float):
-        return float(v)
+        return _finite(float(v))
     s = v.strip()
     try:
-        return float(s)
+        return _finite(float(s))
     except ValueError:
         pass
     if len(s) == 10:
@@ -192,6 +193,12 @@ def parse_time(v: str | float | int | None, end: bool = False) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def _finite(t: float) -> float:
+    if not math.isfinite(t):
+        raise ValueError("time must be a finite number of unix seconds")
+    return t
 
 
 class Ledger(Protocol):

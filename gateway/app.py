@@ -21,7 +21,7 @@ from gateway.feedback import router as feedback_router
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.inference.service import InferenceService
-from gateway.middleware import CORSMiddleware, RequestIdMiddleware
+from gateway.middleware import BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.state import GatewayState
 
@@ -119,7 +119,9 @@ class GatewayApp:
         self.inference = InferenceService(self.state)
         api = build_fastapi(self.state)
         self.api = api
-        inner: Any = RequestIdMiddleware(api)
+        inner: Any = RequestIdMiddleware(
+            BodyLimitMiddleware(api, lambda: self.state.runtime.config.server.max_body_bytes)
+        )
         if config.server.cors_origins:
             inner = CORSMiddleware(inner, config.server.cors_origins)
         self.slow_path = inner

@@ -25,8 +25,11 @@ def load(path: str | None) -> GatewayConfig:
 def app_factory() -> Any:
     """Used by uvicorn worker processes (``--workers N``): re-load the config the parent validated."""
     from gateway.app import create_app
+    from gateway.http_server import configure
 
-    return create_app(load(os.environ.get(_CONFIG_ENV) or None))
+    cfg = load(os.environ.get(_CONFIG_ENV) or None)
+    configure(cfg.server.max_header_bytes, cfg.server.header_timeout_s)
+    return create_app(cfg)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -45,11 +48,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     import uvicorn
 
+    from gateway.http_server import PROTOCOL, configure
+
+    configure(server.max_header_bytes, server.header_timeout_s)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": PROTOCOL,  # httptools with bounds on the request head
         "lifespan": "on",
         "access_log": False,
         "log_level": server.log_level,

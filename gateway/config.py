@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
 from accounting.config import AccountingConfig
@@ -24,6 +24,17 @@ from serving.config import BackendConfig, ModelConfig
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Names (backends, models, keys, teams) are echoed in response headers, logs and metrics: no control
+characters (a newline would break every response that names it, or forge a log line)."""
+
+
+def check_names(names: Iterable[str], what: str) -> None:
+    for name in names:
+        if not name or len(name) > 256 or re.search(r"[\x00-\x1f\x7f]", name):
+            raise ValueError(f"{what} name {name!r}: 1 to 256 characters, no control characters")
 
 
 class ConfigError(Exception):
@@ -49,6 +60,11 @@ class ServerConfig(StrictModel):
     """Default total time for one request (routes may override)."""
     graceful_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     """On SIGTERM, how long in-flight requests may take to finish."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    """Request line plus headers larger than this get 431 and the connection is closed."""
+    header_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A request whose headers have not all arrived this long after their first byte gets 408 (slow clients
+    cannot hold connections open)."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty means CORS is off."""
     data_dir: str = "./data"
@@ -60,13 +76,13 @@ class ServerConfig(StrictModel):
 class KeyConfig(StrictModel):
     """A client API key. Give either ``key`` (hashed at load) or ``key_sha256``."""
 
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
     """Key name (in the ledger and metrics)."""
     key: str | None = Field(default=None, min_length=8, repr=False)
     """The secret itself (bootstrap); stored hashed, never logged."""
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """SHA-256 hex digest of the key, when the secret is not in the config."""
-    team: str | None = None
+    team: str | None = Field(default=None, min_length=1, max_length=128, pattern=NAME_PATTERN)
     """Team the key belongs to."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Default tags for requests made with this key (e.g. ``task``)."""
@@ -109,6 +125,12 @@ class GatewayConfig(StrictModel):
     """Pricing, budgets, rate limits, metric label allowlists, ledger."""
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     """Consent-gated capture of traffic and feedback as post-training data (docs/data-loop.md)."""
+
+    @field_validator("backends", "models")
+    @classmethod
+    def _names_printable(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        check_names(v, "backend" if info.field_name == "backends" else "model")
+        return v
 
     @field_validator("keys")
     @classmethod

@@ -1,12 +1,14 @@
-"""Pure-ASGI middleware for the non-hot-path app (request ids, CORS). No BaseHTTPMiddleware."""
+"""Pure-ASGI middleware for the non-hot-path app (request ids, body size, CORS). No BaseHTTPMiddleware."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from gateway.inference.asgi import Message, Receive, Scope, Send
+from gateway.errors import ApiError
+from gateway.inference.asgi import ClientGone, Message, Receive, Scope, Send, read_body, send_json, too_large
 
 _RID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -32,6 +34,47 @@ class RequestIdMiddleware:
             await send(msg)
 
         await self.app(scope, receive, send_with_id)
+
+
+class BodyLimitMiddleware:
+    """``server.max_body_bytes`` for everything off the hot path (admin API, feedback): a larger body gets 413
+    before the app reads it (a declared ``content-length`` is refused without reading; a chunked body is read
+    only up to the limit). The inference hot path enforces the same limit itself."""
+
+    def __init__(self, app: Any, limit: Callable[[], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        for k, v in scope["headers"]:
+            if k == b"content-length" and (not v.isdigit() or int(v) > limit):
+                await self._refuse(send, too_large(limit))
+                return
+        try:
+            body = await read_body(receive, limit)
+        except ClientGone:
+            return
+        except ApiError as exc:
+            await self._refuse(send, exc)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Send, exc: ApiError) -> None:
+        await send_json(send, exc.status, exc.body(), [(b"connection", b"close")])
 
 
 class CORSMiddleware:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -12,10 +13,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # echoed in response headers (x-pointsman-model): no control characters
+
+
 def check_http_url(value: str) -> str:
-    parts = urlsplit(value)
+    if re.search(r"[\x00-\x20\x7f]", value):
+        raise ValueError("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # out-of-range or non-numeric ports raise here
+    except ValueError as exc:
+        raise ValueError(f"must be a valid http(s) URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+    if port == 0:
+        raise ValueError("port must be between 1 and 65535")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials in the URL; use api_key")
     if parts.query or parts.fragment:
@@ -115,9 +127,9 @@ class ModelConfig(StrictModel):
 
     backend: str
     """Name of an entry in ``backends``."""
-    upstream_model: str | None = None
+    upstream_model: str | None = Field(default=None, min_length=1, max_length=256, pattern=_PRINTABLE)
     """Model id sent upstream; defaults to the model's own name."""
-    adapter: str | None = None
+    adapter: str | None = Field(default=None, min_length=1, max_length=256, pattern=_PRINTABLE)
     """LoRA adapter name on a vLLM backend; sent upstream as the model id."""
     owned_by: str = "pointsman"
     """Shown in ``/v1/models``."""

@@ -9,6 +9,7 @@ archive (``manifest.json``, ``train.jsonl``, ``test.jsonl``, ``preferences_train
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 import time
 import zipfile
@@ -30,6 +31,7 @@ from gateway.errors import bad_request
 from gateway.state import GatewayState
 
 State = Annotated[GatewayState, Depends(get_state)]
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def filters_from_query(
@@ -102,7 +104,7 @@ def build_router() -> APIRouter:
         holdout: Annotated[float, Query(ge=0, le=0.5)] = 0.1,
         salt: Annotated[str, Query(min_length=1, max_length=128)] = "pointsman",
         preferences: bool = True,
-        limit: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int | None, Query(ge=1, le=100_000_000)] = None,
         format: Annotated[str, Query(pattern="^(zip|json)$")] = "zip",
     ) -> Response:
         f = filters_from_query(task, since, until, team, route, min_feedback or [], from_shadow_wins,
@@ -119,7 +121,7 @@ def build_router() -> APIRouter:
                 return Response(body, media_type="application/json")
             buf = await asyncio.to_thread(_zip, result.directory)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        name = f"dataset-{task or 'all'}-{stamp}.zip".replace("/", "_")
+        name = f"dataset-{_FILENAME_UNSAFE.sub('_', task or 'all')[:64]}-{stamp}.zip"  # task is client input
         return StreamingResponse(_chunks(buf), media_type="application/zip",
                                  headers={"content-disposition": f'attachment; filename="{name}"'})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.admin.common import State, body_doc, conflict, json_body, json_object, model_schema, not_found
@@ -41,10 +41,13 @@ class ReorderRequest(BaseModel):
     """Every rule name, in the new order."""
 
 
+MAX_VERSION = 2**63 - 1  # policy versions are stored as 64-bit integers
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     """The version whose routes, models and backends become current again (as a new version)."""
 
 
@@ -120,7 +123,7 @@ def build_router() -> APIRouter:
     )
     async def create_route(
         request: Request, st: State,
-        position: Annotated[int | None, Query(ge=0, description="Index to insert at (default: last).")] = None,
+        position: Annotated[int | None, Query(ge=0, le=1_000_000, description="Index to insert at (default: last).")] = None,
     ) -> dict[str, Any]:
         rule = json_object(await json_body(request))
         name = rule.get("name")
@@ -188,7 +191,7 @@ def build_router() -> APIRouter:
         }
 
     @router.get("/history/{version}", summary="One policy version (credentials redacted)")
-    async def version_doc(version: int, st: State) -> dict[str, Any]:
+    async def version_doc(version: Annotated[int, Path(ge=1, le=MAX_VERSION)], st: State) -> dict[str, Any]:
         v = await st.control.get(version)
         if v is None:
             raise ApiError(404, f"There is no policy version {version}.", "invalid_request_error", "not_found")

@@ -33,6 +33,7 @@ from serving.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 log = logging.getLogger("pointsman.request")
 
 _RID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid in a model name; would break the echoed headers
 _WANTED = frozenset(
     {
         b"authorization",
@@ -76,6 +77,8 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
     model = doc.get("model")
     if not isinstance(model, str) or not model or len(model) > 256:
         raise bad_request("'model' is required and must be a non-empty string.", "model", "missing_required_parameter")
+    if _CONTROL.search(model):
+        raise bad_request("'model' must not contain control characters.", "model", "invalid_value")
     field = _REQUIRED[endpoint]
     v = doc.get(field)
     if endpoint == CHAT:
@@ -193,7 +196,10 @@ class InferenceService:
                 headers.append((b"x-pointsman-route", rec.route.encode()))
                 if rec.backend:
                     headers.append((b"x-pointsman-backend", rec.backend.encode()))
-            await send_json(send, err.status, err.body(), headers)
+            try:
+                await send_json(send, err.status, err.body(), headers)
+            except Exception:  # the response had started, or could not be sent: still account the request
+                log.exception("could not send the error response for request %s", rid)
             if rec is not None:
                 rec.status = err.status
                 rec.outcome = outcome_for(err.status, err.code)

@@ -1,0 +1,107 @@
+"""The HTTP/1.1 protocol ``pointsman serve`` runs: uvicorn's httptools protocol with bounds on the request head.
+
+httptools (llhttp) puts no limit on the request line and headers, and re-joins a header value on every read:
+one client sending a multi-megabyte header holds memory and burns CPU (quadratically) on the event loop that
+serves everyone, and a client sending a byte every few seconds holds a connection forever (uvicorn's keep-alive
+timer stops at the first byte). This protocol answers, in the OpenAI error shape, and closes the connection:
+
+- ``431`` when the request line and headers pass ``server.max_header_bytes``;
+- ``408`` when they have not all arrived ``server.header_timeout_s`` after their first byte.
+
+Everything else is uvicorn's ``HttpToolsProtocol`` unchanged. Selected with ``http="gateway.http_server:
+BoundedHttpToolsProtocol"`` (a string, so that ``--workers N`` processes import it too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import error_body
+
+PROTOCOL = "gateway.http_server:BoundedHttpToolsProtocol"
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    max_head_bytes = 64 * 1024
+    head_timeout_s = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            super().data_received(data)
+            return
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_expired)
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.max_head_bytes:  # still no end of head in sight
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._cancel_head_timer()
+        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        if size > self.max_head_bytes:  # a whole oversized head arrived in one read
+            self._refused = True
+            self._refuse_head()
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._in_head = True  # what arrives next is the head of the next request on this connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._in_head and self._head_bytes:
+            self._refuse(408, "Request Timeout",
+                         f"The request headers did not arrive within {self.head_timeout_s:g} s.", "request_timeout")
+
+    def _refuse_head(self) -> None:
+        self._refuse(431, "Request Header Fields Too Large",
+                     f"The request line and headers exceed {self.max_head_bytes} bytes.", "headers_too_large")
+
+    def _refuse(self, status: int, reason: str, message: str, code: str) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            body = error_body(message, "invalid_request_error", code)
+            transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                % (status, reason.encode(), len(body)) + body
+            )
+        transport.close()
+
+
+def configure(max_head_bytes: int, head_timeout_s: float) -> None:
+    """Set the bounds (called in the serving process, and in each worker process, before it serves)."""
+    BoundedHttpToolsProtocol.max_head_bytes = max_head_bytes
+    BoundedHttpToolsProtocol.head_timeout_s = head_timeout_s
