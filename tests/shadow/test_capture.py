@@ -1,5 +1,5 @@
-"""Raw prompts and outputs are stored with a pair only where the route enables capture AND the key's team is
-allowed to capture (the ``capture_allowed`` hook, which team capture approval provides; default: nobody)."""
+"""Raw prompts and outputs are stored with a pair only where the route enables capture AND the key's team has
+approved data capture (``POST /admin/teams/{team}/capture``; the hub asks through its ``capture_allowed`` hook)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[s
     with RunningGateway(cfg) as gw:
         app = openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0)
         other = openai.OpenAI(base_url=gw.base_url, api_key=OTHER_KEY, max_retries=0)
-        ask(app, 1, model="f-cap")  # the default hook: no team is allowed
-        gw.app.state.shadow.hub.capture_allowed = lambda team: team == "search"  # what team approval installs
+        ask(app, 1, model="f-cap")  # no team has approved capture yet
+        with admin(gw) as a:
+            a.post("/admin/teams/search/capture", json={"approved_by": "data-governance ticket 42"}).raise_for_status()
         ask(app, 2, model="f-cap")
         ask(other, 3, model="f-cap")
         ask(app, 4, model="f-nocap")
