@@ -202,7 +202,8 @@ class GuardConfig(StrictModel):
     max_p95_latency_ratio: float | None = Field(default=None, gt=0)
     """Cap on candidate p95 / baseline p95 latency, both measured on live traffic during the step."""
     min_scores: dict[str, float] = Field(default_factory=dict)
-    """Comparator name -> lowest acceptable mean (pass rate for pass/fail comparators) on reverse-shadow pairs."""
+    """Comparator name -> lowest acceptable mean (pass rate for pass/fail comparators) on the step's reverse-shadow
+    pairs; a step does not advance before ``min_pairs`` of them were judged."""
     min_requests: int = Field(default=20, ge=1)
     """Candidate-served requests needed at a step before guards judge it and before it may advance."""
     min_pairs: int = Field(default=5, ge=1)
@@ -243,6 +244,8 @@ class PromotionConfig(StrictModel):
     def _dwell(self) -> PromotionConfig:
         if self.dwell_s is None and self.dwell_requests is None:
             raise ValueError("give dwell_s, dwell_requests or both")
+        if self.guards.min_scores and self.reverse_sample_rate == 0:
+            raise ValueError("guards.min_scores are judged on reverse-shadow pairs: reverse_sample_rate must be > 0")
         return self
 
 

@@ -282,11 +282,13 @@ class PromotionController:
                     stats["p95_latency_ratio"] = ratio
                     if ratio > g.max_p95_latency_ratio:
                         trips.append(f"candidate/baseline p95 latency {ratio:.2f} > {g.max_p95_latency_ratio:g}")
+            scored = True
             if g.min_scores:
                 pairs = [p for p in await self.store.pairs(route, since, None)
                          if p.direction == "reverse" and p.outcome == PAIRED]
                 stats["reverse_pairs"] = len(pairs)
-                if len(pairs) >= g.min_pairs:
+                scored = len(pairs) >= g.min_pairs  # a step never advances past an unjudged score guard
+                if scored:
                     for name, lo in g.min_scores.items():
                         vals = [p.scores[name] for p in pairs if name in p.scores]
                         if len(vals) >= g.min_pairs:
@@ -298,7 +300,7 @@ class PromotionController:
                 return await self._rollback(doc, "; ".join(trips), stats)
             dwell_ok = (pcfg.dwell_s is not None and time.time() - since >= pcfg.dwell_s) or (
                 pcfg.dwell_requests is not None and n >= pcfg.dwell_requests)
-            if n >= g.min_requests and dwell_ok:
+            if n >= g.min_requests and dwell_ok and scored:
                 step = int(doc["step"])
                 if step + 1 < len(doc["steps"]):
                     await self._apply_step(doc, step + 1)

@@ -29,6 +29,7 @@ PRICES = {
     "cand-hang": (Decimal("0.25"), Decimal("1")),
     "cand-fast": (Decimal("0.25"), Decimal("1")),
     "cand-flip": (Decimal("0.25"), Decimal("1")),
+    "cand-fail-later": (Decimal("0.25"), Decimal("1")),
     "cand-neg": (Decimal("0.25"), Decimal("1")),
     "frontier-fail": (Decimal("2.5"), Decimal("10")),
     "judge-biased": (Decimal("1"), Decimal("1")),

@@ -13,39 +13,43 @@ import pytest
 from gateway.cli import main as cli_main
 from tests.conftest import ADMIN_KEY
 from tests.gateway_runner import RunningGateway
-from tests.shadow.conftest import admin, ask, config, sdk, zoo_models
-from tests.shadow.fakes import ModelZoo
+from tests.shadow.conftest import admin, ask, config, sdk, shadow_route, zoo_models
+from tests.shadow.fakes import ModelSpec, ModelZoo
 
 STEPS = [20.0, 50.0, 100.0]
 
 
-def promo_config(zoo: ModelZoo, data_dir: Path, **promotion: Any) -> dict[str, Any]:
-    shadow = {
-        "model": "cand", "sample_rate": 1.0, "compare": ["json_valid"],
+def promo_shadow(model: str = "cand", guards: dict[str, Any] | None = None, **promotion: Any) -> dict[str, Any]:
+    return {
+        "model": model, "sample_rate": 1.0, "compare": ["json_valid"],
         "promotion": {"steps": STEPS, "dwell_s": None, "dwell_requests": 4, "check_interval_s": 0.05,
                       "reverse_sample_rate": 1.0, "require_ready": False,
-                      "guards": {"max_error_rate": 0.2, "min_requests": 4}, **promotion},
+                      "guards": guards or {"max_error_rate": 0.2, "min_requests": 4}, **promotion},
     }
-    return config(zoo, data_dir, shadow, route={"fallbacks": ["frontier2"]}, routing={"seed": 11})
 
 
-def promotion(gw: RunningGateway) -> dict[str, Any]:
+def promo_config(zoo: ModelZoo, data_dir: Path, **extra: Any) -> dict[str, Any]:
+    return config(zoo, data_dir, promo_shadow(), route={"fallbacks": ["frontier2"]}, routing={"seed": 11}, **extra)
+
+
+def promotion(gw: RunningGateway, route: str = "extract") -> dict[str, Any]:
     with admin(gw) as a:
-        doc: dict[str, Any] = a.get("/admin/routes/extract/promotion").json()
+        doc: dict[str, Any] = a.get(f"/admin/routes/{route}/promotion").json()
         return doc
 
 
-def drive_until(gw: RunningGateway, done: Any, start: int = 1, timeout: float = 30.0) -> int:
+def drive_until(gw: RunningGateway, done: Any, start: int = 1, timeout: float = 30.0, route: str = "extract") -> int:
     """Sequential requests until ``done(promotion state)``; returns the next item number."""
     i = start
     deadline = time.time() + timeout
+    model = "frontier" if route == "extract" else f"f-{route}"
     with sdk(gw) as client:
         while time.time() < deadline:
-            ask(client, i)
+            ask(client, i, model=model)
             i += 1
-            if i % 4 == 0 and done(promotion(gw)):
+            if i % 4 == 0 and done(promotion(gw, route)):
                 return i
-    raise AssertionError(f"promotion did not get there: {promotion(gw)}")
+    raise AssertionError(f"promotion did not get there: {promotion(gw, route)}")
 
 
 class Ramp:
@@ -113,32 +117,69 @@ def test_cli_shows_the_promotion_and_its_events(ramp: Ramp, capsys: pytest.Captu
     assert "completed" in out and "step 3: 100.0%" in out
 
 
-def test_a_promotion_rolls_back_when_the_candidate_starts_failing_mid_ramp(zoo: ModelZoo, tmp_path: Path) -> None:
-    with RunningGateway(promo_config(zoo, tmp_path)) as gw:
-        with admin(gw) as a:
-            assert a.post("/admin/routes/extract/promote", json={}).status_code == 200
-        nxt = drive_until(gw, lambda s: s["promotion"]["step"] >= 1)  # at 50%
-        zoo.models["cand"].mode = "fail"  # clients still get answers: the route falls back to frontier2
-        drive_until(gw, lambda s: s["promotion"]["status"] == "rolled_back", start=nxt)
-        state = promotion(gw)
-        with admin(gw) as a:
-            route = a.get("/admin/routes/extract").json()
-            history = a.get("/admin/routes/history", params={"limit": 50}).json()
-    route = route.get("route", route)
-    assert [t["model"] for t in route["targets"]] == ["frontier"]
-    rollback = state["events"][-1]
+GUARDED = [
+    shadow_route("errors", promo_shadow("cand-fail-later"), fallbacks=["frontier2"]),
+    shadow_route("scores", promo_shadow("cand-flip", {"min_scores": {"json_valid": 0.9}, "min_requests": 4,
+                                                      "min_pairs": 4})),
+    shadow_route("refuse", promo_shadow(require_ready=True), promote_when={"min_pairs": 50}),
+]
+
+
+class Guarded:
+    def __init__(self, gw: RunningGateway, zoo: ModelZoo) -> None:
+        self.gw, self.zoo = gw, zoo
+
+    def route(self, name: str) -> dict[str, Any]:
+        with admin(self.gw) as a:
+            doc: dict[str, Any] = a.get(f"/admin/routes/{name}").json()
+        r: dict[str, Any] = doc.get("route", doc)
+        return r
+
+    def history(self) -> list[str]:
+        with admin(self.gw) as a:
+            return [v["summary"] for v in a.get("/admin/routes/history", params={"limit": 100}).json()["history"]]
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    zoo = ModelZoo(zoo_models(**{"cand-fail-later": ModelSpec(delay_s=0.03),
+                                 "cand-flip": ModelSpec(delay_s=0.03)})).start()
+    with RunningGateway(promo_config(zoo, tmp_path_factory.mktemp("guarded"), extra_routes=GUARDED)) as gw:
+        yield Guarded(gw, zoo)
+    zoo.stop()
+
+
+def test_a_promotion_rolls_back_when_the_candidate_starts_failing_mid_ramp(guarded: Guarded) -> None:
+    gw = guarded.gw
+    with admin(gw) as a:
+        assert a.post("/admin/routes/errors/promote", json={}).status_code == 200
+    nxt = drive_until(gw, lambda s: s["promotion"]["step"] >= 1, start=1000, route="errors")  # at 50%
+    guarded.zoo.models["cand-fail-later"].mode = "fail"  # clients still get answers: fallback to frontier2
+    drive_until(gw, lambda s: s["promotion"]["status"] == "rolled_back", start=nxt, route="errors")
+    rollback = promotion(gw, "errors")["events"][-1]
     assert rollback["event"] == "rollback" and rollback["step"] == 1
     assert "candidate error rate" in rollback["reason"]
-    summaries = [v["summary"] for v in history["history"]]
-    assert any(s.startswith("shadow promotion of route extract rolled back: candidate error rate") for s in summaries)
+    assert [t["model"] for t in guarded.route("errors")["targets"]] == ["frontier"]
+    assert any(h.startswith("shadow promotion of route errors rolled back: candidate error rate")
+               for h in guarded.history())
 
 
-def test_promote_is_refused_until_the_verdict_is_ready(zoo: ModelZoo, tmp_path: Path) -> None:
-    cfg = promo_config(zoo, tmp_path, require_ready=True)
-    cfg["routes"][0]["promote_when"] = {"min_pairs": 50}
-    with RunningGateway(cfg) as gw, admin(gw) as a:
-        refused = a.post("/admin/routes/extract/promote", json={})
-        forced = a.post("/admin/routes/extract/promote", json={"force": True})
+def test_a_promotion_rolls_back_when_reverse_shadow_scores_drop(guarded: Guarded) -> None:
+    gw = guarded.gw
+    with admin(gw) as a:
+        assert a.post("/admin/routes/scores/promote", json={}).status_code == 200
+    nxt = drive_until(gw, lambda s: s["promotion"]["step"] >= 1, start=2000, route="scores")
+    guarded.zoo.models["cand-flip"].invalid_every = 1  # every answer now invalid JSON, but no errors
+    drive_until(gw, lambda s: s["promotion"]["status"] == "rolled_back", start=nxt, route="scores")
+    rollback = promotion(gw, "scores")["events"][-1]
+    assert rollback["event"] == "rollback" and rollback["reason"].startswith("json_valid ")
+    assert [t["model"] for t in guarded.route("scores")["targets"]] == ["frontier"]
+
+
+def test_promote_is_refused_until_the_verdict_is_ready(guarded: Guarded) -> None:
+    with admin(guarded.gw) as a:
+        refused = a.post("/admin/routes/refuse/promote", json={})
+        forced = a.post("/admin/routes/refuse/promote", json={"force": True})
     assert refused.status_code == 409
     assert refused.json()["error"]["verdict"]["verdict"] == "insufficient_data"
     assert forced.status_code == 200 and forced.json()["forced"] is True
