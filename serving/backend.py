@@ -39,6 +39,8 @@ class UpstreamResponse:
     content_type: str = "application/json"
     endpoint: str = ""
     """The concrete endpoint URL that served it (for vLLM pools)."""
+    parsed: Any = None
+    """The body as parsed JSON, when the backend already parsed it (to check it) — never parsed twice."""
 
 
 class UpstreamStream(Protocol):

@@ -181,7 +181,14 @@ class OpenAIHTTPBackend:
                         backend=self.name,
                         endpoint=ep.url,
                     )
-                return UpstreamResponse(status=resp.status, body=body, content_type=ctype, endpoint=ep.url)
+                try:
+                    parsed = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                if not isinstance(parsed, dict):  # a broken answer: retryable, like a reset, never relayed
+                    raise UpstreamProtocolError("upstream sent invalid JSON", backend=self.name, endpoint=ep.url)
+                return UpstreamResponse(status=resp.status, body=body, content_type=ctype, endpoint=ep.url,
+                                        parsed=parsed)
         except UpstreamError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

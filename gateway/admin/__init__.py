@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import capture, catalog, datasets, keys, routes, spend, vllm
+from gateway.admin import capture, catalog, datasets, debug, keys, routes, spend, vllm
 from gateway.admin import shadow as shadow_admin
 from gateway.admin.common import State
 from gateway.deps import require_admin
@@ -45,5 +45,6 @@ def _admin_router() -> APIRouter:
     router.include_router(vllm.build_router())
     router.include_router(capture.build_router())
     router.include_router(datasets.build_router())
+    router.include_router(debug.build_router())
     router.include_router(shadow_admin.build_router())
     return router

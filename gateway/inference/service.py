@@ -269,10 +269,12 @@ class InferenceService:
             state.accountant.track_in_flight(waiting_on, -1)
         t_done = time.perf_counter()
         self._note_outcome(rec, outcome)
-        try:
-            parsed = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            parsed = None
+        parsed = resp.parsed
+        if parsed is None:
+            try:
+                parsed = orjson.loads(resp.body)
+            except orjson.JSONDecodeError:
+                parsed = None
         if not isinstance(parsed, dict):
             raise UpstreamProtocolError("upstream sent invalid JSON", backend=rec.backend)
         if ticket is not None:

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN_KEY, CLIENT_KEY
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.server import free_port
+from tests.gateway_runner import RunningGateway
+from tests.reliability.faults import FaultyOpenAI
+
+PROVIDER_KEY = "sk-provider-secret-7f3a9c1e5b"
+
+
+def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) -> dict[str, Any]:
+    """One gateway for every upstream fault: model-name suffixes pick the fault (see tests/reliability/faults.py).
+
+    - ``fault-<behaviour>`` on backend ``up`` (3 s per call), ``tight-<behaviour>`` on ``tight`` (0.3 s);
+    - ``refused-model`` on a port nothing listens on;
+    - ``backup-model`` on a healthy second upstream;
+    - task ``fallback`` falls back to ``backup-model``; task ``retry`` retries the same model twice.
+    Breakers never open here (each test owns its own faults)."""
+    cfg: dict[str, Any] = {
+        "admin_key": ADMIN_KEY,
+        "server": {"data_dir": data_dir, "request_timeout_s": 20},
+        "backends": {
+            "up": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 3},
+            "tight": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 0.3},
+            "refused": {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key": PROVIDER_KEY,
+                        "connect_timeout_s": 1},
+            "backup": {"type": "openai", "base_url": backup_url, "api_key": PROVIDER_KEY},
+        },
+        "models": {
+            "fault-*": {"backend": "up"},
+            "tight-*": {"backend": "tight"},
+            "refused-model": {"backend": "refused"},
+            "backup-model": {"backend": "backup"},
+        },
+        "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
+        "routes": [
+            {"name": "with-fallback", "match": {"tags": {"task": "fallback"}}, "targets": [],
+             "fallbacks": ["backup-model"]},
+            {"name": "with-retries", "match": {"tags": {"task": "retry"}}, "targets": [], "max_retries": 2},
+        ],
+        "routing": {
+            "breaker": {"consecutive_failures": 10_000, "error_rate": 1.0, "min_requests": 1_000_000},
+            "backoff": {"base_s": 0.001, "max_s": 0.01},
+        },
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[FaultyOpenAI]:
+    fake = FaultyOpenAI(name="faulty").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def backup() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(name="backup").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def fault_gateway(faulty: FaultyOpenAI, backup: FakeOpenAI, fault_data: Path) -> Iterator[RunningGateway]:
+    with RunningGateway(fault_config(faulty.url, backup.url, str(fault_data))) as gw:
+        yield gw

@@ -1,0 +1,146 @@
+"""Helpers for the reliability suite: OpenAI error shape, ledger rows, process resources, secret scans."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.conftest import ADMIN_KEY, CLIENT_KEY
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+CLIENT = {"authorization": f"Bearer {CLIENT_KEY}"}
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def openai_error(resp: httpx.Response) -> dict[str, Any]:
+    """The ``error`` object of an OpenAI-shaped error response; fails the test if the shape is wrong."""
+    assert resp.headers.get("content-type", "").startswith("application/json"), (resp.status_code, resp.headers)
+    doc = orjson.loads(resp.content)
+    assert isinstance(doc, dict) and set(doc) == {"error"}, doc
+    err = doc["error"]
+    assert isinstance(err, dict), doc
+    assert {"message", "type", "param", "code"} <= set(err), err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err["type"], str) and err["type"], err
+    assert err["param"] is None or isinstance(err["param"], str), err
+    assert err["code"] is None or isinstance(err["code"], str), err
+    return err
+
+
+def is_openai_error(resp: httpx.Response) -> bool:
+    try:
+        openai_error(resp)
+    except (AssertionError, orjson.JSONDecodeError):
+        return False
+    return True
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    deadline = time.time() + timeout
+    last: Any = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def flush_ledger(url: str) -> None:
+    """``/admin/spend`` waits until every finished request is written to the ledger."""
+    r = httpx.get(url + "/admin/spend", headers=ADMIN, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def ledger_rows(data_dir: Path | str, request_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    path = Path(data_dir) / "ledger.sqlite3"
+    if not path.exists():
+        return []
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    con.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in con.execute("SELECT * FROM requests ORDER BY id")]
+    finally:
+        con.close()
+    if request_ids is not None:
+        wanted = set(request_ids)
+        rows = [r for r in rows if r["request_id"] in wanted]
+    return rows
+
+
+def rows_for(url: str, data_dir: Path | str, rid: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The ledger rows of one request id, once there are any (streams are recorded after they end)."""
+    def get() -> list[dict[str, Any]]:
+        flush_ledger(url)
+        return ledger_rows(data_dir, [rid])
+
+    wait_for(get, timeout)
+    time.sleep(0.05)
+    flush_ledger(url)
+    return ledger_rows(data_dir, [rid])
+
+
+# -- process resources ---------------------------------------------------------------------------------------
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link[8:-1])
+    return out
+
+
+def tcp_connections_to(pid: int, port: int) -> int:
+    """Established TCP connections the process holds to a loopback ``port`` (from /proc/<pid>/net/tcp)."""
+    inodes = _socket_inodes(pid)
+    n = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            remote_port = int(f[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and f[3] == "01" and f[9] in inodes:  # 01 = ESTABLISHED
+                n += 1
+    return n
+
+
+def debug_process(url: str) -> dict[str, Any]:
+    r = httpx.get(url + "/admin/debug/process", headers=ADMIN, timeout=30)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+# -- secrets ---------------------------------------------------------------------------------------------------
+def find_secrets(text: str | bytes, secrets: Iterable[str]) -> list[str]:
+    """The secrets (or a 12-character prefix of one: a truncated echo is a leak too) found in ``text``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    found = []
+    for s in secrets:
+        probes = {s, s[:12]} if len(s) > 12 else {s}
+        if any(p in text for p in probes):
+            found.append(s)
+    return found
