@@ -416,11 +416,13 @@ class InferenceService:
                 raise
             if task is not None:
                 task.uncancel()
-            rec.outcome = "cancelled"
-            rec.status = 499
+            if not reader.saw_done:  # a client that leaves after [DONE] got the whole stream
+                rec.outcome = "cancelled"
+                rec.status = 499
         except OSError:
-            rec.outcome = "cancelled"
-            rec.status = 499
+            if not reader.saw_done:
+                rec.outcome = "cancelled"
+                rec.status = 499
         finally:
             self.state.accountant.track_in_flight(rec.backend, -1)
             watcher.cancel()
