@@ -74,6 +74,7 @@ _PHONE_RX = re.compile(
     r"|\d{3}[.\-]\d{3}[.\-]\d{4}(?![\w\-])"
 )
 _SKIP_KEYS = frozenset({"role", "type", "model", "finish_reason", "object", "tool_choice"})
+_CONTAINERS = (str, dict, list)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -175,12 +176,22 @@ class Redactor:
         return self._walk(doc, tally)
 
     def _walk(self, v: Any, tally: dict[str, int]) -> Any:
-        if isinstance(v, str):
+        t = type(v)
+        if t is str:
             return self.redact(v, tally) if len(v) > 4 else v
-        if isinstance(v, dict):
-            return {k: (x if k in _SKIP_KEYS and isinstance(x, str) else self._walk(x, tally)) for k, x in v.items()}
-        if isinstance(v, list):
-            return [self._walk(x, tally) for x in v]
+        if t is dict:
+            out: dict[Any, Any] = {}
+            for k, x in v.items():
+                tx = type(x)
+                if tx is str:
+                    out[k] = x if (len(x) <= 4 or k in _SKIP_KEYS) else self.redact(x, tally)
+                elif tx is dict or tx is list:
+                    out[k] = self._walk(x, tally)
+                else:
+                    out[k] = x
+            return out
+        if t is list:
+            return [self._walk(x, tally) if type(x) in _CONTAINERS else x for x in v]
         return v
 
     def find(self, text: str) -> dict[str, int]:

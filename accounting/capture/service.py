@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -73,11 +74,26 @@ class TraceSink(Protocol):
 
 
 class _StoreSink:
+    """The SQLite store, through one connection the writer thread keeps open."""
+
     def __init__(self, store: CaptureStore) -> None:
         self.store = store
+        self.conn: sqlite3.Connection | None = None
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.store.write_traces(rows)
+        if self.conn is None:
+            self.conn = self.store.connect()
+        try:
+            self.store.write_traces(rows, self.conn)
+        except sqlite3.Error:
+            self.close()  # a fresh connection for the retry
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            self.conn = None
 
 
 class CaptureService:
@@ -306,8 +322,6 @@ class CaptureService:
             rows.append(row)
             routes.append(o.rec.route)
             merge_counts(redactions, t.redactions)
-            # Let the event loop's thread take the GIL between traces instead of after the 5 ms switch interval.
-            time.sleep(0)  # noqa: TID251 - writer thread, not the event loop
         if not rows:
             return
         for attempt in range(5):

@@ -229,20 +229,31 @@ class CaptureStore:
             conn.close()
 
     # -- traces ---------------------------------------------------------------------------------------------------
-    def write_traces(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert rows (from ``trace_row``) in one transaction; a request id already stored is kept as it is."""
+    def write_traces(self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None) -> int:
+        """Insert rows (from ``trace_row``) in one transaction; a request id already stored is kept as it is.
+        ``conn``: a connection the caller keeps (the writer thread's), else one is opened for the call."""
         if not rows:
             return 0
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.executemany(_INSERT_TRACE, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            return cur.rowcount
+        if conn is None:
+            with self._conn() as own:
+                return self._insert(own, rows)
+        return self._insert(conn, rows)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.executemany(_INSERT_TRACE, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return cur.rowcount
+
+    def connect(self) -> sqlite3.Connection:
+        """A connection for a long-lived writer (closed by its owner)."""
+        return connect(self.path)
 
     def get_trace(self, request_id: str) -> Trace | None:
         with self._conn() as conn:
