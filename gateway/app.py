@@ -18,6 +18,7 @@ from gateway.admin import build_admin_router
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError, error_body
 from gateway.feedback import router as feedback_router
+from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.inference.service import InferenceService
@@ -167,6 +168,7 @@ class GatewayApp:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                install_drain(self.state.begin_drain, self.state.config.server.drain_delay_s)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 try:

@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "access_log": False,
         "log_level": server.log_level,
-        "timeout_graceful_shutdown": int(server.graceful_timeout_s),
+        "timeout_graceful_shutdown": server.graceful_timeout_s,  # uvicorn takes fractions too
         "server_header": False,
         "date_header": False,
         "limit_concurrency": None,

@@ -60,6 +60,9 @@ class ServerConfig(StrictModel):
     """Default total time for one request (routes may override)."""
     graceful_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     """On SIGTERM, how long in-flight requests may take to finish."""
+    drain_delay_s: float = Field(default=0.0, ge=0, le=600)
+    """On SIGTERM, how long to keep serving with ``/readyz`` answering 503 (so load balancers stop sending)
+    before the listener closes and in-flight requests get ``graceful_timeout_s``."""
     max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
     """Request line plus headers larger than this get 431 and the connection is closed."""
     header_timeout_s: float = Field(default=30.0, gt=0, le=3600)

@@ -15,6 +15,11 @@ BoundedHttpToolsProtocol"`` (a string, so that ``--workers N`` processes import 
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -22,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.errors import error_body
 
 PROTOCOL = "gateway.http_server:BoundedHttpToolsProtocol"
+log = logging.getLogger("pointsman")
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -105,3 +111,40 @@ def configure(max_head_bytes: int, head_timeout_s: float) -> None:
     """Set the bounds (called in the serving process, and in each worker process, before it serves)."""
     BoundedHttpToolsProtocol.max_head_bytes = max_head_bytes
     BoundedHttpToolsProtocol.head_timeout_s = head_timeout_s
+
+
+def install_drain(mark_draining: Callable[[], None], delay_s: float) -> bool:
+    """Put a drain phase in front of uvicorn's graceful shutdown (call from the lifespan startup).
+
+    On SIGTERM/SIGINT, ``mark_draining`` runs at once (``/readyz`` answers 503), the server keeps serving for
+    ``delay_s`` (``server.drain_delay_s``) so that load balancers take it out of rotation, then uvicorn's own
+    shutdown starts: the listening socket closes (new connections are refused) and in-flight requests get
+    ``server.graceful_timeout_s``. A second signal skips the rest of the delay. Only in the main thread of a
+    process run by uvicorn (whose handlers are in place by then); returns whether it was installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    loop = asyncio.get_running_loop()
+    previous = {int(sig): signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if not all(callable(h) for h in previous.values()):
+        return False
+    started = False
+
+    def begin(handler: Callable[[int, FrameType | None], Any], sig: int) -> None:
+        log.info("draining: /readyz answers 503; graceful shutdown starts in %g s", delay_s)
+        loop.call_later(delay_s, handler, sig, None)
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        nonlocal started
+        handler = previous[sig]
+        assert callable(handler)
+        mark_draining()
+        if started or delay_s <= 0:
+            handler(sig, frame)  # no delay, or a second signal: uvicorn's shutdown starts now
+            return
+        started = True
+        loop.call_soon_threadsafe(begin, handler, sig)  # signal context: hand over to the event loop
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    return True

@@ -58,6 +58,10 @@ class GatewayState:
         self.in_flight = 0
         self._swap_lock = asyncio.Lock()
 
+    def begin_drain(self) -> None:
+        """Shutdown is coming (SIGTERM): readiness fails from now on; requests are still served."""
+        self.draining = True
+
     async def start(self) -> None:
         await self.control.start()
         await self.registry.sync(self.runtime.config.backends)

@@ -206,6 +206,16 @@ class InferenceService:
                 rec.error_type = getattr(exc, "error_type", None) or err.code
                 rec.latency_s = time.perf_counter() - t0
                 state.accountant.finish(rec)
+        except asyncio.CancelledError:
+            # Cancelled at an await (graceful shutdown past server.graceful_timeout_s): the request was not
+            # accounted yet (every finish() is followed only by synchronous code), so record it now.
+            if rec is not None:
+                rec.status = 499
+                rec.outcome = "cancelled"
+                rec.error_type = "shutdown"
+                rec.latency_s = time.perf_counter() - t0
+                state.accountant.finish(rec)
+            raise
         finally:
             state.in_flight -= 1
             if ticket is not None and rec is not None:
