@@ -156,8 +156,10 @@ def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
 def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], list[int]]:
     """(scope, name, bucket) -> [nusd, requests] for key and team, per UTC day and month."""
     out: dict[tuple[str, str, str], list[int]] = {}
-    ik, it, its, ic = _IDX["key"], _IDX["team"], _IDX["ts"], _IDX["cost_nusd"]
+    ik, it, its, ic, ish = _IDX["key"], _IDX["team"], _IDX["ts"], _IDX["cost_nusd"], _IDX["shadow"]
     for r in rows:
+        if r[ish]:
+            continue  # shadow calls are paid from the route's shadow budget, not the client's
         ts = r[its]
         buckets = (day_bucket(ts), month_bucket(ts))
         for scope, name in (("key", r[ik]), ("team", r[it])):

@@ -246,7 +246,7 @@ class Accountant:
             row = self.ledger.append(rec)
             if row is not None and self.link is not None:
                 self.link.publish(row)
-        if self.limits.active:
+        if self.limits.active and not rec.shadow:  # shadow spend has its own daily budget per route
             self.limits.commit(rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens)
 
     @staticmethod
