@@ -222,6 +222,13 @@ def check_references(cfg: GatewayConfig, source: str) -> None:
         for j, f in enumerate(r.fallbacks):
             if not model_known(f, known):
                 problems.append((f"routes[{i}].fallbacks[{j}]", f"unknown model {f!r}"))
+        if r.shadow is not None:
+            if not model_known(r.shadow.model, known):
+                problems.append((f"routes[{i}].shadow.model", f"unknown model {r.shadow.model!r}"))
+            for j, c in enumerate(r.shadow.compare):
+                ref = getattr(c, "model", None)
+                if isinstance(ref, str) and not model_known(ref, known):
+                    problems.append((f"routes[{i}].shadow.compare[{j}].model", f"unknown model {ref!r}"))
         if r.capture is not None and (bad := unknown_detectors(r.capture, cfg.capture)):
             problems.append((f"routes[{i}].capture.redact", f"unknown detectors {bad}"))
     for i, k in enumerate(cfg.keys):

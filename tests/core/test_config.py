@@ -100,3 +100,13 @@ def test_env_references_in_comments_are_ignored(tmp_path: Path) -> None:
 def test_env_value_is_substituted_into_numeric_field(tmp_path: Path) -> None:
     p = write(tmp_path, "server: {port: '${PORT:-4002}'}\n")
     assert load_config(p, env={}).server.port == 4002
+
+
+def test_unknown_shadow_model_fails_with_its_path(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "backends: {b: {type: openai, base_url: 'http://x/v1'}}\nmodels: {m: {backend: b}}\n"
+        "routes:\n  - {name: a, targets: [{model: m}], shadow: {model: nope}}\n",
+    )
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.shadow\.model: unknown model"):
+        load_config(p, env={})
