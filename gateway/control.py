@@ -44,7 +44,6 @@ from routing.store import (
     VersionConflict,
     dumps,
 )
-from routing.store_redis import RedisPolicyStore
 
 if TYPE_CHECKING:
     from gateway.state import GatewayState
@@ -152,6 +151,8 @@ class PolicyControl:
     def make_store(self) -> PolicyStore:
         cfg = self.file_cfg
         if cfg.redis.url:
+            from routing.store_redis import RedisPolicyStore  # only with Redis configured
+
             return RedisPolicyStore(cfg.redis.url)
         return SQLitePolicyStore(os.path.join(cfg.server.data_dir, "policy.sqlite3"))
 

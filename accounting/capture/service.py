@@ -26,11 +26,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from accounting.capture.config import CapturePolicy, CaptureSettings
 from accounting.capture.redact import Redactor, build_redactor, merge_counts
-from accounting.capture.redis_queue import RedisApprovals, RedisStreamSink, StreamDrainer
 from accounting.capture.store import Approval, CaptureStore, trace_row
 from accounting.capture.trace import (
     CAPTURED_ENDPOINTS,
@@ -41,6 +40,9 @@ from accounting.capture.trace import (
     prompt_hash,
 )
 from accounting.record import RequestRecord
+
+if TYPE_CHECKING:
+    from accounting.capture.redis_queue import StreamDrainer
 
 log = logging.getLogger("pointsman.capture")
 
@@ -111,6 +113,9 @@ class CaptureService:
             raise ValueError("capture.queue: redis needs redis.url (or POINTSMAN_REDIS_URL)")
         self.settings = settings
         self.store = CaptureStore(settings.path or str(Path(data_dir) / "capture.sqlite3"))
+        if redis_url:
+            # Imported only with Redis configured: the embedded default never loads the redis client.
+            from accounting.capture.redis_queue import RedisApprovals, RedisStreamSink, StreamDrainer
         self.approval_store: ApprovalStore = RedisApprovals(redis_url) if redis_url else self.store
         self.named = settings.named_patterns()
         self._count_metric = count
