@@ -6,7 +6,8 @@ serves everyone, and a client sending a byte every few seconds holds a connectio
 timer stops at the first byte). This protocol answers, in the OpenAI error shape, and closes the connection:
 
 - ``431`` when the request line and headers pass ``server.max_header_bytes``;
-- ``408`` when they have not all arrived ``server.header_timeout_s`` after their first byte.
+- ``408`` when they have not all arrived ``server.header_timeout_s`` after their first byte;
+- ``400`` (instead of uvicorn's plain-text answer) when the request is not valid HTTP/1.1.
 
 Everything else is uvicorn's ``HttpToolsProtocol`` unchanged. Selected with ``http="gateway.http_server:
 BoundedHttpToolsProtocol"`` (a string, so that ``--workers N`` processes import it too).
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -88,6 +90,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout",
                          f"The request headers did not arrive within {self.head_timeout_s:g} s.", "request_timeout")
 
+    def send_400_response(self, msg: str) -> None:
+        """httptools rejected the request's framing (request line, header syntax, chunked encoding): answered in
+        the OpenAI error shape like everything else (uvicorn's own answer is plain text)."""
+        self._refuse(400, "Bad Request", msg or "Invalid HTTP request received.", "invalid_http_request")
+
     def _refuse_head(self) -> None:
         self._refuse(431, "Request Header Fields Too Large",
                      f"The request line and headers exceed {self.max_head_bytes} bytes.", "headers_too_large")
@@ -101,8 +108,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is None or self.cycle.response_complete:
             body = error_body(message, "invalid_request_error", code)
             transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-                % (status, reason.encode(), len(body)) + body
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"x-request-id: %s\r\nconnection: close\r\n\r\n"
+                % (status, reason.encode(), len(body), uuid.uuid4().hex.encode()) + body
             )
         transport.close()
 

@@ -9,8 +9,8 @@ import pytest
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import free_port
-from tests.gateway_runner import RunningGateway
-from tests.reliability.faults import FaultyOpenAI
+from tests.gateway_runner import GatewayProcess, RunningGateway
+from tests.reliability.faults import FaultyOpenAI, RobustOpenAI
 
 PROVIDER_KEY = "sk-provider-secret-7f3a9c1e5b"
 
@@ -77,3 +77,31 @@ def fault_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fault_gateway(faulty: FaultyOpenAI, backup: FakeOpenAI, fault_data: Path) -> Iterator[RunningGateway]:
     with RunningGateway(fault_config(faulty.url, backup.url, str(fault_data))) as gw:
         yield gw
+
+
+FUZZ_BODY_LIMIT = 256 * 1024
+SCOPED_KEY = "sk-test-scoped-0002"
+
+
+@pytest.fixture(scope="module")
+def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A real ``pointsman serve`` (the bounded HTTP protocol included) in front of a healthy fake upstream,
+    with a 256 KiB body limit, a 3 s header timeout, the admin API on, and two client keys (one scoped to ``gpt-*`` models)."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    up = RobustOpenAI(name="fuzz-upstream").start()
+    cfg: dict[str, Any] = {
+        "admin_key": ADMIN_KEY,
+        "server": {"data_dir": str(tmp / "data"), "max_body_bytes": FUZZ_BODY_LIMIT, "request_timeout_s": 10,
+                   "header_timeout_s": 3},
+        "backends": {"up": {"type": "openai", "base_url": up.url, "api_key": PROVIDER_KEY, "timeout_s": 5}},
+        "models": {"gpt-4o-mini": {"backend": "up"}, "fake-*": {"backend": "up"},
+                   "text-embedding-3-small": {"backend": "up"}},
+        "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"},
+                 {"name": "scoped", "key": SCOPED_KEY, "team": "batch", "models": ["gpt-*"]}],
+    }
+    gw = GatewayProcess(cfg, tmp).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        up.stop()

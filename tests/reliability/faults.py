@@ -74,3 +74,44 @@ class FaultyOpenAI(FakeOpenAI):
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                        "code": None}}, status=400)
+
+
+@dataclass
+class RobustOpenAI(FakeOpenAI):
+    """A fake that, like the real API, answers 400 to any request it cannot make sense of (FakeOpenAI assumes
+    well-formed bodies). Fuzzing through it, any 5xx the client sees is the gateway's own."""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._guard(super().chat, request)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._guard(super().completions, request)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        resp = await self._guard(super().embeddings, request)
+        assert isinstance(resp, web.Response)
+        return resp
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._guard(super().responses, request)
+
+    @staticmethod
+    async def _guard(handler: Any, request: web.Request) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _bad_request("invalid JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _bad_request("model is required")
+        if request.path.endswith("/embeddings") and not isinstance(body.get("input"), str | list):
+            return _bad_request("input must be a string or an array")
+        try:
+            resp: web.StreamResponse = await handler(request)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            return _bad_request(f"bad request: {exc!r}"[:200])
+        return resp

@@ -1,0 +1,389 @@
+"""Hypothesis-generated bodies and headers, and hand-picked hostile inputs, over real sockets to a running
+``pointsman serve``: malformed JSON, wrong types, unknown fields, negative and absurd parameters, huge and
+deeply nested bodies, invalid UTF-8, oversized and slow headers. Every answer is a 2xx (valid input) or an
+OpenAI-shaped 4xx (413 over ``server.max_body_bytes``, 431 over ``server.max_header_bytes``) — never a 5xx
+or a hang — and the server stays healthy."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ADMIN_KEY, CLIENT_KEY
+from tests.gateway_runner import GatewayProcess
+from tests.reliability.conftest import FUZZ_BODY_LIMIT, SCOPED_KEY
+from tests.reliability.helpers import ADMIN, CLIENT, MSG, openai_error
+
+INFERENCE = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+OTHER_POSTS = ["/v1/feedback", "/admin/routes", "/admin/routes/explain", "/admin/models", "/admin/backends",
+               "/admin/keys", "/admin/routes/rollback", "/admin/routes/reorder"]
+CASES = {"quick": 60, "thorough": 600}
+
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
+)
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner, max_size=5)), max_leaves=20)
+absurd_int = st.one_of(st.integers(min_value=-(10**30), max_value=10**30), st.sampled_from([-1, 0, 2**63, 10**400]))
+absurd_num = st.one_of(absurd_int, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308]))
+model_name = st.one_of(st.sampled_from(["gpt-4o-mini", "fake-x", "text-embedding-3-small", "nope", "", "fake-\u00e9"]),
+                       st.text(max_size=300), json_value)
+message = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "bogus"]),
+                           "content": st.one_of(st.text(max_size=50), json_value)}),
+    json_value,
+)
+
+
+VALID_BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSG, "prompt": "hi", "input": "hi"}
+MUTATIONS: dict[str, Any] = {
+    "model": model_name,
+    "messages": st.one_of(st.lists(message, max_size=4), json_value),
+    "prompt": st.one_of(st.text(max_size=50), json_value),
+    "input": st.one_of(st.text(max_size=50), st.lists(st.text(max_size=10), max_size=3), json_value),
+    "stream": st.one_of(st.booleans(), json_value),
+    "max_tokens": absurd_int, "max_completion_tokens": absurd_int, "max_output_tokens": absurd_int,
+    "n": absurd_int, "temperature": absurd_num, "top_p": absurd_num,
+    "metadata": st.one_of(st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3), json_value),
+    "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_value}), json_value),
+    "user": json_value,
+}
+
+
+@st.composite
+def openai_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid body (for every endpoint) with up to four fields replaced by wrong types or absurd values, some
+    removed, and unknown fields added."""
+    body = dict(VALID_BODY)
+    for name in draw(st.lists(st.sampled_from(sorted(MUTATIONS)), max_size=4, unique=True)):
+        body[name] = draw(MUTATIONS[name])
+    for name in draw(st.lists(st.sampled_from(sorted(VALID_BODY)), max_size=1)):
+        body.pop(name, None)
+    body.update(draw(st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in MUTATIONS),
+                                     json_value, max_size=3)))  # unknown fields
+    return body
+
+
+def encode(body: Any) -> bytes:
+    """JSON text of ``body``: stdlib json, so integers past 64 bits are written as they are."""
+    return json.dumps(body).encode()
+
+
+def check_answer(resp: httpx.Response, what: str) -> None:
+    assert resp.status_code < 500, f"{what}: {resp.status_code} {resp.text[:300]}"
+    if resp.status_code >= 400:
+        openai_error(resp)
+
+
+def post(client: httpx.Client, url: str, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    h = {"content-type": "application/json", **(headers if headers is not None else CLIENT)}
+    with client.stream("POST", url, content=content, headers=h) as r:
+        r.read()
+    return r
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as c:
+        yield c
+
+
+def auth_for(path: str) -> dict[str, str]:
+    return ADMIN if path.startswith("/admin") else CLIENT
+
+
+def fuzz_settings(profile: str) -> Any:
+    return settings(max_examples=CASES[profile], deadline=None, database=None, phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck))
+
+
+# -- hypothesis: bodies ---------------------------------------------------------------------------------------------
+def run_bodies(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
+    seen: dict[int, int] = {}
+
+    @fuzz_settings(profile)
+    @given(path=st.sampled_from(INFERENCE), body=openai_bodies())
+    def one(path: str, body: dict[str, Any]) -> None:
+        r = post(client, gw.url + path, encode(body))
+        seen[r.status_code] = seen.get(r.status_code, 0) + 1
+        check_answer(r, f"POST {path} {body!r:.300}")
+
+    one()
+    print(f"\nfuzzed OpenAI bodies ({profile}): {sum(seen.values())} cases, statuses {dict(sorted(seen.items()))}")
+    assert seen.get(200), "no valid request got through: the generator is broken"
+
+
+def test_fuzzed_openai_bodies_get_2xx_or_openai_shaped_4xx(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_bodies(fuzz_gateway, client, "quick")
+
+
+@pytest.mark.slow
+def test_fuzzed_openai_bodies_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_bodies(fuzz_gateway, client, "thorough")
+
+
+def run_json_values(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
+    @fuzz_settings(profile)
+    @given(path=st.sampled_from(INFERENCE + OTHER_POSTS), body=json_value)
+    def one(path: str, body: Any) -> None:
+        check_answer(post(client, gw.url + path, encode(body), auth_for(path)), f"POST {path} {body!r:.300}")
+
+    one()
+
+
+def test_arbitrary_json_on_every_post_endpoint_is_2xx_or_openai_shaped_4xx(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    run_json_values(fuzz_gateway, client, "quick")
+
+
+@pytest.mark.slow
+def test_arbitrary_json_on_every_post_endpoint_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_json_values(fuzz_gateway, client, "thorough")
+
+
+def run_raw_bytes(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
+    @fuzz_settings(profile)
+    @given(path=st.sampled_from(INFERENCE + OTHER_POSTS), raw=st.binary(max_size=2000))
+    def one(path: str, raw: bytes) -> None:
+        r = post(client, gw.url + path, raw, auth_for(path))
+        check_answer(r, f"POST {path} {raw!r:.300}")
+        assert r.status_code < 500
+
+    one()
+
+
+def test_arbitrary_bytes_including_invalid_utf8_get_openai_shaped_4xx(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    run_raw_bytes(fuzz_gateway, client, "quick")
+
+
+@pytest.mark.slow
+def test_arbitrary_bytes_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_raw_bytes(fuzz_gateway, client, "thorough")
+
+
+# -- hypothesis: headers ------------------------------------------------------------------------------------------------
+# what an HTTP client lets through (h11: tab, visible ASCII, obs-text); raw bytes get their own test below
+header_value = st.binary(max_size=300).map(lambda b: bytes(c for c in b if c == 9 or 32 <= c < 127 or c >= 128).strip())
+header_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=30)
+
+
+def run_headers(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
+    @fuzz_settings(profile)
+    @given(
+        path=st.sampled_from([*INFERENCE, "/v1/models", "/admin/status"]),
+        auth=st.one_of(header_value, st.sampled_from([f"Bearer {CLIENT_KEY}", f"Bearer {ADMIN_KEY}",
+                                                     f"Bearer {SCOPED_KEY}", "Bearer", "Basic abc"]).map(str.encode)),
+        named=st.fixed_dictionaries({}, optional={
+            h: header_value for h in ("x-request-id", "x-pointsman-task", "x-pointsman-tags", "x-pointsman-sticky",
+                                      "content-type", "api-key", "accept", "origin")}),
+        extra=st.dictionaries(header_name, header_value, max_size=5),
+    )
+    def one(path: str, auth: bytes, named: dict[str, bytes], extra: dict[str, bytes]) -> None:
+        headers = {**extra, **named, "authorization": auth}
+        body = orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "prompt": "hi", "input": "hi"})
+        method = "GET" if not path.startswith("/v1/") or path == "/v1/models" else "POST"
+        r = client.request(method, gw.url + path, headers=headers, content=body if method == "POST" else None)
+        check_answer(r, f"{method} {path} {headers!r:.400}")
+        rid = r.headers.get("x-request-id", "")
+        assert rid and all(c.isalnum() or c in "._:-" for c in rid), rid  # echoed only when safe
+
+    one()
+
+
+def test_fuzzed_headers_get_2xx_or_openai_shaped_4xx_and_safe_request_ids(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    run_headers(fuzz_gateway, client, "quick")
+
+
+@pytest.mark.slow
+def test_fuzzed_headers_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_headers(fuzz_gateway, client, "thorough")
+
+
+def parse_raw_response(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    return status, headers, body[: int(headers.get(b"content-length", len(body)))]
+
+
+def run_raw_requests(gw: GatewayProcess, profile: str) -> None:
+    @fuzz_settings(profile)
+    @given(
+        method=st.one_of(st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"HEAD"]),
+                         st.binary(min_size=1, max_size=10)),
+        target=st.one_of(st.sampled_from([b"/v1/chat/completions", b"/healthz", b"/admin/status", b"/v1/models"]),
+                         st.binary(max_size=60)),
+        headers=st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=60)), max_size=5),
+    )
+    def one(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        lines = [method + b" " + target + b" HTTP/1.1", b"Host: x", b"Connection: close",
+                 *(k + b": " + v for k, v in headers)]
+        raw = raw_exchange(gw.port, b"\r\n".join(lines) + b"\r\n\r\n", timeout=10)
+        assert raw.startswith(b"HTTP/1.1 "), raw[:200]  # answered, not dropped
+        status, resp_headers, body = parse_raw_response(raw)
+        assert status < 500, raw[:400]
+        if status >= 400 and method != b"HEAD":
+            assert resp_headers.get(b"content-type", b"").startswith(b"application/json"), raw[:400]
+            err = orjson.loads(body)["error"]
+            assert isinstance(err["message"], str) and isinstance(err["type"], str), raw[:400]
+
+    one()
+
+
+def test_raw_requests_with_arbitrary_bytes_are_answered_in_the_openai_shape(fuzz_gateway: GatewayProcess) -> None:
+    run_raw_requests(fuzz_gateway, "quick")
+
+
+@pytest.mark.slow
+def test_raw_requests_thorough(fuzz_gateway: GatewayProcess) -> None:
+    run_raw_requests(fuzz_gateway, "thorough")
+
+
+# -- hand-picked hostile inputs -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", INFERENCE + ["/v1/feedback", "/admin/routes", "/admin/routes/explain"])
+def test_100k_deep_nesting_is_400(fuzz_gateway: GatewayProcess, client: httpx.Client, path: str) -> None:
+    deep = b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert len(deep) < FUZZ_BODY_LIMIT
+    r = post(client, fuzz_gateway.url + path, deep, auth_for(path))
+    assert r.status_code == 400, r.text[:300]
+    openai_error(r)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\xff\xfe"}]}',  # invalid UTF-8
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\ud800"}]}',  # lone surrogate
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+    b'{"model": "gpt-4o-mini", "messages": [], "max_tokens": 1e400}',
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 100000000000000000000}',
+    b'{"model": "gpt-4o-mini\\n", "messages": [{"role": "user", "content": "x"}]}',  # control character
+    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]',  # truncated
+    b"",
+    b"null",
+    b"\x00" * 64,
+], ids=["invalid-utf8", "lone-surrogate", "nan", "huge-float", "negative", "huge-int", "control-char", "truncated",
+        "empty", "null", "nul-bytes"])
+def test_malformed_chat_body_is_an_openai_shaped_400(fuzz_gateway: GatewayProcess, client: httpx.Client,
+                                                     raw: bytes) -> None:
+    r = post(client, fuzz_gateway.url + "/v1/chat/completions", raw)
+    assert r.status_code == 400, r.text
+    openai_error(r)
+
+
+@pytest.mark.parametrize("path", INFERENCE + ["/v1/feedback", "/admin/routes", "/admin/keys"])
+def test_body_over_max_body_bytes_is_413(fuzz_gateway: GatewayProcess, client: httpx.Client, path: str) -> None:
+    big = b'{"model": "gpt-4o-mini", "pad": "' + b"x" * FUZZ_BODY_LIMIT + b'"}'
+    r = post(client, fuzz_gateway.url + path, big, auth_for(path))
+    assert r.status_code == 413, r.text[:300]
+    assert openai_error(r)["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/routes"])
+def test_chunked_body_over_max_body_bytes_is_413(fuzz_gateway: GatewayProcess, client: httpx.Client, path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(2 * FUZZ_BODY_LIMIT // 8192):
+            yield b"x" * 8192
+
+    with client.stream("POST", fuzz_gateway.url + path, content=chunks(), headers=auth_for(path)) as r:
+        r.read()
+    assert r.status_code == 413
+    assert openai_error(r)["code"] == "body_too_large"
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 15) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the server may answer and close before it has read everything
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+    return out
+
+
+def test_oversized_header_is_431_and_the_connection_closed(fuzz_gateway: GatewayProcess) -> None:
+    out = raw_exchange(fuzz_gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), out[:200]
+    assert orjson.loads(body)["error"]["code"] == "headers_too_large"
+
+
+def test_thousands_of_headers_are_431(fuzz_gateway: GatewayProcess) -> None:
+    many = b"".join(b"X-H%d: %d\r\n" % (i, i) for i in range(10_000))
+    out = raw_exchange(fuzz_gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    assert out.startswith(b"HTTP/1.1 431"), out[:200]
+
+
+def test_header_dripped_forever_is_cut_off(fuzz_gateway: GatewayProcess) -> None:
+    """A client that never finishes its headers holds nothing: past max_header_bytes it gets 431."""
+    with socket.create_connection(("127.0.0.1", fuzz_gateway.port), timeout=15) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+        sent = 0
+        try:
+            while sent < 2_000_000:
+                s.sendall(b"a" * 16384)
+                sent += 16384
+        except OSError:
+            pass
+        out = s.recv(65536)
+    assert out.startswith(b"HTTP/1.1 431"), out[:200]
+
+
+def test_headers_sent_too_slowly_get_408(fuzz_gateway: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", fuzz_gateway.port), timeout=15) as s:
+        t0 = time.monotonic()
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        out = b""
+        try:
+            for _ in range(20):  # a header line every half second: never done
+                s.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.5)
+        except OSError:
+            pass
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+    assert out.startswith(b"HTTP/1.1 408"), out[:200]
+    assert time.monotonic() - t0 < 8
+
+
+def test_normal_request_with_large_body_is_not_mistaken_for_a_large_header(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 150_000}]})
+    r = post(client, fuzz_gateway.url + "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_gateway_is_healthy_after_the_fuzzing(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    gw = fuzz_gateway
+    assert gw.proc is not None and gw.proc.poll() is None
+    assert client.get(gw.url + "/healthz").status_code == 200
+    assert client.get(gw.url + "/readyz").status_code == 200
+    r = client.post(gw.url + "/v1/chat/completions", headers=CLIENT, json={"model": "gpt-4o-mini", "messages": MSG})
+    assert r.status_code == 200
+    time.sleep(0.2)
+    log = gw.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]
