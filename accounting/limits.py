@@ -119,6 +119,25 @@ return out
 """
 
 
+# Redis came back without its data (no persistence, a flush, a failover to an empty replica) when the marker
+# key is gone. Then every budget counter is raised to at least what this replica's ledger knows was spent (a
+# max, so nothing is counted twice) and the marker is set again. KEYS: marker, then one spend key per budget
+# bucket; ARGV: one amount (nano-USD) per spend key, then one TTL per spend key. Returns 1 if it re-seeded.
+RESEED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = #KEYS - 1
+for i = 2, #KEYS do
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tonumber(ARGV[i - 1]) > cur then
+    redis.call('SET', KEYS[i], ARGV[i - 1], 'EX', tonumber(ARGV[n + i - 1]))
+  end
+end
+redis.call('SET', KEYS[1], '1')
+return 1
+"""
+MARKER = PREFIX + "limits:seeded"
+
+
 class RedisHealth:
     """Tracks whether Redis answers, per component; logs and meters transitions; probes while down."""
 
@@ -204,6 +223,7 @@ class Limits:
         self.health: RedisHealth | None = None
         self.policy = "fail_open"
         self._admit_script: Any = None
+        self._reseed_script: Any = None
         self._outbox: dict[str, int] = {}
         self._outbox_ttl: dict[str, int] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -247,6 +267,7 @@ class Limits:
         self.policy = policy
         self.health = health
         self._admit_script = client.register_script(ADMIT_LUA)
+        self._reseed_script = client.register_script(RESEED_LUA)
         health.on_up.append(self._redis_back)
 
     async def start(self) -> None:
@@ -396,7 +417,10 @@ class Limits:
     async def _flush_loop(self) -> None:
         assert self._wake is not None and self.health is not None
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)  # at least every second: check for a lost Redis
+            except TimeoutError:
+                pass
             self._wake.clear()
             if self._outbox and self.health.is_up(COMPONENT):
                 out, ttl = self._outbox, self._outbox_ttl
@@ -415,8 +439,21 @@ class Limits:
                     for k, v in out.items():
                         self._outbox[k] = self._outbox.get(k, 0) + v
                         self._outbox_ttl[k] = ttl[k]
+            if self.budgets and not self._outbox and self.health.is_up(COMPONENT):
+                await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
             if self._closing:
                 return
+
+    async def _reseed(self) -> bool:
+        """If Redis lost its data, raise the shared budget counters to this replica's ledger totals."""
+        with self._lock:
+            totals = {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
+        keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
+        ttls = [_BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
+        if await self._reseed_script(keys=keys, args=[*totals.values(), *ttls]):
+            log.warning("redis had lost the shared budget counters; restored them from the ledger (%d buckets)",
+                        len(totals))
+        return True
 
     def _redis_back(self, component: str) -> None:
         if component == COMPONENT and self._wake is not None and self._outbox:

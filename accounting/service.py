@@ -103,8 +103,15 @@ class Accountant:
 
     def _connect_redis(self, url: str) -> None:
         import redis.asyncio as aioredis  # only with Redis configured
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False)
+        # One immediate retry on a connection error: after Redis restarts, every pooled connection is stale and
+        # would fail its next command once (a refused request under fail_closed, and another outage window).
+        # Timeouts are not retried, so a frozen Redis still costs one socket_timeout.
+        client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         reader = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=0.5)
         self._redis = [client, reader]
         self.health = RedisHealth(client, self.metrics, self.catalog.on_unavailable)
