@@ -87,6 +87,7 @@ class PromotionController:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._last_gauges = 0.0
+        self._tick_failing = False
         self.leader = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -123,8 +124,16 @@ class PromotionController:
                         await self.publish_gauges()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("promotion: controller tick failed")
+            except Exception as exc:
+                if not self._tick_failing:  # once per failure streak (e.g. Redis down), not every second
+                    log.exception("promotion: controller tick failed (retrying every %g s)", interval)
+                else:
+                    log.debug("promotion: controller tick failed again: %s", exc)
+                self._tick_failing = True
+            else:
+                if self._tick_failing:
+                    log.info("promotion: controller ticks again")
+                self._tick_failing = False
             await asyncio.sleep(interval)
 
     async def refresh(self) -> list[dict[str, Any]]:
