@@ -72,6 +72,11 @@ class CaptureGate:
         """Whether the team has approved data capture (the hook shadow testing uses before storing raw text)."""
         return self.service.is_approved(team)
 
+    def redact_document(self, doc: Any) -> Any:
+        """A copy of a JSON document with every built-in detector and configured pattern applied: for other
+        components that store captured text (e.g. a shadow pair's request and answers) before they write it."""
+        return self.service.strict_redactor().redact_json(doc)
+
     # -- request path -----------------------------------------------------------------------------------------
     def policy_for(self, key: str | None, team: str | None, route_policy: CapturePolicy | None
                    ) -> tuple[CapturePolicy | None, str | None]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from accounting.capture.config import BUILTIN_DETECTORS, METRIC_NAME
+from accounting.capture.config import METRIC_NAME
 from accounting.capture.redact import Redactor
 from accounting.capture.service import DAY, CaptureService
 from accounting.capture.store import Feedback
@@ -143,16 +143,10 @@ class FeedbackDesk:
         self.ledger_path = ledger_path
         self.metrics = metrics
         self._metric_labels: set[str] = set()
-        self._redactor: Redactor | None = None
-        self._named: Any = None
 
     def redactor(self) -> Redactor:
         """All built-ins plus every configured pattern: the strictest set, for free-form feedback text."""
-        named = self.capture.named
-        if self._redactor is None or named is not self._named:
-            self._redactor = Redactor(BUILTIN_DETECTORS, named.values())
-            self._named = named
-        return self._redactor
+        return self.capture.strict_redactor()
 
     async def lookup(self, request_id: str, wait_s: float = 0.0) -> tuple[Trace | None, dict[str, Any] | None]:
         """The captured trace and the ledger record of a request, waiting up to ``wait_s`` for the ledger record

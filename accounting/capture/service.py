@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from accounting.capture.config import CapturePolicy, CaptureSettings
+from accounting.capture.config import BUILTIN_DETECTORS, CapturePolicy, CaptureSettings
 from accounting.capture.redact import Redactor, build_redactor, merge_counts
 from accounting.capture.store import Approval, CaptureStore, trace_row
 from accounting.capture.trace import (
@@ -268,6 +268,14 @@ class CaptureService:
         r = self._redactors.get(key)
         if r is None:
             r = self._redactors[key] = build_redactor(policy.redact, self.named)
+        return r
+
+    def strict_redactor(self) -> Redactor:
+        """Every built-in detector plus every configured pattern (free-form text: feedback, shadow pairs)."""
+        key = ("__strict__",)
+        r = self._redactors.get(key)
+        if r is None:
+            r = self._redactors[key] = Redactor(BUILTIN_DETECTORS, self.named.values())
         return r
 
     def build_trace(self, o: Offer) -> Trace:

@@ -180,3 +180,10 @@ def test_unknown_detector_in_a_route_policy_is_a_config_error(tmp_path: Path) ->
     cfg["routes"][0]["capture"]["redact"] = ["builtin", "employe_id"]
     with pytest.raises(ConfigError, match=r"routes\[0\].capture.redact: unknown detectors \['employe_id'\]"):
         validate_document(cfg, "<test>")
+
+
+def test_other_components_can_redact_a_document_with_every_detector(gateway: RunningGateway) -> None:
+    doc = {"request": {"messages": planted_messages()}, "primary": {"text": f"mail {PLANTED['email'][0]}"}}
+    out = gateway.state.capture.redact_document(doc)
+    assert leaked([orjson.dumps(out).decode()]) == []
+    assert out["primary"]["text"] == "mail [EMAIL]"
