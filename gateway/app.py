@@ -22,7 +22,7 @@ from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.inference.service import InferenceService
-from gateway.middleware import BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
+from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.state import GatewayState
 
@@ -121,7 +121,7 @@ class GatewayApp:
         api = build_fastapi(self.state)
         self.api = api
         inner: Any = RequestIdMiddleware(
-            BodyLimitMiddleware(api, lambda: self.state.runtime.config.server.max_body_bytes)
+            AdminGuard(BodyLimitMiddleware(api, lambda: self.state.runtime.config.server.max_body_bytes), self.state)
         )
         if config.server.cors_origins:
             inner = CORSMiddleware(inner, config.server.cors_origins)

@@ -36,8 +36,11 @@ def require_client(request: Request) -> ClientKey:
 
 def require_admin(request: Request) -> str:
     """Admin endpoints accept only the admin key; client keys get 403, missing/wrong keys 401."""
-    state = get_state(request)
-    secret = presented_key(request)
+    return check_admin(get_state(request), presented_key(request))
+
+
+def check_admin(state: GatewayState, secret: str | None) -> str:
+    """``require_admin`` on a presented key (also run by ``AdminGuard`` before the admin app reads anything)."""
     expected = state.runtime.admin_key
     if not expected:
         raise ApiError(403, "The admin API is disabled: no admin key is configured.", "permission_error", "admin_disabled")

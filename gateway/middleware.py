@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware for the non-hot-path app (request ids, body size, CORS). No BaseHTTPMiddleware."""
+"""Pure-ASGI middleware for the non-hot-path app (request ids, admin guard, body size, CORS). No
+BaseHTTPMiddleware."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import Request
+
+from gateway.deps import check_admin, presented_key
 from gateway.errors import ApiError
 from gateway.inference.asgi import ClientGone, Message, Receive, Scope, Send, read_body, send_json, too_large
+from gateway.state import GatewayState
 
 _RID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -34,6 +39,26 @@ class RequestIdMiddleware:
             await send(msg)
 
         await self.app(scope, receive, send_with_id)
+
+
+class AdminGuard:
+    """Admin authentication first: for ``/admin`` paths the key is checked before anything reads the request
+    (size limit, body parsing, routing), so a caller without the admin key gets 401 (403 with a client key)
+    whatever it sent, and learns nothing about which admin routes exist. The admin router checks again."""
+
+    def __init__(self, app: Any, state: GatewayState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/admin" or path.startswith("/admin/")):
+            try:
+                check_admin(self.state, presented_key(Request(scope)))
+            except ApiError as exc:
+                await send_json(send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()])
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
