@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS requests (
     fallbacks INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 CREATE TABLE IF NOT EXISTS spend (
     scope TEXT NOT NULL,
     name TEXT NOT NULL,

@@ -50,6 +50,7 @@ class GatewayState:
         self.control = PolicyControl(self)
         self.shadow = Shadow(self)  # shadow tests: hub on the request path, promotion controller
         self.shadow.hub.capture_allowed = self.capture.capture_allowed  # raw pair text only for approved teams
+        self.shadow.hub.redact = self.capture.redact_document  # and redacted before the pair store sees it
         self.vllm_pricing = SelfHostedPricing(self)  # measured self-hosted prices (background /metrics)
         self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()

@@ -57,6 +57,10 @@ SHADOW_KEY = "pointsman-shadow"
 """Key name on records of judge/embedding calls made by comparators."""
 
 
+def _unchanged(doc: Any) -> Any:
+    return doc
+
+
 def capture_denied(team: str | None) -> bool:
     """Default team capture approval: nobody (the capture-approval feature installs a real check)."""
     return False
@@ -164,6 +168,8 @@ class ShadowHub:
         self.metrics = metrics
         self.capture_allowed: Callable[[str | None], bool] = capture_denied
         """Hook: may raw prompts/outputs of this team be stored? (team capture approval installs the real one)"""
+        self.redact: Callable[[Any], Any] = _unchanged
+        """Hook: redaction applied to captured pair text before it is stored (capture installs the real one)."""
         self.promotions: dict[str, ActivePromotion] = {}
         """Route -> promotion state, kept current by the promotion controller."""
         self._lanes: dict[str, _Lane] = {}
@@ -582,11 +588,13 @@ class ShadowHub:
             pair.outcome = PAIRED
         t.primary_out, t.candidate_out = prim_out, cand_out
         if t.capture:
-            pair.capture = {
-                "request": t.doc,
-                "primary": prim_out.as_dict() if prim_out is not None else None,
-                "candidate": cand_out.as_dict() if cand_out is not None else None,
-            }
+            pair.capture = self.redact(
+                {
+                    "request": t.doc,
+                    "primary": prim_out.as_dict() if prim_out is not None else None,
+                    "candidate": cand_out.as_dict() if cand_out is not None else None,
+                }
+            )
         return pair
 
     async def _compare(self, t: Ticket, pair: PairRecord, ln: _Lane) -> None:

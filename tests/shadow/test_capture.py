@@ -34,7 +34,9 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[s
         ask(app, 2, model="f-cap")
         ask(other, 3, model="f-cap")
         ask(app, 4, model="f-nocap")
-        settle(gw, 4)
+        app.chat.completions.create(model="f-cap", extra_headers={"x-request-id": "req-5"},
+                                    messages=[{"role": "user", "content": "Write to alice@example.com"}])
+        settle(gw, 5)
         with admin(gw) as a:
             yield {p["id"]: p for p in a.get("/admin/shadow/pairs").json()["data"]}
         app.close()
@@ -58,3 +60,8 @@ def test_capture_is_refused_for_a_team_that_is_not_allowed(pairs: dict[str, dict
 
 def test_capture_needs_the_route_to_enable_it(pairs: dict[str, dict[str, Any]]) -> None:
     assert pairs["req-4"]["capture"] is None and pairs["req-4"]["outcome"] == "paired"
+
+
+def test_captured_pair_text_is_redacted_before_it_is_stored(pairs: dict[str, dict[str, Any]]) -> None:
+    content = pairs["req-5"]["capture"]["request"]["messages"][0]["content"]
+    assert "alice@example.com" not in content and "[EMAIL]" in content
