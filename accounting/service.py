@@ -64,6 +64,7 @@ class Accountant:
         self.data_dir = data_dir
         self.catalog = catalog or Catalog()
         self.metrics = Metrics(labels_for(cfg, self.catalog))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = self.metrics.registry
         self.table = PriceTable.load(cfg.price_table)
         self.pricing = Pricing(cfg, self.catalog, self.table)
@@ -261,34 +262,46 @@ class Accountant:
         rec.cost_usd = _ZERO
         return _ZERO
 
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        """``metric.labels(*labels)``, cached: label sets are bounded, and prometheus_client's ``labels`` costs
+        a few microseconds per call on the request path's bookkeeping."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*labels)
+            if len(self._children) < 100_000:
+                self._children[key] = child
+        return child
+
     def _observe(self, rec: RequestRecord, cost: Decimal) -> None:
         m = self.metrics
         lb = m.labels
+        child = self._child
         common = (
             lb.model(rec.requested_model), lb.model(rec.upstream_model), lb.backend(rec.backend),
             lb.route(rec.route), lb.task(rec.task), lb.team(rec.team),
         )
         shadow = "true" if rec.shadow else "false"
-        m.requests.labels(*common, rec.outcome, shadow).inc()
-        m.operation_duration.labels(*common, rec.outcome, shadow).observe(rec.latency_s)
+        child(m.requests, (*common, rec.outcome, shadow)).inc()
+        child(m.operation_duration, (*common, rec.outcome, shadow)).observe(rec.latency_s)
         if rec.backend:
-            m.overhead.labels(common[3], common[2]).observe(rec.overhead_s)
+            child(m.overhead, (common[3], common[2])).observe(rec.overhead_s)
         u = rec.usage
         if rec.has_usage or u.estimated:
             tu = m.token_usage
-            tu.labels(*common, "input", shadow).observe(u.input_tokens)
-            tu.labels(*common, "output", shadow).observe(u.output_tokens)
+            child(tu, (*common, "input", shadow)).observe(u.input_tokens)
+            child(tu, (*common, "output", shadow)).observe(u.output_tokens)
             if u.cached_input_tokens:
-                tu.labels(*common, "cached_input", shadow).observe(u.cached_input_tokens)
+                child(tu, (*common, "cached_input", shadow)).observe(u.cached_input_tokens)
             if u.reasoning_tokens:
-                tu.labels(*common, "reasoning", shadow).observe(u.reasoning_tokens)
+                child(tu, (*common, "reasoning", shadow)).observe(u.reasoning_tokens)
         if rec.stream and rec.ttft_s is not None:
-            m.ttft.labels(*common, shadow).observe(rec.ttft_s)
+            child(m.ttft, (*common, shadow)).observe(rec.ttft_s)
             if u.output_tokens > 1 and rec.latency_s > rec.ttft_s:
-                m.tpot.labels(*common, shadow).observe((rec.latency_s - rec.ttft_s) / (u.output_tokens - 1))
+                child(m.tpot, (*common, shadow)).observe((rec.latency_s - rec.ttft_s) / (u.output_tokens - 1))
         if cost:
             hosting = "self_hosted" if rec.self_hosted else "frontier"
-            m.cost.labels(*common, shadow, hosting).inc(float(cost))
+            child(m.cost, (*common, shadow, hosting)).inc(float(cost))
         for backend, et in rec.failed_attempts:
             m.upstream_error(backend, et)
             m.fallback(rec.route, backend, et)
