@@ -221,7 +221,7 @@ class Accountant:
         return rec.status < 400 and rec.outcome == "ok" and bool(events)
 
     def track_in_flight(self, backend: str, delta: int) -> None:
-        self.metrics.in_flight.labels(self.metrics.labels.backend(backend)).inc(delta)
+        self._child(self.metrics.in_flight, (self.metrics.labels.backend(backend),)).inc(delta)
 
     def metrics_payload(self) -> tuple[bytes, str]:
         return self.metrics.payload()
