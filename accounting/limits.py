@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -122,20 +123,35 @@ return out
 # Redis came back without its data (no persistence, a flush, a failover to an empty replica) when the marker
 # key is gone. Then every budget counter is raised to at least what this replica's ledger knows was spent (a
 # max, so nothing is counted twice) and the marker is set again. KEYS: marker, then one spend key per budget
-# bucket; ARGV: one amount (nano-USD) per spend key, then one TTL per spend key. Returns 1 if it re-seeded.
+# bucket; ARGV: one amount (nano-USD) per spend key, then one TTL per spend key. Returns how many it raised.
 RESEED_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = #KEYS - 1
+local raised = 0
 for i = 2, #KEYS do
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tonumber(ARGV[i - 1]) > cur then
     redis.call('SET', KEYS[i], ARGV[i - 1], 'EX', tonumber(ARGV[n + i - 1]))
+    raised = raised + 1
   end
 end
 redis.call('SET', KEYS[1], '1')
-return 1
+return raised
 """
 MARKER = PREFIX + "limits:seeded"
+
+# Spend and token counts pushed after requests, idempotently. KEYS: the batch id, then one counter per amount;
+# ARGV: the id's TTL, the amounts, then one TTL per counter. A batch already applied (its id is set) is skipped.
+PUSH_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+local n = #KEYS - 1
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[i])
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[n + i]))
+end
+return 1
+"""
+_PUSH_ID_TTL = 86400
 
 
 class RedisHealth:
@@ -226,6 +242,8 @@ class Limits:
         self._reseed_script: Any = None
         self._outbox: dict[str, int] = {}
         self._outbox_ttl: dict[str, int] = {}
+        self._unsent: tuple[str, dict[str, int], dict[str, int]] | None = None
+        self._push_script: Any = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
@@ -268,6 +286,7 @@ class Limits:
         self.health = health
         self._admit_script = client.register_script(ADMIT_LUA)
         self._reseed_script = client.register_script(RESEED_LUA)
+        self._push_script = client.register_script(PUSH_LUA)
         health.on_up.append(self._redis_back)
 
     async def start(self) -> None:
@@ -422,27 +441,27 @@ class Limits:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if self._outbox and self.health.is_up(COMPONENT):
-                out, ttl = self._outbox, self._outbox_ttl
+            if self._unsent is None and self._outbox:
+                self._unsent = (uuid.uuid4().hex, self._outbox, self._outbox_ttl)
                 self._outbox, self._outbox_ttl = {}, {}
-
-                async def push(out: dict[str, int] = out, ttl: dict[str, int] = ttl) -> bool:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for k, v in out.items():
-                        pipe.incrby(k, v)
-                        pipe.expire(k, ttl[k])
-                    await pipe.execute()
-                    return True
-
-                if await self.health.call(COMPONENT, push) is None:
-                    # keep them for when Redis is back (window counts that expired meanwhile are harmless)
-                    for k, v in out.items():
-                        self._outbox[k] = self._outbox.get(k, 0) + v
-                        self._outbox_ttl[k] = ttl[k]
-            if self.budgets and not self._outbox and self.health.is_up(COMPONENT):
+            if self._unsent is not None and self.health.is_up(COMPONENT):
+                # A batch is applied at most once: a push that timed out may still have reached Redis (it was
+                # only slow, or frozen), so it is retried under the same id, which the script remembers.
+                if await self.health.call(COMPONENT, self._push) is not None:
+                    self._unsent = None
+                    if self._outbox:
+                        self._wake.set()
+            if self.budgets and self._unsent is None and not self._outbox and self.health.is_up(COMPONENT):
                 await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
             if self._closing:
                 return
+
+    async def _push(self) -> bool:
+        assert self._unsent is not None
+        batch, out, ttl = self._unsent
+        keys = [f"{PREFIX}push:{batch}", *out]
+        await self._push_script(keys=keys, args=[_PUSH_ID_TTL, *out.values(), *(ttl[k] for k in out)])
+        return True
 
     async def _reseed(self) -> bool:
         """If Redis lost its data, raise the shared budget counters to this replica's ledger totals."""
@@ -450,13 +469,13 @@ class Limits:
             totals = {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
         keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
         ttls = [_BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
-        if await self._reseed_script(keys=keys, args=[*totals.values(), *ttls]):
-            log.warning("redis had lost the shared budget counters; restored them from the ledger (%d buckets)",
-                        len(totals))
+        raised = await self._reseed_script(keys=keys, args=[*totals.values(), *ttls])
+        if raised:
+            log.warning("redis had lost the shared budget counters; restored %d from the ledger", raised)
         return True
 
     def _redis_back(self, component: str) -> None:
-        if component == COMPONENT and self._wake is not None and self._outbox:
+        if component == COMPONENT and self._wake is not None and (self._outbox or self._unsent is not None):
             self._wake.set()
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------

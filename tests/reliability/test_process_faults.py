@@ -138,7 +138,7 @@ def test_sigterm_refuses_new_connections_while_streams_drain(streaming_upstream:
 def test_readyz_answers_503_during_the_drain_delay_while_requests_are_still_served(
     upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
-    gw = serve(upstream, tmp_path, drain_delay_s=3, graceful_timeout_s=10)
+    gw = serve(upstream, tmp_path, drain_delay_s=4, graceful_timeout_s=10)
     try:
         assert httpx.get(gw.url + "/readyz", timeout=5).status_code == 200
         gw.signal(signal.SIGTERM)
