@@ -44,6 +44,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered and closing: whatever else arrives is dropped
         if not self._in_head:
             super().data_received(data)
             return
@@ -55,12 +57,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_head()
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
         self._in_head = False
         self._head_bytes = 0
         self._cancel_head_timer()
         size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
         if size > self.max_head_bytes:  # a whole oversized head arrived in one read
-            self._refused = True
             self._refuse_head()
             return
         super().on_headers_complete()
@@ -100,6 +103,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                      f"The request line and headers exceed {self.max_head_bytes} bytes.", "headers_too_large")
 
     def _refuse(self, status: int, reason: str, message: str, code: str) -> None:
+        self._refused = True
         self._in_head = False
         self._cancel_head_timer()
         transport = self.transport

@@ -577,12 +577,20 @@ def parse_when(v: str | float | None, end: bool = False, now: float | None = Non
     such as ``7d``, ``24h``, ``30m`` (before ``now``). ValueError otherwise."""
     if v is None or v == "":
         return None
+    t: float | None
     if isinstance(v, int | float):
-        return float(v)
-    m = _RELATIVE.match(v.strip())
-    if m:
-        return (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2)]
-    return parse_time(v, end=end)
+        t = float(v)
+    elif m := _RELATIVE.match(v.strip()):
+        t = (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        t = parse_time(v, end=end)
+    if t is None or not _MIN_TS <= t <= _MAX_TS:  # the manifest writes it as a date
+        raise ValueError(f"time out of range: {v!r}")
+    return t
+
+
+_MIN_TS = datetime(1970, 1, 1, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _iso(ts: float | None) -> str | None:
