@@ -43,8 +43,8 @@ def _admin_router() -> APIRouter:
     router.include_router(keys.build_router())
     router.include_router(spend.build_router())
     router.include_router(vllm.build_router())
+    router.include_router(shadow_admin.build_router())
     router.include_router(capture.build_router())
     router.include_router(datasets.build_router())
     router.include_router(debug.build_router())
-    router.include_router(shadow_admin.build_router())
     return router
