@@ -49,9 +49,9 @@ def own_auth(path: str) -> str:
 def plan(op: Any, thorough: bool) -> list[tuple[GenerationMode, str, int]]:
     """(mode, auth, examples) for one operation; schema-violating cases only where there is an input."""
     modes = (POS, NEG) if any(len(getattr(op, a)) for a in ("path_parameters", "query", "headers", "body")) else (POS,)
-    if thorough:
-        return [(mode, auth, 12) for mode in modes for auth in AUTH]
     own = own_auth(op.path)
+    if thorough:  # most cases with the operation's own credential, where they get past authentication
+        return [(mode, auth, 40 if auth == own else 5) for mode in modes for auth in AUTH]
     steps = [(mode, own, 2) for mode in modes] + [(POS, "none", 1), (POS, "wrong", 1)]
     if own == "admin":
         steps.append((POS, "client", 1))  # a client key on the admin API
