@@ -54,6 +54,11 @@ class ThreadedServer:
         self._ready.set()
         await self._stop.wait()
         await self._runner.cleanup()
+        # Handlers still parked (hanging/stalled fakes) are cancelled, not left for the GC to complain about.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         assert self.loop is not None
