@@ -18,20 +18,11 @@ from typing import Any
 import httpx
 import orjson
 
-DEFAULT_URL = "http://127.0.0.1:4000"
-
-
-class CLIError(Exception):
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+from gateway.cli_common import DEFAULT_URL, CLIError, common_parser
 
 
 def add_parser(sub: Any) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help=f"gateway base URL (default $POINTSMAN_URL or {DEFAULT_URL})")
-    common.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
-    common.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    common = common_parser()
 
     p = sub.add_parser("shadow", help="shadow tests: report, promote")
     ss = p.add_subparsers(dest="shadow_command", required=True)

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 import yaml
 
-from gateway.cli_admin import CLIError, _print_json, request, run, table
+from gateway.cli_admin import _print_json, request, run, table
+from gateway.cli_common import CLIError
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
 """The vLLM release the printed flags were checked against (its CLI parser accepts them)."""
