@@ -154,6 +154,17 @@ class OpenAIHTTPBackend:
             return self._headers
         return {**self._headers, "x-request-id": call.request_id}
 
+    def _http_error(self, resp: aiohttp.ClientResponse, body: bytes, ep: Endpoint) -> UpstreamHTTPError:
+        """An upstream error status, with its (bounded) body for pass-through and its Retry-After."""
+        return UpstreamHTTPError(
+            resp.status,
+            body[:_MAX_ERROR_BODY],
+            backend=self.name,
+            endpoint=ep.url,
+            retry_after=resp.headers.get("retry-after"),
+            content_type=resp.headers.get("content-type") or "application/json",
+        )
+
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
         ep = self._acquire(avoid)
         url = f"{ep.url}/{call.endpoint}"
@@ -167,14 +178,7 @@ class OpenAIHTTPBackend:
                 body = await resp.read()
                 ctype = resp.headers.get("content-type", "")
                 if resp.status >= 400:
-                    raise UpstreamHTTPError(
-                        resp.status,
-                        body[:_MAX_ERROR_BODY],
-                        backend=self.name,
-                        endpoint=ep.url,
-                        retry_after=resp.headers.get("retry-after"),
-                        content_type=ctype or "application/json",
-                    )
+                    raise self._http_error(resp, body, ep)
                 if "json" not in ctype:
                     raise UpstreamProtocolError(
                         f"upstream answered with content type {ctype or 'none'!r}, expected JSON",
@@ -209,15 +213,7 @@ class OpenAIHTTPBackend:
             )
             ctype = resp.headers.get("content-type", "")
             if resp.status >= 400:
-                body = await resp.read()
-                raise UpstreamHTTPError(
-                    resp.status,
-                    body[:_MAX_ERROR_BODY],
-                    backend=self.name,
-                    endpoint=ep.url,
-                    retry_after=resp.headers.get("retry-after"),
-                    content_type=ctype or "application/json",
-                )
+                raise self._http_error(resp, await resp.read(), ep)
             if "text/event-stream" not in ctype:
                 raise UpstreamProtocolError(
                     f"upstream answered a stream with content type {ctype or 'none'!r}",

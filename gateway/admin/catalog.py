@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.admin.common import (
+from gateway.admin.bodies import (
     State,
     body_doc,
     conflict,

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.admin.common import State
+from gateway.admin.bodies import State
 
 
 def _open_fds() -> int | None:

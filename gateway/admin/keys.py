@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.admin.common import State, body_doc, conflict, json_body, json_object, not_found
+from gateway.admin.bodies import State, body_doc, conflict, json_body, json_object, not_found
 from gateway.config import KeyConfig
 from gateway.errors import ApiError
 from gateway.keys import ClientKey, hash_key, new_secret

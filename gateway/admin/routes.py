@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.admin.common import State, body_doc, conflict, json_body, json_object, model_schema, not_found
+from gateway.admin.bodies import State, body_doc, conflict, json_body, json_object, model_schema, not_found
 from gateway.control import redact
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import ClientKey

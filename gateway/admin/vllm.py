@@ -21,7 +21,7 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.admin.common import State, body_doc, json_body, json_object, model_schema, not_found
+from gateway.admin.bodies import State, body_doc, json_body, json_object, model_schema, not_found
 from gateway.errors import ApiError
 from gateway.state import GatewayState
 from serving.config import VLLMBackendConfig

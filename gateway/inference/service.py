@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -28,7 +28,15 @@ from routing.models import ResolvedModel
 from routing.policy import Decision, RouteInput
 from routing.shadow.hub import Ticket
 from routing.tags import collect_tags
-from serving.backend import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, UpstreamCall, UpstreamStream
+from serving.backend import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    RESPONSES,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+)
 from serving.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 log = logging.getLogger("pointsman.request")
@@ -259,6 +267,28 @@ class InferenceService:
 
         return make
 
+    async def _dispatch(
+        self, endpoint: str, doc: dict[str, Any], decision: Decision, rec: RequestRecord, *, stream: bool
+    ) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
+        """Run the routing decision (fallbacks, retries) and note on the record what served it."""
+        state = self.state
+        waiting_on = decision.attempts[0].backend if decision.attempts else ""
+        state.accountant.track_in_flight(waiting_on, 1)
+        make = self._factory(endpoint, doc, decision, stream, rec.request_id)
+        try:
+            if stream:
+                res: UpstreamResponse | UpstreamStream
+                res, outcome = await state.dispatcher.open_stream(decision, make)
+            else:
+                res, outcome = await state.dispatcher.call(decision, make)
+        except UpstreamError as exc:
+            self._note_failure(rec, exc)
+            raise
+        finally:
+            state.accountant.track_in_flight(waiting_on, -1)
+        self._note_outcome(rec, outcome)
+        return res, outcome
+
     # -- non-streaming -----------------------------------------------------------------------------------
     async def _unary(
         self,
@@ -273,19 +303,9 @@ class InferenceService:
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
-        waiting_on = decision.attempts[0].backend if decision.attempts else ""
-        state.accountant.track_in_flight(waiting_on, 1)
-        try:
-            resp, outcome = await state.dispatcher.call(
-                decision, self._factory(endpoint, doc, decision, False, rec.request_id)
-            )
-        except UpstreamError as exc:
-            self._note_failure(rec, exc)
-            raise
-        finally:
-            state.accountant.track_in_flight(waiting_on, -1)
+        res, _ = await self._dispatch(endpoint, doc, decision, rec, stream=False)
+        resp = cast(UpstreamResponse, res)
         t_done = time.perf_counter()
-        self._note_outcome(rec, outcome)
         parsed = resp.parsed
         if parsed is None:
             try:
@@ -352,19 +372,9 @@ class InferenceService:
     ) -> None:
         state = self.state
         t_up = time.perf_counter()
-        waiting_on = decision.attempts[0].backend if decision.attempts else ""
-        state.accountant.track_in_flight(waiting_on, 1)
-        try:
-            upstream, outcome = await state.dispatcher.open_stream(
-                decision, self._factory(endpoint, doc, decision, True, rec.request_id)
-            )
-        except UpstreamError as exc:
-            self._note_failure(rec, exc)
-            raise
-        finally:
-            state.accountant.track_in_flight(waiting_on, -1)
+        res, outcome = await self._dispatch(endpoint, doc, decision, rec, stream=True)
+        upstream = cast(UpstreamStream, res)
         t_open = time.perf_counter()
-        self._note_outcome(rec, outcome)
         so = doc.get("stream_options")
         client_wants_usage = endpoint not in _USAGE_OPTION or bool(so and so.get("include_usage"))
         reader = SSEReader(drop_usage=not client_wants_usage)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from accounting.pricing import litellm_table_path
 from accounting.tokens import Encodings
-from tests.accounting.helpers import cost, ledger_rows, metric_sum, scrape, spend, wait_for
+from tests.accounting.observe import cost, ledger_rows, metric_sum, scrape, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import ThreadedServer

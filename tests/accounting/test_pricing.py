@@ -17,7 +17,7 @@ from accounting.catalog import BackendFacts, Catalog, ModelFacts
 from accounting.config import AccountingConfig
 from accounting.pricing import MTOK, PriceTable, Pricing
 from accounting.usage import Usage
-from tests.accounting.helpers import metric_sum, scrape
+from tests.accounting.observe import metric_sum, scrape
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.accounting.helpers import ledger_rows, metric_sum, scrape
+from tests.accounting.observe import ledger_rows, metric_sum, scrape
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess

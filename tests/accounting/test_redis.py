@@ -13,7 +13,7 @@ import openai
 import pytest
 import redis
 
-from tests.accounting.helpers import metric_sum, scrape, spend, wait_for
+from tests.accounting.observe import metric_sum, scrape, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway

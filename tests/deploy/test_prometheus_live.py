@@ -30,8 +30,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy.fake_vllm import FakeVLLM
-from tests.deploy.helpers import (
+from tests.deploy.dashboards import (
     DASHBOARDS,
     DEPLOY,
     PanelQuery,
@@ -42,6 +41,7 @@ from tests.deploy.helpers import (
     tool,
     variables,
 )
+from tests.deploy.fake_vllm import FakeVLLM
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import free_port
 from tests.gateway_runner import GatewayProcess

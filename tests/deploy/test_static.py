@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.helpers import (
+from tests.deploy.dashboards import (
     DASHBOARDS,
     DEPLOY,
     GRAFANA,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import FUZZ_BODY_LIMIT, SCOPED_KEY
-from tests.reliability.helpers import ADMIN, CLIENT, MSG, openai_error
+from tests.reliability.probes import ADMIN, CLIENT, MSG, openai_error
 
 INFERENCE = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 OTHER_POSTS = ["/v1/feedback", "/admin/routes", "/admin/routes/explain", "/admin/models", "/admin/backends",

@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import SCOPED_KEY
-from tests.reliability.helpers import CLIENT, MSG, is_openai_error
+from tests.reliability.probes import CLIENT, MSG, is_openai_error
 
 AUTH: dict[str, dict[str, str]] = {
     "none": {},

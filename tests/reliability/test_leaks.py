@@ -19,7 +19,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import fault_config
 from tests.reliability.faults import FaultyOpenAI
-from tests.reliability.helpers import (
+from tests.reliability.probes import (
     CLIENT,
     MSG,
     debug_process,

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess
-from tests.reliability.helpers import ADMIN, CLIENT, MSG, ledger_rows, openai_error, wait_for
+from tests.reliability.probes import ADMIN, CLIENT, MSG, ledger_rows, openai_error, wait_for
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess, RunningGateway
 from tests.reliability.conftest import PROVIDER_KEY, SCOPED_KEY
-from tests.reliability.helpers import ADMIN, CLIENT, MSG, find_secrets, openai_error
+from tests.reliability.probes import ADMIN, CLIENT, MSG, find_secrets, openai_error
 
 SCOPED = {"authorization": f"Bearer {SCOPED_KEY}"}
 WRONG_ADMIN = ADMIN_KEY[:-1] + ("x" if ADMIN_KEY[-1] != "x" else "y")  # one character off

@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.accounting.helpers import metric_sum, scrape
+from tests.accounting.observe import metric_sum, scrape
 from tests.conftest import basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 from tests.redis_server import RedisServer
-from tests.reliability.helpers import ADMIN, CLIENT, MSG, flush_ledger, ledger_rows, openai_error, wait_for
+from tests.reliability.probes import ADMIN, CLIENT, MSG, flush_ledger, ledger_rows, openai_error, wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -24,7 +24,7 @@ import pytest
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import PROVIDER_KEY
-from tests.reliability.helpers import CLIENT, MSG, debug_process, flush_ledger, ledger_rows, proc_rss
+from tests.reliability.probes import CLIENT, MSG, debug_process, flush_ledger, ledger_rows, proc_rss
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from tests.conftest import CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 from tests.reliability.faults import FaultyOpenAI
-from tests.reliability.helpers import CLIENT, MSG, openai_error, rows_for
+from tests.reliability.probes import CLIENT, MSG, openai_error, rows_for
 
 
 def ask(gw: RunningGateway, model: str, task: str | None = None, stream: bool = False,

@@ -1,4 +1,4 @@
-"""Shared pieces of the admin routers: state dependency, JSON bodies, OpenAPI request-body schemas."""
+"""Admin request bodies: the state dependency, JSON body parsing, OpenAPI request-body schemas, 404/409 errors."""
 
 from __future__ import annotations
 
