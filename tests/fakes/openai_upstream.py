@@ -1,14 +1,25 @@
 """A fake OpenAI-compatible upstream speaking the real wire protocol over HTTP.
 
+It behaves like the OpenAI API in what clients depend on (shapes in ``openai_chat``, ``openai_responses``,
+``openai_errors``; answers decided by ``openai_answers``): tool calls (streamed as argument deltas), JSON
+answers for ``response_format``/``text.format``, ``n > 1``, logprobs, usage details (cached and reasoning
+tokens), base64 embeddings, the Responses API with its full event sequence, and the API's error bodies and
+headers (``x-request-id``, ``x-ratelimit-*``, ``retry-after``).
+
 Behaviour is chosen per request by the model name's suffix or by ``FakeOpenAI.behaviors[model]``:
-ok (default), no_usage, cached, slow (first byte after ``delay``), fail_500, fail_502, fail_503, fail_429,
-fail_400, hang, bad_json, wrong_ctype, reset_mid_stream, stall_mid_stream, huge, invalid_json_content.
+ok (default), no_usage, cached, slow (first byte after ``delay``), fail_NNN (that HTTP status with the API's
+error body), flaky_429 (every other request for the model answers 429), hang, bad_json, wrong_ctype,
+reset_mid_stream, stall_mid_stream, huge.
 Every request is recorded; stream cancellations seen by the upstream are counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +27,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import openai_chat, openai_responses
+from tests.fakes.openai_answers import Answer, decide
+from tests.fakes.openai_chat import Paced, split
+from tests.fakes.openai_errors import common_headers, error_response
 from tests.fakes.server import ThreadedServer
+
+_SUFFIXES = ("no_usage", "cached", "slow", "flaky_429", "hang", "bad_json", "wrong_ctype", "reset_mid_stream",
+             "stall_mid_stream", "huge")
+_FAIL = re.compile(r"fail_(\d{3})$")
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "text-embedding-3-small", "whisper-1", "fake-model")
+"""What the fake's ``GET /v1/models`` lists by default (like the API, more than any one config routes)."""
 
 
 @dataclass
@@ -27,22 +48,33 @@ class Seen:
     t: float
 
 
+def embedding(text: str, dims: int) -> list[float]:
+    """A deterministic vector for ``text``; its values are exact in float32, so base64 and floats agree."""
+    digest = hashlib.sha256(text.encode()).digest() * (dims // 32 + 1)
+    return [(digest[i] - 128) / 64 for i in range(dims)]
+
+
 @dataclass
 class FakeOpenAI:
     name: str = "fake"
     prompt_tokens: int = 11
     completion_tokens: int = 7
     cached_tokens: int = 0
+    reasoning_tokens: int = 0
     chunks: int = 5
     chunk_delay: float = 0.0
     delay: float = 0.0
     content: str | None = None
+    embedding_dims: int = 8
+    model_ids: tuple[str, ...] = DEFAULT_MODELS
     behaviors: dict[str, str] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     cancelled: int = 0
     completed_streams: int = 0
     active_streams: int = 0
+    models_calls: int = 0
     server: ThreadedServer | None = None
+    _flaky: dict[str, int] = field(default_factory=dict)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -60,6 +92,7 @@ class FakeOpenAI:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.on_response_prepare.append(self._headers)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
@@ -68,12 +101,19 @@ class FakeOpenAI:
         app.router.add_get("/health", self.health)
         return app
 
+    @staticmethod
+    async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+        for k, v in common_headers().items():
+            response.headers.setdefault(k, v)
+
     # -- helpers -------------------------------------------------------------------------------------------
     def behavior(self, model: str) -> str:
         if model in self.behaviors:
             return self.behaviors[model]
-        for b in ("no_usage", "cached", "slow", "fail_500", "fail_502", "fail_503", "fail_429", "fail_400",
-                  "hang", "bad_json", "wrong_ctype", "reset_mid_stream", "stall_mid_stream", "huge"):
+        m = _FAIL.search(model)
+        if m:
+            return m.group(0)
+        for b in _SUFFIXES:
             if model.endswith(b):
                 return b
         return "ok"
@@ -82,14 +122,22 @@ class FakeOpenAI:
         return self.content if self.content is not None else f"Hello from {self.name} ({model})"
 
     def usage(self, chat: bool = True) -> dict[str, Any]:
-        u: dict[str, Any] = {
+        if not chat:
+            return openai_responses.usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens,
+                                          self.reasoning_tokens)
+        return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         }
-        if self.cached_tokens:
-            u["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-        return u
+
+    def answers(self, body: dict[str, Any], model: str, b: str) -> list[Answer]:
+        text = "x" * (4 * 1024 * 1024) if b == "huge" else self.text(model)
+        n = body.get("n")
+        return [decide(body, text, i) for i in range(n if isinstance(n, int) and n > 0 else 1)]
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -97,17 +145,16 @@ class FakeOpenAI:
         self.requests.append(Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time()))
         return body
 
-    async def _pre(self, b: str) -> web.Response | None:
+    async def _pre(self, b: str, model: str) -> web.Response | None:
         if b == "slow" or self.delay:
             await asyncio.sleep(self.delay or 0.5)
-        if b.startswith("fail_"):
-            status = int(b[5:])
-            headers = {"retry-after": "1"} if status == 429 else {}
-            return web.json_response(
-                {"error": {"message": f"fake {status}", "type": "server_error" if status >= 500 else "invalid_request_error", "param": None, "code": None}},
-                status=status,
-                headers=headers,
-            )
+        m = _FAIL.match(b)
+        if m:
+            return error_response(int(m.group(1)), model)
+        if b == "flaky_429":
+            n = self._flaky[model] = self._flaky.get(model, 0) + 1
+            if n % 2:
+                return error_response(429, model, retry_after_s=0)
         if b == "hang":
             await asyncio.sleep(3600)
         if b == "bad_json":
@@ -116,80 +163,32 @@ class FakeOpenAI:
             return web.Response(body=b"<html>oops</html>", content_type="text/html")
         return None
 
-    # -- endpoints ----------------------------------------------------------------------------------------
-    async def health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": self.name}]})
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def _begin(self, request: web.Request) -> tuple[dict[str, Any], str, str, web.Response | None]:
         body = await self._record(request)
-        model = body.get("model", "")
+        model = str(body.get("model", ""))
         b = self.behavior(model)
-        early = await self._pre(b)
-        if early is not None:
-            return early
-        if body.get("stream"):
-            return await self._chat_stream(request, body, b)
-        text = self.text(model)
-        if b == "huge":
-            text = "x" * (4 * 1024 * 1024)
-        n = int(body.get("n") or 1)
-        doc: dict[str, Any] = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
-                for i in range(n)
-            ],
-        }
-        if body.get("tools"):
-            doc["choices"][0]["message"] = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": body["tools"][0]["function"]["name"], "arguments": '{"x": 1}'}}],
-            }
-            doc["choices"][0]["finish_reason"] = "tool_calls"
-        if b != "no_usage":
-            doc["usage"] = self.usage()
-        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+        return body, model, b, await self._pre(b, model)
 
-    async def _chat_stream(self, request: web.Request, body: dict[str, Any], b: str) -> web.StreamResponse:
-        model = body["model"]
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    async def _stream(self, request: web.Request, events: list[Paced], b: str, named: bool = False) -> web.StreamResponse:
+        """Send ``events`` as SSE (``event:`` lines too when ``named``), applying the mid-stream faults."""
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and b != "no_usage"
-        pieces = _split(self.text(model), self.chunks)
+        fault_at = max(1, len(events) // 2)
         self.active_streams += 1
         try:
-            base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-            first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-            if include_usage:
-                first["usage"] = None
-            await resp.write(b"data: " + orjson.dumps(first) + b"\n\n")
-            for i, piece in enumerate(pieces):
-                if self.chunk_delay:
+            for i, (ev, paced) in enumerate(events):
+                if paced and self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
-                if b == "reset_mid_stream" and i == len(pieces) // 2:
+                if i == fault_at and b == "reset_mid_stream":
                     assert request.transport is not None
                     request.transport.abort()
                     return resp
-                if b == "stall_mid_stream" and i == len(pieces) // 2:
+                if i == fault_at and b == "stall_mid_stream":
                     await asyncio.sleep(3600)
-                chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                if include_usage:
-                    chunk["usage"] = None
-                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-            last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            if include_usage:
-                last["usage"] = None
-            await resp.write(b"data: " + orjson.dumps(last) + b"\n\n")
-            if include_usage:
-                await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": self.usage()}) + b"\n\n")
-            await resp.write(b"data: [DONE]\n\n")
+                head = f"event: {ev['type']}\n".encode() if named else b""
+                await resp.write(head + b"data: " + orjson.dumps(ev) + b"\n\n")
+            if not named:
+                await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             self.completed_streams += 1
         except (ConnectionResetError, asyncio.CancelledError):
@@ -199,79 +198,67 @@ class FakeOpenAI:
             self.active_streams -= 1
         return resp
 
+    # -- endpoints ----------------------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.models_calls += 1
+        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": self.name} for m in self.model_ids]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body, model, b, early = await self._begin(request)
+        if early is not None:
+            return early
+        answers = self.answers(body, model, b)
+        usage = None if b == "no_usage" else self.usage()
+        if body.get("stream"):
+            return await self._stream(request, openai_chat.chunks(body, answers, usage, self.chunks), b)
+        doc = openai_chat.completion(body, answers, usage, self.chunks)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
-        model = body.get("model", "")
-        b = self.behavior(model)
-        early = await self._pre(b)
+        body, model, b, early = await self._begin(request)
         if early is not None:
             return early
         base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model}
         if body.get("stream"):
-            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-            await resp.prepare(request)
-            for piece in _split(self.text(model), self.chunks):
-                await resp.write(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "text": piece, "finish_reason": None}]}) + b"\n\n")
-            if (body.get("stream_options") or {}).get("include_usage"):
-                await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": self.usage()}) + b"\n\n")
-            await resp.write(b"data: [DONE]\n\n")
-            await resp.write_eof()
-            return resp
-        doc = {**base, "choices": [{"index": 0, "text": self.text(model), "finish_reason": "stop", "logprobs": None}], "usage": self.usage()}
+            events: list[Paced] = [({**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}, True)
+                                   for piece in split(self.text(model), self.chunks)]
+            events.append(({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}, False))
+            if (body.get("stream_options") or {}).get("include_usage") and b != "no_usage":
+                events.append(({**base, "choices": [], "usage": self.usage()}, False))
+            return await self._stream(request, events, b)
+        doc: dict[str, Any] = {**base, "choices": [{"index": 0, "text": self.text(model), "finish_reason": "stop", "logprobs": None}]}
+        if b != "no_usage":
+            doc["usage"] = self.usage()
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await self._record(request)
-        b = self.behavior(body.get("model", ""))
-        early = await self._pre(b)
+        body, model, b, early = await self._begin(request)
         if early is not None:
             return early
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))]
-        return web.json_response({"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}})
+        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else self.embedding_dims
+        data = []
+        for i, text in enumerate(inputs):
+            vec = embedding(str(text), dims)
+            value: Any = vec
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        doc = {"object": "list", "data": data, "model": model,
+               "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}}
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
-        model = body.get("model", "")
-        b = self.behavior(model)
-        early = await self._pre(b)
+        body, model, b, early = await self._begin(request)
         if early is not None:
             return early
-        text = self.text(model)
-        usage = {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens,
-                 "input_tokens_details": {"cached_tokens": self.cached_tokens}, "output_tokens_details": {"reasoning_tokens": 0}}
-        msg = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
-               "content": [{"type": "output_text", "text": text, "annotations": []}]}
-        full = {"id": "resp_fake", "object": "response", "created_at": int(time.time()), "model": model, "status": "completed",
-                "output": [msg], "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
-        if not body.get("stream"):
-            return web.Response(body=orjson.dumps(full), content_type="application/json")
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        seq = 0
-
-        async def ev(kind: str, data: dict[str, Any]) -> None:
-            nonlocal seq
-            data = {"type": kind, "sequence_number": seq, **data}
-            seq += 1
-            await resp.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n")
-
-        created = {**full, "status": "in_progress", "output": [], "usage": None}
-        await ev("response.created", {"response": created})
-        await ev("response.output_item.added", {"output_index": 0, "item": {**msg, "status": "in_progress", "content": []}})
-        await ev("response.content_part.added", {"output_index": 0, "content_index": 0, "item_id": "msg_1", "part": {"type": "output_text", "text": "", "annotations": []}})
-        for piece in _split(text, self.chunks):
-            await ev("response.output_text.delta", {"output_index": 0, "content_index": 0, "item_id": "msg_1", "delta": piece, "logprobs": []})
-        await ev("response.output_text.done", {"output_index": 0, "content_index": 0, "item_id": "msg_1", "text": text, "logprobs": []})
-        await ev("response.content_part.done", {"output_index": 0, "content_index": 0, "item_id": "msg_1", "part": msg["content"][0]})
-        await ev("response.output_item.done", {"output_index": 0, "item": msg})
-        await ev("response.completed", {"response": full})
-        await resp.write_eof()
-        return resp
-
-
-def _split(text: str, n: int) -> list[str]:
-    if n <= 1 or len(text) < n:
-        return [text]
-    size = -(-len(text) // n)
-    return [text[i : i + size] for i in range(0, len(text), size)]
+        answer = self.answers({**body, "n": 1}, model, b)[0]
+        usage = None if b == "no_usage" else self.usage(chat=False)
+        if body.get("stream"):
+            return await self._stream(request, openai_responses.events(body, answer, usage, self.chunks), b, named=True)
+        doc = openai_responses.response(body, answer, usage, self.chunks)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
