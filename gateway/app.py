@@ -1,6 +1,7 @@
 """The ASGI application: a dict dispatch for the inference hot path in front of a FastAPI app for the rest.
 
-The app owns its lifespan (backends, accountant, stores) through ``GatewayState``; no module globals.
+The app owns its lifespan (backends, accountant, stores) through ``GatewayState``, which
+``gateway.assembly.assemble`` builds; no module globals.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.admin import build_admin_router
+from gateway.assembly import assemble
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError, error_body
 from gateway.feedback import router as feedback_router
 from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
-from gateway.inference.service import InferenceService
 from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.state import GatewayState
@@ -116,8 +117,8 @@ class GatewayApp:
     """The ASGI callable uvicorn runs."""
 
     def __init__(self, config: GatewayConfig, state: GatewayState | None = None) -> None:
-        self.state = state or GatewayState(config)
-        self.inference = InferenceService(self.state)
+        self.state = state or assemble(config)
+        self.inference = self.state.inference
         api = build_fastapi(self.state)
         self.api = api
         inner: Any = RequestIdMiddleware(

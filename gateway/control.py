@@ -5,7 +5,7 @@
   file wins over them).
 - A change (admin API) is applied to the newest stored document, validated exactly like the config file
   (``validate_document``: errors carry their path, e.g. ``routes[2].targets[0].weight``), appended as a new
-  version (compare-and-set on the head), then installed by swapping ``GatewayState.runtime``; in-flight
+  version (compare-and-set on the head), then installed by ``LiveRuntime.swap``; in-flight
   requests finish on the runtime they started with.
 - A background task follows the store (Redis pub/sub, plus a head-version check every
   ``routing.sync_interval_s``), so other workers and replicas install the change too.
@@ -25,7 +25,7 @@ import os
 import random
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,9 +44,6 @@ from routing.store import (
     VersionConflict,
     dumps,
 )
-
-if TYPE_CHECKING:
-    from gateway.state import GatewayState
 
 log = logging.getLogger("pointsman.policy")
 
@@ -136,11 +133,22 @@ def invalid(exc: ConfigError) -> ApiError:
 Mutation = Callable[[dict[str, Any]], None]
 
 
+class RuntimeInstaller(Protocol):
+    """Where policy versions are put in force (``gateway.live_runtime.LiveRuntime``)."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def build(self, cfg: GatewayConfig, version: int) -> Runtime: ...
+
+    async def swap(self, runtime: Runtime) -> None: ...
+
+
 class PolicyControl:
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-        self.file_cfg = state.config
-        self.settings = state.config.routing
+    def __init__(self, file_cfg: GatewayConfig, live: RuntimeInstaller) -> None:
+        self.live = live
+        self.file_cfg = file_cfg
+        self.settings = file_cfg.routing
         self.store: PolicyStore | None = None
         self.lock = asyncio.Lock()
         self.last_error: str | None = None
@@ -214,14 +222,14 @@ class PolicyControl:
                 failures += 1
                 self.last_error = str(exc)
                 if failures == 1:
-                    log.warning("policy sync failed (serving version %d): %s", self.state.runtime.version, exc)
+                    log.warning("policy sync failed (serving version %d): %s", self.live.runtime.version, exc)
                 await self._drop_store()
                 await asyncio.sleep(min(5.0, interval * 2 ** min(failures, 4)))
 
     async def sync(self) -> None:
         """Install the store's newest version if it is not the one in force."""
         store = self._store()
-        if await store.head() == self.state.runtime.version:
+        if await store.head() == self.live.runtime.version:
             return
         async with self.lock:
             latest = await store.latest()
@@ -230,16 +238,16 @@ class PolicyControl:
             await self._adopt(latest)
 
     async def _adopt(self, pv: PolicyVersion) -> None:
-        if pv.version == self.state.runtime.version or pv.version == self._bad_version:
+        if pv.version == self.live.runtime.version or pv.version == self._bad_version:
             return
         try:
-            rt = self.runtime_for(self.effective(pv.doc), pv.version)
+            rt = self.live.build(self.effective(pv.doc), pv.version)
         except ConfigError as exc:
             self._bad_version = pv.version
             log.error("stored policy version %d is invalid, keeping version %d: %s",
-                      pv.version, self.state.runtime.version, exc)
+                      pv.version, self.live.runtime.version, exc)
             return
-        await self.state.swap(rt)
+        await self.live.swap(rt)
         log.info("policy version %d in force (%s: %s)", pv.version, pv.source, pv.summary)
 
     # -- documents -------------------------------------------------------------------------------------
@@ -263,10 +271,6 @@ class PolicyControl:
         else:
             del b["api_key"]
         return b
-
-    def runtime_for(self, cfg: GatewayConfig, version: int) -> Runtime:
-        st = self.state
-        return Runtime.build(cfg, version, rng=st.rng, health=st.health, cost_of=st.cost_of)
 
     def _store(self) -> PolicyStore:
         if self.store is None:
@@ -301,7 +305,7 @@ class PolicyControl:
                     except VersionConflict:
                         await asyncio.sleep(0.01)
                         continue
-                    await self.state.swap(self.runtime_for(cfg, pv.version))
+                    await self.live.swap(self.live.build(cfg, pv.version))
                     log.info("policy version %d in force (%s: %s)", pv.version, source, summary)
                     return pv
         except StoreUnavailable as exc:

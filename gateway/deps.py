@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from gateway.errors import ApiError
-from gateway.keys import ClientKey, admin_ok
+from gateway.keys import ClientKey, admin_ok, presented_key
 from gateway.state import GatewayState
 
 
@@ -14,18 +14,20 @@ def get_state(request: Request) -> GatewayState:
     return state
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return request.headers.get("api-key") or request.headers.get("x-admin-key")
+def client_secret(request: Request) -> str | None:
+    """The client key presented on a request (``gateway.keys.presented_key``)."""
+    h = request.headers
+    return presented_key(h.get("authorization"), h.get("api-key"))
+
+
+def admin_secret(request: Request) -> str | None:
+    """The admin key presented on a request: as a client key is, or in ``x-admin-key``."""
+    return client_secret(request) or request.headers.get("x-admin-key")
 
 
 def require_client(request: Request) -> ClientKey:
     state = get_state(request)
-    secret = presented_key(request)
+    secret = client_secret(request)
     if not secret:
         raise ApiError(401, "Missing API key.", "authentication_error", "invalid_api_key")
     key = state.runtime.keys.lookup(secret)
@@ -36,7 +38,7 @@ def require_client(request: Request) -> ClientKey:
 
 def require_admin(request: Request) -> str:
     """Admin endpoints accept only the admin key; client keys get 403, missing/wrong keys 401."""
-    return check_admin(get_state(request), presented_key(request))
+    return check_admin(get_state(request), admin_secret(request))
 
 
 def check_admin(state: GatewayState, secret: str | None) -> str:

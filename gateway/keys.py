@@ -72,6 +72,19 @@ class KeyRing:
         return key
 
 
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    """The secret a caller presented: ``Authorization: Bearer <key>``, else the ``api-key`` header. The one
+    parser for every path (inference, the public and admin APIs, route explanations)."""
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if token and scheme.lower() == "bearer":
+            return token
+    if api_key:
+        return api_key.strip() or None
+    return None
+
+
 def admin_ok(expected: str | None, presented: str | None) -> bool:
     if not expected or not presented:
         return False

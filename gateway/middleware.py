@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from gateway.deps import check_admin, presented_key
+from gateway.deps import admin_secret, check_admin
 from gateway.errors import ApiError
 from gateway.inference.asgi import ClientGone, Message, Receive, Scope, Send, read_body, send_json, too_large
 from gateway.state import GatewayState
@@ -54,7 +54,7 @@ class AdminGuard:
         path = scope.get("path", "")
         if scope["type"] == "http" and (path == "/admin" or path.startswith("/admin/")):
             try:
-                check_admin(self.state, presented_key(Request(scope)))
+                check_admin(self.state, admin_secret(Request(scope)))
             except ApiError as exc:
                 await send_json(send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()])
                 return

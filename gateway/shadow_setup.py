@@ -5,24 +5,34 @@ in the route history)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from accounting.service import Accountant
+from gateway.config import GatewayConfig
 from gateway.errors import ApiError
+from routing.dispatch import Dispatcher
+from routing.policy import Policy
 from routing.shadow.hub import ShadowHub
-from routing.shadow.promotion import PromotionController, RouteMutation
+from routing.shadow.promotion import PromotionController, RouteEditor, RouteMutation
 from routing.shadow.store import open_store
-
-if TYPE_CHECKING:
-    from gateway.state import GatewayState
+from routing.store import PolicyVersion
 
 log = logging.getLogger("pointsman.shadow")
 
 
-class ControlRouteEditor:
-    """``RouteEditor`` over the gateway's policy control (``GatewayState.control``)."""
+class PolicyChanges(Protocol):
+    """Versioned policy changes (``gateway.control.PolicyControl``)."""
 
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
+    async def change(self, summary: str, mutate: Callable[[dict[str, Any]], None], *, source: str = ...,
+                     dry_run: bool = ...) -> PolicyVersion: ...
+
+
+class ControlRouteEditor:
+    """``RouteEditor`` over the gateway's policy control."""
+
+    def __init__(self, control: PolicyChanges) -> None:
+        self.control = control
 
     async def update_route(self, name: str, mutate: RouteMutation, summary: str) -> int:
         def apply(doc: dict[str, Any]) -> None:
@@ -32,27 +42,31 @@ class ControlRouteEditor:
                     return
             raise ApiError(404, f"There is no route {name!r}.", "invalid_request_error", "not_found")
 
-        pv = await self.state.control.change(summary, apply, source="shadow")
-        version: int = pv.version
-        return version
+        pv = await self.control.change(summary, apply, source="shadow")
+        return pv.version
 
 
 class Shadow:
-    """What ``GatewayState`` owns for shadow testing."""
+    """The gateway's shadow testing: the hub on the request path and the promotion controller."""
 
-    def __init__(self, state: GatewayState) -> None:
-        cfg = state.config
-        metrics = getattr(state.accountant, "metrics", None)
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        dispatcher: Dispatcher,
+        accountant: Accountant,
+        policy_of: Callable[[], Policy],
+        editor: RouteEditor | None,
+    ) -> None:
+        metrics = accountant.metrics
         self.hub = ShadowHub(
             open_store(cfg.redis.url, cfg.server.data_dir),
-            state.dispatcher,
-            state.accountant,
-            lambda: state.runtime.policy,
+            dispatcher,
+            accountant,
+            policy_of,
             cfg.server.request_timeout_s,
             metrics,
         )
-        editor = ControlRouteEditor(state) if hasattr(state, "control") else None
-        self.promotion = PromotionController(self.hub, lambda: state.runtime.policy, editor, metrics)
+        self.promotion = PromotionController(self.hub, policy_of, editor, metrics)
 
     async def start(self) -> None:
         await self.hub.start()

@@ -27,16 +27,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from accounting.service import Accountant
+from gateway.config import GatewayConfig
 from serving.config import VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
+from serving.registry import BackendRegistry
 from serving.vllm_fleet import FleetMeter, FleetThroughput
-
-if TYPE_CHECKING:
-    from gateway.state import GatewayState
 
 log = logging.getLogger("pointsman.vllm")
 
@@ -67,8 +68,12 @@ def _dec(v: Any) -> Decimal | None:
 
 
 class SelfHostedPricing:
-    def __init__(self, state: GatewayState, clock: Any = time.monotonic) -> None:
-        self.state = state
+    def __init__(self, config: Callable[[], GatewayConfig], registry: BackendRegistry, accountant: Accountant,
+                 clock: Any = time.monotonic) -> None:
+        self.config = config
+        """The config in force."""
+        self.registry = registry
+        self.accountant = accountant
         self.clock = clock
         self.meters: dict[str, FleetMeter] = {}
         self.due: dict[str, float] = {}
@@ -90,15 +95,15 @@ class SelfHostedPricing:
 
     # -- what to measure -----------------------------------------------------------------------------------
     def models_of(self, backend: str) -> list[str]:
-        return [n for n, m in self.state.runtime.config.models.items() if m.backend == backend]
+        return [n for n, m in self.config().models.items() if m.backend == backend]
 
     def gpu_hour(self, backend: str, cfg: VLLMBackendConfig) -> Decimal | None:
         """The backend's GPU-hour price, or one from an ``accounting.pricing`` entry of one of its models."""
         price = _dec(cfg.gpu_hour_usd)
         if price is not None:
             return price
-        pricing = self.state.runtime.config.accounting.pricing
-        for name, m in self.state.runtime.config.models.items():
+        pricing = self.config().accounting.pricing
+        for name, m in self.config().models.items():
             if m.backend != backend:
                 continue
             for key in (name, m.adapter or m.upstream_model or name):
@@ -109,10 +114,10 @@ class SelfHostedPricing:
 
     def priced_backends(self) -> dict[str, tuple[OpenAIHTTPBackend, VLLMBackendConfig]]:
         out: dict[str, tuple[OpenAIHTTPBackend, VLLMBackendConfig]] = {}
-        for name, cfg in self.state.runtime.config.backends.items():
+        for name, cfg in self.config().backends.items():
             if not isinstance(cfg, VLLMBackendConfig) or self.gpu_hour(name, cfg) is None:
                 continue
-            b = self.state.registry.get(name)
+            b = self.registry.get(name)
             if isinstance(b, OpenAIHTTPBackend):
                 out[name] = (b, cfg)
         return out
@@ -159,11 +164,10 @@ class SelfHostedPricing:
     def _attach(self, name: str, meter: FleetMeter) -> bool:
         """Feed the meter from the backend's health monitor when it offers its ``/metrics`` bodies
         (``metrics_listeners``), so endpoints are not scraped twice; False: scrape here."""
-        monitors = getattr(self.state.registry, "monitors", None)
-        mon = monitors.get(name) if isinstance(monitors, dict) else None
-        listeners = getattr(mon, "metrics_listeners", None)
-        if mon is None or not isinstance(listeners, list) or getattr(mon, "backend", None) is not meter.backend:
+        mon = self.registry.monitors.get(name)
+        if mon is None or mon.backend is not meter.backend:
             return False
+        listeners = mon.metrics_listeners
         if meter.observe not in listeners:
             # drop a replaced meter's hook (the window length changed), then add this one
             listeners[:] = [cb for cb in listeners if not isinstance(getattr(cb, "__self__", None), FleetMeter)]
@@ -181,7 +185,7 @@ class SelfHostedPricing:
             models = tuple(self.models_of(name))
             if models != m.models:
                 for model in set(models) - set(m.models):
-                    self.state.accountant.set_measured_throughput(model, m.tokens_per_s_per_endpoint)
+                    self.accountant.set_measured_throughput(model, m.tokens_per_s_per_endpoint)
                 self.measured[name] = Measured(m.at, m.fleet, m.tokens_per_s_per_endpoint, models)
 
     def apply(self, name: str, cfg: VLLMBackendConfig, fleet: FleetThroughput) -> bool:
@@ -190,7 +194,7 @@ class SelfHostedPricing:
             return False
         per_endpoint = fleet.total_tps / fleet.endpoints
         models = self.models_of(name)
-        acct = self.state.accountant
+        acct = self.accountant
         for model in models:
             acct.set_measured_throughput(model, per_endpoint)
         self.measured[name] = Measured(time.time(), fleet, per_endpoint, tuple(models))
@@ -201,7 +205,7 @@ class SelfHostedPricing:
         """Per priced vLLM backend: the measurement in force and the prices it gives (for the admin API and
         the spend report)."""
         out: list[dict[str, Any]] = []
-        cfgs = self.state.runtime.config.backends
+        cfgs = self.config().backends
         for name, cfg in sorted(cfgs.items()):
             if not isinstance(cfg, VLLMBackendConfig):
                 continue
@@ -239,9 +243,9 @@ class SelfHostedPricing:
                 "tokens_per_s_per_endpoint": m.tokens_per_s_per_endpoint,
                 "cost_per_generated_mtok_usd": str(per_gen) if per_gen is not None else None,
             }
-        acct = self.state.accountant
+        acct = self.accountant
         for model_name in self.models_of(name):
-            mc = self.state.runtime.config.models[model_name]
+            mc = self.config().models[model_name]
             upstream = mc.adapter or mc.upstream_model or model_name
             price = acct.model_price(name, upstream)
             doc["models"].append(

@@ -18,7 +18,6 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from routing.config import BackoffConfig
@@ -26,9 +25,9 @@ from routing.errors import NoHealthyTarget
 from routing.health import CLEAR_PLAN, NEUTRAL, OK, HealthTracker, HopPlan, classify
 from routing.models import ResolvedModel
 from routing.policy import Decision
-from serving.backend import UpstreamCall, UpstreamResponse, UpstreamStream
+from routing.upstream_call import CallSpec, build_call
+from serving.backend import Backend, Backends, UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
-from serving.registry import AnyBackend, BackendRegistry
 
 
 @dataclass(slots=True)
@@ -43,15 +42,12 @@ class Outcome:
     """Which target served the request, and what was tried before it."""
 
     target: ResolvedModel
-    backend: AnyBackend
+    backend: Backend
     tried: list[Attempt] = field(default_factory=list)
 
     @property
     def fallbacks(self) -> int:
         return len(self.tried) - 1
-
-
-CallFactory = Callable[[ResolvedModel, float], UpstreamCall]
 
 
 def backoff_delay(cfg: BackoffConfig, retry: int, u: float) -> float:
@@ -63,7 +59,7 @@ def backoff_delay(cfg: BackoffConfig, retry: int, u: float) -> float:
 class Dispatcher:
     def __init__(
         self,
-        registry: BackendRegistry,
+        registry: Backends,
         default_timeout_s: float,
         health: HealthTracker | None = None,
         backoff: BackoffConfig | None = None,
@@ -74,20 +70,19 @@ class Dispatcher:
         self.backoff = backoff or BackoffConfig()
         self._jitter = random.Random()
 
-    async def call(self, decision: Decision, make: CallFactory) -> tuple[UpstreamResponse, Outcome]:
-        return await self._run(decision, make, stream=False)  # type: ignore[return-value]
+    async def call(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamResponse, Outcome]:
+        return await self._run(decision, spec)  # type: ignore[return-value]
 
-    async def open_stream(self, decision: Decision, make: CallFactory) -> tuple[UpstreamStream, Outcome]:
-        return await self._run(decision, make, stream=True)  # type: ignore[return-value]
+    async def open_stream(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamStream, Outcome]:
+        return await self._run(decision, spec)  # type: ignore[return-value]
 
     def observe_ttft(self, outcome: Outcome, seconds: float | None) -> None:
         """Streams: feed the time to first token into the target's latency EWMA."""
         if self.health is not None and seconds is not None:
             self.health.observe_latency(outcome.target.name, seconds)
 
-    async def _run(
-        self, decision: Decision, make: CallFactory, stream: bool
-    ) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
+    async def _run(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
+        stream = spec.stream
         timeout = decision.timeout_s or self.default_timeout_s
         deadline = time.monotonic() + timeout
         plan = decision.attempts
@@ -133,9 +128,7 @@ class Dispatcher:
             att = Attempt(target.name, target.backend)
             tried.append(att)
             calls += 1
-            call = make(target, remaining)
-            if "metadata" in call.body and getattr(getattr(backend, "cfg", None), "reject_metadata", False):
-                del call.body["metadata"]
+            call = build_call(spec, target, backend, remaining)
             t0 = time.monotonic()
             try:
                 if stream:
@@ -169,7 +162,7 @@ class Dispatcher:
             )
         raise UpstreamTimeout("request deadline passed before an upstream answered")
 
-    def _release(self, backend: AnyBackend, hop: HopPlan) -> None:
+    def _release(self, backend: Backend, hop: HopPlan) -> None:
         if self.health is not None and hop.probe is not None:
             self.health.record(backend.name, "", NEUTRAL, hop)
 
@@ -178,6 +171,6 @@ class Dispatcher:
             self.health.observer.fallback(decision.route, backend, reason)
 
 
-def _only(backend: AnyBackend) -> str:
+def _only(backend: Backend) -> str:
     eps = backend.info.endpoints
     return eps[0] if len(eps) == 1 else ""

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from routing.config import BreakerConfig, RoutingSettings
+from serving.backend import Backend, Backends
 from serving.errors import BackendOverloaded, UpstreamError, UpstreamHTTPError
-from serving.registry import AnyBackend, BackendRegistry
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
@@ -124,7 +124,7 @@ class HealthTracker:
     def __init__(
         self,
         settings: RoutingSettings,
-        registry: BackendRegistry,
+        registry: Backends,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg: BreakerConfig = settings.breaker
@@ -139,7 +139,7 @@ class HealthTracker:
         self._width = self.cfg.window_s / _BUCKETS
 
     # -- request path ----------------------------------------------------------------------------------
-    def plan(self, backend: AnyBackend) -> HopPlan | None:
+    def plan(self, backend: Backend) -> HopPlan | None:
         """What to avoid on ``backend`` now; None when every endpoint is open (skip the hop)."""
         tripped = self.tripped.get(backend.name)
         if not tripped:
@@ -213,8 +213,7 @@ class HealthTracker:
         backend = self.registry.get(backend_name)
         if backend is None:
             return False
-        pool = getattr(backend, "pool", None)
-        if pool is not None and not any(e.healthy for e in pool.endpoints):
+        if not backend.reachable():
             return False
         tripped = self.tripped.get(backend_name)
         if not tripped:

@@ -62,13 +62,31 @@ class BackendInfo:
 
 
 class Backend(Protocol):
+    """A live model backend, as routing uses it (``serving.registry`` builds them from config)."""
+
     name: str
     info: BackendInfo
+    accepts_metadata: bool
+    """Whether the upstream takes the OpenAI ``metadata`` body field; when False it is not sent."""
 
-    async def call(self, call: UpstreamCall) -> UpstreamResponse: ...
+    async def call(self, call: UpstreamCall, avoid: frozenset[str] = ...) -> UpstreamResponse:
+        """One complete answer; ``avoid`` names endpoints (of a pool) not to use for it."""
+        ...
 
-    async def open_stream(self, call: UpstreamCall) -> UpstreamStream: ...
+    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = ...) -> UpstreamStream:
+        """An open SSE stream whose status and headers were checked (nothing has reached the client yet)."""
+        ...
+
+    def reachable(self) -> bool:
+        """Whether some endpoint passed its last health check (True where nothing is checked)."""
+        ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Backends(Protocol):
+    """The live backends by name (``serving.registry.BackendRegistry``)."""
+
+    def get(self, name: str) -> Backend | None: ...

@@ -91,6 +91,7 @@ class OpenAIHTTPBackend:
         self.pool = EndpointPool(urls)
         self_hosted = isinstance(cfg, VLLMBackendConfig)
         self.info = BackendInfo(name=name, type=cfg.type, self_hosted=self_hosted, endpoints=list(urls))
+        self.accepts_metadata = not cfg.reject_metadata
         headers = {"content-type": "application/json", **cfg.headers}
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
@@ -119,6 +120,9 @@ class OpenAIHTTPBackend:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def reachable(self) -> bool:
+        return any(e.healthy for e in self.pool.endpoints)
 
     @property
     def session(self) -> aiohttp.ClientSession:

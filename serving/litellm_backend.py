@@ -115,8 +115,13 @@ class LiteLLMBackend:
         self.info = BackendInfo(
             name=name, type="litellm", self_hosted=False, endpoints=[cfg.api_base or f"litellm:{cfg.provider}"]
         )
+        self.accepts_metadata = False
+        """litellm's own ``metadata`` argument is not the OpenAI field: it is never forwarded."""
         self.in_flight = 0
         _lib()
+
+    def reachable(self) -> bool:
+        return True
 
     async def start(self) -> None:
         return None
@@ -127,7 +132,6 @@ class LiteLLMBackend:
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
         body = dict(call.body)
         model = body.pop("model")
-        body.pop("metadata", None)
         kw: dict[str, Any] = {
             **body,
             "model": f"{self.cfg.provider}/{model}",

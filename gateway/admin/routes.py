@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.admin.bodies import State, body_doc, conflict, json_body, json_object, model_schema, not_found
 from gateway.control import redact
 from gateway.errors import ApiError, to_api_error
-from gateway.keys import ClientKey
+from gateway.keys import ClientKey, presented_key
 from routing.config import RouteConfig
 from routing.errors import RoutingError
 from routing.policy import RouteInput
@@ -71,9 +71,7 @@ def _explain_key(st: State, req: ExplainRequest) -> ClientKey | None:
                 return k
         raise not_found("client key", req.key)
     headers = {k.lower(): v for k, v in req.headers.items()}
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    secret = token.strip() if scheme.lower() == "bearer" else headers.get("api-key", "")
+    secret = presented_key(headers.get("authorization"), headers.get("api-key"))
     if secret:
         key = rt.keys.lookup(secret)
         if key is None:

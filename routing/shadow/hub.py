@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,6 +31,7 @@ from accounting.ledger import day_bucket, to_nusd
 from accounting.metrics import Metrics
 from accounting.record import RequestRecord
 from accounting.usage import Usage, usage_from_response
+from routing.dispatch import Dispatcher
 from routing.errors import RoutingError
 from routing.models import ResolvedModel
 from routing.policy import Decision, Policy, RouteInput
@@ -46,12 +47,11 @@ from routing.shadow.record import (
     Side,
 )
 from routing.shadow.store import Observation, PairStore
-from serving.backend import UpstreamCall
+from routing.upstream_call import CallSpec, build_call
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError
 
 log = logging.getLogger("pointsman.shadow")
 
-_USAGE_OPTION = frozenset({"chat/completions", "completions"})
 _FAILED_OUTCOMES = frozenset({"upstream_error", "timeout"})
 SHADOW_KEY = "pointsman-shadow"
 """Key name on records of judge/embedding calls made by comparators."""
@@ -139,6 +139,15 @@ class Ticket:
             log.exception("shadow: finishing pair %s failed", rec.request_id)
 
 
+class ShadowAccounts(Protocol):
+    """How shadow and comparator calls are accounted (``accounting.service.Accountant``)."""
+
+    def price(self, rec: RequestRecord) -> Decimal: ...
+
+    def finish(self, rec: RequestRecord, request_body: dict[str, Any] | None = None,
+               output_events: Sequence[bytes] | None = None) -> None: ...
+
+
 class _Lane:
     """Per-route bounds: calls in flight and a bounded wait queue."""
 
@@ -154,8 +163,8 @@ class ShadowHub:
     def __init__(
         self,
         store: PairStore,
-        dispatcher: Any,
-        accountant: Any,
+        dispatcher: Dispatcher,
+        accountant: ShadowAccounts,
         policy_of: Callable[[], Policy],
         default_timeout_s: float,
         metrics: Metrics | None = None,
@@ -414,14 +423,6 @@ class ShadowHub:
     def _timeout(self, t: Ticket) -> float:
         return t.cfg.timeout_s or t.rule_timeout_s or self.default_timeout_s
 
-    def _body(self, t: Ticket, target: ResolvedModel) -> dict[str, Any]:
-        body = {**t.defaults, **t.doc} if t.defaults else dict(t.doc)
-        body["model"] = target.upstream_model
-        if body.get("stream") is True and t.endpoint in _USAGE_OPTION:
-            so = body.get("stream_options")
-            body["stream_options"] = {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
-        return body
-
     async def _call_shadow(self, t: Ticket) -> ShadowResult:
         target = t.shadow_model
         side = Side(model=t.shadow_model.name if t.shadow_model else "")
@@ -431,14 +432,12 @@ class ShadowHub:
         side.backend, side.upstream_model = target.backend, target.upstream_model
         stream = t.doc.get("stream") is True
         timeout = self._timeout(t)
-        body = self._body(t, target)
         rid = f"{t.rec.request_id}:shadow"
         # Straight to the candidate's backend, not through the dispatcher: no fallbacks (a failure is the
         # candidate's), and shadow failures never feed the circuit breakers that route client traffic.
         backend = self.dispatcher.registry.get(target.backend)
-        if backend is not None and "metadata" in body and getattr(getattr(backend, "cfg", None), "reject_metadata", False):
-            del body["metadata"]
-        call = UpstreamCall(t.endpoint, body, stream, timeout, rid)
+        spec = CallSpec(t.endpoint, t.doc, t.defaults, stream, rid)
+        call = None if backend is None else build_call(spec, target, backend, timeout)
 
         srec = RequestRecord(
             request_id=rid, ts=time.time(), key=t.rec.key, team=t.rec.team, task=t.rec.task, route=t.route,
@@ -452,7 +451,7 @@ class ShadowHub:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(timeout + 1.0):
-                if backend is None:
+                if backend is None or call is None:
                     raise UpstreamConnectError(f"backend {target.backend!r} is not available", backend=target.backend)
                 srec.self_hosted = backend.info.self_hosted
                 if stream:
@@ -517,6 +516,7 @@ class ShadowHub:
         if usage is not None:
             srec.usage = usage
             srec.has_usage = True
+        body = call.body if call is not None else None
         cost = self._account(srec, body, events if stream else (None if raw is None or srec.has_usage else (raw,)))
         self._add_spend(t.route, cost)
         return ShadowResult(side, output, srec)
@@ -524,7 +524,7 @@ class ShadowHub:
     def _account(self, srec: RequestRecord, body: dict[str, Any] | None, events: Sequence[bytes] | None) -> Decimal:
         acc = self.accountant
         try:
-            cost: Decimal = acc.price(srec)
+            cost = acc.price(srec)
             acc.finish(srec, body, events)
         except Exception:
             log.exception("shadow: accounting failed for %s", srec.request_id)
@@ -655,16 +655,10 @@ class ShadowHub:
             request_id=f"{origin.request_id}:judge:{model}", ts=time.time(), key=origin.key, team=origin.team,
             task=origin.task, route=route, requested_model=model, endpoint=endpoint, stream=False, shadow=True,
         )
-        defaults = decision.defaults
-
-        def make(m: ResolvedModel, remaining: float) -> UpstreamCall:
-            b = {**defaults, **body} if defaults else dict(body)
-            b["model"] = m.upstream_model
-            return UpstreamCall(endpoint, b, False, remaining, srec.request_id)
-
+        spec = CallSpec(endpoint, body, decision.defaults, False, srec.request_id)
         t0 = time.perf_counter()
         try:
-            resp, outcome = await self.dispatcher.call(decision, make)
+            resp, outcome = await self.dispatcher.call(decision, spec)
         except UpstreamError as exc:
             srec.status, srec.outcome, srec.error_type = 502, "upstream_error", exc.error_type
             srec.backend = exc.backend

@@ -1,0 +1,79 @@
+"""The composition root: every long-lived component of a gateway, built once, in order, each given only what it
+needs; and the order they start and close in."""
+
+from __future__ import annotations
+
+from accounting.service import Accountant
+from gateway.accounting_setup import build_accountant
+from gateway.capture import CaptureGate
+from gateway.config import GatewayConfig
+from gateway.control import PolicyControl, cost_lookup, routing_rng
+from gateway.inference.service import InferenceService
+from gateway.live_runtime import LiveRuntime
+from gateway.shadow_setup import ControlRouteEditor, Shadow
+from gateway.state import GatewayState
+from gateway.vllm_pricing import SelfHostedPricing
+from routing.dispatch import Dispatcher
+from routing.health import HealthTracker
+from serving.registry import BackendRegistry
+
+
+class _MetricsObserver:
+    """Routing's health events into the metrics (fallbacks are counted by the accountant per request)."""
+
+    def __init__(self, accountant: Accountant) -> None:
+        self.accountant = accountant
+
+    def fallback(self, route: str, backend: str, reason: str) -> None:
+        return None
+
+    def circuit(self, backend: str, endpoint: str, state: int) -> None:
+        self.accountant.metrics.set_circuit(backend, endpoint, state)
+
+
+def assemble(config: GatewayConfig) -> GatewayState:
+    registry = BackendRegistry()
+    accountant = build_accountant(config)
+    # Routing: health and the seeded rng outlive policy swaps; the policy itself is the live runtime's.
+    health = HealthTracker(config.routing, registry)
+    health.observer = _MetricsObserver(accountant)  # breaker state -> pointsman_circuit_state
+    live = LiveRuntime(config, registry, accountant, routing_rng(config), health, cost_lookup(accountant))
+    capture = CaptureGate(config, accountant, lambda: live.runtime.config)
+    dispatcher = Dispatcher(registry, config.server.request_timeout_s, health, config.routing.backoff)
+    control = PolicyControl(config, live)
+    # shadow tests: hub on the request path, promotion controller changing routes through the policy control
+    shadow = Shadow(config, dispatcher, accountant, lambda: live.runtime.policy, ControlRouteEditor(control))
+    shadow.hub.capture_allowed = capture.capture_allowed  # raw pair text only for approved teams
+    shadow.hub.redact = capture.redact_document  # and redacted before the pair store sees it
+    vllm_pricing = SelfHostedPricing(lambda: live.runtime.config, registry, accountant)  # measured GPU prices
+    inference = InferenceService(live, accountant, dispatcher, shadow.hub, capture)
+    return GatewayState(
+        config=config,
+        live=live,
+        registry=registry,
+        accountant=accountant,
+        capture=capture,
+        health=health,
+        dispatcher=dispatcher,
+        control=control,
+        shadow=shadow,
+        vllm_pricing=vllm_pricing,
+        inference=inference,
+        startup=[
+            control.start,  # the stored policy first: it decides which backends to start
+            live.start,
+            accountant.start,
+            shadow.start,
+            capture.start,
+            vllm_pricing.start,
+        ],
+        shutdown=[
+            shadow.close,  # in-flight shadows finish (bounded grace) while backends are up
+            control.close,
+            vllm_pricing.close,
+            live.close,  # closes backends retired by policy swaps now
+            capture.close,
+            accountant.close,
+            registry.close,
+        ],
+    )

@@ -1,0 +1,29 @@
+"""The per-request object of the inference path: what every step after routing needs, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accounting.record import RequestRecord
+from gateway.inference.asgi import Receive, Send
+from routing.policy import Decision
+from routing.shadow.hub import Ticket
+from routing.upstream_call import CallSpec
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One routed inference request: the client connection, the decision, and the record being filled in."""
+
+    send: Send
+    receive: Receive
+    call: CallSpec
+    """What upstream calls are built from (endpoint, the client's document, route defaults, stream, id)."""
+    decision: Decision
+    rec: RequestRecord
+    headers: list[tuple[bytes, bytes]]
+    """Headers every response to this request carries (``x-request-id``)."""
+    t0: float
+    """``perf_counter`` when the request arrived."""
+    ticket: Ticket | None
+    """The shadow pair this request is part of, when sampled."""

@@ -1,0 +1,45 @@
+"""The one way an upstream call is built, for client traffic, shadow calls and comparator calls alike.
+
+The body sent upstream is the client's document over the route's defaults, with the model rewritten to the
+target's upstream id, ``stream_options.include_usage`` asked for on streams that can carry usage (the gateway
+accounts every stream; the relay drops the usage chunk again when the client did not ask), and ``metadata``
+left out for backends that do not accept it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from routing.models import ResolvedModel
+from serving.backend import CHAT, COMPLETIONS, Backend, UpstreamCall
+
+USAGE_OPTION = frozenset({CHAT, COMPLETIONS})
+"""Endpoints whose streams carry usage only when ``stream_options.include_usage`` is set."""
+
+
+@dataclass(slots=True)
+class CallSpec:
+    """What every upstream call of one request is built from, whichever target serves it."""
+
+    endpoint: str
+    doc: dict[str, Any]
+    """The request body as the client sent it (never modified)."""
+    defaults: Mapping[str, Any]
+    """The route's default parameters; the client's own values win."""
+    stream: bool
+    request_id: str
+
+
+def build_call(spec: CallSpec, target: ResolvedModel, backend: Backend, timeout_s: float) -> UpstreamCall:
+    """The call to ``target`` on ``backend`` with ``timeout_s`` left for it."""
+    defaults = spec.defaults
+    body = {**defaults, **spec.doc} if defaults else dict(spec.doc)
+    body["model"] = target.upstream_model
+    if spec.stream and spec.endpoint in USAGE_OPTION:
+        so = body.get("stream_options")
+        body["stream_options"] = {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
+    if not backend.accepts_metadata and "metadata" in body:
+        del body["metadata"]
+    return UpstreamCall(spec.endpoint, body, spec.stream, timeout_s, spec.request_id)
