@@ -3,7 +3,8 @@
 Each comparator gives the candidate a value in 0..1 (or None when the pair does not apply to it):
 - ``pass`` comparators give 0 or 1 and are reported as a pass rate with a Wilson interval;
 - ``score`` comparators give a number in 0..1, reported as a mean with a t (or bootstrap) interval;
-- ``judge`` gives 1 (win), 0.5 (tie) or 0 (loss), reported as win/tie/loss with a non-inferiority test.
+- ``judge`` gives 1 (win), 0.5 (tie, or the orders disagreed) or 0 (loss); the pair's detail records what the
+  judge said in each order, from which ``judging`` measures the judge's reliability.
 Single-sided comparators (``json_valid``, ``json_schema``) also score the primary as a ``baseline``.
 
 CPU-heavy comparators (ROUGE-L on long outputs, schema validation) run in a worker thread so the event loop
@@ -28,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from routing.shadow import judging
 from routing.shadow.config import (
     ComparatorConfig,
     CustomCompare,
@@ -448,8 +450,12 @@ _JUDGE_SYSTEM = (
 _WINNER = re.compile(r'winner"?\s*[:=]\s*"?\s*(1|2|tie)', re.IGNORECASE)
 
 
+class JudgeUnparsed(ValueError):
+    """A judge reply without a verdict (the pair's error then starts with ``judging.UNPARSED``)."""
+
+
 def parse_verdict(text: str) -> str:
-    """``1``, ``2`` or ``tie`` from a judge's reply; ValueError when it gave none."""
+    """``1``, ``2`` or ``tie`` from a judge's reply; ``JudgeUnparsed`` when it gave none."""
     doc = parse_json(text)
     if isinstance(doc, dict):
         w = str(doc.get("winner", "")).strip().lower()
@@ -458,7 +464,7 @@ def parse_verdict(text: str) -> str:
     m = _WINNER.search(text)
     if m:
         return m.group(1).lower()
-    raise ValueError(f"judge gave no verdict: {text[:200]!r}")
+    raise JudgeUnparsed(f"judge gave no verdict: {text[:200]!r}")
 
 
 class LlmJudge(Comparator):
@@ -504,7 +510,7 @@ class LlmJudge(Comparator):
             v = 0.0
         else:
             v = 0.5
-        return Scored(v, detail=f"primary-first:{a} candidate-first:{b}")
+        return Scored(v, detail=judging.detail(a, b))
 
 
 class Custom(Comparator):

@@ -307,17 +307,22 @@ class ShadowConfig(StrictModel):
 
 
 class ScoreThreshold(StrictModel):
-    """A bound on one comparator's result (mean, pass rate, or judge score where win=1, tie=0.5, loss=0)."""
+    """A bound on one comparator's result (mean, pass rate, or judge score over order-consistent pairs where
+    win=1, tie=0.5, loss=0), and/or a non-inferiority margin against the primary on the same requests."""
 
     min: float | None = None
     """Lowest acceptable value."""
     max: float | None = None
     """Highest acceptable value."""
+    margin: float | None = Field(default=None, ge=0, le=1)
+    """Paired non-inferiority against the primary (comparators that score both sides: ``json_valid``,
+    ``json_schema``): the candidate's pass rate minus the primary's, on the same requests, must be shown above
+    ``-margin``."""
 
     @model_validator(mode="after")
     def _some(self) -> ScoreThreshold:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
+        if self.min is None and self.max is None and self.margin is None:
+            raise ValueError("give min, max, margin or a combination")
         return self
 
 
@@ -328,14 +333,28 @@ class PromoteWhen(StrictModel):
     min_pairs: int = Field(default=100, ge=1)
     """Quality pairs (both sides answered, primary not a fallback) needed before any verdict but
     ``insufficient_data``."""
-    decide_on: Literal["ci", "estimate"] = "ci"
-    """``ci``: a criterion passes only when its whole 95% interval clears the bound, fails when the estimate
-    misses it, and is undecided in between; ``estimate``: the point estimate decides."""
+    decide_on: Literal["anytime", "ci", "estimate"] = "anytime"
+    """``anytime``: a criterion passes only when an anytime-valid test shows it (a betting test for means and
+    rates, a confidence sequence for p95 latencies), so however often the verdict is looked at, the chance it ever
+    says ``ready`` wrongly is at most ``alpha``; it fails when the estimate misses the bound and is undecided in
+    between. ``ci``: the same with a fixed-horizon 95% interval per criterion (valid for one look at a planned
+    sample size only; repeated looks inflate the error); ``estimate``: the point estimate decides."""
+    alpha: float = Field(default=0.05, gt=0, le=0.5)
+    """With ``decide_on: anytime``: the largest chance that the verdict is ever ``ready`` for a candidate that
+    misses a criterion, over all looks. Every criterion is tested at ``alpha``: ``ready`` needs all of them, so a
+    wrong ``ready`` needs the test of a missed criterion to be wrong (an intersection-union test; no split)."""
     scores: dict[str, ScoreThreshold] = Field(default_factory=dict)
     """Comparator name -> bound on its mean / pass rate."""
     judge_margin: float | None = Field(default=0.05, ge=0, le=0.5)
-    """Non-inferiority margin for ``llm_judge`` comparators: the candidate's judge score (win=1, tie=0.5,
-    loss=0) must be shown above 0.5 - margin (one-sided test at 2.5%). None: judges are not criteria."""
+    """Non-inferiority margin for ``llm_judge`` comparators: the candidate's judge score over the pairs the judge
+    judged the same way in both orders (win=1, tie=0.5, loss=0; order-inconsistent pairs carry no preference and
+    are left out) must be shown above 0.5 - margin. None: judges are not criteria."""
+    judge_min_consistency: float = Field(default=0.6, ge=0, le=1)
+    """Judge reliability floor: the share of pairs on which the order-swapped judge agrees with itself. A judge
+    criterion's judge below it (or one that always gives the same answer) makes the verdict
+    ``judge_unreliable``."""
+    judge_max_parse_failure_rate: float | None = Field(default=0.2, ge=0, le=1)
+    """Judge reliability: the largest share of pairs whose judge reply held no verdict. None: not checked."""
     max_candidate_error_rate: float | None = Field(default=0.05, ge=0, le=1)
     """Shadow calls that failed over all sent."""
     max_latency_p95_ratio: float | None = Field(default=None, gt=0)
@@ -357,3 +376,8 @@ def check_route_shadow(shadow: ShadowConfig | None, promote_when: PromoteWhen | 
     unknown = sorted(set(promote_when.scores) - set(shadow.comparator_names()))
     if unknown:
         raise ValueError(f"promote_when.scores names unknown comparators {unknown}")
+    two_sided = {c.key for c in shadow.compare if isinstance(c, JsonValidCompare | JsonSchemaCompare)}
+    one_sided = sorted(n for n, th in promote_when.scores.items() if th.margin is not None and n not in two_sided)
+    if one_sided:
+        raise ValueError(f"promote_when.scores {one_sided}: a margin needs a comparator that scores the primary "
+                         "too (json_valid, json_schema)")

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from routing.shadow.record import PairRecord
+
 WIN, LOSS, TIE, INCONSISTENT = "win", "loss", "tie", "inconsistent"
 OUTCOMES = (WIN, LOSS, TIE, INCONSISTENT)
 ANSWERS = ("1", "2", "tie")
@@ -85,7 +87,7 @@ class JudgeTally:
     failed: int = 0
     """Pairs where the judge call failed otherwise (timeouts, errors)."""
     unrecorded: int = 0
-    """Scored pairs stored without the per-order answers (records from before they were kept)."""
+    """Scored pairs stored without the per-order answers (not told apart: left out of every figure)."""
 
     def add(self, primary_first: str, candidate_first: str) -> str:
         o = outcome(primary_first, candidate_first)
@@ -93,6 +95,20 @@ class JudgeTally:
         self.answers[primary_first] += 1
         self.answers[candidate_first] += 1
         return o
+
+    def add_pair(self, pair: PairRecord, name: str) -> float | None:
+        """Count one quality pair's judgement by comparator ``name``; the candidate's score when the pair is
+        order-consistent, else None."""
+        err = pair.errors.get(name)
+        if err is not None:
+            self.add_error(err)
+            return None
+        ans = answers_of(pair.details.get(name))
+        if ans is not None:
+            return SCORE.get(self.add(*ans))
+        if name in pair.scores:
+            self.unrecorded += 1  # a 0.5 could be a tie or an inconsistent pair: left out
+        return None
 
     def add_error(self, error: str) -> None:
         if error.startswith(UNPARSED):
@@ -153,6 +169,8 @@ class JudgeTally:
 def reliability(t: JudgeTally, min_consistency: float, max_parse_failure_rate: float | None) -> list[str]:
     """Why a verdict must not rely on this judge (empty: it may)."""
     reasons: list[str] = []
+    if t.judged == 0 and t.unrecorded:
+        reasons.append(f"the per-order answers of its {t.unrecorded} pairs were not recorded: reliability unknown")
     const = t.constant
     if const is not None:
         said = {"1": 'always answers "1" (the first answer)', "2": 'always answers "2" (the second answer)',

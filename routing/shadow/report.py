@@ -25,24 +25,23 @@ from typing import Any
 
 from routing.shadow.comparators import Kind, kind_of
 from routing.shadow.config import PromoteWhen, ShadowConfig
+from routing.shadow.judging import JudgeTally
+from routing.shadow.paired import PairedCounts, newcombe_paired, paired_mean
 from routing.shadow.record import CANDIDATE_FAILED, DROPPED, OUTCOMES, PAIRED, PRIMARY_FAILED, PairRecord
 from routing.shadow.stats import (
     Interval,
     mean_ci,
-    mean_sd,
-    n_for_mean,
-    n_for_proportion,
     non_inferiority,
     percentile,
     percentiles,
     ratio_ci,
+    t_ppf,
     wilson,
 )
+from routing.shadow.verdict import INSUFFICIENT, verdict
 
 MONTH_S = 30 * 86400
 USD_Q = Decimal("1e-9")
-READY, NOT_READY, INSUFFICIENT = "ready", "not_ready", "insufficient_data"
-VERDICTS = (READY, NOT_READY, INSUFFICIENT)
 
 
 def _usd(d: Decimal) -> str:
@@ -91,17 +90,45 @@ def _comparator_stats(name: str, kind: Kind, quality: Sequence[PairRecord], ci_m
         if base:
             biv = wilson(sum(1 for v in base if v >= 0.5), len(base))
             out["baseline"] = {"pass_rate": _f(biv.estimate), "ci95": [_f(biv.low), _f(biv.high)], "n": biv.n}
+        both = [(p.baseline[name], p.scores[name]) for p in quality if name in p.scores and name in p.baseline]
+        if both:
+            table = PairedCounts.of(both)
+            piv = newcombe_paired(table)
+            out["paired"] = {"n": piv.n, **table.as_dict(), "difference": _f(piv.estimate),
+                             "ci95": [_f(piv.low), _f(piv.high)], "interval": "newcombe"}
     elif kind == "judge":
+        # as stored (legacy, snapshot): every pair scored 1 / 0.5 / 0, order-inconsistent pairs among the 0.5s
         c = Counter(vals)
         ni = non_inferiority(c[1.0], c[0.5], c[0.0], margin)
         d = ni.as_dict()
         out.update({k: (_f(v) if isinstance(v, float) else v) for k, v in d.items() if k != "ci95"})
         out["ci95"] = [_f(ni.score.low), _f(ni.score.high)]
         out["mean"] = _f(ni.score.estimate)
+        tally = JudgeTally()
+        consistent = [s for s in (tally.add_pair(p, name) for p in quality) if s is not None]
+        civ = mean_ci(consistent)
+        out["judge"] = {**tally.as_dict(), "consistent_score": {
+            "n": civ.n, "estimate": _f(civ.estimate),
+            "snapshot_ci95": [None, None] if civ.low == civ.high else [_f(civ.low), _f(civ.high)]}}
     else:
         iv = mean_ci(vals, ci_method)
         out.update({"mean": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "method": ci_method})
     return out
+
+
+def _paired_cost(quality: Sequence[PairRecord]) -> dict[str, Any]:
+    """Candidate minus primary cost per 1,000 requests on the same requests, with a 95% t interval (exact
+    Decimal arithmetic; the interval's half-width uses the t quantile)."""
+    n = len(quality)
+    if n == 0:
+        return {"n": 0, "mean": None, "ci95": [None, None]}
+    diffs = [(p.candidate.cost - p.primary.cost) * 1000 for p in quality]
+    mean = sum(diffs, Decimal(0)) / n
+    if n < 2:
+        return {"n": n, "mean": _usd(mean), "ci95": [None, None]}
+    var = sum(((d - mean) ** 2 for d in diffs), Decimal(0)) / (n - 1)
+    half = Decimal(repr(t_ppf(0.975, n - 1))) * var.sqrt() / Decimal(n).sqrt()
+    return {"n": n, "mean": _usd(mean), "ci95": [_usd(mean - half), _usd(mean + half)]}
 
 
 def _lat(xs: list[float]) -> dict[str, Any]:
@@ -119,6 +146,8 @@ def _latency_block(quality: Sequence[PairRecord], attr: str) -> dict[str, Any]:
     rc = ratio_ci(prim, cand)
     block["paired_ratio"] = {"n": rc["n"], "median": _f(rc["median"]), "geomean": _f(rc["geomean"]),  # type: ignore[arg-type]
                              "ci95": [_f(x) for x in rc["ci95"]]}  # type: ignore[union-attr]
+    diff = paired_mean(prim, cand)
+    block["paired_difference_s"] = {"n": diff.n, "mean": _f(diff.estimate), "ci95": [_f(diff.low), _f(diff.high)]}
     p50p, p50c = block["primary"]["p50"], block["candidate"]["p50"]
     p95p, p95c = block["primary"]["p95"], block["candidate"]["p95"]
     block["p50_ratio"] = p50c / p50p if p50p and p50c is not None else None
@@ -228,6 +257,7 @@ def summarize(
         "shadow_spend_usd": _usd(sum(((p.candidate.cost if p.direction == "forward" else p.primary.cost)
                                       for p in pairs), Decimal(0))),
     }
+    cost["paired_difference_per_1k_usd"] = _paired_cost(quality)
     if prim_req is not None and cand_req is not None:
         saving = (prim_req - cand_req) * Decimal(repr(monthly))
         cost["saving_per_1k_usd"] = _usd((prim_req - cand_req) * 1000)
@@ -259,145 +289,15 @@ def summarize(
             recent = [p for p in pairs if p.ts >= now - promote_when.window_s]
             sub = summarize(recent, seen, shadow, promote_when, now, with_series=False) if len(recent) != len(pairs) \
                 else out
-            out["verdict"] = verdict(sub, recent, kinds, promote_when)
+            out["verdict"] = verdict(recent, kinds, promote_when, sub["cost"]["cost_ratio"])
         else:
-            out["verdict"] = verdict(out, pairs, kinds, promote_when)
+            out["verdict"] = verdict(pairs, kinds, promote_when, cost["cost_ratio"])
     else:
         out["verdict"] = {"verdict": INSUFFICIENT, "failing": [], "pairs_needed": None, "criteria": [],
                           "note": "no promote_when criteria configured for this route"}
     return out
 
 
-# -- verdict --------------------------------------------------------------------------------------------------
-def _criterion(name: str, status: str, value: Any, bound: Any, needed: int | None = None,
-               detail: str | None = None) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "status": status, "value": value, "threshold": bound}
-    if needed is not None:
-        c["pairs_needed"] = needed
-    if detail:
-        c["detail"] = detail
-    return c
-
-
-def _bounded(name: str, est: float | None, low: float | None, high: float | None, n: int, vmin: float | None,
-             vmax: float | None, on_ci: bool, need: Any) -> dict[str, Any]:
-    bound = {"min": vmin, "max": vmax}
-    if est is None or n == 0:
-        return _criterion(name, "undecided", None, bound, None, "no data yet")
-    if (vmin is not None and est < vmin) or (vmax is not None and est > vmax):
-        return _criterion(name, "fail", est, bound)
-    if not on_ci:
-        return _criterion(name, "pass", est, bound)
-    ok_low = vmin is None or (low is not None and low >= vmin)
-    ok_high = vmax is None or (high is not None and high <= vmax)
-    if ok_low and ok_high:
-        return _criterion(name, "pass", est, bound)
-    needs = []
-    if not ok_low and vmin is not None:
-        needs.append(need(vmin, True))
-    if not ok_high and vmax is not None:
-        needs.append(need(vmax, False))
-    total = None if any(x is None for x in needs) else max(needs)
-    more = None if total is None else max(1, total - n)
-    return _criterion(name, "undecided", est, bound, more, "95% interval still straddles the bound")
-
-
-def verdict(summary: dict[str, Any], pairs: Sequence[PairRecord], kinds: dict[str, Kind],
-            pw: PromoteWhen) -> dict[str, Any]:
-    on_ci = pw.decide_on == "ci"
-    quality = [p for p in pairs if p.outcome == PAIRED]
-    n = len(quality)
-    criteria: list[dict[str, Any]] = []
-    criteria.append(_criterion("min_pairs", "pass" if n >= pw.min_pairs else "undecided", n, pw.min_pairs,
-                               None if n >= pw.min_pairs else pw.min_pairs - n))
-    comps = summary["comparators"]
-    for name, th in pw.scores.items():
-        kind = kinds.get(name, "score")
-        st = comps.get(name, {"n": 0})
-        vals = [p.scores[name] for p in quality if name in p.scores]
-        m = len(vals)
-        if kind == "pass":
-            est = st.get("pass_rate")
-            lo, hi = st.get("ci95") or [None, None]
-
-            def need_p(b: float, above: bool, est: float | None = est, m: int = m) -> int | None:
-                return n_for_proportion(est or 0.0, m, b, above)
-
-            criteria.append(_bounded(f"score:{name}", est, lo, hi, m, th.min, th.max, on_ci, need_p))
-        else:
-            mean, sd = mean_sd(vals)
-            est = None if math.isnan(mean) else mean
-            lo, hi = st.get("ci95") or [None, None]
-
-            def need_m(b: float, above: bool, mean: float = mean, sd: float = sd, m: int = m) -> int | None:
-                return n_for_mean(mean, sd, m, b, above)
-
-            criteria.append(_bounded(f"score:{name}", est, lo, hi, m, th.min, th.max, on_ci, need_m))
-    if pw.judge_margin is not None:
-        for name, kind in kinds.items():
-            if kind != "judge":
-                continue
-            st = comps[name]
-            bound = 0.5 - pw.judge_margin
-            vals = [p.scores[name] for p in quality if name in p.scores]
-            if len(vals) < 2:
-                criteria.append(_criterion(f"judge_non_inferior:{name}", "undecided", None, bound, None, "no data yet"))
-                continue
-            mean, sd = mean_sd(vals)
-            if st["non_inferior"]:
-                criteria.append(_criterion(f"judge_non_inferior:{name}", "pass", mean, bound,
-                                           detail=f"p={st['p_value']:.4g}"))
-            elif mean <= bound or (not on_ci):
-                criteria.append(_criterion(f"judge_non_inferior:{name}", "fail", mean, bound,
-                                           detail=f"p={st['p_value']}"))
-            else:
-                need = n_for_mean(mean, sd, len(vals), bound, True)
-                criteria.append(_criterion(f"judge_non_inferior:{name}", "undecided", mean, bound,
-                                           None if need is None else max(1, need - len(vals)),
-                                           "not yet shown non-inferior"))
-    if pw.max_candidate_error_rate is not None:
-        er = summary["errors"]["candidate_error_rate"]
-        m = er["n"]
-        est = er["estimate"]
-
-        def need_e(b: float, above: bool, est: float | None = est, m: int = m) -> int | None:
-            return n_for_proportion(est or 0.0, m, b, above)
-
-        criteria.append(_bounded("candidate_error_rate", est, er["ci95"][0], er["ci95"][1], m, None,
-                                 pw.max_candidate_error_rate, on_ci, need_e))
-    lat = summary["latency"]
-    for cname, block, limit in (("latency_p95_ratio", lat["total"], pw.max_latency_p95_ratio),
-                                ("ttft_p95_ratio", lat["ttft"], pw.max_ttft_p95_ratio)):
-        if limit is None:
-            continue
-        r = block["p95_ratio"]
-        if r is None:
-            status = "n/a" if cname == "ttft_p95_ratio" and n > 0 else "undecided"
-            criteria.append(_criterion(cname, status, None, {"max": limit}, None,
-                                       "no streamed pairs" if status == "n/a" else "no data yet"))
-        else:
-            criteria.append(_criterion(cname, "pass" if r <= limit else "fail", r, {"max": limit}))
-    if pw.max_cost_ratio is not None:
-        r = summary["cost"]["cost_ratio"]
-        if r is None:
-            criteria.append(_criterion("cost_ratio", "undecided", None, {"max": pw.max_cost_ratio}, None, "no data yet"))
-        else:
-            criteria.append(_criterion("cost_ratio", "pass" if r <= pw.max_cost_ratio else "fail", r,
-                                       {"max": pw.max_cost_ratio}))
-    failing = [c["name"] for c in criteria if c["status"] == "fail"]
-    undecided = [c for c in criteria if c["status"] == "undecided"]
-    if n < pw.min_pairs:
-        needs = [c.get("pairs_needed") for c in undecided]
-        known = [x for x in needs if x is not None]
-        return {"verdict": INSUFFICIENT, "failing": failing, "pairs_needed": max(known) if known else None,
-                "criteria": criteria}
-    if failing:
-        return {"verdict": NOT_READY, "failing": failing, "pairs_needed": None, "criteria": criteria}
-    if undecided:
-        known = [c["pairs_needed"] for c in undecided if c.get("pairs_needed") is not None]
-        return {"verdict": INSUFFICIENT, "failing": [], "pairs_needed": max(known) if known else None,
-                "criteria": criteria}
-    return {"verdict": READY, "failing": [], "pairs_needed": 0, "criteria": criteria}
 
 
 def route_report(

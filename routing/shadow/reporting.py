@@ -11,8 +11,9 @@ from typing import Any
 
 from accounting.metrics import Metrics
 from routing.policy import Policy
-from routing.shadow.report import VERDICTS, RouteInfo, route_report
+from routing.shadow.report import RouteInfo, route_report
 from routing.shadow.store import PairStore
+from routing.shadow.verdict import JUDGE_UNRELIABLE, VERDICTS
 
 DEFAULT_WINDOW_S = 7 * 86400.0
 """Without ``from``, the report covers the last 7 days."""
@@ -102,5 +103,6 @@ def publish_gauges(metrics: Metrics, report: dict[str, Any]) -> None:
         if saving is not None:
             metrics.shadow_projected_saving.labels(route).set(float(Decimal(saving)))
         current = r["verdict"]["verdict"]
-        for v in VERDICTS:
+        # judge_unreliable is a possible state only where a criterion relies on a judge
+        for v in VERDICTS if r["verdict"].get("judges") else tuple(x for x in VERDICTS if x != JUDGE_UNRELIABLE):
             metrics.shadow_verdict.labels(route, v).set(1 if v == current else 0)

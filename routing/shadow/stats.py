@@ -161,7 +161,8 @@ class NonInferiority:
     t: float
     p_value: float
     """One-sided p of H0 "score <= bound"; non-inferior when p < 0.025 (equivalently the 95% CI's lower end
-    lies above the bound)."""
+    lies above the bound). NaN (and not non-inferior) when every pair scored alike: zero variance is no
+    evidence."""
     non_inferior: bool
 
     def as_dict(self) -> dict[str, object]:
@@ -181,9 +182,8 @@ def non_inferiority(win: int, tie: int, loss: int, margin: float) -> NonInferior
     if n < 2:
         return NonInferiority(win, tie, loss, iv, margin, bound, math.nan, math.nan, False)
     _, sd = mean_sd(xs)
-    if sd == 0:
-        t = math.inf if iv.estimate > bound else -math.inf
-        p = 0.0 if iv.estimate > bound else 1.0
+    if sd == 0:  # every pair scored alike: a t statistic would call that certainty; it is no evidence
+        t, p = math.nan, math.nan
     else:
         t = (iv.estimate - bound) / (sd / math.sqrt(n))
         p = 1.0 - t_cdf(t, n - 1)

@@ -33,6 +33,12 @@ PRICES = {
     "cand-neg": (Decimal("0.25"), Decimal("1")),
     "frontier-fail": (Decimal("2.5"), Decimal("10")),
     "judge-biased": (Decimal("1"), Decimal("1")),
+    "judge-first": (Decimal("1"), Decimal("1")),
+    "judge-second": (Decimal("1"), Decimal("1")),
+    "judge-tie": (Decimal("1"), Decimal("1")),
+    "judge-random": (Decimal("1"), Decimal("1")),
+    "judge-noisy": (Decimal("1"), Decimal("1")),
+    "sloppy": (Decimal("2.5"), Decimal("10")),
     "judge": (Decimal("1"), Decimal("1")),
     "embedder": (Decimal("0.1"), Decimal("0")),
 }

@@ -6,17 +6,22 @@ switched while the test runs (``ok``, ``fail`` (HTTP 500), ``hang``). Requests c
 message; answers are ``{"item": N, "label": "..."}``. Everything the fake did is in ``log`` (model, item, stream,
 status, valid JSON or not), so tests compare the report with what actually happened.
 
-``judge``-mode models act as an LLM judge: they prefer the answer that is valid JSON (tie when both or neither
-are), or, with ``judge_bias``, always answer "1" (a purely position-biased judge). ``/v1/embeddings`` returns
-letter-frequency vectors, so identical texts have cosine 1.
+``judge``-mode models act as an LLM judge. ``judge_mode`` ``honest`` prefers the answer that is valid JSON (tie
+when both or neither are), with ``judge_noise`` the share of calls answered at random instead; ``first`` always
+answers "1" (a purely position-biased judge; also ``judge_bias``), ``second`` always "2", ``tie`` always "tie",
+``random`` at random. Random choices are seeded by the prompt's CRC-32, so a prompt always gets the same answer.
+Every judge call is in ``judge_calls`` (both answers as shown, and the verdict given). ``/v1/embeddings``
+returns letter-frequency vectors, so identical texts have cosine 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +47,10 @@ class ModelSpec:
     """ok, fail (HTTP 500), hang."""
     judge: bool = False
     judge_bias: bool = False
+    judge_mode: str = "honest"
+    """honest, first, second, tie, random."""
+    judge_noise: float = 0.0
+    """honest: the share of calls answered at random."""
     label: str = "positive"
 
 
@@ -63,10 +72,20 @@ def item_of(body: dict[str, Any]) -> int | None:
 
 
 @dataclass
+class JudgeCall:
+    model: str
+    first: str
+    """The answer shown in slot 1."""
+    second: str
+    winner: str
+
+
+@dataclass
 class ModelZoo:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     log: list[Served] = field(default_factory=list)
     judge_prompts: list[str] = field(default_factory=list)
+    judge_calls: list[JudgeCall] = field(default_factory=list)
     server: ThreadedServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,11 +176,21 @@ class ModelZoo:
         with self._lock:
             self.judge_prompts.append(prompt)
         m = _ANSWERS.search(prompt)
-        if spec.judge_bias or m is None:
-            winner = "1"
+        rng = random.Random(zlib.crc32(prompt.encode()))
+        mode = "first" if spec.judge_bias or m is None else spec.judge_mode
+        if mode == "honest" and rng.random() < spec.judge_noise:
+            mode = "random"
+        if mode == "random":
+            winner = rng.choice(["1", "2", "tie"])
+        elif mode in ("first", "second", "tie"):
+            winner = {"first": "1", "second": "2", "tie": "tie"}[mode]
         else:
+            assert m is not None
             ok = [_valid(m.group(1)), _valid(m.group(2))]
             winner = "tie" if ok[0] == ok[1] else ("1" if ok[0] else "2")
+        if m is not None:
+            with self._lock:
+                self.judge_calls.append(JudgeCall(body["model"], m.group(1), m.group(2), winner))
         content = orjson.dumps({"winner": winner, "reason": "fake judge"}).decode()
         return web.json_response({
             "id": "chatcmpl-judge", "object": "chat.completion", "created": int(time.time()), "model": body["model"],

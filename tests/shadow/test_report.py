@@ -54,7 +54,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         zoo, data_dir,
         shadow={"model": "cand", "sample_rate": 1.0, "max_concurrency": 32, "compare": ["json_valid", "exact", "token_f1"]},
         promote_when={"min_pairs": 50, "scores": {"json_valid": {"min": 0.8}}, "max_candidate_error_rate": 0.05,
-                      "max_latency_p95_ratio": 1.0, "max_cost_ratio": 0.5},
+                      "max_latency_p95_ratio": 1.0, "max_cost_ratio": 0.5, "decide_on": "ci"},
     )
     with RunningGateway(cfg) as gw:
         drive(gw, range(1, N + 1), stream=lambda i: i in STREAMED,

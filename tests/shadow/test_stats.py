@@ -87,7 +87,7 @@ def _pairs(n: int, passing: int) -> list[PairRecord]:
 def test_undecided_criterion_asks_for_more_pairs_and_that_many_decide_it() -> None:
     shadow = ShadowConfig.model_validate({"model": "c", "compare": ["json_valid"]})
     pw = PromoteWhen.model_validate({"min_pairs": 10, "scores": {"json_valid": {"min": 0.8}},
-                                     "max_candidate_error_rate": None})
+                                     "max_candidate_error_rate": None, "decide_on": "ci"})
     first = summarize(_pairs(20, 18), [], shadow, pw, now=2000.0)["verdict"]
     assert first["verdict"] == "insufficient_data" and first["pairs_needed"] > 0
     total = 20 + first["pairs_needed"]

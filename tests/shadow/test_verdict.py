@@ -12,7 +12,7 @@ from tests.gateway_runner import RunningGateway
 from tests.shadow.conftest import ask, config, route_of, sdk, settle, shadow_route, zoo_models
 from tests.shadow.fakes import ModelSpec, ModelZoo
 
-CRITERIA = {"min_pairs": 30, "scores": {"json_valid": {"min": 0.8}}, "max_candidate_error_rate": 0.1}
+CRITERIA = {"min_pairs": 30, "scores": {"json_valid": {"min": 0.8}}, "max_candidate_error_rate": 0.1, "decide_on": "ci"}
 ROUTES = [
     shadow_route("flip", {"model": "cand-flip", "compare": ["json_valid"]}, promote_when=CRITERIA),
     shadow_route("few", {"model": "cand", "compare": ["json_valid"]}, promote_when={**CRITERIA, "min_pairs": 100}),
