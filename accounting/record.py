@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from accounting.usage import Usage
+from wire.usage import Usage
 
 
 @dataclass(slots=True)

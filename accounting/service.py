@@ -26,7 +26,7 @@ from accounting.pricing import ModelPrice, PriceTable, Pricing
 from accounting.record import RequestRecord
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.tokens import Estimator
-from accounting.usage import Usage
+from wire.usage import Usage
 
 log = logging.getLogger("pointsman.accounting")
 

@@ -27,6 +27,8 @@ import orjson
 
 from accounting.catalog import TokenCounter
 from accounting.config import EstimationConfig
+from wire.answer import assemble
+from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
 
 log = logging.getLogger("pointsman.accounting")
 
@@ -179,7 +181,7 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
     texts: list[str] = []
     overhead = 0
     messages: list[dict[str, Any]] | None = None
-    if endpoint == "chat/completions":
+    if endpoint == CHAT:
         msgs = body.get("messages")
         if isinstance(msgs, list):
             messages = [m for m in msgs if isinstance(m, dict)]
@@ -199,8 +201,8 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
         tools = body.get("tools")
         if isinstance(tools, list) and tools:
             texts.append(orjson.dumps(tools).decode())
-    elif endpoint in ("completions", "embeddings"):
-        v = body.get("prompt" if endpoint == "completions" else "input")
+    elif endpoint in (COMPLETIONS, EMBEDDINGS):
+        v = body.get("prompt" if endpoint == COMPLETIONS else "input")
         if isinstance(v, str):
             texts.append(v)
         elif isinstance(v, list):
@@ -211,7 +213,7 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
                     overhead += 1  # a token id
                 elif isinstance(item, list):
                     overhead += sum(1 for t in item if isinstance(t, int))
-    elif endpoint == "responses":
+    elif endpoint == RESPONSES:
         instr = body.get("instructions")
         if isinstance(instr, str):
             texts.append(instr)
@@ -229,66 +231,60 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
     return texts, overhead, messages
 
 
-def _delta_texts(doc: Any, out: list[str]) -> None:
+def answer_texts(endpoint: str, doc: Any, out: list[str]) -> None:
+    """Generated text in a complete response body: content, refusals, reasoning and tool-call names and
+    arguments of every choice, or the Responses API output items."""
     if not isinstance(doc, dict):
         return
-    choices = doc.get("choices")
-    if isinstance(choices, list):
-        for ch in choices:
-            if not isinstance(ch, dict):
+    if endpoint == RESPONSES:
+        items = doc.get("output")
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict):
                 continue
-            if isinstance(ch.get("text"), str):  # completions
-                out.append(ch["text"])
-            for key in ("delta", "message"):
-                d = ch.get(key)
-                if not isinstance(d, dict):
-                    continue
-                for f in ("content", "reasoning_content", "reasoning", "refusal"):
-                    if isinstance(d.get(f), str):
-                        out.append(d[f])
-                tcs = d.get("tool_calls")
-                if isinstance(tcs, list):
-                    for tc in tcs:
-                        fn = tc.get("function") if isinstance(tc, dict) else None
-                        if isinstance(fn, dict):
-                            for f in ("name", "arguments"):
-                                if isinstance(fn.get(f), str):
-                                    out.append(fn[f])
+            _content_text(item.get("content"), out)
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and isinstance(part.get("refusal"), str):
+                    out.append(part["refusal"])
+            _content_text(item.get("summary"), out)
+            if isinstance(item.get("arguments"), str):
+                out.append(item["arguments"])
         return
-    typ = doc.get("type")
-    if isinstance(typ, str) and typ.endswith(".delta") and isinstance(doc.get("delta"), str):  # Responses API
-        out.append(doc["delta"])
-    elif doc.get("object") == "response" and isinstance(doc.get("output"), list):  # complete Responses body
-        for item in doc["output"]:
-            if isinstance(item, dict):
-                _content_text(item.get("content"), out)
-                if isinstance(item.get("arguments"), str):
-                    out.append(item["arguments"])
+    choices = doc.get("choices")
+    for ch in choices if isinstance(choices, list) else ():
+        if not isinstance(ch, dict):
+            continue
+        if isinstance(ch.get("text"), str):  # completions
+            out.append(ch["text"])
+        msg = ch.get("message")
+        if not isinstance(msg, dict):
+            continue
+        for f in ("content", "reasoning_content", "reasoning", "refusal"):
+            if isinstance(msg.get(f), str):
+                out.append(msg[f])
+        tcs = msg.get("tool_calls")
+        for tc in tcs if isinstance(tcs, list) else ():
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if isinstance(fn, dict):
+                for f in ("name", "arguments"):
+                    if isinstance(fn.get(f), str):
+                        out.append(fn[f])
 
 
-def output_texts(events: Iterable[bytes]) -> list[str]:
-    """Generated text in relayed SSE event blocks, or in a complete JSON response body."""
+def output_texts(endpoint: str, events: Iterable[bytes]) -> list[str]:
+    """Generated text in relayed SSE event blocks (reassembled), or in a complete JSON response body."""
     out: list[str] = []
+    stream: list[bytes] = []
     for block in events:
         stripped = block.lstrip()
-        if stripped.startswith(b"{"):
-            try:
-                _delta_texts(orjson.loads(stripped), out)
-            except orjson.JSONDecodeError:
-                pass
+        if not stripped.startswith(b"{"):
+            stream.append(block)
             continue
-        for ev in block.split(b"\n\n"):
-            data = [line[5:].strip() for line in ev.split(b"\n") if line.startswith(b"data:")]
-            if not data:
-                continue
-            payload = b"\n".join(data)
-            if not payload or payload == b"[DONE]":
-                continue
-            try:
-                doc = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            _delta_texts(doc, out)
+        try:
+            answer_texts(endpoint, orjson.loads(stripped), out)
+        except orjson.JSONDecodeError:
+            pass
+    if stream:
+        answer_texts(endpoint, assemble(endpoint, stream).body, out)
     return out
 
 
@@ -305,11 +301,6 @@ class Estimator:
         self.counter = counter if cfg.vllm_tokenize else None
         self.encodings = Encodings(cfg.tiktoken_dir)
 
-    def warm(self) -> None:
-        """Load the common encodings (call in a thread at startup)."""
-        for name in ("o200k_base", "cl100k_base"):
-            self.encodings.get(name)
-
     async def estimate(
         self,
         endpoint: str,
@@ -321,7 +312,7 @@ class Estimator:
     ) -> tuple[int, int, str]:
         """(input tokens, output tokens, method) where method is ``vllm``, ``tiktoken`` or ``heuristic``."""
         texts, overhead, messages = prompt_parts(endpoint, body) if body else ([], 0, None)
-        outs = output_texts(events) if events else []
+        outs = output_texts(endpoint, events) if events else []
         if self_hosted and self.counter is not None:
             got = await self._vllm(backend, model, endpoint, texts, overhead, messages, outs)
             if got is not None:

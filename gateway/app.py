@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.admin import build_admin_router
 from gateway.assembly import assemble
 from gateway.config import GatewayConfig
-from gateway.errors import ApiError, error_body
+from gateway.errors import ApiError
 from gateway.feedback import router as feedback_router
 from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
@@ -26,6 +26,7 @@ from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.state import GatewayState
+from wire.errors import error_body
 
 log = logging.getLogger("pointsman")
 

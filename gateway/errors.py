@@ -17,6 +17,7 @@ from serving.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from wire.errors import error_body
 
 
 class ApiError(Exception):
@@ -42,10 +43,6 @@ class ApiError(Exception):
         if self.raw_body is not None:
             return self.raw_body
         return error_body(self.message, self.type, self.code, self.param)
-
-
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -74,15 +71,8 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         e = doc["error"]
-        err.raw_body = orjson.dumps(
-            {
-                "error": {
-                    "message": str(e.get("message", err.message)),
-                    "type": str(e.get("type") or "upstream_error"),
-                    "param": e.get("param"),
-                    "code": e.get("code"),
-                }
-            }
+        err.raw_body = error_body(
+            str(e.get("message", err.message)), str(e.get("type") or "upstream_error"), e.get("code"), e.get("param")
         )
     elif isinstance(doc, dict) and isinstance(doc.get("detail"), str | list):
         err.message = f"upstream returned HTTP {exc.status}: {str(doc['detail'])[:500]}"

@@ -26,7 +26,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.errors import error_body
+from wire.errors import error_body
 
 PROTOCOL = "gateway.http_server:BoundedHttpToolsProtocol"
 log = logging.getLogger("pointsman")

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing.models import ResolvedModel
-from serving.backend import CHAT, COMPLETIONS, Backend, UpstreamCall
-
-USAGE_OPTION = frozenset({CHAT, COMPLETIONS})
-"""Endpoints whose streams carry usage only when ``stream_options.include_usage`` is set."""
+from serving.backend import Backend, UpstreamCall
+from wire.endpoints import USAGE_OPTION
 
 
 @dataclass(slots=True)

@@ -11,12 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-# Endpoint names (path under /v1) that backends may support.
-CHAT = "chat/completions"
-COMPLETIONS = "completions"
-EMBEDDINGS = "embeddings"
-RESPONSES = "responses"
-
 
 @dataclass(slots=True)
 class UpstreamCall:

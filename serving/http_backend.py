@@ -233,21 +233,6 @@ class OpenAIHTTPBackend:
                 raise translate(exc, self.name, ep.url) from exc
             raise
 
-    async def get_json(self, url: str, timeout_s: float = 5.0) -> Any:
-        """Admin-path helper (model discovery, adapters): GET a JSON document from an endpoint."""
-        try:
-            async with self.session.get(
-                url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as resp:
-                body = await resp.read()
-                if resp.status >= 400:
-                    raise UpstreamHTTPError(resp.status, body[:_MAX_ERROR_BODY], backend=self.name, endpoint=url)
-                return orjson.loads(body)
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
-            raise translate(exc, self.name, url) from exc
-
     async def admin_request(
         self, method: str, url: str, body: Any = None, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from serving.backend import CHAT, EMBEDDINGS, BackendInfo, UpstreamCall, UpstreamResponse
+from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse
 from serving.config import LiteLLMBackendConfig
 from serving.errors import (
     BackendOverloaded,
@@ -24,6 +24,8 @@ from serving.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from wire.endpoints import CHAT, EMBEDDINGS
+from wire.errors import error_body
 
 _litellm: Any = None
 
@@ -38,10 +40,6 @@ def _lib() -> Any:
         _litellm.drop_params = True
         _litellm.telemetry = False
     return _litellm
-
-
-def _error_body(message: str, type_: str, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
 
 
 def translate(exc: BaseException, backend: str) -> UpstreamError:
@@ -63,7 +61,7 @@ def translate(exc: BaseException, backend: str) -> UpstreamError:
             429: "rate_limit_error",
         }.get(status, "api_error")
         msg = getattr(exc, "message", None) or "provider returned an error"
-        return UpstreamHTTPError(status, _error_body(str(msg)[:2000], type_), backend=backend)
+        return UpstreamHTTPError(status, error_body(str(msg)[:2000], type_), backend=backend)
     return UpstreamProtocolError("provider call failed", backend=backend)
 
 
@@ -161,7 +159,7 @@ class LiteLLMBackend:
             else:
                 raise UpstreamHTTPError(
                     400,
-                    _error_body(
+                    error_body(
                         f"/{call.endpoint} is not supported by a {self.cfg.provider} backend",
                         "invalid_request_error",
                         "unsupported_endpoint",
@@ -181,7 +179,7 @@ class LiteLLMBackend:
         if call.endpoint != CHAT:
             raise UpstreamHTTPError(
                 400,
-                _error_body(
+                error_body(
                     f"streaming /{call.endpoint} is not supported by a {self.cfg.provider} backend",
                     "invalid_request_error",
                     "unsupported_endpoint",

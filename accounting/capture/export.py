@@ -36,8 +36,9 @@ import orjson
 
 from accounting.capture.redact import Redactor, merge_counts
 from accounting.capture.store import CaptureStore, Feedback
-from accounting.capture.trace import CHAT, COMPLETIONS, RESPONSES, Trace
+from accounting.capture.trace import Trace
 from accounting.ledger import parse_time
+from wire.endpoints import CHAT, COMPLETIONS, RESPONSES
 
 FORMAT = "openai-chat-finetune"
 VERSION = 1

@@ -1,9 +1,9 @@
 """What a captured exchange looks like once normalized: the request as sent, the answer as choices.
 
 The hot path hands over the parsed request body and either the parsed response body or the raw SSE event
-blocks of a stream; everything here runs in the capture writer thread. Streams are reassembled into the same
-shape a non-streamed response has (content concatenated, tool-call deltas merged by index), so exports do not
-care how a request was made.
+blocks of a stream; everything here runs in the capture writer thread. Streams are reassembled
+(``wire.answer``) into the same shape a non-streamed response has, so exports do not care how a request was
+made.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
-CHAT, COMPLETIONS, RESPONSES = "chat/completions", "completions", "responses"
+from wire.answer import assemble
+from wire.endpoints import CHAT, COMPLETIONS, RESPONSES
+
 CAPTURED_ENDPOINTS = frozenset({CHAT, COMPLETIONS, RESPONSES})
 _DROP_REQUEST_FIELDS = ("user", "stream_options", "safety_identifier", "prompt_cache_key")
 
@@ -99,105 +101,7 @@ def output_from_body(endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]
     return result
 
 
-def _payloads(events: Sequence[bytes]) -> list[tuple[str | None, Any]]:
-    """(event name, parsed data) for every SSE event in the blocks (``[DONE]`` and bad JSON skipped)."""
-    out: list[tuple[str | None, Any]] = []
-    for block in events:
-        for ev in block.split(b"\n\n"):
-            if not ev.strip():
-                continue
-            name: str | None = None
-            data: list[bytes] = []
-            for line in ev.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[5:].strip())
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip().decode("utf-8", "replace")
-            if not data:
-                continue
-            raw = b"\n".join(data)
-            if raw == b"[DONE]":
-                continue
-            try:
-                out.append((name, orjson.loads(raw)))
-            except orjson.JSONDecodeError:
-                continue
-    return out
-
-
 def output_from_events(endpoint: str, events: Sequence[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Reassemble a stream into the choices a non-streamed answer would have had, plus its usage."""
-    payloads = _payloads(events)
-    usage: dict[str, Any] | None = None
-    if endpoint == RESPONSES:
-        for name, doc in payloads:
-            kind = doc.get("type") if isinstance(doc, dict) else None
-            if (name or kind) in ("response.completed", "response.incomplete") and isinstance(doc, dict):
-                resp = doc.get("response")
-                if isinstance(resp, dict):
-                    u = resp.get("usage")
-                    return output_from_body(RESPONSES, resp), u if isinstance(u, dict) else None
-        return [], None
-    choices: dict[int, dict[str, Any]] = {}
-    for _, doc in payloads:
-        if not isinstance(doc, dict):
-            continue
-        u = doc.get("usage")
-        if isinstance(u, dict):
-            usage = u
-        for c in doc.get("choices") or ():
-            if not isinstance(c, dict):
-                continue
-            idx = c.get("index", 0)
-            idx = idx if isinstance(idx, int) else 0
-            acc = choices.setdefault(idx, {"index": idx, "finish_reason": None, "_text": [], "_tools": {},
-                                           "_role": "assistant", "_refusal": []})
-            if c.get("finish_reason"):
-                acc["finish_reason"] = c["finish_reason"]
-            if endpoint == COMPLETIONS:
-                if isinstance(c.get("text"), str):
-                    acc["_text"].append(c["text"])
-                continue
-            delta = c.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            if isinstance(delta.get("role"), str):
-                acc["_role"] = delta["role"]
-            if isinstance(delta.get("content"), str):
-                acc["_text"].append(delta["content"])
-            if isinstance(delta.get("refusal"), str):
-                acc["_refusal"].append(delta["refusal"])
-            for tc in delta.get("tool_calls") or ():
-                if isinstance(tc, dict):
-                    _merge_tool_call(acc["_tools"], tc)
-    result: list[dict[str, Any]] = []
-    for idx in sorted(choices):
-        acc = choices[idx]
-        item: dict[str, Any] = {"index": idx, "finish_reason": acc["finish_reason"]}
-        if endpoint == COMPLETIONS:
-            item["text"] = "".join(acc["_text"])
-        else:
-            msg: dict[str, Any] = {"role": acc["_role"], "content": "".join(acc["_text"]) if acc["_text"] else None}
-            if acc["_refusal"]:
-                msg["refusal"] = "".join(acc["_refusal"])
-            if acc["_tools"]:
-                msg["tool_calls"] = [acc["_tools"][i] for i in sorted(acc["_tools"])]
-            item["message"] = msg
-        result.append(item)
-    return result, usage
-
-
-def _merge_tool_call(tools: dict[int, dict[str, Any]], tc: dict[str, Any]) -> None:
-    idx = tc.get("index", len(tools))
-    idx = idx if isinstance(idx, int) else len(tools)
-    cur = tools.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-    if isinstance(tc.get("id"), str):
-        cur["id"] = tc["id"]
-    if isinstance(tc.get("type"), str):
-        cur["type"] = tc["type"]
-    fn = tc.get("function")
-    if isinstance(fn, dict):
-        if isinstance(fn.get("name"), str):
-            cur["function"]["name"] += fn["name"]
-        if isinstance(fn.get("arguments"), str):
-            cur["function"]["arguments"] += fn["arguments"]
+    answer = assemble(endpoint, events)
+    return output_from_body(endpoint, answer.body), answer.usage

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -25,6 +24,7 @@ from gateway.errors import ApiError, bad_request
 from routing.shadow.promotion import PromotionError
 from routing.shadow.record import OUTCOMES
 from routing.shadow.reporting import build_report, publish_gauges
+from wire.errors import error_body
 
 _WINDOW = "Start (inclusive): unix seconds, ISO date or datetime. Default: 7 days before ``to``."
 
@@ -41,8 +41,7 @@ def _promotion_error(exc: PromotionError) -> ApiError:
     code = {404: "not_found", 409: "conflict", 503: "unavailable"}.get(exc.status, "invalid_value")
     err = ApiError(exc.status, exc.message, "invalid_request_error", code)
     if exc.detail:
-        err.raw_body = orjson.dumps({"error": {"message": exc.message, "type": "invalid_request_error",
-                                                "param": None, "code": code, **exc.detail}})
+        err.raw_body = error_body(exc.message, "invalid_request_error", code, detail=exc.detail)
     return err
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -62,8 +64,8 @@ class ErrorResponse(BaseModel):
 
 
 DOCUMENTED = {
-    "chat/completions": (ChatCompletionRequest, "Create a chat completion (streaming with stream=true)"),
-    "completions": (CompletionRequest, "Create a completion"),
-    "embeddings": (EmbeddingRequest, "Create embeddings"),
-    "responses": (ResponsesRequest, "Create a model response (Responses API)"),
+    CHAT: (ChatCompletionRequest, "Create a chat completion (streaming with stream=true)"),
+    COMPLETIONS: (CompletionRequest, "Create a completion"),
+    EMBEDDINGS: (EmbeddingRequest, "Create embeddings"),
+    RESPONSES: (ResponsesRequest, "Create a model response (Responses API)"),
 }

@@ -8,13 +8,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import orjson
-
-from gateway.errors import error_body, to_api_error
+from gateway.errors import to_api_error
 from gateway.inference.exchange import Exchange
-from gateway.inference.sse import SSEReader
-from serving.backend import RESPONSES, UpstreamStream
+from serving.backend import UpstreamStream
 from serving.errors import UpstreamError, UpstreamTimeout
+from wire.errors import error_event
+from wire.sse import SSEReader
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -80,7 +79,4 @@ async def relay(
 def stream_error(endpoint: str, exc: UpstreamError) -> bytes:
     """The event that ends a stream which failed upstream after it started, in the endpoint's own shape."""
     err = to_api_error(exc)
-    if endpoint == RESPONSES:
-        payload = orjson.dumps({"type": "error", "code": err.code, "message": err.message, "param": None})
-        return b"event: error\ndata: " + payload + b"\n\n"
-    return b"data: " + error_body(err.message, err.type, err.code) + b"\n\ndata: [DONE]\n\n"
+    return error_event(endpoint, err.message, err.type, err.code)

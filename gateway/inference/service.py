@@ -19,13 +19,11 @@ import orjson
 
 from accounting.record import RequestRecord
 from accounting.service import Accountant
-from accounting.usage import usage_from_response
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
 from gateway.inference.asgi import ClientGone, Receive, Scope, Send, read_body, send_json
 from gateway.inference.exchange import Exchange
 from gateway.inference.relay import SSE_HEADERS, relay
-from gateway.inference.sse import SSEReader
 from gateway.inference.validation import parse_body
 from gateway.keys import ClientKey, presented_key
 from gateway.runtime import Runtime
@@ -33,9 +31,12 @@ from routing.dispatch import Dispatcher, Outcome
 from routing.policy import RouteInput
 from routing.shadow.hub import ShadowHub, Ticket
 from routing.tags import collect_tags
-from routing.upstream_call import USAGE_OPTION, CallSpec
+from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamError, UpstreamProtocolError
+from wire.endpoints import USAGE_OPTION
+from wire.sse import SSEReader
+from wire.usage import usage_from_response
 
 log = logging.getLogger("pointsman.request")
 

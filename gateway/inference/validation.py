@@ -11,11 +11,9 @@ from typing import Any
 import orjson
 
 from gateway.errors import bad_request
-from serving.backend import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
+from wire.endpoints import CHAT, REQUIRED_FIELD, RESPONSES, STREAMABLE
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid in a model name; would break the echoed headers
-_REQUIRED = {CHAT: "messages", COMPLETIONS: "prompt", EMBEDDINGS: "input", RESPONSES: "input"}
-_STREAMABLE = frozenset({CHAT, COMPLETIONS, RESPONSES})
 
 
 def parse_body(body: bytes, endpoint: str) -> dict[str, Any]:
@@ -51,7 +49,7 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
         raise bad_request("'model' is required and must be a non-empty string.", "model", "missing_required_parameter")
     if _CONTROL.search(model):
         raise bad_request("'model' must not contain control characters.", "model", "invalid_value")
-    field = _REQUIRED[endpoint]
+    field = REQUIRED_FIELD[endpoint]
     v = doc.get(field)
     if endpoint == CHAT:
         if not isinstance(v, list) or not v or not all(isinstance(m, dict) for m in v):
@@ -64,7 +62,7 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
     stream = doc.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request("'stream' must be a boolean.", "stream")
-    if stream and endpoint not in _STREAMABLE:
+    if stream and endpoint not in STREAMABLE:
         raise bad_request(f"Streaming is not supported for /v1/{endpoint}.", "stream")
     _int_field(doc, "max_tokens", 0, 10_000_000)
     _int_field(doc, "max_completion_tokens", 0, 10_000_000)

@@ -45,7 +45,8 @@ from routing.shadow.config import (
     TokenF1Compare,
     ToolCallsCompare,
 )
-from routing.shadow.extract import EMBEDDINGS, Output
+from routing.shadow.extract import Output
+from wire.endpoints import CHAT, EMBEDDINGS, RESPONSES
 
 Kind = Literal["pass", "score", "judge"]
 
@@ -232,7 +233,7 @@ def request_schema(request: dict[str, Any]) -> dict[str, Any] | None:
 
 def prompt_text(endpoint: str, request: dict[str, Any]) -> str:
     """The user-visible prompt of a request, flattened for a judge."""
-    if endpoint == "chat/completions":
+    if endpoint == CHAT:
         lines = []
         for m in request.get("messages") or []:
             if isinstance(m, dict):
@@ -241,7 +242,7 @@ def prompt_text(endpoint: str, request: dict[str, Any]) -> str:
                     content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
                 lines.append(f"{m.get('role', 'user')}: {content if isinstance(content, str) else ''}")
         return "\n".join(lines)
-    if endpoint == "responses":
+    if endpoint == RESPONSES:
         inp = request.get("input")
         if isinstance(inp, str):
             return inp
@@ -490,7 +491,7 @@ class LlmJudge(Comparator):
             "temperature": 0,
             "max_tokens": self.cfg.max_tokens,
         }
-        doc = await caller("chat/completions", body, self.timeout_s)
+        doc = await caller(CHAT, body, self.timeout_s)
         choices = doc.get("choices") or []
         msg = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
         content = msg.get("content") if isinstance(msg, dict) else None

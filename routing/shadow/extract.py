@@ -10,14 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from accounting.usage import Usage, usage_from_response
-
-CHAT = "chat/completions"
-COMPLETIONS = "completions"
-EMBEDDINGS = "embeddings"
-RESPONSES = "responses"
+from wire.answer import assemble
+from wire.endpoints import COMPLETIONS, EMBEDDINGS, RESPONSES
+from wire.usage import Usage, parse_usage
 
 
 @dataclass(slots=True)
@@ -111,85 +106,9 @@ def _responses_output(items: Any, out: Output) -> None:
     out.text = "".join(texts)
 
 
-def split_events(blocks: Iterable[bytes]) -> list[bytes]:
-    """``data:`` payloads of every SSE event in relayed blocks (one block may hold several events)."""
-    payloads: list[bytes] = []
-    for block in blocks:
-        for ev in block.replace(b"\r\n", b"\n").split(b"\n\n"):
-            if not ev.strip():
-                continue
-            parts = [line[5:].strip() for line in ev.split(b"\n") if line.startswith(b"data:")]
-            if parts:
-                payloads.append(b"\n".join(parts))
-    return payloads
-
-
 def from_events(endpoint: str, blocks: Iterable[bytes]) -> tuple[Output, Usage | None]:
-    """Assemble the answer (and the last usage seen) from a stream's SSE event blocks."""
-    out = Output()
-    usage: Usage | None = None
-    texts: list[str] = []
-    calls: dict[int, list[str]] = {}
-    completed: Any = None
-    for payload in split_events(blocks):
-        if payload == b"[DONE]":
-            continue
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(doc, dict):
-            continue
-        u = usage_from_response(doc)
-        if u is not None:
-            usage = u
-        if "error" in doc and not doc.get("choices"):
-            err = doc.get("error")
-            out.error = str(err.get("message") if isinstance(err, dict) else err)
-            continue
-        if endpoint == RESPONSES:
-            kind = doc.get("type")
-            if kind == "response.output_text.delta" and isinstance(doc.get("delta"), str):
-                texts.append(doc["delta"])
-            elif kind == "response.completed" and isinstance(doc.get("response"), dict):
-                completed = doc["response"]
-            elif kind == "error":
-                out.error = str(doc.get("message") or "error")
-            continue
-        choices = doc.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            continue
-        c0 = choices[0]
-        if isinstance(c0.get("finish_reason"), str):
-            out.finish_reason = c0["finish_reason"]
-        if endpoint == COMPLETIONS:
-            if isinstance(c0.get("text"), str):
-                texts.append(c0["text"])
-            continue
-        delta = c0.get("delta")
-        if not isinstance(delta, dict):
-            continue
-        if isinstance(delta.get("content"), str):
-            texts.append(delta["content"])
-        tcs = delta.get("tool_calls")
-        if isinstance(tcs, list):
-            for tc in tcs:
-                if not isinstance(tc, dict):
-                    continue
-                raw_idx = tc.get("index")
-                idx = raw_idx if isinstance(raw_idx, int) else len(calls)
-                slot = calls.setdefault(idx, ["", ""])
-                fn = tc.get("function")
-                if isinstance(fn, dict):
-                    if isinstance(fn.get("name"), str):
-                        slot[0] += fn["name"]
-                    if isinstance(fn.get("arguments"), str):
-                        slot[1] += fn["arguments"]
-    if endpoint == RESPONSES and completed is not None:
-        done = Output()
-        _responses_output(completed.get("output"), done)
-        done.error = out.error
-        return done, usage
-    out.text = "".join(texts)
-    out.tool_calls = [ToolCall(n, a) for _, (n, a) in sorted(calls.items())]
-    return out, usage
+    """The answer (and the last usage seen) in a stream's SSE event blocks."""
+    answer = assemble(endpoint, blocks)
+    out = from_body(endpoint, answer.body)
+    out.error = answer.error
+    return out, parse_usage(answer.usage)

@@ -30,7 +30,6 @@ import orjson
 from accounting.ledger import day_bucket, to_nusd
 from accounting.metrics import Metrics
 from accounting.record import RequestRecord
-from accounting.usage import Usage, usage_from_response
 from routing.dispatch import Dispatcher
 from routing.errors import RoutingError
 from routing.models import ResolvedModel
@@ -49,6 +48,8 @@ from routing.shadow.record import (
 from routing.shadow.store import Observation, PairStore
 from routing.upstream_call import CallSpec, build_call
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError
+from wire.sse import SSEReader
+from wire.usage import Usage, usage_from_response
 
 log = logging.getLogger("pointsman.shadow")
 
@@ -456,21 +457,13 @@ class ShadowHub:
                 srec.self_hosted = backend.info.self_hosted
                 if stream:
                     upstream = await backend.open_stream(call)
-                    events = []
-                    buf = b""
+                    reader = SSEReader(drop_usage=False)
+                    events = reader.events
                     try:
                         async for chunk in upstream:
-                            buf += chunk
-                            if b"\r" in buf:
-                                buf = buf.replace(b"\r\n", b"\n")
-                            end = buf.rfind(b"\n\n")
-                            if end >= 0:
-                                if side.ttft_s is None:
-                                    side.ttft_s = time.perf_counter() - t0
-                                events.append(buf[: end + 2])
-                                buf = buf[end + 2 :]
-                        if buf.strip():
-                            events.append(buf + b"\n\n")
+                            if reader.feed(chunk) and side.ttft_s is None:
+                                side.ttft_s = time.perf_counter() - t0
+                        reader.flush()
                     finally:
                         await upstream.aclose()
                     side.latency_s = time.perf_counter() - t0

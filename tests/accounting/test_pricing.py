@@ -16,11 +16,11 @@ import pytest
 from accounting.catalog import BackendFacts, Catalog, ModelFacts
 from accounting.config import AccountingConfig
 from accounting.pricing import MTOK, PriceTable, Pricing
-from accounting.usage import Usage
 from tests.accounting.observe import metric_sum, scrape
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
+from wire.usage import Usage
 
 
 def test_price_table_is_read_without_importing_litellm() -> None:

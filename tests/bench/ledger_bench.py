@@ -41,8 +41,8 @@ from accounting.config import AccountingConfig
 from accounting.ledger import SQLiteLedger, query_spend
 from accounting.record import RequestRecord
 from accounting.service import Accountant
-from accounting.usage import Usage
 from tests.bench import fixtures, openloop
+from wire.usage import Usage
 
 KEYS = [f"key-{i}" for i in range(50)]
 TEAMS = [f"team-{i}" for i in range(10)]

@@ -1,28 +1,64 @@
-"""Side-channel reader for relayed SSE streams.
+"""Server-sent events as OpenAI streams them: framing, one event's name and data, and the relay reader.
 
-Upstream bytes are forwarded as complete events arrive (an incomplete event is held until its blank line);
-a copy of each event is checked for ``usage`` without parsing events that cannot carry it. The usage-only
-chunk the gateway asked for (``stream_options.include_usage``) is dropped again when the client did not ask.
+``SSEReader`` is on the request path: upstream bytes are forwarded as complete events arrive (an incomplete
+event is held until its blank line); a copy of each event is checked for ``usage`` without parsing events that
+cannot carry it. The usage-only chunk the gateway asked for (``stream_options.include_usage``) is dropped again
+when the client did not ask. ``split_events`` and ``json_events`` read recorded events back, off the path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 
-from accounting.usage import Usage, usage_from_response
+from wire.usage import Usage, usage_from_response
 
+DONE = b"[DONE]"
 _USAGE = b'"usage"'
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
+
+
+def parse_event(event: bytes) -> tuple[str | None, bytes | None]:
+    """(``event:`` name, ``data:`` payload with multi-line data joined) of one event; None where absent."""
+    name: str | None = None
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[5:].strip())
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    return name, b"\n".join(data) if data else None
 
 
 def event_payload(event: bytes) -> bytes | None:
     """The ``data:`` payload of one SSE event (multi-line data joined), or None."""
     if event.startswith(b"data:") and b"\n" not in event:
         return event[5:].strip()
-    parts = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-    return b"\n".join(parts) if parts else None
+    return parse_event(event)[1]
+
+
+def split_events(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """Every non-blank event in blocks of SSE bytes (one block may hold several events; CRLF is read as LF)."""
+    for block in blocks:
+        if b"\r" in block:
+            block = block.replace(b"\r\n", b"\n")
+        for ev in block.split(b"\n\n"):
+            if ev.strip():
+                yield ev
+
+
+def json_events(blocks: Iterable[bytes]) -> Iterator[tuple[str | None, Any]]:
+    """(event name, parsed data) of every event with data; ``[DONE]`` and data that is not JSON are skipped."""
+    for ev in split_events(blocks):
+        name, payload = parse_event(ev)
+        if not payload or payload == DONE:
+            continue
+        try:
+            yield name, orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
 
 
 class SSEReader:
@@ -58,10 +94,11 @@ class SSEReader:
         return complete
 
     def flush(self) -> bytes:
-        """Whatever is left when the upstream ends (an event without its trailing blank line)."""
-        rest, self._buf = self._buf, b""
-        if rest.strip():
-            return rest + b"\n\n"
+        """Whatever is left when the upstream ends (an event without its trailing blank line), read like any
+        other event."""
+        if self._buf.strip():
+            return self.feed(b"\n\n")
+        self._buf = b""
         return b""
 
     def _scan(self, block: bytes) -> bytes:
