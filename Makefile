@@ -1,7 +1,17 @@
 # pointsman developer targets. The default test run is .ci/run; these are the opt-in tiers.
-PYTHON ?= .venv/bin/python
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
 
-.PHONY: vllm-env test-vllm
+.PHONY: check fmt vllm-env test-vllm
+
+# The developer loop: ruff (lint + format check), mypy --strict, import-linter, default tests + coverage floor.
+check:
+	VENV=$(VENV) bash scripts/check.sh $(PYTEST_ARGS)
+
+# Format the tree (what `check` verifies).
+fmt:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # Build (once; cached under .cache/tiny-vllm/) the vLLM-on-CPU venv and the tiny model + LoRA adapters.
 vllm-env:

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The developer loop and the default CI tier, in one place (`make check`, and scripts/test.sh after it has
+# installed what the tests need): lint, format, types, layer contracts, then the default tests with the
+# coverage floor (pyproject's [tool.coverage.report] fail_under, which only ever rises).
+# Usage: bash scripts/check.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=${VENV:-.venv}/bin
+"$V/ruff" check .
+"$V/ruff" format --check .
+"$V/mypy"
+"$V/lint-imports"
+# Exit code 5 (no tests collected) fails this script like any other failure.
+"$V/python" -m pytest -m "not vllm and not slow" --cov --cov-report=term:skip-covered "$@"
