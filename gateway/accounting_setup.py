@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from accounting.accountant import Accountant
 from accounting.catalog import BackendFacts, Catalog, ModelFacts
-from accounting.service import Accountant
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey
 from routing.policy import DEFAULT_ROUTE

@@ -3,13 +3,13 @@ needs; and the order they start and close in."""
 
 from __future__ import annotations
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.accounting_setup import build_accountant
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
-from gateway.control import PolicyControl, cost_lookup, routing_rng
-from gateway.inference.service import InferenceService
+from gateway.inference.handler import InferenceHandler
 from gateway.live_runtime import LiveRuntime
+from gateway.policy_control import PolicyControl, cost_lookup, routing_rng
 from gateway.shadow_setup import ControlRouteEditor, Shadow
 from gateway.state import GatewayState
 from gateway.vllm_pricing import SelfHostedPricing
@@ -46,7 +46,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
     shadow.hub.capture_allowed = capture.capture_allowed  # raw pair text only for approved teams
     shadow.hub.redact = capture.redact_document  # and redacted before the pair store sees it
     vllm_pricing = SelfHostedPricing(lambda: live.runtime.config, registry, accountant)  # measured GPU prices
-    inference = InferenceService(live, accountant, dispatcher, shadow.hub, capture)
+    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture)
     return GatewayState(
         config=config,
         live=live,

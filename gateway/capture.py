@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from accounting.accountant import Accountant
 from accounting.capture.config import CapturePolicy, CaptureSettings
 from accounting.capture.feedback import FeedbackDesk
-from accounting.capture.service import CaptureService
+from accounting.capture.pipeline import CaptureService
 from accounting.record import RequestRecord
-from accounting.service import Accountant
 from gateway.config import GatewayConfig
 from routing.policy import Decision
 

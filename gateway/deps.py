@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from gateway.errors import ApiError
 from gateway.keys import ClientKey, admin_ok, presented_key
@@ -12,6 +14,10 @@ from gateway.state import GatewayState
 def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
+
+
+State = Annotated[GatewayState, Depends(get_state)]
+"""The lifespan-owned state, as an admin handler parameter."""
 
 
 def client_secret(request: Request) -> str | None:

@@ -61,6 +61,16 @@ def not_found(message: str, param: str | None = None, code: str | None = "model_
     return ApiError(404, message, "invalid_request_error", code, param)
 
 
+def no_such(what: str, name: str) -> ApiError:
+    """404 for an admin object (route, key, backend, ...) that does not exist."""
+    return ApiError(404, f"There is no {what} named {name!r}.", "invalid_request_error", "not_found")
+
+
+def already_exists(what: str, name: str) -> ApiError:
+    """409 for creating an admin object whose name is taken."""
+    return ApiError(409, f"A {what} named {name!r} already exists.", "invalid_request_error", "already_exists")
+
+
 def _passthrough(exc: UpstreamHTTPError) -> ApiError:
     """Upstream 4xx/5xx: keep its status; keep its body when it is already OpenAI-shaped JSON."""
     body = exc.body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.accounting_setup import build_catalog
 from gateway.config import GatewayConfig
 from gateway.runtime import Runtime

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from routing.dispatch import Dispatcher
@@ -22,7 +22,7 @@ log = logging.getLogger("pointsman.shadow")
 
 
 class PolicyChanges(Protocol):
-    """Versioned policy changes (``gateway.control.PolicyControl``)."""
+    """Versioned policy changes (``gateway.policy_control.PolicyControl``)."""
 
     async def change(self, summary: str, mutate: Callable[[dict[str, Any]], None], *, source: str = ...,
                      dry_run: bool = ...) -> PolicyVersion: ...

@@ -10,12 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
-from gateway.control import PolicyControl
-from gateway.inference.service import InferenceService
+from gateway.inference.handler import InferenceHandler
 from gateway.live_runtime import LiveRuntime
+from gateway.policy_control import PolicyControl
 from gateway.runtime import Runtime
 from gateway.shadow_setup import Shadow
 from gateway.vllm_pricing import SelfHostedPricing
@@ -39,7 +39,7 @@ class GatewayState:
     control: PolicyControl
     shadow: Shadow
     vllm_pricing: SelfHostedPricing
-    inference: InferenceService
+    inference: InferenceHandler
     startup: list[Step] = field(default_factory=list)
     """Run in order by ``start``."""
     shutdown: list[Step] = field(default_factory=list)

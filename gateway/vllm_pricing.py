@@ -2,7 +2,7 @@
 
 For every vLLM backend with a GPU-hour price (the backend's ``gpu_hour_usd``, or an ``accounting.pricing``
 entry's for one of its models) a background task scrapes the fleet's ``/metrics`` every
-``health_interval_s`` (``serving.vllm_fleet.FleetMeter``; never on the request path) and measures, over the
+``health_interval_s`` (``serving.vllm.fleet.FleetMeter``; never on the request path) and measures, over the
 trailing ``throughput_window_s``, how many tokens per second the fleet processed
 (``vllm:generation_tokens_total`` + ``vllm:prompt_tokens_total`` increases). It hands the accountant the
 per-endpoint rate (``gpu_count`` is per endpoint) for every model served by the backend, adapters included;
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.config import GatewayConfig
 from serving.config import VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
 from serving.registry import BackendRegistry
-from serving.vllm_fleet import FleetMeter, FleetThroughput
+from serving.vllm.fleet import FleetMeter, FleetThroughput
 
 log = logging.getLogger("pointsman.vllm")
 

@@ -1,7 +1,7 @@
 """Endpoint pools for backends with several servers (vLLM fleets).
 
 Selection is least-outstanding-requests, weighted by the queue depth each server reports
-(``vllm:num_requests_waiting``, scraped in the background by ``serving.vllm_monitor``), skipping endpoints
+(``vllm:num_requests_waiting``, scraped in the background by ``serving.vllm.monitor``), skipping endpoints
 that are unhealthy or that the caller asks to avoid (open circuit breakers). Never does I/O.
 """
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from serving.config import BackendConfig, LiteLLMBackendConfig, VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
 from serving.litellm_backend import LiteLLMBackend
-from serving.vllm_monitor import VLLMMonitor
+from serving.vllm.monitor import VLLMMonitor
 
 AnyBackend = OpenAIHTTPBackend | LiteLLMBackend
 

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from accounting.capture.config import METRIC_NAME
+from accounting.capture.pipeline import DAY, CaptureService
 from accounting.capture.redact import Redactor
-from accounting.capture.service import DAY, CaptureService
 from accounting.capture.store import Feedback
 from accounting.capture.trace import Trace
 from accounting.metrics import OTHER, Metrics

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends
 
 from gateway.admin import capture, catalog, datasets, debug, keys, routes, spend, vllm
 from gateway.admin import shadow as shadow_admin
-from gateway.admin.bodies import State
-from gateway.deps import require_admin
+from gateway.deps import State, require_admin
 from gateway.state import GatewayState
 
 

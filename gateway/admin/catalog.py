@@ -10,18 +10,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.admin.bodies import (
-    State,
-    body_doc,
-    conflict,
-    json_body,
-    json_object,
-    model_schema,
-    named,
-    not_found,
-)
-from gateway.control import REDACTED
-from gateway.errors import ApiError
+from gateway.admin.body_schemas import body_doc, json_body, json_object, model_schema, named
+from gateway.deps import State
+from gateway.errors import ApiError, already_exists, no_such
+from gateway.policy_control import REDACTED
 from routing.health import STATE_NAMES
 from serving.config import BackendConfig, ModelConfig
 
@@ -64,7 +56,7 @@ def build_models_router() -> APIRouter:
 
         def add(doc: dict[str, Any]) -> None:
             if name in doc["models"]:
-                raise conflict("model", name)
+                raise already_exists("model", name)
             doc["models"][name] = body
 
         pv = await st.control.change(f"create model {name}", add)
@@ -74,7 +66,7 @@ def build_models_router() -> APIRouter:
     async def get_model(name: str, st: State) -> dict[str, Any]:
         m = st.runtime.config.models.get(name)
         if m is None:
-            raise not_found("model", name)
+            raise no_such("model", name)
         return {"version": st.runtime.version, "name": name, "model": m.model_dump(mode="json", exclude_defaults=True)}
 
     @router.put("/{name:path}", summary="Create or replace a model", openapi_extra=body_doc(_MODEL))
@@ -92,7 +84,7 @@ def build_models_router() -> APIRouter:
     async def delete_model(name: str, st: State) -> dict[str, Any]:
         def delete(doc: dict[str, Any]) -> None:
             if name not in doc["models"]:
-                raise not_found("model", name)
+                raise no_such("model", name)
             del doc["models"][name]
 
         pv = await st.control.change(f"delete model {name}", delete)
@@ -119,7 +111,7 @@ def build_backends_router() -> APIRouter:
 
         def add(doc: dict[str, Any]) -> None:
             if name in doc["backends"]:
-                raise conflict("backend", name)
+                raise already_exists("backend", name)
             doc["backends"][name] = _keep_secret(body, None)
 
         pv = await st.control.change(f"create backend {name}", add)
@@ -129,14 +121,14 @@ def build_backends_router() -> APIRouter:
     async def get_backend(name: str, st: State) -> dict[str, Any]:
         b = st.runtime.config.backends.get(name)
         if b is None:
-            raise not_found("backend", name)
+            raise no_such("backend", name)
         return {"version": st.runtime.version, "name": name, "backend": _redacted(b)}
 
     @router.get("/{name}/health", summary="Endpoints of a backend: breaker state, load, vLLM health")
     async def backend_health(name: str, st: State) -> dict[str, Any]:
         backend = st.registry.get(name)
         if backend is None:
-            raise not_found("backend", name)
+            raise no_such("backend", name)
         pool = getattr(backend, "pool", None)
         eps = pool.endpoints if pool is not None else []
         by_url = {e.url: e for e in eps}
@@ -170,7 +162,7 @@ def build_backends_router() -> APIRouter:
     async def delete_backend(name: str, st: State) -> dict[str, Any]:
         def delete(doc: dict[str, Any]) -> None:
             if name not in doc["backends"]:
-                raise not_found("backend", name)
+                raise no_such("backend", name)
             del doc["backends"][name]
 
         pv = await st.control.change(f"delete backend {name}", delete)

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.admin.bodies import State
+from gateway.deps import State
 
 
 def _open_fds() -> int | None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.admin.bodies import State, body_doc, conflict, json_body, json_object, not_found
+from gateway.admin.body_schemas import body_doc, json_body, json_object
 from gateway.config import KeyConfig
-from gateway.errors import ApiError
+from gateway.deps import State
+from gateway.errors import ApiError, already_exists, no_such
 from gateway.keys import ClientKey, hash_key, new_secret
 
 _EDITABLE = ("team", "tags", "models", "allowed_tags")
@@ -51,14 +52,14 @@ def _index(keys: list[Any], name: str) -> int:
     for i, k in enumerate(keys):
         if isinstance(k, dict) and k.get("name") == name:
             return i
-    raise not_found("client key", name)
+    raise no_such("client key", name)
 
 
 def _find(st: State, name: str) -> ClientKey:
     for k in st.runtime.keys.by_hash.values():
         if k.name == name:
             return k
-    raise not_found("client key", name)
+    raise no_such("client key", name)
 
 
 def build_router() -> APIRouter:
@@ -80,7 +81,7 @@ def build_router() -> APIRouter:
         def add(doc: dict[str, Any]) -> None:
             keys = doc["keys"]
             if isinstance(name, str) and any(isinstance(k, dict) and k.get("name") == name for k in keys):
-                raise conflict("client key", name)
+                raise already_exists("client key", name)
             keys.append({**body, "key_sha256": hash_key(secret)})
 
         pv = await st.control.change(f"create key {name}", add)

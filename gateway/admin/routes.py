@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.admin.bodies import State, body_doc, conflict, json_body, json_object, model_schema, not_found
-from gateway.control import redact
-from gateway.errors import ApiError, to_api_error
+from gateway.admin.body_schemas import body_doc, json_body, json_object, model_schema
+from gateway.deps import State
+from gateway.errors import ApiError, already_exists, no_such, to_api_error
 from gateway.keys import ClientKey, presented_key
+from gateway.policy_control import redact
 from routing.config import RouteConfig
 from routing.errors import RoutingError
 from routing.policy import RouteInput
@@ -60,7 +61,7 @@ def _index(routes: list[Any], name: str) -> int:
     for i, r in enumerate(routes):
         if isinstance(r, dict) and r.get("name") == name:
             return i
-    raise not_found("route", name)
+    raise no_such("route", name)
 
 
 def _explain_key(st: State, req: ExplainRequest) -> ClientKey | None:
@@ -69,7 +70,7 @@ def _explain_key(st: State, req: ExplainRequest) -> ClientKey | None:
         for k in rt.keys.by_hash.values():
             if k.name == req.key:
                 return k
-        raise not_found("client key", req.key)
+        raise no_such("client key", req.key)
     headers = {k.lower(): v for k, v in req.headers.items()}
     secret = presented_key(headers.get("authorization"), headers.get("api-key"))
     if secret:
@@ -129,7 +130,7 @@ def build_router() -> APIRouter:
         def add(doc: dict[str, Any]) -> None:
             routes = doc["routes"]
             if isinstance(name, str) and any(isinstance(r, dict) and r.get("name") == name for r in routes):
-                raise conflict("route", name)
+                raise already_exists("route", name)
             routes.insert(len(routes) if position is None else position, rule)
 
         pv = await st.control.change(f"create route {name}", add)
@@ -206,7 +207,7 @@ def build_router() -> APIRouter:
     async def get_route(name: str, st: State) -> dict[str, Any]:
         rule = st.runtime.policy.by_name.get(name)
         if rule is None:
-            raise not_found("route", name)
+            raise no_such("route", name)
         return {"version": st.runtime.version, "index": rule.index, "route": route_out(rule.cfg)}
 
     @router.put("/{name}", summary="Update (replace) a routing rule",
@@ -220,7 +221,7 @@ def build_router() -> APIRouter:
             i = _index(routes, name)
             new = rule.get("name")
             if new != name and any(isinstance(r, dict) and r.get("name") == new for r in routes):
-                raise conflict("route", str(new))
+                raise already_exists("route", str(new))
             routes[i] = rule
 
         pv = await st.control.change(f"update route {name}", update)

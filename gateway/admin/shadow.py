@@ -18,8 +18,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from accounting.ledger import parse_time
-from gateway.admin.bodies import State, json_body
+from gateway.admin.body_schemas import json_body
 from gateway.admin.shadow_html import render_report
+from gateway.deps import State
 from gateway.errors import ApiError, bad_request
 from routing.shadow.promotion import PromotionError
 from routing.shadow.record import OUTCOMES

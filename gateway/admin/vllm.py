@@ -21,11 +21,12 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.admin.bodies import State, body_doc, json_body, json_object, model_schema, not_found
-from gateway.errors import ApiError
+from gateway.admin.body_schemas import body_doc, json_body, json_object, model_schema
+from gateway.deps import State
+from gateway.errors import ApiError, no_such
 from gateway.state import GatewayState
 from serving.config import VLLMBackendConfig
-from serving.vllm_admin import (
+from serving.vllm.admin import (
     EndpointResult,
     VLLMAdminError,
     check_adapter_name,
@@ -87,7 +88,7 @@ def _admin_error(exc: VLLMAdminError) -> ApiError:
 def _vllm_backend(st: GatewayState, name: str) -> Any:
     cfg = st.runtime.config.backends.get(name)
     if cfg is None:
-        raise not_found("backend", name)
+        raise no_such("backend", name)
     backend = st.registry.get(name)
     if not isinstance(cfg, VLLMBackendConfig) or backend is None or not is_vllm(backend):
         raise ApiError(400, f"Backend {name!r} is not a vLLM backend (type: vllm).", "invalid_request_error",
@@ -213,7 +214,7 @@ def build_router() -> APIRouter:
     async def pricing(name: str, st: State) -> dict[str, Any]:
         cfg = st.runtime.config.backends.get(name)
         if cfg is None:
-            raise not_found("backend", name)
+            raise no_such("backend", name)
         if not isinstance(cfg, VLLMBackendConfig):
             raise ApiError(400, f"Backend {name!r} is not a vLLM backend (type: vllm).", "invalid_request_error",
                            "not_vllm")
@@ -238,7 +239,7 @@ def _register(backend: str, req: AdapterLoad, model: str) -> Any:
             routes = doc.get("routes", [])
             route = next((r for r in routes if isinstance(r, dict) and r.get("name") == req.shadow.route), None)
             if route is None:
-                raise not_found("route", req.shadow.route)
+                raise no_such("route", req.shadow.route)
             extra = {k: v for k, v in req.shadow.model_dump().items() if k != "route"}
             shadow = copy.deepcopy(route.get("shadow") or {})
             shadow.update(extra)

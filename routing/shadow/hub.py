@@ -141,7 +141,7 @@ class Ticket:
 
 
 class ShadowAccounts(Protocol):
-    """How shadow and comparator calls are accounted (``accounting.service.Accountant``)."""
+    """How shadow and comparator calls are accounted (``accounting.accountant.Accountant``)."""
 
     def price(self, rec: RequestRecord) -> Decimal: ...
 

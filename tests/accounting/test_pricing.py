@@ -27,7 +27,7 @@ def test_price_table_is_read_without_importing_litellm() -> None:
     code = (
         "import sys\n"
         "from accounting.config import AccountingConfig\n"
-        "from accounting.service import Accountant\n"
+        "from accounting.accountant import Accountant\n"
         "a = Accountant(AccountingConfig(), '/tmp/unused-ledger-dir')\n"
         "assert len(a.table.prices) > 1000, len(a.table.prices)\n"
         "assert a.estimator.encodings.get('o200k_base') is not None\n"
@@ -121,7 +121,7 @@ def test_metric_labels_stay_bounded(upstream: FakeOpenAI, tmp_path: Path) -> Non
 
 
 async def test_reconfigure_keeps_state_and_applies_new_prices(tmp_path: Path) -> None:
-    from accounting.service import Accountant
+    from accounting.accountant import Accountant
 
     acct = Accountant(AccountingConfig(), str(tmp_path), catalog())
     assert acct.model_price("gpu", "mistral") is None

@@ -37,10 +37,10 @@ from typing import Any
 import httpx
 import yaml
 
+from accounting.accountant import Accountant
 from accounting.config import AccountingConfig
 from accounting.ledger import SQLiteLedger, query_spend
 from accounting.record import RequestRecord
-from accounting.service import Accountant
 from tests.bench import fixtures, openloop
 from wire.usage import Usage
 

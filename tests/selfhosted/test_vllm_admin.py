@@ -15,8 +15,8 @@ import pytest
 from gateway.cli import main
 from serving.config import VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
-from serving.vllm_admin import VLLMAdminError, discover, load_adapter, server_root, unload_adapter
-from serving.vllm_fleet import FleetMeter
+from serving.vllm.admin import VLLMAdminError, discover, load_adapter, server_root, unload_adapter
+from serving.vllm.fleet import FleetMeter
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.fakes.vllm_lora import FakeVLLMLora
 from tests.gateway_runner import RunningGateway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.vllm_metrics import (
+from serving.vllm.metrics import (
     GENERATION_TOKENS,
     PROMPT_TOKENS,
     RUNNING,

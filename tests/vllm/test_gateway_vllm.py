@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from gateway.cli import main
-from serving.vllm_metrics import GENERATION_TOKENS, PROMPT_TOKENS, RUNNING, parse_samples, total
+from serving.vllm.metrics import GENERATION_TOKENS, PROMPT_TOKENS, RUNNING, parse_samples, total
 from tests.gateway_runner import RunningGateway
 from tests.vllm.conftest import _cache_root
 

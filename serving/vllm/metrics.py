@@ -1,6 +1,6 @@
 """vLLM's Prometheus ``/metrics``: a small text-format parser and the throughput arithmetic over a window.
 
-Pure functions and plain objects, no I/O: the background scraper (``serving.vllm_fleet``) feeds them, and
+Pure functions and plain objects, no I/O: the background scraper (``serving.vllm.fleet``) feeds them, and
 nothing here runs on the request path.
 
 vLLM counters of interest (one series per ``model_name``/``engine``; LoRA requests count under the base

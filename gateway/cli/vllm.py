@@ -19,8 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
-from gateway.cli_admin import _print_json, request, run, table
-from gateway.cli_common import CLIError
+from gateway.cli.admin_api import CLIError, print_json, request, run, table
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
 """The vLLM release the printed flags were checked against (its CLI parser accepts them)."""
@@ -246,7 +245,7 @@ def cmd_command(a: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     doc = request(args, "GET", f"/admin/backends/{args.backend}/models")
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     n = len(doc["endpoints"])
     rows = [[m["id"], m["kind"], m.get("parent") or "-", f"{len(m['endpoints'])}/{n}",
@@ -271,7 +270,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             body["shadow"]["sample_rate"] = args.sample_rate
     doc = request(args, "POST", f"/admin/backends/{args.backend}/adapters", json=body)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     loaded = sum(1 for e in doc["endpoints"] if e["changed"])
     print(f"adapter {doc['adapter']} on {doc['backend']}: loaded on {loaded}, already there on "
@@ -287,7 +286,7 @@ def cmd_unload(args: argparse.Namespace) -> int:
     q = "?unregister=false" if args.keep_models else ""
     doc = request(args, "DELETE", f"/admin/backends/{args.backend}/adapters/{args.name}{q}")
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     if doc["unregistered"]:
         print(f"unregistered models: {', '.join(doc['unregistered'])} (policy version {doc['version']})")

@@ -15,7 +15,7 @@ from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_c
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
 # Modules that add subcommands: each has ``add_parser(subparsers) -> None`` setting ``func``.
-_COMMAND_MODULES = ("gateway.cli_admin", "gateway.cli_spend", "gateway.cli_shadow", "gateway.cli_vllm", "gateway.cli_dataset")
+_COMMAND_MODULES = ("gateway.cli.routes", "gateway.cli.spend", "gateway.cli.shadow", "gateway.cli.vllm", "gateway.cli.dataset")
 
 
 def load(path: str | None) -> GatewayConfig:
@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pointsman-metrics-")
-        uvicorn.run("gateway.cli:app_factory", factory=True, workers=workers, **common)
+        uvicorn.run("gateway.cli.main:app_factory", factory=True, workers=workers, **common)
     else:
         from gateway.app import create_app
 

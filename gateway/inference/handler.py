@@ -17,8 +17,8 @@ from typing import Any, Protocol, cast
 
 import orjson
 
+from accounting.accountant import Accountant
 from accounting.record import RequestRecord
-from accounting.service import Accountant
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
 from gateway.inference.asgi import ClientGone, Receive, Scope, Send, read_body, send_json
@@ -83,7 +83,7 @@ class CurrentRuntime(Protocol):
     def runtime(self) -> Runtime: ...
 
 
-class InferenceService:
+class InferenceHandler:
     def __init__(
         self,
         live: CurrentRuntime,

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.cli_common import DEFAULT_URL, CLIError, common_parser
+from gateway.cli.admin_api import DEFAULT_URL, CLIError, common_parser
 
 
 def add_parser(sub: Any) -> None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from serving.errors import UpstreamError
 from serving.http_backend import OpenAIHTTPBackend
-from serving.vllm_admin import server_root
-from serving.vllm_metrics import CounterWindow, Snapshot, snapshot
+from serving.vllm.admin import server_root
+from serving.vllm.metrics import CounterWindow, Snapshot, snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class FleetMeter:
 
     def observe(self, url: str, text: str, t: float | None = None) -> None:
         """Fold one endpoint's ``/metrics`` body into its windows (also the hook for a scrape made elsewhere,
-        e.g. by ``serving.vllm_monitor``, so an endpoint is not scraped twice)."""
+        e.g. by ``serving.vllm.monitor``, so an endpoint is not scraped twice)."""
         w = self._eps.get(url)
         if w is None:
             return

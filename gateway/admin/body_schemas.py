@@ -1,19 +1,15 @@
-"""Admin request bodies: the state dependency, JSON body parsing, OpenAPI request-body schemas, 404/409 errors."""
+"""Admin request bodies: JSON body parsing and the OpenAPI request-body schemas of the admin endpoints."""
 
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Request
 from pydantic import BaseModel, TypeAdapter
 
-from gateway.deps import get_state
 from gateway.errors import ApiError
-from gateway.state import GatewayState
-
-State = Annotated[GatewayState, Depends(get_state)]
 
 
 async def json_body(request: Request) -> Any:
@@ -82,11 +78,3 @@ def body_doc(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     if description:
         body["description"] = description
     return {"requestBody": body}
-
-
-def not_found(what: str, name: str) -> ApiError:
-    return ApiError(404, f"There is no {what} named {name!r}.", "invalid_request_error", "not_found")
-
-
-def conflict(what: str, name: str) -> ApiError:
-    return ApiError(409, f"A {what} named {name!r} already exists.", "invalid_request_error", "already_exists")

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from accounting.service import Accountant
+from accounting.accountant import Accountant
 from gateway.config import ConfigError, GatewayConfig, validate_document
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import hash_key

@@ -8,17 +8,15 @@ stderr), 2 bad usage or unreachable gateway.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import httpx
 import orjson
 import yaml
 
-from gateway.cli_common import DEFAULT_URL, CLIError, common_parser
+from gateway.cli.admin_api import CLIError, common_parser, print_json, request, run, table
 
 
 def add_parser(sub: Any) -> None:
@@ -54,50 +52,6 @@ def add_parser(sub: Any) -> None:
     r.set_defaults(func=partial(run, cmd_rollback))
 
 
-# -- HTTP --------------------------------------------------------------------------------------------------
-def request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any:
-    url = (args.url or os.environ.get("POINTSMAN_URL") or DEFAULT_URL).rstrip("/")
-    key = args.admin_key or os.environ.get("POINTSMAN_ADMIN_KEY")
-    if not key:
-        raise CLIError("give --admin-key or set POINTSMAN_ADMIN_KEY", 2)
-    try:
-        r = httpx.request(method, url + path, headers={"authorization": f"Bearer {key}"}, timeout=60, **kw)
-    except httpx.HTTPError as exc:
-        raise CLIError(f"cannot reach {url}: {exc}", 2) from None
-    try:
-        doc = r.json()
-    except ValueError:
-        doc = None
-    if r.status_code >= 400:
-        raise CLIError(_error_text(r.status_code, doc, r.text))
-    return doc
-
-
-def _error_text(status: int, doc: Any, text: str) -> str:
-    err = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(err, dict):
-        return f"{status}: {text[:500]}"
-    problems = err.get("problems")
-    if isinstance(problems, list) and problems:
-        lines = [f"{status}: invalid policy"]
-        lines += [f"  {p.get('path') or '<root>'}: {p.get('message')}" for p in problems if isinstance(p, dict)]
-        return "\n".join(lines)
-    return f"{status}: {err.get('message')}"
-
-
-def _print_json(doc: Any) -> None:
-    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-
-
-def table(cols: list[str], rows: list[list[str]]) -> str:
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 # -- commands ----------------------------------------------------------------------------------------------
 def _match_text(m: dict[str, Any]) -> str:
     parts = []
@@ -121,7 +75,7 @@ def _targets_text(r: dict[str, Any]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     doc = request(args, "GET", "/admin/routes")
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     rows = [
         [str(i), r["name"], _match_text(r.get("match") or {}), _targets_text(r), r.get("strategy", "weighted"),
@@ -181,7 +135,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         req["key"] = args.key
     doc = request(args, "POST", "/admin/routes/explain", json=req)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     rule = doc["route"] if doc.get("rule_index") is None else f"{doc['route']} (rule #{doc['rule_index']})"
     print(f"route:     {rule}: {doc['reason']}")
@@ -226,7 +180,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     doc = request(args, "PUT", "/admin/routes", json={"routes": routes},
                   params={"dry_run": "true"} if args.dry_run else None)
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     elif args.dry_run:
         print(f"valid: {len(doc['routes'])} rules (nothing changed; policy version {doc['version']})")
     else:
@@ -241,7 +195,7 @@ def _when(ts: float) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     doc = request(args, "GET", "/admin/routes/history", params={"limit": args.limit})
     if args.json:
-        _print_json(doc)
+        print_json(doc)
         return 0
     rows = [
         [("* " if v["in_force"] else "  ") + str(v["version"]), _when(v["created_at"]), v["source"], v["summary"],
@@ -255,17 +209,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     doc = request(args, "POST", "/admin/routes/rollback", json={"version": args.version})
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"rolled back to version {doc['rolled_back_to']}: now policy version {doc['version']}"
               f" ({len(doc['routes'])} rules)")
     return 0
-
-
-def run(func: Any, args: argparse.Namespace) -> int:
-    try:
-        rc: int = func(args)
-        return rc
-    except CLIError as exc:
-        print(f"pointsman: {exc}", file=sys.stderr)
-        return exc.status
