@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from accounting.record import RequestRecord
 from gateway.inference.asgi import Receive, Send
 from routing.policy import Decision
-from routing.shadow.hub import Ticket
+from routing.shadow.ticket import Ticket
 from routing.upstream_call import CallSpec
 
 

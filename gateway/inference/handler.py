@@ -29,7 +29,8 @@ from gateway.keys import ClientKey, presented_key
 from gateway.runtime import Runtime
 from routing.dispatch import Dispatcher, Outcome
 from routing.policy import RouteInput
-from routing.shadow.hub import ShadowHub, Ticket
+from routing.shadow.hub import ShadowHub
+from routing.shadow.ticket import Ticket
 from routing.tags import collect_tags
 from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream

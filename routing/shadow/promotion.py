@@ -30,10 +30,11 @@ from typing import Any, Protocol
 from accounting.metrics import Metrics
 from routing.policy import Policy
 from routing.shadow.config import PromotionConfig, ShadowConfig
-from routing.shadow.hub import ActivePromotion, ShadowHub
+from routing.shadow.hub import ShadowHub
 from routing.shadow.record import PAIRED
 from routing.shadow.reporting import build_report, publish_gauges
 from routing.shadow.stats import percentile
+from routing.shadow.ticket import ActivePromotion
 
 log = logging.getLogger("pointsman.shadow.promotion")
 

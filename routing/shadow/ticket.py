@@ -1,0 +1,97 @@
+"""One sampled request's shadow: what the request path hands over, and what the hub and pairing read back.
+
+A ``Ticket`` is created by the hub for a sampled (or promotion-observed) request. The request path gives it the
+primary's output (``primary_body`` / ``primary_events``) and finally its record (``finish``); none of these
+raise or wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from accounting.record import RequestRecord
+from routing.models import ResolvedModel
+from routing.shadow.config import ShadowConfig
+from routing.shadow.extract import Output
+from routing.shadow.record import Side
+
+log = logging.getLogger("pointsman.shadow")
+
+
+def sample_fraction(route: str, request_id: str) -> float:
+    """A uniform number in [0, 1) from the request id: the same request is always sampled the same way."""
+    d = hashlib.blake2b(f"{route}\x00{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(d, "big") / 2**64
+
+
+@dataclass(slots=True)
+class ActivePromotion:
+    """What the request path needs to know about a promotion in progress (or completed) on a route."""
+
+    candidate: str
+    baseline: str
+    """The baseline model reverse shadows go to."""
+    reverse_rate: float
+    ramping: bool
+
+
+@dataclass(slots=True)
+class ShadowResult:
+    side: Side
+    output: Output | None
+    record: RequestRecord | None = None
+    """The shadow call's accounting record (its cost is final once the accountant priced it)."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    on_finish: Callable[[Ticket], None]
+    """The hub's continuation once the primary is done."""
+    route: str
+    cfg: ShadowConfig
+    rule_timeout_s: float | None
+    endpoint: str
+    doc: dict[str, Any]
+    rec: RequestRecord
+    defaults: Mapping[str, Any]
+    served: ResolvedModel
+    shadow_model: ResolvedModel | None
+    direction: str
+    sampled: bool
+    observe: bool
+    capture: bool
+    state: str = "new"
+    """new, queued, running, dropped."""
+    reason: str | None = None
+    queued_at: float = 0.0
+    primary_parsed: Any = None
+    primary_stream: Sequence[bytes] | None = None
+    finished: bool = False
+    primary_done: asyncio.Event = field(default_factory=asyncio.Event)
+    result: ShadowResult | None = None
+    primary_out: Output | None = None
+    candidate_out: Output | None = None
+    task: asyncio.Task[None] | None = None
+
+    # -- called from the request path (never raise, never wait) ----------------------------------------------
+    def primary_body(self, parsed: Any) -> None:
+        self.primary_parsed = parsed
+
+    def primary_events(self, events: Sequence[bytes]) -> None:
+        self.primary_stream = events
+
+    def finish(self, rec: RequestRecord) -> None:
+        """The primary is done (served, failed or cancelled); ``rec`` is its final record."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self.rec = rec
+            self.on_finish(self)
+        except Exception:
+            log.exception("shadow: finishing pair %s failed", rec.request_id)
