@@ -73,8 +73,9 @@ class Accountant:
         self.ledger: SQLiteLedger | None = None
         if cfg.ledger.enabled:
             path = cfg.ledger.path or str(Path(data_dir) / "ledger.sqlite3")
-            self.ledger = SQLiteLedger(path, cfg.ledger.flush_interval_s, cfg.ledger.batch_size,
-                                       cfg.ledger.max_pending)
+            self.ledger = SQLiteLedger(
+                path, cfg.ledger.flush_interval_s, cfg.ledger.batch_size, cfg.ledger.max_pending
+            )
         self.link: SharedLedgerLink | None = None
         self.health: RedisHealth | None = None
         self._redis: list[Any] = []
@@ -95,8 +96,9 @@ class Accountant:
             await asyncio.to_thread(self.ledger.start)
             await self._refresh_budgets()
             if self.health is not None and self.cfg.ledger.shared == "auto":
-                self.link = SharedLedgerLink(self.ledger, self._redis[0], self._redis[1], self.health,
-                                             self.cfg.ledger.stream_maxlen)
+                self.link = SharedLedgerLink(
+                    self.ledger, self._redis[0], self._redis[1], self.health, self.cfg.ledger.stream_maxlen
+                )
                 await self.link.start()
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         await self.limits.start()
@@ -111,8 +113,12 @@ class Accountant:
         # One immediate retry on a connection error: after Redis restarts, every pooled connection is stale and
         # would fail its next command once (a refused request under fail_closed, and another outage window).
         # Timeouts are not retried, so a frozen Redis still costs one socket_timeout.
-        client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
         reader = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=0.5)
         self._redis = [client, reader]
         self.health = RedisHealth(client, self.metrics, self.catalog.on_unavailable)
@@ -234,7 +240,11 @@ class Accountant:
         try:
             async with self._sem:
                 inp, out, method = await self.estimator.estimate(
-                    rec.endpoint, rec.backend, rec.upstream_model or rec.requested_model, rec.self_hosted, body,
+                    rec.endpoint,
+                    rec.backend,
+                    rec.upstream_model or rec.requested_model,
+                    rec.self_hosted,
+                    body,
                     events,
                 )
             rec.usage = Usage(input_tokens=inp, output_tokens=out, estimated=True)
@@ -278,8 +288,12 @@ class Accountant:
         lb = m.labels
         child = self._child
         common = (
-            lb.model(rec.requested_model), lb.model(rec.upstream_model), lb.backend(rec.backend),
-            lb.route(rec.route), lb.task(rec.task), lb.team(rec.team),
+            lb.model(rec.requested_model),
+            lb.model(rec.upstream_model),
+            lb.backend(rec.backend),
+            lb.route(rec.route),
+            lb.task(rec.task),
+            lb.team(rec.team),
         )
         shadow = "true" if rec.shadow else "false"
         child(m.requests, (*common, rec.outcome, shadow)).inc()

@@ -24,7 +24,9 @@ class BudgetExceeded(AccountingError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, scope: str, name: str, period: str, limit: str, spent: str, retry_after_s: int) -> None:
+    def __init__(
+        self, scope: str, name: str, period: str, limit: str, spent: str, retry_after_s: int
+    ) -> None:
         self.scope = scope
         self.name = name
         self.period = period

@@ -44,10 +44,34 @@ log = logging.getLogger("pointsman.ledger")
 
 NANO = Decimal("1e-9")
 COLUMNS = (
-    "uid", "request_id", "ts", "key", "team", "task", "route", "requested_model", "upstream_model", "backend",
-    "endpoint", "stream", "status", "outcome", "error_type", "input_tokens", "output_tokens",
-    "cached_input_tokens", "reasoning_tokens", "cost_usd", "cost_nusd", "latency_s", "ttft_s", "estimated",
-    "priced", "self_hosted", "shadow", "fallbacks",
+    "uid",
+    "request_id",
+    "ts",
+    "key",
+    "team",
+    "task",
+    "route",
+    "requested_model",
+    "upstream_model",
+    "backend",
+    "endpoint",
+    "stream",
+    "status",
+    "outcome",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_nusd",
+    "latency_s",
+    "ttft_s",
+    "estimated",
+    "priced",
+    "self_hosted",
+    "shadow",
+    "fallbacks",
 )
 _IDX = {c: i for i, c in enumerate(COLUMNS)}
 _SCHEMA = """
@@ -146,11 +170,34 @@ def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
     u = rec.usage
     cost = rec.cost_usd
     return (
-        uid, rec.request_id, rec.ts, rec.key, rec.team, rec.task, rec.route, rec.requested_model,
-        rec.upstream_model, rec.backend, rec.endpoint, int(rec.stream), rec.status, rec.outcome, rec.error_type,
-        u.input_tokens, u.output_tokens, u.cached_input_tokens, u.reasoning_tokens, str(cost), to_nusd(cost),
-        round(rec.latency_s, 6), None if rec.ttft_s is None else round(rec.ttft_s, 6), int(u.estimated),
-        int(rec.priced), int(rec.self_hosted), int(rec.shadow), rec.fallbacks,
+        uid,
+        rec.request_id,
+        rec.ts,
+        rec.key,
+        rec.team,
+        rec.task,
+        rec.route,
+        rec.requested_model,
+        rec.upstream_model,
+        rec.backend,
+        rec.endpoint,
+        int(rec.stream),
+        rec.status,
+        rec.outcome,
+        rec.error_type,
+        u.input_tokens,
+        u.output_tokens,
+        u.cached_input_tokens,
+        u.reasoning_tokens,
+        str(cost),
+        to_nusd(cost),
+        round(rec.latency_s, 6),
+        None if rec.ttft_s is None else round(rec.ttft_s, 6),
+        int(u.estimated),
+        int(rec.priced),
+        int(rec.self_hosted),
+        int(rec.shadow),
+        rec.fallbacks,
     )
 
 
@@ -214,7 +261,11 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
     def spend(
-        self, group_by: Sequence[str], since: float | None, until: float | None, filters: dict[str, str] | None = None
+        self,
+        group_by: Sequence[str],
+        since: float | None,
+        until: float | None,
+        filters: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]: ...
 
     def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]: ...
@@ -234,8 +285,9 @@ def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 class SQLiteLedger:
     """Batched, off-request-path SQLite writer (see the module docstring)."""
 
-    def __init__(self, path: str, flush_interval_s: float = 0.5, batch_size: int = 2000,
-                 max_pending: int = 200_000) -> None:
+    def __init__(
+        self, path: str, flush_interval_s: float = 0.5, batch_size: int = 2000, max_pending: int = 200_000
+    ) -> None:
         self.path = path
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
@@ -284,7 +336,11 @@ class SQLiteLedger:
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
             if self.dropped in (1, 10, 100, 1000) or self.dropped % 10000 == 0:
-                log.error("ledger queue full (%d pending): %d records dropped so far", self.max_pending, self.dropped)
+                log.error(
+                    "ledger queue full (%d pending): %d records dropped so far",
+                    self.max_pending,
+                    self.dropped,
+                )
             return None
         row = row_of(rec, self.next_uid())
         self._pending.append(row)
@@ -389,7 +445,8 @@ class SQLiteLedger:
             out: dict[tuple[str, str, str], int] = {}
             for scope, name, bucket in want:
                 row = conn.execute(
-                    "SELECT nusd FROM spend WHERE scope = ? AND name = ? AND bucket = ?", (scope, name, bucket)
+                    "SELECT nusd FROM spend WHERE scope = ? AND name = ? AND bucket = ?",
+                    (scope, name, bucket),
                 ).fetchone()
                 out[(scope, name, bucket)] = int(row[0]) if row else 0
             return out
@@ -471,8 +528,16 @@ def query_spend(
     return out
 
 
-SPEND_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd",
-                "estimated_requests", "failed_requests")
+SPEND_FIELDS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "estimated_requests",
+    "failed_requests",
+)
 
 
 def spend_csv(group_by: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:

@@ -47,8 +47,10 @@ class Budget:
 
 
 def buckets_at(ts: float) -> dict[str, str]:
-    return {"daily": "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts)),
-            "monthly": "m:" + time.strftime("%Y-%m", time.gmtime(ts))}
+    return {
+        "daily": "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts)),
+        "monthly": "m:" + time.strftime("%Y-%m", time.gmtime(ts)),
+    }
 
 
 def seconds_to_reset(period: str, ts: float) -> int:
@@ -178,9 +180,14 @@ class RedisHealth:
                     cb(component)
         else:
             log.error(
-                "redis unreachable for %s (%s: %s); policy %s: %s", component, type(err).__name__ if err else "",
-                err, self.policy,
-                "deciding with local state" if self.policy == "fail_open" else "refusing requests that need it",
+                "redis unreachable for %s (%s: %s); policy %s: %s",
+                component,
+                type(err).__name__ if err else "",
+                err,
+                self.policy,
+                "deciding with local state"
+                if self.policy == "fail_open"
+                else "refusing requests that need it",
             )
             if self._probe is None or self._probe.done():
                 self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
@@ -336,8 +343,11 @@ class Limits:
         if budgets:
             b = buckets_at(now)
             with self._lock:
-                spent = [self.snapshot.get((x.scope, x.name, b[x.period]), 0)
-                         + self.pending.get((x.scope, x.name, b[x.period]), 0) for x in budgets]
+                spent = [
+                    self.snapshot.get((x.scope, x.name, b[x.period]), 0)
+                    + self.pending.get((x.scope, x.name, b[x.period]), 0)
+                    for x in budgets
+                ]
             for x, s in zip(budgets, spent, strict=True):
                 self.observe_budget(x, s, b[x.period])
                 if s >= x.limit_nusd:
@@ -353,20 +363,32 @@ class Limits:
 
     def _keys(self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float) -> list[str]:
         minute = int(now // WINDOW_S)
-        k = [f"{PREFIX}rl:{key}:r:{minute}", f"{PREFIX}rl:{key}:r:{minute - 1}",
-             f"{PREFIX}rl:{key}:t:{minute}", f"{PREFIX}rl:{key}:t:{minute - 1}"]
+        k = [
+            f"{PREFIX}rl:{key}:r:{minute}",
+            f"{PREFIX}rl:{key}:r:{minute - 1}",
+            f"{PREFIX}rl:{key}:t:{minute}",
+            f"{PREFIX}rl:{key}:t:{minute - 1}",
+        ]
         b = buckets_at(now)
         k.extend(f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}" for x in budgets)
         return k
 
-    async def _admit_redis(self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float) -> Any:
+    async def _admit_redis(
+        self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float
+    ) -> Any:
         frac = (now % WINDOW_S) / WINDOW_S
-        args: list[Any] = [repr(frac), (rl.requests_per_min or 0) if rl else 0, (rl.tokens_per_min or 0) if rl else 0,
-                           int(WINDOW_S * 2 + 5)]
+        args: list[Any] = [
+            repr(frac),
+            (rl.requests_per_min or 0) if rl else 0,
+            (rl.tokens_per_min or 0) if rl else 0,
+            int(WINDOW_S * 2 + 5),
+        ]
         args.extend(x.limit_nusd for x in budgets)
         return await self._admit_script(keys=self._keys(key, rl, budgets, now), args=args)
 
-    def _verdict(self, res: Any, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float) -> None:
+    def _verdict(
+        self, res: Any, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float
+    ) -> None:
         verdict, idx = int(res[0]), int(res[1])
         spent = [int(float(v)) for v in res[2:]]
         b = buckets_at(now)
@@ -389,14 +411,25 @@ class Limits:
             if mark not in self._soft_warned:
                 self._soft_warned.add(mark)
                 log.warning(
-                    "budget soft threshold: %s %r has spent $%s of its %s budget $%s (%.0f%%)", x.scope, x.name,
-                    usd(from_nusd(spent_nusd)), x.period, usd(x.limit), 100 * spent_nusd / max(x.limit_nusd, 1),
+                    "budget soft threshold: %s %r has spent $%s of its %s budget $%s (%.0f%%)",
+                    x.scope,
+                    x.name,
+                    usd(from_nusd(spent_nusd)),
+                    x.period,
+                    usd(x.limit),
+                    100 * spent_nusd / max(x.limit_nusd, 1),
                 )
 
     def _refuse_budget(self, x: Budget, spent_nusd: int, now: float) -> None:
         self.metrics.budget_exceeded.labels(x.scope, x.name, x.period).inc()
-        raise BudgetExceeded(x.scope, x.name, x.period, usd(x.limit), usd(from_nusd(spent_nusd)),
-                             seconds_to_reset(x.period, now))
+        raise BudgetExceeded(
+            x.scope,
+            x.name,
+            x.period,
+            usd(x.limit),
+            usd(from_nusd(spent_nusd)),
+            seconds_to_reset(x.period, now),
+        )
 
     def _refuse_rate(self, key: str, limit: str, allowed: int, now: float) -> None:
         self.metrics.rate_limited.labels(self.metrics.labels.key(key), limit).inc()
@@ -437,7 +470,9 @@ class Limits:
         assert self._wake is not None and self.health is not None
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)  # at least every second: check for a lost Redis
+                await asyncio.wait_for(
+                    self._wake.wait(), 1.0
+                )  # at least every second: check for a lost Redis
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -482,7 +517,9 @@ class Limits:
     def budget_keys(self) -> list[tuple[str, str, str]]:
         return self.all_buckets(time.time())
 
-    def ledger_committed(self, deltas: dict[tuple[str, str, str], list[int]], fresh: dict[tuple[str, str, str], int]) -> None:
+    def ledger_committed(
+        self, deltas: dict[tuple[str, str, str], list[int]], fresh: dict[tuple[str, str, str], int]
+    ) -> None:
         """Own rows reached the ledger: move their amounts from pending into the snapshot."""
         with self._lock:
             for k, (nusd, _n) in deltas.items():

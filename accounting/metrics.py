@@ -98,24 +98,39 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         common = list(COMMON)
         self.token_usage = Histogram(
-            "gen_ai_client_token_usage", "Tokens per request by type (input includes cached input)",
-            [*common, "gen_ai_token_type", "shadow"], buckets=TOKEN_BUCKETS, registry=r,
+            "gen_ai_client_token_usage",
+            "Tokens per request by type (input includes cached input)",
+            [*common, "gen_ai_token_type", "shadow"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
         )
         self.operation_duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "Total time of a model request as the client saw it",
-            [*common, "outcome", "shadow"], buckets=DURATION_BUCKETS, registry=r,
+            "gen_ai_client_operation_duration_seconds",
+            "Total time of a model request as the client saw it",
+            [*common, "outcome", "shadow"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "gen_ai_server_time_to_first_token_seconds", "Time to the first streamed token",
-            [*common, "shadow"], buckets=TTFT_BUCKETS, registry=r,
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to the first streamed token",
+            [*common, "shadow"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.tpot = Histogram(
-            "gen_ai_server_time_per_output_token_seconds", "Time per output token after the first (streams)",
-            [*common, "shadow"], buckets=TPOT_BUCKETS, registry=r,
+            "gen_ai_server_time_per_output_token_seconds",
+            "Time per output token after the first (streams)",
+            [*common, "shadow"],
+            buckets=TPOT_BUCKETS,
+            registry=r,
         )
         self.overhead = Histogram(
-            "pointsman_gateway_overhead_seconds", "Time spent in pointsman itself per request",
-            ["route", "backend"], buckets=OVERHEAD_BUCKETS, registry=r,
+            "pointsman_gateway_overhead_seconds",
+            "Time spent in pointsman itself per request",
+            ["route", "backend"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.requests = Counter(
             "pointsman_requests", "Model requests by outcome", [*common, "outcome", "shadow"], registry=r
@@ -124,42 +139,63 @@ class Metrics:
             "pointsman_cost_usd", "Cost of model requests in USD", [*common, "shadow", "hosting"], registry=r
         )
         self.in_flight = Gauge(
-            "pointsman_in_flight_requests", "Requests in flight per backend", ["backend"],
-            multiprocess_mode="livesum", registry=r,
+            "pointsman_in_flight_requests",
+            "Requests in flight per backend",
+            ["backend"],
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.upstream_errors = Counter(
             "pointsman_upstream_errors", "Failed upstream attempts", ["backend", "error_type"], registry=r
         )
         self.fallbacks = Counter(
-            "pointsman_fallbacks", "Attempts that failed over to the next target", ["route", "backend", "reason"],
+            "pointsman_fallbacks",
+            "Attempts that failed over to the next target",
+            ["route", "backend", "reason"],
             registry=r,
         )
         self.circuit_state = Gauge(
-            "pointsman_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
-            ["backend", "endpoint"], multiprocess_mode="max", registry=r,
+            "pointsman_circuit_state",
+            "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+            ["backend", "endpoint"],
+            multiprocess_mode="max",
+            registry=r,
         )
         self.budget_remaining = Gauge(
-            "pointsman_budget_remaining_usd", "USD left in a budget for its current period",
-            ["scope", "name", "period"], multiprocess_mode="mostrecent", registry=r,
+            "pointsman_budget_remaining_usd",
+            "USD left in a budget for its current period",
+            ["scope", "name", "period"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.budget_exceeded = Counter(
-            "pointsman_budget_exceeded", "Requests refused because a budget is spent", ["scope", "name", "period"],
+            "pointsman_budget_exceeded",
+            "Requests refused because a budget is spent",
+            ["scope", "name", "period"],
             registry=r,
         )
         self.rate_limited = Counter(
             "pointsman_rate_limited", "Requests refused by a rate limit", ["key", "limit"], registry=r
         )
         self.model_unpriced = Gauge(
-            "pointsman_model_unpriced", "1 for a self-hosted model that has no price", ["model"],
-            multiprocess_mode="max", registry=r,
+            "pointsman_model_unpriced",
+            "1 for a self-hosted model that has no price",
+            ["model"],
+            multiprocess_mode="max",
+            registry=r,
         )
         self.redis_up = Gauge(
-            "pointsman_redis_up", "1 when Redis is reachable for a component", ["component"],
-            multiprocess_mode="min", registry=r,
+            "pointsman_redis_up",
+            "1 when Redis is reachable for a component",
+            ["component"],
+            multiprocess_mode="min",
+            registry=r,
         )
         self.shared_state_degraded = Counter(
-            "pointsman_shared_state_degraded", "Decisions taken without shared state (Redis unreachable)",
-            ["component", "policy"], registry=r,
+            "pointsman_shared_state_degraded",
+            "Decisions taken without shared state (Redis unreachable)",
+            ["component", "policy"],
+            registry=r,
         )
         self.shadow_pairs = Counter(
             "pointsman_shadow_pairs", "Shadow pairs by outcome", ["route", "task", "outcome"], registry=r
@@ -168,24 +204,39 @@ class Metrics:
             "pointsman_shadow_dropped", "Shadow requests not sent", ["route", "reason"], registry=r
         )
         self.shadow_score = Histogram(
-            "pointsman_shadow_score", "Comparator scores of shadow pairs", ["route", "comparator"],
-            buckets=SCORE_BUCKETS, registry=r,
+            "pointsman_shadow_score",
+            "Comparator scores of shadow pairs",
+            ["route", "comparator"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
         )
         self.shadow_latency_ratio = Gauge(
-            "pointsman_shadow_latency_ratio", "Candidate p50 latency / primary p50 latency", ["route"],
-            multiprocess_mode="mostrecent", registry=r,
+            "pointsman_shadow_latency_ratio",
+            "Candidate p50 latency / primary p50 latency",
+            ["route"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.shadow_projected_saving = Gauge(
-            "pointsman_shadow_projected_monthly_saving_usd", "Projected monthly saving of the candidate",
-            ["route"], multiprocess_mode="mostrecent", registry=r,
+            "pointsman_shadow_projected_monthly_saving_usd",
+            "Projected monthly saving of the candidate",
+            ["route"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.shadow_verdict = Gauge(
-            "pointsman_shadow_verdict", "Current shadow verdict (1 for the current one)", ["route", "verdict"],
-            multiprocess_mode="mostrecent", registry=r,
+            "pointsman_shadow_verdict",
+            "Current shadow verdict (1 for the current one)",
+            ["route", "verdict"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.selfhosted_cost_per_mtok = Gauge(
-            "pointsman_selfhosted_cost_per_mtok_usd", "Price of a self-hosted model per million output tokens",
-            ["model"], multiprocess_mode="mostrecent", registry=r,
+            "pointsman_selfhosted_cost_per_mtok_usd",
+            "Price of a self-hosted model per million output tokens",
+            ["model"],
+            multiprocess_mode="mostrecent",
+            registry=r,
         )
         self.feedback = Counter(
             "pointsman_feedback", "Feedback events", ["route", "task", "metric"], registry=r
@@ -193,17 +244,29 @@ class Metrics:
         # A running sum exposed under exactly this name (a Counter would append ``_total``); summed across
         # workers like a counter.
         self.feedback_value_sum = Gauge(
-            "pointsman_feedback_value_sum", "Sum of feedback values", ["route", "task", "metric"],
-            multiprocess_mode="sum", registry=r,
+            "pointsman_feedback_value_sum",
+            "Sum of feedback values",
+            ["route", "task", "metric"],
+            multiprocess_mode="sum",
+            registry=r,
         )
         self.capture_traces = Counter(
-            "pointsman_capture_traces", "Exchanges offered to data capture, by outcome (stored, queue_full, "
-            "not_approved, too_large, failed)", ["route", "outcome"], registry=r,
+            "pointsman_capture_traces",
+            "Exchanges offered to data capture, by outcome (stored, queue_full, "
+            "not_approved, too_large, failed)",
+            ["route", "outcome"],
+            registry=r,
         )
 
     # -- helpers for other packages (bounded labels) ---------------------------------------------------------
     def upstream_error(self, backend: str, error_type: str) -> None:
-        et = error_type if error_type in ERROR_TYPES else "protocol" if error_type == "upstream" else error_type
+        et = (
+            error_type
+            if error_type in ERROR_TYPES
+            else "protocol"
+            if error_type == "upstream"
+            else error_type
+        )
         if et not in ERROR_TYPES:
             return
         self.upstream_errors.labels(self.labels.backend(backend), et).inc()

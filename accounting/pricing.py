@@ -48,7 +48,9 @@ class ModelPrice:
     def cost(self, u: Usage) -> Decimal:
         cached = min(u.cached_input_tokens, u.input_tokens)
         return (
-            (u.input_tokens - cached) * self.input + cached * self.cached_input + u.output_tokens * self.output
+            (u.input_tokens - cached) * self.input
+            + cached * self.cached_input
+            + u.output_tokens * self.output
         )
 
     @property
@@ -109,7 +111,9 @@ class PriceTable:
     def load(cls, path: str | None = None) -> PriceTable:
         p = Path(path) if path else litellm_table_path()
         if p is None:
-            log.warning("no price table found (litellm not installed?): frontier models need accounting.pricing")
+            log.warning(
+                "no price table found (litellm not installed?): frontier models need accounting.pricing"
+            )
             return cls({}, "")
         try:
             prices = _load_table(str(p), os.stat(p).st_mtime_ns)

@@ -24,8 +24,16 @@ COMPONENT = "ledger"
 
 
 class SharedLedgerLink:
-    def __init__(self, ledger: SQLiteLedger, client: Any, reader: Any, health: RedisHealth, maxlen: int,
-                 interval_s: float = 0.25, max_outbox: int = 500_000) -> None:
+    def __init__(
+        self,
+        ledger: SQLiteLedger,
+        client: Any,
+        reader: Any,
+        health: RedisHealth,
+        maxlen: int,
+        interval_s: float = 0.25,
+        max_outbox: int = 500_000,
+    ) -> None:
         self.ledger = ledger
         self.client = client
         self.reader = reader
@@ -66,8 +74,11 @@ class SharedLedgerLink:
             except (TimeoutError, asyncio.CancelledError):
                 pass
         if self.outbox:
-            log.warning("ledger: %d rows not published to the shared stream (Redis unavailable); they are in the "
-                        "local ledger", len(self.outbox))
+            log.warning(
+                "ledger: %d rows not published to the shared stream (Redis unavailable); they are in the "
+                "local ledger",
+                len(self.outbox),
+            )
 
     async def _publish_loop(self) -> None:
         while True:

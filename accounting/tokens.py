@@ -60,8 +60,13 @@ ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
     "cl100k_base": (
         "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
         _CL100K_PAT,
-        {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260,
-         "<|endofprompt|>": 100276},
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
     ),
     "p50k_base": (
         "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
@@ -124,13 +129,18 @@ class Encodings:
         spec = ENCODINGS.get(encoding)
         path = _find_file(encoding, self.dirs)
         if spec is None or path is None:
-            log.warning("tiktoken encoding %s not found locally (looked in %s); using the heuristic", encoding,
-                        ", ".join(str(d) for d in self.dirs))
+            log.warning(
+                "tiktoken encoding %s not found locally (looked in %s); using the heuristic",
+                encoding,
+                ", ".join(str(d) for d in self.dirs),
+            )
             return None
         sha, pat, special = spec
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != sha:
-            log.warning("tiktoken encoding file %s does not match its published hash; using the heuristic", path)
+            log.warning(
+                "tiktoken encoding file %s does not match its published hash; using the heuristic", path
+            )
             return None
         ranks: dict[bytes, int] = {}
         for line in data.splitlines():
@@ -168,7 +178,9 @@ def _content_text(content: Any, out: list[str]) -> None:
                 t = part.get("text")
                 if isinstance(t, str):
                     out.append(t)
-                elif part.get("type") in ("input_text", "output_text") and isinstance(part.get("content"), str):
+                elif part.get("type") in ("input_text", "output_text") and isinstance(
+                    part.get("content"), str
+                ):
                     out.append(part["content"])
             elif isinstance(part, str):
                 out.append(part)
@@ -326,7 +338,9 @@ class Estimator:
         inp = heuristic_count(texts, cpt) + overhead if (texts or overhead) else 0
         return inp, heuristic_count(outs, cpt), "heuristic"
 
-    def _tiktoken(self, enc_name: str, texts: list[str], overhead: int, outs: list[str]) -> tuple[int, int] | None:
+    def _tiktoken(
+        self, enc_name: str, texts: list[str], overhead: int, outs: list[str]
+    ) -> tuple[int, int] | None:
         enc = self.encodings.get(enc_name)
         if enc is None:
             return None

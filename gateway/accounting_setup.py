@@ -44,7 +44,9 @@ def build_catalog(cfg: GatewayConfig, keys: Iterable[ClientKey] = ()) -> Catalog
                 try:
                     gpu_hour = Decimal(b.gpu_hour_usd)
                 except InvalidOperation:
-                    log.warning("backend %r: gpu_hour_usd %r is not a decimal number; ignored", name, b.gpu_hour_usd)
+                    log.warning(
+                        "backend %r: gpu_hour_usd %r is not a decimal number; ignored", name, b.gpu_hour_usd
+                    )
         elif isinstance(b, LiteLLMBackendConfig):
             provider = b.provider
         backends[name] = BackendFacts(name, b.type, b.type == "vllm", provider, gpu_hour, gpus, endpoints)
@@ -99,8 +101,9 @@ class VLLMTokenCounter:
         body = orjson.dumps({"model": model, **payload})
         for base in bases:
             try:
-                async with self.session.post(base + "/tokenize", data=body,
-                                             headers={"content-type": "application/json"}) as resp:
+                async with self.session.post(
+                    base + "/tokenize", data=body, headers={"content-type": "application/json"}
+                ) as resp:
                     if resp.status != 200:
                         continue
                     doc = orjson.loads(await resp.read())

@@ -33,10 +33,20 @@ log = logging.getLogger("pointsman")
 INFERENCE_PATHS = {f"/v1/{ep}": ep for ep in DOCUMENTED}
 
 
-def _error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None,
-                    headers: Mapping[str, str] | None = None) -> Response:
-    return Response(error_body(message, type_, code, param), status_code=status, media_type="application/json",
-                    headers=headers)
+def _error_response(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(message, type_, code, param),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def build_fastapi(state: GatewayState) -> FastAPI:
@@ -53,7 +63,9 @@ def build_fastapi(state: GatewayState) -> FastAPI:
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        resp = Response(exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers)
+        resp = Response(
+            exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers
+        )
         return resp
 
     @api.exception_handler(RequestValidationError)
@@ -63,8 +75,12 @@ def build_fastapi(state: GatewayState) -> FastAPI:
         loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         msg = str(first.get("msg", "Invalid request"))
         if first.get("type") == "json_invalid":
-            return _error_response(400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json")
-        return _error_response(400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_value", loc or None)
+            return _error_response(
+                400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json"
+            )
+        return _error_response(
+            400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_value", loc or None
+        )
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -90,7 +106,9 @@ def _document_inference(api: FastAPI) -> None:
     """Put the hot-path endpoints in the OpenAPI schema (requests never reach these handlers)."""
     for ep, (model, summary) in DOCUMENTED.items():
 
-        async def documented(body: Any = Body(...)) -> JSONResponse:  # pragma: no cover - served by the fast path
+        async def documented(
+            body: Any = Body(...),
+        ) -> JSONResponse:  # pragma: no cover - served by the fast path
             raise ApiError(500, "unreachable", "server_error")
 
         documented.__annotations__["body"] = model
@@ -123,7 +141,9 @@ class GatewayApp:
         api = build_fastapi(self.state)
         self.api = api
         inner: Any = RequestIdMiddleware(
-            AdminGuard(BodyLimitMiddleware(api, lambda: self.state.runtime.config.server.max_body_bytes), self.state)
+            AdminGuard(
+                BodyLimitMiddleware(api, lambda: self.state.runtime.config.server.max_body_bytes), self.state
+            )
         )
         if config.server.cors_origins:
             inner = CORSMiddleware(inner, config.server.cors_origins)
@@ -141,7 +161,11 @@ class GatewayApp:
                 await send_json(
                     send,
                     405,
-                    error_body(f"Method {scope['method']} not allowed.", "invalid_request_error", "method_not_allowed"),
+                    error_body(
+                        f"Method {scope['method']} not allowed.",
+                        "invalid_request_error",
+                        "method_not_allowed",
+                    ),
                     [(b"allow", b"POST")],
                 )
                 return

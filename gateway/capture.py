@@ -29,12 +29,17 @@ def not_approved_message(team: str | None, key: str | None = None) -> str:
 class CaptureGate:
     """The request path's view of capture (see the module docstring)."""
 
-    def __init__(self, config: GatewayConfig, accountant: Accountant, current: Callable[[], GatewayConfig]) -> None:
+    def __init__(
+        self, config: GatewayConfig, accountant: Accountant, current: Callable[[], GatewayConfig]
+    ) -> None:
         self.current = current
         self.metrics = metrics = accountant.metrics
-        self.service = CaptureService(config.capture, config.server.data_dir,
-                                      self._counter(getattr(metrics, "capture_traces", None)),
-                                      redis_url=config.redis.url)
+        self.service = CaptureService(
+            config.capture,
+            config.server.data_dir,
+            self._counter(getattr(metrics, "capture_traces", None)),
+            redis_url=config.redis.url,
+        )
         self.feedback = FeedbackDesk(
             self.service, lambda: accountant.ledger.path if accountant.ledger is not None else None, metrics
         )
@@ -78,8 +83,9 @@ class CaptureGate:
         return self.service.strict_redactor().redact_json(doc)
 
     # -- request path -----------------------------------------------------------------------------------------
-    def policy_for(self, key: str | None, team: str | None, route_policy: CapturePolicy | None
-                   ) -> tuple[CapturePolicy | None, str | None]:
+    def policy_for(
+        self, key: str | None, team: str | None, route_policy: CapturePolicy | None
+    ) -> tuple[CapturePolicy | None, str | None]:
         cfg = self.current()
         if cfg is not self._cfg:
             self._refresh(cfg)
@@ -132,5 +138,7 @@ class CaptureGate:
         elif policy.sample_rate <= 0:
             out.update(capturing=False, reason=f"the {source} policy's sample_rate is 0")
         else:
-            out.update(capturing=True, reason=f"capturing {policy.sample_rate:.0%} of requests ({source} policy)")
+            out.update(
+                capturing=True, reason=f"capturing {policy.sample_rate:.0%} of requests ({source} policy)"
+            )
         return out

@@ -165,7 +165,9 @@ def interpolate(text: str, env: Mapping[str, str], source: str) -> str:
 
     out = _ENV_RE.sub(sub, text)
     if missing:
-        raise ConfigError(source, [("", f"environment variable {n} is not set (use ${{{n}:-default}})") for n in missing])
+        raise ConfigError(
+            source, [("", f"environment variable {n} is not set (use ${{{n}:-default}})") for n in missing]
+        )
     return out
 
 
@@ -263,7 +265,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [("", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")]) from None
+        raise ConfigError(
+            source, [("", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")]
+        ) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -302,12 +306,19 @@ def defaults_from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
         for pat in ("gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*"):
             models[pat] = {"backend": "openai", "owned_by": "openai"}
     if env.get("ANTHROPIC_API_KEY"):
-        backends["anthropic"] = {"type": "litellm", "provider": "anthropic", "api_key": env["ANTHROPIC_API_KEY"]}
+        backends["anthropic"] = {
+            "type": "litellm",
+            "provider": "anthropic",
+            "api_key": env["ANTHROPIC_API_KEY"],
+        }
         if env.get("ANTHROPIC_BASE_URL"):
             backends["anthropic"]["api_base"] = env["ANTHROPIC_BASE_URL"]
         models["claude-*"] = {"backend": "anthropic", "owned_by": "anthropic"}
     if env.get("POINTSMAN_VLLM_URL"):
-        backends["vllm"] = {"type": "vllm", "endpoints": [u.strip() for u in env["POINTSMAN_VLLM_URL"].split(",")]}
+        backends["vllm"] = {
+            "type": "vllm",
+            "endpoints": [u.strip() for u in env["POINTSMAN_VLLM_URL"].split(",")],
+        }
         name = env.get("POINTSMAN_VLLM_MODEL", "*")
         models[name] = {"backend": "vllm", "owned_by": "vllm"}
     cfg = validate_document({"backends": backends, "models": models}, "<environment>")

@@ -19,7 +19,9 @@ def judge_names(cfg: GatewayConfig) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for r in cfg.routes:
         shadow = getattr(r, "shadow", None)
-        names = {c.key for c in getattr(shadow, "compare", None) or () if getattr(c, "type", None) == "llm_judge"}
+        names = {
+            c.key for c in getattr(shadow, "compare", None) or () if getattr(c, "type", None) == "llm_judge"
+        }
         if names:
             out[r.name] = names
     return out
@@ -31,9 +33,13 @@ def answer(output: Any) -> dict[str, Any] | None:
         return None
     text = output.get("text") or None
     calls = [
-        {"id": f"call_{i}", "type": "function",
-         "function": {"name": tc.get("name"), "arguments": tc.get("arguments") or "{}"}}
-        for i, tc in enumerate(output.get("tool_calls") or ()) if isinstance(tc, dict)
+        {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": tc.get("name"), "arguments": tc.get("arguments") or "{}"},
+        }
+        for i, tc in enumerate(output.get("tool_calls") or ())
+        if isinstance(tc, dict)
     ]
     if not text and not calls:
         return None
@@ -47,15 +53,16 @@ def winner_of(score: float) -> str:
     return "candidate" if score >= 1.0 else "primary" if score <= 0.0 else "tie"
 
 
-async def judged_pairs(state: Any, since: float | None, until: float | None, task: str | None,
-                       route: str | None) -> list[JudgedPair] | None:
+async def judged_pairs(
+    state: Any, since: float | None, until: float | None, task: str | None, route: str | None
+) -> list[JudgedPair] | None:
     """Judged pairs with stored answers; None when this gateway has no shadow store."""
     store = getattr(getattr(getattr(state, "shadow", None), "hub", None), "store", None)
     if store is None:
         return None
     judges = judge_names(state.runtime.config)
     out: list[JudgedPair] = []
-    for r in ([route] if route else sorted(judges)):
+    for r in [route] if route else sorted(judges):
         names = judges.get(r)
         if not names:
             continue
@@ -68,11 +75,20 @@ async def judged_pairs(state: Any, since: float | None, until: float | None, tas
             score = next((p.scores[n] for n in sorted(names) if n in p.scores), None)
             if score is None:
                 continue
-            out.append(JudgedPair(
-                request_id=p.id, ts=p.ts, winner=winner_of(score), primary_answer=answer(cap.get("primary")),
-                candidate_answer=answer(cap.get("candidate")),
-                request=cap.get("request") if isinstance(cap.get("request"), dict) else None,
-                endpoint=p.endpoint, route=p.route, task=p.task, team=p.team, primary_model=p.primary.model,
-                candidate_model=p.candidate.model,
-            ))
+            out.append(
+                JudgedPair(
+                    request_id=p.id,
+                    ts=p.ts,
+                    winner=winner_of(score),
+                    primary_answer=answer(cap.get("primary")),
+                    candidate_answer=answer(cap.get("candidate")),
+                    request=cap.get("request") if isinstance(cap.get("request"), dict) else None,
+                    endpoint=p.endpoint,
+                    route=p.route,
+                    task=p.task,
+                    team=p.team,
+                    primary_model=p.primary.model,
+                    candidate_model=p.candidate.model,
+                )
+            )
     return out

@@ -51,7 +51,12 @@ def check_admin(state: GatewayState, secret: str | None) -> str:
     """``require_admin`` on a presented key (also run by ``AdminGuard`` before the admin app reads anything)."""
     expected = state.runtime.admin_key
     if not expected:
-        raise ApiError(403, "The admin API is disabled: no admin key is configured.", "permission_error", "admin_disabled")
+        raise ApiError(
+            403,
+            "The admin API is disabled: no admin key is configured.",
+            "permission_error",
+            "admin_disabled",
+        )
     if not secret:
         raise ApiError(401, "Missing admin key.", "authentication_error", "invalid_api_key")
     if admin_ok(expected, secret):

@@ -68,13 +68,17 @@ def no_such(what: str, name: str) -> ApiError:
 
 def already_exists(what: str, name: str) -> ApiError:
     """409 for creating an admin object whose name is taken."""
-    return ApiError(409, f"A {what} named {name!r} already exists.", "invalid_request_error", "already_exists")
+    return ApiError(
+        409, f"A {what} named {name!r} already exists.", "invalid_request_error", "already_exists"
+    )
 
 
 def _passthrough(exc: UpstreamHTTPError) -> ApiError:
     """Upstream 4xx/5xx: keep its status; keep its body when it is already OpenAI-shaped JSON."""
     body = exc.body
-    err = ApiError(exc.status, f"upstream returned HTTP {exc.status}", "upstream_error", f"upstream_{exc.status}")
+    err = ApiError(
+        exc.status, f"upstream returned HTTP {exc.status}", "upstream_error", f"upstream_{exc.status}"
+    )
     try:
         doc = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
@@ -82,7 +86,10 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         e = doc["error"]
         err.raw_body = error_body(
-            str(e.get("message", err.message)), str(e.get("type") or "upstream_error"), e.get("code"), e.get("param")
+            str(e.get("message", err.message)),
+            str(e.get("type") or "upstream_error"),
+            e.get("code"),
+            e.get("param"),
         )
     elif isinstance(doc, dict) and isinstance(doc.get("detail"), str | list):
         err.message = f"upstream returned HTTP {exc.status}: {str(doc['detail'])[:500]}"
@@ -113,7 +120,9 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, UpstreamConnectError):
         return ApiError(502, "The upstream model is unreachable.", "upstream_error", "upstream_unreachable")
     if isinstance(exc, UpstreamProtocolError):
-        return ApiError(502, f"Invalid upstream response: {exc.message}", "upstream_error", "upstream_protocol")
+        return ApiError(
+            502, f"Invalid upstream response: {exc.message}", "upstream_error", "upstream_protocol"
+        )
     if isinstance(exc, UpstreamError):
         return ApiError(502, "The upstream call failed.", "upstream_error", "upstream_error")
     mapped = getattr(exc, "api_error", None)

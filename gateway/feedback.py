@@ -49,8 +49,12 @@ class FeedbackResponse(BaseModel):
     tags=["feedback"],
     summary="Send feedback on a request",
     response_model=FeedbackResponse,
-    responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-               404: {"model": ErrorResponse}},
+    responses={
+        400: {"model": ErrorResponse},
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+    },
 )
 async def create_feedback(
     body: FeedbackRequest,
@@ -59,7 +63,11 @@ async def create_feedback(
 ) -> dict[str, Any]:
     try:
         return await state.capture.feedback.submit(
-            key=key.name, team=key.team, request_id=body.request_id, metric=body.metric, value=body.value,
+            key=key.name,
+            team=key.team,
+            request_id=body.request_id,
+            metric=body.metric,
+            value=body.value,
             comment=body.comment,
         )
     except FeedbackError as exc:

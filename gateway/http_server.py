@@ -90,8 +90,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _head_expired(self) -> None:
         self._head_timer = None
         if self._in_head and self._head_bytes:
-            self._refuse(408, "Request Timeout",
-                         f"The request headers did not arrive within {self.head_timeout_s:g} s.", "request_timeout")
+            self._refuse(
+                408,
+                "Request Timeout",
+                f"The request headers did not arrive within {self.head_timeout_s:g} s.",
+                "request_timeout",
+            )
 
     def send_400_response(self, msg: str) -> None:
         """httptools rejected the request's framing (request line, header syntax, chunked encoding): answered in
@@ -99,8 +103,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(400, "Bad Request", msg or "Invalid HTTP request received.", "invalid_http_request")
 
     def _refuse_head(self) -> None:
-        self._refuse(431, "Request Header Fields Too Large",
-                     f"The request line and headers exceed {self.max_head_bytes} bytes.", "headers_too_large")
+        self._refuse(
+            431,
+            "Request Header Fields Too Large",
+            f"The request line and headers exceed {self.max_head_bytes} bytes.",
+            "headers_too_large",
+        )
 
     def _refuse(self, status: int, reason: str, message: str, code: str) -> None:
         self._refused = True
@@ -114,7 +122,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                 b"x-request-id: %s\r\nconnection: close\r\n\r\n"
-                % (status, reason.encode(), len(body), uuid.uuid4().hex.encode()) + body
+                % (status, reason.encode(), len(body), uuid.uuid4().hex.encode())
+                + body
             )
         transport.close()
 

@@ -57,7 +57,9 @@ class LiveRuntime:
         async with self._swap_lock:
             retired = await self.registry.sync(runtime.config.backends)
             self.runtime = runtime
-            self.accountant.reconfigure(runtime.config.accounting, build_catalog(runtime.config, runtime.keys.by_hash.values()))
+            self.accountant.reconfigure(
+                runtime.config.accounting, build_catalog(runtime.config, runtime.keys.by_hash.values())
+            )
         if retired:
             # Let in-flight requests on replaced backends finish before closing their sessions.
             async def close_later() -> None:

@@ -56,7 +56,9 @@ class AdminGuard:
             try:
                 check_admin(self.state, admin_secret(Request(scope)))
             except ApiError as exc:
-                await send_json(send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()])
+                await send_json(
+                    send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -119,7 +121,9 @@ class CORSMiddleware:
             await self.app(scope, receive, send)
             return
         allow = b"*" if self.any else origin
-        if scope["method"] == "OPTIONS" and any(k == b"access-control-request-method" for k, _ in scope["headers"]):
+        if scope["method"] == "OPTIONS" and any(
+            k == b"access-control-request-method" for k, _ in scope["headers"]
+        ):
             await send(
                 {
                     "type": "http.response.start",
@@ -127,7 +131,10 @@ class CORSMiddleware:
                     "headers": [
                         (b"access-control-allow-origin", allow),
                         (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-                        (b"access-control-allow-headers", b"authorization, content-type, api-key, x-request-id, x-pointsman-task, x-pointsman-tags, x-pointsman-sticky"),
+                        (
+                            b"access-control-allow-headers",
+                            b"authorization, content-type, api-key, x-request-id, x-pointsman-task, x-pointsman-tags, x-pointsman-sticky",
+                        ),
                         (b"access-control-max-age", b"600"),
                         (b"vary", b"Origin"),
                     ],
@@ -141,7 +148,10 @@ class CORSMiddleware:
                 msg["headers"] = [
                     *msg.get("headers", []),
                     (b"access-control-allow-origin", allow),
-                    (b"access-control-expose-headers", b"x-request-id, x-pointsman-backend, x-pointsman-model, x-pointsman-route, x-pointsman-cost-usd"),
+                    (
+                        b"access-control-expose-headers",
+                        b"x-request-id, x-pointsman-backend, x-pointsman-model, x-pointsman-route, x-pointsman-cost-usd",
+                    ),
                     (b"vary", b"Origin"),
                 ]
             await send(msg)

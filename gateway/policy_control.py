@@ -244,8 +244,12 @@ class PolicyControl:
             rt = self.live.build(self.effective(pv.doc), pv.version)
         except ConfigError as exc:
             self._bad_version = pv.version
-            log.error("stored policy version %d is invalid, keeping version %d: %s",
-                      pv.version, self.live.runtime.version, exc)
+            log.error(
+                "stored policy version %d is invalid, keeping version %d: %s",
+                pv.version,
+                self.live.runtime.version,
+                exc,
+            )
             return
         await self.live.swap(rt)
         log.info("policy version %d in force (%s: %s)", pv.version, pv.source, pv.summary)
@@ -274,7 +278,9 @@ class PolicyControl:
 
     def _store(self) -> PolicyStore:
         if self.store is None:
-            raise to_api_error(StoreUnavailable(f"The policy store is unavailable: {self.last_error or 'not open'}."))
+            raise to_api_error(
+                StoreUnavailable(f"The policy store is unavailable: {self.last_error or 'not open'}.")
+            )
         return self.store
 
     # -- changes ---------------------------------------------------------------------------------------
@@ -310,7 +316,9 @@ class PolicyControl:
                     return pv
         except StoreUnavailable as exc:
             raise to_api_error(exc) from None
-        raise ApiError(409, "The policy changed concurrently too often; retry.", "invalid_request_error", "conflict")
+        raise ApiError(
+            409, "The policy changed concurrently too often; retry.", "invalid_request_error", "conflict"
+        )
 
     async def history(self, limit: int) -> list[PolicyVersion]:
         try:
@@ -328,8 +336,9 @@ class PolicyControl:
         """A new version with the routes, models and backends of ``version`` (client keys stay as they are)."""
         old = await self.get(version)
         if old is None:
-            raise ApiError(404, f"There is no policy version {version}.", "invalid_request_error", "not_found",
-                           "version")
+            raise ApiError(
+                404, f"There is no policy version {version}.", "invalid_request_error", "not_found", "version"
+            )
 
         def restore(doc: dict[str, Any]) -> None:
             for section in ("routes", "models", "backends"):

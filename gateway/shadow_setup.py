@@ -24,8 +24,14 @@ log = logging.getLogger("pointsman.shadow")
 class PolicyChanges(Protocol):
     """Versioned policy changes (``gateway.policy_control.PolicyControl``)."""
 
-    async def change(self, summary: str, mutate: Callable[[dict[str, Any]], None], *, source: str = ...,
-                     dry_run: bool = ...) -> PolicyVersion: ...
+    async def change(
+        self,
+        summary: str,
+        mutate: Callable[[dict[str, Any]], None],
+        *,
+        source: str = ...,
+        dry_run: bool = ...,
+    ) -> PolicyVersion: ...
 
 
 class ControlRouteEditor:

@@ -68,8 +68,13 @@ def _dec(v: Any) -> Decimal | None:
 
 
 class SelfHostedPricing:
-    def __init__(self, config: Callable[[], GatewayConfig], registry: BackendRegistry, accountant: Accountant,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Callable[[], GatewayConfig],
+        registry: BackendRegistry,
+        accountant: Accountant,
+        clock: Any = time.monotonic,
+    ) -> None:
         self.config = config
         """The config in force."""
         self.registry = registry
@@ -170,7 +175,9 @@ class SelfHostedPricing:
         listeners = mon.metrics_listeners
         if meter.observe not in listeners:
             # drop a replaced meter's hook (the window length changed), then add this one
-            listeners[:] = [cb for cb in listeners if not isinstance(getattr(cb, "__self__", None), FleetMeter)]
+            listeners[:] = [
+                cb for cb in listeners if not isinstance(getattr(cb, "__self__", None), FleetMeter)
+            ]
             listeners.append(meter.observe)
         return True
 
@@ -235,7 +242,9 @@ class SelfHostedPricing:
         if m is not None:
             f = m.fleet
             per_gen = (
-                fleet_hour / Decimal(3600) / Decimal(str(f.generation_tps)) * _MTOK if f.generation_tps > 0 else None
+                fleet_hour / Decimal(3600) / Decimal(str(f.generation_tps)) * _MTOK
+                if f.generation_tps > 0
+                else None
             )
             doc["measured"] = {
                 **_fleet_doc(f),

@@ -81,7 +81,9 @@ class Dispatcher:
         if self.health is not None and seconds is not None:
             self.health.observe_latency(outcome.target.name, seconds)
 
-    async def _run(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
+    async def _run(
+        self, decision: Decision, spec: CallSpec
+    ) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
         stream = spec.stream
         timeout = decision.timeout_s or self.default_timeout_s
         deadline = time.monotonic() + timeout
@@ -101,7 +103,9 @@ class Dispatcher:
             backend = self.registry.get(target.backend)
             if backend is None:
                 tried.append(Attempt(target.name, target.backend, "connect"))
-                last = UpstreamConnectError(f"backend {target.backend!r} is not available", backend=target.backend)
+                last = UpstreamConnectError(
+                    f"backend {target.backend!r} is not available", backend=target.backend
+                )
                 pending = (target.backend, "connect")
                 calls += 1
                 continue

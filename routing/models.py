@@ -45,7 +45,9 @@ class ModelTable:
         found: ResolvedModel | None = None
         for pat, m in self.globs:
             if fnmatchcase(name, pat):
-                found = ResolvedModel(name, m.backend, m.adapter or m.upstream_model or name, m.adapter, m.owned_by)
+                found = ResolvedModel(
+                    name, m.backend, m.adapter or m.upstream_model or name, m.adapter, m.owned_by
+                )
                 break
         if len(self._cache) < 10_000:  # bounded: scanners must not grow memory
             self._cache[name] = found

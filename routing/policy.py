@@ -101,8 +101,23 @@ class Decision:
 
 class CompiledRule:
     __slots__ = (
-        "cfg", "name", "index", "_model", "_tags", "_key", "_team", "targets", "weights", "total",
-        "resolved", "fallbacks", "fallback_models", "candidates", "strategy", "sticky_tag", "sticky_mode",
+        "cfg",
+        "name",
+        "index",
+        "_model",
+        "_tags",
+        "_key",
+        "_team",
+        "targets",
+        "weights",
+        "total",
+        "resolved",
+        "fallbacks",
+        "fallback_models",
+        "candidates",
+        "strategy",
+        "sticky_tag",
+        "sticky_mode",
         "reason",
     )
 
@@ -254,8 +269,9 @@ class Policy:
     def decide(self, inp: RouteInput) -> Decision:
         rule = self.match(inp)
         if rule is None:
-            return Decision(DEFAULT_ROUTE, [self.resolve(inp.model)], "no rule matched: requested model",
-                            how="requested")
+            return Decision(
+                DEFAULT_ROUTE, [self.resolve(inp.model)], "no rule matched: requested model", how="requested"
+            )
         if rule.targets:
             idx, how = self._choose(rule, inp)
             chosen = rule.resolved[idx]
@@ -269,8 +285,15 @@ class Policy:
                 attempts.append(fb if fb is not None else self.resolve(name))
         cfg = rule.cfg
         return Decision(
-            rule.name, attempts, rule.reason, cfg.timeout_s, cfg.max_retries, cfg.defaults, rule.candidates,
-            rule, how,
+            rule.name,
+            attempts,
+            rule.reason,
+            cfg.timeout_s,
+            cfg.max_retries,
+            cfg.defaults,
+            rule.candidates,
+            rule,
+            how,
         )
 
     # -- strategies ------------------------------------------------------------------------------------
@@ -331,8 +354,10 @@ class Policy:
             "backend": d.attempts[0].backend,
             "upstream_model": d.attempts[0].upstream_model,
             "fallbacks": [m.name for m in d.attempts[1:]],
-            "attempts": [{"model": m.name, "backend": m.backend, "upstream_model": m.upstream_model}
-                         for m in d.attempts],
+            "attempts": [
+                {"model": m.name, "backend": m.backend, "upstream_model": m.upstream_model}
+                for m in d.attempts
+            ],
             "tags": dict(inp.tags),
             "timeout_s": d.timeout_s,
             "max_retries": d.max_retries,
@@ -345,8 +370,12 @@ class Policy:
             cands = []
             for i, (name, weight) in enumerate(rule.candidates):
                 m = rule.resolved[i]
-                c: dict[str, Any] = {"model": name, "weight": weight, "backend": m.backend if m else None,
-                                     "share": weight / rule.total if rule.total else 0.0}
+                c: dict[str, Any] = {
+                    "model": name,
+                    "weight": weight,
+                    "backend": m.backend if m else None,
+                    "share": weight / rule.total if rule.total else 0.0,
+                }
                 if up is not None:
                     c["up"] = up[i]
                 if self.health is not None:

@@ -130,17 +130,23 @@ class SQLitePolicyStore:
 
     def _head(self) -> int:
         with self._lock:
-            return int(self._c().execute("SELECT COALESCE(MAX(version), 0) FROM policy_versions").fetchone()[0])
+            return int(
+                self._c().execute("SELECT COALESCE(MAX(version), 0) FROM policy_versions").fetchone()[0]
+            )
 
     async def get(self, version: int) -> PolicyVersion | None:
         return await asyncio.to_thread(self._get, version)
 
     def _get(self, version: int) -> PolicyVersion | None:
         with self._lock:
-            r = self._c().execute(
-                "SELECT version, created_at, source, summary, doc FROM policy_versions WHERE version = ?",
-                (version,),
-            ).fetchone()
+            r = (
+                self._c()
+                .execute(
+                    "SELECT version, created_at, source, summary, doc FROM policy_versions WHERE version = ?",
+                    (version,),
+                )
+                .fetchone()
+            )
         return None if r is None else _row(r)
 
     async def latest(self) -> PolicyVersion | None:
@@ -148,9 +154,13 @@ class SQLitePolicyStore:
 
     def _latest(self) -> PolicyVersion | None:
         with self._lock:
-            r = self._c().execute(
-                "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT 1"
-            ).fetchone()
+            r = (
+                self._c()
+                .execute(
+                    "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT 1"
+                )
+                .fetchone()
+            )
         return None if r is None else _row(r)
 
     async def history(self, limit: int) -> list[PolicyVersion]:
@@ -158,10 +168,14 @@ class SQLitePolicyStore:
 
     def _history(self, limit: int) -> list[PolicyVersion]:
         with self._lock:
-            rows = self._c().execute(
-                "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = (
+                self._c()
+                .execute(
+                    "SELECT version, created_at, source, summary, doc FROM policy_versions ORDER BY version DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
         return [_row(r) for r in rows]
 
     async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
@@ -208,4 +222,3 @@ class SQLitePolicyStore:
 
     async def wait_change(self, wait_s: float) -> None:
         await asyncio.sleep(wait_s)
-

@@ -52,7 +52,9 @@ class RedisPolicyStore:
 
     async def open(self) -> None:
         try:
-            client = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+            client = aioredis.from_url(
+                self.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+            )
             await client.ping()
             self._client = client
             self._script = client.register_script(_APPEND)
@@ -109,12 +111,20 @@ class RedisPolicyStore:
             raise StoreUnavailable("redis is unreachable") from exc
         return [pv for v, h in zip(versions, rows, strict=True) if (pv := _version(v, h)) is not None]
 
-    async def _run(self, doc: dict[str, Any], source: str, summary: str, expect: int | None,
-                   config_hash: str) -> PolicyVersion:
+    async def _run(
+        self, doc: dict[str, Any], source: str, summary: str, expect: int | None, config_hash: str
+    ) -> PolicyVersion:
         now = time.time()
         keys = [self.prefix + "head", self.prefix + "v:", self.prefix + "config_hash"]
-        args = ["" if expect is None else str(expect), repr(now), source, summary, dumps(doc), config_hash,
-                self.channel]
+        args = [
+            "" if expect is None else str(expect),
+            repr(now),
+            source,
+            summary,
+            dumps(doc),
+            config_hash,
+            self.channel,
+        ]
         try:
             status, v = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:

@@ -37,7 +37,9 @@ def build_call(spec: CallSpec, target: ResolvedModel, backend: Backend, timeout_
     body["model"] = target.upstream_model
     if spec.stream and spec.endpoint in USAGE_OPTION:
         so = body.get("stream_options")
-        body["stream_options"] = {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
+        body["stream_options"] = (
+            {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
+        )
     if not backend.accepts_metadata and "metadata" in body:
         del body["metadata"]
     return UpstreamCall(spec.endpoint, body, spec.stream, timeout_s, spec.request_id)

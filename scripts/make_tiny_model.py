@@ -16,7 +16,6 @@ Shape constraints (vLLM on CPU):
     (send ``ignore_eos: true`` or temperature 0 to make that exact).
 """
 
-
 from __future__ import annotations
 
 import argparse

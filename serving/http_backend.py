@@ -194,9 +194,12 @@ class OpenAIHTTPBackend:
                 except orjson.JSONDecodeError:
                     parsed = None
                 if not isinstance(parsed, dict):  # a broken answer: retryable, like a reset, never relayed
-                    raise UpstreamProtocolError("upstream sent invalid JSON", backend=self.name, endpoint=ep.url)
-                return UpstreamResponse(status=resp.status, body=body, content_type=ctype, endpoint=ep.url,
-                                        parsed=parsed)
+                    raise UpstreamProtocolError(
+                        "upstream sent invalid JSON", backend=self.name, endpoint=ep.url
+                    )
+                return UpstreamResponse(
+                    status=resp.status, body=body, content_type=ctype, endpoint=ep.url, parsed=parsed
+                )
         except UpstreamError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

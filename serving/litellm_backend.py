@@ -111,7 +111,10 @@ class LiteLLMBackend:
         self.name = name
         self.cfg = cfg
         self.info = BackendInfo(
-            name=name, type="litellm", self_hosted=False, endpoints=[cfg.api_base or f"litellm:{cfg.provider}"]
+            name=name,
+            type="litellm",
+            self_hosted=False,
+            endpoints=[cfg.api_base or f"litellm:{cfg.provider}"],
         )
         self.accepts_metadata = False
         """litellm's own ``metadata`` argument is not the OpenAI field: it is never forwarded."""
@@ -167,7 +170,9 @@ class LiteLLMBackend:
                     backend=self.name,
                 )
             return UpstreamResponse(
-                status=200, body=orjson.dumps(resp.model_dump(exclude_none=True)), endpoint=self.info.endpoints[0]
+                status=200,
+                body=orjson.dumps(resp.model_dump(exclude_none=True)),
+                endpoint=self.info.endpoints[0],
             )
         except Exception as exc:
             raise translate(exc, self.name) from exc

@@ -64,8 +64,15 @@ class RunningGateway:
 
     def start(self) -> RunningGateway:
         cfg = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-            lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=2,
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -94,8 +101,14 @@ class RunningGateway:
 class GatewayProcess:
     """``pointsman serve`` as a separate process (for signals, workers, restarts)."""
 
-    def __init__(self, config: dict[str, Any], tmp: Path, workers: int = 1, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        tmp: Path,
+        workers: int = 1,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.path = tmp / f"gateway-{self.port}.yaml"
         config = with_data_dir(config, str(tmp / "data"))  # type: ignore[assignment]
@@ -116,9 +129,22 @@ class GatewayProcess:
     def start(self, timeout: float = 20) -> GatewayProcess:
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.path), "--port", str(self.port),
-             "--workers", str(self.workers)],
-            stdout=self._logf, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--config",
+                str(self.path),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -46,7 +46,11 @@ class _Choice:
             self.texts.setdefault(key, []).append(value)
 
     def as_completion(self) -> dict[str, Any]:
-        return {"index": self.index, "finish_reason": self.finish_reason, "text": "".join(self.texts.get("text", ()))}
+        return {
+            "index": self.index,
+            "finish_reason": self.finish_reason,
+            "text": "".join(self.texts.get("text", ())),
+        }
 
     def as_chat(self) -> dict[str, Any]:
         content = self.texts.get("content")
@@ -89,10 +93,16 @@ def assemble(endpoint: str, blocks: Iterable[bytes]) -> Answer:
             if isinstance(c, dict):
                 _choice_delta(choices, endpoint, c)
     if endpoint == RESPONSES:
-        answer.body = final if final is not None else {"object": "response", "output": [items[i] for i in sorted(items)]}
+        answer.body = (
+            final
+            if final is not None
+            else {"object": "response", "output": [items[i] for i in sorted(items)]}
+        )
     else:
         ordered = [choices[i] for i in sorted(choices)]
-        answer.body = {"choices": [c.as_completion() if endpoint == COMPLETIONS else c.as_chat() for c in ordered]}
+        answer.body = {
+            "choices": [c.as_completion() if endpoint == COMPLETIONS else c.as_chat() for c in ordered]
+        }
     return answer
 
 
@@ -148,15 +158,35 @@ def _merge_tool_call(tools: dict[int, dict[str, Any]], tc: dict[str, Any]) -> No
 # the item itself, the part it creates, the field its text goes to).
 _DELTAS: dict[str, tuple[dict[str, Any], str | None, dict[str, Any], str]] = {
     "response.output_text.delta": (
-        {"type": "message", "role": "assistant", "content": []}, "content", {"type": "output_text", "text": ""}, "text"),
+        {"type": "message", "role": "assistant", "content": []},
+        "content",
+        {"type": "output_text", "text": ""},
+        "text",
+    ),
     "response.refusal.delta": (
-        {"type": "message", "role": "assistant", "content": []}, "content", {"type": "refusal", "refusal": ""}, "refusal"),
+        {"type": "message", "role": "assistant", "content": []},
+        "content",
+        {"type": "refusal", "refusal": ""},
+        "refusal",
+    ),
     "response.function_call_arguments.delta": (
-        {"type": "function_call", "name": "", "arguments": ""}, None, {}, "arguments"),
+        {"type": "function_call", "name": "", "arguments": ""},
+        None,
+        {},
+        "arguments",
+    ),
     "response.reasoning_summary_text.delta": (
-        {"type": "reasoning", "summary": []}, "summary", {"type": "summary_text", "text": ""}, "text"),
+        {"type": "reasoning", "summary": []},
+        "summary",
+        {"type": "summary_text", "text": ""},
+        "text",
+    ),
     "response.reasoning_text.delta": (
-        {"type": "reasoning", "summary": [], "content": []}, "content", {"type": "reasoning_text", "text": ""}, "text"),
+        {"type": "reasoning", "summary": [], "content": []},
+        "content",
+        {"type": "reasoning_text", "text": ""},
+        "text",
+    ),
 }
 
 

@@ -12,7 +12,11 @@ from wire.endpoints import RESPONSES
 
 
 def error_body(
-    message: str, type_: str, code: str | None = None, param: str | None = None, detail: Mapping[str, Any] | None = None
+    message: str,
+    type_: str,
+    code: str | None = None,
+    param: str | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> bytes:
     """``{"error": {"message", "type", "param", "code"}}``, with ``detail``'s fields after those when given."""
     err = {"message": message, "type": type_, "param": param, "code": code}

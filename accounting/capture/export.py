@@ -44,9 +44,16 @@ FORMAT = "openai-chat-finetune"
 VERSION = 1
 VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
 FILES = ("train.jsonl", "test.jsonl", "preferences_train.jsonl", "preferences_test.jsonl")
-_COND = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.:-]{0,63})\s*(>=|<=|==|!=|>|<)\s*(true|false|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+_COND = re.compile(
+    r"^\s*([A-Za-z][A-Za-z0-9_.:-]{0,63})\s*(>=|<=|==|!=|>|<)\s*(true|false|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$"
+)
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -62,7 +69,9 @@ class FeedbackCondition:
     def parse(cls, text: str) -> FeedbackCondition:
         m = _COND.match(text)
         if m is None:
-            raise ValueError(f"invalid feedback condition {text!r}; expected e.g. 'helpful>=1' or 'score>0.8'")
+            raise ValueError(
+                f"invalid feedback condition {text!r}; expected e.g. 'helpful>=1' or 'score>0.8'"
+            )
         raw = m.group(3)
         value = 1.0 if raw == "true" else 0.0 if raw == "false" else float(raw)
         return cls(m.group(1), m.group(2), value)
@@ -103,8 +112,9 @@ class JudgedPair:
 class PairSource(Protocol):
     """Judged shadow pairs in a time window (implemented over the shadow store by the gateway)."""
 
-    def judged_pairs(self, since: float | None, until: float | None, task: str | None,
-                     route: str | None) -> Iterable[JudgedPair]: ...
+    def judged_pairs(
+        self, since: float | None, until: float | None, task: str | None, route: str | None
+    ) -> Iterable[JudgedPair]: ...
 
 
 class StaticPairs:
@@ -113,8 +123,9 @@ class StaticPairs:
     def __init__(self, pairs: Iterable[JudgedPair]) -> None:
         self.pairs = list(pairs)
 
-    def judged_pairs(self, since: float | None, until: float | None, task: str | None,
-                     route: str | None) -> Iterable[JudgedPair]:
+    def judged_pairs(
+        self, since: float | None, until: float | None, task: str | None, route: str | None
+    ) -> Iterable[JudgedPair]:
         for p in self.pairs:
             if since is not None and p.ts < since or until is not None and p.ts >= until:
                 continue
@@ -233,11 +244,15 @@ class DatasetExporter:
     def _pairs_by_id(self, f: ExportFilters) -> dict[str, JudgedPair]:
         if self.pairs is None or not f.preferences:
             return {}
-        return {p.request_id: p for p in self.pairs.judged_pairs(f.since, f.until, f.task, f.route)
-                if p.winner in ("primary", "candidate")}
+        return {
+            p.request_id: p
+            for p in self.pairs.judged_pairs(f.since, f.until, f.task, f.route)
+            if p.winner in ("primary", "candidate")
+        }
 
-    def _from_traces(self, traces: list[Trace], f: ExportFilters, st: _Stats,
-                     pairs: dict[str, JudgedPair]) -> Iterator[_Example]:
+    def _from_traces(
+        self, traces: list[Trace], f: ExportFilters, st: _Stats, pairs: dict[str, JudgedPair]
+    ) -> Iterator[_Example]:
         feedback = self.store.feedback_for([t.request_id for t in traces])
         for t in traces:
             st.scanned += 1
@@ -301,10 +316,20 @@ class DatasetExporter:
             yield ex
 
     # -- output -------------------------------------------------------------------------------------------------
-    def _write(self, ex: _Example, f: ExportFilters, st: _Stats, seen: set[bytes],
-               emit: Callable[[str, dict[str, Any]], None]) -> None:
+    def _write(
+        self,
+        ex: _Example,
+        f: ExportFilters,
+        st: _Stats,
+        seen: set[bytes],
+        emit: Callable[[str, dict[str, Any]], None],
+    ) -> None:
         messages, tools, parallel = ex.prompt
-        convo = ex.full if ex.full is not None else [*messages, *(ex.answer or ([ex.original] if ex.original else []))]
+        convo = (
+            ex.full
+            if ex.full is not None
+            else [*messages, *(ex.answer or ([ex.original] if ex.original else []))]
+        )
         if not convo or convo[-1]["role"] != "assistant":
             st.skip("no_answer")
             return
@@ -334,19 +359,26 @@ class DatasetExporter:
         merge_counts(st.at_capture, ex.redactions)
         if ex.from_shadow:
             st.from_shadow += 1
-        pref = ex.pref if ex.pref is not None else ((ex.answer[0], ex.rejected) if ex.answer and ex.rejected else None)
+        pref = (
+            ex.pref
+            if ex.pref is not None
+            else ((ex.answer[0], ex.rejected) if ex.answer and ex.rejected else None)
+        )
         if f.preferences and pref is not None and ex.full is None:
             chosen, rejected = self.redactor.redact_json(list(pref), counts)
             inp: dict[str, Any] = {"messages": prompt_part}
             if tools:
                 inp["tools"] = tools
-            emit(f"preferences_{split}.jsonl", {"input": inp, "preferred_output": [chosen],
-                                                "non_preferred_output": [rejected]})
+            emit(
+                f"preferences_{split}.jsonl",
+                {"input": inp, "preferred_output": [chosen], "non_preferred_output": [rejected]},
+            )
             st.preferences[split] += 1
         merge_counts(st.at_export, counts)
 
-    def _manifest(self, f: ExportFilters, st: _Stats, lines: dict[str, int],
-                  digests: dict[str, Any]) -> dict[str, Any]:
+    def _manifest(
+        self, f: ExportFilters, st: _Stats, lines: dict[str, int], digests: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -360,7 +392,10 @@ class DatasetExporter:
                 "traces_scanned": st.scanned,
                 "shadow_pairs_scanned": st.shadow_pairs_scanned,
                 "examples": {**st.examples, "total": st.examples["train"] + st.examples["test"]},
-                "preference_pairs": {**st.preferences, "total": st.preferences["train"] + st.preferences["test"]},
+                "preference_pairs": {
+                    **st.preferences,
+                    "total": st.preferences["train"] + st.preferences["test"],
+                },
                 "demonstrations": st.demonstrations,
                 "from_shadow_wins": st.from_shadow,
                 "skipped": dict(sorted(st.skipped.items())),
@@ -370,7 +405,11 @@ class DatasetExporter:
                 "at_capture": dict(sorted(st.at_capture.items())),
                 "at_export": dict(sorted(st.at_export.items())),
             },
-            "split": {"method": "sha256(salt + prompt) < holdout", "holdout": f.holdout, "salt": f.split_salt},
+            "split": {
+                "method": "sha256(salt + prompt) < holdout",
+                "holdout": f.holdout,
+                "salt": f.split_salt,
+            },
             "files": {name: {"lines": lines[name], "sha256": digests[name].hexdigest()} for name in FILES},
         }
 
@@ -392,8 +431,12 @@ class _Example:
 # -- conversions to the chat format -----------------------------------------------------------------------------
 def _text_of(content: Any) -> Any:
     """Content parts that are all text become one string; other parts (images) are kept."""
-    if isinstance(content, list) and content and all(
-        isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text") for p in content
+    if (
+        isinstance(content, list)
+        and content
+        and all(
+            isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text") for p in content
+        )
     ):
         return "".join(str(p.get("text") or "") for p in content)
     return content
@@ -409,10 +452,16 @@ def _clean_message(m: dict[str, Any]) -> dict[str, Any]:
             out[k] = m[k]
     if m.get("tool_calls"):
         out["tool_calls"] = [
-            {"id": tc.get("id"), "type": "function",
-             "function": {"name": (tc.get("function") or {}).get("name"),
-                          "arguments": (tc.get("function") or {}).get("arguments") or "{}"}}
-            for tc in m["tool_calls"] if isinstance(tc, dict)
+            {
+                "id": tc.get("id"),
+                "type": "function",
+                "function": {
+                    "name": (tc.get("function") or {}).get("name"),
+                    "arguments": (tc.get("function") or {}).get("arguments") or "{}",
+                },
+            }
+            for tc in m["tool_calls"]
+            if isinstance(tc, dict)
         ]
         if out.get("content") == "":
             out["content"] = None
@@ -427,16 +476,19 @@ def _chat_tools(tools: Any) -> list[dict[str, Any]] | None:
         if not isinstance(t, dict) or t.get("type") != "function":
             continue
         nested = t.get("function")
-        fn: dict[str, Any] = nested if isinstance(nested, dict) else {
-            k: t[k] for k in ("name", "description", "parameters", "strict") if k in t
-        }
+        fn: dict[str, Any] = (
+            nested
+            if isinstance(nested, dict)
+            else {k: t[k] for k in ("name", "description", "parameters", "strict") if k in t}
+        )
         if fn.get("name"):
             out.append({"type": "function", "function": fn})
     return out or None
 
 
-def to_chat(endpoint: str, request: dict[str, Any]
-            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool | None] | None:
+def to_chat(
+    endpoint: str, request: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, bool | None] | None:
     """(messages, tools, parallel_tool_calls) of a captured request in the chat format, or None."""
     parallel = request.get("parallel_tool_calls")
     parallel = parallel if isinstance(parallel, bool) else None
@@ -468,12 +520,30 @@ def to_chat(endpoint: str, request: dict[str, Any]
                 if kind == "message" and item.get("role") in ("system", "developer", "user", "assistant"):
                     out.append(_clean_message({"role": item["role"], "content": item.get("content")}))
                 elif kind == "function_call":
-                    out.append({"role": "assistant", "content": None, "tool_calls": [
-                        {"id": item.get("call_id"), "type": "function",
-                         "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}}]})
+                    out.append(
+                        {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": item.get("call_id"),
+                                    "type": "function",
+                                    "function": {
+                                        "name": item.get("name"),
+                                        "arguments": item.get("arguments") or "{}",
+                                    },
+                                }
+                            ],
+                        }
+                    )
                 elif kind == "function_call_output":
-                    out.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                                "content": str(item.get("output") or "")})
+                    out.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": item.get("call_id"),
+                            "content": str(item.get("output") or ""),
+                        }
+                    )
                 else:
                     return None
         else:
@@ -502,8 +572,13 @@ def answer_message(endpoint: str, output: list[dict[str, Any]]) -> dict[str, Any
             if item.get("type") == "message":
                 texts.append(str(_text_of(item.get("content")) or ""))
             elif item.get("type") == "function_call":
-                calls.append({"id": item.get("call_id"), "type": "function",
-                              "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}})
+                calls.append(
+                    {
+                        "id": item.get("call_id"),
+                        "type": "function",
+                        "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"},
+                    }
+                )
         r: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
         if calls:
             r["tool_calls"] = calls
@@ -535,7 +610,11 @@ def validate_messages(messages: list[dict[str, Any]]) -> str | None:
 
 def in_holdout(prompt: list[dict[str, Any]], tools: Any, salt: str, holdout: float) -> bool:
     """Stable split: ``sha256(salt + prompt)`` mapped to [0, 1) falls below ``holdout``."""
-    basis = salt.encode() + b"\x00" + orjson.dumps({"messages": prompt, "tools": tools}, option=orjson.OPT_SORT_KEYS)
+    basis = (
+        salt.encode()
+        + b"\x00"
+        + orjson.dumps({"messages": prompt, "tools": tools}, option=orjson.OPT_SORT_KEYS)
+    )
     u = int.from_bytes(hashlib.sha256(basis).digest()[:8], "big") / 2**64
     return u < holdout
 

@@ -48,7 +48,9 @@ class FeedbackError(Exception):
         self.param = param
 
     def api_error(self) -> tuple[int, str, str, str, dict[str, str]]:
-        kind = {403: "permission_error", 404: "invalid_request_error"}.get(self.status, "invalid_request_error")
+        kind = {403: "permission_error", 404: "invalid_request_error"}.get(
+            self.status, "invalid_request_error"
+        )
         return self.status, self.message, kind, self.code, {}
 
 
@@ -78,8 +80,10 @@ def parse_value(v: Any) -> FeedbackValue:
     if isinstance(v, list):
         return FeedbackValue("demonstration", demonstration=_messages(v))
     raise FeedbackError(
-        400, "'value' must be a boolean, a number, or a corrected answer (a string or chat messages).",
-        "invalid_value", "value",
+        400,
+        "'value' must be a boolean, a number, or a corrected answer (a string or chat messages).",
+        "invalid_value",
+        "value",
     )
 
 
@@ -89,21 +93,33 @@ def _messages(v: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, m in enumerate(v):
         if not isinstance(m, dict) or m.get("role") not in CHAT_ROLES:
-            raise FeedbackError(400, f"value[{i}]: each message needs a role among {sorted(CHAT_ROLES)}.",
-                                "invalid_value", f"value[{i}].role")
+            raise FeedbackError(
+                400,
+                f"value[{i}]: each message needs a role among {sorted(CHAT_ROLES)}.",
+                "invalid_value",
+                f"value[{i}].role",
+            )
         content = m.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise FeedbackError(400, f"value[{i}].content must be a string or content parts.", "invalid_value",
-                                f"value[{i}].content")
+            raise FeedbackError(
+                400,
+                f"value[{i}].content must be a string or content parts.",
+                "invalid_value",
+                f"value[{i}].content",
+            )
         if content is None and not m.get("tool_calls"):
-            raise FeedbackError(400, f"value[{i}] has neither content nor tool_calls.", "invalid_value",
-                                f"value[{i}]")
+            raise FeedbackError(
+                400, f"value[{i}] has neither content nor tool_calls.", "invalid_value", f"value[{i}]"
+            )
         out.append({k: m[k] for k in ("role", "content", "name", "tool_calls", "tool_call_id") if k in m})
     if out[-1]["role"] != "assistant":
-        raise FeedbackError(400, "A demonstration must end with an assistant message.", "invalid_value", "value")
+        raise FeedbackError(
+            400, "A demonstration must end with an assistant message.", "invalid_value", "value"
+        )
     if len(orjson.dumps(out)) > MAX_DEMONSTRATION_BYTES:
-        raise FeedbackError(400, f"A demonstration may be at most {MAX_DEMONSTRATION_BYTES} bytes.",
-                            "invalid_value", "value")
+        raise FeedbackError(
+            400, f"A demonstration may be at most {MAX_DEMONSTRATION_BYTES} bytes.", "invalid_value", "value"
+        )
     return out
 
 
@@ -137,8 +153,9 @@ def ledger_record(path: str, request_id: str, since: float) -> dict[str, Any] | 
 class FeedbackDesk:
     """Accepts, joins and answers queries about feedback (one per process, next to the ``CaptureService``)."""
 
-    def __init__(self, capture: CaptureService, ledger_path: Callable[[], str | None],
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, capture: CaptureService, ledger_path: Callable[[], str | None], metrics: Metrics | None = None
+    ) -> None:
         self.capture = capture
         self.ledger_path = ledger_path
         self.metrics = metrics
@@ -148,7 +165,9 @@ class FeedbackDesk:
         """All built-ins plus every configured pattern: the strictest set, for free-form feedback text."""
         return self.capture.strict_redactor()
 
-    async def lookup(self, request_id: str, wait_s: float = 0.0) -> tuple[Trace | None, dict[str, Any] | None]:
+    async def lookup(
+        self, request_id: str, wait_s: float = 0.0
+    ) -> tuple[Trace | None, dict[str, Any] | None]:
         """The captured trace and the ledger record of a request, waiting up to ``wait_s`` for the ledger record
         (written within a second of the request's end) or, without a ledger, for the trace."""
         deadline = time.monotonic() + wait_s
@@ -175,23 +194,41 @@ class FeedbackDesk:
     ) -> dict[str, Any]:
         settings = self.capture.settings
         if not METRIC_NAME.match(metric):
-            raise FeedbackError(400, "'metric' must be 1-64 characters: letters, digits, '_', '.', ':' or '-', "
-                                "starting with a letter.", "invalid_value", "metric")
+            raise FeedbackError(
+                400,
+                "'metric' must be 1-64 characters: letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter.",
+                "invalid_value",
+                "metric",
+            )
         if settings.feedback_metrics is not None and metric not in settings.feedback_metrics:
-            raise FeedbackError(400, f"Unknown feedback metric {metric!r}; this gateway accepts "
-                                f"{', '.join(settings.feedback_metrics)}.", "invalid_value", "metric")
+            raise FeedbackError(
+                400,
+                f"Unknown feedback metric {metric!r}; this gateway accepts "
+                f"{', '.join(settings.feedback_metrics)}.",
+                "invalid_value",
+                "metric",
+            )
         parsed = parse_value(value)
         if parsed.kind == "demonstration" and not self.capture.is_approved(team):
             who = f"team {team}" if team else f"key {key} (it has no team)"
-            raise FeedbackError(403, f"data capture not approved for {who}: demonstrations are captured data.",
-                                "capture_not_approved", "value")
+            raise FeedbackError(
+                403,
+                f"data capture not approved for {who}: demonstrations are captured data.",
+                "capture_not_approved",
+                "value",
+            )
         trace, ledger = await self.lookup(request_id, settings.feedback_wait_s)
         o_key = trace.key if trace is not None else (ledger or {}).get("key")
         o_team = trace.team if trace is not None else (ledger or {}).get("team")
         if (trace is None and ledger is None) or not _same_owner(key, team, o_key, o_team):
-            raise FeedbackError(404, f"No request {request_id!r} made with this key's team is known to the gateway "
-                                "(feedback needs a captured request or its ledger record).", "request_not_found",
-                                "request_id")
+            raise FeedbackError(
+                404,
+                f"No request {request_id!r} made with this key's team is known to the gateway "
+                "(feedback needs a captured request or its ledger record).",
+                "request_not_found",
+                "request_id",
+            )
         route = trace.route if trace is not None else (ledger or {}).get("route")
         task = trace.task if trace is not None else (ledger or {}).get("task")
         now = time.time()
@@ -201,8 +238,19 @@ class FeedbackDesk:
         demo = red.redact_json(parsed.demonstration, counts) if parsed.demonstration is not None else None
         note = red.redact(comment[:4000], counts) if comment else None
         fb = Feedback(
-            id=0, request_id=request_id, ts=now, expires_at=expires, key=key, team=team, task=task, route=route,
-            metric=metric, kind=parsed.kind, value=parsed.number, demonstration=demo, comment=note,
+            id=0,
+            request_id=request_id,
+            ts=now,
+            expires_at=expires,
+            key=key,
+            team=team,
+            task=task,
+            route=route,
+            metric=metric,
+            kind=parsed.kind,
+            value=parsed.number,
+            demonstration=demo,
+            comment=note,
             redactions=counts,
         )
         fid = await asyncio.to_thread(self.capture.store.add_feedback, fb)
@@ -229,8 +277,15 @@ class FeedbackDesk:
         if number is not None:
             m.feedback_value_sum.labels(*labels).inc(number)
 
-    async def query(self, filters: dict[str, Any], since: float | None, until: float | None, limit: int,
-                    include_trace: bool = True, include_ledger: bool = True) -> list[dict[str, Any]]:
+    async def query(
+        self,
+        filters: dict[str, Any],
+        since: float | None,
+        until: float | None,
+        limit: int,
+        include_trace: bool = True,
+        include_ledger: bool = True,
+    ) -> list[dict[str, Any]]:
         """Feedback, newest first, each joined with its trace and ledger record."""
         store = self.capture.store
         rows = await asyncio.to_thread(store.feedback, filters, since, until, limit)
@@ -242,11 +297,19 @@ class FeedbackDesk:
             rid = fb.request_id
             if rid not in traces:
                 traces[rid] = await asyncio.to_thread(store.get_trace, rid) if include_trace else None
-                ledgers[rid] = (await asyncio.to_thread(ledger_record, path, rid, fb.ts - LEDGER_LOOKBACK_S)
-                                if include_ledger and path else None)
+                ledgers[rid] = (
+                    await asyncio.to_thread(ledger_record, path, rid, fb.ts - LEDGER_LOOKBACK_S)
+                    if include_ledger and path
+                    else None
+                )
             t = traces[rid]
-            out.append({"feedback": fb.as_dict(), "trace": t.as_dict() if t is not None else None,
-                        "ledger": ledgers[rid]})
+            out.append(
+                {
+                    "feedback": fb.as_dict(),
+                    "trace": t.as_dict() if t is not None else None,
+                    "ledger": ledgers[rid],
+                }
+            )
         return out
 
 

@@ -64,7 +64,9 @@ class ApprovalStore(Protocol):
 
     def approvals(self) -> dict[str, Approval]: ...
 
-    def set_approval(self, team: str, approved: bool, actor: str, note: str | None, at: float) -> Approval: ...
+    def set_approval(
+        self, team: str, approved: bool, actor: str, note: str | None, at: float
+    ) -> Approval: ...
 
     def approval_history(self, team: str) -> list[dict[str, Any]]: ...
 
@@ -132,8 +134,9 @@ class CaptureService:
         if settings.queue == "redis" and redis_url:
             self.sink = RedisStreamSink(redis_url, self.store, settings.stream_maxlen)
             if settings.sink:
-                self.drainer = StreamDrainer(redis_url, self.store, settings.sink_group, settings.batch_size,
-                                             settings.claim_idle_s)
+                self.drainer = StreamDrainer(
+                    redis_url, self.store, settings.sink_group, settings.batch_size, settings.claim_idle_s
+                )
         self.approvals: dict[str, Approval] = {}
         self.approved: frozenset[str] = frozenset()
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -247,7 +250,9 @@ class CaptureService:
         self.approved = frozenset(t for t, a in approvals.items() if a.approved)
 
     async def set_approval(self, team: str, approved: bool, actor: str, note: str | None) -> Approval:
-        a = await asyncio.to_thread(self.approval_store.set_approval, team, approved, actor, note, time.time())
+        a = await asyncio.to_thread(
+            self.approval_store.set_approval, team, approved, actor, note, time.time()
+        )
         self._set_approvals({**self.approvals, team: a})
         return a
 
@@ -258,8 +263,11 @@ class CaptureService:
     async def purge_expired(self) -> dict[str, int]:
         deleted = await asyncio.to_thread(self.store.purge_expired)
         if deleted["traces"] or deleted["feedback"]:
-            log.info("capture retention: deleted %d traces and %d feedback records", deleted["traces"],
-                     deleted["feedback"])
+            log.info(
+                "capture retention: deleted %d traces and %d feedback records",
+                deleted["traces"],
+                deleted["feedback"],
+            )
         return deleted
 
     # -- writer ----------------------------------------------------------------------------------------------------------
@@ -292,11 +300,25 @@ class CaptureService:
         output = red.redact_json(output, counts)
         tags = red.redact_json(dict(rec.tags), counts)
         return Trace(
-            request_id=rec.request_id, ts=rec.ts, expires_at=rec.ts + o.policy.retain_days * DAY, key=rec.key,
-            team=rec.team, task=rec.task, route=rec.route, endpoint=rec.endpoint,
-            requested_model=rec.requested_model, upstream_model=rec.upstream_model, backend=rec.backend,
-            stream=rec.stream, status=rec.status, request=request, output=output, usage=usage,
-            redactions=counts, prompt_hash=prompt_hash(rec.endpoint, request), tags=tags,
+            request_id=rec.request_id,
+            ts=rec.ts,
+            expires_at=rec.ts + o.policy.retain_days * DAY,
+            key=rec.key,
+            team=rec.team,
+            task=rec.task,
+            route=rec.route,
+            endpoint=rec.endpoint,
+            requested_model=rec.requested_model,
+            upstream_model=rec.upstream_model,
+            backend=rec.backend,
+            stream=rec.stream,
+            status=rec.status,
+            request=request,
+            output=output,
+            usage=usage,
+            redactions=counts,
+            prompt_hash=prompt_hash(rec.endpoint, request),
+            tags=tags,
         )
 
     def _run(self) -> None:

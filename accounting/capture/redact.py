@@ -101,7 +101,9 @@ def _valid_ip(text: str) -> bool:
 class Redactor:
     """A compiled set of detectors. Thread-safe; ``redact`` returns the new text and counts by placeholder."""
 
-    def __init__(self, builtins: Iterable[str] = BUILTIN_DETECTORS, patterns: Iterable[RedactPattern] = ()) -> None:
+    def __init__(
+        self, builtins: Iterable[str] = BUILTIN_DETECTORS, patterns: Iterable[RedactPattern] = ()
+    ) -> None:
         chosen = set(builtins) | set(ALWAYS_ON)
         unknown = chosen - set(BUILTIN_DETECTORS)
         if unknown:
@@ -206,8 +208,13 @@ def _count(tally: dict[str, int], label: str, repl: str) -> str:
     return repl
 
 
-def _sub(rx: re.Pattern[str], text: str, tally: dict[str, int], label: str,
-         valid: Callable[[re.Match[str]], bool] | None = None) -> str:
+def _sub(
+    rx: re.Pattern[str],
+    text: str,
+    tally: dict[str, int],
+    label: str,
+    valid: Callable[[re.Match[str]], bool] | None = None,
+) -> str:
     repl = f"[{label}]"
 
     def one(m: re.Match[str]) -> str:
@@ -236,8 +243,18 @@ def _bearer(m: re.Match[str], tally: dict[str, int]) -> str:
 
 
 def _has_digit(s: str) -> bool:
-    return ("0" in s or "1" in s or "2" in s or "3" in s or "4" in s or "5" in s or "6" in s or "7" in s
-            or "8" in s or "9" in s)
+    return (
+        "0" in s
+        or "1" in s
+        or "2" in s
+        or "3" in s
+        or "4" in s
+        or "5" in s
+        or "6" in s
+        or "7" in s
+        or "8" in s
+        or "9" in s
+    )
 
 
 def _maybe_key(s: str) -> bool:
@@ -340,9 +357,7 @@ def _phone_ok(m: re.Match[str]) -> bool:
     return sum(ch.isdigit() for ch in m.group(0)) >= 7
 
 
-def build_redactor(
-    redact: Iterable[str | RedactPattern], named: Mapping[str, RedactPattern]
-) -> Redactor:
+def build_redactor(redact: Iterable[str | RedactPattern], named: Mapping[str, RedactPattern]) -> Redactor:
     """The redactor a policy's ``redact`` list asks for (``builtin`` = all built-ins; names from ``named``)."""
     builtins: set[str] = set()
     patterns: list[RedactPattern] = []

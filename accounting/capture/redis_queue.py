@@ -70,8 +70,15 @@ class RedisStreamSink:
 class StreamDrainer:
     """A sink replica's consumer: shared stream -> local SQLite store (ack after commit)."""
 
-    def __init__(self, url: str, store: CaptureStore, group: str, batch: int = 500, claim_idle_s: float = 60.0,
-                 block_ms: int = 500) -> None:
+    def __init__(
+        self,
+        url: str,
+        store: CaptureStore,
+        group: str,
+        batch: int = 500,
+        claim_idle_s: float = 60.0,
+        block_ms: int = 500,
+    ) -> None:
         self.url = url
         self.store = store
         self.group = group
@@ -114,8 +121,13 @@ class StreamDrainer:
                 if not ready:
                     await self._ensure_group(client)
                     ready = True
-                resp: Any = await client.xreadgroup(self.group, self.consumer, {STREAM: cursor}, count=self.batch,
-                                                    block=None if cursor == "0" else self.block_ms)
+                resp: Any = await client.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {STREAM: cursor},
+                    count=self.batch,
+                    block=None if cursor == "0" else self.block_ms,
+                )
                 entries = _entries(resp)
                 if cursor == "0" and not entries:
                     cursor = ">"
@@ -156,7 +168,9 @@ class StreamDrainer:
 
     async def _claim(self, client: aioredis.Redis) -> None:
         """Take over entries another consumer of the group read but never acknowledged (it died)."""
-        resp = await client.xautoclaim(STREAM, self.group, self.consumer, self.claim_idle_ms, "0-0", count=self.batch)
+        resp = await client.xautoclaim(
+            STREAM, self.group, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+        )
         entries = resp[1] if resp and len(resp) > 1 else []
         if entries:
             log.info("capture sink: claimed %d entries of a stalled consumer", len(entries))

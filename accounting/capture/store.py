@@ -86,16 +86,44 @@ CREATE TABLE IF NOT EXISTS approval_history (
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 _TRACE_COLS = (
-    "request_id", "ts", "expires_at", "key", "team", "task", "route", "endpoint", "requested_model",
-    "upstream_model", "backend", "stream", "status", "prompt_hash", "request", "output", "usage", "redactions",
+    "request_id",
+    "ts",
+    "expires_at",
+    "key",
+    "team",
+    "task",
+    "route",
+    "endpoint",
+    "requested_model",
+    "upstream_model",
+    "backend",
+    "stream",
+    "status",
+    "prompt_hash",
+    "request",
+    "output",
+    "usage",
+    "redactions",
     "tags",
 )
 _INSERT_TRACE = (
     f"INSERT OR IGNORE INTO traces ({', '.join(_TRACE_COLS)}) VALUES ({', '.join('?' * len(_TRACE_COLS))})"
 )
 _FEEDBACK_COLS = (
-    "id", "request_id", "ts", "expires_at", "key", "team", "task", "route", "metric", "kind", "value",
-    "demonstration", "comment", "redactions",
+    "id",
+    "request_id",
+    "ts",
+    "expires_at",
+    "key",
+    "team",
+    "task",
+    "route",
+    "metric",
+    "kind",
+    "value",
+    "demonstration",
+    "comment",
+    "redactions",
 )
 TRACE_FILTERS = ("team", "task", "route", "key", "endpoint", "requested_model", "upstream_model", "backend")
 FEEDBACK_FILTERS = ("request_id", "team", "task", "route", "key", "metric", "kind")
@@ -103,22 +131,50 @@ FEEDBACK_FILTERS = ("request_id", "team", "task", "route", "key", "metric", "kin
 
 def trace_row(t: Trace) -> tuple[Any, ...]:
     return (
-        t.request_id, t.ts, t.expires_at, t.key, t.team, t.task, t.route, t.endpoint, t.requested_model,
-        t.upstream_model, t.backend, int(t.stream), t.status, t.prompt_hash, orjson.dumps(t.request).decode(),
-        orjson.dumps(t.output).decode(), None if t.usage is None else orjson.dumps(t.usage).decode(),
-        orjson.dumps(t.redactions).decode(), orjson.dumps(t.tags).decode(),
+        t.request_id,
+        t.ts,
+        t.expires_at,
+        t.key,
+        t.team,
+        t.task,
+        t.route,
+        t.endpoint,
+        t.requested_model,
+        t.upstream_model,
+        t.backend,
+        int(t.stream),
+        t.status,
+        t.prompt_hash,
+        orjson.dumps(t.request).decode(),
+        orjson.dumps(t.output).decode(),
+        None if t.usage is None else orjson.dumps(t.usage).decode(),
+        orjson.dumps(t.redactions).decode(),
+        orjson.dumps(t.tags).decode(),
     )
 
 
 def trace_from_row(r: Sequence[Any]) -> Trace:
     d = dict(zip(_TRACE_COLS, r, strict=True))
     return Trace(
-        request_id=d["request_id"], ts=d["ts"], expires_at=d["expires_at"], key=d["key"], team=d["team"],
-        task=d["task"], route=d["route"], endpoint=d["endpoint"], requested_model=d["requested_model"],
-        upstream_model=d["upstream_model"], backend=d["backend"], stream=bool(d["stream"]), status=d["status"],
-        request=orjson.loads(d["request"]), output=orjson.loads(d["output"]),
-        usage=orjson.loads(d["usage"]) if d["usage"] else None, redactions=orjson.loads(d["redactions"]),
-        prompt_hash=d["prompt_hash"], tags=orjson.loads(d["tags"]),
+        request_id=d["request_id"],
+        ts=d["ts"],
+        expires_at=d["expires_at"],
+        key=d["key"],
+        team=d["team"],
+        task=d["task"],
+        route=d["route"],
+        endpoint=d["endpoint"],
+        requested_model=d["requested_model"],
+        upstream_model=d["upstream_model"],
+        backend=d["backend"],
+        stream=bool(d["stream"]),
+        status=d["status"],
+        request=orjson.loads(d["request"]),
+        output=orjson.loads(d["output"]),
+        usage=orjson.loads(d["usage"]) if d["usage"] else None,
+        redactions=orjson.loads(d["redactions"]),
+        prompt_hash=d["prompt_hash"],
+        tags=orjson.loads(d["tags"]),
     )
 
 
@@ -133,8 +189,13 @@ class Approval:
     note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"team": self.team, "approved": self.approved, "actor": self.actor, "at": self.at,
-                "note": self.note}
+        return {
+            "team": self.team,
+            "approved": self.approved,
+            "actor": self.actor,
+            "at": self.at,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +218,18 @@ class Feedback:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "request_id": self.request_id, "ts": self.ts, "expires_at": self.expires_at,
-            "key": self.key, "team": self.team, "task": self.task, "route": self.route, "metric": self.metric,
-            "kind": self.kind, "comment": self.comment, "redactions": self.redactions,
+            "id": self.id,
+            "request_id": self.request_id,
+            "ts": self.ts,
+            "expires_at": self.expires_at,
+            "key": self.key,
+            "team": self.team,
+            "task": self.task,
+            "route": self.route,
+            "metric": self.metric,
+            "kind": self.kind,
+            "comment": self.comment,
+            "redactions": self.redactions,
         }
         if self.kind == "boolean":
             out["value"] = bool(self.value)
@@ -173,9 +243,19 @@ class Feedback:
 def _feedback_from_row(r: Sequence[Any]) -> Feedback:
     d = dict(zip(_FEEDBACK_COLS, r, strict=True))
     return Feedback(
-        id=d["id"], request_id=d["request_id"], ts=d["ts"], expires_at=d["expires_at"], key=d["key"],
-        team=d["team"], task=d["task"], route=d["route"], metric=d["metric"], kind=d["kind"], value=d["value"],
-        demonstration=orjson.loads(d["demonstration"]) if d["demonstration"] else None, comment=d["comment"],
+        id=d["id"],
+        request_id=d["request_id"],
+        ts=d["ts"],
+        expires_at=d["expires_at"],
+        key=d["key"],
+        team=d["team"],
+        task=d["task"],
+        route=d["route"],
+        metric=d["metric"],
+        kind=d["kind"],
+        value=d["value"],
+        demonstration=orjson.loads(d["demonstration"]) if d["demonstration"] else None,
+        comment=d["comment"],
         redactions=orjson.loads(d["redactions"]),
     )
 
@@ -188,8 +268,9 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _where(filters: dict[str, Any], allowed: Iterable[str], since: float | None, until: float | None,
-           col: str = "ts") -> tuple[str, list[Any]]:
+def _where(
+    filters: dict[str, Any], allowed: Iterable[str], since: float | None, until: float | None, col: str = "ts"
+) -> tuple[str, list[Any]]:
     allowed = set(allowed)
     parts: list[str] = []
     args: list[Any] = []
@@ -257,12 +338,19 @@ class CaptureStore:
 
     def get_trace(self, request_id: str) -> Trace | None:
         with self._conn() as conn:
-            r = conn.execute(f"SELECT {', '.join(_TRACE_COLS)} FROM traces WHERE request_id = ?",
-                             (request_id,)).fetchone()
+            r = conn.execute(
+                f"SELECT {', '.join(_TRACE_COLS)} FROM traces WHERE request_id = ?", (request_id,)
+            ).fetchone()
         return trace_from_row(r) if r else None
 
-    def traces(self, filters: dict[str, Any] | None = None, since: float | None = None, until: float | None = None,
-               limit: int | None = None, newest_first: bool = False) -> list[Trace]:
+    def traces(
+        self,
+        filters: dict[str, Any] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Trace]:
         where, args = _where(filters or {}, TRACE_FILTERS, since, until)
         sql = f"SELECT {', '.join(_TRACE_COLS)} FROM traces{where} ORDER BY ts {'DESC' if newest_first else 'ASC'}"
         if limit is not None:
@@ -270,8 +358,13 @@ class CaptureStore:
         with self._conn() as conn:
             return [trace_from_row(r) for r in conn.execute(sql, args)]
 
-    def iter_traces(self, filters: dict[str, Any] | None = None, since: float | None = None,
-                    until: float | None = None, page: int = 1000) -> Iterator[Trace]:
+    def iter_traces(
+        self,
+        filters: dict[str, Any] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 1000,
+    ) -> Iterator[Trace]:
         """All matching traces in time order, read in pages (exports of any size in bounded memory)."""
         where, args = _where(filters or {}, TRACE_FILTERS, since, until)
         cols = ", ".join(_TRACE_COLS)
@@ -282,8 +375,10 @@ class CaptureStore:
                     sql, a = f"SELECT {cols} FROM traces{where} ORDER BY ts, request_id LIMIT {page}", args
                 else:
                     cond = "(ts > ? OR (ts = ? AND request_id > ?))"
-                    sql = (f"SELECT {cols} FROM traces{where}{' AND ' if where else ' WHERE '}{cond} "
-                           f"ORDER BY ts, request_id LIMIT {page}")
+                    sql = (
+                        f"SELECT {cols} FROM traces{where}{' AND ' if where else ' WHERE '}{cond} "
+                        f"ORDER BY ts, request_id LIMIT {page}"
+                    )
                     a = [*args, last[0], last[0], last[1]]
                 rows = conn.execute(sql, a).fetchall()
                 for r in rows:
@@ -302,14 +397,31 @@ class CaptureStore:
         with self._conn() as conn:
             cur = conn.execute(
                 f"INSERT INTO feedback ({', '.join(_FEEDBACK_COLS[1:])}) VALUES ({', '.join('?' * (len(_FEEDBACK_COLS) - 1))})",
-                (fb.request_id, fb.ts, fb.expires_at, fb.key, fb.team, fb.task, fb.route, fb.metric, fb.kind, fb.value,
-                 None if fb.demonstration is None else orjson.dumps(fb.demonstration).decode(), fb.comment,
-                 orjson.dumps(fb.redactions).decode()),
+                (
+                    fb.request_id,
+                    fb.ts,
+                    fb.expires_at,
+                    fb.key,
+                    fb.team,
+                    fb.task,
+                    fb.route,
+                    fb.metric,
+                    fb.kind,
+                    fb.value,
+                    None if fb.demonstration is None else orjson.dumps(fb.demonstration).decode(),
+                    fb.comment,
+                    orjson.dumps(fb.redactions).decode(),
+                ),
             )
             return int(cur.lastrowid or 0)
 
-    def feedback(self, filters: dict[str, Any] | None = None, since: float | None = None, until: float | None = None,
-                 limit: int | None = None) -> list[Feedback]:
+    def feedback(
+        self,
+        filters: dict[str, Any] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[Feedback]:
         where, args = _where(filters or {}, FEEDBACK_FILTERS, since, until)
         sql = f"SELECT {', '.join(_FEEDBACK_COLS)} FROM feedback{where} ORDER BY ts DESC, id DESC"
         if limit is not None:
@@ -325,15 +437,22 @@ class CaptureStore:
         with self._conn() as conn:
             for i in range(0, len(request_ids), 500):
                 chunk = list(request_ids[i : i + 500])
-                sql = (f"SELECT {', '.join(_FEEDBACK_COLS)} FROM feedback WHERE request_id IN "
-                       f"({', '.join('?' * len(chunk))}) ORDER BY ts, id")
+                sql = (
+                    f"SELECT {', '.join(_FEEDBACK_COLS)} FROM feedback WHERE request_id IN "
+                    f"({', '.join('?' * len(chunk))}) ORDER BY ts, id"
+                )
                 for r in conn.execute(sql, chunk):
                     fb = _feedback_from_row(r)
                     out.setdefault(fb.request_id, []).append(fb)
         return out
 
-    def feedback_summary(self, group_by: Sequence[str], since: float | None, until: float | None,
-                         filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def feedback_summary(
+        self,
+        group_by: Sequence[str],
+        since: float | None,
+        until: float | None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         for g in group_by:
             if g not in ("route", "task", "team", "metric", "kind", "key"):
                 raise ValueError(f"unknown group_by {g!r}")
@@ -377,10 +496,14 @@ class CaptureStore:
     def set_approval(self, team: str, approved: bool, actor: str, note: str | None, at: float) -> Approval:
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR REPLACE INTO approvals (team, approved, actor, at, note) VALUES (?, ?, ?, ?, ?)",
-                         (team, int(approved), actor, at, note))
-            conn.execute("INSERT INTO approval_history (team, action, actor, at, note) VALUES (?, ?, ?, ?, ?)",
-                         (team, "approved" if approved else "revoked", actor, at, note))
+            conn.execute(
+                "INSERT OR REPLACE INTO approvals (team, approved, actor, at, note) VALUES (?, ?, ?, ?, ?)",
+                (team, int(approved), actor, at, note),
+            )
+            conn.execute(
+                "INSERT INTO approval_history (team, action, actor, at, note) VALUES (?, ?, ?, ?, ?)",
+                (team, "approved" if approved else "revoked", actor, at, note),
+            )
             conn.execute("COMMIT")
         return Approval(team, approved, actor, at, note)
 
@@ -391,8 +514,9 @@ class CaptureStore:
 
     def approval_history(self, team: str) -> list[dict[str, Any]]:
         with self._conn() as conn:
-            rows = conn.execute("SELECT action, actor, at, note FROM approval_history WHERE team = ? ORDER BY id",
-                                (team,)).fetchall()
+            rows = conn.execute(
+                "SELECT action, actor, at, note FROM approval_history WHERE team = ? ORDER BY id", (team,)
+            ).fetchall()
         return [{"action": r[0], "actor": r[1], "at": r[2], "note": r[3]} for r in rows]
 
     def stats(self) -> dict[str, Any]:

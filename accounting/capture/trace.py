@@ -51,12 +51,25 @@ class Trace:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "request_id": self.request_id, "ts": self.ts, "expires_at": self.expires_at, "key": self.key,
-            "team": self.team, "task": self.task, "route": self.route, "endpoint": self.endpoint,
-            "requested_model": self.requested_model, "upstream_model": self.upstream_model,
-            "backend": self.backend, "stream": self.stream, "status": self.status, "request": self.request,
-            "output": self.output, "usage": self.usage, "redactions": self.redactions,
-            "prompt_hash": self.prompt_hash, "tags": self.tags,
+            "request_id": self.request_id,
+            "ts": self.ts,
+            "expires_at": self.expires_at,
+            "key": self.key,
+            "team": self.team,
+            "task": self.task,
+            "route": self.route,
+            "endpoint": self.endpoint,
+            "requested_model": self.requested_model,
+            "upstream_model": self.upstream_model,
+            "backend": self.backend,
+            "stream": self.stream,
+            "status": self.status,
+            "request": self.request,
+            "output": self.output,
+            "usage": self.usage,
+            "redactions": self.redactions,
+            "prompt_hash": self.prompt_hash,
+            "tags": self.tags,
         }
 
 
@@ -101,7 +114,9 @@ def output_from_body(endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]
     return result
 
 
-def output_from_events(endpoint: str, events: Sequence[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def output_from_events(
+    endpoint: str, events: Sequence[bytes]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Reassemble a stream into the choices a non-streamed answer would have had, plus its usage."""
     answer = assemble(endpoint, events)
     return output_from_body(endpoint, answer.body), answer.usage

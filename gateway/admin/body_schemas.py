@@ -19,7 +19,9 @@ async def json_body(request: Request) -> Any:
     try:
         return orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        raise ApiError(400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json") from None
+        raise ApiError(
+            400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json"
+        ) from None
 
 
 def json_object(doc: Any, what: str = "The request body") -> dict[str, Any]:
@@ -37,7 +39,7 @@ def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                target = resolve(copy.deepcopy(defs[ref[len("#/$defs/"):]]))
+                target = resolve(copy.deepcopy(defs[ref[len("#/$defs/") :]]))
                 return {**target, **{k: resolve(v) for k, v in node.items() if k != "$ref"}}
             out = {k: resolve(v) for k, v in node.items()}
             disc = out.get("discriminator")

@@ -32,8 +32,11 @@ def parse_when(v: str | None, end: bool = False, name: str = "since") -> float |
     try:
         return export.parse_when(v, end)
     except ValueError:
-        raise bad_request(f"'{name}': expected unix seconds, an ISO date or datetime, or an age like 7d or 24h.",
-                          name, "invalid_value") from None
+        raise bad_request(
+            f"'{name}': expected unix seconds, an ISO date or datetime, or an age like 7d or 24h.",
+            name,
+            "invalid_value",
+        ) from None
 
 
 class ApprovalBody(BaseModel):
@@ -65,8 +68,15 @@ def build_router() -> APIRouter:
         a = svc.approvals.get(team)
         history = await _history(st, team)
         if a is None:
-            return {"team": team, "approved": False, "actor": None, "at": None, "note": None,
-                    "reason": f"data capture not approved for team {team}", "history": history}
+            return {
+                "team": team,
+                "approved": False,
+                "actor": None,
+                "at": None,
+                "note": None,
+                "reason": f"data capture not approved for team {team}",
+                "history": history,
+            }
         out = {**a.as_dict(), "history": history}
         if not a.approved:
             out["reason"] = f"data capture not approved for team {team} (revoked by {a.actor})"
@@ -111,7 +121,9 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         cfg = st.runtime.config
         if route is not None and all(r.name != route for r in cfg.routes):
-            raise ApiError(404, f"No route named {route!r}.", "invalid_request_error", "route_not_found", "route")
+            raise ApiError(
+                404, f"No route named {route!r}.", "invalid_request_error", "route_not_found", "route"
+            )
         if key is not None and all(k.name != key for k in cfg.keys):
             raise ApiError(404, f"No key named {key!r}.", "invalid_request_error", "key_not_found", "key")
         return st.capture.explain(route, team, key)
@@ -145,16 +157,22 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         svc = st.capture.service
         filters = {"team": team, "task": task, "route": route, "key": key}
-        rows = await asyncio.to_thread(svc.store.traces, filters, parse_when(since), parse_when(until, True, "until"),
-                                       limit, True)
+        rows = await asyncio.to_thread(
+            svc.store.traces, filters, parse_when(since), parse_when(until, True, "until"), limit, True
+        )
         return {"data": [t.as_dict() for t in rows]}
 
     @router.get("/capture/traces/{request_id}", summary="One captured trace")
     async def trace(request_id: str, st: State) -> dict[str, Any]:
         t = await asyncio.to_thread(st.capture.service.store.get_trace, request_id)
         if t is None:
-            raise ApiError(404, f"No captured trace for request {request_id!r}.", "invalid_request_error",
-                           "trace_not_found", "request_id")
+            raise ApiError(
+                404,
+                f"No captured trace for request {request_id!r}.",
+                "invalid_request_error",
+                "trace_not_found",
+                "request_id",
+            )
         return t.as_dict()
 
     # -- feedback ------------------------------------------------------------------------------------------------------
@@ -176,10 +194,23 @@ def build_router() -> APIRouter:
         parts = {p.strip() for p in include.split(",") if p.strip()}
         if parts - {"trace", "ledger"}:
             raise bad_request("'include' takes trace and/or ledger.", "include", "invalid_value")
-        filters = {"request_id": request_id, "metric": metric, "kind": kind, "team": team, "task": task,
-                   "route": route, "key": key}
-        data = await st.capture.feedback.query(filters, parse_when(since), parse_when(until, True, "until"), limit,
-                                               "trace" in parts, "ledger" in parts)
+        filters = {
+            "request_id": request_id,
+            "metric": metric,
+            "kind": kind,
+            "team": team,
+            "task": task,
+            "route": route,
+            "key": key,
+        }
+        data = await st.capture.feedback.query(
+            filters,
+            parse_when(since),
+            parse_when(until, True, "until"),
+            limit,
+            "trace" in parts,
+            "ledger" in parts,
+        )
         return {"data": data}
 
     @router.get("/feedback/summary", summary="Feedback counts and means by route, task, metric")
@@ -192,8 +223,13 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         dims = [g.strip() for g in group_by.split(",") if g.strip()]
         try:
-            rows = await asyncio.to_thread(st.capture.service.store.feedback_summary, dims, parse_when(since),
-                                           parse_when(until, True, "until"), {"team": team})
+            rows = await asyncio.to_thread(
+                st.capture.service.store.feedback_summary,
+                dims,
+                parse_when(since),
+                parse_when(until, True, "until"),
+                {"team": team},
+            )
         except ValueError as exc:
             raise bad_request(str(exc), "group_by", "invalid_value") from None
         return {"group_by": dims, "data": rows}

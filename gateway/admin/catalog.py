@@ -43,11 +43,19 @@ def build_models_router() -> APIRouter:
     @router.get("", summary="List models (exact names and globs)")
     async def list_models(st: State) -> dict[str, Any]:
         rt = st.runtime
-        return {"version": rt.version,
-                "models": {n: m.model_dump(mode="json", exclude_defaults=True) for n, m in rt.config.models.items()}}
+        return {
+            "version": rt.version,
+            "models": {
+                n: m.model_dump(mode="json", exclude_defaults=True) for n, m in rt.config.models.items()
+            },
+        }
 
-    @router.post("", status_code=201, summary="Create a model",
-                 openapi_extra=body_doc(named(_MODEL, "model"), "The model's name plus its config."))
+    @router.post(
+        "",
+        status_code=201,
+        summary="Create a model",
+        openapi_extra=body_doc(named(_MODEL, "model"), "The model's name plus its config."),
+    )
     async def create_model(request: Request, st: State) -> dict[str, Any]:
         body = dict(json_object(await json_body(request)))
         name = body.pop("name", None)
@@ -67,7 +75,11 @@ def build_models_router() -> APIRouter:
         m = st.runtime.config.models.get(name)
         if m is None:
             raise no_such("model", name)
-        return {"version": st.runtime.version, "name": name, "model": m.model_dump(mode="json", exclude_defaults=True)}
+        return {
+            "version": st.runtime.version,
+            "name": name,
+            "model": m.model_dump(mode="json", exclude_defaults=True),
+        }
 
     @router.put("/{name:path}", summary="Create or replace a model", openapi_extra=body_doc(_MODEL))
     async def put_model(name: str, request: Request, st: State) -> dict[str, Any]:
@@ -101,8 +113,12 @@ def build_backends_router() -> APIRouter:
         rt = st.runtime
         return {"version": rt.version, "backends": {n: _redacted(b) for n, b in rt.config.backends.items()}}
 
-    @router.post("", status_code=201, summary="Create a backend",
-                 openapi_extra=body_doc(named(_BACKEND, "backend"), "The backend's name plus its config."))
+    @router.post(
+        "",
+        status_code=201,
+        summary="Create a backend",
+        openapi_extra=body_doc(named(_BACKEND, "backend"), "The backend's name plus its config."),
+    )
     async def create_backend(request: Request, st: State) -> dict[str, Any]:
         body = dict(json_object(await json_body(request)))
         name = body.pop("name", None)
@@ -136,16 +152,22 @@ def build_backends_router() -> APIRouter:
         for url in backend.info.endpoints:
             e = by_url.get(url)
             state = st.health.state_of(name, url)
-            endpoints.append({
-                "url": url,
-                "circuit": STATE_NAMES[state],
-                "healthy": e.healthy if e is not None else True,
-                "outstanding": e.outstanding if e is not None else None,
-                "waiting": e.waiting if e is not None else None,
-                "running": e.running if e is not None else None,
-            })
-        return {"name": name, "up": st.health.is_up(name), "in_flight": getattr(backend, "in_flight", None),
-                "endpoints": endpoints}
+            endpoints.append(
+                {
+                    "url": url,
+                    "circuit": STATE_NAMES[state],
+                    "healthy": e.healthy if e is not None else True,
+                    "outstanding": e.outstanding if e is not None else None,
+                    "waiting": e.waiting if e is not None else None,
+                    "running": e.running if e is not None else None,
+                }
+            )
+        return {
+            "name": name,
+            "up": st.health.is_up(name),
+            "in_flight": getattr(backend, "in_flight", None),
+            "endpoints": endpoints,
+        }
 
     @router.put("/{name}", summary="Create or replace a backend", openapi_extra=body_doc(_BACKEND))
     async def put_backend(name: str, request: Request, st: State) -> dict[str, Any]:
@@ -173,5 +195,10 @@ def build_backends_router() -> APIRouter:
 
 
 def _name_required() -> ApiError:
-    return ApiError(400, "name is required and must be a non-empty string.", "invalid_request_error",
-                    "missing_required_parameter", "name")
+    return ApiError(
+        400,
+        "name is required and must be a non-empty string.",
+        "invalid_request_error",
+        "missing_required_parameter",
+        "name",
+    )

@@ -35,18 +35,36 @@ _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def filters_from_query(
-    task: str | None, since: str | None, until: str | None, team: str | None, route: str | None,
-    min_feedback: list[str], from_shadow_wins: bool, shadow_winner: str, holdout: float, salt: str,
-    preferences: bool, limit: int | None,
+    task: str | None,
+    since: str | None,
+    until: str | None,
+    team: str | None,
+    route: str | None,
+    min_feedback: list[str],
+    from_shadow_wins: bool,
+    shadow_winner: str,
+    holdout: float,
+    salt: str,
+    preferences: bool,
+    limit: int | None,
 ) -> ExportFilters:
     try:
         conds = tuple(FeedbackCondition.parse(c) for c in min_feedback)
     except ValueError as exc:
         raise bad_request(str(exc), "min_feedback", "invalid_value") from None
     return ExportFilters(
-        task=task, since=parse_when(since), until=parse_when(until, True, "until"), team=team, route=route,
-        min_feedback=conds, from_shadow_wins=from_shadow_wins, shadow_winner=shadow_winner, holdout=holdout,
-        split_salt=salt, preferences=preferences, limit=limit,
+        task=task,
+        since=parse_when(since),
+        until=parse_when(until, True, "until"),
+        team=team,
+        route=route,
+        min_feedback=conds,
+        from_shadow_wins=from_shadow_wins,
+        shadow_winner=shadow_winner,
+        holdout=holdout,
+        split_salt=salt,
+        preferences=preferences,
+        limit=limit,
     )
 
 
@@ -107,13 +125,28 @@ def build_router() -> APIRouter:
         limit: Annotated[int | None, Query(ge=1, le=100_000_000)] = None,
         format: Annotated[str, Query(pattern="^(zip|json)$")] = "zip",
     ) -> Response:
-        f = filters_from_query(task, since, until, team, route, min_feedback or [], from_shadow_wins,
-                               shadow_winner, holdout, salt, preferences, limit)
+        f = filters_from_query(
+            task,
+            since,
+            until,
+            team,
+            route,
+            min_feedback or [],
+            from_shadow_wins,
+            shadow_winner,
+            holdout,
+            salt,
+            preferences,
+            limit,
+        )
         svc = st.capture.service
         await svc.settle()
         pairs = await judged_pairs(st, f.since, f.until, f.task, f.route)
-        exporter = DatasetExporter(svc.store, Redactor(BUILTIN_DETECTORS, svc.named.values()),
-                                   StaticPairs(pairs) if pairs is not None else None)
+        exporter = DatasetExporter(
+            svc.store,
+            Redactor(BUILTIN_DETECTORS, svc.named.values()),
+            StaticPairs(pairs) if pairs is not None else None,
+        )
         with tempfile.TemporaryDirectory(prefix="pointsman-export-") as tmp:
             result = await asyncio.to_thread(exporter.export, f, tmp)
             if format == "json":
@@ -122,7 +155,10 @@ def build_router() -> APIRouter:
             buf = await asyncio.to_thread(_zip, result.directory)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"dataset-{_FILENAME_UNSAFE.sub('_', task or 'all')[:64]}-{stamp}.zip"  # task is client input
-        return StreamingResponse(_chunks(buf), media_type="application/zip",
-                                 headers={"content-disposition": f'attachment; filename="{name}"'})
+        return StreamingResponse(
+            _chunks(buf),
+            media_type="application/zip",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
 
     return router

@@ -76,8 +76,13 @@ def _explain_key(st: State, req: ExplainRequest) -> ClientKey | None:
     if secret:
         key = rt.keys.lookup(secret)
         if key is None:
-            raise ApiError(400, "The Authorization header carries no known client key.", "invalid_request_error",
-                           "invalid_api_key", "headers")
+            raise ApiError(
+                400,
+                "The Authorization header carries no known client key.",
+                "invalid_request_error",
+                "invalid_api_key",
+                "headers",
+            )
         return key
     return None
 
@@ -94,25 +99,39 @@ def build_router() -> APIRouter:
         "",
         summary="Replace every routing rule (pointsman routes apply)",
         openapi_extra=body_doc(
-            {"type": "object", "properties": {"routes": {"type": "array", "items": _ROUTE}}, "required": ["routes"]},
+            {
+                "type": "object",
+                "properties": {"routes": {"type": "array", "items": _ROUTE}},
+                "required": ["routes"],
+            },
         ),
     )
     async def replace_routes(
-        request: Request, st: State,
+        request: Request,
+        st: State,
         dry_run: Annotated[bool, Query(description="Validate only; change nothing.")] = False,
     ) -> dict[str, Any]:
         body = json_object(await json_body(request))
         if set(body) != {"routes"}:
-            raise ApiError(400, "The body must be an object with exactly one field, routes.", "invalid_request_error",
-                           "invalid_value")
+            raise ApiError(
+                400,
+                "The body must be an object with exactly one field, routes.",
+                "invalid_request_error",
+                "invalid_value",
+            )
         routes = body["routes"]
 
         def put(doc: dict[str, Any]) -> None:
             doc["routes"] = routes
 
-        pv = await st.control.change(f"replace all routes ({len(routes) if isinstance(routes, list) else '?'})",
-                                     put, dry_run=dry_run)
-        return {"version": pv.version, "dry_run": dry_run, "routes": [r.get("name") for r in pv.doc["routes"]]}
+        pv = await st.control.change(
+            f"replace all routes ({len(routes) if isinstance(routes, list) else '?'})", put, dry_run=dry_run
+        )
+        return {
+            "version": pv.version,
+            "dry_run": dry_run,
+            "routes": [r.get("name") for r in pv.doc["routes"]],
+        }
 
     @router.post(
         "",
@@ -121,8 +140,11 @@ def build_router() -> APIRouter:
         openapi_extra=body_doc(_ROUTE, "The rule, as in the config file's routes list."),
     )
     async def create_route(
-        request: Request, st: State,
-        position: Annotated[int | None, Query(ge=0, le=1_000_000, description="Index to insert at (default: last).")] = None,
+        request: Request,
+        st: State,
+        position: Annotated[
+            int | None, Query(ge=0, le=1_000_000, description="Index to insert at (default: last).")
+        ] = None,
     ) -> dict[str, Any]:
         rule = json_object(await json_body(request))
         name = rule.get("name")
@@ -141,8 +163,13 @@ def build_router() -> APIRouter:
         def reorder(doc: dict[str, Any]) -> None:
             by_name = {r.get("name"): r for r in doc["routes"]}
             if sorted(req.order) != sorted(by_name) or len(set(req.order)) != len(req.order):
-                raise ApiError(400, "order must list every rule name exactly once.", "invalid_request_error",
-                               "invalid_value", "order")
+                raise ApiError(
+                    400,
+                    "order must list every rule name exactly once.",
+                    "invalid_request_error",
+                    "invalid_value",
+                    "order",
+                )
             doc["routes"] = [by_name[n] for n in req.order]
 
         pv = await st.control.change("reorder routes", reorder)
@@ -153,15 +180,30 @@ def build_router() -> APIRouter:
         rt = st.runtime
         model = req.body.get("model")
         if not isinstance(model, str) or not model:
-            raise ApiError(400, "body.model is required.", "invalid_request_error", "missing_required_parameter",
-                           "body.model")
+            raise ApiError(
+                400,
+                "body.model is required.",
+                "invalid_request_error",
+                "missing_required_parameter",
+                "body.model",
+            )
         key = _explain_key(st, req)
         headers = {k.lower(): v for k, v in req.headers.items()}
-        tags = collect_tags(headers.get("x-pointsman-task"), headers.get("x-pointsman-tags"),
-                            req.body.get("metadata"), key.tags if key else {})
+        tags = collect_tags(
+            headers.get("x-pointsman-task"),
+            headers.get("x-pointsman-tags"),
+            req.body.get("metadata"),
+            key.tags if key else {},
+        )
         user = req.body.get("user")
-        inp = RouteInput(model, tags, key.name if key else "", key.team if key else None,
-                         headers.get("x-pointsman-sticky") or None, user if isinstance(user, str) and user else None)
+        inp = RouteInput(
+            model,
+            tags,
+            key.name if key else "",
+            key.team if key else None,
+            headers.get("x-pointsman-sticky") or None,
+            user if isinstance(user, str) and user else None,
+        )
         try:
             out = rt.policy.explain(inp)
         except RoutingError as exc:
@@ -170,7 +212,8 @@ def build_router() -> APIRouter:
 
     @router.get("/history", summary="Policy version history (newest first)")
     async def history(
-        st: State, limit: Annotated[int, Query(ge=1, le=1000, description="Versions to return.")] = 50,
+        st: State,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Versions to return.")] = 50,
     ) -> dict[str, Any]:
         versions = await st.control.history(limit)
         current = st.runtime.version
@@ -193,15 +236,25 @@ def build_router() -> APIRouter:
     async def version_doc(version: Annotated[int, Path(ge=1, le=MAX_VERSION)], st: State) -> dict[str, Any]:
         v = await st.control.get(version)
         if v is None:
-            raise ApiError(404, f"There is no policy version {version}.", "invalid_request_error", "not_found")
-        return {"version": v.version, "created_at": v.created_at, "source": v.source, "summary": v.summary,
-                "policy": redact(v.doc)}
+            raise ApiError(
+                404, f"There is no policy version {version}.", "invalid_request_error", "not_found"
+            )
+        return {
+            "version": v.version,
+            "created_at": v.created_at,
+            "source": v.source,
+            "summary": v.summary,
+            "policy": redact(v.doc),
+        }
 
     @router.post("/rollback", summary="Roll routes, models and backends back to version N (as a new version)")
     async def rollback(req: RollbackRequest, st: State) -> dict[str, Any]:
         pv = await st.control.rollback(req.version)
-        return {"version": pv.version, "rolled_back_to": req.version,
-                "routes": [r.get("name") for r in pv.doc["routes"]]}
+        return {
+            "version": pv.version,
+            "rolled_back_to": req.version,
+            "routes": [r.get("name") for r in pv.doc["routes"]],
+        }
 
     @router.get("/{name}", summary="Get one routing rule")
     async def get_route(name: str, st: State) -> dict[str, Any]:
@@ -210,8 +263,11 @@ def build_router() -> APIRouter:
             raise no_such("route", name)
         return {"version": st.runtime.version, "index": rule.index, "route": route_out(rule.cfg)}
 
-    @router.put("/{name}", summary="Update (replace) a routing rule",
-                openapi_extra=body_doc(_ROUTE, "The whole rule; a different name renames it."))
+    @router.put(
+        "/{name}",
+        summary="Update (replace) a routing rule",
+        openapi_extra=body_doc(_ROUTE, "The whole rule; a different name renames it."),
+    )
     async def update_route(name: str, request: Request, st: State) -> dict[str, Any]:
         rule = json_object(await json_body(request))
         rule.setdefault("name", name)

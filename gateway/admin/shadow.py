@@ -34,8 +34,9 @@ def _window(from_: str | None, to: str | None) -> tuple[float | None, float | No
     try:
         return parse_time(from_), parse_time(to, end=True)
     except ValueError:
-        raise bad_request("from/to must be unix seconds, an ISO date or an ISO datetime", "from",
-                          "invalid_value") from None
+        raise bad_request(
+            "from/to must be unix seconds, an ISO date or an ISO datetime", "from", "invalid_value"
+        ) from None
 
 
 def _promotion_error(exc: PromotionError) -> ApiError:
@@ -46,13 +47,22 @@ def _promotion_error(exc: PromotionError) -> ApiError:
     return err
 
 
-async def _report(st: Any, route: str | None, task: str | None, from_: str | None, to: str | None,
-                  by_task: bool = True) -> dict[str, Any]:
+async def _report(
+    st: Any, route: str | None, task: str | None, from_: str | None, to: str | None, by_task: bool = True
+) -> dict[str, Any]:
     since, until = _window(from_, to)
     shadow = st.shadow
     promos = {d["route"]: d for d in await shadow.hub.store.promotions()}
-    report = await build_report(shadow.hub.store, st.runtime.policy, route=route, task=task, since=since,
-                                until=until, by_task=by_task, promotions=promos)
+    report = await build_report(
+        shadow.hub.store,
+        st.runtime.policy,
+        route=route,
+        task=task,
+        since=since,
+        until=until,
+        by_task=by_task,
+        promotions=promos,
+    )
     metrics = shadow.hub.metrics
     if metrics is not None and route is None and task is None and from_ is None and to is None:
         publish_gauges(metrics, report)
@@ -69,13 +79,18 @@ def build_router() -> APIRouter:
         route: Annotated[str | None, Query(description="Only this route")] = None,
         task: Annotated[str | None, Query(description="Only pairs of this task")] = None,
         from_: Annotated[str | None, Query(alias="from", description=_WINDOW)] = None,
-        to: Annotated[str | None, Query(description="End: unix seconds, ISO date or datetime. Default: now.")] = None,
+        to: Annotated[
+            str | None, Query(description="End: unix seconds, ISO date or datetime. Default: now.")
+        ] = None,
         by_task: Annotated[bool, Query(description="Include a breakdown per task")] = True,
     ) -> dict[str, Any]:
         return await _report(st, route, task, from_, to, by_task)
 
-    @router.get("/shadow/report.html", summary="Shadow test report (HTML page with charts)",
-                response_class=HTMLResponse)
+    @router.get(
+        "/shadow/report.html",
+        summary="Shadow test report (HTML page with charts)",
+        response_class=HTMLResponse,
+    )
     async def report_html(
         st: State,
         route: Annotated[str | None, Query(description="Only this route")] = None,
@@ -112,15 +127,23 @@ def build_router() -> APIRouter:
         await store.flush()
         p = await store.pair(request_id)
         if p is None:
-            raise ApiError(404, f"There is no pair for request {request_id!r}.", "invalid_request_error", "not_found")
+            raise ApiError(
+                404, f"There is no pair for request {request_id!r}.", "invalid_request_error", "not_found"
+            )
         return p.to_dict()
 
     @router.get("/shadow/status", summary="Shadow runner state: calls in flight and queued per route")
     async def status(st: State) -> dict[str, Any]:
         hub = st.shadow.hub
-        return {"lanes": hub.queue_depth(), "counters": dict(hub.stats), "promotion_leader": st.shadow.promotion.leader,
-                "promotions": {r: {"candidate": p.candidate, "baseline": p.baseline, "ramping": p.ramping}
-                               for r, p in hub.promotions.items()}}
+        return {
+            "lanes": hub.queue_depth(),
+            "counters": dict(hub.stats),
+            "promotion_leader": st.shadow.promotion.leader,
+            "promotions": {
+                r: {"candidate": p.candidate, "baseline": p.baseline, "ramping": p.ramping}
+                for r, p in hub.promotions.items()
+            },
+        }
 
     @router.post(
         "/routes/{name}/promote",
@@ -132,10 +155,24 @@ def build_router() -> APIRouter:
             "override the route's promotion settings for this run: ``steps``, ``dwell_s``, ``dwell_requests``, "
             "``reverse_sample_rate``, ``guards``, ``check_interval_s``."
         ),
-        openapi_extra={"requestBody": {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"force": {"type": "boolean"}, "steps": {"type": "array",
-                                             "items": {"type": "number"}}, "dwell_s": {"type": "number"},
-                                             "dwell_requests": {"type": "integer"}}}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "force": {"type": "boolean"},
+                                "steps": {"type": "array", "items": {"type": "number"}},
+                                "dwell_s": {"type": "number"},
+                                "dwell_requests": {"type": "integer"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
     )
     async def promote(st: State, name: str, request: Request) -> dict[str, Any]:
         body = await json_body(request) or {}
@@ -147,7 +184,9 @@ def build_router() -> APIRouter:
         except PromotionError as exc:
             raise _promotion_error(exc) from None
         except ValueError as exc:  # invalid overrides
-            raise bad_request(str(exc).splitlines()[0] if str(exc) else "invalid promotion settings") from None
+            raise bad_request(
+                str(exc).splitlines()[0] if str(exc) else "invalid promotion settings"
+            ) from None
         return {"object": "shadow.promotion", **doc}
 
     @router.get("/routes/{name}/promotion", summary="A route's promotion state and its step/rollback events")

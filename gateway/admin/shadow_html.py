@@ -44,13 +44,17 @@ def _ci(ci: Sequence[Any] | None) -> str:
 
 
 def _axes(ymax: float, ylabel: str) -> list[str]:
-    out = [f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#888"/>',
-           f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#888"/>']
+    out = [
+        f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#888"/>',
+        f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#888"/>',
+    ]
     for i in range(5):
         y = H - PAD_B - (H - PAD_T - PAD_B) * i / 4
         out.append(f'<line x1="{PAD_L - 3}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{PAD_L - 5}" y="{y + 3:.1f}" text-anchor="end" font-size="9">{_fmt(ymax * i / 4, 2)}'
-                   "</text>")
+        out.append(
+            f'<text x="{PAD_L - 5}" y="{y + 3:.1f}" text-anchor="end" font-size="9">{_fmt(ymax * i / 4, 2)}'
+            "</text>"
+        )
     out.append(f'<text x="10" y="{PAD_T + 4}" font-size="9" fill="#555">{escape(ylabel)}</text>')
     return out
 
@@ -59,8 +63,10 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     parts = []
     x = PAD_L + 8
     for label, color in items:
-        parts.append(f'<rect x="{x}" y="{PAD_T}" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{x + 14}" y="{PAD_T + 9}" font-size="10">{escape(label)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{PAD_T}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 14}" y="{PAD_T + 9}" font-size="10">{escape(label)}</text>'
+        )
         x += 18 + 7 * len(label)
     return "".join(parts)
 
@@ -82,15 +88,21 @@ def histogram_svg(hist: dict[str, Any], title: str) -> str:
         x = PAD_L + i * pw
         for j, (v, color) in enumerate(((prim[i], PRIMARY), (cand[i], CANDIDATE))):
             h = ph * v / ymax
-            out.append(f'<rect x="{x + 1 + j * (pw - 2) / 2:.1f}" y="{H - PAD_B - h:.1f}" width="{(pw - 2) / 2:.1f}" '
-                       f'height="{h:.1f}" fill="{color}"><title>{v} pairs, {edges[i] * 1000:.1f}–'
-                       f'{edges[i + 1] * 1000:.1f} ms</title></rect>')
+            out.append(
+                f'<rect x="{x + 1 + j * (pw - 2) / 2:.1f}" y="{H - PAD_B - h:.1f}" width="{(pw - 2) / 2:.1f}" '
+                f'height="{h:.1f}" fill="{color}"><title>{v} pairs, {edges[i] * 1000:.1f}–'
+                f"{edges[i + 1] * 1000:.1f} ms</title></rect>"
+            )
     for i in range(0, bins + 1, max(1, bins // 6)):
         x = PAD_L + i * pw
-        out.append(f'<text x="{x:.1f}" y="{H - PAD_B + 12}" text-anchor="middle" font-size="9">'
-                   f"{edges[i] * 1000:.3g}</text>")
-    out.append(f'<text x="{(W + PAD_L) / 2}" y="{H - 6}" text-anchor="middle" font-size="10">milliseconds '
-               "(log scale)</text>")
+        out.append(
+            f'<text x="{x:.1f}" y="{H - PAD_B + 12}" text-anchor="middle" font-size="9">'
+            f"{edges[i] * 1000:.3g}</text>"
+        )
+    out.append(
+        f'<text x="{(W + PAD_L) / 2}" y="{H - 6}" text-anchor="middle" font-size="10">milliseconds '
+        "(log scale)</text>"
+    )
     out.append(_legend((("primary", PRIMARY), ("candidate", CANDIDATE))))
     out.append("</svg>")
     return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(out)}</figure>"
@@ -116,15 +128,20 @@ def series_svg(series: dict[str, Any], title: str) -> str:
         color = PALETTE[n % len(PALETTE)]
         pts = [xy(t, v) for t, v in zip(ts, vals, strict=False) if v is not None]
         if len(pts) > 1:
-            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
-                       + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            out.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
+                + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+                + '"/>'
+            )
         for x, y in pts:
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>')
         legend.append((name, color))
     for frac in (0.0, 0.5, 1.0):
         t = t0 + (t1 - t0) * frac
-        out.append(f'<text x="{PAD_L + pw * frac:.1f}" y="{H - PAD_B + 12}" text-anchor="middle" font-size="9">'
-                   f"{time.strftime('%m-%d %H:%M:%S', time.gmtime(t))}</text>")
+        out.append(
+            f'<text x="{PAD_L + pw * frac:.1f}" y="{H - PAD_B + 12}" text-anchor="middle" font-size="9">'
+            f"{time.strftime('%m-%d %H:%M:%S', time.gmtime(t))}</text>"
+        )
     out.append(_legend(legend))
     out.append("</svg>")
     return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(out)}</figure>"
@@ -162,46 +179,94 @@ def _verdict(v: dict[str, Any]) -> str:
         extra = " — failing: " + ", ".join(escape(f) for f in v["failing"])
     elif kind == "insufficient_data" and v.get("pairs_needed") is not None:
         extra = f" — about {int(v['pairs_needed'])} more pairs needed"
-    crit = _table(
-        ("criterion", "status", "value", "threshold", "detail"),
-        [(escape(c["name"]), f'<span class="st-{escape(c["status"])}">{escape(c["status"])}</span>',
-          _fmt(c.get("value")), escape(orjson.dumps(c.get("threshold")).decode()),
-          escape(str(c.get("detail") or (f"{c['pairs_needed']} more pairs" if c.get("pairs_needed") else ""))))
-         for c in v.get("criteria", [])],
-    ) if v.get("criteria") else f'<p class="muted">{escape(v.get("note", ""))}</p>'
+    crit = (
+        _table(
+            ("criterion", "status", "value", "threshold", "detail"),
+            [
+                (
+                    escape(c["name"]),
+                    f'<span class="st-{escape(c["status"])}">{escape(c["status"])}</span>',
+                    _fmt(c.get("value")),
+                    escape(orjson.dumps(c.get("threshold")).decode()),
+                    escape(
+                        str(
+                            c.get("detail")
+                            or (f"{c['pairs_needed']} more pairs" if c.get("pairs_needed") else "")
+                        )
+                    ),
+                )
+                for c in v.get("criteria", [])
+            ],
+        )
+        if v.get("criteria")
+        else f'<p class="muted">{escape(v.get("note", ""))}</p>'
+    )
     return f'<p class="verdict v-{escape(kind)}">Verdict: <b>{escape(kind)}</b>{extra}</p>{crit}'
 
 
 def _route(r: dict[str, Any]) -> str:
     c = r["counts"]
-    parts = [f'<section><h2>Route <code>{escape(r["route"])}</code></h2>',
-             f'<p>candidate <code>{escape(str(r.get("candidate")))}</code> vs baseline '
-             f'<code>{escape(", ".join(r.get("baseline") or []))}</code>; sample rate {_fmt(r.get("sample_rate"))}</p>',
-             _verdict(r["verdict"])]
+    parts = [
+        f"<section><h2>Route <code>{escape(r['route'])}</code></h2>",
+        f"<p>candidate <code>{escape(str(r.get('candidate')))}</code> vs baseline "
+        f"<code>{escape(', '.join(r.get('baseline') or []))}</code>; sample rate {_fmt(r.get('sample_rate'))}</p>",
+        _verdict(r["verdict"]),
+    ]
     promo = r.get("promotion")
     if promo:
-        parts.append(f'<p>Promotion: <b>{escape(str(promo.get("status")))}</b>, step {int(promo.get("step", 0)) + 1}'
-                     f' of {len(promo.get("steps") or [])} ({_fmt(promo.get("percent"))}%)'
-                     + (f' — {escape(str(promo["reason"]))}' if promo.get("reason") else "") + "</p>")
-    parts.append("<h3>Pairs</h3>" + _table(
-        ("sampled", "paired", "candidate failed", "primary failed (excluded)", "dropped", "streamed", "reverse"),
-        [(str(c["sampled"]), str(c["paired"]), str(c["candidate_failed"]), str(c["primary_failed"]),
-          str(c["dropped"]) + (" " + escape(orjson.dumps(c["dropped_by_reason"]).decode()) if c["dropped"] else ""),
-          str(c["streamed"]), str(c["reverse"]))],
-    ))
+        parts.append(
+            f"<p>Promotion: <b>{escape(str(promo.get('status')))}</b>, step {int(promo.get('step', 0)) + 1}"
+            f" of {len(promo.get('steps') or [])} ({_fmt(promo.get('percent'))}%)"
+            + (f" — {escape(str(promo['reason']))}" if promo.get("reason") else "")
+            + "</p>"
+        )
+    parts.append(
+        "<h3>Pairs</h3>"
+        + _table(
+            (
+                "sampled",
+                "paired",
+                "candidate failed",
+                "primary failed (excluded)",
+                "dropped",
+                "streamed",
+                "reverse",
+            ),
+            [
+                (
+                    str(c["sampled"]),
+                    str(c["paired"]),
+                    str(c["candidate_failed"]),
+                    str(c["primary_failed"]),
+                    str(c["dropped"])
+                    + (" " + escape(orjson.dumps(c["dropped_by_reason"]).decode()) if c["dropped"] else ""),
+                    str(c["streamed"]),
+                    str(c["reverse"]),
+                )
+            ],
+        )
+    )
     rows = []
     for name, s in r["comparators"].items():
         if s["kind"] == "pass":
             est, base = _fmt(s.get("pass_rate")), _fmt((s.get("baseline") or {}).get("pass_rate"))
         elif s["kind"] == "judge":
-            est = f'{s.get("win", 0)}/{s.get("tie", 0)}/{s.get("loss", 0)} (score {_fmt(s.get("score"))}, ' \
-                  f'non-inferior: {s.get("non_inferior")})'
+            est = (
+                f"{s.get('win', 0)}/{s.get('tie', 0)}/{s.get('loss', 0)} (score {_fmt(s.get('score'))}, "
+                f"non-inferior: {s.get('non_inferior')})"
+            )
             base = "–"
         else:
             est, base = _fmt(s.get("mean")), "–"
         rows.append((escape(name), escape(s["kind"]), str(s["n"]), est, _ci(s.get("ci95")), base))
-    parts.append("<h3>Comparators</h3>" + (_table(("comparator", "kind", "n", "candidate", "95% CI", "primary"), rows)
-                                           if rows else '<p class="muted">none configured</p>'))
+    parts.append(
+        "<h3>Comparators</h3>"
+        + (
+            _table(("comparator", "kind", "n", "candidate", "95% CI", "primary"), rows)
+            if rows
+            else '<p class="muted">none configured</p>'
+        )
+    )
     lat = r["latency"]
     lrows = []
     for kind, label in (("total", "total"), ("ttft", "time to first token")):
@@ -210,36 +275,91 @@ def _route(r: dict[str, Any]) -> str:
             s = b[side]
             lrows.append((label, side, str(s["n"]), _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"])))
         pr = b["paired_ratio"]
-        lrows.append((label, "candidate / primary (paired)", str(pr["n"]), f"median {_fmt(pr['median'])}",
-                      f"geomean {_fmt(pr['geomean'])}", _ci(pr["ci95"])))
+        lrows.append(
+            (
+                label,
+                "candidate / primary (paired)",
+                str(pr["n"]),
+                f"median {_fmt(pr['median'])}",
+                f"geomean {_fmt(pr['geomean'])}",
+                _ci(pr["ci95"]),
+            )
+        )
     parts.append("<h3>Latency</h3>" + _table(("", "side", "n", "p50", "p95", "p99"), lrows))
     e = r["errors"]
-    parts.append("<h3>Errors</h3>" + _table(
-        ("", "rate", "95% CI", "n"),
-        [("candidate", _fmt(e["candidate_error_rate"]["estimate"]), _ci(e["candidate_error_rate"]["ci95"]),
-          str(e["candidate_error_rate"]["n"])),
-         ("primary", _fmt(e["primary_error_rate"]["estimate"]), _ci(e["primary_error_rate"]["ci95"]),
-          str(e["primary_error_rate"]["n"]))]))
+    parts.append(
+        "<h3>Errors</h3>"
+        + _table(
+            ("", "rate", "95% CI", "n"),
+            [
+                (
+                    "candidate",
+                    _fmt(e["candidate_error_rate"]["estimate"]),
+                    _ci(e["candidate_error_rate"]["ci95"]),
+                    str(e["candidate_error_rate"]["n"]),
+                ),
+                (
+                    "primary",
+                    _fmt(e["primary_error_rate"]["estimate"]),
+                    _ci(e["primary_error_rate"]["ci95"]),
+                    str(e["primary_error_rate"]["n"]),
+                ),
+            ],
+        )
+    )
     co = r["cost"]
-    parts.append("<h3>Cost</h3>" + _table(
-        ("primary per 1k", "candidate per 1k", "saving per 1k", "requests seen", "monthly volume",
-         "projected monthly saving", "shadow spend"),
-        [(f"${escape(str(co['primary_per_1k_usd']))}", f"${escape(str(co['candidate_per_1k_usd']))}",
-          f"${escape(str(co['saving_per_1k_usd']))}", str(co["requests_seen"]), _fmt(co["monthly_volume"]),
-          f"${escape(str(co['projected_monthly_saving_usd']))}", f"${escape(str(co['shadow_spend_usd']))}")]))
+    parts.append(
+        "<h3>Cost</h3>"
+        + _table(
+            (
+                "primary per 1k",
+                "candidate per 1k",
+                "saving per 1k",
+                "requests seen",
+                "monthly volume",
+                "projected monthly saving",
+                "shadow spend",
+            ),
+            [
+                (
+                    f"${escape(str(co['primary_per_1k_usd']))}",
+                    f"${escape(str(co['candidate_per_1k_usd']))}",
+                    f"${escape(str(co['saving_per_1k_usd']))}",
+                    str(co["requests_seen"]),
+                    _fmt(co["monthly_volume"]),
+                    f"${escape(str(co['projected_monthly_saving_usd']))}",
+                    f"${escape(str(co['shadow_spend_usd']))}",
+                )
+            ],
+        )
+    )
     hist = r.get("latency_histogram") or {}
-    parts.append('<div class="charts">'
-                 + histogram_svg(hist.get("total") or {}, "Total latency distribution")
-                 + histogram_svg(hist.get("ttft") or {}, "Time to first token distribution")
-                 + series_svg(r.get("series") or {}, "Comparator scores over time")
-                 + cost_svg(co, "Cost per 1,000 requests")
-                 + "</div>")
+    parts.append(
+        '<div class="charts">'
+        + histogram_svg(hist.get("total") or {}, "Total latency distribution")
+        + histogram_svg(hist.get("ttft") or {}, "Time to first token distribution")
+        + series_svg(r.get("series") or {}, "Comparator scores over time")
+        + cost_svg(co, "Cost per 1,000 requests")
+        + "</div>"
+    )
     tasks = r.get("tasks") or []
     if tasks:
-        parts.append("<h3>By task</h3>" + _table(
-            ("task", "pairs", "paired", "candidate failed", "verdict"),
-            [(escape(str(t["task"])), str(t["counts"]["sampled"]), str(t["counts"]["paired"]),
-              str(t["counts"]["candidate_failed"]), escape(t["verdict"]["verdict"])) for t in tasks]))
+        parts.append(
+            "<h3>By task</h3>"
+            + _table(
+                ("task", "pairs", "paired", "candidate failed", "verdict"),
+                [
+                    (
+                        escape(str(t["task"])),
+                        str(t["counts"]["sampled"]),
+                        str(t["counts"]["paired"]),
+                        str(t["counts"]["candidate_failed"]),
+                        escape(t["verdict"]["verdict"]),
+                    )
+                    for t in tasks
+                ],
+            )
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -259,10 +379,19 @@ def render_report(doc: dict[str, Any]) -> str:
     w = doc.get("window") or {}
     routes = doc.get("routes") or []
     data = orjson.dumps(doc).decode().replace("</", "<\\/")
-    body = "".join(_route(r) for r in routes) or '<p class="muted">No shadowed routes and no pairs in this window.</p>'
+    body = (
+        "".join(_route(r) for r in routes)
+        or '<p class="muted">No shadowed routes and no pairs in this window.</p>'
+    )
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(doc.get("generated_at", time.time())))
-    span = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['from']))} – "
-            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['to']))} UTC") if w.get("from") and w.get("to") else ""
+    span = (
+        (
+            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['from']))} – "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['to']))} UTC"
+        )
+        if w.get("from") and w.get("to")
+        else ""
+    )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"

@@ -34,7 +34,8 @@ def build_router() -> APIRouter:
         description=(
             "Totals from the durable ledger over ``from <= time < to`` (unix seconds, ISO date or datetime; "
             "a bare date's ``to`` covers that whole UTC day), grouped by any of "
-            + ", ".join(DIMENSIONS) + ". ``model`` is the served (upstream) model. Filters narrow the rows. "
+            + ", ".join(DIMENSIONS)
+            + ". ``model`` is the served (upstream) model. Filters narrow the rows. "
             "Every request finished before the call is included."
         ),
         response_model=None,
@@ -57,26 +58,50 @@ def build_router() -> APIRouter:
         groups = [g.strip() for g in group_by.split(",") if g.strip()]
         for g in groups:
             if g not in DIMENSIONS:
-                raise bad_request(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}", "group_by",
-                                  "invalid_value")
+                raise bad_request(
+                    f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}", "group_by", "invalid_value"
+                )
         if len(set(groups)) != len(groups):
             raise bad_request("group_by names a dimension twice", "group_by", "invalid_value")
         try:
             since = parse_time(from_)
             until = parse_time(to, end=True)
         except ValueError:
-            raise bad_request("from/to must be unix seconds, an ISO date or an ISO datetime", "from",
-                              "invalid_value") from None
-        filters = {k: v for k, v in (("key", key), ("team", team), ("task", task), ("route", route),
-                                     ("model", model), ("backend", backend), ("outcome", outcome)) if v}
+            raise bad_request(
+                "from/to must be unix seconds, an ISO date or an ISO datetime", "from", "invalid_value"
+            ) from None
+        filters = {
+            k: v
+            for k, v in (
+                ("key", key),
+                ("team", team),
+                ("task", task),
+                ("route", route),
+                ("model", model),
+                ("backend", backend),
+                ("outcome", outcome),
+            )
+            if v
+        }
         try:
             rows = await st.accountant.spend(groups, since, until, filters)
         except LookupError as exc:
             raise ApiError(404, str(exc), "invalid_request_error", "ledger_disabled") from None
         if format == "csv":
-            return Response(spend_csv(groups, rows), media_type="text/csv; charset=utf-8",
-                            headers={"content-disposition": 'attachment; filename="pointsman-spend.csv"'})
-        return {"object": "spend", "group_by": groups, "from": since, "to": until, "filters": filters,
-                "total": totals(rows), "data": rows, "self_hosted_pricing": st.vllm_pricing.report()}
+            return Response(
+                spend_csv(groups, rows),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="pointsman-spend.csv"'},
+            )
+        return {
+            "object": "spend",
+            "group_by": groups,
+            "from": since,
+            "to": until,
+            "filters": filters,
+            "total": totals(rows),
+            "data": rows,
+            "self_hosted_pricing": st.vllm_pricing.report(),
+        }
 
     return router

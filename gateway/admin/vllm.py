@@ -50,7 +50,9 @@ class ShadowAttach(BaseModel):
 class AdapterLoad(BaseModel):
     """Load a LoRA adapter on every endpoint of a vLLM backend and register it as a model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True
+    )
     name: str = Field(min_length=1, max_length=128)
     """The adapter's name on the vLLM servers (``lora_name``); clients' model id unless ``model`` is given."""
     path: str = Field(min_length=1, max_length=4096)
@@ -69,7 +71,9 @@ class AdapterLoad(BaseModel):
 
 def _admin_error(exc: VLLMAdminError) -> ApiError:
     code = "adapter_error" if exc.results else "invalid_value"
-    err = ApiError(exc.status, exc.message, "invalid_request_error" if exc.status < 500 else "upstream_error", code)
+    err = ApiError(
+        exc.status, exc.message, "invalid_request_error" if exc.status < 500 else "upstream_error", code
+    )
     if exc.results:
         err.raw_body = orjson.dumps(
             {
@@ -91,8 +95,9 @@ def _vllm_backend(st: GatewayState, name: str) -> Any:
         raise no_such("backend", name)
     backend = st.registry.get(name)
     if not isinstance(cfg, VLLMBackendConfig) or backend is None or not is_vllm(backend):
-        raise ApiError(400, f"Backend {name!r} is not a vLLM backend (type: vllm).", "invalid_request_error",
-                       "not_vllm")
+        raise ApiError(
+            400, f"Backend {name!r} is not a vLLM backend (type: vllm).", "invalid_request_error", "not_vllm"
+        )
     return backend
 
 
@@ -108,7 +113,9 @@ def _gateway_models(st: GatewayState, backend: str) -> dict[str, str]:
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/backends", tags=["admin: vLLM"])
 
-    @router.get("/{name}/models", summary="Discover what a vLLM backend serves (base models and LoRA adapters)")
+    @router.get(
+        "/{name}/models", summary="Discover what a vLLM backend serves (base models and LoRA adapters)"
+    )
     async def backend_models(name: str, st: State) -> dict[str, Any]:
         backend = _vllm_backend(st, name)
         d = await discover(backend)
@@ -126,7 +133,9 @@ def build_router() -> APIRouter:
             "errors": d.errors,
             "models": models,
             # gateway models whose upstream id no reachable endpoint lists (e.g. an adapter lost on a restart)
-            "unserved": sorted(n for n, up in mapped.items() if up not in served) if len(d.errors) < len(d.endpoints) else [],
+            "unserved": sorted(n for n, up in mapped.items() if up not in served)
+            if len(d.errors) < len(d.endpoints)
+            else [],
         }
 
     @router.post(
@@ -142,8 +151,13 @@ def build_router() -> APIRouter:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise ApiError(400, f"{loc}: {first['msg']}" if loc else str(first["msg"]), "invalid_request_error",
-                           "invalid_value", loc or None) from None
+            raise ApiError(
+                400,
+                f"{loc}: {first['msg']}" if loc else str(first["msg"]),
+                "invalid_request_error",
+                "invalid_value",
+                loc or None,
+            ) from None
         backend = _vllm_backend(st, name)
         try:
             check_adapter_name(req.name)
@@ -151,11 +165,23 @@ def build_router() -> APIRouter:
             raise ApiError(400, exc.message, "invalid_request_error", "invalid_value", "name") from None
         model = req.model or req.name
         existing = st.runtime.config.models.get(model)
-        if req.register_model and existing is not None and (existing.backend != name or existing.adapter != req.name):
-            raise ApiError(409, f"A model named {model!r} already exists and is not adapter {req.name!r} on "
-                           f"backend {name!r}.", "invalid_request_error", "already_exists", "model")
+        if (
+            req.register_model
+            and existing is not None
+            and (existing.backend != name or existing.adapter != req.name)
+        ):
+            raise ApiError(
+                409,
+                f"A model named {model!r} already exists and is not adapter {req.name!r} on "
+                f"backend {name!r}.",
+                "invalid_request_error",
+                "already_exists",
+                "model",
+            )
         if req.shadow is not None and not req.register_model:
-            raise ApiError(400, "shadow needs register: true.", "invalid_request_error", "invalid_value", "shadow")
+            raise ApiError(
+                400, "shadow needs register: true.", "invalid_request_error", "invalid_value", "shadow"
+            )
         try:
             results = await load_adapter(backend, req.name, req.path, replace=req.replace)
         except VLLMAdminError as exc:
@@ -163,8 +189,9 @@ def build_router() -> APIRouter:
         version = st.runtime.version
         if req.register_model:
             try:
-                pv = await st.control.change(f"load adapter {req.name} on {name} as model {model}",
-                                             _register(name, req, model))
+                pv = await st.control.change(
+                    f"load adapter {req.name} on {name} as model {model}", _register(name, req, model)
+                )
             except Exception:
                 await _rollback(backend, req.name, results)
                 raise
@@ -178,7 +205,9 @@ def build_router() -> APIRouter:
             "shadow_route": req.shadow.route if req.shadow is not None else None,
         }
 
-    @router.delete("/{name}/adapters/{adapter}", summary="Unregister a LoRA adapter's models and unload it everywhere")
+    @router.delete(
+        "/{name}/adapters/{adapter}", summary="Unregister a LoRA adapter's models and unload it everywhere"
+    )
     async def unload(name: str, adapter: str, st: State, unregister: bool = True) -> dict[str, Any]:
         backend = _vllm_backend(st, name)
         try:
@@ -188,14 +217,18 @@ def build_router() -> APIRouter:
         removed: list[str] = []
         version = st.runtime.version
         if unregister:
-            names = [n for n, m in st.runtime.config.models.items() if m.backend == name and m.adapter == adapter]
+            names = [
+                n for n, m in st.runtime.config.models.items() if m.backend == name and m.adapter == adapter
+            ]
             if names:
 
                 def drop(doc: dict[str, Any]) -> None:
                     for n in names:
                         doc["models"].pop(n, None)
 
-                pv = await st.control.change(f"unload adapter {adapter} on {name}: delete models {names}", drop)
+                pv = await st.control.change(
+                    f"unload adapter {adapter} on {name}: delete models {names}", drop
+                )
                 version = pv.version
                 removed = names
         try:
@@ -216,13 +249,21 @@ def build_router() -> APIRouter:
         if cfg is None:
             raise no_such("backend", name)
         if not isinstance(cfg, VLLMBackendConfig):
-            raise ApiError(400, f"Backend {name!r} is not a vLLM backend (type: vllm).", "invalid_request_error",
-                           "not_vllm")
+            raise ApiError(
+                400,
+                f"Backend {name!r} is not a vLLM backend (type: vllm).",
+                "invalid_request_error",
+                "not_vllm",
+            )
         sp = getattr(st, "vllm_pricing", None)
         gpu_hour = sp.gpu_hour(name, cfg) if sp is not None else None
         if sp is None or gpu_hour is None:
-            return {"backend": name, "gpu_hour_usd": None, "measured": None,
-                    "note": "no gpu_hour_usd configured for this backend: nothing is measured"}
+            return {
+                "backend": name,
+                "gpu_hour_usd": None,
+                "measured": None,
+                "note": "no gpu_hour_usd configured for this backend: nothing is measured",
+            }
         report: dict[str, Any] = sp.backend_report(name, cfg, gpu_hour)
         return report
 
@@ -237,7 +278,9 @@ def _register(backend: str, req: AdapterLoad, model: str) -> Any:
         doc["models"][model] = entry
         if req.shadow is not None:
             routes = doc.get("routes", [])
-            route = next((r for r in routes if isinstance(r, dict) and r.get("name") == req.shadow.route), None)
+            route = next(
+                (r for r in routes if isinstance(r, dict) and r.get("name") == req.shadow.route), None
+            )
             if route is None:
                 raise no_such("route", req.shadow.route)
             extra = {k: v for k, v in req.shadow.model_dump().items() if k != "route"}

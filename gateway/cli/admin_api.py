@@ -22,7 +22,9 @@ class CLIError(Exception):
 def common_parser() -> argparse.ArgumentParser:
     """Options every admin-API subcommand takes: ``--url``, ``--admin-key``, ``--json``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help=f"gateway base URL (default $POINTSMAN_URL or {DEFAULT_URL})")
+    common.add_argument(
+        "--url", default=None, help=f"gateway base URL (default $POINTSMAN_URL or {DEFAULT_URL})"
+    )
     common.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
     return common
@@ -54,7 +56,9 @@ def _error_text(status: int, doc: Any, text: str) -> str:
     problems = err.get("problems")
     if isinstance(problems, list) and problems:
         lines = [f"{status}: invalid policy"]
-        lines += [f"  {p.get('path') or '<root>'}: {p.get('message')}" for p in problems if isinstance(p, dict)]
+        lines += [
+            f"  {p.get('path') or '<root>'}: {p.get('message')}" for p in problems if isinstance(p, dict)
+        ]
         return "\n".join(lines)
     return f"{status}: {err.get('message')}"
 

@@ -39,13 +39,17 @@ class CLIError(Exception):
 
 def add_parser(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help=f"gateway base URL (default $POINTSMAN_URL or {DEFAULT_URL})")
+    common.add_argument(
+        "--url", default=None, help=f"gateway base URL (default $POINTSMAN_URL or {DEFAULT_URL})"
+    )
     common.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
 
     d = sub.add_parser("dataset", help="captured traffic as OpenAI fine-tuning datasets")
     ds = d.add_subparsers(dest="dataset_command", required=True)
     e = ds.add_parser(
-        "export", parents=[common], help="write train/test JSONL, preference pairs and a manifest into a directory",
+        "export",
+        parents=[common],
+        help="write train/test JSONL, preference pairs and a manifest into a directory",
         description="Export captured traffic in the OpenAI fine-tuning chat format. Times: unix seconds, ISO "
         "date/datetime (UTC), or an age such as 7d, 24h.",
     )
@@ -54,21 +58,39 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--until", help="end (exclusive; a bare date includes that whole day)")
     e.add_argument("--team", help="only this team's requests")
     e.add_argument("--route", help="only this route's requests")
-    e.add_argument("--min-feedback", action="append", default=[], metavar="METRIC>=X",
-                   help="keep requests whose latest feedback on METRIC satisfies the comparison (repeatable; "
-                   "operators >=, >, <=, <, ==, !=; true/false for booleans)")
-    e.add_argument("--from-shadow-wins", action="store_true",
-                   help="examples from shadow pairs an llm_judge decided, answered by the winner")
-    e.add_argument("--shadow-winner", choices=("any", "candidate", "primary"), default="any",
-                   help="with --from-shadow-wins: which side's wins to take (default any)")
-    e.add_argument("--holdout", type=float, default=0.1, help="fraction of prompts held out as test (default 0.1)")
+    e.add_argument(
+        "--min-feedback",
+        action="append",
+        default=[],
+        metavar="METRIC>=X",
+        help="keep requests whose latest feedback on METRIC satisfies the comparison (repeatable; "
+        "operators >=, >, <=, <, ==, !=; true/false for booleans)",
+    )
+    e.add_argument(
+        "--from-shadow-wins",
+        action="store_true",
+        help="examples from shadow pairs an llm_judge decided, answered by the winner",
+    )
+    e.add_argument(
+        "--shadow-winner",
+        choices=("any", "candidate", "primary"),
+        default="any",
+        help="with --from-shadow-wins: which side's wins to take (default any)",
+    )
+    e.add_argument(
+        "--holdout", type=float, default=0.1, help="fraction of prompts held out as test (default 0.1)"
+    )
     e.add_argument("--salt", default="pointsman", help="salt of the stable split hash (default pointsman)")
     e.add_argument("--no-preferences", action="store_true", help="do not write preference pairs")
     e.add_argument("--limit", type=int, help="at most this many examples")
-    e.add_argument("--out", "-o", required=True, help="output directory (created; must be empty unless --force)")
+    e.add_argument(
+        "--out", "-o", required=True, help="output directory (created; must be empty unless --force)"
+    )
     e.add_argument("--force", action="store_true", help="overwrite the dataset files in a non-empty --out")
     e.add_argument("--capture-db", help="read this capture SQLite file directly instead of asking a gateway")
-    e.add_argument("--config", "-c", help="with --capture-db: a config file whose capture.patterns also apply")
+    e.add_argument(
+        "--config", "-c", help="with --capture-db: a config file whose capture.patterns also apply"
+    )
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("capture", help="team approval of data capture, and whether a route captures")
@@ -139,10 +161,15 @@ def _export(args: argparse.Namespace) -> None:
     if args.capture_db:
         manifest = _export_local(args, out)
     else:
-        params: list[tuple[str, str]] = [("task", args.task), ("since", args.since), ("holdout", str(args.holdout)),
-                                         ("salt", args.salt), ("shadow_winner", args.shadow_winner),
-                                         ("from_shadow_wins", str(args.from_shadow_wins).lower()),
-                                         ("preferences", str(not args.no_preferences).lower())]
+        params: list[tuple[str, str]] = [
+            ("task", args.task),
+            ("since", args.since),
+            ("holdout", str(args.holdout)),
+            ("salt", args.salt),
+            ("shadow_winner", args.shadow_winner),
+            ("from_shadow_wins", str(args.from_shadow_wins).lower()),
+            ("preferences", str(not args.no_preferences).lower()),
+        ]
         for name in ("until", "team", "route", "limit"):
             if getattr(args, name) is not None:
                 params.append((name, str(getattr(args, name))))
@@ -154,9 +181,12 @@ def _export(args: argparse.Namespace) -> None:
                 (out / name).write_bytes(z.read(name))
         manifest = orjson.loads((out / "manifest.json").read_bytes())
     c = manifest["counts"]
-    print(f"wrote {out}/: {c['examples']['train']} train + {c['examples']['test']} test examples, "
-          f"{c['preference_pairs']['total']} preference pairs ({c['traces_scanned']} traces scanned"
-          + (f", skipped: {', '.join(f'{k} {v}' for k, v in c['skipped'].items())}" if c["skipped"] else "") + ")")
+    print(
+        f"wrote {out}/: {c['examples']['train']} train + {c['examples']['test']} test examples, "
+        f"{c['preference_pairs']['total']} preference pairs ({c['traces_scanned']} traces scanned"
+        + (f", skipped: {', '.join(f'{k} {v}' for k, v in c['skipped'].items())}" if c["skipped"] else "")
+        + ")"
+    )
 
 
 def _export_local(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -173,10 +203,18 @@ def _export_local(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     try:
         conds = tuple(FeedbackCondition.parse(c) for c in args.min_feedback)
         f = ExportFilters(
-            task=args.task, since=parse_when(args.since), until=parse_when(args.until, end=True), team=args.team,
-            route=args.route, min_feedback=conds, from_shadow_wins=args.from_shadow_wins,
-            shadow_winner=args.shadow_winner, holdout=args.holdout, split_salt=args.salt,
-            preferences=not args.no_preferences, limit=args.limit,
+            task=args.task,
+            since=parse_when(args.since),
+            until=parse_when(args.until, end=True),
+            team=args.team,
+            route=args.route,
+            min_feedback=conds,
+            from_shadow_wins=args.from_shadow_wins,
+            shadow_winner=args.shadow_winner,
+            holdout=args.holdout,
+            split_salt=args.salt,
+            preferences=not args.no_preferences,
+            limit=args.limit,
         )
     except ValueError as exc:
         raise CLIError(str(exc), 2) from None
@@ -199,7 +237,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> None:
         params = {"by": a.by, "purge": str(a.purge).lower(), **({"note": a.note} if a.note else {})}
         d = _request(a, "DELETE", f"/admin/teams/{a.team}/capture", params=params).json()
-        extra = f"; deleted {d['deleted']['traces']} traces, {d['deleted']['feedback']} feedback" if "deleted" in d else ""
+        extra = (
+            f"; deleted {d['deleted']['traces']} traces, {d['deleted']['feedback']} feedback"
+            if "deleted" in d
+            else ""
+        )
         print(f"data capture revoked for team {d['team']} by {d['actor']}{extra}")
 
     return _run(go, args)

@@ -15,7 +15,13 @@ from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_c
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
 # Modules that add subcommands: each has ``add_parser(subparsers) -> None`` setting ``func``.
-_COMMAND_MODULES = ("gateway.cli.routes", "gateway.cli.spend", "gateway.cli.shadow", "gateway.cli.vllm", "gateway.cli.dataset")
+_COMMAND_MODULES = (
+    "gateway.cli.routes",
+    "gateway.cli.spend",
+    "gateway.cli.shadow",
+    "gateway.cli.vllm",
+    "gateway.cli.dataset",
+)
 
 
 def load(path: str | None) -> GatewayConfig:
@@ -84,7 +90,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pointsman: {exc}", file=sys.stderr)
         return 2
-    print(f"ok: {len(cfg.backends)} backends, {len(cfg.models)} models, {len(cfg.routes)} routes, {len(cfg.keys)} keys")
+    print(
+        f"ok: {len(cfg.backends)} backends, {len(cfg.models)} models, {len(cfg.routes)} routes, {len(cfg.keys)} keys"
+    )
     return 0
 
 
@@ -92,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pointsman", description="OpenAI-compatible inference gateway")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway")
-    s.add_argument("--config", "-c", help="YAML config file (default: embedded defaults from the environment)")
+    s.add_argument(
+        "--config", "-c", help="YAML config file (default: embedded defaults from the environment)"
+    )
     s.add_argument("--host", help="interface (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 4000)")
     s.add_argument("--workers", type=int, help="worker processes (default 1)")

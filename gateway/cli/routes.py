@@ -22,10 +22,14 @@ from gateway.cli.admin_api import CLIError, common_parser, print_json, request, 
 def add_parser(sub: Any) -> None:
     common = common_parser()
 
-    p = sub.add_parser("routes", help="routing rules of a running gateway: list, explain, apply, history, rollback")
+    p = sub.add_parser(
+        "routes", help="routing rules of a running gateway: list, explain, apply, history, rollback"
+    )
     rs = p.add_subparsers(dest="routes_command", required=True)
 
-    rs.add_parser("list", parents=[common], help="list the rules in evaluation order").set_defaults(func=partial(run, cmd_list))
+    rs.add_parser("list", parents=[common], help="list the rules in evaluation order").set_defaults(
+        func=partial(run, cmd_list)
+    )
 
     e = rs.add_parser("explain", parents=[common], help="show how a request would be routed (calls no model)")
     e.add_argument("--model", "-m", help="requested model (or give it in --body)")
@@ -34,12 +38,16 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--sticky", help="X-Pointsman-Sticky")
     e.add_argument("--user", help="the body's user field")
     e.add_argument("--key", help="route as this client key (by name)")
-    e.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'", help="extra header")
+    e.add_argument(
+        "--header", "-H", action="append", default=[], metavar="'NAME: VALUE'", help="extra header"
+    )
     e.add_argument("--body", help="request body as JSON, or @FILE")
     e.set_defaults(func=partial(run, cmd_explain))
 
     a = rs.add_parser("apply", parents=[common], help="replace every rule with those in a YAML/JSON file")
-    a.add_argument("file", help="a list of rules, or a mapping with a routes: list (e.g. a config file); - = stdin")
+    a.add_argument(
+        "file", help="a list of rules, or a mapping with a routes: list (e.g. a config file); - = stdin"
+    )
     a.add_argument("--dry-run", action="store_true", help="validate only")
     a.set_defaults(func=partial(run, cmd_apply))
 
@@ -47,7 +55,9 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--limit", "-n", type=int, default=20)
     h.set_defaults(func=partial(run, cmd_history))
 
-    r = rs.add_parser("rollback", parents=[common], help="make version N's routes, models and backends current")
+    r = rs.add_parser(
+        "rollback", parents=[common], help="make version N's routes, models and backends current"
+    )
     r.add_argument("version", type=int)
     r.set_defaults(func=partial(run, cmd_rollback))
 
@@ -78,8 +88,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     rows = [
-        [str(i), r["name"], _match_text(r.get("match") or {}), _targets_text(r), r.get("strategy", "weighted"),
-         ", ".join(r.get("fallbacks") or []) or "-"]
+        [
+            str(i),
+            r["name"],
+            _match_text(r.get("match") or {}),
+            _targets_text(r),
+            r.get("strategy", "weighted"),
+            ", ".join(r.get("fallbacks") or []) or "-",
+        ]
         for i, r in enumerate(doc["routes"])
     ]
     print(f"policy version {doc['version']}, {len(rows)} rules")
@@ -139,10 +155,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     rule = doc["route"] if doc.get("rule_index") is None else f"{doc['route']} (rule #{doc['rule_index']})"
     print(f"route:     {rule}: {doc['reason']}")
-    print(f"chosen:    {doc['chosen']} -> backend {doc['backend']}, upstream model {doc['upstream_model']}"
-          f" ({doc['chosen_by']})")
+    print(
+        f"chosen:    {doc['chosen']} -> backend {doc['backend']}, upstream model {doc['upstream_model']}"
+        f" ({doc['chosen_by']})"
+    )
     if doc.get("candidates"):
-        print(f"strategy:  {doc.get('strategy')}" + (f", sticky key {doc['sticky_key']!r}" if doc.get("sticky_key") else ""))
+        print(
+            f"strategy:  {doc.get('strategy')}"
+            + (f", sticky key {doc['sticky_key']!r}" if doc.get("sticky_key") else "")
+        )
         for c in doc["candidates"]:
             extra = []
             if "up" in c:
@@ -151,7 +172,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 extra.append(f"ewma {c['latency_ewma_s'] * 1000:.0f} ms")
             if c.get("price") is not None:
                 extra.append(f"price {c['price']}")
-            print(f"  - {c['model']} weight {c['weight']:g} ({c['share'] * 100:.1f}%)" + (f" [{', '.join(extra)}]" if extra else ""))
+            print(
+                f"  - {c['model']} weight {c['weight']:g} ({c['share'] * 100:.1f}%)"
+                + (f" [{', '.join(extra)}]" if extra else "")
+            )
     print(f"fallbacks: {', '.join(doc['fallbacks']) or '-'}")
     if doc.get("tags"):
         print("tags:      " + ", ".join(f"{k}={v}" for k, v in doc["tags"].items()))
@@ -177,8 +201,13 @@ def load_routes(text: str, source: str) -> list[Any]:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     routes = load_routes(_read(args.file), args.file)
-    doc = request(args, "PUT", "/admin/routes", json={"routes": routes},
-                  params={"dry_run": "true"} if args.dry_run else None)
+    doc = request(
+        args,
+        "PUT",
+        "/admin/routes",
+        json={"routes": routes},
+        params={"dry_run": "true"} if args.dry_run else None,
+    )
     if args.json:
         print_json(doc)
     elif args.dry_run:
@@ -198,8 +227,13 @@ def cmd_history(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     rows = [
-        [("* " if v["in_force"] else "  ") + str(v["version"]), _when(v["created_at"]), v["source"], v["summary"],
-         str(len(v["routes"]))]
+        [
+            ("* " if v["in_force"] else "  ") + str(v["version"]),
+            _when(v["created_at"]),
+            v["source"],
+            v["summary"],
+            str(len(v["routes"])),
+        ]
         for v in doc["history"]
     ]
     print(table(["version", "at (UTC)", "source", "summary", "rules"], rows))
@@ -211,6 +245,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
     else:
-        print(f"rolled back to version {doc['rolled_back_to']}: now policy version {doc['version']}"
-              f" ({len(doc['routes'])} rules)")
+        print(
+            f"rolled back to version {doc['rolled_back_to']}: now policy version {doc['version']}"
+            f" ({len(doc['routes'])} rules)"
+        )
     return 0

@@ -30,7 +30,9 @@ def add_parser(sub: Any) -> None:
     r = ss.add_parser("report", parents=[common], help="the shadow report per route (and task)")
     r.add_argument("--route", help="only this route")
     r.add_argument("--task", help="only pairs of this task")
-    r.add_argument("--from", dest="since", help="start: unix seconds, ISO date or datetime (default: 7 days ago)")
+    r.add_argument(
+        "--from", dest="since", help="start: unix seconds, ISO date or datetime (default: 7 days ago)"
+    )
     r.add_argument("--to", dest="until", help="end (default: now)")
     r.add_argument("--html", metavar="FILE", help="also save the HTML report (with charts) to FILE")
     r.add_argument("--no-tasks", action="store_true", help="leave out the per-task breakdown")
@@ -44,7 +46,9 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--dwell-requests", type=int, help="candidate requests at each step")
     m.add_argument("--status", action="store_true", help="show the promotion's state and events instead")
     m.add_argument("--rollback", action="store_true", help="roll the promotion back")
-    m.add_argument("--reason", default="manual rollback", help="with --rollback: recorded in the route history")
+    m.add_argument(
+        "--reason", default="manual rollback", help="with --rollback: recorded in the route history"
+    )
     m.set_defaults(func=cmd_promote)
 
 
@@ -85,8 +89,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    params = {k: v for k, v in (("route", args.route), ("task", args.task), ("from", args.since),
-                                ("to", args.until)) if v}
+    params = {
+        k: v
+        for k, v in (("route", args.route), ("task", args.task), ("from", args.since), ("to", args.until))
+        if v
+    }
     if args.no_tasks:
         params["by_task"] = "false"
     doc = request(args, "GET", "/admin/shadow/report", params=params).json()
@@ -162,18 +169,36 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
         verdict += f" - about {v['pairs_needed']} more pairs needed"
     out.append(f"  verdict: {verdict}")
     dropped = ", ".join(f"{k} {n}" for k, n in sorted(c["dropped_by_reason"].items()))
-    out.append(f"  pairs: {c['sampled']} sampled, {c['paired']} paired, {c['candidate_failed']} candidate failed, "
-               f"{c['primary_failed']} primary failed (excluded), {c['dropped']} dropped"
-               + (f" ({dropped})" if dropped else "") + f"; {c['streamed']} streamed, {c['reverse']} reverse")
+    out.append(
+        f"  pairs: {c['sampled']} sampled, {c['paired']} paired, {c['candidate_failed']} candidate failed, "
+        f"{c['primary_failed']} primary failed (excluded), {c['dropped']} dropped"
+        + (f" ({dropped})" if dropped else "")
+        + f"; {c['streamed']} streamed, {c['reverse']} reverse"
+    )
     rows = []
     for name, s in r["comparators"].items():
         if s["kind"] == "pass":
-            rows.append([name, "pass rate", str(s["n"]), _f(s.get("pass_rate")), _ci(s.get("ci95")),
-                         _f((s.get("baseline") or {}).get("pass_rate"))])
+            rows.append(
+                [
+                    name,
+                    "pass rate",
+                    str(s["n"]),
+                    _f(s.get("pass_rate")),
+                    _ci(s.get("ci95")),
+                    _f((s.get("baseline") or {}).get("pass_rate")),
+                ]
+            )
         elif s["kind"] == "judge":
-            rows.append([name, "judge w/t/l", str(s["n"]), f"{s.get('win', 0)}/{s.get('tie', 0)}/{s.get('loss', 0)} "
-                         f"score {_f(s.get('score'))}", _ci(s.get("ci95")),
-                         f"non-inferior={s.get('non_inferior')} p={_f(s.get('p_value'), 4)}"])
+            rows.append(
+                [
+                    name,
+                    "judge w/t/l",
+                    str(s["n"]),
+                    f"{s.get('win', 0)}/{s.get('tie', 0)}/{s.get('loss', 0)} score {_f(s.get('score'))}",
+                    _ci(s.get("ci95")),
+                    f"non-inferior={s.get('non_inferior')} p={_f(s.get('p_value'), 4)}",
+                ]
+            )
         else:
             rows.append([name, "mean", str(s["n"]), _f(s.get("mean")), _ci(s.get("ci95")), "-"])
     if rows:
@@ -186,18 +211,32 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
             s = b[side]
             lrows.append([kind, side, str(s["n"]), _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"])])
         pr = b["paired_ratio"]
-        lrows.append([kind, "ratio (paired)", str(pr["n"]), f"med {_f(pr['median'], 2)}",
-                      f"geo {_f(pr['geomean'], 2)}", _ci(pr["ci95"])])
+        lrows.append(
+            [
+                kind,
+                "ratio (paired)",
+                str(pr["n"]),
+                f"med {_f(pr['median'], 2)}",
+                f"geo {_f(pr['geomean'], 2)}",
+                _ci(pr["ci95"]),
+            ]
+        )
     out.append("  latency:")
     out += table(["", "side", "n", "p50", "p95", "p99"], lrows, "    ")
     e = r["errors"]
-    out.append(f"  errors: candidate {_f(e['candidate_error_rate']['estimate'])} {_ci(e['candidate_error_rate']['ci95'])}"
-               f", primary {_f(e['primary_error_rate']['estimate'])} {_ci(e['primary_error_rate']['ci95'])}")
+    out.append(
+        f"  errors: candidate {_f(e['candidate_error_rate']['estimate'])} {_ci(e['candidate_error_rate']['ci95'])}"
+        f", primary {_f(e['primary_error_rate']['estimate'])} {_ci(e['primary_error_rate']['ci95'])}"
+    )
     co = r["cost"]
-    out.append(f"  cost per 1k requests: primary ${co['primary_per_1k_usd']}, candidate ${co['candidate_per_1k_usd']}"
-               f" (saving ${co['saving_per_1k_usd']})")
-    out.append(f"  projected monthly saving: ${co['projected_monthly_saving_usd']} at {co['monthly_volume']:.0f} "
-               f"requests/month ({co['requests_seen']} seen); shadow spend ${co['shadow_spend_usd']}")
+    out.append(
+        f"  cost per 1k requests: primary ${co['primary_per_1k_usd']}, candidate ${co['candidate_per_1k_usd']}"
+        f" (saving ${co['saving_per_1k_usd']})"
+    )
+    out.append(
+        f"  projected monthly saving: ${co['projected_monthly_saving_usd']} at {co['monthly_volume']:.0f} "
+        f"requests/month ({co['requests_seen']} seen); shadow spend ${co['shadow_spend_usd']}"
+    )
     if v.get("criteria"):
         out.append("  criteria:")
         out += ["  " + _criterion_line(cr) for cr in v["criteria"]]
@@ -206,8 +245,10 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
 
 def render(doc: dict[str, Any]) -> str:
     w = doc["window"]
-    lines = [f"shadow report {time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['from']))} - "
-             f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['to']))} UTC"]
+    lines = [
+        f"shadow report {time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['from']))} - "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(w['to']))} UTC"
+    ]
     if not doc["routes"]:
         lines.append("no shadowed routes and no pairs in this window")
     for r in doc["routes"]:
@@ -218,18 +259,34 @@ def render(doc: dict[str, Any]) -> str:
         lines += render_route(r, head)
         promo = r.get("promotion")
         if promo:
-            lines.append(f"  promotion: {promo['status']} at step {promo['step'] + 1}/{len(promo['steps'])} "
-                         f"({promo['percent']}%)" + (f" - {promo['reason']}" if promo.get("reason") else ""))
+            lines.append(
+                f"  promotion: {promo['status']} at step {promo['step'] + 1}/{len(promo['steps'])} "
+                f"({promo['percent']}%)" + (f" - {promo['reason']}" if promo.get("reason") else "")
+            )
         tasks = r.get("tasks") or []
         if len(tasks) > 1:
             rows = []
             for t in tasks:
                 c, v = t["counts"], t["verdict"]
-                detail = ", ".join(v["failing"]) if v.get("failing") else (
-                    f"~{v['pairs_needed']} more pairs" if v["verdict"] == "insufficient_data" and v.get("pairs_needed")
-                    else "")
-                rows.append([str(t["task"]), str(c["sampled"]), str(c["paired"]), str(c["candidate_failed"]),
-                             v["verdict"], detail])
+                detail = (
+                    ", ".join(v["failing"])
+                    if v.get("failing")
+                    else (
+                        f"~{v['pairs_needed']} more pairs"
+                        if v["verdict"] == "insufficient_data" and v.get("pairs_needed")
+                        else ""
+                    )
+                )
+                rows.append(
+                    [
+                        str(t["task"]),
+                        str(c["sampled"]),
+                        str(c["paired"]),
+                        str(c["candidate_failed"]),
+                        v["verdict"],
+                        detail,
+                    ]
+                )
             lines.append("  by task:")
             lines += table(["task", "sampled", "paired", "cand. failed", "verdict", ""], rows, "    ")
     return "\n".join(lines)
@@ -268,9 +325,11 @@ def _promote(args: argparse.Namespace) -> int:
     steps = promo.get("steps") or []
     step = int(promo.get("step", 0))
     pct = steps[step] if 0 <= step < len(steps) else None
-    print(f"route {args.route}: {promo.get('status')} - {promo.get('candidate')} at {pct}% "
-          f"(step {step + 1}/{len(steps)}), baseline {', '.join(promo.get('baseline') or [])}"
-          + (f"; {promo['reason']}" if promo.get("reason") else ""))
+    print(
+        f"route {args.route}: {promo.get('status')} - {promo.get('candidate')} at {pct}% "
+        f"(step {step + 1}/{len(steps)}), baseline {', '.join(promo.get('baseline') or [])}"
+        + (f"; {promo['reason']}" if promo.get("reason") else "")
+    )
     for ev in doc.get("events") or []:
         when = time.strftime("%H:%M:%S", time.gmtime(ev["ts"]))
         what = ev["event"]

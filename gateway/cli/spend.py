@@ -29,8 +29,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
     for f in _FILTERS:
         p.add_argument(f"--{f}", help=f"only rows with this {f}")
-    p.add_argument("--url", default=os.environ.get("POINTSMAN_URL", "http://127.0.0.1:4000"),
-                   help="gateway base URL (default $POINTSMAN_URL or http://127.0.0.1:4000)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("POINTSMAN_URL", "http://127.0.0.1:4000"),
+        help="gateway base URL (default $POINTSMAN_URL or http://127.0.0.1:4000)",
+    )
     p.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
     p.add_argument("--ledger", help="read this SQLite ledger file directly instead of asking a gateway")
     p.set_defaults(func=cmd_spend)
@@ -40,18 +43,26 @@ def _fetch(args: argparse.Namespace, groups: list[str], filters: dict[str, str])
     if args.ledger:
         if not os.path.exists(args.ledger):
             raise SystemExit(f"pointsman: no ledger file at {args.ledger}")
-        return query_spend(args.ledger, groups, parse_time(args.since), parse_time(args.until, end=True), filters)
+        return query_spend(
+            args.ledger, groups, parse_time(args.since), parse_time(args.until, end=True), filters
+        )
     key = args.admin_key or os.environ.get("POINTSMAN_ADMIN_KEY")
     if not key:
-        raise SystemExit("pointsman: give --admin-key or set POINTSMAN_ADMIN_KEY (or read a file with --ledger)")
+        raise SystemExit(
+            "pointsman: give --admin-key or set POINTSMAN_ADMIN_KEY (or read a file with --ledger)"
+        )
     params: dict[str, str] = {"group_by": ",".join(groups), **filters}
     if args.since:
         params["from"] = args.since
     if args.until:
         params["to"] = args.until
     try:
-        r = httpx.get(args.url.rstrip("/") + "/admin/spend", params=params,
-                      headers={"authorization": f"Bearer {key}"}, timeout=120)
+        r = httpx.get(
+            args.url.rstrip("/") + "/admin/spend",
+            params=params,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=120,
+        )
     except httpx.HTTPError as exc:
         raise SystemExit(f"pointsman: cannot reach {args.url}: {exc}") from None
     if r.status_code != 200:
@@ -73,8 +84,10 @@ def render_table(groups: list[str], rows: list[dict[str, Any]]) -> str:
     numeric = {c for c in cols if c not in groups}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if name in numeric else c.ljust(w)
-                         for c, w, name in zip(cells, widths, cols, strict=True)).rstrip()
+        return "  ".join(
+            c.rjust(w) if name in numeric else c.ljust(w)
+            for c, w, name in zip(cells, widths, cols, strict=True)
+        ).rstrip()
 
     out = [line(cols), line(["-" * w for w in widths])]
     out.extend(line(b) for b in body)
@@ -90,11 +103,15 @@ def selfhosted_lines(report: list[dict[str, Any]]) -> list[str]:
         if not m:
             out.append(f"{head}; no measurement yet (needs {b['min_tokens']} tokens in {b['window_s']:g} s)")
             continue
-        out.append(f"{head}; measured {m['tokens_per_s']:g} tokens/s ({m['generation_tokens_per_s']:g} generated) "
-                   f"over {m['window_s']:g} s")
+        out.append(
+            f"{head}; measured {m['tokens_per_s']:g} tokens/s ({m['generation_tokens_per_s']:g} generated) "
+            f"over {m['window_s']:g} s"
+        )
         for p in b["models"]:
             if p.get("cost_per_mtok_usd") is not None:
-                out.append(f"  {p['model']}: ${Decimal(p['cost_per_mtok_usd']):.4f} per million tokens ({p['source']})")
+                out.append(
+                    f"  {p['model']}: ${Decimal(p['cost_per_mtok_usd']):.4f} per million tokens ({p['source']})"
+                )
     return ["", *out] if out else []
 
 
@@ -102,7 +119,10 @@ def cmd_spend(args: argparse.Namespace) -> int:
     groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
     bad = [g for g in groups if g not in DIMENSIONS]
     if bad:
-        print(f"pointsman: unknown --group-by {', '.join(bad)}; use any of {', '.join(DIMENSIONS)}", file=sys.stderr)
+        print(
+            f"pointsman: unknown --group-by {', '.join(bad)}; use any of {', '.join(DIMENSIONS)}",
+            file=sys.stderr,
+        )
         return 2
     filters = {f: getattr(args, f) for f in _FILTERS if getattr(args, f)}
     try:
@@ -121,4 +141,3 @@ def cmd_spend(args: argparse.Namespace) -> int:
         for line in selfhosted_lines(getattr(args, "self_hosted_pricing", [])):
             print(line)
     return 0
-

@@ -44,59 +44,115 @@ def add_parser(sub: Any) -> None:
         "spec and the pointsman backend/models config. Prints only; needs no vLLM or GPU here.",
     )
     c.add_argument("model", help="Hugging Face model id or a path on the GPU host")
-    c.add_argument("--lora", action="append", type=_lora, default=[], metavar="NAME=PATH",
-                   help="serve a LoRA adapter as its own model id (repeatable)")
-    c.add_argument("--tensor-parallel", "-tp", type=int, default=1, metavar="N",
-                   help="GPUs per server (tensor parallel size; default 1)")
+    c.add_argument(
+        "--lora",
+        action="append",
+        type=_lora,
+        default=[],
+        metavar="NAME=PATH",
+        help="serve a LoRA adapter as its own model id (repeatable)",
+    )
+    c.add_argument(
+        "--tensor-parallel",
+        "-tp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GPUs per server (tensor parallel size; default 1)",
+    )
     c.add_argument("--port", type=int, default=8000, help="server port (default 8000)")
     c.add_argument("--host", default="0.0.0.0", help="interface (default 0.0.0.0)")
-    c.add_argument("--served-model-name", "--name", dest="name",
-                   help="model id clients and pointsman use (default: the last part of MODEL)")
+    c.add_argument(
+        "--served-model-name",
+        "--name",
+        dest="name",
+        help="model id clients and pointsman use (default: the last part of MODEL)",
+    )
     c.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
-    c.add_argument("--gpu-memory-utilization", type=float, default=0.90,
-                   help="fraction of GPU memory vLLM may use (default 0.90)")
+    c.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.90,
+        help="fraction of GPU memory vLLM may use (default 0.90)",
+    )
     c.add_argument("--max-loras", type=int, help="adapters in one batch (default: max(4, number of --lora))")
     c.add_argument("--max-lora-rank", type=int, default=16, help="largest adapter rank (default 16)")
     c.add_argument("--dtype", help="weights dtype (default: vLLM's auto)")
-    c.add_argument("--no-runtime-lora", dest="runtime_lora", action="store_false",
-                   help="do not allow loading adapters at run time (pointsman's admin API needs it)")
-    c.add_argument("--no-lora", dest="enable_lora", action="store_false",
-                   help="no LoRA support at all (a little faster when no adapter is ever served)")
-    c.add_argument("--api-key-secret", metavar="SECRET",
-                   help="Kubernetes secret (key `api-key`) holding the key vLLM requires (VLLM_API_KEY)")
-    c.add_argument("--hf-token-secret", metavar="SECRET",
-                   help="Kubernetes secret (key `token`) with a Hugging Face token for gated models")
+    c.add_argument(
+        "--no-runtime-lora",
+        dest="runtime_lora",
+        action="store_false",
+        help="do not allow loading adapters at run time (pointsman's admin API needs it)",
+    )
+    c.add_argument(
+        "--no-lora",
+        dest="enable_lora",
+        action="store_false",
+        help="no LoRA support at all (a little faster when no adapter is ever served)",
+    )
+    c.add_argument(
+        "--api-key-secret",
+        metavar="SECRET",
+        help="Kubernetes secret (key `api-key`) holding the key vLLM requires (VLLM_API_KEY)",
+    )
+    c.add_argument(
+        "--hf-token-secret",
+        metavar="SECRET",
+        help="Kubernetes secret (key `token`) with a Hugging Face token for gated models",
+    )
     c.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image (default {DEFAULT_IMAGE})")
     c.add_argument("--backend", default="selfhosted", help="pointsman backend name (default selfhosted)")
     c.add_argument("--gpu-hour-usd", help="price of one GPU hour, for measured self-hosted pricing")
-    c.add_argument("--extra", action="append", default=[], metavar="ARG",
-                   help="extra `vllm serve` argument(s), passed as given (repeatable; shell-split)")
-    c.add_argument("--format", choices=("text", "shell", "k8s", "gateway", "json"), default="text",
-                   help="text: all three, commented (default); shell/k8s/gateway: one of them; json: all as JSON")
+    c.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `vllm serve` argument(s), passed as given (repeatable; shell-split)",
+    )
+    c.add_argument(
+        "--format",
+        choices=("text", "shell", "k8s", "gateway", "json"),
+        default="text",
+        help="text: all three, commented (default); shell/k8s/gateway: one of them; json: all as JSON",
+    )
     c.set_defaults(func=cmd_command)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help="gateway base URL (default $POINTSMAN_URL or http://127.0.0.1:4000)")
+    common.add_argument(
+        "--url", default=None, help="gateway base URL (default $POINTSMAN_URL or http://127.0.0.1:4000)"
+    )
     common.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
-    m = vs.add_parser("models", parents=[common], help="what a vLLM backend's endpoints serve (base models, adapters)")
+    m = vs.add_parser(
+        "models", parents=[common], help="what a vLLM backend's endpoints serve (base models, adapters)"
+    )
     m.add_argument("backend")
     m.set_defaults(func=partial(run, cmd_models))
 
-    ld = vs.add_parser("load", parents=[common],
-                       help="load a LoRA adapter on every endpoint of a backend and register it as a model")
+    ld = vs.add_parser(
+        "load",
+        parents=[common],
+        help="load a LoRA adapter on every endpoint of a backend and register it as a model",
+    )
     ld.add_argument("backend")
     ld.add_argument("name", help="adapter name (lora_name)")
     ld.add_argument("path", help="adapter directory as the vLLM servers see it")
     ld.add_argument("--model", help="gateway model name (default: NAME)")
-    ld.add_argument("--replace", action="store_true", help="reload in place (a new version under the same name)")
-    ld.add_argument("--no-register", dest="register", action="store_false", help="only load it on the servers")
+    ld.add_argument(
+        "--replace", action="store_true", help="reload in place (a new version under the same name)"
+    )
+    ld.add_argument(
+        "--no-register", dest="register", action="store_false", help="only load it on the servers"
+    )
     ld.add_argument("--shadow-route", metavar="ROUTE", help="also shadow-test it on this route")
     ld.add_argument("--sample-rate", type=float, help="with --shadow-route: the shadow sample rate")
     ld.set_defaults(func=partial(run, cmd_load))
 
-    ul = vs.add_parser("unload", parents=[common], help="unregister an adapter's models and unload it everywhere")
+    ul = vs.add_parser(
+        "unload", parents=[common], help="unregister an adapter's models and unload it everywhere"
+    )
     ul.add_argument("backend")
     ul.add_argument("name")
     ul.add_argument("--keep-models", action="store_true", help="leave the gateway models registered")
@@ -140,7 +196,7 @@ def env_vars(a: argparse.Namespace) -> dict[str, str]:
 
 def shell_line(a: argparse.Namespace) -> str:
     env = " ".join(f"{k}={v}" for k, v in env_vars(a).items())
-    api_key = " VLLM_API_KEY=\"$VLLM_API_KEY\"" if a.api_key_secret else ""
+    api_key = ' VLLM_API_KEY="$VLLM_API_KEY"' if a.api_key_secret else ""
     cmd = " ".join(shlex.quote(x) for x in ["vllm", "serve", *serve_args(a)])
     return f"{env}{api_key} {cmd}".strip()
 
@@ -149,14 +205,24 @@ def container(a: argparse.Namespace) -> dict[str, Any]:
     """A Kubernetes container spec (for a Deployment's pod template)."""
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env_vars(a).items()]
     if a.api_key_secret:
-        env.append({"name": "VLLM_API_KEY",
-                    "valueFrom": {"secretKeyRef": {"name": a.api_key_secret, "key": "api-key"}}})
+        env.append(
+            {
+                "name": "VLLM_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": a.api_key_secret, "key": "api-key"}},
+            }
+        )
     if a.hf_token_secret:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": a.hf_token_secret, "key": "token"}}})
+        env.append(
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": a.hf_token_secret, "key": "token"}}}
+        )
     gpus = str(a.tensor_parallel)
 
     def probe(period: int, failures: int) -> dict[str, Any]:
-        return {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
+        return {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": period,
+            "failureThreshold": failures,
+        }
 
     spec: dict[str, Any] = {
         "name": "vllm",
@@ -223,15 +289,28 @@ def cmd_command(a: argparse.Namespace) -> int:
     elif a.format == "gateway":
         print(_yaml(gw), end="")
     elif a.format == "json":
-        print(orjson.dumps({"command": ["vllm", "serve", *serve_args(a)], "env": env_vars(a), "shell": line,
-                            "kubernetes": {"containers": [ctr], "volumes": volumes()}, "pointsman": gw},
-                           option=orjson.OPT_INDENT_2).decode())
+        print(
+            orjson.dumps(
+                {
+                    "command": ["vllm", "serve", *serve_args(a)],
+                    "env": env_vars(a),
+                    "shell": line,
+                    "kubernetes": {"containers": [ctr], "volumes": volumes()},
+                    "pointsman": gw,
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
     else:
-        notes = [f"# GPU host ({a.tensor_parallel} GPU{'s' if a.tensor_parallel > 1 else ''}); "
-                 "pip install 'pointsman[vllm]' or 'vllm' on it"]
+        notes = [
+            f"# GPU host ({a.tensor_parallel} GPU{'s' if a.tensor_parallel > 1 else ''}); "
+            "pip install 'pointsman[vllm]' or 'vllm' on it"
+        ]
         if a.enable_lora and a.runtime_lora:
-            notes.append(f"# {RUNTIME_LORA_ENV}=True lets `pointsman vllm load` add adapters without a restart;"
-                         " expose the server only to the gateway")
+            notes.append(
+                f"# {RUNTIME_LORA_ENV}=True lets `pointsman vllm load` add adapters without a restart;"
+                " expose the server only to the gateway"
+            )
         print("\n".join(notes))
         print(line)
         print("\n# Kubernetes: the pod template's containers and volumes")
@@ -248,8 +327,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     n = len(doc["endpoints"])
-    rows = [[m["id"], m["kind"], m.get("parent") or "-", f"{len(m['endpoints'])}/{n}",
-             ", ".join(m.get("registered_as") or []) or "-"] for m in doc["models"]]
+    rows = [
+        [
+            m["id"],
+            m["kind"],
+            m.get("parent") or "-",
+            f"{len(m['endpoints'])}/{n}",
+            ", ".join(m.get("registered_as") or []) or "-",
+        ]
+        for m in doc["models"]
+    ]
     print(f"backend {doc['backend']}: {n} endpoints" + ("" if doc["consistent"] else " (they disagree)"))
     if rows:
         print(table(["model", "kind", "parent", "endpoints", "gateway models"], rows))
@@ -261,7 +348,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name, "path": args.path, "replace": args.replace, "register": args.register}
+    body: dict[str, Any] = {
+        "name": args.name,
+        "path": args.path,
+        "replace": args.replace,
+        "register": args.register,
+    }
     if args.model:
         body["model"] = args.model
     if args.shadow_route:
@@ -273,8 +365,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     loaded = sum(1 for e in doc["endpoints"] if e["changed"])
-    print(f"adapter {doc['adapter']} on {doc['backend']}: loaded on {loaded}, already there on "
-          f"{len(doc['endpoints']) - loaded} endpoints")
+    print(
+        f"adapter {doc['adapter']} on {doc['backend']}: loaded on {loaded}, already there on "
+        f"{len(doc['endpoints']) - loaded} endpoints"
+    )
     if doc.get("model"):
         print(f"registered as model {doc['model']} (policy version {doc['version']})")
     if doc.get("shadow_route"):

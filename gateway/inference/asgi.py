@@ -47,7 +47,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, f"Request body exceeds the limit of {limit} bytes.", "invalid_request_error", "body_too_large")
+    return ApiError(
+        413, f"Request body exceeds the limit of {limit} bytes.", "invalid_request_error", "body_too_large"
+    )
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -127,7 +127,14 @@ class InferenceHandler:
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
             decision = rt.policy.decide(
-                RouteInput(model, tags, key.name, key.team, _s(h.get(b"x-pointsman-sticky")), _str_or_none(doc.get("user")))
+                RouteInput(
+                    model,
+                    tags,
+                    key.name,
+                    key.team,
+                    _s(h.get(b"x-pointsman-sticky")),
+                    _str_or_none(doc.get("user")),
+                )
             )
             stream = doc.get("stream") is True
             rec = RequestRecord(
@@ -144,8 +151,16 @@ class InferenceHandler:
             )
             await self.accountant.admit(key.name, key.team, model)
             ticket = self.shadow.begin(decision, rec, endpoint, doc)  # sampled: shadow call starts now
-            x = Exchange(send, receive, CallSpec(endpoint, doc, decision.defaults, stream, rid), decision, rec, base,
-                         t0, ticket)
+            x = Exchange(
+                send,
+                receive,
+                CallSpec(endpoint, doc, decision.defaults, stream, rid),
+                decision,
+                rec,
+                base,
+                t0,
+                ticket,
+            )
             if stream:
                 await self._stream(x)
             else:
@@ -154,7 +169,11 @@ class InferenceHandler:
             return
         except Exception as exc:
             err = to_api_error(exc)
-            if err.status >= 500 and not isinstance(exc, ApiError | UpstreamError) and err.code == "internal_error":
+            if (
+                err.status >= 500
+                and not isinstance(exc, ApiError | UpstreamError)
+                and err.code == "internal_error"
+            ):
                 log.exception("unexpected error handling request %s", rid)
             headers = base + [(k.encode(), v.encode()) for k, v in err.headers.items()]
             if rec is not None:

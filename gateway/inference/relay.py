@@ -56,7 +56,9 @@ async def relay(
         except UpstreamError as exc:
             rec.outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"
             rec.error_type = exc.error_type
-            await send({"type": "http.response.body", "body": stream_error(x.call.endpoint, exc), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": stream_error(x.call.endpoint, exc), "more_body": True}
+            )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not disconnected:

@@ -46,7 +46,9 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
         raise bad_request("The request body must be a JSON object.")
     model = doc.get("model")
     if not isinstance(model, str) or not model or len(model) > 256:
-        raise bad_request("'model' is required and must be a non-empty string.", "model", "missing_required_parameter")
+        raise bad_request(
+            "'model' is required and must be a non-empty string.", "model", "missing_required_parameter"
+        )
     if _CONTROL.search(model):
         raise bad_request("'model' must not contain control characters.", "model", "invalid_value")
     field = REQUIRED_FIELD[endpoint]

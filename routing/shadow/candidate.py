@@ -41,8 +41,12 @@ class ShadowAccounts(Protocol):
 
     def price(self, rec: RequestRecord) -> Decimal: ...
 
-    def finish(self, rec: RequestRecord, request_body: dict[str, Any] | None = None,
-               output_events: Sequence[bytes] | None = None) -> None: ...
+    def finish(
+        self,
+        rec: RequestRecord,
+        request_body: dict[str, Any] | None = None,
+        output_events: Sequence[bytes] | None = None,
+    ) -> None: ...
 
 
 class CandidateCalls:
@@ -78,9 +82,19 @@ class CandidateCalls:
         call = None if backend is None else build_call(spec, target, backend, timeout)
 
         srec = RequestRecord(
-            request_id=rid, ts=time.time(), key=t.rec.key, team=t.rec.team, task=t.rec.task, route=t.route,
-            requested_model=target.name, endpoint=t.endpoint, stream=stream, upstream_model=target.upstream_model,
-            backend=target.backend, shadow=True, tags=dict(t.rec.tags),
+            request_id=rid,
+            ts=time.time(),
+            key=t.rec.key,
+            team=t.rec.team,
+            task=t.rec.task,
+            route=t.route,
+            requested_model=target.name,
+            endpoint=t.endpoint,
+            stream=stream,
+            upstream_model=target.upstream_model,
+            backend=target.backend,
+            shadow=True,
+            tags=dict(t.rec.tags),
         )
         output: Output | None = None
         events: list[bytes] | None = None
@@ -90,7 +104,9 @@ class CandidateCalls:
         try:
             async with asyncio.timeout(timeout + 1.0):
                 if backend is None or call is None:
-                    raise UpstreamConnectError(f"backend {target.backend!r} is not available", backend=target.backend)
+                    raise UpstreamConnectError(
+                        f"backend {target.backend!r} is not available", backend=target.backend
+                    )
                 srec.self_hosted = backend.info.self_hosted
                 if stream:
                     upstream = await backend.open_stream(call)
@@ -147,11 +163,15 @@ class CandidateCalls:
             srec.usage = usage
             srec.has_usage = True
         body = call.body if call is not None else None
-        cost = self._account(srec, body, events if stream else (None if raw is None or srec.has_usage else (raw,)))
+        cost = self._account(
+            srec, body, events if stream else (None if raw is None or srec.has_usage else (raw,))
+        )
         self.budget.add(t.route, cost)
         return ShadowResult(side, output, srec)
 
-    def _account(self, srec: RequestRecord, body: dict[str, Any] | None, events: Sequence[bytes] | None) -> Decimal:
+    def _account(
+        self, srec: RequestRecord, body: dict[str, Any] | None, events: Sequence[bytes] | None
+    ) -> Decimal:
         acc = self.accountant
         try:
             cost = acc.price(srec)
@@ -161,16 +181,25 @@ class CandidateCalls:
             return Decimal(0)
         return cost
 
-    async def call_model(self, route: str, origin: RequestRecord, endpoint: str, body: dict[str, Any],
-                         timeout_s: float) -> dict[str, Any]:
+    async def call_model(
+        self, route: str, origin: RequestRecord, endpoint: str, body: dict[str, Any], timeout_s: float
+    ) -> dict[str, Any]:
         """A judge/embedding call routed by the gateway itself, accounted as shadow spend of ``route``."""
         policy = self.policy_of()
         model = str(body["model"])
         decision = policy.decide(RouteInput(model, {}, SHADOW_KEY, None))
         decision.timeout_s = min(decision.timeout_s or timeout_s, timeout_s)
         srec = RequestRecord(
-            request_id=f"{origin.request_id}:judge:{model}", ts=time.time(), key=origin.key, team=origin.team,
-            task=origin.task, route=route, requested_model=model, endpoint=endpoint, stream=False, shadow=True,
+            request_id=f"{origin.request_id}:judge:{model}",
+            ts=time.time(),
+            key=origin.key,
+            team=origin.team,
+            task=origin.task,
+            route=route,
+            requested_model=model,
+            endpoint=endpoint,
+            stream=False,
+            shadow=True,
         )
         spec = CallSpec(endpoint, body, decision.defaults, False, srec.request_id)
         t0 = time.perf_counter()

@@ -279,7 +279,9 @@ class Normalized(Comparator):
     def compute(self, pair: PairInput) -> Scored:
         a = normalize_text(pair.primary.text, self.lower, self.punct)
         b = normalize_text(pair.candidate.text, self.lower, self.punct)
-        return Scored(1.0 if a == b and canonical_calls(pair.primary) == canonical_calls(pair.candidate) else 0.0)
+        return Scored(
+            1.0 if a == b and canonical_calls(pair.primary) == canonical_calls(pair.candidate) else 0.0
+        )
 
 
 class JsonValid(Comparator):
@@ -308,7 +310,9 @@ class JsonSchema(Comparator):
     def __init__(self, name: str, cfg: JsonSchemaCompare) -> None:
         super().__init__(name)
         self.schema = cfg.schema_
-        self._fixed = orjson.dumps(cfg.schema_, option=orjson.OPT_SORT_KEYS) if cfg.schema_ is not None else None
+        self._fixed = (
+            orjson.dumps(cfg.schema_, option=orjson.OPT_SORT_KEYS) if cfg.schema_ is not None else None
+        )
 
     def compute(self, pair: PairInput) -> Scored:
         key = self._fixed

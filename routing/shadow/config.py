@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        populate_by_name=True,
         serialize_by_alias=True,
     )
 
@@ -245,7 +248,9 @@ class PromotionConfig(StrictModel):
         if self.dwell_s is None and self.dwell_requests is None:
             raise ValueError("give dwell_s, dwell_requests or both")
         if self.guards.min_scores and self.reverse_sample_rate == 0:
-            raise ValueError("guards.min_scores are judged on reverse-shadow pairs: reverse_sample_rate must be > 0")
+            raise ValueError(
+                "guards.min_scores are judged on reverse-shadow pairs: reverse_sample_rate must be > 0"
+            )
         return self
 
 
@@ -377,7 +382,11 @@ def check_route_shadow(shadow: ShadowConfig | None, promote_when: PromoteWhen | 
     if unknown:
         raise ValueError(f"promote_when.scores names unknown comparators {unknown}")
     two_sided = {c.key for c in shadow.compare if isinstance(c, JsonValidCompare | JsonSchemaCompare)}
-    one_sided = sorted(n for n, th in promote_when.scores.items() if th.margin is not None and n not in two_sided)
+    one_sided = sorted(
+        n for n, th in promote_when.scores.items() if th.margin is not None and n not in two_sided
+    )
     if one_sided:
-        raise ValueError(f"promote_when.scores {one_sided}: a margin needs a comparator that scores the primary "
-                         "too (json_valid, json_schema)")
+        raise ValueError(
+            f"promote_when.scores {one_sided}: a margin needs a comparator that scores the primary "
+            "too (json_valid, json_schema)"
+        )

@@ -86,7 +86,9 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -99,7 +101,11 @@ def _responses_output(items: Any, out: Output) -> None:
             continue
         if it.get("type") == "message":
             for part in it.get("content") or []:
-                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                if (
+                    isinstance(part, dict)
+                    and part.get("type") == "output_text"
+                    and isinstance(part.get("text"), str)
+                ):
                     texts.append(part["text"])
         elif it.get("type") == "function_call":
             out.tool_calls.append(ToolCall(str(it.get("name") or ""), str(it.get("arguments") or "")))

@@ -43,6 +43,8 @@ __all__ = ["SHADOW_KEY", "ActivePromotion", "ShadowAccounts", "ShadowHub", "Tick
 log = logging.getLogger("pointsman.shadow")
 
 _FAILED_OUTCOMES = frozenset({"upstream_error", "timeout"})
+
+
 def _unchanged(doc: Any) -> Any:
     return doc
 
@@ -128,11 +130,15 @@ class ShadowHub:
         return ln
 
     def queue_depth(self) -> dict[str, dict[str, int]]:
-        return {r: {"in_flight": ln.in_flight, "queued": len(ln.queue), "comparing": ln.comparing}
-                for r, ln in self._lanes.items()}
+        return {
+            r: {"in_flight": ln.in_flight, "queued": len(ln.queue), "comparing": ln.comparing}
+            for r, ln in self._lanes.items()
+        }
 
     # -- the request path -------------------------------------------------------------------------------------
-    def begin(self, decision: Decision, rec: RequestRecord, endpoint: str, doc: dict[str, Any]) -> Ticket | None:
+    def begin(
+        self, decision: Decision, rec: RequestRecord, endpoint: str, doc: dict[str, Any]
+    ) -> Ticket | None:
         rule = decision.rule
         if rule is None:
             return None
@@ -145,8 +151,9 @@ class ShadowHub:
             log.exception("shadow: could not start a shadow for %s", rec.request_id)
             return None
 
-    def _begin(self, decision: Decision, cfg: ShadowConfig, rec: RequestRecord, endpoint: str,
-               doc: dict[str, Any]) -> Ticket | None:
+    def _begin(
+        self, decision: Decision, cfg: ShadowConfig, rec: RequestRecord, endpoint: str, doc: dict[str, Any]
+    ) -> Ticket | None:
         route = decision.route
         self.stats["begun"] += 1
         self.store.add_seen(route, rec.task, rec.ts)
@@ -164,9 +171,20 @@ class ShadowHub:
             return None
         shadow_model = self.policy_of().models.resolve(target_name) if sampled and target_name else None
         t = Ticket(
-            on_finish=self._primary_finished, route=route, cfg=cfg, rule_timeout_s=decision.timeout_s, endpoint=endpoint, doc=doc, rec=rec,
-            defaults=decision.defaults, served=served, shadow_model=shadow_model, direction=direction,
-            sampled=sampled, observe=observe, capture=False,
+            on_finish=self._primary_finished,
+            route=route,
+            cfg=cfg,
+            rule_timeout_s=decision.timeout_s,
+            endpoint=endpoint,
+            doc=doc,
+            rec=rec,
+            defaults=decision.defaults,
+            served=served,
+            shadow_model=shadow_model,
+            direction=direction,
+            sampled=sampled,
+            observe=observe,
+            capture=False,
         )
         if not sampled:
             return t
@@ -257,8 +275,13 @@ class ShadowHub:
                 t.result = await self.calls.call_shadow(t)
             except Exception as exc:  # a bug, not the candidate: still one pair, saying so
                 log.exception("shadow: call for %s failed", t.rec.request_id)
-                t.result = ShadowResult(Side(model=t.shadow_model.name if t.shadow_model else "",
-                                             error=f"internal: {type(exc).__name__}"), None)
+                t.result = ShadowResult(
+                    Side(
+                        model=t.shadow_model.name if t.shadow_model else "",
+                        error=f"internal: {type(exc).__name__}",
+                    ),
+                    None,
+                )
             finally:
                 ln.in_flight -= 1
                 self._pump(ln)
@@ -293,9 +316,21 @@ class ShadowHub:
         except Exception:
             log.exception("shadow: pair %s failed", t.rec.request_id)
             if not written:
-                self._write(PairRecord(id=t.rec.request_id, ts=t.rec.ts, route=t.route, task=t.rec.task,
-                                       team=t.rec.team, key=t.rec.key, endpoint=t.endpoint, stream=t.rec.stream,
-                                       direction=t.direction, outcome=DROPPED, reason="internal_error"))
+                self._write(
+                    PairRecord(
+                        id=t.rec.request_id,
+                        ts=t.rec.ts,
+                        route=t.route,
+                        task=t.rec.task,
+                        team=t.rec.team,
+                        key=t.rec.key,
+                        endpoint=t.endpoint,
+                        stream=t.rec.stream,
+                        direction=t.direction,
+                        outcome=DROPPED,
+                        reason="internal_error",
+                    )
+                )
 
     # -- writing ------------------------------------------------------------------------------------------
     def _write(self, pair: PairRecord) -> None:

@@ -170,16 +170,23 @@ def reliability(t: JudgeTally, min_consistency: float, max_parse_failure_rate: f
     """Why a verdict must not rely on this judge (empty: it may)."""
     reasons: list[str] = []
     if t.judged == 0 and t.unrecorded:
-        reasons.append(f"the per-order answers of its {t.unrecorded} pairs were not recorded: reliability unknown")
+        reasons.append(
+            f"the per-order answers of its {t.unrecorded} pairs were not recorded: reliability unknown"
+        )
     const = t.constant
     if const is not None:
-        said = {"1": 'always answers "1" (the first answer)', "2": 'always answers "2" (the second answer)',
-                "tie": 'always answers "tie"'}[const]
+        said = {
+            "1": 'always answers "1" (the first answer)',
+            "2": 'always answers "2" (the second answer)',
+            "tie": 'always answers "tie"',
+        }[const]
         reasons.append(f"constant judge: {said} over {t.judged} pairs")
     c = t.consistency
     if c is not None and c < min_consistency:
-        reasons.append(f"order consistency {c:.1%} below the floor {min_consistency:.0%} "
-                       f"({t.outcomes[INCONSISTENT]} of {t.judged} pairs changed with the order)")
+        reasons.append(
+            f"order consistency {c:.1%} below the floor {min_consistency:.0%} "
+            f"({t.outcomes[INCONSISTENT]} of {t.judged} pairs changed with the order)"
+        )
     pf = t.parse_failure_rate
     if max_parse_failure_rate is not None and pf is not None and pf > max_parse_failure_rate:
         reasons.append(f"parse failures {pf:.1%} above {max_parse_failure_rate:.0%}")

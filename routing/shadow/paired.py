@@ -52,8 +52,12 @@ class PairedCounts:
         return cls(both, p_only, c_only, neither)
 
     def as_dict(self) -> dict[str, int]:
-        return {"both": self.both, "primary_only": self.primary_only, "candidate_only": self.candidate_only,
-                "neither": self.neither}
+        return {
+            "both": self.both,
+            "primary_only": self.primary_only,
+            "candidate_only": self.candidate_only,
+            "neither": self.neither,
+        }
 
 
 def newcombe_paired(t: PairedCounts, z: float = Z95) -> Interval:

@@ -29,9 +29,15 @@ CallModel = Callable[[str, RequestRecord, str, dict[str, Any], float], Awaitable
 def primary_side(t: Ticket) -> tuple[Side, Output | None]:
     rec = t.rec
     side = Side(
-        model=t.served.name, backend=rec.backend, upstream_model=rec.upstream_model, status=rec.status,
-        latency_s=rec.latency_s, ttft_s=rec.ttft_s if rec.stream else None,
-        input_tokens=rec.usage.input_tokens, output_tokens=rec.usage.output_tokens, cost_usd=str(rec.cost_usd),
+        model=t.served.name,
+        backend=rec.backend,
+        upstream_model=rec.upstream_model,
+        status=rec.status,
+        latency_s=rec.latency_s,
+        ttft_s=rec.ttft_s if rec.stream else None,
+        input_tokens=rec.usage.input_tokens,
+        output_tokens=rec.usage.output_tokens,
+        cost_usd=str(rec.cost_usd),
         fallbacks=rec.fallbacks,
     )
     output: Output | None = None
@@ -58,10 +64,19 @@ def pair_of(t: Ticket, result: ShadowResult | None, redact: Callable[[Any], Any]
     rec = t.rec
     served, served_out = primary_side(t)
     pair = PairRecord(
-        id=rec.request_id, ts=rec.ts, route=t.route, task=rec.task, team=rec.team, key=rec.key,
-        endpoint=t.endpoint, stream=rec.stream, direction=t.direction,
+        id=rec.request_id,
+        ts=rec.ts,
+        route=t.route,
+        task=rec.task,
+        team=rec.team,
+        key=rec.key,
+        endpoint=t.endpoint,
+        stream=rec.stream,
+        direction=t.direction,
     )
-    shadow_side = result.side if result is not None else Side(model=t.shadow_model.name if t.shadow_model else "")
+    shadow_side = (
+        result.side if result is not None else Side(model=t.shadow_model.name if t.shadow_model else "")
+    )
     if result is not None and result.record is not None:
         u = result.record.usage
         shadow_side.input_tokens, shadow_side.output_tokens = u.input_tokens, u.output_tokens

@@ -113,10 +113,13 @@ class PromotionController:
                 ramping = [d for d in docs if d.get("status") == RAMPING]
                 if ramping:
                     interval = min(float(d["config"].get("check_interval_s", 1.0)) for d in ramping)
-                gauges_due = self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_interval_s
+                gauges_due = (
+                    self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_interval_s
+                )
                 if ramping or gauges_due:  # idle replicas do not touch the lease
-                    self.leader = await self.store.try_lease("promotion", self.owner,
-                                                             max(5.0, 3 * interval, 2 * self.gauge_interval_s))
+                    self.leader = await self.store.try_lease(
+                        "promotion", self.owner, max(5.0, 3 * interval, 2 * self.gauge_interval_s)
+                    )
                 if self.leader:
                     for d in ramping:
                         await self.evaluate(d["route"])
@@ -140,7 +143,9 @@ class PromotionController:
     async def refresh(self) -> list[dict[str, Any]]:
         """Reload promotion states and install the request path's view of them."""
         docs = await self.store.promotions()
-        self.hub.promotions = {d["route"]: _active(d) for d in docs if d.get("status") in (RAMPING, COMPLETED)}
+        self.hub.promotions = {
+            d["route"]: _active(d) for d in docs if d.get("status") in (RAMPING, COMPLETED)
+        }
         return docs
 
     async def publish_gauges(self) -> dict[str, Any]:
@@ -159,19 +164,25 @@ class PromotionController:
             raise PromotionError(409, f"Route {route!r} has no shadow test to promote.")
         targets = [t.model_dump(mode="json") for t in rule.cfg.targets]
         if not targets:
-            raise PromotionError(409, f"Route {route!r} has no targets to ramp (it serves the requested model).")
+            raise PromotionError(
+                409, f"Route {route!r} has no targets to ramp (it serves the requested model)."
+            )
         return cfg, targets
 
-    async def start_promotion(self, route: str, force: bool = False,
-                              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def start_promotion(
+        self, route: str, force: bool = False, overrides: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         if self.editor is None:
             raise PromotionError(503, "Promotion needs the routing policy store, which is not available.")
         async with self._lock:
             cfg, targets = self._shadow_cfg(route)
             current = await self.store.get_promotion(route)
             if current is not None and current.get("status") == RAMPING:
-                raise PromotionError(409, f"Route {route!r} is already being promoted (step {current['step'] + 1}).",
-                                     {"promotion": current})
+                raise PromotionError(
+                    409,
+                    f"Route {route!r} is already being promoted (step {current['step'] + 1}).",
+                    {"promotion": current},
+                )
             pcfg = cfg.promotion
             if overrides:
                 pcfg = PromotionConfig.model_validate({**pcfg.model_dump(), **overrides})
@@ -179,27 +190,53 @@ class PromotionController:
             entry = report["routes"][0] if report["routes"] else None
             verdict = entry["verdict"] if entry is not None else {"verdict": "insufficient_data"}
             if pcfg.require_ready and not force and verdict.get("verdict") != "ready":
-                raise PromotionError(409, f"The shadow verdict for route {route!r} is {verdict.get('verdict')}, "
-                                          "not ready (send force=true to promote anyway).", {"verdict": verdict})
+                raise PromotionError(
+                    409,
+                    f"The shadow verdict for route {route!r} is {verdict.get('verdict')}, "
+                    "not ready (send force=true to promote anyway).",
+                    {"verdict": verdict},
+                )
             baseline = [t["model"] for t in targets if t["model"] != cfg.model]
             if not baseline:
                 raise PromotionError(409, f"Route {route!r} already sends everything to {cfg.model!r}.")
-            heaviest = max((t for t in targets if t["model"] != cfg.model), key=lambda t: float(t.get("weight", 1.0)))
+            heaviest = max(
+                (t for t in targets if t["model"] != cfg.model), key=lambda t: float(t.get("weight", 1.0))
+            )
             now = time.time()
             doc: dict[str, Any] = {
-                "route": route, "candidate": cfg.model, "baseline": baseline, "baseline_model": heaviest["model"],
-                "original_targets": targets, "steps": list(pcfg.steps), "step": -1, "status": RAMPING,
-                "started_at": now, "step_started_at": now, "config": pcfg.model_dump(mode="json"),
-                "forced": bool(force and verdict.get("verdict") != "ready"), "verdict_at_start": verdict.get("verdict"),
-                "policy_versions": [], "reason": None,
+                "route": route,
+                "candidate": cfg.model,
+                "baseline": baseline,
+                "baseline_model": heaviest["model"],
+                "original_targets": targets,
+                "steps": list(pcfg.steps),
+                "step": -1,
+                "status": RAMPING,
+                "started_at": now,
+                "step_started_at": now,
+                "config": pcfg.model_dump(mode="json"),
+                "forced": bool(force and verdict.get("verdict") != "ready"),
+                "verdict_at_start": verdict.get("verdict"),
+                "policy_versions": [],
+                "reason": None,
             }
-            await self.store.add_event(route, {"ts": now, "event": "start", "candidate": cfg.model,
-                                               "baseline": baseline, "verdict": verdict.get("verdict"),
-                                               "forced": doc["forced"]})
+            await self.store.add_event(
+                route,
+                {
+                    "ts": now,
+                    "event": "start",
+                    "candidate": cfg.model,
+                    "baseline": baseline,
+                    "verdict": verdict.get("verdict"),
+                    "forced": doc["forced"],
+                },
+            )
             try:
                 await self._apply_step(doc, 0)
             except Exception as exc:
-                await self.store.add_event(route, {"ts": time.time(), "event": "start_failed", "reason": str(exc)})
+                await self.store.add_event(
+                    route, {"ts": time.time(), "event": "start_failed", "reason": str(exc)}
+                )
                 raise
             return doc
 
@@ -213,8 +250,11 @@ class PromotionController:
             return await self._rollback(doc, reason, guards)
 
     async def status(self, route: str) -> dict[str, Any]:
-        return {"route": route, "promotion": await self.store.get_promotion(route),
-                "events": await self.store.events(route)}
+        return {
+            "route": route,
+            "promotion": await self.store.get_promotion(route),
+            "events": await self.store.events(route),
+        }
 
     # -- the ramp -------------------------------------------------------------------------------------------
     async def _apply_step(self, doc: dict[str, Any], step: int) -> None:
@@ -227,19 +267,31 @@ class PromotionController:
         def mutate(r: dict[str, Any]) -> None:
             r["targets"] = targets
 
-        summary = (f"shadow promotion of route {route}: step {step + 1}/{len(steps)}, "
-                   f"{doc['candidate']} at {pct:g}%")
+        summary = (
+            f"shadow promotion of route {route}: step {step + 1}/{len(steps)}, {doc['candidate']} at {pct:g}%"
+        )
         version = await self.editor.update_route(route, mutate, summary)
         now = time.time()
         doc["step"], doc["step_started_at"] = step, now
         doc["policy_versions"].append(version)
         await self.store.put_promotion(route, doc)
-        await self.store.add_event(route, {"ts": now, "event": "step", "step": step, "percent": pct,
-                                           "policy_version": version, "targets": targets})
+        await self.store.add_event(
+            route,
+            {
+                "ts": now,
+                "event": "step",
+                "step": step,
+                "percent": pct,
+                "policy_version": version,
+                "targets": targets,
+            },
+        )
         self.hub.promotions[route] = _active(doc)
         log.info("%s (policy version %d)", summary, version)
 
-    async def _rollback(self, doc: dict[str, Any], reason: str, guards: dict[str, Any] | None) -> dict[str, Any]:
+    async def _rollback(
+        self, doc: dict[str, Any], reason: str, guards: dict[str, Any] | None
+    ) -> dict[str, Any]:
         assert self.editor is not None
         route = doc["route"]
         original = doc["original_targets"]
@@ -253,8 +305,17 @@ class PromotionController:
         doc["status"], doc["reason"], doc["ended_at"] = ROLLED_BACK, reason, now
         doc["policy_versions"].append(version)
         await self.store.put_promotion(route, doc)
-        await self.store.add_event(route, {"ts": now, "event": "rollback", "step": doc["step"], "reason": reason,
-                                           "policy_version": version, "guards": guards or {}})
+        await self.store.add_event(
+            route,
+            {
+                "ts": now,
+                "event": "rollback",
+                "step": doc["step"],
+                "reason": reason,
+                "policy_version": version,
+                "guards": guards or {},
+            },
+        )
         self.hub.promotions.pop(route, None)
         log.warning("%s (policy version %d)", summary, version)
         return doc
@@ -291,11 +352,16 @@ class PromotionController:
                     ratio = p95 / percentile(blat, 95)
                     stats["p95_latency_ratio"] = ratio
                     if ratio > g.max_p95_latency_ratio:
-                        trips.append(f"candidate/baseline p95 latency {ratio:.2f} > {g.max_p95_latency_ratio:g}")
+                        trips.append(
+                            f"candidate/baseline p95 latency {ratio:.2f} > {g.max_p95_latency_ratio:g}"
+                        )
             scored = True
             if g.min_scores:
-                pairs = [p for p in await self.store.pairs(route, since, None)
-                         if p.direction == "reverse" and p.outcome == PAIRED]
+                pairs = [
+                    p
+                    for p in await self.store.pairs(route, since, None)
+                    if p.direction == "reverse" and p.outcome == PAIRED
+                ]
                 stats["reverse_pairs"] = len(pairs)
                 scored = len(pairs) >= g.min_pairs  # a step never advances past an unjudged score guard
                 if scored:
@@ -309,7 +375,8 @@ class PromotionController:
             if trips:
                 return await self._rollback(doc, "; ".join(trips), stats)
             dwell_ok = (pcfg.dwell_s is not None and time.time() - since >= pcfg.dwell_s) or (
-                pcfg.dwell_requests is not None and n >= pcfg.dwell_requests)
+                pcfg.dwell_requests is not None and n >= pcfg.dwell_requests
+            )
             if n >= g.min_requests and dwell_ok and scored:
                 step = int(doc["step"])
                 if step + 1 < len(doc["steps"]):
@@ -318,8 +385,9 @@ class PromotionController:
                     now = time.time()
                     doc["status"], doc["ended_at"] = COMPLETED, now
                     await self.store.put_promotion(route, doc)
-                    await self.store.add_event(route, {"ts": now, "event": "complete", "step": step,
-                                                       "guards": stats})
+                    await self.store.add_event(
+                        route, {"ts": now, "event": "complete", "step": step, "guards": stats}
+                    )
                     self.hub.promotions[route] = _active(doc)
                     log.info("shadow promotion of route %s completed", route)
             return doc
@@ -327,6 +395,8 @@ class PromotionController:
 
 def _active(doc: dict[str, Any]) -> ActivePromotion:
     return ActivePromotion(
-        candidate=doc["candidate"], baseline=doc["baseline_model"],
-        reverse_rate=float(doc["config"].get("reverse_sample_rate", 0.05)), ramping=doc.get("status") == RAMPING,
+        candidate=doc["candidate"],
+        baseline=doc["baseline_model"],
+        reverse_rate=float(doc["config"].get("reverse_sample_rate", 0.05)),
+        ramping=doc.get("status") == RAMPING,
     )

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from routing.shadow.comparators import Kind, kind_of
 from routing.shadow.config import PromoteWhen, ShadowConfig
@@ -77,12 +77,17 @@ def comparator_kinds(shadow: ShadowConfig | None, pairs: Iterable[PairRecord]) -
     return kinds
 
 
-def _comparator_stats(name: str, kind: Kind, quality: Sequence[PairRecord], ci_method: str,
-                      margin: float) -> dict[str, Any]:
+def _comparator_stats(
+    name: str, kind: Kind, quality: Sequence[PairRecord], ci_method: str, margin: float
+) -> dict[str, Any]:
     vals = [p.scores[name] for p in quality if name in p.scores]
     errors = sum(1 for p in quality if name in p.errors)
-    out: dict[str, Any] = {"kind": kind, "n": len(vals), "not_applicable": len(quality) - len(vals) - errors,
-                           "errors": errors}
+    out: dict[str, Any] = {
+        "kind": kind,
+        "n": len(vals),
+        "not_applicable": len(quality) - len(vals) - errors,
+        "errors": errors,
+    }
     if kind == "pass":
         iv = wilson(sum(1 for v in vals if v >= 0.5), len(vals))
         out.update({"pass_rate": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)]})
@@ -90,12 +95,19 @@ def _comparator_stats(name: str, kind: Kind, quality: Sequence[PairRecord], ci_m
         if base:
             biv = wilson(sum(1 for v in base if v >= 0.5), len(base))
             out["baseline"] = {"pass_rate": _f(biv.estimate), "ci95": [_f(biv.low), _f(biv.high)], "n": biv.n}
-        both = [(p.baseline[name], p.scores[name]) for p in quality if name in p.scores and name in p.baseline]
+        both = [
+            (p.baseline[name], p.scores[name]) for p in quality if name in p.scores and name in p.baseline
+        ]
         if both:
             table = PairedCounts.of(both)
             piv = newcombe_paired(table)
-            out["paired"] = {"n": piv.n, **table.as_dict(), "difference": _f(piv.estimate),
-                             "ci95": [_f(piv.low), _f(piv.high)], "interval": "newcombe"}
+            out["paired"] = {
+                "n": piv.n,
+                **table.as_dict(),
+                "difference": _f(piv.estimate),
+                "ci95": [_f(piv.low), _f(piv.high)],
+                "interval": "newcombe",
+            }
     elif kind == "judge":
         # as stored (legacy, snapshot): every pair scored 1 / 0.5 / 0, order-inconsistent pairs among the 0.5s
         c = Counter(vals)
@@ -107,9 +119,14 @@ def _comparator_stats(name: str, kind: Kind, quality: Sequence[PairRecord], ci_m
         tally = JudgeTally()
         consistent = [s for s in (tally.add_pair(p, name) for p in quality) if s is not None]
         civ = mean_ci(consistent)
-        out["judge"] = {**tally.as_dict(), "consistent_score": {
-            "n": civ.n, "estimate": _f(civ.estimate),
-            "snapshot_ci95": [None, None] if civ.low == civ.high else [_f(civ.low), _f(civ.high)]}}
+        out["judge"] = {
+            **tally.as_dict(),
+            "consistent_score": {
+                "n": civ.n,
+                "estimate": _f(civ.estimate),
+                "snapshot_ci95": [None, None] if civ.low == civ.high else [_f(civ.low), _f(civ.high)],
+            },
+        }
     else:
         iv = mean_ci(vals, ci_method)
         out.update({"mean": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "method": ci_method})
@@ -139,15 +156,26 @@ def _lat(xs: list[float]) -> dict[str, Any]:
 
 
 def _latency_block(quality: Sequence[PairRecord], attr: str) -> dict[str, Any]:
-    both = [p for p in quality if getattr(p.primary, attr) is not None and getattr(p.candidate, attr) is not None]
+    both = [
+        p for p in quality if getattr(p.primary, attr) is not None and getattr(p.candidate, attr) is not None
+    ]
     prim = [float(getattr(p.primary, attr)) for p in both]
     cand = [float(getattr(p.candidate, attr)) for p in both]
     block: dict[str, Any] = {"primary": _lat(prim), "candidate": _lat(cand)}
     rc = ratio_ci(prim, cand)
-    block["paired_ratio"] = {"n": rc["n"], "median": _f(rc["median"]), "geomean": _f(rc["geomean"]),  # type: ignore[arg-type]
-                             "ci95": [_f(x) for x in rc["ci95"]]}  # type: ignore[union-attr]
+    ci = cast(list[float], rc["ci95"])
+    block["paired_ratio"] = {
+        "n": rc["n"],
+        "median": _f(cast(float, rc["median"])),
+        "geomean": _f(cast(float, rc["geomean"])),
+        "ci95": [_f(x) for x in ci],
+    }
     diff = paired_mean(prim, cand)
-    block["paired_difference_s"] = {"n": diff.n, "mean": _f(diff.estimate), "ci95": [_f(diff.low), _f(diff.high)]}
+    block["paired_difference_s"] = {
+        "n": diff.n,
+        "mean": _f(diff.estimate),
+        "ci95": [_f(diff.low), _f(diff.high)],
+    }
     p50p, p50c = block["primary"]["p50"], block["candidate"]["p50"]
     p95p, p95c = block["primary"]["p95"], block["candidate"]["p95"]
     block["p50_ratio"] = p50c / p50p if p50p and p50c is not None else None
@@ -199,8 +227,13 @@ def _series(pairs: Sequence[PairRecord], kinds: dict[str, Kind], buckets: int = 
         for side in ("primary", "candidate"):
             xs = sorted(getattr(p, side).latency_s for p in q if getattr(p, side).latency_s is not None)
             lat[side].append(percentile(xs, 50) if xs else None)
-    return {"bucket_s": width, "t": [t0 + i * width for i in idx], "scores": scores, "latency_p50": lat,
-            "pairs": [len(groups[i]) for i in idx]}
+    return {
+        "bucket_s": width,
+        "t": [t0 + i * width for i in idx],
+        "scores": scores,
+        "latency_p50": lat,
+        "pairs": [len(groups[i]) for i in idx],
+    }
 
 
 def summarize(
@@ -215,11 +248,17 @@ def summarize(
     pairs = sorted(pairs, key=lambda p: p.ts)
     kinds = comparator_kinds(shadow, pairs)
     ci_method = shadow.ci_method if shadow is not None else "t"
-    margin = promote_when.judge_margin if promote_when is not None and promote_when.judge_margin is not None else 0.05
+    margin = (
+        promote_when.judge_margin
+        if promote_when is not None and promote_when.judge_margin is not None
+        else 0.05
+    )
     outcomes = Counter(p.outcome for p in pairs)
     quality = [p for p in pairs if p.outcome == PAIRED]
     dropped_by = Counter(p.reason or "unknown" for p in pairs if p.outcome == DROPPED)
-    excluded_by = Counter(p.reason or p.primary.error or "unknown" for p in pairs if p.outcome == PRIMARY_FAILED)
+    excluded_by = Counter(
+        p.reason or p.primary.error or "unknown" for p in pairs if p.outcome == PRIMARY_FAILED
+    )
     sent = [p for p in pairs if p.outcome != DROPPED]
     cand_fail = sum(1 for p in sent if not p.candidate.ok)
     prim_fail = sum(1 for p in pairs if not p.primary.ok and p.primary.error != "fallback")
@@ -254,8 +293,12 @@ def summarize(
         "requests_seen": requests_seen,
         "observed_span_s": span_s,
         "monthly_volume": monthly,
-        "shadow_spend_usd": _usd(sum(((p.candidate.cost if p.direction == "forward" else p.primary.cost)
-                                      for p in pairs), Decimal(0))),
+        "shadow_spend_usd": _usd(
+            sum(
+                ((p.candidate.cost if p.direction == "forward" else p.primary.cost) for p in pairs),
+                Decimal(0),
+            )
+        ),
     }
     cost["paired_difference_per_1k_usd"] = _paired_cost(quality)
     if prim_req is not None and cand_req is not None:
@@ -271,33 +314,47 @@ def summarize(
         "counts": counts,
         "comparators": comps,
         "latency": {"total": _latency_block(quality, "latency_s"), "ttft": _latency_block(quality, "ttft_s")},
-        "errors": {"candidate_error_rate": _iv(cand_err), "primary_error_rate": _iv(prim_err),
-                   "candidate_errors_by_type": dict(Counter(p.candidate.error or "unknown"
-                                                            for p in sent if not p.candidate.ok))},
+        "errors": {
+            "candidate_error_rate": _iv(cand_err),
+            "primary_error_rate": _iv(prim_err),
+            "candidate_errors_by_type": dict(
+                Counter(p.candidate.error or "unknown" for p in sent if not p.candidate.ok)
+            ),
+        },
         "cost": cost,
     }
     if with_series:
         out["series"] = _series(pairs, kinds)
         out["latency_histogram"] = {
-            "total": _hist([p.primary.latency_s for p in quality if p.primary.latency_s],
-                           [p.candidate.latency_s for p in quality if p.candidate.latency_s]),
-            "ttft": _hist([p.primary.ttft_s for p in quality if p.primary.ttft_s],
-                          [p.candidate.ttft_s for p in quality if p.candidate.ttft_s]),
+            "total": _hist(
+                [p.primary.latency_s for p in quality if p.primary.latency_s],
+                [p.candidate.latency_s for p in quality if p.candidate.latency_s],
+            ),
+            "ttft": _hist(
+                [p.primary.ttft_s for p in quality if p.primary.ttft_s],
+                [p.candidate.ttft_s for p in quality if p.candidate.ttft_s],
+            ),
         }
     if promote_when is not None:
         if promote_when.window_s is not None:
             recent = [p for p in pairs if p.ts >= now - promote_when.window_s]
-            sub = summarize(recent, seen, shadow, promote_when, now, with_series=False) if len(recent) != len(pairs) \
+            sub = (
+                summarize(recent, seen, shadow, promote_when, now, with_series=False)
+                if len(recent) != len(pairs)
                 else out
+            )
             out["verdict"] = verdict(recent, kinds, promote_when, sub["cost"]["cost_ratio"])
         else:
             out["verdict"] = verdict(pairs, kinds, promote_when, cost["cost_ratio"])
     else:
-        out["verdict"] = {"verdict": INSUFFICIENT, "failing": [], "pairs_needed": None, "criteria": [],
-                          "note": "no promote_when criteria configured for this route"}
+        out["verdict"] = {
+            "verdict": INSUFFICIENT,
+            "failing": [],
+            "pairs_needed": None,
+            "criteria": [],
+            "note": "no promote_when criteria configured for this route",
+        }
     return out
-
-
 
 
 def route_report(
@@ -322,8 +379,12 @@ def route_report(
         for p in pairs:
             tasks[p.task].append(p)
         entry["tasks"] = [
-            {"task": t, **summarize(ps, [s for s in seen if s[0] == t], info.shadow, info.promote_when, now,
-                                   with_series=False)}
+            {
+                "task": t,
+                **summarize(
+                    ps, [s for s in seen if s[0] == t], info.shadow, info.promote_when, now, with_series=False
+                ),
+            }
             for t, ps in sorted(tasks.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
         ]
     return entry

@@ -104,5 +104,7 @@ def publish_gauges(metrics: Metrics, report: dict[str, Any]) -> None:
             metrics.shadow_projected_saving.labels(route).set(float(Decimal(saving)))
         current = r["verdict"]["verdict"]
         # judge_unreliable is a possible state only where a criterion relies on a judge
-        for v in VERDICTS if r["verdict"].get("judges") else tuple(x for x in VERDICTS if x != JUDGE_UNRELIABLE):
+        for v in (
+            VERDICTS if r["verdict"].get("judges") else tuple(x for x in VERDICTS if x != JUDGE_UNRELIABLE)
+        ):
             metrics.shadow_verdict.labels(route, v).set(1 if v == current else 0)

@@ -49,7 +49,9 @@ class BettingTest:
 
     __slots__ = ("_cap", "_m", "_s", "_ss", "above", "hi", "lo", "log_wealth", "m0", "n")
 
-    def __init__(self, m0: float, lo: float = 0.0, hi: float = 1.0, above: bool = True, cap: float = CAP) -> None:
+    def __init__(
+        self, m0: float, lo: float = 0.0, hi: float = 1.0, above: bool = True, cap: float = CAP
+    ) -> None:
         if not hi > lo:
             raise ValueError("need lo < hi")
         if not 0 < cap < 1:
@@ -110,13 +112,17 @@ def betting(xs: Sequence[float], m0: float, lo: float, hi: float, above: bool) -
     return BettingTest(m0, lo, hi, above).extend(xs)
 
 
-def lower_bound(xs: Sequence[float], alpha: float, lo: float = 0.0, hi: float = 1.0, tol: float = 1e-4) -> float:
+def lower_bound(
+    xs: Sequence[float], alpha: float, lo: float = 0.0, hi: float = 1.0, tol: float = 1e-4
+) -> float:
     """Anytime-valid lower confidence bound for the mean: the largest ``m`` that ``BettingTest(m, above=True)``
     rejects at ``alpha`` (``lo`` when none)."""
     return _invert(xs, alpha, lo, hi, True, tol)
 
 
-def upper_bound(xs: Sequence[float], alpha: float, lo: float = 0.0, hi: float = 1.0, tol: float = 1e-4) -> float:
+def upper_bound(
+    xs: Sequence[float], alpha: float, lo: float = 0.0, hi: float = 1.0, tol: float = 1e-4
+) -> float:
     """Anytime-valid upper confidence bound for the mean (``hi`` when no ``m`` below it is rejected)."""
     return _invert(xs, alpha, lo, hi, False, tol)
 
@@ -138,8 +144,9 @@ def _invert(xs: Sequence[float], alpha: float, lo: float, hi: float, above: bool
     return outside
 
 
-def growth_rate(xs: Sequence[float], m0: float, lo: float = 0.0, hi: float = 1.0, above: bool = True,
-                cap: float = CAP) -> float:
+def growth_rate(
+    xs: Sequence[float], m0: float, lo: float = 0.0, hi: float = 1.0, above: bool = True, cap: float = CAP
+) -> float:
     """Mean log-growth per observation of the best constant bet on ``xs`` (0 when the data do not favour H1)."""
     m = (m0 - lo) / (hi - lo)
     ys = [(x - lo) / (hi - lo) for x in xs]

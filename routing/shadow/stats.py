@@ -167,9 +167,16 @@ class NonInferiority:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "win": self.win, "tie": self.tie, "loss": self.loss, "n": self.score.n,
-            "score": self.score.estimate, "ci95": [self.score.low, self.score.high],
-            "margin": self.margin, "bound": self.bound, "t": self.t, "p_value": self.p_value,
+            "win": self.win,
+            "tie": self.tie,
+            "loss": self.loss,
+            "n": self.score.n,
+            "score": self.score.estimate,
+            "ci95": [self.score.low, self.score.high],
+            "margin": self.margin,
+            "bound": self.bound,
+            "t": self.t,
+            "p_value": self.p_value,
             "non_inferior": self.non_inferior,
         }
 
@@ -216,8 +223,12 @@ def ratio_ci(primary: Sequence[float], candidate: Sequence[float]) -> dict[str, 
         return {"n": 0, "median": math.nan, "geomean": math.nan, "ci95": [math.nan, math.nan]}
     iv = mean_ci(logs)
     med = math.exp(percentile(sorted(logs), 50))
-    return {"n": len(logs), "median": med, "geomean": math.exp(iv.estimate),
-            "ci95": [_exp(iv.low), _exp(iv.high)]}
+    return {
+        "n": len(logs),
+        "median": med,
+        "geomean": math.exp(iv.estimate),
+        "ci95": [_exp(iv.low), _exp(iv.high)],
+    }
 
 
 def _exp(x: float) -> float:

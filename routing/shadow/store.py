@@ -71,11 +71,15 @@ class PairStore(Protocol):
 
     async def spend(self, route: str, day: str) -> int: ...
 
-    async def pairs(self, route: str | None, since: float | None, until: float | None) -> list[PairRecord]: ...
+    async def pairs(
+        self, route: str | None, since: float | None, until: float | None
+    ) -> list[PairRecord]: ...
 
     async def pair(self, pair_id: str) -> PairRecord | None: ...
 
-    async def seen(self, route: str, since: float | None, until: float | None) -> list[tuple[str | None, int, int]]:
+    async def seen(
+        self, route: str, since: float | None, until: float | None
+    ) -> list[tuple[str | None, int, int]]:
         """``(task, minute, count)`` rows; ``minute`` is ``int(ts // 60)``."""
 
     async def routes(self) -> list[str]: ...
@@ -148,8 +152,14 @@ class _Buffered:
         if nusd:
             self._spend[(route, day)] += nusd
 
-    def _take(self) -> tuple[list[PairRecord], dict[tuple[str, str, int], int], list[tuple[str, Observation]],
-                             dict[tuple[str, str], int]]:
+    def _take(
+        self,
+    ) -> tuple[
+        list[PairRecord],
+        dict[tuple[str, str, int], int],
+        list[tuple[str, Observation]],
+        dict[tuple[str, str], int],
+    ]:
         batch = (self._pairs, dict(self._seen), self._obs, dict(self._spend))
         self._pairs, self._obs = [], []
         self._seen.clear()
@@ -227,8 +237,13 @@ class SQLitePairStore(_Buffered):
                     self._spend[k2] += v2
                 raise
 
-    def _write(self, pairs: list[PairRecord], seen: dict[tuple[str, str, int], int],
-               obs: list[tuple[str, Observation]], spend: dict[tuple[str, str], int]) -> None:
+    def _write(
+        self,
+        pairs: list[PairRecord],
+        seen: dict[tuple[str, str, int], int],
+        obs: list[tuple[str, Observation]],
+        spend: dict[tuple[str, str], int],
+    ) -> None:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -284,11 +299,14 @@ class SQLitePairStore(_Buffered):
         rows = await self._query("SELECT doc FROM pairs WHERE id = ?", (pair_id,))
         return PairRecord.from_dict(orjson.loads(rows[0][0])) if rows else None
 
-    async def seen(self, route: str, since: float | None, until: float | None) -> list[tuple[str | None, int, int]]:
+    async def seen(
+        self, route: str, since: float | None, until: float | None
+    ) -> list[tuple[str | None, int, int]]:
         lo = int((since or 0.0) // 60)
         hi = int((until or 1e18) // 60)
         rows = await self._query(
-            "SELECT task, minute, n FROM seen WHERE route = ? AND minute >= ? AND minute <= ?", (route, lo, hi)
+            "SELECT task, minute, n FROM seen WHERE route = ? AND minute >= ? AND minute <= ?",
+            (route, lo, hi),
         )
         return [(t or None, int(m), int(n)) for t, m, n in rows]
 
@@ -298,7 +316,8 @@ class SQLitePairStore(_Buffered):
 
     async def observations(self, route: str, since: float) -> list[Observation]:
         rows = await self._query(
-            "SELECT ts, role, ok, latency_s FROM observations WHERE route = ? AND ts >= ? ORDER BY ts", (route, since)
+            "SELECT ts, role, ok, latency_s FROM observations WHERE route = ? AND ts >= ? ORDER BY ts",
+            (route, since),
         )
         return [Observation(ts, role, bool(ok), lat) for ts, role, ok, lat in rows]
 
@@ -409,8 +428,13 @@ class RedisPairStore(_Buffered):
                     self._spend[k2] += v2
                 raise
 
-    async def _write(self, pairs: list[PairRecord], seen: dict[tuple[str, str, int], int],
-                     obs: list[tuple[str, Observation]], spend: dict[tuple[str, str], int]) -> None:
+    async def _write(
+        self,
+        pairs: list[PairRecord],
+        seen: dict[tuple[str, str, int], int],
+        obs: list[tuple[str, Observation]],
+        spend: dict[tuple[str, str], int],
+    ) -> None:
         ttl = int(RETENTION_S)
         now = time.time()
         async with self._r.pipeline(transaction=False) as pipe:
@@ -451,7 +475,9 @@ class RedisPairStore(_Buffered):
         d = await self._r.get(self._k("pair", pair_id))
         return PairRecord.from_dict(orjson.loads(d)) if d else None
 
-    async def seen(self, route: str, since: float | None, until: float | None) -> list[tuple[str | None, int, int]]:
+    async def seen(
+        self, route: str, since: float | None, until: float | None
+    ) -> list[tuple[str | None, int, int]]:
         lo = int((since or 0.0) // 60)
         hi = int((until or 1e18) // 60)
         raw = await self._r.hgetall(self._k("seen", route))

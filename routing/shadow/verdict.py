@@ -39,7 +39,12 @@ from routing.shadow.record import DROPPED, PAIRED, PairRecord
 from routing.shadow.sequential import BettingTest, QuantileBounds, lower_bound, pairs_needed, upper_bound
 from routing.shadow.stats import mean_ci, mean_sd, n_for_mean, n_for_proportion, percentile, wilson
 
-READY, NOT_READY, INSUFFICIENT, JUDGE_UNRELIABLE = "ready", "not_ready", "insufficient_data", "judge_unreliable"
+READY, NOT_READY, INSUFFICIENT, JUDGE_UNRELIABLE = (
+    "ready",
+    "not_ready",
+    "insufficient_data",
+    "judge_unreliable",
+)
 VERDICTS = (READY, NOT_READY, INSUFFICIENT, JUDGE_UNRELIABLE)
 PASS, FAIL, UNDECIDED, NA = "pass", "fail", "undecided", "n/a"
 ANYTIME, CI, ESTIMATE = "anytime", "ci", "estimate"
@@ -55,10 +60,30 @@ class MeanCriterion:
     ``flavour``: ``rate`` (0/1 observations: Wilson snapshot), ``mean`` (t snapshot) or ``paired`` (candidate
     minus primary of 0/1 scores: Newcombe snapshot)."""
 
-    __slots__ = ("flavour", "hi", "lo", "name", "table", "tests", "threshold", "total", "values", "vmax", "vmin")
+    __slots__ = (
+        "flavour",
+        "hi",
+        "lo",
+        "name",
+        "table",
+        "tests",
+        "threshold",
+        "total",
+        "values",
+        "vmax",
+        "vmin",
+    )
 
-    def __init__(self, name: str, flavour: str, vmin: float | None, vmax: float | None, threshold: Any,
-                 lo: float = 0.0, hi: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        flavour: str,
+        vmin: float | None,
+        vmax: float | None,
+        threshold: Any,
+        lo: float = 0.0,
+        hi: float = 1.0,
+    ) -> None:
         self.name, self.flavour, self.vmin, self.vmax, self.threshold = name, flavour, vmin, vmax, threshold
         self.lo, self.hi = lo, hi
         self.tests: list[BettingTest] = []
@@ -149,8 +174,13 @@ class MeanCriterion:
         return max(1, max((x for x in needs if x is not None), default=1))
 
     def report(self, mode: str, alpha: float, status: str) -> dict[str, Any]:
-        c: dict[str, Any] = {"name": self.name, "status": status, "value": _f(self.estimate) if self.n else None,
-                             "threshold": self.threshold, "n": self.n}
+        c: dict[str, Any] = {
+            "name": self.name,
+            "status": status,
+            "value": _f(self.estimate) if self.n else None,
+            "threshold": self.threshold,
+            "n": self.n,
+        }
         if not self.n:
             c["detail"] = "no data yet"
             return c
@@ -162,14 +192,21 @@ class MeanCriterion:
                 bounds["lower"] = lower_bound(self.values, alpha, self.lo, self.hi)
             if self.vmax is not None:
                 bounds["upper"] = upper_bound(self.values, alpha, self.lo, self.hi)
-            c["anytime"] = {"alpha": alpha, "e_value": min(t.e_value for t in self.tests) if self.tests else None,
-                            "threshold": 1 / alpha, **bounds}
+            c["anytime"] = {
+                "alpha": alpha,
+                "e_value": min(t.e_value for t in self.tests) if self.tests else None,
+                "threshold": 1 / alpha,
+                **bounds,
+            }
         if status == UNDECIDED:
             need = self.needed(mode, alpha)
             if need is not None:
                 c["pairs_needed"] = need
-            c["detail"] = ("not yet shown at the anytime-valid level" if mode == ANYTIME
-                           else "95% interval still straddles the bound")
+            c["detail"] = (
+                "not yet shown at the anytime-valid level"
+                if mode == ANYTIME
+                else "95% interval still straddles the bound"
+            )
         return c
 
 
@@ -237,8 +274,13 @@ class QuantileRatioCriterion:
         return max(1, hi - n)
 
     def report(self, mode: str, alpha: float, status: str) -> dict[str, Any]:
-        c: dict[str, Any] = {"name": self.name, "status": status, "value": self._ratio(),
-                             "threshold": {"max": self.limit}, "n": len(self.prim)}
+        c: dict[str, Any] = {
+            "name": self.name,
+            "status": status,
+            "value": self._ratio(),
+            "threshold": {"max": self.limit},
+            "n": len(self.prim),
+        }
         if status == NA:
             c["detail"] = "no streamed pairs"
         elif not self.prim:
@@ -277,28 +319,55 @@ class Verdict:
         for name, th in pw.scores.items():
             kind = kinds.get(name, "score")
             if th.min is not None or th.max is not None:
-                crit = MeanCriterion(f"score:{name}", "rate" if kind == "pass" else "mean", th.min, th.max,
-                                     {"min": th.min, "max": th.max})
+                crit = MeanCriterion(
+                    f"score:{name}",
+                    "rate" if kind == "pass" else "mean",
+                    th.min,
+                    th.max,
+                    {"min": th.min, "max": th.max},
+                )
                 if kind == "judge":
                     self.judges.setdefault(name, JudgeWatch()).scores.append(crit)
                 else:
                     self.scores[name] = crit
             if th.margin is not None:
-                self.paired[name] = MeanCriterion(f"paired:{name}", "paired", -th.margin, None,
-                                                  {"min_difference": -th.margin}, lo=-1.0, hi=1.0)
+                self.paired[name] = MeanCriterion(
+                    f"paired:{name}",
+                    "paired",
+                    -th.margin,
+                    None,
+                    {"min_difference": -th.margin},
+                    lo=-1.0,
+                    hi=1.0,
+                )
         if pw.judge_margin is not None:
             bound = 0.5 - pw.judge_margin
             for name, kind in kinds.items():
                 if kind == "judge":
                     self.judges.setdefault(name, JudgeWatch()).scores.append(
-                        MeanCriterion(f"judge_non_inferior:{name}", "mean", bound, None, bound))
-        self.errors = (MeanCriterion("candidate_error_rate", "rate", None, pw.max_candidate_error_rate,
-                                     {"min": None, "max": pw.max_candidate_error_rate})
-                       if pw.max_candidate_error_rate is not None else None)
-        self.latency = (QuantileRatioCriterion("latency_p95_ratio", pw.max_latency_p95_ratio, False)
-                        if pw.max_latency_p95_ratio is not None else None)
-        self.ttft = (QuantileRatioCriterion("ttft_p95_ratio", pw.max_ttft_p95_ratio, True)
-                     if pw.max_ttft_p95_ratio is not None else None)
+                        MeanCriterion(f"judge_non_inferior:{name}", "mean", bound, None, bound)
+                    )
+        self.errors = (
+            MeanCriterion(
+                "candidate_error_rate",
+                "rate",
+                None,
+                pw.max_candidate_error_rate,
+                {"min": None, "max": pw.max_candidate_error_rate},
+            )
+            if pw.max_candidate_error_rate is not None
+            else None
+        )
+        self.latency = (
+            QuantileRatioCriterion("latency_p95_ratio", pw.max_latency_p95_ratio, False)
+            if pw.max_latency_p95_ratio is not None
+            else None
+        )
+        self.ttft = (
+            QuantileRatioCriterion("ttft_p95_ratio", pw.max_ttft_p95_ratio, True)
+            if pw.max_ttft_p95_ratio is not None
+            else None
+        )
 
     # -- feeding ------------------------------------------------------------------------------------------------
     def add(self, p: PairRecord) -> None:
@@ -345,7 +414,9 @@ class Verdict:
         """Judge comparator -> why it cannot be relied on (only judges some criterion uses)."""
         out: dict[str, list[str]] = {}
         for name, w in self.judges.items():
-            reasons = reliability(w.tally, self.pw.judge_min_consistency, self.pw.judge_max_parse_failure_rate)
+            reasons = reliability(
+                w.tally, self.pw.judge_min_consistency, self.pw.judge_max_parse_failure_rate
+            )
             if reasons:
                 out[name] = reasons
         return out
@@ -357,7 +428,9 @@ class Verdict:
         if self.unreliable():
             return JUDGE_UNRELIABLE
         statuses = [c.status(self.mode, self.alpha) for c in self._means()]
-        statuses += [q.status(self.mode, self.alpha, self.n) for q in (self.latency, self.ttft) if q is not None]
+        statuses += [
+            q.status(self.mode, self.alpha, self.n) for q in (self.latency, self.ttft) if q is not None
+        ]
         if self.pw.max_cost_ratio is not None:
             statuses.append(_cost_status(cost_ratio, self.pw.max_cost_ratio))
         if FAIL in statuses:
@@ -370,8 +443,12 @@ class Verdict:
         pw, mode, alpha = self.pw, self.mode, self.alpha
         criteria: list[dict[str, Any]] = []
         min_ok = self.n >= pw.min_pairs
-        mp: dict[str, Any] = {"name": "min_pairs", "status": PASS if min_ok else UNDECIDED, "value": self.n,
-                              "threshold": pw.min_pairs}
+        mp: dict[str, Any] = {
+            "name": "min_pairs",
+            "status": PASS if min_ok else UNDECIDED,
+            "value": self.n,
+            "threshold": pw.min_pairs,
+        }
         if not min_ok:
             mp["pairs_needed"] = pw.min_pairs - self.n
         criteria.append(mp)
@@ -382,8 +459,13 @@ class Verdict:
                 criteria.append(q.report(mode, alpha, q.status(mode, alpha, self.n)))
         if pw.max_cost_ratio is not None:
             st = _cost_status(cost_ratio, pw.max_cost_ratio)
-            cc: dict[str, Any] = {"name": "cost_ratio", "status": st, "value": cost_ratio,
-                                  "threshold": {"max": pw.max_cost_ratio}, "decided_on": ESTIMATE}
+            cc: dict[str, Any] = {
+                "name": "cost_ratio",
+                "status": st,
+                "value": cost_ratio,
+                "threshold": {"max": pw.max_cost_ratio},
+                "decided_on": ESTIMATE,
+            }
             if cost_ratio is None:
                 cc["detail"] = "no data yet"
             criteria.append(cc)
@@ -391,16 +473,21 @@ class Verdict:
         undecided = [c for c in criteria if c["status"] == UNDECIDED]
         needs = [c["pairs_needed"] for c in undecided if c.get("pairs_needed") is not None]
         unreliable = self.unreliable()
-        judges = {name: {"reliable": name not in unreliable, "reasons": unreliable.get(name, [])}
-                  for name in self.judges}
+        judges = {
+            name: {"reliable": name not in unreliable, "reasons": unreliable.get(name, [])}
+            for name in self.judges
+        }
         out: dict[str, Any] = {"failing": failing, "criteria": criteria, "decide_on": mode, "judges": judges}
         if mode == ANYTIME:
             out["alpha"] = alpha
         if not min_ok:
             out.update(verdict=INSUFFICIENT, pairs_needed=max(needs) if needs else None)
         elif unreliable:
-            out.update(verdict=JUDGE_UNRELIABLE, pairs_needed=None,
-                       reason="; ".join(f"{n}: {', '.join(r)}" for n, r in unreliable.items()))
+            out.update(
+                verdict=JUDGE_UNRELIABLE,
+                pairs_needed=None,
+                reason="; ".join(f"{n}: {', '.join(r)}" for n, r in unreliable.items()),
+            )
         elif failing:
             out.update(verdict=NOT_READY, pairs_needed=None)
         elif undecided:
@@ -416,8 +503,9 @@ def _cost_status(ratio: float | None, limit: float) -> str:
     return PASS if ratio <= limit else FAIL
 
 
-def verdict(pairs: Sequence[PairRecord], kinds: dict[str, Kind], pw: PromoteWhen,
-            cost_ratio: float | None) -> dict[str, Any]:
+def verdict(
+    pairs: Sequence[PairRecord], kinds: dict[str, Kind], pw: PromoteWhen, cost_ratio: float | None
+) -> dict[str, Any]:
     """The verdict over ``pairs`` (in time order)."""
     v = Verdict(pw, kinds)
     for p in pairs:

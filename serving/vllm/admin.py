@@ -252,9 +252,12 @@ async def unload_on(
     b: OpenAIHTTPBackend, name: str, endpoints: Sequence[str], timeout_s: float = ADMIN_TIMEOUT_S
 ) -> list[EndpointResult]:
     """Unload ``name`` from the given endpoints; one that does not have it counts as done (unchanged)."""
+
     async def one(ep: str) -> EndpointResult:
         try:
-            status, raw = await b.admin_request("POST", f"{ep}/unload_lora_adapter", {"lora_name": name}, timeout_s)
+            status, raw = await b.admin_request(
+                "POST", f"{ep}/unload_lora_adapter", {"lora_name": name}, timeout_s
+            )
         except UpstreamError as exc:
             return EndpointResult(ep, False, None, f"unreachable: {exc.message}")
         msg = _message(raw)
@@ -267,7 +270,9 @@ async def unload_on(
     return await _each(endpoints, one)
 
 
-async def unload_adapter(backend: object, name: str, *, timeout_s: float = ADMIN_TIMEOUT_S) -> list[EndpointResult]:
+async def unload_adapter(
+    backend: object, name: str, *, timeout_s: float = ADMIN_TIMEOUT_S
+) -> list[EndpointResult]:
     """Unload a LoRA adapter from every endpoint; an endpoint without it counts as done (unchanged)."""
     b = _require_vllm(backend)
     check_adapter_name(name)

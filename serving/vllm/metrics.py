@@ -36,7 +36,7 @@ def _parse_labels(s: str) -> Labels:
         key = s[i:eq].strip()
         i = eq + 1
         if i >= n or s[i] != '"':
-            raise ValueError(f"bad label value at {s[i:i + 20]!r}")
+            raise ValueError(f"bad label value at {s[i : i + 20]!r}")
         i += 1
         buf: list[str] = []
         while i < n and s[i] != '"':

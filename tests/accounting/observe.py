@@ -59,5 +59,6 @@ def cost(inp: int, out: int, cached: int, p_in: str, p_out: str, p_cached: str) 
 
 
 def spend(url: str, **params: str) -> httpx.Response:
-    return httpx.get(url + "/admin/spend", params=params, headers={"authorization": f"Bearer {ADMIN_KEY}"},
-                     timeout=30)
+    return httpx.get(
+        url + "/admin/spend", params=params, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    )

@@ -34,8 +34,11 @@ def table_price(model: str) -> tuple[str, str, str]:
     e = json.loads(path.read_text())[model]
     mt = Decimal(1_000_000)
     inp = Decimal(str(e["input_cost_per_token"])) * mt
-    return (str(inp), str(Decimal(str(e["output_cost_per_token"])) * mt),
-            str(Decimal(str(e.get("cache_read_input_token_cost", e["input_cost_per_token"]))) * mt))
+    return (
+        str(inp),
+        str(Decimal(str(e["output_cost_per_token"])) * mt),
+        str(Decimal(str(e.get("cache_read_input_token_cost", e["input_cost_per_token"]))) * mt),
+    )
 
 
 class FakeVLLM:
@@ -55,10 +58,21 @@ class FakeVLLM:
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response({
-            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": "stop"}],
-        })
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -87,17 +101,25 @@ def gw(upstream: FakeOpenAI, vllm: FakeVLLM, tmp_path: Path) -> Iterator[Running
         server={"data_dir": str(tmp_path)},
         accounting={
             "task_allowlist": ["summarize"],
-            "pricing": {"gpt-4o": OVERRIDE, "gpt-4o-mini-no_usage": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
-                        "llama": {"throughput_tokens_per_s": 2000}},
+            "pricing": {
+                "gpt-4o": OVERRIDE,
+                "gpt-4o-mini-no_usage": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
+                "llama": {"throughput_tokens_per_s": 2000},
+            },
         },
     )
-    cfg["models"].update({  # type: ignore[attr-defined]
-        "gpt-4o": {"backend": "up"},
-        "gpt-4o-mini-no_usage": {"backend": "up"},
-        "llama": {"backend": "gpu", "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
-    })
+    cfg["models"].update(
+        {  # type: ignore[attr-defined]
+            "gpt-4o": {"backend": "up"},
+            "gpt-4o-mini-no_usage": {"backend": "up"},
+            "llama": {"backend": "gpu", "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
+        }
+    )
     cfg["backends"]["gpu"] = {  # type: ignore[index]
-        "type": "vllm", "endpoints": [vllm.server.url + "/v1"], "gpu_hour_usd": "3.60", "gpu_count": 2,
+        "type": "vllm",
+        "endpoints": [vllm.server.url + "/v1"],
+        "gpu_hour_usd": "3.60",
+        "gpu_count": 2,
     }
     with RunningGateway(cfg) as g:
         g.data_dir = tmp_path  # type: ignore[attr-defined]
@@ -122,7 +144,9 @@ def cost_metric(gw: RunningGateway, **labels: str) -> float:
 
 def test_non_streaming_cost_from_litellm_table(gw: RunningGateway, client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MSG, extra_headers={"x-request-id": "unary-1", "x-pointsman-task": "summarize"}
+        model="gpt-4o-mini",
+        messages=MSG,
+        extra_headers={"x-request-id": "unary-1", "x-pointsman-task": "summarize"},
     )
     expected = cost(1234, 567, 0, *table_price("gpt-4o-mini"))
     assert Decimal(raw.headers["x-pointsman-cost-usd"]) == expected
@@ -131,10 +155,16 @@ def test_non_streaming_cost_from_litellm_table(gw: RunningGateway, client: opena
     row = one_row(gw, "unary-1")
     assert Decimal(row["cost_usd"]) == expected
     assert (row["input_tokens"], row["output_tokens"], row["estimated"], row["priced"]) == (1234, 567, 0, 1)
-    assert (row["key"], row["team"], row["task"], row["route"], row["backend"]) == ("app", "search", "summarize",
-                                                                                    "default", "up")
-    assert cost_metric(gw, task="summarize", hosting="frontier", shadow="false") == pytest.approx(float(expected),
-                                                                                                   abs=1e-12)
+    assert (row["key"], row["team"], row["task"], row["route"], row["backend"]) == (
+        "app",
+        "search",
+        "summarize",
+        "default",
+        "up",
+    )
+    assert cost_metric(gw, task="summarize", hosting="frontier", shadow="false") == pytest.approx(
+        float(expected), abs=1e-12
+    )
     samples = scrape(gw.url)
     assert metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 1234
     assert metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 567
@@ -142,12 +172,20 @@ def test_non_streaming_cost_from_litellm_table(gw: RunningGateway, client: opena
 
 
 def test_streaming_cost_uses_stream_usage_and_override(gw: RunningGateway, client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o", messages=MSG, stream=True, extra_headers={"x-request-id": "stream-1"}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=MSG, stream=True, extra_headers={"x-request-id": "stream-1"}
+        )
+    )
     assert all(c.choices for c in chunks)  # the usage chunk the gateway asked for is not shown
-    expected = cost(1234, 567, 0, OVERRIDE["input_per_mtok"], OVERRIDE["output_per_mtok"],
-                    OVERRIDE["cached_input_per_mtok"])
+    expected = cost(
+        1234,
+        567,
+        0,
+        OVERRIDE["input_per_mtok"],
+        OVERRIDE["output_per_mtok"],
+        OVERRIDE["cached_input_per_mtok"],
+    )
     row = one_row(gw, "stream-1")
     assert Decimal(row["cost_usd"]) == expected
     assert (row["stream"], row["estimated"], row["outcome"]) == (1, 0, "ok")
@@ -158,15 +196,26 @@ def test_streaming_cost_uses_stream_usage_and_override(gw: RunningGateway, clien
     assert metric_sum(samples, "gen_ai_server_time_per_output_token_seconds_count") == 1
 
 
-def test_cached_tokens_priced_at_cached_rate(gw: RunningGateway, client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+def test_cached_tokens_priced_at_cached_rate(
+    gw: RunningGateway, client: openai.OpenAI, upstream: FakeOpenAI
+) -> None:
     upstream.cached_tokens = 1000
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=MSG, extra_headers={"x-request-id": "cached-1"}
     )
-    list(client.chat.completions.create(model="gpt-4o", messages=MSG, stream=True,
-                                        extra_headers={"x-request-id": "cached-2"}))
-    expected = cost(1234, 567, 1000, OVERRIDE["input_per_mtok"], OVERRIDE["output_per_mtok"],
-                    OVERRIDE["cached_input_per_mtok"])
+    list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=MSG, stream=True, extra_headers={"x-request-id": "cached-2"}
+        )
+    )
+    expected = cost(
+        1234,
+        567,
+        1000,
+        OVERRIDE["input_per_mtok"],
+        OVERRIDE["output_per_mtok"],
+        OVERRIDE["cached_input_per_mtok"],
+    )
     assert expected < cost(1234, 567, 0, OVERRIDE["input_per_mtok"], OVERRIDE["output_per_mtok"], "0")
     assert Decimal(raw.headers["x-pointsman-cost-usd"]) == expected
     assert raw.headers["x-pointsman-tokens-cached-input"] == "1000"
@@ -199,19 +248,28 @@ def test_no_usage_upstream_is_counted_with_tiktoken(gw: RunningGateway, client: 
     assert (row["input_tokens"], row["output_tokens"], row["estimated"]) == (want_in, want_out, 1)
     expected = cost(want_in, want_out, 0, "0.15", "0.60", "0.15")
     assert Decimal(row["cost_usd"]) == expected
-    assert cost_metric(gw, requested_model="gpt-4o-mini-no_usage") == pytest.approx(float(expected), abs=1e-12)
+    assert cost_metric(gw, requested_model="gpt-4o-mini-no_usage") == pytest.approx(
+        float(expected), abs=1e-12
+    )
 
 
 def test_no_usage_stream_is_counted_with_tiktoken(gw: RunningGateway, client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini-no_usage", messages=MSG, stream=True, extra_headers={"x-request-id": "nousage-2"}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini-no_usage",
+            messages=MSG,
+            stream=True,
+            extra_headers={"x-request-id": "nousage-2"},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     enc = o200k()
     row = one_row(gw, "nousage-2")
     assert row["estimated"] == 1
     assert row["output_tokens"] == len(enc.encode(text))
-    assert Decimal(row["cost_usd"]) == cost(row["input_tokens"], row["output_tokens"], 0, "0.15", "0.60", "0.15")
+    assert Decimal(row["cost_usd"]) == cost(
+        row["input_tokens"], row["output_tokens"], 0, "0.15", "0.60", "0.15"
+    )
 
 
 def test_mid_stream_disconnect_still_counts_prompt_and_streamed_output(
@@ -219,11 +277,15 @@ def test_mid_stream_disconnect_still_counts_prompt_and_streamed_output(
 ) -> None:
     upstream.chunk_delay = 0.3
     got = b""
-    with httpx.Client(timeout=10) as http, http.stream(
-        "POST", gw.base_url + "/chat/completions",
-        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "cut-1"},
-        json={"model": "gpt-4o-mini", "messages": MSG, "stream": True},
-    ) as resp:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            gw.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "cut-1"},
+            json={"model": "gpt-4o-mini", "messages": MSG, "stream": True},
+        ) as resp,
+    ):
         for chunk in resp.iter_bytes():
             got += chunk
             if got.count(b"data: ") >= 3:
@@ -251,22 +313,31 @@ def test_self_hosted_priced_from_gpu_hours_and_counted_with_vllm_tokenize(
     want_in = len(MSG[0]["content"].split()) + 4
     want_out = len(FakeVLLM.text.split())
     assert (row["input_tokens"], row["output_tokens"], row["estimated"], row["self_hosted"]) == (
-        want_in, want_out, 1, 1)
+        want_in,
+        want_out,
+        1,
+        1,
+    )
     assert vllm.tokenize_calls and vllm.tokenize_calls[0]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     per_token = Decimal("3.60") * 2 / 3600 / 2000  # gpu_hour_usd x gpus / 3600 / tokens per second
     assert Decimal(row["cost_usd"]) == (want_in + want_out) * per_token
     samples = scrape(gw.url)
     assert metric_sum(samples, "pointsman_cost_usd_total", hosting="self_hosted") == pytest.approx(
-        float((want_in + want_out) * per_token), abs=1e-12)
+        float((want_in + want_out) * per_token), abs=1e-12
+    )
     assert metric_sum(samples, "pointsman_selfhosted_cost_per_mtok_usd", model="llama") == pytest.approx(
-        float(per_token * 1_000_000))
+        float(per_token * 1_000_000)
+    )
     assert metric_sum(samples, "pointsman_model_unpriced", model="llama") == 0
 
 
 def test_spend_api_totals_and_breakdowns_match_the_ledger(gw: RunningGateway, client: openai.OpenAI) -> None:
-    for i, (model, task) in enumerate([("gpt-4o-mini", "summarize"), ("gpt-4o", "summarize"), ("gpt-4o", "chat")]):
-        client.chat.completions.create(model=model, messages=MSG, extra_headers={"x-pointsman-task": task,
-                                                                                  "x-request-id": f"sp-{i}"})
+    for i, (model, task) in enumerate(
+        [("gpt-4o-mini", "summarize"), ("gpt-4o", "summarize"), ("gpt-4o", "chat")]
+    ):
+        client.chat.completions.create(
+            model=model, messages=MSG, extra_headers={"x-pointsman-task": task, "x-request-id": f"sp-{i}"}
+        )
     r = spend(gw.url, group_by="task,model")
     assert r.status_code == 200, r.text
     doc = r.json()
@@ -279,7 +350,9 @@ def test_spend_api_totals_and_breakdowns_match_the_ledger(gw: RunningGateway, cl
     assert Decimal(doc["total"]["cost_usd"]) == mini + 2 * big
     assert doc["total"]["input_tokens"] == 3 * 1234
     # the metrics agree with the ledger to the cent (here: to the nano-dollar)
-    assert metric_sum(scrape(gw.url), "pointsman_cost_usd_total") == pytest.approx(float(mini + 2 * big), abs=1e-9)
+    assert metric_sum(scrape(gw.url), "pointsman_cost_usd_total") == pytest.approx(
+        float(mini + 2 * big), abs=1e-9
+    )
     # CSV, per day, filtered, time-bounded
     csv_text = spend(gw.url, group_by="day,backend", format="csv").text
     head, line = csv_text.strip().splitlines()
@@ -301,13 +374,17 @@ def test_cli_spend_reads_the_gateway_and_the_ledger_file(
 ) -> None:
     from gateway.cli import main
 
-    client.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={"x-pointsman-task": "summarize"})
+    client.chat.completions.create(
+        model="gpt-4o", messages=MSG, extra_headers={"x-pointsman-task": "summarize"}
+    )
     expected = cost(1234, 567, 0, OVERRIDE["input_per_mtok"], OVERRIDE["output_per_mtok"], "0")
     from tests.conftest import ADMIN_KEY
 
     assert main(["spend", "--url", gw.url, "--admin-key", ADMIN_KEY, "-g", "task,model", "-f", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["task"], r["model"], Decimal(r["cost_usd"])) for r in rows] == [("summarize", "gpt-4o", expected)]
+    assert [(r["task"], r["model"], Decimal(r["cost_usd"])) for r in rows] == [
+        ("summarize", "gpt-4o", expected)
+    ]
     wait_for(lambda: ledger_rows(gw.data_dir))  # type: ignore[attr-defined]
     db = str(gw.data_dir / "ledger.sqlite3")  # type: ignore[attr-defined]
     assert main(["spend", "--ledger", db, "-g", "team", "-f", "csv"]) == 0

@@ -23,8 +23,9 @@ PRICING = {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}}
 
 def limits_config(upstream: FakeOpenAI, tmp_path: Path, **accounting: object) -> dict[str, object]:
     upstream.prompt_tokens, upstream.completion_tokens = 1000, 500
-    cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)},
-                       accounting={"pricing": PRICING, **accounting})
+    cfg = basic_config(
+        upstream.url, server={"data_dir": str(tmp_path)}, accounting={"pricing": PRICING, **accounting}
+    )
     cfg["keys"] = [
         {"name": "app", "key": CLIENT_KEY, "team": "search"},
         {"name": "other", "key": OTHER_KEY, "team": "search"},
@@ -36,7 +37,8 @@ def limits_config(upstream: FakeOpenAI, tmp_path: Path, **accounting: object) ->
 @pytest.fixture
 def gw(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[RunningGateway]:
     cfg = limits_config(
-        upstream, tmp_path,
+        upstream,
+        tmp_path,
         budgets=[
             {"scope": "key", "name": "app", "daily_usd": "0.005", "soft_threshold": 0.5},
             {"scope": "team", "name": "ads", "monthly_usd": "0.003"},
@@ -94,7 +96,9 @@ def test_key_daily_budget_refuses_with_insufficient_quota(
     # another key of the same team is not affected (no team budget for "search")
     client_for(gw, OTHER_KEY).ask()
     samples = scrape(gw.url)
-    assert metric_sum(samples, "pointsman_budget_exceeded_total", scope="key", name="app", period="daily") == 1
+    assert (
+        metric_sum(samples, "pointsman_budget_exceeded_total", scope="key", name="app", period="daily") == 1
+    )
     assert metric_sum(samples, "pointsman_budget_remaining_usd", scope="key", name="app", period="daily") == 0
     assert metric_sum(samples, "pointsman_requests_total", outcome="budget_exceeded") == 1
     rows = wait_for(lambda: [r for r in ledger_rows(tmp_path) if r["outcome"] == "budget_exceeded"])
@@ -109,8 +113,12 @@ def test_team_monthly_budget(gw: RunningGateway) -> None:
         c.ask()
     assert ei.value.code == "insufficient_quota"
     assert "monthly budget of team 'ads'" in ei.value.message
-    assert metric_sum(scrape(gw.url), "pointsman_budget_exceeded_total", scope="team", name="ads",
-                      period="monthly") == 1
+    assert (
+        metric_sum(
+            scrape(gw.url), "pointsman_budget_exceeded_total", scope="team", name="ads", period="monthly"
+        )
+        == 1
+    )
 
 
 def test_requests_per_minute(gw: RunningGateway, upstream: FakeOpenAI) -> None:

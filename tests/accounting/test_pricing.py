@@ -34,8 +34,13 @@ def test_price_table_is_read_without_importing_litellm() -> None:
         "assert 'litellm' not in sys.modules, 'accounting imported litellm'\n"
         "print('ok')\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
@@ -57,11 +62,15 @@ def catalog() -> Catalog:
 
 def test_overrides_table_and_self_hosted_resolution() -> None:
     table = PriceTable.load()
-    cfg = AccountingConfig.model_validate({"pricing": {
-        "mini": {"input_per_mtok": "0.10"},  # partial: output and cached from the table
-        "llama": {"throughput_tokens_per_s": 1000},
-        "qwen": {"input_per_mtok": "0.05", "output_per_mtok": "0.20"},
-    }})
+    cfg = AccountingConfig.model_validate(
+        {
+            "pricing": {
+                "mini": {"input_per_mtok": "0.10"},  # partial: output and cached from the table
+                "llama": {"throughput_tokens_per_s": 1000},
+                "qwen": {"input_per_mtok": "0.05", "output_per_mtok": "0.20"},
+            }
+        }
+    )
     p = Pricing(cfg, catalog(), table)
     mini = p.lookup("oa", "gpt-4o-mini")
     base = table.get("gpt-4o-mini")
@@ -97,19 +106,31 @@ def test_unpriced_self_hosted_model_warns_and_is_flagged(
         assert any("'llama-free' has no price" in r.getMessage() for r in caplog.records)
         assert metric_sum(scrape(gw.url), "pointsman_model_unpriced", model="llama-free") == 1
         with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
-            raw = c.chat.completions.with_raw_response.create(model="llama-free", messages=[{"role": "user",
-                                                                                              "content": "x"}])
+            raw = c.chat.completions.with_raw_response.create(
+                model="llama-free", messages=[{"role": "user", "content": "x"}]
+            )
         assert raw.headers["x-pointsman-cost-usd"] == "0"
 
 
 def test_metric_labels_stay_bounded(upstream: FakeOpenAI, tmp_path: Path) -> None:
-    cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)}, accounting={"task_allowlist": ["chat"]})
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    cfg = basic_config(
+        upstream.url, server={"data_dir": str(tmp_path)}, accounting={"task_allowlist": ["chat"]}
+    )
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         for i in range(30):  # a scanner: random tasks and glob-matched model names
-            c.chat.completions.create(model=f"fake-{i}", messages=[{"role": "user", "content": "x"}],
-                                      extra_headers={"x-pointsman-task": f"t-{i}", "x-pointsman-tags": f"team=z{i}"})
-        c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-                                  extra_headers={"x-pointsman-task": "chat"})
+            c.chat.completions.create(
+                model=f"fake-{i}",
+                messages=[{"role": "user", "content": "x"}],
+                extra_headers={"x-pointsman-task": f"t-{i}", "x-pointsman-tags": f"team=z{i}"},
+            )
+        c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-pointsman-task": "chat"},
+        )
         samples = [s for s in scrape(gw.url) if s[0] == "pointsman_requests_total"]
         tasks = {s[1]["task"] for s in samples}
         models = {s[1]["requested_model"] for s in samples}
@@ -128,8 +149,12 @@ async def test_reconfigure_keeps_state_and_applies_new_prices(tmp_path: Path) ->
     acct.set_measured_throughput("mistral", 1000.0)
     measured = acct.model_price("gpu", "mistral")
     assert measured is not None and measured.source == "gpu"
-    cfg = AccountingConfig.model_validate({"pricing": {"mini": {"input_per_mtok": "9", "output_per_mtok": "9"}},
-                                           "budgets": [{"scope": "team", "name": "t", "daily_usd": "1"}]})
+    cfg = AccountingConfig.model_validate(
+        {
+            "pricing": {"mini": {"input_per_mtok": "9", "output_per_mtok": "9"}},
+            "budgets": [{"scope": "team", "name": "t", "daily_usd": "1"}],
+        }
+    )
     acct.reconfigure(cfg, catalog())
     mini = acct.model_price("oa", "gpt-4o-mini")
     assert mini is not None and mini.input * MTOK == 9

@@ -22,7 +22,9 @@ MSG = [{"role": "user", "content": "hello"}]
 
 @pytest.fixture
 def slow_upstream() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI(name="slow", prompt_tokens=100, completion_tokens=50, chunks=6, chunk_delay=0.05).start()
+    fake = FakeOpenAI(
+        name="slow", prompt_tokens=100, completion_tokens=50, chunks=6, chunk_delay=0.05
+    ).start()
     yield fake
     fake.stop()
 
@@ -30,13 +32,19 @@ def slow_upstream() -> Iterator[FakeOpenAI]:
 def post(url: str, rid: str, model: str = "gpt-4o-mini", stream: bool = False) -> int:
     with httpx.Client(timeout=30) as c:  # a new connection per request: spread over the workers
         if stream:
-            with c.stream("POST", url + "/v1/chat/completions",
-                          headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
-                          json={"model": model, "messages": MSG, "stream": True}) as r:
+            with c.stream(
+                "POST",
+                url + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+                json={"model": model, "messages": MSG, "stream": True},
+            ) as r:
                 body = b"".join(r.iter_bytes())
                 return r.status_code if b"[DONE]" in body else -1
-        r = c.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
-                   json={"model": model, "messages": MSG})
+        r = c.post(
+            url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+            json={"model": model, "messages": MSG},
+        )
         return r.status_code
 
 
@@ -48,8 +56,10 @@ def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, 
     try:
         n = 40
         results: list[int] = []
-        threads = [threading.Thread(target=lambda i=i: results.append(post(gw.url, f"w-{i}", stream=i % 2 == 0)))
-                   for i in range(n)]
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(post(gw.url, f"w-{i}", stream=i % 2 == 0)))
+            for i in range(n)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -63,7 +73,10 @@ def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, 
             samples = scrape(gw.url)
             assert metric_sum(samples, "pointsman_requests_total") == n
             assert metric_sum(samples, "pointsman_requests_total", outcome="ok", team="search") == n
-            assert metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == upstream.prompt_tokens * n
+            assert (
+                metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="input")
+                == upstream.prompt_tokens * n
+            )
             assert metric_sum(samples, "gen_ai_client_operation_duration_seconds_count") == n
             assert metric_sum(samples, "gen_ai_server_time_to_first_token_seconds_count") == n / 2
             assert metric_sum(samples, "pointsman_in_flight_requests") == 0
@@ -75,7 +88,9 @@ def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, 
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_under_load_loses_no_ledger_record(slow_upstream: FakeOpenAI, tmp_path: Path, workers: int) -> None:
+def test_sigterm_under_load_loses_no_ledger_record(
+    slow_upstream: FakeOpenAI, tmp_path: Path, workers: int
+) -> None:
     cfg = basic_config(slow_upstream.url, server={"data_dir": str(tmp_path), "graceful_timeout_s": 20})
     cfg["models"]["gpt-4o-mini-no_usage"] = {"backend": "up"}  # type: ignore[index]
     gw = GatewayProcess(cfg, tmp_path, workers=workers).start()
@@ -114,5 +129,9 @@ def test_sigterm_under_load_loses_no_ledger_record(slow_upstream: FakeOpenAI, tm
     assert len(ids) == len(set(ids)), "one record per request"
     missing = answered - set(ids)
     assert not missing, f"{len(missing)} answered requests missing from the ledger: {sorted(missing)[:5]}"
-    est = [r for r in rows if r["request_id"] in answered and models[r["request_id"]] == "gpt-4o-mini-no_usage"]
-    assert est and all(r["estimated"] == 1 and r["input_tokens"] > 0 for r in est)  # counted in the background
+    est = [
+        r for r in rows if r["request_id"] in answered and models[r["request_id"]] == "gpt-4o-mini-no_usage"
+    ]
+    assert est and all(
+        r["estimated"] == 1 and r["input_tokens"] > 0 for r in est
+    )  # counted in the background

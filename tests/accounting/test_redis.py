@@ -25,13 +25,17 @@ MSG = [{"role": "user", "content": "hi"}]
 PRICING = {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}}  # $0.002 per request
 
 
-def replica_config(upstream: FakeOpenAI, data_dir: Path, redis_url: str, policy: str = "fail_open",
-                   **accounting: object) -> dict[str, object]:
+def replica_config(
+    upstream: FakeOpenAI, data_dir: Path, redis_url: str, policy: str = "fail_open", **accounting: object
+) -> dict[str, object]:
     upstream.prompt_tokens, upstream.completion_tokens = 1000, 500
     data_dir.mkdir(exist_ok=True)
-    return basic_config(upstream.url, server={"data_dir": str(data_dir)},
-                        redis={"url": redis_url, "on_unavailable": policy},
-                        accounting={"pricing": PRICING, **accounting})
+    return basic_config(
+        upstream.url,
+        server={"data_dir": str(data_dir)},
+        redis={"url": redis_url, "on_unavailable": policy},
+        accounting={"pricing": PRICING, **accounting},
+    )
 
 
 def ask(gw: RunningGateway) -> None:
@@ -46,7 +50,9 @@ def clean_redis(redis_server: str) -> str:
     return redis_server
 
 
-def test_two_replicas_enforce_one_shared_budget(upstream: FakeOpenAI, tmp_path: Path, clean_redis: str) -> None:
+def test_two_replicas_enforce_one_shared_budget(
+    upstream: FakeOpenAI, tmp_path: Path, clean_redis: str
+) -> None:
     acc = {"budgets": [{"scope": "team", "name": "search", "daily_usd": "0.005"}]}
     with ExitStack() as stack:
         r = stack.enter_context(redis.Redis.from_url(clean_redis))
@@ -55,8 +61,11 @@ def test_two_replicas_enforce_one_shared_budget(upstream: FakeOpenAI, tmp_path: 
         for i, gw in enumerate((a, b, a)):  # $0.000, $0.002, $0.004 spent before each: all allowed
             ask(gw)
             want = (i + 1) * 2_000_000  # nano-USD
-            wait_for(lambda want=want: sum(int(r.get(k) or 0) for k in r.keys("pointsman:spend:team:search:d:*"))
-                     == want)
+            wait_for(
+                lambda want=want: (
+                    sum(int(r.get(k) or 0) for k in r.keys("pointsman:spend:team:search:d:*")) == want
+                )
+            )
         for gw in (b, a):  # $0.006 >= $0.005: both replicas refuse, whichever spent it
             with pytest.raises(openai.RateLimitError) as ei:
                 ask(gw)
@@ -81,7 +90,10 @@ def test_two_replicas_share_one_rate_limit(upstream: FakeOpenAI, tmp_path: Path,
             with pytest.raises(openai.RateLimitError) as ei:
                 ask(gw)
             assert ei.value.code == "rate_limit_exceeded"
-        total = sum(metric_sum(scrape(gw.url), "pointsman_rate_limited_total", key="app", limit="rpm") for gw in (a, b))
+        total = sum(
+            metric_sum(scrape(gw.url), "pointsman_rate_limited_total", key="app", limit="rpm")
+            for gw in (a, b)
+        )
         assert total == 2
 
 
@@ -108,10 +120,16 @@ def test_redis_down_fail_open_keeps_serving_with_local_limits(
             assert ei.value.code == "rate_limit_exceeded"
         samples = scrape(gw.url)
         assert metric_sum(samples, "pointsman_redis_up", component="limits") == 0
-        assert metric_sum(samples, "pointsman_shared_state_degraded_total", component="limits",
-                          policy="fail_open") == 5
-        assert any("redis unreachable for limits" in r.getMessage() and "fail_open" in r.getMessage()
-                   for r in caplog.records)
+        assert (
+            metric_sum(
+                samples, "pointsman_shared_state_degraded_total", component="limits", policy="fail_open"
+            )
+            == 5
+        )
+        assert any(
+            "redis unreachable for limits" in r.getMessage() and "fail_open" in r.getMessage()
+            for r in caplog.records
+        )
         own_redis.start()
         wait_for(lambda: metric_sum(scrape(gw.url), "pointsman_redis_up", component="limits") == 1)
 
@@ -132,10 +150,16 @@ def test_redis_down_fail_closed_refuses_then_recovers(
         assert len(upstream.requests) == sent
         samples = scrape(gw.url)
         assert metric_sum(samples, "pointsman_redis_up", component="limits") == 0
-        assert metric_sum(samples, "pointsman_shared_state_degraded_total", component="limits",
-                          policy="fail_closed") == 3
-        assert any("redis unreachable for limits" in r.getMessage() and "fail_closed" in r.getMessage()
-                   for r in caplog.records)
+        assert (
+            metric_sum(
+                samples, "pointsman_shared_state_degraded_total", component="limits", policy="fail_closed"
+            )
+            == 3
+        )
+        assert any(
+            "redis unreachable for limits" in r.getMessage() and "fail_closed" in r.getMessage()
+            for r in caplog.records
+        )
         own_redis.start()
         wait_for(lambda: metric_sum(scrape(gw.url), "pointsman_redis_up", component="limits") == 1)
         ask(gw)

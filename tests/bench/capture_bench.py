@@ -124,12 +124,18 @@ def coverage(data_dir: Path) -> dict[str, float]:
     ledger = data_dir / "ledger.sqlite3"
     if ledger.exists():
         with contextlib.closing(sqlite3.connect(ledger)) as c:
-            served = c.execute("SELECT COUNT(*) FROM requests WHERE outcome = 'ok' AND shadow = 0").fetchone()[0]
+            served = c.execute(
+                "SELECT COUNT(*) FROM requests WHERE outcome = 'ok' AND shadow = 0"
+            ).fetchone()[0]
     db = data_dir / "capture.sqlite3"
     if db.exists():
         with contextlib.closing(sqlite3.connect(db)) as c:
             captured = c.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
-    return {"served": served, "captured": captured, "captured_pct": 100.0 * captured / served if served else 0.0}
+    return {
+        "served": served,
+        "captured": captured,
+        "captured_pct": 100.0 * captured / served if served else 0.0,
+    }
 
 
 async def bench(args: argparse.Namespace, settings: Settings, workdir: Path) -> list[Figures]:
@@ -147,8 +153,10 @@ async def bench(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
             figures[CAPTURE].update(coverage(cap_dir))
             figures[OFF].update(coverage(off_dir))
             figures[DIRECT]["background_cores"] = load.cores()
-            _log(f"  capture stored {figures[CAPTURE]['captured']:,.0f} of {figures[CAPTURE]['served']:,.0f} "
-                 f"requests; other processes used {load.cores():.2f} cores")
+            _log(
+                f"  capture stored {figures[CAPTURE]['captured']:,.0f} of {figures[CAPTURE]['served']:,.0f} "
+                f"requests; other processes used {load.cores():.2f} cores"
+            )
             rounds.append(figures)
         return rounds
     finally:
@@ -160,11 +168,18 @@ def checks(s: Figures) -> list[tuple[str, bool, str]]:
     return [
         ("capture: added latency p50 <= 1 ms", c["added_p50_ms"] <= 1.0, f"{c['added_p50_ms']:.2f} ms"),
         ("capture: added latency p99 <= 3 ms", c["added_p99_ms"] <= 3.0, f"{c['added_p99_ms']:.2f} ms"),
-        ("capture: added TTFB p50 <= 1 ms", c["added_ttfb_p50_ms"] <= 1.0, f"{c['added_ttfb_p50_ms']:.2f} ms"),
+        (
+            "capture: added TTFB p50 <= 1 ms",
+            c["added_ttfb_p50_ms"] <= 1.0,
+            f"{c['added_ttfb_p50_ms']:.2f} ms",
+        ),
         ("capture vs off: req/s >= 0.8x", c["rps"] >= 0.8 * o["rps"], f"{c['rps'] / o['rps']:.2f}x"),
         ("capture vs off: streams/s >= 0.8x", c["sps"] >= 0.8 * o["sps"], f"{c['sps'] / o['sps']:.2f}x"),
-        ("capture vs off: latency p99 within 1 ms", c["lat_p99_ms"] - o["lat_p99_ms"] <= 1.0,
-         f"{c['lat_p99_ms'] - o['lat_p99_ms']:+.2f} ms"),
+        (
+            "capture vs off: latency p99 within 1 ms",
+            c["lat_p99_ms"] - o["lat_p99_ms"] <= 1.0,
+            f"{c['lat_p99_ms'] - o['lat_p99_ms']:+.2f} ms",
+        ),
         ("capture stored what it served at 200 req/s", c["captured"] > 0, f"{c['captured']:,.0f} traces"),
     ]
 
@@ -176,12 +191,17 @@ def table(s: Figures) -> str:
         cells = []
         for n in names:
             v = s.get(n, {}).get(key)
-            cells.append(f"{fmt.format(v):>12s}" if v is not None and (n != DIRECT or key not in
-                                                                        ("captured", "served", "captured_pct"))
-                         else f"{'':>12s}")
+            cells.append(
+                f"{fmt.format(v):>12s}"
+                if v is not None and (n != DIRECT or key not in ("captured", "served", "captured_pct"))
+                else f"{'':>12s}"
+            )
         o, c = s[OFF].get(key), s[CAPTURE].get(key)
-        ratio = f"{c / o:>12.2f}x" if o and c is not None and key in ("rps", "sps", "lat_p50_ms", "lat_p99_ms") \
+        ratio = (
+            f"{c / o:>12.2f}x"
+            if o and c is not None and key in ("rps", "sps", "lat_p50_ms", "lat_p99_ms")
             else f"{'':>13s}"
+        )
         lines.append(f"{label:44s}" + "".join(cells) + ratio)
     return "\n".join(lines)
 
@@ -201,11 +221,15 @@ def _log(line: str) -> None:
 def _micro_inputs() -> tuple[Any, Any, dict[str, Any], dict[str, Any], list[bytes]]:
     from gateway.config import validate_document
 
-    doc = {"backends": {"up": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}},
-           "models": {"bench-*": {"backend": "up"}},
-           "keys": [{"name": "bench", "key": fixtures.API_KEY, "team": "perf"}],
-           "routes": [{"name": "cap", "match": {"tags": {"task": "cap"}}, "capture": {"sample_rate": 1.0}},
-                      {"name": "bench", "match": {"model": "bench-*"}}]}
+    doc = {
+        "backends": {"up": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "models": {"bench-*": {"backend": "up"}},
+        "keys": [{"name": "bench", "key": fixtures.API_KEY, "team": "perf"}],
+        "routes": [
+            {"name": "cap", "match": {"tags": {"task": "cap"}}, "capture": {"sample_rate": 1.0}},
+            {"name": "bench", "match": {"model": "bench-*"}},
+        ],
+    }
     request = json.loads(fixtures.request_body(stream=False))
     response = json.loads(fixtures.completion_body())
     events = [e.encode() + b"\n\n" for e in fixtures.sse_body().split("\n\n") if e]
@@ -234,15 +258,28 @@ async def micro(n: int = 20_000) -> dict[str, float]:
         await svc.refresh_approvals()
 
         def rec(i: int, route: str, stream: bool = False) -> RequestRecord:
-            return RequestRecord(request_id=f"r{i}", ts=time.time(), key="bench", team="perf", task=None,
-                                 route=route, requested_model="bench-model", endpoint="chat/completions",
-                                 stream=stream, upstream_model="gpt-4o-mini", backend="up", status=200)
+            return RequestRecord(
+                request_id=f"r{i}",
+                ts=time.time(),
+                key="bench",
+                team="perf",
+                task=None,
+                route=route,
+                requested_model="bench-model",
+                endpoint="chat/completions",
+                stream=stream,
+                upstream_model="gpt-4o-mini",
+                backend="up",
+                status=200,
+            )
 
         on = policy.decide(RouteInput("bench-model", {"task": "cap"}, "bench", "perf"))
         off = policy.decide(RouteInput("bench-model", {}, "bench", "perf"))
         r_on, r_off = rec(0, "cap"), rec(0, "bench")
         for name, d, r in (("offer_off_us", off, r_off), ("offer_on_us", on, r_on)):
-            best = min(timeit.repeat(lambda d=d, r=r: gate.offer(r, d, request, response), number=n, repeat=5))
+            best = min(
+                timeit.repeat(lambda d=d, r=r: gate.offer(r, d, request, response), number=n, repeat=5)
+            )
             out[name] = best / n * 1e6
             svc._queue.clear()
         for name, stream in (("writer_us_per_trace", False), ("writer_us_per_stream_trace", True)):
@@ -294,10 +331,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
     bg = summary[DIRECT].get("background_cores", 0.0)
     if bg > 0.05:
-        print(f"\nnote: other processes used {bg:.2f} cores during the run: figures are unreliable; rerun when quiet")
+        print(
+            f"\nnote: other processes used {bg:.2f} cores during the run: figures are unreliable; rerun when quiet"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"rounds": rounds, "summary": summary,
-                                         "settings": dataclasses.asdict(settings)}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"rounds": rounds, "summary": summary, "settings": dataclasses.asdict(settings)},
+                indent=2,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -273,12 +273,22 @@ def main() -> int:
                         runs[name].append(gateway_latency(d, upstream, work, args.rate, args.count))
                         print(f"round {r + 1} {name}: {runs[name][-1]}", flush=True)
                 out["gateway_latency"] = {
-                    name: {"p50_ms_median": statistics.median(x["p50_ms"] for x in v),
-                           "p99_ms_median": statistics.median(x["p99_ms"] for x in v), "rounds": v}
+                    name: {
+                        "p50_ms_median": statistics.median(x["p50_ms"] for x in v),
+                        "p99_ms_median": statistics.median(x["p99_ms"] for x in v),
+                        "rounds": v,
+                    }
                     for name, v in runs.items()
                 }
-                print(json.dumps({k: {f: v[f] for f in ("p50_ms_median", "p99_ms_median")}
-                                  for k, v in out["gateway_latency"].items()}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            k: {f: v[f] for f in ("p50_ms_median", "p99_ms_median")}
+                            for k, v in out["gateway_latency"].items()
+                        }
+                    ),
+                    flush=True,
+                )
             finally:
                 up.send_signal(signal.SIGTERM)
                 up.wait(10)

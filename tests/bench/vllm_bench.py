@@ -81,16 +81,22 @@ class Phase:
 
 
 def _body(model: str, max_tokens: int, stream: bool) -> bytes:
-    body: dict[str, Any] = {"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0,
-                            "ignore_eos": True}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return orjson.dumps(body)
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, deadline: float,
-                  phase: Phase) -> None:
+async def _worker(
+    session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, deadline: float, phase: Phase
+) -> None:
     headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
@@ -113,8 +119,15 @@ async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, stream:
         phase.latencies.append(time.perf_counter() - t0)
 
 
-async def run_phase(base: str, target: str, stream: bool, concurrency: int, duration: float, max_tokens: int,
-                    gw_pid: int | None) -> Phase:
+async def run_phase(
+    base: str,
+    target: str,
+    stream: bool,
+    concurrency: int,
+    duration: float,
+    max_tokens: int,
+    gw_pid: int | None,
+) -> Phase:
     phase = Phase(target, stream)
     body = _body("tiny", max_tokens, stream)
     url = base + "/chat/completions"
@@ -122,7 +135,9 @@ async def run_phase(base: str, target: str, stream: bool, concurrency: int, dura
     async with aiohttp.ClientSession(connector=conn) as s:
         cpu0 = cpu_seconds(gw_pid) if gw_pid else 0.0
         t0 = time.perf_counter()
-        await asyncio.gather(*(_worker(s, url, body, stream, t0 + duration, phase) for _ in range(concurrency)))
+        await asyncio.gather(
+            *(_worker(s, url, body, stream, t0 + duration, phase) for _ in range(concurrency))
+        )
         phase.wall_s = time.perf_counter() - t0
         if gw_pid:
             phase.cpu_s = cpu_seconds(gw_pid) - cpu0
@@ -141,7 +156,9 @@ async def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Pa
     deadline = time.monotonic() + timeout
     while _get(url)[0] != 200:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args!r} exited ({proc.returncode}); log {log}:\n{log.read_text()[-3000:]}")
+            raise SystemExit(
+                f"{proc.args!r} exited ({proc.returncode}); log {log}:\n{log.read_text()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise SystemExit(f"{url} not ready after {timeout:.0f} s; log {log}")
         await asyncio.sleep(0.2)
@@ -165,7 +182,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         vllm_url = a.vllm_url
         if vllm_url is None:
             print("preparing vLLM (scripts/vllm_cpu.sh env)...", file=sys.stderr)
-            subprocess.run(["bash", str(REPO / "scripts/vllm_cpu.sh"), "env"], check=True, capture_output=True)
+            subprocess.run(
+                ["bash", str(REPO / "scripts/vllm_cpu.sh"), "env"], check=True, capture_output=True
+            )
             port = free_port()
             os.environ["TINYVLLM_PORT"] = str(port)
             os.environ["TINYVLLM_LORA"] = "1"
@@ -188,7 +207,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         cfg_path.write_text(yaml.safe_dump(cfg))
         pointsman = str(Path(sys.executable).parent / "pointsman")
         glog = work / "gateway.log"
-        gp = spawn([pointsman, "serve", "--config", str(cfg_path), "--port", str(gw_port), "--workers", "1"], glog)
+        gp = spawn(
+            [pointsman, "serve", "--config", str(cfg_path), "--port", str(gw_port), "--workers", "1"], glog
+        )
         procs.append(gp)
         gw_url = f"http://127.0.0.1:{gw_port}"
         await _wait(gw_url + "/readyz", gp, 60, glog)
@@ -196,14 +217,28 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         # the baseline any Python proxy pays on this machine: tests/bench/plain_proxy.py (FastAPI + aiohttp)
         pl_port = free_port()
         plog = work / "plain.log"
-        pp = spawn([sys.executable, str(REPO / "tests/bench/plain_proxy.py"), "--port", str(pl_port),
-                    "--upstream", vllm_url + "/v1", "--stream-upstream", vllm_url + "/v1"], plog)
+        pp = spawn(
+            [
+                sys.executable,
+                str(REPO / "tests/bench/plain_proxy.py"),
+                "--port",
+                str(pl_port),
+                "--upstream",
+                vllm_url + "/v1",
+                "--stream-upstream",
+                vllm_url + "/v1",
+            ],
+            plog,
+        )
         procs.append(pp)
         pl_url = f"http://127.0.0.1:{pl_port}"
         await _wait(pl_url + "/docs", pp, 60, plog)
 
-        targets = {"direct": (vllm_url + "/v1", None), "plain": (pl_url + "/v1", pp.pid),
-                   "gateway": (gw_url + "/v1", gp.pid)}
+        targets = {
+            "direct": (vllm_url + "/v1", None),
+            "plain": (pl_url + "/v1", pp.pid),
+            "gateway": (gw_url + "/v1", gp.pid),
+        }
         # warm both paths (connections, vLLM's first-request compile, the gateway's caches)
         for base, pid in targets.values():
             for stream in (False, True):
@@ -214,7 +249,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         rounds: list[dict[str, dict[str, float]]] = []
         for r in range(a.rounds):
             names = list(targets)
-            order = names[r % 3:] + names[: r % 3]  # rotate so drift hits every target alike
+            order = names[r % 3 :] + names[: r % 3]  # rotate so drift hits every target alike
             fig: dict[str, dict[str, float]] = {}
             for stream in (False, True):
                 for t in order:
@@ -228,17 +263,27 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                     fig[f"{key}/{mode}"] = {k: g[k] - d[k] for k in d if k.endswith("_ms")}
                     fig[f"{key}/{mode}"]["rps_ratio"] = g["rps"] / d["rps"] if d["rps"] else float("nan")
             rounds.append(fig)
-            print(f"round {r + 1}/{a.rounds}: added p50 unary {fig['added/unary']['p50_ms']:.2f} ms, "
-                  f"stream TTFT {fig['added/stream']['ttft_p50_ms']:.2f} ms", file=sys.stderr)
+            print(
+                f"round {r + 1}/{a.rounds}: added p50 unary {fig['added/unary']['p50_ms']:.2f} ms, "
+                f"stream TTFT {fig['added/stream']['ttft_p50_ms']:.2f} ms",
+                file=sys.stderr,
+            )
         _, m1 = _get(gw_url + "/metrics")
         s0, c0 = _overhead(m0.decode())
         s1, c1 = _overhead(m1.decode())
         summary = {
-            key: {k: statistics.median(rd[key][k] for rd in rounds) for k in rounds[0][key]} for key in rounds[0]
+            key: {k: statistics.median(rd[key][k] for rd in rounds) for k in rounds[0][key]}
+            for key in rounds[0]
         }
         return {
-            "settings": {"concurrency": a.concurrency, "duration_s": a.duration, "rounds": a.rounds,
-                         "max_tokens": a.max_tokens, "vllm_url": vllm_url, "cpus": os.cpu_count()},
+            "settings": {
+                "concurrency": a.concurrency,
+                "duration_s": a.duration,
+                "rounds": a.rounds,
+                "max_tokens": a.max_tokens,
+                "vllm_url": vllm_url,
+                "cpus": os.cpu_count(),
+            },
             "rounds": rounds,
             "median": summary,
             "gateway_self_overhead_ms_mean": (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else None,
@@ -254,34 +299,55 @@ def render(res: dict[str, Any]) -> str:
     med = res["median"]
     cols = ["rps", "p50_ms", "p90_ms", "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "gw_cpu_us_per_req"]
     lines = [f"{'':20}" + "".join(f"{c:>19}" for c in cols)]
-    for key in ("direct/unary", "plain/unary", "gateway/unary", "plain_added/unary", "added/unary",
-                "direct/stream", "plain/stream", "gateway/stream", "plain_added/stream", "added/stream"):
+    for key in (
+        "direct/unary",
+        "plain/unary",
+        "gateway/unary",
+        "plain_added/unary",
+        "added/unary",
+        "direct/stream",
+        "plain/stream",
+        "gateway/stream",
+        "plain_added/stream",
+        "added/stream",
+    ):
         row = med.get(key, {})
-        lines.append(f"{key:20}" + "".join(
-            f"{row[c]:>19.2f}" if c in row else f"{'-':>19}" for c in cols))
+        lines.append(f"{key:20}" + "".join(f"{row[c]:>19.2f}" if c in row else f"{'-':>19}" for c in cols))
     s = res["settings"]
-    lines.append(f"\nconcurrency {s['concurrency']}, {s['max_tokens']} tokens/request, {s['duration_s']:g} s per "
-                 f"phase, {s['rounds']} rounds, {s['cpus']} CPUs; medians over rounds")
+    lines.append(
+        f"\nconcurrency {s['concurrency']}, {s['max_tokens']} tokens/request, {s['duration_s']:g} s per "
+        f"phase, {s['rounds']} rounds, {s['cpus']} CPUs; medians over rounds"
+    )
     if res.get("gateway_self_overhead_ms_mean") is not None:
-        lines.append(f"gateway's own overhead histogram (time in pointsman per request), mean: "
-                     f"{res['gateway_self_overhead_ms_mean']:.3f} ms")
-    lines.append(f"rps ratio gateway/direct: unary {med['added/unary']['rps_ratio']:.3f}, "
-                 f"stream {med['added/stream']['rps_ratio']:.3f}; plain/direct: unary "
-                 f"{med['plain_added/unary']['rps_ratio']:.3f}, stream {med['plain_added/stream']['rps_ratio']:.3f}")
+        lines.append(
+            f"gateway's own overhead histogram (time in pointsman per request), mean: "
+            f"{res['gateway_self_overhead_ms_mean']:.3f} ms"
+        )
+    lines.append(
+        f"rps ratio gateway/direct: unary {med['added/unary']['rps_ratio']:.3f}, "
+        f"stream {med['added/stream']['rps_ratio']:.3f}; plain/direct: unary "
+        f"{med['plain_added/unary']['rps_ratio']:.3f}, stream {med['plain_added/stream']['rps_ratio']:.3f}"
+    )
     lines.append("added = gateway - direct; plain_added = plain proxy (tests/bench/plain_proxy.py) - direct")
     if res.get("external_vllm"):
-        lines.append(f"CPU used outside the bench's processes (the external vLLM server included): "
-                     f"{res['background_cores']:.2f} cores")
+        lines.append(
+            f"CPU used outside the bench's processes (the external vLLM server included): "
+            f"{res['background_cores']:.2f} cores"
+        )
     elif res["background_cores"] > 0.1:
-        lines.append(f"WARNING: other processes used {res['background_cores']:.2f} cores during the run: "
-                     "figures are unreliable")
+        lines.append(
+            f"WARNING: other processes used {res['background_cores']:.2f} cores during the run: "
+            "figures are unreliable"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--vllm-url", help="an already running vLLM server (root URL, no /v1); default: start the "
-                   "tiny CPU one")
+    p.add_argument(
+        "--vllm-url",
+        help="an already running vLLM server (root URL, no /v1); default: start the tiny CPU one",
+    )
     p.add_argument("--concurrency", "-c", type=int, default=8)
     p.add_argument("--duration", "-d", type=float, default=10.0, help="seconds per phase")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per target and mode")

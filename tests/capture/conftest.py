@@ -28,8 +28,11 @@ def capture_config(upstream_url: str, data_dir: Path, **extra: Any) -> dict[str,
     ]
     cfg["capture"] = {"patterns": {"employee_id": r"EMP-\d{6}"}, "flush_interval_s": 0.05}
     cfg["routes"] = [
-        {"name": "support", "match": {"tags": {"task": "support"}},
-         "capture": {"sample_rate": 1.0, "redact": ["builtin", "employee_id"], "retain_days": 30}},
+        {
+            "name": "support",
+            "match": {"tags": {"task": "support"}},
+            "capture": {"sample_rate": 1.0, "redact": ["builtin", "employee_id"], "retain_days": 30},
+        },
         {"name": "plain", "match": {"tags": {"task": "plain"}}},
     ]
     cfg.update(extra)
@@ -40,7 +43,9 @@ class Admin:
     """The admin API of a running gateway."""
 
     def __init__(self, gw: RunningGateway) -> None:
-        self.http = httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        self.http = httpx.Client(
+            base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        )
 
     def approve(self, team: str = "search", by: str = "alice@example.org") -> dict[str, Any]:
         r = self.http.post(f"/admin/teams/{team}/capture", json={"approved_by": by, "note": "DPA-42"})
@@ -93,14 +98,20 @@ def client(gateway: RunningGateway) -> Iterator[openai.OpenAI]:
         yield c
 
 
-def ask(client: openai.OpenAI, content: str = "hello", headers: dict[str, str] | None = None, **kw: Any) -> str:
+def ask(
+    client: openai.OpenAI, content: str = "hello", headers: dict[str, str] | None = None, **kw: Any
+) -> str:
     """One chat completion on the capturing route; returns its request id."""
     r = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=kw.pop("messages", None) or [{"role": "user", "content": content}],
-        extra_headers=headers if headers is not None else SUPPORT, **kw,
+        model="gpt-4o-mini",
+        messages=kw.pop("messages", None) or [{"role": "user", "content": content}],
+        extra_headers=headers if headers is not None else SUPPORT,
+        **kw,
     )
     return str(r.headers["x-request-id"])
 
 
 def feedback(gw: RunningGateway, body: dict[str, Any], key: str = CLIENT_KEY) -> httpx.Response:
-    return httpx.post(gw.base_url + "/feedback", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
+    return httpx.post(
+        gw.base_url + "/feedback", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+    )

@@ -101,7 +101,10 @@ def test_route_without_capture_policy_stores_nothing(client: openai.OpenAI, admi
 def test_sample_rate_captures_a_fraction(upstream: FakeOpenAI, tmp_path: Path) -> None:
     cfg = capture_config(upstream.url, tmp_path)
     cfg["routes"][0]["capture"]["sample_rate"] = 0.5
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         admin = Admin(gw)
         admin.approve()
         for i in range(120):
@@ -114,7 +117,10 @@ def test_sample_rate_captures_a_fraction(upstream: FakeOpenAI, tmp_path: Path) -
 def test_key_policy_with_zero_rate_opts_a_key_out(upstream: FakeOpenAI, tmp_path: Path) -> None:
     cfg = capture_config(upstream.url, tmp_path)
     cfg["keys"][0]["capture"] = {"sample_rate": 0}
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         admin = Admin(gw)
         admin.approve()
         ask(c)
@@ -126,7 +132,10 @@ def test_key_policy_with_zero_rate_opts_a_key_out(upstream: FakeOpenAI, tmp_path
 def test_team_policy_captures_on_routes_without_one(upstream: FakeOpenAI, tmp_path: Path) -> None:
     cfg = capture_config(upstream.url, tmp_path)
     cfg["capture"]["teams"] = {"search": {"sample_rate": 1.0, "retain_days": 7}}
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         admin = Admin(gw)
         admin.approve()
         rid = ask(c, headers=PLAIN)
@@ -159,7 +168,10 @@ def test_approval_survives_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> No
         a = Admin(gw)
         a.approve(by="carol")
         a.close()
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         a = Admin(gw)
         ask(c)
         assert len(a.traces()) == 1
@@ -170,8 +182,9 @@ def test_approval_survives_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> No
 def test_failed_requests_are_not_captured(client: openai.OpenAI, admin: Admin) -> None:
     admin.approve()
     with pytest.raises(openai.InternalServerError):
-        client.chat.completions.create(model="fake-fail_500", messages=[{"role": "user", "content": "x"}],
-                                       extra_headers=SUPPORT)
+        client.chat.completions.create(
+            model="fake-fail_500", messages=[{"role": "user", "content": "x"}], extra_headers=SUPPORT
+        )
     assert admin.traces() == []
 
 

@@ -29,10 +29,21 @@ def traffic(client: openai.OpenAI, admin: Admin) -> list[str]:
     """Approved team, 20 distinct questions plus the planted conversation; returns request ids."""
     admin.approve()
     ids = [ask(client, f"How do I reset password number {i}?") for i in range(20)]
-    ids.append(ask(client, messages=planted_messages(), tools=[{
-        "type": "function",
-        "function": {"name": "lookup_account", "parameters": {"type": "object", "properties": {}}},
-    }]))
+    ids.append(
+        ask(
+            client,
+            messages=planted_messages(),
+            tools=[
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "lookup_account",
+                        "parameters": {"type": "object", "properties": {}},
+                    },
+                }
+            ],
+        )
+    )
     return ids
 
 
@@ -44,14 +55,21 @@ def test_every_line_is_a_valid_fine_tuning_example(traffic: list[str], admin: Ad
         assert set(ex) <= {"messages", "tools", "parallel_tool_calls"}
         assert {m["role"] for m in ex["messages"]} <= ROLES
         assert ex["messages"][-1]["role"] == "assistant"
-        assert all(m.get("content") or m.get("tool_calls") for m in ex["messages"] if m["role"] == "assistant")
+        assert all(
+            m.get("content") or m.get("tool_calls") for m in ex["messages"] if m["role"] == "assistant"
+        )
 
 
 def test_jsonl_files_parse_line_by_line(traffic: list[str], admin: Admin) -> None:
     r = admin.http.get("/admin/datasets/export", params={"task": "support"})
     with zipfile.ZipFile(io.BytesIO(r.content)) as z:
-        assert set(z.namelist()) == {"manifest.json", "train.jsonl", "test.jsonl", "preferences_train.jsonl",
-                                     "preferences_test.jsonl"}
+        assert set(z.namelist()) == {
+            "manifest.json",
+            "train.jsonl",
+            "test.jsonl",
+            "preferences_train.jsonl",
+            "preferences_test.jsonl",
+        }
         for name in z.namelist():
             if name.endswith(".jsonl"):
                 for line in z.read(name).decode().splitlines():
@@ -68,7 +86,11 @@ def test_tool_definitions_and_calls_are_exported(traffic: list[str], admin: Admi
     (ex,) = [e for e in lines_of(files, "train.jsonl", "test.jsonl") if "tools" in e]
     assert ex["tools"][0]["function"]["name"] == "lookup_account"
     assert ex["messages"][-1]["tool_calls"][0]["function"]["name"] == "lookup_account"
-    assert ex["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": ex["messages"][3]["content"]}
+    assert ex["messages"][3] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": ex["messages"][3]["content"],
+    }
 
 
 def test_split_is_stable_across_runs(traffic: list[str], admin: Admin) -> None:
@@ -79,7 +101,9 @@ def test_split_is_stable_across_runs(traffic: list[str], admin: Admin) -> None:
     assert 0 < len(a["test.jsonl"]) < 21
 
 
-def test_split_puts_each_prompt_on_one_side_only(client: openai.OpenAI, traffic: list[str], admin: Admin) -> None:
+def test_split_puts_each_prompt_on_one_side_only(
+    client: openai.OpenAI, traffic: list[str], admin: Admin
+) -> None:
     ask(client, "How do I reset password number 3?", temperature=0.5)  # same prompt, different parameters
     files = admin.export(task="support", holdout=0.5)["files"]
     train = {json.dumps(e["messages"][:-1]) for e in files["train.jsonl"]}
@@ -146,8 +170,22 @@ def test_cli_writes_the_dataset_into_a_directory(
     traffic: list[str], gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ds"
-    rc = cli_main(["dataset", "export", "--task", "support", "--since", "1d", "--out", str(out),
-                   "--url", gateway.url, "--admin-key", ADMIN_KEY])
+    rc = cli_main(
+        [
+            "dataset",
+            "export",
+            "--task",
+            "support",
+            "--since",
+            "1d",
+            "--out",
+            str(out),
+            "--url",
+            gateway.url,
+            "--admin-key",
+            ADMIN_KEY,
+        ]
+    )
     assert rc == 0
     assert "21 traces scanned" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
@@ -162,8 +200,20 @@ def test_cli_reads_the_capture_database_directly(
     db = Path(gateway.config.server.data_dir) / "capture.sqlite3"
     via_api = admin.export(task="support")["files"]
     out = tmp_path / "offline"
-    rc = cli_main(["dataset", "export", "--task", "support", "--since", "1d", "--out", str(out),
-                   "--capture-db", str(db)])
+    rc = cli_main(
+        [
+            "dataset",
+            "export",
+            "--task",
+            "support",
+            "--since",
+            "1d",
+            "--out",
+            str(out),
+            "--capture-db",
+            str(db),
+        ]
+    )
     assert rc == 0
     offline = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
     assert offline == via_api["train.jsonl"]
@@ -171,6 +221,20 @@ def test_cli_reads_the_capture_database_directly(
 
 def test_cli_refuses_a_non_empty_output_directory(gateway: RunningGateway, tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
-    rc = cli_main(["dataset", "export", "--task", "support", "--since", "1d", "--out", str(tmp_path),
-                   "--url", gateway.url, "--admin-key", ADMIN_KEY])
+    rc = cli_main(
+        [
+            "dataset",
+            "export",
+            "--task",
+            "support",
+            "--since",
+            "1d",
+            "--out",
+            str(tmp_path),
+            "--url",
+            gateway.url,
+            "--admin-key",
+            ADMIN_KEY,
+        ]
+    )
     assert rc == 2

@@ -45,14 +45,18 @@ def test_feedback_shows_in_prometheus_by_route_task_metric(
     assert 'pointsman_feedback_value_sum{metric="score",route="support",task="support"} 1.5' in metrics
 
 
-def test_feedback_summary_gives_count_and_mean(client: openai.OpenAI, admin: Admin, gateway: RunningGateway) -> None:
+def test_feedback_summary_gives_count_and_mean(
+    client: openai.OpenAI, admin: Admin, gateway: RunningGateway
+) -> None:
     for v in (True, False, True, True):
         feedback(gateway, {"request_id": ask(client), "metric": "thumbs_up", "value": v})
     (row,) = admin.get("/admin/feedback/summary", group_by="route,metric").json()["data"]
     assert row == {"route": "support", "metric": "thumbs_up", "count": 4, "value_sum": 3.0, "mean": 0.75}
 
 
-def test_demonstration_is_stored_redacted(client: openai.OpenAI, admin: Admin, gateway: RunningGateway) -> None:
+def test_demonstration_is_stored_redacted(
+    client: openai.OpenAI, admin: Admin, gateway: RunningGateway
+) -> None:
     admin.approve()
     rid = ask(client)
     fix = f"I refunded you; the receipt went to {PLANTED['email'][0]}, card {PLANTED['card'][0]}."
@@ -65,7 +69,9 @@ def test_demonstration_is_stored_redacted(client: openai.OpenAI, admin: Admin, g
     assert leaked([str(row)]) == []
 
 
-def test_demonstration_from_an_unapproved_team_is_refused(client: openai.OpenAI, gateway: RunningGateway) -> None:
+def test_demonstration_from_an_unapproved_team_is_refused(
+    client: openai.OpenAI, gateway: RunningGateway
+) -> None:
     rid = ask(client)
     r = feedback(gateway, {"request_id": rid, "metric": "correction", "value": "better answer"})
     assert r.status_code == 403
@@ -87,7 +93,9 @@ def test_another_teams_request_is_404(client: openai.OpenAI, gateway: RunningGat
 
 def test_invalid_value_is_an_openai_shaped_400(client: openai.OpenAI, gateway: RunningGateway) -> None:
     rid = ask(client)
-    r = feedback(gateway, {"request_id": rid, "metric": "helpful", "value": [{"role": "wizard", "content": "x"}]})
+    r = feedback(
+        gateway, {"request_id": rid, "metric": "helpful", "value": [{"role": "wizard", "content": "x"}]}
+    )
     assert r.status_code == 400
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
 

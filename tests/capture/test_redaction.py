@@ -34,7 +34,11 @@ CORPUS: list[tuple[str, str, str]] = [
     ("api_key", "google {}", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
     ("api_key", "stripe {}", "sk_live_abcdefghijklmnop1234"),
     ("api_key", "hf {}", "hf_abcdefghijklmnopqrstuvwxyzABCDEF"),
-    ("api_key", "jwt {}", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "api_key",
+        "jwt {}",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
     ("api_key", "{}", "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"),
     ("api_key", 'api_key="{}"', "zx81-secret-value"),
     ("api_key", "DB_PASSWORD={}", "correct-horse-battery"),
@@ -47,8 +51,14 @@ CORPUS: list[tuple[str, str, str]] = [
     ("ip", "loopback {}", "::1"),
     ("ip", "full {}", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
 ]
-PLACEHOLDER = {"email": "[EMAIL]", "phone": "[PHONE]", "credit_card": "[CREDIT_CARD]", "api_key": "[API_KEY]",
-               "bearer_token": "[BEARER_TOKEN]", "ip": "[IP_ADDRESS]"}
+PLACEHOLDER = {
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "credit_card": "[CREDIT_CARD]",
+    "api_key": "[API_KEY]",
+    "bearer_token": "[BEARER_TOKEN]",
+    "ip": "[IP_ADDRESS]",
+}
 
 INVALID_CARDS = ["4111 1111 1111 1112", "5500-0000-0000-0005", "378282246310006", "1234567812345678"]
 
@@ -63,7 +73,9 @@ LEFT_ALONE = [
 ]
 
 
-@pytest.mark.parametrize(("detector", "template", "item"), CORPUS, ids=[f"{d}-{i}" for i, (d, _, _) in enumerate(CORPUS)])
+@pytest.mark.parametrize(
+    ("detector", "template", "item"), CORPUS, ids=[f"{d}-{i}" for i, (d, _, _) in enumerate(CORPUS)]
+)
 def test_detector_replaces_item_with_its_placeholder(detector: str, template: str, item: str) -> None:
     out = Redactor().redact(template.format(item))
     assert item not in out
@@ -116,6 +128,10 @@ def test_json_redaction_keeps_structure_and_tool_arguments_stay_json() -> None:
 
 def test_every_planted_item_becomes_its_placeholder() -> None:
     named = {"employee_id": RedactPattern(name="employee_id", pattern=r"EMP-\d{6}")}
-    text = orjson.dumps(build_redactor(["builtin", "employee_id"], named).redact_json(planted_messages())).decode()
-    assert {p for _, p in PLANTED.values()} <= {p for p in PLACEHOLDER.values() if p in text} | {"[EMPLOYEE_ID]"}
+    text = orjson.dumps(
+        build_redactor(["builtin", "employee_id"], named).redact_json(planted_messages())
+    ).decode()
+    assert {p for _, p in PLANTED.values()} <= {p for p in PLACEHOLDER.values() if p in text} | {
+        "[EMPLOYEE_ID]"
+    }
     assert "[EMPLOYEE_ID]" in text

@@ -51,9 +51,11 @@ def wait_for(cond: Any, timeout: float = 10.0) -> bool:
 def test_sink_replica_stores_what_another_replica_captured(
     upstream: FakeOpenAI, tmp_path: Path, redis_url: str
 ) -> None:
-    with RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a, \
-            RunningGateway(replica_config(upstream, tmp_path / "b", redis_url, sink=True)) as b, \
-            openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
+    with (
+        RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a,
+        RunningGateway(replica_config(upstream, tmp_path / "b", redis_url, sink=True)) as b,
+        openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         admin_a, admin_b = Admin(a), Admin(b)
         admin_a.approve()
         assert wait_for(lambda: b.state.capture.service.is_approved("search"))
@@ -68,8 +70,10 @@ def test_sink_replica_stores_what_another_replica_captured(
 def test_approval_made_on_one_replica_applies_on_another(
     upstream: FakeOpenAI, tmp_path: Path, redis_url: str
 ) -> None:
-    with RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a, \
-            RunningGateway(replica_config(upstream, tmp_path / "b", redis_url, sink=True)) as b:
+    with (
+        RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a,
+        RunningGateway(replica_config(upstream, tmp_path / "b", redis_url, sink=True)) as b,
+    ):
         admin_a, admin_b = Admin(a), Admin(b)
         admin_b.approve(by="dana")
         assert wait_for(lambda: a.state.capture.service.is_approved("search"))
@@ -81,8 +85,10 @@ def test_approval_made_on_one_replica_applies_on_another(
 def test_traces_pushed_while_the_sink_is_down_are_drained_when_it_starts(
     upstream: FakeOpenAI, tmp_path: Path, redis_url: str
 ) -> None:
-    with RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a, \
-            openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
+    with (
+        RunningGateway(replica_config(upstream, tmp_path / "a", redis_url, sink=False)) as a,
+        openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         admin_a = Admin(a)
         admin_a.approve()
         ids = {ask(client, f"q{i}") for i in range(5)}
@@ -99,8 +105,10 @@ def test_traces_pushed_while_the_sink_is_down_are_drained_when_it_starts(
 def test_writer_keeps_traces_locally_while_redis_is_down(upstream: FakeOpenAI, tmp_path: Path) -> None:
     srv = RedisServer().start()
     try:
-        with RunningGateway(replica_config(upstream, tmp_path / "a", srv.url, sink=False)) as a, \
-                openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
+        with (
+            RunningGateway(replica_config(upstream, tmp_path / "a", srv.url, sink=False)) as a,
+            openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        ):
             admin = Admin(a)
             admin.approve()
             srv.stop()

@@ -22,8 +22,9 @@ SHORT_DAYS = 1 / 86400  # one second
 def retention_gateway(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[RunningGateway]:
     """Route ``short`` keeps traces one second, ``support`` thirty days; the sweep runs on demand only."""
     cfg = capture_config(upstream.url, tmp_path)
-    cfg["routes"].insert(0, {"name": "short", "match": {"tags": {"task": "short"}},
-                             "capture": {"retain_days": SHORT_DAYS}})
+    cfg["routes"].insert(
+        0, {"name": "short", "match": {"tags": {"task": "short"}}, "capture": {"retain_days": SHORT_DAYS}}
+    )
     cfg["capture"]["retention_interval_s"] = 3600
     with RunningGateway(cfg) as gw:
         yield gw
@@ -69,7 +70,10 @@ def test_purge_deletes_the_feedback_of_expired_traces(
 ) -> None:
     rid = ask(rclient, headers=SHORT)
     radmin.flush()
-    assert feedback(retention_gateway, {"request_id": rid, "metric": "helpful", "value": True}).status_code == 200
+    assert (
+        feedback(retention_gateway, {"request_id": rid, "metric": "helpful", "value": True}).status_code
+        == 200
+    )
     wait_past_short_retention()
     deleted = radmin.http.post("/admin/capture/purge").json()["deleted"]
     assert deleted == {"traces": 1, "feedback": 1}
@@ -80,7 +84,10 @@ def test_retention_runs_in_the_background(upstream: FakeOpenAI, tmp_path: Path) 
     cfg = capture_config(upstream.url, tmp_path)
     cfg["routes"][0]["capture"]["retain_days"] = SHORT_DAYS
     cfg["capture"]["retention_interval_s"] = 0.2
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         a = Admin(gw)
         a.approve()
         ask(c)

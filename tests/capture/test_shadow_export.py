@@ -24,7 +24,12 @@ WINS = {3, 6}
 @pytest.fixture
 def judged_gateway(tmp_path: Path) -> Iterator[tuple[RunningGateway, Admin]]:
     zoo = ModelZoo(zoo_models(frontier=ModelSpec(invalid_every=3), cand=ModelSpec())).start()
-    shadow = {"model": "cand", "sample_rate": 1.0, "capture": True, "compare": [{"type": "llm_judge", "model": "judge"}]}
+    shadow = {
+        "model": "cand",
+        "sample_rate": 1.0,
+        "capture": True,
+        "compare": [{"type": "llm_judge", "model": "judge"}],
+    }
     cfg = config(zoo, tmp_path, shadow, route={"capture": {"sample_rate": 1.0}})
     with RunningGateway(cfg) as gw:
         admin = Admin(gw)
@@ -57,7 +62,9 @@ def test_shadow_wins_export_the_winners_answers(judged_gateway: tuple[RunningGat
     assert doc["manifest"]["counts"]["from_shadow_wins"] == len(WINS)
 
 
-def test_shadow_wins_give_winner_over_loser_preference_pairs(judged_gateway: tuple[RunningGateway, Admin]) -> None:
+def test_shadow_wins_give_winner_over_loser_preference_pairs(
+    judged_gateway: tuple[RunningGateway, Admin],
+) -> None:
     doc = judged_gateway[1].export(from_shadow_wins="true", holdout=0)
     prefs = answers(doc, "preferences_train.jsonl")
     assert len(prefs) == len(WINS)
@@ -72,7 +79,7 @@ def test_primary_wins_only_finds_none_here(judged_gateway: tuple[RunningGateway,
 
 
 def test_captured_traces_gain_preference_pairs_from_judged_pairs(
-    judged_gateway: tuple[RunningGateway, Admin]
+    judged_gateway: tuple[RunningGateway, Admin],
 ) -> None:
     doc = judged_gateway[1].export(holdout=0)
     assert len(answers(doc, "train.jsonl")) == 6

@@ -30,7 +30,9 @@ def test_alias_is_sent_upstream_as_its_upstream_model(client: openai.OpenAI, ups
 
 def test_unknown_fields_are_forwarded_untouched(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
     client.chat.completions.create(
-        model="gpt-4o-mini", messages=MSG, extra_body={"top_k": 5, "guided_choice": ["a", "b"], "x": {"y": [1]}}
+        model="gpt-4o-mini",
+        messages=MSG,
+        extra_body={"top_k": 5, "guided_choice": ["a", "b"], "x": {"y": [1]}},
     )
     body = upstream.requests[-1].body
     assert body["top_k"] == 5
@@ -41,7 +43,11 @@ def test_unknown_fields_are_forwarded_untouched(client: openai.OpenAI, upstream:
 def test_tools_response_format_and_n_are_forwarded(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     r = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MSG, tools=tools, n=2, response_format={"type": "json_object"}  # type: ignore[list-item]
+        model="gpt-4o-mini",
+        messages=MSG,
+        tools=tools,
+        n=2,
+        response_format={"type": "json_object"},  # type: ignore[list-item]
     )
     body = upstream.requests[-1].body
     assert body["tools"] == tools and body["n"] == 2 and body["response_format"] == {"type": "json_object"}
@@ -51,11 +57,15 @@ def test_tools_response_format_and_n_are_forwarded(client: openai.OpenAI, upstre
 
 
 def test_upstream_receives_the_client_request_id(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
-    client.chat.completions.create(model="gpt-4o-mini", messages=MSG, extra_headers={"x-request-id": "abc-123"})
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MSG, extra_headers={"x-request-id": "abc-123"}
+    )
     assert upstream.requests[-1].headers.get("x-request-id") == "abc-123"
 
 
-def test_upstream_credentials_come_from_config_not_the_client(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+def test_upstream_credentials_come_from_config_not_the_client(
+    client: openai.OpenAI, upstream: FakeOpenAI
+) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     assert upstream.requests[-1].headers["authorization"] == "Bearer sk-upstream-secret"
 

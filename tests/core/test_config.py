@@ -18,7 +18,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_env_interpolation_with_default(tmp_path: Path) -> None:
-    p = write(tmp_path, "backends:\n  b: {type: openai, base_url: '${UP:-http://127.0.0.1:1/v1}', api_key: '${KEY}'}\n")
+    p = write(
+        tmp_path,
+        "backends:\n  b: {type: openai, base_url: '${UP:-http://127.0.0.1:1/v1}', api_key: '${KEY}'}\n",
+    )
     cfg = load_config(p, env={"KEY": "sk-xyz"})
     assert cfg.backends["b"].base_url == "http://127.0.0.1:1/v1"  # type: ignore[union-attr]
     assert cfg.backends["b"].api_key == "sk-xyz"
@@ -70,7 +73,11 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
 
 def test_defaults_from_environment() -> None:
     cfg = defaults_from_env(
-        {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a", "POINTSMAN_VLLM_URL": "http://127.0.0.1:8000/v1"}
+        {
+            "OPENAI_API_KEY": "sk-o",
+            "ANTHROPIC_API_KEY": "sk-a",
+            "POINTSMAN_VLLM_URL": "http://127.0.0.1:8000/v1",
+        }
     )
     assert {b.type for b in cfg.backends.values()} == {"openai", "litellm", "vllm"}
     assert cfg.models["claude-*"].backend == "anthropic"
@@ -78,7 +85,9 @@ def test_defaults_from_environment() -> None:
 
 def test_serve_exits_2_with_a_readable_error(tmp_path: Path) -> None:
     p = write(tmp_path, "server: {port: 'x'}\n")
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(p)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(p)], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "server.port" in r.stderr and "Traceback" not in r.stderr
 

@@ -16,7 +16,11 @@ def test_completions(client: openai.OpenAI) -> None:
 
 
 def test_streamed_completions(client: openai.OpenAI) -> None:
-    text = "".join(c.choices[0].text for c in client.completions.create(model="gpt-4o-mini", prompt="x", stream=True) if c.choices)
+    text = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model="gpt-4o-mini", prompt="x", stream=True)
+        if c.choices
+    )
     assert text.startswith("Hello from primary")
 
 

@@ -23,10 +23,14 @@ def assert_openai_error(r: httpx.Response, status: int) -> dict[str, Any]:
     return err  # type: ignore[no-any-return]
 
 
-def post(gw: RunningGateway, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> httpx.Response:
+def post(
+    gw: RunningGateway, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> httpx.Response:
     h = {**AUTH, **(headers or {})}
     if raw is not None:
-        return httpx.post(gw.base_url + "/chat/completions", content=raw, headers={**h, "content-type": "application/json"})
+        return httpx.post(
+            gw.base_url + "/chat/completions", content=raw, headers={**h, "content-type": "application/json"}
+        )
     return httpx.post(gw.base_url + "/chat/completions", json=body, headers=h)
 
 
@@ -36,14 +40,17 @@ def test_missing_key_is_401(gateway: RunningGateway) -> None:
 
 
 def test_wrong_key_is_401_through_the_sdk(gateway: RunningGateway) -> None:
-    with openai.OpenAI(base_url=gateway.base_url, api_key="sk-wrong-key", max_retries=0) as c, pytest.raises(
-        openai.AuthenticationError
+    with (
+        openai.OpenAI(base_url=gateway.base_url, api_key="sk-wrong-key", max_retries=0) as c,
+        pytest.raises(openai.AuthenticationError),
     ):
         c.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # type: ignore[arg-type]
 
 
 def test_wrong_key_is_not_echoed(gateway: RunningGateway) -> None:
-    r = post(gateway, {"model": "gpt-4o-mini", "messages": MSG}, {"authorization": "Bearer sk-secret-guess-123"})
+    r = post(
+        gateway, {"model": "gpt-4o-mini", "messages": MSG}, {"authorization": "Bearer sk-secret-guess-123"}
+    )
     assert "sk-secret-guess-123" not in r.text
 
 
@@ -72,7 +79,10 @@ def test_negative_max_tokens_is_400(gateway: RunningGateway) -> None:
 
 
 def test_unknown_model_is_404(gateway: RunningGateway) -> None:
-    assert assert_openai_error(post(gateway, {"model": "nope", "messages": MSG}), 404)["code"] == "model_not_found"
+    assert (
+        assert_openai_error(post(gateway, {"model": "nope", "messages": MSG}), 404)["code"]
+        == "model_not_found"
+    )
 
 
 def test_body_over_limit_is_413(gateway: RunningGateway) -> None:
@@ -81,11 +91,17 @@ def test_body_over_limit_is_413(gateway: RunningGateway) -> None:
 
 
 def test_upstream_unreachable_is_502(gateway: RunningGateway) -> None:
-    assert assert_openai_error(post(gateway, {"model": "dead-model", "messages": MSG}), 502)["code"] == "upstream_unreachable"
+    assert (
+        assert_openai_error(post(gateway, {"model": "dead-model", "messages": MSG}), 502)["code"]
+        == "upstream_unreachable"
+    )
 
 
 def test_upstream_timeout_is_504(gateway: RunningGateway) -> None:
-    assert assert_openai_error(post(gateway, {"model": "slow-hang", "messages": MSG}), 504)["code"] == "upstream_timeout"
+    assert (
+        assert_openai_error(post(gateway, {"model": "slow-hang", "messages": MSG}), 504)["code"]
+        == "upstream_timeout"
+    )
 
 
 def test_upstream_4xx_is_passed_through_with_its_body(gateway: RunningGateway) -> None:
@@ -104,7 +120,10 @@ def test_upstream_5xx_becomes_502(gateway: RunningGateway) -> None:
 
 
 def test_upstream_invalid_json_is_502(gateway: RunningGateway) -> None:
-    assert assert_openai_error(post(gateway, {"model": "fake-bad_json", "messages": MSG}), 502)["code"] == "upstream_protocol"
+    assert (
+        assert_openai_error(post(gateway, {"model": "fake-bad_json", "messages": MSG}), 502)["code"]
+        == "upstream_protocol"
+    )
 
 
 def test_upstream_wrong_content_type_is_502(gateway: RunningGateway) -> None:
@@ -129,7 +148,9 @@ def test_request_id_is_generated_when_absent(gateway: RunningGateway) -> None:
 
 
 def test_unsafe_request_id_is_replaced(gateway: RunningGateway) -> None:
-    r = post(gateway, {"model": "gpt-4o-mini", "messages": MSG}, {"x-request-id": "<script>alert(1)</script>"})
+    r = post(
+        gateway, {"model": "gpt-4o-mini", "messages": MSG}, {"x-request-id": "<script>alert(1)</script>"}
+    )
     assert "<" not in r.headers["x-request-id"]
 
 

@@ -25,11 +25,21 @@ def anthropic() -> Iterator[FakeAnthropic]:
 @pytest.fixture(scope="module")
 def claude(anthropic: FakeAnthropic) -> Iterator[openai.OpenAI]:
     cfg = {
-        "backends": {"anthropic": {"type": "litellm", "provider": "anthropic", "api_key": "sk-ant-test", "api_base": anthropic.url}},
+        "backends": {
+            "anthropic": {
+                "type": "litellm",
+                "provider": "anthropic",
+                "api_key": "sk-ant-test",
+                "api_base": anthropic.url,
+            }
+        },
         "models": {"claude-*": {"backend": "anthropic"}},
         "keys": [{"name": "app", "key": CLIENT_KEY}],
     }
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         yield c
 
 
@@ -44,7 +54,11 @@ def test_chat_is_translated_to_anthropic_messages(claude: openai.OpenAI, anthrop
 def test_streamed_chat_is_translated(claude: openai.OpenAI) -> None:
     chunks = list(
         claude.chat.completions.create(
-            model="claude-3-5-haiku", messages=MSG, max_tokens=20, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+            model="claude-3-5-haiku",
+            messages=MSG,
+            max_tokens=20,
+            stream=True,
+            stream_options={"include_usage": True},  # type: ignore[arg-type]
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -30,7 +30,9 @@ def test_stream_includes_usage_when_client_asks(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 11
 
 
-def test_stream_drops_usage_chunk_when_client_did_not_ask(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+def test_stream_drops_usage_chunk_when_client_did_not_ask(
+    client: openai.OpenAI, upstream: FakeOpenAI
+) -> None:
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
     assert all(c.choices for c in chunks)
     assert upstream.requests[-1].body["stream_options"] == {"include_usage": True}
@@ -42,7 +44,9 @@ async def test_async_stream_relays_content(aclient: openai.AsyncOpenAI) -> None:
     assert text.startswith("Hello from primary")
 
 
-def test_first_chunk_reaches_client_before_upstream_finishes(gateway: RunningGateway, upstream: FakeOpenAI) -> None:
+def test_first_chunk_reaches_client_before_upstream_finishes(
+    gateway: RunningGateway, upstream: FakeOpenAI
+) -> None:
     upstream.chunk_delay = 0.3
     upstream.chunks = 5
     with openai.OpenAI(base_url=gateway.base_url, api_key=CLIENT_KEY) as client:
@@ -61,7 +65,10 @@ def test_client_disconnect_closes_the_upstream_stream(gateway: RunningGateway, u
     upstream.chunks = 50
     body = {"model": "gpt-4o-mini", "messages": MSG, "stream": True}
     with httpx.stream(
-        "POST", gateway.base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+        "POST",
+        gateway.base_url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
     ) as r:
         for line in r.iter_lines():
             if line.startswith("data:"):
@@ -75,7 +82,9 @@ def test_client_disconnect_closes_the_upstream_stream(gateway: RunningGateway, u
 
 def test_upstream_failure_mid_stream_sends_error_event_then_done(gateway: RunningGateway) -> None:
     body = {"model": "fake-reset_mid_stream", "messages": MSG, "stream": True}
-    r = httpx.post(gateway.base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    r = httpx.post(
+        gateway.base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
     events = [e for e in r.text.split("\n\n") if e]
     assert r.status_code == 200
     assert events[-1] == "data: [DONE]"
@@ -95,7 +104,10 @@ def test_sdk_raises_on_mid_stream_error_event(client: openai.OpenAI) -> None:
 def test_streamed_response_carries_gateway_headers(gateway: RunningGateway) -> None:
     body = {"model": "alias", "messages": MSG, "stream": True}
     with httpx.stream(
-        "POST", gateway.base_url + "/chat/completions", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+        "POST",
+        gateway.base_url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
     ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["x-pointsman-backend"] == "up"

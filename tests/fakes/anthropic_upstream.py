@@ -45,11 +45,14 @@ class FakeAnthropic:
         self.headers.append(dict(request.headers))
         if request.headers.get("x-api-key") != "sk-ant-test":
             return web.json_response(
-                {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}, status=401
+                {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+                status=401,
             )
         model = body["model"]
         if model.endswith("overloaded"):
-            return web.json_response({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529)
+            return web.json_response(
+                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529
+            )
         usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
         if not body.get("stream"):
             return web.json_response(
@@ -68,16 +71,36 @@ class FakeAnthropic:
         await resp.prepare(request)
 
         async def ev(kind: str, data: dict[str, Any]) -> None:
-            await resp.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n")
+            await resp.write(
+                f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+            )
 
-        await ev("message_start", {"message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                                                "content": [], "stop_reason": None, "stop_sequence": None,
-                                                "usage": {"input_tokens": self.input_tokens, "output_tokens": 1}}})
+        await ev(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+                }
+            },
+        )
         await ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         for word in self.text.split(" "):
             await ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": word + " "}})
         await ev("content_block_stop", {"index": 0})
-        await ev("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": self.output_tokens}})
+        await ev(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": self.output_tokens},
+            },
+        )
         await ev("message_stop", {})
         await resp.write_eof()
         _ = time.time()

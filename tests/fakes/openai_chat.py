@@ -33,11 +33,17 @@ def token_logprobs(pieces: list[str], top: int) -> list[dict[str, Any]]:
     out = []
     for p in pieces:
         alts = [p] + [f"{p}~{k}" for k in range(1, top)]
-        out.append({
-            "token": p, "logprob": -0.25, "bytes": list(p.encode()),
-            "top_logprobs": [{"token": a, "logprob": -0.25 * (k + 1), "bytes": list(a.encode())}
-                             for k, a in enumerate(alts[:top])],
-        })
+        out.append(
+            {
+                "token": p,
+                "logprob": -0.25,
+                "bytes": list(p.encode()),
+                "top_logprobs": [
+                    {"token": a, "logprob": -0.25 * (k + 1), "bytes": list(a.encode())}
+                    for k, a in enumerate(alts[:top])
+                ],
+            }
+        )
     return out
 
 
@@ -49,33 +55,53 @@ def _logprobs_option(body: dict[str, Any]) -> int | None:
     return top if isinstance(top, int) and top >= 0 else 0
 
 
-def completion(body: dict[str, Any], answers: list[Answer], usage: dict[str, Any] | None, chunks: int) -> dict[str, Any]:
+def completion(
+    body: dict[str, Any], answers: list[Answer], usage: dict[str, Any] | None, chunks: int
+) -> dict[str, Any]:
     top = _logprobs_option(body)
     choices = []
     for i, a in enumerate(answers):
         msg: dict[str, Any] = {"role": "assistant", "content": a.text, "refusal": None, "annotations": []}
         if a.tool_calls:
-            msg["tool_calls"] = [{"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                                 for c in a.tool_calls]
+            msg["tool_calls"] = [
+                {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in a.tool_calls
+            ]
         lp = None
         if top is not None:
-            lp = {"content": token_logprobs(split(a.text or "", chunks), top) if a.text else None, "refusal": None}
+            lp = {
+                "content": token_logprobs(split(a.text or "", chunks), top) if a.text else None,
+                "refusal": None,
+            }
         choices.append({"index": i, "message": msg, "logprobs": lp, "finish_reason": a.finish_reason})
     doc: dict[str, Any] = {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body.get("model", ""),
-        "choices": choices, "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": choices,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
     }
     if usage is not None:
         doc["usage"] = usage
     return doc
 
 
-def chunks(body: dict[str, Any], answers: list[Answer], usage: dict[str, Any] | None, pieces: int) -> list[Paced]:
+def chunks(
+    body: dict[str, Any], answers: list[Answer], usage: dict[str, Any] | None, pieces: int
+) -> list[Paced]:
     """The stream's chunks in order. ``usage`` is sent (as the last chunk) only when the request asked."""
     include_usage = usage is not None and bool((body.get("stream_options") or {}).get("include_usage"))
     top = _logprobs_option(body)
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": body.get("model", ""), "service_tier": "default", "system_fingerprint": FINGERPRINT}
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
+    }
 
     def chunk(i: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
         c = {**base, "choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
@@ -87,22 +113,50 @@ def chunks(body: dict[str, Any], answers: list[Answer], usage: dict[str, Any] | 
     per_choice: list[list[dict[str, Any]]] = []
     for i, a in enumerate(answers):
         if a.tool_calls:
-            first = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-                {"index": k, "id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": ""}}
-                for k, c in enumerate(a.tool_calls)]}
+            first = {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "index": k,
+                        "id": c.call_id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": ""},
+                    }
+                    for k, c in enumerate(a.tool_calls)
+                ],
+            }
             out.append((chunk(i, first), False))
-            per_choice.append([
-                chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
-                for k, c in enumerate(a.tool_calls) for piece in split(c.arguments, pieces)
-            ])
+            per_choice.append(
+                [
+                    chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+                    for k, c in enumerate(a.tool_calls)
+                    for piece in split(c.arguments, pieces)
+                ]
+            )
         else:
-            out.append((chunk(i, {"role": "assistant", "content": "", "refusal": None},
-                              lp=None if top is None else {"content": [], "refusal": None}), False))
+            out.append(
+                (
+                    chunk(
+                        i,
+                        {"role": "assistant", "content": "", "refusal": None},
+                        lp=None if top is None else {"content": [], "refusal": None},
+                    ),
+                    False,
+                )
+            )
             parts = split(a.text or "", pieces)
-            per_choice.append([
-                chunk(i, {"content": p}, lp=None if top is None else {"content": token_logprobs([p], top), "refusal": None})
-                for p in parts
-            ])
+            per_choice.append(
+                [
+                    chunk(
+                        i,
+                        {"content": p},
+                        lp=None if top is None else {"content": token_logprobs([p], top), "refusal": None},
+                    )
+                    for p in parts
+                ]
+            )
     longest = max((len(s) for s in per_choice), default=0)
     for k in range(longest):  # choices interleave, as the API sends them
         out.extend((s[k], True) for s in per_choice if k < len(s))

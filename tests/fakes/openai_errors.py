@@ -37,30 +37,47 @@ def error_body(status: int, model: str) -> dict[str, Any]:
     param: str | None = None
     code: str | None = None
     if status == 401:
-        message, code = ("Incorrect API key provided: sk-upst***cret. You can find your API key at "
-                         "https://platform.openai.com/account/api-keys."), "invalid_api_key"
+        message, code = (
+            (
+                "Incorrect API key provided: sk-upst***cret. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+            ),
+            "invalid_api_key",
+        )
     elif status == 403:
         message, code = "Project `proj_fake` does not have access to model `{model}`", "model_not_found"
     elif status == 404:
-        message, code = f"The model `{model}` does not exist or you do not have access to it.", "model_not_found"
+        message, code = (
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+        )
     elif status == 429:
         message, type_, code = (
             f"Rate limit reached for {model} in organization org-fake on requests per min (RPM): Limit 3, Used 3, "
             "Requested 1. Please try again in 1s. Visit https://platform.openai.com/account/rate-limits to learn more.",
-            "requests", "rate_limit_exceeded")
+            "requests",
+            "rate_limit_exceeded",
+        )
     elif status == 503:
         message, type_ = "The engine is currently overloaded, please try again later.", "server_error"
     elif status >= 500:
-        message, type_ = ("The server had an error while processing your request. Sorry about that!"
-                          f" (fake {status})", "server_error")
+        message, type_ = (
+            f"The server had an error while processing your request. Sorry about that! (fake {status})",
+            "server_error",
+        )
     else:
         message = f"fake {status}"
-    return {"error": {"message": message.replace("{model}", model), "type": type_, "param": param, "code": code}}
+    return {
+        "error": {"message": message.replace("{model}", model), "type": type_, "param": param, "code": code}
+    }
 
 
 def error_response(status: int, model: str, retry_after_s: float = 1.0) -> web.Response:
     headers: dict[str, str] = {}
     if status == 429:
-        headers = {**common_headers(remaining=0), "retry-after": str(int(retry_after_s)),
-                   "retry-after-ms": str(int(retry_after_s * 1000))}
+        headers = {
+            **common_headers(remaining=0),
+            "retry-after": str(int(retry_after_s)),
+            "retry-after-ms": str(int(retry_after_s * 1000)),
+        }
     return web.json_response(error_body(status, model), status=status, headers=headers)

@@ -20,8 +20,10 @@ MESSAGE_ID = "msg_fake0001"
 
 def usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
     return {
-        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,
     }
 
@@ -42,29 +44,58 @@ def _logprobs_option(body: dict[str, Any]) -> int | None:
 def output_items(body: dict[str, Any], answer: Answer, pieces: int) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if answer.text is not None:
-        items.append({"id": MESSAGE_ID, "type": "message", "status": "completed", "role": "assistant",
-                      "content": [_text_part(answer.text, pieces, _logprobs_option(body))]})
+        items.append(
+            {
+                "id": MESSAGE_ID,
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [_text_part(answer.text, pieces, _logprobs_option(body))],
+            }
+        )
     for k, c in enumerate(answer.tool_calls):
-        items.append({"id": f"fc_fake{k:04d}", "type": "function_call", "status": "completed",
-                      "call_id": c.call_id, "name": c.name, "arguments": c.arguments})
+        items.append(
+            {
+                "id": f"fc_fake{k:04d}",
+                "type": "function_call",
+                "status": "completed",
+                "call_id": c.call_id,
+                "name": c.name,
+                "arguments": c.arguments,
+            }
+        )
     return items
 
 
-def response(body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pieces: int,
-             status: str = "completed") -> dict[str, Any]:
+def response(
+    body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pieces: int, status: str = "completed"
+) -> dict[str, Any]:
     text = body.get("text") if isinstance(body.get("text"), dict) else {}
     return {
-        "id": "resp_fake0001", "object": "response", "created_at": int(time.time()), "status": status,
-        "background": False, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "id": "resp_fake0001",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
         "model": body.get("model", ""),
         "output": output_items(body, answer, pieces) if status == "completed" else [],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": None, "summary": None}, "service_tier": "default",
-        "temperature": body.get("temperature", 1.0), "text": {"format": {"type": "text"}, **text},
-        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
-        "top_p": body.get("top_p", 1.0), "truncation": "disabled",
-        "usage": use if status == "completed" else None, "user": None, "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}, **text},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": use if status == "completed" else None,
+        "user": None,
+        "metadata": body.get("metadata") or {},
     }
 
 
@@ -81,24 +112,65 @@ def events(body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pie
     for index, item in enumerate(output_items(body, answer, pieces)):
         if item["type"] == "message":
             part = item["content"][0]
-            ev("response.output_item.added", output_index=index,
-               item={**item, "status": "in_progress", "content": []})
-            ev("response.content_part.added", output_index=index, content_index=0, item_id=item["id"],
-               part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+            ev(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            ev(
+                "response.content_part.added",
+                output_index=index,
+                content_index=0,
+                item_id=item["id"],
+                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+            )
             lps = part["logprobs"]
             for i, piece in enumerate(split(part["text"], pieces)):
-                ev("response.output_text.delta", True, output_index=index, content_index=0, item_id=item["id"],
-                   delta=piece, logprobs=lps[i : i + 1])
-            ev("response.output_text.done", output_index=index, content_index=0, item_id=item["id"],
-               text=part["text"], logprobs=lps)
-            ev("response.content_part.done", output_index=index, content_index=0, item_id=item["id"], part=part)
+                ev(
+                    "response.output_text.delta",
+                    True,
+                    output_index=index,
+                    content_index=0,
+                    item_id=item["id"],
+                    delta=piece,
+                    logprobs=lps[i : i + 1],
+                )
+            ev(
+                "response.output_text.done",
+                output_index=index,
+                content_index=0,
+                item_id=item["id"],
+                text=part["text"],
+                logprobs=lps,
+            )
+            ev(
+                "response.content_part.done",
+                output_index=index,
+                content_index=0,
+                item_id=item["id"],
+                part=part,
+            )
         else:
-            ev("response.output_item.added", output_index=index,
-               item={**item, "status": "in_progress", "arguments": ""})
+            ev(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
             for piece in split(item["arguments"], pieces):
-                ev("response.function_call_arguments.delta", True, output_index=index, item_id=item["id"], delta=piece)
-            ev("response.function_call_arguments.done", output_index=index, item_id=item["id"],
-               name=item["name"], arguments=item["arguments"])
+                ev(
+                    "response.function_call_arguments.delta",
+                    True,
+                    output_index=index,
+                    item_id=item["id"],
+                    delta=piece,
+                )
+            ev(
+                "response.function_call_arguments.done",
+                output_index=index,
+                item_id=item["id"],
+                name=item["name"],
+                arguments=item["arguments"],
+            )
         ev("response.output_item.done", output_index=index, item=item)
     ev("response.completed", response=response(body, answer, use, pieces))
     return out

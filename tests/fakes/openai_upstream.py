@@ -33,8 +33,18 @@ from tests.fakes.openai_chat import Paced, split
 from tests.fakes.openai_errors import common_headers, error_response
 from tests.fakes.server import ThreadedServer
 
-_SUFFIXES = ("no_usage", "cached", "slow", "flaky_429", "hang", "bad_json", "wrong_ctype", "reset_mid_stream",
-             "stall_mid_stream", "huge")
+_SUFFIXES = (
+    "no_usage",
+    "cached",
+    "slow",
+    "flaky_429",
+    "hang",
+    "bad_json",
+    "wrong_ctype",
+    "reset_mid_stream",
+    "stall_mid_stream",
+    "huge",
+)
 _FAIL = re.compile(r"fail_(\d{3})$")
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "text-embedding-3-small", "whisper-1", "fake-model")
 """What the fake's ``GET /v1/models`` lists by default (like the API, more than any one config routes)."""
@@ -123,15 +133,20 @@ class FakeOpenAI:
 
     def usage(self, chat: bool = True) -> dict[str, Any]:
         if not chat:
-            return openai_responses.usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens,
-                                          self.reasoning_tokens)
+            return openai_responses.usage(
+                self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.reasoning_tokens
+            )
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def answers(self, body: dict[str, Any], model: str, b: str) -> list[Answer]:
@@ -142,7 +157,9 @@ class FakeOpenAI:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         body = orjson.loads(raw)
-        self.requests.append(Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time()))
+        self.requests.append(
+            Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time())
+        )
         return body
 
     async def _pre(self, b: str, model: str) -> web.Response | None:
@@ -169,7 +186,9 @@ class FakeOpenAI:
         b = self.behavior(model)
         return body, model, b, await self._pre(b, model)
 
-    async def _stream(self, request: web.Request, events: list[Paced], b: str, named: bool = False) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, events: list[Paced], b: str, named: bool = False
+    ) -> web.StreamResponse:
         """Send ``events`` as SSE (``event:`` lines too when ``named``), applying the mid-stream faults."""
         resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
@@ -204,7 +223,9 @@ class FakeOpenAI:
 
     async def models(self, request: web.Request) -> web.Response:
         self.models_calls += 1
-        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": self.name} for m in self.model_ids]
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": self.name} for m in self.model_ids
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -224,13 +245,32 @@ class FakeOpenAI:
             return early
         base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model}
         if body.get("stream"):
-            events: list[Paced] = [({**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}, True)
-                                   for piece in split(self.text(model), self.chunks)]
-            events.append(({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}, False))
+            events: list[Paced] = [
+                (
+                    {
+                        **base,
+                        "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}],
+                    },
+                    True,
+                )
+                for piece in split(self.text(model), self.chunks)
+            ]
+            events.append(
+                (
+                    {
+                        **base,
+                        "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}],
+                    },
+                    False,
+                )
+            )
             if (body.get("stream_options") or {}).get("include_usage") and b != "no_usage":
                 events.append(({**base, "choices": [], "usage": self.usage()}, False))
             return await self._stream(request, events, b)
-        doc: dict[str, Any] = {**base, "choices": [{"index": 0, "text": self.text(model), "finish_reason": "stop", "logprobs": None}]}
+        doc: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "text": self.text(model), "finish_reason": "stop", "logprobs": None}],
+        }
         if b != "no_usage":
             doc["usage"] = self.usage()
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
@@ -248,8 +288,12 @@ class FakeOpenAI:
             if body.get("encoding_format") == "base64":
                 value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
             data.append({"object": "embedding", "index": i, "embedding": value})
-        doc = {"object": "list", "data": data, "model": model,
-               "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens}}
+        doc = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
+        }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
@@ -259,6 +303,8 @@ class FakeOpenAI:
         answer = self.answers({**body, "n": 1}, model, b)[0]
         usage = None if b == "no_usage" else self.usage(chat=False)
         if body.get("stream"):
-            return await self._stream(request, openai_responses.events(body, answer, usage, self.chunks), b, named=True)
+            return await self._stream(
+                request, openai_responses.events(body, answer, usage, self.chunks), b, named=True
+            )
         doc = openai_responses.response(body, answer, usage, self.chunks)
         return web.Response(body=orjson.dumps(doc), content_type="application/json")

@@ -29,8 +29,12 @@ SCHEMAS: list[Any] = [
     {"type": "array", "items": {"type": "number"}, "minItems": 2},
     {"anyOf": [{"type": "null"}, {"type": "boolean"}]},
     {"type": ["null", "string"]},
-    {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}},
-               {"type": "object", "properties": {"b": {"type": "string"}}}]},
+    {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}},
+            {"type": "object", "properties": {"b": {"type": "string"}}},
+        ]
+    },
     Person.model_json_schema(),
 ]
 

@@ -14,12 +14,27 @@ from tests.fakes import openai_chat, openai_responses
 from tests.fakes.openai_answers import decide
 from tests.fakes.openai_upstream import FakeOpenAI
 
-TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}},
+    }
+]
 CHAT_BODIES: list[dict[str, Any]] = [
     {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-    {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2, "logprobs": True, "top_logprobs": 2},
+    {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 2,
+    },
     {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": TOOLS},
-    {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
+    {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream_options": {"include_usage": True},
+    },
 ]
 RESPONSES_BODIES: list[dict[str, Any]] = [
     {"model": "m", "input": "hi"},

@@ -57,10 +57,27 @@ class FakeVLLMLora(FakeOpenAI):
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        data = [{"id": self.base, "object": "model", "owned_by": "vllm", "root": "/models/base", "parent": None,
-                 "max_model_len": 256}]
-        data += [{"id": n, "object": "model", "owned_by": "vllm", "root": p, "parent": self.base,
-                  "max_model_len": None} for n, p in self.adapters.items()]
+        data = [
+            {
+                "id": self.base,
+                "object": "model",
+                "owned_by": "vllm",
+                "root": "/models/base",
+                "parent": None,
+                "max_model_len": 256,
+            }
+        ]
+        data += [
+            {
+                "id": n,
+                "object": "model",
+                "owned_by": "vllm",
+                "root": p,
+                "parent": self.base,
+                "max_model_len": None,
+            }
+            for n, p in self.adapters.items()
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def load_lora(self, request: web.Request) -> web.Response:
@@ -70,8 +87,12 @@ class FakeVLLMLora(FakeOpenAI):
         self.load_calls.append(body)
         name, path = body.get("lora_name"), body.get("lora_path")
         if name in self.adapters and not body.get("load_inplace"):
-            return self._err(400, f"The lora adapter '{name}' has already been loaded. If you want to load the "
-                             "adapter in place, set 'load_inplace' to True.", "InvalidUserInput")
+            return self._err(
+                400,
+                f"The lora adapter '{name}' has already been loaded. If you want to load the "
+                "adapter in place, set 'load_inplace' to True.",
+                "InvalidUserInput",
+            )
         if path not in self.valid_paths:
             return self._err(404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError")
         self.adapters[str(name)] = str(path)

@@ -29,8 +29,12 @@ def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) 
         "backends": {
             "up": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 3},
             "tight": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 0.3},
-            "refused": {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key": PROVIDER_KEY,
-                        "connect_timeout_s": 1},
+            "refused": {
+                "type": "openai",
+                "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                "api_key": PROVIDER_KEY,
+                "connect_timeout_s": 1,
+            },
             "backup": {"type": "openai", "base_url": backup_url, "api_key": PROVIDER_KEY},
         },
         "models": {
@@ -41,8 +45,12 @@ def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) 
         },
         "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
         "routes": [
-            {"name": "with-fallback", "match": {"tags": {"task": "fallback"}}, "targets": [],
-             "fallbacks": ["backup-model"]},
+            {
+                "name": "with-fallback",
+                "match": {"tags": {"task": "fallback"}},
+                "targets": [],
+                "fallbacks": ["backup-model"],
+            },
             {"name": "with-retries", "match": {"tags": {"task": "retry"}}, "targets": [], "max_retries": 2},
         ],
         "routing": {
@@ -91,13 +99,22 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
     up = RobustOpenAI(name="fuzz-upstream").start()
     cfg: dict[str, Any] = {
         "admin_key": ADMIN_KEY,
-        "server": {"data_dir": str(tmp / "data"), "max_body_bytes": FUZZ_BODY_LIMIT, "request_timeout_s": 10,
-                   "header_timeout_s": 3},
+        "server": {
+            "data_dir": str(tmp / "data"),
+            "max_body_bytes": FUZZ_BODY_LIMIT,
+            "request_timeout_s": 10,
+            "header_timeout_s": 3,
+        },
         "backends": {"up": {"type": "openai", "base_url": up.url, "api_key": PROVIDER_KEY, "timeout_s": 5}},
-        "models": {"gpt-4o-mini": {"backend": "up"}, "fake-*": {"backend": "up"},
-                   "text-embedding-3-small": {"backend": "up"}},
-        "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"},
-                 {"name": "scoped", "key": SCOPED_KEY, "team": "batch", "models": ["gpt-*"]}],
+        "models": {
+            "gpt-4o-mini": {"backend": "up"},
+            "fake-*": {"backend": "up"},
+            "text-embedding-3-small": {"backend": "up"},
+        },
+        "keys": [
+            {"name": "app", "key": CLIENT_KEY, "team": "search"},
+            {"name": "scoped", "key": SCOPED_KEY, "team": "batch", "models": ["gpt-*"]},
+        ],
     }
     gw = GatewayProcess(cfg, tmp).start()
     try:

@@ -46,8 +46,16 @@ class FaultyOpenAI(FakeOpenAI):
         if model.endswith("retry_after"):
             self._seen(request, body)
             return web.json_response(
-                {"error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit"}},
-                status=429, headers={"retry-after": "7"},
+                {
+                    "error": {
+                        "message": "slow down",
+                        "type": "rate_limit_error",
+                        "param": None,
+                        "code": "rate_limit",
+                    }
+                },
+                status=429,
+                headers={"retry-after": "7"},
             )
         if model.endswith("huge_stream") and body.get("stream"):
             self._seen(request, body)
@@ -57,19 +65,34 @@ class FaultyOpenAI(FakeOpenAI):
         return await super().chat(request)
 
     def _seen(self, request: web.Request, body: dict[str, Any]) -> None:
-        self.requests.append(Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time()))
+        self.requests.append(
+            Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time())
+        )
 
     async def _huge_stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        base = {"id": "chatcmpl-huge", "object": "chat.completion.chunk", "created": int(time.time()), "model": body["model"]}
+        base = {
+            "id": "chatcmpl-huge",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
         piece = "y" * 1024
         for _ in range(self.huge_chunks):
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + b"\n\n")
+        await resp.write(
+            b"data: "
+            + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            + b"\n\n"
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.huge_chunks, "total_tokens": self.prompt_tokens + self.huge_chunks}
+            usage = {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.huge_chunks,
+                "total_tokens": self.prompt_tokens + self.huge_chunks,
+            }
             await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
@@ -77,8 +100,10 @@ class FaultyOpenAI(FakeOpenAI):
 
 
 def _bad_request(message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                        "code": None}}, status=400)
+    return web.json_response(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}},
+        status=400,
+    )
 
 
 @dataclass

@@ -21,7 +21,10 @@ MSG = [{"role": "user", "content": "hello"}]
 
 def openai_error(resp: httpx.Response) -> dict[str, Any]:
     """The ``error`` object of an OpenAI-shaped error response; fails the test if the shape is wrong."""
-    assert resp.headers.get("content-type", "").startswith("application/json"), (resp.status_code, resp.headers)
+    assert resp.headers.get("content-type", "").startswith("application/json"), (
+        resp.status_code,
+        resp.headers,
+    )
     doc = orjson.loads(resp.content)
     assert isinstance(doc, dict) and set(doc) == {"error"}, doc
     err = doc["error"]
@@ -77,6 +80,7 @@ def ledger_rows(data_dir: Path | str, request_ids: Iterable[str] | None = None) 
 
 def rows_for(url: str, data_dir: Path | str, rid: str, timeout: float = 15.0) -> list[dict[str, Any]]:
     """The ledger rows of one request id, once there are any (streams are recorded after they end)."""
+
     def get() -> list[dict[str, Any]]:
         flush_ledger(url)
         return ledger_rows(data_dir, [rid])

@@ -24,23 +24,50 @@ from tests.reliability.conftest import FUZZ_BODY_LIMIT, SCOPED_KEY
 from tests.reliability.probes import ADMIN, CLIENT, MSG, openai_error
 
 INFERENCE = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
-OTHER_POSTS = ["/v1/feedback", "/admin/routes", "/admin/routes/explain", "/admin/models", "/admin/backends",
-               "/admin/keys", "/admin/routes/rollback", "/admin/routes/reorder"]
+OTHER_POSTS = [
+    "/v1/feedback",
+    "/admin/routes",
+    "/admin/routes/explain",
+    "/admin/models",
+    "/admin/backends",
+    "/admin/keys",
+    "/admin/routes/rollback",
+    "/admin/routes/reorder",
+]
 CASES = {"quick": 60, "thorough": 600}
 
 json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
 )
-json_value = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner, max_size=5)), max_leaves=20)
-absurd_int = st.one_of(st.integers(min_value=-(10**30), max_value=10**30), st.sampled_from([-1, 0, 2**63, 10**400]))
-absurd_num = st.one_of(absurd_int, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308]))
-model_name = st.one_of(st.sampled_from(["gpt-4o-mini", "fake-x", "text-embedding-3-small", "nope", "", "fake-\u00e9"]),
-                       st.text(max_size=300), json_value)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+absurd_int = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30), st.sampled_from([-1, 0, 2**63, 10**400])
+)
+absurd_num = st.one_of(
+    absurd_int, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308])
+)
+model_name = st.one_of(
+    st.sampled_from(["gpt-4o-mini", "fake-x", "text-embedding-3-small", "nope", "", "fake-\u00e9"]),
+    st.text(max_size=300),
+    json_value,
+)
 message = st.one_of(
-    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "bogus"]),
-                           "content": st.one_of(st.text(max_size=50), json_value)}),
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "system", "assistant", "tool", "bogus"]),
+            "content": st.one_of(st.text(max_size=50), json_value),
+        }
+    ),
     json_value,
 )
 
@@ -52,9 +79,15 @@ MUTATIONS: dict[str, Any] = {
     "prompt": st.one_of(st.text(max_size=50), json_value),
     "input": st.one_of(st.text(max_size=50), st.lists(st.text(max_size=10), max_size=3), json_value),
     "stream": st.one_of(st.booleans(), json_value),
-    "max_tokens": absurd_int, "max_completion_tokens": absurd_int, "max_output_tokens": absurd_int,
-    "n": absurd_int, "temperature": absurd_num, "top_p": absurd_num,
-    "metadata": st.one_of(st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3), json_value),
+    "max_tokens": absurd_int,
+    "max_completion_tokens": absurd_int,
+    "max_output_tokens": absurd_int,
+    "n": absurd_int,
+    "temperature": absurd_num,
+    "top_p": absurd_num,
+    "metadata": st.one_of(
+        st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3), json_value
+    ),
     "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_value}), json_value),
     "user": json_value,
 }
@@ -69,8 +102,13 @@ def openai_bodies(draw: st.DrawFn) -> dict[str, Any]:
         body[name] = draw(MUTATIONS[name])
     for name in draw(st.lists(st.sampled_from(sorted(VALID_BODY)), max_size=1)):
         body.pop(name, None)
-    body.update(draw(st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in MUTATIONS),
-                                     json_value, max_size=3)))  # unknown fields
+    body.update(
+        draw(
+            st.dictionaries(
+                st.text(min_size=1, max_size=12).filter(lambda k: k not in MUTATIONS), json_value, max_size=3
+            )
+        )
+    )  # unknown fields
     return body
 
 
@@ -85,7 +123,9 @@ def check_answer(resp: httpx.Response, what: str) -> None:
         openai_error(resp)
 
 
-def post(client: httpx.Client, url: str, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    client: httpx.Client, url: str, content: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
     h = {"content-type": "application/json", **(headers if headers is not None else CLIENT)}
     with client.stream("POST", url, content=content, headers=h) as r:
         r.read()
@@ -103,8 +143,13 @@ def auth_for(path: str) -> dict[str, str]:
 
 
 def fuzz_settings(profile: str) -> Any:
-    return settings(max_examples=CASES[profile], deadline=None, database=None, phases=[Phase.generate],
-                    suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=CASES[profile],
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 # -- hypothesis: bodies ---------------------------------------------------------------------------------------------
@@ -119,11 +164,15 @@ def run_bodies(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
         check_answer(r, f"POST {path} {body!r:.300}")
 
     one()
-    print(f"\nfuzzed OpenAI bodies ({profile}): {sum(seen.values())} cases, statuses {dict(sorted(seen.items()))}")
+    print(
+        f"\nfuzzed OpenAI bodies ({profile}): {sum(seen.values())} cases, statuses {dict(sorted(seen.items()))}"
+    )
     assert seen.get(200), "no valid request got through: the generator is broken"
 
 
-def test_fuzzed_openai_bodies_get_2xx_or_openai_shaped_4xx(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+def test_fuzzed_openai_bodies_get_2xx_or_openai_shaped_4xx(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
     run_bodies(fuzz_gateway, client, "quick")
 
 
@@ -148,7 +197,9 @@ def test_arbitrary_json_on_every_post_endpoint_is_2xx_or_openai_shaped_4xx(
 
 
 @pytest.mark.slow
-def test_arbitrary_json_on_every_post_endpoint_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+def test_arbitrary_json_on_every_post_endpoint_thorough(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
     run_json_values(fuzz_gateway, client, "thorough")
 
 
@@ -176,7 +227,9 @@ def test_arbitrary_bytes_thorough(fuzz_gateway: GatewayProcess, client: httpx.Cl
 
 # -- hypothesis: headers ------------------------------------------------------------------------------------------------
 # what an HTTP client lets through (h11: tab, visible ASCII, obs-text); raw bytes get their own test below
-header_value = st.binary(max_size=300).map(lambda b: bytes(c for c in b if c == 9 or 32 <= c < 127 or c >= 128).strip())
+header_value = st.binary(max_size=300).map(
+    lambda b: bytes(c for c in b if c == 9 or 32 <= c < 127 or c >= 128).strip()
+)
 header_name = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=30)
 
 
@@ -184,11 +237,28 @@ def run_headers(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
     @fuzz_settings(profile)
     @given(
         path=st.sampled_from([*INFERENCE, "/v1/models", "/admin/status"]),
-        auth=st.one_of(header_value, st.sampled_from([f"Bearer {CLIENT_KEY}", f"Bearer {ADMIN_KEY}",
-                                                     f"Bearer {SCOPED_KEY}", "Bearer", "Basic abc"]).map(str.encode)),
-        named=st.fixed_dictionaries({}, optional={
-            h: header_value for h in ("x-request-id", "x-pointsman-task", "x-pointsman-tags", "x-pointsman-sticky",
-                                      "content-type", "api-key", "accept", "origin")}),
+        auth=st.one_of(
+            header_value,
+            st.sampled_from(
+                [f"Bearer {CLIENT_KEY}", f"Bearer {ADMIN_KEY}", f"Bearer {SCOPED_KEY}", "Bearer", "Basic abc"]
+            ).map(str.encode),
+        ),
+        named=st.fixed_dictionaries(
+            {},
+            optional={
+                h: header_value
+                for h in (
+                    "x-request-id",
+                    "x-pointsman-task",
+                    "x-pointsman-tags",
+                    "x-pointsman-sticky",
+                    "content-type",
+                    "api-key",
+                    "accept",
+                    "origin",
+                )
+            },
+        ),
         extra=st.dictionaries(header_name, header_value, max_size=5),
     )
     def one(path: str, auth: bytes, named: dict[str, bytes], extra: dict[str, bytes]) -> None:
@@ -225,15 +295,23 @@ def parse_raw_response(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
 def run_raw_requests(gw: GatewayProcess, profile: str) -> None:
     @fuzz_settings(profile)
     @given(
-        method=st.one_of(st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"HEAD"]),
-                         st.binary(min_size=1, max_size=10)),
-        target=st.one_of(st.sampled_from([b"/v1/chat/completions", b"/healthz", b"/admin/status", b"/v1/models"]),
-                         st.binary(max_size=60)),
+        method=st.one_of(
+            st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"HEAD"]),
+            st.binary(min_size=1, max_size=10),
+        ),
+        target=st.one_of(
+            st.sampled_from([b"/v1/chat/completions", b"/healthz", b"/admin/status", b"/v1/models"]),
+            st.binary(max_size=60),
+        ),
         headers=st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=60)), max_size=5),
     )
     def one(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        lines = [method + b" " + target + b" HTTP/1.1", b"Host: x", b"Connection: close",
-                 *(k + b": " + v for k, v in headers)]
+        lines = [
+            method + b" " + target + b" HTTP/1.1",
+            b"Host: x",
+            b"Connection: close",
+            *(k + b": " + v for k, v in headers),
+        ]
         raw = raw_exchange(gw.port, b"\r\n".join(lines) + b"\r\n\r\n", timeout=10)
         assert raw.startswith(b"HTTP/1.1 "), raw[:200]  # answered, not dropped
         status, resp_headers, body = parse_raw_response(raw)
@@ -246,7 +324,9 @@ def run_raw_requests(gw: GatewayProcess, profile: str) -> None:
     one()
 
 
-def test_raw_requests_with_arbitrary_bytes_are_answered_in_the_openai_shape(fuzz_gateway: GatewayProcess) -> None:
+def test_raw_requests_with_arbitrary_bytes_are_answered_in_the_openai_shape(
+    fuzz_gateway: GatewayProcess,
+) -> None:
     run_raw_requests(fuzz_gateway, "quick")
 
 
@@ -265,29 +345,47 @@ def test_100k_deep_nesting_is_400(fuzz_gateway: GatewayProcess, client: httpx.Cl
     openai_error(r)
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\xff\xfe"}]}',  # invalid UTF-8
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\ud800"}]}',  # lone surrogate
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
-    b'{"model": "gpt-4o-mini", "messages": [], "max_tokens": 1e400}',
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 100000000000000000000}',
-    b'{"model": "gpt-4o-mini\\n", "messages": [{"role": "user", "content": "x"}]}',  # control character
-    b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]',  # truncated
-    b"",
-    b"null",
-    b"\x00" * 64,
-], ids=["invalid-utf8", "lone-surrogate", "nan", "huge-float", "negative", "huge-int", "control-char", "truncated",
-        "empty", "null", "nul-bytes"])
-def test_malformed_chat_body_is_an_openai_shaped_400(fuzz_gateway: GatewayProcess, client: httpx.Client,
-                                                     raw: bytes) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\xff\xfe"}]}',  # invalid UTF-8
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\ud800"}]}',  # lone surrogate
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        b'{"model": "gpt-4o-mini", "messages": [], "max_tokens": 1e400}',
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 100000000000000000000}',
+        b'{"model": "gpt-4o-mini\\n", "messages": [{"role": "user", "content": "x"}]}',  # control character
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]',  # truncated
+        b"",
+        b"null",
+        b"\x00" * 64,
+    ],
+    ids=[
+        "invalid-utf8",
+        "lone-surrogate",
+        "nan",
+        "huge-float",
+        "negative",
+        "huge-int",
+        "control-char",
+        "truncated",
+        "empty",
+        "null",
+        "nul-bytes",
+    ],
+)
+def test_malformed_chat_body_is_an_openai_shaped_400(
+    fuzz_gateway: GatewayProcess, client: httpx.Client, raw: bytes
+) -> None:
     r = post(client, fuzz_gateway.url + "/v1/chat/completions", raw)
     assert r.status_code == 400, r.text
     openai_error(r)
 
 
 @pytest.mark.parametrize("path", INFERENCE + ["/v1/feedback", "/admin/routes", "/admin/keys"])
-def test_body_over_max_body_bytes_is_413(fuzz_gateway: GatewayProcess, client: httpx.Client, path: str) -> None:
+def test_body_over_max_body_bytes_is_413(
+    fuzz_gateway: GatewayProcess, client: httpx.Client, path: str
+) -> None:
     big = b'{"model": "gpt-4o-mini", "pad": "' + b"x" * FUZZ_BODY_LIMIT + b'"}'
     r = post(client, fuzz_gateway.url + path, big, auth_for(path))
     assert r.status_code == 413, r.text[:300]
@@ -295,7 +393,9 @@ def test_body_over_max_body_bytes_is_413(fuzz_gateway: GatewayProcess, client: h
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/routes"])
-def test_chunked_body_over_max_body_bytes_is_413(fuzz_gateway: GatewayProcess, client: httpx.Client, path: str) -> None:
+def test_chunked_body_over_max_body_bytes_is_413(
+    fuzz_gateway: GatewayProcess, client: httpx.Client, path: str
+) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(2 * FUZZ_BODY_LIMIT // 8192):
             yield b"x" * 8192
@@ -322,7 +422,9 @@ def raw_exchange(port: int, data: bytes, timeout: float = 15) -> bytes:
 
 
 def test_oversized_header_is_431_and_the_connection_closed(fuzz_gateway: GatewayProcess) -> None:
-    out = raw_exchange(fuzz_gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    out = raw_exchange(
+        fuzz_gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    )
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431"), out[:200]
     assert orjson.loads(body)["error"]["code"] == "headers_too_large"
@@ -382,8 +484,10 @@ def test_gateway_is_healthy_after_the_fuzzing(fuzz_gateway: GatewayProcess, clie
     assert gw.proc is not None and gw.proc.poll() is None
     assert client.get(gw.url + "/healthz").status_code == 200
     assert client.get(gw.url + "/readyz").status_code == 200
-    r = client.post(gw.url + "/v1/chat/completions", headers=CLIENT, json={"model": "gpt-4o-mini", "messages": MSG})
+    r = client.post(
+        gw.url + "/v1/chat/completions", headers=CLIENT, json={"model": "gpt-4o-mini", "messages": MSG}
+    )
     assert r.status_code == 200
     time.sleep(0.2)
     log = gw.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]
+    assert "Traceback" not in log, log[log.index("Traceback") - 300 :][:3000]

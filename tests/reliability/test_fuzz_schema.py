@@ -48,7 +48,11 @@ def own_auth(path: str) -> str:
 
 def plan(op: Any, thorough: bool) -> list[tuple[GenerationMode, str, int]]:
     """(mode, auth, examples) for one operation; schema-violating cases only where there is an input."""
-    modes = (POS, NEG) if any(len(getattr(op, a)) for a in ("path_parameters", "query", "headers", "body")) else (POS,)
+    modes = (
+        (POS, NEG)
+        if any(len(getattr(op, a)) for a in ("path_parameters", "query", "headers", "body"))
+        else (POS,)
+    )
     own = own_auth(op.path)
     if thorough:  # most cases with the operation's own credential, where they get past authentication
         return [(mode, auth, 40 if auth == own else 5) for mode in modes for auth in AUTH]
@@ -69,10 +73,12 @@ def send(client: httpx.Client, kwargs: dict[str, Any]) -> httpx.Response:
     return client.request(**kwargs)
 
 
-def check(run: Run, client: httpx.Client, base_url: str, where: str, case: Any, headers: dict[str, str]) -> None:
+def check(
+    run: Run, client: httpx.Client, base_url: str, where: str, case: Any, headers: dict[str, str]
+) -> None:
     kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
     run.cases += 1
-    where = f"{where} {({k: v for k, v in kwargs.items() if k != 'headers'})!r:.600}"
+    where = f"{where} { ({k: v for k, v in kwargs.items() if k != 'headers'})!r:.600}"
     try:
         resp = send(client, kwargs)
     except httpx.HTTPError as exc:  # a dropped connection or a hang
@@ -85,13 +91,19 @@ def check(run: Run, client: httpx.Client, base_url: str, where: str, case: Any, 
         run.failures.append(f"{where}: {resp.status_code} not OpenAI-shaped: {resp.text[:300]}")
 
 
-def fuzz_operation(run: Run, client: httpx.Client, base_url: str, op: Any, mode: GenerationMode, auth: str,
-                   examples: int) -> None:
+def fuzz_operation(
+    run: Run, client: httpx.Client, base_url: str, op: Any, mode: GenerationMode, auth: str, examples: int
+) -> None:
     where = f"{op.label} [{mode.value}, {auth}]"
 
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-              verbosity=Verbosity.quiet,
-              phases=[Phase.generate])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        phases=[Phase.generate],
+    )
     @given(case=op.as_strategy(generation_mode=mode))
     def one(case: Any) -> None:
         check(run, client, base_url, where, case, AUTH[auth])
@@ -111,8 +123,10 @@ def fuzz(gw: GatewayProcess, thorough: bool) -> Run:
         for op in ops:
             for mode, auth, examples in plan(op, thorough):
                 fuzz_operation(run, client, gw.url, op, mode, auth, examples)
-    print(f"\nschemathesis ({'thorough' if thorough else 'quick'}): {run.cases} cases over {len(ops)} operations "
-          f"in {time.monotonic() - t0:.0f} s; statuses {dict(sorted(run.statuses.items()))}")
+    print(
+        f"\nschemathesis ({'thorough' if thorough else 'quick'}): {run.cases} cases over {len(ops)} operations "
+        f"in {time.monotonic() - t0:.0f} s; statuses {dict(sorted(run.statuses.items()))}"
+    )
     return run
 
 
@@ -120,14 +134,20 @@ def assert_healthy(gw: GatewayProcess) -> None:
     assert gw.proc is not None and gw.proc.poll() is None, "the gateway died"
     assert httpx.get(gw.url + "/healthz", timeout=10).status_code == 200
     assert httpx.get(gw.url + "/readyz", timeout=10).status_code == 200
-    r = httpx.post(gw.url + "/v1/chat/completions", headers=CLIENT, json={"model": "gpt-4o-mini", "messages": MSG},
-                   timeout=10)
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers=CLIENT,
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        timeout=10,
+    )
     assert r.status_code < 500, r.text
     log = gw.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]
+    assert "Traceback" not in log, log[log.index("Traceback") - 300 :][:3000]
 
 
-def test_schemathesis_quick_profile_finds_no_5xx_and_only_openai_shaped_errors(fuzz_gateway: GatewayProcess) -> None:
+def test_schemathesis_quick_profile_finds_no_5xx_and_only_openai_shaped_errors(
+    fuzz_gateway: GatewayProcess,
+) -> None:
     run = fuzz(fuzz_gateway, thorough=False)
     assert run.cases >= 300
     assert not run.failures, f"{len(run.failures)} failures:\n" + "\n".join(run.failures[:20])

@@ -65,8 +65,9 @@ def leak_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, FaultyOpenAI,
         backup.stop()
 
 
-async def _one(client: httpx.AsyncClient, url: str, i: int, model: str, stream: bool, task: str | None,
-               hang_up: bool) -> tuple[str, int]:
+async def _one(
+    client: httpx.AsyncClient, url: str, i: int, model: str, stream: bool, task: str | None, hang_up: bool
+) -> tuple[str, int]:
     rid = f"leak-{i}"
     headers = {**CLIENT, "x-request-id": rid}
     if task:
@@ -90,6 +91,7 @@ async def _blast(url: str, n: int, start: int, concurrency: int = 24) -> Counter
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
         async def run(job: tuple[int, str, bool, str | None, bool]) -> None:
             async with sem:
                 _, status = await _one(client, url, *job)
@@ -122,14 +124,19 @@ def _run_and_measure(gw: GatewayProcess, faulty: FaultyOpenAI, data: Path, warmu
     after = _settled(gw)
     conns_after = tcp_connections_to(gw.proc.pid, int(faulty.url.rsplit(":", 1)[1].split("/")[0]))
     growth_mb = (after["rss_bytes"] - before["rss_bytes"]) / 2**20
-    print(f"\n{n} faulted requests in {elapsed:.1f} s; statuses {dict(sorted(statuses.items()))}; "
-          f"asyncio tasks {before['asyncio_tasks']} -> {after['asyncio_tasks']}; "
-          f"fds {before['open_fds']} -> {after['open_fds']}; "
-          f"upstream connections {conns_before} -> {conns_after}; threads {before['threads']} -> {after['threads']}; "
-          f"RSS {before['rss_bytes'] / 2**20:.1f} -> {after['rss_bytes'] / 2**20:.1f} MiB ({growth_mb:+.1f})")
+    print(
+        f"\n{n} faulted requests in {elapsed:.1f} s; statuses {dict(sorted(statuses.items()))}; "
+        f"asyncio tasks {before['asyncio_tasks']} -> {after['asyncio_tasks']}; "
+        f"fds {before['open_fds']} -> {after['open_fds']}; "
+        f"upstream connections {conns_before} -> {conns_after}; threads {before['threads']} -> {after['threads']}; "
+        f"RSS {before['rss_bytes'] / 2**20:.1f} -> {after['rss_bytes'] / 2**20:.1f} MiB ({growth_mb:+.1f})"
+    )
     assert 500 not in statuses and 0 not in statuses, statuses  # faults are answered, never a gateway 500
     assert after["asyncio_tasks"] <= before["asyncio_tasks"] + 3, (before, after)
-    assert after["open_fds"] <= before["open_fds"] + 24, (before, after)  # at most pool churn, never one per request
+    assert after["open_fds"] <= before["open_fds"] + 24, (
+        before,
+        after,
+    )  # at most pool churn, never one per request
     assert conns_after <= conns_before + 24, (conns_before, conns_after)
     assert after["threads"] <= before["threads"] + 2, (before, after)
     assert growth_mb < 25, f"RSS grew {growth_mb:.1f} MiB over {n} faulted requests"

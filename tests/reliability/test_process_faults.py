@@ -56,10 +56,15 @@ class Stream(threading.Thread):
 
     def run(self) -> None:
         try:
-            with httpx.Client(timeout=60) as c, c.stream(
-                "POST", self.url + "/v1/chat/completions", headers={**CLIENT, "x-request-id": self.rid},
-                json={"model": "gpt-4o-mini", "messages": MSG, "stream": True},
-            ) as r:
+            with (
+                httpx.Client(timeout=60) as c,
+                c.stream(
+                    "POST",
+                    self.url + "/v1/chat/completions",
+                    headers={**CLIENT, "x-request-id": self.rid},
+                    json={"model": "gpt-4o-mini", "messages": MSG, "stream": True},
+                ) as r,
+            ):
                 self.status = r.status_code
                 for chunk in r.iter_bytes():
                     self.body += chunk
@@ -71,8 +76,12 @@ class Stream(threading.Thread):
 
     @property
     def complete(self) -> bool:
-        return self.error is None and self.status == 200 and self.body.endswith(b"data: [DONE]\n\n") \
+        return (
+            self.error is None
+            and self.status == 200
+            and self.body.endswith(b"data: [DONE]\n\n")
             and b'"error"' not in self.body
+        )
 
 
 def start_streams(url: str, n: int, prefix: str) -> list[Stream]:
@@ -94,8 +103,12 @@ def connect_refused(port: int) -> bool:
 
 
 def chat(url: str, rid: str, model: str = "gpt-4o-mini") -> httpx.Response:
-    return httpx.post(url + "/v1/chat/completions", headers={**CLIENT, "x-request-id": rid},
-                      json={"model": model, "messages": MSG}, timeout=30)
+    return httpx.post(
+        url + "/v1/chat/completions",
+        headers={**CLIENT, "x-request-id": rid},
+        json={"model": model, "messages": MSG},
+        timeout=30,
+    )
 
 
 # -- SIGTERM --------------------------------------------------------------------------------------------------------
@@ -120,7 +133,9 @@ def test_sigterm_lets_in_flight_streams_finish_and_flushes_them_to_the_ledger(
     assert all(r["outcome"] == "ok" and r["output_tokens"] > 0 for r in rows)
 
 
-def test_sigterm_refuses_new_connections_while_streams_drain(streaming_upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_sigterm_refuses_new_connections_while_streams_drain(
+    streaming_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     gw = serve(streaming_upstream, tmp_path, graceful_timeout_s=20)
     try:
         streams = start_streams(gw.url, 4, "refuse")
@@ -154,7 +169,9 @@ def test_readyz_answers_503_during_the_drain_delay_while_requests_are_still_serv
 
 
 def test_streams_cut_at_the_end_of_the_grace_period_are_still_recorded(tmp_path: Path) -> None:
-    endless = FakeOpenAI(name="endless", chunks=100, chunk_delay=0.2, content="x" * 200).start()  # 20 s streams
+    endless = FakeOpenAI(
+        name="endless", chunks=100, chunk_delay=0.2, content="x" * 200
+    ).start()  # 20 s streams
     try:
         gw = serve(endless, tmp_path, graceful_timeout_s=1)
         try:
@@ -176,7 +193,9 @@ def test_streams_cut_at_the_end_of_the_grace_period_are_still_recorded(tmp_path:
 
 
 # -- kill -9 -----------------------------------------------------------------------------------------------------
-def test_kill_9_loses_at_most_the_last_flush_interval_of_the_ledger(upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_kill_9_loses_at_most_the_last_flush_interval_of_the_ledger(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     flush_s = 0.5  # accounting.ledger.flush_interval_s (the default)
     gw = serve(upstream, tmp_path)
     done: dict[str, float] = {}
@@ -200,8 +219,10 @@ def test_kill_9_loses_at_most_the_last_flush_interval_of_the_ledger(upstream: Fa
     lost = {rid: killed_at - t for rid, t in done.items() if rid not in ids}
     # everything answered more than one flush interval (plus a generous commit allowance) before the kill is there
     assert all(age < flush_s + 1.0 for age in lost.values()), sorted(lost.items(), key=lambda kv: -kv[1])[:5]
-    print(f"\nkill -9 after {len(done)} answered requests: {len(lost)} lost, all answered within "
-          f"{max(lost.values(), default=0):.2f} s of the kill")
+    print(
+        f"\nkill -9 after {len(done)} answered requests: {len(lost)} lost, all answered within "
+        f"{max(lost.values(), default=0):.2f} s of the kill"
+    )
     # and the ledger file survives the crash: a restarted gateway reads and extends it
     gw2 = serve(upstream, tmp_path)
     try:
@@ -216,8 +237,12 @@ def test_kill_9_loses_at_most_the_last_flush_interval_of_the_ledger(upstream: Fa
 def test_restart_after_kill_9_recovers_admin_policy_changes(upstream: FakeOpenAI, tmp_path: Path) -> None:
     gw = serve(upstream, tmp_path)
     try:
-        r = httpx.post(gw.url + "/admin/routes", headers=ADMIN, timeout=30,
-                       json={"name": "pinned", "match": {"tags": {"task": "pin"}}, "targets": [{"model": "alias"}]})
+        r = httpx.post(
+            gw.url + "/admin/routes",
+            headers=ADMIN,
+            timeout=30,
+            json={"name": "pinned", "match": {"tags": {"task": "pin"}}, "targets": [{"model": "alias"}]},
+        )
         assert r.status_code == 201, r.text
         assert gw.proc is not None
         gw.proc.kill()  # right after the change was acknowledged
@@ -226,19 +251,30 @@ def test_restart_after_kill_9_recovers_admin_policy_changes(upstream: FakeOpenAI
         gw.stop()
     gw2 = serve(upstream, tmp_path)
     try:
-        names = [x["name"] for x in httpx.get(gw2.url + "/admin/routes", headers=ADMIN, timeout=30).json()["routes"]]
+        names = [
+            x["name"]
+            for x in httpx.get(gw2.url + "/admin/routes", headers=ADMIN, timeout=30).json()["routes"]
+        ]
         assert "pinned" in names
-        r = httpx.post(gw2.url + "/v1/chat/completions", timeout=30,
-                       headers={**CLIENT, "x-pointsman-task": "pin"}, json={"model": "gpt-4o-mini", "messages": MSG})
+        r = httpx.post(
+            gw2.url + "/v1/chat/completions",
+            timeout=30,
+            headers={**CLIENT, "x-pointsman-task": "pin"},
+            json={"model": "gpt-4o-mini", "messages": MSG},
+        )
         assert r.headers["x-pointsman-route"] == "pinned"
     finally:
         gw2.stop()
 
 
-def test_restart_after_sigterm_recovers_the_ledger_and_spent_budgets(upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_restart_after_sigterm_recovers_the_ledger_and_spent_budgets(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     upstream.prompt_tokens, upstream.completion_tokens = 1000, 500
-    accounting = {"pricing": {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}},  # $0.002
-                  "budgets": [{"scope": "key", "name": "app", "daily_usd": "0.005"}]}
+    accounting = {
+        "pricing": {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}},  # $0.002
+        "budgets": [{"scope": "key", "name": "app", "daily_usd": "0.005"}],
+    }
     cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path / "data")}, accounting=accounting)
     gw = GatewayProcess(cfg, tmp_path).start()
     try:

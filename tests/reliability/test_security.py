@@ -47,8 +47,13 @@ def security_config(upstream_url: str, data_dir: str, **server: Any) -> dict[str
         "models": {"gpt-4o-mini": {"backend": "up"}, "fake-*": {"backend": "up"}},
         "keys": [
             {"name": "app", "key": CLIENT_KEY, "team": "search"},
-            {"name": "scoped", "key": SCOPED_KEY, "team": "batch", "models": ["gpt-*"],
-             "allowed_tags": {"task": ["summarize"]}},
+            {
+                "name": "scoped",
+                "key": SCOPED_KEY,
+                "team": "batch",
+                "models": ["gpt-*"],
+                "allowed_tags": {"task": ["summarize"]},
+            },
         ],
         "routes": [{"name": "summaries", "match": {"tags": {"task": "summarize"}}, "targets": []}],
     }
@@ -73,25 +78,35 @@ def admin_operations(url: str) -> list[tuple[str, str]]:
 
 
 # -- admin authentication ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("who", "headers", "status"), [
-    ("no key", {}, 401),
-    ("wrong key", {"authorization": f"Bearer {WRONG_ADMIN}"}, 401),
-    ("client key", CLIENT, 403),
-    ("scoped client key", SCOPED, 403),
-    ("client key as api-key", {"api-key": CLIENT_KEY}, 403),
-    ("client key as x-admin-key", {"x-admin-key": CLIENT_KEY}, 403),
-    ("admin key without bearer", {"authorization": ADMIN_KEY}, 401),
-])
-def test_every_admin_operation_refuses_non_admin_callers(gw: GatewayProcess, who: str, headers: dict[str, str],
-                                                         status: int) -> None:
+@pytest.mark.parametrize(
+    ("who", "headers", "status"),
+    [
+        ("no key", {}, 401),
+        ("wrong key", {"authorization": f"Bearer {WRONG_ADMIN}"}, 401),
+        ("client key", CLIENT, 403),
+        ("scoped client key", SCOPED, 403),
+        ("client key as api-key", {"api-key": CLIENT_KEY}, 403),
+        ("client key as x-admin-key", {"x-admin-key": CLIENT_KEY}, 403),
+        ("admin key without bearer", {"authorization": ADMIN_KEY}, 401),
+    ],
+)
+def test_every_admin_operation_refuses_non_admin_callers(
+    gw: GatewayProcess, who: str, headers: dict[str, str], status: int
+) -> None:
     ops = admin_operations(gw.url)
     assert len(ops) >= 40
     with httpx.Client(timeout=30) as c:
         for method, path in ops:
             for body in (b"{}", b"{not json"):  # authentication comes before body validation
-                r = c.request(method, gw.url + path, headers={**headers, "content-type": "application/json"},
-                              content=body if method in ("POST", "PUT", "PATCH") else None)
-                assert r.status_code == status, f"{who}: {method} {path} {body!r} -> {r.status_code} {r.text[:200]}"
+                r = c.request(
+                    method,
+                    gw.url + path,
+                    headers={**headers, "content-type": "application/json"},
+                    content=body if method in ("POST", "PUT", "PATCH") else None,
+                )
+                assert r.status_code == status, (
+                    f"{who}: {method} {path} {body!r} -> {r.status_code} {r.text[:200]}"
+                )
                 openai_error(r)
 
 
@@ -101,11 +116,17 @@ def test_admin_key_is_accepted(gw: GatewayProcess) -> None:
 
 # -- client keys: stored hashed, compared in constant time --------------------------------------------------------------
 def test_client_keys_are_stored_only_as_sha256_digests(gw: GatewayProcess, tmp_path: Path) -> None:
-    created = httpx.post(gw.url + "/admin/keys", headers=ADMIN, json={"name": "made-by-admin", "team": "search"},
-                         timeout=10)
+    created = httpx.post(
+        gw.url + "/admin/keys", headers=ADMIN, json={"name": "made-by-admin", "team": "search"}, timeout=10
+    )
     assert created.status_code in (200, 201), created.text
     secret = created.json()["key"]
-    assert httpx.get(gw.url + "/v1/models", headers={"authorization": f"Bearer {secret}"}, timeout=10).status_code == 200
+    assert (
+        httpx.get(
+            gw.url + "/v1/models", headers={"authorization": f"Bearer {secret}"}, timeout=10
+        ).status_code
+        == 200
+    )
     listed = httpx.get(gw.url + "/admin/keys", headers=ADMIN, timeout=10).text
     assert not find_secrets(listed, [secret, CLIENT_KEY, SCOPED_KEY])
     data = Path(gw.path).parent / "data"
@@ -147,15 +168,20 @@ def test_client_key_lookup_takes_as_long_for_a_near_miss_as_for_a_far_miss() -> 
 @pytest.mark.parametrize("endpoint", ["chat/completions", "completions", "embeddings", "responses"])
 def test_key_scoped_to_some_models_cannot_use_others(gw: GatewayProcess, endpoint: str) -> None:
     body = {"model": "fake-other", "messages": MSG, "prompt": "hi", "input": "hi"}
-    r = httpx.post(f"{gw.url}/v1/{endpoint}", headers={**SCOPED, "x-pointsman-task": "summarize"}, json=body,
-                   timeout=10)
+    r = httpx.post(
+        f"{gw.url}/v1/{endpoint}", headers={**SCOPED, "x-pointsman-task": "summarize"}, json=body, timeout=10
+    )
     assert r.status_code == 403
     assert openai_error(r)["type"] == "permission_error"
 
 
 def test_key_scoped_to_some_models_may_use_those(gw: GatewayProcess) -> None:
-    r = httpx.post(gw.url + "/v1/chat/completions", headers={**SCOPED, "x-pointsman-task": "summarize"},
-                   json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={**SCOPED, "x-pointsman-task": "summarize"},
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        timeout=10,
+    )
     assert r.status_code == 200
 
 
@@ -181,11 +207,19 @@ def test_key_scoped_to_some_tags_cannot_send_others(gw: GatewayProcess, where: s
 
 
 def test_feedback_on_another_teams_request_is_refused(gw: GatewayProcess) -> None:
-    r = httpx.post(gw.url + "/v1/chat/completions", headers={**CLIENT, "x-request-id": "team-search-req"},
-                   json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={**CLIENT, "x-request-id": "team-search-req"},
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        timeout=10,
+    )
     assert r.status_code == 200
-    fb = httpx.post(gw.url + "/v1/feedback", headers=SCOPED, timeout=30,
-                    json={"request_id": "team-search-req", "metric": "thumbs_up", "value": True})
+    fb = httpx.post(
+        gw.url + "/v1/feedback",
+        headers=SCOPED,
+        timeout=30,
+        json={"request_id": "team-search-req", "metric": "thumbs_up", "value": True},
+    )
     assert fb.status_code == 404
     openai_error(fb)
 
@@ -199,46 +233,99 @@ def test_no_secret_appears_in_logs_metrics_error_bodies_or_admin_responses(
     made: list[str] = []
     try:
         with httpx.Client(timeout=30) as c:
+
             def keep(what: str, r: httpx.Response) -> httpx.Response:
                 seen.append((what, r.text))
                 return r
 
-            new = keep("POST /admin/keys", c.post(proc.url + "/admin/keys", headers=ADMIN,
-                                                  json={"name": "made", "team": "search"}))
+            new = keep(
+                "POST /admin/keys",
+                c.post(proc.url + "/admin/keys", headers=ADMIN, json={"name": "made", "team": "search"}),
+            )
             made.append(new.json()["key"])  # returned once, to its creator: the only place it may appear
             seen.pop()
             rotated = c.post(proc.url + "/admin/keys/made/rotate", headers=ADMIN)
             made.append(rotated.json()["key"])
             for key in (CLIENT_KEY, made[-1]):
-                keep("chat", c.post(proc.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                                    json={"model": "gpt-4o-mini", "messages": MSG}))
-                keep("stream", c.post(proc.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                                      json={"model": "gpt-4o-mini", "messages": MSG, "stream": True}))
+                keep(
+                    "chat",
+                    c.post(
+                        proc.url + "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {key}"},
+                        json={"model": "gpt-4o-mini", "messages": MSG},
+                    ),
+                )
+                keep(
+                    "stream",
+                    c.post(
+                        proc.url + "/v1/chat/completions",
+                        headers={"authorization": f"Bearer {key}"},
+                        json={"model": "gpt-4o-mini", "messages": MSG, "stream": True},
+                    ),
+                )
             # wrong and near-miss keys, in every place a key is read: error bodies must not echo them
             for bad in (CLIENT_KEY + "x", ADMIN_KEY + "x", PROVIDER_KEY, made[0]):
                 for h in ({"authorization": f"Bearer {bad}"}, {"api-key": bad}):
-                    keep("wrong key", c.post(proc.url + "/v1/chat/completions", headers=h,
-                                             json={"model": "gpt-4o-mini", "messages": MSG}))
+                    keep(
+                        "wrong key",
+                        c.post(
+                            proc.url + "/v1/chat/completions",
+                            headers=h,
+                            json={"model": "gpt-4o-mini", "messages": MSG},
+                        ),
+                    )
                     keep("wrong admin", c.get(proc.url + "/admin/status", headers=h))
-            keep("no usage", c.post(proc.url + "/v1/chat/completions", headers=CLIENT,  # estimated: a DEBUG line
-                                    json={"model": "fake-no_usage", "messages": MSG}))
-            keep("upstream error", c.post(proc.url + "/v1/chat/completions", headers=CLIENT,
-                                          json={"model": "fake-fail_500", "messages": MSG}))
-            keep("scope", c.post(proc.url + "/v1/chat/completions", headers=SCOPED,
-                                 json={"model": "fake-x", "messages": MSG}))
-            c.put(proc.url + "/admin/backends/up", headers=ADMIN,
-                  json={"type": "openai", "base_url": upstream.url, "api_key": "***"})  # keeps the stored one
-            keep("explain", c.post(proc.url + "/admin/routes/explain", headers=ADMIN,
-                                   json={"body": {"model": "gpt-4o-mini", "messages": MSG}, "key": "app"}))
+            keep(
+                "no usage",
+                c.post(
+                    proc.url + "/v1/chat/completions",
+                    headers=CLIENT,  # estimated: a DEBUG line
+                    json={"model": "fake-no_usage", "messages": MSG},
+                ),
+            )
+            keep(
+                "upstream error",
+                c.post(
+                    proc.url + "/v1/chat/completions",
+                    headers=CLIENT,
+                    json={"model": "fake-fail_500", "messages": MSG},
+                ),
+            )
+            keep(
+                "scope",
+                c.post(
+                    proc.url + "/v1/chat/completions",
+                    headers=SCOPED,
+                    json={"model": "fake-x", "messages": MSG},
+                ),
+            )
+            c.put(
+                proc.url + "/admin/backends/up",
+                headers=ADMIN,
+                json={"type": "openai", "base_url": upstream.url, "api_key": "***"},
+            )  # keeps the stored one
+            keep(
+                "explain",
+                c.post(
+                    proc.url + "/admin/routes/explain",
+                    headers=ADMIN,
+                    json={"body": {"model": "gpt-4o-mini", "messages": MSG}, "key": "app"},
+                ),
+            )
             # every admin GET, with the names that exist filled in
-            names = {"name": ["up", "made", "app", "summaries", "gpt-4o-mini"], "version": ["1", "2", "3"],
-                     "request_id": ["x"], "team": ["search"], "adapter": ["x"]}
+            names = {
+                "name": ["up", "made", "app", "summaries", "gpt-4o-mini"],
+                "version": ["1", "2", "3"],
+                "request_id": ["x"],
+                "team": ["search"],
+                "adapter": ["x"],
+            }
             spec = c.get(proc.url + "/openapi.json").json()
             for path, methods in spec["paths"].items():
                 if not path.startswith("/admin") or "get" not in methods:
                     continue
                 params = re.findall(r"\{([^}]+)\}", path)
-                for value in (names.get(params[0], ["x"]) if params else [None]):
+                for value in names.get(params[0], ["x"]) if params else [None]:
                     concrete = re.sub(r"\{[^}]+\}", value or "", path)
                     keep(f"GET {concrete}", c.get(proc.url + concrete, headers=ADMIN))
             keep("metrics", c.get(proc.url + "/metrics"))
@@ -257,9 +344,15 @@ def test_no_secret_appears_in_logs_metrics_error_bodies_or_admin_responses(
 
 # -- CORS -----------------------------------------------------------------------------------------------------------------------
 def preflight(url: str, path: str, origin: str) -> httpx.Response:
-    return httpx.options(url + path, timeout=10, headers={
-        "origin": origin, "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization, content-type"})
+    return httpx.options(
+        url + path,
+        timeout=10,
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type",
+        },
+    )
 
 
 def test_cors_is_off_unless_configured(gw: GatewayProcess) -> None:
@@ -277,16 +370,31 @@ def test_cors_allows_only_the_configured_origins(upstream: FakeOpenAI, tmp_path:
         assert ok.status_code == 204 and ok.headers["access-control-allow-origin"] == "https://app.example"
         bad = preflight(g.url, "/v1/chat/completions", "https://evil.example")
         assert "access-control-allow-origin" not in bad.headers
-        r = httpx.post(g.url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10,
-                       headers={**CLIENT, "origin": "https://app.example"})
+        r = httpx.post(
+            g.url + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MSG},
+            timeout=10,
+            headers={**CLIENT, "origin": "https://app.example"},
+        )
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
 
 
 # -- upstream URLs ------------------------------------------------------------------------------------------------------------------
-BAD_URLS = ["file:///etc/passwd", "ftp://example.com/v1", "javascript:alert(1)", "http://user:pw@example.com/v1",
-            "http://example.com:99999/v1", "http://example.com:0/v1", "http://exa mple.com/v1",
-            "http://example.com/v1?key=x", "http://example.com/v1#x", "http://[::1/v1", "http://example.com\n/v1",
-            "example.com/v1", "http:///v1"]
+BAD_URLS = [
+    "file:///etc/passwd",
+    "ftp://example.com/v1",
+    "javascript:alert(1)",
+    "http://user:pw@example.com/v1",
+    "http://example.com:99999/v1",
+    "http://example.com:0/v1",
+    "http://exa mple.com/v1",
+    "http://example.com/v1?key=x",
+    "http://example.com/v1#x",
+    "http://[::1/v1",
+    "http://example.com\n/v1",
+    "example.com/v1",
+    "http:///v1",
+]
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
@@ -294,28 +402,48 @@ def test_invalid_upstream_url_in_a_config_file_is_refused(tmp_path: Path, url: s
     cfg = {"backends": {"up": {"type": "openai", "base_url": url}}, "models": {"m": {"backend": "up"}}}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stdout
     assert "backends.up.base_url" in r.stderr
 
 
 @pytest.mark.parametrize("url", BAD_URLS[:6])
 def test_invalid_upstream_url_through_the_admin_api_is_400(gw: GatewayProcess, url: str) -> None:
-    r = httpx.post(gw.url + "/admin/backends", headers=ADMIN, timeout=10,
-                   json={"name": "evil", "type": "vllm", "endpoints": [url]})
+    r = httpx.post(
+        gw.url + "/admin/backends",
+        headers=ADMIN,
+        timeout=10,
+        json={"name": "evil", "type": "vllm", "endpoints": [url]},
+    )
     assert r.status_code == 400
     assert openai_error(r)["code"] == "invalid_policy"
 
 
 # -- request ids ------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rid", ["<script>alert(1)</script>", "a" * 200, "id with spaces", "caf\u00e9", "a;b=c",
-                                 "${jndi:ldap://x}", "../../etc"])
+@pytest.mark.parametrize(
+    "rid",
+    [
+        "<script>alert(1)</script>",
+        "a" * 200,
+        "id with spaces",
+        "caf\u00e9",
+        "a;b=c",
+        "${jndi:ldap://x}",
+        "../../etc",
+    ],
+)
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/models", "/admin/status", "/v1/nope"])
 def test_unsafe_request_ids_are_replaced_not_echoed(gw: GatewayProcess, rid: str, path: str) -> None:
     headers = {**(ADMIN if path.startswith("/admin") else CLIENT), "x-request-id": rid.encode("utf-8")}
     if path == "/v1/chat/completions":
-        r = httpx.post(gw.url + path, headers=headers, json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+        r = httpx.post(
+            gw.url + path, headers=headers, json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10
+        )
     else:
         r = httpx.get(gw.url + path, headers=headers, timeout=10)
     echoed = r.headers["x-request-id"]
@@ -328,16 +456,24 @@ def test_safe_request_ids_are_echoed(gw: GatewayProcess, path: str) -> None:
     rid = "req-2026.11:abc_DEF"
     headers = {**CLIENT, "x-request-id": rid}
     if path == "/v1/chat/completions":
-        r = httpx.post(gw.url + path, headers=headers, json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+        r = httpx.post(
+            gw.url + path, headers=headers, json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10
+        )
     else:
         r = httpx.get(gw.url + path, headers=headers, timeout=10)
     assert r.headers["x-request-id"] == rid
 
 
-def test_unsafe_request_id_never_reaches_the_upstream_or_the_ledger(gw: GatewayProcess, upstream: FakeOpenAI) -> None:
+def test_unsafe_request_id_never_reaches_the_upstream_or_the_ledger(
+    gw: GatewayProcess, upstream: FakeOpenAI
+) -> None:
     rid = "<img src=x onerror=alert(1)>"
-    r = httpx.post(gw.url + "/v1/chat/completions", headers={**CLIENT, "x-request-id": rid},
-                   json={"model": "gpt-4o-mini", "messages": MSG}, timeout=10)
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={**CLIENT, "x-request-id": rid},
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        timeout=10,
+    )
     assigned = r.headers["x-request-id"]
     assert upstream.requests[-1].headers["x-request-id"] == assigned
     httpx.get(gw.url + "/admin/spend", headers=ADMIN, timeout=30)  # flushes the ledger
@@ -352,8 +488,12 @@ def test_unsafe_request_id_never_reaches_the_upstream_or_the_ledger(gw: GatewayP
 def test_error_bodies_do_not_echo_the_presented_key(gw: GatewayProcess) -> None:
     bogus = "sk-" + "q" * 40
     for path in ("/v1/chat/completions", "/v1/models", "/admin/status"):
-        r = httpx.request("POST" if path.endswith("completions") else "GET", gw.url + path, timeout=10,
-                          headers={"authorization": f"Bearer {bogus}"},
-                          content=orjson.dumps({"model": "gpt-4o-mini", "messages": MSG}))
+        r = httpx.request(
+            "POST" if path.endswith("completions") else "GET",
+            gw.url + path,
+            timeout=10,
+            headers={"authorization": f"Bearer {bogus}"},
+            content=orjson.dumps({"model": "gpt-4o-mini", "messages": MSG}),
+        )
         assert r.status_code == 401
         assert bogus[:12] not in r.text

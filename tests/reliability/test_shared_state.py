@@ -45,21 +45,34 @@ def priced_upstream() -> Iterator[FakeOpenAI]:
     fake.stop()
 
 
-def replica(upstream: FakeOpenAI, data: Path, redis_url: str, policy: str, **accounting: Any) -> dict[str, Any]:
+def replica(
+    upstream: FakeOpenAI, data: Path, redis_url: str, policy: str, **accounting: Any
+) -> dict[str, Any]:
     data.mkdir(exist_ok=True)
-    return basic_config(upstream.url, server={"data_dir": str(data)}, redis={"url": redis_url, "on_unavailable": policy},
-                        accounting={"pricing": PRICING, **accounting})
+    return basic_config(
+        upstream.url,
+        server={"data_dir": str(data)},
+        redis={"url": redis_url, "on_unavailable": policy},
+        accounting={"pricing": PRICING, **accounting},
+    )
 
 
-def replicas(stack: ExitStack, upstream: FakeOpenAI, tmp: Path, redis_url: str, policy: str,
-             **accounting: Any) -> list[RunningGateway]:
-    return [stack.enter_context(RunningGateway(replica(upstream, tmp / name, redis_url, policy, **accounting)))
-            for name in ("a", "b")]
+def replicas(
+    stack: ExitStack, upstream: FakeOpenAI, tmp: Path, redis_url: str, policy: str, **accounting: Any
+) -> list[RunningGateway]:
+    return [
+        stack.enter_context(RunningGateway(replica(upstream, tmp / name, redis_url, policy, **accounting)))
+        for name in ("a", "b")
+    ]
 
 
 def chat(gw: RunningGateway, rid: str) -> httpx.Response:
-    return httpx.post(gw.url + "/v1/chat/completions", headers={**CLIENT, "x-request-id": rid},
-                      json={"model": "gpt-4o-mini", "messages": MSG}, timeout=30)
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={**CLIENT, "x-request-id": rid},
+        json={"model": "gpt-4o-mini", "messages": MSG},
+        timeout=30,
+    )
 
 
 class Load:
@@ -102,8 +115,10 @@ class Load:
 
 
 def degraded(gws: list[RunningGateway], policy: str) -> float:
-    return sum(metric_sum(scrape(g.url), "pointsman_shared_state_degraded_total", component="limits", policy=policy)
-               for g in gws)
+    return sum(
+        metric_sum(scrape(g.url), "pointsman_shared_state_degraded_total", component="limits", policy=policy)
+        for g in gws
+    )
 
 
 def redis_up(gw: RunningGateway) -> bool:
@@ -118,8 +133,10 @@ def spend_total(gw: RunningGateway) -> dict[str, Any]:
 def test_fail_open_serves_every_request_while_redis_restarts_under_load(
     priced_upstream: FakeOpenAI, tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    acc = {"rate_limits": [{"key": "app", "requests_per_min": 100_000}],
-           "budgets": [{"scope": "key", "name": "app", "daily_usd": "1000"}]}
+    acc = {
+        "rate_limits": [{"key": "app", "requests_per_min": 100_000}],
+        "budgets": [{"scope": "key", "name": "app", "daily_usd": "1000"}],
+    }
     with ExitStack() as stack:
         gws = replicas(stack, priced_upstream, tmp_path, own_redis.url, "fail_open", **acc)
         with Load(gws) as load:
@@ -141,8 +158,10 @@ def test_fail_open_serves_every_request_while_redis_restarts_under_load(
         answered = set(load.answers)
 
         def files() -> list[dict[str, dict[str, Any]]]:
-            return [{r["request_id"]: r for r in ledger_rows(tmp_path / g) if r["request_id"].startswith("load-")}
-                    for g in ("a", "b")]
+            return [
+                {r["request_id"]: r for r in ledger_rows(tmp_path / g) if r["request_id"].startswith("load-")}
+                for g in ("a", "b")
+            ]
 
         for rows in (ledger_rows(tmp_path / g) for g in ("a", "b")):
             ids = [r["request_id"] for r in rows]
@@ -153,7 +172,11 @@ def test_fail_open_serves_every_request_while_redis_restarts_under_load(
         everything = {**both[0], **both[1]}
         for f in both:
             for rid in answered - set(f):
-                assert stopped - 1.0 <= everything[rid]["ts"] <= stopped + 0.2, (rid, everything[rid]["ts"], stopped)
+                assert stopped - 1.0 <= everything[rid]["ts"] <= stopped + 0.2, (
+                    rid,
+                    everything[rid]["ts"],
+                    stopped,
+                )
 
 
 def test_fail_closed_answers_fast_429s_while_redis_is_down_then_serves_again(
@@ -176,9 +199,13 @@ def test_fail_closed_answers_fast_429s_while_redis_is_down_then_serves_again(
         refused = [(rid, t, body) for rid, (s, t, body) in load.answers.items() if s == 429]
         assert refused, "nothing was refused while Redis was down"
         for rid, t, body in refused:
-            assert load.started[rid] + t >= stopped and load.started[rid] <= back, "refused outside the outage"
+            assert load.started[rid] + t >= stopped and load.started[rid] <= back, (
+                "refused outside the outage"
+            )
             assert t < 3.0, f"a refusal took {t:.1f} s"
-            err = openai_error(httpx.Response(429, content=body, headers={"content-type": "application/json"}))
+            err = openai_error(
+                httpx.Response(429, content=body, headers={"content-type": "application/json"})
+            )
             assert err["code"] == "shared_state_unavailable"
         after = [s for rid, (s, _, _) in load.answers.items() if load.started[rid] > back]
         assert after and set(after) == {200}
@@ -226,8 +253,9 @@ def test_budget_spent_during_an_outage_counts_on_every_replica_once_redis_is_bac
             assert Decimal(total["cost_usd"]) == Decimal("0.010")
 
 
-def test_budget_survives_redis_restarting_empty(priced_upstream: FakeOpenAI, tmp_path: Path,
-                                                own_redis: RedisServer) -> None:
+def test_budget_survives_redis_restarting_empty(
+    priced_upstream: FakeOpenAI, tmp_path: Path, own_redis: RedisServer
+) -> None:
     """A Redis without persistence comes back empty: the replicas raise the shared counters back to what their
     ledgers know was spent, instead of letting the budget be spent again."""
     acc = {"budgets": [{"scope": "key", "name": "app", "daily_usd": "0.009"}]}  # refused once $0.009 is spent
@@ -235,7 +263,9 @@ def test_budget_survives_redis_restarting_empty(priced_upstream: FakeOpenAI, tmp
         a, b = replicas(stack, priced_upstream, tmp_path, own_redis.url, "fail_open", **acc)
         for i, gw in enumerate((a, b, a)):
             assert chat(gw, f"before-{i}").status_code == 200
-        wait_for(lambda: spend_total(a)["requests"] == 3 and spend_total(b)["requests"] == 3, 15)  # both ledgers
+        wait_for(
+            lambda: spend_total(a)["requests"] == 3 and spend_total(b)["requests"] == 3, 15
+        )  # both ledgers
         time.sleep(1.5)  # ... and both budget views (refreshed from the ledger every second) hold all three
         own_redis.restart()  # --save "": every counter is gone
         wait_for(lambda: redis_up(a) and redis_up(b), 15)

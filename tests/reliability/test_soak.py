@@ -52,8 +52,9 @@ def pct(values: list[float], q: float) -> float:
 
 @pytest.fixture
 def soak_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, FakeOpenAI, Path]]:
-    up = FakeOpenAI(name="soak", chunks=8, chunk_delay=0.01, content="The quick brown fox jumps over the lazy dog. " * 4
-                    ).start()
+    up = FakeOpenAI(
+        name="soak", chunks=8, chunk_delay=0.01, content="The quick brown fox jumps over the lazy dog. " * 4
+    ).start()
     data = tmp_path / "data"
     cfg = {
         "server": {"data_dir": str(data)},
@@ -73,14 +74,40 @@ def soak_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, FakeOpenAI, P
 
 REQUESTS: list[tuple[str, str, bytes]] = [  # (kind, path, body), sent in turn
     ("chat", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG})),
-    ("stream", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True})),
-    ("chat", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "max_tokens": 64})),
-    ("stream+usage", "/v1/chat/completions", orjson.dumps(
-        {"model": "gpt-4o-mini", "messages": MSG, "stream": True, "stream_options": {"include_usage": True}})),
-    ("stream", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True})),
+    (
+        "stream",
+        "/v1/chat/completions",
+        orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True}),
+    ),
+    (
+        "chat",
+        "/v1/chat/completions",
+        orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "max_tokens": 64}),
+    ),
+    (
+        "stream+usage",
+        "/v1/chat/completions",
+        orjson.dumps(
+            {
+                "model": "gpt-4o-mini",
+                "messages": MSG,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ),
+    ),
+    (
+        "stream",
+        "/v1/chat/completions",
+        orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True}),
+    ),
     ("embeddings", "/v1/embeddings", orjson.dumps({"model": "text-embedding-3-small", "input": "hello"})),
     ("chat", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG})),
-    ("stream", "/v1/chat/completions", orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True})),
+    (
+        "stream",
+        "/v1/chat/completions",
+        orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True}),
+    ),
 ]
 
 
@@ -89,22 +116,30 @@ async def one(session: aiohttp.ClientSession, url: str, i: int, t0: float, sched
     first = 0.0
     tail = b""
     try:
-        async with session.post(url + path, data=body, headers={**CLIENT, "content-type": "application/json",
-                                                                 "x-request-id": f"soak-{i}"}) as resp:
+        async with session.post(
+            url + path,
+            data=body,
+            headers={**CLIENT, "content-type": "application/json", "x-request-id": f"soak-{i}"},
+        ) as resp:
             while chunk := await resp.content.readany():
                 if not first:
                     first = time.perf_counter()
                 tail = (tail + chunk)[-256:]
             end = time.perf_counter()
-            ok = resp.status == 200 and (not kind.startswith("stream") or tail.endswith(b"data: [DONE]\n\n")) \
+            ok = (
+                resp.status == 200
+                and (not kind.startswith("stream") or tail.endswith(b"data: [DONE]\n\n"))
                 and b'"error"' not in tail
+            )
             detail = "" if ok else f"{resp.status} {tail[-200:]!r}"
     except (TimeoutError, aiohttp.ClientError) as exc:
         end, ok, detail = time.perf_counter(), False, repr(exc)
     return Sample(scheduled - t0, kind, end - scheduled, (first or end) - scheduled, ok, detail)
 
 
-async def drive(url: str, pid: int, duration: float, rate: float) -> tuple[list[Sample], list[tuple[float, int]]]:
+async def drive(
+    url: str, pid: int, duration: float, rate: float
+) -> tuple[list[Sample], list[tuple[float, int]]]:
     samples: list[Sample] = []
     rss: list[tuple[float, int]] = []
     tasks: set[asyncio.Task[None]] = set()
@@ -139,11 +174,16 @@ def minute_stats(samples: list[Sample], start: float, end: float) -> dict[str, f
     unary = [s.latency_s for s in window if not s.kind.startswith("stream")]
     ttfb = [s.ttfb_s for s in window if s.kind.startswith("stream")]
     whole = [s.latency_s for s in window if s.kind.startswith("stream")]
-    return {"n": len(window),
-            "unary_p50_ms": 1000 * pct(unary, 0.5), "unary_p95_ms": 1000 * pct(unary, 0.95),
-            "unary_p99_ms": 1000 * pct(unary, 0.99),
-            "stream_ttfb_p50_ms": 1000 * pct(ttfb, 0.5), "stream_ttfb_p99_ms": 1000 * pct(ttfb, 0.99),
-            "stream_total_p50_ms": 1000 * pct(whole, 0.5), "stream_total_p99_ms": 1000 * pct(whole, 0.99)}
+    return {
+        "n": len(window),
+        "unary_p50_ms": 1000 * pct(unary, 0.5),
+        "unary_p95_ms": 1000 * pct(unary, 0.95),
+        "unary_p99_ms": 1000 * pct(unary, 0.99),
+        "stream_ttfb_p50_ms": 1000 * pct(ttfb, 0.5),
+        "stream_ttfb_p99_ms": 1000 * pct(ttfb, 0.99),
+        "stream_total_p50_ms": 1000 * pct(whole, 0.5),
+        "stream_total_p99_ms": 1000 * pct(whole, 0.99),
+    }
 
 
 def test_soak_steady_mixed_load_zero_errors_flat_memory_stable_latency(
@@ -165,15 +205,24 @@ def test_soak_steady_mixed_load_zero_errors_flat_memory_stable_latency(
     growth_mib = (rss[-1][1] - rss_after_warmup) / 2**20
     achieved = len(samples) / max(s.t for s in samples)
     figures: dict[str, Any] = {
-        "duration_s": DURATION_S, "target_rps": RATE, "achieved_rps": round(achieved, 1), "requests": len(samples),
-        "errors": len(errors), "ledger_rows": len(rows),
+        "duration_s": DURATION_S,
+        "target_rps": RATE,
+        "achieved_rps": round(achieved, 1),
+        "requests": len(samples),
+        "errors": len(errors),
+        "ledger_rows": len(rows),
         "mix": {k: sum(1 for s in samples if s.kind == k) for k in sorted({s.kind for s in samples})},
         "first_minute": {k: round(v, 1) for k, v in first.items()},
         "last_minute": {k: round(v, 1) for k, v in last.items()},
         "overall": {k: round(v, 1) for k, v in minute_stats(samples, 0, DURATION_S + 1).items()},
-        "rss_mib": {"start": round(rss[0][1] / 2**20, 1), "after_first_minute": round(rss_after_warmup / 2**20, 1),
-                    "end": round(rss[-1][1] / 2**20, 1), "max": round(max(v for _, v in rss) / 2**20, 1),
-                    "growth_after_first_minute": round(growth_mib, 1), "bound": RSS_GROWTH_BOUND_MIB},
+        "rss_mib": {
+            "start": round(rss[0][1] / 2**20, 1),
+            "after_first_minute": round(rss_after_warmup / 2**20, 1),
+            "end": round(rss[-1][1] / 2**20, 1),
+            "max": round(max(v for _, v in rss) / 2**20, 1),
+            "growth_after_first_minute": round(growth_mib, 1),
+            "bound": RSS_GROWTH_BOUND_MIB,
+        },
         "asyncio_tasks": [before["asyncio_tasks"], after["asyncio_tasks"]],
         "open_fds": [before["open_fds"], after["open_fds"]],
     }

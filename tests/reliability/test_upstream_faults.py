@@ -20,8 +20,9 @@ from tests.reliability.faults import FaultyOpenAI
 from tests.reliability.probes import CLIENT, MSG, openai_error, rows_for
 
 
-def ask(gw: RunningGateway, model: str, task: str | None = None, stream: bool = False,
-        **body: Any) -> tuple[httpx.Response, str]:
+def ask(
+    gw: RunningGateway, model: str, task: str | None = None, stream: bool = False, **body: Any
+) -> tuple[httpx.Response, str]:
     rid = "rel-" + uuid.uuid4().hex
     headers = {**CLIENT, "x-request-id": rid}
     if task:
@@ -41,7 +42,7 @@ def one_row(gw: RunningGateway, data: Path, rid: str) -> dict[str, Any]:
 
 
 def sse_events(body: bytes) -> list[bytes]:
-    return [e[len(b"data: "):] for e in body.split(b"\n\n") if e.startswith(b"data: ")]
+    return [e[len(b"data: ") :] for e in body.split(b"\n\n") if e.startswith(b"data: ")]
 
 
 def calls_for(fake: FakeOpenAI, rid: str) -> int:
@@ -49,7 +50,9 @@ def calls_for(fake: FakeOpenAI, rid: str) -> int:
 
 
 # -- connection refused -----------------------------------------------------------------------------------------
-def test_connection_refused_is_502_upstream_unreachable(fault_gateway: RunningGateway, fault_data: Path) -> None:
+def test_connection_refused_is_502_upstream_unreachable(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
     r, rid = ask(fault_gateway, "refused-model")
     assert r.status_code == 502
     assert openai_error(r)["code"] == "upstream_unreachable"
@@ -84,14 +87,18 @@ def test_reset_mid_body_falls_back(fault_gateway: RunningGateway, fault_data: Pa
     assert one_row(fault_gateway, fault_data, rid)["fallbacks"] == 1
 
 
-def test_reset_mid_stream_ends_with_an_error_event_then_done(fault_gateway: RunningGateway, fault_data: Path) -> None:
+def test_reset_mid_stream_ends_with_an_error_event_then_done(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
     r, rid = ask(fault_gateway, "fault-reset_mid_stream", stream=True)
     assert r.status_code == 200  # the stream had started: the failure is reported in it
     events = sse_events(r.content)
     assert events[-1] == b"[DONE]"
     err = orjson.loads(events[-2])["error"]
     assert err["type"] == "upstream_error" and err["message"]
-    assert any(b'"content":"Hello' in e or b'"content":""' in e for e in events[:-2])  # what came first was relayed
+    assert any(
+        b'"content":"Hello' in e or b'"content":""' in e for e in events[:-2]
+    )  # what came first was relayed
     row = one_row(fault_gateway, fault_data, rid)
     assert (row["status"], row["outcome"], row["stream"]) == (200, "upstream_error", 1)
 
@@ -105,13 +112,17 @@ def test_sdk_raises_on_a_stream_reset_mid_way(fault_gateway: RunningGateway) -> 
 
 
 # -- slow first byte, stalled stream ------------------------------------------------------------------------------
-def test_slow_first_byte_within_the_timeout_is_served(fault_gateway: RunningGateway, fault_data: Path) -> None:
+def test_slow_first_byte_within_the_timeout_is_served(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
     r, rid = ask(fault_gateway, "fault-slow")  # 0.5 s, backend allows 3 s
     assert r.status_code == 200, r.text
     assert one_row(fault_gateway, fault_data, rid)["outcome"] == "ok"
 
 
-def test_slow_first_byte_past_the_backend_timeout_is_504(fault_gateway: RunningGateway, fault_data: Path) -> None:
+def test_slow_first_byte_past_the_backend_timeout_is_504(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
     r, rid = ask(fault_gateway, "tight-slow")  # 0.5 s, backend allows 0.3 s
     assert r.status_code == 504
     assert openai_error(r)["code"] == "upstream_timeout"
@@ -132,7 +143,9 @@ def test_slow_first_byte_past_the_timeout_falls_back(fault_gateway: RunningGatew
     assert one_row(fault_gateway, fault_data, rid)["fallbacks"] == 1
 
 
-def test_stalled_stream_ends_with_a_timeout_event_then_done(fault_gateway: RunningGateway, fault_data: Path) -> None:
+def test_stalled_stream_ends_with_a_timeout_event_then_done(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
     r, rid = ask(fault_gateway, "tight-stall_mid_stream", stream=True)
     assert r.status_code == 200
     events = sse_events(r.content)
@@ -194,7 +207,9 @@ def test_upstream_429_falls_back(fault_gateway: RunningGateway) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_upstream_5xx_is_a_502_in_the_openai_shape(fault_gateway: RunningGateway, fault_data: Path, status: int) -> None:
+def test_upstream_5xx_is_a_502_in_the_openai_shape(
+    fault_gateway: RunningGateway, fault_data: Path, status: int
+) -> None:
     r, rid = ask(fault_gateway, f"fault-fail_{status}")
     assert r.status_code == 502
     assert openai_error(r)["message"]
@@ -232,13 +247,18 @@ def test_huge_response_is_relayed_whole(fault_gateway: RunningGateway, fault_dat
     assert one_row(fault_gateway, fault_data, rid)["outcome"] == "ok"
 
 
-def test_huge_stream_is_relayed_whole(fault_gateway: RunningGateway, fault_data: Path, faulty: FaultyOpenAI) -> None:
+def test_huge_stream_is_relayed_whole(
+    fault_gateway: RunningGateway, fault_data: Path, faulty: FaultyOpenAI
+) -> None:
     r, rid = ask(fault_gateway, "fault-huge_stream", stream=True)
     assert r.status_code == 200
     events = sse_events(r.content)
     assert events[-1] == b"[DONE]"
-    content = "".join(orjson.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
-                      if orjson.loads(e)["choices"])
+    content = "".join(
+        orjson.loads(e)["choices"][0]["delta"].get("content") or ""
+        for e in events[:-1]
+        if orjson.loads(e)["choices"]
+    )
     assert len(content) == faulty.huge_chunks * 1024
     row = one_row(fault_gateway, fault_data, rid)
     assert (row["outcome"], row["output_tokens"]) == ("ok", faulty.huge_chunks)

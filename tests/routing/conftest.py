@@ -23,10 +23,12 @@ def two_backend_config(primary: FakeOpenAI, secondary: FakeOpenAI, **extra: Any)
     weights seeded."""
     cfg: dict[str, Any] = basic_config(primary.url)
     cfg["backends"]["up2"] = {"type": "openai", "base_url": secondary.url}
-    cfg["models"].update({
-        "m-primary": {"backend": "up", "upstream_model": "gpt-4o-mini"},
-        "m-secondary": {"backend": "up2", "upstream_model": "gpt-4o-mini"},
-    })
+    cfg["models"].update(
+        {
+            "m-primary": {"backend": "up", "upstream_model": "gpt-4o-mini"},
+            "m-secondary": {"backend": "up2", "upstream_model": "gpt-4o-mini"},
+        }
+    )
     cfg["keys"].append({"name": "summarizer", "key": TEAM_KEY, "team": "docs", "tags": {"task": "summarize"}})
     cfg["routing"] = {"seed": 1234}
     cfg.update(extra)

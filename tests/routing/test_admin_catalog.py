@@ -23,11 +23,21 @@ def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGatew
         yield g
 
 
-def test_created_backend_and_model_serve_the_next_request(gw: Any, fresh: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+def test_created_backend_and_model_serve_the_next_request(
+    gw: Any, fresh: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
     api = admin(gw)
-    r = api.put("/admin/backends/third", json={"type": "openai", "base_url": fresh[1].url, "api_key": "sk-third-secret"})
+    r = api.put(
+        "/admin/backends/third",
+        json={"type": "openai", "base_url": fresh[1].url, "api_key": "sk-third-secret"},
+    )
     assert r.status_code == 200, r.text
-    assert api.post("/admin/models", json={"name": "new-model", "backend": "third", "upstream_model": "nm-1"}).status_code == 201
+    assert (
+        api.post(
+            "/admin/models", json={"name": "new-model", "backend": "third", "upstream_model": "nm-1"}
+        ).status_code
+        == 201
+    )
     assert chat(sdk(gw), "new-model")["x-pointsman-backend"] == "third"
     assert fresh[1].requests[-1].body["model"] == "nm-1"
     assert fresh[1].requests[-1].headers["authorization"] == "Bearer sk-third-secret"
@@ -40,7 +50,9 @@ def test_backend_credentials_are_never_shown(gw: Any) -> None:
     assert "sk-upstream-secret" not in api.get("/admin/routes/history/1").text
 
 
-def test_sending_the_redaction_marker_back_keeps_the_credential(gw: Any, fresh: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+def test_sending_the_redaction_marker_back_keeps_the_credential(
+    gw: Any, fresh: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
     api = admin(gw)
     backend = api.get("/admin/backends/up").json()["backend"]
     assert api.put("/admin/backends/up", json={**backend, "timeout_s": 60}).status_code == 200
@@ -113,8 +125,17 @@ def test_key_default_tags_route_after_an_update(gw: Any) -> None:
 
 def test_admin_endpoints_are_in_the_openapi_schema(gw: Any) -> None:
     paths = admin(gw).get("/openapi.json").json()["paths"]
-    for p in ("/admin/routes", "/admin/routes/{name}", "/admin/routes/explain", "/admin/routes/history",
-              "/admin/routes/rollback", "/admin/routes/reorder", "/admin/models", "/admin/backends", "/admin/keys"):
+    for p in (
+        "/admin/routes",
+        "/admin/routes/{name}",
+        "/admin/routes/explain",
+        "/admin/routes/history",
+        "/admin/routes/rollback",
+        "/admin/routes/reorder",
+        "/admin/models",
+        "/admin/backends",
+        "/admin/keys",
+    ):
         assert p in paths, p
     body = paths["/admin/routes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"name", "match", "targets", "fallbacks", "strategy"} <= set(body["properties"])

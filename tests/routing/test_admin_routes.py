@@ -15,8 +15,14 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 from tests.routing.conftest import admin, chat, sdk, two_backend_config
 
-EXISTING = [{"name": "summaries", "match": {"tags": {"task": "summarize"}}, "targets": [{"model": "m-secondary"}]}]
-NEW_RULE = {"name": "translations", "match": {"tags": {"task": "translate"}}, "targets": [{"model": "m-secondary"}]}
+EXISTING = [
+    {"name": "summaries", "match": {"tags": {"task": "summarize"}}, "targets": [{"model": "m-secondary"}]}
+]
+NEW_RULE = {
+    "name": "translations",
+    "match": {"tags": {"task": "translate"}},
+    "targets": [{"model": "m-secondary"}],
+}
 
 
 @pytest.fixture
@@ -45,11 +51,19 @@ def test_rule_created_through_the_admin_api_routes_the_next_request(gw: Any) -> 
 @pytest.mark.parametrize(
     ("rule", "path"),
     [
-        pytest.param({**NEW_RULE, "targets": [{"model": "m-secondary", "weight": -1}]}, "routes[1].targets[0].weight",
-                     id="negative-weight"),
-        pytest.param({**NEW_RULE, "targets": [{"model": "no-such-model"}]}, "routes[1].targets[0].model",
-                     id="unknown-model"),
-        pytest.param({**NEW_RULE, "fallbacks": ["m-primary", "nope"]}, "routes[1].fallbacks[1]", id="unknown-fallback"),
+        pytest.param(
+            {**NEW_RULE, "targets": [{"model": "m-secondary", "weight": -1}]},
+            "routes[1].targets[0].weight",
+            id="negative-weight",
+        ),
+        pytest.param(
+            {**NEW_RULE, "targets": [{"model": "no-such-model"}]},
+            "routes[1].targets[0].model",
+            id="unknown-model",
+        ),
+        pytest.param(
+            {**NEW_RULE, "fallbacks": ["m-primary", "nope"]}, "routes[1].fallbacks[1]", id="unknown-fallback"
+        ),
         pytest.param({**NEW_RULE, "match": {"colour": "red"}}, "routes[1].match.colour", id="unknown-field"),
         pytest.param({**NEW_RULE, "strategy": "fastest"}, "routes[1].strategy", id="unknown-strategy"),
         pytest.param({**NEW_RULE, "sticky": "cookie"}, "routes[1].sticky", id="bad-sticky-source"),
@@ -57,7 +71,9 @@ def test_rule_created_through_the_admin_api_routes_the_next_request(gw: Any) -> 
         pytest.param({"match": {}}, "routes[1].name", id="missing-name"),
     ],
 )
-def test_invalid_rule_is_rejected_with_its_failing_path(unchanged: Any, rule: dict[str, Any], path: str) -> None:
+def test_invalid_rule_is_rejected_with_its_failing_path(
+    unchanged: Any, rule: dict[str, Any], path: str
+) -> None:
     r = admin(unchanged).post("/admin/routes", json=rule)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
@@ -124,7 +140,11 @@ def test_history_lists_every_version_and_rollback_restores_one(gw: Any) -> None:
     api.post("/admin/routes", json=NEW_RULE)  # v2
     api.delete("/admin/routes/summaries")  # v3
     history = api.get("/admin/routes/history").json()
-    assert [(h["version"], h["source"]) for h in history["history"]] == [(3, "admin"), (2, "admin"), (1, "config")]
+    assert [(h["version"], h["source"]) for h in history["history"]] == [
+        (3, "admin"),
+        (2, "admin"),
+        (1, "config"),
+    ]
     assert history["history"][0]["summary"] == "delete route summaries"
     assert history["history"][1]["routes"] == ["summaries", "translations"]
     r = api.post("/admin/routes/rollback", json={"version": 1})
@@ -142,15 +162,27 @@ def test_explain_returns_the_decision_without_calling_a_model(
     gw: Any, upstream: FakeOpenAI, upstream2: FakeOpenAI
 ) -> None:
     api = admin(gw)
-    api.put("/admin/routes", json={"routes": [{
-        "name": "canary", "match": {"tags": {"task": "summarize"}},
-        "targets": [{"model": "m-primary", "weight": 95}, {"model": "m-secondary", "weight": 5}],
-        "fallbacks": ["gpt-4o-mini"], "timeout_s": 20,
-    }]})
-    r = api.post("/admin/routes/explain", json={
-        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
-        "headers": {"X-Pointsman-Task": "summarize", "X-Pointsman-Sticky": "s1"},
-    })
+    api.put(
+        "/admin/routes",
+        json={
+            "routes": [
+                {
+                    "name": "canary",
+                    "match": {"tags": {"task": "summarize"}},
+                    "targets": [{"model": "m-primary", "weight": 95}, {"model": "m-secondary", "weight": 5}],
+                    "fallbacks": ["gpt-4o-mini"],
+                    "timeout_s": 20,
+                }
+            ]
+        },
+    )
+    r = api.post(
+        "/admin/routes/explain",
+        json={
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+            "headers": {"X-Pointsman-Task": "summarize", "X-Pointsman-Sticky": "s1"},
+        },
+    )
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["route"] == "canary" and d["rule_index"] == 0
@@ -163,7 +195,9 @@ def test_explain_returns_the_decision_without_calling_a_model(
 
 
 def test_explain_uses_the_named_keys_default_tags(unchanged: Any) -> None:
-    r = admin(unchanged).post("/admin/routes/explain", json={"body": {"model": "gpt-4o-mini"}, "key": "summarizer"})
+    r = admin(unchanged).post(
+        "/admin/routes/explain", json={"body": {"model": "gpt-4o-mini"}, "key": "summarizer"}
+    )
     assert r.json()["route"] == "summaries"
     assert r.json()["tags"] == {"task": "summarize"}
 
@@ -172,7 +206,9 @@ def test_in_flight_request_finishes_on_the_policy_it_started_with(gw: Any, upstr
     client = sdk(gw)
     upstream2.behaviors["gpt-4o-mini"] = "slow"  # 0.5 s
     result: dict[str, Any] = {}
-    t = threading.Thread(target=lambda: result.update(h=chat(client, extra_headers={"X-Pointsman-Task": "summarize"})))
+    t = threading.Thread(
+        target=lambda: result.update(h=chat(client, extra_headers={"X-Pointsman-Task": "summarize"}))
+    )
     t.start()
     deadline = time.monotonic() + 2
     while not upstream2.requests and time.monotonic() < deadline:

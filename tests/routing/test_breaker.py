@@ -14,10 +14,20 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.routing.conftest import admin, chat, sdk, two_backend_config
 
 
-def breaker_config(upstream: FakeOpenAI, upstream2: FakeOpenAI, fallbacks: list[str], open_s: float = 30.0,
-                   timeout_s: float = 5.0) -> dict[str, Any]:
+def breaker_config(
+    upstream: FakeOpenAI,
+    upstream2: FakeOpenAI,
+    fallbacks: list[str],
+    open_s: float = 30.0,
+    timeout_s: float = 5.0,
+) -> dict[str, Any]:
     """Model ``flaky`` on backend ``dead`` (the secondary fake, with a short timeout) as the rule's target."""
-    route = {"name": "flaky-first", "match": {"model": "svc"}, "targets": [{"model": "flaky"}], "fallbacks": fallbacks}
+    route = {
+        "name": "flaky-first",
+        "match": {"model": "svc"},
+        "targets": [{"model": "flaky"}],
+        "fallbacks": fallbacks,
+    }
     cfg = two_backend_config(upstream, upstream2, routes=[route])
     cfg["backends"]["dead"] = {"type": "openai", "base_url": upstream2.url, "timeout_s": timeout_s}
     cfg["models"]["flaky"] = {"backend": "dead", "upstream_model": "flaky-model"}
@@ -55,8 +65,16 @@ def test_breaker_state_is_reported_per_endpoint(
         chat(client, "svc")
     health = admin(gw).get("/admin/backends/dead/health").json()
     assert health["up"] is False
-    assert health["endpoints"] == [{"url": upstream2.url, "circuit": "open", "healthy": True,
-                                    "outstanding": 0, "waiting": 0.0, "running": 0.0}]
+    assert health["endpoints"] == [
+        {
+            "url": upstream2.url,
+            "circuit": "open",
+            "healthy": True,
+            "outstanding": 0,
+            "waiting": 0.0,
+            "running": 0.0,
+        }
+    ]
 
 
 def test_half_open_probe_closes_the_breaker_when_the_upstream_recovers(
@@ -73,7 +91,9 @@ def test_half_open_probe_closes_the_breaker_when_the_upstream_recovers(
     assert [chat(client, "svc")["x-pointsman-backend"] for _ in range(3)] == ["dead"] * 3  # closed
 
 
-def test_failed_probe_keeps_the_breaker_open(upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any) -> None:
+def test_failed_probe_keeps_the_breaker_open(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any
+) -> None:
     upstream2.behaviors["flaky-model"] = "fail_500"
     gw = gateway_factory(breaker_config(upstream, upstream2, ["gpt-4o-mini"], open_s=0.5))
     client = sdk(gw)
@@ -131,7 +151,12 @@ def test_error_rate_over_the_window_opens_the_breaker(
     upstream: FakeOpenAI, upstream2: FakeOpenAI, gateway_factory: Any
 ) -> None:
     cfg = breaker_config(upstream, upstream2, ["gpt-4o-mini"])
-    cfg["routing"]["breaker"] = {"consecutive_failures": 100, "error_rate": 0.5, "min_requests": 6, "window_s": 30}
+    cfg["routing"]["breaker"] = {
+        "consecutive_failures": 100,
+        "error_rate": 0.5,
+        "min_requests": 6,
+        "window_s": 30,
+    }
     gw = gateway_factory(cfg)
     client = sdk(gw)
     for i in range(6):  # alternate success and failure: never 2 failures in a row, 50% errors

@@ -17,8 +17,12 @@ from tests.routing.conftest import admin, chat, sdk, two_backend_config
 
 RULES = [
     {"name": "summaries", "match": {"tags": {"task": "summarize"}}, "targets": [{"model": "m-secondary"}]},
-    {"name": "canary", "match": {"model": "gpt-*"},
-     "targets": [{"model": "m-primary", "weight": 95}, {"model": "m-secondary", "weight": 5}], "fallbacks": ["alias"]},
+    {
+        "name": "canary",
+        "match": {"model": "gpt-*"},
+        "targets": [{"model": "m-primary", "weight": 95}, {"model": "m-secondary", "weight": 5}],
+        "fallbacks": ["alias"],
+    },
 ]
 
 
@@ -38,7 +42,9 @@ def routes(gw: Any, *args: str) -> int:
     return main(["routes", *args, "--url", gw.url, "--admin-key", ADMIN_KEY])
 
 
-def test_apply_replaces_the_rules_and_takes_effect(gw: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_replaces_the_rules_and_takes_effect(
+    gw: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "routes.yaml"
     f.write_text(yaml.safe_dump({"routes": RULES}))
     before = version(gw)
@@ -68,7 +74,9 @@ def test_list_shows_rules_in_order(gw: Any, tmp_path: Path, capsys: pytest.Captu
     assert "task=summarize" in out
 
 
-def test_explain_names_the_rule_and_candidates(gw: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_names_the_rule_and_candidates(
+    gw: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "routes.yaml"
     f.write_text(yaml.safe_dump(RULES))
     routes(gw, "apply", str(f))
@@ -101,8 +109,9 @@ def test_wrong_admin_key_exits_non_zero(gw: Any, capsys: pytest.CaptureFixture[s
     assert "401" in capsys.readouterr().err
 
 
-def test_url_and_key_come_from_the_environment(gw: Any, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_url_and_key_come_from_the_environment(
+    gw: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("POINTSMAN_URL", gw.url)
     monkeypatch.setenv("POINTSMAN_ADMIN_KEY", ADMIN_KEY)
     assert main(["routes", "list"]) == 0

@@ -17,10 +17,19 @@ from tests.routing.conftest import chat, sdk, two_backend_config
 @pytest.fixture(scope="module")
 def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGateway]:
     """Backend ``capped`` (one request at a time) serves model ``slow`` (0.5 s); rule ``svc`` spills to up2."""
-    routes = [{"name": "spill", "match": {"model": "svc"}, "targets": [{"model": "slow"}], "fallbacks": ["m-secondary"]}]
+    routes = [
+        {
+            "name": "spill",
+            "match": {"model": "svc"},
+            "targets": [{"model": "slow"}],
+            "fallbacks": ["m-secondary"],
+        }
+    ]
     cfg = two_backend_config(*shared_upstreams, routes=routes)
     cfg["backends"]["capped"] = {"type": "openai", "base_url": shared_upstreams[0].url, "max_concurrency": 1}
-    cfg["models"].update({"slow": {"backend": "capped", "upstream_model": "fake-slow"}, "svc": {"backend": "up"}})
+    cfg["models"].update(
+        {"slow": {"backend": "capped", "upstream_model": "fake-slow"}, "svc": {"backend": "up"}}
+    )
     with RunningGateway(cfg) as g:
         yield g
 
@@ -51,7 +60,9 @@ def test_requests_over_the_cap_get_429_with_retry_after(
     assert len(fresh[0].requests) == 1
 
 
-def test_capacity_frees_up_when_the_request_finishes(gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+def test_capacity_frees_up_when_the_request_finishes(
+    gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
     client = sdk(gw)
     occupy(client, fresh[0]).join()
     assert chat(client, "slow")["x-pointsman-backend"] == "capped"

@@ -17,7 +17,13 @@ FAILURES = ["fail_500", "fail_503", "fail_429", "fail_400"]
 
 
 def fallback_rule(name: str, primary: str, **rule: Any) -> dict[str, Any]:
-    return {"name": name, "match": {"model": name}, "targets": [{"model": primary}], "fallbacks": ["m-secondary"], **rule}
+    return {
+        "name": name,
+        "match": {"model": name},
+        "targets": [{"model": primary}],
+        "fallbacks": ["m-secondary"],
+        **rule,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,9 @@ def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGatew
     cfg = two_backend_config(*shared_upstreams, routes=routes)
     cfg["routing"]["breaker"] = {"consecutive_failures": 1000}  # these tests are about retries, not breakers
     cfg["backends"]["dead"] = {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 1}
-    cfg["models"].update({f"primary-{f}": {"backend": "up", "upstream_model": f"fake-{f}"} for f in [*FAILURES, "hang"]})
+    cfg["models"].update(
+        {f"primary-{f}": {"backend": "up", "upstream_model": f"fake-{f}"} for f in [*FAILURES, "hang"]}
+    )
     cfg["models"]["dead-model"] = {"backend": "dead"}
     cfg["models"]["hang2"] = {"backend": "up2", "upstream_model": "fake-hang"}
     cfg["models"]["svc*"] = {"backend": "up"}
@@ -41,7 +49,9 @@ def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGatew
 
 
 @pytest.mark.parametrize("failure", ["fail_500", "fail_503", "fail_429"])
-def test_failing_primary_falls_back(gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI], failure: str) -> None:
+def test_failing_primary_falls_back(
+    gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI], failure: str
+) -> None:
     upstream, upstream2 = fresh
     headers = chat(sdk(gw), f"svc-{failure}")
     assert headers["x-pointsman-backend"] == "up2"
@@ -56,14 +66,18 @@ def test_unreachable_primary_falls_back(gw: RunningGateway, fresh: Any) -> None:
 
 def test_streamed_request_falls_back_before_the_first_byte(gw: RunningGateway, fresh: Any) -> None:
     with sdk(gw).chat.completions.with_streaming_response.create(
-        model="svc-fail_503", messages=MSG, stream=True  # type: ignore[arg-type]
+        model="svc-fail_503",
+        messages=MSG,
+        stream=True,  # type: ignore[arg-type]
     ) as resp:
         assert resp.headers["x-pointsman-backend"] == "up2"
         text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
     assert text == "Hello from secondary (gpt-4o-mini)"
 
 
-def test_client_error_is_not_retried_on_a_fallback(gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+def test_client_error_is_not_retried_on_a_fallback(
+    gw: RunningGateway, fresh: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
     with pytest.raises(openai.BadRequestError):
         chat(sdk(gw), "svc-fail_400")
     assert not fresh[1].requests
@@ -88,11 +102,14 @@ def test_rule_defaults_fill_parameters_the_client_left_out(
     assert fresh[0].requests[-1].body["max_tokens"] == 5
 
 
-def backoff_gateway(fresh: tuple[FakeOpenAI, FakeOpenAI], gateway_factory: Any, retries: int,
-                    base_s: float, max_s: float) -> RunningGateway:
+def backoff_gateway(
+    fresh: tuple[FakeOpenAI, FakeOpenAI], gateway_factory: Any, retries: int, base_s: float, max_s: float
+) -> RunningGateway:
     rule = fallback_rule("svc", "primary", fallbacks=[], max_retries=retries)
     cfg = two_backend_config(*fresh, routes=[rule])
-    cfg["models"].update({"primary": {"backend": "up", "upstream_model": "fake-fail_500"}, "svc": {"backend": "up"}})
+    cfg["models"].update(
+        {"primary": {"backend": "up", "upstream_model": "fake-fail_500"}, "svc": {"backend": "up"}}
+    )
     cfg["routing"]["backoff"] = {"base_s": base_s, "max_s": max_s}
     cfg["routing"]["breaker"] = {"consecutive_failures": 1000}
     return gateway_factory(cfg)  # type: ignore[no-any-return]

@@ -24,7 +24,9 @@ def tracker(**breaker: object) -> tuple[HealthTracker, OpenAIHTTPBackend, Clock]
     backend = OpenAIHTTPBackend("b", OpenAIBackendConfig(type="openai", base_url=URL))
     reg.backends["b"] = backend
     clock = Clock()
-    settings = RoutingSettings.model_validate({"breaker": {"consecutive_failures": 3, "open_s": 10, **breaker}})
+    settings = RoutingSettings.model_validate(
+        {"breaker": {"consecutive_failures": 3, "open_s": 10, **breaker}}
+    )
     return HealthTracker(settings, reg, clock), backend, clock
 
 

@@ -10,7 +10,11 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess
 from tests.routing.conftest import admin, chat, sdk, two_backend_config
 
-RULE = {"name": "translations", "match": {"tags": {"task": "translate"}}, "targets": [{"model": "m-secondary"}]}
+RULE = {
+    "name": "translations",
+    "match": {"tags": {"task": "translate"}},
+    "targets": [{"model": "m-secondary"}],
+}
 
 
 def config(upstream: FakeOpenAI, upstream2: FakeOpenAI, tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -34,7 +38,11 @@ def test_rules_created_through_the_admin_api_survive_a_restart(
         assert [r["name"] for r in admin(second).get("/admin/routes").json()["routes"]] == ["translations"]
         headers = chat(sdk(second, secret), extra_headers={"X-Pointsman-Task": "translate"})
         assert headers["x-pointsman-route"] == "translations"
-        assert [h["version"] for h in admin(second).get("/admin/routes/history").json()["history"]] == [3, 2, 1]
+        assert [h["version"] for h in admin(second).get("/admin/routes/history").json()["history"]] == [
+            3,
+            2,
+            1,
+        ]
     finally:
         second.stop()
 
@@ -49,7 +57,9 @@ def test_an_edited_config_file_is_imported_as_a_new_version_on_restart(
     second = gateway_factory({**cfg, "routes": [{**RULE, "name": "from-file"}]})
     d = admin(second).get("/admin/routes/history").json()
     assert [(h["version"], h["source"]) for h in d["history"]] == [(3, "config"), (2, "admin"), (1, "config")]
-    assert chat(sdk(second), extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] == "from-file"
+    assert (
+        chat(sdk(second), extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] == "from-file"
+    )
 
 
 def test_an_unchanged_config_file_keeps_admin_changes_on_restart(
@@ -82,7 +92,9 @@ def test_without_its_policy_store_the_gateway_serves_the_file_and_refuses_change
     cfg = config(upstream, upstream2, tmp_path, routes=[RULE])
     cfg["redis"] = {"url": "redis://127.0.0.1:9/0"}  # nothing listens there
     gw = gateway_factory(cfg)
-    assert chat(sdk(gw), extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] == "translations"
+    assert (
+        chat(sdk(gw), extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] == "translations"
+    )
     r = admin(gw).post("/admin/routes", json={**RULE, "name": "another"})
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "policy_store_unavailable"
@@ -97,6 +109,8 @@ def test_gateways_sharing_a_data_dir_pick_up_each_others_changes_by_version_chec
     client_b = sdk(b)
     assert admin(a).post("/admin/routes", json=RULE).status_code == 201
     t0 = time.monotonic()
-    while chat(client_b, extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] != "translations":
+    while (
+        chat(client_b, extra_headers={"X-Pointsman-Task": "translate"})["x-pointsman-route"] != "translations"
+    ):
         assert time.monotonic() - t0 < 1.0
         time.sleep(0.02)

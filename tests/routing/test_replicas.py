@@ -17,7 +17,9 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture(scope="module")
-def replicas(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+def replicas(
+    redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
     """Replicas A and B sharing policy through Redis (started once for the module; tests use distinct names)."""
     with redis.Redis.from_url(redis_server) as r:
         for k in r.scan_iter("pointsman:policy:*"):
@@ -51,7 +53,11 @@ def test_rule_created_on_one_replica_routes_the_others_requests_within_a_second(
     client_b = sdk(b)
     task = {"extra_headers": {"X-Pointsman-Task": "translate"}}
     assert chat(client_b, **task)["x-pointsman-route"] == "default"
-    rule = {"name": "translations", "match": {"tags": {"task": "translate"}}, "targets": [{"model": "m-secondary"}]}
+    rule = {
+        "name": "translations",
+        "match": {"tags": {"task": "translate"}},
+        "targets": [{"model": "m-secondary"}],
+    }
     assert admin(a).post("/admin/routes", json=rule).status_code == 201
     wait_until(lambda: chat(client_b, **task)["x-pointsman-route"] == "translations")
     assert chat(client_b, **task)["x-pointsman-backend"] == "up2"
@@ -69,4 +75,6 @@ def test_rollback_on_one_replica_applies_on_both(replicas: Any) -> None:
     rule = {"name": "to-roll-back", "match": {"tags": {"task": "x"}}, "targets": [{"model": "m-secondary"}]}
     before = admin(a).post("/admin/routes", json=rule).json()["version"] - 1
     assert admin(b).post("/admin/routes/rollback", json={"version": before}).status_code == 200
-    wait_until(lambda: "to-roll-back" not in [x["name"] for x in admin(a).get("/admin/routes").json()["routes"]])
+    wait_until(
+        lambda: "to-roll-back" not in [x["name"] for x in admin(a).get("/admin/routes").json()["routes"]]
+    )

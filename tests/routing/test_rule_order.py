@@ -12,7 +12,9 @@ from routing.models import ModelTable
 from routing.policy import Policy, RouteInput
 from serving.config import ModelConfig
 
-MODELS = ModelTable({"m": ModelConfig(backend="b"), "gpt-4o": ModelConfig(backend="b"), "gpt-mini": ModelConfig(backend="b")})
+MODELS = ModelTable(
+    {"m": ModelConfig(backend="b"), "gpt-4o": ModelConfig(backend="b"), "gpt-mini": ModelConfig(backend="b")}
+)
 VALUES = st.sampled_from(["a", "b", "c", "a*", "*"])
 MATCH = st.fixed_dictionaries(
     {},
@@ -24,7 +26,9 @@ MATCH = st.fixed_dictionaries(
 )
 REQUEST = st.tuples(
     st.sampled_from(["m", "gpt-4o", "gpt-mini"]),
-    st.dictionaries(st.sampled_from(["task", "tier", "other"]), st.sampled_from(["a", "b", "c", "ab"]), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["task", "tier", "other"]), st.sampled_from(["a", "b", "c", "ab"]), max_size=3
+    ),
     st.sampled_from(["x", "y", None]),
 )
 

@@ -16,7 +16,11 @@ RESEARCH_KEY = "sk-test-research-0001"
 ROUTES = [
     {"name": "summaries", "match": {"tags": {"task": "summarize"}}, "targets": [{"model": "m-secondary"}]},
     {"name": "gold-tier", "match": {"tags": {"tier": "gold"}}, "targets": [{"model": "m-secondary"}]},
-    {"name": "research-gpt", "match": {"team": "research", "model": "gpt-*"}, "targets": [{"model": "m-secondary"}]},
+    {
+        "name": "research-gpt",
+        "match": {"team": "research", "model": "gpt-*"},
+        "targets": [{"model": "m-secondary"}],
+    },
 ]
 
 
@@ -24,7 +28,11 @@ ROUTES = [
 def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGateway]:
     cfg = two_backend_config(*shared_upstreams, routes=ROUTES)
     cfg["keys"].append({"name": "research", "key": RESEARCH_KEY, "team": "research"})
-    cfg["backends"]["strict"] = {"type": "openai", "base_url": shared_upstreams[1].url, "reject_metadata": True}
+    cfg["backends"]["strict"] = {
+        "type": "openai",
+        "base_url": shared_upstreams[1].url,
+        "reject_metadata": True,
+    }
     cfg["models"]["m-strict"] = {"backend": "strict"}
     with RunningGateway(cfg) as g:
         yield g
@@ -34,7 +42,9 @@ def gw(shared_upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[RunningGatew
     ("key", "kwargs"),
     [
         pytest.param(CLIENT_KEY, {"extra_headers": {"X-Pointsman-Task": "summarize"}}, id="task-header"),
-        pytest.param(CLIENT_KEY, {"extra_headers": {"X-Pointsman-Tags": "team=a, task=summarize"}}, id="tags-header"),
+        pytest.param(
+            CLIENT_KEY, {"extra_headers": {"X-Pointsman-Tags": "team=a, task=summarize"}}, id="tags-header"
+        ),
         pytest.param(CLIENT_KEY, {"metadata": {"task": "summarize"}}, id="body-metadata"),
         pytest.param(TEAM_KEY, {}, id="key-default-tags"),
     ],

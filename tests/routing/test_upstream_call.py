@@ -21,8 +21,13 @@ def target(upstream: str = "upstream-id") -> ResolvedModel:
     return resolved
 
 
-def spec(doc: dict[str, Any], *, endpoint: str = "chat/completions", stream: bool = False,
-         defaults: dict[str, Any] | None = None) -> CallSpec:
+def spec(
+    doc: dict[str, Any],
+    *,
+    endpoint: str = "chat/completions",
+    stream: bool = False,
+    defaults: dict[str, Any] | None = None,
+) -> CallSpec:
     return CallSpec(endpoint, doc, defaults or {}, stream, "rid-1")
 
 
@@ -31,12 +36,21 @@ def test_the_model_is_rewritten_to_the_targets_upstream_id_and_the_client_docume
     call = build_call(spec(doc), target(), OPENAI, 7.5)
     assert call.body["model"] == "upstream-id"
     assert doc["model"] == "client-name"
-    assert (call.endpoint, call.stream, call.timeout_s, call.request_id) == ("chat/completions", False, 7.5, "rid-1")
+    assert (call.endpoint, call.stream, call.timeout_s, call.request_id) == (
+        "chat/completions",
+        False,
+        7.5,
+        "rid-1",
+    )
 
 
 def test_route_defaults_apply_under_the_clients_own_values() -> None:
-    call = build_call(spec({"model": "m", "temperature": 0.1}, defaults={"temperature": 0.9, "top_p": 0.5}),
-                      target(), OPENAI, 1.0)
+    call = build_call(
+        spec({"model": "m", "temperature": 0.1}, defaults={"temperature": 0.9, "top_p": 0.5}),
+        target(),
+        OPENAI,
+        1.0,
+    )
     assert (call.body["temperature"], call.body["top_p"]) == (0.1, 0.5)
 
 

@@ -18,20 +18,30 @@ from tests.routing.conftest import MSG, chat, sdk, two_backend_config
 
 EVEN = [{"model": "stable", "weight": 50}, {"model": "candidate", "weight": 50}]
 ROUTES = [
-    {"name": "canary", "match": {"model": "svc"},
-     "targets": [{"model": "stable", "weight": 90}, {"model": "candidate", "weight": 10}]},
+    {
+        "name": "canary",
+        "match": {"model": "svc"},
+        "targets": [{"model": "stable", "weight": 90}, {"model": "candidate", "weight": 10}],
+    },
     {"name": "even", "match": {"model": "svc-even"}, "targets": EVEN},
     {"name": "by-tenant", "match": {"model": "svc-tenant"}, "targets": EVEN, "sticky": "tag:tenant"},
-    {"name": "off", "match": {"model": "svc-off"},
-     "targets": [{"model": "stable", "weight": 1}, {"model": "candidate", "weight": 0}]},
+    {
+        "name": "off",
+        "match": {"model": "svc-off"},
+        "targets": [{"model": "stable", "weight": 1}, {"model": "candidate", "weight": 0}],
+    },
 ]
 
 
 def canary_config(upstream: FakeOpenAI, upstream2: FakeOpenAI) -> dict[str, Any]:
     cfg = two_backend_config(upstream, upstream2, routes=ROUTES)
-    cfg["models"].update({"stable": {"backend": "up", "upstream_model": "stable-v1"},
-                          "candidate": {"backend": "up", "upstream_model": "candidate-v2"},
-                          "svc*": {"backend": "up"}})
+    cfg["models"].update(
+        {
+            "stable": {"backend": "up", "upstream_model": "stable-v1"},
+            "candidate": {"backend": "up", "upstream_model": "candidate-v2"},
+            "svc*": {"backend": "up"},
+        }
+    )
     return cfg
 
 
@@ -68,7 +78,9 @@ def test_sticky_header_always_lands_on_the_same_target(gw: RunningGateway, fresh
     landed: dict[str, set[str]] = {}
     for i in range(40):
         for _ in range(3):
-            model = chat(client, "svc-even", extra_headers={"x-pointsman-sticky": f"session-{i}"})["x-pointsman-model"]
+            model = chat(client, "svc-even", extra_headers={"x-pointsman-sticky": f"session-{i}"})[
+                "x-pointsman-model"
+            ]
             landed.setdefault(f"session-{i}", set()).add(model)
     assert all(len(models) == 1 for models in landed.values())
     assert set.union(*landed.values()) == {"stable-v1", "candidate-v2"}
@@ -83,8 +95,10 @@ def test_user_field_is_the_default_sticky_key(gw: RunningGateway, fresh: Any) ->
 def test_sticky_tag_source_keys_on_that_tag(gw: RunningGateway, fresh: Any) -> None:
     client = sdk(gw)
     for i in range(20):
-        models = {chat(client, "svc-tenant", metadata={"tenant": f"t{i}"}, user=f"u{j}")["x-pointsman-model"]
-                  for j in range(3)}
+        models = {
+            chat(client, "svc-tenant", metadata={"tenant": f"t{i}"}, user=f"u{j}")["x-pointsman-model"]
+            for j in range(3)
+        }
         assert len(models) == 1
 
 
@@ -93,7 +107,9 @@ def test_zero_weight_target_gets_no_traffic(gw: RunningGateway, fresh: Any) -> N
     assert {chat(client, "svc-off")["x-pointsman-model"] for _ in range(30)} == {"stable-v1"}
 
 
-def test_a_seed_makes_the_random_split_repeatable(fresh: tuple[FakeOpenAI, FakeOpenAI], gateway_factory: Any) -> None:
+def test_a_seed_makes_the_random_split_repeatable(
+    fresh: tuple[FakeOpenAI, FakeOpenAI], gateway_factory: Any
+) -> None:
     def run() -> list[str]:
         gw = gateway_factory(canary_config(*fresh))
         client = sdk(gw)

@@ -22,9 +22,24 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 def test_json_form_holds_all_three_consistently(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _run(
-        capsys, "meta-llama/Llama-3.1-8B-Instruct", "--lora", "support-v2=/adapters/support-v2",
-        "--lora", "triage=/adapters/triage", "--tensor-parallel", "4", "--port", "8001",
-        "--max-model-len", "16384", "--gpu-hour-usd", "2.50", "--api-key-secret", "vllm-key", "--format", "json",
+        capsys,
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--lora",
+        "support-v2=/adapters/support-v2",
+        "--lora",
+        "triage=/adapters/triage",
+        "--tensor-parallel",
+        "4",
+        "--port",
+        "8001",
+        "--max-model-len",
+        "16384",
+        "--gpu-hour-usd",
+        "2.50",
+        "--api-key-secret",
+        "vllm-key",
+        "--format",
+        "json",
     )
     assert rc == 0
     doc = orjson.loads(out)
@@ -36,7 +51,11 @@ def test_json_form_holds_all_three_consistently(capsys: pytest.CaptureFixture[st
         return args[args.index(name) + 1]
 
     assert flag("--served-model-name") == "Llama-3.1-8B-Instruct"
-    assert flag("--tensor-parallel-size") == "4" and flag("--port") == "8001" and flag("--max-model-len") == "16384"
+    assert (
+        flag("--tensor-parallel-size") == "4"
+        and flag("--port") == "8001"
+        and flag("--max-model-len") == "16384"
+    )
     assert "--enable-lora" in args and flag("--max-loras") == "4"
     i = args.index("--lora-modules")
     assert args[i + 1 : i + 3] == ["support-v2=/adapters/support-v2", "triage=/adapters/triage"]
@@ -57,7 +76,9 @@ def test_json_form_holds_all_three_consistently(capsys: pytest.CaptureFixture[st
     assert gw["backends"]["selfhosted"]["gpu_count"] == 4
     assert gw["models"]["triage"] == {"backend": "selfhosted", "adapter": "triage"}
     # the printed gateway config is a valid pointsman config
-    cfg = validate_document({**gw, "backends": {"selfhosted": {**gw["backends"]["selfhosted"], "api_key": "k"}}}, "t")
+    cfg = validate_document(
+        {**gw, "backends": {"selfhosted": {**gw["backends"]["selfhosted"], "api_key": "k"}}}, "t"
+    )
     assert cfg.backends["selfhosted"].type == "vllm"
 
 
@@ -68,16 +89,29 @@ def test_text_form_and_single_sections(capsys: pytest.CaptureFixture[str]) -> No
     rc, out, _ = _run(capsys, "Qwen/Qwen2.5-7B-Instruct", "--format", "k8s", "--no-lora")
     k8s = yaml.safe_load(out)
     assert "--enable-lora" not in k8s["containers"][0]["args"] and "&id" not in out
-    rc, out, _ = _run(capsys, "/models/mine", "--name", "mine", "--format", "shell", "--no-runtime-lora",
-                      "--extra", "--enable-prefix-caching --max-num-seqs 512")
+    rc, out, _ = _run(
+        capsys,
+        "/models/mine",
+        "--name",
+        "mine",
+        "--format",
+        "shell",
+        "--no-runtime-lora",
+        "--extra",
+        "--enable-prefix-caching --max-num-seqs 512",
+    )
     assert out.startswith("vllm serve /models/mine --served-model-name mine")
     assert out.strip().endswith("--enable-prefix-caching --max-num-seqs 512")
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["m", "--lora", "nameonly"], ["m", "--no-lora", "--lora", "a=/b"], ["m", "--tensor-parallel", "0"],
-     ["m", "--gpu-memory-utilization", "1.5"]],
+    [
+        ["m", "--lora", "nameonly"],
+        ["m", "--no-lora", "--lora", "a=/b"],
+        ["m", "--tensor-parallel", "0"],
+        ["m", "--gpu-memory-utilization", "1.5"],
+    ],
 )
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     try:

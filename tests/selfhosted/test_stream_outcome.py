@@ -55,15 +55,26 @@ def test_hanging_up_after_done_is_not_a_cancellation(upstream_url: str) -> None:
         "keys": [{"name": "app", "key": CLIENT_KEY}],
         "accounting": {"ledger": {"flush_interval_s": 0.1}},
     }
-    with RunningGateway(cfg) as gw, openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+    with (
+        RunningGateway(cfg) as gw,
+        openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
+    ):
         for _ in range(3):
-            with c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True) as st:
+            with c.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+            ) as st:
                 assert "".join(ch.choices[0].delta.content or "" for ch in st if ch.choices) == "Hello"
         time.sleep(0.8)  # the gateway notices the hang-ups while the upstream is still open
-        spend = httpx.get(gw.url + "/admin/spend", params={"group_by": "day"},
-                          headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["total"]
+        spend = httpx.get(
+            gw.url + "/admin/spend",
+            params={"group_by": "day"},
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        ).json()["total"]
         assert (spend["requests"], spend["failed_requests"]) == (3, 0), spend
         assert (spend["input_tokens"], spend["output_tokens"]) == (15, 6)
-        cancelled = httpx.get(gw.url + "/admin/spend", params={"outcome": "cancelled"},
-                              headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["total"]
+        cancelled = httpx.get(
+            gw.url + "/admin/spend",
+            params={"outcome": "cancelled"},
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        ).json()["total"]
         assert cancelled["requests"] == 0

@@ -158,16 +158,19 @@ def _gateway_config(fleet: tuple[FakeVLLMLora, FakeVLLMLora], **backend: Any) ->
             "frontier": {"type": "openai", "base_url": fleet[0].url},
         },
         "models": {"base": {"backend": "fleet"}, "gpt-x": {"backend": "frontier"}},
-        "routes": [{"name": "support", "match": {"tags": {"task": "support"}}, "targets": [{"model": "gpt-x"}]}],
+        "routes": [
+            {"name": "support", "match": {"tags": {"task": "support"}}, "targets": [{"model": "gpt-x"}]}
+        ],
         "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
     }
 
 
 @pytest.fixture
 def admin_gw(fleet: tuple[FakeVLLMLora, FakeVLLMLora]) -> Iterator[tuple[RunningGateway, httpx.Client]]:
-    with RunningGateway(_gateway_config(fleet)) as gw, httpx.Client(
-        base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-    ) as admin:
+    with (
+        RunningGateway(_gateway_config(fleet)) as gw,
+        httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin,
+    ):
         yield gw, admin
 
 
@@ -179,8 +182,10 @@ def test_admin_adapter_lifecycle(
     with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="support-v2", messages=MSG)
-        r = admin.post("/admin/backends/fleet/adapters", json={"name": "a1", "path": "/adapters/a1",
-                                                               "model": "support-v2"})
+        r = admin.post(
+            "/admin/backends/fleet/adapters",
+            json={"name": "a1", "path": "/adapters/a1", "model": "support-v2"},
+        )
         assert r.status_code == 201, r.text
         doc = r.json()
         assert doc["model"] == "support-v2" and [e["changed"] for e in doc["endpoints"]] == [True, True]
@@ -224,7 +229,9 @@ def test_admin_refuses_bad_requests(admin_gw: tuple[RunningGateway, httpx.Client
     assert r.status_code == 400 and r.json()["error"]["code"] == "not_vllm"
     r = admin.post("/admin/backends/fleet/adapters", json={"name": "a1"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "path"
-    r = admin.post("/admin/backends/fleet/adapters", json={"name": "a1", "path": "/adapters/a1", "model": "gpt-x"})
+    r = admin.post(
+        "/admin/backends/fleet/adapters", json={"name": "a1", "path": "/adapters/a1", "model": "gpt-x"}
+    )
     assert r.status_code == 409
     assert admin.get("/admin/backends/fleet/models", headers={"authorization": "Bearer x"}).status_code == 401
 
@@ -233,8 +240,10 @@ def test_admin_registration_that_fails_validation_unloads_again(
     fleet: tuple[FakeVLLMLora, FakeVLLMLora], admin_gw: tuple[RunningGateway, httpx.Client]
 ) -> None:
     _, admin = admin_gw
-    r = admin.post("/admin/backends/fleet/adapters",
-                   json={"name": "a1", "path": "/adapters/a1", "shadow": {"route": "no-such-route"}})
+    r = admin.post(
+        "/admin/backends/fleet/adapters",
+        json={"name": "a1", "path": "/adapters/a1", "shadow": {"route": "no-such-route"}},
+    )
     assert r.status_code == 404, r.text
     assert fleet[0].adapters == fleet[1].adapters == {}
 
@@ -243,8 +252,13 @@ def test_admin_delete_refused_while_a_route_uses_the_model(
     fleet: tuple[FakeVLLMLora, FakeVLLMLora], admin_gw: tuple[RunningGateway, httpx.Client]
 ) -> None:
     _, admin = admin_gw
-    assert admin.post("/admin/backends/fleet/adapters", json={"name": "a1", "path": "/adapters/a1"}).status_code == 201
-    r = admin.put("/admin/routes/support", json={"match": {"tags": {"task": "support"}}, "targets": [{"model": "a1"}]})
+    assert (
+        admin.post("/admin/backends/fleet/adapters", json={"name": "a1", "path": "/adapters/a1"}).status_code
+        == 201
+    )
+    r = admin.put(
+        "/admin/routes/support", json={"match": {"tags": {"task": "support"}}, "targets": [{"model": "a1"}]}
+    )
     assert r.status_code == 200, r.text
     r = admin.delete("/admin/backends/fleet/adapters/a1")
     assert r.status_code == 400, r.text
@@ -255,16 +269,23 @@ def test_measured_pricing_reaches_the_price_and_the_metric(
     fleet: tuple[FakeVLLMLora, FakeVLLMLora], capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = fleet
-    cfg = _gateway_config(fleet, gpu_hour_usd="3.60", gpu_count=2, health_interval_s=0.2, throughput_window_s=60,
-                          throughput_min_tokens=100)
+    cfg = _gateway_config(
+        fleet,
+        gpu_hour_usd="3.60",
+        gpu_count=2,
+        health_interval_s=0.2,
+        throughput_window_s=60,
+        throughput_min_tokens=100,
+    )
     cfg["models"]["lora-x"] = {"backend": "fleet", "adapter": "a1"}
     a.adapters["a1"] = b.adapters["a1"] = "/adapters/a1"
     # the fleet processes 400 tokens/s (200 per endpoint: 150 generated + 50 prompt)
     for f in fleet:
         f.rates_since, f.token_rates = time.monotonic(), (150.0, 50.0)
-    with RunningGateway(cfg) as gw, httpx.Client(
-        base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-    ) as admin:
+    with (
+        RunningGateway(cfg) as gw,
+        httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin,
+    ):
         doc = admin.get("/admin/backends/fleet/pricing").json()
         assert doc["fleet_usd_per_hour"] == "14.40"  # 3.60 x 2 GPUs x 2 endpoints
         deadline = time.monotonic() + 15
@@ -287,8 +308,11 @@ def test_measured_pricing_reaches_the_price_and_the_metric(
             assert prices[model]["source"] == "gpu"
             assert abs(got - expected) / expected < Decimal("0.05")
         metrics = httpx.get(gw.url + "/metrics").text
-        line = next(ln for ln in metrics.splitlines()
-                    if ln.startswith('pointsman_selfhosted_cost_per_mtok_usd{model="lora-x"}'))
+        line = next(
+            ln
+            for ln in metrics.splitlines()
+            if ln.startswith('pointsman_selfhosted_cost_per_mtok_usd{model="lora-x"}')
+        )
         assert float(line.split()[-1]) > 0
         # the spend report (API and CLI) shows the measured prices in force
         spend = admin.get("/admin/spend").json()["self_hosted_pricing"]

@@ -53,7 +53,12 @@ def test_label_values_with_escapes_and_commas() -> None:
 
 def test_snapshot_reduces_to_what_pointsman_uses() -> None:
     snap = snapshot(TEXT, 10.0)
-    assert (snap.generation_tokens, snap.prompt_tokens, snap.running, snap.waiting) == (6000.0, 1234.0, 4.0, 2.0)
+    assert (snap.generation_tokens, snap.prompt_tokens, snap.running, snap.waiting) == (
+        6000.0,
+        1234.0,
+        4.0,
+        2.0,
+    )
     assert snap.by_model == {"tiny": 5000.0, "other": 1000.0}
 
 

@@ -52,11 +52,21 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
     return (prompt_tokens * p_in + completion_tokens * p_out) / MTOK
 
 
-def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: dict[str, Any] | None = None,
-           route: dict[str, Any] | None = None, extra_routes: list[dict[str, Any]] | None = None,
-           **extra: Any) -> dict[str, Any]:
-    r: dict[str, Any] = {"name": "extract", "match": {"model": "frontier"}, "targets": [{"model": "frontier"}],
-                         "shadow": shadow}
+def config(
+    zoo: ModelZoo,
+    data_dir: Path,
+    shadow: dict[str, Any],
+    promote_when: dict[str, Any] | None = None,
+    route: dict[str, Any] | None = None,
+    extra_routes: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "name": "extract",
+        "match": {"model": "frontier"},
+        "targets": [{"model": "frontier"}],
+        "shadow": shadow,
+    }
     if promote_when is not None:
         r["promote_when"] = promote_when
     r.update(route or {})
@@ -66,25 +76,36 @@ def config(zoo: ModelZoo, data_dir: Path, shadow: dict[str, Any], promote_when: 
         "backends": {
             "zoo": {"type": "openai", "base_url": zoo.url},
             "zoo2": {"type": "openai", "base_url": zoo.url},  # another provider (fallbacks)
-            "zoo-fail": {"type": "openai", "base_url": zoo.url},  # its breaker may open without hurting the rest
+            "zoo-fail": {
+                "type": "openai",
+                "base_url": zoo.url,
+            },  # its breaker may open without hurting the rest
             "dead": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 1},
         },
         "models": {name: {"backend": BACKEND_OF.get(name, "zoo")} for name in PRICES}
         | {"cand-dead": {"backend": "dead"}},
         "keys": [{"name": "app", "key": CLIENT_KEY, "team": "search"}],
         "routes": [r, *(extra_routes or [])],
-        "accounting": {"pricing": {m: {"input_per_mtok": str(a), "output_per_mtok": str(b)}
-                                   for m, (a, b) in PRICES.items()}},
+        "accounting": {
+            "pricing": {
+                m: {"input_per_mtok": str(a), "output_per_mtok": str(b)} for m, (a, b) in PRICES.items()
+            }
+        },
     }
     cfg.update(extra)
     return cfg
 
 
-def shadow_route(name: str, shadow: dict[str, Any] | None, targets: tuple[str, ...] = ("frontier",),
-                 **kw: Any) -> dict[str, Any]:
+def shadow_route(
+    name: str, shadow: dict[str, Any] | None, targets: tuple[str, ...] = ("frontier",), **kw: Any
+) -> dict[str, Any]:
     """A route matching requests for the model ``f-<name>``, sampling everything unless told otherwise."""
-    r: dict[str, Any] = {"name": name, "match": {"model": f"f-{name}"}, "targets": [{"model": t} for t in targets],
-                         **kw}
+    r: dict[str, Any] = {
+        "name": name,
+        "match": {"model": f"f-{name}"},
+        "targets": [{"model": t} for t in targets],
+        **kw,
+    }
     if shadow is not None:
         r["shadow"] = {"sample_rate": 1.0, **shadow}
     return r
@@ -118,22 +139,37 @@ def admin(gw: RunningGateway) -> httpx.Client:
     return httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
 
 
-def ask(client: openai.OpenAI, item: int, *, stream: bool = False, task: str | None = None,
-        model: str = "frontier", **kw: Any) -> str:
+def ask(
+    client: openai.OpenAI,
+    item: int,
+    *,
+    stream: bool = False,
+    task: str | None = None,
+    model: str = "frontier",
+    **kw: Any,
+) -> str:
     """One request for ``item N``; returns the answer text (streams consumed to the end)."""
     headers = {"x-request-id": f"req-{item}"}
     if task:
         headers["x-pointsman-task"] = task
     msgs = [{"role": "user", "content": f"Extract item {item} as JSON."}]
     if stream:
-        chunks: Any = client.chat.completions.create(model=model, messages=msgs, stream=True, extra_headers=headers, **kw)  # type: ignore[arg-type]
+        chunks: Any = client.chat.completions.create(
+            model=model, messages=msgs, stream=True, extra_headers=headers, **kw
+        )  # type: ignore[arg-type]
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     r = client.chat.completions.create(model=model, messages=msgs, extra_headers=headers, **kw)  # type: ignore[arg-type]
     return r.choices[0].message.content or ""
 
 
-def drive(gw: RunningGateway, items: range | list[int], *, stream: Callable[[int], bool] = lambda i: False,
-          task: Callable[[int], str | None] = lambda i: None, workers: int = 8) -> list[str]:
+def drive(
+    gw: RunningGateway,
+    items: range | list[int],
+    *,
+    stream: Callable[[int], bool] = lambda i: False,
+    task: Callable[[int], str | None] = lambda i: None,
+    workers: int = 8,
+) -> list[str]:
     with sdk(gw) as client, ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda i: ask(client, i, stream=stream(i), task=task(i)), items))
 
@@ -149,8 +185,10 @@ def settle(gw: RunningGateway, expected_pairs: int, timeout: float = 20.0, **par
             if got >= expected_pairs:
                 return last
             time.sleep(0.05)
-    raise AssertionError(f"only {last and sum(r['counts']['sampled'] for r in last['routes'])} of "
-                         f"{expected_pairs} pairs after {timeout}s")
+    raise AssertionError(
+        f"only {last and sum(r['counts']['sampled'] for r in last['routes'])} of "
+        f"{expected_pairs} pairs after {timeout}s"
+    )
 
 
 def route_of(report: dict[str, Any], name: str = "extract") -> dict[str, Any]:

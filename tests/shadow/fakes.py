@@ -122,8 +122,17 @@ class ModelZoo:
         model = body.get("model", "")
         spec = self.models.get(model)
         if spec is None:
-            return web.json_response({"error": {"message": f"no model {model}", "type": "invalid_request_error",
-                                                "code": "model_not_found", "param": None}}, status=404)
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"no model {model}",
+                        "type": "invalid_request_error",
+                        "code": "model_not_found",
+                        "param": None,
+                    }
+                },
+                status=404,
+            )
         if spec.judge:
             return await self._judge(body, spec)
         item = item_of(body)
@@ -134,37 +143,79 @@ class ModelZoo:
             await asyncio.sleep(3600)
         if spec.mode == "fail":
             self._note(Served(model, item, stream, 500, False, time.time()))
-            return web.json_response({"error": {"message": "fake failure", "type": "server_error", "code": None,
-                                                "param": None}}, status=500)
+            return web.json_response(
+                {"error": {"message": "fake failure", "type": "server_error", "code": None, "param": None}},
+                status=500,
+            )
         valid = not (spec.invalid_every and item is not None and item % spec.invalid_every == 0)
         text = orjson.dumps({"item": item, "label": spec.label}).decode()
         if not valid:
             text = text[: len(text) // 2]
-        usage = {"prompt_tokens": spec.prompt_tokens, "completion_tokens": spec.completion_tokens,
-                 "total_tokens": spec.prompt_tokens + spec.completion_tokens}
+        usage = {
+            "prompt_tokens": spec.prompt_tokens,
+            "completion_tokens": spec.completion_tokens,
+            "total_tokens": spec.prompt_tokens + spec.completion_tokens,
+        }
         self._note(Served(model, item, stream, 200, valid, time.time()))
         if not stream:
-            return web.json_response({
-                "id": "chatcmpl-zoo", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop", "logprobs": None}],
-                "usage": usage,
-            })
+            return web.json_response(
+                {
+                    "id": "chatcmpl-zoo",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        base = {"id": "chatcmpl-zoo", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-        await resp.write(b"data: " + orjson.dumps(
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-        ) + b"\n\n")
+        base = {
+            "id": "chatcmpl-zoo",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        await resp.write(
+            b"data: "
+            + orjson.dumps(
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                    ],
+                }
+            )
+            + b"\n\n"
+        )
         size = -(-len(text) // spec.chunks)
         for i in range(0, len(text), size):
             if spec.chunk_delay_s:
                 await asyncio.sleep(spec.chunk_delay_s)
-            await resp.write(b"data: " + orjson.dumps(
-                {**base, "choices": [{"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None}]}
-            ) + b"\n\n")
-        await resp.write(b"data: " + orjson.dumps(
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + b"\n\n")
+            await resp.write(
+                b"data: "
+                + orjson.dumps(
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None}
+                        ],
+                    }
+                )
+                + b"\n\n"
+            )
+        await resp.write(
+            b"data: "
+            + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            + b"\n\n"
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
@@ -192,20 +243,37 @@ class ModelZoo:
             with self._lock:
                 self.judge_calls.append(JudgeCall(body["model"], m.group(1), m.group(2), winner))
         content = orjson.dumps({"winner": winner, "reason": "fake judge"}).decode()
-        return web.json_response({
-            "id": "chatcmpl-judge", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
-        })
+        return web.json_response(
+            {
+                "id": "chatcmpl-judge",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
+            }
+        )
 
     # -- embeddings ---------------------------------------------------------------------------------------------
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": letters(t)} for i, t in enumerate(inputs)]
-        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": 8, "total_tokens": 8}})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 8, "total_tokens": 8},
+            }
+        )
 
 
 def _valid(text: str) -> bool:

@@ -18,8 +18,10 @@ def test_a_shadow_added_through_the_admin_api_pairs_the_next_requests(zoo: Model
     with RunningGateway(cfg) as gw:
         drive(gw, [1])
         with admin(gw) as a:
-            r = a.put("/admin/routes/extract", json={**ROUTE, "shadow": {"model": "cand", "sample_rate": 1.0,
-                                                                         "compare": ["json_valid"]}})
+            r = a.put(
+                "/admin/routes/extract",
+                json={**ROUTE, "shadow": {"model": "cand", "sample_rate": 1.0, "compare": ["json_valid"]}},
+            )
             assert r.status_code == 200, r.text
         drive(gw, [2, 3])
         rep = route_of(settle(gw, 2))
@@ -34,6 +36,12 @@ def test_an_invalid_shadow_is_refused_with_the_failing_path(zoo: ModelZoo, tmp_p
         r = a.put("/admin/routes/extract", json={**ROUTE, "shadow": {"model": "cand", "sample_rate": 1.5}})
         assert r.status_code == 400
         assert r.json()["error"]["param"].endswith("shadow.sample_rate")
-        r = a.put("/admin/routes/extract", json={**ROUTE, "shadow": {"model": "cand"},
-                                                 "promote_when": {"scores": {"rouge_l": {"min": 0.5}}}})
+        r = a.put(
+            "/admin/routes/extract",
+            json={
+                **ROUTE,
+                "shadow": {"model": "cand"},
+                "promote_when": {"scores": {"rouge_l": {"min": 0.5}}},
+            },
+        )
         assert r.status_code == 400 and "unknown comparators ['rouge_l']" in r.json()["error"]["message"]

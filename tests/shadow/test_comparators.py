@@ -16,8 +16,12 @@ from routing.shadow.extract import Output, ToolCall, from_body, from_events
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ComparatorConfig)
 
 
-def score(spec: dict[str, Any] | str, primary: Output | str, candidate: Output | str,
-          request: dict[str, Any] | None = None) -> cmp.Scored:
+def score(
+    spec: dict[str, Any] | str,
+    primary: Output | str,
+    candidate: Output | str,
+    request: dict[str, Any] | None = None,
+) -> cmp.Scored:
     cfg = _ADAPTER.validate_python({"type": spec} if isinstance(spec, str) else spec)
     c = cmp.build(cfg, 5.0)
     p = Output(primary) if isinstance(primary, str) else primary
@@ -57,7 +61,10 @@ def test_json_equal_is_semantic_and_can_compare_chosen_fields() -> None:
     assert score("json_equal", '{"a": 1, "b": [1, 2]}', '{"b": [1, 2.0], "a": 1}').value == 1.0
     assert score("json_equal", '{"a": true}', '{"a": 1}').value == 0.0
     spec = {"type": "json_equal", "fields": ["invoice.total", "currency"]}
-    assert score(spec, '{"invoice": {"total": 10, "id": 1}}', '{"invoice": {"total": 10.0, "id": 2}}').value == 1.0
+    assert (
+        score(spec, '{"invoice": {"total": 10, "id": 1}}', '{"invoice": {"total": 10.0, "id": 2}}').value
+        == 1.0
+    )
     assert score(spec, '{"invoice": {"total": 10}}', '{"invoice": {"total": 11}}').value == 0.0
     assert score(spec, "oops", "{}").value is None
 
@@ -96,7 +103,12 @@ def test_rouge_l_uses_the_longest_common_subsequence() -> None:
 
 
 def test_custom_scorers_by_import_path_sync_and_async() -> None:
-    spec = {"type": "custom", "path": "tests.shadow.scorers:shorter_is_fine", "kind": "pass", "options": {"slack": 1}}
+    spec = {
+        "type": "custom",
+        "path": "tests.shadow.scorers:shorter_is_fine",
+        "kind": "pass",
+        "options": {"slack": 1},
+    }
     assert score(spec, "abcd", "abcde").value == 1.0
     assert score(spec, "abcd", "abcdef").value == 0.0
     ratio = {"type": "custom", "name": "len", "path": "tests.shadow.scorers:length_ratio"}
@@ -110,11 +122,14 @@ def test_a_custom_scorer_that_cannot_be_imported_fails_per_pair_not_at_startup()
         asyncio.run(c.score(cmp.PairInput("chat/completions", {}, Output("a"), Output("b"))))
 
 
-@pytest.mark.parametrize(("reply", "winner"), [
-    ('{"winner": "2", "reason": "x"}', "2"),
-    ('```json\n{"winner": "tie"}\n```', "tie"),
-    ('After thought, winner: "1".', "1"),
-])
+@pytest.mark.parametrize(
+    ("reply", "winner"),
+    [
+        ('{"winner": "2", "reason": "x"}', "2"),
+        ('```json\n{"winner": "tie"}\n```', "tie"),
+        ('After thought, winner: "1".', "1"),
+    ],
+)
 def test_judge_verdicts_are_parsed_leniently(reply: str, winner: str) -> None:
     assert cmp.parse_verdict(reply) == winner
 
@@ -126,23 +141,44 @@ def test_comparator_names_must_be_unique_per_route() -> None:
 
 def test_streamed_tool_call_deltas_are_merged_by_index() -> None:
     def ev(delta: dict[str, Any]) -> bytes:
-        return b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}) + b"\n\n"
+        return (
+            b"data: "
+            + orjson.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            + b"\n\n"
+        )
 
     events = [
         ev({"role": "assistant", "content": None}),
-        ev({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "get_", "arguments": ""}}]}),
+        ev(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_", "arguments": ""},
+                    }
+                ]
+            }
+        ),
         ev({"tool_calls": [{"index": 0, "function": {"name": "weather", "arguments": '{"city": '}}]})
         + ev({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
         b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}\n\ndata: [DONE]\n\n',
     ]
     out, usage = from_events("chat/completions", events)
-    assert [t.as_dict() for t in out.tool_calls] == [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    assert [t.as_dict() for t in out.tool_calls] == [
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    ]
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (5, 3)
 
 
 def test_responses_api_output_text_and_function_calls() -> None:
-    body = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi"}]},
-                       {"type": "function_call", "name": "f", "arguments": "{}"}]}
+    body = {
+        "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "Hi"}]},
+            {"type": "function_call", "name": "f", "arguments": "{}"},
+        ]
+    }
     out = from_body("responses", body)
     assert out.text == "Hi" and [t.name for t in out.tool_calls] == ["f"]
 
@@ -153,21 +189,27 @@ def test_streamed_responses_api_answer_is_assembled_from_its_events() -> None:
 
     events = [ev("response.output_text.delta", delta="Hel"), ev("response.output_text.delta", delta="lo")]
     assert from_events("responses", events)[0].text == "Hello"
-    done = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "Hello!"}]}],
-            "usage": {"input_tokens": 3, "output_tokens": 2}}
+    done = {
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hello!"}]}],
+        "usage": {"input_tokens": 3, "output_tokens": 2},
+    }
     out, usage = from_events("responses", [*events, ev("response.completed", response=done)])
     assert out.text == "Hello!" and usage is not None and usage.output_tokens == 2
 
 
 def test_streamed_legacy_completion_text_is_concatenated() -> None:
-    events = [b'data: {"choices": [{"index": 0, "text": "a"}]}\n\n', b'data: {"choices": [{"index": 0, "text": "b",'
-              b' "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n']
+    events = [
+        b'data: {"choices": [{"index": 0, "text": "a"}]}\n\n',
+        b'data: {"choices": [{"index": 0, "text": "b", "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n',
+    ]
     out, _ = from_events("completions", events)
     assert (out.text, out.finish_reason) == ("ab", "stop")
 
 
 def test_a_mid_stream_error_event_marks_the_answer_incomplete() -> None:
-    events = [b'data: {"choices": [{"index": 0, "delta": {"content": "par"}}]}\n\n',
-              b'data: {"error": {"message": "upstream closed", "type": "upstream_error"}}\n\ndata: [DONE]\n\n']
+    events = [
+        b'data: {"choices": [{"index": 0, "delta": {"content": "par"}}]}\n\n',
+        b'data: {"error": {"message": "upstream closed", "type": "upstream_error"}}\n\ndata: [DONE]\n\n',
+    ]
     out, _ = from_events("chat/completions", events)
     assert out.text == "par" and out.error == "upstream closed"

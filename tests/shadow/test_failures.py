@@ -39,7 +39,9 @@ ROUTES = [
     shadow_route("drops", {"model": "cand-slow", "max_concurrency": 2, "queue_size": 2}),
     shadow_route("hang", {"model": "cand-hang", "max_concurrency": 2, "queue_size": 2, "timeout_s": 0.75}),
     shadow_route("dead", {"model": "cand-dead"}),
-    shadow_route("budget", {"model": "cand-fast", "budget_usd_per_day": str(price("cand-fast", 20, 10) * BUDGET_CALLS)}),
+    shadow_route(
+        "budget", {"model": "cand-fast", "budget_usd_per_day": str(price("cand-fast", 20, 10) * BUDGET_CALLS)}
+    ),
     shadow_route("sample", {"model": "cand", "sample_rate": 0.25}),
     shadow_route("plain", None, targets=("frontier2",)),
 ]
@@ -47,19 +49,25 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    zoo = ModelZoo(zoo_models(**{
-        "cand-other": ModelSpec(delay_s=0.03, label="something else"),
-        "cand-fail": ModelSpec(mode="fail"),
-        "frontier-fail": ModelSpec(mode="fail"),
-        "cand-slow": ModelSpec(delay_s=0.5),
-        "cand-hang": ModelSpec(mode="hang"),
-        "cand-fast": ModelSpec(),
-    })).start()
+    zoo = ModelZoo(
+        zoo_models(
+            **{
+                "cand-other": ModelSpec(delay_s=0.03, label="something else"),
+                "cand-fail": ModelSpec(mode="fail"),
+                "frontier-fail": ModelSpec(mode="fail"),
+                "cand-slow": ModelSpec(delay_s=0.5),
+                "cand-hang": ModelSpec(mode="hang"),
+                "cand-fast": ModelSpec(),
+            }
+        )
+    ).start()
     cfg = config(zoo, tmp_path_factory.mktemp("failures"), {"model": "cand"}, extra_routes=ROUTES)
     with RunningGateway(cfg) as g:
         with sdk(g) as client:
             deadline = time.time() + 5
-            while time.time() < deadline:  # warm-up: the accountant loads its tokenizers in the background at start
+            while (
+                time.time() < deadline
+            ):  # warm-up: the accountant loads its tokenizers in the background at start
                 t0 = time.perf_counter()
                 ask(client, 0, model="f-plain")
                 if time.perf_counter() - t0 < 0.1:
@@ -81,14 +89,20 @@ def report(gw: RunningGateway, route: str, n: int) -> dict[str, Any]:
 
 def pairs(gw: RunningGateway, route: str) -> list[dict[str, Any]]:
     with admin(gw) as a:
-        data: list[dict[str, Any]] = a.get("/admin/shadow/pairs", params={"route": route, "limit": 10_000}).json()["data"]
+        data: list[dict[str, Any]] = a.get(
+            "/admin/shadow/pairs", params={"route": route, "limit": 10_000}
+        ).json()["data"]
         return data
 
 
 def metric(gw: RunningGateway, name: str, **labels: str) -> float:
     text = httpx.get(gw.url + "/metrics", timeout=10).text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def test_the_client_gets_the_primary_answer_unchanged(gw: RunningGateway) -> None:
@@ -133,7 +147,9 @@ def test_dropped_shadows_are_counted_and_still_recorded_as_pairs(gw: RunningGate
     assert metric(gw, "pointsman_shadow_pairs_total", route="drops", outcome="dropped") == c["dropped"]
 
 
-def test_a_hanging_candidate_leaves_primary_latency_unchanged_and_the_queue_bounded(gw: RunningGateway) -> None:
+def test_a_hanging_candidate_leaves_primary_latency_unchanged_and_the_queue_bounded(
+    gw: RunningGateway,
+) -> None:
     shadowed: list[float] = []
     plain: list[float] = []
     depth: list[tuple[int, int]] = []

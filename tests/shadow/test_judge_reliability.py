@@ -27,8 +27,15 @@ JUDGES = {
     "noisy": ModelSpec(judge=True, judge_mode="honest", judge_noise=0.15),
 }
 CRITERIA = {"min_pairs": 30, "judge_margin": 0.1, "max_candidate_error_rate": None}
-ROUTES = [shadow_route(f"j-{name}", {"model": "cand", "compare": [{"type": "llm_judge", "model": f"judge-{name}"}]},
-                       targets=("sloppy",), promote_when=CRITERIA) for name in JUDGES]
+ROUTES = [
+    shadow_route(
+        f"j-{name}",
+        {"model": "cand", "compare": [{"type": "llm_judge", "model": f"judge-{name}"}]},
+        targets=("sloppy",),
+        promote_when=CRITERIA,
+    )
+    for name in JUDGES
+]
 _ITEM = re.compile(r'"item":(\d+)')
 
 
@@ -81,10 +88,14 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    models = zoo_models(sloppy=ModelSpec(delay_s=0.01, invalid_every=3),
-                        **{f"judge-{name}": spec for name, spec in JUDGES.items()})
+    models = zoo_models(
+        sloppy=ModelSpec(delay_s=0.01, invalid_every=3),
+        **{f"judge-{name}": spec for name, spec in JUDGES.items()},
+    )
     zoo = ModelZoo(models).start()
-    with RunningGateway(config(zoo, tmp_path_factory.mktemp("judges"), {"model": "cand"}, extra_routes=ROUTES)) as gw:
+    with RunningGateway(
+        config(zoo, tmp_path_factory.mktemp("judges"), {"model": "cand"}, extra_routes=ROUTES)
+    ) as gw:
         e = Env(gw, zoo)
         with sdk(gw) as client, ThreadPoolExecutor(max_workers=8) as pool:
             jobs = [(name, i) for name in JUDGES for i in e.items(name)]
@@ -111,7 +122,10 @@ def test_an_always_first_judge_is_unreliable_never_ready(env: Env) -> None:
     assert j["outcomes"]["inconsistent"] == N and j["outcomes"]["tie"] == 0  # not folded into ties
     v = r["verdict"]
     assert v["verdict"] == "judge_unreliable"
-    assert v["judges"]["llm_judge"]["reasons"][0] == f'constant judge: always answers "1" (the first answer) over {N} pairs'
+    assert (
+        v["judges"]["llm_judge"]["reasons"][0]
+        == f'constant judge: always answers "1" (the first answer) over {N} pairs'
+    )
     assert "order consistency 0.0% below the floor 60%" in v["reason"]
 
 
@@ -126,7 +140,9 @@ def test_an_always_tie_judge_is_consistent_but_constant_so_unreliable(env: Env) 
     j = r["comparators"]["llm_judge"]["judge"]
     assert (j["order_consistency"], j["tie_rate"], j["outcomes"]["tie"]) == (1.0, 1.0, N)
     assert r["verdict"]["verdict"] == "judge_unreliable"
-    assert r["verdict"]["judges"]["llm_judge"]["reasons"] == [f'constant judge: always answers "tie" over {N} pairs']
+    assert r["verdict"]["judges"]["llm_judge"]["reasons"] == [
+        f'constant judge: always answers "tie" over {N} pairs'
+    ]
 
 
 def test_a_random_judge_falls_below_the_consistency_floor(env: Env) -> None:
@@ -145,4 +161,6 @@ def test_an_honest_judge_with_noise_is_reliable_and_shows_the_better_candidate_n
     assert crit["anytime"]["lower"] > 0.4 and crit["anytime"]["e_value"] >= 20
     consistent = r["comparators"]["llm_judge"]["judge"]["consistent_score"]
     w = expected(env.calls("noisy"), env.items("noisy"))["outcomes"]
-    assert consistent["estimate"] == pytest.approx((w["win"] + 0.5 * w["tie"]) / (w["win"] + w["tie"] + w["loss"]))
+    assert consistent["estimate"] == pytest.approx(
+        (w["win"] + 0.5 * w["tie"]) / (w["win"] + w["tie"] + w["loss"])
+    )

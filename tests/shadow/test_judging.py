@@ -18,12 +18,21 @@ from routing.shadow.judging import (
 )
 
 
-@pytest.mark.parametrize(("primary_first", "candidate_first", "expected"), [
-    ("2", "1", WIN), ("1", "2", LOSS), ("tie", "tie", TIE),
-    ("1", "1", INCONSISTENT), ("2", "2", INCONSISTENT), ("2", "tie", INCONSISTENT), ("tie", "2", INCONSISTENT),
-])
-def test_outcome_is_the_candidates_view_of_both_orders(primary_first: str, candidate_first: str,
-                                                       expected: str) -> None:
+@pytest.mark.parametrize(
+    ("primary_first", "candidate_first", "expected"),
+    [
+        ("2", "1", WIN),
+        ("1", "2", LOSS),
+        ("tie", "tie", TIE),
+        ("1", "1", INCONSISTENT),
+        ("2", "2", INCONSISTENT),
+        ("2", "tie", INCONSISTENT),
+        ("tie", "2", INCONSISTENT),
+    ],
+)
+def test_outcome_is_the_candidates_view_of_both_orders(
+    primary_first: str, candidate_first: str, expected: str
+) -> None:
     assert outcome(primary_first, candidate_first) == expected
 
 

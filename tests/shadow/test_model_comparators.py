@@ -23,11 +23,18 @@ N = 10
 ROUTES = [
     # cand-bad's even items are invalid JSON: the judge (preferring valid JSON) calls those losses and the rest
     # ties (both answers valid)
-    shadow_route("judge", {"model": "cand-bad", "compare": [{"type": "llm_judge", "model": "judge"}]},
-                 promote_when={"min_pairs": N, "judge_margin": 0.1, "max_candidate_error_rate": None}),
-    shadow_route("biased", {"model": "cand-bad", "compare": [{"type": "llm_judge", "model": "judge-biased",
-                                                               "name": "judge"}]}),
-    shadow_route("embed", {"model": "cand-neg", "compare": [{"type": "embedding_cosine", "model": "embedder"}]}),
+    shadow_route(
+        "judge",
+        {"model": "cand-bad", "compare": [{"type": "llm_judge", "model": "judge"}]},
+        promote_when={"min_pairs": N, "judge_margin": 0.1, "max_candidate_error_rate": None},
+    ),
+    shadow_route(
+        "biased",
+        {"model": "cand-bad", "compare": [{"type": "llm_judge", "model": "judge-biased", "name": "judge"}]},
+    ),
+    shadow_route(
+        "embed", {"model": "cand-neg", "compare": [{"type": "embedding_cosine", "model": "embedder"}]}
+    ),
 ]
 
 
@@ -43,9 +50,17 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    zoo = ModelZoo(zoo_models(**{"judge-biased": ModelSpec(judge=True, judge_bias=True),
-                                 "cand-neg": ModelSpec(label="negative")})).start()
-    with RunningGateway(config(zoo, tmp_path_factory.mktemp("judge"), {"model": "cand"}, extra_routes=ROUTES)) as gw:
+    zoo = ModelZoo(
+        zoo_models(
+            **{
+                "judge-biased": ModelSpec(judge=True, judge_bias=True),
+                "cand-neg": ModelSpec(label="negative"),
+            }
+        )
+    ).start()
+    with RunningGateway(
+        config(zoo, tmp_path_factory.mktemp("judge"), {"model": "cand"}, extra_routes=ROUTES)
+    ) as gw:
         yield Env(gw, zoo)
     zoo.stop()
 
@@ -76,8 +91,12 @@ def test_judge_non_inferiority_fails_at_the_margin(judged: dict[str, Any]) -> No
 
 
 def test_judge_calls_are_accounted_as_shadow_spend(env: Env, judged: dict[str, Any]) -> None:
-    r = httpx.get(env.gw.url + "/admin/spend", params={"group_by": "model", "model": "judge"},
-                  headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30).json()
+    r = httpx.get(
+        env.gw.url + "/admin/spend",
+        params={"group_by": "model", "model": "judge"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    ).json()
     assert r["total"]["requests"] == 2 * N
     assert Decimal(r["total"]["cost_usd"]) == price("judge", 50, 5) * 2 * N
 

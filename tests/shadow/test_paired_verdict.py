@@ -16,16 +16,26 @@ from tests.shadow.conftest import ask, config, price, route_of, sdk, settle, sha
 from tests.shadow.fakes import ModelSpec, ModelZoo
 
 N = 90
-ROUTES = [shadow_route("paired", {"model": "cand", "compare": ["json_valid"], "max_concurrency": 32, "queue_size": 128},
-                       targets=("sloppy",),
-                       promote_when={"min_pairs": 30, "scores": {"json_valid": {"margin": 0.05}},
-                                     "max_candidate_error_rate": None})]
+ROUTES = [
+    shadow_route(
+        "paired",
+        {"model": "cand", "compare": ["json_valid"], "max_concurrency": 32, "queue_size": 128},
+        targets=("sloppy",),
+        promote_when={
+            "min_pairs": 30,
+            "scores": {"json_valid": {"margin": 0.05}},
+            "max_candidate_error_rate": None,
+        },
+    )
+]
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], ModelZoo]]:
     zoo = ModelZoo(zoo_models(sloppy=ModelSpec(delay_s=0.01, invalid_every=3))).start()
-    with RunningGateway(config(zoo, tmp_path_factory.mktemp("paired"), {"model": "cand"}, extra_routes=ROUTES)) as gw:
+    with RunningGateway(
+        config(zoo, tmp_path_factory.mktemp("paired"), {"model": "cand"}, extra_routes=ROUTES)
+    ) as gw:
         with sdk(gw) as client, ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda i: ask(client, i, model="f-paired"), range(1, N + 1)))
         yield route_of(settle(gw, N, route="paired"), "paired"), zoo
@@ -38,11 +48,20 @@ def test_the_paired_table_counts_what_each_side_sent(env: tuple[dict[str, Any], 
     cand = {s.item: s.valid_json for s in zoo.served("cand")}
     table = {"both": 0, "primary_only": 0, "candidate_only": 0, "neither": 0}
     for i in range(1, N + 1):
-        table[{(True, True): "both", (True, False): "primary_only", (False, True): "candidate_only",
-               (False, False): "neither"}[(prim[i], cand[i])]] += 1
+        table[
+            {
+                (True, True): "both",
+                (True, False): "primary_only",
+                (False, True): "candidate_only",
+                (False, False): "neither",
+            }[(prim[i], cand[i])]
+        ] += 1
     paired = route["comparators"]["json_valid"]["paired"]
-    assert {k: paired[k] for k in table} == table == {"both": 54, "primary_only": 6, "candidate_only": 27,
-                                                      "neither": 3}
+    assert (
+        {k: paired[k] for k in table}
+        == table
+        == {"both": 54, "primary_only": 6, "candidate_only": 27, "neither": 3}
+    )
     assert paired["difference"] == pytest.approx((27 - 6) / N)
     assert paired["ci95"][0] < paired["difference"] < paired["ci95"][1]
 

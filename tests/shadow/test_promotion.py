@@ -19,17 +19,30 @@ from tests.shadow.fakes import ModelSpec, ModelZoo
 STEPS = [20.0, 50.0, 100.0]
 
 
-def promo_shadow(model: str = "cand", guards: dict[str, Any] | None = None, **promotion: Any) -> dict[str, Any]:
+def promo_shadow(
+    model: str = "cand", guards: dict[str, Any] | None = None, **promotion: Any
+) -> dict[str, Any]:
     return {
-        "model": model, "sample_rate": 1.0, "compare": ["json_valid"],
-        "promotion": {"steps": STEPS, "dwell_s": None, "dwell_requests": 4, "check_interval_s": 0.05,
-                      "reverse_sample_rate": 1.0, "require_ready": False,
-                      "guards": guards or {"max_error_rate": 0.2, "min_requests": 4}, **promotion},
+        "model": model,
+        "sample_rate": 1.0,
+        "compare": ["json_valid"],
+        "promotion": {
+            "steps": STEPS,
+            "dwell_s": None,
+            "dwell_requests": 4,
+            "check_interval_s": 0.05,
+            "reverse_sample_rate": 1.0,
+            "require_ready": False,
+            "guards": guards or {"max_error_rate": 0.2, "min_requests": 4},
+            **promotion,
+        },
     }
 
 
 def promo_config(zoo: ModelZoo, data_dir: Path, **extra: Any) -> dict[str, Any]:
-    return config(zoo, data_dir, promo_shadow(), route={"fallbacks": ["frontier2"]}, routing={"seed": 11}, **extra)
+    return config(
+        zoo, data_dir, promo_shadow(), route={"fallbacks": ["frontier2"]}, routing={"seed": 11}, **extra
+    )
 
 
 def promotion(gw: RunningGateway, route: str = "extract") -> dict[str, Any]:
@@ -38,7 +51,9 @@ def promotion(gw: RunningGateway, route: str = "extract") -> dict[str, Any]:
         return doc
 
 
-def drive_until(gw: RunningGateway, done: Any, start: int = 1, timeout: float = 30.0, route: str = "extract") -> int:
+def drive_until(
+    gw: RunningGateway, done: Any, start: int = 1, timeout: float = 30.0, route: str = "extract"
+) -> int:
     """Sequential requests until ``done(promotion state)``; returns the next item number."""
     i = start
     deadline = time.time() + timeout
@@ -111,7 +126,9 @@ def test_requests_the_candidate_serves_are_shadowed_back_to_the_baseline(ramp: R
 
 
 def test_cli_shows_the_promotion_and_its_events(ramp: Ramp, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main(["shadow", "promote", "extract", "--status", "--url", ramp.gw.url, "--admin-key", ADMIN_KEY])
+    rc = cli_main(
+        ["shadow", "promote", "extract", "--status", "--url", ramp.gw.url, "--admin-key", ADMIN_KEY]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "completed" in out and "step 3: 100.0%" in out
@@ -119,8 +136,10 @@ def test_cli_shows_the_promotion_and_its_events(ramp: Ramp, capsys: pytest.Captu
 
 GUARDED = [
     shadow_route("errors", promo_shadow("cand-fail-later"), fallbacks=["frontier2"]),
-    shadow_route("scores", promo_shadow("cand-flip", {"min_scores": {"json_valid": 0.9}, "min_requests": 4,
-                                                      "min_pairs": 4})),
+    shadow_route(
+        "scores",
+        promo_shadow("cand-flip", {"min_scores": {"json_valid": 0.9}, "min_requests": 4, "min_pairs": 4}),
+    ),
     shadow_route("refuse", promo_shadow(require_ready=True), promote_when={"min_pairs": 50}),
 ]
 
@@ -137,13 +156,16 @@ class Guarded:
 
     def history(self) -> list[str]:
         with admin(self.gw) as a:
-            return [v["summary"] for v in a.get("/admin/routes/history", params={"limit": 100}).json()["history"]]
+            return [
+                v["summary"] for v in a.get("/admin/routes/history", params={"limit": 100}).json()["history"]
+            ]
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
-    zoo = ModelZoo(zoo_models(**{"cand-fail-later": ModelSpec(delay_s=0.03),
-                                 "cand-flip": ModelSpec(delay_s=0.03)})).start()
+    zoo = ModelZoo(
+        zoo_models(**{"cand-fail-later": ModelSpec(delay_s=0.03), "cand-flip": ModelSpec(delay_s=0.03)})
+    ).start()
     with RunningGateway(promo_config(zoo, tmp_path_factory.mktemp("guarded"), extra_routes=GUARDED)) as gw:
         yield Guarded(gw, zoo)
     zoo.stop()
@@ -160,8 +182,10 @@ def test_a_promotion_rolls_back_when_the_candidate_starts_failing_mid_ramp(guard
     assert rollback["event"] == "rollback" and rollback["step"] == 1
     assert "candidate error rate" in rollback["reason"]
     assert [t["model"] for t in guarded.route("errors")["targets"]] == ["frontier"]
-    assert any(h.startswith("shadow promotion of route errors rolled back: candidate error rate")
-               for h in guarded.history())
+    assert any(
+        h.startswith("shadow promotion of route errors rolled back: candidate error rate")
+        for h in guarded.history()
+    )
 
 
 def test_a_promotion_rolls_back_when_reverse_shadow_scores_drop(guarded: Guarded) -> None:

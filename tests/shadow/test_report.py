@@ -51,14 +51,30 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     zoo = ModelZoo(zoo_models()).start()
     data_dir = tmp_path_factory.mktemp("shadow-report")
     cfg = config(
-        zoo, data_dir,
-        shadow={"model": "cand", "sample_rate": 1.0, "max_concurrency": 32, "compare": ["json_valid", "exact", "token_f1"]},
-        promote_when={"min_pairs": 50, "scores": {"json_valid": {"min": 0.8}}, "max_candidate_error_rate": 0.05,
-                      "max_latency_p95_ratio": 1.0, "max_cost_ratio": 0.5, "decide_on": "ci"},
+        zoo,
+        data_dir,
+        shadow={
+            "model": "cand",
+            "sample_rate": 1.0,
+            "max_concurrency": 32,
+            "compare": ["json_valid", "exact", "token_f1"],
+        },
+        promote_when={
+            "min_pairs": 50,
+            "scores": {"json_valid": {"min": 0.8}},
+            "max_candidate_error_rate": 0.05,
+            "max_latency_p95_ratio": 1.0,
+            "max_cost_ratio": 0.5,
+            "decide_on": "ci",
+        },
     )
     with RunningGateway(cfg) as gw:
-        drive(gw, range(1, N + 1), stream=lambda i: i in STREAMED,
-              task=lambda i: "invoices" if i % 2 else "receipts")
+        drive(
+            gw,
+            range(1, N + 1),
+            stream=lambda i: i in STREAMED,
+            task=lambda i: "invoices" if i % 2 else "receipts",
+        )
         report = settle(gw, N)
         yield Campaign(gw, zoo, report, data_dir)
     zoo.stop()
@@ -73,7 +89,13 @@ def test_every_sampled_request_has_exactly_one_pair_keyed_by_its_request_id(camp
 
 def test_counts_match_the_traffic(campaign: Campaign) -> None:
     c = campaign.route["counts"]
-    assert (c["sampled"], c["paired"], c["candidate_failed"], c["primary_failed"], c["dropped"]) == (N, N, 0, 0, 0)
+    assert (c["sampled"], c["paired"], c["candidate_failed"], c["primary_failed"], c["dropped"]) == (
+        N,
+        N,
+        0,
+        0,
+        0,
+    )
     assert c["streamed"] == len(STREAMED)
 
 
@@ -144,15 +166,20 @@ def test_projected_monthly_saving_is_saving_per_request_times_observed_volume(ca
     volume = N / cost["observed_span_s"] * 30 * 86400
     assert cost["monthly_volume"] == pytest.approx(volume)
     per_request = price("frontier", 20, 10) - price("cand", 20, 10)
-    assert Decimal(cost["projected_monthly_saving_usd"]) == pytest.approx(per_request * Decimal(volume), rel=Decimal("1e-9"))
+    assert Decimal(cost["projected_monthly_saving_usd"]) == pytest.approx(
+        per_request * Decimal(volume), rel=Decimal("1e-9")
+    )
 
 
 def test_verdict_is_ready_when_every_criterion_holds(campaign: Campaign) -> None:
     v = campaign.route["verdict"]
     assert v["verdict"] == "ready", v
     assert {c["name"]: c["status"] for c in v["criteria"]} == {
-        "min_pairs": "pass", "score:json_valid": "pass", "candidate_error_rate": "pass",
-        "latency_p95_ratio": "pass", "cost_ratio": "pass",
+        "min_pairs": "pass",
+        "score:json_valid": "pass",
+        "candidate_error_rate": "pass",
+        "latency_p95_ratio": "pass",
+        "cost_ratio": "pass",
     }
 
 
@@ -170,19 +197,29 @@ def test_prometheus_counts_pairs_and_publishes_the_verdict(campaign: Campaign) -
         a.get("/admin/shadow/report").raise_for_status()  # publishes the gauges
     text = httpx.get(campaign.gw.url + "/metrics", timeout=10).text
     samples = [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
-    paired = sum(v for n, lab, v in samples if n == "pointsman_shadow_pairs_total" and lab["outcome"] == "paired")
+    paired = sum(
+        v for n, lab, v in samples if n == "pointsman_shadow_pairs_total" and lab["outcome"] == "paired"
+    )
     assert paired == N
     verdict = {lab["verdict"]: v for n, lab, v in samples if n == "pointsman_shadow_verdict"}
     assert verdict == {"ready": 1.0, "not_ready": 0.0, "insufficient_data": 0.0}
-    count = sum(v for n, lab, v in samples if n == "pointsman_shadow_score_count" and lab["comparator"] == "json_valid")
+    count = sum(
+        v
+        for n, lab, v in samples
+        if n == "pointsman_shadow_score_count" and lab["comparator"] == "json_valid"
+    )
     assert count == N
     ratio = next(v for n, lab, v in samples if n == "pointsman_shadow_latency_ratio")
     assert ratio == pytest.approx(campaign.route["latency"]["total"]["p50_ratio"], rel=0.2)
 
 
 def test_shadow_tokens_and_dollars_are_accounted_separately(campaign: Campaign) -> None:
-    r = httpx.get(campaign.gw.url + "/admin/spend", params={"group_by": "shadow"},
-                  headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30).json()
+    r = httpx.get(
+        campaign.gw.url + "/admin/spend",
+        params={"group_by": "shadow"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    ).json()
     rows = {str(row["shadow"]): row for row in r["data"]}
     shadow = rows.get("1") or rows.get("True") or rows.get("true")
     client = rows.get("0") or rows.get("False") or rows.get("false")
@@ -195,9 +232,17 @@ def test_shadow_tokens_and_dollars_are_accounted_separately(campaign: Campaign) 
 def test_html_report_draws_charts_from_the_same_numbers(campaign: Campaign) -> None:
     with admin(campaign.gw) as a:
         page = a.get("/admin/shadow/report.html").text
-    assert page.startswith("<!doctype html>") and "<script src" not in page and "http" not in page.split("<body>")[1]
-    for title in ("Total latency distribution", "Time to first token distribution", "Comparator scores over time",
-                  "Cost per 1,000 requests"):
+    assert (
+        page.startswith("<!doctype html>")
+        and "<script src" not in page
+        and "http" not in page.split("<body>")[1]
+    )
+    for title in (
+        "Total latency distribution",
+        "Time to first token distribution",
+        "Comparator scores over time",
+        "Cost per 1,000 requests",
+    ):
         assert title in page
     assert page.count("<svg") == 4
     embedded = page.split('<script type="application/json" id="shadow-report">')[1].split("</script>")[0]
@@ -206,7 +251,9 @@ def test_html_report_draws_charts_from_the_same_numbers(campaign: Campaign) -> N
 
 
 def test_cli_report_prints_a_readable_table(campaign: Campaign, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main(["shadow", "report", "--url", campaign.gw.url, "--admin-key", ADMIN_KEY, "--route", "extract"])
+    rc = cli_main(
+        ["shadow", "report", "--url", campaign.gw.url, "--admin-key", ADMIN_KEY, "--route", "extract"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "route extract: candidate cand vs frontier" in out

@@ -34,7 +34,7 @@ def test_t_quantiles_match_tables(df: int, q: float) -> None:
 def test_mean_interval_is_mean_plus_minus_t_times_standard_error() -> None:
     xs = [0.2, 0.4, 0.6, 0.8, 1.0]
     iv = mean_ci(xs)
-    half = 2.7764451051977987 * (0.1 ** 0.5) / 5 ** 0.5  # t(0.975, 4) * sd / sqrt(n), sd^2 = 0.1
+    half = 2.7764451051977987 * (0.1**0.5) / 5**0.5  # t(0.975, 4) * sd / sqrt(n), sd^2 = 0.1
     assert (iv.low, iv.high) == pytest.approx((0.6 - half, 0.6 + half))
 
 
@@ -77,8 +77,18 @@ def test_pairs_needed_is_where_the_interval_first_clears_the_bound() -> None:
 def _pairs(n: int, passing: int) -> list[PairRecord]:
     out = []
     for i in range(n):
-        p = PairRecord(id=f"r{i}", ts=1000.0 + i, route="r", task=None, team=None, key="k", endpoint="chat/completions",
-                       stream=False, primary=Side(ok=True, latency_s=0.1), candidate=Side(ok=True, latency_s=0.05))
+        p = PairRecord(
+            id=f"r{i}",
+            ts=1000.0 + i,
+            route="r",
+            task=None,
+            team=None,
+            key="k",
+            endpoint="chat/completions",
+            stream=False,
+            primary=Side(ok=True, latency_s=0.1),
+            candidate=Side(ok=True, latency_s=0.05),
+        )
         p.scores["json_valid"] = 1.0 if i < passing else 0.0
         out.append(p)
     return out
@@ -86,8 +96,14 @@ def _pairs(n: int, passing: int) -> list[PairRecord]:
 
 def test_undecided_criterion_asks_for_more_pairs_and_that_many_decide_it() -> None:
     shadow = ShadowConfig.model_validate({"model": "c", "compare": ["json_valid"]})
-    pw = PromoteWhen.model_validate({"min_pairs": 10, "scores": {"json_valid": {"min": 0.8}},
-                                     "max_candidate_error_rate": None, "decide_on": "ci"})
+    pw = PromoteWhen.model_validate(
+        {
+            "min_pairs": 10,
+            "scores": {"json_valid": {"min": 0.8}},
+            "max_candidate_error_rate": None,
+            "decide_on": "ci",
+        }
+    )
     first = summarize(_pairs(20, 18), [], shadow, pw, now=2000.0)["verdict"]
     assert first["verdict"] == "insufficient_data" and first["pairs_needed"] > 0
     total = 20 + first["pairs_needed"]

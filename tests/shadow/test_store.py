@@ -30,13 +30,26 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await s.close()
 
 
-T0 = (time.time() // 60 - 60) * 60  # an hour ago, on a minute boundary (older records are pruned after 30 days)
+T0 = (
+    time.time() // 60 - 60
+) * 60  # an hour ago, on a minute boundary (older records are pruned after 30 days)
 
 
 def pair(pid: str, route: str = "r", ts: float = T0, outcome: str = "paired") -> PairRecord:
-    return PairRecord(id=pid, ts=ts, route=route, task="t", team=None, key="k", endpoint="chat/completions",
-                      stream=False, outcome=outcome, primary=Side(model="a", ok=True, cost_usd="0.00015"),
-                      candidate=Side(model="b", ok=True), scores={"exact": 1.0})
+    return PairRecord(
+        id=pid,
+        ts=ts,
+        route=route,
+        task="t",
+        team=None,
+        key="k",
+        endpoint="chat/completions",
+        stream=False,
+        outcome=outcome,
+        primary=Side(model="a", ok=True, cost_usd="0.00015"),
+        candidate=Side(model="b", ok=True),
+        scores={"exact": 1.0},
+    )
 
 
 async def test_a_pair_is_written_once_per_request_id(store: PairStore) -> None:
@@ -67,7 +80,10 @@ async def test_route_volume_is_counted_per_minute(store: PairStore) -> None:
     await store.flush()
     m = int(T0 // 60)
     assert sorted(await store.seen("r", None, None), key=lambda x: (x[1], x[0] or "")) == [
-        ("t", m, 3), (None, m + 1, 1), ("t", m + 1, 1)]
+        ("t", m, 3),
+        (None, m + 1, 1),
+        ("t", m + 1, 1),
+    ]
 
 
 async def test_daily_spend_accumulates(store: PairStore) -> None:
@@ -82,8 +98,10 @@ async def test_observations_come_back_in_time_order(store: PairStore) -> None:
     store.add_observation("r", Observation(T0 + 2, "candidate", False, 0.2))
     store.add_observation("r", Observation(T0 + 1, "baseline", True, 0.1))
     await store.flush()
-    assert await store.observations("r", T0) == [Observation(T0 + 1, "baseline", True, 0.1),
-                                                   Observation(T0 + 2, "candidate", False, 0.2)]
+    assert await store.observations("r", T0) == [
+        Observation(T0 + 1, "baseline", True, 0.1),
+        Observation(T0 + 2, "candidate", False, 0.2),
+    ]
 
 
 async def test_the_controller_lease_is_exclusive_until_it_expires(store: PairStore) -> None:
@@ -105,9 +123,18 @@ async def test_promotion_state_and_events_round_trip(store: PairStore) -> None:
 
 
 @pytest.mark.redis
-def test_two_replicas_on_one_redis_report_each_others_pairs(zoo: ModelZoo, tmp_path: Path, redis_server: str) -> None:
-    cfgs = [config(zoo, tmp_path / n, {"model": "cand", "sample_rate": 1.0, "compare": ["exact"]},
-                   redis={"url": redis_server}) for n in ("a", "b")]
+def test_two_replicas_on_one_redis_report_each_others_pairs(
+    zoo: ModelZoo, tmp_path: Path, redis_server: str
+) -> None:
+    cfgs = [
+        config(
+            zoo,
+            tmp_path / n,
+            {"model": "cand", "sample_rate": 1.0, "compare": ["exact"]},
+            redis={"url": redis_server},
+        )
+        for n in ("a", "b")
+    ]
     with RunningGateway(cfgs[0]) as a, RunningGateway(cfgs[1]) as b:
         with sdk(a) as ca, sdk(b) as cb, ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda i: ask(ca if i % 2 else cb, 7000 + i), range(10)))

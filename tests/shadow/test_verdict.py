@@ -12,10 +12,17 @@ from tests.gateway_runner import RunningGateway
 from tests.shadow.conftest import ask, config, route_of, sdk, settle, shadow_route, zoo_models
 from tests.shadow.fakes import ModelSpec, ModelZoo
 
-CRITERIA = {"min_pairs": 30, "scores": {"json_valid": {"min": 0.8}}, "max_candidate_error_rate": 0.1, "decide_on": "ci"}
+CRITERIA = {
+    "min_pairs": 30,
+    "scores": {"json_valid": {"min": 0.8}},
+    "max_candidate_error_rate": 0.1,
+    "decide_on": "ci",
+}
 ROUTES = [
     shadow_route("flip", {"model": "cand-flip", "compare": ["json_valid"]}, promote_when=CRITERIA),
-    shadow_route("few", {"model": "cand", "compare": ["json_valid"]}, promote_when={**CRITERIA, "min_pairs": 100}),
+    shadow_route(
+        "few", {"model": "cand", "compare": ["json_valid"]}, promote_when={**CRITERIA, "min_pairs": 100}
+    ),
 ]
 
 
@@ -23,7 +30,9 @@ ROUTES = [
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGateway, ModelZoo]]:
     # cand-flip starts with 5% invalid JSON: 38 of 40 valid, Wilson lower bound 0.835 > 0.8
     zoo = ModelZoo(zoo_models(**{"cand-flip": ModelSpec(delay_s=0.03, invalid_every=20)})).start()
-    with RunningGateway(config(zoo, tmp_path_factory.mktemp("verdict"), {"model": "cand"}, extra_routes=ROUTES)) as gw:
+    with RunningGateway(
+        config(zoo, tmp_path_factory.mktemp("verdict"), {"model": "cand"}, extra_routes=ROUTES)
+    ) as gw:
         yield gw, zoo
     zoo.stop()
 
@@ -45,7 +54,9 @@ def test_verdict_flips_to_not_ready_when_the_candidate_degrades(env: tuple[Runni
     assert after["failing"] == ["score:json_valid"]
 
 
-def test_too_few_pairs_is_insufficient_data_with_the_pairs_still_needed(env: tuple[RunningGateway, ModelZoo]) -> None:
+def test_too_few_pairs_is_insufficient_data_with_the_pairs_still_needed(
+    env: tuple[RunningGateway, ModelZoo],
+) -> None:
     send(env[0], "few", range(101, 111))
     v = route_of(settle(env[0], 10, route="few"), "few")["verdict"]
     assert v["verdict"] == "insufficient_data"

@@ -20,8 +20,18 @@ JSON_SHADOW = ShadowConfig.model_validate({"model": "c", "compare": ["json_valid
 
 
 def pair(i: int, **kw: Any) -> PairRecord:
-    p = PairRecord(id=f"r{i}", ts=1000.0 + i, route="r", task=None, team=None, key="k", endpoint="chat/completions",
-                   stream=False, primary=Side(ok=True, latency_s=0.1), candidate=Side(ok=True, latency_s=0.05))
+    p = PairRecord(
+        id=f"r{i}",
+        ts=1000.0 + i,
+        route="r",
+        task=None,
+        team=None,
+        key="k",
+        endpoint="chat/completions",
+        stream=False,
+        primary=Side(ok=True, latency_s=0.1),
+        candidate=Side(ok=True, latency_s=0.05),
+    )
     for k, v in kw.items():
         setattr(p, k, v)
     return p
@@ -51,7 +61,9 @@ def test_before_min_pairs_the_verdict_is_insufficient_data_even_with_an_unreliab
 
 def test_an_honest_judge_preferring_the_candidate_gives_ready() -> None:
     rng = random.Random(1)
-    pairs = [judged(i, *rng.choice([("2", "1"), ("tie", "tie"), ("tie", "tie"), ("1", "2")])) for i in range(400)]
+    pairs = [
+        judged(i, *rng.choice([("2", "1"), ("tie", "tie"), ("tie", "tie"), ("1", "2")])) for i in range(400)
+    ]
     v = verdict(pairs, {"llm_judge": "judge"}, pw(), None)
     assert v["verdict"] == "ready", v
     crit = v["criteria"][1]
@@ -73,32 +85,54 @@ def test_zero_variance_is_not_evidence_for_a_fixed_horizon_interval() -> None:
 
 def test_a_constant_bounded_sample_counts_only_as_its_distance_from_the_bound_allows() -> None:
     # the betting test treats 0.9 every time like any bounded sample: evidence accrues with n, not at once
-    few = verdict([pair(i, scores={"token_f1": 0.9}) for i in range(20)], {"token_f1": "score"},
-                  pw(scores={"token_f1": {"min": 0.85}}), None)
+    few = verdict(
+        [pair(i, scores={"token_f1": 0.9}) for i in range(20)],
+        {"token_f1": "score"},
+        pw(scores={"token_f1": {"min": 0.85}}),
+        None,
+    )
     assert few["verdict"] == "insufficient_data"
 
 
 def test_a_judge_not_used_by_any_criterion_does_not_gate_the_verdict() -> None:
-    pairs = [pair(i, scores={"json_valid": 1.0, "llm_judge": 0.5}, details={"llm_judge": detail("1", "1")})
-             for i in range(200)]
-    v = verdict(pairs, {"json_valid": "pass", "llm_judge": "judge"},
-                pw(judge_margin=None, scores={"json_valid": {"min": 0.9}}), None)
+    pairs = [
+        pair(i, scores={"json_valid": 1.0, "llm_judge": 0.5}, details={"llm_judge": detail("1", "1")})
+        for i in range(200)
+    ]
+    v = verdict(
+        pairs,
+        {"json_valid": "pass", "llm_judge": "judge"},
+        pw(judge_margin=None, scores={"json_valid": {"min": 0.9}}),
+        None,
+    )
     assert v["verdict"] == "ready" and v["judges"] == {}
 
 
 def test_every_criterion_must_pass_for_ready() -> None:
     # json_valid clearly above its floor, the candidate error rate clearly above its cap
     pairs = [pair(i, scores={"json_valid": 1.0}) for i in range(300)]
-    pairs += [pair(300 + i, outcome=CANDIDATE_FAILED, candidate=Side(ok=False, error="timeout")) for i in range(60)]
-    v = verdict(sorted(pairs, key=lambda p: p.id), {"json_valid": "pass"},
-                pw(scores={"json_valid": {"min": 0.9}}, max_candidate_error_rate=0.05), None)
+    pairs += [
+        pair(300 + i, outcome=CANDIDATE_FAILED, candidate=Side(ok=False, error="timeout")) for i in range(60)
+    ]
+    v = verdict(
+        sorted(pairs, key=lambda p: p.id),
+        {"json_valid": "pass"},
+        pw(scores={"json_valid": {"min": 0.9}}, max_candidate_error_rate=0.05),
+        None,
+    )
     assert v["verdict"] == "not_ready" and v["failing"] == ["candidate_error_rate"]
 
 
 def test_a_paired_margin_compares_the_candidate_with_the_primary_on_the_same_requests() -> None:
     # the primary passes 95%, the candidate 85% on the same requests: a 10-point drop against a 5-point margin
-    pairs = [pair(i, scores={"json_valid": 0.0 if i % 10 < 1 or i % 20 == 5 else 1.0},
-                  baseline={"json_valid": 0.0 if i % 20 == 1 else 1.0}) for i in range(400)]
+    pairs = [
+        pair(
+            i,
+            scores={"json_valid": 0.0 if i % 10 < 1 or i % 20 == 5 else 1.0},
+            baseline={"json_valid": 0.0 if i % 20 == 1 else 1.0},
+        )
+        for i in range(400)
+    ]
     v = verdict(pairs, {"json_valid": "pass"}, pw(scores={"json_valid": {"margin": 0.05}}), None)
     crit = next(c for c in v["criteria"] if c["name"] == "paired:json_valid")
     assert crit["value"] == pytest.approx(0.85 - 0.95)
@@ -110,8 +144,13 @@ def test_a_paired_margin_passes_for_a_candidate_as_good_as_the_primary() -> None
     pairs = []
     for i in range(600):
         both = rng.random() < 0.9
-        pairs.append(pair(i, scores={"json_valid": 1.0 if both or rng.random() < 0.5 else 0.0},
-                          baseline={"json_valid": 1.0 if both or rng.random() < 0.5 else 0.0}))
+        pairs.append(
+            pair(
+                i,
+                scores={"json_valid": 1.0 if both or rng.random() < 0.5 else 0.0},
+                baseline={"json_valid": 1.0 if both or rng.random() < 0.5 else 0.0},
+            )
+        )
     v = verdict(pairs, {"json_valid": "pass"}, pw(scores={"json_valid": {"margin": 0.05}}), None)
     crit = next(c for c in v["criteria"] if c["name"] == "paired:json_valid")
     assert crit["status"] == "pass", crit
@@ -132,8 +171,11 @@ def test_latency_ratio_passes_only_once_the_anytime_bound_is_below_the_limit() -
     rng = random.Random(3)
 
     def lat(i: int) -> PairRecord:
-        return pair(i, primary=Side(ok=True, latency_s=rng.uniform(0.5, 1.0)),
-                    candidate=Side(ok=True, latency_s=rng.uniform(0.25, 0.5)))
+        return pair(
+            i,
+            primary=Side(ok=True, latency_s=rng.uniform(0.5, 1.0)),
+            candidate=Side(ok=True, latency_s=rng.uniform(0.25, 0.5)),
+        )
 
     few = verdict([lat(i) for i in range(40)], {}, pw(max_latency_p95_ratio=1.0), None)
     many = verdict([lat(i) for i in range(1500)], {}, pw(max_latency_p95_ratio=1.0), None)
@@ -149,7 +191,9 @@ def test_the_cost_ratio_is_decided_on_its_estimate_and_says_so() -> None:
 
 def test_the_state_agrees_with_the_full_report_at_every_pair() -> None:
     rng = random.Random(4)
-    engine = Verdict(pw(scores={"json_valid": {"min": 0.8, "margin": 0.1}}), {"json_valid": "pass", "llm_judge": "judge"})
+    engine = Verdict(
+        pw(scores={"json_valid": {"min": 0.8, "margin": 0.1}}), {"json_valid": "pass", "llm_judge": "judge"}
+    )
     for i in range(300):
         a, b = rng.choice([("2", "1"), ("tie", "tie"), ("1", "2"), ("1", "1")])
         p = judged(i, a, b)
@@ -160,10 +204,20 @@ def test_the_state_agrees_with_the_full_report_at_every_pair() -> None:
 
 
 def test_records_stored_by_earlier_versions_still_load_and_report() -> None:
-    old = {"id": "r1", "ts": 1000.0, "route": "r", "task": None, "team": None, "key": "k",
-           "endpoint": "chat/completions", "stream": False, "outcome": "paired",
-           "primary": {"model": "f", "ok": True, "latency_s": 0.1}, "candidate": {"model": "c", "ok": True},
-           "scores": {"llm_judge": 0.5}}
+    old = {
+        "id": "r1",
+        "ts": 1000.0,
+        "route": "r",
+        "task": None,
+        "team": None,
+        "key": "k",
+        "endpoint": "chat/completions",
+        "stream": False,
+        "outcome": "paired",
+        "primary": {"model": "f", "ok": True, "latency_s": 0.1},
+        "candidate": {"model": "c", "ok": True},
+        "scores": {"llm_judge": 0.5},
+    }
     pairs = [PairRecord.from_dict({**old, "id": f"r{i}", "ts": 1000.0 + i}) for i in range(30)]
     out = summarize(pairs, [], JUDGE_SHADOW, pw(), now=2000.0)
     assert out["comparators"]["llm_judge"]["judge"]["unrecorded"] == 30

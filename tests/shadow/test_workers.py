@@ -21,8 +21,10 @@ def test_two_workers_write_one_pair_per_request_into_one_report(zoo: ModelZoo, t
     cfg = config(zoo, tmp_path / "data", {"model": "cand", "sample_rate": 1.0, "compare": ["json_valid"]})
     gw = GatewayProcess(cfg, tmp_path, workers=2).start(timeout=60)
     try:
-        with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as client, \
-                ThreadPoolExecutor(max_workers=8) as pool:
+        with (
+            openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
             list(pool.map(lambda i: ask(client, i), range(1, 41)))
         headers = {"authorization": f"Bearer {ADMIN_KEY}"}
         deadline = time.time() + 20
@@ -35,6 +37,10 @@ def test_two_workers_write_one_pair_per_request_into_one_report(zoo: ModelZoo, t
     finally:
         gw.stop()
     assert (r["counts"]["sampled"], r["counts"]["paired"], r["cost"]["requests_seen"]) == (40, 40, 40)
-    paired = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                 if s.name == "pointsman_shadow_pairs_total" and s.labels.get("outcome") == "paired")
+    paired = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "pointsman_shadow_pairs_total" and s.labels.get("outcome") == "paired"
+    )
     assert paired == 40

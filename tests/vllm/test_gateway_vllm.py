@@ -79,7 +79,9 @@ def serve_command_check() -> Iterator[subprocess.Popen[str] | None]:
 
 
 @pytest.fixture(scope="module")
-def gateway(serve_command_check: subprocess.Popen[str] | None, vllm_server: VLLMServer) -> Iterator[RunningGateway]:
+def gateway(
+    serve_command_check: subprocess.Popen[str] | None, vllm_server: VLLMServer
+) -> Iterator[RunningGateway]:
     with RunningGateway(gateway_config(vllm_server)) as gw:
         yield gw
 
@@ -98,8 +100,10 @@ def admin(gateway: RunningGateway) -> Iterator[httpx.Client]:
 
 def _tokenize(server: VLLMServer, body: dict[str, Any]) -> int:
     req = urllib.request.Request(
-        f"{server.base_url}/tokenize", data=json.dumps({"model": server.model, **body}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
+        f"{server.base_url}/tokenize",
+        data=json.dumps({"model": server.model, **body}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         count: int = json.loads(r.read())["count"]
@@ -134,18 +138,28 @@ def test_chat_usage_is_vllms_exact_count(client: openai.OpenAI, vllm_server: VLL
     assert isinstance(r.choices[0].message.content, str)
     assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (n_prompt, 12)
     assert raw.headers["x-pointsman-backend"] == "vllm" and raw.headers["x-pointsman-model"] == "tiny"
-    assert (raw.headers["x-pointsman-tokens-input"], raw.headers["x-pointsman-tokens-output"]) == (str(n_prompt), "12")
+    assert (raw.headers["x-pointsman-tokens-input"], raw.headers["x-pointsman-tokens-output"]) == (
+        str(n_prompt),
+        "12",
+    )
 
 
 def test_completions_unary_and_streamed(client: openai.OpenAI, vllm_server: VLLMServer) -> None:
     n_prompt = _tokenize(vllm_server, {"prompt": "Once upon a time"})
-    r = client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=9, temperature=0,
-                                  extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model="tiny", prompt="Once upon a time", max_tokens=9, temperature=0, extra_body={"ignore_eos": True}
+    )
     assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (n_prompt, 9)
     text, usage = "", None
-    with client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=9, temperature=0,
-                                   stream=True, stream_options={"include_usage": True},
-                                   extra_body={"ignore_eos": True}) as stream:
+    with client.completions.create(
+        model="tiny",
+        prompt="Once upon a time",
+        max_tokens=9,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    ) as stream:
         for chunk in stream:
             if chunk.usage is not None:
                 usage = chunk.usage
@@ -157,9 +171,14 @@ def test_completions_unary_and_streamed(client: openai.OpenAI, vllm_server: VLLM
 def test_chat_stream_with_and_without_usage(client: openai.OpenAI, vllm_server: VLLMServer) -> None:
     n_prompt = _tokenize(vllm_server, {"messages": MESSAGES})
     usage, pieces = None, 0
-    with client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, stream=True,
-                                        stream_options={"include_usage": True},
-                                        extra_body={"ignore_eos": True}) as stream:
+    with client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    ) as stream:
         for chunk in stream:
             if chunk.usage is not None:
                 assert chunk.choices == []
@@ -167,10 +186,14 @@ def test_chat_stream_with_and_without_usage(client: openai.OpenAI, vllm_server: 
             pieces += sum(1 for c in chunk.choices if c.delta.content)
     assert pieces >= 1
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
-        n_prompt, 8, n_prompt + 8)
+        n_prompt,
+        8,
+        n_prompt + 8,
+    )
     # a client that did not ask for usage gets none (the gateway asked vLLM for it, and keeps it for accounting)
-    with client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, stream=True,
-                                        extra_body={"ignore_eos": True}) as stream:
+    with client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=8, stream=True, extra_body={"ignore_eos": True}
+    ) as stream:
         assert all(chunk.usage is None for chunk in stream)
 
 
@@ -181,8 +204,9 @@ def test_lora_adapter_as_its_own_model_name(client: openai.OpenAI, vllm_server: 
     r = raw.parse()
     assert raw.headers["x-pointsman-model"] == vllm_server.lora  # sent upstream as the adapter
     assert r.model == vllm_server.lora
-    base = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=0,
-                                          extra_body={"ignore_eos": True})
+    base = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=8, temperature=0, extra_body={"ignore_eos": True}
+    )
     assert r.usage is not None and r.usage.completion_tokens == 8
     assert base.choices[0].message.content != r.choices[0].message.content  # the adapter changes the output
     listed = {m.id for m in client.models.list()}
@@ -211,10 +235,17 @@ def test_vllm_404_passes_through_in_openai_shape(client: openai.OpenAI) -> None:
 
 
 # -- client disconnect stops generation on the vLLM side -------------------------------------------------------
-def test_client_disconnect_stops_generation(gateway: RunningGateway, vllm_server: VLLMServer,
-                                            admin: httpx.Client) -> None:
+def test_client_disconnect_stops_generation(
+    gateway: RunningGateway, vllm_server: VLLMServer, admin: httpx.Client
+) -> None:
     n_streams, max_tokens = 6, 230
-    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": max_tokens, "stream": True, "ignore_eos": True}
+    body = {
+        "model": "tiny",
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+    }
     budget = n_streams * max_tokens
 
     async def attempt() -> tuple[float, float, float, float, float] | None:
@@ -254,8 +285,10 @@ def test_client_disconnect_stops_generation(gateway: RunningGateway, vllm_server
             break
     assert got is not None, "every attempt's streams were nearly done before the client left"
     since, running_before, stopped_after_s, left, after = got
-    print(f"disconnect: {running_before:g} running, {left:g} tokens left, {after:g} generated after the client "
-          f"left, vLLM idle {stopped_after_s * 1000:.0f} ms later")
+    print(
+        f"disconnect: {running_before:g} running, {left:g} tokens left, {after:g} generated after the client "
+        f"left, vLLM idle {stopped_after_s * 1000:.0f} ms later"
+    )
     assert running_before >= 1
     # vLLM stops within a few engine steps instead of generating the rest of the budget
     assert after < left / 2, (after, left)
@@ -269,7 +302,10 @@ def test_client_disconnect_stops_generation(gateway: RunningGateway, vllm_server
             break
         time.sleep(0.2)
     # (the gauge was read just before the close: allow one stream finishing in between)
-    assert running_before - 1 <= tot["requests"] <= n_streams and tot["input_tokens"] > 0, (tot, running_before)
+    assert running_before - 1 <= tot["requests"] <= n_streams and tot["input_tokens"] > 0, (
+        tot,
+        running_before,
+    )
 
 
 # -- accounting matches vLLM's own counters ----------------------------------------------------------------------
@@ -278,8 +314,9 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
     return total(s[name], **labels)
 
 
-def test_accounting_matches_vllm_metrics_exactly(gateway: RunningGateway, vllm_server: VLLMServer,
-                                                 admin: httpx.Client) -> None:
+def test_accounting_matches_vllm_metrics_exactly(
+    gateway: RunningGateway, vllm_server: VLLMServer, admin: httpx.Client
+) -> None:
     p0, g0 = _settled_counters(vllm_server)
     m0 = httpx.get(gateway.url + "/metrics").text
     since = time.time() - 1
@@ -287,16 +324,29 @@ def test_accounting_matches_vllm_metrics_exactly(gateway: RunningGateway, vllm_s
         c.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=7)
         c.chat.completions.create(model="support-v1", messages=MESSAGES, max_tokens=5, temperature=0.7)
         c.completions.create(model="tiny", prompt=["one prompt", "and another"], max_tokens=6)  # batched
-        with c.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=11, stream=True,
-                                       stream_options={"include_usage": True}) as st:
+        with c.chat.completions.create(
+            model="tiny",
+            messages=MESSAGES,
+            max_tokens=11,
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as st:
             for _ in st:
                 pass
-        with c.chat.completions.create(model="support-v1", messages=MESSAGES, max_tokens=10, stream=True) as st:
+        with c.chat.completions.create(
+            model="support-v1", messages=MESSAGES, max_tokens=10, stream=True
+        ) as st:
             for _ in st:  # no usage asked: the gateway still gets it from vLLM
                 pass
         n2_prompt = 0
-        with c.completions.create(model="tiny", prompt="abc def", max_tokens=13, stream=True, n=2,
-                                  stream_options={"include_usage": True}) as st:
+        with c.completions.create(
+            model="tiny",
+            prompt="abc def",
+            max_tokens=13,
+            stream=True,
+            n=2,
+            stream_options={"include_usage": True},
+        ) as st:
             for chunk in st:
                 if chunk.usage is not None:
                     n2_prompt = chunk.usage.prompt_tokens
@@ -318,7 +368,8 @@ def test_accounting_matches_vllm_metrics_exactly(gateway: RunningGateway, vllm_s
     name = "gen_ai_client_token_usage_sum"
     for kind, expected in (("input", vllm_prompt), ("output", vllm_gen)):
         got = _metric_sum(m1, name, team="ledger", gen_ai_token_type=kind) - _metric_sum(
-            m0, name, team="ledger", gen_ai_token_type=kind)
+            m0, name, team="ledger", gen_ai_token_type=kind
+        )
         assert got == expected, kind
 
 
@@ -329,14 +380,21 @@ def test_admin_loads_an_adapter_everywhere_and_registers_it(
     adapter = "tiny-lora-gw"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="support-v2", messages=MESSAGES, max_tokens=4)
-    r = admin.post("/admin/backends/vllm/adapters",
-                   json={"name": adapter, "path": vllm_server.lora_path, "model": "support-v2"})
+    r = admin.post(
+        "/admin/backends/vllm/adapters",
+        json={"name": adapter, "path": vllm_server.lora_path, "model": "support-v2"},
+    )
     assert r.status_code == 201, r.text
     assert [e["changed"] for e in r.json()["endpoints"]] == [True]
     try:
         # routable at once, no restart
         raw = client.chat.completions.with_raw_response.create(
-            model="support-v2", messages=MESSAGES, max_tokens=6, temperature=0, extra_body={"ignore_eos": True})
+            model="support-v2",
+            messages=MESSAGES,
+            max_tokens=6,
+            temperature=0,
+            extra_body={"ignore_eos": True},
+        )
         assert raw.parse().model == adapter and raw.headers["x-pointsman-model"] == adapter
         found = admin.get("/admin/backends/vllm/models").json()
         by_id = {m["id"]: m for m in found["models"]}
@@ -360,8 +418,9 @@ def test_admin_loads_an_adapter_everywhere_and_registers_it(
 
 
 # -- self-hosted pricing from measurement --------------------------------------------------------------------------
-def test_price_is_measured_from_vllm_metrics(client: openai.OpenAI, admin: httpx.Client,
-                                             gateway: RunningGateway) -> None:
+def test_price_is_measured_from_vllm_metrics(
+    client: openai.OpenAI, admin: httpx.Client, gateway: RunningGateway
+) -> None:
     for _ in range(3):  # make sure the window holds traffic
         client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=20)
     deadline = time.monotonic() + 20
@@ -380,8 +439,11 @@ def test_price_is_measured_from_vllm_metrics(client: openai.OpenAI, admin: httpx
         assert prices[model]["source"] == "gpu"
         per_mtok = Decimal(prices[model]["cost_per_mtok_usd"])
         assert abs(per_mtok - GPU_HOUR / 3600 / tps * 1_000_000) / per_mtok < Decimal("1e-9")
-    gauge = [ln for ln in httpx.get(gateway.url + "/metrics").text.splitlines()
-             if ln.startswith('pointsman_selfhosted_cost_per_mtok_usd{model="support-v1"}')]
+    gauge = [
+        ln
+        for ln in httpx.get(gateway.url + "/metrics").text.splitlines()
+        if ln.startswith('pointsman_selfhosted_cost_per_mtok_usd{model="support-v1"}')
+    ]
     assert gauge and float(gauge[0].split()[-1]) > 0
     spend = admin.get("/admin/spend").json()["self_hosted_pricing"]
     assert spend[0]["backend"] == "vllm" and spend[0]["measured"]["generation_tokens_per_s"] > 0
@@ -414,13 +476,31 @@ _CHECK = (
 def _start_serve_command_check() -> subprocess.Popen[str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = main(["vllm", "command", "meta-llama/Llama-3.1-8B-Instruct", "--lora", "support=/adapters/support",
-                   "--lora", "triage=/adapters/triage", "--tensor-parallel", "2", "--max-model-len", "8192",
-                   "--format", "json"])
+        rc = main(
+            [
+                "vllm",
+                "command",
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "--lora",
+                "support=/adapters/support",
+                "--lora",
+                "triage=/adapters/triage",
+                "--tensor-parallel",
+                "2",
+                "--max-model-len",
+                "8192",
+                "--format",
+                "json",
+            ]
+        )
     assert rc == 0
     cmd = json.loads(out.getvalue())["command"]
-    return subprocess.Popen([str(_VENV_PYTHON), "-c", _CHECK, json.dumps(cmd[1:])], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(_VENV_PYTHON), "-c", _CHECK, json.dumps(cmd[1:])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_printed_serve_command_is_accepted_by_vllm(serve_command_check: subprocess.Popen[str] | None) -> None:
@@ -428,5 +508,11 @@ def test_printed_serve_command_is_accepted_by_vllm(serve_command_check: subproce
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr[-2000:]
     parsed = json.loads(stdout.strip().splitlines()[-1])
-    assert parsed == {"model": "meta-llama/Llama-3.1-8B-Instruct", "tp": 2, "names": ["Llama-3.1-8B-Instruct"],
-                      "loras": ["support", "triage"], "lora": True, "len": 8192}
+    assert parsed == {
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "tp": 2,
+        "names": ["Llama-3.1-8B-Instruct"],
+        "loras": ["support", "triage"],
+        "lora": True,
+        "len": 8192,
+    }

@@ -41,50 +41,87 @@ def gateway(vllm_server: VLLMServer, frontier: FakeOpenAI) -> Iterator[RunningGa
         "admin_key": ADMIN,
         "backends": {
             "frontier": {"type": "openai", "base_url": frontier.url},
-            "vllm": {"type": "vllm", "endpoints": [vllm_server.api_base], "health_interval_s": 0.5,
-                     "gpu_hour_usd": "2.00", "throughput_min_tokens": 50},
+            "vllm": {
+                "type": "vllm",
+                "endpoints": [vllm_server.api_base],
+                "health_interval_s": 0.5,
+                "gpu_hour_usd": "2.00",
+                "throughput_min_tokens": 50,
+            },
         },
         "models": {
             "gpt-4o": {"backend": "frontier"},
             "support-v1": {"backend": "vllm", "adapter": vllm_server.lora},
         },
-        "routes": [{
-            "name": "support",
-            "match": {"tags": {"task": "support"}},
-            "targets": [{"model": "gpt-4o"}],
-            "shadow": {"model": "support-v1", "sample_rate": 1.0, "max_concurrency": 4, "queue_size": 64,
-                       "compare": ["exact", "token_f1"]},
-            "promote_when": {"min_pairs": 10, "scores": {"token_f1": {"min": 0.5}}, "max_candidate_error_rate": 0.1},
-        }],
+        "routes": [
+            {
+                "name": "support",
+                "match": {"tags": {"task": "support"}},
+                "targets": [{"model": "gpt-4o"}],
+                "shadow": {
+                    "model": "support-v1",
+                    "sample_rate": 1.0,
+                    "max_concurrency": 4,
+                    "queue_size": 64,
+                    "compare": ["exact", "token_f1"],
+                },
+                "promote_when": {
+                    "min_pairs": 10,
+                    "scores": {"token_f1": {"min": 0.5}},
+                    "max_candidate_error_rate": 0.1,
+                },
+            }
+        ],
         "keys": [{"name": "app", "key": KEY, "team": "support"}],
         # until a throughput is measured, the adapter is priced from a configured one (then measurement wins)
-        "accounting": {"pricing": {"support-v1": {"throughput_tokens_per_s": 1000}},
-                       "ledger": {"flush_interval_s": 0.1}},
+        "accounting": {
+            "pricing": {"support-v1": {"throughput_tokens_per_s": 1000}},
+            "ledger": {"flush_interval_s": 0.1},
+        },
     }
     with RunningGateway(cfg) as gw:
         yield gw
 
 
-def test_shadow_report_with_real_vllm_candidate(gateway: RunningGateway, frontier: FakeOpenAI,
-                                                vllm_server: VLLMServer) -> None:
+def test_shadow_report_with_real_vllm_candidate(
+    gateway: RunningGateway, frontier: FakeOpenAI, vllm_server: VLLMServer
+) -> None:
     rids: list[str] = []
-    with openai.OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=60,
-                       default_headers={"x-pointsman-task": "support"}) as client:
+    with openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key=KEY,
+        max_retries=0,
+        timeout=60,
+        default_headers={"x-pointsman-task": "support"},
+    ) as client:
         for i in range(N_UNARY):
             raw = client.chat.completions.with_raw_response.create(
-                model="gpt-4o", messages=MESSAGES, max_tokens=12, extra_headers={"x-request-id": f"shadow-u{i}"})
-            assert raw.parse().choices[0].message.content == "Your order ships tomorrow."  # the primary answers
+                model="gpt-4o",
+                messages=MESSAGES,
+                max_tokens=12,
+                extra_headers={"x-request-id": f"shadow-u{i}"},
+            )
+            assert (
+                raw.parse().choices[0].message.content == "Your order ships tomorrow."
+            )  # the primary answers
             assert raw.headers["x-pointsman-backend"] == "frontier"
             rids.append(f"shadow-u{i}")
         for i in range(N_STREAM):
-            with client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=12, stream=True,
-                                                extra_headers={"x-request-id": f"shadow-s{i}"}) as st:
+            with client.chat.completions.create(
+                model="gpt-4o",
+                messages=MESSAGES,
+                max_tokens=12,
+                stream=True,
+                extra_headers={"x-request-id": f"shadow-s{i}"},
+            ) as st:
                 text = "".join(c.choices[0].delta.content or "" for c in st if c.choices)
             assert text == "Your order ships tomorrow."
             rids.append(f"shadow-s{i}")
     assert all(r.path == "/v1/chat/completions" for r in frontier.requests)
 
-    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=60) as admin:
+    with httpx.Client(
+        base_url=gateway.url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=60
+    ) as admin:
         deadline = time.monotonic() + 60
         report: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -97,7 +134,9 @@ def test_shadow_report_with_real_vllm_candidate(gateway: RunningGateway, frontie
         print_report(route)
         counts = route["counts"]
         # every sampled request became exactly one pair, and the candidate (real vLLM) answered them all
-        assert (counts["sampled"], counts["paired"], counts["quality_pairs"]) == (N_UNARY + N_STREAM,) * 3, counts
+        assert (counts["sampled"], counts["paired"], counts["quality_pairs"]) == (N_UNARY + N_STREAM,) * 3, (
+            counts
+        )
         assert (counts["candidate_failed"], counts["primary_failed"], counts["dropped"]) == (0, 0, 0), counts
         assert counts["streamed"] == N_STREAM  # a streamed primary got a streamed shadow
 
@@ -107,7 +146,11 @@ def test_shadow_report_with_real_vllm_candidate(gateway: RunningGateway, frontie
             pair = admin.get(f"/admin/shadow/pairs/{rid}").json()
             cand, prim = pair["candidate"], pair["primary"]
             assert (pair["outcome"], pair["route"], pair["task"]) == ("paired", "support", "support")
-            assert (cand["backend"], cand["upstream_model"], cand["status"]) == ("vllm", vllm_server.lora, 200)
+            assert (cand["backend"], cand["upstream_model"], cand["status"]) == (
+                "vllm",
+                vllm_server.lora,
+                200,
+            )
             assert (prim["backend"], prim["input_tokens"], prim["output_tokens"]) == ("frontier", 11, 7)
             assert cand["input_tokens"] == n_prompt and 0 < cand["output_tokens"] <= 12
             assert Decimal(cand["cost_usd"]) > 0 and Decimal(prim["cost_usd"]) > 0
@@ -132,7 +175,9 @@ def test_shadow_report_with_real_vllm_candidate(gateway: RunningGateway, frontie
 
 
 def _tokenize(server: VLLMServer, messages: list[Any]) -> int:
-    r = httpx.post(f"{server.base_url}/tokenize", json={"model": server.lora, "messages": messages}, timeout=30)
+    r = httpx.post(
+        f"{server.base_url}/tokenize", json={"model": server.lora, "messages": messages}, timeout=30
+    )
     count: int = r.json()["count"]
     return count
 
@@ -141,5 +186,14 @@ def print_report(route: dict[str, Any]) -> None:
     """The figures the closing note quotes (pytest -s shows them)."""
     keep = ("counts", "comparators", "cost", "verdict")
     print(json.dumps({k: route.get(k) for k in keep}, default=str))
-    print(json.dumps({"latency": {k: {s: route["latency"][k].get(s) for s in ("primary", "candidate")}
-                                  for k in ("total", "ttft")}}, default=str))
+    print(
+        json.dumps(
+            {
+                "latency": {
+                    k: {s: route["latency"][k].get(s) for s in ("primary", "candidate")}
+                    for k in ("total", "ttft")
+                }
+            },
+            default=str,
+        )
+    )

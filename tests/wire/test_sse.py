@@ -85,7 +85,10 @@ def test_events_are_not_kept_when_not_asked() -> None:
 
 
 def test_an_event_has_a_name_and_its_data_lines_joined() -> None:
-    assert parse_event(b"event: response.completed\ndata: {\"a\":\ndata: 1}") == ("response.completed", b'{"a":\n1}')
+    assert parse_event(b'event: response.completed\ndata: {"a":\ndata: 1}') == (
+        "response.completed",
+        b'{"a":\n1}',
+    )
     assert parse_event(b": a comment") == (None, None)
 
 
@@ -101,7 +104,7 @@ def test_recorded_blocks_split_into_events() -> None:
 
 
 def test_json_events_skip_done_and_data_that_is_not_json() -> None:
-    blocks = [b"event: response.created\ndata: {\"type\": 1}\n\ndata: nope\n\ndata: [DONE]\n\n: keep-alive\n\n"]
+    blocks = [b'event: response.created\ndata: {"type": 1}\n\ndata: nope\n\ndata: [DONE]\n\n: keep-alive\n\n']
     assert list(json_events(blocks)) == [("response.created", {"type": 1})]
 
 

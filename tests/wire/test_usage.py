@@ -6,15 +6,27 @@ from wire.usage import Usage, parse_usage, usage_from_response
 
 
 def test_chat_usage_with_cached_and_reasoning_details() -> None:
-    u = parse_usage({"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17,
-                     "prompt_tokens_details": {"cached_tokens": 4},
-                     "completion_tokens_details": {"reasoning_tokens": 5}})
+    u = parse_usage(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 7,
+            "total_tokens": 17,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 5},
+        }
+    )
     assert u == Usage(10, 7, 4, 5)
 
 
 def test_responses_usage() -> None:
-    u = parse_usage({"input_tokens": 9, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 2},
-                     "output_tokens_details": {"reasoning_tokens": 1}})
+    u = parse_usage(
+        {
+            "input_tokens": 9,
+            "output_tokens": 3,
+            "input_tokens_details": {"cached_tokens": 2},
+            "output_tokens_details": {"reasoning_tokens": 1},
+        }
+    )
     assert u == Usage(9, 3, 2, 1)
 
 
@@ -23,8 +35,14 @@ def test_embeddings_usage_has_no_completion_tokens() -> None:
 
 
 def test_details_never_exceed_their_totals_and_bad_numbers_count_zero() -> None:
-    u = parse_usage({"prompt_tokens": 2, "completion_tokens": -1, "prompt_tokens_details": {"cached_tokens": 5},
-                     "completion_tokens_details": {"reasoning_tokens": True}})
+    u = parse_usage(
+        {
+            "prompt_tokens": 2,
+            "completion_tokens": -1,
+            "prompt_tokens_details": {"cached_tokens": 5},
+            "completion_tokens_details": {"reasoning_tokens": True},
+        }
+    )
     assert u == Usage(2, 0, 2, 0)
 
 
