@@ -3,8 +3,6 @@ BaseHTTPMiddleware."""
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +11,8 @@ from starlette.requests import Request
 from gateway.deps import admin_secret, check_admin
 from gateway.errors import ApiError
 from gateway.inference.asgi import ClientGone, Message, Receive, Scope, Send, read_body, send_json, too_large
+from gateway.request_ids import request_id
 from gateway.state import GatewayState
-
-_RID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestIdMiddleware:
@@ -26,12 +23,12 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = b""
+        raw: bytes | None = None
         for k, v in scope["headers"]:
             if k == b"x-request-id":
-                rid = v if _RID_OK.match(v) else b""
+                raw = v
                 break
-        rid = rid or uuid.uuid4().hex.encode()
+        rid = request_id(raw).encode()
 
         async def send_with_id(msg: Message) -> None:
             if msg["type"] == "http.response.start":

@@ -8,10 +8,7 @@ every model call takes.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import re
-import secrets
 import time
 from typing import Any, Protocol, cast
 
@@ -26,6 +23,7 @@ from gateway.inference.exchange import Exchange
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
 from gateway.keys import ClientKey, presented_key
+from gateway.request_ids import request_id
 from gateway.runtime import Runtime
 from routing.dispatch import Dispatcher, Outcome
 from routing.policy import RouteInput
@@ -41,7 +39,6 @@ from wire.usage import usage_from_response
 
 log = logging.getLogger("pointsman.request")
 
-_RID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _WANTED = frozenset(
     {
         b"authorization",
@@ -52,17 +49,6 @@ _WANTED = frozenset(
         b"x-pointsman-sticky",
     }
 )
-
-# Generated ids: 64 random bits per process, then a counter (32 hex chars; unique across replicas and
-# restarts without a syscall per request).
-_RID_PREFIX = secrets.token_hex(8)
-_rid_counter = itertools.count(secrets.randbits(40))
-
-
-def request_id(raw: bytes | None) -> str:
-    if raw and _RID_OK.match(raw):
-        return raw.decode("ascii")
-    return f"{_RID_PREFIX}{next(_rid_counter):016x}"
 
 
 def outcome_for(status: int, code: str | None) -> str:
