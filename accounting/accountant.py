@@ -24,6 +24,7 @@ from accounting.limits import Limits, RedisHealth, buckets_at
 from accounting.metrics import ERROR_TYPES, Labels, Metrics
 from accounting.pricing import ModelPrice, PriceTable, Pricing
 from accounting.record import RequestRecord
+from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.tokens import Estimator
 from wire.usage import Usage
@@ -68,6 +69,8 @@ class Accountant:
         self.registry = self.metrics.registry
         self.table = PriceTable.load(cfg.price_table)
         self.pricing = Pricing(cfg, self.catalog, self.table)
+        self.measured = MeasuredPrices(lambda: self.pricing, self.set_measured_throughput)
+        """Self-hosted prices from measured fleet throughput (fed by the gateway's ``/metrics`` loop)."""
         self.limits = Limits(cfg, self.metrics)
         self.estimator = Estimator(cfg.estimation, token_counter)
         self.ledger: SQLiteLedger | None = None
@@ -154,7 +157,7 @@ class Accountant:
 
     def reconfigure(self, cfg: AccountingConfig, catalog: Catalog) -> None:
         """A new config was swapped in: new prices, label allowlists, budgets and limits; state is kept."""
-        throughput = dict(self.pricing._throughput)
+        throughput = dict(self.pricing.throughput)
         self.cfg = cfg
         self.catalog = catalog
         self.metrics.labels = labels_for(cfg, catalog)
@@ -165,6 +168,7 @@ class Accountant:
             pricing.set_throughput(model, tps)
         self.pricing = pricing
         self.limits.configure(cfg)
+        self.measured.reapply()
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:

@@ -23,6 +23,10 @@ class BackendFacts:
     gpu_hour_usd: Decimal | None = None
     gpu_count: int = 1
     endpoints: tuple[str, ...] = ()
+    throughput_window_s: float = 300.0
+    """Self-hosted: trailing window over which the fleet's throughput is measured (for GPU-hour pricing)."""
+    throughput_min_tokens: int = 1000
+    """Self-hosted: tokens a window must hold before its measured price replaces the previous one."""
 
 
 @dataclass(frozen=True, slots=True)

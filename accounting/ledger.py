@@ -422,11 +422,6 @@ class SQLiteLedger:
             except Exception:
                 log.exception("ledger commit callback failed")
 
-    def flush_now(self) -> None:
-        """Write everything queued, synchronously (tests and benchmarks)."""
-        while self._pending or self._foreign:
-            self._write_batch()
-
     # -- queries (any thread; each opens its own read connection) ------------------------------------------------
     def stream_position(self) -> str | None:
         conn = connect(self.path)

@@ -25,7 +25,6 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 COMMON = ("requested_model", "upstream_model", "backend", "route", "task", "team")
 OUTCOMES = ("ok", "client_error", "upstream_error", "timeout", "rate_limited", "budget_exceeded", "cancelled")
-TOKEN_TYPES = ("input", "output", "cached_input", "reasoning")
 ERROR_TYPES = frozenset({"connect", "timeout", "http_4xx", "http_429", "http_5xx", "protocol"})
 
 OTHER = "other"

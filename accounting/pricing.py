@@ -7,6 +7,10 @@ or from ``gpu_hour_usd * gpu_count / 3600 / throughput_tokens_per_s`` (throughpu
 later through ``Pricing.set_throughput``). A self-hosted model with neither is *unpriced*: it is reported at
 startup (log + ``pointsman_model_unpriced``), never silently treated as free.
 
+The GPU-hour rule lives here and nowhere else (``Pricing.gpu_hours``): a model's ``accounting.pricing`` entry
+(by configured name, upstream id or ``backend/upstream-id``) wins over its vLLM backend's ``gpu_hour_usd`` and
+``gpu_count``. What is charged and what the pricing reports show both come from it.
+
 ``Pricing.lookup`` runs on the request path: dict lookups only.
 """
 
@@ -56,6 +60,19 @@ class ModelPrice:
     @property
     def output_per_mtok(self) -> Decimal:
         return self.output * MTOK
+
+
+@dataclass(frozen=True, slots=True)
+class GpuHours:
+    """What a self-hosted model's GPU time costs: ``usd`` per GPU hour on ``gpus`` GPUs (per endpoint)."""
+
+    usd: Decimal
+    gpus: int
+    source: str
+    """``pricing`` (the model's ``accounting.pricing`` entry) or ``backend`` (the vLLM backend's)."""
+
+    def per_token(self, tokens_per_s: float) -> Decimal:
+        return self.usd * self.gpus / Decimal(3600) / Decimal(str(tokens_per_s))
 
 
 def _dec(v: Any) -> Decimal | None:
@@ -225,6 +242,29 @@ class Pricing:
                     return o
         return None
 
+    def gpu_hours(self, backend: str, upstream: str, name: str | None) -> GpuHours | None:
+        """The GPU-hour price of a self-hosted model: its pricing entry's, else its backend's (each of price
+        and GPU count separately). None when neither gives a price."""
+        facts = self.catalog.backends.get(backend)
+        if facts is None:
+            return None
+        o = self._override(name, upstream, f"{backend}/{upstream}")
+        usd = o.gpu_hour_usd if o is not None else None
+        source = "pricing"
+        if not usd:
+            usd, source = facts.gpu_hour_usd, "backend"
+        if not usd:
+            return None
+        gpus = (o.gpu_count if o is not None else None) or facts.gpu_count
+        return GpuHours(usd, gpus, source)
+
+    def model_gpu_hours(self, model: str) -> GpuHours | None:
+        """``gpu_hours`` of a configured model (by its configured name)."""
+        m = self.catalog.models.get(model)
+        if m is None:
+            return None
+        return self.gpu_hours(m.backend, m.upstream_model or m.name, m.name)
+
     def _resolve(self, backend: str, upstream: str, name: str | None) -> ModelPrice | None:
         facts = self.catalog.backends.get(backend)
         o = self._override(name, upstream, f"{backend}/{upstream}")
@@ -233,14 +273,13 @@ class Pricing:
                 explicit = _explicit(o, None)
                 if explicit is not None:
                     return explicit
-            gpu_hour = (o.gpu_hour_usd if o is not None else None) or facts.gpu_hour_usd
-            gpus = (o.gpu_count if o is not None else None) or facts.gpu_count
+            hours = self.gpu_hours(backend, upstream, name)
             tps = self._throughput.get(name or upstream) or self._throughput.get(upstream)
             if tps is None and o is not None:
                 tps = o.throughput_tokens_per_s
-            if gpu_hour is None or not tps:
+            if hours is None or not tps:
                 return None
-            per_token = gpu_hour * gpus / Decimal(3600) / Decimal(str(tps))
+            per_token = hours.per_token(tps)
             return ModelPrice(per_token, per_token, per_token, "gpu")
         base = self.table.get(upstream, facts.provider if facts else None)
         if base is None and name is not None and name != upstream:
@@ -252,6 +291,11 @@ class Pricing:
         return base
 
     # -- measured throughput hook (vLLM /metrics) ------------------------------------------------------------
+    @property
+    def throughput(self) -> dict[str, float]:
+        """Measured throughputs in force: model -> tokens per second."""
+        return self._throughput
+
     def set_throughput(self, model: str, tokens_per_s: float) -> ModelPrice | None:
         """Record a measured throughput for a self-hosted model (configured name or upstream id) and reprice it.
 

@@ -37,7 +37,9 @@ def build_catalog(cfg: GatewayConfig, keys: Iterable[ClientKey] = ()) -> Catalog
         gpus = 1
         endpoints: tuple[str, ...] = ()
         provider = None
+        window, min_tokens = 300.0, 1000
         if isinstance(b, VLLMBackendConfig):
+            window, min_tokens = b.throughput_window_s, b.throughput_min_tokens
             endpoints = tuple(b.endpoints)
             gpus = b.gpu_count
             if b.gpu_hour_usd:
@@ -49,7 +51,9 @@ def build_catalog(cfg: GatewayConfig, keys: Iterable[ClientKey] = ()) -> Catalog
                     )
         elif isinstance(b, LiteLLMBackendConfig):
             provider = b.provider
-        backends[name] = BackendFacts(name, b.type, b.type == "vllm", provider, gpu_hour, gpus, endpoints)
+        backends[name] = BackendFacts(
+            name, b.type, b.type == "vllm", provider, gpu_hour, gpus, endpoints, window, min_tokens
+        )
     models = {
         n: ModelFacts(n, m.backend, m.adapter or m.upstream_model or (None if _GLOB.intersection(n) else n))
         for n, m in cfg.models.items()

@@ -27,15 +27,6 @@ from typing import Any
 
 from accounting.capture.config import ALWAYS_ON, BUILTIN_DETECTORS, RedactPattern
 
-PLACEHOLDERS = {
-    "email": "EMAIL",
-    "phone": "PHONE",
-    "credit_card": "CREDIT_CARD",
-    "api_key": "API_KEY",
-    "bearer_token": "BEARER_TOKEN",
-    "ip": "IP_ADDRESS",
-}
-
 # Patterns start with a literal or a character class so ``re`` can skip ahead quickly; boundaries that a
 # lookbehind would check are checked on the (rare) matches instead. Each pass runs only when a cheap substring
 # test says it could match.

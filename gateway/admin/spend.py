@@ -101,7 +101,7 @@ def build_router() -> APIRouter:
             "filters": filters,
             "total": totals(rows),
             "data": rows,
-            "self_hosted_pricing": st.vllm_pricing.report(),
+            "self_hosted_pricing": st.accountant.measured.report(),
         }
 
     return router

@@ -9,7 +9,7 @@
 - ``DELETE /admin/backends/{name}/adapters/{adapter}``: unregister the gateway models that use it (refused
   with 400 while a route still names one), then unload it from every endpoint.
 - ``GET  /admin/backends/{name}/pricing``: the measured throughput and the price it gives
-  (``gateway.vllm_pricing``).
+  (``accounting.selfhosted``, fed by ``gateway.vllm_pricing``).
 """
 
 from __future__ import annotations
@@ -255,16 +255,14 @@ def build_router() -> APIRouter:
                 "invalid_request_error",
                 "not_vllm",
             )
-        sp = getattr(st, "vllm_pricing", None)
-        gpu_hour = sp.gpu_hour(name, cfg) if sp is not None else None
-        if sp is None or gpu_hour is None:
+        report = st.accountant.measured.backend_report(name)
+        if report is None:
             return {
                 "backend": name,
                 "gpu_hour_usd": None,
                 "measured": None,
                 "note": "no gpu_hour_usd configured for this backend: nothing is measured",
             }
-        report: dict[str, Any] = sp.backend_report(name, cfg, gpu_hour)
         return report
 
     return router

@@ -95,7 +95,7 @@ def render_table(groups: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def selfhosted_lines(report: list[dict[str, Any]]) -> list[str]:
-    """The measured self-hosted prices in force (``gateway.vllm_pricing``), for the table view."""
+    """The measured self-hosted prices in force (``accounting.selfhosted``), for the table view."""
     out = []
     for b in report:
         m = b.get("measured")

@@ -21,7 +21,6 @@ CANDIDATE_FAILED = "candidate_failed"
 PRIMARY_FAILED = "primary_failed"
 DROPPED = "dropped"
 OUTCOMES = (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)
-DROP_REASONS = ("queue_full", "budget", "concurrency")
 
 
 @dataclass(slots=True)
