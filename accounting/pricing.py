@@ -29,7 +29,7 @@ import orjson
 
 from accounting.catalog import Catalog
 from accounting.config import AccountingConfig, ModelPriceConfig
-from accounting.usage import Usage
+from wire.usage import Usage
 
 log = logging.getLogger("pointsman.accounting")
 
