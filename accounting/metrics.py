@@ -230,6 +230,34 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        self.shadow_judge_consistency = Gauge(
+            "pointsman_shadow_judge_consistency",
+            "Share of pairs an order-swapped judge judged alike both ways",
+            ["route", "comparator"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.shadow_judge_position_bias = Gauge(
+            "pointsman_shadow_judge_position_bias",
+            "Judge answers naming the first slot minus the second, as a share",
+            ["route", "comparator"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.shadow_evidence = Gauge(
+            "pointsman_shadow_evidence",
+            "log(e-value) / log(1/alpha) per verdict criterion: 1 or more = shown at the anytime-valid level",
+            ["route", "criterion"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.shadow_pairs_needed = Gauge(
+            "pointsman_shadow_pairs_needed",
+            "More pairs the verdict likely needs (0: ready)",
+            ["route"],
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
         self.selfhosted_cost_per_mtok = Gauge(
             "pointsman_selfhosted_cost_per_mtok_usd",
             "Price of a self-hosted model per million output tokens",

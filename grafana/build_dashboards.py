@@ -850,6 +850,40 @@ def shadow() -> dict[str, Any]:
             "percentunit",
             minmax=(0, 1),
         ),
+        row("Verdict evidence and judges"),
+        bargauge(
+            "Evidence per criterion (anytime-valid)",
+            "log(e-value) / log(1/alpha) of each promote_when criterion: at 1 or more it is shown at the "
+            "anytime-valid level (valid however often the verdict is looked at). Below 0: the data lean the other way.",
+            'max by (route, criterion) (pointsman_shadow_evidence{route=~"$route"})',
+            "{{route}} {{criterion}}",
+            "short",
+            minmax=(0, 1),
+        ),
+        timeseries(
+            "Judge order consistency",
+            "Share of pairs the order-swapped judge judged the same way both ways round. Below "
+            "promote_when.judge_min_consistency (default 60%) the verdict is judge_unreliable.",
+            [
+                target(
+                    'max by (route, comparator) (pointsman_shadow_judge_consistency{route=~"$route"})',
+                    "{{route}} {{comparator}}",
+                )
+            ],
+            "percentunit",
+        ),
+        timeseries(
+            "Judge position bias",
+            "Answers naming the first slot minus those naming the second: 0 for a judge that reads content, "
+            '100% for one that always answers "1".',
+            [
+                target(
+                    'max by (route, comparator) (pointsman_shadow_judge_position_bias{route=~"$route"})',
+                    "{{route}} {{comparator}}",
+                )
+            ],
+            "percentunit",
+        ),
         row("Latency and cost: primary vs candidate"),
         timeseries(
             "Latency ratio candidate/primary (p50)",

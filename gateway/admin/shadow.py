@@ -62,6 +62,7 @@ async def _report(
         until=until,
         by_task=by_task,
         promotions=promos,
+        feedback=st.capture.service.store.feedback_for,
     )
     metrics = shadow.hub.metrics
     if metrics is not None and route is None and task is None and from_ is None and to is None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from routing.shadow.report import JUDGE_COLUMNS, judge_cells
+
 PRIMARY = "#4c78a8"
 CANDIDATE = "#f58518"
 PALETTE = ("#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b")
@@ -172,28 +174,43 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _anytime(c: dict[str, Any]) -> str:
+    a = c.get("anytime") or {}
+    bounds = [f"{k} {_fmt(a[k])}" for k in ("lower", "upper") if a.get(k) is not None]
+    if a.get("e_value") is not None:
+        bounds.append(f"e {a['e_value']:.3g} / {a.get('threshold', 0):.3g}")
+    return escape(", ".join(bounds)) if bounds else "–"
+
+
 def _verdict(v: dict[str, Any]) -> str:
     kind = v.get("verdict", "insufficient_data")
     extra = ""
-    if v.get("failing"):
+    if kind == "judge_unreliable" and v.get("reason"):
+        extra = " — " + escape(v["reason"])
+    elif v.get("failing"):
         extra = " — failing: " + ", ".join(escape(f) for f in v["failing"])
     elif kind == "insufficient_data" and v.get("pairs_needed") is not None:
         extra = f" — about {int(v['pairs_needed'])} more pairs needed"
+    how = ""
+    if v.get("decide_on") == "anytime":
+        how = (
+            f'<p class="muted">Decided with anytime-valid tests at alpha {_fmt(v.get("alpha"))}: the chance this '
+            "verdict is ever wrongly ready, however often it is looked at, is at most alpha. The 95% intervals "
+            "are fixed-horizon snapshots, for reading only.</p>"
+        )
     crit = (
         _table(
-            ("criterion", "status", "value", "threshold", "detail"),
+            ("criterion", "status", "value", "threshold", "anytime-valid", "snapshot 95% CI", "detail"),
             [
                 (
                     escape(c["name"]),
                     f'<span class="st-{escape(c["status"])}">{escape(c["status"])}</span>',
                     _fmt(c.get("value")),
                     escape(orjson.dumps(c.get("threshold")).decode()),
-                    escape(
-                        str(
-                            c.get("detail")
-                            or (f"{c['pairs_needed']} more pairs" if c.get("pairs_needed") else "")
-                        )
-                    ),
+                    _anytime(c),
+                    _ci(c.get("snapshot_ci95")),
+                    escape(str(c.get("detail") or ""))
+                    + (f" (~{int(c['pairs_needed'])} more pairs)" if c.get("pairs_needed") else ""),
                 )
                 for c in v.get("criteria", [])
             ],
@@ -201,7 +218,52 @@ def _verdict(v: dict[str, Any]) -> str:
         if v.get("criteria")
         else f'<p class="muted">{escape(v.get("note", ""))}</p>'
     )
-    return f'<p class="verdict v-{escape(kind)}">Verdict: <b>{escape(kind)}</b>{extra}</p>{crit}'
+    return f'<p class="verdict v-{escape(kind)}">Verdict: <b>{escape(kind)}</b>{extra}</p>{how}{crit}'
+
+
+def _judges(comparators: dict[str, Any]) -> str:
+    rows = [[escape(c) for c in row] for row in judge_cells(comparators, "–")]
+    return "<h3>Judges</h3>" + _table(JUDGE_COLUMNS, rows) if rows else ""
+
+
+def _paired(r: dict[str, Any]) -> str:
+    rows = []
+    for name, s in r["comparators"].items():
+        pd = s.get("paired")
+        if pd is not None:
+            rows.append(
+                (
+                    escape(name),
+                    str(pd["n"]),
+                    _fmt(pd["difference"]),
+                    _ci(pd["ci95"]),
+                    f"both {pd['both']}, primary only {pd['primary_only']}, candidate only "
+                    f"{pd['candidate_only']}, neither {pd['neither']} (Newcombe)",
+                )
+            )
+    for kind, label in (("total", "latency (s)"), ("ttft", "time to first token (s)")):
+        d = r["latency"][kind].get("paired_difference_s") or {}
+        if d.get("n"):
+            rows.append(
+                (label, str(d["n"]), _fmt(d["mean"]), _ci(d["ci95"]), "mean per-request difference (t)")
+            )
+    cd = r["cost"].get("paired_difference_per_1k_usd") or {}
+    if cd.get("n"):
+        lo, hi = cd["ci95"]
+        rows.append(
+            (
+                "cost per 1k (USD)",
+                str(cd["n"]),
+                escape(str(cd["mean"])),
+                escape(f"[{lo}, {hi}]") if lo is not None else "–",
+                "mean per-request difference (t)",
+            )
+        )
+    if not rows:
+        return ""
+    return "<h3>Candidate minus primary, on the same requests</h3>" + _table(
+        ("what", "pairs", "difference", "95% CI", "how"), rows
+    )
 
 
 def _route(r: dict[str, Any]) -> str:
@@ -267,6 +329,7 @@ def _route(r: dict[str, Any]) -> str:
             else '<p class="muted">none configured</p>'
         )
     )
+    parts.append(_judges(r["comparators"]) + _paired(r))
     lat = r["latency"]
     lrows = []
     for kind, label in (("total", "total"), ("ttft", "time to first token")):
@@ -370,6 +433,7 @@ h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-top:1px solid #ddd;pa
 table{border-collapse:collapse;margin:6px 0 12px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 font-variant-numeric:tabular-nums}th{background:#f5f5f5}.muted{color:#888}
 .verdict{font-size:16px}.v-ready b{color:#2a7a2a}.v-not_ready b{color:#b02020}.v-insufficient_data b{color:#a66a00}
+.v-judge_unreliable b{color:#8a2be2}
 .st-pass{color:#2a7a2a}.st-fail{color:#b02020}.st-undecided{color:#a66a00}
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}
 """

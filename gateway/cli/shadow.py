@@ -1,10 +1,11 @@
-"""``pointsman shadow report|promote``: the shadow admin API from a shell.
+"""``pointsman shadow report|promote|simulate``: the shadow admin API from a shell, and the verdict's simulation.
 
 ``report`` prints a readable table per route (``--json`` for the raw report, ``--html FILE`` to save the page with
 charts). ``promote ROUTE`` starts the guarded ramp (``--force`` past a verdict that is not ready), ``--status``
 shows its state and events, ``--rollback`` rolls it back. Talks to a running gateway (``--url`` /
 ``POINTSMAN_URL``) with the admin key (``--admin-key`` / ``POINTSMAN_ADMIN_KEY``). Exit status: 0 done, 1 the
-gateway refused (reason on stderr), 2 bad usage or unreachable gateway.
+gateway refused (reason on stderr), 2 bad usage or unreachable gateway. ``simulate`` runs the verdict code on
+synthetic pair streams here (no gateway; ``routing/shadow/simulate.py``) and prints its error-rate table.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import httpx
 import orjson
 
 from gateway.cli.admin_api import DEFAULT_URL, CLIError, common_parser
+from routing.shadow.report import JUDGE_COLUMNS, judge_cells
+from routing.shadow.simulate import Result, goal, markdown_table, simulate
 
 
 def add_parser(sub: Any) -> None:
     common = common_parser()
 
-    p = sub.add_parser("shadow", help="shadow tests: report, promote")
+    p = sub.add_parser("shadow", help="shadow tests: report, promote, simulate")
     ss = p.add_subparsers(dest="shadow_command", required=True)
 
     r = ss.add_parser("report", parents=[common], help="the shadow report per route (and task)")
@@ -37,6 +40,19 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--html", metavar="FILE", help="also save the HTML report (with charts) to FILE")
     r.add_argument("--no-tasks", action="store_true", help="leave out the per-task breakdown")
     r.set_defaults(func=cmd_report)
+
+    sim = ss.add_parser("simulate", help="the verdict's error rates on synthetic pair streams (runs locally)")
+    sim.add_argument("--runs", type=int, default=1000, help="runs per scenario (default 1000)")
+    sim.add_argument(
+        "--horizon", type=int, default=5000, help="pairs per run, checked after every one (default 5000)"
+    )
+    sim.add_argument("--alpha", type=float, default=0.05, help="promote_when.alpha (default 0.05)")
+    sim.add_argument("--scenario", action="append", help="only this scenario (repeatable; default: all)")
+    sim.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all CPUs)"
+    )
+    sim.add_argument("--json", action="store_true", help="print the results as JSON")
+    sim.set_defaults(func=cmd_simulate)
 
     m = ss.add_parser("promote", parents=[common], help="ramp a route onto its shadow candidate (guarded)")
     m.add_argument("route")
@@ -138,6 +154,8 @@ def table(head: list[str], rows: list[list[str]], indent: str = "  ") -> list[st
 
 
 def _bound(t: Any, name: str) -> str:
+    if isinstance(t, dict) and "min_difference" in t:
+        return f"> {t['min_difference']:g} vs the primary"
     if isinstance(t, dict):
         parts = []
         if t.get("min") is not None:
@@ -154,6 +172,14 @@ def _criterion_line(c: dict[str, Any]) -> str:
     extra = f" ({c['detail']})" if c.get("detail") else ""
     if c.get("pairs_needed"):
         extra += f", ~{c['pairs_needed']} more pairs"
+    a = c.get("anytime") or {}
+    figures = [f"{k} bound {_f(a[k])}" for k in ("lower", "upper") if a.get(k) is not None]
+    if a.get("e_value") is not None:
+        figures.append(f"e {a['e_value']:.3g} of {a['threshold']:.3g}")
+    if c.get("snapshot_ci95"):
+        figures.append(f"snapshot {_ci(c['snapshot_ci95'])}")
+    if figures:
+        extra += "; " + ", ".join(figures)
     value = _f(c.get("value")) if not isinstance(c.get("value"), int) else str(c["value"])
     return f"  [{c['status']:>9}] {c['name']}: {value}, needs {_bound(c.get('threshold'), c['name'])}{extra}"
 
@@ -163,7 +189,9 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
     v = r["verdict"]
     out = [title]
     verdict = v["verdict"].upper()
-    if v.get("failing"):
+    if v["verdict"] == "judge_unreliable" and v.get("reason"):
+        verdict += f" - {v['reason']}"
+    elif v.get("failing"):
         verdict += " - failing: " + ", ".join(v["failing"])
     elif v["verdict"] == "insufficient_data" and v.get("pairs_needed") is not None:
         verdict += f" - about {v['pairs_needed']} more pairs needed"
@@ -204,6 +232,7 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
     if rows:
         out.append("  comparators:")
         out += table(["name", "stat", "n", "candidate", "95% CI", "primary"], rows, "    ")
+    out += _judge_lines(r["comparators"]) + _paired_lines(r)
     lrows = []
     for kind in ("total", "ttft"):
         b = r["latency"][kind]
@@ -241,6 +270,35 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
         out.append("  criteria:")
         out += ["  " + _criterion_line(cr) for cr in v["criteria"]]
     return out
+
+
+def _judge_lines(comparators: dict[str, Any]) -> list[str]:
+    rows = judge_cells(comparators)
+    return ["  judges:", *table(list(JUDGE_COLUMNS), rows, "    ")] if rows else []
+
+
+def _paired_lines(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, s in r["comparators"].items():
+        pd = s.get("paired")
+        if pd is not None:
+            rows.append([name, str(pd["n"]), _f(pd["difference"]), _ci(pd["ci95"])])
+    for kind in ("total", "ttft"):
+        d = r["latency"][kind].get("paired_difference_s") or {}
+        if d.get("n"):
+            rows.append([f"latency {kind} (s)", str(d["n"]), _f(d["mean"], 4), _ci(d["ci95"])])
+    cd = r["cost"].get("paired_difference_per_1k_usd") or {}
+    if cd.get("n"):
+        lo, hi = cd["ci95"]
+        rows.append(
+            ["cost per 1k (USD)", str(cd["n"]), str(cd["mean"]), f"[{lo}, {hi}]" if lo is not None else "-"]
+        )
+    if not rows:
+        return []
+    return [
+        "  candidate minus primary on the same requests:",
+        *table(["", "pairs", "difference", "95% CI"], rows, "    "),
+    ]
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -290,6 +348,48 @@ def render(doc: dict[str, Any]) -> str:
             lines.append("  by task:")
             lines += table(["task", "sampled", "paired", "cand. failed", "verdict", ""], rows, "    ")
     return "\n".join(lines)
+
+
+# -- simulate --------------------------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Exit status 0 when every scenario met its goal, 1 otherwise, 2 for bad arguments."""
+    if args.runs < 1 or args.horizon < 100 or not 0 < args.alpha < 0.5:
+        print("pointsman: --runs >= 1, --horizon >= 100, 0 < --alpha < 0.5", file=sys.stderr)
+        return 2
+
+    def progress(r: Result) -> None:
+        if not args.json:
+            print(
+                f"  {r.scenario.name}: ready {r.ready_rate:.1%}, judge_unreliable {r.unreliable_rate:.1%}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        results = simulate(args.scenario, args.runs, args.horizon, args.alpha, max(1, args.jobs), progress)
+    except ValueError as exc:
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    met = all(goal(r, args.alpha)[1] for r in results)
+    if args.json:
+        doc = {
+            "runs": args.runs,
+            "horizon": args.horizon,
+            "alpha": args.alpha,
+            "all_goals_met": met,
+            "scenarios": [
+                {**r.as_dict(), "goal": goal(r, args.alpha)[0], "met": goal(r, args.alpha)[1]}
+                for r in results
+            ],
+        }
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(
+            f"{args.runs:,} runs per scenario, up to {args.horizon:,} pairs each, the verdict checked after every "
+            f"pair from min_pairs on; alpha {args.alpha:g}\n"
+        )
+        print(markdown_table(results, args.alpha))
+    return 0 if met else 1
 
 
 # -- promote ---------------------------------------------------------------------------------------------------

@@ -160,6 +160,10 @@ class LlmJudgeCompare(_Comparator):
     """Completion budget per judge call."""
     max_chars: int = Field(default=20_000, ge=100, le=1_000_000)
     """Prompt and answers are cut to this many characters each in the judge prompt."""
+    human_metric: str | None = Field(default=None, min_length=1, max_length=64)
+    """A ``/v1/feedback`` metric carrying people's preference on the same requests: a number above 0.5 (or
+    true) means the candidate's answer is better, below 0.5 (or false) the primary's, 0.5 a tie. The report then
+    gives the judge's agreement with people (Cohen's kappa)."""
 
 
 class CustomCompare(_Comparator):

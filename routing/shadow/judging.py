@@ -166,30 +166,46 @@ class JudgeTally:
         }
 
 
-def reliability(t: JudgeTally, min_consistency: float, max_parse_failure_rate: float | None) -> list[str]:
-    """Why a verdict must not rely on this judge (empty: it may)."""
-    reasons: list[str] = []
+def issues(t: JudgeTally, min_consistency: float, max_parse_failure_rate: float | None) -> list[str]:
+    """Codes of what makes the judge unreliable (cheap: checked after every pair by the simulator)."""
+    out: list[str] = []
     if t.judged == 0 and t.unrecorded:
-        reasons.append(
-            f"the per-order answers of its {t.unrecorded} pairs were not recorded: reliability unknown"
-        )
-    const = t.constant
-    if const is not None:
-        said = {
-            "1": 'always answers "1" (the first answer)',
-            "2": 'always answers "2" (the second answer)',
-            "tie": 'always answers "tie"',
-        }[const]
-        reasons.append(f"constant judge: {said} over {t.judged} pairs")
+        out.append("unrecorded")
+    if t.constant is not None:
+        out.append("constant")
     c = t.consistency
     if c is not None and c < min_consistency:
-        reasons.append(
-            f"order consistency {c:.1%} below the floor {min_consistency:.0%} "
-            f"({t.outcomes[INCONSISTENT]} of {t.judged} pairs changed with the order)"
-        )
+        out.append("consistency")
     pf = t.parse_failure_rate
     if max_parse_failure_rate is not None and pf is not None and pf > max_parse_failure_rate:
-        reasons.append(f"parse failures {pf:.1%} above {max_parse_failure_rate:.0%}")
+        out.append("parse_failures")
+    return out
+
+
+def reliability(t: JudgeTally, min_consistency: float, max_parse_failure_rate: float | None) -> list[str]:
+    """Why a verdict must not rely on this judge, in words (empty: it may)."""
+    reasons: list[str] = []
+    for code in issues(t, min_consistency, max_parse_failure_rate):
+        if code == "unrecorded":
+            reasons.append(
+                f"the per-order answers of its {t.unrecorded} pairs were not recorded: reliability unknown"
+            )
+        elif code == "constant":
+            said = {
+                "1": 'always answers "1" (the first answer)',
+                "2": 'always answers "2" (the second answer)',
+                "tie": 'always answers "tie"',
+            }[t.constant or ""]
+            reasons.append(f"constant judge: {said} over {t.judged} pairs")
+        elif code == "consistency":
+            reasons.append(
+                f"order consistency {t.consistency or 0.0:.1%} below the floor {min_consistency:.0%} "
+                f"({t.outcomes[INCONSISTENT]} of {t.judged} pairs changed with the order)"
+            )
+        else:
+            reasons.append(
+                f"parse failures {t.parse_failure_rate or 0.0:.1%} above {max_parse_failure_rate or 0.0:.0%}"
+            )
     return reasons
 
 

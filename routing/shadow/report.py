@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
 from routing.shadow.comparators import Kind, kind_of
-from routing.shadow.config import PromoteWhen, ShadowConfig
-from routing.shadow.judging import JudgeTally
+from routing.shadow.config import LlmJudgeCompare, PromoteWhen, ShadowConfig
+from routing.shadow.judging import (
+    INCONSISTENT,
+    TIE,
+    JudgeTally,
+    answers_of,
+    cohen_kappa,
+    human_outcome,
+    outcome,
+)
 from routing.shadow.paired import PairedCounts, newcombe_paired, paired_mean
 from routing.shadow.record import CANDIDATE_FAILED, DROPPED, OUTCOMES, PAIRED, PRIMARY_FAILED, PairRecord
 from routing.shadow.stats import (
@@ -77,8 +85,40 @@ def comparator_kinds(shadow: ShadowConfig | None, pairs: Iterable[PairRecord]) -
     return kinds
 
 
+def human_metrics(shadow: ShadowConfig | None) -> dict[str, str]:
+    """Judge comparator name -> the feedback metric carrying people's preferences, where configured."""
+    if shadow is None:
+        return {}
+    return {
+        c.key: c.human_metric for c in shadow.compare if isinstance(c, LlmJudgeCompare) and c.human_metric
+    }
+
+
+def _agreement(
+    name: str, metric: str, quality: Sequence[PairRecord], labels: Mapping[str, float]
+) -> dict[str, Any]:
+    """The judge's outcomes against people's preferences on the same requests (an order-inconsistent pair
+    counts as no preference: a tie)."""
+    rated = []
+    for p in quality:
+        ans = answers_of(p.details.get(name))
+        if ans is not None and p.id in labels:
+            o = outcome(*ans)
+            rated.append((TIE if o == INCONSISTENT else o, human_outcome(labels[p.id])))
+    k = cohen_kappa(rated)
+    return {
+        "metric": metric,
+        **(k.as_dict() if k is not None else {"n": 0, "agreement": None, "expected": None, "kappa": None}),
+    }
+
+
 def _comparator_stats(
-    name: str, kind: Kind, quality: Sequence[PairRecord], ci_method: str, margin: float
+    name: str,
+    kind: Kind,
+    quality: Sequence[PairRecord],
+    ci_method: str,
+    margin: float,
+    human: tuple[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     vals = [p.scores[name] for p in quality if name in p.scores]
     errors = sum(1 for p in quality if name in p.errors)
@@ -127,6 +167,8 @@ def _comparator_stats(
                 "snapshot_ci95": [None, None] if civ.low == civ.high else [_f(civ.low), _f(civ.high)],
             },
         }
+        if human is not None:
+            out["judge"]["human"] = _agreement(name, human[0], quality, human[1])
     else:
         iv = mean_ci(vals, ci_method)
         out.update({"mean": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "method": ci_method})
@@ -236,6 +278,55 @@ def _series(pairs: Sequence[PairRecord], kinds: dict[str, Kind], buckets: int = 
     }
 
 
+JUDGE_COLUMNS = (
+    "judge",
+    "judged",
+    "win/loss/tie/inconsistent",
+    "order consistency",
+    "position bias",
+    "tie answers",
+    "parse failures",
+    "constant",
+    "score (consistent pairs)",
+    "kappa vs people",
+)
+"""The judges table of the CLI report and the HTML page."""
+
+
+def judge_cells(comparators: Mapping[str, Any], missing: str = "-") -> list[list[str]]:
+    """One row of text per judge comparator of a report entry, for ``JUDGE_COLUMNS``."""
+
+    def pct(v: float | None) -> str:
+        return missing if v is None else f"{v:.1%}"
+
+    def num(v: float | None) -> str:
+        return missing if v is None else f"{v:.3f}"
+
+    rows = []
+    for name, st in comparators.items():
+        j = st.get("judge")
+        if j is None:
+            continue
+        o, human, cs = j["outcomes"], j.get("human"), j["consistent_score"]
+        lo, hi = cs["snapshot_ci95"]
+        ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+        rows.append(
+            [
+                name,
+                str(j["judged"]),
+                f"{o['win']}/{o['loss']}/{o['tie']}/{o['inconsistent']}",
+                pct(j["order_consistency"]),
+                pct(j["position_bias"]),
+                pct(j["tie_rate"]),
+                pct(j["parse_failure_rate"]),
+                str(j["constant"] or "no"),
+                num(cs["estimate"]) + ci,
+                f"{num(human['kappa'])} (n={human['n']})" if human else missing,
+            ]
+        )
+    return rows
+
+
 def summarize(
     pairs: Sequence[PairRecord],
     seen: Sequence[tuple[str | None, int, int]],
@@ -243,8 +334,10 @@ def summarize(
     promote_when: PromoteWhen | None,
     now: float,
     with_series: bool = True,
+    humans: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The statistics of one group of pairs (a route, or one task of a route)."""
+    """The statistics of one group of pairs (a route, or one task of a route). ``humans``: feedback metric ->
+    request id -> value, for judges with a ``human_metric``."""
     pairs = sorted(pairs, key=lambda p: p.ts)
     kinds = comparator_kinds(shadow, pairs)
     ci_method = shadow.ci_method if shadow is not None else "t"
@@ -274,7 +367,18 @@ def summarize(
         "streamed": sum(1 for p in pairs if p.stream),
         "reverse": sum(1 for p in pairs if p.direction == "reverse"),
     }
-    comps = {name: _comparator_stats(name, kind, quality, ci_method, margin) for name, kind in kinds.items()}
+    hm = human_metrics(shadow)
+    comps = {
+        name: _comparator_stats(
+            name,
+            kind,
+            quality,
+            ci_method,
+            margin,
+            (hm[name], (humans or {}).get(hm[name], {})) if name in hm else None,
+        )
+        for name, kind in kinds.items()
+    }
 
     # cost (Decimal throughout)
     def per_req(side: str) -> Decimal | None:
@@ -363,6 +467,7 @@ def route_report(
     seen: Sequence[tuple[str | None, int, int]],
     now: float,
     by_task: bool = True,
+    humans: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """One route's entry: the whole route, then each task (same shape, each with its own verdict)."""
     entry: dict[str, Any] = {
@@ -373,7 +478,7 @@ def route_report(
         "sample_rate": info.shadow.sample_rate if info.shadow is not None else None,
         "promote_when": info.promote_when.model_dump(mode="json") if info.promote_when is not None else None,
     }
-    entry.update(summarize(pairs, seen, info.shadow, info.promote_when, now))
+    entry.update(summarize(pairs, seen, info.shadow, info.promote_when, now, humans=humans))
     if by_task:
         tasks: dict[str | None, list[PairRecord]] = defaultdict(list)
         for p in pairs:
@@ -382,7 +487,13 @@ def route_report(
             {
                 "task": t,
                 **summarize(
-                    ps, [s for s in seen if s[0] == t], info.shadow, info.promote_when, now, with_series=False
+                    ps,
+                    [s for s in seen if s[0] == t],
+                    info.shadow,
+                    info.promote_when,
+                    now,
+                    with_series=False,
+                    humans=humans,
                 ),
             }
             for t, ps in sorted(tasks.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))

@@ -6,17 +6,43 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from accounting.metrics import Metrics
 from routing.policy import Policy
-from routing.shadow.report import RouteInfo, route_report
+from routing.shadow.report import RouteInfo, human_metrics, route_report
 from routing.shadow.store import PairStore
 from routing.shadow.verdict import JUDGE_UNRELIABLE, VERDICTS
 
 DEFAULT_WINDOW_S = 7 * 86400.0
 """Without ``from``, the report covers the last 7 days."""
+
+
+class Rating(Protocol):
+    """A feedback value as the capture store keeps it."""
+
+    @property
+    def metric(self) -> str: ...
+    @property
+    def value(self) -> float | None: ...
+
+
+FeedbackLookup = Callable[[Sequence[str]], Mapping[str, Sequence[Rating]]]
+"""Request ids -> their feedback, oldest first (``CaptureStore.feedback_for``); called in a worker thread."""
+
+
+def people(
+    lookup: FeedbackLookup, metrics: set[str], request_ids: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Feedback metric -> request id -> its latest numeric value, for the given metrics."""
+    out: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    for rid, given in lookup(request_ids).items():
+        for fb in given:
+            if fb.metric in out and fb.value is not None:
+                out[fb.metric][rid] = float(fb.value)
+    return out
 
 
 def route_infos(policy: Policy) -> dict[str, RouteInfo]:
@@ -40,7 +66,9 @@ async def build_report(
     now: float | None = None,
     by_task: bool = True,
     promotions: dict[str, dict[str, Any]] | None = None,
+    feedback: FeedbackLookup | None = None,
 ) -> dict[str, Any]:
+    """The report; with ``feedback``, judges that name a ``human_metric`` get their agreement with people."""
     now = time.time() if now is None else now
     until_ = until if until is not None else now
     since_ = since if since is not None else until_ - DEFAULT_WINDOW_S
@@ -60,7 +88,14 @@ async def build_report(
         entries.append((info, pairs, seen))
 
     def compute() -> list[dict[str, Any]]:
-        return [route_report(info, pairs, seen, now, by_task) for info, pairs, seen in entries]
+        out = []
+        for info, pairs, seen in entries:
+            metrics = set(human_metrics(info.shadow).values())
+            humans = (
+                people(feedback, metrics, [p.id for p in pairs]) if feedback is not None and metrics else None
+            )
+            out.append(route_report(info, pairs, seen, now, by_task, humans))
+        return out
 
     routes = await asyncio.to_thread(compute)
     for r in routes:
@@ -92,7 +127,8 @@ def promotion_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_gauges(metrics: Metrics, report: dict[str, Any]) -> None:
-    """Latency ratio, projected saving and verdict per route (``pointsman_shadow_*`` gauges)."""
+    """Latency ratio, projected saving, verdict, judge reliability, evidence per criterion and pairs still needed
+    per route (``pointsman_shadow_*`` gauges)."""
     lb = metrics.labels
     for r in report["routes"]:
         route = lb.route(r["route"])
@@ -102,6 +138,22 @@ def publish_gauges(metrics: Metrics, report: dict[str, Any]) -> None:
         saving = r["cost"].get("projected_monthly_saving_usd")
         if saving is not None:
             metrics.shadow_projected_saving.labels(route).set(float(Decimal(saving)))
+        for name, c in r["comparators"].items():
+            j = c.get("judge")
+            if j is None:
+                continue
+            if j["order_consistency"] is not None:
+                metrics.shadow_judge_consistency.labels(route, name[:64]).set(j["order_consistency"])
+            if j["position_bias"] is not None:
+                metrics.shadow_judge_position_bias.labels(route, name[:64]).set(j["position_bias"])
+        for crit in r["verdict"].get("criteria", []):
+            any_ = crit.get("anytime") or {}
+            e, alpha = any_.get("e_value"), any_.get("alpha")
+            if e is not None and alpha:
+                evidence = max(-10.0, min(10.0, math.log(max(e, 1e-300)) / math.log(1 / alpha)))
+                metrics.shadow_evidence.labels(route, crit["name"][:96]).set(evidence)
+        needed = r["verdict"].get("pairs_needed")
+        metrics.shadow_pairs_needed.labels(route).set(math.nan if needed is None else needed)
         current = r["verdict"]["verdict"]
         # judge_unreliable is a possible state only where a criterion relies on a judge
         for v in (

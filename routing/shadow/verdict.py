@@ -27,13 +27,13 @@ below ``judge_min_consistency`` or above ``judge_max_parse_failure_rate`` makes 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from routing.shadow.comparators import Kind
 from routing.shadow.config import PromoteWhen
-from routing.shadow.judging import JudgeTally, reliability
+from routing.shadow.judging import SCORE, JudgeTally, issues, reliability
 from routing.shadow.paired import PairedCounts, newcombe_paired
 from routing.shadow.record import DROPPED, PAIRED, PairRecord
 from routing.shadow.sequential import BettingTest, QuantileBounds, lower_bound, pairs_needed, upper_bound
@@ -368,6 +368,7 @@ class Verdict:
             if pw.max_ttft_p95_ratio is not None
             else None
         )
+        self._all = self._means()
 
     # -- feeding ------------------------------------------------------------------------------------------------
     def add(self, p: PairRecord) -> None:
@@ -376,25 +377,48 @@ class Verdict:
         self.add_sent(not p.candidate.ok)
         if p.outcome != PAIRED:
             return
-        self.n += 1
-        for name, crit in self.scores.items():
-            v = p.scores.get(name)
-            if v is not None:
-                crit.add(v)
-        for name, crit in self.paired.items():
-            c, b = p.scores.get(name), p.baseline.get(name)
-            if c is not None and b is not None:
-                crit.add_pair(b, c)
-        for name, watch in self.judges.items():
-            s = watch.tally.add_pair(p, name)
-            if s is not None:
-                for crit in watch.scores:
-                    crit.add(s)
+        self._add_quality(
+            p.scores, p.baseline, {name: w.tally.add_pair(p, name) for name, w in self.judges.items()}
+        )
         for q, attr in ((self.latency, "latency_s"), (self.ttft, "ttft_s")):
             if q is not None:
                 a, b = getattr(p.primary, attr), getattr(p.candidate, attr)
                 if a is not None and b is not None:
                     q.add(float(a), float(b))
+
+    def add_judged(
+        self,
+        scores: Mapping[str, float],
+        baseline: Mapping[str, float],
+        answers: Mapping[str, tuple[str, str]],
+    ) -> None:
+        """A quality pair given as values (the simulator's way in): comparator scores, the primary's scores, and
+        what each judge said with the primary first and with the candidate first."""
+        self._add_quality(
+            scores,
+            baseline,
+            {
+                name: SCORE.get(w.tally.add(*answers[name])) if name in answers else None
+                for name, w in self.judges.items()
+            },
+        )
+
+    def _add_quality(
+        self, scores: Mapping[str, float], baseline: Mapping[str, float], judged: Mapping[str, float | None]
+    ) -> None:
+        self.n += 1
+        for name, crit in self.scores.items():
+            v = scores.get(name)
+            if v is not None:
+                crit.add(v)
+        for name, crit in self.paired.items():
+            c, b = scores.get(name), baseline.get(name)
+            if c is not None and b is not None:
+                crit.add_pair(b, c)
+        for name, s in judged.items():
+            if s is not None:
+                for crit in self.judges[name].scores:
+                    crit.add(s)
 
     def add_sent(self, candidate_failed: bool) -> None:
         """A pair whose shadow call was made (for the candidate error rate)."""
@@ -425,9 +449,13 @@ class Verdict:
         """The verdict alone (what the simulator checks after every pair)."""
         if self.n < self.pw.min_pairs:
             return INSUFFICIENT
-        if self.unreliable():
+        pw = self.pw
+        if any(
+            issues(w.tally, pw.judge_min_consistency, pw.judge_max_parse_failure_rate)
+            for w in self.judges.values()
+        ):
             return JUDGE_UNRELIABLE
-        statuses = [c.status(self.mode, self.alpha) for c in self._means()]
+        statuses = [c.status(self.mode, self.alpha) for c in self._all]
         statuses += [
             q.status(self.mode, self.alpha, self.n) for q in (self.latency, self.ttft) if q is not None
         ]
@@ -452,7 +480,7 @@ class Verdict:
         if not min_ok:
             mp["pairs_needed"] = pw.min_pairs - self.n
         criteria.append(mp)
-        for c in self._means():
+        for c in self._all:
             criteria.append(c.report(mode, alpha, c.status(mode, alpha)))
         for q in (self.latency, self.ttft):
             if q is not None:

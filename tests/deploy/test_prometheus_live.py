@@ -72,6 +72,7 @@ def gateway_config(
     vllm: FakeVLLM,
     redis_url: str,
     data_dir: Path,
+    judge: FakeOpenAI,
 ) -> dict[str, Any]:
     return {
         "server": {"data_dir": str(data_dir), "log_level": "warning"},
@@ -80,6 +81,7 @@ def gateway_config(
         "backends": {
             "frontier": {"type": "openai", "base_url": fr.url, "api_key": "sk-upstream-frontier"},
             "failing": {"type": "openai", "base_url": failing.url, "api_key": "sk-upstream-failing"},
+            "judging": {"type": "openai", "base_url": judge.url, "api_key": "sk-upstream-judge"},
             "vllm": {"type": "vllm", "endpoints": [vllm.url], "health_interval_s": 1, "gpu_hour_usd": "2.00"},
             "vllm-unpriced": {"type": "vllm", "endpoints": [vllm.url], "health_interval_s": 1},
         },
@@ -87,6 +89,7 @@ def gateway_config(
             "gpt-4o-mini": {"backend": "frontier"},
             "flaky": {"backend": "failing", "upstream_model": "gpt-4o-mini-fail_503"},
             "broken": {"backend": "failing", "upstream_model": "gpt-4o-mini-fail_500"},
+            "judge": {"backend": "judging"},
             "sleepy": {"backend": "frontier", "upstream_model": "gpt-4o-mini-hang"},
             "llama": {"backend": "vllm"},
             "candidate": {"backend": "vllm", "upstream_model": "llama-candidate"},
@@ -103,7 +106,8 @@ def gateway_config(
                     "sample_rate": 1.0,
                     "max_concurrency": 2,
                     "queue_size": 2,  # bursts overflow it: dropped shadows are counted
-                    "compare": ["exact", "json_valid"],
+                    # a judge that always says "tie": consistent, but constant (verdict judge_unreliable)
+                    "compare": ["exact", "json_valid", {"type": "llm_judge", "model": "judge"}],
                 },
                 "promote_when": {"min_pairs": 20, "max_candidate_error_rate": 0.05},
             },
@@ -116,6 +120,7 @@ def gateway_config(
                 "gpt-4o-mini": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
                 "llama": {"gpu_hour_usd": "2.00", "gpu_count": 1, "throughput_tokens_per_s": 500},
                 "candidate": {"input_per_mtok": "0.02", "output_per_mtok": "0.05"},
+                "judge": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
             },
             "budgets": [
                 {"scope": "team", "name": "batch", "daily_usd": "0.00001"},
@@ -298,6 +303,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis = RedisServer().start()
     frontier = FakeOpenAI(name="frontier", chunks=4, chunk_delay=0.005).start()
     failing = FakeOpenAI(name="failing").start()
+    judge = FakeOpenAI(name="judge", content='{"winner": "tie", "reason": "the same"}').start()
     vllm = FakeVLLM(
         name="vllm",
         served=("llama", "llama-candidate", "unpriced"),
@@ -308,7 +314,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prom: subprocess.Popen[bytes] | None = None
     try:
         for n, workers in (("a", 2), ("b", 1)):
-            cfg = gateway_config(frontier, failing, vllm, redis.url, tmp / f"data-{n}")
+            cfg = gateway_config(frontier, failing, vllm, redis.url, tmp / f"data-{n}", judge)
             gateways.append(GatewayProcess(cfg, tmp, workers=workers).start(timeout=60))
         prom, prom_url = start_prometheus(tmp, gateways, vllm)
         stack = Stack(prom_url, gateways, time.time())
@@ -324,6 +330,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             g.stop()
         vllm.stop()
         failing.stop()
+        judge.stop()
         frontier.stop()
         redis.stop()
 

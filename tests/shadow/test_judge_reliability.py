@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.cli import main as cli_main
+from tests.conftest import ADMIN_KEY
 from tests.gateway_runner import RunningGateway
 from tests.shadow.conftest import ask, config, route_of, sdk, settle, shadow_route, zoo_models
 from tests.shadow.fakes import JudgeCall, ModelSpec, ModelZoo
@@ -36,6 +40,18 @@ ROUTES = [
     )
     for name in JUDGES
 ]
+ROUTES.append(
+    shadow_route(
+        "j-people",
+        {
+            "model": "cand",
+            "compare": [{"type": "llm_judge", "model": "judge-noisy", "human_metric": "preference"}],
+        },
+        targets=("sloppy",),
+        promote_when=CRITERIA,
+    )
+)
+PEOPLE = range(30_001, 30_001 + N)
 _ITEM = re.compile(r'"item":(\d+)')
 
 
@@ -98,7 +114,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ) as gw:
         e = Env(gw, zoo)
         with sdk(gw) as client, ThreadPoolExecutor(max_workers=8) as pool:
-            jobs = [(name, i) for name in JUDGES for i in e.items(name)]
+            jobs = [
+                (name, i)
+                for name in [*JUDGES, "people"]
+                for i in (PEOPLE if name == "people" else e.items(name))
+            ]
             list(pool.map(lambda j: ask(client, j[1], model=f"f-j-{j[0]}"), jobs))
         for name in JUDGES:
             e.routes[name] = route_of(settle(gw, N, route=f"j-{name}"), f"j-{name}")
@@ -164,3 +184,89 @@ def test_an_honest_judge_with_noise_is_reliable_and_shows_the_better_candidate_n
     assert consistent["estimate"] == pytest.approx(
         (w["win"] + 0.5 * w["tie"]) / (w["win"] + w["tie"] + w["loss"])
     )
+
+
+def truth(item: int) -> float:
+    """A person's preference: the candidate's answer is better where only the primary broke its JSON."""
+    primary_ok, candidate_ok = item % 3 != 0, item % 10 != 0
+    return 0.5 if primary_ok == candidate_ok else (1.0 if candidate_ok else 0.0)
+
+
+def kappa(pairs: list[tuple[str, str]]) -> float:
+    n = len(pairs)
+    po = sum(a == b for a, b in pairs) / n
+    cats = {x for ab in pairs for x in ab}
+    pe = sum(sum(a == c for a, _ in pairs) * sum(b == c for _, b in pairs) for c in cats) / (n * n)
+    return (po - pe) / (1 - pe)
+
+
+def test_judge_agreement_with_people_is_cohens_kappa_on_the_same_requests(env: Env) -> None:
+    rated = list(PEOPLE)[::2]  # people rated half the requests
+    with sdk(env.gw) as client:
+        for item in rated:
+            r = client.post(
+                "/feedback",
+                cast_to=httpx.Response,
+                body={"request_id": f"req-{item}", "metric": "preference", "value": truth(item)},
+            )
+            assert r.status_code == 200, r.text
+    report = route_of(settle(env.gw, N, route="j-people"), "j-people")
+    human = report["comparators"]["llm_judge"]["judge"]["human"]
+    calls = [c for c in env.zoo.judge_calls if c.model == "judge-noisy"]
+    judged = {("2", "1"): "win", ("1", "2"): "loss"}
+    label = {1.0: "win", 0.0: "loss", 0.5: "tie"}
+    pairs = [(judged.get(orders(calls, i), "tie"), label[truth(i)]) for i in rated]
+    assert (human["metric"], human["n"]) == ("preference", len(rated))
+    assert human["kappa"] == pytest.approx(kappa(pairs))
+    assert human["kappa"] > 0.5  # the noisy judge mostly agrees with people
+
+
+def test_the_cli_report_names_the_unreliable_judge_and_its_figures(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = cli_main(["shadow", "report", "--url", env.gw.url, "--admin-key", ADMIN_KEY, "--route", "j-first"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert 'verdict: JUDGE_UNRELIABLE - llm_judge: constant judge: always answers "1"' in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("llm_judge") and "0/0/0/60" in x)
+    assert line.split()[3:5] == ["0.0%", "100.0%"]  # consistency, position bias
+
+
+def test_the_cli_report_shows_the_anytime_bound_and_the_snapshot_interval(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_main(["shadow", "report", "--url", env.gw.url, "--admin-key", ADMIN_KEY, "--route", "j-noisy"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "judge_non_inferior:llm_judge" in x)
+    assert "[     pass]" in line and "lower bound 0.4" in line and "of 20" in line and "snapshot [" in line
+
+
+def test_the_html_report_has_the_judges_table(env: Env) -> None:
+    page = httpx.get(
+        env.gw.url + "/admin/shadow/report.html",
+        params={"route": "j-tie"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    ).text
+    assert '<p class="verdict v-judge_unreliable">Verdict: <b>judge_unreliable</b>' in page
+    assert (
+        "<h3>Judges</h3>" in page and "<td>0/0/60/0</td><td>100.0%</td><td>0.0%</td><td>100.0%</td>" in page
+    )
+
+
+def test_prometheus_shows_judge_reliability_evidence_and_the_verdict(env: Env) -> None:
+    httpx.get(
+        env.gw.url + "/admin/shadow/report", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ).raise_for_status()  # an unfiltered report publishes the gauges
+    text = httpx.get(env.gw.url + "/metrics", timeout=10).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    first = (("comparator", "llm_judge"), ("route", "j-first"))
+    assert samples["pointsman_shadow_judge_consistency", first] == 0.0
+    assert samples["pointsman_shadow_judge_position_bias", first] == 1.0
+    assert samples["pointsman_shadow_verdict", (("route", "j-first"), ("verdict", "judge_unreliable"))] == 1.0
+    noisy = (("criterion", "judge_non_inferior:llm_judge"), ("route", "j-noisy"))
+    assert samples["pointsman_shadow_evidence", noisy] >= 1.0
+    assert samples["pointsman_shadow_pairs_needed", (("route", "j-noisy"),)] == 0.0
