@@ -23,12 +23,18 @@ def error_body(
     return orjson.dumps({"error": {**err, **detail} if detail else err})
 
 
-def error_event(endpoint: str, message: str, type_: str, code: str | None) -> bytes:
-    """The SSE bytes that end a stream which failed after it started: the Responses API's ``event: error``, or
-    for chat/completions an error-bodied ``data:`` event followed by ``data: [DONE]``."""
+def error_event(
+    endpoint: str, message: str, type_: str, code: str | None, sequence_number: int | None = None
+) -> bytes:
+    """The SSE bytes that end a stream which failed after it started: the Responses API's ``event: error``
+    (``{"type": "error", "code", "message", "param", "sequence_number"}``, the number continuing the stream's,
+    as clients that validate the event schema require), or for chat/completions an error-bodied ``data:``
+    event followed by ``data: [DONE]``."""
     if endpoint == RESPONSES:
-        payload = orjson.dumps({"type": "error", "code": code, "message": message, "param": None})
-        return b"event: error\ndata: " + payload + b"\n\n"
+        doc: dict[str, Any] = {"type": "error", "code": code, "message": message, "param": None}
+        if sequence_number is not None:
+            doc["sequence_number"] = sequence_number
+        return b"event: error\ndata: " + orjson.dumps(doc) + b"\n\n"
     return b"data: " + error_body(message, type_, code) + b"\n\ndata: [DONE]\n\n"
 
 

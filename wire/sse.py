@@ -17,6 +17,7 @@ from wire.usage import Usage, usage_from_response
 
 DONE = b"[DONE]"
 _USAGE = b'"usage"'
+_SEQUENCE = b'"sequence_number":'
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
 
 
@@ -62,9 +63,19 @@ def json_events(blocks: Iterable[bytes]) -> Iterator[tuple[str | None, Any]]:
 
 
 class SSEReader:
-    __slots__ = ("_buf", "usage", "drop_usage", "events", "keep_events", "model", "saw_done")
+    __slots__ = (
+        "_buf",
+        "usage",
+        "drop_usage",
+        "events",
+        "keep_events",
+        "model",
+        "saw_done",
+        "sequenced",
+        "next_sequence",
+    )
 
-    def __init__(self, drop_usage: bool, keep_events: bool = True) -> None:
+    def __init__(self, drop_usage: bool, keep_events: bool = True, sequenced: bool = False) -> None:
         self._buf = b""
         self.usage: Usage | None = None
         self.drop_usage = drop_usage
@@ -73,6 +84,10 @@ class SSEReader:
         self.keep_events = keep_events
         self.model: str | None = None
         self.saw_done = False
+        self.sequenced = sequenced
+        """Follow the Responses API's ``sequence_number`` (for an error event that continues the count)."""
+        self.next_sequence = 0
+        """The sequence number the next event of a sequenced stream takes: one past the last one relayed."""
 
     def feed(self, chunk: bytes) -> bytes:
         """Take upstream bytes; return the bytes to forward now (complete events only)."""
@@ -87,6 +102,8 @@ class SSEReader:
         self._buf = data[end + 2 :]
         if self.keep_events:
             self.events.append(complete)
+        if self.sequenced:
+            self._note_sequence(complete)
         if _USAGE in complete:
             complete = self._scan(complete)
         elif not self.saw_done and b"[DONE]" in complete:
@@ -100,6 +117,19 @@ class SSEReader:
             return self.feed(b"\n\n")
         self._buf = b""
         return b""
+
+    def _note_sequence(self, block: bytes) -> None:
+        # The last top-level ``"sequence_number":`` of the block is its last event's (inside a JSON string the
+        # quotes would be escaped, so text cannot fake it).
+        at = block.rfind(_SEQUENCE)
+        if at < 0:
+            return
+        digits = block[at + len(_SEQUENCE) : at + len(_SEQUENCE) + 24].lstrip()
+        end = 0
+        while end < len(digits) and 48 <= digits[end] <= 57:
+            end += 1
+        if end:
+            self.next_sequence = int(digits[:end]) + 1
 
     def _scan(self, block: bytes) -> bytes:
         out: list[bytes] = []

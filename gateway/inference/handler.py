@@ -33,7 +33,7 @@ from routing.tags import collect_tags
 from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamError, UpstreamProtocolError
-from wire.endpoints import USAGE_OPTION
+from wire.endpoints import RESPONSES, USAGE_OPTION
 from wire.sse import SSEReader
 from wire.usage import usage_from_response
 
@@ -263,7 +263,7 @@ class InferenceHandler:
         t_open = time.perf_counter()
         so = doc.get("stream_options")
         client_wants_usage = x.call.endpoint not in USAGE_OPTION or bool(so and so.get("include_usage"))
-        reader = SSEReader(drop_usage=not client_wants_usage)
+        reader = SSEReader(drop_usage=not client_wants_usage, sequenced=x.call.endpoint == RESPONSES)
         rec.status = 200
         headers = x.headers + _served_headers(rec)
         await x.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})

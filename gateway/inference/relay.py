@@ -57,7 +57,11 @@ async def relay(
             rec.outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"
             rec.error_type = exc.error_type
             await send(
-                {"type": "http.response.body", "body": stream_error(x.call.endpoint, exc), "more_body": True}
+                {
+                    "type": "http.response.body",
+                    "body": stream_error(x.call.endpoint, exc, reader.next_sequence),
+                    "more_body": True,
+                }
             )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
@@ -78,7 +82,8 @@ async def relay(
         await upstream.aclose()
 
 
-def stream_error(endpoint: str, exc: UpstreamError) -> bytes:
-    """The event that ends a stream which failed upstream after it started, in the endpoint's own shape."""
+def stream_error(endpoint: str, exc: UpstreamError, sequence_number: int) -> bytes:
+    """The event that ends a stream which failed upstream after it started, in the endpoint's own shape
+    (a Responses API error event takes the stream's next sequence number)."""
     err = to_api_error(exc)
-    return error_event(endpoint, err.message, err.type, err.code)
+    return error_event(endpoint, err.message, err.type, err.code, sequence_number)

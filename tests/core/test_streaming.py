@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -113,3 +114,16 @@ def test_streamed_response_carries_gateway_headers(gateway: RunningGateway) -> N
         assert r.headers["x-pointsman-backend"] == "up"
         assert r.headers["x-pointsman-model"] == "gpt-4o-mini"
         r.read()
+
+
+def test_responses_stream_failure_ends_with_an_error_event_continuing_the_sequence(
+    gateway: RunningGateway,
+) -> None:
+    body = {"model": "fake-reset_mid_stream", "input": "hi", "stream": True}
+    r = httpx.post(
+        gateway.base_url + "/responses", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
+    events = [json.loads(e.split("data: ", 1)[1]) for e in r.text.split("\n\n") if "data: " in e]
+    last = events[-1]
+    assert last["type"] == "error" and last["message"] and last["code"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))

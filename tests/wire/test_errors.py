@@ -48,3 +48,8 @@ def test_error_body_detail_fields_follow_the_standard_ones() -> None:
     assert (
         list(body["error"]) == ["message", "type", "param", "code", "stage"] and body["error"]["stage"] == 2
     )
+
+
+def test_responses_stream_error_event_continues_the_sequence() -> None:
+    ev = error_event("responses", "gone", "upstream_error", "upstream_timeout", sequence_number=7)
+    assert orjson.loads(ev.split(b"data: ", 1)[1])["sequence_number"] == 7

@@ -112,3 +112,19 @@ def test_json_events_parse_every_event_of_a_stream() -> None:
     docs = [{"choices": [{"index": 0, "delta": {"content": str(i)}}]} for i in range(3)]
     blocks = [b"".join(b"data: " + orjson.dumps(d) + b"\n\n" for d in docs)]
     assert [d for _, d in json_events(blocks)] == docs
+
+
+def test_sequenced_reader_follows_the_last_sequence_number_relayed() -> None:
+    r = SSEReader(drop_usage=False, sequenced=True)
+    assert r.next_sequence == 0
+    r.feed(b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n')
+    r.feed(b'event: a\ndata: {"type":"a","sequence_number": 1}\n\nevent: b\ndata: {"type":"b","seq')
+    assert r.next_sequence == 2  # the incomplete event is not relayed yet
+    r.feed(b'uence_number":2,"delta":"\\"sequence_number\\":99"}\n\n')
+    assert r.next_sequence == 3  # a sequence number quoted inside text is not one
+
+
+def test_unsequenced_reader_does_not_look() -> None:
+    r = SSEReader(drop_usage=False)
+    r.feed(b'data: {"type":"a","sequence_number":5}\n\n')
+    assert r.next_sequence == 0
