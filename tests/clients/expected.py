@@ -80,6 +80,24 @@ MESSAGES = {
 MID_STREAM_MESSAGE = "The upstream model is unreachable."
 
 
+OFFICIAL_SDK_ERRORS = {
+    "error_401": "AuthenticationError",
+    "error_403": "PermissionDeniedError",
+    "error_404": "NotFoundError",
+    "error_5xx": "InternalServerError",
+}
+"""The official SDKs' (Python and Node) error class for each error scenario."""
+OFFICIAL_SDK_STREAM_FAILURES = {
+    "chat_stream_failure": {"error": "APIError", "message": MID_STREAM_MESSAGE},
+    # the SDKs hand a Responses ``error`` event to the caller as an event
+    "responses_stream_failure": {
+        "event": "error",
+        "message": MID_STREAM_MESSAGE,
+        "sequence_number_follows": True,
+    },
+}
+
+
 def error(cls: str, status: int) -> dict[str, Any]:
     return {"error": cls, "status": status, "message": MESSAGES[status]}
 
@@ -137,3 +155,14 @@ def common(client: str, errors: dict[str, str]) -> dict[str, Any]:
         "error_5xx": error(errors["error_5xx"], 502),
         "headers": HEADERS,
     }
+
+
+def for_client(
+    client: str, errors: dict[str, str], own: dict[str, Any], not_covered: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Scenario -> expected value for one client: the common scenarios (less those it ``not_covered``: what
+    the client cannot do, or does only through another scenario) and its ``own`` (how it surfaces a failed
+    stream, which differs per client)."""
+    table = {**common(client, errors), **own}
+    assert not_covered <= table.keys(), not_covered - table.keys()
+    return {k: v for k, v in table.items() if k not in not_covered}

@@ -10,53 +10,12 @@ import openai
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
-from tests.clients.expected import (
-    EMBED_INPUTS,
-    EMBEDDING_MODEL,
-    MID_STREAM_MODEL,
-    MODEL,
-    PERSON_SCHEMA,
-    SCOPED_KEY,
-    SCOPED_OUT_MODEL,
-    TOOL_RESULT,
-    UNKNOWN_MODEL,
-    UPSTREAM_5XX_MODEL,
-    WEATHER_TOOL,
-    flaky_model,
-)
+from tests.clients import expected as spec
 from tests.clients.matrix import run_all
 from tests.clients.openai_python import Person, gateway_headers, status_error, stream_failure
 from tests.conftest import CLIENT_KEY
 
-SCENARIOS = (
-    "chat",
-    "chat_stream",
-    "chat_stream_usage",
-    "batch",
-    "tools",
-    "tools_stream",
-    "tools_multi_step",
-    "structured",
-    "structured_function_calling",
-    "structured_json_mode",
-    "structured_stream",
-    "embeddings_float",
-    "embeddings_base64",
-    "responses",
-    "responses_stream",
-    "responses_tools",
-    "responses_tools_multi_step",
-    "responses_structured",
-    "responses_stream_failure",
-    "chat_stream_failure",
-    "error_401",
-    "error_403",
-    "error_404",
-    "error_5xx",
-    "error_429_retry",
-    "headers",
-)
-TOOL = {"type": "function", "function": WEATHER_TOOL}
+TOOL = {"type": "function", "function": spec.WEATHER_TOOL}
 PROMPT = [HumanMessage("hi")]
 
 
@@ -82,7 +41,7 @@ def first_tool_call(m: Any) -> dict[str, Any]:
 def drive(base_url: str, client_id: str) -> dict[str, Any]:
     def chat(**kw: Any) -> ChatOpenAI:
         return ChatOpenAI(
-            model=kw.pop("model", MODEL),
+            model=kw.pop("model", spec.MODEL),
             base_url=base_url,
             api_key=kw.pop("api_key", CLIENT_KEY),  # type: ignore[arg-type]
             max_retries=kw.pop("max_retries", 0),
@@ -106,7 +65,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         bound = model.bind_tools([TOOL])
         first = bound.invoke(PROMPT)
         call = first.tool_calls[0]
-        return bound.invoke([*PROMPT, first, ToolMessage(TOOL_RESULT, tool_call_id=call["id"])]).text
+        return bound.invoke([*PROMPT, first, ToolMessage(spec.TOOL_RESULT, tool_call_id=call["id"])]).text
 
     def structured_stream() -> Any:
         with warnings.catch_warnings():
@@ -119,7 +78,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
 
     def responses_failure() -> Any:
         try:
-            chunks = list(chat(model=MID_STREAM_MODEL, use_responses_api=True).stream(PROMPT))
+            chunks = list(chat(model=spec.MID_STREAM_MODEL, use_responses_api=True).stream(PROMPT))
         except (
             ValueError
         ) as exc:  # langchain-openai raises the Responses ``error`` event as "<code>: <message>"
@@ -128,14 +87,14 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
 
     def embeddings(**kw: Any) -> Any:
         emb = OpenAIEmbeddings(
-            model=EMBEDDING_MODEL,
+            model=spec.EMBEDDING_MODEL,
             base_url=base_url,
             api_key=CLIENT_KEY,  # type: ignore[arg-type]
             check_embedding_ctx_length=False,
             max_retries=0,
             **kw,
         )
-        return emb.embed_documents(EMBED_INPUTS)
+        return emb.embed_documents(spec.EMBED_INPUTS)
 
     scenarios: dict[str, Callable[[], Any]] = {
         "chat": lambda: (lambda m: {"content": m.text, "usage": usage_of(m)})(llm.invoke(PROMPT)),
@@ -155,9 +114,9 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         "structured_function_calling": lambda: (
             llm.with_structured_output(Person, method="function_calling").invoke(PROMPT).model_dump()
         ),  # type: ignore[union-attr]
-        "structured_json_mode": lambda: llm.with_structured_output(PERSON_SCHEMA, method="json_mode").invoke(
-            PROMPT
-        ),
+        "structured_json_mode": lambda: llm.with_structured_output(
+            spec.PERSON_SCHEMA, method="json_mode"
+        ).invoke(PROMPT),
         "structured_stream": structured_stream,
         "embeddings_float": lambda: embeddings(model_kwargs={"encoding_format": "float"}),
         "embeddings_base64": lambda: embeddings(),
@@ -171,17 +130,16 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
             responses_llm.with_structured_output(Person, method="json_schema").invoke(PROMPT).model_dump()
         ),  # type: ignore[union-attr]
         "responses_stream_failure": responses_failure,
-        "chat_stream_failure": lambda: stream_failure(chat(model=MID_STREAM_MODEL).stream(PROMPT)),
-        "error_401": failing(MODEL, "sk-wrong-key"),
-        "error_403": failing(SCOPED_OUT_MODEL, SCOPED_KEY),
-        "error_404": failing(UNKNOWN_MODEL),
-        "error_5xx": failing(UPSTREAM_5XX_MODEL),
+        "chat_stream_failure": lambda: stream_failure(chat(model=spec.MID_STREAM_MODEL).stream(PROMPT)),
+        "error_401": failing(spec.MODEL, "sk-wrong-key"),
+        "error_403": failing(spec.SCOPED_OUT_MODEL, spec.SCOPED_KEY),
+        "error_404": failing(spec.UNKNOWN_MODEL),
+        "error_5xx": failing(spec.UPSTREAM_5XX_MODEL),
         "error_429_retry": lambda: {
-            "content": chat(model=flaky_model(client_id), max_retries=2).invoke(PROMPT).text
+            "content": chat(model=spec.flaky_model(client_id), max_retries=2).invoke(PROMPT).text
         },
         "headers": lambda: gateway_headers(
             chat(include_response_headers=True).invoke(PROMPT).response_metadata["headers"]
         ),
     }
-    assert tuple(scenarios) == SCENARIOS
     return run_all(scenarios)

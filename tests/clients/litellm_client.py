@@ -14,46 +14,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tests.clients.expected import (
-    EMBED_INPUTS,
-    EMBEDDING_MODEL,
-    MID_STREAM_MODEL,
-    MODEL,
-    SCOPED_KEY,
-    SCOPED_OUT_MODEL,
-    TOOL_RESULT,
-    UNKNOWN_MODEL,
-    UPSTREAM_5XX_MODEL,
-    WEATHER_TOOL,
-    flaky_model,
-)
+from tests.clients import expected as spec
 from tests.clients.matrix import run_all
 from tests.clients.openai_python import JSON_SCHEMA, Person, gateway_headers, tool_call
 from tests.conftest import CLIENT_KEY
 
-SCENARIOS = (
-    "chat",
-    "chat_stream",
-    "chat_stream_usage",
-    "tools",
-    "tools_stream",
-    "tools_multi_step",
-    "structured",
-    "embeddings_float",
-    "embeddings_base64",
-    "responses",
-    "responses_stream",
-    "responses_stream_failure",
-    "chat_stream_failure",
-    "error_401",
-    "error_403",
-    "error_404",
-    "error_5xx",
-    "error_429_retry",
-    "headers",
-)
 MSG: list[Any] = [{"role": "user", "content": "hi"}]
-TOOLS = [{"type": "function", "function": WEATHER_TOOL}]
+TOOLS = [{"type": "function", "function": spec.WEATHER_TOOL}]
 
 
 def error_of(exc: Exception) -> dict[str, Any]:
@@ -85,7 +52,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
     # registering it as natively streaming is what a litellm user does for a gateway's own model names.
     litellm.register_model(
         {
-            f"openai/{MID_STREAM_MODEL}": {
+            f"openai/{spec.MID_STREAM_MODEL}": {
                 "litellm_provider": "openai",
                 "mode": "responses",
                 "supports_native_streaming": True,
@@ -94,7 +61,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
     )
 
     def call(**kw: Any) -> Any:
-        kw.setdefault("model", f"openai/{MODEL}")
+        kw.setdefault("model", f"openai/{spec.MODEL}")
         kw.setdefault("api_key", CLIENT_KEY)
         kw.setdefault("max_retries", 0)
         return litellm.completion(api_base=base_url, messages=kw.pop("messages", MSG), **kw)
@@ -115,6 +82,17 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
             "usage": [r.usage.prompt_tokens, r.usage.completion_tokens],
         }
 
+    def n2() -> Any:
+        r = call(n=2)
+        return [ch.message.content for ch in sorted(r.choices, key=lambda ch: ch.index)]
+
+    def logprobs() -> Any:
+        content = call(logprobs=True, top_logprobs=2).choices[0].logprobs["content"]
+        return {
+            "text": "".join(t["token"] for t in content),
+            "top": [len(t["top_logprobs"]) for t in content],
+        }
+
     def tools() -> Any:
         c = call(tools=TOOLS).choices[0].message.tool_calls[0]
         return tool_call(c.function.name, c.function.arguments)
@@ -132,7 +110,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         follow = [
             *MSG,
             first.model_dump(exclude_none=True),
-            {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": TOOL_RESULT},
+            {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": spec.TOOL_RESULT},
         ]
         return call(tools=TOOLS, messages=follow).choices[0].message.content
 
@@ -143,8 +121,8 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
 
     def embeddings(**kw: Any) -> Any:
         r = litellm.embedding(
-            model=f"openai/{EMBEDDING_MODEL}",
-            input=EMBED_INPUTS,
+            model=f"openai/{spec.EMBEDDING_MODEL}",
+            input=spec.EMBED_INPUTS,
             api_base=base_url,
             api_key=CLIENT_KEY,
             max_retries=0,
@@ -153,7 +131,7 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         return [d["embedding"] for d in r.data]
 
     def responses() -> Any:
-        r = litellm.responses(model=f"openai/{MODEL}", input="hi", api_base=base_url, api_key=CLIENT_KEY)
+        r = litellm.responses(model=f"openai/{spec.MODEL}", input="hi", api_base=base_url, api_key=CLIENT_KEY)
         text = "".join(p.text for o in r.output if o.type == "message" for p in o.content)
         return {"text": text, "usage": [r.usage.input_tokens, r.usage.output_tokens]}
 
@@ -165,21 +143,21 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         )
 
     def responses_stream() -> Any:
-        events = responses_events(MODEL)
+        events = responses_events(spec.MODEL)
         done = events[-1]
         text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         return {"text": text, "usage": [done.response.usage.input_tokens, done.response.usage.output_tokens]}
 
     def responses_failure() -> Any:
         try:
-            events = responses_events(MID_STREAM_MODEL)
+            events = responses_events(spec.MID_STREAM_MODEL)
         except Exception as exc:
             return error_of(exc)
         return {"error": None, "last_event": str(events[-1].type)}
 
     def chat_stream_failure() -> Any:
         try:
-            list(call(model=f"openai/{MID_STREAM_MODEL}", stream=True))
+            list(call(model=f"openai/{spec.MID_STREAM_MODEL}", stream=True))
         except Exception as exc:
             return error_of(exc)
         return {"error": None}
@@ -202,6 +180,8 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         "chat": plain,
         "chat_stream": streamed,
         "chat_stream_usage": lambda: streamed(stream_options={"include_usage": True}),
+        "chat_n2": n2,
+        "logprobs": logprobs,
         "tools": tools,
         "tools_stream": tools_stream,
         "tools_multi_step": tools_multi_step,
@@ -212,18 +192,17 @@ def drive(base_url: str, client_id: str) -> dict[str, Any]:
         "responses_stream": responses_stream,
         "responses_stream_failure": responses_failure,
         "chat_stream_failure": chat_stream_failure,
-        "error_401": failing(MODEL, "sk-wrong-key"),
-        "error_403": failing(SCOPED_OUT_MODEL, SCOPED_KEY),
-        "error_404": failing(UNKNOWN_MODEL),
-        "error_5xx": failing(UPSTREAM_5XX_MODEL),
+        "error_401": failing(spec.MODEL, "sk-wrong-key"),
+        "error_403": failing(spec.SCOPED_OUT_MODEL, spec.SCOPED_KEY),
+        "error_404": failing(spec.UNKNOWN_MODEL),
+        "error_5xx": failing(spec.UPSTREAM_5XX_MODEL),
         "error_429_retry": lambda: {
-            "content": call(model=f"openai/{flaky_model(client_id)}", max_retries=2)
+            "content": call(model=f"openai/{spec.flaky_model(client_id)}", max_retries=2)
             .choices[0]
             .message.content
         },
         "headers": headers,
     }
-    assert tuple(scenarios) == SCENARIOS
     return run_all(scenarios)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.clients.expected import flaky_model
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -89,9 +90,14 @@ async def run_all_async(scenarios: dict[str, Callable[[], Awaitable[Any]]]) -> d
     return out
 
 
-def upstream_attempts(upstream: FakeOpenAI, model: str) -> int:
-    """How many requests for ``model`` reached the fake upstream (a client's retries included)."""
-    return sum(1 for s in upstream.requests if s.body.get("model") == model)
+def with_attempts(results: dict[str, Any], upstream: FakeOpenAI, client: str) -> dict[str, Any]:
+    """``results`` with the number of requests for the client's flaky model that reached the fake upstream
+    added to its 429-retry scenario (the client's retries included)."""
+    retried = results.get("error_429_retry")
+    if isinstance(retried, dict) and "content" in retried:
+        model = flaky_model(client)
+        retried["upstream_attempts"] = sum(1 for s in upstream.requests if s.body.get("model") == model)
+    return results
 
 
 def run_python_driver(module: str, base_url: str, client: str, timeout_s: float = 120) -> dict[str, Any]:

@@ -11,29 +11,16 @@ from typing import Any
 import openai
 from pydantic import BaseModel
 
-from tests.clients.expected import (
-    EMBED_INPUTS,
-    EMBEDDING_MODEL,
-    MID_STREAM_MODEL,
-    MODEL,
-    PERSON_SCHEMA,
-    SCOPED_KEY,
-    SCOPED_OUT_MODEL,
-    TOOL_RESULT,
-    UNKNOWN_MODEL,
-    UPSTREAM_5XX_MODEL,
-    WEATHER_TOOL,
-    flaky_model,
-)
+from tests.clients import expected as spec
 from tests.clients.matrix import run_all, run_all_async
 from tests.conftest import CLIENT_KEY
 
 MSG: list[Any] = [{"role": "user", "content": "hi"}]
-TOOLS: list[Any] = [{"type": "function", "function": WEATHER_TOOL}]
-RESPONSES_TOOLS: list[Any] = [{"type": "function", **WEATHER_TOOL}]
+TOOLS: list[Any] = [{"type": "function", "function": spec.WEATHER_TOOL}]
+RESPONSES_TOOLS: list[Any] = [{"type": "function", **spec.WEATHER_TOOL}]
 JSON_SCHEMA: Any = {
     "type": "json_schema",
-    "json_schema": {"name": "person", "schema": PERSON_SCHEMA, "strict": True},
+    "json_schema": {"name": "person", "schema": spec.PERSON_SCHEMA, "strict": True},
 }
 
 
@@ -93,50 +80,28 @@ def responses_failure(events: list[Any]) -> dict[str, Any]:
     return {"event": "error", "message": last.message, "sequence_number_follows": follows}
 
 
-SYNC_SCENARIOS = (
-    "chat",
-    "chat_stream",
-    "chat_stream_usage",
-    "chat_n2",
-    "logprobs",
-    "tools",
-    "tools_stream",
-    "tools_multi_step",
-    "structured",
-    "embeddings_float",
-    "embeddings_base64",
-    "responses",
-    "responses_stream",
-    "responses_tools",
-    "responses_structured",
-    "responses_stream_failure",
-    "chat_stream_failure",
-    "error_401",
-    "error_403",
-    "error_404",
-    "error_5xx",
-    "error_429_retry",
-    "headers",
+ASYNC_COVERS = frozenset(
+    {
+        "chat",
+        "chat_stream_usage",
+        "tools_stream",
+        "embeddings_base64",
+        "responses_stream",
+        "responses_stream_failure",
+        "chat_stream_failure",
+        "error_401",
+        "error_429_retry",
+        "headers",
+    }
 )
-ASYNC_SCENARIOS = (
-    "chat",
-    "chat_stream_usage",
-    "tools_stream",
-    "embeddings_base64",
-    "responses_stream",
-    "responses_stream_failure",
-    "chat_stream_failure",
-    "error_401",
-    "error_429_retry",
-    "headers",
-)
+"""The async client's own code paths (async streams, retries, errors); the rest is shared with the sync one."""
 
 
 def drive_sync(base_url: str, client_id: str) -> dict[str, Any]:
     with (
         openai.OpenAI(base_url=base_url, api_key=CLIENT_KEY, max_retries=0) as c,
         openai.OpenAI(base_url=base_url, api_key="sk-wrong-key", max_retries=0) as wrong,
-        openai.OpenAI(base_url=base_url, api_key=SCOPED_KEY, max_retries=0) as scoped,
+        openai.OpenAI(base_url=base_url, api_key=spec.SCOPED_KEY, max_retries=0) as scoped,
     ):
         return run_all(sync_scenarios(c, wrong, scoped, client_id))
 
@@ -155,20 +120,20 @@ def sync_scenarios(
     chat = c.chat.completions
 
     def plain() -> Any:
-        r = chat.create(model=MODEL, messages=MSG)
+        r = chat.create(model=spec.MODEL, messages=MSG)
         return {"content": r.choices[0].message.content, "usage": usage_of(r.usage)}
 
     def streamed(**kw: Any) -> Any:
-        chunks = list(chat.create(model=MODEL, messages=MSG, stream=True, **kw))
+        chunks = list(chat.create(model=spec.MODEL, messages=MSG, stream=True, **kw))
         text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
         return {"content": text, "usage": next((usage_of(ch.usage) for ch in chunks if ch.usage), None)}
 
     def n2() -> Any:
-        r = chat.create(model=MODEL, messages=MSG, n=2)
+        r = chat.create(model=spec.MODEL, messages=MSG, n=2)
         return [ch.message.content for ch in sorted(r.choices, key=lambda ch: ch.index)]
 
     def logprobs() -> Any:
-        r = chat.create(model=MODEL, messages=MSG, logprobs=True, top_logprobs=2)
+        r = chat.create(model=spec.MODEL, messages=MSG, logprobs=True, top_logprobs=2)
         content = r.choices[0].logprobs.content if r.choices[0].logprobs else None
         return {
             "text": "".join(t.token for t in content or []),
@@ -176,55 +141,63 @@ def sync_scenarios(
         }
 
     def tools() -> Any:
-        r = chat.create(model=MODEL, messages=MSG, tools=TOOLS)
+        r = chat.create(model=spec.MODEL, messages=MSG, tools=TOOLS)
         call = (r.choices[0].message.tool_calls or [])[0]
         assert call.type == "function"
         return tool_call(call.function.name, call.function.arguments)
 
     def tools_stream() -> Any:
         name, args = "", ""
-        for ch in chat.create(model=MODEL, messages=MSG, tools=TOOLS, stream=True):
+        for ch in chat.create(model=spec.MODEL, messages=MSG, tools=TOOLS, stream=True):
             for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
                 name += (d.function.name or "") if d.function else ""
                 args += (d.function.arguments or "") if d.function else ""
         return tool_call(name, args)
 
     def tools_multi_step() -> Any:
-        first = chat.create(model=MODEL, messages=MSG, tools=TOOLS).choices[0].message
+        first = chat.create(model=spec.MODEL, messages=MSG, tools=TOOLS).choices[0].message
         call = (first.tool_calls or [])[0]
         follow = [
             *MSG,
             first.model_dump(exclude_none=True),
-            {"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT},
+            {"role": "tool", "tool_call_id": call.id, "content": spec.TOOL_RESULT},
         ]
-        return chat.create(model=MODEL, messages=follow, tools=TOOLS).choices[0].message.content
+        return chat.create(model=spec.MODEL, messages=follow, tools=TOOLS).choices[0].message.content
 
     def structured() -> Any:
         parsed = (
-            c.chat.completions.parse(model=MODEL, messages=MSG, response_format=Person)
+            c.chat.completions.parse(model=spec.MODEL, messages=MSG, response_format=Person)
             .choices[0]
             .message.parsed
         )
-        raw = chat.create(model=MODEL, messages=MSG, response_format=JSON_SCHEMA).choices[0].message.content
+        raw = (
+            chat.create(model=spec.MODEL, messages=MSG, response_format=JSON_SCHEMA)
+            .choices[0]
+            .message.content
+        )
         assert parsed is not None and json.loads(raw or "") == parsed.model_dump()
         return parsed.model_dump()
 
     def embeddings_float() -> Any:
-        r = c.embeddings.create(model=EMBEDDING_MODEL, input=EMBED_INPUTS, encoding_format="float")
+        r = c.embeddings.create(model=spec.EMBEDDING_MODEL, input=spec.EMBED_INPUTS, encoding_format="float")
         return [d.embedding for d in r.data]
 
     def embeddings_base64() -> Any:
-        default = [d.embedding for d in c.embeddings.create(model=EMBEDDING_MODEL, input=EMBED_INPUTS).data]
-        raw = c.embeddings.create(model=EMBEDDING_MODEL, input=EMBED_INPUTS, encoding_format="base64").data
+        default = [
+            d.embedding for d in c.embeddings.create(model=spec.EMBEDDING_MODEL, input=spec.EMBED_INPUTS).data
+        ]
+        raw = c.embeddings.create(
+            model=spec.EMBEDDING_MODEL, input=spec.EMBED_INPUTS, encoding_format="base64"
+        ).data
         assert [decode_base64(d.embedding) for d in raw] == default  # type: ignore[arg-type]
         return default
 
     def responses() -> Any:
-        r = c.responses.create(model=MODEL, input="hi")
+        r = c.responses.create(model=spec.MODEL, input="hi")
         return {"text": r.output_text, "usage": usage_of(r.usage)}
 
     def responses_stream() -> Any:
-        events = list(c.responses.create(model=MODEL, input="hi", stream=True))
+        events = list(c.responses.create(model=spec.MODEL, input="hi", stream=True))
         assert [e.sequence_number for e in events] == list(range(len(events)))
         done = events[-1]
         assert done.type == "response.completed"
@@ -232,20 +205,39 @@ def sync_scenarios(
         return {"text": text, "usage": usage_of(done.response.usage)}
 
     def responses_tools() -> Any:
-        out = c.responses.create(model=MODEL, input="hi", tools=RESPONSES_TOOLS).output
+        out = c.responses.create(model=spec.MODEL, input="hi", tools=RESPONSES_TOOLS).output
         call = next(o for o in out if o.type == "function_call")
         return tool_call(call.name, call.arguments)
 
+    def responses_tools_stream() -> Any:
+        events = list(c.responses.create(model=spec.MODEL, input="hi", tools=RESPONSES_TOOLS, stream=True))
+        added = next(e.item for e in events if e.type == "response.output_item.added")
+        assert added.type == "function_call"
+        args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        return tool_call(added.name, args)
+
+    def responses_tools_multi_step() -> Any:
+        first = c.responses.create(model=spec.MODEL, input="hi", tools=RESPONSES_TOOLS)
+        call = next(o for o in first.output if o.type == "function_call")
+        follow: Any = [
+            {"role": "user", "content": "hi"},
+            *[o.model_dump(exclude_none=True) for o in first.output],
+            {"type": "function_call_output", "call_id": call.call_id, "output": spec.TOOL_RESULT},
+        ]
+        return c.responses.create(model=spec.MODEL, input=follow, tools=RESPONSES_TOOLS).output_text
+
     def responses_structured() -> Any:
-        r = c.responses.parse(model=MODEL, input="hi", text_format=Person)
+        r = c.responses.parse(model=spec.MODEL, input="hi", text_format=Person)
         assert r.output_parsed is not None
         return r.output_parsed.model_dump()
 
     def responses_stream_failure() -> Any:
-        return responses_failure(list(c.responses.create(model=MID_STREAM_MODEL, input="hi", stream=True)))
+        return responses_failure(
+            list(c.responses.create(model=spec.MID_STREAM_MODEL, input="hi", stream=True))
+        )
 
     def chat_stream_failure() -> Any:
-        return stream_failure(chat.create(model=MID_STREAM_MODEL, messages=MSG, stream=True))
+        return stream_failure(chat.create(model=spec.MID_STREAM_MODEL, messages=MSG, stream=True))
 
     def failing(client: openai.OpenAI, model: str) -> Callable[[], Any]:
         def run() -> Any:
@@ -258,11 +250,13 @@ def sync_scenarios(
         return run
 
     def retried() -> Any:
-        r = c.with_options(max_retries=2).chat.completions.create(model=flaky_model(client_id), messages=MSG)
+        r = c.with_options(max_retries=2).chat.completions.create(
+            model=spec.flaky_model(client_id), messages=MSG
+        )
         return {"content": r.choices[0].message.content}
 
     def headers() -> Any:
-        return gateway_headers(chat.with_raw_response.create(model=MODEL, messages=MSG).headers)
+        return gateway_headers(chat.with_raw_response.create(model=spec.MODEL, messages=MSG).headers)
 
     return {
         "chat": plain,
@@ -279,13 +273,15 @@ def sync_scenarios(
         "responses": responses,
         "responses_stream": responses_stream,
         "responses_tools": responses_tools,
+        "responses_tools_stream": responses_tools_stream,
+        "responses_tools_multi_step": responses_tools_multi_step,
         "responses_structured": responses_structured,
         "responses_stream_failure": responses_stream_failure,
         "chat_stream_failure": chat_stream_failure,
-        "error_401": failing(wrong, MODEL),
-        "error_403": failing(scoped, SCOPED_OUT_MODEL),
-        "error_404": failing(c, UNKNOWN_MODEL),
-        "error_5xx": failing(c, UPSTREAM_5XX_MODEL),
+        "error_401": failing(wrong, spec.MODEL),
+        "error_403": failing(scoped, spec.SCOPED_OUT_MODEL),
+        "error_404": failing(c, spec.UNKNOWN_MODEL),
+        "error_5xx": failing(c, spec.UPSTREAM_5XX_MODEL),
         "error_429_retry": retried,
         "headers": headers,
     }
@@ -298,12 +294,12 @@ def async_scenarios(
     chat = c.chat.completions
 
     async def plain() -> Any:
-        r = await chat.create(model=MODEL, messages=MSG)
+        r = await chat.create(model=spec.MODEL, messages=MSG)
         return {"content": r.choices[0].message.content, "usage": usage_of(r.usage)}
 
     async def streamed_usage() -> Any:
         stream = await chat.create(
-            model=MODEL, messages=MSG, stream=True, stream_options={"include_usage": True}
+            model=spec.MODEL, messages=MSG, stream=True, stream_options={"include_usage": True}
         )
         chunks = [ch async for ch in stream]
         text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
@@ -311,7 +307,7 @@ def async_scenarios(
 
     async def tools_stream() -> Any:
         name, args = "", ""
-        async for ch in await chat.create(model=MODEL, messages=MSG, tools=TOOLS, stream=True):
+        async for ch in await chat.create(model=spec.MODEL, messages=MSG, tools=TOOLS, stream=True):
             for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
                 name += (d.function.name or "") if d.function else ""
                 args += (d.function.arguments or "") if d.function else ""
@@ -319,11 +315,12 @@ def async_scenarios(
 
     async def embeddings_base64() -> Any:
         return [
-            d.embedding for d in (await c.embeddings.create(model=EMBEDDING_MODEL, input=EMBED_INPUTS)).data
+            d.embedding
+            for d in (await c.embeddings.create(model=spec.EMBEDDING_MODEL, input=spec.EMBED_INPUTS)).data
         ]
 
     async def responses_stream() -> Any:
-        events = [e async for e in await c.responses.create(model=MODEL, input="hi", stream=True)]
+        events = [e async for e in await c.responses.create(model=spec.MODEL, input="hi", stream=True)]
         done = events[-1]
         assert done.type == "response.completed"
         return {
@@ -332,12 +329,12 @@ def async_scenarios(
         }
 
     async def responses_stream_failure() -> Any:
-        stream = await c.responses.create(model=MID_STREAM_MODEL, input="hi", stream=True)
+        stream = await c.responses.create(model=spec.MID_STREAM_MODEL, input="hi", stream=True)
         return responses_failure([e async for e in stream])
 
     async def chat_stream_failure() -> Any:
         try:
-            async for _ in await chat.create(model=MID_STREAM_MODEL, messages=MSG, stream=True):
+            async for _ in await chat.create(model=spec.MID_STREAM_MODEL, messages=MSG, stream=True):
                 pass
         except openai.APIError as exc:
             return {"error": type(exc).__name__, "message": exc.message}
@@ -345,19 +342,19 @@ def async_scenarios(
 
     async def error_401() -> Any:
         try:
-            await wrong.chat.completions.create(model=MODEL, messages=MSG)
+            await wrong.chat.completions.create(model=spec.MODEL, messages=MSG)
         except openai.APIStatusError as exc:
             return status_error(exc)
         return {"error": None}
 
     async def retried() -> Any:
         r = await c.with_options(max_retries=2).chat.completions.create(
-            model=flaky_model(client_id), messages=MSG
+            model=spec.flaky_model(client_id), messages=MSG
         )
         return {"content": r.choices[0].message.content}
 
     async def headers() -> Any:
-        raw = await chat.with_raw_response.create(model=MODEL, messages=MSG)
+        raw = await chat.with_raw_response.create(model=spec.MODEL, messages=MSG)
         return gateway_headers(raw.headers)
 
     return {

@@ -6,43 +6,37 @@ from typing import Any
 
 import pytest
 
-from tests.clients.expected import MID_STREAM_MESSAGE, common, flaky_model
-from tests.clients.litellm_client import SCENARIOS
-from tests.clients.matrix import check, run_python_driver, upstream_attempts
+from tests.clients.expected import MID_STREAM_MESSAGE, for_client
+from tests.clients.matrix import check, run_python_driver, with_attempts
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 
 CLIENT = "litellm"
-EXPECTED: dict[str, Any] = {
-    # litellm's own exception mapping: a 403 is its generic APIError, a 502 its BadGatewayError, and a stream
-    # that fails after it started a MidStreamFallbackError (status 500)
-    **common(
-        CLIENT,
-        {
-            "error_401": "AuthenticationError",
-            "error_403": "APIError",
-            "error_404": "NotFoundError",
-            "error_5xx": "BadGatewayError",
-        },
-    ),
-    "chat_stream_failure": {"error": "MidStreamFallbackError", "status": 500, "message": MID_STREAM_MESSAGE},
-    "responses_stream_failure": {
-        "error": "MidStreamFallbackError",
-        "status": 500,
-        "message": MID_STREAM_MESSAGE,
+FAILED_STREAM = {"error": "MidStreamFallbackError", "status": 500, "message": MID_STREAM_MESSAGE}
+EXPECTED = for_client(
+    CLIENT,
+    # litellm's own exception mapping: a 403 is its generic APIError, a 502 its BadGatewayError
+    {
+        "error_401": "AuthenticationError",
+        "error_403": "APIError",
+        "error_404": "NotFoundError",
+        "error_5xx": "BadGatewayError",
     },
-}
+    # and a stream that fails after it started a MidStreamFallbackError (status 500)
+    {"chat_stream_failure": FAILED_STREAM, "responses_stream_failure": FAILED_STREAM},
+    # litellm.responses() returns the Responses objects; its tool and structured helpers are chat's
+    not_covered=frozenset(
+        {"responses_tools", "responses_tools_stream", "responses_tools_multi_step", "responses_structured"}
+    ),
+)
 
 
 @pytest.fixture(scope="module")
 def observed(matrix_gateway: RunningGateway, matrix_upstream: FakeOpenAI) -> dict[str, Any]:
     results = run_python_driver("tests.clients.litellm_client", matrix_gateway.base_url, CLIENT)
-    retried = results.get("error_429_retry")
-    if isinstance(retried, dict) and "content" in retried:
-        retried["upstream_attempts"] = upstream_attempts(matrix_upstream, flaky_model(CLIENT))
-    return results
+    return with_attempts(results, matrix_upstream, CLIENT)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", EXPECTED)
 def test_litellm(scenario: str, observed: dict[str, Any]) -> None:
     check(CLIENT, scenario, observed, EXPECTED[scenario])

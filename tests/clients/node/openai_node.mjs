@@ -102,6 +102,20 @@ await runAll({
     const call = out.find((o) => o.type === "function_call");
     return toolCall(call.name, call.arguments);
   },
+  responses_tools_stream: async () => {
+    const events = [];
+    for await (const e of await client.responses.create({ model, input: "hi", tools: [{ type: "function", ...tool }], stream: true })) events.push(e);
+    const added = events.find((e) => e.type === "response.output_item.added").item;
+    const args = events.filter((e) => e.type === "response.function_call_arguments.delta").map((e) => e.delta).join("");
+    return toolCall(added.name, args);
+  },
+  responses_tools_multi_step: async () => {
+    const tools = [{ type: "function", ...tool }];
+    const first = await client.responses.create({ model, input: "hi", tools });
+    const call = first.output.find((o) => o.type === "function_call");
+    const follow = [{ role: "user", content: "hi" }, ...first.output, { type: "function_call_output", call_id: call.call_id, output: toolResult }];
+    return (await client.responses.create({ model, input: follow, tools })).output_text;
+  },
   responses_structured: async () =>
     (await client.responses.parse({ model, input: "hi", text: { format: zodTextFormat(Person, "person") } })).output_parsed,
   responses_stream_failure: async () => {
