@@ -12,6 +12,7 @@ from gateway.live_runtime import LiveRuntime
 from gateway.policy_control import PolicyControl, cost_lookup, routing_rng
 from gateway.shadow_setup import ControlRouteEditor, Shadow
 from gateway.state import GatewayState
+from gateway.upstream_models import UpstreamModels
 from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
@@ -47,6 +48,9 @@ def assemble(config: GatewayConfig) -> GatewayState:
     shadow.hub.redact = capture.redact_document  # and redacted before the pair store sees it
     vllm_pricing = SelfHostedPricing(lambda: live.runtime.config, registry, accountant)  # measured GPU prices
     inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture)
+    upstream_models = UpstreamModels(
+        lambda: live.runtime.policy.models, registry, config.server.models_refresh_s
+    )
     return GatewayState(
         config=config,
         live=live,
@@ -59,6 +63,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
         shadow=shadow,
         vllm_pricing=vllm_pricing,
         inference=inference,
+        upstream_models=upstream_models,
         startup=[
             control.start,  # the stored policy first: it decides which backends to start
             live.start,
@@ -66,11 +71,13 @@ def assemble(config: GatewayConfig) -> GatewayState:
             shadow.start,
             capture.start,
             vllm_pricing.start,
+            upstream_models.start,  # after the backends: it reads their model lists
         ],
         shutdown=[
             shadow.close,  # in-flight shadows finish (bounded grace) while backends are up
             control.close,
             vllm_pricing.close,
+            upstream_models.close,
             live.close,  # closes backends retired by policy swaps now
             capture.close,
             accountant.close,

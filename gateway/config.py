@@ -74,6 +74,8 @@ class ServerConfig(StrictModel):
     """Where embedded stores (SQLite policy, ledger, shadow pairs, captures) live."""
     log_level: str = "info"
     """Log level."""
+    models_refresh_s: float = Field(default=300.0, gt=0, le=86_400)
+    """How often the upstreams' own model lists are re-read, for the glob entries ``/v1/models`` lists."""
 
 
 class KeyConfig(StrictModel):

@@ -19,12 +19,20 @@ def _model_obj(m: ResolvedModel, created: int) -> dict[str, Any]:
     return {"id": m.name, "object": "model", "created": created, "owned_by": m.owned_by}
 
 
-@router.get("/v1/models", tags=["models"], summary="List models")
+@router.get(
+    "/v1/models",
+    tags=["models"],
+    summary="List models",
+    description="Every model this key may use: the configured names, and for glob entries (`gpt-*`) the ids "
+    "of the upstream's own model list that they match (read in the background and cached).",
+)
 async def list_models(
     key: ClientKey = Depends(require_client), state: GatewayState = Depends(get_state)
 ) -> dict[str, Any]:
     created = int(state.started_at)
-    data = [_model_obj(m, created) for m in state.runtime.policy.models.listed() if key.may_use(m.name)]
+    served = await state.upstream_models.current()
+    listing = state.runtime.policy.models.listing(served)
+    data = [_model_obj(m, created) for m in listing if key.may_use(m.name)]
     return {"object": "list", "data": data}
 
 

@@ -18,6 +18,7 @@ from gateway.live_runtime import LiveRuntime
 from gateway.policy_control import PolicyControl
 from gateway.runtime import Runtime
 from gateway.shadow_setup import Shadow
+from gateway.upstream_models import UpstreamModels
 from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
@@ -40,6 +41,8 @@ class GatewayState:
     shadow: Shadow
     vllm_pricing: SelfHostedPricing
     inference: InferenceHandler
+    upstream_models: UpstreamModels
+    """The backends' own model lists, for the glob entries ``/v1/models`` lists."""
     startup: list[Step] = field(default_factory=list)
     """Run in order by ``start``."""
     shutdown: list[Step] = field(default_factory=list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -55,3 +55,23 @@ class ModelTable:
 
     def listed(self) -> list[ResolvedModel]:
         return list(self.exact.values())
+
+    @property
+    def glob_backends(self) -> list[str]:
+        """Backends that glob entries route to (whose own model lists say what the globs stand for)."""
+        return list(dict.fromkeys(m.backend for _, m in self.globs))
+
+    def listing(self, served: Mapping[str, Iterable[str]]) -> list[ResolvedModel]:
+        """Every model a client may name: the exact entries, then each id a backend serves (``served``: its own
+        model list) that a glob entry routes to that same backend, sorted. An id an earlier entry claims for
+        another backend is not listed under this one."""
+        out = self.listed()
+        found: dict[str, ResolvedModel] = {}
+        for backend, ids in served.items():
+            for model_id in ids:
+                if model_id in self.exact or model_id in found:
+                    continue
+                m = self.resolve(model_id)
+                if m is not None and m.backend == backend:
+                    found[model_id] = m
+        return out + [found[k] for k in sorted(found)]

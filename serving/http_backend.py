@@ -236,6 +236,35 @@ class OpenAIHTTPBackend:
                 raise translate(exc, self.name, ep.url) from exc
             raise
 
+    async def endpoint_models(self, ep: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The model objects ``GET {ep}/models`` lists (those with a string ``id``). Raises ``UpstreamError``:
+        ``UpstreamHTTPError`` for an error status, ``UpstreamProtocolError`` for an answer that is no list."""
+        status, body = await self.admin_request("GET", f"{ep}/models", timeout_s=timeout_s)
+        if status != 200:
+            raise UpstreamHTTPError(status, body[:_MAX_ERROR_BODY], backend=self.name, endpoint=ep)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                "invalid JSON from /v1/models", backend=self.name, endpoint=ep
+            ) from None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            raise UpstreamProtocolError("unexpected /v1/models shape", backend=self.name, endpoint=ep)
+        return [d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
+
+    async def list_models(self, timeout_s: float = 5.0) -> list[str]:
+        """The model ids every endpoint lists, in order of first appearance; an endpoint that does not answer
+        is skipped, and only when none does is the first one's error raised."""
+        got = await asyncio.gather(
+            *(self.endpoint_models(ep, timeout_s) for ep in self.info.endpoints), return_exceptions=True
+        )
+        lists = [g for g in got if isinstance(g, list)]
+        if not lists:
+            failure = next((g for g in got if isinstance(g, UpstreamError)), None)
+            raise failure or UpstreamConnectError("no endpoint listed its models", backend=self.name)
+        return list(dict.fromkeys(str(m["id"]) for models in lists for m in models))
+
     async def admin_request(
         self, method: str, url: str, body: Any = None, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:

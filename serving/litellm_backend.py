@@ -130,6 +130,12 @@ class LiteLLMBackend:
     async def close(self) -> None:
         return None
 
+    async def list_models(self) -> list[str]:
+        """The provider's models as litellm's bundled catalogue lists them (no network call)."""
+        prefix = f"{self.cfg.provider}/"
+        known = _lib().models_by_provider.get(self.cfg.provider) or ()
+        return sorted({str(m).removeprefix(prefix) for m in known})
+
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
         body = dict(call.body)
         model = body.pop("model")

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from serving.config import VLLMBackendConfig
-from serving.errors import UpstreamError
+from serving.errors import UpstreamError, UpstreamHTTPError, UpstreamProtocolError
 from serving.http_backend import OpenAIHTTPBackend
 
 ADMIN_TIMEOUT_S = 60.0
@@ -160,19 +160,13 @@ async def discover(backend: object, timeout_s: float = 10.0) -> Discovery:
 
     async def one(ep: str) -> tuple[str, list[dict[str, Any]] | str]:
         try:
-            status, body = await b.admin_request("GET", f"{ep}/models", timeout_s=timeout_s)
+            return ep, await b.endpoint_models(ep, timeout_s)
+        except UpstreamHTTPError as exc:
+            return ep, f"HTTP {exc.status}: {_message(exc.body)}"
+        except UpstreamProtocolError as exc:
+            return ep, exc.message
         except UpstreamError as exc:
             return ep, f"unreachable: {exc.message}"
-        if status != 200:
-            return ep, f"HTTP {status}: {_message(body)}"
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return ep, "invalid JSON from /v1/models"
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, list):
-            return ep, "unexpected /v1/models shape"
-        return ep, [d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
 
     for ep, got in await asyncio.gather(*(one(ep) for ep in endpoints)):
         if isinstance(got, str):

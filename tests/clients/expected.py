@@ -48,6 +48,10 @@ PERSON = sample(PERSON_SCHEMA)
 EMBED_INPUTS = ["hello", "world"]
 VECTORS = [embedding(t, 8) for t in EMBED_INPUTS]
 
+LISTED_MODELS = sorted([MODEL, EMBEDDING_MODEL, "fake-model"])
+"""``/v1/models`` for the matrix's client key: the exact names, and what the fake upstream lists that the
+glob ``fake-*`` matches (sorted)."""
+
 HEADERS = {
     "x-pointsman-route": "default",
     "x-pointsman-backend": "up",
@@ -154,6 +158,7 @@ def common(client: str, errors: dict[str, str]) -> dict[str, Any]:
         "error_404": error(errors["error_404"], 404),
         "error_5xx": error(errors["error_5xx"], 502),
         "headers": HEADERS,
+        "models": LISTED_MODELS,
     }
 
 

@@ -284,6 +284,7 @@ def sync_scenarios(
         "error_5xx": failing(c, spec.UPSTREAM_5XX_MODEL),
         "error_429_retry": retried,
         "headers": headers,
+        "models": lambda: sorted(m.id for m in c.models.list()),
     }
 
 

@@ -35,7 +35,7 @@ EXPECTED = for_client(
             "message": f"upstream_unreachable: {MID_STREAM_MESSAGE}",
         },
     },
-    not_covered=frozenset({"chat_n2", "logprobs", "responses_tools_stream"}),
+    not_covered=frozenset({"models", "chat_n2", "logprobs", "responses_tools_stream"}),
 )
 
 

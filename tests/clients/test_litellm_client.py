@@ -24,9 +24,16 @@ EXPECTED = for_client(
     },
     # and a stream that fails after it started a MidStreamFallbackError (status 500)
     {"chat_stream_failure": FAILED_STREAM, "responses_stream_failure": FAILED_STREAM},
-    # litellm.responses() returns the Responses objects; its tool and structured helpers are chat's
+    # litellm.responses() returns the Responses objects; its tool and structured helpers are chat's, and it
+    # has no call that lists an OpenAI-compatible server's models
     not_covered=frozenset(
-        {"responses_tools", "responses_tools_stream", "responses_tools_multi_step", "responses_structured"}
+        {
+            "models",
+            "responses_tools",
+            "responses_tools_stream",
+            "responses_tools_multi_step",
+            "responses_structured",
+        }
     ),
 )
 

@@ -35,7 +35,7 @@ EXPECTED = {
             "responses_stream_failure": {"error": "chunk", "message": MID_STREAM_MESSAGE},
         },
         # the SDK always asks for stream usage and float embeddings, and has no n or logprobs option
-        not_covered=frozenset({"chat_stream", "chat_n2", "logprobs", "embeddings_base64"}),
+        not_covered=frozenset({"models", "chat_stream", "chat_n2", "logprobs", "embeddings_base64"}),
     ),
 }
 

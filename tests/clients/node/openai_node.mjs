@@ -139,6 +139,11 @@ await runAll({
     const r = await client.chat.completions.create({ model: models.flaky, messages: MSG }, { maxRetries: 2 });
     return { content: r.choices[0].message.content };
   },
+  models: async () => {
+    const ids = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    return ids.sort();
+  },
   headers: async () => {
     const { response } = await client.chat.completions.create({ model, messages: MSG }).withResponse();
     return gatewayHeaders((k) => response.headers.get(k));
