@@ -17,12 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from accounting.catalog import Catalog, TokenCounter
+from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
+from accounting.errors import ModelUnpriced
 from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
 from accounting.limits import Limits, RedisHealth, buckets_at
-from accounting.metrics import ERROR_TYPES, Labels, Metrics
-from accounting.pricing import ModelPrice, PriceTable, Pricing
+from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
+from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
 from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
@@ -34,6 +35,7 @@ log = logging.getLogger("pointsman.accounting")
 _ZERO = Decimal(0)
 _PICO = Decimal("1e-12")
 _MAX_ESTIMATES = 10_000
+_MAX_UNPRICED_NAMES = 100
 
 
 def labels_for(cfg: AccountingConfig, catalog: Catalog) -> Labels:
@@ -86,6 +88,11 @@ class Accountant:
         self._sem: asyncio.Semaphore | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._closing = False
+        self._flagged: set[str] = set()
+        """Model labels ``pointsman_model_unpriced`` is 1 for."""
+        self._charged_unpriced: dict[tuple[str, str], str] = {}
+        """(backend, upstream model) -> label: models without a price first met on a request (a name a glob
+        let through); bounded by ``_MAX_UNPRICED_NAMES``."""
         self._publish_gauges()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -178,6 +185,13 @@ class Accountant:
         for name, price in self.pricing.self_hosted_prices.items():
             m.model_unpriced.labels(name).set(0)
             m.selfhosted_cost_per_mtok.labels(name).set(float(price.output_per_mtok))
+        for served, label in list(self._charged_unpriced.items()):  # names first met on a request
+            if self.pricing.lookup(*served) is not None:
+                m.model_unpriced.labels(label).set(0)
+                del self._charged_unpriced[served]
+        for name in self._flagged - set(self.pricing.unpriced) - set(self._charged_unpriced.values()):
+            m.model_unpriced.labels(name).set(0)  # priced since (a config swap)
+        self._flagged = set(self.pricing.unpriced) | set(self._charged_unpriced.values())
 
     def model_price(self, backend: str, upstream_model: str) -> ModelPrice | None:
         """The price of a served model (USD per token by type), or None when unpriced. Dict lookups only."""
@@ -190,6 +204,20 @@ class Accountant:
             self._publish_gauges()
 
     # -- request path ------------------------------------------------------------------------------------------
+    def check_unpriced(self, key: str, team: str | None, targets: Sequence[ServedModel]) -> None:
+        """``accounting.on_unpriced: reject``: refuse (``ModelUnpriced``) a request that a model without a price
+        could serve (its target or a fallback) when a dollar budget covers its key or team, since such a model
+        would pass the budget for free. A step of its own before ``admit``: nothing is reserved or counted.
+        Dict lookups only."""
+        if self.cfg.on_unpriced == "allow" or not self.limits.budgets:
+            return
+        budgets = self.limits.budget_list(key, team)
+        if not budgets:
+            return
+        for t in targets:
+            if self.pricing.lookup(t.backend, t.upstream_model) is None:
+                raise ModelUnpriced(t.name, f"{budgets[0].scope} '{budgets[0].name}'")
+
     async def admit(self, key: str, team: str | None, model: str) -> None:
         if self.limits.active:
             await self.limits.admit(key, team)
@@ -260,6 +288,8 @@ class Accountant:
 
     def _record(self, rec: RequestRecord) -> None:
         cost = self.price(rec) if (rec.has_usage or rec.usage.estimated) else self.price_zero(rec)
+        if not rec.priced:
+            self._flag_unpriced(rec.backend, rec.upstream_model or rec.requested_model)
         try:
             self._observe(rec, cost)
         except Exception:
@@ -270,6 +300,24 @@ class Accountant:
                 self.link.publish(row)
         if self.limits.active and not rec.shadow:  # shadow spend has its own daily budget per route
             self.limits.commit(rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens)
+
+    def _flag_unpriced(self, backend: str, upstream: str) -> None:
+        """A request was charged to a model without a price that the config does not name (a glob let it
+        through): flag it in ``pointsman_model_unpriced`` and warn, once per model."""
+        served = (backend, upstream)
+        if (
+            served in self._charged_unpriced
+            or self.pricing.configured_name(backend, upstream) in self._flagged
+        ):
+            return
+        if len(self._charged_unpriced) >= _MAX_UNPRICED_NAMES:
+            label = OTHER
+        else:
+            label = upstream
+            log.warning("%s", unpriced_message(upstream, self.pricing.self_hosted(backend)))
+        self._charged_unpriced[served] = label
+        self._flagged.add(label)
+        self.metrics.model_unpriced.labels(label).set(1)
 
     @staticmethod
     def price_zero(rec: RequestRecord) -> Decimal:

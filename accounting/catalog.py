@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +57,14 @@ class Catalog:
 TokenCounter = Callable[[str, str, dict[str, Any]], Awaitable[int | None]]
 """``(backend, upstream_model, payload) -> token count``: the vLLM server's own ``/tokenize``. The payload
 is ``{"messages": [...]}`` or ``{"prompt": "..."}``. None when the count could not be had."""
+
+
+class ServedModel(Protocol):
+    """A model a request may be served by (``routing.models.ResolvedModel``: a decision's target or fallback)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def upstream_model(self) -> str: ...

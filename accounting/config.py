@@ -114,6 +114,10 @@ class AccountingConfig(StrictModel):
     """Per-model prices by model name (as configured, or the upstream model id); override the price table."""
     budgets: list[BudgetConfig] = Field(default_factory=list)
     """Spending caps per key and team."""
+    on_unpriced: Literal["reject", "allow"] = "reject"
+    """A request that a model without a price would serve, from a key or team with a dollar budget: ``reject``
+    answers 403 ``model_unpriced`` naming the model (an unpriced model would pass any budget for free);
+    ``allow`` serves it, recorded as unpriced. Requests without a budget are always served (and flagged)."""
     rate_limits: list[RateLimitConfig] = Field(default_factory=list)
     """Per-key request/token rate limits."""
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)

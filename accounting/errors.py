@@ -62,3 +62,20 @@ class SharedStateUnavailable(AccountingError):
             "Rate limits and budgets cannot be checked right now (shared state unavailable); retry shortly.",
             {"retry-after": "1"},
         )
+
+
+class ModelUnpriced(AccountingError):
+    """A model without a price would serve a request that a dollar budget covers (``accounting.on_unpriced:
+    reject``): 403 ``model_unpriced``, naming the model and the fix."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_unpriced"
+
+    def __init__(self, model: str, budget: str) -> None:
+        self.model = model
+        super().__init__(
+            f"The model `{model}` has no price, and {budget} has a dollar budget, so its spend could not be "
+            f"counted. Ask the operator to set accounting.pricing[{model!r}] (input_per_mtok, output_per_mtok), "
+            "or to allow unpriced models with accounting.on_unpriced: allow."
+        )

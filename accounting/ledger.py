@@ -140,6 +140,7 @@ DIMENSIONS: dict[str, str] = {
     "endpoint": "endpoint",
     "shadow": "shadow",
     "estimated": "estimated",
+    "priced": "priced",
 }
 FILTERS = ("key", "team", "task", "route", "model", "requested_model", "backend", "outcome")
 
@@ -483,11 +484,7 @@ def query_spend(
         where.append(f"{DIMENSIONS[k]} = ?")
         args.append(v)
     dims = [f"{DIMENSIONS[g]} AS g{i}" for i, g in enumerate(group_by)]
-    sql = (
-        f"SELECT {', '.join([*dims, ''])}COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), "
-        "SUM(reasoning_tokens), SUM(cost_nusd), SUM(estimated), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) "
-        "FROM requests"
-    )
+    sql = f"SELECT {', '.join([*dims, *(agg for _, agg in _AGGREGATES)])} FROM requests"
     if where:
         sql += " WHERE " + " AND ".join(where)
     if group_by:
@@ -506,22 +503,29 @@ def query_spend(
         if r[n] == 0:
             continue
         item: dict[str, Any] = {g: r[i] for i, g in enumerate(group_by)}
-        for g in ("shadow", "estimated"):
+        for g in ("shadow", "estimated", "priced"):
             if g in item:
                 item[g] = bool(item[g])
-        item.update(
-            requests=r[n],
-            input_tokens=r[n + 1] or 0,
-            output_tokens=r[n + 2] or 0,
-            cached_input_tokens=r[n + 3] or 0,
-            reasoning_tokens=r[n + 4] or 0,
-            cost_usd=str(from_nusd(r[n + 5] or 0)),
-            estimated_requests=r[n + 6] or 0,
-            failed_requests=r[n + 7] or 0,
-        )
+        sums = {name: r[n + i] or 0 for i, (name, _) in enumerate(_AGGREGATES)}
+        nusd = sums.pop("cost_nusd")
+        sums["cost_usd"] = str(from_nusd(nusd)) if nusd else "0"
+        item.update((f, sums[f]) for f in SPEND_FIELDS)
         out.append(item)
     return out
 
+
+_AGGREGATES = (
+    ("requests", "COUNT(*)"),
+    ("input_tokens", "SUM(input_tokens)"),
+    ("output_tokens", "SUM(output_tokens)"),
+    ("cached_input_tokens", "SUM(cached_input_tokens)"),
+    ("reasoning_tokens", "SUM(reasoning_tokens)"),
+    ("cost_nusd", "SUM(cost_nusd)"),
+    ("estimated_requests", "SUM(estimated)"),
+    ("failed_requests", "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"),
+    ("unpriced_requests", "SUM(1 - priced)"),
+)
+"""Spend report fields and their SQL (``cost_nusd`` is reported as ``cost_usd``)."""
 
 SPEND_FIELDS = (
     "requests",
@@ -532,6 +536,7 @@ SPEND_FIELDS = (
     "cost_usd",
     "estimated_requests",
     "failed_requests",
+    "unpriced_requests",
 )
 
 

@@ -178,7 +178,7 @@ class Metrics:
         )
         self.model_unpriced = Gauge(
             "pointsman_model_unpriced",
-            "1 for a self-hosted model that has no price",
+            "1 for a model (frontier or self-hosted) that has no price: its requests are recorded as unpriced",
             ["model"],
             multiprocess_mode="max",
             registry=r,

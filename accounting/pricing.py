@@ -147,6 +147,21 @@ class PriceTable:
         return hit
 
 
+def unpriced_message(model: str, self_hosted: bool) -> str:
+    """The warning (and check-config line) for a model without a price: what to set."""
+    how = (
+        "input_per_mtok/output_per_mtok, or throughput_tokens_per_s with the backend's gpu_hour_usd"
+        if self_hosted
+        else "input_per_mtok/output_per_mtok, or a newer accounting.price_table that lists it"
+    )
+    kind = "self-hosted model" if self_hosted else "model"
+    return (
+        f"{kind} {model!r} has no price: set accounting.pricing[{model!r}] ({how}); until then its requests are "
+        "recorded as unpriced (not $0 spend), flagged by pointsman_model_unpriced, and refused for keys with a "
+        "dollar budget unless accounting.on_unpriced is allow"
+    )
+
+
 def _explicit(o: ModelPriceConfig, base: ModelPrice | None) -> ModelPrice | None:
     """Apply per-mtok overrides on top of ``base``. Without a base, a side not given takes the price of one
     that is (input, else output, else cached input): one price for every token type."""
@@ -186,7 +201,7 @@ class Pricing:
             elif not _is_glob(m.name):
                 self._names.setdefault((m.backend, m.name), m.name)
         self.unpriced: list[str] = []
-        """Self-hosted configured models without a price."""
+        """Configured models (exact names, frontier and self-hosted) that resolve to no price."""
         self.self_hosted_prices: dict[str, ModelPrice] = {}
         """Configured self-hosted model name -> price (for ``pointsman_selfhosted_cost_per_mtok_usd``)."""
         self._scan()
@@ -195,24 +210,27 @@ class Pricing:
         self.unpriced = []
         self.self_hosted_prices = {}
         for m in self.catalog.models.values():
+            if _is_glob(m.name) and m.upstream_model is None:
+                continue  # names a glob lets through are flagged when first charged (Accountant.price)
             b = self.catalog.backends.get(m.backend)
-            if b is None or not b.self_hosted:
-                continue
             price = self._resolve(m.backend, m.upstream_model or m.name, m.name)
             if price is None:
                 self.unpriced.append(m.name)
-            else:
+            elif b is not None and b.self_hosted:
                 self.self_hosted_prices[m.name] = price
+
+    def configured_name(self, backend: str, upstream: str) -> str:
+        """The configured (exact) model name served as ``upstream`` by ``backend``; else ``upstream``."""
+        return self._names.get((backend, upstream), upstream)
+
+    def self_hosted(self, backend: str) -> bool:
+        b = self.catalog.backends.get(backend)
+        return b is not None and b.self_hosted
 
     def warn_unpriced(self) -> None:
         for name in self.unpriced:
-            log.warning(
-                "self-hosted model %r has no price: set accounting.pricing[%r] (input_per_mtok/output_per_mtok, "
-                "or throughput_tokens_per_s with the backend's gpu_hour_usd); its requests are recorded at $0 and "
-                "flagged by pointsman_model_unpriced",
-                name,
-                name,
-            )
+            m = self.catalog.models.get(name)
+            log.warning("%s", unpriced_message(name, m is not None and self.self_hosted(m.backend)))
 
     # -- request path ------------------------------------------------------------------------------------
     def lookup(self, backend: str, upstream_model: str) -> ModelPrice | None:

@@ -16,6 +16,7 @@ import orjson
 
 from accounting.accountant import Accountant
 from accounting.catalog import BackendFacts, Catalog, ModelFacts
+from accounting.pricing import PriceTable, Pricing
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey
 from routing.policy import DEFAULT_ROUTE
@@ -131,3 +132,9 @@ def build_accountant(cfg: GatewayConfig) -> Accountant:
     catalog = build_catalog(cfg)
     counter = VLLMTokenCounter(catalog) if any(b.self_hosted for b in catalog.backends.values()) else None
     return Accountant(cfg.accounting, cfg.server.data_dir, catalog, counter)
+
+
+def build_pricing(cfg: GatewayConfig) -> Pricing:
+    """The prices a config gives (its price table, overrides, configured throughputs), outside a running
+    gateway: ``check-config`` and ``pointsman pricing --config``. ValueError when the price table is unreadable."""
+    return Pricing(cfg.accounting, build_catalog(cfg), PriceTable.load(cfg.accounting.price_table))

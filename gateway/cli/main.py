@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from accounting.pricing import unpriced_message
+from gateway.accounting_setup import build_pricing
 from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_config
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
@@ -93,6 +95,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"ok: {len(cfg.backends)} backends, {len(cfg.models)} models, {len(cfg.routes)} routes, {len(cfg.keys)} keys"
     )
+    try:
+        pricing = build_pricing(cfg)
+    except ValueError as exc:  # accounting.price_table unreadable
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    if pricing.unpriced:
+        print(f"unpriced: {len(pricing.unpriced)} configured model(s) have no price")
+        for name in pricing.unpriced:
+            m = cfg.models[name]
+            print(
+                f"  {name} (backend {m.backend}): " + unpriced_message(name, pricing.self_hosted(m.backend))
+            )
     return 0
 
 

@@ -77,9 +77,20 @@ def _fetch(args: argparse.Namespace, groups: list[str], filters: dict[str, str])
     return data
 
 
+def cost_cell(row: dict[str, Any]) -> str:
+    """A group's cost; never a bare 0 for requests to models without a price (``unpriced_requests``)."""
+    unpriced = row.get("unpriced_requests") or 0
+    if not unpriced:
+        return str(row["cost_usd"])
+    return f"{row['cost_usd']} + {unpriced} unpriced"
+
+
 def render_table(groups: list[str], rows: list[dict[str, Any]]) -> str:
     cols = [*groups, "requests", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"]
-    body = [["" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
+    body = [
+        ["" if r.get(c) is None else cost_cell(r) if c == "cost_usd" else str(r.get(c)) for c in cols]
+        for r in rows
+    ]
     widths = [max([len(c), *(len(b[i]) for b in body)]) for i, c in enumerate(cols)]
     numeric = {c for c in cols if c not in groups}
 
@@ -137,7 +148,9 @@ def cmd_spend(args: argparse.Namespace) -> int:
     else:
         print(render_table(groups, rows))
         total_cost = sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
-        print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}")
+        unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
+        tail = f" (+ {unpriced} requests to models without a price, not counted)" if unpriced else ""
+        print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}{tail}")
         for line in selfhosted_lines(getattr(args, "self_hosted_pricing", [])):
             print(line)
     return 0

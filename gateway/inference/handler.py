@@ -135,6 +135,7 @@ class InferenceHandler:
                 stream=stream,
                 tags=tags,
             )
+            self.accountant.check_unpriced(key.name, key.team, decision.attempts)
             await self.accountant.admit(key.name, key.team, model)
             ticket = self.shadow.begin(decision, rec, endpoint, doc)  # sampled: shadow call starts now
             x = Exchange(

@@ -116,6 +116,7 @@ def gateway_config(
         ],
         "accounting": {
             "task_allowlist": ["chat", "classify", "summarize"],
+            "on_unpriced": "allow",  # budgeted keys reach the unpriced models too: they are served and flagged
             "pricing": {
                 "gpt-4o-mini": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
                 "llama": {"gpu_hour_usd": "2.00", "gpu_count": 1, "throughput_tokens_per_s": 500},
