@@ -65,9 +65,14 @@ class ServerConfig(StrictModel):
     before the listener closes and in-flight requests get ``graceful_timeout_s``."""
     max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
     """Request line plus headers larger than this get 431 and the connection is closed."""
+    max_header_count: int = Field(default=100, ge=16, le=10_000)
+    """A request with more header fields than this gets 431 and the connection is closed."""
     header_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     """A request whose headers have not all arrived this long after their first byte gets 408 (slow clients
     cannot hold connections open)."""
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """A request whose body has not all arrived this long after its headers gets 408 and the connection is
+    closed."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty means CORS is off."""
     data_dir: str = "./data"

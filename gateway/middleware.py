@@ -10,7 +10,16 @@ from starlette.requests import Request
 
 from gateway.deps import admin_secret, check_admin
 from gateway.errors import ApiError
-from gateway.inference.asgi import ClientGone, Message, Receive, Scope, Send, read_body, send_json, too_large
+from gateway.inference.asgi import (
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    refuse_declared_length,
+    send_json,
+)
 from gateway.request_ids import request_id
 from gateway.state import GatewayState
 
@@ -74,11 +83,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit()
-        for k, v in scope["headers"]:
-            if k == b"content-length" and (not v.isdigit() or int(v) > limit):
-                await self._refuse(send, too_large(limit))
-                return
         try:
+            refuse_declared_length(
+                next((v for k, v in scope["headers"] if k == b"content-length"), None), limit
+            )
             body = await read_body(receive, limit)
         except ClientGone:
             return
@@ -98,7 +106,9 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, exc: ApiError) -> None:
-        await send_json(send, exc.status, exc.body(), [(b"connection", b"close")])
+        await send_json(
+            send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+        )
 
 
 class CORSMiddleware:

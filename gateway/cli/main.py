@@ -36,7 +36,7 @@ def app_factory() -> Any:
     from gateway.http_server import configure
 
     cfg = load(os.environ.get(_CONFIG_ENV) or None)
-    configure(cfg.server.max_header_bytes, cfg.server.header_timeout_s)
+    configure(cfg.server)
     return create_app(cfg)
 
 
@@ -58,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.http_server import PROTOCOL, configure
 
-    configure(server.max_header_bytes, server.header_timeout_s)
+    configure(server)
     common: dict[str, Any] = {
         "host": host,
         "port": port,

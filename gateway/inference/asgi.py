@@ -46,9 +46,21 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def refuse_declared_length(declared: bytes | None, limit: int) -> None:
+    """413 for a declared ``content-length`` over ``limit``: before any of the body is read, so a client that
+    sent ``Expect: 100-continue`` is not invited to upload it, and a short body is not waited for."""
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise too_large(limit)
+
+
 def too_large(limit: int) -> ApiError:
+    """413; the connection is closed after it (the rest of the body is never read)."""
     return ApiError(
-        413, f"Request body exceeds the limit of {limit} bytes.", "invalid_request_error", "body_too_large"
+        413,
+        f"Request body exceeds the limit of {limit} bytes.",
+        "invalid_request_error",
+        "body_too_large",
+        headers={"connection": "close"},
     )
 
 

@@ -18,7 +18,15 @@ from accounting.accountant import Accountant
 from accounting.record import RequestRecord
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
-from gateway.inference.asgi import ClientGone, Receive, Scope, Send, read_body, send_json
+from gateway.inference.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    refuse_declared_length,
+    send_json,
+)
 from gateway.inference.exchange import Exchange
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
@@ -47,6 +55,7 @@ _WANTED = frozenset(
         b"x-pointsman-task",
         b"x-pointsman-tags",
         b"x-pointsman-sticky",
+        b"content-length",
     }
 )
 
@@ -102,7 +111,9 @@ class InferenceHandler:
         self.in_flight += 1
         try:
             key = _authenticate(rt, h)
-            doc = parse_body(await read_body(receive, rt.config.server.max_body_bytes), endpoint)
+            limit = rt.config.server.max_body_bytes
+            refuse_declared_length(h.get(b"content-length"), limit)
+            doc = parse_body(await read_body(receive, limit), endpoint)
             model: str = doc["model"]
             if not key.may_use(model):
                 raise forbidden(f"This API key may not use the model `{model}`.")

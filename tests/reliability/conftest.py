@@ -88,13 +88,16 @@ def fault_gateway(faulty: FaultyOpenAI, backup: FakeOpenAI, fault_data: Path) ->
 
 
 FUZZ_BODY_LIMIT = 256 * 1024
+FUZZ_BODY_TIMEOUT_S = 2.0
+FUZZ_HEADER_COUNT = 100  # server.max_header_count's default
 SCOPED_KEY = "sk-test-scoped-0002"
 
 
 @pytest.fixture(scope="module")
 def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A real ``pointsman serve`` (the bounded HTTP protocol included) in front of a healthy fake upstream,
-    with a 256 KiB body limit, a 3 s header timeout, the admin API on, and two client keys (one scoped to ``gpt-*`` models)."""
+    with a 256 KiB body limit, a 3 s header timeout, a 2 s body timeout, the admin API on, and two client keys
+    (one scoped to ``gpt-*`` models)."""
     tmp = tmp_path_factory.mktemp("fuzz")
     up = RobustOpenAI(name="fuzz-upstream").start()
     cfg: dict[str, Any] = {
@@ -104,6 +107,7 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
             "max_body_bytes": FUZZ_BODY_LIMIT,
             "request_timeout_s": 10,
             "header_timeout_s": 3,
+            "body_timeout_s": FUZZ_BODY_TIMEOUT_S,
         },
         "backends": {"up": {"type": "openai", "base_url": up.url, "api_key": PROVIDER_KEY, "timeout_s": 5}},
         "models": {

@@ -7,6 +7,7 @@ or a hang — and the server stays healthy."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.gateway_runner import GatewayProcess
-from tests.reliability.conftest import FUZZ_BODY_LIMIT, SCOPED_KEY
+from tests.reliability.conftest import FUZZ_BODY_LIMIT, FUZZ_BODY_TIMEOUT_S, FUZZ_HEADER_COUNT, SCOPED_KEY
 from tests.reliability.probes import ADMIN, CLIENT, MSG, openai_error
 
 INFERENCE = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
@@ -333,6 +334,107 @@ def test_raw_requests_with_arbitrary_bytes_are_answered_in_the_openai_shape(
 @pytest.mark.slow
 def test_raw_requests_thorough(fuzz_gateway: GatewayProcess) -> None:
     run_raw_requests(fuzz_gateway, "thorough")
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+# -- hypothesis: framing (declared lengths, header counts, Expect) ------------------------------------------------------
+@st.composite
+def framed_requests(draw: st.DrawFn, long_bodies: bool) -> tuple[str, bytes, int, str]:
+    """A raw POST whose declared ``Content-Length`` is exact, short, over the limit or absurd (or, with
+    ``long_bodies``, longer than what is sent: the rest never comes), with up to twice ``max_header_count`` tiny
+    header fields and maybe ``Expect: 100-continue``; returns (path, request, header fields, declared kind)."""
+    path = draw(st.sampled_from(INFERENCE + OTHER_POSTS))
+    body = draw(st.one_of(st.just(orjson.dumps(VALID_BODY)), st.builds(encode, openai_bodies())))
+    kinds = ["exact", "short", "over_limit", "absurd"] + (["long"] if long_bodies else [])
+    kind = draw(st.sampled_from(kinds))
+    declared = {
+        "exact": lambda: len(body),
+        "short": lambda: draw(st.integers(0, max(0, len(body) - 1))),
+        "over_limit": lambda: draw(st.integers(FUZZ_BODY_LIMIT + 1, 4 * FUZZ_BODY_LIMIT)),
+        "absurd": lambda: draw(st.integers(4 * FUZZ_BODY_LIMIT, 10**30)),
+        "long": lambda: len(body) + draw(st.integers(1, 1000)),
+    }[kind]()
+    extra = [b"x-h%d: 1" % i for i in range(draw(st.integers(0, 2 * FUZZ_HEADER_COUNT)))]
+    if draw(st.booleans()):
+        extra.append(b"Expect: 100-continue")
+    key = (ADMIN_KEY if path.startswith("/admin") else CLIENT_KEY).encode()
+    lines = [
+        b"POST " + path.encode() + b" HTTP/1.1",
+        b"Host: x",
+        b"Authorization: Bearer " + key,
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % declared,
+        *extra,
+    ]
+    return path, b"\r\n".join(lines) + b"\r\n\r\n" + body, 4 + len(extra), kind
+
+
+def first_response(s: socket.socket, timeout: float) -> bytes:
+    """What arrives on ``s`` up to the end of the first final response (after any ``100 Continue``), or until the
+    server closes the connection or ``timeout`` passes."""
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+            head, sep, rest = out.rpartition(CONTINUE)[2].partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if (length is not None and len(rest) >= int(length.group(1))) or rest.endswith(b"\r\n0\r\n\r\n"):
+                break
+    except OSError:
+        pass
+    return out
+
+
+def run_framing(gw: GatewayProcess, profile: str) -> None:
+    seen: dict[str, int] = {}
+
+    @fuzz_settings(profile)
+    @given(framed=framed_requests(long_bodies=profile == "thorough"))
+    def one(framed: tuple[str, bytes, int, str]) -> None:
+        path, raw, fields, kind = framed
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+            try:
+                s.sendall(raw)
+            except OSError:
+                pass  # answered and closed before everything was sent
+            out = first_response(s, FUZZ_BODY_TIMEOUT_S + 5)
+        took = time.monotonic() - t0
+        where = f"{kind}, {fields} fields: {raw[:200]!r} -> {out[:300]!r}"
+        final = out.rpartition(CONTINUE)[2]
+        assert final.startswith(b"HTTP/1.1 "), where  # answered, never dropped or left hanging
+        status, _, body = parse_raw_response(final)
+        seen[f"{kind}:{status}"] = seen.get(f"{kind}:{status}", 0) + 1
+        assert status < 500, where
+        assert orjson.loads(body)["error"]["message"] if status >= 400 else True, where
+        if fields > FUZZ_HEADER_COUNT:  # (a length httptools cannot represent is refused as it is parsed)
+            assert status == 431 or (kind == "absurd" and status == 400), where
+        elif kind in ("over_limit", "absurd"):
+            assert status in (400, 413), where  # 400: a length httptools itself cannot represent
+            assert b"100 Continue" not in out, where  # refused before the upload was invited
+        elif kind == "long":
+            assert status == 408, where
+            assert took < FUZZ_BODY_TIMEOUT_S + 3, where
+        assert took < FUZZ_BODY_TIMEOUT_S + 3, where
+
+    one()
+    print(f"\nframing ({profile}): {dict(sorted(seen.items()))}")
+
+
+def test_declared_lengths_and_header_counts_are_answered_at_once_and_never_5xx(
+    fuzz_gateway: GatewayProcess,
+) -> None:
+    run_framing(fuzz_gateway, "quick")
+
+
+@pytest.mark.slow
+def test_declared_lengths_and_header_counts_thorough(fuzz_gateway: GatewayProcess) -> None:
+    run_framing(fuzz_gateway, "thorough")
 
 
 # -- hand-picked hostile inputs -------------------------------------------------------------------------------------------
