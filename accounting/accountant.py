@@ -234,6 +234,9 @@ class Accountant:
         else:
             rec.priced = True
             rec.cost_usd = p.cost(rec.usage).quantize(_PICO)  # plain digits in headers and the ledger
+            rec.context_threshold = p.rates_for(
+                rec.usage.service_tier, rec.usage.input_tokens
+            ).context_threshold
         return rec.cost_usd
 
     def finish(
@@ -357,10 +360,18 @@ class Accountant:
             tu = m.token_usage
             child(tu, (*common, "input", shadow)).observe(u.input_tokens)
             child(tu, (*common, "output", shadow)).observe(u.output_tokens)
-            if u.cached_input_tokens:
-                child(tu, (*common, "cached_input", shadow)).observe(u.cached_input_tokens)
-            if u.reasoning_tokens:
-                child(tu, (*common, "reasoning", shadow)).observe(u.reasoning_tokens)
+            for token_type, n in (
+                ("cached_input", u.cached_input_tokens),
+                ("reasoning", u.reasoning_tokens),
+                ("cache_write", u.cache_write_tokens),
+                ("cache_write_1h", u.cache_write_1h_tokens),
+                ("audio_input", u.audio_input_tokens),
+                ("audio_output", u.audio_output_tokens),
+                ("image_input", u.image_input_tokens),
+                ("image_output", u.image_output_tokens),
+            ):
+                if n:
+                    child(tu, (*common, token_type, shadow)).observe(n)
         if rec.stream and rec.ttft_s is not None:
             child(m.ttft, (*common, shadow)).observe(rec.ttft_s)
             if u.output_tokens > 1 and rec.latency_s > rec.ttft_s:

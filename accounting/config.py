@@ -23,7 +23,13 @@ class ModelPriceConfig(StrictModel):
     output_per_mtok: Decimal | None = _NonNegDecimal
     """USD per million output (completion) tokens, reasoning tokens included."""
     cached_input_per_mtok: Decimal | None = _NonNegDecimal
-    """USD per million cached input tokens; defaults to the input price when not given."""
+    """USD per million cached input tokens (cache reads); defaults to the input price when not given."""
+    cache_write_per_mtok: Decimal | None = _NonNegDecimal
+    """USD per million tokens written to the prompt cache (five-minute lifetime); default: the table's, else the
+    input price."""
+    cache_write_1h_per_mtok: Decimal | None = _NonNegDecimal
+    """USD per million tokens written to the one-hour prompt cache; default: the table's, else the cache-write
+    price."""
     gpu_hour_usd: Decimal | None = _NonNegDecimal
     """Self-hosted: price of one GPU hour (overrides the vLLM backend's ``gpu_hour_usd``)."""
     gpu_count: int | None = Field(default=None, ge=1, le=100_000)

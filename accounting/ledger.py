@@ -72,7 +72,29 @@ COLUMNS = (
     "self_hosted",
     "shadow",
     "fallbacks",
+    # added later (migrated in place: ``_migrate``); rows written before read as 0 / standard
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "image_input_tokens",
+    "image_output_tokens",
+    "service_tier",
+    "context_threshold",
 )
+_V1_COLUMNS = 28
+"""Columns of the first schema: rows of that length (a replica not yet upgraded) are padded with defaults."""
+_ADDED = {
+    "cache_write_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "cache_write_1h_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "audio_input_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "audio_output_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "image_input_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "image_output_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
+    "service_tier": ("TEXT NOT NULL DEFAULT 'standard'", "standard"),
+    "context_threshold": ("INTEGER NOT NULL DEFAULT 0", 0),
+}
+"""Columns added since the first schema: SQL type with default, and the default."""
 _IDX = {c: i for i, c in enumerate(COLUMNS)}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -104,7 +126,15 @@ CREATE TABLE IF NOT EXISTS requests (
     priced INTEGER NOT NULL,
     self_hosted INTEGER NOT NULL,
     shadow INTEGER NOT NULL,
-    fallbacks INTEGER NOT NULL
+    fallbacks INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+    audio_input_tokens INTEGER NOT NULL DEFAULT 0,
+    audio_output_tokens INTEGER NOT NULL DEFAULT 0,
+    image_input_tokens INTEGER NOT NULL DEFAULT 0,
+    image_output_tokens INTEGER NOT NULL DEFAULT 0,
+    service_tier TEXT NOT NULL DEFAULT 'standard',
+    context_threshold INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
@@ -141,6 +171,7 @@ DIMENSIONS: dict[str, str] = {
     "shadow": "shadow",
     "estimated": "estimated",
     "priced": "priced",
+    "service_tier": "service_tier",
 }
 FILTERS = ("key", "team", "task", "route", "model", "requested_model", "backend", "outcome")
 
@@ -199,6 +230,14 @@ def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
         int(rec.self_hosted),
         int(rec.shadow),
         rec.fallbacks,
+        u.cache_write_tokens,
+        u.cache_write_1h_tokens,
+        u.audio_input_tokens,
+        u.audio_output_tokens,
+        u.image_input_tokens,
+        u.image_output_tokens,
+        u.service_tier,
+        rec.context_threshold,
     )
 
 
@@ -272,6 +311,14 @@ class Ledger(Protocol):
     def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]: ...
 
 
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a ledger written by an earlier version up to ``COLUMNS`` (added columns take their defaults)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+    for name, (sql_type, _) in _ADDED.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
+
+
 def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
@@ -312,6 +359,7 @@ class SQLiteLedger:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
+        migrate(conn)
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="pointsman-ledger", daemon=True)
         self._thread.start()
@@ -524,6 +572,7 @@ _AGGREGATES = (
     ("estimated_requests", "SUM(estimated)"),
     ("failed_requests", "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"),
     ("unpriced_requests", "SUM(1 - priced)"),
+    ("cache_write_tokens", "SUM(cache_write_tokens)"),
 )
 """Spend report fields and their SQL (``cost_nusd`` is reported as ``cost_usd``)."""
 
@@ -537,6 +586,7 @@ SPEND_FIELDS = (
     "estimated_requests",
     "failed_requests",
     "unpriced_requests",
+    "cache_write_tokens",
 )
 
 
@@ -566,6 +616,8 @@ def row_from_json(raw: bytes) -> tuple[Any, ...] | None:
         v = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(v, list) or len(v) != len(COLUMNS):
+    if not isinstance(v, list) or not _V1_COLUMNS <= len(v) <= len(COLUMNS):
         return None
+    if len(v) < len(COLUMNS):  # from a replica that does not know the newer columns yet
+        v = v + [default for _, default in list(_ADDED.values())[len(v) - _V1_COLUMNS :]]
     return tuple(v)

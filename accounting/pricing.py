@@ -29,37 +29,15 @@ import orjson
 
 from accounting.catalog import Catalog
 from accounting.config import AccountingConfig, ModelPriceConfig
+from accounting.rates import MTOK as MTOK
+from accounting.rates import ModelPrice as ModelPrice
 from wire.usage import Usage
 
 log = logging.getLogger("pointsman.accounting")
 
-MTOK = Decimal(1_000_000)
 _ZERO = Decimal(0)
 _TABLE_FILE = "model_prices_and_context_window_backup.json"
 _CACHE_MAX = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """USD per token for each token type."""
-
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal
-    source: str
-    """``config``, ``table``, ``gpu`` (derived from GPU-hour price and throughput)."""
-
-    def cost(self, u: Usage) -> Decimal:
-        cached = min(u.cached_input_tokens, u.input_tokens)
-        return (
-            (u.input_tokens - cached) * self.input
-            + cached * self.cached_input
-            + u.output_tokens * self.output
-        )
-
-    @property
-    def output_per_mtok(self) -> Decimal:
-        return self.output * MTOK
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +84,76 @@ def _load_table(path: str, mtime_ns: int) -> dict[str, ModelPrice]:
     for name, entry in raw.items():
         if name == "sample_spec" or not isinstance(entry, dict):
             continue
-        inp = _dec(entry.get("input_cost_per_token"))
-        outp = _dec(entry.get("output_cost_per_token"))
-        if inp is None and outp is None:
+        if (
+            _dec(entry.get("input_cost_per_token")) is None
+            and _dec(entry.get("output_cost_per_token")) is None
+        ):
             continue
-        inp = inp if inp is not None else _ZERO
-        outp = outp if outp is not None else _ZERO
-        cached = _dec(entry.get("cache_read_input_token_cost"))
-        out[name] = ModelPrice(inp, outp, cached if cached is not None else inp, "table")
+        rates = {k: d for k, v in entry.items() if _is_rate(k) and (d := _dec(v)) is not None}
+        tiers = entry.get("tiered_pricing")
+        if isinstance(tiers, list):
+            rates.update(_range_tiers(tiers, rates))
+        fireworks = entry.get("litellm_provider") == "fireworks_ai"
+        if fireworks and "cache_read_input_token_cost" not in rates and "input_cost_per_token" in rates:
+            # Fireworks bills cached prompt tokens at half the input price unless a model lists its own
+            # (docs.fireworks.ai/guides/prompt-caching)
+            rates["cache_read_input_token_cost"] = rates["input_cost_per_token"] * _HALF
+        out[name] = ModelPrice(rates, "table")
     return out
+
+
+_HALF = Decimal("0.5")
+
+
+def _or_none(v: Decimal | None, default: Decimal | None) -> Decimal | None:
+    return default if v is None else v
+
+
+_TIER_KEYS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+)
+
+
+def _range_tiers(tiers: list[Any], base: dict[str, Decimal]) -> dict[str, Decimal]:
+    """A ``tiered_pricing`` list (prompt-size ranges, each pricing every token of a request whose prompt falls
+    in it: Alibaba Model Studio's rule) as long-context keys: the first range's rates are the base rates, each
+    later range ``[lo, hi]`` becomes ``*_above_<lo>_tokens``. Cache rates a range omits are its input rate."""
+    out: dict[str, Decimal] = {}
+    ranged = []
+    for t in tiers:
+        r = t.get("range") if isinstance(t, dict) else None
+        if (
+            isinstance(r, list)
+            and len(r) == 2
+            and _dec(r[0]) is not None
+            and _dec(t.get("input_cost_per_token"))
+        ):
+            ranged.append((int(Decimal(str(r[0]))), t))
+    for i, (lo, t) in enumerate(sorted(ranged, key=lambda x: x[0])):
+        inp = _dec(t.get("input_cost_per_token"))
+        assert inp is not None
+        values = {
+            "input_cost_per_token": inp,
+            "output_cost_per_token": _dec(t.get("output_cost_per_token")),
+            "cache_read_input_token_cost": _or_none(_dec(t.get("cache_read_input_token_cost")), inp),
+            "cache_creation_input_token_cost": _or_none(_dec(t.get("cache_creation_input_token_cost")), inp),
+        }
+        reasoning = _or_none(_dec(t.get("output_cost_per_reasoning_token")), values["output_cost_per_token"])
+        for k, v in values.items():
+            if v is None:
+                continue
+            out[k if i == 0 and lo == 0 else f"{k}_above_{lo}_tokens"] = v
+        if i == 0 and lo == 0 and reasoning is not None:
+            out["output_cost_per_reasoning_token"] = reasoning
+    return out
+
+
+def _is_rate(key: str) -> bool:
+    """A USD-per-token key (not per image, second, character, query, page ...)."""
+    return "cost" in key and "_token" in key
 
 
 class PriceTable:
@@ -162,15 +201,31 @@ def unpriced_message(model: str, self_hosted: bool) -> str:
     )
 
 
+_STANDARD_KEYS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "cache_creation_input_token_cost_above_1hr",
+    "output_cost_per_reasoning_token",
+    "input_cost_per_audio_token",
+    "output_cost_per_audio_token",
+    "input_cost_per_image_token",
+    "output_cost_per_image_token",
+)
+
+
 def _explicit(o: ModelPriceConfig, base: ModelPrice | None) -> ModelPrice | None:
-    """Apply per-mtok overrides on top of ``base``. Without a base, a side not given takes the price of one
-    that is (input, else output, else cached input): one price for every token type."""
+    """Apply per-mtok overrides on top of ``base``'s standard prices (an override is one flat price per class:
+    the table's service-tier and long-context variants no longer apply). Without a base, a side not given
+    takes the price of one that is (input, else output, else cached input): one price for every token type."""
     i, out, c = o.input_per_mtok, o.output_per_mtok, o.cached_input_per_mtok
-    if i is None and out is None and c is None:
+    w, w1 = o.cache_write_per_mtok, o.cache_write_1h_per_mtok
+    if i is None and out is None and c is None and w is None and w1 is None:
         return None
     if base is None:
-        fill = next(v for v in (i, out, c) if v is not None) / MTOK
-        base = ModelPrice(fill, fill, fill, "config")
+        fill = next(v for v in (i, out, c, w, w1) if v is not None) / MTOK
+        base = ModelPrice.flat(fill, fill, fill, "config")
     inp = i / MTOK if i is not None else base.input
     outp = out / MTOK if out is not None else base.output
     if c is not None:
@@ -181,7 +236,15 @@ def _explicit(o: ModelPriceConfig, base: ModelPrice | None) -> ModelPrice | None
         cached = inp
     else:
         cached = base.cached_input
-    return ModelPrice(inp, outp, cached, "config")
+    rates = {k: base.rates[k] for k in _STANDARD_KEYS if k in base.rates}
+    rates["input_cost_per_token"] = inp
+    rates["output_cost_per_token"] = outp
+    rates["cache_read_input_token_cost"] = cached
+    if w is not None:
+        rates["cache_creation_input_token_cost"] = w / MTOK
+    if w1 is not None:
+        rates["cache_creation_input_token_cost_above_1hr"] = w1 / MTOK
+    return ModelPrice(rates, "config")
 
 
 class Pricing:
@@ -298,7 +361,7 @@ class Pricing:
             if hours is None or not tps:
                 return None
             per_token = hours.per_token(tps)
-            return ModelPrice(per_token, per_token, per_token, "gpu")
+            return ModelPrice.flat(per_token, per_token, per_token, "gpu", per_token, per_token)
         base = self.table.get(upstream, facts.provider if facts else None)
         if base is None and name is not None and name != upstream:
             base = self.table.get(name, facts.provider if facts else None)

@@ -33,6 +33,8 @@ class RequestRecord:
     cost_usd: Decimal = Decimal(0)
     priced: bool = True
     """False when the served model has no price (cost recorded as 0, flagged in the ledger)."""
+    context_threshold: int = 0
+    """The long-context price threshold (prompt tokens) the request crossed; 0: none."""
     latency_s: float = 0.0
     ttft_s: float | None = None
     overhead_s: float = 0.0

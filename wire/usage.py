@@ -1,29 +1,71 @@
-"""Token usage as reported by upstreams (chat/completions/embeddings ``usage`` and Responses API usage)."""
+"""Token usage as reported by upstreams, every token class kept apart.
+
+Read from an OpenAI ``usage`` object in the Chat/Completions/Embeddings form (``prompt_tokens`` /
+``completion_tokens`` with ``prompt_tokens_details`` and ``completion_tokens_details``) or the Responses form
+(``input_tokens`` / ``output_tokens`` with ``input_tokens_details`` / ``output_tokens_details``); vLLM reports the
+Chat form. Anthropic's usage arrives through litellm in the Chat form too: ``prompt_tokens`` then counts cache
+reads and cache writes, which litellm also reports as ``prompt_tokens_details.cached_tokens`` /
+``cache_creation_tokens`` (with ``cache_creation_token_details.ephemeral_5m_input_tokens`` /
+``ephemeral_1h_input_tokens``) and as the top-level ``cache_read_input_tokens`` / ``cache_creation_input_tokens``.
+The response's ``service_tier`` (OpenAI: top level; Anthropic through litellm: in ``usage``) is read too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+SERVICE_TIERS = ("standard", "flex", "priority", "balanced", "ultrafast", "batch")
+"""Service tiers prices can differ by (bounded: anything else a response reports is ``standard``)."""
+_TIER_NAMES = {
+    "flex": "flex",
+    "priority": "priority",
+    "fast": "priority",
+    "balanced": "balanced",
+    "ultrafast": "ultrafast",
+    "batch": "batch",
+}
+
 
 @dataclass(slots=True)
 class Usage:
     input_tokens: int = 0
-    """Prompt tokens, including cached ones."""
+    """Prompt tokens, all of them: cache reads, cache writes, audio and image tokens included."""
     output_tokens: int = 0
-    """Completion tokens, including reasoning ones."""
+    """Completion tokens, all of them: reasoning, audio and image tokens included."""
     cached_input_tokens: int = 0
+    """Of the input: read from the provider's prompt cache."""
     reasoning_tokens: int = 0
+    """Of the output: reasoning."""
     estimated: bool = False
     """True when counted by a tokenizer because the upstream reported nothing."""
+    cache_write_tokens: int = 0
+    """Of the input: written to the prompt cache (every lifetime)."""
+    cache_write_1h_tokens: int = 0
+    """Of the cache writes: to the one-hour cache (the rest are five-minute writes)."""
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    image_input_tokens: int = 0
+    image_output_tokens: int = 0
+    service_tier: str = "standard"
+    """The tier the upstream says it served the request in (one of ``SERVICE_TIERS``)."""
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
 
+def service_tier(v: Any) -> str:
+    """A reported ``service_tier`` as one of ``SERVICE_TIERS`` (``default``, ``auto``, ``scale``: standard)."""
+    return _TIER_NAMES.get(v.lower(), "standard") if isinstance(v, str) else "standard"
+
+
 def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def _get(d: Any, key: str) -> int:
+    return _int(d.get(key)) if isinstance(d, dict) else 0
 
 
 def parse_usage(u: Any) -> Usage | None:
@@ -42,16 +84,44 @@ def parse_usage(u: Any) -> Usage | None:
         cd = u.get("output_tokens_details")
     else:
         return None
-    cached = _int(pd.get("cached_tokens")) if isinstance(pd, dict) else 0
-    reasoning = _int(cd.get("reasoning_tokens")) if isinstance(cd, dict) else 0
-    return Usage(inp, out, min(cached, inp), min(reasoning, out))
+    cached = _get(pd, "cached_tokens") or _int(u.get("cache_read_input_tokens"))
+    writes = (
+        _get(pd, "cache_creation_tokens")
+        or _get(pd, "cache_write_tokens")
+        or _int(u.get("cache_creation_input_tokens"))
+    )
+    ttl = pd.get("cache_creation_token_details") if isinstance(pd, dict) else None
+    if not isinstance(ttl, dict):
+        ttl = u.get("cache_creation")  # Anthropic's own name for the same split
+    writes_1h = _get(ttl, "ephemeral_1h_input_tokens")
+    writes = max(writes, writes_1h + _get(ttl, "ephemeral_5m_input_tokens"))
+    cached = min(cached, inp)
+    writes = min(writes, inp - cached)
+    return Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        cached_input_tokens=cached,
+        reasoning_tokens=min(_get(cd, "reasoning_tokens"), out),
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=min(writes_1h, writes),
+        audio_input_tokens=min(_get(pd, "audio_tokens"), inp),
+        audio_output_tokens=min(_get(cd, "audio_tokens"), out),
+        image_input_tokens=min(_get(pd, "image_tokens"), inp),
+        image_output_tokens=min(_get(cd, "image_tokens"), out),
+        service_tier=service_tier(u.get("service_tier")),
+    )
 
 
 def usage_from_response(doc: Any) -> Usage | None:
-    """Usage of a complete response body (or of a stream chunk / Responses API event)."""
+    """Usage of a complete response body (or of a stream chunk / Responses API event), with the response's
+    ``service_tier``."""
     if not isinstance(doc, dict):
         return None
     u = parse_usage(doc.get("usage"))
+    tier = doc.get("service_tier")
     if u is None and isinstance(doc.get("response"), dict):  # Responses API: response.completed event
         u = parse_usage(doc["response"].get("usage"))
+        tier = doc["response"].get("service_tier")
+    if u is not None and tier is not None and u.service_tier == "standard":
+        u.service_tier = service_tier(tier)
     return u

@@ -257,6 +257,8 @@ class InferenceHandler:
         headers.append((b"x-pointsman-tokens-output", str(u.output_tokens).encode()))
         if u.cached_input_tokens:
             headers.append((b"x-pointsman-tokens-cached-input", str(u.cached_input_tokens).encode()))
+        if u.cache_write_tokens:
+            headers.append((b"x-pointsman-tokens-cache-write", str(u.cache_write_tokens).encode()))
         await send_json(x.send, resp.status, resp.body, headers)
         t_end = time.perf_counter()
         rec.latency_s = t_end - x.t0

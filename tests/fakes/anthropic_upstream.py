@@ -15,7 +15,11 @@ from tests.fakes.server import ThreadedServer
 @dataclass
 class FakeAnthropic:
     input_tokens: int = 13
+    """Uncached input tokens (Anthropic counts cache reads and writes apart from them)."""
     output_tokens: int = 9
+    cache_read_input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     text: str = "Bonjour from Claude"
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -53,7 +57,15 @@ class FakeAnthropic:
             return web.json_response(
                 {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529
             )
-        usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        writes = self.cache_write_5m_tokens + self.cache_write_1h_tokens
+        if writes or self.cache_read_input_tokens:
+            usage["cache_read_input_tokens"] = self.cache_read_input_tokens
+            usage["cache_creation_input_tokens"] = writes
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": self.cache_write_5m_tokens,
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            }
         if not body.get("stream"):
             return web.json_response(
                 {

@@ -80,12 +80,18 @@ def completion(
         "created": int(time.time()),
         "model": body.get("model", ""),
         "choices": choices,
-        "service_tier": "default",
+        "service_tier": served_tier(body),
         "system_fingerprint": FINGERPRINT,
     }
     if usage is not None:
         doc["usage"] = usage
     return doc
+
+
+def served_tier(body: dict[str, Any]) -> str:
+    """The ``service_tier`` the API reports: the requested ``flex`` / ``priority``, else ``default``."""
+    tier = body.get("service_tier")
+    return tier if tier in ("flex", "priority", "scale") else "default"
 
 
 def chunks(
@@ -99,7 +105,7 @@ def chunks(
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": body.get("model", ""),
-        "service_tier": "default",
+        "service_tier": served_tier(body),
         "system_fingerprint": FINGERPRINT,
     }
 
