@@ -57,3 +57,58 @@ def test_usage_of_a_response_body_or_a_responses_event() -> None:
     assert usage_from_response(event) == Usage(4, 2)
     assert usage_from_response([1]) is None
     assert Usage(4, 2).total_tokens == 6
+
+
+def test_anthropic_usage_through_litellm_keeps_cache_reads_and_both_cache_writes_apart() -> None:
+    u = parse_usage(
+        {
+            "prompt_tokens": 10000,  # litellm: Anthropic's input_tokens + cache reads + cache writes
+            "completion_tokens": 2000,
+            "prompt_tokens_details": {
+                "cached_tokens": 4000,
+                "cache_creation_tokens": 3000,
+                "cache_creation_token_details": {
+                    "ephemeral_5m_input_tokens": 2000,
+                    "ephemeral_1h_input_tokens": 1000,
+                },
+            },
+            "cache_creation_input_tokens": 3000,
+            "cache_read_input_tokens": 4000,
+        }
+    )
+    assert u is not None
+    assert (u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (
+        10000,
+        4000,
+        3000,
+        1000,
+    )
+
+
+def test_audio_and_image_details_and_the_reported_service_tier() -> None:
+    doc = {
+        "service_tier": "flex",
+        "usage": {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "prompt_tokens_details": {"audio_tokens": 30, "image_tokens": 20},
+            "completion_tokens_details": {"audio_tokens": 10},
+        },
+    }
+    u = usage_from_response(doc)
+    assert u is not None
+    assert (u.audio_input_tokens, u.image_input_tokens, u.audio_output_tokens, u.service_tier) == (
+        30,
+        20,
+        10,
+        "flex",
+    )
+    assert usage_from_response({**doc, "service_tier": "default"}).service_tier == "standard"  # type: ignore[union-attr]
+    assert usage_from_response({**doc, "service_tier": "something-new"}).service_tier == "standard"  # type: ignore[union-attr]
+
+
+def test_details_never_exceed_their_totals() -> None:
+    u = parse_usage(
+        {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 9}}
+    )
+    assert u is not None and u.cached_input_tokens == 5 and u.cache_write_tokens == 0
