@@ -32,18 +32,7 @@ def usd(*terms: tuple[int, str]) -> Decimal:
 @pytest.fixture(scope="module")
 def claude_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, FakeAnthropic]]:
     fake = FakeAnthropic().start()
-    cfg = {
-        "backends": {
-            "anthropic": {
-                "type": "litellm",
-                "provider": "anthropic",
-                "api_key": "sk-ant-test",
-                "api_base": fake.url,
-            }
-        },
-        "models": {"claude-*": {"backend": "anthropic"}},
-        "keys": [{"name": "app", "key": CLIENT_KEY}],
-    }
+    cfg = fake.gateway_config(CLIENT_KEY)
     gw = GatewayProcess(cfg, tmp_path_factory.mktemp("claude")).start()
     try:
         yield gw, fake

@@ -24,18 +24,7 @@ def anthropic() -> Iterator[FakeAnthropic]:
 # One gateway for the module: litellm caches its HTTP clients per process, bound to the first event loop.
 @pytest.fixture(scope="module")
 def claude(anthropic: FakeAnthropic) -> Iterator[openai.OpenAI]:
-    cfg = {
-        "backends": {
-            "anthropic": {
-                "type": "litellm",
-                "provider": "anthropic",
-                "api_key": "sk-ant-test",
-                "api_base": anthropic.url,
-            }
-        },
-        "models": {"claude-*": {"backend": "anthropic"}},
-        "keys": [{"name": "app", "key": CLIENT_KEY}],
-    }
+    cfg = anthropic.gateway_config(CLIENT_KEY)
     with (
         RunningGateway(cfg) as gw,
         openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,

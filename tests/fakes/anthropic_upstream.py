@@ -38,6 +38,15 @@ class FakeAnthropic:
         assert self.server is not None
         return self.server.url
 
+    def gateway_config(self, client_key: str) -> dict[str, Any]:
+        """A gateway config that sends ``claude-*`` to this fake through litellm."""
+        backend = {"type": "litellm", "provider": "anthropic", "api_key": "sk-ant-test", "api_base": self.url}
+        return {
+            "backends": {"anthropic": backend},
+            "models": {"claude-*": {"backend": "anthropic"}},
+            "keys": [{"name": "app", "key": client_key}],
+        }
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
