@@ -25,6 +25,7 @@ from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.inference.protocol import DOCUMENTED, ErrorResponse
 from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
+from gateway.startup_report import report
 from gateway.state import GatewayState
 from wire.errors import error_body
 
@@ -195,6 +196,9 @@ class GatewayApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 install_drain(self.state.begin_drain, self.state.config.server.drain_delay_s)
+                rt = self.state.runtime
+                for level, line in report(self.state.config, rt.config, rt.version):
+                    log.log(level, "%s", line)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 try:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
 from accounting.config import AccountingConfig
@@ -112,8 +120,14 @@ class RedisConfig(StrictModel):
     """What limits and budgets do when Redis is unreachable: ``fail_open`` (local limits) or ``fail_closed``."""
 
 
+ENVIRONMENT = "<environment>"
+"""The source of the embedded defaults built from environment variables (no config file)."""
+
+
 class GatewayConfig(StrictModel):
     """The whole config file."""
+
+    _source: str = PrivateAttr(default="")
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     """HTTP server settings."""
@@ -135,6 +149,12 @@ class GatewayConfig(StrictModel):
     """Pricing, budgets, rate limits, metric label allowlists, ledger."""
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     """Consent-gated capture of traffic and feedback as post-training data (docs/data-loop.md)."""
+
+    @property
+    def source(self) -> str:
+        """Where this config came from: the file's path, ``ENVIRONMENT`` for the embedded defaults, or the name
+        a caller gave ``validate_document``."""
+        return self._source
 
     @field_validator("backends", "models")
     @classmethod
@@ -209,6 +229,7 @@ def validate_document(doc: Any, source: str) -> GatewayConfig:
             problems.append((format_loc(_clean_loc(err["loc"])), msg))
         raise ConfigError(source, problems) from None
     check_references(cfg, source)
+    cfg._source = source
     return cfg
 
 
@@ -328,5 +349,5 @@ def defaults_from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:
         }
         name = env.get("POINTSMAN_VLLM_MODEL", "*")
         models[name] = {"backend": "vllm", "owned_by": "vllm"}
-    cfg = validate_document({"backends": backends, "models": models}, "<environment>")
+    cfg = validate_document({"backends": backends, "models": models}, ENVIRONMENT)
     return apply_env_overrides(cfg, env)

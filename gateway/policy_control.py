@@ -34,6 +34,7 @@ from gateway.config import ConfigError, GatewayConfig, validate_document
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import hash_key
 from gateway.runtime import Runtime
+from gateway.startup_report import describe_source
 from routing.models import ResolvedModel
 from routing.policy import CostOf
 from routing.store import (
@@ -201,7 +202,8 @@ class PolicyControl:
 
     async def _seed(self, store: PolicyStore) -> PolicyVersion:
         file_doc = policy_doc(self.file_cfg)
-        return await store.seed(file_doc, doc_hash(file_doc), "imported from the config file")
+        summary = f"imported from {describe_source(self.file_cfg.source)}"
+        return await store.seed(file_doc, doc_hash(file_doc), summary)
 
     async def _follow(self) -> None:
         """Background: install versions written by other workers/replicas; reconnect after store failures."""
