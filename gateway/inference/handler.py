@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from decimal import Decimal
 from typing import Any, Protocol, cast
 
 import orjson
@@ -251,14 +252,10 @@ class InferenceHandler:
         rec.status = resp.status
         cost = self.accountant.price(rec)
         headers = x.headers + _served_headers(rec)
-        headers.append((b"x-pointsman-cost-usd", str(cost).encode()))
-        u = rec.usage
-        headers.append((b"x-pointsman-tokens-input", str(u.input_tokens).encode()))
-        headers.append((b"x-pointsman-tokens-output", str(u.output_tokens).encode()))
-        if u.cached_input_tokens:
-            headers.append((b"x-pointsman-tokens-cached-input", str(u.cached_input_tokens).encode()))
-        if u.cache_write_tokens:
-            headers.append((b"x-pointsman-tokens-cache-write", str(u.cache_write_tokens).encode()))
+        if rec.has_usage or resp.status >= 400:
+            headers += _usage_headers(rec, cost)
+        else:  # counted by a tokenizer after the response (ledger row estimated = 1): no cost to show yet
+            headers.append((b"x-pointsman-usage", b"estimated"))
         await send_json(x.send, resp.status, resp.body, headers)
         t_end = time.perf_counter()
         rec.latency_s = t_end - x.t0
@@ -312,6 +309,21 @@ def _served_headers(rec: RequestRecord) -> list[tuple[bytes, bytes]]:
         (b"x-pointsman-model", rec.upstream_model.encode("utf-8", "replace")),
         (b"x-pointsman-route", rec.route.encode()),
     ]
+
+
+def _usage_headers(rec: RequestRecord, cost: Decimal) -> list[tuple[bytes, bytes]]:
+    u = rec.usage
+    out = [
+        (b"x-pointsman-usage", b"reported"),
+        (b"x-pointsman-cost-usd", str(cost).encode()),
+        (b"x-pointsman-tokens-input", str(u.input_tokens).encode()),
+        (b"x-pointsman-tokens-output", str(u.output_tokens).encode()),
+    ]
+    if u.cached_input_tokens:
+        out.append((b"x-pointsman-tokens-cached-input", str(u.cached_input_tokens).encode()))
+    if u.cache_write_tokens:
+        out.append((b"x-pointsman-tokens-cache-write", str(u.cache_write_tokens).encode()))
+    return out
 
 
 def _latin(v: bytes | None) -> str | None:

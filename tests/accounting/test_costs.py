@@ -253,6 +253,20 @@ def test_no_usage_upstream_is_counted_with_tiktoken(gw: RunningGateway, client: 
     )
 
 
+def test_a_response_without_usage_is_marked_estimated_not_shown_as_cost_zero(
+    gw: RunningGateway, client: openai.OpenAI
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini-no_usage", messages=MSG, extra_headers={"x-request-id": "nousage-hdr"}
+    )
+    assert raw.headers["x-pointsman-usage"] == "estimated"
+    assert "x-pointsman-cost-usd" not in raw.headers and "x-pointsman-tokens-input" not in raw.headers
+    row = one_row(gw, "nousage-hdr")
+    assert row["estimated"] == 1 and Decimal(row["cost_usd"]) > 0
+    reported = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
+    assert reported.headers["x-pointsman-usage"] == "reported" and "x-pointsman-cost-usd" in reported.headers
+
+
 def test_no_usage_stream_is_counted_with_tiktoken(gw: RunningGateway, client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
