@@ -168,8 +168,10 @@ class Accountant:
         self.cfg = cfg
         self.catalog = catalog
         self.metrics.labels = labels_for(cfg, catalog)
-        if cfg.price_table != self.table.source:
+        try:  # a new path, or a newer copy at the same path (re-read only when its mtime changed)
             self.table = PriceTable.load(cfg.price_table)
+        except ValueError as exc:
+            log.error("%s; keeping the price table in force (%s)", exc, self.table.source)
         pricing = Pricing(cfg, catalog, self.table)
         for model, tps in throughput.items():
             pricing.set_throughput(model, tps)

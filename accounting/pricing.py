@@ -16,10 +16,13 @@ The GPU-hour rule lives here and nowhere else (``Pricing.gpu_hours``): a model's
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -73,6 +76,19 @@ def litellm_table_path() -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+@lru_cache(maxsize=4)
+def _digest(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _litellm_version() -> str | None:
+    """The installed litellm package's version, from its metadata (litellm is not imported)."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 @lru_cache(maxsize=4)
@@ -159,9 +175,16 @@ def _is_rate(key: str) -> bool:
 class PriceTable:
     """Model name -> price, from a litellm-format JSON file."""
 
-    def __init__(self, prices: dict[str, ModelPrice], source: str) -> None:
+    def __init__(
+        self, prices: dict[str, ModelPrice], source: str, info: dict[str, Any] | None = None
+    ) -> None:
         self.prices = prices
         self.source = source
+        self.info: dict[str, Any] = info or {"path": source or None, "origin": "none", "models": len(prices)}
+        """Which table is in force: ``path``, ``origin`` (``bundled`` with litellm, ``file`` from
+        ``accounting.price_table``, ``none``), ``version`` (the litellm package's, for the bundled table),
+        ``sha256`` (first 16 hex digits), ``modified`` (the file's mtime, UTC) and ``models`` (entries with a
+        token price)."""
 
     @classmethod
     def load(cls, path: str | None = None) -> PriceTable:
@@ -172,18 +195,35 @@ class PriceTable:
             )
             return cls({}, "")
         try:
-            prices = _load_table(str(p), os.stat(p).st_mtime_ns)
+            mtime = os.stat(p).st_mtime_ns
+            prices = _load_table(str(p), mtime)
+            digest = _digest(str(p), mtime)
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"cannot read price table {p}: {exc}") from exc
-        return cls(prices, str(p))
+        info: dict[str, Any] = {
+            "path": str(p),
+            "origin": "file" if path else "bundled",
+            "version": None if path else _litellm_version(),
+            "sha256": digest,
+            "modified": datetime.fromtimestamp(mtime / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "models": len(prices),
+        }
+        return cls(prices, str(p), info)
 
     def get(self, model: str, provider: str | None = None) -> ModelPrice | None:
-        hit = self.prices.get(model)
-        if hit is None and provider:
-            hit = self.prices.get(f"{provider}/{model}")
-        if hit is None and "/" in model:
-            hit = self.prices.get(model.split("/", 1)[1])
-        return hit
+        key = self.key_of(model, provider)
+        return None if key is None else self.prices[key]
+
+    def key_of(self, model: str, provider: str | None = None) -> str | None:
+        """The table entry a model name resolves to: the name, ``provider/name``, or the name after its prefix."""
+        for key in (
+            model,
+            f"{provider}/{model}" if provider else None,
+            model.split("/", 1)[1] if "/" in model else None,
+        ):
+            if key is not None and key in self.prices:
+                return key
+        return None
 
 
 def unpriced_message(model: str, self_hosted: bool) -> str:
@@ -345,6 +385,33 @@ class Pricing:
         if m is None:
             return None
         return self.gpu_hours(m.backend, m.upstream_model or m.name, m.name)
+
+    def origin(self, backend: str, upstream: str, name: str | None) -> str:
+        """Where a served model's price comes from, in words (for the pricing report): the table entry, the
+        ``accounting.pricing`` key, or the GPU-hour price and throughput. Empty when it has no price."""
+        price = self._resolve(backend, upstream, name)
+        if price is None:
+            return ""
+        facts = self.catalog.backends.get(backend)
+        key = next(
+            (n for n in (name, upstream, f"{backend}/{upstream}") if n is not None and n in self.cfg.pricing),
+            None,
+        )
+        if price.source == "gpu":
+            hours = self.gpu_hours(backend, upstream, name)
+            measured = self._throughput.get(name or upstream) or self._throughput.get(upstream)
+            tps = measured or (self.cfg.pricing[key].throughput_tokens_per_s if key else None)
+            assert hours is not None and tps
+            how = "measured" if measured else f"accounting.pricing[{key!r}].throughput_tokens_per_s"
+            where = f"accounting.pricing[{key!r}]" if hours.source == "pricing" else f"backend {backend!r}"
+            return f"GPU hours: ${hours.usd}/h x {hours.gpus} GPU(s) ({where}) / {tps:g} tokens/s per endpoint ({how})"
+        entry = self.table.key_of(upstream, facts.provider if facts else None)
+        if entry is None and name is not None and name != upstream:
+            entry = self.table.key_of(name, facts.provider if facts else None)
+        table = f"price table entry {entry!r}" if entry else ""
+        if price.source == "config":
+            return f"accounting.pricing[{key!r}]" + (f" over {table}" if table else "")
+        return table
 
     def _resolve(self, backend: str, upstream: str, name: str | None) -> ModelPrice | None:
         facts = self.catalog.backends.get(backend)

@@ -97,7 +97,7 @@ class Rates:
     """The long-context threshold the prompt crossed (0: none)."""
 
     def per_mtok(self) -> dict[str, str]:
-        return {c: str((getattr(self, c) * MTOK).normalize()) for c in TOKEN_CLASSES}
+        return {c: format((getattr(self, c) * MTOK).normalize(), "f") for c in TOKEN_CLASSES}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import capture, catalog, datasets, debug, keys, routes, spend, vllm
+from gateway.admin import capture, catalog, datasets, debug, keys, pricing, routes, spend, vllm
 from gateway.admin import shadow as shadow_admin
 from gateway.deps import State, require_admin
 from gateway.state import GatewayState
@@ -41,6 +41,7 @@ def _admin_router() -> APIRouter:
     router.include_router(catalog.build_backends_router())
     router.include_router(keys.build_router())
     router.include_router(spend.build_router())
+    router.include_router(pricing.build_router())
     router.include_router(vllm.build_router())
     router.include_router(shadow_admin.build_router())
     router.include_router(capture.build_router())

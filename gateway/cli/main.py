@@ -20,6 +20,7 @@ _CONFIG_ENV = "POINTSMAN_CONFIG"
 _COMMAND_MODULES = (
     "gateway.cli.routes",
     "gateway.cli.spend",
+    "gateway.cli.pricing",
     "gateway.cli.shadow",
     "gateway.cli.vllm",
     "gateway.cli.dataset",
