@@ -20,7 +20,7 @@ from accounting.pricing import PriceTable, Pricing
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey
 from routing.policy import DEFAULT_ROUTE
-from serving.config import LiteLLMBackendConfig, VLLMBackendConfig
+from serving.config import LiteLLMBackendConfig, SimulatedBackendConfig, VLLMBackendConfig
 
 log = logging.getLogger("pointsman.accounting")
 
@@ -29,6 +29,16 @@ _GLOB = frozenset("*?[")
 
 def _plain(v: str | None) -> str | None:
     return v if v and not _GLOB.intersection(v) else None
+
+
+def _decimal(backend: str, gpu_hour_usd: str | None) -> Decimal | None:
+    if not gpu_hour_usd:
+        return None
+    try:
+        return Decimal(gpu_hour_usd)
+    except InvalidOperation:
+        log.warning("backend %r: gpu_hour_usd %r is not a decimal number; ignored", backend, gpu_hour_usd)
+        return None
 
 
 def build_catalog(cfg: GatewayConfig, keys: Iterable[ClientKey] = ()) -> Catalog:
@@ -43,17 +53,15 @@ def build_catalog(cfg: GatewayConfig, keys: Iterable[ClientKey] = ()) -> Catalog
             window, min_tokens = b.throughput_window_s, b.throughput_min_tokens
             endpoints = tuple(b.endpoints)
             gpus = b.gpu_count
-            if b.gpu_hour_usd:
-                try:
-                    gpu_hour = Decimal(b.gpu_hour_usd)
-                except InvalidOperation:
-                    log.warning(
-                        "backend %r: gpu_hour_usd %r is not a decimal number; ignored", name, b.gpu_hour_usd
-                    )
+            gpu_hour = _decimal(name, b.gpu_hour_usd)
         elif isinstance(b, LiteLLMBackendConfig):
             provider = b.provider
+        self_hosted = b.type == "vllm"
+        if isinstance(b, SimulatedBackendConfig):
+            self_hosted, gpus = b.self_hosted, b.gpu_count
+            gpu_hour = _decimal(name, b.gpu_hour_usd)
         backends[name] = BackendFacts(
-            name, b.type, b.type == "vllm", provider, gpu_hour, gpus, endpoints, window, min_tokens
+            name, b.type, self_hosted, provider, gpu_hour, gpus, endpoints, window, min_tokens
         )
     models = {
         n: ModelFacts(n, m.backend, m.adapter or m.upstream_model or (None if _GLOB.intersection(n) else n))

@@ -210,7 +210,11 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     # Drop pydantic's discriminated-union tags (e.g. backends.x.openai.base_url -> backends.x.base_url).
-    return tuple(p for p in loc if p not in ("openai", "vllm", "litellm", "function-after[_keys_unique()]"))
+    return tuple(
+        p
+        for p in loc
+        if p not in ("openai", "vllm", "litellm", "simulated", "function-after[_keys_unique()]")
+    )
 
 
 def validate_document(doc: Any, source: str) -> GatewayConfig:

@@ -7,7 +7,12 @@ from __future__ import annotations
 import logging
 
 from gateway.config import ENVIRONMENT, GatewayConfig
-from serving.config import LiteLLMBackendConfig, OpenAIBackendConfig, VLLMBackendConfig
+from serving.config import (
+    LiteLLMBackendConfig,
+    OpenAIBackendConfig,
+    SimulatedBackendConfig,
+    VLLMBackendConfig,
+)
 
 ENV_VARS = (
     "OPENAI_API_KEY (OPENAI_BASE_URL for another compatible API), ANTHROPIC_API_KEY or POINTSMAN_VLLM_URL"
@@ -35,6 +40,8 @@ def _backend(name: str, b: object) -> str:
         return f"{name} (vllm at {', '.join(b.endpoints)})"
     if isinstance(b, LiteLLMBackendConfig):
         return f"{name} (litellm {b.provider})"
+    if isinstance(b, SimulatedBackendConfig):
+        return f"{name} (simulated{', self-hosted' if b.self_hosted else ''})"
     return name
 
 
@@ -59,7 +66,8 @@ def report(file_cfg: GatewayConfig, in_force: GatewayConfig, policy_version: int
             (
                 warn,
                 f"nothing to serve: no backends are configured. Set {ENV_VARS}, or start with "
-                "`pointsman serve --config FILE` (README: Config reference)",
+                "`pointsman serve --config FILE` (README: Config reference). To see pointsman work without "
+                "any key or network: `pointsman demo`",
             )
         )
     elif not in_force.models:

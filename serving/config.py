@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -117,8 +117,60 @@ class LiteLLMBackendConfig(StrictModel):
         return None if v is None else check_http_url(v)
 
 
+class LatencyConfig(StrictModel):
+    """A log-normal latency distribution, given by its median and 95th percentile."""
+
+    median_ms: float = Field(default=300.0, ge=0, le=600_000)
+    """Median milliseconds."""
+    p95_ms: float = Field(default=900.0, ge=0, le=600_000)
+    """95th-percentile milliseconds (at least the median)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyConfig:
+        if self.p95_ms < self.median_ms:
+            raise ValueError("p95_ms must be at least median_ms")
+        return self
+
+
+class SimulatedBackendConfig(StrictModel):
+    """A model simulated in-process: deterministic answers, with the latency, speed, errors and quality of a
+    real one (for the demo, load tests and trying a config without provider keys). Nothing leaves the host."""
+
+    type: Literal["simulated"]
+    """Backend kind."""
+    seed: int = 0
+    """Seeds answers (with the request body), latencies and errors: the same seed replays the same run."""
+    first_token: LatencyConfig = Field(default_factory=LatencyConfig)
+    """Time to the first token (a complete answer also waits for the rest at ``tokens_per_s``)."""
+    tokens_per_s: float = Field(default=80.0, gt=0, le=100_000)
+    """Output tokens generated per second after the first."""
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of calls that fail with ``error_status``."""
+    error_status: int = Field(default=503, ge=400, le=599)
+    """HTTP status of a simulated failure (5xx and 429 are retried by routing, other 4xx are not)."""
+    quality: float = Field(default=1.0, ge=0, le=1)
+    """Fraction of answers that are complete; the others drop about half of what a complete one says (which
+    ``token_f1`` and a simulated judge notice)."""
+    answer_words: int = Field(default=40, ge=1, le=4000)
+    """Words in a complete answer (its output tokens, one per word)."""
+    judge: bool = False
+    """Answer judge prompts (``[Answer 1]`` / ``[Answer 2]``) with a verdict: the answer that covers more of
+    the request's words wins."""
+    self_hosted: bool = False
+    """Account it as a self-hosted model (priced by GPU-hour) rather than a frontier API."""
+    gpu_hour_usd: str | None = None
+    """Price of one GPU hour (decimal string), for a self-hosted simulated model."""
+    gpu_count: int = Field(default=1, ge=1)
+    """GPUs behind it (with ``gpu_hour_usd``)."""
+    embedding_dims: int = Field(default=64, ge=1, le=8192)
+    """Length of the vectors ``/embeddings`` returns."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
+
+
 BackendConfig = Annotated[
-    OpenAIBackendConfig | VLLMBackendConfig | LiteLLMBackendConfig, Field(discriminator="type")
+    OpenAIBackendConfig | VLLMBackendConfig | LiteLLMBackendConfig | SimulatedBackendConfig,
+    Field(discriminator="type"),
 ]
 
 

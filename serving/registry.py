@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from serving.config import BackendConfig, LiteLLMBackendConfig, VLLMBackendConfig
+from serving.config import BackendConfig, LiteLLMBackendConfig, SimulatedBackendConfig, VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
 from serving.litellm_backend import LiteLLMBackend
+from serving.simulated.backend import SimulatedBackend
 from serving.vllm.monitor import VLLMMonitor
 
-AnyBackend = OpenAIHTTPBackend | LiteLLMBackend
+AnyBackend = OpenAIHTTPBackend | LiteLLMBackend | SimulatedBackend
 
 
 def build_backend(name: str, cfg: BackendConfig) -> AnyBackend:
     if isinstance(cfg, LiteLLMBackendConfig):
         return LiteLLMBackend(name, cfg)
+    if isinstance(cfg, SimulatedBackendConfig):
+        return SimulatedBackend(name, cfg)
     return OpenAIHTTPBackend(name, cfg)
 
 

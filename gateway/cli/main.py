@@ -13,7 +13,7 @@ from typing import Any
 
 from accounting.pricing import unpriced_message
 from gateway.accounting_setup import build_pricing
-from gateway.config import ConfigError, GatewayConfig, defaults_from_env, load_config
+from gateway.config import ConfigError, GatewayConfig, ServerConfig, defaults_from_env, load_config
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
 # Modules that add subcommands: each has ``add_parser(subparsers) -> None`` setting ``func``.
@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "gateway.cli.shadow",
     "gateway.cli.vllm",
     "gateway.cli.dataset",
+    "gateway.cli.demo",
 )
 
 
@@ -39,6 +40,28 @@ def app_factory() -> Any:
     cfg = load(os.environ.get(_CONFIG_ENV) or None)
     configure(cfg.server)
     return create_app(cfg)
+
+
+def uvicorn_settings(server: ServerConfig, host: str, port: int) -> dict[str, Any]:
+    """uvicorn's settings for the gateway (bounded request heads, graceful drain, no access log); configures
+    the HTTP protocol's bounds as a side effect."""
+    from gateway.http_server import PROTOCOL, configure
+
+    configure(server)
+    return {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": PROTOCOL,  # httptools with bounds on the request head
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": server.log_level,
+        "timeout_graceful_shutdown": server.graceful_timeout_s,  # uvicorn takes fractions too
+        "server_header": False,
+        "date_header": False,
+        "limit_concurrency": None,
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -57,23 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     import uvicorn
 
-    from gateway.http_server import PROTOCOL, configure
-
-    configure(server)
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "loop": "uvloop",
-        "http": PROTOCOL,  # httptools with bounds on the request head
-        "lifespan": "on",
-        "access_log": False,
-        "log_level": server.log_level,
-        "timeout_graceful_shutdown": server.graceful_timeout_s,  # uvicorn takes fractions too
-        "server_header": False,
-        "date_header": False,
-        "limit_concurrency": None,
-        "h11_max_incomplete_event_size": 64 * 1024,
-    }
+    common = uvicorn_settings(server, host, port)
     if workers > 1:
         if args.config:
             os.environ[_CONFIG_ENV] = os.path.abspath(args.config)

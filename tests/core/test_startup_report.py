@@ -76,3 +76,4 @@ def test_serve_without_a_config_file_logs_the_environment_defaults(tmp_path: Pat
     assert "imported from the environment defaults (no config file" in text
     assert "imported from the config file" not in text
     assert "nothing to serve: no backends are configured" in text
+    assert "without any key or network: `pointsman demo`" in text
