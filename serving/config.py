@@ -166,6 +166,9 @@ class SimulatedBackendConfig(StrictModel):
     """Length of the vectors ``/embeddings`` returns."""
     max_concurrency: int | None = Field(default=None, ge=1)
     """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
+    served_models: list[str] = Field(default_factory=list)
+    """Model ids it lists as its own (what a glob model entry such as ``sim-*`` shows in ``/v1/models``); it
+    answers to any id."""
 
 
 BackendConfig = Annotated[

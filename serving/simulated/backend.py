@@ -81,6 +81,9 @@ class SimulatedBackend:
     async def close(self) -> None:
         return None
 
+    async def list_models(self) -> list[str]:
+        return list(self.cfg.served_models)
+
     def first_token_s(self) -> float:
         """One draw from the time-to-first-token distribution, in seconds."""
         if self._mu is None:
