@@ -20,6 +20,7 @@ from typing import Any
 from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
 from accounting.errors import ModelUnpriced
+from accounting.export.exporters import Exporters
 from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
 from accounting.limits import Limits, RedisHealth, buckets_at
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
@@ -93,6 +94,8 @@ class Accountant:
         self._charged_unpriced: dict[tuple[str, str], str] = {}
         """(backend, upstream model) -> label: models without a price first met on a request (a name a glob
         let through); bounded by ``_MAX_UNPRICED_NAMES``."""
+        self.exporters: Exporters | None = None
+        """Request logs, traces and analytics events of every accounted request (the gateway sets it)."""
         self._publish_gauges()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -305,6 +308,8 @@ class Accountant:
                 self.link.publish(row)
         if self.limits.active and not rec.shadow:  # shadow spend has its own daily budget per route
             self.limits.commit(rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens)
+        if self.exporters is not None:
+            self.exporters.offer(rec)
 
     def _flag_unpriced(self, backend: str, upstream: str) -> None:
         """A request was charged to a model without a price that the config does not name (a glob let it

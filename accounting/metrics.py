@@ -285,6 +285,20 @@ class Metrics:
             registry=r,
         )
 
+        self.export_dropped = Counter(
+            "pointsman_export_dropped",
+            "Finished requests not exported, by exporter (logs, otlp, posthog) and reason (queue_full, "
+            "export_failed)",
+            ["exporter", "reason"],
+            registry=r,
+        )
+        self.export_sent = Counter(
+            "pointsman_export_sent",
+            "Finished requests exported, by exporter (logs: not counted; otlp, posthog)",
+            ["exporter"],
+            registry=r,
+        )
+
     # -- helpers for other packages (bounded labels) ---------------------------------------------------------
     def upstream_error(self, backend: str, error_type: str) -> None:
         et = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from wire.traceparent import TraceContext
 from wire.usage import Usage
 
 
@@ -45,3 +46,5 @@ class RequestRecord:
     shadow: bool = False
     """True for the shadow (candidate) side of a shadow test."""
     tags: dict[str, str] = field(default_factory=dict)
+    trace: TraceContext | None = None
+    """The request's trace (its span and the spans of its upstream calls), when traced."""

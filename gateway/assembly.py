@@ -4,6 +4,7 @@ needs; and the order they start and close in."""
 from __future__ import annotations
 
 from accounting.accountant import Accountant
+from accounting.export.exporters import Exporters
 from gateway.accounting_setup import build_accountant
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
@@ -35,6 +36,8 @@ class _MetricsObserver:
 def assemble(config: GatewayConfig) -> GatewayState:
     registry = BackendRegistry()
     accountant = build_accountant(config)
+    exporters = Exporters(config.observability, accountant.metrics, lambda: accountant.catalog.backends)
+    accountant.exporters = exporters  # request logs, traces, analytics events: off the request path
     # Routing: health and the seeded rng outlive policy swaps; the policy itself is the live runtime's.
     health = HealthTracker(config.routing, registry)
     health.observer = _MetricsObserver(accountant)  # breaker state -> pointsman_circuit_state
@@ -47,10 +50,10 @@ def assemble(config: GatewayConfig) -> GatewayState:
     shadow.hub.capture_allowed = capture.capture_allowed  # raw pair text only for approved teams
     shadow.hub.redact = capture.redact_document  # and redacted before the pair store sees it
     vllm_pricing = SelfHostedPricing(lambda: live.runtime.config, registry, accountant)  # measured GPU prices
-    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture)
     upstream_models = UpstreamModels(
         lambda: live.runtime.policy.models, registry, config.server.models_refresh_s
     )
+    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture, exporters.sampler)
     return GatewayState(
         config=config,
         live=live,
@@ -65,6 +68,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
         inference=inference,
         upstream_models=upstream_models,
         startup=[
+            exporters.start,
             control.start,  # the stored policy first: it decides which backends to start
             live.start,
             accountant.start,
@@ -81,6 +85,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
             live.close,  # closes backends retired by policy swaps now
             capture.close,
             accountant.close,
+            exporters.close,  # after the accountant: its last records are exported
             registry.close,
         ],
     )

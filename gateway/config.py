@@ -26,6 +26,7 @@ from pydantic import (
 
 from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
 from accounting.config import AccountingConfig
+from accounting.export.config import ObservabilityConfig
 from routing.config import RouteConfig, RoutingSettings
 from serving.config import BackendConfig, ModelConfig
 
@@ -149,6 +150,8 @@ class GatewayConfig(StrictModel):
     """Pricing, budgets, rate limits, metric label allowlists, ledger."""
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     """Consent-gated capture of traffic and feedback as post-training data (docs/data-loop.md)."""
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    """Request logs, OpenTelemetry traces and PostHog LLM-analytics events (docs/observability.md)."""
 
     @property
     def source(self) -> str:

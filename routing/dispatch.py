@@ -27,7 +27,8 @@ from routing.models import ResolvedModel
 from routing.policy import Decision
 from routing.upstream_call import CallSpec, build_call
 from serving.backend import Backend, Backends, UpstreamResponse, UpstreamStream
-from serving.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from wire.traceparent import end_span
 
 
 @dataclass(slots=True)
@@ -132,7 +133,8 @@ class Dispatcher:
             att = Attempt(target.name, target.backend)
             tried.append(att)
             calls += 1
-            call = build_call(spec, target, backend, remaining)
+            span = spec.trace.child("attempt", target.backend, target.upstream_model) if spec.trace else None
+            call = build_call(spec, target, backend, remaining, span)
             t0 = time.monotonic()
             try:
                 if stream:
@@ -142,6 +144,8 @@ class Dispatcher:
             except UpstreamError as exc:
                 att.error = exc.error_type
                 last = exc
+                if span is not None:
+                    end_span(span, exc.error_type, exc.status if isinstance(exc, UpstreamHTTPError) else 0)
                 if health is not None:
                     health.record(backend.name, exc.endpoint or _only(backend), classify(exc), hop)
                 if not exc.retryable:
@@ -150,7 +154,11 @@ class Dispatcher:
                 continue
             except BaseException:
                 self._release(backend, hop)
+                if span is not None:
+                    end_span(span, "cancelled")
                 raise
+            if span is not None and not stream:  # a stream's attempt span ends with the request
+                end_span(span, None, res.status)  # type: ignore[union-attr]
             if health is not None:
                 health.record(backend.name, res.endpoint or _only(backend), OK, hop)
                 if not stream:

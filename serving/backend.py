@@ -22,6 +22,8 @@ class UpstreamCall:
     timeout_s: float
     request_id: str = ""
     """Total budget for the call (connect + first byte + body)."""
+    traceparent: str = ""
+    """W3C ``traceparent`` for the call's span, sent upstream when set (traced requests)."""
 
 
 @dataclass(slots=True)

@@ -154,9 +154,12 @@ class OpenAIHTTPBackend:
         )
 
     def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
-        if not call.request_id:
+        if not call.request_id and not call.traceparent:
             return self._headers
-        return {**self._headers, "x-request-id": call.request_id}
+        h = {**self._headers, "x-request-id": call.request_id} if call.request_id else dict(self._headers)
+        if call.traceparent:
+            h["traceparent"] = call.traceparent
+        return h
 
     def _http_error(self, resp: aiohttp.ClientResponse, body: bytes, ep: Endpoint) -> UpstreamHTTPError:
         """An upstream error status, with its (bounded) body for pass-through and its Retry-After."""

@@ -44,6 +44,7 @@ from serving.backend import UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamError, UpstreamProtocolError
 from wire.endpoints import RESPONSES, USAGE_OPTION
 from wire.sse import SSEReader
+from wire.traceparent import TraceContext
 from wire.usage import usage_from_response
 
 log = logging.getLogger("pointsman.request")
@@ -57,6 +58,7 @@ _WANTED = frozenset(
         b"x-pointsman-tags",
         b"x-pointsman-sticky",
         b"content-length",
+        b"traceparent",
     }
 )
 
@@ -80,6 +82,12 @@ class CurrentRuntime(Protocol):
     def runtime(self) -> Runtime: ...
 
 
+class TraceStarter(Protocol):
+    """Whether and how a request is traced (``accounting.export.otel.TraceSampler``)."""
+
+    def start(self, traceparent: bytes | None) -> TraceContext | None: ...
+
+
 class InferenceHandler:
     def __init__(
         self,
@@ -88,12 +96,14 @@ class InferenceHandler:
         dispatcher: Dispatcher,
         shadow: ShadowHub,
         capture: CaptureGate,
+        traces: TraceStarter | None = None,
     ) -> None:
         self.live = live
         self.accountant = accountant
         self.dispatcher = dispatcher
         self.shadow = shadow
         self.capture = capture
+        self.traces = traces
         self.in_flight = 0
 
     # -- entry -----------------------------------------------------------------------------------------
@@ -135,6 +145,7 @@ class InferenceHandler:
                 )
             )
             stream = doc.get("stream") is True
+            trace = self.traces.start(h.get(b"traceparent")) if self.traces is not None else None
             rec = RequestRecord(
                 request_id=rid,
                 ts=ts,
@@ -146,6 +157,7 @@ class InferenceHandler:
                 endpoint=endpoint,
                 stream=stream,
                 tags=tags,
+                trace=trace,
             )
             self.accountant.check_unpriced(key.name, key.team, decision.attempts)
             await self.accountant.admit(key.name, key.team, model)
@@ -153,7 +165,7 @@ class InferenceHandler:
             x = Exchange(
                 send,
                 receive,
-                CallSpec(endpoint, doc, decision.defaults, stream, rid),
+                CallSpec(endpoint, doc, decision.defaults, stream, rid, trace),
                 decision,
                 rec,
                 base,

@@ -78,7 +78,8 @@ class CandidateCalls:
         # Straight to the candidate's backend, not through the dispatcher: no fallbacks (a failure is the
         # candidate's), and shadow failures never feed the circuit breakers that route client traffic.
         backend = self.dispatcher.registry.get(target.backend)
-        spec = CallSpec(t.endpoint, t.doc, t.defaults, stream, rid)
+        trace = t.rec.trace.derived() if t.rec.trace is not None else None  # a child span of the request's
+        spec = CallSpec(t.endpoint, t.doc, t.defaults, stream, rid, trace)
         call = None if backend is None else build_call(spec, target, backend, timeout)
 
         srec = RequestRecord(
@@ -95,6 +96,7 @@ class CandidateCalls:
             backend=target.backend,
             shadow=True,
             tags=dict(t.rec.tags),
+            trace=trace,
         )
         output: Output | None = None
         events: list[bytes] | None = None
@@ -200,8 +202,9 @@ class CandidateCalls:
             endpoint=endpoint,
             stream=False,
             shadow=True,
+            trace=origin.trace.derived() if origin.trace is not None else None,
         )
-        spec = CallSpec(endpoint, body, decision.defaults, False, srec.request_id)
+        spec = CallSpec(endpoint, body, decision.defaults, False, srec.request_id, srec.trace)
         t0 = time.perf_counter()
         try:
             resp, outcome = await self.dispatcher.call(decision, spec)

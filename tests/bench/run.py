@@ -1,6 +1,6 @@
 """Benchmark pointsman against nginx directly and a plain FastAPI + aiohttp pass-through proxy.
 
-    python -m tests.bench.run [--rounds N] [--rules N] [--json PATH] [--quick] [--only plain,pointsman]
+    python -m tests.bench.run [--rounds N] [--rules N] [--json PATH] [--quick] [--only plain,pointsman] [--tracing]
 
 See tests/bench/README.md for the method and what the figures mean.
 """
@@ -28,6 +28,7 @@ from tests.bench import measure, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import GATEWAYS, PLAIN, POINTSMAN
+from tests.fakes.telemetry import FakeTelemetry
 
 T = TypeVar("T")
 
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rules", type=int, default=0, help="pointsman: N non-matching route rules (0: none)"
     )
     parser.add_argument("--json", type=Path, help="also write all figures as JSON here")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="pointsman: export OpenTelemetry traces at 100%% sampling to a local OTLP sink",
+    )
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     parser.add_argument(
         "--only",
@@ -91,11 +97,14 @@ class Outcome:
 async def bench(args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path) -> Outcome:
     """All rounds; a round that fails after others completed ends the run with what it has."""
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
+    sink = FakeTelemetry(decode=False).start() if args.tracing else None
     try:
         gateways = [
             targets.plain(up)
             if name == PLAIN
-            else targets.pointsman(up, args.pointsman_bin, workdir, args.rules)
+            else targets.pointsman(
+                up, args.pointsman_bin, workdir, args.rules, sink.url if sink is not None else None
+            )
             for name in names
         ]
         out = Outcome()
@@ -114,9 +123,13 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             out.rounds.append(figures)
             out.background.append(load.cores())
             _log(f"  other processes used {out.background[-1]:.2f} cores during the round")
+        if sink is not None:
+            _log(f"  the OTLP sink received {sink.span_bytes} bytes in {sink.requests} exports")
         return out
     finally:
         await procs.stop(up.proc)
+        if sink is not None:
+            sink.stop()
 
 
 async def _stoppable(coro: Coroutine[Any, Any, T]) -> T:
@@ -151,6 +164,7 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "gateways": names,
         "rounds": args.rounds,
         "rules": args.rules,
+        "tracing": args.tracing,
         "quick": args.quick,
         "settings": dataclasses.asdict(settings),
         "git": _git_state(),

@@ -60,10 +60,13 @@ def plain(up: Upstream) -> Gateway:
     return Gateway(PLAIN, tuple(argv), port)
 
 
-def pointsman(up: Upstream, binary: Path, workdir: Path, rules: int) -> Gateway:
+def pointsman(up: Upstream, binary: Path, workdir: Path, rules: int, otlp: str | None = None) -> Gateway:
     port = procs.free_port()
     config = workdir / "pointsman.yaml"
-    config.write_text(yaml.safe_dump(pointsman_config(up, port, rules), sort_keys=False))
+    doc = pointsman_config(up, port, rules)
+    if otlp is not None:  # traces at 100%: the cost of tracing on the request path
+        doc["observability"] = {"traces": {"endpoint": otlp, "sample_rate": 1.0}}
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
     argv = (str(binary), "serve", "--config", str(config), "--port", str(port), "--workers", "1")
     return Gateway(POINTSMAN, argv, port)
 
