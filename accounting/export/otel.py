@@ -13,19 +13,18 @@ Spans travel as an OTLP ``ExportTraceServiceRequest`` (``opentelemetry-proto``) 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from accounting.catalog import BackendFacts
-from accounting.export.batcher import Batcher, Dropped
+from accounting.export.batcher import Dropped
 from accounting.export.config import TracesConfig
+from accounting.export.http_exporter import HttpExporter, endpoint_url
 from accounting.record import RequestRecord
 from wire.traceparent import TraceContext, new_span_id, new_trace_id, parse_traceparent
 
@@ -185,13 +184,7 @@ def export_request(spans: Sequence[Span], service_name: str) -> ExportTraceServi
     )
 
 
-def traces_url(endpoint: str) -> str:
-    base = endpoint.rstrip("/")
-    rest = base.split("://", 1)[-1]
-    return base if "/" in rest else base + "/v1/traces"
-
-
-class OtlpExporter:
+class OtlpExporter(HttpExporter):
     def __init__(
         self,
         cfg: TracesConfig,
@@ -201,37 +194,21 @@ class OtlpExporter:
         content: Content | None = None,
     ) -> None:
         assert cfg.endpoint
+        headers = {"content-type": "application/x-protobuf", **cfg.headers}
+        super().__init__("otlp", cfg, endpoint_url(cfg.endpoint, "/v1/traces"), headers, dropped, sent)
         self.cfg = cfg
-        self.url = traces_url(cfg.endpoint)
         self.sampler = TraceSampler(cfg.sample_rate)
         self.backends = backends
         self.content = content if cfg.content else None
-        self.batcher: Batcher[RequestRecord] = Batcher("otlp", cfg, self._send, dropped, sent)
-        self.session: aiohttp.ClientSession | None = None
-        self._rng = random.Random()
 
     def offer(self, rec: RequestRecord) -> None:
         if rec.trace is not None and rec.trace.sampled:
             self.batcher.offer(rec)
 
-    async def start(self) -> None:
-        self.session = aiohttp.ClientSession()
-        await self.batcher.start()
-
-    async def close(self) -> None:
-        await self.batcher.close()
-        if self.session is not None:
-            await self.session.close()
-
-    async def _send(self, batch: list[RequestRecord]) -> None:
-        assert self.session is not None
+    def encode(self, batch: list[RequestRecord]) -> bytes:
         backends = self.backends()
         spans: list[Span] = []
         for rec in batch:
             spans.extend(record_spans(rec, backends, self.content(rec) if self.content else None))
-        body = export_request(spans, self.cfg.service_name).SerializeToString()
-        headers = {"content-type": "application/x-protobuf", **self.cfg.headers}
-        async with self.session.post(self.url, data=body, headers=headers) as resp:
-            if resp.status >= 300:
-                raise RuntimeError(f"OTLP collector answered {resp.status}")
-            await resp.read()
+        data: bytes = export_request(spans, self.cfg.service_name).SerializeToString()
+        return data

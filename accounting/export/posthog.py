@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from accounting.catalog import BackendFacts
-from accounting.export.batcher import Batcher, Dropped
+from accounting.export.batcher import Dropped
 from accounting.export.config import PostHogConfig
+from accounting.export.http_exporter import HttpExporter, endpoint_url
 from accounting.export.otel import Content, provider_name
 from accounting.record import RequestRecord
 
@@ -75,13 +75,7 @@ def generation_event(
         props["$ai_error"] = rec.error_type or rec.outcome
     if content is not None:
         props["$ai_input"], props["$ai_output_choices"] = content
-    return {
-        "event": "$ai_generation",
-        "distinct_id": distinct_id,
-        "properties": props,
-        "timestamp": _iso(rec.ts),
-        "uuid": str(uuid.uuid4()),
-    }
+    return _event("$ai_generation", rec, props)
 
 
 def trace_event(rec: RequestRecord, distinct_id: str) -> dict[str, Any]:
@@ -101,22 +95,20 @@ def trace_event(rec: RequestRecord, distinct_id: str) -> dict[str, Any]:
     }
     if failed:
         props["$ai_error"] = rec.error_type or rec.outcome
+    return _event("$ai_trace", rec, props)
+
+
+def _event(name: str, rec: RequestRecord, props: dict[str, Any]) -> dict[str, Any]:
     return {
-        "event": "$ai_trace",
-        "distinct_id": distinct_id,
+        "event": name,
+        "distinct_id": props["distinct_id"],
         "properties": props,
         "timestamp": _iso(rec.ts),
         "uuid": str(uuid.uuid4()),
     }
 
 
-def batch_url(endpoint: str) -> str:
-    base = endpoint.rstrip("/")
-    rest = base.split("://", 1)[-1]
-    return base if "/" in rest else base + "/batch/"
-
-
-class PostHogExporter:
+class PostHogExporter(HttpExporter):
     def __init__(
         self,
         cfg: PostHogConfig,
@@ -126,30 +118,16 @@ class PostHogExporter:
         content: Content | None = None,
     ) -> None:
         assert cfg.endpoint and cfg.project_key
+        headers = {"content-type": "application/json"}
+        super().__init__("posthog", cfg, endpoint_url(cfg.endpoint, "/batch/"), headers, dropped, sent)
         self.cfg = cfg
-        self.url = batch_url(cfg.endpoint)
         self.backends = backends
         self.content = content if cfg.content else None
-        self.batcher: Batcher[RequestRecord] = Batcher("posthog", cfg, self._send, dropped, sent)
-        self.session: aiohttp.ClientSession | None = None
-
-    def offer(self, rec: RequestRecord) -> None:
-        self.batcher.offer(rec)
-
-    async def start(self) -> None:
-        self.session = aiohttp.ClientSession()
-        await self.batcher.start()
-
-    async def close(self) -> None:
-        await self.batcher.close()
-        if self.session is not None:
-            await self.session.close()
 
     def _distinct(self, rec: RequestRecord) -> str:
         return (rec.team or rec.key) if self.cfg.distinct_id == "team" else rec.key
 
-    async def _send(self, batch: list[RequestRecord]) -> None:
-        assert self.session is not None
+    def encode(self, batch: list[RequestRecord]) -> bytes:
         backends = self.backends()
         events: list[dict[str, Any]] = []
         for rec in batch:
@@ -157,10 +135,4 @@ class PostHogExporter:
             events.append(generation_event(rec, backends, d, self.content(rec) if self.content else None))
             if not rec.shadow:
                 events.append(trace_event(rec, d))
-        body = orjson.dumps({"api_key": self.cfg.project_key, "batch": events})
-        async with self.session.post(
-            self.url, data=body, headers={"content-type": "application/json"}
-        ) as resp:
-            if resp.status >= 300:
-                raise RuntimeError(f"PostHog capture answered {resp.status}")
-            await resp.read()
+        return orjson.dumps({"api_key": self.cfg.project_key, "batch": events})

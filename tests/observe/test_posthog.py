@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
-
-from tests.conftest import CLIENT_KEY, basic_config
+from tests.conftest import basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telemetry import FakeTelemetry
 from tests.gateway_runner import RunningGateway
+from tests.observe.client import chat
 
 # PostHog's documented $ai_generation properties and their types (the ones pointsman fills in).
 GENERATION_SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -39,15 +38,6 @@ def posthog_config(upstream: FakeOpenAI, telemetry: FakeTelemetry, **ph: Any) ->
         "posthog": {"endpoint": telemetry.url, "project_key": "phc_test", "flush_interval_s": 0.05, **ph},
     }
     return cfg
-
-
-def chat(gw: RunningGateway, model: str = "gpt-4o-mini") -> httpx.Response:
-    return httpx.post(
-        gw.base_url + "/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": "secret prompt text"}]},
-        headers={"authorization": f"Bearer {CLIENT_KEY}"},
-        timeout=10,
-    )
 
 
 def test_generation_event_follows_the_documented_schema(

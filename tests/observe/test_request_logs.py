@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -15,6 +14,7 @@ from accounting.export.logs import LOGGER
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
+from tests.observe.client import chat
 
 
 class Lines(logging.Handler):
@@ -56,15 +56,6 @@ def logged_config(upstream: FakeOpenAI, **logs: Any) -> dict[str, Any]:
     ]
     cfg["observability"] = {"logs": {"flush_interval_s": 0.02, **logs}}
     return cfg
-
-
-def chat(gw: RunningGateway, model: str = "gpt-4o-mini") -> httpx.Response:
-    return httpx.post(
-        gw.base_url + "/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": "secret prompt text"}]},
-        headers={"authorization": f"Bearer {CLIENT_KEY}"},
-        timeout=10,
-    )
 
 
 def test_a_successful_request_is_one_json_line_at_info_without_content_or_secrets(

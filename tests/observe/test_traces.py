@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -14,6 +13,7 @@ from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telemetry import FakeTelemetry
 from tests.gateway_runner import RunningGateway
+from tests.observe.client import chat
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -44,15 +44,6 @@ def traced_config(upstream: FakeOpenAI, telemetry: FakeTelemetry, **traces: Any)
 def gateway(upstream: FakeOpenAI, telemetry: FakeTelemetry) -> Iterator[RunningGateway]:
     with RunningGateway(traced_config(upstream, telemetry)) as gw:
         yield gw
-
-
-def chat(gw: RunningGateway, model: str = "gpt-4o-mini", **headers: str) -> httpx.Response:
-    return httpx.post(
-        gw.base_url + "/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": "secret prompt text"}]},
-        headers={"authorization": f"Bearer {CLIENT_KEY}", **headers},
-        timeout=10,
-    )
 
 
 def server_span(t: FakeTelemetry) -> Any:
