@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.admin import build_admin_router
 from gateway.assembly import assemble
 from gateway.config import GatewayConfig
+from gateway.console import pages as console_pages
 from gateway.errors import ApiError
 from gateway.feedback import router as feedback_router
 from gateway.http_server import install_drain
@@ -100,6 +101,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
     api.include_router(feedback_router)
     _document_inference(api)
     api.include_router(build_admin_router(state))
+    api.include_router(console_pages.build_router())
     return api
 
 

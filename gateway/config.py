@@ -125,6 +125,17 @@ ENVIRONMENT = "<environment>"
 """The source of the embedded defaults built from environment variables (no config file)."""
 
 
+class ConsoleConfig(StrictModel):
+    """The web console at ``/console`` (routes, spend, shadow tests, capture consent, keys)."""
+
+    enabled: bool = False
+    """Serve the console (it also needs ``admin_key``: people log in with it, or with ``read_only_key``)."""
+    read_only_key: str | None = Field(default=None, min_length=16, repr=False)
+    """A second login that can look at every page but change nothing. Never logged."""
+    session_ttl_s: float = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    """How long a login lasts."""
+
+
 class GatewayConfig(StrictModel):
     """The whole config file."""
 
@@ -152,6 +163,8 @@ class GatewayConfig(StrictModel):
     """Consent-gated capture of traffic and feedback as post-training data (docs/data-loop.md)."""
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     """Request logs, OpenTelemetry traces and PostHog LLM-analytics events (docs/observability.md)."""
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    """The web console (off unless enabled)."""
 
     @property
     def source(self) -> str:

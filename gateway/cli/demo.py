@@ -55,6 +55,7 @@ def demo_config(data_dir: str, admin_key: str, console: bool = True) -> dict[str
     doc: dict[str, Any] = {
         "server": {"data_dir": data_dir, "log_level": "warning"},
         "admin_key": admin_key,
+        "console": {"enabled": console},
         "backends": {"frontier": frontier, "custom": custom, "judge": judge},
         "models": {
             "gpt-4o-mini": {"backend": "frontier", "owned_by": "simulated-frontier"},
