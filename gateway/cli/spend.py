@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import sys
 from decimal import Decimal
@@ -12,7 +14,9 @@ from typing import Any
 import httpx
 import orjson
 
-from accounting.ledger import DIMENSIONS, parse_time, query_spend, spend_csv
+from accounting.ledger import DIMENSIONS, parse_time, query_spend, spend_csv, usd
+from accounting.reconcile import ExportError, read_export, reconcile
+from gateway.cli.admin_api import table
 
 _FILTERS = ("key", "team", "task", "route", "model", "backend", "outcome")
 
@@ -36,6 +40,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--admin-key", default=None, help="admin key (default $POINTSMAN_ADMIN_KEY)")
     p.add_argument("--ledger", help="read this SQLite ledger file directly instead of asking a gateway")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("reconcile",),
+        help="reconcile FILE: compare the ledger per day and model with a provider's cost export (OpenAI or "
+        "Anthropic CSV)",
+    )
+    p.add_argument("file", nargs="?", help="the provider export (with reconcile)")
     p.set_defaults(func=cmd_spend)
 
 
@@ -127,6 +139,8 @@ def selfhosted_lines(report: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
+    if args.action == "reconcile":
+        return cmd_reconcile(args)
     groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
     bad = [g for g in groups if g not in DIMENSIONS]
     if bad:
@@ -153,4 +167,60 @@ def cmd_spend(args: argparse.Namespace) -> int:
         print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}{tail}")
         for line in selfhosted_lines(getattr(args, "self_hosted_pricing", [])):
             print(line)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """``pointsman spend reconcile FILE``: drift per UTC day and model between the ledger and a provider export
+    (``accounting.reconcile``). Narrow the ledger to the provider's backends with ``--backend``."""
+    if not args.file:
+        print("pointsman: spend reconcile needs the provider export FILE", file=sys.stderr)
+        return 2
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            provider_name, provider = read_export(f.read())
+    except (OSError, ExportError) as exc:
+        print(f"pointsman: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    filters = {f: getattr(args, f) for f in _FILTERS if getattr(args, f)}
+    days = sorted({d for d, _ in provider})
+    if not args.since:
+        args.since = days[0]
+    if not args.until:
+        args.until = days[-1]
+    try:
+        rows = _fetch(args, ["day", "model"], filters)
+    except ValueError as exc:
+        print(f"pointsman: {exc}", file=sys.stderr)
+        return 2
+    ledger = {(r["day"], r["model"]): Decimal(r["cost_usd"] or 0) for r in rows}
+    drifts = reconcile(ledger, provider)
+    docs = [
+        {
+            "day": d.day,
+            "model": d.model,
+            "ledger_usd": usd(d.ledger_usd),
+            "provider_usd": usd(d.provider_usd),
+            "drift_usd": usd(d.drift_usd),
+            "drift_pct": None if d.drift_pct is None else str(d.drift_pct),
+        }
+        for d in drifts
+    ]
+    if args.format == "json":
+        out = {"provider": provider_name, "file": args.file, "data": docs}
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    cols = ["day", "model", "ledger_usd", "provider_usd", "drift_usd", "drift_pct"]
+    if args.format == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows([[d[c] if d[c] is not None else "" for c in cols] for d in docs])
+        sys.stdout.write(buf.getvalue())
+        return 0
+    print(f"{provider_name} export {args.file} against the ledger, {days[0]} .. {days[-1]} (UTC days)")
+    print(table(cols, [[str(d[c]) if d[c] is not None else "-" for c in cols] for d in docs]))
+    mine = sum((d.ledger_usd for d in drifts), Decimal(0))
+    theirs = sum((d.provider_usd for d in drifts), Decimal(0))
+    print(f"\ntotal: ledger ${usd(mine)}, provider ${usd(theirs)}, drift ${usd(mine - theirs)}")
     return 0
