@@ -111,6 +111,7 @@ class ModelPrice:
     _thresholds: dict[str, dict[int, tuple[str, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _sorted: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def flat(
@@ -161,7 +162,10 @@ class ModelPrice:
 
     def context_thresholds(self, tier: str = "standard") -> tuple[int, ...]:
         """The long-context thresholds (prompt tokens) at which this sheet's rates change, ascending."""
-        return tuple(sorted(self._threshold_keys(tier)))
+        hit = self._sorted.get(tier)
+        if hit is None:
+            hit = self._sorted[tier] = tuple(sorted(self._threshold_keys(tier)))
+        return hit
 
     def _threshold_keys(self, tier: str) -> dict[int, tuple[str, ...]]:
         """Threshold -> the ``_above_<raw>_tokens`` spellings of it among the token-rate keys (empty tuple: only
@@ -209,27 +213,22 @@ class ModelPrice:
             text = budget - audio - image
         else:
             text = max(p - cached - writes - audio - image, 0)
-        writes_1h = min(u.cache_write_1h_tokens, writes)
-        cost = (
-            text * r.input
-            + cached * r.cached_input
-            + (writes - writes_1h) * r.cache_write
-            + writes_1h * r.cache_write_1h
-            + audio * r.audio_input
-            + image * r.image_input
-        )
-        o = u.output_tokens
+        cost = text * r.input + u.output_tokens * r.output  # the common case: no other class present
+        if cached:
+            cost += cached * r.cached_input
+        if writes:
+            writes_1h = min(u.cache_write_1h_tokens, writes)
+            cost += (writes - writes_1h) * r.cache_write + writes_1h * r.cache_write_1h
+        if audio:
+            cost += audio * r.audio_input
+        if image:
+            cost += image * r.image_input
         reasoning, a_out, i_out = u.reasoning_tokens, u.audio_output_tokens, u.image_output_tokens
-        if reasoning or a_out or i_out:
-            out_text = max(o - reasoning - a_out - i_out, 0)
+        if reasoning or a_out or i_out:  # these are part of output_tokens: move them to their own price
+            moved = min(reasoning + a_out + i_out, u.output_tokens)
             cost += (
-                out_text * r.output
-                + reasoning * r.reasoning
-                + a_out * r.audio_output
-                + i_out * r.image_output
+                reasoning * r.reasoning + a_out * r.audio_output + i_out * r.image_output - moved * r.output
             )
-        else:
-            cost += o * r.output
         return cost
 
     # -- resolution (once per tier and threshold) ------------------------------------------------------------

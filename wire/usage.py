@@ -64,8 +64,7 @@ def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
-def _get(d: Any, key: str) -> int:
-    return _int(d.get(key)) if isinstance(d, dict) else 0
+_EMPTY: dict[str, Any] = {}
 
 
 def parse_usage(u: Any) -> Usage | None:
@@ -84,32 +83,38 @@ def parse_usage(u: Any) -> Usage | None:
         cd = u.get("output_tokens_details")
     else:
         return None
-    cached = _get(pd, "cached_tokens") or _int(u.get("cache_read_input_tokens"))
+    pd = pd if isinstance(pd, dict) else _EMPTY
+    cd = cd if isinstance(cd, dict) else _EMPTY
+    cached = _int(pd.get("cached_tokens")) or _int(u.get("cache_read_input_tokens"))
     writes = (
-        _get(pd, "cache_creation_tokens")
-        or _get(pd, "cache_write_tokens")
+        _int(pd.get("cache_creation_tokens"))
+        or _int(pd.get("cache_write_tokens"))
         or _int(u.get("cache_creation_input_tokens"))
     )
-    ttl = pd.get("cache_creation_token_details") if isinstance(pd, dict) else None
-    if not isinstance(ttl, dict):
-        ttl = u.get("cache_creation")  # Anthropic's own name for the same split
-    writes_1h = _get(ttl, "ephemeral_1h_input_tokens")
-    writes = max(writes, writes_1h + _get(ttl, "ephemeral_5m_input_tokens"))
+    ttl = pd.get("cache_creation_token_details") or u.get("cache_creation")  # litellm's name, Anthropic's
+    writes_1h = 0
+    if isinstance(ttl, dict):
+        writes_1h = _int(ttl.get("ephemeral_1h_input_tokens"))
+        writes = max(writes, writes_1h + _int(ttl.get("ephemeral_5m_input_tokens")))
     cached = min(cached, inp)
     writes = min(writes, inp - cached)
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        cached_input_tokens=cached,
-        reasoning_tokens=min(_get(cd, "reasoning_tokens"), out),
-        cache_write_tokens=writes,
-        cache_write_1h_tokens=min(writes_1h, writes),
-        audio_input_tokens=min(_get(pd, "audio_tokens"), inp),
-        audio_output_tokens=min(_get(cd, "audio_tokens"), out),
-        image_input_tokens=min(_get(pd, "image_tokens"), inp),
-        image_output_tokens=min(_get(cd, "image_tokens"), out),
-        service_tier=service_tier(u.get("service_tier")),
+    usage = Usage(inp, out, cached, min(_int(cd.get("reasoning_tokens")), out))
+    if writes:
+        usage.cache_write_tokens = writes
+        usage.cache_write_1h_tokens = min(writes_1h, writes)
+    a_in, i_in, a_out, i_out = (
+        _int(pd.get("audio_tokens")),
+        _int(pd.get("image_tokens")),
+        _int(cd.get("audio_tokens")),
+        _int(cd.get("image_tokens")),
     )
+    if a_in or i_in or a_out or i_out:
+        usage.audio_input_tokens, usage.image_input_tokens = min(a_in, inp), min(i_in, inp)
+        usage.audio_output_tokens, usage.image_output_tokens = min(a_out, out), min(i_out, out)
+    tier = u.get("service_tier")
+    if tier is not None:
+        usage.service_tier = service_tier(tier)
+    return usage
 
 
 def usage_from_response(doc: Any) -> Usage | None:
