@@ -507,6 +507,15 @@ class SQLiteLedger:
         return query_spend(self.path, group_by, since, until, filters)
 
 
+def _sql_value(v: Any) -> str:
+    """A column default as an SQL literal (numbers and NULL; text defaults quoted)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, int | float):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
 def query_spend(
     path: str,
     group_by: Sequence[str],
@@ -531,17 +540,24 @@ def query_spend(
             raise ValueError(f"unknown filter {k!r}; use any of {', '.join(FILTERS)}")
         where.append(f"{DIMENSIONS[k]} = ?")
         args.append(v)
-    dims = [f"{DIMENSIONS[g]} AS g{i}" for i, g in enumerate(group_by)]
-    sql = f"SELECT {', '.join([*dims, *(agg for _, agg in _AGGREGATES)])} FROM requests"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if group_by:
-        sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(group_by)))
-        sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
     if not Path(path).exists():
         return []
     conn = connect(path, readonly=True)
     try:
+        # a ledger an older pointsman wrote, read before a gateway migrated it (``pointsman spend --ledger``),
+        # lacks the newer columns: they read as their default, as ``migrate`` would fill them
+        missing = set(_ADDED) - {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+        dims = [
+            f"{_sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g]} AS g{i}"
+            for i, g in enumerate(group_by)
+        ]
+        aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in _AGGREGATES]
+        sql = f"SELECT {', '.join([*dims, *aggs])} FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if group_by:
+            sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(group_by)))
+            sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
         rows = conn.execute(sql, args).fetchall()
     finally:
         conn.close()

@@ -4,11 +4,15 @@ the new classes and tier ``standard``, and new rows land next to them (through a
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 import time
 from pathlib import Path
 
 import openai
+import pytest
 
+from accounting.ledger import query_spend
+from gateway.cli import main
 from tests.accounting.observe import ledger_rows, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -28,8 +32,9 @@ CREATE TABLE requests (
 """
 
 
-def test_an_old_ledger_is_migrated_and_its_rows_still_count(upstream: FakeOpenAI, tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+def _first_schema_ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path)
     conn.executescript(_FIRST_SCHEMA)
     conn.execute(
         "INSERT INTO requests VALUES (NULL, 'old-1', 'before', ?, 'app', 'search', NULL, 'default', "
@@ -39,6 +44,11 @@ def test_an_old_ledger_is_migrated_and_its_rows_still_count(upstream: FakeOpenAI
     )
     conn.commit()
     conn.close()
+    return path
+
+
+def test_an_old_ledger_is_migrated_and_its_rows_still_count(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    _first_schema_ledger(tmp_path)
     with RunningGateway(basic_config(upstream.url, server={"data_dir": str(tmp_path)})) as gw:
         with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
             c.chat.completions.create(
@@ -55,3 +65,16 @@ def test_an_old_ledger_is_migrated_and_its_rows_still_count(upstream: FakeOpenAI
         )
         total = spend(gw.url).json()["total"]
         assert total["requests"] == 2 and total["input_tokens"] == 100 + upstream.prompt_tokens
+
+
+def test_an_old_ledger_read_before_any_gateway_opened_it_reports_the_new_columns_at_their_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _first_schema_ledger(tmp_path)
+    (row,) = query_spend(str(path), ["model", "service_tier"], None, None)
+    assert (row["requests"], row["input_tokens"], row["cache_write_tokens"]) == (1, 100, 0)
+    assert row["service_tier"] == "standard"
+    assert main(["spend", "-g", "model", "--ledger", str(path)]) == 0
+    assert "gpt-4o-mini" in capsys.readouterr().out
+    with closing(sqlite3.connect(path)) as conn:  # read, not migrated
+        assert "service_tier" not in {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
