@@ -38,6 +38,7 @@ def primary_side(t: Ticket) -> tuple[Side, Output | None]:
         input_tokens=rec.usage.input_tokens,
         output_tokens=rec.usage.output_tokens,
         cost_usd=str(rec.cost_usd),
+        priced=rec.priced,
         fallbacks=rec.fallbacks,
     )
     output: Output | None = None
@@ -81,6 +82,7 @@ def pair_of(t: Ticket, result: ShadowResult | None, redact: Callable[[Any], Any]
         u = result.record.usage
         shadow_side.input_tokens, shadow_side.output_tokens = u.input_tokens, u.output_tokens
         shadow_side.cost_usd = str(result.record.cost_usd)
+        shadow_side.priced = result.record.priced
     if t.direction == "forward":
         pair.primary, pair.candidate = served, shadow_side
         prim_out, cand_out = served_out, result.output if result is not None else None

@@ -42,6 +42,9 @@ class Side:
     output_tokens: int = 0
     cost_usd: str = "0"
     """Exact cost (a Decimal as text)."""
+    priced: bool = True
+    """False when this side's model has no price: its ``cost_usd`` of 0 is not a cost (records written before
+    this field read True)."""
     fallbacks: int = 0
 
     @property

@@ -380,9 +380,13 @@ def summarize(
         for name, kind in kinds.items()
     }
 
-    # cost (Decimal throughout)
+    # cost (Decimal throughout); a side whose model has no price has no cost, never $0 (no saving from it)
+    unpriced = {
+        side: sum(1 for p in quality if not getattr(p, side).priced) for side in ("primary", "candidate")
+    }
+
     def per_req(side: str) -> Decimal | None:
-        if not quality:
+        if not quality or unpriced[side]:
             return None
         return sum((getattr(p, side).cost for p in quality), Decimal(0)) / len(quality)
 
@@ -394,6 +398,7 @@ def summarize(
     cost: dict[str, Any] = {
         "primary_per_1k_usd": _usd(prim_req * 1000) if prim_req is not None else None,
         "candidate_per_1k_usd": _usd(cand_req * 1000) if cand_req is not None else None,
+        "unpriced_pairs": unpriced,
         "requests_seen": requests_seen,
         "observed_span_s": span_s,
         "monthly_volume": monthly,
@@ -404,7 +409,9 @@ def summarize(
             )
         ),
     }
-    cost["paired_difference_per_1k_usd"] = _paired_cost(quality)
+    cost["paired_difference_per_1k_usd"] = _paired_cost(
+        [p for p in quality if p.primary.priced and p.candidate.priced]
+    )
     if prim_req is not None and cand_req is not None:
         saving = (prim_req - cand_req) * Decimal(repr(monthly))
         cost["saving_per_1k_usd"] = _usd((prim_req - cand_req) * 1000)
