@@ -4,8 +4,8 @@ the new classes and tier ``standard``, and new rows land next to them (through a
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 import time
+from contextlib import closing
 from pathlib import Path
 
 import openai
