@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from accounting.ledger import DIMENSIONS, parse_time, query_spend, spend_csv, usd
-from accounting.reconcile import ExportError, read_export, reconcile
+from accounting.reconcile import ExportError, model_key, read_export, reconcile
 from gateway.cli.admin_api import table
 
 _FILTERS = ("key", "team", "task", "route", "model", "backend", "outcome")
@@ -195,11 +195,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         return 2
     ledger = {(r["day"], r["model"]): Decimal(r["cost_usd"] or 0) for r in rows}
     drifts = reconcile(ledger, provider)
+    unpriced: dict[
+        tuple[str, str], int
+    ] = {}  # requests the ledger could not price: its cost is not all of it
+    for r in rows:
+        if r.get("unpriced_requests"):
+            k = (r["day"], model_key(r["model"]))
+            unpriced[k] = unpriced.get(k, 0) + r["unpriced_requests"]
     docs = [
         {
             "day": d.day,
             "model": d.model,
             "ledger_usd": usd(d.ledger_usd),
+            "ledger_unpriced_requests": unpriced.get((d.day, d.model), 0),
             "provider_usd": usd(d.provider_usd),
             "drift_usd": usd(d.drift_usd),
             "drift_pct": None if d.drift_pct is None else str(d.drift_pct),
@@ -219,8 +227,25 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
         return 0
     print(f"{provider_name} export {args.file} against the ledger, {days[0]} .. {days[-1]} (UTC days)")
-    print(table(cols, [[str(d[c]) if d[c] is not None else "-" for c in cols] for d in docs]))
+    print(
+        table(
+            cols,
+            [
+                [
+                    f"{d[c]} + {d['ledger_unpriced_requests']} unpriced"
+                    if c == "ledger_usd" and d["ledger_unpriced_requests"]
+                    else str(d[c])
+                    if d[c] is not None
+                    else "-"
+                    for c in cols
+                ]
+                for d in docs
+            ],
+        )
+    )
     mine = sum((d.ledger_usd for d in drifts), Decimal(0))
     theirs = sum((d.provider_usd for d in drifts), Decimal(0))
-    print(f"\ntotal: ledger ${usd(mine)}, provider ${usd(theirs)}, drift ${usd(mine - theirs)}")
+    n = sum(unpriced.get((d.day, d.model), 0) for d in drifts)
+    tail = f" (+ {n} requests to models without a price, not counted)" if n else ""
+    print(f"\ntotal: ledger ${usd(mine)}{tail}, provider ${usd(theirs)}, drift ${usd(mine - theirs)}")
     return 0

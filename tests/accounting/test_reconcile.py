@@ -132,3 +132,33 @@ def test_cli_reconciles_a_gateways_ledger_with_an_openai_export(
         assert main(args) == 0
         out = capsys.readouterr().out
         assert out.startswith("openai export") and "drift $-0.001" in out
+
+
+def test_reconcile_shows_requests_the_ledger_could_not_price_instead_of_a_zero_cost(
+    upstream: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
+    cfg["models"]["frontier-unlisted"] = {"backend": "up", "upstream_model": "gpt-unlisted-7"}  # type: ignore[index]
+    with RunningGateway(cfg) as gw:
+        with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+            for _ in range(2):
+                c.chat.completions.create(
+                    model="frontier-unlisted", messages=[{"role": "user", "content": "x"}]
+                )
+        wait_for(lambda: spend(gw.url).json()["total"]["requests"] == 2)
+        day_start = int(time.time()) // 86400 * 86400
+        export = tmp_path / "openai-costs.csv"
+        export.write_text(
+            "\n".join([OPENAI_HEADER, openai_row(day_start, "0.004", "gpt-unlisted-7, output")])
+        )
+        args = ["spend", "reconcile", str(export), "--url", gw.url, "--admin-key", ADMIN_KEY]
+        assert main([*args, "-f", "json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)["data"]
+        assert (row["model"], row["ledger_usd"], row["ledger_unpriced_requests"]) == (
+            "gpt-unlisted-7",
+            "0",
+            2,
+        )
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "0 + 2 unpriced" in out and "(+ 2 requests to models without a price, not counted)" in out
