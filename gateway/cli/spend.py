@@ -222,8 +222,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.format == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
-        w.writerows([[d[c] if d[c] is not None else "" for c in cols] for d in docs])
+        w.writerow(list(docs[0]) if docs else cols)
+        w.writerows([["" if v is None else v for v in d.values()] for d in docs])
         sys.stdout.write(buf.getvalue())
         return 0
     print(f"{provider_name} export {args.file} against the ledger, {days[0]} .. {days[-1]} (UTC days)")

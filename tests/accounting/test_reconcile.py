@@ -162,3 +162,6 @@ def test_reconcile_shows_requests_the_ledger_could_not_price_instead_of_a_zero_c
         assert main(args) == 0
         out = capsys.readouterr().out
         assert "0 + 2 unpriced" in out and "(+ 2 requests to models without a price, not counted)" in out
+        assert main([*args, "-f", "csv"]) == 0
+        head, line = capsys.readouterr().out.splitlines()
+        assert dict(zip(head.split(","), line.split(","), strict=True))["ledger_unpriced_requests"] == "2"
