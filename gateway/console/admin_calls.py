@@ -11,11 +11,15 @@ import httpx
 class AdminError(Exception):
     """The admin API refused a change: ``message`` and ``param`` (the field path, when it names one)."""
 
-    def __init__(self, status: int, message: str, param: str | None) -> None:
+    def __init__(
+        self, status: int, message: str, param: str | None, problems: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
+        self.problems = problems or ([(param, message)] if param else [])
+        """Every failing (path, message) the config check reported (a policy change names them all)."""
 
 
 class AdminCalls:
@@ -38,7 +42,8 @@ class AdminCalls:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
-                raise AdminError(resp.status_code, str(err.get("message")), err.get("param"))
+                problems = [(str(p["path"]), str(p["message"])) for p in err.get("problems") or []]
+                raise AdminError(resp.status_code, str(err.get("message")), err.get("param"), problems)
             except (ValueError, KeyError, TypeError):
                 raise AdminError(resp.status_code, resp.text[:500], None) from None
         return resp

@@ -35,7 +35,13 @@ _HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
-NAV = (("", "Overview"), ("spend", "Spend"), ("data", "Data"), ("keys", "Keys"))
+NAV = (
+    ("", "Overview"),
+    ("routes", "Routes"),
+    ("spend", "Spend"),
+    ("data", "Data"),
+    ("keys", "Keys"),
+)
 
 
 def _not_found() -> ApiError:
@@ -100,7 +106,7 @@ async def change(request: Request, need_admin: bool = True) -> tuple[Ctx, dict[s
     return Ctx(request, sessions, session), form
 
 
-def _back(path: str) -> RedirectResponse:
+def back(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=_HEADERS)
 
 
@@ -129,7 +135,7 @@ def build_router() -> APIRouter:
         role = login_role(rt.admin_key, rt.config.console.read_only_key, form.get("key", ""))
         if role is None:
             return render("login.html", 401, error="That key is not a console key.")
-        resp = _back("/console")
+        resp = back("/console")
         https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
         resp.set_cookie(
             COOKIE,
@@ -145,7 +151,7 @@ def build_router() -> APIRouter:
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         await change(request, need_admin=False)
-        resp = _back("/console/login")
+        resp = back("/console/login")
         resp.delete_cookie(COOKIE, path="/console")
         return resp
 
@@ -264,7 +270,7 @@ def build_router() -> APIRouter:
         ctx, _ = await change(request)
         async with ctx.admin() as admin:
             await admin.send("DELETE", f"/keys/{name}")
-        return _back("/console/keys")
+        return back("/console/keys")
 
     @router.get("/data")
     async def data(request: Request) -> Response:
@@ -282,7 +288,7 @@ def build_router() -> APIRouter:
         ctx, form = await change(request)
         async with ctx.admin() as admin:
             await admin.send("POST", f"/teams/{team}/capture", {"approved_by": form.get("by") or "console"})
-        return _back("/console/data")
+        return back("/console/data")
 
     @router.post("/data/{team}/revoke")
     async def revoke(team: str, request: Request) -> Response:
@@ -291,7 +297,7 @@ def build_router() -> APIRouter:
             await admin.request(
                 "DELETE", f"/teams/{team}/capture", params={"by": form.get("by") or "console"}
             )
-        return _back("/console/data")
+        return back("/console/data")
 
     return router
 

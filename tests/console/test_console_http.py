@@ -17,8 +17,21 @@ from tests.gateway_runner import RunningGateway
 
 RO_KEY = "ro-console-key-0123456789"
 UPSTREAM_SECRET = "sk-simulated-never-shown"
-PAGES = ("/console", "/console/spend", "/console/keys", "/console/data", "/console/spend.csv")
+PAGES = (
+    "/console",
+    "/console/spend",
+    "/console/keys",
+    "/console/data",
+    "/console/spend.csv",
+    "/console/routes",
+    "/console/routes/chat",
+    "/console/routes/history",
+    "/console/routes/history/1",
+    "/console/routes/explain?model=gpt-4o-mini&task=chat",
+)
 CHANGES = (
+    "/console/routes/chat",
+    "/console/routes/rollback",
     "/console/keys",
     "/console/keys/app/revoke",
     "/console/data/search/approve",
