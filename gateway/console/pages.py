@@ -27,6 +27,7 @@ _ENV = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+_ENV.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(t)))
 _HEADERS = {
     "cache-control": "no-store",
     "x-frame-options": "DENY",

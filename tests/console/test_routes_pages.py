@@ -23,11 +23,16 @@ SPLIT = {
 }
 
 
-@pytest.fixture(scope="module")
-def gw() -> Iterator[RunningGateway]:
+def split_config() -> dict[str, object]:
+    """The console tests' config with a second rule, ``split``, that has weighted targets."""
     cfg = config()
     cfg["routes"] = [*cfg["routes"], SPLIT]  # type: ignore[misc]
-    with RunningGateway(cfg) as g:
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[RunningGateway]:
+    with RunningGateway(split_config()) as g:
         yield g
 
 
@@ -96,7 +101,7 @@ def test_rolling_back_to_a_version_that_does_not_exist_shows_the_error(gw: Runni
 def test_explain_shows_the_rule_the_target_and_why(gw: RunningGateway) -> None:
     with login(gw, RO_KEY) as c:
         page = c.get("/console/routes/explain", params={"model": "gpt-4o-mini", "task": "chat"}).text
-    m = re.search(r'<div class="card" id="explained">(.*?)</div>', page, re.S)
+    m = re.search(r'<div class="panel" id="explained">(.*?)</div>', page, re.S)
     assert m is not None
     assert "Rule <b>chat</b>" in m.group(1) and "target <b>gpt-4o-mini</b>" in m.group(1)
     assert "Why:" in m.group(1)
