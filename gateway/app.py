@@ -20,6 +20,7 @@ from gateway.assembly import assemble
 from gateway.config import GatewayConfig
 from gateway.console import pages as console_pages
 from gateway.console import routes_pages as console_routes
+from gateway.console import shadow_pages as console_shadow
 from gateway.errors import ApiError
 from gateway.feedback import router as feedback_router
 from gateway.http_server import install_drain
@@ -104,6 +105,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
     api.include_router(build_admin_router(state))
     api.include_router(console_pages.build_router())
     api.include_router(console_routes.build_router())
+    api.include_router(console_shadow.build_router())
     return api
 
 

@@ -266,7 +266,8 @@ def _paired(r: dict[str, Any]) -> str:
     )
 
 
-def _route(r: dict[str, Any]) -> str:
+def route_section(r: dict[str, Any]) -> str:
+    """One route's part of the report (verdict and reasons, figures, charts); the console shows it too."""
     c = r["counts"]
     parts = [
         f"<section><h2>Route <code>{escape(r['route'])}</code></h2>",
@@ -427,16 +428,21 @@ def _route(r: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-top:1px solid #ddd;padding-top:16px}h3{font-size:15px}
-table{border-collapse:collapse;margin:6px 0 12px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
-font-variant-numeric:tabular-nums}th{background:#f5f5f5}.muted{color:#888}
+SECTION_CSS = """
 .verdict{font-size:16px}.v-ready b{color:#2a7a2a}.v-not_ready b{color:#b02020}.v-insufficient_data b{color:#a66a00}
 .v-judge_unreliable b{color:#8a2be2}
 .st-pass{color:#2a7a2a}.st-fail{color:#b02020}.st-undecided{color:#a66a00}
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}
 """
+"""The classes a route section uses (verdict colours, criterion states, the chart row)."""
+_CSS = (
+    """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-top:1px solid #ddd;padding-top:16px}h3{font-size:15px}
+table{border-collapse:collapse;margin:6px 0 12px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
+font-variant-numeric:tabular-nums}th{background:#f5f5f5}.muted{color:#888}"""
+    + SECTION_CSS
+)
 
 
 def render_report(doc: dict[str, Any]) -> str:
@@ -444,7 +450,7 @@ def render_report(doc: dict[str, Any]) -> str:
     routes = doc.get("routes") or []
     data = orjson.dumps(doc).decode().replace("</", "<\\/")
     body = (
-        "".join(_route(r) for r in routes)
+        "".join(route_section(r) for r in routes)
         or '<p class="muted">No shadowed routes and no pairs in this window.</p>'
     )
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(doc.get("generated_at", time.time())))

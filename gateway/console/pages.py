@@ -39,6 +39,7 @@ _HEADERS = {
 NAV = (
     ("", "Overview"),
     ("routes", "Routes"),
+    ("shadow", "Shadow"),
     ("spend", "Spend"),
     ("data", "Data"),
     ("keys", "Keys"),

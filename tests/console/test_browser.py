@@ -9,27 +9,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import ADMIN_KEY, CLIENT_KEY
+from tests.conftest import ADMIN_KEY
 from tests.console.browser import Screenshots, chromium, page_of
-from tests.console.test_console_http import RO_KEY
+from tests.console.test_console_http import RO_KEY, send_chats
 from tests.console.test_routes_pages import ADMIN, SPLIT, rule, split_config
+from tests.console.test_shadow_pages import pairs, shadow_gateway
 from tests.gateway_runner import RunningGateway
 
 
 @pytest.fixture(scope="module")
 def gw() -> Iterator[RunningGateway]:
     with RunningGateway(split_config()) as g:
-        with openai.OpenAI(base_url=g.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
-            for task in ("chat", "chat", "split"):
-                c.chat.completions.create(
-                    model="gpt-4o-mini",
-                    messages=[{"role": "user", "content": "hello"}],
-                    extra_headers={"X-Pointsman-Task": task},
-                )
+        send_chats(g, ["chat", "chat", "split"])
+        yield g
+
+
+@pytest.fixture(scope="module")
+def shadow_gw() -> Iterator[RunningGateway]:
+    with shadow_gateway() as g:
         yield g
 
 
@@ -123,6 +123,35 @@ def test_the_spend_table_shows_the_ledgers_figures(page: Page, gw: RunningGatewa
     expect(page.locator("#spend-total")).to_have_text("$" + ledger["total"]["cost_usd"])
     for row in ledger["data"]:
         expect(page.locator("table").first).to_contain_text(str(row["cost_usd"]))
+
+
+def test_promoting_a_shadowed_route_shows_in_the_timeline(
+    page: Page, shadow_gw: RunningGateway, shots: Screenshots
+) -> None:
+    log_in(page, shadow_gw)
+    page.goto(shadow_gw.url + "/console/shadow")
+    section = page.locator("#shadow-chat")
+    expect(section.locator(".verdict")).to_contain_text("Verdict:")
+    shots.take(page, "shadow")
+    form = section.locator("form.promote")
+    form.locator("input[name=confirm]").check()
+    form.locator("input[name=force]").check()
+    form.locator("button").click()
+    expect(page.locator("#shadow-chat .promotion-state")).to_contain_text("ramping")
+    expect(page.locator("#shadow-chat table.timeline")).to_contain_text("start")
+    shots.take(page, "shadow-promoted")
+
+
+def test_the_pair_browser_shows_both_answers(
+    page: Page, shadow_gw: RunningGateway, shots: Screenshots
+) -> None:
+    log_in(page, shadow_gw, RO_KEY)
+    page.goto(shadow_gw.url + "/console/shadow/pairs")
+    shots.take(page, "shadow-pairs")
+    page.click(f"text={pairs(shadow_gw)[0]['id']}")
+    expect(page.locator("#side-primary pre.answer")).to_be_visible()
+    expect(page.locator("#side-candidate pre.answer")).to_be_visible()
+    shots.take(page, "shadow-pair")
 
 
 PAGES = {

@@ -27,11 +27,15 @@ PAGES = (
     "/console/routes/chat",
     "/console/routes/history",
     "/console/routes/history/1",
+    "/console/shadow",
+    "/console/shadow/pairs",
     "/console/routes/explain?model=gpt-4o-mini&task=chat",
 )
 CHANGES = (
     "/console/routes/chat",
     "/console/routes/rollback",
+    "/console/shadow/chat/promote",
+    "/console/shadow/chat/rollback",
     "/console/keys",
     "/console/keys/app/revoke",
     "/console/data/search/approve",
@@ -63,16 +67,22 @@ def config(enabled: bool = True) -> dict[str, object]:
     }
 
 
+def send_chats(gw: RunningGateway, tasks: list[str]) -> None:
+    """One chat request to gpt-4o-mini per task, with the client key and the task header."""
+    with openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
+        for i, task in enumerate(tasks):
+            c.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"question {i}"}],
+                extra_headers={"X-Pointsman-Task": task},
+            )
+
+
 @pytest.fixture(scope="module")
 def gw() -> Iterator[RunningGateway]:
     with RunningGateway(config()) as g:
+        send_chats(g, ["chat"] * 5)
         with openai.OpenAI(base_url=g.base_url, api_key=CLIENT_KEY, max_retries=0) as c:
-            for i in range(5):
-                c.chat.completions.create(
-                    model="gpt-4o-mini",
-                    messages=[{"role": "user", "content": f"question {i}"}],
-                    extra_headers={"X-Pointsman-Task": "chat"},
-                )
             c.chat.completions.create(model="own-model", messages=[{"role": "user", "content": "hi"}])
         yield g
 
