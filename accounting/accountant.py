@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
@@ -30,6 +30,9 @@ from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.tokens import Estimator
 from wire.usage import Usage
+
+if TYPE_CHECKING:
+    from accounting.pg_ledger import PostgresLedger
 
 log = logging.getLogger("pointsman.accounting")
 
@@ -83,6 +86,8 @@ class Accountant:
                 path, cfg.ledger.flush_interval_s, cfg.ledger.batch_size, cfg.ledger.max_pending
             )
         self.link: SharedLedgerLink | None = None
+        self.pg: PostgresLedger | None = None
+        """The PostgreSQL ledger (``accounting.ledger.backend: postgres``): reports and budget totals read it."""
         self.health: RedisHealth | None = None
         self._redis: list[Any] = []
         self._estimates: set[asyncio.Task[None]] = set()
@@ -105,10 +110,14 @@ class Accountant:
         if self.catalog.redis_url:
             self._connect_redis(self.catalog.redis_url)
         if self.ledger is not None:
-            self.ledger.on_commit.append(self._ledger_committed)
             await asyncio.to_thread(self.ledger.start)
+            if self.cfg.ledger.backend == "postgres":
+                self.pg = await self._start_postgres(self.ledger)
+                self.pg.on_ship.append(self._ledger_committed)
+            else:
+                self.ledger.on_commit.append(self._ledger_committed)
             await self._refresh_budgets()
-            if self.health is not None and self.cfg.ledger.shared == "auto":
+            if self.health is not None and self.cfg.ledger.shared == "auto" and self.pg is None:
                 self.link = SharedLedgerLink(
                     self.ledger, self._redis[0], self._redis[1], self.health, self.cfg.ledger.stream_maxlen
                 )
@@ -116,6 +125,33 @@ class Accountant:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         await self.limits.start()
         # tiktoken encodings (~110 MB) load lazily, in a thread, the first time an upstream reports no usage.
+
+    async def _start_postgres(self, local: SQLiteLedger) -> PostgresLedger:
+        """The startup check (a reachable database must have the current schema), then the shipper."""
+        import psycopg  # only with the PostgreSQL ledger configured
+
+        from accounting.pg_ledger import PostgresLedger, SchemaBehind, check_schema
+
+        lc = self.cfg.ledger
+        assert lc.dsn is not None
+        try:
+            st = await asyncio.to_thread(check_schema, lc.dsn)
+        except psycopg.OperationalError as exc:
+            log.warning("ledger: PostgreSQL unreachable at startup (%s); rows wait in the local outbox", exc)
+        else:
+            if not st.current:
+                raise SchemaBehind(f"ledger database: {st.describe()}")
+        pg = PostgresLedger(
+            local,
+            lc.dsn,
+            interval_s=lc.flush_interval_s,
+            batch_size=lc.batch_size,
+            outbox_max_rows=lc.outbox_max_rows,
+            retention_days=lc.retention_days,
+            partitions_ahead_days=lc.partitions_ahead_days,
+        )
+        await asyncio.to_thread(pg.start)
+        return pg
 
     def _connect_redis(self, url: str) -> None:
         import redis.asyncio as aioredis  # only with Redis configured
@@ -151,6 +187,8 @@ class Accountant:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        if self.pg is not None:
+            await self.pg.close()
         if self.ledger is not None:
             await self.ledger.close()
             if self.ledger.dropped:
@@ -395,16 +433,20 @@ class Accountant:
     # -- budgets from the ledger ---------------------------------------------------------------------------------
     def _ledger_committed(self, rows: list[tuple[Any, ...]]) -> None:
         """Writer thread, after a commit of own rows: move their spend from pending to the snapshot."""
-        if not self.limits.budgets or not rows or self.ledger is None:
+        source = self.pg or self.ledger
+        if not self.limits.budgets or not rows or source is None:
             return
-        fresh = self.ledger.budget_spend(self.limits.budget_keys())
+        fresh = source.budget_spend(self.limits.budget_keys())
         self.limits.ledger_committed(spend_deltas(rows), fresh)
 
     async def _refresh_budgets(self) -> None:
-        if self.ledger is None or not self.limits.budgets:
+        source = self.pg or self.ledger
+        if source is None or not self.limits.budgets:
             return
+        if self.pg is not None and self.pg.last_error is not None:
+            return  # the database is unreachable: keep the last totals (plus pending spend)
         gen = self.limits.generation
-        fresh = await asyncio.to_thread(self.ledger.budget_spend, self.limits.budget_keys())
+        fresh = await asyncio.to_thread(source.budget_spend, self.limits.budget_keys())
         self.limits.refresh(gen, fresh)
         now = time.time()
         b = buckets_at(now)
@@ -428,7 +470,9 @@ class Accountant:
         """Wait until every finished request is in the ledger (estimations done, queue written)."""
         if self._estimates:
             await asyncio.wait(list(self._estimates), timeout=wait_s)
-        if self.ledger is not None:
+        if self.pg is not None:
+            await self.pg.caught_up(wait_s)
+        elif self.ledger is not None:
             await self.ledger.flushed(wait_s)
 
     async def spend(
@@ -441,6 +485,8 @@ class Accountant:
         if self.ledger is None:
             raise LookupError("the ledger is disabled (accounting.ledger.enabled: false)")
         await self.settle()
+        if self.pg is not None:
+            return await asyncio.to_thread(self.pg.spend, list(group_by), since, until, filters)
         return await asyncio.to_thread(query_spend, self.ledger.path, list(group_by), since, until, filters)
 
     @property

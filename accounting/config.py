@@ -89,6 +89,27 @@ class LedgerConfig(StrictModel):
     copies into its own SQLite file, so ``/admin/spend`` on any replica covers all of them."""
     stream_maxlen: int = Field(default=2_000_000, ge=1000)
     """Approximate cap on the shared Redis stream's length."""
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    """``sqlite``: the embedded ledger (per replica; with Redis, shared through the stream above).
+    ``postgres``: every replica ships its own rows to the PostgreSQL database at ``dsn`` (the local SQLite file
+    is the outbox while the database is unreachable) and reports read its hourly rollups; the Redis stream copy
+    is not used. Needs the ``postgres`` extra and ``pointsman db migrate``."""
+    dsn: str | None = None
+    """PostgreSQL connection string (``postgresql://user:pass@host:5432/db``), for ``backend: postgres``."""
+    outbox_max_rows: int = Field(default=5_000_000, ge=1000)
+    """``postgres``: rows the local outbox may hold while the database is unreachable; beyond it new rows are
+    refused (counted as dropped) until it is back."""
+    retention_days: int | None = Field(default=None, ge=1)
+    """``postgres``: daily partitions of raw rows older than this are dropped (rollups and budget totals stay);
+    None keeps every row."""
+    partitions_ahead_days: int = Field(default=3, ge=1, le=60)
+    """``postgres``: daily partitions created this many days ahead."""
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> LedgerConfig:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError("backend postgres needs dsn")
+        return self
 
 
 class EstimationConfig(StrictModel):

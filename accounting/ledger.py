@@ -95,6 +95,7 @@ _ADDED = {
     "context_threshold": ("INTEGER NOT NULL DEFAULT 0", 0),
 }
 """Columns added since the first schema: SQL type with default, and the default."""
+V1_COLUMNS = COLUMNS[:_V1_COLUMNS]
 _IDX = {c: i for i, c in enumerate(COLUMNS)}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -319,6 +320,18 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
 
 
+def column_types() -> dict[str, tuple[str, bool, str | None]]:
+    """Each ledger column's SQLite type, NOT NULL and default, as the schema above declares them (read back
+    from an in-memory database): what other stores (PostgreSQL) derive their columns from."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        info = conn.execute("PRAGMA table_info(requests)").fetchall()
+    finally:
+        conn.close()
+    return {r[1]: (r[2], bool(r[3]), r[4]) for r in info if r[1] in _IDX}
+
+
 def connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
@@ -353,6 +366,10 @@ class SQLiteLedger:
         self.on_commit: list[Any] = []
         """Callbacks ``f(rows)`` run in the writer thread after a batch of own rows is committed."""
         self.last_error: str | None = None
+        self.outbox_full = False
+        self.accepted = 0
+        """Own rows ever queued (``flushed`` waits until ``written`` reaches it)."""
+        """Set by a shipper (``accounting.pg_ledger``) whose unshipped rows reached their bound: refuse rows."""
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -382,17 +399,19 @@ class SQLiteLedger:
 
     def append(self, rec: RequestRecord) -> tuple[Any, ...] | None:
         """Queue one record (never blocks). Returns the row, or None when the queue is full (counted)."""
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) >= self.max_pending or self.outbox_full:
             self.dropped += 1
             if self.dropped in (1, 10, 100, 1000) or self.dropped % 10000 == 0:
                 log.error(
-                    "ledger queue full (%d pending): %d records dropped so far",
+                    "ledger queue full (%d pending%s): %d records dropped so far",
                     self.max_pending,
+                    ", outbox full" if self.outbox_full else "",
                     self.dropped,
                 )
             return None
         row = row_of(rec, self.next_uid())
         self._pending.append(row)
+        self.accepted += 1
         if len(self._pending) >= self.batch_size:
             self._wake.set()
         return row
@@ -408,7 +427,7 @@ class SQLiteLedger:
 
     async def flushed(self, wait_s: float = 10.0) -> None:
         """Wake the writer and wait (polling, at most ``wait_s``) until what is queued now is committed."""
-        target = self.written + len(self._pending)
+        target = self.accepted
         self._wake.set()
         deadline = time.monotonic() + wait_s
         while self.written < target and time.monotonic() < deadline:  # noqa: ASYNC110 - the writer is a thread
@@ -465,11 +484,7 @@ class SQLiteLedger:
             raise
         self.last_error = None
         self.written += len(rows)
-        for cb in self.on_commit:
-            try:
-                cb(rows)
-            except Exception:
-                log.exception("ledger commit callback failed")
+        run_callbacks(self.on_commit, rows, "commit")
 
     # -- queries (any thread; each opens its own read connection) ------------------------------------------------
     def stream_position(self) -> str | None:
@@ -524,9 +539,7 @@ def query_spend(
     filters: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Totals grouped by ``group_by`` (names from ``DIMENSIONS``) over ``since <= ts < until``."""
-    for g in group_by:
-        if g not in DIMENSIONS:
-            raise ValueError(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}")
+    check_query(group_by, filters)
     where: list[str] = []
     args: list[Any] = []
     if since is not None:
@@ -536,8 +549,6 @@ def query_spend(
         where.append("ts < ?")
         args.append(until)
     for k, v in (filters or {}).items():
-        if k not in FILTERS:
-            raise ValueError(f"unknown filter {k!r}; use any of {', '.join(FILTERS)}")
         where.append(f"{DIMENSIONS[k]} = ?")
         args.append(v)
     if not Path(path).exists():
@@ -548,19 +559,51 @@ def query_spend(
         # lacks the newer columns: they read as their default, as ``migrate`` would fill them
         missing = set(_ADDED) - {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
         dims = [
-            f"{_sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g]} AS g{i}"
-            for i, g in enumerate(group_by)
+            _sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g]
+            for g in group_by
         ]
         aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in _AGGREGATES]
-        sql = f"SELECT {', '.join([*dims, *aggs])} FROM requests"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = grouped_select("requests", dims, aggs, where)
         if group_by:
-            sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(group_by)))
             sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
         rows = conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+    return spend_items(group_by, rows)
+
+
+def grouped_select(table: str, dims: Sequence[str], sums: Sequence[str], where: Sequence[str]) -> str:
+    """``SELECT dims AS g0.., sums FROM table WHERE .. GROUP BY g0..`` (the shape of every spend query)."""
+    cols = [*(f"{d} AS g{i}" for i, d in enumerate(dims)), *sums]
+    sql = f"SELECT {', '.join(cols)} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if dims:
+        sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(dims)))
+    return sql
+
+
+def run_callbacks(callbacks: Iterable[Any], rows: list[tuple[Any, ...]], what: str) -> None:
+    """Call each ``f(rows)``; a failing one is logged, never raised into the writer."""
+    for cb in callbacks:
+        try:
+            cb(rows)
+        except Exception:
+            log.exception("ledger %s callback failed", what)
+
+
+def check_query(group_by: Sequence[str], filters: dict[str, str] | None) -> None:
+    """ValueError naming the choices when a group-by dimension or filter is unknown."""
+    for g in group_by:
+        if g not in DIMENSIONS:
+            raise ValueError(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}")
+    for k in filters or {}:
+        if k not in FILTERS:
+            raise ValueError(f"unknown filter {k!r}; use any of {', '.join(FILTERS)}")
+
+
+def spend_items(group_by: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Report items from result rows: the group-by values, then one sum per ``AGGREGATES`` entry."""
     out: list[dict[str, Any]] = []
     n = len(group_by)
     for r in rows:
@@ -591,6 +634,7 @@ _AGGREGATES = (
     ("cache_write_tokens", "SUM(cache_write_tokens)"),
 )
 """Spend report fields and their SQL (``cost_nusd`` is reported as ``cost_usd``)."""
+AGGREGATES = _AGGREGATES
 
 SPEND_FIELDS = (
     "requests",

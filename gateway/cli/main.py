@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "gateway.cli.vllm",
     "gateway.cli.dataset",
     "gateway.cli.demo",
+    "gateway.cli.db",
 )
 
 
