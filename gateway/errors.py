@@ -18,6 +18,7 @@ from serving.errors import (
     UpstreamTimeout,
 )
 from wire.errors import error_body
+from wire.json_object import MAX_DEPTH
 
 
 class ApiError(Exception):
@@ -47,6 +48,10 @@ class ApiError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code, param)
+
+
+def too_deep() -> ApiError:
+    return bad_request(f"The request body is nested deeper than {MAX_DEPTH} levels.", code="nesting_too_deep")
 
 
 def unauthorized(message: str = "Invalid or missing API key.") -> ApiError:

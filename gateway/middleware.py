@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from gateway.deps import admin_secret, check_admin
-from gateway.errors import ApiError
+from gateway.errors import ApiError, too_deep
 from gateway.inference.asgi import (
     ClientGone,
     Message,
@@ -22,6 +23,7 @@ from gateway.inference.asgi import (
 )
 from gateway.request_ids import request_id
 from gateway.state import GatewayState
+from wire.json_object import MAX_DEPTH, nests_within
 
 
 class RequestIdMiddleware:
@@ -70,9 +72,13 @@ class AdminGuard:
 
 
 class BodyLimitMiddleware:
-    """``server.max_body_bytes`` for everything off the hot path (admin API, feedback): a larger body gets 413
-    before the app reads it (a declared ``content-length`` is refused without reading; a chunked body is read
-    only up to the limit). The inference hot path enforces the same limit itself."""
+    """The bounds on a request body for everything off the hot path (admin API, feedback); the inference hot path
+    enforces the same ones itself:
+
+    - ``server.max_body_bytes``: a larger body gets 413 before the app reads it (a declared ``content-length`` is
+      refused without reading; a chunked body is read only up to the limit);
+    - JSON nested deeper than ``wire.json_object.MAX_DEPTH`` levels gets 400 ``nesting_too_deep`` (what the
+      gateway stores, it must be able to write again). Bodies that are not JSON are left to the app."""
 
     def __init__(self, app: Any, limit: Callable[[], int]) -> None:
         self.app = app
@@ -93,6 +99,9 @@ class BodyLimitMiddleware:
         except ApiError as exc:
             await self._refuse(send, exc)
             return
+        if body[:1] in (b"{", b"[") and not _nests_within_limit(body):
+            await self._refuse(send, too_deep())
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -109,6 +118,14 @@ class BodyLimitMiddleware:
         await send_json(
             send, exc.status, exc.body(), [(k.encode(), v.encode()) for k, v in exc.headers.items()]
         )
+
+
+def _nests_within_limit(body: bytes) -> bool:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return True  # not JSON (or past orjson's own 1,024 levels): the app answers 400
+    return nests_within(doc, MAX_DEPTH)
 
 
 class CORSMiddleware:

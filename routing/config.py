@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from accounting.capture.config import CapturePolicy
 from routing.shadow.config import PromoteWhen, ShadowConfig, check_route_shadow
+from wire.json_object import MAX_DEPTH, nests_within
 
 
 class StrictModel(BaseModel):
@@ -71,6 +72,13 @@ class RouteConfig(StrictModel):
         dup = sorted({f for f in v if v.count(f) > 1})
         if dup:
             raise ValueError(f"duplicate fallbacks: {dup}")
+        return v
+
+    @field_validator("defaults")
+    @classmethod
+    def _defaults_nest_within_a_request(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not nests_within(v):  # they become members of the request body
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         return v
 
     @model_validator(mode="after")

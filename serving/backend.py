@@ -1,8 +1,8 @@
 """The small protocol every model backend implements.
 
-A backend takes an OpenAI-shaped request body (already a dict, model rewritten to the upstream id) for one
-endpoint and returns either a complete response or a byte stream of OpenAI SSE events. Backends raise only
-``serving.errors`` exceptions.
+A backend takes an OpenAI-shaped request body (JSON text ready to send: the model already rewritten to the upstream
+id; see ``routing.upstream_call``) for one endpoint and returns either a complete response or a byte stream of
+OpenAI SSE events. Backends raise only ``serving.errors`` exceptions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ class UpstreamCall:
     """One call to a backend."""
 
     endpoint: str
-    body: dict[str, Any]
+    body: bytes
+    """The JSON request body, as it is sent (a backend that needs the document parses it)."""
     stream: bool
     timeout_s: float
     request_id: str = ""

@@ -178,7 +178,7 @@ class OpenAIHTTPBackend:
         try:
             async with self.session.post(
                 url,
-                data=orjson.dumps(call.body),
+                data=call.body,
                 headers=self._headers_for(call),
                 timeout=self._timeout_for(call),
             ) as resp:
@@ -217,7 +217,7 @@ class OpenAIHTTPBackend:
         try:
             resp = await self.session.post(
                 url,
-                data=orjson.dumps(call.body),
+                data=call.body,
                 headers=self._headers_for(call),
                 timeout=self._timeout_for(call),
             )

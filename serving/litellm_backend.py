@@ -137,7 +137,7 @@ class LiteLLMBackend:
         return sorted({str(m).removeprefix(prefix) for m in known})
 
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
-        body = dict(call.body)
+        body: dict[str, Any] = orjson.loads(call.body)
         model = body.pop("model")
         kw: dict[str, Any] = {
             **body,

@@ -124,7 +124,8 @@ class InferenceHandler:
             key = _authenticate(rt, h)
             limit = rt.config.server.max_body_bytes
             refuse_declared_length(h.get(b"content-length"), limit)
-            doc = parse_body(await read_body(receive, limit), endpoint)
+            body = parse_body(await read_body(receive, limit), endpoint)
+            doc = body.doc
             model: str = doc["model"]
             if not key.may_use(model):
                 raise forbidden(f"This API key may not use the model `{model}`.")
@@ -161,11 +162,11 @@ class InferenceHandler:
             )
             self.accountant.check_unpriced(key.name, key.team, decision.attempts)
             await self.accountant.admit(key.name, key.team, model)
-            ticket = self.shadow.begin(decision, rec, endpoint, doc)  # sampled: shadow call starts now
+            ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(
                 send,
                 receive,
-                CallSpec(endpoint, doc, decision.defaults, stream, rid, trace),
+                CallSpec(endpoint, body, decision.defaults, stream, rid, trace),
                 decision,
                 rec,
                 base,

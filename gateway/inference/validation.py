@@ -1,6 +1,9 @@
-"""What the gateway checks in an inference body before routing it: JSON, the required fields, a few ranges.
+"""What the gateway checks in an inference body before routing it: JSON, its depth, each top-level member named
+once, the required fields, a few ranges.
 
-Cheap structural checks only; the upstream validates the rest and its 4xx is passed through.
+Cheap structural checks only; the upstream validates the rest and its 4xx is passed through. What passes is
+forwardable: the body is sent upstream as the client wrote it (``wire.json_object``), and every part of the gateway
+that serializes the parsed document again (shadow, capture, accounting) can.
 """
 
 from __future__ import annotations
@@ -10,35 +13,55 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import bad_request
+from gateway.errors import bad_request, too_deep
 from wire.endpoints import CHAT, REQUIRED_FIELD, RESPONSES, STREAMABLE
+from wire.json_object import DuplicateMember, JsonObject, TooDeep
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid in a model name; would break the echoed headers
 
 
-def parse_body(body: bytes, endpoint: str) -> dict[str, Any]:
-    """The request document of ``endpoint``, or a 400 saying what is wrong with it."""
+def parse_body(body: bytes, endpoint: str) -> JsonObject:
+    """The request of ``endpoint`` (its bytes and its document), or a 400 saying what is wrong with it."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
-    return validate_body(doc, endpoint)
+    validate_body(doc, endpoint)
+    try:
+        return JsonObject(body, doc)
+    except TooDeep:
+        raise too_deep() from None
+    except DuplicateMember as exc:
+        raise bad_request(
+            f"The request body names '{exc.key}' more than once.", exc.key, "duplicate_member"
+        ) from None
 
 
-def _int_field(doc: dict[str, Any], name: str, lo: int, hi: int) -> None:
-    v = doc.get(name)
-    if v is None:
-        return
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise bad_request(f"'{name}' must be an integer between {lo} and {hi}.", name, "invalid_value")
+_RANGES = (
+    ("max_tokens", 0, 10_000_000, True),
+    ("max_completion_tokens", 0, 10_000_000, True),
+    ("max_output_tokens", 0, 10_000_000, True),
+    ("n", 1, 128, True),
+    ("temperature", 0, 2, False),
+    ("top_p", 0, 1, False),
+)
+"""Numeric members checked, in the order they are: (name, lowest, highest, integer only)."""
+_RANGED = frozenset(r[0] for r in _RANGES)
 
 
-def _num_field(doc: dict[str, Any], name: str, lo: float, hi: float) -> None:
-    v = doc.get(name)
-    if v is None:
-        return
-    if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
+def _check_range(name: str, v: Any, lo: int, hi: int, integral: bool) -> None:
+    if integral:
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise bad_request(f"'{name}' must be an integer between {lo} and {hi}.", name, "invalid_value")
+    elif not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
         raise bad_request(f"'{name}' must be a number between {lo} and {hi}.", name, "invalid_value")
+
+
+def _all_objects(items: list[Any]) -> bool:
+    for m in items:
+        if type(m) is not dict:
+            return False
+    return True
 
 
 def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
@@ -54,7 +77,7 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
     field = REQUIRED_FIELD[endpoint]
     v = doc.get(field)
     if endpoint == CHAT:
-        if not isinstance(v, list) or not v or not all(isinstance(m, dict) for m in v):
+        if type(v) is not list or not v or not _all_objects(v):
             raise bad_request("'messages' must be a non-empty array of message objects.", "messages")
     elif endpoint == RESPONSES:
         if v is None and doc.get("previous_response_id") is None:
@@ -66,12 +89,11 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
         raise bad_request("'stream' must be a boolean.", "stream")
     if stream and endpoint not in STREAMABLE:
         raise bad_request(f"Streaming is not supported for /v1/{endpoint}.", "stream")
-    _int_field(doc, "max_tokens", 0, 10_000_000)
-    _int_field(doc, "max_completion_tokens", 0, 10_000_000)
-    _int_field(doc, "max_output_tokens", 0, 10_000_000)
-    _int_field(doc, "n", 1, 128)
-    _num_field(doc, "temperature", 0, 2)
-    _num_field(doc, "top_p", 0, 1)
+    if not _RANGED.isdisjoint(doc):
+        for name, lo, hi, integral in _RANGES:
+            n = doc.get(name)
+            if n is not None:
+                _check_range(name, n, lo, hi, integral)
     md = doc.get("metadata")
     if md is not None and not isinstance(md, dict):
         raise bad_request("'metadata' must be an object.", "metadata")

@@ -27,6 +27,7 @@ from routing.shadow.record import Side
 from routing.shadow.ticket import ShadowResult, Ticket
 from routing.upstream_call import CallSpec, build_call
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError
+from wire.json_object import JsonObject
 from wire.sse import SSEReader
 from wire.usage import Usage, usage_from_response
 
@@ -79,7 +80,7 @@ class CandidateCalls:
         # candidate's), and shadow failures never feed the circuit breakers that route client traffic.
         backend = self.dispatcher.registry.get(target.backend)
         trace = t.rec.trace.derived() if t.rec.trace is not None else None  # a child span of the request's
-        spec = CallSpec(t.endpoint, t.doc, t.defaults, stream, rid, trace)
+        spec = CallSpec(t.endpoint, t.body, t.defaults, stream, rid, trace)
         call = None if backend is None else build_call(spec, target, backend, timeout)
 
         srec = RequestRecord(
@@ -164,9 +165,8 @@ class CandidateCalls:
         if usage is not None:
             srec.usage = usage
             srec.has_usage = True
-        body = call.body if call is not None else None
         cost = self._account(
-            srec, body, events if stream else (None if raw is None or srec.has_usage else (raw,))
+            srec, t.doc, events if stream else (None if raw is None or srec.has_usage else (raw,))
         )
         self.budget.add(t.route, cost)
         return ShadowResult(side, output, srec)
@@ -204,7 +204,7 @@ class CandidateCalls:
             shadow=True,
             trace=origin.trace.derived() if origin.trace is not None else None,
         )
-        spec = CallSpec(endpoint, body, decision.defaults, False, srec.request_id, srec.trace)
+        spec = CallSpec(endpoint, JsonObject.of(body), decision.defaults, False, srec.request_id, srec.trace)
         t0 = time.perf_counter()
         try:
             resp, outcome = await self.dispatcher.call(decision, spec)

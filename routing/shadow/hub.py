@@ -37,6 +37,7 @@ from routing.shadow.pairing import Comparing, pair_of, write_pair
 from routing.shadow.record import DROPPED, PAIRED, PairRecord, Side
 from routing.shadow.store import Observation, PairStore
 from routing.shadow.ticket import ActivePromotion, ShadowResult, Ticket, sample_fraction
+from wire.json_object import JsonObject
 
 __all__ = ["SHADOW_KEY", "ActivePromotion", "ShadowAccounts", "ShadowHub", "Ticket"]
 
@@ -136,9 +137,7 @@ class ShadowHub:
         }
 
     # -- the request path -------------------------------------------------------------------------------------
-    def begin(
-        self, decision: Decision, rec: RequestRecord, endpoint: str, doc: dict[str, Any]
-    ) -> Ticket | None:
+    def begin(self, decision: Decision, rec: RequestRecord, endpoint: str, body: JsonObject) -> Ticket | None:
         rule = decision.rule
         if rule is None:
             return None
@@ -146,13 +145,13 @@ class ShadowHub:
         if cfg is None:
             return None
         try:
-            return self._begin(decision, cfg, rec, endpoint, doc)
+            return self._begin(decision, cfg, rec, endpoint, body)
         except Exception:
             log.exception("shadow: could not start a shadow for %s", rec.request_id)
             return None
 
     def _begin(
-        self, decision: Decision, cfg: ShadowConfig, rec: RequestRecord, endpoint: str, doc: dict[str, Any]
+        self, decision: Decision, cfg: ShadowConfig, rec: RequestRecord, endpoint: str, body: JsonObject
     ) -> Ticket | None:
         route = decision.route
         self.stats["begun"] += 1
@@ -176,7 +175,7 @@ class ShadowHub:
             cfg=cfg,
             rule_timeout_s=decision.timeout_s,
             endpoint=endpoint,
-            doc=doc,
+            body=body,
             rec=rec,
             defaults=decision.defaults,
             served=served,

@@ -19,6 +19,7 @@ from routing.models import ResolvedModel
 from routing.shadow.config import ShadowConfig
 from routing.shadow.extract import Output
 from routing.shadow.record import Side
+from wire.json_object import JsonObject
 
 log = logging.getLogger("pointsman.shadow")
 
@@ -56,7 +57,8 @@ class Ticket:
     cfg: ShadowConfig
     rule_timeout_s: float | None
     endpoint: str
-    doc: dict[str, Any]
+    body: JsonObject
+    """The client's request (forwarded to the shadow as it was to the primary)."""
     rec: RequestRecord
     defaults: Mapping[str, Any]
     served: ResolvedModel
@@ -77,6 +79,11 @@ class Ticket:
     primary_out: Output | None = None
     candidate_out: Output | None = None
     task: asyncio.Task[None] | None = None
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The client's request document, parsed."""
+        return self.body.doc
 
     # -- called from the request path (never raise, never wait) ----------------------------------------------
     def primary_body(self, parsed: Any) -> None:

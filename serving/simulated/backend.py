@@ -12,6 +12,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import orjson
 
@@ -103,19 +104,19 @@ class SimulatedBackend:
             raise UpstreamHTTPError(status, body, backend=self.name, endpoint=self.info.endpoints[0])
         return wait
 
-    def _words(self, call: UpstreamCall) -> tuple[list[str], str, int]:
+    def _words(self, call: UpstreamCall, body: dict[str, Any]) -> tuple[list[str], str, int]:
         """(answer words, finish reason, prompt tokens)."""
-        prompt = text.prompt_of(call.endpoint, call.body)
+        prompt = text.prompt_of(call.endpoint, body)
         verdict = text.judge_verdict(prompt) if self.cfg.judge else None
         if verdict is not None:
             said = verdict.split(" ")
         else:
             said = text.answer(prompt, self.cfg.answer_words, self.cfg.quality, self.cfg.seed)
         finish = "stop"
-        limit = next((call.body[f] for f in _LIMIT_FIELDS if isinstance(call.body.get(f), int)), None)
+        limit = next((body[f] for f in _LIMIT_FIELDS if isinstance(body.get(f), int)), None)
         if limit is not None and 0 < limit < len(said) and verdict is None:
             said, finish = said[:limit], "length"
-        messages = call.body.get("messages")
+        messages = body.get("messages")
         overhead = 3 * len(messages) if isinstance(messages, list) else 0
         return said, finish, text.count_tokens(prompt) + overhead
 
@@ -130,13 +131,14 @@ class SimulatedBackend:
 
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
         wait = self._enter(call)
+        body: dict[str, Any] = orjson.loads(call.body)
         self.in_flight += 1
         try:
-            model = str(call.body.get("model", ""))
+            model = str(body.get("model", ""))
             if call.endpoint == EMBEDDINGS:
-                doc = self._embeddings(call, model)
+                doc = self._embeddings(body, model)
             else:
-                said, finish, prompt_tokens = self._words(call)
+                said, finish, prompt_tokens = self._words(call, body)
                 wait += max(0, len(said) - 1) / self.cfg.tokens_per_s
                 use = shapes.usage(call.endpoint, prompt_tokens, len(said))
                 doc = shapes.complete(call.endpoint, self._rid(), model, " ".join(said), finish, use)
@@ -147,8 +149,8 @@ class SimulatedBackend:
         finally:
             self.in_flight -= 1
 
-    def _embeddings(self, call: UpstreamCall, model: str) -> dict[str, object]:
-        raw = call.body.get("input")
+    def _embeddings(self, body: dict[str, Any], model: str) -> dict[str, object]:
+        raw = body.get("input")
         inputs = [raw] if isinstance(raw, str) else [str(x) for x in raw] if isinstance(raw, list) else [""]
         vectors = [text.vector(s, self.cfg.embedding_dims, self.cfg.seed) for s in inputs]
         tokens = sum(text.count_tokens(s) for s in inputs)
@@ -156,24 +158,24 @@ class SimulatedBackend:
 
     async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> SimulatedStream:
         if call.endpoint not in STREAMABLE:
-            body = error_body(
+            err = error_body(
                 f"streaming /{call.endpoint} is not supported",
                 "invalid_request_error",
                 "unsupported_endpoint",
             )
-            raise UpstreamHTTPError(400, body, backend=self.name)
+            raise UpstreamHTTPError(400, err, backend=self.name)
         wait = self._enter(call)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + call.timeout_s
         await self._wait(wait, call)
-        said, finish, prompt_tokens = self._words(call)
+        body: dict[str, Any] = orjson.loads(call.body)
+        said, finish, prompt_tokens = self._words(call, body)
         pieces = [w if i == 0 else " " + w for i, w in enumerate(said)]
         include_usage = call.endpoint == RESPONSES or (
-            call.endpoint in USAGE_OPTION
-            and bool((call.body.get("stream_options") or {}).get("include_usage"))
+            call.endpoint in USAGE_OPTION and bool((body.get("stream_options") or {}).get("include_usage"))
         )
         use = shapes.usage(call.endpoint, prompt_tokens, len(said))
-        model = str(call.body.get("model", ""))
+        model = str(body.get("model", ""))
         events = shapes.stream(call.endpoint, self._rid(), model, pieces, finish, use, include_usage)
         self.in_flight += 1
         return SimulatedStream(events, self, 1 / self.cfg.tokens_per_s, deadline)

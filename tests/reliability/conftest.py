@@ -94,12 +94,26 @@ SCOPED_KEY = "sk-test-scoped-0002"
 
 
 @pytest.fixture(scope="module")
-def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def fuzz_upstream() -> Iterator[RobustOpenAI]:
+    up = RobustOpenAI(name="fuzz-upstream").start()
+    yield up
+    up.stop()
+
+
+FUZZ_DEFAULTS = {"max_tokens": 7, "top_p": 0.5}
+"""Route defaults for the model ``defaults-model``."""
+
+
+@pytest.fixture(scope="module")
+def fuzz_gateway(
+    tmp_path_factory: pytest.TempPathFactory, fuzz_upstream: RobustOpenAI
+) -> Iterator[GatewayProcess]:
     """A real ``pointsman serve`` (the bounded HTTP protocol included) in front of a healthy fake upstream,
     with a 256 KiB body limit, a 3 s header timeout, a 2 s body timeout, the admin API on, and two client keys
-    (one scoped to ``gpt-*`` models)."""
+    (one scoped to ``gpt-*`` models). Models that make the gateway edit what it forwards: ``alias`` (renamed
+    upstream), ``stripped-model`` (a backend that takes no ``metadata``), ``defaults-model`` (route defaults)."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    up = RobustOpenAI(name="fuzz-upstream").start()
+    up = fuzz_upstream
     cfg: dict[str, Any] = {
         "admin_key": ADMIN_KEY,
         "server": {
@@ -109,15 +123,30 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
             "header_timeout_s": 3,
             "body_timeout_s": FUZZ_BODY_TIMEOUT_S,
         },
-        "backends": {"up": {"type": "openai", "base_url": up.url, "api_key": PROVIDER_KEY, "timeout_s": 5}},
+        "backends": {
+            "up": {"type": "openai", "base_url": up.url, "api_key": PROVIDER_KEY, "timeout_s": 5},
+            "strip": {
+                "type": "openai",
+                "base_url": up.url,
+                "api_key": PROVIDER_KEY,
+                "timeout_s": 5,
+                "reject_metadata": True,
+            },
+        },
         "models": {
             "gpt-4o-mini": {"backend": "up"},
             "fake-*": {"backend": "up"},
             "text-embedding-3-small": {"backend": "up"},
+            "alias": {"backend": "up", "upstream_model": "gpt-4o-mini-2024-07-18"},
+            "stripped-model": {"backend": "strip"},
+            "defaults-model": {"backend": "up"},
         },
         "keys": [
             {"name": "app", "key": CLIENT_KEY, "team": "search"},
             {"name": "scoped", "key": SCOPED_KEY, "team": "batch", "models": ["gpt-*"]},
+        ],
+        "routes": [
+            {"name": "with-defaults", "match": {"model": "defaults-model"}, "defaults": FUZZ_DEFAULTS}
         ],
     }
     gw = GatewayProcess(cfg, tmp).start()
@@ -125,4 +154,3 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
         yield gw
     finally:
         gw.stop()
-        up.stop()

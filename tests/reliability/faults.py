@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -109,7 +109,10 @@ def _bad_request(message: str) -> web.Response:
 @dataclass
 class RobustOpenAI(FakeOpenAI):
     """A fake that, like the real API, answers 400 to any request it cannot make sense of (FakeOpenAI assumes
-    well-formed bodies). Fuzzing through it, any 5xx the client sees is the gateway's own."""
+    well-formed bodies). Fuzzing through it, any 5xx the client sees is the gateway's own. It keeps the bytes of
+    each body it was sent, by the request id the gateway sends upstream (``raw_bodies``; the last 1,000)."""
+
+    raw_bodies: dict[str, bytes] = field(default_factory=dict)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._guard(super().chat, request)
@@ -125,10 +128,13 @@ class RobustOpenAI(FakeOpenAI):
     async def responses(self, request: web.Request) -> web.StreamResponse:
         return await self._guard(super().responses, request)
 
-    @staticmethod
-    async def _guard(handler: Any, request: web.Request) -> web.StreamResponse:
+    async def _guard(self, handler: Any, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        if len(self.raw_bodies) >= 1000:
+            del self.raw_bodies[next(iter(self.raw_bodies))]
+        self.raw_bodies[request.headers.get("x-request-id", "")] = raw
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return _bad_request("invalid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):

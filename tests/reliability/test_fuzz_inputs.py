@@ -37,10 +37,16 @@ OTHER_POSTS = [
 ]
 CASES = {"quick": 60, "thorough": 600}
 
+wide_int = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from([2**63, 2**64, -(2**63) - 1, 123456789012345678901234567890]),
+)
+"""Integers around and far past 64 bits (parsers turn them into floats; the gateway must forward them as sent)."""
 json_leaf = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
+    wide_int,
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=40),
 )
@@ -91,6 +97,7 @@ MUTATIONS: dict[str, Any] = {
     ),
     "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": json_value}), json_value),
     "user": json_value,
+    "seed": wide_int,
 }
 
 
@@ -334,6 +341,75 @@ def test_raw_requests_with_arbitrary_bytes_are_answered_in_the_openai_shape(
 @pytest.mark.slow
 def test_raw_requests_thorough(fuzz_gateway: GatewayProcess) -> None:
     run_raw_requests(fuzz_gateway, "thorough")
+
+
+# -- hypothesis: deep nesting --------------------------------------------------------------------------------------------
+MAX_DEPTH = 250  # wire.json_object.MAX_DEPTH, as documented
+
+
+@st.composite
+def deep_values(draw: st.DrawFn) -> tuple[bytes, int]:
+    """JSON text of arrays and objects nested 1 to 1,100 levels (most around the limit), and its depth."""
+    depth = draw(st.one_of(st.integers(1, 1100), st.integers(MAX_DEPTH - 4, MAX_DEPTH + 6)))
+    opens = draw(st.lists(st.sampled_from([b"[", b'{"k":']), min_size=depth, max_size=depth))
+    leaf = encode(draw(json_leaf))
+    text = leaf
+    for o in reversed(opens):
+        text = o + text + (b"]" if o == b"[" else b"}")
+    return text, depth
+
+
+DEEP_TEMPLATES = {
+    **{
+        p: (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "input": "hi", '
+            b'"prompt": "hi", "x": %s}',
+            1,
+        )
+        for p in INFERENCE
+    },
+    "/admin/routes": (b'{"name": "deep-%%d", "match": {"model": "no-such-model"}, "defaults": {"x": %s}}', 2),
+    "/admin/routes/explain": (b'{"model": "gpt-4o-mini", "metadata": {"x": %s}}', 2),
+    "/v1/feedback": (b'{"request_id": "x", "metric": "m", "value": %s}', 1),
+}
+"""A body per path with a place for a deep value, and the levels above that place."""
+
+
+def run_deep_nesting(gw: GatewayProcess, client: httpx.Client, profile: str) -> None:
+    seen: dict[str, int] = {}
+    names = iter(range(10**9))
+
+    @fuzz_settings(profile)
+    @given(path=st.sampled_from(sorted(DEEP_TEMPLATES)), deep=deep_values())
+    def one(path: str, deep: tuple[bytes, int]) -> None:
+        template, above = DEEP_TEMPLATES[path]
+        body = (template.replace(b"%%d", b"%d" % next(names))) % deep[0]
+        depth = above + deep[1]
+        r = post(client, gw.url + path, body, auth_for(path))
+        where = f"POST {path}, {depth} levels: {r.status_code} {r.text[:200]}"
+        check_answer(r, where)
+        seen[f"{'over' if depth > MAX_DEPTH else 'within'}:{r.status_code}"] = (
+            seen.get(f"{'over' if depth > MAX_DEPTH else 'within'}:{r.status_code}", 0) + 1
+        )
+        if depth > MAX_DEPTH:
+            assert r.status_code == 400, where
+            assert openai_error(r)["code"] in ("nesting_too_deep", "invalid_json"), where
+        elif path in INFERENCE:
+            assert r.status_code == 200, where  # accepted bodies are forwarded
+
+    one()
+    print(f"\ndeep nesting ({profile}): {dict(sorted(seen.items()))}")
+
+
+def test_deep_nesting_is_forwarded_up_to_the_limit_and_400_past_it(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    run_deep_nesting(fuzz_gateway, client, "quick")
+
+
+@pytest.mark.slow
+def test_deep_nesting_thorough(fuzz_gateway: GatewayProcess, client: httpx.Client) -> None:
+    run_deep_nesting(fuzz_gateway, client, "thorough")
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
