@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from gateway.config import KeyConfig
+from routing.eligibility import Eligibility
 
 
 def hash_key(secret: str) -> str:
@@ -28,6 +29,13 @@ class ClientKey:
     tags: dict[str, str] = field(default_factory=dict)
     models: tuple[str, ...] | None = None
     allowed_tags: dict[str, tuple[str, ...]] | None = None
+    scope: Eligibility | None = field(init=False, default=None, compare=False)
+    """What may serve this key's requests (routing applies it to targets, fallbacks and retries); None for an
+    unscoped key. Built once here, so the request path allocates nothing for it."""
+
+    def __post_init__(self) -> None:
+        if self.models is not None:
+            object.__setattr__(self, "scope", Eligibility(self.name, self.models))
 
     def may_use(self, model: str) -> bool:
         if self.models is None:

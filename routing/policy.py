@@ -25,6 +25,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 from routing.config import RouteConfig
+from routing.eligibility import Eligibility, OutOfScope
 from routing.errors import ModelNotFound
 from routing.models import ModelTable, ResolvedModel
 
@@ -97,6 +98,10 @@ class Decision:
     rule: CompiledRule | None = None
     how: str = ""
     """How the target was chosen: sticky, random, least_latency, cheapest, only, requested."""
+    eligibility: Eligibility | None = None
+    """The request's constraint on targets (a scoped key), when it has one."""
+    removed: Sequence[tuple[str, str]] = ()
+    """Models the constraint took out of the rule's targets and fallbacks, with why."""
 
 
 class CompiledRule:
@@ -208,6 +213,29 @@ def _first(rules: Sequence[CompiledRule], inp: RouteInput, best: CompiledRule | 
     return best
 
 
+def _decision(
+    rule: CompiledRule,
+    attempts: list[ResolvedModel],
+    how: str,
+    eligible: Eligibility | None = None,
+    removed: Sequence[tuple[str, str]] = (),
+) -> Decision:
+    cfg = rule.cfg
+    return Decision(
+        rule.name,
+        attempts,
+        rule.reason,
+        cfg.timeout_s,
+        cfg.max_retries,
+        cfg.defaults,
+        rule.candidates,
+        rule,
+        how,
+        eligible,
+        removed,
+    )
+
+
 class Policy:
     """An immutable, compiled rule set plus the model table it routes to."""
 
@@ -266,8 +294,11 @@ class Policy:
                 best = _first(candidates, inp, best)
         return best
 
-    def decide(self, inp: RouteInput) -> Decision:
+    def decide(self, inp: RouteInput, eligible: Eligibility | None = None) -> Decision:
+        """The target and fallbacks for ``inp``; with ``eligible`` (a scoped key), only models it allows."""
         rule = self.match(inp)
+        if eligible is not None:
+            return self._decide_within(inp, rule, eligible)
         if rule is None:
             return Decision(
                 DEFAULT_ROUTE, [self.resolve(inp.model)], "no rule matched: requested model", how="requested"
@@ -283,18 +314,60 @@ class Policy:
         for name, fb in zip(rule.fallbacks, rule.fallback_models, strict=True):
             if name != chosen.name:
                 attempts.append(fb if fb is not None else self.resolve(name))
-        cfg = rule.cfg
-        return Decision(
-            rule.name,
-            attempts,
-            rule.reason,
-            cfg.timeout_s,
-            cfg.max_retries,
-            cfg.defaults,
-            rule.candidates,
-            rule,
-            how,
-        )
+        return _decision(rule, attempts, how)
+
+    def _decide_within(self, inp: RouteInput, rule: CompiledRule | None, eligible: Eligibility) -> Decision:
+        """``decide`` for a constrained request: ineligible targets weigh nothing (the rest keep their relative
+        shares), ineligible fallbacks are skipped; with nothing left, ``OutOfScope``."""
+        removed: list[tuple[str, str]] = []
+        if rule is None:
+            requested = self.resolve(inp.model)
+            why = eligible.excluded(requested)
+            if why is not None:
+                raise eligible.refusal(DEFAULT_ROUTE, [requested.name])
+            return Decision(
+                DEFAULT_ROUTE,
+                [requested],
+                "no rule matched: requested model",
+                how="requested",
+                eligibility=eligible,
+            )
+        chosen: ResolvedModel | None = None
+        how = "requested"
+        if rule.targets:
+            weights = list(rule.weights)
+            for i, m in enumerate(rule.resolved):
+                why = eligible.excluded(m) if m is not None else "unknown_model"
+                if why is not None:
+                    removed.append((rule.targets[i], why))
+                    weights[i] = 0.0
+            total = sum(weights)
+            if total > 0:
+                idx, how = self._choose(rule, inp, weights, total)
+                chosen = rule.resolved[idx]
+        else:
+            requested = self.resolve(inp.model)
+            why = eligible.excluded(requested)
+            if why is None:
+                chosen = requested
+            else:
+                removed.append((requested.name, why))
+        attempts = [chosen] if chosen is not None else []
+        for name, fb in zip(rule.fallbacks, rule.fallback_models, strict=True):
+            if chosen is not None and name == chosen.name:
+                continue
+            why = eligible.excluded(fb) if fb is not None else "unknown_model"
+            if why is not None:
+                removed.append((name, why))
+            elif fb is not None:
+                attempts.append(fb)
+        if not attempts:
+            raise eligible.refusal(rule.name, [name for name, _ in removed])
+        if chosen is None:
+            how = "first eligible fallback"
+        elif removed:
+            how += " (within the key's scope)"
+        return _decision(rule, attempts, how, eligible, removed)
 
     # -- strategies ------------------------------------------------------------------------------------
     def _up(self, rule: CompiledRule) -> list[bool] | None:
@@ -303,10 +376,22 @@ class Policy:
             return None
         return [m is not None and health.is_up(m.backend) for m in rule.resolved]
 
-    def _choose(self, rule: CompiledRule, inp: RouteInput) -> tuple[int, str]:
-        weights = rule.weights
-        if len(weights) == 1:
-            return 0, "only"
+    def _choose(
+        self,
+        rule: CompiledRule,
+        inp: RouteInput,
+        weights: Sequence[float] | None = None,
+        total: float | None = None,
+    ) -> tuple[int, str]:
+        """Pick a target index by the rule's strategy; ``weights``/``total`` override the rule's (a constrained
+        request's targets, ineligible ones weighing 0)."""
+        if weights is None:
+            weights = rule.weights
+            total = rule.total
+            if len(weights) == 1:
+                return 0, "only"
+        elif sum(1 for w in weights if w > 0) == 1:
+            return next(i for i, w in enumerate(weights) if w > 0), "only"
         up = self._up(rule)
         strategy = rule.strategy
         if strategy != "weighted":
@@ -332,7 +417,7 @@ class Policy:
         key = rule.sticky_key(inp)
         u = sticky_fraction(rule.name, key) if key else self.rng.random()
         how = "sticky" if key else "random"
-        idx = weighted_pick(weights, rule.total, u)
+        idx = weighted_pick(weights, total or 0.0, u)
         if up is not None and not up[idx]:
             ws = [w if up[i] else 0.0 for i, w in enumerate(weights)]
             total = sum(ws)
@@ -341,9 +426,20 @@ class Policy:
         return idx, how
 
     # -- explain ---------------------------------------------------------------------------------------
-    def explain(self, inp: RouteInput) -> dict[str, Any]:
-        """The decision for ``inp`` with what led to it; calls no model."""
-        d = self.decide(inp)
+    def explain(self, inp: RouteInput, eligible: Eligibility | None = None) -> dict[str, Any]:
+        """The decision for ``inp`` with what led to it; calls no model. With ``eligible`` (a scoped key): the
+        constraint, what it removed, or the refusal when nothing eligible is left."""
+        try:
+            d = self.decide(inp, eligible)
+        except OutOfScope as exc:
+            rule = self.match(inp)
+            return {
+                "route": rule.name if rule else DEFAULT_ROUTE,
+                "rule_index": rule.index if rule else None,
+                "refused": {"status": exc.status, "code": exc.code, "message": exc.message},
+                "eligibility": eligible.describe() if eligible is not None else None,
+                "tags": dict(inp.tags),
+            }
         rule = d.rule
         out: dict[str, Any] = {
             "route": d.route,
@@ -362,20 +458,27 @@ class Policy:
             "timeout_s": d.timeout_s,
             "max_retries": d.max_retries,
             "defaults": dict(d.defaults),
+            "eligibility": eligible.describe() if eligible is not None else None,
+            "removed": [{"model": name, "why": why} for name, why in d.removed],
         }
         if rule is not None:
             out["strategy"] = rule.strategy
             out["sticky_key"] = rule.sticky_key(inp)
             up = self._up(rule)
             cands = []
+            out_of_scope = {name for name, _ in d.removed}
+            total = sum(w for name, w in rule.candidates if name not in out_of_scope)
             for i, (name, weight) in enumerate(rule.candidates):
                 m = rule.resolved[i]
+                share = 0.0 if name in out_of_scope or not total else weight / total
                 c: dict[str, Any] = {
                     "model": name,
                     "weight": weight,
                     "backend": m.backend if m else None,
-                    "share": weight / rule.total if rule.total else 0.0,
+                    "share": share,
                 }
+                if eligible is not None:
+                    c["eligible"] = name not in out_of_scope
                 if up is not None:
                     c["up"] = up[i]
                 if self.health is not None:

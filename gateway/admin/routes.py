@@ -205,7 +205,7 @@ def build_router() -> APIRouter:
             user if isinstance(user, str) and user else None,
         )
         try:
-            out = rt.policy.explain(inp)
+            out = rt.policy.explain(inp, key.scope if key else None)
         except RoutingError as exc:
             raise to_api_error(exc) from None
         return {"policy_version": rt.version, "key": key.name if key else None, **out}

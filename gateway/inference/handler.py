@@ -143,7 +143,8 @@ class InferenceHandler:
                     key.team,
                     _s(h.get(b"x-pointsman-sticky")),
                     _str_or_none(doc.get("user")),
-                )
+                ),
+                key.scope,
             )
             stream = doc.get("stream") is True
             trace = self.traces.start(h.get(b"traceparent")) if self.traces is not None else None
