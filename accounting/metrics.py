@@ -24,8 +24,33 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 COMMON = ("requested_model", "upstream_model", "backend", "route", "task", "team")
-OUTCOMES = ("ok", "client_error", "upstream_error", "timeout", "rate_limited", "budget_exceeded", "cancelled")
-ERROR_TYPES = frozenset({"connect", "timeout", "http_4xx", "http_429", "http_5xx", "protocol"})
+OUTCOMES = (
+    "ok",
+    "client_error",
+    "upstream_error",
+    "upstream_rate_limited",
+    "truncated",
+    "timeout",
+    "rate_limited",
+    "budget_exceeded",
+    "cancelled",
+)
+"""``rate_limited``/``budget_exceeded``: the gateway's own refusals; ``upstream_rate_limited``: an upstream 429;
+``truncated``: a stream the upstream ended before its ``[DONE]`` (or Responses API final event)."""
+ERROR_TYPES = frozenset(
+    {
+        "connect",
+        "disconnect",
+        "timeout",
+        "auth",
+        "http_4xx",
+        "http_429",
+        "http_5xx",
+        "protocol",
+        "too_large",
+        "truncated",
+    }
+)
 
 OTHER = "other"
 NONE = "none"

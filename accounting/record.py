@@ -8,6 +8,10 @@ from decimal import Decimal
 from wire.traceparent import TraceContext
 from wire.usage import Usage
 
+RETENTION_CAPPED = "retention_capped"
+"""``error_type`` of a stream relayed whole but kept only up to ``server.max_retained_stream_bytes``: token
+estimates (when the upstream sent no usage), shadow comparison and capture saw only its beginning."""
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -27,7 +31,8 @@ class RequestRecord:
     self_hosted: bool = False
     status: int = 0
     outcome: str = "ok"
-    """ok, client_error, upstream_error, timeout, rate_limited, budget_exceeded, cancelled."""
+    """One of ``accounting.metrics.OUTCOMES``: ok, client_error, upstream_error, upstream_rate_limited,
+    truncated, timeout, rate_limited, budget_exceeded, cancelled."""
     error_type: str | None = None
     usage: Usage = field(default_factory=Usage)
     has_usage: bool = False

@@ -34,7 +34,7 @@ class _MetricsObserver:
 
 
 def assemble(config: GatewayConfig) -> GatewayState:
-    registry = BackendRegistry()
+    registry = BackendRegistry(config.server.max_response_bytes)
     accountant = build_accountant(config)
     exporters = Exporters(config.observability, accountant.metrics, lambda: accountant.catalog.backends)
     accountant.exporters = exporters  # request logs, traces, analytics events: off the request path

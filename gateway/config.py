@@ -29,6 +29,8 @@ from accounting.config import AccountingConfig
 from accounting.export.config import ObservabilityConfig
 from routing.config import RouteConfig, RoutingSettings
 from serving.config import BackendConfig, ModelConfig
+from serving.http_backend import DEFAULT_MAX_RESPONSE_BYTES
+from wire.sse import StreamBounds
 
 
 class StrictModel(BaseModel):
@@ -82,6 +84,15 @@ class ServerConfig(StrictModel):
     body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     """A request whose body has not all arrived this long after its headers gets 408 and the connection is
     closed."""
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 * 1024)
+    """A non-streamed upstream answer larger than this (after decompression) is refused: 502
+    ``upstream_response_too_large``, the connection to the upstream closed without reading on."""
+    max_event_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    """One streamed event (the bytes before its blank line) larger than this ends the stream with an error event
+    (``upstream_response_too_large``)."""
+    max_retained_stream_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    """How much of each stream is kept while it is relayed, for token estimates, shadow comparison and capture;
+    a longer stream is relayed whole but recorded with ``error_type: retention_capped`` (see docs/reliability.md)."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty means CORS is off."""
     data_dir: str = "./data"
@@ -90,6 +101,11 @@ class ServerConfig(StrictModel):
     """Log level."""
     models_refresh_s: float = Field(default=300.0, gt=0, le=86_400)
     """How often the upstreams' own model lists are re-read, for the glob entries ``/v1/models`` lists."""
+
+    @property
+    def stream_bounds(self) -> StreamBounds:
+        """What the relay holds of one stream (``max_event_bytes``, ``max_retained_stream_bytes``)."""
+        return StreamBounds(self.max_event_bytes, self.max_retained_stream_bytes)
 
 
 class KeyConfig(StrictModel):

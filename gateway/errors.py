@@ -7,15 +7,21 @@ generic 500 whose details go only to the log.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from serving.errors import (
+    AUTH_STATUSES,
     BackendOverloaded,
     UpstreamConnectError,
+    UpstreamDisconnected,
     UpstreamError,
     UpstreamHTTPError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
+    UpstreamTruncated,
 )
 from wire.errors import error_body
 from wire.json_object import MAX_DEPTH
@@ -78,32 +84,58 @@ def already_exists(what: str, name: str) -> ApiError:
     )
 
 
-def _passthrough(exc: UpstreamHTTPError) -> ApiError:
-    """Upstream 4xx/5xx: keep its status; keep its body when it is already OpenAI-shaped JSON."""
-    body = exc.body
-    err = ApiError(
-        exc.status, f"upstream returned HTTP {exc.status}", "upstream_error", f"upstream_{exc.status}"
-    )
+def _upstream_error(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``error`` object of an OpenAI-shaped upstream error body (else None), and what the body says: its
+    ``error.message`` or FastAPI/vLLM's ``detail``, bounded (else None)."""
     try:
         doc = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
-        doc = None
-    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
-        e = doc["error"]
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    err = doc.get("error")
+    if isinstance(err, dict):
+        return err, str(err["message"])[:500] if err.get("message") else None
+    detail = doc.get("detail")
+    return None, str(detail)[:500] if isinstance(detail, str | list) else None
+
+
+def _passthrough(exc: UpstreamHTTPError) -> ApiError:
+    """An upstream error status, as the client should see it.
+
+    - 401/403: the upstream refused the *gateway's* credential (or its access to the model) — a gateway-side
+      failure, never the client's key: 502 ``upstream_auth_failed`` naming the backend; the upstream's message
+      (which may echo part of the credential) is not relayed.
+    - 5xx: 502 with the upstream's message but the gateway's type and code (``upstream_error``,
+      ``upstream_server_error``).
+    - other 4xx (the client's request was refused, 429 included): status and OpenAI-shaped body passed through.
+    """
+    status = exc.status
+    if status in AUTH_STATUSES:
+        return ApiError(
+            502,
+            f"The upstream backend `{exc.backend}` refused the gateway's own credential (HTTP {status}). This "
+            "is a gateway configuration problem, not your API key; the gateway's operators have to fix it.",
+            "upstream_error",
+            "upstream_auth_failed",
+        )
+    e, said = _upstream_error(exc.body)
+    headers = {"retry-after": exc.retry_after} if exc.retry_after else None
+    if status >= 500:
+        message = said or f"The upstream backend `{exc.backend}` failed (HTTP {status})."
+        return ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
+    err = ApiError(
+        status, f"upstream returned HTTP {status}", "upstream_error", f"upstream_{status}", headers=headers
+    )
+    if e is not None:
         err.raw_body = error_body(
             str(e.get("message", err.message)),
             str(e.get("type") or "upstream_error"),
             e.get("code"),
             e.get("param"),
         )
-    elif isinstance(doc, dict) and isinstance(doc.get("detail"), str | list):
-        err.message = f"upstream returned HTTP {exc.status}: {str(doc['detail'])[:500]}"
-    if exc.retry_after:
-        err.headers["retry-after"] = exc.retry_after
-    if exc.status >= 500:
-        # A 5xx from upstream is a bad gateway for our client.
-        err.status = 502
-        err.type = "upstream_error"
+    elif said is not None:
+        err.message = f"upstream returned HTTP {status}: {said}"
     return err
 
 
@@ -122,6 +154,22 @@ def to_api_error(exc: BaseException) -> ApiError:
         return _passthrough(exc)
     if isinstance(exc, UpstreamTimeout):
         return ApiError(504, "The upstream model timed out.", "timeout_error", "upstream_timeout")
+    if isinstance(exc, UpstreamDisconnected):
+        return ApiError(
+            502,
+            "The upstream closed the connection before its answer was complete.",
+            "upstream_error",
+            "upstream_disconnected",
+        )
+    if isinstance(exc, UpstreamTooLarge):
+        return ApiError(502, exc.message, "upstream_error", "upstream_response_too_large")
+    if isinstance(exc, UpstreamTruncated):
+        return ApiError(
+            502,
+            "The upstream ended the stream before it was complete.",
+            "upstream_error",
+            "upstream_truncated",
+        )
     if isinstance(exc, UpstreamConnectError):
         return ApiError(502, "The upstream model is unreachable.", "upstream_error", "upstream_unreachable")
     if isinstance(exc, UpstreamProtocolError):

@@ -71,6 +71,7 @@ class Shadow:
             policy_of,
             cfg.server.request_timeout_s,
             metrics,
+            cfg.server.stream_bounds,
         )
         self.promotion = PromotionController(self.hub, policy_of, editor, metrics)
 

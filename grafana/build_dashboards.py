@@ -24,7 +24,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 # route, task, team). `$model` selects the upstream model: the one that served and was billed.
 REQ = 'task=~"$task", team=~"$team", upstream_model=~"$model", backend=~"$backend"'
 LIVE = f'shadow="false", {REQ}'  # client-facing traffic, shadow calls excluded
-SLO_ERR = 'outcome=~"upstream_error|timeout"'
+SLO_ERR = 'outcome=~"upstream_error|timeout|truncated"'
 RI = "$__rate_interval"
 RANGE = "$__range"
 VLLM = 'model_name=~"$model", backend=~"$backend"'

@@ -1,7 +1,8 @@
 """Executing a routing decision: try the chosen target, then fallbacks, within the request's deadline.
 
 A hop is tried only while nothing has reached the client (streams are opened, headers checked, before the
-gateway starts its own response). Retryable failures: connection errors, timeouts, 429, 5xx, overload.
+gateway starts its own response). Retryable failures: connection errors, timeouts, 429, 5xx, overload, a
+refused gateway credential (401/403) — ``UpstreamError.retryable``.
 
 - A backend whose every endpoint has an open circuit breaker is skipped at once (no time spent on it); when
   every hop is skipped the request fails fast with 503 ``no_healthy_backend`` and a ``Retry-After``.

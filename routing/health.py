@@ -20,7 +20,13 @@ from typing import Protocol
 
 from routing.config import BreakerConfig, RoutingSettings
 from serving.backend import Backend, Backends
-from serving.errors import BackendOverloaded, UpstreamError, UpstreamHTTPError
+from serving.errors import (
+    AUTH_STATUSES,
+    BackendOverloaded,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTooLarge,
+)
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
@@ -51,10 +57,10 @@ def classify(exc: UpstreamError | None) -> int:
     """OK / FAIL / NEUTRAL for the breaker."""
     if exc is None:
         return OK
-    if isinstance(exc, BackendOverloaded):
-        return NEUTRAL
+    if isinstance(exc, BackendOverloaded | UpstreamTooLarge):
+        return NEUTRAL  # shedding load, or an answer too large for this gateway: the backend itself is fine
     if isinstance(exc, UpstreamHTTPError):
-        if exc.status == 429:
+        if exc.status == 429 or exc.status in AUTH_STATUSES:
             return NEUTRAL
         return FAIL if exc.status >= 500 else OK
     return FAIL

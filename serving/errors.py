@@ -5,9 +5,13 @@ first, chained with ``from exc``. The gateway maps them to HTTP in one place.
 
     UpstreamError
     ├── UpstreamConnectError      connection refused / reset before a response   -> 502
+    │   └── UpstreamDisconnected  the connection closed while the answer came    -> 502
     ├── UpstreamTimeout           connect or read timeout                        -> 504
     ├── UpstreamProtocolError     invalid JSON, wrong content type, broken SSE   -> 502
-    └── UpstreamHTTPError         the upstream answered with a 4xx/5xx status    -> passed through
+    │   ├── UpstreamTooLarge      an answer or event past the configured bounds  -> 502
+    │   └── UpstreamTruncated     a stream that ended before its end (``[DONE]``) -> error event
+    └── UpstreamHTTPError         the upstream answered with a 4xx/5xx status    -> passed through (401/403:
+                                  502 ``upstream_auth_failed``; 5xx: 502)
 """
 
 from __future__ import annotations
@@ -30,12 +34,37 @@ class UpstreamConnectError(UpstreamError):
     error_type = "connect"
 
 
+class UpstreamDisconnected(UpstreamConnectError):
+    """The upstream closed (or reset) the connection after it had started answering."""
+
+    error_type = "disconnect"
+
+
 class UpstreamTimeout(UpstreamError):
     error_type = "timeout"
 
 
 class UpstreamProtocolError(UpstreamError):
     error_type = "protocol"
+
+
+class UpstreamTooLarge(UpstreamProtocolError):
+    """An answer (after decompression) or one stream event larger than the gateway holds. Not retried: the same
+    request would most likely get the same answer, and the upstream has already been paid for it."""
+
+    retryable = False
+    error_type = "too_large"
+
+
+class UpstreamTruncated(UpstreamProtocolError):
+    """A stream that ended (cleanly, at the transport level) before its own end: no ``data: [DONE]``, or no
+    final Responses API event."""
+
+    error_type = "truncated"
+
+
+AUTH_STATUSES = frozenset({401, 403})
+"""Upstream statuses that mean the upstream refused the gateway's own credential (or its access to a model)."""
 
 
 class UpstreamHTTPError(UpstreamError):
@@ -59,12 +88,15 @@ class UpstreamHTTPError(UpstreamError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status == 429 or self.status >= 500
+        """429 and 5xx, and a refused credential (another backend's may work; the client's request is fine)."""
+        return self.status == 429 or self.status >= 500 or self.status in AUTH_STATUSES
 
     @property
     def error_type(self) -> str:  # type: ignore[override]
         if self.status == 429:
             return "http_429"
+        if self.status in AUTH_STATUSES:
+            return "auth"
         return "http_5xx" if self.status >= 500 else "http_4xx"
 
 

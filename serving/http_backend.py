@@ -2,6 +2,11 @@
 
 aiohttp is the hot-path client by measurement (see tests/bench): ~10x less CPU per proxied request than
 httpx's async client on the reference machine. Exceptions are translated to ``serving.errors`` here.
+
+Answers are read within bounds: a non-streamed answer up to ``max_response_bytes`` after decompression (aiohttp
+inflates ``gzip``/``deflate`` bodies piece by piece as they are read, so a small compressed body cannot expand
+in memory past the bound), an error answer's body up to 64 KiB; past a bound the connection is closed and
+nothing more is read. Streams are relayed piece by piece (their events are bounded by the relay's reader).
 """
 
 from __future__ import annotations
@@ -18,26 +23,33 @@ from serving.config import OpenAIBackendConfig, VLLMBackendConfig
 from serving.errors import (
     BackendOverloaded,
     UpstreamConnectError,
+    UpstreamDisconnected,
     UpstreamError,
     UpstreamHTTPError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from serving.pool import Endpoint, EndpointPool
 
 _MAX_ERROR_BODY = 64 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest non-streamed answer read (after decompression) unless ``server.max_response_bytes`` says."""
 
 
-def translate(exc: BaseException, backend: str, endpoint: str) -> UpstreamError:
-    """Map an aiohttp/OS exception to the most specific ``UpstreamError``."""
+def translate(exc: BaseException, backend: str, endpoint: str, answering: bool = False) -> UpstreamError:
+    """Map an aiohttp/OS exception to the most specific ``UpstreamError``; ``answering``: the upstream had
+    started its answer (status and headers read), so a broken connection is a disconnect, not unreachable."""
     if isinstance(exc, UpstreamError):
         return exc
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout("upstream timed out", backend=backend, endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
+        answering and isinstance(exc, aiohttp.ClientError | OSError)
+    ):
+        return UpstreamDisconnected("upstream closed the connection", backend=backend, endpoint=endpoint)
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
         return UpstreamConnectError("upstream unreachable", backend=backend, endpoint=endpoint)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamConnectError("upstream closed the connection", backend=backend, endpoint=endpoint)
     if isinstance(exc, aiohttp.ClientResponseError):
         return UpstreamProtocolError("invalid upstream response", backend=backend, endpoint=endpoint)
     if isinstance(exc, aiohttp.ClientError | OSError):
@@ -66,7 +78,7 @@ class HTTPStream:
                     return
                 yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, self._backend.name, self.endpoint) from exc
+            raise translate(exc, self._backend.name, self.endpoint, answering=True) from exc
 
     async def aclose(self) -> None:
         if self._closed:
@@ -84,9 +96,15 @@ class HTTPStream:
 class OpenAIHTTPBackend:
     """Raw pass-through to an OpenAI-compatible API; one aiohttp session, one pool of endpoints."""
 
-    def __init__(self, name: str, cfg: OpenAIBackendConfig | VLLMBackendConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: OpenAIBackendConfig | VLLMBackendConfig,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.name = name
         self.cfg = cfg
+        self.max_response_bytes = max_response_bytes
         urls = cfg.endpoints if isinstance(cfg, VLLMBackendConfig) else [cfg.base_url]
         self.pool = EndpointPool(urls)
         self_hosted = isinstance(cfg, VLLMBackendConfig)
@@ -161,11 +179,42 @@ class OpenAIHTTPBackend:
             h["traceparent"] = call.traceparent
         return h
 
-    def _http_error(self, resp: aiohttp.ClientResponse, body: bytes, ep: Endpoint) -> UpstreamHTTPError:
+    async def _read(self, resp: aiohttp.ClientResponse, url: str, limit: int, cut: bool = False) -> bytes:
+        """The body, decompressed, up to ``limit`` bytes. Past it the connection is closed and the answer is
+        refused (``UpstreamTooLarge``) — or, with ``cut``, its first ``limit`` bytes are kept (error bodies)."""
+        declared = resp.content_length
+        if declared is not None and declared > limit and not cut:
+            resp.close()
+            raise self._too_large(url)
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            async for piece in resp.content.iter_any():
+                pieces.append(piece)
+                size += len(piece)
+                if size > limit:
+                    resp.close()  # nothing more is read (or inflated)
+                    if cut:
+                        return b"".join(pieces)[:limit]
+                    pieces.clear()  # freed now, not when the exception's traceback (this frame) is collected
+                    raise self._too_large(url)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise translate(exc, self.name, url, answering=True) from exc
+        return b"".join(pieces)
+
+    def _too_large(self, url: str) -> UpstreamTooLarge:
+        return UpstreamTooLarge(
+            f"The upstream's answer is larger than the gateway accepts (server.max_response_bytes: "
+            f"{self.max_response_bytes} bytes, counted after decompression).",
+            backend=self.name,
+            endpoint=url,
+        )
+
+    async def _http_error(self, resp: aiohttp.ClientResponse, ep: Endpoint) -> UpstreamHTTPError:
         """An upstream error status, with its (bounded) body for pass-through and its Retry-After."""
         return UpstreamHTTPError(
             resp.status,
-            body[:_MAX_ERROR_BODY],
+            await self._read(resp, ep.url, _MAX_ERROR_BODY, cut=True),
             backend=self.name,
             endpoint=ep.url,
             retry_after=resp.headers.get("retry-after"),
@@ -182,16 +231,17 @@ class OpenAIHTTPBackend:
                 headers=self._headers_for(call),
                 timeout=self._timeout_for(call),
             ) as resp:
-                body = await resp.read()
                 ctype = resp.headers.get("content-type", "")
                 if resp.status >= 400:
-                    raise self._http_error(resp, body, ep)
+                    raise await self._http_error(resp, ep)
                 if "json" not in ctype:
+                    resp.close()
                     raise UpstreamProtocolError(
                         f"upstream answered with content type {ctype or 'none'!r}, expected JSON",
                         backend=self.name,
                         endpoint=ep.url,
                     )
+                body = await self._read(resp, ep.url, self.max_response_bytes)
                 try:
                     parsed = orjson.loads(body)
                 except orjson.JSONDecodeError:
@@ -223,7 +273,7 @@ class OpenAIHTTPBackend:
             )
             ctype = resp.headers.get("content-type", "")
             if resp.status >= 400:
-                raise self._http_error(resp, await resp.read(), ep)
+                raise await self._http_error(resp, ep)
             if "text/event-stream" not in ctype:
                 raise UpstreamProtocolError(
                     f"upstream answered a stream with content type {ctype or 'none'!r}",
@@ -280,6 +330,6 @@ class OpenAIHTTPBackend:
             async with self.session.request(
                 method, url, data=data, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
-                return resp.status, await resp.read()
+                return resp.status, await self._read(resp, url, self.max_response_bytes)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, self.name, url) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from serving.config import BackendConfig, LiteLLMBackendConfig, SimulatedBackendConfig, VLLMBackendConfig
-from serving.http_backend import OpenAIHTTPBackend
+from serving.http_backend import DEFAULT_MAX_RESPONSE_BYTES, OpenAIHTTPBackend
 from serving.litellm_backend import LiteLLMBackend
 from serving.simulated.backend import SimulatedBackend
 from serving.vllm.monitor import VLLMMonitor
@@ -13,12 +13,14 @@ from serving.vllm.monitor import VLLMMonitor
 AnyBackend = OpenAIHTTPBackend | LiteLLMBackend | SimulatedBackend
 
 
-def build_backend(name: str, cfg: BackendConfig) -> AnyBackend:
+def build_backend(
+    name: str, cfg: BackendConfig, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+) -> AnyBackend:
     if isinstance(cfg, LiteLLMBackendConfig):
         return LiteLLMBackend(name, cfg)
     if isinstance(cfg, SimulatedBackendConfig):
         return SimulatedBackend(name, cfg)
-    return OpenAIHTTPBackend(name, cfg)
+    return OpenAIHTTPBackend(name, cfg, max_response_bytes)
 
 
 class BackendRegistry:
@@ -27,7 +29,9 @@ class BackendRegistry:
     vLLM backends get a background ``VLLMMonitor`` (health + queue depth) for as long as they are live.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        self.max_response_bytes = max_response_bytes
+        """The largest non-streamed answer an HTTP backend reads (``server.max_response_bytes``)."""
         self.backends: dict[str, AnyBackend] = {}
         self._configs: dict[str, BackendConfig] = {}
         self.monitors: dict[str, VLLMMonitor] = {}
@@ -47,7 +51,7 @@ class BackendRegistry:
             if name in self.backends:
                 retired.append(self.backends[name])
                 await self._stop_monitor(name)
-            backend = build_backend(name, cfg)
+            backend = build_backend(name, cfg, self.max_response_bytes)
             await backend.start()
             self.backends[name] = backend
             self._configs[name] = cfg

@@ -9,6 +9,7 @@ when the client did not ask. ``split_events`` and ``json_events`` read recorded 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,6 +20,9 @@ DONE = b"[DONE]"
 _USAGE = b'"usage"'
 _SEQUENCE = b'"sequence_number":'
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
+RESPONSE_END_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+"""The events that end a Responses API stream (it sends no ``[DONE]``)."""
+_RESPONSE_END = (b"response.completed", b"response.failed", b"response.incomplete", b"error")
 
 
 def parse_event(event: bytes) -> tuple[str | None, bytes | None]:
@@ -62,61 +66,214 @@ def json_events(blocks: Iterable[bytes]) -> Iterator[tuple[str | None, Any]]:
             continue
 
 
+_BLANK_SLACK = 3
+
+
+def _oversized_event(block: bytes, cap: int) -> int | None:
+    """Where the first event of ``block`` (complete events, LF-framed) longer than ``cap`` bytes starts."""
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n\n", start)
+        if end < 0:
+            end = len(block)
+        if end - start > cap:
+            return start
+        start = end + 2
+    return None
+
+
+class EventTooLarge(ValueError):
+    """An upstream event grew past ``max_event_bytes`` before its blank line arrived."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an upstream event exceeded {limit} bytes before it ended")
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBounds:
+    """How much of a stream the reader holds: one incomplete event, and the relayed events it keeps."""
+
+    max_event_bytes: int | None = None
+    """An event larger than this (before its blank line) raises ``EventTooLarge``; None: no bound."""
+    max_retained_bytes: int | None = None
+    """Events are kept in ``SSEReader.events`` up to this many bytes; None: all of them."""
+
+
+UNBOUNDED = StreamBounds()
+
+
 class SSEReader:
+    """The relay reader: complete events out as they arrive, usage noted, the stream's end recognised.
+
+    Memory and time are bounded and linear in the bytes read (``bounds``): an incomplete event is held as a
+    list of chunks (only the few bytes around each chunk's start are searched again for its blank line, never
+    the whole held event), at most ``max_event_bytes`` of it (past that, ``feed`` raises ``EventTooLarge``);
+    relayed events are kept in ``events`` only up to ``max_retained_bytes`` (past that, ``retained_all`` is
+    False and the rest is relayed without being kept). ``finished`` tells a stream that ended properly — ``data: [DONE]``, or
+    a Responses API stream's final ``response.completed``/``failed``/``incomplete`` or ``error`` event — from
+    one that was cut off.
+    """
+
     __slots__ = (
-        "_buf",
+        "_oversized",
+        "_held",
+        "_tail",
+        "_held_bytes",
         "usage",
         "drop_usage",
         "events",
         "keep_events",
+        "retained_bytes",
+        "retained_all",
+        "max_event_bytes",
+        "max_retained_bytes",
         "model",
         "saw_done",
+        "saw_end",
         "sequenced",
         "next_sequence",
     )
 
-    def __init__(self, drop_usage: bool, keep_events: bool = True, sequenced: bool = False) -> None:
-        self._buf = b""
+    def __init__(
+        self,
+        drop_usage: bool,
+        keep_events: bool = True,
+        sequenced: bool = False,
+        bounds: StreamBounds = UNBOUNDED,
+    ) -> None:
+        self._oversized = False
+        self._held: list[bytes] = []
+        """The pieces of an incomplete event (joined once, when its blank line arrives)."""
+        self._held_bytes = 0
+        self._tail = b""
+        """The held bytes' last three: a blank line (``\\n\\n``, ``\\r\\n\\r\\n``) may straddle chunks."""
         self.usage: Usage | None = None
         self.drop_usage = drop_usage
         self.events: list[bytes] = []
-        """Complete event blocks as forwarded (for token estimation when no usage arrives)."""
+        """Complete event blocks as forwarded (for token estimation when no usage arrives, shadow, capture),
+        up to ``max_retained_bytes``."""
         self.keep_events = keep_events
+        self.retained_bytes = 0
+        self.retained_all = True
+        """False once a block was relayed but not kept (``events`` is then only the stream's beginning)."""
+        self.max_event_bytes = bounds.max_event_bytes
+        self.max_retained_bytes = bounds.max_retained_bytes
         self.model: str | None = None
         self.saw_done = False
+        self.saw_end = False
+        """A Responses API stream's final event (``response.completed``/``failed``/``incomplete``, ``error``)."""
         self.sequenced = sequenced
-        """Follow the Responses API's ``sequence_number`` (for an error event that continues the count)."""
+        """Follow the Responses API's ``sequence_number`` (for an error event that continues the count), and
+        recognise its final events."""
         self.next_sequence = 0
         """The sequence number the next event of a sequenced stream takes: one past the last one relayed."""
 
+    @property
+    def finished(self) -> bool:
+        """Whether the stream's own end was relayed (a stream that stops before it was cut off)."""
+        return self.saw_done or self.saw_end
+
     def feed(self, chunk: bytes) -> bytes:
-        """Take upstream bytes; return the bytes to forward now (complete events only)."""
-        data = self._buf + chunk if self._buf else chunk
+        """Take upstream bytes; return the bytes to forward now (complete events only). Raises ``EventTooLarge``
+        once an event is past ``max_event_bytes`` (after returning the complete events before it)."""
+        if self._oversized:
+            raise EventTooLarge(self._cap())
+        if self._held:
+            # An event is incomplete: look for its end only where this chunk can complete it.
+            window = self._tail + chunk
+            if b"\r" in window:
+                window = window.replace(b"\r\n", b"\n")
+            if b"\n\n" not in window:
+                return self._hold(chunk)
+            self._held.append(chunk)
+            data = b"".join(self._held)
+            self._release()
+        else:
+            data = chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         end = data.rfind(b"\n\n")
         if end < 0:
-            self._buf = data
-            return b""
+            return self._hold(data)
         complete = data[: end + 2]
-        self._buf = data[end + 2 :]
+        cap = self.max_event_bytes
+        if cap is not None and len(complete) > cap and (at := _oversized_event(complete, cap)) is not None:
+            complete = complete[:at]  # what came before it is relayed; the next feed or flush raises
+            self._oversized = True
+        elif end + 2 < len(data):
+            self._hold(data[end + 2 :], later=True)
+        if not complete:
+            return b""
         if self.keep_events:
-            self.events.append(complete)
+            self._retain(complete)
         if self.sequenced:
             self._note_sequence(complete)
+            if not self.saw_end and any(m in complete for m in _RESPONSE_END):
+                self._note_end(complete)
         if _USAGE in complete:
             complete = self._scan(complete)
-        elif not self.saw_done and b"[DONE]" in complete:
+        elif not self.saw_done and DONE in complete:
             self.saw_done = True
         return complete
 
     def flush(self) -> bytes:
         """Whatever is left when the upstream ends (an event without its trailing blank line), read like any
         other event."""
-        if self._buf.strip():
+        if self._oversized:
+            raise EventTooLarge(self._cap())
+        if any(piece.strip() for piece in self._held):
             return self.feed(b"\n\n")
-        self._buf = b""
+        self._release()
         return b""
+
+    def _cap(self) -> int:
+        assert self.max_event_bytes is not None
+        return self.max_event_bytes
+
+    def _hold(self, piece: bytes, later: bool = False) -> bytes:
+        """Hold ``piece`` of an incomplete event; nothing to forward yet. Past ``max_event_bytes`` raises now, or
+        with ``later`` at the next ``feed``/``flush`` (complete events before it are forwarded first)."""
+        self._held.append(piece)
+        self._held_bytes += len(piece)
+        self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
+        # what is held may end with part of its blank line (``\r\n\r``): a few bytes of slack
+        if self.max_event_bytes is not None and self._held_bytes > self.max_event_bytes + _BLANK_SLACK:
+            self._release()
+            self._oversized = True
+            if not later:
+                raise EventTooLarge(self.max_event_bytes)
+        return b""
+
+    def _release(self) -> None:
+        self._held = []
+        self._held_bytes = 0
+        self._tail = b""
+
+    def _retain(self, block: bytes) -> None:
+        if not self.retained_all:
+            return
+        cap = self.max_retained_bytes
+        if cap is not None and self.retained_bytes + len(block) > cap:
+            self.retained_all = False
+            return
+        self.events.append(block)
+        self.retained_bytes += len(block)
+
+    def _note_end(self, block: bytes) -> None:
+        for ev in block.split(b"\n\n"):
+            if not any(m in ev for m in _RESPONSE_END):
+                continue
+            name, payload = parse_event(ev)
+            if name is None and payload:
+                try:
+                    doc = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    continue
+                name = doc.get("type") if isinstance(doc, dict) else None
+            if name in RESPONSE_END_EVENTS:
+                self.saw_end = True
+                return
 
     def _note_sequence(self, block: bytes) -> None:
         # The last top-level ``"sequence_number":`` of the block is its last event's (inside a JSON string the

@@ -39,7 +39,7 @@ from accounting.capture.trace import (
     output_from_events,
     prompt_hash,
 )
-from accounting.record import RequestRecord
+from accounting.record import RETENTION_CAPPED, RequestRecord
 
 if TYPE_CHECKING:
     from accounting.capture.redis_queue import StreamDrainer
@@ -213,6 +213,9 @@ class CaptureService:
             return False
         if rec.team not in self.approved:
             self._count(rec.route, "not_approved")
+            return False
+        if rec.error_type == RETENTION_CAPPED:  # only the stream's beginning was kept
+            self._count(rec.route, "too_large")
             return False
         if len(self._queue) >= self.settings.queue_size:
             self._count(rec.route, "queue_full")

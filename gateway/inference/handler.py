@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from accounting.accountant import Accountant
-from accounting.record import RequestRecord
+from accounting.record import RETENTION_CAPPED, RequestRecord
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
 from gateway.inference.asgi import (
@@ -29,6 +29,7 @@ from gateway.inference.asgi import (
     send_json,
 )
 from gateway.inference.exchange import Exchange
+from gateway.inference.outcome import outcome_for
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
 from gateway.keys import ClientKey, presented_key
@@ -61,18 +62,6 @@ _WANTED = frozenset(
         b"traceparent",
     }
 )
-
-
-def outcome_for(status: int, code: str | None) -> str:
-    if status < 400:
-        return "ok"
-    if status == 429:
-        return "budget_exceeded" if code == "insufficient_quota" else "rate_limited"
-    if status == 504:
-        return "timeout"
-    if status in (502, 503) or status >= 500:
-        return "upstream_error"
-    return "client_error"
 
 
 class CurrentRuntime(Protocol):
@@ -199,7 +188,7 @@ class InferenceHandler:
                 log.exception("could not send the error response for request %s", rid)
             if rec is not None:
                 rec.status = err.status
-                rec.outcome = outcome_for(err.status, err.code)
+                rec.outcome = outcome_for(err, exc)
                 rec.error_type = getattr(exc, "error_type", None) or err.code
                 rec.latency_s = time.perf_counter() - t0
                 self.accountant.finish(rec)
@@ -288,12 +277,19 @@ class InferenceHandler:
         t_open = time.perf_counter()
         so = doc.get("stream_options")
         client_wants_usage = x.call.endpoint not in USAGE_OPTION or bool(so and so.get("include_usage"))
-        reader = SSEReader(drop_usage=not client_wants_usage, sequenced=x.call.endpoint == RESPONSES)
+        reader = SSEReader(
+            drop_usage=not client_wants_usage,
+            sequenced=x.call.endpoint == RESPONSES,
+            bounds=self.live.runtime.config.server.stream_bounds,
+        )
         rec.status = 200
         headers = x.headers + _served_headers(rec)
         await x.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
         overhead = (t_up - x.t0) + (time.perf_counter() - t_open)
         await relay(x, upstream, reader, self.accountant.track_in_flight)
+        if not reader.retained_all and rec.error_type is None:
+            # Relayed whole, kept only in part: token estimates (without usage), shadow and capture saw a prefix.
+            rec.error_type = RETENTION_CAPPED
         if x.ticket is not None:
             x.ticket.primary_events(reader.events)
         self.dispatcher.observe_ttft(outcome, rec.ttft_s)

@@ -1,6 +1,7 @@
 """Relaying an upstream SSE stream to the client: events as they complete, the time to first token, a client
-that leaves (the upstream is closed, which stops generation), and an upstream failure mid-stream (an error
-event, then the end of the stream)."""
+that leaves (the upstream is closed, which stops generation), and an upstream failure mid-stream — a broken
+connection, a timeout, an event past ``server.max_event_bytes``, or a stream that ends without its own end
+(``[DONE]``, a Responses API final event) — reported with an error event, then the end of the stream."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from collections.abc import Callable
 
 from gateway.errors import to_api_error
 from gateway.inference.exchange import Exchange
+from gateway.inference.outcome import outcome_for
 from serving.backend import UpstreamStream
-from serving.errors import UpstreamError, UpstreamTimeout
+from serving.errors import UpstreamError, UpstreamTooLarge, UpstreamTruncated
 from wire.errors import error_event
-from wire.sse import SSEReader
+from wire.sse import EventTooLarge, SSEReader
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -43,6 +45,7 @@ async def relay(
     watcher = asyncio.get_running_loop().create_task(watch())
     track_in_flight(rec.backend, 1)
     try:
+        failure: UpstreamError | None = None
         try:
             async for chunk in upstream:
                 out = reader.feed(chunk)
@@ -53,37 +56,37 @@ async def relay(
             tail = reader.flush()
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
+            if not reader.finished:
+                failure = UpstreamTruncated(
+                    "upstream ended the stream before it was complete", backend=rec.backend
+                )
         except UpstreamError as exc:
-            rec.outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"
-            rec.error_type = exc.error_type
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": stream_error(x.call.endpoint, exc, reader.next_sequence),
-                    "more_body": True,
-                }
+            failure = exc
+        except EventTooLarge as exc:
+            failure = UpstreamTooLarge(
+                f"An upstream event is larger than the gateway accepts (server.max_event_bytes: {exc.limit} bytes).",
+                backend=rec.backend,
             )
+        if failure is not None:
+            err = to_api_error(failure)
+            rec.outcome = outcome_for(err, failure)
+            rec.error_type = failure.error_type
+            body = error_event(x.call.endpoint, err.message, err.type, err.code, reader.next_sequence)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not disconnected:
             raise
         if task is not None:
             task.uncancel()
-        if not reader.saw_done:  # a client that leaves after [DONE] got the whole stream
+        if not reader.finished:  # a client that leaves after [DONE] got the whole stream
             rec.outcome = "cancelled"
             rec.status = 499
     except OSError:
-        if not reader.saw_done:
+        if not reader.finished:
             rec.outcome = "cancelled"
             rec.status = 499
     finally:
         track_in_flight(rec.backend, -1)
         watcher.cancel()
         await upstream.aclose()
-
-
-def stream_error(endpoint: str, exc: UpstreamError, sequence_number: int) -> bytes:
-    """The event that ends a stream which failed upstream after it started, in the endpoint's own shape
-    (a Responses API error event takes the stream's next sequence number)."""
-    err = to_api_error(exc)
-    return error_event(endpoint, err.message, err.type, err.code, sequence_number)

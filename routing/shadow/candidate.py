@@ -26,9 +26,10 @@ from routing.shadow.extract import Output, from_body, from_events
 from routing.shadow.record import Side
 from routing.shadow.ticket import ShadowResult, Ticket
 from routing.upstream_call import CallSpec, build_call
-from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError
+from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTooLarge
+from wire.endpoints import RESPONSES
 from wire.json_object import JsonObject
-from wire.sse import SSEReader
+from wire.sse import UNBOUNDED, EventTooLarge, SSEReader, StreamBounds
 from wire.usage import Usage, usage_from_response
 
 log = logging.getLogger("pointsman.shadow")
@@ -58,7 +59,10 @@ class CandidateCalls:
         policy_of: Callable[[], Policy],
         budget: ShadowBudget,
         default_timeout_s: float,
+        bounds: StreamBounds = UNBOUNDED,
     ) -> None:
+        self.bounds = bounds
+        """What a candidate stream's reader holds (``server.max_event_bytes``, ``max_retained_stream_bytes``)."""
         self.dispatcher = dispatcher
         self.accountant = accountant
         self.policy_of = policy_of
@@ -113,13 +117,17 @@ class CandidateCalls:
                 srec.self_hosted = backend.info.self_hosted
                 if stream:
                     upstream = await backend.open_stream(call)
-                    reader = SSEReader(drop_usage=False)
+                    reader = SSEReader(
+                        drop_usage=False, sequenced=t.endpoint == RESPONSES, bounds=self.bounds
+                    )
                     events = reader.events
                     try:
                         async for chunk in upstream:
                             if reader.feed(chunk) and side.ttft_s is None:
                                 side.ttft_s = time.perf_counter() - t0
                         reader.flush()
+                    except EventTooLarge as exc:
+                        raise UpstreamTooLarge(str(exc), backend=target.backend) from exc
                     finally:
                         await upstream.aclose()
                     side.latency_s = time.perf_counter() - t0
@@ -127,6 +135,10 @@ class CandidateCalls:
                     side.status = 200
                     if output.error:
                         side.error = "stream_error"
+                    elif not reader.retained_all:
+                        side.error = "too_large"  # only its beginning was kept: nothing fair to compare
+                    elif not reader.finished:
+                        side.error = "truncated"
                     else:
                         side.ok = True
                 else:

@@ -38,12 +38,13 @@ from routing.shadow.record import DROPPED, PAIRED, PairRecord, Side
 from routing.shadow.store import Observation, PairStore
 from routing.shadow.ticket import ActivePromotion, ShadowResult, Ticket, sample_fraction
 from wire.json_object import JsonObject
+from wire.sse import UNBOUNDED, StreamBounds
 
 __all__ = ["SHADOW_KEY", "ActivePromotion", "ShadowAccounts", "ShadowHub", "Ticket"]
 
 log = logging.getLogger("pointsman.shadow")
 
-_FAILED_OUTCOMES = frozenset({"upstream_error", "timeout"})
+_FAILED_OUTCOMES = frozenset({"upstream_error", "timeout", "truncated"})
 
 
 def _unchanged(doc: Any) -> Any:
@@ -75,6 +76,7 @@ class ShadowHub:
         policy_of: Callable[[], Policy],
         default_timeout_s: float,
         metrics: Metrics | None = None,
+        bounds: StreamBounds = UNBOUNDED,
     ) -> None:
         self.store = store
         self.policy_of = policy_of
@@ -89,7 +91,7 @@ class ShadowHub:
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.budget = ShadowBudget(store, self._spawn)
-        self.calls = CandidateCalls(dispatcher, accountant, policy_of, self.budget, default_timeout_s)
+        self.calls = CandidateCalls(dispatcher, accountant, policy_of, self.budget, default_timeout_s, bounds)
         self.comparing = Comparing(self.calls.call_model)
         self._closing = False
         self.stats = {"begun": 0, "sampled": 0, "dropped": 0, "written": 0}

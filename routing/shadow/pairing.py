@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from accounting.metrics import Metrics
-from accounting.record import RequestRecord
+from accounting.record import RETENTION_CAPPED, RequestRecord
 from routing.shadow import comparators as cmp
 from routing.shadow.config import ShadowConfig
 from routing.shadow.extract import Output, from_body, from_events
@@ -46,6 +46,8 @@ def primary_side(t: Ticket) -> tuple[Side, Output | None]:
         side.error = "cancelled"
     elif rec.status >= 400 or rec.outcome != "ok":
         side.error = rec.error_type or rec.outcome
+    elif rec.error_type == RETENTION_CAPPED:
+        side.error = "too_large"  # only the stream's beginning was kept: nothing fair to compare
     elif rec.fallbacks > 0:
         side.error = "fallback"
     else:

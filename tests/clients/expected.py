@@ -81,7 +81,7 @@ MESSAGES = {
     404: f"The model `{UNKNOWN_MODEL}` does not exist or you do not have access to it.",
     502: "The server had an error while processing your request. Sorry about that! (fake 500)",
 }
-MID_STREAM_MESSAGE = "The upstream model is unreachable."
+MID_STREAM_MESSAGE = "The upstream closed the connection before its answer was complete."
 
 
 OFFICIAL_SDK_ERRORS = {

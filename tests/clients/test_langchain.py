@@ -32,7 +32,7 @@ EXPECTED = for_client(
         # langchain-openai raises a Responses `error` event as ValueError("<code>: <message>")
         "responses_stream_failure": {
             "error": "ValueError",
-            "message": f"upstream_unreachable: {MID_STREAM_MESSAGE}",
+            "message": f"upstream_disconnected: {MID_STREAM_MESSAGE}",
         },
     },
     not_covered=frozenset({"models", "chat_n2", "logprobs", "responses_tools_stream"}),

@@ -148,3 +148,27 @@ def find_secrets(text: str | bytes, secrets: Iterable[str]) -> list[str]:
         if any(p in text for p in probes):
             found.append(s)
     return found
+
+
+def reset_peak_rss(pid: int) -> int:
+    """Reset the process's peak resident memory to its current one (Linux ``clear_refs``); returns it."""
+    with open(f"/proc/{pid}/clear_refs", "w") as fh:
+        fh.write("5")
+    return proc_peak_rss(pid)
+
+
+def proc_peak_rss(pid: int) -> int:
+    """The process's peak resident memory (``VmHWM``) since it started or since ``reset_peak_rss``: what a
+    burst cost, even if it was freed since."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user + system): work done, whatever else the machine is busy with."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -197,7 +197,7 @@ def test_upstream_429_keeps_its_retry_after(fault_gateway: RunningGateway, fault
     assert r.headers["retry-after"] == "7"
     assert openai_error(r)["type"] == "rate_limit_error"
     row = one_row(fault_gateway, fault_data, rid)
-    assert (row["status"], row["outcome"]) == (429, "rate_limited")
+    assert (row["status"], row["outcome"]) == (429, "upstream_rate_limited")  # not the gateway's own limit
 
 
 def test_upstream_429_falls_back(fault_gateway: RunningGateway) -> None:
@@ -262,3 +262,113 @@ def test_huge_stream_is_relayed_whole(
     assert len(content) == faulty.huge_chunks * 1024
     row = one_row(fault_gateway, fault_data, rid)
     assert (row["outcome"], row["output_tokens"]) == ("ok", faulty.huge_chunks)
+
+
+# -- what the client and the ledger are told --------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [401, 403])
+def test_upstream_refusing_the_gateways_credential_is_a_502_upstream_auth_failed_naming_the_backend(
+    fault_gateway: RunningGateway, fault_data: Path, status: int
+) -> None:
+    r, rid = ask(fault_gateway, f"fault-fail_{status}")
+    assert r.status_code == 502  # a gateway-side failure, not the client's bad key
+    err = openai_error(r)
+    assert (err["type"], err["code"]) == ("upstream_error", "upstream_auth_failed")
+    assert "`up`" in err["message"] and "not your API key" in err["message"]
+    assert "sk-" not in r.text and "Incorrect API key" not in r.text  # the upstream's echo is not relayed
+    row = one_row(fault_gateway, fault_data, rid)
+    assert (row["status"], row["outcome"], row["error_type"]) == (502, "upstream_error", "auth")
+
+
+def test_upstream_refusing_the_gateways_credential_falls_back(fault_gateway: RunningGateway) -> None:
+    r, _ = ask(fault_gateway, "fault-fail_401", task="fallback")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-pointsman-backend"] == "backup"
+
+
+def test_upstream_5xx_keeps_the_upstreams_message_with_the_gateways_type_and_code(
+    fault_gateway: RunningGateway,
+) -> None:
+    r, _ = ask(fault_gateway, "fault-fail_503")
+    err = openai_error(r)
+    assert (r.status_code, err["type"], err["code"]) == (502, "upstream_error", "upstream_server_error")
+    assert err["message"] == "The engine is currently overloaded, please try again later."
+
+
+def test_stream_ending_without_done_ends_with_an_error_event_then_done_and_is_recorded_truncated(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
+    r, rid = ask(fault_gateway, "fault-no_done", stream=True)
+    assert r.status_code == 200
+    events = sse_events(r.content)
+    assert events[-1] == b"[DONE]"
+    err = orjson.loads(events[-2])["error"]
+    assert (err["type"], err["code"]) == ("upstream_error", "upstream_truncated")
+    assert "".join(
+        c["delta"].get("content") or "" for e in events[:-2] for c in orjson.loads(e)["choices"]
+    ).startswith("Hello")  # everything the upstream sent was relayed first
+    row = one_row(fault_gateway, fault_data, rid)
+    assert (row["status"], row["outcome"], row["error_type"]) == (200, "truncated", "truncated")
+
+
+def test_sdk_raises_on_a_stream_that_ends_without_done(fault_gateway: RunningGateway) -> None:
+    with openai.OpenAI(base_url=fault_gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
+        stream = client.chat.completions.create(model="fault-no_done", messages=MSG, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError, match="ended the stream before it was complete"):
+            for _ in stream:
+                pass
+
+
+def responses_stream(gw: RunningGateway, model: str) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    rid = "rel-" + uuid.uuid4().hex
+    body = {"model": model, "input": "hello", "stream": True}
+    with httpx.Client(timeout=30) as c:
+        r = c.post(gw.url + "/v1/responses", headers={**CLIENT, "x-request-id": rid}, json=body)
+    assert r.status_code == 200
+    out = []
+    for block in r.content.split(b"\n\n"):
+        lines = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
+        if b"data" in lines:
+            out.append((lines.get(b"event", b"").decode(), orjson.loads(lines[b"data"])))
+    return out, rid
+
+
+def test_responses_stream_ending_with_response_completed_is_ok_without_done(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
+    events, rid = responses_stream(fault_gateway, "fault-model")
+    assert events[-1][0] == "response.completed"  # nothing appended: the Responses API sends no [DONE]
+    assert one_row(fault_gateway, fault_data, rid)["outcome"] == "ok"
+
+
+def test_responses_stream_ending_before_response_completed_ends_with_an_error_event_and_is_truncated(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
+    events, rid = responses_stream(fault_gateway, "fault-no_done")
+    name, last = events[-1]
+    assert name == "error" and last["code"] == "upstream_truncated"
+    assert last["sequence_number"] == events[-2][1]["sequence_number"] + 1
+    assert one_row(fault_gateway, fault_data, rid)["outcome"] == "truncated"
+
+
+def test_mid_stream_drop_says_the_upstream_closed_the_connection(
+    fault_gateway: RunningGateway, fault_data: Path
+) -> None:
+    r, rid = ask(fault_gateway, "fault-reset_mid_stream", stream=True)
+    err = orjson.loads(sse_events(r.content)[-2])["error"]
+    assert err["code"] == "upstream_disconnected"
+    assert "closed the connection" in err["message"] and "unreachable" not in err["message"]
+    row = one_row(fault_gateway, fault_data, rid)
+    assert (row["outcome"], row["error_type"]) == ("upstream_error", "disconnect")
+
+
+def test_upstream_429_counts_as_upstream_rate_limited_not_the_gateways_own(
+    fault_gateway: RunningGateway,
+) -> None:
+    ask(fault_gateway, "fault-retry_after")
+    text = httpx.get(fault_gateway.url + "/metrics", timeout=10).text
+    assert 'outcome="upstream_rate_limited"' in text
+    assert not [
+        line
+        for line in text.splitlines()
+        if line.startswith("pointsman_requests_total") and 'outcome="rate_limited"' in line
+    ]

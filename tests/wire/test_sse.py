@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import orjson
+import time
 
-from wire.sse import SSEReader, event_payload, json_events, parse_event, split_events
+import orjson
+import pytest
+
+from wire.sse import (
+    EventTooLarge,
+    SSEReader,
+    StreamBounds,
+    event_payload,
+    json_events,
+    parse_event,
+    split_events,
+)
 
 USAGE_ONLY = b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\n\n'
 DELTA = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
@@ -128,3 +139,125 @@ def test_unsequenced_reader_does_not_look() -> None:
     r = SSEReader(drop_usage=False)
     r.feed(b'data: {"type":"a","sequence_number":5}\n\n')
     assert r.next_sequence == 0
+
+
+# -- bounds: held events, retained events, linear time ----------------------------------------------------------------
+def test_an_event_split_over_many_chunks_is_forwarded_whole_when_its_blank_line_arrives() -> None:
+    r = SSEReader(drop_usage=False)
+    event = b'data: {"choices": [{"index": 0, "delta": {"content": "' + b"x" * 10_000 + b'"}}]}\n\n'
+    pieces = [event[i : i + 7] for i in range(0, len(event), 7)]
+    out = b"".join(r.feed(p) for p in pieces)
+    assert out == event and r.events == [event]
+
+
+def test_a_crlf_blank_line_straddling_chunks_ends_a_held_event() -> None:
+    crlf = DELTA.replace(b"\n", b"\r\n")
+    for cut in range(len(crlf) - 4, len(crlf)):  # "\r\n\r\n" cut at every place
+        r = SSEReader(drop_usage=False)
+        assert r.feed(crlf[:5]) == b""
+        assert r.feed(crlf[5:cut]) + r.feed(crlf[cut:]) == DELTA, cut
+
+
+def test_an_event_over_max_event_bytes_raises_event_too_large() -> None:
+    r = SSEReader(drop_usage=False, bounds=StreamBounds(max_event_bytes=1000))
+    r.feed(b"data: " + b"x" * 500)
+    with pytest.raises(EventTooLarge) as err:
+        r.feed(b"x" * 600)
+    assert err.value.limit == 1000
+
+
+def test_complete_events_before_an_event_over_max_event_bytes_are_forwarded_first() -> None:
+    big = b"data: " + b"x" * 2000 + b"\n\n"
+    for stream in (DELTA + DELTA + big, DELTA + DELTA + big[:-2]):  # the big one whole, or still incomplete
+        r = SSEReader(drop_usage=False, bounds=StreamBounds(max_event_bytes=1000))
+        assert r.feed(stream) == DELTA + DELTA
+        with pytest.raises(EventTooLarge):
+            r.flush()
+
+
+def test_an_event_of_exactly_max_event_bytes_passes() -> None:
+    event = b"data: " + b"x" * 994
+    for sep in (b"\n\n", b"\r\n\r\n"):
+        r = SSEReader(drop_usage=False, bounds=StreamBounds(max_event_bytes=1000))
+        out = b"".join(
+            r.feed(event[i : i + 10] + (sep if i + 10 >= len(event) else b"")) for i in range(0, 1000, 10)
+        )
+        assert out == event + b"\n\n"
+
+
+def test_many_small_events_never_count_as_one_large_event() -> None:
+    r = SSEReader(drop_usage=False, bounds=StreamBounds(max_event_bytes=len(DELTA) + 10))
+    for _ in range(1000):
+        assert r.feed(DELTA[:30]) == b""
+        assert r.feed(DELTA[30:]) == DELTA
+
+
+def test_holding_a_long_event_takes_linear_time() -> None:
+    """32 MiB in 64 KiB chunks without a blank line: re-joining what is held on every chunk (quadratic) took
+    seconds; holding the chunks takes milliseconds."""
+    r = SSEReader(drop_usage=False)
+    piece = b"x" * 65536
+    t0 = time.perf_counter()
+    assert r.feed(b'data: {"a": "') == b""
+    for _ in range(512):
+        assert r.feed(piece) == b""
+    out = r.feed(b'"}\n\n')
+    elapsed = time.perf_counter() - t0
+    assert len(out) == 512 * 65536 + len(b'data: {"a": ""}\n\n')
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+
+
+def test_events_are_retained_only_up_to_max_retained_bytes_and_relayed_all_the_same() -> None:
+    r = SSEReader(drop_usage=False, bounds=StreamBounds(max_retained_bytes=10 * len(DELTA)))
+    out = b"".join(r.feed(DELTA) for _ in range(25))
+    assert out == DELTA * 25
+    assert r.events == [DELTA] * 10 and r.retained_bytes == 10 * len(DELTA)
+    assert not r.retained_all
+
+
+def test_a_stream_within_max_retained_bytes_is_retained_whole() -> None:
+    r = SSEReader(drop_usage=False, bounds=StreamBounds(max_retained_bytes=10 * len(DELTA)))
+    for _ in range(10):
+        r.feed(DELTA)
+    assert r.retained_all and len(r.events) == 10
+
+
+def test_usage_is_noted_after_retention_stopped() -> None:
+    r = SSEReader(drop_usage=True, bounds=StreamBounds(max_retained_bytes=len(DELTA)))
+    r.feed(DELTA * 3)
+    assert r.feed(USAGE_ONLY + b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
+    assert r.usage is not None and r.usage.total_tokens == 5 and r.finished
+
+
+# -- the end of a stream --------------------------------------------------------------------------------------------------
+def responses_event(kind: str, **data: object) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+def test_a_chat_stream_is_finished_by_done_only() -> None:
+    r = SSEReader(drop_usage=False)
+    r.feed(DELTA)
+    assert not r.finished
+    r.feed(b"data: [DONE]\n\n")
+    assert r.finished
+
+
+@pytest.mark.parametrize("kind", ["response.completed", "response.failed", "response.incomplete", "error"])
+def test_a_responses_stream_is_finished_by_its_final_event(kind: str) -> None:
+    r = SSEReader(drop_usage=False, sequenced=True)
+    r.feed(responses_event("response.created", sequence_number=0))
+    assert not r.finished
+    r.feed(responses_event(kind, sequence_number=1))
+    assert r.finished
+
+
+def test_text_naming_a_final_event_does_not_finish_a_responses_stream() -> None:
+    r = SSEReader(drop_usage=False, sequenced=True)
+    r.feed(responses_event("response.output_text.delta", delta="response.completed error", sequence_number=3))
+    assert not r.finished
+
+
+def test_a_responses_final_event_without_an_event_line_is_recognised_by_its_type() -> None:
+    r = SSEReader(drop_usage=False, sequenced=True)
+    r.feed(b'data: {"type": "response.completed", "sequence_number": 9}\n\n')
+    assert r.finished
