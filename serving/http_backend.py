@@ -3,15 +3,17 @@
 aiohttp is the hot-path client by measurement (see tests/bench): ~10x less CPU per proxied request than
 httpx's async client on the reference machine. Exceptions are translated to ``serving.errors`` here.
 
-Answers are read within bounds: a non-streamed answer up to ``max_response_bytes`` after decompression (aiohttp
-inflates ``gzip``/``deflate`` bodies piece by piece as they are read, so a small compressed body cannot expand
-in memory past the bound), an error answer's body up to 64 KiB; past a bound the connection is closed and
-nothing more is read. Streams are relayed piece by piece (their events are bounded by the relay's reader).
+Answers are read within bounds: a non-streamed answer up to ``max_response_bytes`` after decompression (the
+gateway asks for ``gzip``/``deflate`` and inflates them itself, piece by piece as they are read —
+``serving.decoding`` — so a small compressed body cannot expand in memory past the bound), an error answer's
+body up to 64 KiB; past a bound the connection is closed and nothing more is read. Streams are relayed piece by
+piece (their events are bounded by the relay's reader).
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,7 @@ import orjson
 
 from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse
 from serving.config import OpenAIBackendConfig, VLLMBackendConfig
+from serving.decoding import ACCEPT_ENCODING, PIECE, Decoder, UnsupportedEncoding
 from serving.errors import (
     BackendOverloaded,
     UpstreamConnectError,
@@ -57,28 +60,47 @@ def translate(exc: BaseException, backend: str, endpoint: str, answering: bool =
     return UpstreamProtocolError("upstream call failed", backend=backend, endpoint=endpoint)
 
 
+def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        "upstream sent a body its content-encoding cannot decode", backend=backend, endpoint=endpoint
+    )
+
+
 class HTTPStream:
-    """An open SSE response. Iterating yields raw byte chunks as they arrive."""
+    """An open SSE response. Iterating yields its bytes (decoded) as they arrive."""
 
-    __slots__ = ("_resp", "_backend", "endpoint", "_release", "_closed")
+    __slots__ = ("_resp", "_backend", "endpoint", "_release", "_closed", "_decoder")
 
-    def __init__(self, resp: aiohttp.ClientResponse, backend: OpenAIHTTPBackend, ep: Endpoint) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, backend: OpenAIHTTPBackend, ep: Endpoint, decoder: Decoder
+    ) -> None:
         self._resp = resp
         self._backend = backend
         self.endpoint = ep.url
         self._release = ep
         self._closed = False
+        self._decoder = decoder
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._resp.content
+        decoder = self._decoder
         try:
             while True:
                 chunk = await content.readany()
                 if not chunk:
-                    return
-                yield chunk
+                    break
+                if decoder.identity:
+                    yield chunk
+                else:
+                    for piece in decoder.feed(chunk):
+                        yield piece
+            tail = decoder.flush()
+            if tail:
+                yield tail
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, self._backend.name, self.endpoint, answering=True) from exc
+        except zlib.error as exc:
+            raise _undecodable(self._backend.name, self.endpoint) from exc
 
     async def aclose(self) -> None:
         if self._closed:
@@ -110,7 +132,7 @@ class OpenAIHTTPBackend:
         self_hosted = isinstance(cfg, VLLMBackendConfig)
         self.info = BackendInfo(name=name, type=cfg.type, self_hosted=self_hosted, endpoints=list(urls))
         self.accepts_metadata = not cfg.reject_metadata
-        headers = {"content-type": "application/json", **cfg.headers}
+        headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **cfg.headers}
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
         self._headers = headers
@@ -131,7 +153,7 @@ class OpenAIHTTPBackend:
                 enable_cleanup_closed=True,
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=False
+                connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
             )
 
     async def close(self) -> None:
@@ -180,26 +202,44 @@ class OpenAIHTTPBackend:
         return h
 
     async def _read(self, resp: aiohttp.ClientResponse, url: str, limit: int, cut: bool = False) -> bytes:
-        """The body, decompressed, up to ``limit`` bytes. Past it the connection is closed and the answer is
-        refused (``UpstreamTooLarge``) — or, with ``cut``, its first ``limit`` bytes are kept (error bodies)."""
+        """The body, decoded, up to ``limit`` bytes. Past it the connection is closed and the answer is refused
+        (``UpstreamTooLarge``) — or, with ``cut``, its first ``limit`` bytes are kept (error bodies)."""
+        try:
+            decoder = Decoder(resp.headers.get("content-encoding"))
+        except UnsupportedEncoding as exc:
+            resp.close()
+            if cut:
+                return b""
+            raise UpstreamProtocolError(
+                f"upstream answered with content-encoding {str(exc)!r}, which the gateway did not ask for",
+                backend=self.name,
+                endpoint=url,
+            ) from exc
         declared = resp.content_length
-        if declared is not None and declared > limit and not cut:
+        if declared is not None and declared > limit and decoder.identity and not cut:
             resp.close()
             raise self._too_large(url)
         pieces: list[bytes] = []
         size = 0
         try:
-            async for piece in resp.content.iter_any():
-                pieces.append(piece)
-                size += len(piece)
-                if size > limit:
-                    resp.close()  # nothing more is read (or inflated)
-                    if cut:
-                        return b"".join(pieces)[:limit]
-                    pieces.clear()  # freed now, not when the exception's traceback (this frame) is collected
-                    raise self._too_large(url)
+            async for raw in resp.content.iter_any():
+                for piece in decoder.feed(raw, min(PIECE, limit + 1)):
+                    pieces.append(piece)
+                    size += len(piece)
+                    if size > limit:  # inflated no further than this piece
+                        resp.close()  # nothing more is read
+                        if cut:
+                            return b"".join(pieces)[:limit]
+                        pieces.clear()  # freed now, not when the exception's traceback (this frame) is collected
+                        raise self._too_large(url)
+            pieces.append(decoder.flush())
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, self.name, url, answering=True) from exc
+        except zlib.error as exc:
+            resp.close()
+            if cut:
+                return b""
+            raise _undecodable(self.name, url) from exc
         return b"".join(pieces)
 
     def _too_large(self, url: str) -> UpstreamTooLarge:
@@ -280,7 +320,16 @@ class OpenAIHTTPBackend:
                     backend=self.name,
                     endpoint=ep.url,
                 )
-            return HTTPStream(resp, self, ep)
+            try:
+                decoder = Decoder(resp.headers.get("content-encoding"))
+            except UnsupportedEncoding as exc:
+                raise UpstreamProtocolError(
+                    f"upstream answered a stream with content-encoding {str(exc)!r}, which the gateway did not "
+                    "ask for",
+                    backend=self.name,
+                    endpoint=ep.url,
+                ) from exc
+            return HTTPStream(resp, self, ep, decoder)
         except BaseException as exc:
             if resp is not None:
                 resp.close()

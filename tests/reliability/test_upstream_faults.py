@@ -4,6 +4,7 @@ each request exactly once."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -372,3 +373,14 @@ def test_upstream_429_counts_as_upstream_rate_limited_not_the_gateways_own(
         for line in text.splitlines()
         if line.startswith("pointsman_requests_total") and 'outcome="rate_limited"' in line
     ]
+
+
+def test_a_large_compressed_answer_leaves_its_pooled_connection_usable(fault_gateway: RunningGateway) -> None:
+    """aiohttp's own inflating left the socket read timeout armed on the pooled connection after a large gzip'd
+    answer: once it fired, the next request on that connection failed at once (a 504 in 1 ms)."""
+    for _ in range(3):
+        r, _ = ask(fault_gateway, "tight-gzip_body_2m")
+        assert r.status_code == 200 and len(r.content) == 2 * 1024 * 1024
+        time.sleep(0.6)  # twice the backend's read timeout
+        r, _ = ask(fault_gateway, "tight-model")
+        assert r.status_code == 200, r.text
