@@ -222,7 +222,7 @@ def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
         u.output_tokens,
         u.cached_input_tokens,
         u.reasoning_tokens,
-        str(cost),
+        usd(cost),
         to_nusd(cost),
         round(rec.latency_s, 6),
         None if rec.ttft_s is None else round(rec.ttft_s, 6),
@@ -615,7 +615,7 @@ def spend_items(group_by: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[
                 item[g] = bool(item[g])
         sums = {name: r[n + i] or 0 for i, (name, _) in enumerate(_AGGREGATES)}
         nusd = sums.pop("cost_nusd")
-        sums["cost_usd"] = str(from_nusd(nusd)) if nusd else "0"
+        sums["cost_usd"] = usd(from_nusd(nusd))
         item.update((f, sums[f]) for f in SPEND_FIELDS)
         out.append(item)
     return out

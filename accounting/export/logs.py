@@ -19,6 +19,7 @@ import orjson
 
 from accounting.export.batcher import Batcher, Dropped
 from accounting.export.config import RequestLogConfig
+from accounting.ledger import usd
 from accounting.record import RequestRecord
 
 LOGGER = "pointsman.requests"
@@ -46,7 +47,7 @@ def log_fields(rec: RequestRecord) -> dict[str, Any]:
         "latency_ms": round(rec.latency_s * 1000, 3),
         "input_tokens": u.input_tokens,
         "output_tokens": u.output_tokens,
-        "cost_usd": str(rec.cost_usd),
+        "cost_usd": usd(rec.cost_usd),
     }
     if rec.ttft_s is not None and rec.stream:
         d["ttft_ms"] = round(rec.ttft_s * 1000, 3)

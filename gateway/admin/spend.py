@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from accounting.ledger import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv
+from accounting.ledger import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv, usd
 from gateway.deps import get_state
 from gateway.errors import ApiError, bad_request
 from gateway.state import GatewayState
@@ -21,7 +21,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if f != "cost_usd":
                 out[f] += r[f]
         cost += Decimal(r["cost_usd"])
-    out["cost_usd"] = str(cost)
+    out["cost_usd"] = usd(cost)
     return out
 
 

@@ -164,7 +164,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
         total_cost = sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
         unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
         tail = f" (+ {unpriced} requests to models without a price, not counted)" if unpriced else ""
-        print(f"\n{sum(r['requests'] for r in rows)} requests, ${total_cost}{tail}")
+        print(f"\n{sum(r['requests'] for r in rows)} requests, ${usd(total_cost)}{tail}")
         for line in selfhosted_lines(getattr(args, "self_hosted_pricing", [])):
             print(line)
     return 0

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from accounting.accountant import Accountant
+from accounting.ledger import usd
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
@@ -325,7 +326,7 @@ def _usage_headers(rec: RequestRecord, cost: Decimal) -> list[tuple[bytes, bytes
     u = rec.usage
     out = [
         (b"x-pointsman-usage", b"reported"),
-        (b"x-pointsman-cost-usd", str(cost).encode()),
+        (b"x-pointsman-cost-usd", usd(cost).encode()),
         (b"x-pointsman-tokens-input", str(u.input_tokens).encode()),
         (b"x-pointsman-tokens-output", str(u.output_tokens).encode()),
     ]

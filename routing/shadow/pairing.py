@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from accounting.ledger import usd
 from accounting.metrics import Metrics
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from routing.shadow import comparators as cmp
@@ -37,7 +38,7 @@ def primary_side(t: Ticket) -> tuple[Side, Output | None]:
         ttft_s=rec.ttft_s if rec.stream else None,
         input_tokens=rec.usage.input_tokens,
         output_tokens=rec.usage.output_tokens,
-        cost_usd=str(rec.cost_usd),
+        cost_usd=usd(rec.cost_usd),
         priced=rec.priced,
         fallbacks=rec.fallbacks,
     )
@@ -83,7 +84,7 @@ def pair_of(t: Ticket, result: ShadowResult | None, redact: Callable[[Any], Any]
     if result is not None and result.record is not None:
         u = result.record.usage
         shadow_side.input_tokens, shadow_side.output_tokens = u.input_tokens, u.output_tokens
-        shadow_side.cost_usd = str(result.record.cost_usd)
+        shadow_side.cost_usd = usd(result.record.cost_usd)
         shadow_side.priced = result.record.priced
     if t.direction == "forward":
         pair.primary, pair.candidate = served, shadow_side
