@@ -11,4 +11,4 @@ V=${VENV:-.venv}/bin
 "$V/mypy"
 "$V/lint-imports"
 # Exit code 5 (no tests collected) fails this script like any other failure.
-"$V/python" -m pytest -m "not vllm and not slow" --cov --cov-report=term:skip-covered "$@"
+"$V/python" -m pytest -m "not vllm and not slow and not docker" --cov --cov-report=term:skip-covered "$@"

@@ -54,20 +54,29 @@ def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, 
     cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
     gw = GatewayProcess(cfg, tmp_path, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(mp)}).start()
     try:
-        n = 40
-        results: list[int] = []
-        threads = [
-            threading.Thread(target=lambda i=i: results.append(post(gw.url, f"w-{i}", stream=i % 2 == 0)))
-            for i in range(n)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results.count(200) == n
-        # both workers served (each writes its own value files) ...
-        pids = {p.name.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
-        assert len(pids) >= 2, pids
+        # Rounds of 20 concurrent requests until both workers have served some: the second worker may still be
+        # importing when the first answers /healthz, and accept() spreads connections only once both listen.
+        n = 0
+        pids: set[str] = set()
+        for _round in range(15):
+            results: list[int] = []
+            threads = [
+                threading.Thread(
+                    target=lambda i=i, out=results: out.append(post(gw.url, f"w-{i}", stream=i % 2 == 0))
+                )
+                for i in range(n, n + 20)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert results.count(200) == 20
+            n += 20
+            pids = {p.name.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
+            if len(pids) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(pids) >= 2, pids  # both workers served (each writes its own value files) ...
         # ... and every scrape, whichever worker answers it, shows the whole server, each request once
         for _ in range(6):
             samples = scrape(gw.url)
