@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from wire.traceparent import TraceContext
 from wire.usage import Usage
@@ -11,6 +13,16 @@ from wire.usage import Usage
 RETENTION_CAPPED = "retention_capped"
 """``error_type`` of a stream relayed whole but kept only up to ``server.max_retained_stream_bytes``: token
 estimates (when the upstream sent no usage), shadow comparison and capture saw only its beginning."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSource:
+    """What the request path hands the exporters when content may be exported (``accounting.capture.content``):
+    references to the parsed request body, and the parsed answer or a stream's events it already holds."""
+
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    events: Sequence[bytes] | None
 
 
 @dataclass(slots=True)
@@ -53,3 +65,5 @@ class RequestRecord:
     tags: dict[str, str] = field(default_factory=dict)
     trace: TraceContext | None = None
     """The request's trace (its span and the spans of its upstream calls), when traced."""
+    content: ContentSource | None = None
+    """Set only when traces or analytics events carry content and the team is approved for data capture."""

@@ -36,13 +36,18 @@ class _MetricsObserver:
 def assemble(config: GatewayConfig) -> GatewayState:
     registry = BackendRegistry(config.server.max_response_bytes)
     accountant = build_accountant(config)
-    exporters = Exporters(config.observability, accountant.metrics, lambda: accountant.catalog.backends)
-    accountant.exporters = exporters  # request logs, traces, analytics events: off the request path
     # Routing: health and the seeded rng outlive policy swaps; the policy itself is the live runtime's.
     health = HealthTracker(config.routing, registry)
     health.observer = _MetricsObserver(accountant)  # breaker state -> pointsman_circuit_state
     live = LiveRuntime(config, registry, accountant, routing_rng(config), health, cost_lookup(accountant))
     capture = CaptureGate(config, accountant, lambda: live.runtime.config)
+    exporters = Exporters(
+        config.observability,
+        accountant.metrics,
+        lambda: accountant.catalog.backends,
+        capture.exported_content,  # content only for teams approved for data capture, redacted
+    )
+    accountant.exporters = exporters  # request logs, traces, analytics events: off the request path
     dispatcher = Dispatcher(registry, config.server.request_timeout_s, health, config.routing.backoff)
     control = PolicyControl(config, live)
     # shadow tests: hub on the request path, promotion controller changing routes through the policy control

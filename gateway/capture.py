@@ -12,9 +12,10 @@ from typing import Any
 
 from accounting.accountant import Accountant
 from accounting.capture.config import CapturePolicy, CaptureSettings
+from accounting.capture.content import CONTENT_ENDPOINTS, ExchangeContent, exchange_content
 from accounting.capture.feedback import FeedbackDesk
 from accounting.capture.pipeline import CaptureService
-from accounting.record import RequestRecord
+from accounting.record import ContentSource, RequestRecord
 from gateway.config import GatewayConfig
 from routing.policy import Decision
 
@@ -47,6 +48,11 @@ class CaptureGate:
         self._keys: dict[str, CapturePolicy] = {}
         self._teams: dict[str, CapturePolicy] = {}
         self._settings: CaptureSettings = config.capture
+        obs = config.observability
+        self.export_content = bool(obs.traces.endpoint and obs.traces.content) or bool(
+            obs.posthog.endpoint and obs.posthog.project_key and obs.posthog.content
+        )
+        """Whether traces or analytics events carry content (for approved teams): fixed at start."""
         self._refresh(config)
 
     def _counter(self, counter: Any) -> Callable[[str, str], None] | None:
@@ -109,6 +115,28 @@ class CaptureGate:
         policy, _ = self.policy_for(rec.key, rec.team, rule.cfg.capture if rule is not None else None)
         if policy is not None:
             self.service.offer(rec, policy, request, response, events)
+
+    def attach_content(
+        self,
+        rec: RequestRecord,
+        request: dict[str, Any],
+        response: dict[str, Any] | None = None,
+        events: Sequence[bytes] | None = None,
+    ) -> None:
+        """Let the exporters show this exchange's content, when they carry content and its team approved data
+        capture (before the accountant hands the record to them). Costs one set lookup otherwise."""
+        if self.export_content and rec.endpoint in CONTENT_ENDPOINTS and self.service.is_approved(rec.team):
+            rec.content = ContentSource(request, response, events)
+
+    def exported_content(self, rec: RequestRecord) -> ExchangeContent | None:
+        """An exporter's view of ``rec``'s content: the conversation and answer, redacted with every detector
+        (runs in the exporter's batch, off the request path)."""
+        src = rec.content
+        c = exchange_content(rec.endpoint, src) if src is not None else None
+        if c is None:
+            return None
+        red = self.service.strict_redactor()
+        return ExchangeContent(red.redact_json(c.input), red.redact_json(c.output))
 
     # -- admin ------------------------------------------------------------------------------------------------------
     def explain(self, route: str | None, team: str | None, key: str | None) -> dict[str, Any]:

@@ -28,10 +28,49 @@ from wire.endpoints import CHAT, EMBEDDINGS
 from wire.errors import error_body
 
 _litellm: Any = None
+_control: frozenset[str] = frozenset()
+
+# Call options of litellm itself (not API fields) that a client body must never set: where the call goes, with
+# which credentials and headers, and what litellm does with the data. litellm's own list is added at import.
+_CONTROL_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "extra_headers",
+        "extra_body",
+        "extra_query",
+        "headers",
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "input_callback",
+        "service_callback",
+        "logger_fn",
+        "mock_response",
+        "custom_llm_provider",
+        "num_retries",
+        "max_retries",
+        "timeout",
+        "request_timeout",
+        "client",
+    }
+)
+_CONTROL_PREFIXES = (
+    "litellm_",
+    "aws_",
+    "vertex_",
+    "vertexai_",
+    "azure_",
+    "watsonx_",
+    "langfuse_",
+    "langsmith_",
+)
 
 
 def _lib() -> Any:
-    global _litellm
+    global _litellm, _control
     if _litellm is None:
         # Use the price map shipped with the package; never fetch it over the network at import.
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -39,7 +78,14 @@ def _lib() -> Any:
         _litellm.suppress_debug_info = True
         _litellm.drop_params = True
         _litellm.telemetry = False
+        own = importlib.import_module("litellm.types.utils").all_litellm_params
+        _control = _CONTROL_FIELDS | frozenset(own)
     return _litellm
+
+
+def is_control_field(name: str) -> bool:
+    """A body member that litellm would take as one of its own call options (never a client's to set)."""
+    return name in _control or name in _CONTROL_FIELDS or name.startswith(_CONTROL_PREFIXES)
 
 
 def translate(exc: BaseException, backend: str) -> UpstreamError:
@@ -139,12 +185,17 @@ class LiteLLMBackend:
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
         body: dict[str, Any] = orjson.loads(call.body)
         model = body.pop("model")
-        kw: dict[str, Any] = {
-            **body,
-            "model": f"{self.cfg.provider}/{model}",
-            "timeout": call.timeout_s,
-            "num_retries": self.cfg.max_retries,
-        }
+        kw: dict[str, Any] = {k: v for k, v in body.items() if not is_control_field(k)}
+        kw["model"] = f"{self.cfg.provider}/{model}"
+        kw["timeout"] = call.timeout_s
+        kw["num_retries"] = self.cfg.max_retries
+        headers = {}
+        if call.request_id:
+            headers["x-request-id"] = call.request_id
+        if call.traceparent:
+            headers["traceparent"] = call.traceparent
+        if headers:
+            kw["extra_headers"] = headers
         if self.cfg.api_key:
             kw["api_key"] = self.cfg.api_key
         if self.cfg.api_base:

@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from accounting.capture.content import ExchangeContent, Message
 from accounting.catalog import BackendFacts
 from accounting.export.batcher import Dropped
 from accounting.export.config import TracesConfig
@@ -39,8 +40,8 @@ OPERATIONS = {
 _SCOPE = InstrumentationScope(name="pointsman")
 _MAX = 1 << 64
 
-Content = Callable[[RequestRecord], tuple[Any, Any] | None]
-"""``rec -> (input messages, output messages)`` when content may be exported for it, else None."""
+Content = Callable[[RequestRecord], ExchangeContent | None]
+"""``rec -> its redacted conversation and answer`` when content may be exported for it, else None."""
 
 
 def provider_name(facts: BackendFacts | None) -> str:
@@ -79,8 +80,47 @@ def _kv(key: str, value: str | bool | int | float) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
+def genai_messages(messages: list[Message], output: bool = False) -> list[dict[str, Any]]:
+    """Chat messages in the GenAI conventions' message schema (``gen_ai.input.messages`` /
+    ``gen_ai.output.messages``): ``{"role", "parts": [...]}`` with text, tool-call and tool-call-response parts;
+    other parts (images, files) by their type only; output messages carry ``finish_reason``."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        parts: list[dict[str, Any]] = []
+        if m.get("role") == "tool":
+            parts.append(
+                {"type": "tool_call_response", "id": m.get("tool_call_id"), "response": m.get("content")}
+            )
+        else:
+            c = m.get("content")
+            for p in [c] if isinstance(c, str) else c if isinstance(c, list) else ():
+                if isinstance(p, str):
+                    parts.append({"type": "text", "content": p})
+                elif isinstance(p, dict) and isinstance(p.get("text"), str):
+                    parts.append({"type": "text", "content": p["text"]})
+                elif isinstance(p, dict):
+                    parts.append({"type": str(p.get("type", "unknown"))})
+            calls = m.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    parts.append(
+                        {
+                            "type": "tool_call",
+                            "id": call.get("id"),
+                            "name": fn.get("name"),
+                            "arguments": fn.get("arguments"),
+                        }
+                    )
+        msg: dict[str, Any] = {"role": m.get("role"), "parts": parts}
+        if output:
+            msg["finish_reason"] = m.get("finish_reason") or "unknown"
+        out.append(msg)
+    return out
+
+
 def record_spans(
-    rec: RequestRecord, backends: dict[str, BackendFacts], content: tuple[Any, Any] | None = None
+    rec: RequestRecord, backends: dict[str, BackendFacts], content: ExchangeContent | None = None
 ) -> list[Span]:
     """The spans of one finished, traced request: its own and one per upstream call it made."""
     tc = rec.trace
@@ -129,8 +169,10 @@ def record_spans(
     if content is not None:
         import orjson  # content is rare (opt-in and approved teams only)
 
-        attrs.append(_kv("gen_ai.input.messages", orjson.dumps(content[0]).decode()))
-        attrs.append(_kv("gen_ai.output.messages", orjson.dumps(content[1]).decode()))
+        attrs.append(_kv("gen_ai.input.messages", orjson.dumps(genai_messages(content.input)).decode()))
+        attrs.append(
+            _kv("gen_ai.output.messages", orjson.dumps(genai_messages(content.output, True)).decode())
+        )
     failed = rec.outcome != "ok"
     spans = [
         Span(

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from accounting.capture.content import ExchangeContent
 from accounting.catalog import BackendFacts
 from accounting.export.batcher import Dropped
 from accounting.export.config import PostHogConfig
@@ -31,7 +32,7 @@ def generation_event(
     rec: RequestRecord,
     backends: dict[str, BackendFacts],
     distinct_id: str,
-    content: tuple[Any, Any] | None = None,
+    content: ExchangeContent | None = None,
 ) -> dict[str, Any]:
     """The ``$ai_generation`` event of one finished request."""
     tc = rec.trace
@@ -74,7 +75,8 @@ def generation_event(
     if failed:
         props["$ai_error"] = rec.error_type or rec.outcome
     if content is not None:
-        props["$ai_input"], props["$ai_output_choices"] = content
+        props["$ai_input"] = content.input
+        props["$ai_output_choices"] = content.output
     return _event("$ai_generation", rec, props)
 
 

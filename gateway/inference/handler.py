@@ -266,6 +266,7 @@ class InferenceHandler:
         rec.ttft_s = rec.latency_s
         rec.overhead_s = (t_up - x.t0) + (t_end - t_done)
         doc = x.call.doc
+        self.capture.attach_content(rec, doc, parsed)
         self.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
         self.capture.offer(rec, x.decision, doc, parsed)
 
@@ -300,6 +301,7 @@ class InferenceHandler:
         rec.latency_s = time.perf_counter() - x.t0
         rec.overhead_s = overhead
         self.accountant.price(rec)
+        self.capture.attach_content(rec, doc, None, reader.events)
         self.accountant.finish(rec, doc, reader.events)
         self.capture.offer(rec, x.decision, doc, None, reader.events)
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import CLIENT_KEY
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.telemetry import FakeTelemetry
 from tests.gateway_runner import RunningGateway
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -21,10 +22,29 @@ def anthropic() -> Iterator[FakeAnthropic]:
     fake.stop()
 
 
+@pytest.fixture(scope="module")
+def attacker() -> Iterator[FakeAnthropic]:
+    """Where a client body's ``api_base`` would send the gateway's Anthropic credential."""
+    fake = FakeAnthropic().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Iterator[FakeTelemetry]:
+    t = FakeTelemetry().start()
+    yield t
+    t.stop()
+
+
 # One gateway for the module: litellm caches its HTTP clients per process, bound to the first event loop.
 @pytest.fixture(scope="module")
-def claude(anthropic: FakeAnthropic) -> Iterator[openai.OpenAI]:
+def claude(anthropic: FakeAnthropic, telemetry: FakeTelemetry) -> Iterator[openai.OpenAI]:
     cfg = anthropic.gateway_config(CLIENT_KEY)
+    # a provider backend at its default address (unreachable here): only a body's api_base could redirect it
+    cfg["backends"]["direct"] = {"type": "litellm", "provider": "anthropic", "api_key": "sk-ant-test"}
+    cfg["models"]["direct-claude"] = {"backend": "direct"}
+    cfg["observability"] = {"traces": {"endpoint": telemetry.url}, "logs": {"enabled": False}}
     with (
         RunningGateway(cfg) as gw,
         openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as c,
@@ -59,3 +79,49 @@ def test_provider_error_is_openai_shaped(claude: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         claude.chat.completions.create(model="claude-overloaded", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
     assert info.value.status_code == 502
+
+
+def test_provider_call_carries_the_request_id_and_the_calls_traceparent(
+    claude: openai.OpenAI, anthropic: FakeAnthropic
+) -> None:
+    r = claude.chat.completions.with_raw_response.create(
+        model="claude-3-5-haiku",
+        messages=MSG,  # type: ignore[arg-type]
+        max_tokens=20,
+        extra_headers={"x-request-id": "lit-1", "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
+    )
+    assert r.http_response.status_code == 200
+    sent = {k.lower(): v for k, v in anthropic.headers[-1].items()}
+    assert sent.get("x-request-id") == "lit-1", sent
+    version, trace_id, span_id, flags = sent["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "a" * 32, "01") and span_id != "b" * 16  # the call's own span
+
+
+def test_a_body_cannot_redirect_a_provider_call_or_set_litellm_options(
+    claude: openai.OpenAI, attacker: FakeAnthropic
+) -> None:
+    with pytest.raises(openai.APIStatusError):  # the provider's real address is unreachable from here
+        claude.chat.completions.create(
+            model="direct-claude",
+            messages=MSG,  # type: ignore[arg-type]
+            max_tokens=20,
+            extra_body={
+                "api_base": attacker.url,
+                "base_url": attacker.url,
+                "extra_headers": {"x-leak": "1"},
+                "mock_response": "forged answer",
+                "litellm_logging_obj": None,
+            },
+        )
+    assert attacker.requests == [] and attacker.headers == []
+
+
+def test_litellm_options_in_a_body_are_not_applied(claude: openai.OpenAI, anthropic: FakeAnthropic) -> None:
+    r = claude.chat.completions.create(
+        model="claude-3-5-haiku",
+        messages=MSG,  # type: ignore[arg-type]
+        max_tokens=20,
+        extra_body={"mock_response": "forged answer", "extra_headers": {"x-api-key": "sk-client-chosen"}},
+    )
+    assert r.choices[0].message.content == "Bonjour from Claude"
+    assert anthropic.headers[-1]["x-api-key"] == "sk-ant-test"
