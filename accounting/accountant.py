@@ -304,6 +304,25 @@ class Accountant:
             return bool(events)
         return rec.status < 400 and rec.outcome == "ok" and bool(events)
 
+    def refused(
+        self,
+        request_id: str,
+        ts: float,
+        key: str,
+        endpoint: str,
+        status: int,
+        outcome: str,
+        reason: str,
+        latency_s: float,
+    ) -> None:
+        """A request refused before it was routed (bad key, malformed body, a model outside the key's scope):
+        it has no ledger row (nothing was served or spent) but gets its warning line in the request log."""
+        logs = self.exporters.logs if self.exporters is not None else None
+        if logs is not None:
+            rec = RequestRecord(request_id, ts, key, None, None, "", "", endpoint, False)
+            rec.status, rec.outcome, rec.error_type, rec.latency_s = status, outcome, reason, latency_s
+            logs.offer(rec)
+
     def track_in_flight(self, backend: str, delta: int) -> None:
         self._child(self.metrics.in_flight, (self.metrics.labels.backend(backend),)).inc(delta)
 

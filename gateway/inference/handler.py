@@ -109,6 +109,7 @@ class InferenceHandler:
         rt = self.live.runtime
         rec: RequestRecord | None = None
         ticket: Ticket | None = None
+        key: ClientKey | None = None
         self.in_flight += 1
         try:
             key = _authenticate(rt, h)
@@ -193,6 +194,17 @@ class InferenceHandler:
                 rec.error_type = getattr(exc, "error_type", None) or err.code
                 rec.latency_s = time.perf_counter() - t0
                 self.accountant.finish(rec)
+            else:  # refused before routing (key, body, scope): a log line, no ledger row
+                self.accountant.refused(
+                    rid,
+                    ts,
+                    key.name if key is not None else "",
+                    endpoint,
+                    err.status,
+                    outcome_for(err, exc),
+                    err.code or err.type,
+                    time.perf_counter() - t0,
+                )
         except asyncio.CancelledError:
             # Cancelled at an await (graceful shutdown past server.graceful_timeout_s): the request was not
             # accounted yet (every finish() is followed only by synchronous code), so record it now.

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -136,3 +137,33 @@ def test_text_format_is_key_value_pairs(upstream: FakeOpenAI, lines: Lines) -> N
     msg = rec.getMessage()
     assert f"request_id={r.headers['x-request-id']}" in msg
     assert "route=default" in msg and "status=200" in msg and "outcome=ok" in msg
+
+
+def test_a_request_with_a_bad_key_is_a_warning_line_without_the_secret(
+    upstream: FakeOpenAI, lines: Lines
+) -> None:
+    with RunningGateway(logged_config(upstream)) as gw:
+        r = chat(gw, authorization="Bearer sk-wrong-secret-123")
+        assert r.status_code == 401
+        (rec,) = lines.wait(1)
+    assert rec.levelno == logging.WARNING
+    line = orjson.loads(rec.getMessage())
+    assert line["request_id"] == r.headers["x-request-id"]
+    assert (line["status"], line["outcome"], line["reason"]) == (401, "client_error", "invalid_api_key")
+    assert line["key"] is None and line["route"] is None and line["backend"] is None
+    assert "sk-wrong-secret" not in rec.getMessage()
+
+
+def test_a_malformed_body_is_a_warning_line_naming_the_key(upstream: FakeOpenAI, lines: Lines) -> None:
+    with RunningGateway(logged_config(upstream)) as gw:
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            content=b'{"model": "gpt-4o-mini", "messages": [',
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"},
+            timeout=10,
+        )
+        assert r.status_code == 400
+        (rec,) = lines.wait(1)
+    line = orjson.loads(rec.getMessage())
+    assert (line["key"], line["status"], line["outcome"]) == ("app", 400, "client_error")
+    assert line["reason"] == r.json()["error"]["code"]
