@@ -108,6 +108,10 @@ async def change(request: Request, need_admin: bool = True) -> tuple[Ctx, dict[s
     return Ctx(request, sessions, session), form
 
 
+_EXPORT_FILTERS = ("task", "team", "route", "since", "until", "holdout", "limit")
+"""The dataset-export filters the Data page's form passes on (``GET /admin/datasets/export``)."""
+
+
 def back(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=_HEADERS)
 
@@ -274,16 +278,38 @@ def build_router() -> APIRouter:
             await admin.send("DELETE", f"/keys/{name}")
         return back("/console/keys")
 
+    async def _data_page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
+        async with ctx.admin() as admin:
+            teams = (await admin.get("/capture/teams"))["data"]
+        known = sorted(get_state(ctx.request).accountant.catalog.teams | {t["team"] for t in teams})
+        by_team = {t["team"]: t for t in teams}
+        return ctx.page("data.html", "data", status, teams=[(t, by_team.get(t)) for t in known], error=error)
+
     @router.get("/data")
     async def data(request: Request) -> Response:
         ctx = await view(request)
         if isinstance(ctx, Response):
             return ctx
-        async with ctx.admin() as admin:
-            teams = (await admin.get("/capture/teams"))["data"]
-        known = sorted(get_state(request).accountant.catalog.teams | {t["team"] for t in teams})
-        by_team = {t["team"]: t for t in teams}
-        return ctx.page("data.html", "data", teams=[(t, by_team.get(t)) for t in known])
+        return await _data_page(ctx)
+
+    @router.post("/data/export")
+    async def export_dataset(request: Request) -> Response:
+        """The fine-tuning dataset of captured traffic (``GET /admin/datasets/export``) as a zip download: an
+        admin action (it hands out captured, redacted content), so a POST with the CSRF token."""
+        ctx, form = await change(request)
+        params = {k: form[k] for k in _EXPORT_FILTERS if form.get(k)}
+        params["from_shadow_wins"] = "true" if form.get("from_shadow_wins") else "false"
+        try:
+            async with ctx.admin() as admin:
+                resp = await admin.request("GET", "/datasets/export", params=params)
+        except AdminError as exc:
+            return await _data_page(ctx, error=exc.message, status=400)
+        disposition = resp.headers.get("content-disposition", 'attachment; filename="dataset.zip"')
+        return Response(
+            resp.content,
+            media_type="application/zip",
+            headers={**_HEADERS, "content-disposition": disposition},
+        )
 
     @router.post("/data/{team}/approve")
     async def approve(team: str, request: Request) -> Response:

@@ -3,13 +3,16 @@ ledger's figures and change what the admin API changes."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
@@ -40,6 +43,7 @@ CHANGES = (
     "/console/keys/app/revoke",
     "/console/data/search/approve",
     "/console/data/search/revoke",
+    "/console/data/export",
 )
 
 
@@ -213,6 +217,29 @@ def test_approving_and_revoking_capture_changes_the_teams_consent(gw: RunningGat
             == 303
         )
         assert not approved()
+
+
+def test_the_data_page_exports_the_dataset_as_a_zip(gw: RunningGateway) -> None:
+    with login(gw, ADMIN_KEY) as c:
+        token = csrf(c.get("/console/data").text)
+        r = c.post(
+            "/console/data/export", data={"csrf": token, "task": "chat", "since": "7d", "holdout": "0.2"}
+        )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"].startswith('attachment; filename="dataset-chat-')
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert {"manifest.json", "train.jsonl", "test.jsonl"} <= set(z.namelist())
+        manifest = orjson.loads(z.read("manifest.json"))
+    assert manifest["filters"]["task"] == "chat" and manifest["filters"]["holdout"] == 0.2
+
+
+def test_a_bad_export_filter_is_shown_on_the_data_page(gw: RunningGateway) -> None:
+    with login(gw, ADMIN_KEY) as c:
+        token = csrf(c.get("/console/data").text)
+        r = c.post("/console/data/export", data={"csrf": token, "since": "last tuesday"})
+    assert r.status_code == 400
+    assert 'role="alert"' in r.text and "Dataset export" in r.text
 
 
 def test_logging_out_ends_the_session(gw: RunningGateway) -> None:
