@@ -4,6 +4,8 @@ needs; and the order they start and close in."""
 from __future__ import annotations
 
 from accounting.accountant import Accountant
+from accounting.approvals.book import ApprovalBook
+from accounting.approvals.store import open_store
 from accounting.export.exporters import Exporters
 from gateway.accounting_setup import build_accountant
 from gateway.capture import CaptureGate
@@ -33,6 +35,12 @@ class _MetricsObserver:
         self.accountant.metrics.set_circuit(backend, endpoint, state)
 
 
+def approval_book(config: GatewayConfig) -> ApprovalBook:
+    """Approvals of every purpose: in Redis with ``redis.url``, else in the capture store's SQLite file."""
+    path = config.capture.store_path(config.server.data_dir)
+    return ApprovalBook(open_store(path, config.redis.url), config.capture.approval_refresh_s)
+
+
 def assemble(config: GatewayConfig) -> GatewayState:
     registry = BackendRegistry(config.server.max_response_bytes)
     accountant = build_accountant(config)
@@ -40,7 +48,8 @@ def assemble(config: GatewayConfig) -> GatewayState:
     health = HealthTracker(config.routing, registry)
     health.observer = _MetricsObserver(accountant)  # breaker state -> pointsman_circuit_state
     live = LiveRuntime(config, registry, accountant, routing_rng(config), health, cost_lookup(accountant))
-    capture = CaptureGate(config, accountant, lambda: live.runtime.config)
+    approvals = approval_book(config)  # capture and third-party processing approvals, one store
+    capture = CaptureGate(config, accountant, lambda: live.runtime.config, approvals)
     exporters = Exporters(
         config.observability,
         accountant.metrics,
@@ -65,6 +74,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
         registry=registry,
         accountant=accountant,
         capture=capture,
+        approvals=approvals,
         health=health,
         dispatcher=dispatcher,
         control=control,
@@ -78,6 +88,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
             live.start,
             accountant.start,
             shadow.start,
+            approvals.start,
             capture.start,
             vllm_pricing.start,
             upstream_models.start,  # after the backends: it reads their model lists
@@ -89,6 +100,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
             upstream_models.close,
             live.close,  # closes backends retired by policy swaps now
             capture.close,
+            approvals.close,
             accountant.close,
             exporters.close,  # after the accountant: its last records are exported
             registry.close,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from accounting.accountant import Accountant
+from accounting.approvals.book import ApprovalBook
 from accounting.capture.config import CapturePolicy, CaptureSettings
 from accounting.capture.content import CONTENT_ENDPOINTS, ExchangeContent, exchange_content
 from accounting.capture.feedback import FeedbackDesk
@@ -31,7 +32,11 @@ class CaptureGate:
     """The request path's view of capture (see the module docstring)."""
 
     def __init__(
-        self, config: GatewayConfig, accountant: Accountant, current: Callable[[], GatewayConfig]
+        self,
+        config: GatewayConfig,
+        accountant: Accountant,
+        current: Callable[[], GatewayConfig],
+        approvals: ApprovalBook | None = None,
     ) -> None:
         self.current = current
         self.metrics = metrics = accountant.metrics
@@ -40,6 +45,7 @@ class CaptureGate:
             config.server.data_dir,
             self._counter(getattr(metrics, "capture_traces", None)),
             redis_url=config.redis.url,
+            approvals=approvals,
         )
         self.feedback = FeedbackDesk(
             self.service, lambda: accountant.ledger.path if accountant.ledger is not None else None, metrics

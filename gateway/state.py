@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from accounting.accountant import Accountant
+from accounting.approvals.book import ApprovalBook
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
 from gateway.inference.handler import InferenceHandler
@@ -35,6 +36,8 @@ class GatewayState:
     registry: BackendRegistry
     accountant: Accountant
     capture: CaptureGate
+    approvals: ApprovalBook
+    """Approvals of every purpose (capture, third-party processing), shared across replicas with Redis."""
     health: HealthTracker
     dispatcher: Dispatcher
     control: PolicyControl

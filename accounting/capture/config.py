@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -81,7 +82,7 @@ class CaptureSettings(StrictModel):
     """Policies by team, for every route (a key's own ``capture`` comes first, then its team's, then the
     route's). A team still has to be approved through the admin API."""
     path: str | None = None
-    """SQLite file for traces, feedback and approvals; defaults to ``<server.data_dir>/capture.sqlite3``."""
+    """SQLite file for traces, feedback and approvals (capture and third-party processing); defaults to ``<server.data_dir>/capture.sqlite3``."""
     queue_size: int = Field(default=10_000, ge=1, le=10_000_000)
     """Exchanges waiting for the background writer at most; beyond it they are dropped and counted, so capture
     never holds a request up."""
@@ -139,6 +140,11 @@ class CaptureSettings(StrictModel):
             if unknown:
                 raise ValueError(f"teams.{team}.redact: unknown detectors {unknown}")
         return self
+
+    def store_path(self, data_dir: str) -> str:
+        """The capture store's SQLite file (``path``, else ``<data_dir>/capture.sqlite3``); embedded approvals of
+        every purpose live in it too."""
+        return self.path or str(Path(data_dir) / "capture.sqlite3")
 
     def named_patterns(self) -> dict[str, RedactPattern]:
         out: dict[str, RedactPattern] = {}

@@ -7,10 +7,11 @@ queue, rebuilds each exchange into a ``Trace`` (reassembling streams), redacts i
 and writes the batch in one transaction — to the SQLite store, or with ``queue: redis`` onto a Redis stream
 that sink replicas drain into their store (``accounting.capture.redis_queue``). Shutdown drains the queue.
 
-Team approvals are cached in memory (a frozenset read on the request path) and re-read from the store every
-``approval_refresh_s``, so approvals made through another worker or replica take effect within that time. A
-team whose approval state is unknown (store unreadable) is treated as not approved. With ``redis.url`` set,
-approvals live in Redis and ``queue: redis`` shares traces through a stream (``accounting.capture.redis_queue``).
+Team approvals (purpose ``capture``) are read from an ``accounting.approvals.book.ApprovalBook``: a cache read
+on the request path and re-read in the background, so approvals made through another worker or replica take
+effect within its refresh interval. A team whose approval state is unknown (store unreadable) is treated as not
+approved. With ``redis.url`` set, approvals live in Redis, and ``queue: redis`` shares traces through a stream
+(``accounting.capture.redis_queue``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from accounting.approvals.book import ApprovalBook
+from accounting.approvals.store import CAPTURE, TEAM, Approval, open_store
 from accounting.capture.config import BUILTIN_DETECTORS, CapturePolicy, CaptureSettings
 from accounting.capture.redact import Redactor, build_redactor, merge_counts
-from accounting.capture.store import Approval, CaptureStore, trace_row
+from accounting.capture.store import CaptureStore, trace_row
 from accounting.capture.trace import (
     CAPTURED_ENDPOINTS,
     Trace,
@@ -57,18 +59,6 @@ class Offer:
     request: dict[str, Any]
     response: dict[str, Any] | None
     events: Sequence[bytes] | None
-
-
-class ApprovalStore(Protocol):
-    """Where team approvals persist: the SQLite store, or Redis (shared by replicas)."""
-
-    def approvals(self) -> dict[str, Approval]: ...
-
-    def set_approval(
-        self, team: str, approved: bool, actor: str, note: str | None, at: float
-    ) -> Approval: ...
-
-    def approval_history(self, team: str) -> list[dict[str, Any]]: ...
 
 
 class TraceSink(Protocol):
@@ -110,15 +100,20 @@ class CaptureService:
         count: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
         redis_url: str | None = None,
+        approvals: ApprovalBook | None = None,
     ) -> None:
         if settings.queue == "redis" and not redis_url:
             raise ValueError("capture.queue: redis needs redis.url (or POINTSMAN_REDIS_URL)")
         self.settings = settings
-        self.store = CaptureStore(settings.path or str(Path(data_dir) / "capture.sqlite3"))
+        self.store = CaptureStore(settings.store_path(data_dir))
         if redis_url:
             # Imported only with Redis configured: the embedded default never loads the redis client.
-            from accounting.capture.redis_queue import RedisApprovals, RedisStreamSink, StreamDrainer
-        self.approval_store: ApprovalStore = RedisApprovals(redis_url) if redis_url else self.store
+            from accounting.capture.redis_queue import RedisStreamSink, StreamDrainer
+        self._owns_book = approvals is None
+        self.book = approvals or ApprovalBook(
+            open_store(self.store.path, redis_url), settings.approval_refresh_s, (CAPTURE,)
+        )
+        """Approvals (the gateway's shared book; a book of its own when none is given)."""
         self.named = settings.named_patterns()
         self._count_metric = count
         self._rng = rng or random.Random()
@@ -137,8 +132,6 @@ class CaptureService:
                 self.drainer = StreamDrainer(
                     redis_url, self.store, settings.sink_group, settings.batch_size, settings.claim_idle_s
                 )
-        self.approvals: dict[str, Approval] = {}
-        self.approved: frozenset[str] = frozenset()
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.redactions: dict[str, int] = {}
         self.last_error: str | None = None
@@ -147,14 +140,14 @@ class CaptureService:
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self.store.open)
-        await self.refresh_approvals()
+        if self._owns_book:
+            await self.book.start()
         self._thread = threading.Thread(target=self._run, name="pointsman-capture", daemon=True)
         self._thread.start()
         if self.drainer is not None:
             await self.drainer.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(self.settings.approval_refresh_s, self.refresh_approvals)),
             loop.create_task(self._every(self.settings.retention_interval_s, self.purge_expired, first=True)),
         ]
         self.started = True
@@ -173,10 +166,11 @@ class CaptureService:
             self._thread = None
         if self.drainer is not None:
             await self.drainer.close()
-        for closable in (self.sink, self.approval_store):
-            close = getattr(closable, "close", None)
-            if close is not None:
-                close()
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
+        if self._owns_book:
+            await self.book.close()
         if self.counts["queue_full"]:
             log.warning("capture: %d exchanges were dropped (queue full)", self.counts["queue_full"])
 
@@ -211,7 +205,7 @@ class CaptureService:
         rate = policy.sample_rate
         if rate < 1.0 and (rate <= 0.0 or self._rng.random() >= rate):
             return False
-        if rec.team not in self.approved:
+        if rec.team not in self.book.approved_teams(CAPTURE):
             self._count(rec.route, "not_approved")
             return False
         if rec.error_type == RETENTION_CAPPED:  # only the stream's beginning was kept
@@ -235,32 +229,29 @@ class CaptureService:
         return len(self._queue)
 
     # -- approvals ------------------------------------------------------------------------------------------------
+    @property
+    def approvals(self) -> dict[str, Approval]:
+        """Each team's current capture decision."""
+        return {name: a for (scope, name), a in self.book.current(CAPTURE).items() if scope == TEAM}
+
+    @property
+    def approved(self) -> frozenset[str]:
+        """Teams approved for capture."""
+        return self.book.approved_teams(CAPTURE)
+
     def is_approved(self, team: str | None) -> bool:
-        return team is not None and team in self.approved
+        return team is not None and team in self.book.approved_teams(CAPTURE)
 
     async def refresh_approvals(self) -> None:
         """Re-read approvals; when the store is unreachable the last known ones stay (none before the first
         successful read: capture fails closed)."""
-        try:
-            approvals = await asyncio.to_thread(self.approval_store.approvals)
-        except Exception as exc:  # Redis down, SQLite locked: keep what we know
-            log.warning("capture: could not read team approvals: %s", exc)
-            return
-        self._set_approvals(approvals)
-
-    def _set_approvals(self, approvals: dict[str, Approval]) -> None:
-        self.approvals = approvals
-        self.approved = frozenset(t for t, a in approvals.items() if a.approved)
+        await self.book.refresh()
 
     async def set_approval(self, team: str, approved: bool, actor: str, note: str | None) -> Approval:
-        a = await asyncio.to_thread(
-            self.approval_store.set_approval, team, approved, actor, note, time.time()
-        )
-        self._set_approvals({**self.approvals, team: a})
-        return a
+        return await self.book.set(CAPTURE, TEAM, team, approved, actor, note)
 
     async def approval_history(self, team: str) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.approval_store.approval_history, team)
+        return await self.book.history(CAPTURE, TEAM, team)
 
     # -- retention ---------------------------------------------------------------------------------------------------
     async def purge_expired(self) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Capture shared through Redis: a stream of redacted traces drained by sink replicas, and shared approvals.
+"""Capture shared through Redis: a stream of redacted traces drained by sink replicas.
 
 With ``capture.queue: redis`` every replica's writer thread pushes redacted trace rows onto one Redis stream
 (``XADD``, approximately capped at ``stream_maxlen``) instead of its own SQLite file. Replicas with
@@ -8,9 +8,7 @@ committed (its own pending entries at restart; another consumer's after ``claim_
 request id, so a re-delivered entry is stored once. Replicas sharing a group split the stream; give a replica
 its own group to get a full copy. When Redis is unreachable a writer stores its rows in its local SQLite file
 instead (durable; counted as ``fallback``), and the sink retries.
-
-With ``redis.url`` set, team approvals live in Redis (a hash, plus a history list per team), so an approval made
-through any replica's admin API applies to all of them within ``approval_refresh_s``.
+Team approvals shared through Redis are ``accounting.approvals.redis_store``.
 """
 
 from __future__ import annotations
@@ -27,13 +25,11 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from accounting.capture.store import Approval, CaptureStore
+from accounting.capture.store import CaptureStore
 
 log = logging.getLogger("pointsman.capture")
 
 STREAM = "pointsman:capture:traces"
-APPROVALS = "pointsman:capture:approvals"
-HISTORY = "pointsman:capture:approval_history:"
 
 
 class RedisStreamSink:
@@ -205,33 +201,3 @@ def _entries(resp: Any) -> list[Any]:
     if isinstance(resp, dict):
         return list(next(iter(resp.values()), []) or [])
     return list(resp[0][1])
-
-
-class RedisApprovals:
-    """Team approvals in Redis (sync client; called through ``asyncio.to_thread``)."""
-
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
-
-    def approvals(self) -> dict[str, Approval]:
-        out: dict[str, Approval] = {}
-        for team, raw in self.client.hgetall(APPROVALS).items():
-            d = orjson.loads(raw)
-            t = team.decode() if isinstance(team, bytes) else str(team)
-            out[t] = Approval(t, bool(d["approved"]), d["actor"], float(d["at"]), d.get("note"))
-        return out
-
-    def set_approval(self, team: str, approved: bool, actor: str, note: str | None, at: float) -> Approval:
-        a = Approval(team, approved, actor, at, note)
-        event = {"action": "approved" if approved else "revoked", "actor": actor, "at": at, "note": note}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(APPROVALS, team, orjson.dumps(a.as_dict()))
-        pipe.rpush(HISTORY + team, orjson.dumps(event))
-        pipe.execute()
-        return a
-
-    def approval_history(self, team: str) -> list[dict[str, Any]]:
-        return [orjson.loads(x) for x in self.client.lrange(HISTORY + team, 0, -1)]
-
-    def close(self) -> None:
-        self.client.close()

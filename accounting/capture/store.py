@@ -1,7 +1,7 @@
 """The embedded capture store: one WAL-mode SQLite file (``<server.data_dir>/capture.sqlite3`` by default).
 
 Tables: ``traces`` (one redacted exchange per request id), ``feedback`` (reward signals and demonstrations by
-request id), ``approvals`` + ``approval_history`` (which teams consented to capture, who said so and when).
+request id). The same file holds the approvals of every purpose (``accounting.approvals.store.SqliteApprovals``).
 Everything written here has been redacted already. Writes come from the capture writer thread (batches) and
 from admin/feedback handlers through ``asyncio.to_thread``; each call opens its own connection, so the store
 is safe to share between threads and between the worker processes of one host.
@@ -68,21 +68,6 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 CREATE INDEX IF NOT EXISTS feedback_expires ON feedback (expires_at);
-CREATE TABLE IF NOT EXISTS approvals (
-    team TEXT PRIMARY KEY,
-    approved INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    at REAL NOT NULL,
-    note TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS approval_history (
-    id INTEGER PRIMARY KEY,
-    team TEXT NOT NULL,
-    action TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    at REAL NOT NULL,
-    note TEXT
-);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 _TRACE_COLS = (
@@ -179,26 +164,6 @@ def trace_from_row(r: Sequence[Any]) -> Trace:
 
 
 @dataclass(frozen=True, slots=True)
-class Approval:
-    team: str
-    approved: bool
-    actor: str
-    """Who approved (or revoked) capture for the team."""
-    at: float
-    """Unix time of that decision."""
-    note: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "team": self.team,
-            "approved": self.approved,
-            "actor": self.actor,
-            "at": self.at,
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Feedback:
     id: int
     request_id: str
@@ -291,7 +256,7 @@ def _where(
 
 
 class CaptureStore:
-    """SQLite persistence for traces, feedback and approvals (see the module docstring)."""
+    """SQLite persistence for traces and feedback (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -491,33 +456,6 @@ class CaptureStore:
             f = conn.execute("DELETE FROM feedback WHERE team = ?", (team,)).rowcount
             conn.execute("COMMIT")
         return {"traces": t, "feedback": f}
-
-    # -- approvals ------------------------------------------------------------------------------------------------------
-    def set_approval(self, team: str, approved: bool, actor: str, note: str | None, at: float) -> Approval:
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT OR REPLACE INTO approvals (team, approved, actor, at, note) VALUES (?, ?, ?, ?, ?)",
-                (team, int(approved), actor, at, note),
-            )
-            conn.execute(
-                "INSERT INTO approval_history (team, action, actor, at, note) VALUES (?, ?, ?, ?, ?)",
-                (team, "approved" if approved else "revoked", actor, at, note),
-            )
-            conn.execute("COMMIT")
-        return Approval(team, approved, actor, at, note)
-
-    def approvals(self) -> dict[str, Approval]:
-        with self._conn() as conn:
-            rows = conn.execute("SELECT team, approved, actor, at, note FROM approvals").fetchall()
-        return {r[0]: Approval(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows}
-
-    def approval_history(self, team: str) -> list[dict[str, Any]]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT action, actor, at, note FROM approval_history WHERE team = ? ORDER BY id", (team,)
-            ).fetchall()
-        return [{"action": r[0], "actor": r[1], "at": r[2], "note": r[3]} for r in rows]
 
     def stats(self) -> dict[str, Any]:
         with self._conn() as conn:

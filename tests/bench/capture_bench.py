@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import uvloop
 import yaml
 
-from accounting.capture.store import CaptureStore
+from accounting.approvals import store as approvals_store
 from tests.bench import fixtures, measure, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
@@ -113,9 +113,16 @@ def reset(data_dir: Path, approve: bool) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     if approve:
-        store = CaptureStore(str(data_dir / "capture.sqlite3"))
-        store.open()
-        store.set_approval("perf", True, "capture_bench", "benchmark", time.time())
+        approvals = approvals_store.SqliteApprovals(str(data_dir / "capture.sqlite3"))
+        approvals.set_approval(
+            approvals_store.CAPTURE,
+            approvals_store.TEAM,
+            "perf",
+            True,
+            "capture_bench",
+            "benchmark",
+            time.time(),
+        )
 
 
 def coverage(data_dir: Path) -> dict[str, float]:
@@ -254,8 +261,7 @@ async def micro(n: int = 20_000) -> dict[str, float]:
         policy = Policy(cfg.routes, ModelTable(cfg.models))
         svc = gate.service
         svc.store.open()
-        svc.store.set_approval("perf", True, "bench", None, time.time())
-        await svc.refresh_approvals()
+        await svc.set_approval("perf", True, "bench", None)
 
         def rec(i: int, route: str, stream: bool = False) -> RequestRecord:
             return RequestRecord(
