@@ -264,31 +264,39 @@ def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], li
     return out
 
 
+MIN_TS = 0.0
+"""The earliest time a report window may name: 1970-01-01T00:00:00Z."""
+MAX_TS = 253402300799.0
+"""The latest: 9999-12-31T23:59:59Z (what dates can be written in; past it, strftime and gmtime fail)."""
+
+
 def parse_time(v: str | float | int | None, end: bool = False) -> float | None:
-    """Unix seconds from a number, an ISO date (``2026-11-23``, whole UTC day) or ISO datetime."""
+    """Unix seconds from a number, an ISO date (``2026-11-23``, whole UTC day) or ISO datetime, between
+    ``MIN_TS`` and ``MAX_TS``; ValueError otherwise."""
     if v is None or v == "":
         return None
     if isinstance(v, int | float):
-        return _finite(float(v))
+        return in_range(float(v))
     s = v.strip()
     try:
-        return _finite(float(s))
+        return in_range(float(s))
     except ValueError:
         pass
     if len(s) == 10:
         d = datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=UTC)
-        return d.timestamp() + (86400 if end else 0)
+        return in_range(d.timestamp() + (86400 if end else 0))
     if s.endswith("Z"):
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    return in_range(dt.timestamp())
 
 
-def _finite(t: float) -> float:
-    if not math.isfinite(t):
-        raise ValueError("time must be a finite number of unix seconds")
+def in_range(t: float) -> float:
+    """``t`` if it is a time reports can name (finite, 1970 to 9999); ValueError otherwise."""
+    if not (math.isfinite(t) and MIN_TS <= t <= MAX_TS):
+        raise ValueError("time must be unix seconds between 1970 and 9999")
     return t
 
 

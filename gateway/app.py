@@ -92,6 +92,8 @@ def build_fastapi(state: GatewayState) -> FastAPI:
         msg = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
             msg = f"Unknown path {request.url.path}."
+        elif exc.status_code == 400 and msg == "There was an error parsing the body":  # FastAPI's own words
+            code, msg = "invalid_json", "The request body is not valid JSON."
         return _error_response(exc.status_code, msg, "invalid_request_error", code, headers=exc.headers)
 
     @api.exception_handler(Exception)

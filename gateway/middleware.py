@@ -123,8 +123,8 @@ class BodyLimitMiddleware:
 def _nests_within_limit(body: bytes) -> bool:
     try:
         doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return True  # not JSON (or past orjson's own 1,024 levels): the app answers 400
+    except orjson.JSONDecodeError as exc:  # not JSON (the app answers 400), or past orjson's own 1,024 levels
+        return "depth limit" not in str(exc)
     return nests_within(doc, MAX_DEPTH)
 
 

@@ -37,7 +37,7 @@ import orjson
 from accounting.capture.redact import Redactor, merge_counts
 from accounting.capture.store import CaptureStore, Feedback
 from accounting.capture.trace import Trace
-from accounting.ledger import parse_time
+from accounting.ledger import in_range, parse_time
 from wire.endpoints import CHAT, COMPLETIONS, RESPONSES
 
 FORMAT = "openai-chat-finetune"
@@ -664,13 +664,9 @@ def parse_when(v: str | float | None, end: bool = False, now: float | None = Non
         t = (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2)]
     else:
         t = parse_time(v, end=end)
-    if t is None or not _MIN_TS <= t <= _MAX_TS:  # the manifest writes it as a date
-        raise ValueError(f"time out of range: {v!r}")
-    return t
-
-
-_MIN_TS = datetime(1970, 1, 1, tzinfo=UTC).timestamp()
-_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    if t is None:
+        raise ValueError(f"no time: {v!r}")
+    return in_range(t)  # the manifest writes it as a date
 
 
 def _iso(ts: float | None) -> str | None:

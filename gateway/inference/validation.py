@@ -24,7 +24,9 @@ def parse_body(body: bytes, endpoint: str) -> JsonObject:
     """The request of ``endpoint`` (its bytes and its document), or a 400 saying what is wrong with it."""
     try:
         doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # past orjson's own 1,024 levels: valid JSON, only too deep
+            raise too_deep() from None
         raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
     validate_body(doc, endpoint)
     try:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import ADMIN_KEY
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import FUZZ_DEFAULTS
 from tests.reliability.faults import RobustOpenAI
@@ -156,11 +157,26 @@ def test_nesting_up_to_the_limit_is_forwarded(
     assert forwarded(fuzz_gateway, fuzz_upstream, client, text) == text
 
 
-@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 253, 254, 255, 300, 1023])
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 253, 254, 255, 300, 1023, 1025, 5000])
 def test_nesting_past_the_limit_is_400(
     fuzz_gateway: GatewayProcess, client: httpx.Client, depth: int
 ) -> None:
     r, _ = send(fuzz_gateway, client, "chat/completions", nested(depth))
+    assert r.status_code == 400, r.text[:300]
+    assert openai_error(r)["code"] == "nesting_too_deep"
+
+
+@pytest.mark.parametrize("depth", [300, 1025, 5000])
+def test_nesting_past_the_limit_is_400_on_admin_endpoints(
+    fuzz_gateway: GatewayProcess, client: httpx.Client, depth: int
+) -> None:
+    """Past orjson's 1,024 levels too (Python's json parser then fails with a RecursionError inside FastAPI)."""
+    body = b'{"model":"gpt-4o-mini","tags":{},"x":' + b"[" * depth + b"]" * depth + b"}"
+    r = client.post(
+        fuzz_gateway.url + "/admin/routes/explain",
+        content=body,
+        headers={"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"},
+    )
     assert r.status_code == 400, r.text[:300]
     assert openai_error(r)["code"] == "nesting_too_deep"
 

@@ -268,3 +268,14 @@ def test_report_window_excludes_older_pairs(campaign: Campaign) -> None:
         doc = a.get("/admin/shadow/report", params={"from": str(later)}).json()
     assert route_of(doc)["counts"]["sampled"] == 0
     assert not math.isnan(doc["window"]["from"])
+
+
+@pytest.mark.parametrize("path", ["/admin/shadow/report", "/admin/shadow/report.html", "/admin/spend"])
+@pytest.mark.parametrize("bound", [{"from": "1e100"}, {"from": "-1e100"}, {"to": "1e300"}])
+def test_a_window_past_the_years_reports_can_name_is_400(
+    campaign: Campaign, path: str, bound: dict[str, str]
+) -> None:
+    with admin(campaign.gw) as a:
+        r = a.get(path, params=bound)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error"]["code"] == "invalid_value"
