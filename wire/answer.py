@@ -4,7 +4,7 @@ into the body the same request would have got without ``stream``.
 Chat and completions: one choice per ``index``, its content, refusal and reasoning deltas concatenated and
 its tool-call deltas merged by their own ``index`` (id, type, name, arguments). Responses API: the
 ``response`` of ``response.completed`` / ``response.incomplete``; a stream cut off before either is rebuilt
-from its output-item and delta events. Error events are noted, not merged.
+from its output-item and delta events. Error events are noted, not merged. Anthropic's Messages API: the ``message`` (``wire.anthropic.answer``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wire.endpoints import COMPLETIONS, RESPONSES
+from wire.anthropic.answer import assemble_message
+from wire.endpoints import COMPLETIONS, MESSAGES, RESPONSES
 from wire.errors import event_error
 from wire.sse import json_events
 from wire.usage import parse_usage
@@ -26,7 +27,8 @@ _MESSAGE_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 @dataclass(slots=True)
 class Answer:
     body: dict[str, Any]
-    """``{"choices": [...]}`` (chat, completions) or the Responses API ``response`` (``{"output": [...]}``)."""
+    """``{"choices": [...]}`` (chat, completions), the Responses API ``response`` (``{"output": [...]}``) or the
+    Messages API ``message`` (``{"content": [...]}``)."""
     usage: dict[str, Any] | None = None
     """The last ``usage`` object the stream reported."""
     error: str | None = None
@@ -67,6 +69,9 @@ class _Choice:
 
 def assemble(endpoint: str, blocks: Iterable[bytes]) -> Answer:
     """The answer in a stream's SSE event blocks (as relayed: one block may hold several events)."""
+    if endpoint == MESSAGES:
+        message, usage, error = assemble_message(json_events(blocks))
+        return Answer(message, usage, error)
     answer = Answer({})
     choices: dict[int, _Choice] = {}
     items: dict[int, dict[str, Any]] = {}

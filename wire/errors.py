@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from wire.endpoints import RESPONSES
+from wire.anthropic import errors as anthropic
+from wire.endpoints import MESSAGES, RESPONSES
 
 
 def error_body(
@@ -28,8 +29,10 @@ def error_event(
 ) -> bytes:
     """The SSE bytes that end a stream which failed after it started: the Responses API's ``event: error``
     (``{"type": "error", "code", "message", "param", "sequence_number"}``, the number continuing the stream's,
-    as clients that validate the event schema require), or for chat/completions an error-bodied ``data:``
-    event followed by ``data: [DONE]``."""
+    as clients that validate the event schema require), Anthropic's ``event: error`` for the Messages API, or for
+    chat/completions an error-bodied ``data:`` event followed by ``data: [DONE]``."""
+    if endpoint == MESSAGES:
+        return anthropic.error_event(message, anthropic.type_of_openai(type_))
     if endpoint == RESPONSES:
         doc: dict[str, Any] = {"type": "error", "code": code, "message": message, "param": None}
         if sequence_number is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from wire.usage import Usage, usage_from_response
+from wire.usage import Usage, merge_messages_usage, parse_usage, usage_from_response
 
 DONE = b"[DONE]"
 _USAGE = b'"usage"'
@@ -23,6 +23,9 @@ _NULL_USAGE = (b'"usage":null', b'"usage": null')
 RESPONSE_END_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 """The events that end a Responses API stream (it sends no ``[DONE]``)."""
 _RESPONSE_END = (b"response.completed", b"response.failed", b"response.incomplete", b"error")
+MESSAGES_END_EVENTS = frozenset({"message_stop", "error"})
+"""The events that end an Anthropic Messages API stream."""
+_MESSAGES_END = (b"message_stop", b"error")
 
 
 def parse_event(event: bytes) -> tuple[str | None, bytes | None]:
@@ -133,6 +136,8 @@ class SSEReader:
         "saw_end",
         "sequenced",
         "next_sequence",
+        "messages",
+        "_messages_usage",
     )
 
     def __init__(
@@ -141,6 +146,7 @@ class SSEReader:
         keep_events: bool = True,
         sequenced: bool = False,
         bounds: StreamBounds = UNBOUNDED,
+        messages: bool = False,
     ) -> None:
         self._oversized = False
         self._held: list[bytes] = []
@@ -168,6 +174,10 @@ class SSEReader:
         recognise its final events."""
         self.next_sequence = 0
         """The sequence number the next event of a sequenced stream takes: one past the last one relayed."""
+        self.messages = messages
+        """An Anthropic Messages API stream: it ends with ``message_stop`` (or ``error``); its usage is
+        ``message_start``'s with each ``message_delta``'s cumulative totals over it."""
+        self._messages_usage: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -210,7 +220,9 @@ class SSEReader:
         if self.sequenced:
             self._note_sequence(complete)
             if not self.saw_end and any(m in complete for m in _RESPONSE_END):
-                self._note_end(complete)
+                self._note_end(complete, RESPONSE_END_EVENTS, _RESPONSE_END)
+        elif self.messages and not self.saw_end and any(m in complete for m in _MESSAGES_END):
+            self._note_end(complete, MESSAGES_END_EVENTS, _MESSAGES_END)
         if _USAGE in complete:
             complete = self._scan(complete)
         elif not self.saw_done and DONE in complete:
@@ -260,9 +272,9 @@ class SSEReader:
         self.events.append(block)
         self.retained_bytes += len(block)
 
-    def _note_end(self, block: bytes) -> None:
+    def _note_end(self, block: bytes, ends: frozenset[str], marks: tuple[bytes, ...]) -> None:
         for ev in block.split(b"\n\n"):
-            if not any(m in ev for m in _RESPONSE_END):
+            if not any(m in ev for m in marks):
                 continue
             name, payload = parse_event(ev)
             if name is None and payload:
@@ -271,7 +283,7 @@ class SSEReader:
                 except orjson.JSONDecodeError:
                     continue
                 name = doc.get("type") if isinstance(doc, dict) else None
-            if name in RESPONSE_END_EVENTS:
+            if name in ends:
                 self.saw_end = True
                 return
 
@@ -288,6 +300,13 @@ class SSEReader:
         if end:
             self.next_sequence = int(digits[:end]) + 1
 
+    def _messages_event_usage(self, doc: Any) -> Usage | None:
+        merged = merge_messages_usage(self._messages_usage, doc)
+        if merged is None:
+            return None
+        self._messages_usage = merged
+        return parse_usage(merged)
+
     def _scan(self, block: bytes) -> bytes:
         out: list[bytes] = []
         dropped = False
@@ -302,7 +321,7 @@ class SSEReader:
                         doc = orjson.loads(payload)
                     except orjson.JSONDecodeError:
                         doc = None
-                u = usage_from_response(doc)
+                u = self._messages_event_usage(doc) if self.messages else usage_from_response(doc)
                 if u is not None:
                     self.usage = u
                     if self.drop_usage and isinstance(doc, dict) and doc.get("choices") == []:

@@ -8,6 +8,10 @@ reads and cache writes, which litellm also reports as ``prompt_tokens_details.ca
 ``cache_creation_tokens`` (with ``cache_creation_token_details.ephemeral_5m_input_tokens`` /
 ``ephemeral_1h_input_tokens``) and as the top-level ``cache_read_input_tokens`` / ``cache_creation_input_tokens``.
 The response's ``service_tier`` (OpenAI: top level; Anthropic through litellm: in ``usage``) is read too.
+
+Anthropic's own form (the Messages API, ``wire.anthropic``) is the Responses form's names with
+``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (and ``cache_creation``'s lifetimes) beside
+``input_tokens``, which counts neither: they are added to make ``Usage.input_tokens`` the whole prompt.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ def parse_usage(u: Any) -> Usage | None:
         out = _int(u.get("output_tokens"))
         pd = u.get("input_tokens_details")
         cd = u.get("output_tokens_details")
+        if pd is None and ("cache_read_input_tokens" in u or "cache_creation_input_tokens" in u):
+            inp += _int(u.get("cache_read_input_tokens")) + _int(u.get("cache_creation_input_tokens"))
     else:
         return None
     pd = pd if isinstance(pd, dict) else _EMPTY
@@ -130,3 +136,20 @@ def usage_from_response(doc: Any) -> Usage | None:
     if u is not None and tier is not None and u.service_tier == "standard":
         u.service_tier = service_tier(tier)
     return u
+
+
+def merge_messages_usage(so_far: dict[str, Any] | None, doc: Any) -> dict[str, Any] | None:
+    """The usage of a Messages API stream after event ``doc``: ``message_start`` carries the message's usage, each
+    ``message_delta`` cumulative totals that replace what they name (None: the event carries none)."""
+    if not isinstance(doc, dict):
+        return None
+    kind = doc.get("type")
+    if kind == "message_start":
+        m = doc.get("message")
+        u = m.get("usage") if isinstance(m, dict) else None
+        return dict(u) if isinstance(u, dict) else None
+    if kind == "message_delta":
+        u = doc.get("usage")
+        if isinstance(u, dict):
+            return {**(so_far or {}), **{k: v for k, v in u.items() if v is not None}}
+    return None

@@ -261,3 +261,27 @@ def test_a_responses_final_event_without_an_event_line_is_recognised_by_its_type
     r = SSEReader(drop_usage=False, sequenced=True)
     r.feed(b'data: {"type": "response.completed", "sequence_number": 9}\n\n')
     assert r.finished
+
+
+def _messages_event(kind: str, **data: object) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+def test_a_messages_stream_ends_at_message_stop_with_its_usage_merged() -> None:
+    r = SSEReader(drop_usage=True, messages=True)
+    start = _messages_event("message_start", message={"usage": {"input_tokens": 7, "output_tokens": 1}})
+    text = _messages_event(
+        "content_block_delta", index=0, delta={"type": "text_delta", "text": "message_stop"}
+    )
+    delta = _messages_event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 4})
+    assert r.feed(start + text + delta) == start + text + delta  # Anthropic's usage is never dropped
+    assert not r.finished  # "message_stop" inside a text delta is not the end
+    r.feed(_messages_event("message_stop"))
+    assert r.finished
+    assert r.usage is not None and (r.usage.input_tokens, r.usage.output_tokens) == (7, 4)
+
+
+def test_a_messages_stream_error_event_ends_it() -> None:
+    r = SSEReader(drop_usage=False, messages=True)
+    r.feed(_messages_event("error", error={"type": "overloaded_error", "message": "Overloaded"}))
+    assert r.finished

@@ -59,23 +59,24 @@ def test_usage_of_a_response_body_or_a_responses_event() -> None:
     assert Usage(4, 2).total_tokens == 6
 
 
+LITELLM_ANTHROPIC_USAGE = {
+    "prompt_tokens": 10000,  # litellm: Anthropic's input_tokens + cache reads + cache writes
+    "completion_tokens": 2000,
+    "prompt_tokens_details": {
+        "cached_tokens": 4000,
+        "cache_creation_tokens": 3000,
+        "cache_creation_token_details": {
+            "ephemeral_5m_input_tokens": 2000,
+            "ephemeral_1h_input_tokens": 1000,
+        },
+    },
+    "cache_creation_input_tokens": 3000,
+    "cache_read_input_tokens": 4000,
+}
+
+
 def test_anthropic_usage_through_litellm_keeps_cache_reads_and_both_cache_writes_apart() -> None:
-    u = parse_usage(
-        {
-            "prompt_tokens": 10000,  # litellm: Anthropic's input_tokens + cache reads + cache writes
-            "completion_tokens": 2000,
-            "prompt_tokens_details": {
-                "cached_tokens": 4000,
-                "cache_creation_tokens": 3000,
-                "cache_creation_token_details": {
-                    "ephemeral_5m_input_tokens": 2000,
-                    "ephemeral_1h_input_tokens": 1000,
-                },
-            },
-            "cache_creation_input_tokens": 3000,
-            "cache_read_input_tokens": 4000,
-        }
-    )
+    u = parse_usage(LITELLM_ANTHROPIC_USAGE)
     assert u is not None
     assert (u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (
         10000,
@@ -112,3 +113,31 @@ def test_details_never_exceed_their_totals() -> None:
         {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 9}}
     )
     assert u is not None and u.cached_input_tokens == 5 and u.cache_write_tokens == 0
+
+
+def test_anthropics_own_usage_reads_as_the_same_token_classes_litellm_reports_for_it() -> None:
+    native = {
+        "input_tokens": 3000,  # Anthropic's: neither cache reads nor cache writes
+        "output_tokens": 2000,
+        "cache_read_input_tokens": 4000,
+        "cache_creation_input_tokens": 3000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 1000},
+    }
+    assert parse_usage(native) == parse_usage(LITELLM_ANTHROPIC_USAGE)
+
+
+def test_a_messages_stream_usage_is_message_start_with_message_delta_totals_over_it() -> None:
+    from wire.usage import merge_messages_usage
+
+    start = {
+        "type": "message_start",
+        "message": {"usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1}},
+    }
+    so_far = merge_messages_usage(None, start)
+    delta = {"type": "message_delta", "usage": {"output_tokens": 9, "input_tokens": None}}
+    assert merge_messages_usage(so_far, delta) == {
+        "input_tokens": 5,
+        "cache_read_input_tokens": 2,
+        "output_tokens": 9,
+    }
+    assert merge_messages_usage(so_far, {"type": "ping"}) is None
