@@ -28,7 +28,9 @@ import orjson
 from accounting.catalog import TokenCounter
 from accounting.config import EstimationConfig
 from wire.answer import assemble
-from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
+from wire.anthropic.to_chat import to_chat_request
+from wire.anthropic.untranslatable import Untranslatable
+from wire.endpoints import CHAT, COMPLETIONS, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
 
 log = logging.getLogger("pointsman.accounting")
 
@@ -225,6 +227,8 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
                     overhead += 1  # a token id
                 elif isinstance(item, list):
                     overhead += sum(1 for t in item if isinstance(t, int))
+    elif endpoint in (MESSAGES, COUNT_TOKENS):
+        return _messages_prompt(body)
     elif endpoint == RESPONSES:
         instr = body.get("instructions")
         if isinstance(instr, str):
@@ -243,10 +247,55 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
     return texts, overhead, messages
 
 
+def _messages_prompt(body: dict[str, Any]) -> tuple[list[str], int, list[dict[str, Any]] | None]:
+    """A Messages API request: the system prompt, every message's text, tool calls' inputs and tool results,
+    the tools; its Chat Completions translation's messages for ``/tokenize`` (None when it has none)."""
+    texts: list[str] = []
+    overhead = 3
+    system = body.get("system")
+    if isinstance(system, str):
+        texts.append(system)
+    else:
+        _content_text(system, texts)
+    for m in body.get("messages") or ():
+        if not isinstance(m, dict):
+            continue
+        overhead += 3
+        content = m.get("content")
+        _content_text(content, texts)
+        for block in content if isinstance(content, list) else ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_use":
+                texts.append(str(block.get("name") or ""))
+                texts.append(orjson.dumps(block.get("input")).decode())
+            elif block.get("type") == "tool_result":
+                _content_text(block.get("content"), texts)
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools:
+        texts.append(orjson.dumps(tools).decode())
+    try:
+        messages: list[dict[str, Any]] | None = to_chat_request(body)["messages"]
+    except (Untranslatable, TypeError, AttributeError):
+        messages = None
+    return texts, overhead, messages
+
+
 def answer_texts(endpoint: str, doc: Any, out: list[str]) -> None:
     """Generated text in a complete response body: content, refusals, reasoning and tool-call names and
     arguments of every choice, or the Responses API output items."""
     if not isinstance(doc, dict):
+        return
+    if endpoint == MESSAGES:
+        for block in doc.get("content") or ():
+            if not isinstance(block, dict):
+                continue
+            for f in ("text", "thinking", "name"):
+                if isinstance(block.get(f), str):
+                    out.append(block[f])
+            if block.get("type") == "tool_use":
+                inp = block.get("input")
+                out.append(inp if isinstance(inp, str) else orjson.dumps(inp).decode())
         return
     if endpoint == RESPONSES:
         items = doc.get("output")

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.admin import build_admin_router
@@ -25,11 +26,12 @@ from gateway.errors import ApiError
 from gateway.feedback import router as feedback_router
 from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
-from gateway.inference.protocol import DOCUMENTED, ErrorResponse
+from gateway.inference.protocol import DOCUMENTED, AnthropicErrorResponse, ErrorResponse
 from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.startup_report import report
 from gateway.state import GatewayState
+from wire.endpoints import ANTHROPIC
 from wire.errors import error_body
 
 log = logging.getLogger("pointsman")
@@ -114,6 +116,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
 def _document_inference(api: FastAPI) -> None:
     """Put the hot-path endpoints in the OpenAPI schema (requests never reach these handlers)."""
     for ep, (model, summary) in DOCUMENTED.items():
+        error: type[BaseModel] = AnthropicErrorResponse if ep in ANTHROPIC else ErrorResponse
 
         async def documented(
             body: Any = Body(...),
@@ -128,14 +131,14 @@ def _document_inference(api: FastAPI) -> None:
             summary=summary,
             tags=["inference"],
             responses={
-                200: {"description": "OpenAI response, or text/event-stream when stream=true"},
-                400: {"model": ErrorResponse},
-                401: {"model": ErrorResponse},
-                404: {"model": ErrorResponse},
-                413: {"model": ErrorResponse},
-                429: {"model": ErrorResponse},
-                502: {"model": ErrorResponse},
-                504: {"model": ErrorResponse},
+                200: {"description": "The answer, or text/event-stream when stream=true"},
+                400: {"model": error},
+                401: {"model": error},
+                404: {"model": error},
+                413: {"model": error},
+                429: {"model": error},
+                502: {"model": error},
+                504: {"model": error},
             },
             name=f"create_{ep.replace('/', '_')}",
         )

@@ -1,8 +1,9 @@
-"""The one place errors become HTTP responses in the OpenAI error shape.
+"""The one place errors become HTTP responses in the OpenAI error shape (and, for the Messages API, in
+Anthropic's: ``anthropic_error``).
 
 ``ApiError`` is the gateway's own error; ``to_api_error`` maps the exceptions of the layers below
-(``serving.errors``, ``routing.errors``, ``accounting.errors``) to it. Anything unexpected becomes a
-generic 500 whose details go only to the log.
+(``serving.errors``, ``routing.errors``, ``accounting.errors``, a request ``wire.anthropic`` cannot translate) to
+it. Anything unexpected becomes a generic 500 whose details go only to the log.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from serving.errors import (
     UpstreamTooLarge,
     UpstreamTruncated,
 )
+from wire.anthropic import errors as anthropic
+from wire.anthropic.untranslatable import Untranslatable
 from wire.errors import error_body
 from wire.json_object import MAX_DEPTH
 
@@ -45,11 +48,17 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.raw_body: bytes | None = None
+        self.overloaded = False
+        """The upstream said it is overloaded (Anthropic's 529): Messages API clients are told so."""
 
     def body(self) -> bytes:
         if self.raw_body is not None:
             return self.raw_body
         return error_body(self.message, self.type, self.code, self.param)
+
+
+OVERLOADED = 529
+"""Anthropic's status for an overloaded API."""
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -123,17 +132,16 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
     headers = {"retry-after": exc.retry_after} if exc.retry_after else None
     if status >= 500:
         message = said or f"The upstream backend `{exc.backend}` failed (HTTP {status})."
-        return ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
+        failed = ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
+        failed.overloaded = status == OVERLOADED
+        return failed
     err = ApiError(
         status, f"upstream returned HTTP {status}", "upstream_error", f"upstream_{status}", headers=headers
     )
     if e is not None:
-        err.raw_body = error_body(
-            str(e.get("message", err.message)),
-            str(e.get("type") or "upstream_error"),
-            e.get("code"),
-            e.get("param"),
-        )
+        err.message = str(e.get("message", err.message))
+        err.type = str(e.get("type") or "upstream_error")
+        err.raw_body = error_body(err.message, err.type, e.get("code"), e.get("param"))
     elif said is not None:
         err.message = f"upstream returned HTTP {status}: {said}"
     return err
@@ -178,8 +186,27 @@ def to_api_error(exc: BaseException) -> ApiError:
         )
     if isinstance(exc, UpstreamError):
         return ApiError(502, "The upstream call failed.", "upstream_error", "upstream_error")
+    if isinstance(exc, Untranslatable):
+        return ApiError(
+            400,
+            f"`{exc.field}` cannot be sent to the backend serving this model, which speaks the Chat Completions "
+            f"API: {exc.reason}.",
+            "invalid_request_error",
+            "untranslatable_field",
+            exc.field,
+        )
     mapped = getattr(exc, "api_error", None)
     if callable(mapped):
         status, message, type_, code, headers = mapped()
         return ApiError(status, message, type_, code, headers=headers)
     return ApiError(500, "Internal gateway error.", "server_error", "internal_error")
+
+
+def anthropic_error(err: ApiError) -> tuple[int, bytes]:
+    """(status, body) of ``err`` in Anthropic's error shape and status codes: an Anthropic upstream's own error
+    type is kept, and its 529 (overloaded) too; otherwise the type is the one Anthropic gives the status."""
+    if err.overloaded:
+        return OVERLOADED, anthropic.error_body(err.message, anthropic.error_type(OVERLOADED))
+    status = anthropic.anthropic_status(err.status)
+    own = err.raw_body is not None and err.type in anthropic.TYPES
+    return status, anthropic.error_body(err.message, err.type if own else anthropic.error_type(status))

@@ -80,9 +80,10 @@ class KeyRing:
         return key
 
 
-def presented_key(authorization: str | None, api_key: str | None) -> str | None:
-    """The secret a caller presented: ``Authorization: Bearer <key>``, else the ``api-key`` header. The one
-    parser for every path (inference, the public and admin APIs, route explanations)."""
+def presented_key(authorization: str | None, api_key: str | None, x_api_key: str | None = None) -> str | None:
+    """The secret a caller presented: ``Authorization: Bearer <key>``, else the ``api-key`` header, else
+    Anthropic's ``x-api-key`` (Messages API clients). The one parser for every path (inference, the public and
+    admin APIs, route explanations)."""
     if authorization:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
@@ -90,6 +91,8 @@ def presented_key(authorization: str | None, api_key: str | None) -> str | None:
             return token
     if api_key:
         return api_key.strip() or None
+    if x_api_key:
+        return x_api_key.strip() or None
     return None
 
 

@@ -29,6 +29,8 @@ from routing.policy import Decision
 from routing.upstream_call import CallSpec, build_call
 from serving.backend import Backend, Backends, UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from serving.translation import translated
+from wire.anthropic.untranslatable import Untranslatable
 from wire.traceparent import end_span
 
 
@@ -135,13 +137,21 @@ class Dispatcher:
             tried.append(att)
             calls += 1
             span = spec.trace.child("attempt", target.backend, target.upstream_model) if spec.trace else None
-            call = build_call(spec, target, backend, remaining, span)
+            try:
+                call = build_call(spec, target, backend, remaining, span)
+            except Untranslatable:
+                self._release(backend, hop)
+                if span is not None:
+                    end_span(span, "untranslatable")
+                raise
             t0 = time.monotonic()
             try:
                 if stream:
                     res: UpstreamResponse | UpstreamStream = await backend.open_stream(call, hop.avoid)
                 else:
                     res = await backend.call(call, hop.avoid)
+                if call.translation is not None:
+                    res = translated(res, call.translation, backend.name)
             except UpstreamError as exc:
                 att.error = exc.error_type
                 last = exc

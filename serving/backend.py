@@ -2,14 +2,30 @@
 
 A backend takes an OpenAI-shaped request body (JSON text ready to send: the model already rewritten to the upstream
 id; see ``routing.upstream_call``) for one endpoint and returns either a complete response or a byte stream of
-OpenAI SSE events. Backends raise only ``serving.errors`` exceptions.
+OpenAI SSE events; a backend that ``speaks_messages`` also takes Anthropic's Messages API as it is. Backends raise
+only ``serving.errors`` exceptions.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
+
+from serving.errors import UpstreamProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """A call made in another protocol than its caller's (a Messages API request sent as Chat Completions): the
+    answer is translated back (``serving.translation``)."""
+
+    answer_as: str
+    """The endpoint whose format the caller reads (``messages``)."""
+    stop_sequences: tuple[str, ...] = ()
+    """The request's stop sequences (a stop reason naming one is ``stop_sequence``)."""
 
 
 @dataclass(slots=True)
@@ -25,6 +41,11 @@ class UpstreamCall:
     """Total budget for the call (connect + first byte + body)."""
     traceparent: str = ""
     """W3C ``traceparent`` for the call's span, sent upstream when set (traced requests)."""
+    headers: Mapping[str, str] | None = None
+    """Client headers forwarded as they are (``anthropic-version``, ``anthropic-beta`` to a backend that speaks
+    the Messages API)."""
+    translation: Translation | None = None
+    """Set when ``body`` is a translation of the client's request: its answer is translated back."""
 
 
 @dataclass(slots=True)
@@ -38,6 +59,19 @@ class UpstreamResponse:
     """The concrete endpoint URL that served it (for vLLM pools)."""
     parsed: Any = None
     """The body as parsed JSON, when the backend already parsed it (to check it) — never parsed twice."""
+
+    def document(self, backend: str) -> dict[str, Any]:
+        """The body as a JSON object (parsed here unless the backend already did); raises
+        ``UpstreamProtocolError`` for anything else."""
+        parsed = self.parsed
+        if parsed is None:
+            try:
+                parsed = orjson.loads(self.body)
+            except orjson.JSONDecodeError:
+                parsed = None
+        if not isinstance(parsed, dict):
+            raise UpstreamProtocolError("upstream sent invalid JSON", backend=backend, endpoint=self.endpoint)
+        return parsed
 
 
 class UpstreamStream(Protocol):
@@ -65,6 +99,9 @@ class Backend(Protocol):
     info: BackendInfo
     accepts_metadata: bool
     """Whether the upstream takes the OpenAI ``metadata`` body field; when False it is not sent."""
+    speaks_messages: bool
+    """Whether the upstream takes Anthropic's Messages API (``messages``, ``messages/count_tokens``) natively;
+    Messages requests to any other backend are translated to Chat Completions (``routing.upstream_call``)."""
 
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = ...) -> UpstreamResponse:
         """One complete answer; ``avoid`` names endpoints (of a pool) not to use for it."""

@@ -132,6 +132,7 @@ class OpenAIHTTPBackend:
         self_hosted = isinstance(cfg, VLLMBackendConfig)
         self.info = BackendInfo(name=name, type=cfg.type, self_hosted=self_hosted, endpoints=list(urls))
         self.accepts_metadata = not cfg.reject_metadata
+        self.speaks_messages = False
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **cfg.headers}
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
@@ -194,11 +195,13 @@ class OpenAIHTTPBackend:
         )
 
     def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
-        if not call.request_id and not call.traceparent:
+        if not call.request_id and not call.traceparent and not call.headers:
             return self._headers
         h = {**self._headers, "x-request-id": call.request_id} if call.request_id else dict(self._headers)
         if call.traceparent:
             h["traceparent"] = call.traceparent
+        if call.headers:
+            h.update(call.headers)
         return h
 
     async def _read(self, resp: aiohttp.ClientResponse, url: str, limit: int, cut: bool = False) -> bytes:

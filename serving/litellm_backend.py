@@ -2,6 +2,12 @@
 
 litellm is imported lazily, when the first litellm backend is built, so a gateway without one never pays
 its import time. This is the only module in the project that imports litellm.
+
+An ``anthropic`` provider also takes Anthropic's Messages API natively (``speaks_messages``): Messages requests
+are posted as the client wrote them to ``{api_base}/v1/messages`` over the same aiohttp pass-through as
+OpenAI backends (``x-api-key``, ``anthropic-version`` unless the client sent its own, the client's
+``anthropic-beta``), so prompt caching, thinking, tool use, images and documents reach Anthropic untouched
+rather than through litellm's OpenAI shape.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse
-from serving.config import LiteLLMBackendConfig
+from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse, UpstreamStream
+from serving.config import LiteLLMBackendConfig, OpenAIBackendConfig
 from serving.errors import (
     BackendOverloaded,
     UpstreamConnectError,
@@ -24,8 +30,22 @@ from serving.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from wire.endpoints import CHAT, EMBEDDINGS
+from serving.http_backend import DEFAULT_MAX_RESPONSE_BYTES, OpenAIHTTPBackend
+from wire.endpoints import ANTHROPIC, CHAT, EMBEDDINGS
 from wire.errors import error_body
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+"""Sent as ``anthropic-version`` when the client did not send its own."""
+
+
+def messages_base_url(api_base: str | None) -> str:
+    """The Messages API's base (up to ``/v1``) from a litellm ``api_base`` (``https://api.anthropic.com``, with
+    or without ``/v1`` or ``/v1/messages``)."""
+    base = (api_base or ANTHROPIC_URL).rstrip("/")
+    base = base.removesuffix("/messages")
+    return base if base.endswith("/v1") else f"{base}/v1"
+
 
 _litellm: Any = None
 _control: frozenset[str] = frozenset()
@@ -153,7 +173,9 @@ class LiteLLMStream:
 
 
 class LiteLLMBackend:
-    def __init__(self, name: str, cfg: LiteLLMBackendConfig) -> None:
+    def __init__(
+        self, name: str, cfg: LiteLLMBackendConfig, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    ) -> None:
         self.name = name
         self.cfg = cfg
         self.info = BackendInfo(
@@ -165,16 +187,32 @@ class LiteLLMBackend:
         self.accepts_metadata = False
         """litellm's own ``metadata`` argument is not the OpenAI field: it is never forwarded."""
         self.in_flight = 0
+        self.native: OpenAIHTTPBackend | None = None
+        """The Messages API pass-through (an ``anthropic`` provider)."""
+        if cfg.provider == "anthropic":
+            headers = {"anthropic-version": ANTHROPIC_VERSION}
+            if cfg.api_key:
+                headers["x-api-key"] = cfg.api_key
+            native_cfg = OpenAIBackendConfig(
+                type="openai",
+                base_url=messages_base_url(cfg.api_base),
+                timeout_s=cfg.timeout_s,
+                headers=headers,
+            )
+            self.native = OpenAIHTTPBackend(name, native_cfg, max_response_bytes)
+        self.speaks_messages = self.native is not None
         _lib()
 
     def reachable(self) -> bool:
         return True
 
     async def start(self) -> None:
-        return None
+        if self.native is not None:
+            await self.native.start()
 
     async def close(self) -> None:
-        return None
+        if self.native is not None:
+            await self.native.close()
 
     async def list_models(self) -> list[str]:
         """The provider's models as litellm's bundled catalogue lists them (no network call)."""
@@ -202,13 +240,37 @@ class LiteLLMBackend:
             kw["api_base"] = self.cfg.api_base
         return kw
 
-    def _enter(self) -> None:
+    def _check_capacity(self) -> None:
         cap = self.cfg.max_concurrency
-        if cap is not None and self.in_flight >= cap:
+        busy = self.in_flight + (self.native.in_flight if self.native is not None else 0)
+        if cap is not None and busy >= cap:
             raise BackendOverloaded(f"backend {self.name} is at its concurrency limit", backend=self.name)
+
+    def _enter(self) -> None:
+        self._check_capacity()
         self.in_flight += 1
 
+    def _unsupported(self, what: str) -> UpstreamHTTPError:
+        return UpstreamHTTPError(
+            400,
+            error_body(
+                f"{what} is not supported by a {self.cfg.provider} backend",
+                "invalid_request_error",
+                "unsupported_endpoint",
+            ),
+            backend=self.name,
+        )
+
+    def _messages(self, call: UpstreamCall) -> OpenAIHTTPBackend:
+        """The pass-through for a Messages API call (counted by its own ``in_flight``)."""
+        if self.native is None:
+            raise self._unsupported(f"/{call.endpoint}")
+        self._check_capacity()
+        return self.native
+
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
+        if call.endpoint in ANTHROPIC:
+            return await self._messages(call).call(call)
         lib = _lib()
         self._enter()
         try:
@@ -217,15 +279,7 @@ class LiteLLMBackend:
             elif call.endpoint == EMBEDDINGS:
                 resp = await lib.aembedding(**self._kwargs(call))
             else:
-                raise UpstreamHTTPError(
-                    400,
-                    error_body(
-                        f"/{call.endpoint} is not supported by a {self.cfg.provider} backend",
-                        "invalid_request_error",
-                        "unsupported_endpoint",
-                    ),
-                    backend=self.name,
-                )
+                raise self._unsupported(f"/{call.endpoint}")
             return UpstreamResponse(
                 status=200,
                 body=orjson.dumps(resp.model_dump(exclude_none=True)),
@@ -236,18 +290,14 @@ class LiteLLMBackend:
         finally:
             self.in_flight -= 1
 
-    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> LiteLLMStream:
+    async def open_stream(
+        self, call: UpstreamCall, avoid: frozenset[str] = frozenset()
+    ) -> LiteLLMStream | UpstreamStream:
+        if call.endpoint in ANTHROPIC:
+            return await self._messages(call).open_stream(call)
         lib = _lib()
         if call.endpoint != CHAT:
-            raise UpstreamHTTPError(
-                400,
-                error_body(
-                    f"streaming /{call.endpoint} is not supported by a {self.cfg.provider} backend",
-                    "invalid_request_error",
-                    "unsupported_endpoint",
-                ),
-                backend=self.name,
-            )
+            raise self._unsupported(f"streaming /{call.endpoint}")
         self._enter()
         try:
             kw = self._kwargs(call)

@@ -17,7 +17,7 @@ def build_backend(
     name: str, cfg: BackendConfig, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 ) -> AnyBackend:
     if isinstance(cfg, LiteLLMBackendConfig):
-        return LiteLLMBackend(name, cfg)
+        return LiteLLMBackend(name, cfg, max_response_bytes)
     if isinstance(cfg, SimulatedBackendConfig):
         return SimulatedBackend(name, cfg)
     return OpenAIHTTPBackend(name, cfg, max_response_bytes)

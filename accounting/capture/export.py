@@ -38,7 +38,10 @@ from accounting.capture.redact import Redactor, merge_counts
 from accounting.capture.store import CaptureStore, Feedback
 from accounting.capture.trace import Trace
 from accounting.ledger import in_range, parse_time
-from wire.endpoints import CHAT, COMPLETIONS, RESPONSES
+from wire.anthropic.to_chat import answer_message as answer_to_chat
+from wire.anthropic.to_chat import to_chat_request
+from wire.anthropic.untranslatable import Untranslatable
+from wire.endpoints import CHAT, COMPLETIONS, MESSAGES, RESPONSES
 
 FORMAT = "openai-chat-finetune"
 VERSION = 1
@@ -505,6 +508,14 @@ def to_chat(
         if not isinstance(prompt, str):
             return None
         return [{"role": "user", "content": prompt}], None, None
+    if endpoint == MESSAGES:
+        try:
+            chat = to_chat_request(request)
+        except Untranslatable:
+            return None
+        p = chat.get("parallel_tool_calls")
+        msgs = [_clean_message(m) for m in chat["messages"]]
+        return msgs, _chat_tools(chat.get("tools")), p if isinstance(p, bool) else None
     if endpoint == RESPONSES:
         out: list[dict[str, Any]] = []
         if isinstance(request.get("instructions"), str):
@@ -562,6 +573,9 @@ def answer_message(endpoint: str, output: list[dict[str, Any]]) -> dict[str, Any
             return None
         m = _clean_message({**msg, "role": "assistant"})
         return m if (m.get("content") or m.get("tool_calls")) else None
+    if endpoint == MESSAGES:
+        said = answer_to_chat(output[0])
+        return _clean_message(said) if said is not None else None
     if endpoint == COMPLETIONS:
         text = output[0].get("text")
         return {"role": "assistant", "content": text} if isinstance(text, str) and text else None

@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 
 from wire.answer import assemble
-from wire.endpoints import CHAT, COMPLETIONS, RESPONSES
+from wire.endpoints import CHAT, COMPLETIONS, MESSAGES, RESPONSES
 
-CAPTURED_ENDPOINTS = frozenset({CHAT, COMPLETIONS, RESPONSES})
+CAPTURED_ENDPOINTS = frozenset({CHAT, COMPLETIONS, RESPONSES, MESSAGES})
+_MESSAGE_FIELDS = ("role", "content", "stop_reason", "stop_sequence")
 _DROP_REQUEST_FIELDS = ("user", "stream_options", "safety_identifier", "prompt_cache_key")
 
 
@@ -42,8 +43,9 @@ class Trace:
     request: dict[str, Any]
     """The request body (redacted), minus end-user identifiers (``user``) and transport options."""
     output: list[dict[str, Any]]
-    """Choices: ``{"index", "message", "finish_reason"}`` (chat), ``{"index", "text", ...}`` (completions), or
-    the Responses API ``output`` items."""
+    """Choices: ``{"index", "message", "finish_reason"}`` (chat), ``{"index", "text", ...}`` (completions), the
+    Responses API ``output`` items, or the Messages API answer (``{"role", "content", "stop_reason",
+    "stop_sequence"}``) as the one item."""
     usage: dict[str, Any] | None = None
     redactions: dict[str, int] = field(default_factory=dict)
     prompt_hash: str = ""
@@ -90,10 +92,14 @@ def prompt_hash(endpoint: str, request: dict[str, Any]) -> str:
         "instructions": request.get("instructions"),
         "tools": request.get("tools"),
     }
+    if endpoint == MESSAGES:
+        basis["system"] = request.get("system")
     return hashlib.sha256(orjson.dumps(basis, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def output_from_body(endpoint: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    if endpoint == MESSAGES:
+        return [{k: body[k] for k in _MESSAGE_FIELDS if k in body}]
     if endpoint == RESPONSES:
         out = body.get("output")
         return [x for x in out if isinstance(x, dict)] if isinstance(out, list) else []

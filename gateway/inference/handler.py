@@ -3,6 +3,12 @@
 authenticate -> parse and validate (``validation``) -> route -> admit -> dispatch -> answer (unary here, streams
 through ``relay``) -> account. Pure ASGI (no framework routing, no pydantic on bodies): this is the hot path
 every model call takes.
+
+Anthropic's Messages API (``/v1/messages``, ``/v1/messages/count_tokens``) takes the same path: the same keys
+(also from ``x-api-key``), tags, routing, limits, shadow, capture and accounting. What differs is said where it
+happens: its ``anthropic-version``/``anthropic-beta`` headers are forwarded, its end user is ``metadata.user_id``,
+its errors have Anthropic's shape and status codes, its streams are read as Messages event streams, and counting
+tokens generates nothing (not admitted, accounted or shadowed; see ``_count``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from accounting.accountant import Accountant
 from accounting.ledger import usd
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from gateway.capture import CaptureGate
-from gateway.errors import ApiError, forbidden, to_api_error, unauthorized
+from gateway.errors import ApiError, anthropic_error, forbidden, to_api_error, unauthorized
 from gateway.inference.asgi import (
     ClientGone,
     Receive,
@@ -43,8 +49,8 @@ from routing.shadow.ticket import Ticket
 from routing.tags import collect_tags
 from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream
-from serving.errors import UpstreamError, UpstreamProtocolError
-from wire.endpoints import RESPONSES, USAGE_OPTION
+from serving.errors import UpstreamError
+from wire.endpoints import ANTHROPIC, COUNT_TOKENS, MESSAGES, RESPONSES, USAGE_OPTION
 from wire.sse import SSEReader
 from wire.traceparent import TraceContext
 from wire.usage import usage_from_response
@@ -61,8 +67,13 @@ _WANTED = frozenset(
         b"x-pointsman-sticky",
         b"content-length",
         b"traceparent",
+        b"x-api-key",
+        b"anthropic-version",
+        b"anthropic-beta",
     }
 )
+_FORWARDED = ((b"anthropic-version", "anthropic-version"), (b"anthropic-beta", "anthropic-beta"))
+"""Messages API headers passed to backends that speak it."""
 
 
 class CurrentRuntime(Protocol):
@@ -110,9 +121,10 @@ class InferenceHandler:
         rec: RequestRecord | None = None
         ticket: Ticket | None = None
         key: ClientKey | None = None
+        anthropic = endpoint in ANTHROPIC
         self.in_flight += 1
         try:
-            key = _authenticate(rt, h)
+            key = _authenticate(rt, h, anthropic)
             limit = rt.config.server.max_body_bytes
             refuse_declared_length(h.get(b"content-length"), limit)
             body = parse_body(await read_body(receive, limit), endpoint)
@@ -120,9 +132,10 @@ class InferenceHandler:
             model: str = doc["model"]
             if not key.may_use(model):
                 raise forbidden(f"This API key may not use the model `{model}`.")
-            tags = collect_tags(
-                _s(h.get(b"x-pointsman-task")), _s(h.get(b"x-pointsman-tags")), doc.get("metadata"), key.tags
-            )
+            md = doc.get("metadata")
+            if anthropic and isinstance(md, dict) and "user_id" in md:  # an end user, not a tag
+                md = {k: v for k, v in md.items() if k != "user_id"}
+            tags = collect_tags(_s(h.get(b"x-pointsman-task")), _s(h.get(b"x-pointsman-tags")), md, key.tags)
             bad_tag = key.tags_allowed(tags)
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
@@ -133,7 +146,7 @@ class InferenceHandler:
                     key.name,
                     key.team,
                     _s(h.get(b"x-pointsman-sticky")),
-                    _str_or_none(doc.get("user")),
+                    _end_user(doc) if anthropic else _str_or_none(doc.get("user")),
                 ),
                 key.scope,
             )
@@ -152,19 +165,17 @@ class InferenceHandler:
                 tags=tags,
                 trace=trace,
             )
+            spec = CallSpec(
+                endpoint, body, decision.defaults, stream, rid, trace, _forwarded(h) if anthropic else None
+            )
+            if endpoint == COUNT_TOKENS:
+                counting, rec = rec, None  # generates nothing: neither admitted nor accounted
+                await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
+                return
             self.accountant.check_unpriced(key.name, key.team, decision.attempts)
             await self.accountant.admit(key.name, key.team, model)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
-            x = Exchange(
-                send,
-                receive,
-                CallSpec(endpoint, body, decision.defaults, stream, rid, trace),
-                decision,
-                rec,
-                base,
-                t0,
-                ticket,
-            )
+            x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
             if stream:
                 await self._stream(x)
             else:
@@ -184,12 +195,13 @@ class InferenceHandler:
                 headers.append((b"x-pointsman-route", rec.route.encode()))
                 if rec.backend:
                     headers.append((b"x-pointsman-backend", rec.backend.encode()))
+            status, err_body = anthropic_error(err) if anthropic else (err.status, err.body())
             try:
-                await send_json(send, err.status, err.body(), headers)
+                await send_json(send, status, err_body, headers)
             except Exception:  # the response had started, or could not be sent: still account the request
                 log.exception("could not send the error response for request %s", rid)
             if rec is not None:
-                rec.status = err.status
+                rec.status = status
                 rec.outcome = outcome_for(err, exc)
                 rec.error_type = getattr(exc, "error_type", None) or err.code
                 rec.latency_s = time.perf_counter() - t0
@@ -200,7 +212,7 @@ class InferenceHandler:
                     ts,
                     key.name if key is not None else "",
                     endpoint,
-                    err.status,
+                    status,
                     outcome_for(err, exc),
                     err.code or err.type,
                     time.perf_counter() - t0,
@@ -251,14 +263,7 @@ class InferenceHandler:
         res, _ = await self._dispatch(x)
         resp = cast(UpstreamResponse, res)
         t_done = time.perf_counter()
-        parsed = resp.parsed
-        if parsed is None:
-            try:
-                parsed = orjson.loads(resp.body)
-            except orjson.JSONDecodeError:
-                parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamProtocolError("upstream sent invalid JSON", backend=rec.backend)
+        parsed = resp.document(rec.backend)
         if x.ticket is not None:
             x.ticket.primary_body(parsed)
         usage = usage_from_response(parsed)
@@ -295,6 +300,7 @@ class InferenceHandler:
             drop_usage=not client_wants_usage,
             sequenced=x.call.endpoint == RESPONSES,
             bounds=self.live.runtime.config.server.stream_bounds,
+            messages=x.call.endpoint == MESSAGES,
         )
         rec.status = 200
         headers = x.headers + _served_headers(rec)
@@ -317,11 +323,36 @@ class InferenceHandler:
         self.accountant.finish(rec, doc, reader.events)
         self.capture.offer(rec, x.decision, doc, None, reader.events)
 
+    # -- counting tokens (Messages API) ----------------------------------------------------------------------
+    async def _count(self, x: Exchange) -> None:
+        """``/v1/messages/count_tokens``: asked of the model's backend when it speaks the Messages API; for any
+        other backend the gateway counts (vLLM's ``/tokenize`` for self-hosted models, else its estimator) and
+        says so with ``x-pointsman-usage: estimated``."""
+        target = x.decision.attempts[0] if x.decision.attempts else None
+        backend = self.dispatcher.registry.get(target.backend) if target is not None else None
+        if target is None or backend is None or backend.speaks_messages:
+            res, _ = await self._dispatch(x)
+            resp = cast(UpstreamResponse, res)
+            await send_json(x.send, resp.status, resp.body, x.headers + _served_headers(x.rec))
+            return
+        x.rec.backend, x.rec.upstream_model = target.backend, target.upstream_model
+        n, _, _ = await self.accountant.estimator.estimate(
+            COUNT_TOKENS, backend.name, target.upstream_model, backend.info.self_hosted, x.call.doc, None
+        )
+        headers = x.headers + _served_headers(x.rec) + [(b"x-pointsman-usage", b"estimated")]
+        await send_json(x.send, 200, orjson.dumps({"input_tokens": n}), headers)
 
-def _authenticate(rt: Runtime, h: dict[bytes, bytes]) -> ClientKey:
-    secret = presented_key(_latin(h.get(b"authorization")), _latin(h.get(b"api-key")))
+
+def _authenticate(rt: Runtime, h: dict[bytes, bytes], anthropic: bool) -> ClientKey:
+    secret = presented_key(
+        _latin(h.get(b"authorization")), _latin(h.get(b"api-key")), _latin(h.get(b"x-api-key"))
+    )
     if not secret:
-        raise unauthorized("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+        raise unauthorized(
+            "Missing API key. Send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'."
+            if anthropic
+            else "Missing API key. Send it as 'Authorization: Bearer <key>'."
+        )
     key = rt.keys.lookup(secret)
     if key is None:
         raise unauthorized("Incorrect API key provided.")
@@ -361,3 +392,13 @@ def _s(v: bytes | None) -> str | None:
 
 def _str_or_none(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
+
+
+def _end_user(doc: dict[str, Any]) -> str | None:
+    """A Messages request's end user: ``metadata.user_id``."""
+    md = doc.get("metadata")
+    return _str_or_none(md.get("user_id")) if isinstance(md, dict) else None
+
+
+def _forwarded(h: dict[bytes, bytes]) -> dict[str, str]:
+    return {name: v.decode("latin-1") for k, name in _FORWARDED if (v := h.get(k)) is not None}

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import bad_request, too_deep
-from wire.endpoints import CHAT, REQUIRED_FIELD, RESPONSES, STREAMABLE
+from wire.endpoints import ANTHROPIC, CHAT, MESSAGES, REQUIRED_FIELD, RESPONSES, STREAMABLE
 from wire.json_object import DuplicateMember, JsonObject, TooDeep
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never valid in a model name; would break the echoed headers
@@ -78,7 +78,7 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
         raise bad_request("'model' must not contain control characters.", "model", "invalid_value")
     field = REQUIRED_FIELD[endpoint]
     v = doc.get(field)
-    if endpoint == CHAT:
+    if endpoint == CHAT or endpoint in ANTHROPIC:
         if type(v) is not list or not v or not _all_objects(v):
             raise bad_request("'messages' must be a non-empty array of message objects.", "messages")
     elif endpoint == RESPONSES:
@@ -102,4 +102,29 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
     so = doc.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise bad_request("'stream_options' must be an object.", "stream_options")
+    if endpoint in ANTHROPIC:
+        _check_messages(doc, endpoint)
     return doc
+
+
+def _check_messages(doc: dict[str, Any], endpoint: str) -> None:
+    """What the Messages API requires beyond the shared checks: ``max_tokens`` (when generating), a ``system``
+    that is a string or blocks, a ``temperature`` of at most 1, roles user and assistant."""
+    if endpoint == MESSAGES:
+        if "max_tokens" not in doc:
+            raise bad_request("'max_tokens' is required.", "max_tokens", "missing_required_parameter")
+        _check_range("max_tokens", doc["max_tokens"], 1, 10_000_000, True)
+    system = doc.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise bad_request("'system' must be a string or an array of text blocks.", "system")
+    t = doc.get("temperature")
+    if t is not None:
+        _check_range("temperature", t, 0, 1, False)
+    for i, m in enumerate(doc["messages"]):
+        if m.get("role") not in ("user", "assistant"):
+            raise bad_request(f"'messages[{i}].role' must be 'user' or 'assistant'.", f"messages[{i}].role")
+        if not isinstance(m.get("content"), str | list):
+            raise bad_request(
+                f"'messages[{i}].content' must be a string or an array of content blocks.",
+                f"messages[{i}].content",
+            )

@@ -27,7 +27,9 @@ from routing.shadow.record import Side
 from routing.shadow.ticket import ShadowResult, Ticket
 from routing.upstream_call import CallSpec, build_call
 from serving.errors import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTooLarge
-from wire.endpoints import RESPONSES
+from serving.translation import TranslatedStream, translated_response
+from wire.anthropic.untranslatable import Untranslatable
+from wire.endpoints import MESSAGES, RESPONSES
 from wire.json_object import JsonObject
 from wire.sse import UNBOUNDED, EventTooLarge, SSEReader, StreamBounds
 from wire.usage import Usage, usage_from_response
@@ -85,7 +87,11 @@ class CandidateCalls:
         backend = self.dispatcher.registry.get(target.backend)
         trace = t.rec.trace.derived() if t.rec.trace is not None else None  # a child span of the request's
         spec = CallSpec(t.endpoint, t.body, t.defaults, stream, rid, trace)
-        call = None if backend is None else build_call(spec, target, backend, timeout)
+        try:
+            call = None if backend is None else build_call(spec, target, backend, timeout)
+        except Untranslatable:
+            side.error = "untranslatable"  # the candidate's backend cannot be asked this request
+            return ShadowResult(side, None)
 
         srec = RequestRecord(
             request_id=rid,
@@ -117,8 +123,13 @@ class CandidateCalls:
                 srec.self_hosted = backend.info.self_hosted
                 if stream:
                     upstream = await backend.open_stream(call)
+                    if call.translation is not None:
+                        upstream = TranslatedStream(upstream, call.translation)
                     reader = SSEReader(
-                        drop_usage=False, sequenced=t.endpoint == RESPONSES, bounds=self.bounds
+                        drop_usage=False,
+                        sequenced=t.endpoint == RESPONSES,
+                        bounds=self.bounds,
+                        messages=t.endpoint == MESSAGES,
                     )
                     events = reader.events
                     try:
@@ -143,6 +154,8 @@ class CandidateCalls:
                         side.ok = True
                 else:
                     resp = await backend.call(call)
+                    if call.translation is not None:
+                        resp = translated_response(resp, call.translation, backend.name)
                     side.latency_s = time.perf_counter() - t0
                     side.status = resp.status
                     raw = resp.body

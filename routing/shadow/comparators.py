@@ -46,7 +46,7 @@ from routing.shadow.config import (
     ToolCallsCompare,
 )
 from routing.shadow.extract import Output
-from wire.endpoints import CHAT, EMBEDDINGS, RESPONSES
+from wire.endpoints import CHAT, EMBEDDINGS, MESSAGES, RESPONSES
 
 Kind = Literal["pass", "score", "judge"]
 
@@ -232,9 +232,18 @@ def request_schema(request: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def prompt_text(endpoint: str, request: dict[str, Any]) -> str:
-    """The user-visible prompt of a request, flattened for a judge."""
-    if endpoint == CHAT:
+    """The user-visible prompt of a request, flattened for a judge (a Messages API request: its system prompt,
+    then its messages, like a chat's)."""
+    if endpoint == CHAT or endpoint == MESSAGES:
         lines = []
+        system = request.get("system") if endpoint == MESSAGES else None
+        if system:
+            text = (
+                system
+                if isinstance(system, str)
+                else " ".join(p.get("text", "") for p in system if isinstance(p, dict))
+            )
+            lines.append(f"system: {text}")
         for m in request.get("messages") or []:
             if isinstance(m, dict):
                 content = m.get("content")

@@ -1,7 +1,9 @@
 """What a model answered, from a complete response body or from relayed SSE events (off the request path).
 
 ``Output`` is what comparators see: the text of the first choice, its tool calls (function name + arguments
-string, merged from stream deltas by index), the finish reason, and for embeddings the first vector.
+string, merged from stream deltas by index), the finish reason, and for embeddings the first vector. A Messages
+API answer (both sides of a shadowed Messages request are read in that format, translated or not): its text
+blocks, its ``tool_use`` blocks (the ``input`` as the arguments string) and its ``stop_reason``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from wire.answer import assemble
-from wire.endpoints import COMPLETIONS, EMBEDDINGS, RESPONSES
+from wire.endpoints import COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import Usage, parse_usage
 
 
@@ -59,6 +63,9 @@ def from_body(endpoint: str, doc: Any) -> Output:
         return out
     if endpoint == RESPONSES:
         _responses_output(doc.get("output"), out)
+        return out
+    if endpoint == MESSAGES:
+        _message_output(doc, out)
         return out
     choices = doc.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -110,6 +117,23 @@ def _responses_output(items: Any, out: Output) -> None:
         elif it.get("type") == "function_call":
             out.tool_calls.append(ToolCall(str(it.get("name") or ""), str(it.get("arguments") or "")))
     out.text = "".join(texts)
+
+
+def _message_output(doc: dict[str, Any], out: Output) -> None:
+    """A Messages API answer: its text blocks, its ``tool_use`` blocks (``input`` as JSON), its ``stop_reason``."""
+    texts: list[str] = []
+    for block in doc.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif block.get("type") == "tool_use":
+            inp = block.get("input")
+            args = inp if isinstance(inp, str) else orjson.dumps(inp).decode()
+            out.tool_calls.append(ToolCall(str(block.get("name") or ""), args))
+    out.text = "".join(texts)
+    reason = doc.get("stop_reason")
+    out.finish_reason = reason if isinstance(reason, str) else None
 
 
 def from_events(endpoint: str, blocks: Iterable[bytes]) -> tuple[Output, Usage | None]:

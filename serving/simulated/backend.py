@@ -66,6 +66,7 @@ class SimulatedBackend:
             name=name, type="simulated", self_hosted=cfg.self_hosted, endpoints=[f"simulated:{name}"]
         )
         self.accepts_metadata = True
+        self.speaks_messages = False
         self.in_flight = 0
         self.calls = 0
         self._rng = random.Random(cfg.seed)

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from tests.clients.anthropic_expected import TOOL_INPUT
+from tests.clients.anthropic_expected import gateway_config as anthropic_gateway_config
 from tests.clients.expected import EMBEDDING_MODEL, MODEL, SCOPED_KEY, UPSTREAM_NAME
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 
@@ -42,4 +45,19 @@ def matrix_upstream() -> Iterator[FakeOpenAI]:
 @pytest.fixture(scope="module")
 def matrix_gateway(matrix_upstream: FakeOpenAI) -> Iterator[RunningGateway]:
     with RunningGateway(matrix_config(matrix_upstream.url)) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def claude_upstream() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic(tool_input=dict(TOOL_INPUT)).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def claude_gateway(claude_upstream: FakeAnthropic, matrix_upstream: FakeOpenAI) -> Iterator[RunningGateway]:
+    """Anthropic's clients' gateway: ``claude-*`` natively to the fake Anthropic API, the matrix model to the
+    fake OpenAI API through translation."""
+    with RunningGateway(anthropic_gateway_config(claude_upstream.url, matrix_upstream.url)) as gw:
         yield gw

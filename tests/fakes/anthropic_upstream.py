@@ -1,15 +1,38 @@
-"""A fake Anthropic Messages API upstream (``POST /v1/messages``), streaming and not, over real HTTP."""
+"""A fake Anthropic Messages API upstream (``POST /v1/messages``, ``/v1/messages/count_tokens``), streaming and
+not, over real HTTP.
+
+Every request is checked against the published request shape (``anthropic_shape``: a 400
+``invalid_request_error`` naming the field, as the API answers) and recorded with its headers. Answers depend on
+the request: a thinking block first when ``thinking`` is enabled; with tools offered (and ``tool_choice`` not
+``none``) and no tool result in the last turn, some text and a ``tool_use`` of the chosen (else the first) tool
+with ``tool_input``; after a tool result, text quoting it; otherwise ``text``. Streams send Anthropic's full event
+sequence (``message_start``, ``ping``, content blocks with text, thinking, signature and JSON deltas,
+``message_delta`` with usage, ``message_stop``). A model ending in ``overloaded`` answers 529, one ending in
+``midstream`` sends an ``error`` event after its first block's delta.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.fakes.anthropic_shape import Invalid, check_headers, check_request
 from tests.fakes.server import ThreadedServer
+
+TOOL_INPUT: dict[str, Any] = {"city": "Paris", "units": "celsius"}
+
+
+def _error(status: int, type_: str, message: str) -> web.Response:
+    return web.json_response({"type": "error", "error": {"type": type_, "message": message}}, status=status)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or () if isinstance(p, dict))
 
 
 @dataclass
@@ -21,8 +44,10 @@ class FakeAnthropic:
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
     text: str = "Bonjour from Claude"
+    tool_input: dict[str, Any] = field(default_factory=lambda: dict(TOOL_INPUT))
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    counted: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadedServer | None = None
 
     def start(self) -> FakeAnthropic:
@@ -39,7 +64,8 @@ class FakeAnthropic:
         return self.server.url
 
     def gateway_config(self, client_key: str) -> dict[str, Any]:
-        """A gateway config that sends ``claude-*`` to this fake through litellm."""
+        """A gateway config that sends ``claude-*`` to this fake (through litellm for Chat Completions, as it is
+        for the Messages API)."""
         backend = {"type": "litellm", "provider": "anthropic", "api_key": "sk-ant-test", "api_base": self.url}
         return {
             "backends": {"anthropic": backend},
@@ -50,22 +76,35 @@ class FakeAnthropic:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
 
-    async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = orjson.loads(await request.read())
-        self.requests.append(body)
+    async def _checked(self, request: web.Request, counting: bool) -> dict[str, Any] | web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "invalid_request_error", "body: invalid JSON")
         self.headers.append(dict(request.headers))
+        (self.counted if counting else self.requests).append(body)
         if request.headers.get("x-api-key") != "sk-ant-test":
-            return web.json_response(
-                {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
-                status=401,
-            )
-        model = body["model"]
-        if model.endswith("overloaded"):
-            return web.json_response(
-                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529
-            )
+            return _error(401, "authentication_error", "invalid x-api-key")
+        try:
+            check_headers(request.headers)
+            check_request(body, counting)
+        except Invalid as exc:
+            return _error(400, "invalid_request_error", str(exc))
+        return body  # type: ignore[no-any-return]
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await self._checked(request, counting=True)
+        if isinstance(body, web.Response):
+            return body
+        words = len(_text_of(body.get("system")).split()) + sum(
+            len(_text_of(m["content"]).split()) for m in body["messages"]
+        )
+        return web.json_response({"input_tokens": 3 + words})
+
+    def _usage(self) -> dict[str, Any]:
         usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
         writes = self.cache_write_5m_tokens + self.cache_write_1h_tokens
         if writes or self.cache_read_input_tokens:
@@ -75,19 +114,51 @@ class FakeAnthropic:
                 "ephemeral_5m_input_tokens": self.cache_write_5m_tokens,
                 "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
             }
+        return usage
+
+    def answer(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """(content blocks, stop reason) for a request."""
+        blocks: list[dict[str, Any]] = []
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            blocks.append({"type": "thinking", "thinking": "Let me think.", "signature": "sig-fake"})
+        last = body["messages"][-1]["content"]
+        results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {"type": "auto"}
+        if results:
+            said = " ".join(_text_of(r.get("content")) for r in results)
+            blocks.append({"type": "text", "text": f"The tool said: {said}"})
+            return blocks, "end_turn"
+        if tools and choice.get("type") != "none":
+            name = choice.get("name") if choice.get("type") == "tool" else tools[0]["name"]
+            blocks.append({"type": "text", "text": "Let me check."})
+            blocks.append({"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": self.tool_input})
+            return blocks, "tool_use"
+        blocks.append({"type": "text", "text": self.text})
+        return blocks, "end_turn"
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body = await self._checked(request, counting=False)
+        if isinstance(body, web.Response):
+            return body
+        model = body["model"]
+        if model.endswith("overloaded"):
+            return _error(529, "overloaded_error", "Overloaded")
+        blocks, stop = self.answer(body)
+        usage = self._usage()
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
         if not body.get("stream"):
-            return web.json_response(
-                {
-                    "id": "msg_fake",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": self.text}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": usage,
-                }
-            )
+            return web.json_response(message, headers={"request-id": "req_fake"})
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
 
@@ -96,33 +167,54 @@ class FakeAnthropic:
                 f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
             )
 
+        start_usage = {**usage, "output_tokens": 1}
         await ev(
             "message_start",
-            {
-                "message": {
-                    "id": "msg_fake",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
-                }
-            },
+            {"message": {**message, "content": [], "stop_reason": None, "usage": start_usage}},
         )
-        await ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-        for word in self.text.split(" "):
-            await ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": word + " "}})
-        await ev("content_block_stop", {"index": 0})
+        await ev("ping", {})
+        for i, b in enumerate(blocks):
+            if b["type"] == "text":
+                await ev("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
+                words = b["text"].split(" ")
+                for k, word in enumerate(words):
+                    piece = word if k == len(words) - 1 else word + " "
+                    await ev(
+                        "content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": piece}}
+                    )
+                    if model.endswith("midstream"):
+                        await ev("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+                        await resp.write_eof()
+                        return resp
+            elif b["type"] == "thinking":
+                await ev(
+                    "content_block_start", {"index": i, "content_block": {"type": "thinking", "thinking": ""}}
+                )
+                await ev(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "thinking_delta", "thinking": b["thinking"]}},
+                )
+                await ev(
+                    "content_block_delta",
+                    {"index": i, "delta": {"type": "signature_delta", "signature": b["signature"]}},
+                )
+            else:
+                start = {**b, "input": {}}
+                await ev("content_block_start", {"index": i, "content_block": start})
+                raw = orjson.dumps(b["input"]).decode()
+                for piece in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+                    await ev(
+                        "content_block_delta",
+                        {"index": i, "delta": {"type": "input_json_delta", "partial_json": piece}},
+                    )
+            await ev("content_block_stop", {"index": i})
         await ev(
             "message_delta",
             {
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop, "stop_sequence": None},
                 "usage": {"output_tokens": self.output_tokens},
             },
         )
         await ev("message_stop", {})
         await resp.write_eof()
-        _ = time.time()
         return resp

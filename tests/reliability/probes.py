@@ -1,4 +1,4 @@
-"""Helpers for the reliability suite: OpenAI error shape, ledger rows, process resources, secret scans."""
+"""Helpers for the reliability suite: OpenAI (and Anthropic) error shape, ledger rows, process resources, secret scans."""
 
 from __future__ import annotations
 
@@ -35,6 +35,23 @@ def openai_error(resp: httpx.Response) -> dict[str, Any]:
     assert err["param"] is None or isinstance(err["param"], str), err
     assert err["code"] is None or isinstance(err["code"], str), err
     return err
+
+
+def is_anthropic_error(resp: httpx.Response) -> bool:
+    """Whether ``resp`` is an error in Anthropic's shape (``{"type": "error", "error": {"type", "message"}}``)."""
+    try:
+        doc = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return False
+    err = doc.get("error") if isinstance(doc, dict) else None
+    return (
+        resp.headers.get("content-type", "").startswith("application/json")
+        and set(doc) == {"type", "error"}
+        and doc["type"] == "error"
+        and isinstance(err, dict)
+        and set(err) == {"type", "message"}
+        and all(isinstance(err[k], str) and err[k] for k in err)
+    )
 
 
 def is_openai_error(resp: httpx.Response) -> bool:

@@ -1,7 +1,8 @@
 """Schemathesis against the gateway's own OpenAPI schema (every public and admin operation), over real
 sockets to a running ``pointsman serve``: schema-valid and schema-violating requests, with no key, a client
-key, a scoped client key, the admin key and a wrong key. Every answer is a 2xx or an OpenAI-shaped 4xx —
-never a 5xx, a dropped connection or a hang — and the server is healthy afterwards.
+key, a scoped client key, the admin key and a wrong key. Every answer is a 2xx or an OpenAI-shaped 4xx (in
+Anthropic's shape for its Messages API) — never a 5xx, a dropped connection or a hang — and the server is healthy
+afterwards.
 
 Quick profile in the default tier (a few hundred cases); the thorough one (thousands) in the slow tier.
 """
@@ -23,7 +24,7 @@ from schemathesis import GenerationMode
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.gateway_runner import GatewayProcess
 from tests.reliability.conftest import SCOPED_KEY
-from tests.reliability.probes import CLIENT, MSG, is_openai_error
+from tests.reliability.probes import CLIENT, MSG, is_anthropic_error, is_openai_error
 
 AUTH: dict[str, dict[str, str]] = {
     "none": {},
@@ -87,6 +88,9 @@ def check(
     run.statuses[resp.status_code] += 1
     if resp.status_code >= 500:
         run.failures.append(f"{where}: {resp.status_code} {resp.text[:300]}")
+    elif resp.status_code >= 400 and case.path.startswith("/v1/messages"):
+        if not is_anthropic_error(resp):
+            run.failures.append(f"{where}: {resp.status_code} not Anthropic-shaped: {resp.text[:300]}")
     elif resp.status_code >= 400 and not is_openai_error(resp):
         run.failures.append(f"{where}: {resp.status_code} not OpenAI-shaped: {resp.text[:300]}")
 

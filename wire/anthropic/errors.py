@@ -18,6 +18,8 @@ _TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+TYPES = frozenset(_TYPES.values())
+"""Every error ``type`` Anthropic documents."""
 _STATUSES = {431: 413, 503: 529}
 """Statuses the gateway answers that Anthropic spells differently: headers too large is its
 ``request_too_large`` (413); nothing healthy to serve is its ``overloaded_error`` (529)."""
