@@ -53,6 +53,8 @@ ERROR_TYPES = frozenset(
 )
 
 OTHER = "other"
+CONSENT_OUTCOMES = frozenset({"refused", "rerouted", "shadow_dropped"})
+"""Outcomes of ``pointsman_third_party_consent_total``."""
 NONE = "none"
 MAX_LABEL_LEN = 128
 
@@ -309,6 +311,13 @@ class Metrics:
             ["route", "outcome"],
             registry=r,
         )
+        self.third_party_consent = Counter(
+            "pointsman_third_party_consent",
+            "Requests of teams without third-party processing consent, by outcome: refused (403, no in-house "
+            "target), rerouted (third-party targets or fallbacks removed), shadow_dropped (a shadow pair not made)",
+            ["team", "outcome"],
+            registry=r,
+        )
 
         self.export_dropped = Counter(
             "pointsman_export_dropped",
@@ -336,6 +345,11 @@ class Metrics:
         if et not in ERROR_TYPES:
             return
         self.upstream_errors.labels(self.labels.backend(backend), et).inc()
+
+    def consent(self, team: str | None, outcome: str) -> None:
+        """Count a request kept in-house for lack of third-party consent (outcome: ``CONSENT_OUTCOMES``)."""
+        if outcome in CONSENT_OUTCOMES:
+            self.third_party_consent.labels(self.labels.team(team), outcome).inc()
 
     def fallback(self, route: str, backend: str, reason: str) -> None:
         r = reason if reason in ERROR_TYPES or reason in ("overloaded", "circuit_open") else OTHER

@@ -38,7 +38,8 @@ class _MetricsObserver:
 def approval_book(config: GatewayConfig) -> ApprovalBook:
     """Approvals of every purpose: in Redis with ``redis.url``, else in the capture store's SQLite file."""
     path = config.capture.store_path(config.server.data_dir)
-    return ApprovalBook(open_store(path, config.redis.url), config.capture.approval_refresh_s)
+    refresh_s = min(config.capture.approval_refresh_s, config.consent.approval_refresh_s)
+    return ApprovalBook(open_store(path, config.redis.url), refresh_s)
 
 
 def assemble(config: GatewayConfig) -> GatewayState:
@@ -47,8 +48,10 @@ def assemble(config: GatewayConfig) -> GatewayState:
     # Routing: health and the seeded rng outlive policy swaps; the policy itself is the live runtime's.
     health = HealthTracker(config.routing, registry)
     health.observer = _MetricsObserver(accountant)  # breaker state -> pointsman_circuit_state
-    live = LiveRuntime(config, registry, accountant, routing_rng(config), health, cost_lookup(accountant))
     approvals = approval_book(config)  # capture and third-party processing approvals, one store
+    live = LiveRuntime(
+        config, registry, accountant, routing_rng(config), health, cost_lookup(accountant), approvals
+    )
     capture = CaptureGate(config, accountant, lambda: live.runtime.config, approvals)
     exporters = Exporters(
         config.observability,

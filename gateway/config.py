@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -152,6 +152,19 @@ class ConsoleConfig(StrictModel):
     """How long a login lasts."""
 
 
+class ConsentConfig(StrictModel):
+    """Third-party processing consent (docs/consent.md): whether a team (or key) must have approved it before its
+    request data may reach a backend with ``third_party: true``. Approvals are made through the admin API, the
+    CLI (``pointsman consent``) or the console, recorded with who and when, and shared across replicas."""
+
+    third_party: Literal["required", "not_required"] = "not_required"
+    """``required``: a team or key without a recorded approval is served only by in-house backends (403
+    ``third_party_processing_not_approved`` when none can serve). ``not_required`` (the default, as before
+    consent existed): only teams or keys whose approval was explicitly revoked are kept in-house."""
+    approval_refresh_s: float = Field(default=1.0, gt=0, le=3600)
+    """How often a worker re-reads approvals made elsewhere (other workers, other replicas)."""
+
+
 class GatewayConfig(StrictModel):
     """The whole config file."""
 
@@ -181,6 +194,8 @@ class GatewayConfig(StrictModel):
     """Request logs, OpenTelemetry traces and PostHog LLM-analytics events (docs/observability.md)."""
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     """The web console (off unless enabled)."""
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    """Third-party processing consent: who must approve before request data reaches a third-party backend."""
 
     @property
     def source(self) -> str:

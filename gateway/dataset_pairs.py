@@ -87,6 +87,7 @@ async def judged_pairs(
                     route=p.route,
                     task=p.task,
                     team=p.team,
+                    key=p.key,
                     primary_model=p.primary.model,
                     candidate_model=p.candidate.model,
                 )

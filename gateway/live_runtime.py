@@ -14,6 +14,7 @@ from accounting.accountant import Accountant
 from gateway.accounting_setup import build_catalog
 from gateway.config import GatewayConfig
 from gateway.runtime import Runtime
+from routing.eligibility import ConsentView
 from routing.policy import CostOf, HealthView
 from serving.registry import BackendRegistry
 
@@ -27,6 +28,7 @@ class LiveRuntime:
         rng: random.Random,
         health: HealthView,
         cost_of: CostOf,
+        approvals: ConsentView | None = None,
     ) -> None:
         self.registry = registry
         self.accountant = accountant
@@ -34,13 +36,16 @@ class LiveRuntime:
         self._rng = rng
         self._health = health
         self._cost_of = cost_of
+        self._approvals = approvals
         self.runtime = self.build(config, 0)
         self._retiring: set[asyncio.Task[None]] = set()
         self._swap_lock = asyncio.Lock()
 
     def build(self, cfg: GatewayConfig, version: int) -> Runtime:
         """The runtime of a validated config at a policy version (not yet in force)."""
-        return Runtime.build(cfg, version, rng=self._rng, health=self._health, cost_of=self._cost_of)
+        return Runtime.build(
+            cfg, version, rng=self._rng, health=self._health, cost_of=self._cost_of, approvals=self._approvals
+        )
 
     async def start(self) -> None:
         """Start the backends of the runtime in force."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey, KeyRing
+from routing.eligibility import ConsentView, ThirdPartyConsent
 from routing.models import ModelTable
 from routing.policy import CostOf, HealthView, Policy
 
@@ -18,6 +19,8 @@ class Runtime:
     policy: Policy
     keys: KeyRing
     admin_key: str | None
+    consent: ThirdPartyConsent
+    """Which keys' requests may reach third-party backends (the rest get an in-house constraint)."""
 
     @classmethod
     def build(
@@ -28,8 +31,13 @@ class Runtime:
         rng: random.Random | None = None,
         health: HealthView | None = None,
         cost_of: CostOf | None = None,
+        approvals: ConsentView | None = None,
     ) -> Runtime:
         models = ModelTable(cfg.models)
         policy = Policy(cfg.routes, models, rng, health, cost_of, cfg.routing.latency_explore)
         keys = KeyRing([*(ClientKey.from_config(k) for k in cfg.keys), *extra_keys])
-        return cls(cfg, version, policy, keys, cfg.admin_key)
+        third_party = frozenset(name for name, b in cfg.backends.items() if b.third_party)
+        required = cfg.consent.third_party == "required"
+        # approvals never read yet (a shared store down since start): the not_required default still applies
+        consent = ThirdPartyConsent(third_party, required, approvals, unknown_approves=True)
+        return cls(cfg, version, policy, keys, cfg.admin_key, consent)

@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 from routing.config import RouteConfig
-from routing.eligibility import Eligibility, OutOfScope
+from routing.eligibility import NOT_APPROVED, ConsentRequired, Eligibility, OutOfScope
 from routing.errors import ModelNotFound
 from routing.models import ModelTable, ResolvedModel
 
@@ -183,6 +183,11 @@ class CompiledRule:
         return "matched " + (", ".join(parts) if parts else "everything")
 
 
+def kept_in_house(decision: Decision) -> bool:
+    """Whether the lack of third-party consent took a target or fallback out of this decision (a re-route)."""
+    return any(why == NOT_APPROVED for _, why in decision.removed)
+
+
 def sticky_fraction(route: str, key: str) -> float:
     digest = hashlib.sha256(f"{route}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -295,7 +300,8 @@ class Policy:
         return best
 
     def decide(self, inp: RouteInput, eligible: Eligibility | None = None) -> Decision:
-        """The target and fallbacks for ``inp``; with ``eligible`` (a scoped key), only models it allows."""
+        """The target and fallbacks for ``inp``; with ``eligible`` (a scoped key, a team without third-party
+        consent), only models it allows."""
         rule = self.match(inp)
         if eligible is not None:
             return self._decide_within(inp, rule, eligible)
@@ -324,7 +330,7 @@ class Policy:
             requested = self.resolve(inp.model)
             why = eligible.excluded(requested)
             if why is not None:
-                raise eligible.refusal(DEFAULT_ROUTE, [requested.name])
+                raise eligible.refusal(DEFAULT_ROUTE, [(requested.name, why)])
             return Decision(
                 DEFAULT_ROUTE,
                 [requested],
@@ -345,6 +351,14 @@ class Policy:
             if total > 0:
                 idx, how = self._choose(rule, inp, weights, total)
                 chosen = rule.resolved[idx]
+            elif (
+                rule.total <= 0
+            ):  # every weight is 0: like an unconstrained decision, the first (eligible) one
+                kept = {
+                    i for i, m in enumerate(rule.resolved) if m is not None and eligible.excluded(m) is None
+                }
+                if kept:
+                    chosen, how = rule.resolved[min(kept)], "only"
         else:
             requested = self.resolve(inp.model)
             why = eligible.excluded(requested)
@@ -362,11 +376,16 @@ class Policy:
             elif fb is not None:
                 attempts.append(fb)
         if not attempts:
-            raise eligible.refusal(rule.name, [name for name, _ in removed])
+            raise eligible.refusal(rule.name, removed)
         if chosen is None:
             how = "first eligible fallback"
         elif removed:
-            how += " (within the key's scope)"
+            consent = any(why == NOT_APPROVED for _, why in removed)
+            how += (
+                " (in-house only: third-party processing not approved)"
+                if consent
+                else " (within the key's scope)"
+            )
         return _decision(rule, attempts, how, eligible, removed)
 
     # -- strategies ------------------------------------------------------------------------------------
@@ -427,11 +446,12 @@ class Policy:
 
     # -- explain ---------------------------------------------------------------------------------------
     def explain(self, inp: RouteInput, eligible: Eligibility | None = None) -> dict[str, Any]:
-        """The decision for ``inp`` with what led to it; calls no model. With ``eligible`` (a scoped key): the
-        constraint, what it removed, or the refusal when nothing eligible is left."""
+        """The decision for ``inp`` with what led to it; calls no model. With ``eligible`` (a scoped key, a team
+        without third-party consent): the constraint, what it removed, or the refusal when nothing eligible is
+        left."""
         try:
             d = self.decide(inp, eligible)
-        except OutOfScope as exc:
+        except (OutOfScope, ConsentRequired) as exc:
             rule = self.match(inp)
             return {
                 "route": rule.name if rule else DEFAULT_ROUTE,

@@ -59,6 +59,10 @@ class OpenAIBackendConfig(_HTTPBackendBase):
     """Backend kind."""
     base_url: str = "https://api.openai.com/v1"
     """Base URL including ``/v1``."""
+    third_party: bool = True
+    """Request data sent here is processed by a third party (a provider's API): teams (or keys) without
+    third-party processing consent are never routed here. Set ``false`` for an OpenAI-compatible endpoint you
+    host yourself."""
 
     @field_validator("base_url")
     @classmethod
@@ -75,6 +79,8 @@ class VLLMBackendConfig(_HTTPBackendBase):
     """Base URLs of the vLLM servers, each including ``/v1``."""
     reject_metadata: bool = True
     """vLLM rejects unknown ``metadata``; stripped by default."""
+    third_party: bool = False
+    """Self-hosted: request data stays in-house. Set ``true`` when someone else runs these servers for you."""
     health_interval_s: float = Field(default=5.0, gt=0)
     """How often ``/health`` and ``/metrics`` are polled in the background."""
     gpu_hour_usd: str | None = None
@@ -100,6 +106,9 @@ class LiteLLMBackendConfig(StrictModel):
     """Backend kind."""
     provider: str = Field(min_length=1)
     """litellm provider prefix, e.g. ``anthropic``."""
+    third_party: bool = True
+    """Request data sent here is processed by a third party (the provider): teams (or keys) without third-party
+    processing consent are never routed here. Set ``false`` for a provider endpoint you host yourself."""
     api_key: str | None = Field(default=None, repr=False)
     """Provider credential. Never logged."""
     api_base: str | None = None
@@ -138,6 +147,9 @@ class SimulatedBackendConfig(StrictModel):
 
     type: Literal["simulated"]
     """Backend kind."""
+    third_party: bool = False
+    """Treat it as a third-party provider for consent (nothing actually leaves the host): to try the consent
+    rules with simulated models."""
     seed: int = 0
     """Seeds answers (with the request body), latencies and errors: the same seed replays the same run."""
     first_token: LatencyConfig = Field(default_factory=LatencyConfig)

@@ -110,6 +110,8 @@ class JudgedPair:
     team: str | None = None
     primary_model: str | None = None
     candidate_model: str | None = None
+    key: str | None = None
+    """The client key of the request (third-party consent may be decided per key)."""
 
 
 class PairSource(Protocol):
@@ -154,6 +156,9 @@ class ExportFilters:
     preferences: bool = True
     limit: int | None = None
     """At most this many supervised examples (train + test)."""
+    in_house: bool = False
+    """The dataset stays in-house (your own post-training): include teams without third-party processing consent.
+    Otherwise (the files are made for a provider's fine-tuning) their requests are left out."""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -194,10 +199,25 @@ class _Stats:
 class DatasetExporter:
     """Builds a dataset from the capture store (see the module docstring). Synchronous: run it in a thread."""
 
-    def __init__(self, store: CaptureStore, redactor: Redactor, pairs: PairSource | None = None) -> None:
+    def __init__(
+        self,
+        store: CaptureStore,
+        redactor: Redactor,
+        pairs: PairSource | None = None,
+        may_leave: Callable[[str | None, str | None], bool] | None = None,
+    ) -> None:
         self.store = store
         self.redactor = redactor
         self.pairs = pairs
+        self.may_leave = may_leave
+        """(team, key) -> whether their request data may go to a third party; None: everyone's may."""
+
+    def _kept_in_house(self, f: ExportFilters, team: str | None, key: str | None, st: _Stats) -> bool:
+        """Whether a request must stay out of an export meant for a third party (counted when it does)."""
+        if f.in_house or self.may_leave is None or self.may_leave(team, key):
+            return False
+        st.skip("third_party_not_approved")
+        return True
 
     def export(self, f: ExportFilters, out_dir: str | Path) -> ExportResult:
         out = Path(out_dir)
@@ -259,6 +279,8 @@ class DatasetExporter:
         feedback = self.store.feedback_for([t.request_id for t in traces])
         for t in traces:
             st.scanned += 1
+            if self._kept_in_house(f, t.team, t.key, st):
+                continue
             fbs = feedback.get(t.request_id, [])
             if not all(c.holds(fbs) for c in f.min_feedback):
                 st.skip("feedback_filter")
@@ -295,6 +317,8 @@ class DatasetExporter:
                 st.skip("shadow_tie" if p.winner == "tie" else "shadow_other_winner")
                 continue
             if f.team is not None and p.team is not None and p.team != f.team:
+                continue
+            if self._kept_in_house(f, p.team, p.key, st):
                 continue
             trace = self.store.get_trace(p.request_id)
             request = p.request if p.request is not None else (trace.request if trace is not None else None)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from gateway.admin import capture, catalog, datasets, debug, keys, pricing, routes, spend, vllm
+from gateway.admin import capture, catalog, consent, datasets, debug, keys, pricing, routes, spend, vllm
 from gateway.admin import shadow as shadow_admin
 from gateway.deps import State, require_admin
 from gateway.state import GatewayState
@@ -45,6 +45,7 @@ def _admin_router() -> APIRouter:
     router.include_router(vllm.build_router())
     router.include_router(shadow_admin.build_router())
     router.include_router(capture.build_router())
+    router.include_router(consent.build_router())
     router.include_router(datasets.build_router())
     router.include_router(debug.build_router())
     return router

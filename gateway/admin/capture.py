@@ -50,7 +50,8 @@ class ApprovalBody(BaseModel):
     """Why, or a reference to the agreement."""
 
 
-def _team(team: str) -> str:
+def check_team(team: str) -> str:
+    """``team`` when it is a valid team name, else a 400 (every admin path naming a team)."""
     if not re.match(_TEAM, team):
         raise bad_request("Invalid team name.", "team", "invalid_value")
     return team
@@ -62,7 +63,7 @@ def build_router() -> APIRouter:
     # -- approvals ----------------------------------------------------------------------------------------------
     @router.get("/teams/{team}/capture", summary="A team's data-capture approval")
     async def get_approval(team: str, st: State) -> dict[str, Any]:
-        _team(team)
+        check_team(team)
         svc = st.capture.service
         await svc.refresh_approvals()
         a = svc.approvals.get(team)
@@ -84,7 +85,7 @@ def build_router() -> APIRouter:
 
     @router.post("/teams/{team}/capture", summary="Approve data capture for a team")
     async def approve(team: str, body: ApprovalBody, st: State) -> dict[str, Any]:
-        a = await st.capture.service.set_approval(_team(team), True, body.approved_by, body.note)
+        a = await st.capture.service.set_approval(check_team(team), True, body.approved_by, body.note)
         return a.as_dict()
 
     @router.delete("/teams/{team}/capture", summary="Revoke a team's data-capture approval")
@@ -96,7 +97,7 @@ def build_router() -> APIRouter:
         purge: Annotated[bool, Query(description="Also delete everything captured for the team")] = False,
     ) -> dict[str, Any]:
         svc = st.capture.service
-        a = await svc.set_approval(_team(team), False, by, note)
+        a = await svc.set_approval(check_team(team), False, by, note)
         out = a.as_dict()
         if purge:
             await svc.settle()

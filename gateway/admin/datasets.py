@@ -47,6 +47,7 @@ def filters_from_query(
     salt: str,
     preferences: bool,
     limit: int | None,
+    in_house: bool = False,
 ) -> ExportFilters:
     try:
         conds = tuple(FeedbackCondition.parse(c) for c in min_feedback)
@@ -65,6 +66,7 @@ def filters_from_query(
         split_salt=salt,
         preferences=preferences,
         limit=limit,
+        in_house=in_house,
     )
 
 
@@ -124,6 +126,13 @@ def build_router() -> APIRouter:
         preferences: bool = True,
         limit: Annotated[int | None, Query(ge=1, le=100_000_000)] = None,
         format: Annotated[str, Query(pattern="^(zip|json)$")] = "zip",
+        in_house: Annotated[
+            bool,
+            Query(
+                description="The dataset stays in-house: include teams without third-party processing consent "
+                "(left out otherwise: the files are made for a provider's fine-tuning)."
+            ),
+        ] = False,
     ) -> Response:
         f = filters_from_query(
             task,
@@ -138,14 +147,17 @@ def build_router() -> APIRouter:
             salt,
             preferences,
             limit,
+            in_house,
         )
         svc = st.capture.service
+        await st.approvals.refresh()
         await svc.settle()
         pairs = await judged_pairs(st, f.since, f.until, f.task, f.route)
         exporter = DatasetExporter(
             svc.store,
             Redactor(BUILTIN_DETECTORS, svc.named.values()),
             StaticPairs(pairs) if pairs is not None else None,
+            st.runtime.consent.approves,
         )
         with tempfile.TemporaryDirectory(prefix="pointsman-export-") as tmp:
             result = await asyncio.to_thread(exporter.export, f, tmp)

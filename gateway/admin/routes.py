@@ -204,11 +204,27 @@ def build_router() -> APIRouter:
             headers.get("x-pointsman-sticky") or None,
             user if isinstance(user, str) and user else None,
         )
+        eligible = rt.consent.eligibility(key.name, key.team, key.scope) if key else None
         try:
-            out = rt.policy.explain(inp, key.scope if key else None)
+            out = rt.policy.explain(inp, eligible)
         except RoutingError as exc:
             raise to_api_error(exc) from None
-        return {"policy_version": rt.version, "key": key.name if key else None, **out}
+        consent = None
+        if key is not None:
+            approved, source = rt.consent.decision(key.name, key.team)
+            consent = {
+                "approved": approved,
+                "decided_by": source,
+                "team": key.team,
+                "required": rt.consent.required,
+                "third_party_backends": sorted(rt.consent.backends),
+            }
+        return {
+            "policy_version": rt.version,
+            "key": key.name if key else None,
+            **out,
+            "third_party_consent": consent,
+        }
 
     @router.get("/history", summary="Policy version history (newest first)")
     async def history(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -61,6 +62,11 @@ def _error_text(status: int, doc: Any, text: str) -> str:
         ]
         return "\n".join(lines)
     return f"{status}: {err.get('message')}"
+
+
+def when(ts: float) -> str:
+    """A unix time as ``YYYY-MM-DD HH:MM:SS`` in UTC (tables)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_json(doc: Any) -> None:

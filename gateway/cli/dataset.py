@@ -13,6 +13,7 @@ Exit status: 0 done, 1 the gateway refused (its message on stderr), 2 bad usage 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import os
 import sys
@@ -23,10 +24,13 @@ from typing import Any
 import httpx
 import orjson
 
+from accounting.approvals.book import ApprovalBook
+from accounting.approvals.store import THIRD_PARTY, SqliteApprovals
 from accounting.capture.config import BUILTIN_DETECTORS
 from accounting.capture.export import FILES, DatasetExporter, ExportFilters, FeedbackCondition, parse_when
 from accounting.capture.redact import Redactor
 from accounting.capture.store import CaptureStore
+from routing.eligibility import ThirdPartyConsent
 
 DEFAULT_URL = "http://127.0.0.1:4000"
 
@@ -87,6 +91,12 @@ def add_parser(sub: Any) -> None:
         "--out", "-o", required=True, help="output directory (created; must be empty unless --force)"
     )
     e.add_argument("--force", action="store_true", help="overwrite the dataset files in a non-empty --out")
+    e.add_argument(
+        "--in-house",
+        action="store_true",
+        help="the dataset stays in-house: include teams without third-party processing consent (left out "
+        "otherwise: the files are made for a provider's fine-tuning)",
+    )
     e.add_argument("--capture-db", help="read this capture SQLite file directly instead of asking a gateway")
     e.add_argument(
         "--config", "-c", help="with --capture-db: a config file whose capture.patterns also apply"
@@ -169,6 +179,7 @@ def _export(args: argparse.Namespace) -> None:
             ("shadow_winner", args.shadow_winner),
             ("from_shadow_wins", str(args.from_shadow_wins).lower()),
             ("preferences", str(not args.no_preferences).lower()),
+            ("in_house", str(args.in_house).lower()),
         ]
         for name in ("until", "team", "route", "limit"):
             if getattr(args, name) is not None:
@@ -193,13 +204,16 @@ def _export_local(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if not os.path.exists(args.capture_db):
         raise CLIError(f"no capture database at {args.capture_db}", 2)
     named = {}
+    required = False
     if args.config:
         from gateway.config import ConfigError, load_config
 
         try:
-            named = load_config(args.config).capture.named_patterns()
+            cfg = load_config(args.config)
         except ConfigError as exc:
             raise CLIError(str(exc), 2) from None
+        named = cfg.capture.named_patterns()
+        required = cfg.consent.third_party == "required"
     try:
         conds = tuple(FeedbackCondition.parse(c) for c in args.min_feedback)
         f = ExportFilters(
@@ -215,12 +229,25 @@ def _export_local(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             split_salt=args.salt,
             preferences=not args.no_preferences,
             limit=args.limit,
+            in_house=args.in_house,
         )
     except ValueError as exc:
         raise CLIError(str(exc), 2) from None
     _prepare_out(out, args.force)
-    exporter = DatasetExporter(CaptureStore(args.capture_db), Redactor(BUILTIN_DETECTORS, named.values()))
+    consent = _recorded_consent(args.capture_db, required)
+    exporter = DatasetExporter(
+        CaptureStore(args.capture_db), Redactor(BUILTIN_DETECTORS, named.values()), None, consent.approves
+    )
     return exporter.export(f, out).manifest
+
+
+def _recorded_consent(path: str, required: bool) -> ThirdPartyConsent:
+    """Third-party consent as recorded in a capture file (the embedded approvals store lives in it)."""
+    book = ApprovalBook(SqliteApprovals(path), 3600.0, (THIRD_PARTY,))
+    asyncio.run(book.refresh())
+    if not book.known:
+        raise CLIError(f"cannot read the approvals in {path}: {book.last_error}", 2)
+    return ThirdPartyConsent(frozenset(), required, book)
 
 
 # -- capture approvals ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "gateway.cli.shadow",
     "gateway.cli.vllm",
     "gateway.cli.dataset",
+    "gateway.cli.consent",
     "gateway.cli.demo",
     "gateway.cli.db",
 )

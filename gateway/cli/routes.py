@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import orjson
 import yaml
 
-from gateway.cli.admin_api import CLIError, common_parser, print_json, request, run, table
+from gateway.cli.admin_api import CLIError, common_parser, print_json, request, run, table, when
 
 
 def add_parser(sub: Any) -> None:
@@ -154,6 +153,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     rule = doc["route"] if doc.get("rule_index") is None else f"{doc['route']} (rule #{doc['rule_index']})"
+    consent = doc.get("third_party_consent")
+    if consent is not None:
+        state = "approved" if consent["approved"] else "NOT approved: in-house backends only"
+        print(f"consent:   third-party processing {state} (decided by {consent['decided_by']})")
+    refused = doc.get("refused")
+    if refused is not None:
+        print(f"route:     {rule}")
+        print(f"refused:   {refused['status']} {refused['code']}: {refused['message']}")
+        return 0
     print(f"route:     {rule}: {doc['reason']}")
     print(
         f"chosen:    {doc['chosen']} -> backend {doc['backend']}, upstream model {doc['upstream_model']}"
@@ -177,6 +185,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 + (f" [{', '.join(extra)}]" if extra else "")
             )
     print(f"fallbacks: {', '.join(doc['fallbacks']) or '-'}")
+    if doc.get("removed"):
+        print("removed:   " + ", ".join(f"{r['model']} ({r['why']})" for r in doc["removed"]))
     if doc.get("tags"):
         print("tags:      " + ", ".join(f"{k}={v}" for k, v in doc["tags"].items()))
     print(f"policy version {doc['policy_version']}")
@@ -217,10 +227,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def cmd_history(args: argparse.Namespace) -> int:
     doc = request(args, "GET", "/admin/routes/history", params={"limit": args.limit})
     if args.json:
@@ -229,7 +235,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = [
         [
             ("* " if v["in_force"] else "  ") + str(v["version"]),
-            _when(v["created_at"]),
+            when(v["created_at"]),
             v["source"],
             v["summary"],
             str(len(v["routes"])),

@@ -43,7 +43,8 @@ from gateway.keys import ClientKey, presented_key
 from gateway.request_ids import request_id
 from gateway.runtime import Runtime
 from routing.dispatch import Dispatcher, Outcome
-from routing.policy import RouteInput
+from routing.eligibility import ConsentRequired
+from routing.policy import RouteInput, kept_in_house
 from routing.shadow.hub import ShadowHub
 from routing.shadow.ticket import Ticket
 from routing.tags import collect_tags
@@ -139,17 +140,24 @@ class InferenceHandler:
             bad_tag = key.tags_allowed(tags)
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
-            decision = rt.policy.decide(
-                RouteInput(
-                    model,
-                    tags,
-                    key.name,
-                    key.team,
-                    _s(h.get(b"x-pointsman-sticky")),
-                    _end_user(doc) if anthropic else _str_or_none(doc.get("user")),
-                ),
-                key.scope,
-            )
+            eligible = rt.consent.eligibility(key.name, key.team, key.scope)
+            try:
+                decision = rt.policy.decide(
+                    RouteInput(
+                        model,
+                        tags,
+                        key.name,
+                        key.team,
+                        _s(h.get(b"x-pointsman-sticky")),
+                        _end_user(doc) if anthropic else _str_or_none(doc.get("user")),
+                    ),
+                    eligible,
+                )
+            except ConsentRequired:
+                self.accountant.metrics.consent(key.team, "refused")
+                raise
+            if eligible is not key.scope and kept_in_house(decision):
+                self.accountant.metrics.consent(key.team, "rerouted")
             stream = doc.get("stream") is True
             trace = self.traces.start(h.get(b"traceparent")) if self.traces is not None else None
             rec = RequestRecord(

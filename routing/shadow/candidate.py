@@ -19,6 +19,7 @@ import orjson
 
 from accounting.record import RequestRecord
 from routing.dispatch import Dispatcher
+from routing.eligibility import Eligibility
 from routing.errors import RoutingError
 from routing.policy import Policy, RouteInput
 from routing.shadow.budget import ShadowBudget
@@ -209,12 +210,20 @@ class CandidateCalls:
         return cost
 
     async def call_model(
-        self, route: str, origin: RequestRecord, endpoint: str, body: dict[str, Any], timeout_s: float
+        self,
+        route: str,
+        origin: RequestRecord,
+        endpoint: str,
+        body: dict[str, Any],
+        timeout_s: float,
+        eligible: Eligibility | None = None,
     ) -> dict[str, Any]:
-        """A judge/embedding call routed by the gateway itself, accounted as shadow spend of ``route``."""
+        """A judge/embedding call routed by the gateway itself, accounted as shadow spend of ``route``; with
+        ``eligible`` (the origin's team has not approved third-party processing) only in-house models serve it
+        (``ConsentRequired`` otherwise: the comparator fails, nothing is sent)."""
         policy = self.policy_of()
         model = str(body["model"])
-        decision = policy.decide(RouteInput(model, {}, SHADOW_KEY, None))
+        decision = policy.decide(RouteInput(model, {}, SHADOW_KEY, None), eligible)
         decision.timeout_s = min(decision.timeout_s or timeout_s, timeout_s)
         srec = RequestRecord(
             request_id=f"{origin.request_id}:judge:{model}",

@@ -29,7 +29,9 @@ from typing import Any
 from accounting.metrics import Metrics
 from accounting.record import RequestRecord
 from routing.dispatch import Dispatcher
-from routing.policy import Decision, Policy
+from routing.eligibility import ConsentRequired, Eligibility
+from routing.errors import RoutingError
+from routing.policy import Decision, Policy, RouteInput
 from routing.shadow.budget import ShadowBudget
 from routing.shadow.candidate import SHADOW_KEY, CandidateCalls, ShadowAccounts
 from routing.shadow.config import ShadowConfig
@@ -45,6 +47,8 @@ __all__ = ["SHADOW_KEY", "ActivePromotion", "ShadowAccounts", "ShadowHub", "Tick
 log = logging.getLogger("pointsman.shadow")
 
 _FAILED_OUTCOMES = frozenset({"upstream_error", "timeout", "truncated"})
+CONSENT = "consent"
+"""Why a shadow was dropped: it would send a team's data to a third party the team has not approved."""
 
 
 def _unchanged(doc: Any) -> Any:
@@ -171,6 +175,7 @@ class ShadowHub:
         if not sampled and not observe:
             return None
         shadow_model = self.policy_of().models.resolve(target_name) if sampled and target_name else None
+        consent = decision.eligibility.in_house() if decision.eligibility is not None else None
         t = Ticket(
             on_finish=self._primary_finished,
             route=route,
@@ -186,18 +191,41 @@ class ShadowHub:
             sampled=sampled,
             observe=observe,
             capture=False,
+            consent=consent,
         )
         if not sampled:
             return t
         self.stats["sampled"] += 1
         t.capture = cfg.capture and self.capture_allowed(rec.team)
-        if self._closing:
+        if consent is not None and self._needs_third_party(t, consent):
+            self._drop(t, CONSENT)
+            if self.metrics is not None:
+                self.metrics.consent(rec.team, "shadow_dropped")
+        elif self._closing:
             self._drop(t, "concurrency")
         elif self.budget.over(route, cfg):
             self._drop(t, "budget")
         else:
             self._submit(t)
         return t
+
+    def _needs_third_party(self, t: Ticket, consent: Eligibility) -> bool:
+        """Whether this shadow would send the request's data to a third party its team has not approved: the
+        shadow model's backend, or a judge or embedding model no in-house route serves."""
+        m = t.shadow_model
+        if m is not None and consent.reaches_third_party(m):
+            return True
+        policy = self.policy_of()
+        for c in t.cfg.compare:
+            model = getattr(c, "model", None)
+            if isinstance(model, str):
+                try:
+                    policy.decide(RouteInput(model, {}, SHADOW_KEY, None), consent)
+                except ConsentRequired:
+                    return True
+                except RoutingError:
+                    continue  # not a consent matter: the comparator reports it when it runs
+        return False
 
     def _submit(self, t: Ticket) -> None:
         ln = self.lane(t.route)

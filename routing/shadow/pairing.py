@@ -14,6 +14,7 @@ from typing import Any
 from accounting.ledger import usd
 from accounting.metrics import Metrics
 from accounting.record import RETENTION_CAPPED, RequestRecord
+from routing.eligibility import Eligibility
 from routing.shadow import comparators as cmp
 from routing.shadow.config import ShadowConfig
 from routing.shadow.extract import Output, from_body, from_events
@@ -23,8 +24,11 @@ from routing.shadow.ticket import ShadowResult, Ticket
 
 log = logging.getLogger("pointsman.shadow")
 
-CallModel = Callable[[str, RequestRecord, str, dict[str, Any], float], Awaitable[dict[str, Any]]]
-"""(route, origin record, endpoint, body, timeout) -> response document: a comparator's model call."""
+CallModel = Callable[
+    [str, RequestRecord, str, dict[str, Any], float, Eligibility | None], Awaitable[dict[str, Any]]
+]
+"""(route, origin record, endpoint, body, timeout, the origin's in-house constraint) -> response document: a
+comparator's model call."""
 
 
 def primary_side(t: Ticket) -> tuple[Side, Output | None]:
@@ -163,7 +167,7 @@ class Comparing:
 
     def _caller_for(self, t: Ticket) -> cmp.ModelCaller:
         async def call(endpoint: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-            return await self.call_model(t.route, t.rec, endpoint, body, timeout_s)
+            return await self.call_model(t.route, t.rec, endpoint, body, timeout_s, t.consent)
 
         return call
 

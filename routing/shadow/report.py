@@ -364,6 +364,7 @@ def summarize(
         "excluded": outcomes.get(PRIMARY_FAILED, 0),
         "excluded_by_reason": dict(excluded_by),
         "dropped_by_reason": dict(dropped_by),
+        "dropped_for_consent": dropped_by.get("consent", 0),
         "streamed": sum(1 for p in pairs if p.stream),
         "reverse": sum(1 for p in pairs if p.direction == "reverse"),
     }

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accounting.record import RequestRecord
+from routing.eligibility import Eligibility
 from routing.models import ResolvedModel
 from routing.shadow.config import ShadowConfig
 from routing.shadow.extract import Output
@@ -67,6 +68,9 @@ class Ticket:
     sampled: bool
     observe: bool
     capture: bool
+    consent: Eligibility | None = None
+    """The in-house constraint of a team without third-party consent: the shadow, judge and embedding calls
+    made about this request obey it (None: no constraint)."""
     state: str = "new"
     """new, queued, running, dropped."""
     reason: str | None = None
