@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.admin import build_admin_router
 from gateway.assembly import assemble
 from gateway.config import GatewayConfig
+from gateway.console import consent_pages as console_consent
 from gateway.console import pages as console_pages
 from gateway.console import routes_pages as console_routes
 from gateway.console import shadow_pages as console_shadow
@@ -110,6 +111,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
     api.include_router(console_pages.build_router())
     api.include_router(console_routes.build_router())
     api.include_router(console_shadow.build_router())
+    api.include_router(console_consent.build_router())
     return api
 
 

@@ -1,4 +1,5 @@
-"""The console's pages under ``/console``: login, overview, spend, keys and data-capture consent.
+"""The console's pages under ``/console``: login, overview, spend, keys and data-capture consent (third-party
+processing consent: ``consent_pages``).
 
 Every page needs a valid session cookie (else the login page); every change is a POST that needs the session's
 CSRF token and an admin login (a read-only login gets 403). Data comes from, and changes go through, the admin
@@ -42,6 +43,7 @@ NAV = (
     ("shadow", "Shadow"),
     ("spend", "Spend"),
     ("data", "Data"),
+    ("consent", "Consent"),
     ("keys", "Keys"),
 )
 

@@ -1,5 +1,5 @@
 """The console in a real headless Chromium: log in, edit a route (an invalid weight's error at its path, a
-valid change in history, rollback), explain, capture consent, the spend table against the ledger; no browser
+valid change in history, rollback), explain, capture consent, third-party processing consent, the spend table against the ledger; no browser
 console errors on any page, and one screenshot per page (see ``tests/console/browser.py`` for where)."""
 
 from __future__ import annotations
@@ -116,6 +116,24 @@ def test_approving_and_revoking_capture(page: Page, gw: RunningGateway) -> None:
     expect(row).to_contain_text("revoked")
 
 
+def test_approving_and_revoking_third_party_processing(page: Page, gw: RunningGateway) -> None:
+    log_in(page, gw)
+    page.goto(gw.url + "/console/consent")
+    row = page.locator("#consent-search")
+    expect(row.locator(".state")).to_have_text("approved")  # consent.third_party defaults to not_required
+    row.locator("input[name=by]").fill("dpo@example")
+    row.locator("input[name=note]").fill("customer opted out")
+    row.locator("button").click()
+    expect(row.locator(".state")).to_have_text("not approved")
+    expect(row).to_contain_text("customer opted out")
+    expect(row.locator("button")).to_have_text("Approve")
+    row.locator("input[name=by]").fill("lead@example")
+    row.locator("button").click()
+    expect(row.locator(".state")).to_have_text("approved")
+    expect(page.locator("#history-search")).to_contain_text("dpo@example")
+    expect(page.locator("#history-search")).to_contain_text("lead@example")
+
+
 def test_the_spend_table_shows_the_ledgers_figures(page: Page, gw: RunningGateway) -> None:
     ledger = httpx.get(f"{gw.url}/admin/spend", params={"group_by": "route"}, headers=ADMIN).json()
     log_in(page, gw, RO_KEY)
@@ -162,6 +180,7 @@ PAGES = {
     "route-version": "/console/routes/history/1",
     "spend": "/console/spend",
     "data": "/console/data",
+    "consent": "/console/consent",
     "keys": "/console/keys",
 }
 

@@ -25,6 +25,7 @@ PAGES = (
     "/console/spend",
     "/console/keys",
     "/console/data",
+    "/console/consent",
     "/console/spend.csv",
     "/console/routes",
     "/console/routes/chat",
@@ -44,6 +45,8 @@ CHANGES = (
     "/console/data/search/approve",
     "/console/data/search/revoke",
     "/console/data/export",
+    "/console/consent/search/approve",
+    "/console/consent/search/revoke",
 )
 
 
