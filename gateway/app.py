@@ -32,6 +32,7 @@ from gateway.middleware import AdminGuard, BodyLimitMiddleware, CORSMiddleware, 
 from gateway.public import router as public_router
 from gateway.startup_report import report
 from gateway.state import GatewayState
+from wire.anthropic.errors import error_body as anthropic_error_body
 from wire.endpoints import ANTHROPIC
 from wire.errors import error_body
 
@@ -172,14 +173,13 @@ class GatewayApp:
                 if scope["method"] == "POST":
                     await self.inference.handle(scope, receive, send, ep)
                     return
+                said = f"Method {scope['method']} not allowed."
                 await send_json(
                     send,
                     405,
-                    error_body(
-                        f"Method {scope['method']} not allowed.",
-                        "invalid_request_error",
-                        "method_not_allowed",
-                    ),
+                    anthropic_error_body(said, "invalid_request_error")
+                    if ep in ANTHROPIC
+                    else error_body(said, "invalid_request_error", "method_not_allowed"),
                     [(b"allow", b"POST")],
                 )
                 return

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from wire.usage import Usage, merge_messages_usage, parse_usage, usage_from_response
+from wire.usage import Usage, merge_messages_usage, parse_usage, reported_messages_usage, usage_from_response
 
 DONE = b"[DONE]"
 _USAGE = b'"usage"'
@@ -305,7 +305,7 @@ class SSEReader:
         if merged is None:
             return None
         self._messages_usage = merged
-        return parse_usage(merged)
+        return reported_messages_usage(parse_usage(merged))
 
     def _scan(self, block: bytes) -> bytes:
         out: list[bytes] = []

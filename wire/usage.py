@@ -135,7 +135,15 @@ def usage_from_response(doc: Any) -> Usage | None:
         tier = doc["response"].get("service_tier")
     if u is not None and tier is not None and u.service_tier == "standard":
         u.service_tier = service_tier(tier)
+    if u is not None and doc.get("type") == "message":
+        return reported_messages_usage(u)
     return u
+
+
+def reported_messages_usage(u: Usage | None) -> Usage | None:
+    """A Messages API usage, or None when it counts no token at all: every message has input tokens, and a
+    message translated from an upstream that reported no usage says zeros (the clients require the object)."""
+    return u if u is not None and u.total_tokens else None
 
 
 def merge_messages_usage(so_far: dict[str, Any] | None, doc: Any) -> dict[str, Any] | None:

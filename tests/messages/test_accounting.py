@@ -90,6 +90,21 @@ def test_translated_usage_is_the_upstreams(
     )
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_translated_answer_without_usage_is_counted_by_the_gateway(
+    api: Messages, gw: RunningGateway, stream: bool
+) -> None:
+    rid = f"nousage-{stream}"
+    if stream:
+        api.stream(ask("fake-no_usage", "Count these words please"), **{"x-request-id": rid})
+    else:
+        r = api.post(ask("fake-no_usage", "Count these words please"), **{"x-request-id": rid})
+        assert r.headers["x-pointsman-usage"] == "estimated"
+    got = row(gw, rid)
+    assert got["estimated"] == 1
+    assert got["input_tokens"] > 0 and got["output_tokens"] > 0
+
+
 def test_token_metrics_count_messages_traffic(
     api: Messages, gw: RunningGateway, claude: FakeAnthropic
 ) -> None:

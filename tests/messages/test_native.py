@@ -158,3 +158,12 @@ def test_anthropics_own_refusal_is_passed_through(api: Messages) -> None:
             "message": "thinking.budget_tokens: must be at least 1024",
         },
     }
+
+
+def test_a_method_other_than_post_is_405_in_anthropics_shape(api: Messages) -> None:
+    r = api.http.get("/v1/messages", headers=api.headers)
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
+    assert r.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "Method GET not allowed."},
+    }

@@ -285,3 +285,10 @@ def test_a_messages_stream_error_event_ends_it() -> None:
     r = SSEReader(drop_usage=False, messages=True)
     r.feed(_messages_event("error", error={"type": "overloaded_error", "message": "Overloaded"}))
     assert r.finished
+
+
+def test_a_messages_stream_that_counts_no_token_has_no_usage() -> None:
+    r = SSEReader(drop_usage=False, messages=True)
+    r.feed(_messages_event("message_start", message={"usage": {"input_tokens": 0, "output_tokens": 0}}))
+    r.feed(_messages_event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 0}))
+    assert r.usage is None

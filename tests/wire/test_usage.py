@@ -141,3 +141,9 @@ def test_a_messages_stream_usage_is_message_start_with_message_delta_totals_over
         "output_tokens": 9,
     }
     assert merge_messages_usage(so_far, {"type": "ping"}) is None
+
+
+def test_a_message_that_counts_no_token_reported_no_usage() -> None:
+    zeros = {"type": "message", "usage": {"input_tokens": 0, "output_tokens": 0}}
+    assert usage_from_response(zeros) is None  # a translated answer whose upstream sent no usage
+    assert usage_from_response({**zeros, "usage": {"input_tokens": 3, "output_tokens": 0}}) == Usage(3, 0)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from wire.anthropic.errors import error_of
-from wire.usage import merge_messages_usage
+from wire.usage import merge_messages_usage, parse_usage, reported_messages_usage
 
 _TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
@@ -19,7 +19,8 @@ _TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "signature_d
 def assemble_message(
     events: Iterable[tuple[str | None, Any]],
 ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-    """(message, usage, error message) of a stream's parsed events (``wire.sse.json_events``)."""
+    """(message, usage, error message) of a stream's parsed events (``wire.sse.json_events``); the usage is None
+    when the stream reported none (``wire.usage.reported_messages_usage``)."""
     message: dict[str, Any] = {"type": "message", "role": "assistant", "content": []}
     blocks: dict[int, dict[str, Any]] = {}
     partial: dict[int, list[str]] = {}
@@ -59,6 +60,8 @@ def assemble_message(
     message["content"] = [blocks[i] for i in sorted(blocks)]
     if usage is not None:
         message["usage"] = usage
+        if reported_messages_usage(parse_usage(usage)) is None:
+            usage = None  # zeros: the upstream reported none
     return message, usage, error
 
 

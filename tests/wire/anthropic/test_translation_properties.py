@@ -121,7 +121,7 @@ def chat_answer(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, str, list[s
         pieces = [args[a:b] for a, b in zip([0, *cuts], [*cuts, len(args)], strict=True)]
         tools.append((f"call_{i}", draw(name), [p for p in pieces if p]))
     finish = "tool_calls" if tools else draw(st.sampled_from(["stop", "length", "content_filter"]))
-    prompt = draw(st.integers(0, 10_000))
+    prompt = draw(st.integers(1, 10_000))  # every request has input tokens
     usage = {"prompt_tokens": prompt, "completion_tokens": draw(st.integers(0, 10_000))}
     return texts, tools, finish, usage
 
