@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import shutil
 import statistics
 import tempfile
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import psycopg
 
 from accounting import pg_schema
-from accounting.ledger import COLUMNS, SQLiteLedger
+from accounting.ledger import AGGREGATES, COLUMNS, SQLiteLedger, connect, query_spend
 from accounting.pg_ledger import PostgresLedger
 from accounting.record import RequestRecord
 from tests.postgres_server import PostgresServer
@@ -100,12 +101,16 @@ def ingest(dsn: str, rows: int, writers: int) -> dict[str, float]:
     }
 
 
-def load(dsn: str, rows: int) -> float:
-    """``rows`` raw rows over November 2026 with generate_series, then the rollups as migration 2 builds them."""
-    cols = {c: "0" for c in COLUMNS} | {
+MONTH_S = 30 * 86400
+
+
+def _row_exprs() -> dict[str, str]:
+    """Column expressions of row ``g`` (valid in PostgreSQL and SQLite): one row per second of the month round
+    robin, so any prefix ``0..N`` covers the whole month; 50 keys, 20 teams, 10 tasks, 8 models, 4 backends."""
+    return {c: "0" for c in COLUMNS} | {
         "uid": "'g' || g",
         "request_id": "'r' || g",
-        "ts": f"{MONTH0} + (g::bigint * 2592000 / {rows})::double precision",
+        "ts": f"CAST({MONTH0} + g % {MONTH_S} AS DOUBLE PRECISION) + CAST(g / {MONTH_S} AS DOUBLE PRECISION) / 1000",
         "key": "'k' || (g % 50)",
         "team": "'t' || (g % 20)",
         "task": "'task' || (g % 10)",
@@ -126,42 +131,87 @@ def load(dsn: str, rows: int) -> float:
         "priced": "1",
         "service_tier": "'standard'",
     }
+
+
+def load(dsn: str, lo: int, hi: int) -> float:
+    """Rows ``lo..hi-1`` over November 2026 with generate_series, each chunk's rollup rows upserted from the
+    same series (as the shipper maintains them)."""
+    cols = _row_exprs()
+    sel = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
+    dims = ", ".join(pg_schema.ROLLUP_DIMS)
+    agg = dict(AGGREGATES)
+    sums = ", ".join(f"({agg[s]})::bigint" for s in pg_schema.ROLLUP_SUMS)
+    upsert = ", ".join(f"{s} = spend_hourly.{s} + EXCLUDED.{s}" for s in pg_schema.ROLLUP_SUMS)
     t = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         pg_schema.ensure_partitions(conn, [MONTH0 + i * pg_schema.DAY_S for i in range(31)])
-        step = 5_000_000
-        for lo in range(0, rows, step):
+        step = 2_000_000
+        for a in range(lo, hi, step):
+            series = f"generate_series({a}, {min(a + step, hi) - 1}) g"
+            conn.execute(f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {sel} FROM {series}")
             conn.execute(
-                f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {', '.join(cols[c] for c in COLUMNS)} "
-                f"FROM generate_series({lo}, {min(lo + step, rows) - 1}) g"
+                f"INSERT INTO spend_hourly (hour, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)}) "
+                f"SELECT {pg_schema.hour_of('ts')}, {dims}, {sums} FROM (SELECT {sel} FROM {series}) r "
+                f"GROUP BY 1, {dims} ON CONFLICT ON CONSTRAINT spend_hourly_dims DO UPDATE SET {upsert}"
             )
-        dims = ", ".join(pg_schema.ROLLUP_DIMS)
-        conn.execute(
-            f"INSERT INTO spend_hourly (hour, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)}) "
-            f"SELECT {pg_schema.hour_of('ts')}, {dims}, COUNT(*), SUM(input_tokens), SUM(output_tokens), "
-            "SUM(cached_input_tokens), SUM(reasoning_tokens), SUM(cost_nusd), SUM(estimated), "
-            "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(1 - priced), SUM(cache_write_tokens) "
-            f"FROM requests GROUP BY 1, {dims}"
-        )
+            print(f"loaded {min(a + step, hi)} rows", flush=True)
         conn.execute("VACUUM ANALYZE")
     return time.perf_counter() - t
 
 
+REPORTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
+    ("month_by_day_one_team", ("day",), {"team": "t3"}),
+    ("month_by_model_all_teams", ("model",), {}),
+    ("month_by_day_and_key_one_team", ("day", "key"), {"team": "t3"}),
+)
+"""The console's spend queries over a month: its daily chart for a team, the model table, the key table."""
+
+
+def _timed(fn: Any, runs: int) -> dict[str, Any]:
+    times = []
+    rows: Any = None
+    for _ in range(runs):
+        t = time.perf_counter()
+        rows = fn()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {
+        "p50_ms": round(times[len(times) // 2], 2),
+        "p99_ms": round(times[min(len(times) - 1, round(len(times) * 0.99))], 2),
+        "groups": len(rows),
+    }
+
+
 def reports(dsn: str, local: SQLiteLedger) -> dict[str, Any]:
     pg = PostgresLedger(local, dsn)
-    out: dict[str, Any] = {}
-    for name, group_by, filters in (
-        ("month_by_day_one_team", ("day",), {"team": "t3"}),
-        ("month_by_model_all_teams", ("model",), {}),
-        ("month_by_day_and_key_one_team", ("day", "key"), {"team": "t3"}),
-    ):
-        times = []
-        for _ in range(50):
-            t = time.perf_counter()
-            rows = pg.spend(group_by, MONTH0, MONTH0 + 30 * 86400, filters)
-            times.append((time.perf_counter() - t) * 1000)
-        times.sort()
-        out[name] = {"p50_ms": round(times[25], 2), "p99_ms": round(times[49], 2), "groups": len(rows)}
+    return {
+        name: _timed(lambda g=group_by, f=filters: pg.spend(g, MONTH0, MONTH0 + MONTH_S, f), 50)
+        for name, group_by, filters in REPORTS
+    }
+
+
+def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
+    """The same rows in the embedded SQLite ledger (its schema and indexes, filled with a recursive CTE) and
+    the same reports through ``query_spend``, for comparison at a size both apply to."""
+    led = SQLiteLedger(str(path))
+    led.start()
+    asyncio.run(led.close())
+    cols = _row_exprs()
+    t = time.perf_counter()
+    conn = connect(str(path))
+    conn.execute(
+        f"WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < {rows - 1}) "
+        f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {', '.join(cols[c] for c in COLUMNS)} FROM s"
+    )
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+    out: dict[str, Any] = {"rows": rows, "load_s": round(time.perf_counter() - t, 1)}
+    out["bytes_per_million_rows"] = round(path.stat().st_size * 1_000_000 / rows)
+    for name, group_by, filters in REPORTS:
+        out[name] = _timed(
+            lambda g=group_by, f=filters: query_spend(str(path), g, MONTH0, MONTH0 + MONTH_S, f), runs
+        )
     return out
 
 
@@ -183,13 +233,21 @@ def storage(dsn: str, rows: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000, help="raw rows for the report figures")
+    ap.add_argument(
+        "--rows", default="1000000", help="raw row counts for the reports (comma list, loaded in turn)"
+    )
     ap.add_argument("--ship", type=int, default=100_000, help="rows per writer for the ingest figures")
-    ap.add_argument("--writers", default="1,4")
+    ap.add_argument(
+        "--writers", default="1,4", help="writer process counts for the ingest figures ('' skips)"
+    )
+    ap.add_argument(
+        "--sqlite-rows", type=int, default=0, help="the same reports on the SQLite ledger at N rows"
+    )
     ap.add_argument("--json")
     a = ap.parse_args()
     srv = PostgresServer().start()
     result: dict[str, Any] = {}
+    work = Path(tempfile.mkdtemp(prefix="pgbench-"))
     try:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE ingest")
@@ -198,15 +256,25 @@ def main() -> None:
         for db in ("ingest", "reports"):
             with psycopg.connect(f"{base}/{db}", autocommit=True) as conn:
                 pg_schema.migrate(conn)
-        result["ingest"] = [ingest(f"{base}/ingest", a.ship, int(w)) for w in a.writers.split(",")]
-        print(json.dumps(result["ingest"]), flush=True)
-        result["load_s"] = round(load(f"{base}/reports", a.rows), 1)
-        local = SQLiteLedger(str(Path(tempfile.mkdtemp()) / "unused.sqlite3"))
-        result["rows"] = a.rows
-        result["reports"] = reports(f"{base}/reports", local)
-        result["storage"] = storage(f"{base}/reports", a.rows)
+        if a.writers:
+            result["ingest"] = [ingest(f"{base}/ingest", a.ship, int(w)) for w in a.writers.split(",")]
+            print(json.dumps(result["ingest"]), flush=True)
+        if a.sqlite_rows:
+            result["sqlite"] = sqlite_reports(work / "ledger.sqlite3", a.sqlite_rows)
+            print(json.dumps(result["sqlite"]), flush=True)
+        local = SQLiteLedger(str(work / "unused.sqlite3"))
+        result["sizes"] = []
+        done = 0
+        for n in (int(x) for x in a.rows.split(",")):
+            size: dict[str, Any] = {"rows": n, "load_s": round(load(f"{base}/reports", done, n), 1)}
+            done = n
+            size["reports"] = reports(f"{base}/reports", local)
+            size["storage"] = storage(f"{base}/reports", n)
+            result["sizes"].append(size)
+            print(json.dumps(size), flush=True)
     finally:
         srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
