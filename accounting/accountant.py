@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accounting.catalog import Catalog, ServedModel, TokenCounter
@@ -81,9 +80,11 @@ class Accountant:
         self.estimator = Estimator(cfg.estimation, token_counter)
         self.ledger: SQLiteLedger | None = None
         if cfg.ledger.enabled:
-            path = cfg.ledger.path or str(Path(data_dir) / "ledger.sqlite3")
             self.ledger = SQLiteLedger(
-                path, cfg.ledger.flush_interval_s, cfg.ledger.batch_size, cfg.ledger.max_pending
+                cfg.ledger.file(data_dir),
+                cfg.ledger.flush_interval_s,
+                cfg.ledger.batch_size,
+                cfg.ledger.max_pending,
             )
         self.link: SharedLedgerLink | None = None
         self.pg: PostgresLedger | None = None
@@ -149,6 +150,7 @@ class Accountant:
             outbox_max_rows=lc.outbox_max_rows,
             retention_days=lc.retention_days,
             partitions_ahead_days=lc.partitions_ahead_days,
+            metrics=self.metrics,
         )
         await asyncio.to_thread(pg.start)
         return pg
@@ -493,6 +495,21 @@ class Accountant:
             await self.pg.caught_up(wait_s)
         elif self.ledger is not None:
             await self.ledger.flushed(wait_s)
+
+    def ledger_status(self) -> dict[str, Any]:
+        """What ``/admin/ledger`` shows: the backend, where rows go, and (PostgreSQL) the outbox and shipping."""
+        lc = self.cfg.ledger
+        if self.ledger is None:
+            return {"object": "ledger", "backend": "off"}
+        out: dict[str, Any] = {
+            "object": "ledger",
+            "backend": lc.backend,
+            "path": self.ledger.path,
+            "dropped_rows": self.ledger.dropped,
+        }
+        if self.pg is not None:
+            out |= self.pg.status()
+        return out
 
     async def spend(
         self,

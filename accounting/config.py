@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -110,6 +113,35 @@ class LedgerConfig(StrictModel):
         if self.backend == "postgres" and not self.dsn:
             raise ValueError("backend postgres needs dsn")
         return self
+
+    def file(self, data_dir: str) -> str:
+        """The local SQLite file (the ledger, or with ``postgres`` its outbox)."""
+        return self.path or str(Path(data_dir) / "ledger.sqlite3")
+
+    def describe(self, data_dir: str) -> str:
+        """Where rows go, for the startup report: the database without credentials and the outbox bound."""
+        if not self.enabled:
+            return "ledger: off (no spend reports, budgets count in memory only)"
+        if self.backend == "postgres":
+            assert self.dsn is not None
+            return (
+                f"ledger: PostgreSQL at {dsn_target(self.dsn)}; outbox {self.file(data_dir)} holds up to "
+                f"{self.outbox_max_rows:,} unshipped rows (ledger.outbox_max_rows) while the database is "
+                "unreachable, then refuses new rows"
+            )
+        return f"ledger: SQLite at {self.file(data_dir)}"
+
+
+def dsn_target(dsn: str) -> str:
+    """``host:port/database`` of a PostgreSQL connection string (URL or ``key=value`` form), never the user or
+    password: what logs and status pages may show."""
+    if "://" in dsn:
+        u = urlsplit(dsn)
+        host = u.hostname or "localhost"
+        return f"{host}:{u.port or 5432}{u.path or '/'}"
+    kv = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
+    kv = {k: v.strip("'") for k, v in kv.items()}
+    return f"{kv.get('host', 'localhost')}:{kv.get('port', '5432')}/{kv.get('dbname', '')}"
 
 
 class EstimationConfig(StrictModel):

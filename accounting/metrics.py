@@ -217,6 +217,28 @@ class Metrics:
             multiprocess_mode="min",
             registry=r,
         )
+        self.ledger_outbox_rows = Gauge(
+            "pointsman_ledger_outbox_rows",
+            "Rows in the local outbox not shipped to the PostgreSQL ledger yet",
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.ledger_outbox_max_rows = Gauge(
+            "pointsman_ledger_outbox_max_rows",
+            "The outbox bound (ledger.outbox_max_rows): beyond it new rows are refused until the database is back",
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.ledger_shipped_rows = Counter(
+            "pointsman_ledger_shipped_rows",
+            "Rows this process inserted into the PostgreSQL ledger",
+            registry=r,
+        )
+        self.ledger_ship_failures = Counter(
+            "pointsman_ledger_ship_failures",
+            "Shipping passes that failed (the database unreachable or refusing); rows wait in the outbox",
+            registry=r,
+        )
         self.shared_state_degraded = Counter(
             "pointsman_shared_state_degraded",
             "Decisions taken without shared state (Redis unreachable)",

@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 
 from accounting import pg_schema
+from accounting.config import dsn_target
 from accounting.ledger import (
     AGGREGATES,
     COLUMNS,
@@ -40,6 +41,7 @@ from accounting.ledger import (
     spend_deltas,
     spend_items,
 )
+from accounting.metrics import Metrics
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -93,6 +95,7 @@ class PostgresLedger:
         outbox_max_rows: int = 5_000_000,
         retention_days: int | None = None,
         partitions_ahead_days: int = 3,
+        metrics: Metrics | None = None,
     ) -> None:
         self.local = local
         self.dsn = dsn
@@ -101,8 +104,11 @@ class PostgresLedger:
         self.outbox_max_rows = outbox_max_rows
         self.retention_days = retention_days
         self.partitions_ahead_days = partitions_ahead_days
+        self.metrics = metrics
         self.shipped = 0
         """Rows inserted into PostgreSQL by this process."""
+        self.failures = 0
+        """Shipping passes that failed (each retry counts)."""
         self.backlog = 0
         """Rows in the local outbox not shipped yet (as of the last pass)."""
         self.position = 0
@@ -123,6 +129,8 @@ class PostgresLedger:
     def start(self) -> None:
         """After ``local.start()``: the outbox position, then the shipper thread."""
         self._outbox = connect(self.local.path)
+        if self.metrics is not None:
+            self.metrics.ledger_outbox_max_rows.set(self.outbox_max_rows)
         row = self._outbox.execute("SELECT v FROM meta WHERE k = ?", (_POSITION,)).fetchone()
         self.position = int(row[0]) if row else 0
         self._thread = threading.Thread(target=self._run, name="pointsman-ledger-pg", daemon=True)
@@ -165,6 +173,22 @@ class PostgresLedger:
         finally:
             conn.close()
 
+    def status(self) -> dict[str, Any]:
+        """The shipper's state for ``/admin/ledger`` (the database without credentials)."""
+        return {
+            "database": dsn_target(self.dsn),
+            "reachable": self.last_error is None,
+            "last_error": self.last_error,
+            "outbox": {
+                "path": self.local.path,
+                "rows": self.backlog,
+                "max_rows": self.outbox_max_rows,
+                "full": self.local.outbox_full,
+            },
+            "shipped_rows": self.shipped,
+            "ship_failures": self.failures,
+        }
+
     # -- shipper thread ---------------------------------------------------------------------------------------
     def _run(self) -> None:
         backoff = self.interval_s
@@ -183,6 +207,9 @@ class PostgresLedger:
                 if self.last_error != str(exc):
                     log.error("ledger: PostgreSQL write failed (rows wait in the local outbox): %s", exc)
                 self.last_error = str(exc)
+                self.failures += 1
+                if self.metrics is not None:
+                    self.metrics.ledger_ship_failures.inc()
                 self._drop_conn()
                 backoff = min(max(backoff * 2, 0.2), 5.0)
             self._refresh_backlog()
@@ -219,6 +246,8 @@ class PostgresLedger:
             return
         top = self._outbox.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
         self.backlog = max(int(top) - self.position, 0)
+        if self.metrics is not None:
+            self.metrics.ledger_outbox_rows.set(self.backlog)
         full = self.backlog >= self.outbox_max_rows
         if full != self.local.outbox_full:
             self.local.outbox_full = full
@@ -263,6 +292,8 @@ class PostgresLedger:
         self._outbox.execute("COMMIT")
         self.position = last
         self.shipped += len(fresh)
+        if self.metrics is not None and fresh:
+            self.metrics.ledger_shipped_rows.inc(len(fresh))
         run_callbacks(self.on_ship, fresh, "ship")
         return len(rows) == self.batch_size
 

@@ -61,6 +61,7 @@ def report(file_cfg: GatewayConfig, in_force: GatewayConfig, policy_version: int
         (info, "routes: " + (_some(routes) if routes else "none (each request goes to the model it names)"))
     )
     out.append((info, "client keys: " + _some([k.name for k in in_force.keys])))
+    out.append((info, file_cfg.accounting.ledger.describe(file_cfg.server.data_dir)))
     if not in_force.backends:
         out.append(
             (

@@ -1,4 +1,4 @@
-"""``GET /admin/spend``: totals and breakdowns of the spend ledger (JSON or CSV)."""
+"""``GET /admin/spend``: totals and breakdowns of the spend ledger (JSON or CSV); ``GET /admin/ledger``: its state."""
 
 from __future__ import annotations
 
@@ -103,5 +103,17 @@ def build_router() -> APIRouter:
             "data": rows,
             "self_hosted_pricing": st.accountant.measured.report(),
         }
+
+    @router.get(
+        "/ledger",
+        summary="Ledger status",
+        description=(
+            "The ledger's backend and file; with PostgreSQL, the database (host, port, name: never credentials), "
+            "whether the last shipping pass reached it, the local outbox (unshipped rows and its bound, "
+            "``ledger.outbox_max_rows``; ``full`` while new rows are refused), rows shipped and failed passes."
+        ),
+    )
+    async def ledger(st: Annotated[GatewayState, Depends(get_state)]) -> dict[str, Any]:
+        return st.accountant.ledger_status()
 
     return router

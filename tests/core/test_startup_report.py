@@ -77,3 +77,24 @@ def test_serve_without_a_config_file_logs_the_environment_defaults(tmp_path: Pat
     assert "imported from the config file" not in text
     assert "nothing to serve: no backends are configured" in text
     assert "without any key or network: `pointsman demo`" in text
+
+
+def test_the_ledger_line_names_the_database_and_the_outbox_bound_never_credentials() -> None:
+    doc = basic_config(
+        "http://127.0.0.1:9/v1",
+        server={"data_dir": "/var/lib/pointsman"},
+        accounting={
+            "ledger": {"backend": "postgres", "dsn": "postgresql://acct:s3cret@db.internal:6543/books"}
+        },
+    )
+    out = "\n".join(lines(validate_document(doc, "/etc/pointsman.yaml")))
+    assert (
+        "INFO ledger: PostgreSQL at db.internal:6543/books; outbox /var/lib/pointsman/ledger.sqlite3 holds up "
+        "to 5,000,000 unshipped rows (ledger.outbox_max_rows)" in out
+    )
+    assert "s3cret" not in out and "acct" not in out
+
+
+def test_the_ledger_line_of_the_embedded_default_names_its_file() -> None:
+    doc = basic_config("http://127.0.0.1:9/v1", server={"data_dir": "/srv/pm"})
+    assert "INFO ledger: SQLite at /srv/pm/ledger.sqlite3" in lines(validate_document(doc, "x.yaml"))

@@ -33,5 +33,8 @@ def ledger_db(empty_db: str) -> str:
     from accounting import pg_schema
 
     with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "SET synchronous_commit = on"
+        )  # the server's default is off: a kill would lose the schema
         pg_schema.migrate(conn)
     return empty_db

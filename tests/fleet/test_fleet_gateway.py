@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.accounting.observe import spend, wait_for
-from tests.conftest import CLIENT_KEY, basic_config
+from tests.accounting.observe import metric_sum, scrape, spend, wait_for
+from tests.conftest import ADMIN_KEY, CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess, RunningGateway
 from tests.postgres_server import PostgresServer
@@ -166,3 +166,41 @@ def test_budgets_reseed_an_emptied_redis_from_the_database_not_a_local_copy(
             r.close()
     finally:
         own_redis.stop()
+
+
+def ledger_status(url: str) -> dict[str, Any]:
+    r = httpx.get(url + "/admin/ledger", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def test_the_outbox_and_its_bound_are_reported_while_the_database_is_down_and_after(
+    priced: FakeOpenAI, postgres_server: PostgresServer, ledger_db: str, tmp_path: Path
+) -> None:
+    cfg = replica(
+        priced,
+        tmp_path / "a",
+        ledger_db,
+        acc={"ledger": {"backend": "postgres", "dsn": ledger_db, "outbox_max_rows": 4321}},
+    )
+    with RunningGateway(cfg) as gw:
+        postgres_server.kill()
+        try:
+            for _ in range(5):
+                ask(gw.url)
+            down = wait_for(lambda: (d := ledger_status(gw.url))["outbox"]["rows"] == 5 and d, timeout=30)
+            assert down["reachable"] is False and down["outbox"]["max_rows"] == 4321
+            assert down["outbox"]["full"] is False and down["ship_failures"] >= 1
+            assert "@" not in down["database"] and down["database"].endswith(ledger_db.rsplit("/", 1)[1])
+            m = scrape(gw.url)
+            assert metric_sum(m, "pointsman_ledger_outbox_max_rows") == 4321
+            assert metric_sum(m, "pointsman_ledger_outbox_rows") == 5
+            assert metric_sum(m, "pointsman_ledger_ship_failures_total") >= 1
+        finally:
+            postgres_server.start()
+        up = wait_for(lambda: (d := ledger_status(gw.url))["outbox"]["rows"] == 0 and d, timeout=30)
+        assert up["reachable"] is True and up["shipped_rows"] == 5
+        m = scrape(gw.url)
+        assert metric_sum(m, "pointsman_ledger_shipped_rows_total") == 5
+        assert metric_sum(m, "pointsman_ledger_outbox_rows") == 0
