@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
@@ -137,6 +138,28 @@ class RedisConfig(StrictModel):
     """What limits and budgets do when Redis is unreachable: ``fail_open`` (local limits) or ``fail_closed``."""
 
 
+class DatabaseConfig(StrictModel):
+    """A PostgreSQL database the replicas share for the routing policy, shadow pairs and approvals."""
+
+    backend: Literal["none", "postgres"] = "none"
+    """``postgres``: the policy store, the shadow pair store and the approval store live in the database at
+    ``dsn`` (each in its own schema: ``policy``, ``shadow``, ``approvals``), shared by every replica, instead of
+    Redis or the local files. The ledger has its own setting (``accounting.ledger.backend``)."""
+    dsn: str | None = None
+    """PostgreSQL connection string (``postgresql://user:pass@host:5432/db``); ``pointsman db migrate``."""
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> DatabaseConfig:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError("backend postgres needs dsn")
+        return self
+
+    @property
+    def shared_dsn(self) -> str | None:
+        """The DSN the shared stores use, or None when they stay on Redis or the local files."""
+        return self.dsn if self.backend == "postgres" else None
+
+
 ENVIRONMENT = "<environment>"
 """The source of the embedded defaults built from environment variables (no config file)."""
 
@@ -175,6 +198,7 @@ class GatewayConfig(StrictModel):
     admin_key: str | None = Field(default=None, min_length=8, repr=False)
     """Key for ``/admin`` (or ``POINTSMAN_ADMIN_KEY``). Without one the admin API refuses everything."""
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     """Shared state (or ``POINTSMAN_REDIS_URL``)."""
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     """Upstreams by name."""

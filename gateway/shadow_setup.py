@@ -65,7 +65,7 @@ class Shadow:
     ) -> None:
         metrics = accountant.metrics
         self.hub = ShadowHub(
-            open_store(cfg.redis.url, cfg.server.data_dir),
+            open_store(cfg.redis.url, cfg.server.data_dir, cfg.database.shared_dsn),
             dispatcher,
             accountant,
             policy_of,

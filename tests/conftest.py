@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 CLIENT_KEY = "sk-test-client-0001"
 ADMIN_KEY = "sk-test-admin-0001"
@@ -55,3 +59,56 @@ def redis_server() -> Iterator[str]:
     srv = RedisServer().start()
     yield srv.url
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (tests/postgres_server.py), one per session; tests use a database each."""
+    from tests.postgres_server import PostgresServer
+
+    srv = PostgresServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def empty_db(postgres_server: PostgresServer) -> str:
+    """The DSN of a new, empty database (no schema)."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def ledger_db(empty_db: str) -> str:
+    """The DSN of a new database with the ledger's current schema."""
+    import psycopg
+
+    from accounting import pg_schema
+
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "SET synchronous_commit = on"
+        )  # the server's default is off: a kill would lose the schema
+        pg_schema.migrate(conn)
+    return empty_db
+
+
+@pytest.fixture
+def shared_db(ledger_db: str) -> str:
+    """The DSN of a new database with every schema current (ledger, policy, shadow, approvals)."""
+    import psycopg
+
+    from accounting import pg_domain
+    from gateway.cli.db import domains
+
+    with psycopg.connect(ledger_db, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        for d in domains():
+            pg_domain.migrate(conn, d)
+    return ledger_db

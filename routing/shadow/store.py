@@ -5,6 +5,8 @@
   so the request path never waits on the disk. Several ``--workers`` processes share the file.
 - ``RedisPairStore`` (with ``redis.url``): every replica writes to and reads from the same Redis, so the report
   and the promotion controller see all replicas' pairs.
+- ``PostgresPairStore`` (``routing.shadow.pg_store``, with ``database: {backend: postgres}``): the same tables
+  in the database's ``shadow`` schema, shared by every replica; wins over Redis when both are configured.
 
 A pair is written once per request id (``INSERT OR IGNORE`` / ``SET NX``): a retried write can never make two.
 Route volume (requests that matched a shadowed route, sampled or not) is kept as per-minute counters, for the
@@ -130,6 +132,16 @@ CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, e
 """
 
 
+class SQLConnection(Protocol):
+    """What the store needs of a connection: ``sqlite3.Connection``, or ``accounting.pg_domain``'s."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class _Buffered:
     """The queued-writes part shared by both stores."""
 
@@ -176,7 +188,7 @@ class SQLitePairStore(_Buffered):
         self.path = path
         self.flush_interval_s = flush_interval_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-store")
-        self._db: sqlite3.Connection | None = None
+        self._db: SQLConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._last_prune = 0.0
@@ -192,7 +204,7 @@ class SQLitePairStore(_Buffered):
         db.executescript(_SCHEMA)
         self._db = db
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> SQLConnection:
         assert self._db is not None, "store not started"
         return self._db
 
@@ -253,7 +265,7 @@ class SQLitePairStore(_Buffered):
             )
             db.executemany(
                 "INSERT INTO seen (route, task, minute, n) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (route, task, minute) DO UPDATE SET n = n + excluded.n",
+                "ON CONFLICT (route, task, minute) DO UPDATE SET n = seen.n + excluded.n",
                 [(r, t, m, n) for (r, t, m), n in seen.items()],
             )
             db.executemany(
@@ -262,7 +274,7 @@ class SQLitePairStore(_Buffered):
             )
             db.executemany(
                 "INSERT INTO spend (route, day, nusd) VALUES (?, ?, ?) "
-                "ON CONFLICT (route, day) DO UPDATE SET nusd = nusd + excluded.nusd",
+                "ON CONFLICT (route, day) DO UPDATE SET nusd = spend.nusd + excluded.nusd",
                 [(r, d, n) for (r, d), n in spend.items()],
             )
             now = time.time()
@@ -536,7 +548,12 @@ class RedisPairStore(_Buffered):
         return False
 
 
-def open_store(redis_url: str | None, data_dir: str) -> PairStore:
+def open_store(redis_url: str | None, data_dir: str, dsn: str | None = None) -> PairStore:
+    """PostgreSQL when the database is configured (``dsn``), else Redis when configured, else the file."""
+    if dsn:
+        from routing.shadow.pg_store import PostgresPairStore  # only with the database configured
+
+        return PostgresPairStore(dsn)
     if redis_url:
         return RedisPairStore(redis_url)
     return SQLitePairStore(os.path.join(data_dir, "shadow.sqlite3"))

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,20 @@ from tests.shadow.conftest import ask, config, route_of, sdk, settle
 from tests.shadow.fakes import ModelZoo
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PairStore]:
     s: PairStore
-    if request.param == "redis":
+    if request.param == "postgres":
+        from routing.shadow.pg_store import PostgresPairStore
+
+        s = PostgresPairStore(request.getfixturevalue("shared_db"))
+    elif request.param == "redis":
         s = RedisPairStore(request.getfixturevalue("redis_server"), prefix=f"test:{uuid.uuid4().hex}:")
     else:
         s = SQLitePairStore(str(tmp_path / "shadow.sqlite3"))
@@ -122,22 +133,34 @@ async def test_promotion_state_and_events_round_trip(store: PairStore) -> None:
     assert await store.get_promotion("r") is None
 
 
-@pytest.mark.redis
-def test_two_replicas_on_one_redis_report_each_others_pairs(
-    zoo: ModelZoo, tmp_path: Path, redis_server: str
-) -> None:
+def two_replicas_reports(zoo: ModelZoo, tmp_path: Path, seed: int, **shared: Any) -> list[dict[str, Any]]:
+    """Ten requests spread over two replicas sharing ``shared`` (config sections); each replica's route report."""
     cfgs = [
-        config(
-            zoo,
-            tmp_path / n,
-            {"model": "cand", "sample_rate": 1.0, "compare": ["exact"]},
-            redis={"url": redis_server},
-        )
+        config(zoo, tmp_path / n, {"model": "cand", "sample_rate": 1.0, "compare": ["exact"]}, **shared)
         for n in ("a", "b")
     ]
     with RunningGateway(cfgs[0]) as a, RunningGateway(cfgs[1]) as b:
         with sdk(a) as ca, sdk(b) as cb, ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda i: ask(ca if i % 2 else cb, 7000 + i), range(10)))
-        r = route_of(settle(b, 10))
+            list(pool.map(lambda i: ask(ca if i % 2 else cb, seed + i), range(10)))
+        return [route_of(settle(gw, 10, timeout=60)) for gw in (b, a)]
+
+
+@pytest.mark.redis
+def test_two_replicas_on_one_redis_report_each_others_pairs(
+    zoo: ModelZoo, tmp_path: Path, redis_server: str
+) -> None:
+    r = two_replicas_reports(zoo, tmp_path, 7000, redis={"url": redis_server})[0]
     assert r["counts"]["paired"] == 10
     assert r["cost"]["requests_seen"] == 10
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_one_database_report_each_others_pairs(
+    zoo: ModelZoo, tmp_path: Path, shared_db: str
+) -> None:
+    r, ra = two_replicas_reports(zoo, tmp_path, 8000, database={"backend": "postgres", "dsn": shared_db})
+    assert r["counts"]["paired"] == 10 and ra["counts"]["paired"] == 10
+    assert r["cost"]["requests_seen"] == 10
+    assert (
+        not (tmp_path / "a" / "shadow.sqlite3").exists() and not (tmp_path / "b" / "shadow.sqlite3").exists()
+    )
