@@ -159,6 +159,10 @@ class PolicyControl:
     # -- lifecycle -------------------------------------------------------------------------------------
     def make_store(self) -> PolicyStore:
         cfg = self.file_cfg
+        if cfg.database.shared_dsn:
+            from routing.store_pg import PostgresPolicyStore  # only with the database configured
+
+            return PostgresPolicyStore(cfg.database.shared_dsn)
         if cfg.redis.url:
             from routing.store_redis import RedisPolicyStore  # only with Redis configured
 

@@ -8,6 +8,9 @@ never rewritten. Two implementations:
   host; other workers notice a change by polling the head version.
 - ``RedisPolicyStore`` (``routing.store_redis``, with ``redis.url``): shared by every replica; a change is
   published on a channel and replicas also poll the head version, so one that missed a message catches up.
+- ``PostgresPolicyStore`` (``routing.store_pg``, with ``database: {backend: postgres}``; wins over Redis):
+  the same tables in the database's ``policy`` schema; a change is announced with ``NOTIFY`` and replicas
+  also poll the head version.
 
 Both are called only from the admin API and a background sync task, never on the request path.
 """
@@ -86,12 +89,23 @@ def _row(r: tuple[Any, ...]) -> PolicyVersion:
     return PolicyVersion(int(r[0]), float(r[1]), str(r[2]), str(r[3]), orjson.loads(r[4]))
 
 
+class SQLConnection(Protocol):
+    """What the SQLite-written stores need of a connection: ``sqlite3.Connection``, or
+    ``accounting.pg_domain.DomainConnection`` (the same statements on PostgreSQL)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class SQLitePolicyStore:
     """Embedded store: ``<data_dir>/policy.sqlite3`` (WAL mode, so several worker processes share it)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
+        self._conn: SQLConnection | None = None
         self._lock = threading.Lock()
 
     async def open(self) -> None:
@@ -120,7 +134,7 @@ class SQLitePolicyStore:
             if conn is not None:
                 conn.close()
 
-    def _c(self) -> sqlite3.Connection:
+    def _c(self) -> SQLConnection:
         if self._conn is None:
             raise StoreUnavailable("the policy store is not open")
         return self._conn

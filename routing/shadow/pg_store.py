@@ -16,7 +16,8 @@ import psycopg
 
 from accounting.pg_domain import DomainConnection
 from routing.pg_schema import SHADOW
-from routing.shadow.store import SQLConnection, SQLitePairStore
+from routing.shadow.store import SQLitePairStore
+from routing.store import SQLConnection
 
 log = logging.getLogger("pointsman.shadow")
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from routing.shadow.record import PairRecord
+from routing.store import SQLConnection
 
 log = logging.getLogger("pointsman.shadow")
 T = TypeVar("T")
@@ -130,16 +131,6 @@ CREATE TABLE IF NOT EXISTS promotion_events (
 );
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
 """
-
-
-class SQLConnection(Protocol):
-    """What the store needs of a connection: ``sqlite3.Connection``, or ``accounting.pg_domain``'s."""
-
-    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
-
-    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
-
-    def close(self) -> None: ...
 
 
 class _Buffered:

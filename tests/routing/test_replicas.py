@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,13 @@ def replicas(
     with redis.Redis.from_url(redis_server) as r:
         for k in r.scan_iter("pointsman:policy:*"):
             r.delete(k)
-    tmp = tmp_path_factory.mktemp("replicas")
+    yield from two_replicas(tmp_path_factory.mktemp("replicas"), redis={"url": redis_server})
+
+
+def two_replicas(tmp: Path, **shared: Any) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Replicas A and B of ``two_backend_config`` sharing ``shared`` (config sections), until closed."""
     up, up2 = FakeOpenAI(name="primary").start(), FakeOpenAI(name="secondary").start()
-    cfg = {**two_backend_config(up, up2), "redis": {"url": redis_server}}
+    cfg = {**two_backend_config(up, up2), **shared}
     a = GatewayProcess({**cfg, "server": {"data_dir": str(tmp / "a")}}, tmp)
     b = GatewayProcess({**cfg, "server": {"data_dir": str(tmp / "b")}}, tmp)
     try:
@@ -48,8 +53,9 @@ def wait_until(check: Any, within: float = 1.0) -> float:
     return time.monotonic() - t0
 
 
-def test_rule_created_on_one_replica_routes_the_others_requests_within_a_second(replicas: Any) -> None:
-    a, b = replicas
+def check_rule_from_one_replica_routes_the_others_requests(a: Any, b: Any, wait: Any) -> None:
+    """A rule created through ``a`` routes ``b``'s requests once ``wait(check)`` returns (shared with the
+    PostgreSQL replicas' tests)."""
     client_b = sdk(b)
     task = {"extra_headers": {"X-Pointsman-Task": "translate"}}
     assert chat(client_b, **task)["x-pointsman-route"] == "default"
@@ -59,8 +65,12 @@ def test_rule_created_on_one_replica_routes_the_others_requests_within_a_second(
         "targets": [{"model": "m-secondary"}],
     }
     assert admin(a).post("/admin/routes", json=rule).status_code == 201
-    wait_until(lambda: chat(client_b, **task)["x-pointsman-route"] == "translations")
+    wait(lambda: chat(client_b, **task)["x-pointsman-route"] == "translations")
     assert chat(client_b, **task)["x-pointsman-backend"] == "up2"
+
+
+def test_rule_created_on_one_replica_routes_the_others_requests_within_a_second(replicas: Any) -> None:
+    check_rule_from_one_replica_routes_the_others_requests(*replicas, wait_until)
 
 
 def test_key_created_on_one_replica_works_on_the_other_within_a_second(replicas: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,10 +16,20 @@ from routing.store_redis import RedisPolicyStore
 DOC = {"routes": [], "models": {}, "backends": {}, "keys": []}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PolicyStore]:
     if request.param == "sqlite":
         s: PolicyStore = SQLitePolicyStore(str(tmp_path / "policy.sqlite3"))
+    elif request.param == "postgres":
+        from routing.store_pg import PostgresPolicyStore
+
+        s = PostgresPolicyStore(request.getfixturevalue("shared_db"))
     else:
         url = request.getfixturevalue("redis_server")
         prefix = f"test:{tmp_path.name}:"
@@ -60,3 +72,24 @@ async def test_history_is_newest_first(store: PolicyStore) -> None:
     assert [v.summary for v in await store.history(3)] == ["change 2", "change 1", "change 0"]
     old = await store.get(1)
     assert old is not None and old.source == "config"
+
+
+@pytest.mark.postgres
+async def test_a_postgres_append_wakes_the_other_replicas_waiting_store(shared_db: str) -> None:
+    from routing.store_pg import PostgresPolicyStore
+
+    a, b = PostgresPolicyStore(shared_db), PostgresPolicyStore(shared_db)
+    await a.open()
+    await b.open()
+    try:
+        await a.seed(DOC, "h1", "config")
+        waiting = asyncio.get_running_loop().create_task(b.wait_change(120))
+        await asyncio.sleep(0.2)  # b is listening (a notification sent before it waits is still delivered)
+        t0 = time.monotonic()
+        await a.append({**DOC, "routes": [{"name": "a"}]}, "admin", "one", expect=1)
+        await asyncio.wait_for(waiting, 60)
+        assert time.monotonic() - t0 < 60  # woken by NOTIFY, not by its 120 s timeout
+        assert await b.head() == 2 and [v.summary for v in await b.history(5)] == ["one", "config"]
+    finally:
+        await a.close()
+        await b.close()
