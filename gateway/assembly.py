@@ -36,10 +36,11 @@ class _MetricsObserver:
 
 
 def approval_book(config: GatewayConfig) -> ApprovalBook:
-    """Approvals of every purpose: in Redis with ``redis.url``, else in the capture store's SQLite file."""
+    """Approvals of every purpose: in PostgreSQL with ``database.backend: postgres``, else in Redis with
+    ``redis.url``, else in the capture store's SQLite file."""
     path = config.capture.store_path(config.server.data_dir)
     refresh_s = min(config.capture.approval_refresh_s, config.consent.approval_refresh_s)
-    return ApprovalBook(open_store(path, config.redis.url), refresh_s)
+    return ApprovalBook(open_store(path, config.redis.url, config.database.shared_dsn), refresh_s)
 
 
 def assemble(config: GatewayConfig) -> GatewayState:

@@ -112,6 +112,26 @@ CREATE INDEX IF NOT EXISTS approval_events_subject ON approval_events (purpose, 
 """
 
 
+def read_approvals(conn: Any, purpose: str) -> dict[Subject, Approval]:
+    """Every subject's current decision, from ``approval_state`` (SQLite, or PostgreSQL through
+    ``accounting.pg_domain.DomainConnection``)."""
+    rows = conn.execute(
+        "SELECT scope, subject, approved, actor, at, note FROM approval_state WHERE purpose = ?",
+        (purpose,),
+    ).fetchall()
+    return {(r[0], r[1]): Approval(purpose, r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows}
+
+
+def read_history(conn: Any, purpose: str, scope: str, name: str) -> list[dict[str, Any]]:
+    """A subject's decisions, oldest first, from ``approval_events``."""
+    rows = conn.execute(
+        "SELECT action, actor, at, note FROM approval_events WHERE purpose = ? AND scope = ? AND subject = ? "
+        "ORDER BY id",
+        (purpose, scope, name),
+    ).fetchall()
+    return [{"action": r[0], "actor": r[1], "at": r[2], "note": r[3]} for r in rows]
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -167,11 +187,7 @@ class SqliteApprovals:
 
     def approvals(self, purpose: str) -> dict[Subject, Approval]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT scope, subject, approved, actor, at, note FROM approval_state WHERE purpose = ?",
-                (purpose,),
-            ).fetchall()
-        return {(r[0], r[1]): Approval(purpose, r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows}
+            return read_approvals(conn, purpose)
 
     def set_approval(
         self, purpose: str, scope: str, name: str, approved: bool, actor: str, note: str | None, at: float
@@ -199,19 +215,19 @@ class SqliteApprovals:
 
     def approval_history(self, purpose: str, scope: str, name: str) -> list[dict[str, Any]]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT action, actor, at, note FROM approval_events WHERE purpose = ? AND scope = ? AND subject = ? "
-                "ORDER BY id",
-                (purpose, scope, name),
-            ).fetchall()
-        return [{"action": r[0], "actor": r[1], "at": r[2], "note": r[3]} for r in rows]
+            return read_history(conn, purpose, scope, name)
 
     def close(self) -> None:
         return None
 
 
-def open_store(sqlite_path: str, redis_url: str | None) -> ApprovalStore:
-    """Redis when ``redis_url`` is set (shared by replicas), else the SQLite file."""
+def open_store(sqlite_path: str, redis_url: str | None, dsn: str | None = None) -> ApprovalStore:
+    """PostgreSQL when ``dsn`` is set (``database: {backend: postgres}``), else Redis when ``redis_url`` is set
+    (both shared by replicas), else the SQLite file."""
+    if dsn:
+        from accounting.approvals.pg_store import PostgresApprovals  # only with the database configured
+
+        return PostgresApprovals(dsn)
     if redis_url:
         # Imported only with Redis configured: the embedded default never loads the redis client.
         from accounting.approvals.redis_store import RedisApprovals

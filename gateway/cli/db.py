@@ -42,9 +42,10 @@ def add_parser(sub: Any) -> None:
 
 def domains() -> list[Domain]:
     """Every domain besides the ledger that keeps tables in the shared database (``database.dsn``)."""
+    from accounting.approvals.pg_store import APPROVALS
     from routing.pg_schema import POLICY, SHADOW
 
-    return [POLICY, SHADOW]
+    return [POLICY, SHADOW, APPROVALS]
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str, bool, list[Domain]]]:

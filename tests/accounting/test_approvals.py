@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,23 @@ from accounting.approvals.redis_store import RedisApprovals
 from accounting.approvals.store import CAPTURE, KEY, TEAM, THIRD_PARTY, ApprovalStore, SqliteApprovals
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ApprovalStore:
+@pytest.fixture(params=["sqlite", "redis", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ApprovalStore]:
     if request.param == "sqlite":
-        return SqliteApprovals(str(tmp_path / "capture.sqlite3"))
+        yield SqliteApprovals(str(tmp_path / "capture.sqlite3"))
+        return
+    if request.param == "postgres":
+        from accounting.approvals.pg_store import PostgresApprovals
+
+        pg = PostgresApprovals(request.getfixturevalue("shared_db"))
+        yield pg
+        pg.close()
+        return
     url: str = request.getfixturevalue("redis_server")
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return RedisApprovals(url)
+    yield RedisApprovals(url)
 
 
 def test_a_decision_for_one_purpose_is_not_a_decision_for_another(store: ApprovalStore) -> None:

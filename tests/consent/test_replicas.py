@@ -1,10 +1,11 @@
-"""Third-party consent shared across replicas: two gateways on one real redis-server; an approval (or a
+"""Third-party consent shared across replicas: two gateways on one real redis-server or one PostgreSQL database; an approval (or a
 revocation) made through one replica's admin API is honoured by the other."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,25 +16,32 @@ from tests.gateway_runner import RunningGateway
 from tests.redis_server import RedisServer
 from tests.reliability.probes import wait_for
 
-pytestmark = pytest.mark.redis
-
 ROUTES = [{"name": "away", "match": {"tags": {"task": "away"}}, "targets": [{"model": "gpt-x"}]}]
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def shared(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The config sections the replicas share approvals through: a Redis of their own, or the database."""
+    if request.param == "postgres":
+        yield {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
+        return
     srv = RedisServer().start()
-    yield srv.url
+    yield {"redis": {"url": srv.url}}
     srv.stop()
 
 
 def test_an_approval_set_on_one_replica_is_honoured_on_the_other(
-    upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, redis_url: str
+    upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, shared: dict[str, Any]
 ) -> None:
     house, provider = upstreams
 
     def replica(name: str) -> RunningGateway:
-        cfg = consent_config(house, provider, routes=ROUTES, redis={"url": redis_url})
+        cfg = consent_config(house, provider, routes=ROUTES, **shared)
         cfg["server"] = {"data_dir": str(tmp_path / name)}
         return RunningGateway(cfg)
 
