@@ -38,7 +38,9 @@ def app_factory() -> Any:
     """Used by uvicorn worker processes (``--workers N``): re-load the config the parent validated."""
     from gateway.app import create_app
     from gateway.http_server import configure
+    from gateway.supervision import bind_to_supervisor
 
+    bind_to_supervisor()  # exits when the supervisor is killed outright
     cfg = load(os.environ.get(_CONFIG_ENV) or None)
     configure(cfg.server)
     return create_app(cfg)
@@ -88,6 +90,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pointsman-metrics-")
+        from gateway.supervision import mark_supervisor
+
+        mark_supervisor()
         uvicorn.run("gateway.cli.main:app_factory", factory=True, workers=workers, **common)
     else:
         from gateway.app import create_app

@@ -144,3 +144,49 @@ def test_sigterm_under_load_loses_no_ledger_record(
     assert est and all(
         r["estimated"] == 1 and r["input_tokens"] > 0 for r in est
     )  # counted in the background
+
+
+def children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(c) for c in text)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+def test_workers_exit_when_their_supervisor_is_killed_and_the_port_is_free_again(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
+    gw = GatewayProcess(cfg, tmp_path, workers=2).start()
+    assert gw.proc is not None
+    deadline = time.time() + 60
+    workers: set[int] = set()
+    while time.time() < deadline:  # the supervisor may also run a resource-tracker child: keep the workers
+        workers = {
+            c for c in children(gw.proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        }
+        if len(workers) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(workers) >= 2, workers
+    gw.signal(signal.SIGKILL)
+    gw.wait(10)
+    gw.stop()  # closes its log
+    deadline = time.time() + 60
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)], "workers outlived their supervisor"
+    again = GatewayProcess(cfg, tmp_path, workers=2, port=gw.port).start()
+    try:
+        assert httpx.get(again.url + "/readyz", timeout=10).status_code == 200
+    finally:
+        again.stop()
