@@ -39,6 +39,7 @@ from gateway.inference.exchange import Exchange
 from gateway.inference.outcome import outcome_for
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
+from gateway.inference.watch import ClientWatch
 from gateway.keys import ClientKey, presented_key
 from gateway.request_ids import request_id
 from gateway.runtime import Runtime
@@ -242,10 +243,12 @@ class InferenceHandler:
 
     # -- dispatch --------------------------------------------------------------------------------------------
     async def _dispatch(self, x: Exchange) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:
-        """Run the routing decision (fallbacks, retries) and note on the record what served it."""
+        """Run the routing decision (fallbacks, retries) and note on the record what served it; a client that
+        hangs up meanwhile cancels the upstream call (499 ``cancelled``, ``client_disconnected``)."""
         decision, rec = x.decision, x.rec
         waiting_on = decision.attempts[0].backend if decision.attempts else ""
         self.accountant.track_in_flight(waiting_on, 1)
+        watch = ClientWatch(x.receive)
         try:
             if x.call.stream:
                 res: UpstreamResponse | UpstreamStream
@@ -255,7 +258,19 @@ class InferenceHandler:
         except UpstreamError as exc:
             rec.backend = exc.backend or rec.backend
             raise
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+            # The client hung up before the answer (or the stream's first bytes) came: the upstream call was
+            # cancelled, its connection closed, which stops generation. Nothing was sent, nothing is known.
+            rec.status = 499
+            rec.outcome = "cancelled"
+            rec.error_type = "client_disconnected"
+            rec.latency_s = time.perf_counter() - x.t0
+            self.accountant.finish(rec)
+            raise ClientGone() from None
         finally:
+            watch.close()
             self.accountant.track_in_flight(waiting_on, -1)
         rec.backend = outcome.target.backend
         rec.upstream_model = outcome.target.upstream_model

@@ -80,6 +80,10 @@ class FakeOpenAI:
     behaviors: dict[str, str] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     cancelled: int = 0
+    waiting: int = 0
+    """Requests held in their delay (``slow`` or ``delay``) now."""
+    abandoned: int = 0
+    """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
     completed_streams: int = 0
     active_streams: int = 0
     models_calls: int = 0
@@ -162,9 +166,9 @@ class FakeOpenAI:
         )
         return body
 
-    async def _pre(self, b: str, model: str) -> web.Response | None:
-        if b == "slow" or self.delay:
-            await asyncio.sleep(self.delay or 0.5)
+    async def _pre(self, b: str, model: str, request: web.Request) -> web.Response | None:
+        if (b == "slow" or self.delay) and await self._abandoned_during(self.delay or 0.5, request):
+            return web.Response(status=499)
         m = _FAIL.match(b)
         if m:
             return error_response(int(m.group(1)), model)
@@ -180,11 +184,26 @@ class FakeOpenAI:
             return web.Response(body=b"<html>oops</html>", content_type="text/html")
         return None
 
+    async def _abandoned_during(self, delay: float, request: web.Request) -> bool:
+        """Wait ``delay`` seconds, watching the connection: True when the caller closed it meanwhile."""
+        self.waiting += 1
+        try:
+            end = time.monotonic() + delay
+            while (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.01))
+                t = request.transport
+                if t is None or t.is_closing():
+                    self.abandoned += 1
+                    return True
+            return False
+        finally:
+            self.waiting -= 1
+
     async def _begin(self, request: web.Request) -> tuple[dict[str, Any], str, str, web.Response | None]:
         body = await self._record(request)
         model = str(body.get("model", ""))
         b = self.behavior(model)
-        return body, model, b, await self._pre(b, model)
+        return body, model, b, await self._pre(b, model, request)
 
     async def _stream(
         self, request: web.Request, events: list[Paced], b: str, named: bool = False
