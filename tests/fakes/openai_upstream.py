@@ -21,6 +21,7 @@ import hashlib
 import re
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,8 @@ class FakeOpenAI:
     """Requests held in their delay (``slow`` or ``delay``) now."""
     abandoned: int = 0
     """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
+    abandoned_models: Counter[str] = field(default_factory=Counter)
+    """``abandoned`` by the model asked for."""
     completed_streams: int = 0
     active_streams: int = 0
     models_calls: int = 0
@@ -168,6 +171,7 @@ class FakeOpenAI:
 
     async def _pre(self, b: str, model: str, request: web.Request) -> web.Response | None:
         if (b == "slow" or self.delay) and await self._abandoned_during(self.delay or 0.5, request):
+            self.abandoned_models[model] += 1
             return web.Response(status=499)
         m = _FAIL.match(b)
         if m:

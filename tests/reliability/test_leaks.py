@@ -5,6 +5,7 @@ of them exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -31,7 +32,8 @@ from tests.reliability.probes import (
     wait_for,
 )
 
-# (model, stream, task, client hangs up after the first chunk): every kind of fault, and some clean requests
+# (model, stream, task, client hangs up: after the first chunk of a stream, before a non-streamed answer):
+# every kind of fault, and some clean requests
 FAULTS: list[tuple[str, bool, str | None, bool]] = [
     ("refused-model", False, None, False),
     ("refused-model", True, "fallback", False),
@@ -46,6 +48,7 @@ FAULTS: list[tuple[str, bool, str | None, bool]] = [
     ("fault-fail_502", True, None, False),
     ("fault-fail_503", False, "fallback", False),
     ("fault-ok", True, None, True),  # the client goes away mid-stream
+    ("fault-slow", False, None, True),  # the client goes away while the answer is awaited
     ("fault-ok", False, None, False),
     ("fault-ok", True, None, False),
 ]
@@ -80,6 +83,12 @@ async def _one(
                 if hang_up:
                     break  # leaving the block closes the connection mid-stream
             return rid, r.status_code
+    if hang_up:  # the upstream answers after 0.5 s; the client leaves after 0.1 s
+        with contextlib.suppress(httpx.ReadTimeout):
+            await client.post(
+                url + "/v1/chat/completions", headers=headers, json=body, timeout=httpx.Timeout(30, read=0.1)
+            )
+        return rid, 499
     r = await client.post(url + "/v1/chat/completions", headers=headers, json=body)
     return rid, r.status_code
 
@@ -115,7 +124,7 @@ def _settled(gw: GatewayProcess) -> dict[str, Any]:
 
 def _run_and_measure(gw: GatewayProcess, faulty: FaultyOpenAI, data: Path, warmup: int, n: int) -> None:
     assert gw.proc is not None
-    asyncio.run(_blast(gw.url, warmup, 0))
+    hung_up = asyncio.run(_blast(gw.url, warmup, 0))[499]
     before = _settled(gw)
     conns_before = tcp_connections_to(gw.proc.pid, int(faulty.url.rsplit(":", 1)[1].split("/")[0]))
     t0 = time.perf_counter()
@@ -132,6 +141,7 @@ def _run_and_measure(gw: GatewayProcess, faulty: FaultyOpenAI, data: Path, warmu
         f"RSS {before['rss_bytes'] / 2**20:.1f} -> {after['rss_bytes'] / 2**20:.1f} MiB ({growth_mb:+.1f})"
     )
     assert 500 not in statuses and 0 not in statuses, statuses  # faults are answered, never a gateway 500
+    assert faulty.abandoned_models["fault-slow"] == hung_up + statuses[499]  # each hang-up cancelled its call
     assert after["asyncio_tasks"] <= before["asyncio_tasks"] + 3, (before, after)
     assert after["open_fds"] <= before["open_fds"] + 24, (
         before,
