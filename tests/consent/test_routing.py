@@ -13,6 +13,7 @@ import pytest
 
 from tests.consent.conftest import (
     ADMIN,
+    APP,
     OTHER_KEY,
     SOLO_KEY,
     chat,
@@ -265,3 +266,35 @@ def test_explain_shows_the_consent_constraint_and_what_it_removed(gw: RunningGat
         timeout=10,
     ).json()
     assert refused["refused"]["code"] == "third_party_processing_not_approved"
+
+
+def _message(url: str, model: str, task: str | None = None) -> httpx.Response:
+    headers = {"x-api-key": APP["authorization"].removeprefix("Bearer "), "anthropic-version": "2023-06-01"}
+    if task is not None:
+        headers["x-pointsman-task"] = task
+    body = {
+        "model": model,
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "Summarize account 4711."}],
+    }
+    return httpx.post(url + "/v1/messages", headers=headers, json=body, timeout=30)
+
+
+def test_a_messages_request_of_an_unapproved_team_is_refused_in_anthropics_shape(
+    gw: RunningGateway, provider: FakeOpenAI
+) -> None:
+    r = _message(gw.url, "llama-a", "away")
+    assert r.status_code == 403
+    doc = r.json()
+    assert doc["type"] == "error" and doc["error"]["type"] == "permission_error"
+    assert "/admin/teams/growth/consent" in doc["error"]["message"]
+    assert reached(provider) == []
+
+
+def test_a_messages_request_on_a_canary_route_is_served_in_house(
+    gw: RunningGateway, provider: FakeOpenAI
+) -> None:
+    r = _message(gw.url, "gpt-x", "canary")
+    assert r.status_code == 200 and r.headers["x-pointsman-backend"] == "house"
+    assert r.json()["type"] == "message"
+    assert reached(provider) == []
