@@ -4,13 +4,16 @@ target back to back, so machine drift hits all targets alike."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from tests.bench import openloop, procs, wrk
+from tests.bench import openloop, phases, procs, wrk
 from tests.bench.report import Figures, percentile
 from tests.bench.targets import DIRECT, Endpoint, Gateway
 
@@ -30,11 +33,19 @@ class Settings:
     stream_warmup: int = 50
     cold_starts: int = 3
     settle_s: float = 0.5  # idle pause before each measurement
+    profile_s: float = 6.0  # per-phase profile: sampled wrk run per target and kind (0: no profile)
     pin: bool = True
 
 
 QUICK = Settings(
-    wrk_s=2, wrk_warmup_s=1, count=400, warmup=50, stream_count=100, stream_warmup=10, settle_s=0.2
+    wrk_s=2,
+    wrk_warmup_s=1,
+    count=400,
+    warmup=50,
+    stream_count=100,
+    stream_warmup=10,
+    settle_s=0.2,
+    profile_s=2.0,
 )
 
 
@@ -72,8 +83,59 @@ async def run_round(
     finally:
         for proc in running.values():
             await procs.stop(proc)
+    if settings.profile_s > 0:
+        for gw in gateways:
+            if gw.profilable:
+                figures[gw.name].update(await _profile(gw, settings, cpu, workdir, log))
     _add_overheads(figures)
     return figures
+
+
+async def _profile(
+    gw: Gateway, settings: Settings, cpu: int | None, workdir: Path, log: Any
+) -> dict[str, float]:
+    """The per-phase profile: the gateway started again under ``sampler.py``, sampled during a wrk run of each
+    kind (non-streaming, streaming), the samples attributed to phases (``phases.py``)."""
+    out: dict[str, float] = {}
+    dump = workdir / f"{gw.name}.profile.json"
+    _, proc = await openloop.cold_start(
+        lambda: gw.profiled(dump).spawn(cpu, workdir / f"{gw.name}.profiled.log"), gw.url
+    )
+    try:
+        ep = gw.endpoint(proc.pid)
+        await _probe(ep)
+        for stream, key in ((False, "rps"), (True, "sps")):
+            url = ep.stream_url if stream else ep.chat_url
+            script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
+            load_cpu = LOAD_CPU if settings.pin else None
+            await wrk.run(url, script, duration_s=1, connections=settings.connections, cpu=load_cpu)
+            await asyncio.sleep(settings.settle_s)
+            dump.unlink(missing_ok=True)
+            os.kill(proc.pid, signal.SIGUSR1)
+            res = await wrk.run(
+                url, script, duration_s=settings.profile_s, connections=settings.connections, cpu=load_cpu
+            )
+            os.kill(proc.pid, signal.SIGUSR2)
+            doc = await _read_dump(dump)
+            prof = phases.attribute(doc, res.ok)
+            out.update(prof.figures(f"prof_{key}"))
+            log(
+                f"  {gw.name}: {key} profile {prof.samples} samples, {prof.cpu_s / max(res.ok, 1) * 1e6:.0f} µs CPU each"
+            )
+            if prof.top_other and prof.shares().get(phases.OTHER, 0.0) > 0.05:
+                log(f"    unattributed: {prof.top_other[:5]} (add rules in tests/bench/phases.py)")
+    finally:
+        await procs.stop(proc)
+    return out
+
+
+async def _read_dump(path: Path, timeout_s: float = 10.0) -> dict[str, Any]:
+    for _ in range(int(timeout_s / 0.05)):
+        if path.exists():
+            doc: dict[str, Any] = json.loads(path.read_text())
+            return doc
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the sampler wrote no profile to {path} within {timeout_s:g} s")
 
 
 async def _cold_starts(gw: Gateway, n: int, cpu: int | None, log: Path) -> tuple[list[float], Popen[bytes]]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.bench import phases
 from tests.bench.targets import DIRECT, PLAIN, POINTSMAN
 
 # One round's figures: target name -> metric -> value (cold_start_s is a list of samples).
@@ -141,6 +142,20 @@ def table(summary: Figures, rates: tuple[float, float]) -> str:
     ]
     rendered.insert(1, "-" * len(rendered[0]))
     return "\n".join(rendered)
+
+
+def profile_text(summary: Figures) -> str:
+    """Where a request's CPU goes, per phase, for each profiled target (``phases.py``)."""
+    rows = [(t, summary[t]) for t in summary if t != DIRECT]
+    parts = []
+    for kind, title in (("prof_rps", "non-streaming request"), ("prof_sps", "stream")):
+        text = phases.table(rows, kind)
+        if text:
+            parts.append(
+                f"where a {title}'s CPU goes (sampled under wrk; µs per {title.split()[-1]}, share of the total, "
+                "and the part spent on the event loop's thread):\n" + text
+            )
+    return "\n\n".join(parts)
 
 
 def checks_text(summary: Figures, quiet: bool = True) -> str:

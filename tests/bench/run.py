@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from tests.bench import measure, procs, report, targets, upstream
+from tests.bench import measure, phases, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import GATEWAYS, PLAIN, POINTSMAN
@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pointsman: export OpenTelemetry traces at 100%% sampling to a local OTLP sink",
     )
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
+    parser.add_argument(
+        "--profile-s",
+        type=float,
+        default=None,
+        help="seconds of sampled load per target and kind for the per-phase profile (default 6, quick 2; 0: none)",
+    )
     parser.add_argument(
         "--only",
         default=None,
@@ -167,6 +173,7 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "tracing": args.tracing,
         "quick": args.quick,
         "settings": dataclasses.asdict(settings),
+        "phases": {p.key: p.label for p in phases.PHASES},
         "git": _git_state(),
     }
 
@@ -186,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools()
     names = choose_gateways(args.only, args.pointsman_bin)
-    settings = pin_self(QUICK if args.quick else Settings())
+    settings = QUICK if args.quick else Settings()
+    if args.profile_s is not None:
+        settings = dataclasses.replace(settings, profile_s=max(0.0, args.profile_s))
+    settings = pin_self(settings)
     with tempfile.TemporaryDirectory(prefix="pointsman-bench-") as tmp:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -204,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"INCOMPLETE: {len(out.rounds)} of {args.rounds} rounds ({out.error.splitlines()[0]})")
     print(report.table(summary, (settings.rate, settings.stream_rate)))
     print()
+    profile = report.profile_text(summary)
+    if profile:
+        print(profile)
+        print()
     print(report.noise_text(out.background, summary))
     print()
     print(report.checks_text(summary, quiet=max(out.background, default=0.0) <= report.QUIET_CORES))

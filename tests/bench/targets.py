@@ -34,6 +34,19 @@ class Gateway:
     name: str
     argv: tuple[str, ...]
     port: int
+    python: tuple[
+        str, ...
+    ] = ()  # the same process as (interpreter, program...), for sampler.py; () if not Python
+
+    @property
+    def profilable(self) -> bool:
+        return bool(self.python)
+
+    def profiled(self, out: Path) -> Gateway:
+        """This gateway run under ``sampler.py``, which writes its profile to ``out`` (SIGUSR1 .. SIGUSR2)."""
+        python, *program = self.python
+        argv = (python, str(Path(__file__).with_name("sampler.py")), str(out), *program)
+        return Gateway(self.name, argv, self.port)
 
     @property
     def url(self) -> str:
@@ -57,7 +70,7 @@ def plain(up: Upstream) -> Gateway:
     port = procs.free_port()
     argv = [sys.executable, str(script), "--port", str(port), "--upstream", up.chat_base]
     argv += ["--stream-upstream", up.sse_base, "--api-key", fixtures.UPSTREAM_KEY]
-    return Gateway(PLAIN, tuple(argv), port)
+    return Gateway(PLAIN, tuple(argv), port, tuple(argv))
 
 
 def pointsman(up: Upstream, binary: Path, workdir: Path, rules: int, otlp: str | None = None) -> Gateway:
@@ -67,8 +80,9 @@ def pointsman(up: Upstream, binary: Path, workdir: Path, rules: int, otlp: str |
     if otlp is not None:  # traces at 100%: the cost of tracing on the request path
         doc["observability"] = {"traces": {"endpoint": otlp, "sample_rate": 1.0}}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    argv = (str(binary), "serve", "--config", str(config), "--port", str(port), "--workers", "1")
-    return Gateway(POINTSMAN, argv, port)
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", "1")
+    python = binary.with_name("python")  # the console script's interpreter, for the profiled run
+    return Gateway(POINTSMAN, (str(binary), *args), port, (str(python), "-m", "gateway.cli", *args))
 
 
 def pointsman_config(up: Upstream, port: int, rules: int) -> dict[str, Any]:
