@@ -35,8 +35,10 @@ def _bin(name: str) -> str:
 
 
 class PostgresServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.settings = settings or {}
+        """Extra server settings (``-c name=value``), e.g. a benchmark's ``shared_buffers``."""
         self.root = Path(tempfile.mkdtemp(prefix="pointsman-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -67,6 +69,7 @@ class PostgresServer:
             f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off"
         )
+        opts += "".join(f" -c {k}={v}" for k, v in self.settings.items())
         res = self._run(
             _bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "start", check=False
         )

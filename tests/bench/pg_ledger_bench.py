@@ -1,16 +1,29 @@
 """PostgreSQL ledger benchmark (#20): ingest rate through the shipper, report latency from the rollups at
-N rows, storage per million rows. Starts its own PostgreSQL server (tests/postgres_server.py).
+N rows, storage per million rows, and the same reports on the SQLite ledger in the same run. Starts its own
+PostgreSQL server (tests/postgres_server.py, with ``SERVER_SETTINGS``).
 
-    .venv/bin/python -m tests.bench.pg_ledger_bench --rows 1000000 --ship 200000 --writers 1,4
+    .venv/bin/python -m tests.bench.pg_ledger_bench --rows 1000000 --ship 50000 --writers 1,4
+    .venv/bin/python -m tests.bench.pg_ledger_bench --rows 1000000,10000000,100000000 \
+        --sqlite-rows 1000000,10000000 --writers 1,4 --ship 50000 --jobs 2 --json /tmp/pg.json
 
 Figures:
-- ``ingest_rows_per_s``: rows shipped from local SQLite outboxes into PostgreSQL (COPY + INSERT ... ON
-  CONFLICT + rollup + budget totals, synchronous commit), per writer process and in total, with 1 and 4
-  concurrent writer processes (each its own outbox of ``--ship`` rows).
-- ``report_ms``: p50/p99 over 50 runs of the console's month-by-day report for one team
-  (``spend(("day",), month, {"team": ...})``, rollup path) and a month-by-model report for all teams, at
-  ``--rows`` raw rows loaded with generate_series over 30 days (rollups built as migration 2 builds them).
-- ``bytes_per_million_rows``: raw partitions (with primary key index) per million rows; rollup size.
+- ``ingest``: rows shipped from local SQLite outboxes into PostgreSQL (COPY + INSERT ... ON CONFLICT + rollup
+  + budget totals, synchronous commit), per writer process and in total, with 1 and 4 concurrent writer
+  processes (each its own outbox of ``--ship`` rows).
+- ``sizes[].reports``: p50/p99 over ``--runs`` runs of each of ``REPORTS`` (the month-by-day report for one
+  team, month-by-model for all teams, and the console's pages as the ``/admin/spend`` queries they make)
+  through ``PostgresLedger.spend``, at each ``--rows`` count; ``raw_rows_read`` is what their plans read
+  from raw rows (0: all from the rollup).
+- ``sizes[].storage``: raw partitions (with the primary key index) per million rows; the rollup's size and rows.
+- ``sqlite``: the same rows in the embedded SQLite ledger at each ``--sqlite-rows`` count, the same reports
+  through ``query_spend``.
+- ``*loadavg``: /proc/loadavg before and after each phase.
+
+Rows (``_row_exprs``): row ``g`` at second ``g mod 30 days`` of November 2026 (so from 2.6M rows on every
+day is covered), 50 keys, 20 teams, 10 tasks, 8 models, 4 backends (200 combinations each hour). ``load`` adds
+rows in bulk, server-side: one day partition at a time (detached, its primary key rebuilt once, attached again),
+the rollup rows and budget totals the shipper would write for them
+(tests/fleet/test_pg_bench_loader.py holds it to that).
 """
 
 from __future__ import annotations
@@ -23,6 +36,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,7 +46,7 @@ import psycopg
 
 from accounting import pg_schema
 from accounting.ledger import AGGREGATES, COLUMNS, SQLiteLedger, connect, query_spend
-from accounting.pg_ledger import PostgresLedger
+from accounting.pg_ledger import PostgresLedger, spend_sql
 from accounting.record import RequestRecord
 from tests.postgres_server import PostgresServer
 from wire.usage import Usage
@@ -102,6 +117,7 @@ def ingest(dsn: str, rows: int, writers: int) -> dict[str, float]:
 
 
 MONTH_S = 30 * 86400
+DAY_S = pg_schema.DAY_S
 
 
 def _row_exprs() -> dict[str, str]:
@@ -121,73 +137,182 @@ def _row_exprs() -> dict[str, str]:
         "endpoint": "'chat/completions'",
         "status": "200",
         "outcome": "'ok'",
-        "error_type": "NULL",
+        "error_type": "CAST(NULL AS TEXT)",
         "input_tokens": "100 + g % 1000",
         "output_tokens": "50 + g % 300",
         "cost_usd": "'0.000001'",
         "cost_nusd": "1000 + g % 100000",
         "latency_s": "0.1",
-        "ttft_s": "NULL",
+        "ttft_s": "CAST(NULL AS DOUBLE PRECISION)",
         "priced": "1",
         "service_tier": "'standard'",
     }
 
 
-def load(dsn: str, lo: int, hi: int) -> float:
-    """Rows ``lo..hi-1`` over November 2026 with generate_series, each chunk's rollup rows upserted from the
-    same series (as the shipper maintains them)."""
+def _day_rows(sel: str, day: int, lo: int, hi: int) -> str:
+    """The SELECT of rows ``lo <= g < hi`` whose ``ts`` falls on day ``day`` (0-based) of the month."""
+    return (
+        f"SELECT {sel} FROM (SELECT c * {MONTH_S} + s AS g FROM generate_series({lo // MONTH_S}, "
+        f"{(hi - 1) // MONTH_S}) c, generate_series({day * DAY_S}, {(day + 1) * DAY_S - 1}) s) q "
+        f"WHERE g >= {lo} AND g < {hi}"
+    )
+
+
+def _load_day(dsn: str, day: int, lo: int, hi: int) -> None:
+    """One day's rows into its partition, detached meanwhile so that its primary key is built once at the end
+    (not row by row), and their rollup rows upserted as the shipper's statement does."""
     cols = _row_exprs()
     sel = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
+    rows = _day_rows(sel, day, lo, hi)
+    start = MONTH0 + day * DAY_S
+    part = pg_schema.partition_name(start)
     dims = ", ".join(pg_schema.ROLLUP_DIMS)
     agg = dict(AGGREGATES)
     sums = ", ".join(f"({agg[s]})::bigint" for s in pg_schema.ROLLUP_SUMS)
     upsert = ", ".join(f"{s} = spend_hourly.{s} + EXCLUDED.{s}" for s in pg_schema.ROLLUP_SUMS)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET work_mem = '256MB'")
+        conn.execute(f"ALTER TABLE requests DETACH PARTITION {part}")
+        pk = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (part,)
+        ).fetchone()
+        if pk is not None:
+            conn.execute(f"ALTER TABLE {part} DROP CONSTRAINT {pk[0]}")
+        conn.execute(f"INSERT INTO {part} ({', '.join(COLUMNS)}) {rows}")
+        conn.execute(
+            f"INSERT INTO spend_hourly (hour, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)}) "
+            f"SELECT {pg_schema.hour_of('ts')}, {dims}, {sums} FROM ({rows}) r "
+            f"GROUP BY 1, {dims} ON CONFLICT ON CONSTRAINT spend_hourly_dims DO UPDATE SET {upsert}"
+        )
+        conn.execute(f"ALTER TABLE {part} ADD PRIMARY KEY (uid, ts)")
+        conn.execute(
+            f"ALTER TABLE requests ATTACH PARTITION {part} FOR VALUES FROM ({start}) TO ({start + DAY_S})"
+        )
+
+
+_BUDGET_FROM_ROLLUP = """
+INSERT INTO budget_spend (scope, name, bucket, nusd, requests)
+SELECT scope, name, bucket, SUM(cost_nusd)::bigint, SUM(requests)::bigint FROM (
+  SELECT 'key' AS scope, key AS name, b.bucket, cost_nusd, requests FROM spend_hourly h,
+    LATERAL (VALUES ('d:' || to_char(to_timestamp(h.hour) AT TIME ZONE 'UTC', 'YYYY-MM-DD')),
+                    ('m:' || to_char(to_timestamp(h.hour) AT TIME ZONE 'UTC', 'YYYY-MM'))) b(bucket)
+    WHERE h.shadow = 0 AND h.key <> ''
+  UNION ALL
+  SELECT 'team', team, b.bucket, cost_nusd, requests FROM spend_hourly h,
+    LATERAL (VALUES ('d:' || to_char(to_timestamp(h.hour) AT TIME ZONE 'UTC', 'YYYY-MM-DD')),
+                    ('m:' || to_char(to_timestamp(h.hour) AT TIME ZONE 'UTC', 'YYYY-MM'))) b(bucket)
+    WHERE h.shadow = 0 AND h.team IS NOT NULL AND h.team <> ''
+) s GROUP BY scope, name, bucket"""
+"""Budget totals (per key/team and UTC day/month) from the hourly rollup: what the shipper's ``spend_deltas``
+add up to for the same rows (hours never straddle a day)."""
+
+
+def load(dsn: str, lo: int, hi: int, jobs: int = 1) -> float:
+    """Add rows ``lo <= g < hi`` (``_row_exprs``, November 2026) in bulk: server-side generate_series, one day
+    partition at a time (``jobs`` at once), with the rollup rows and budget totals the shipper would have
+    written for them; then ANALYZE."""
     t = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        pg_schema.ensure_partitions(conn, [MONTH0 + i * pg_schema.DAY_S for i in range(31)])
-        step = 2_000_000
-        for a in range(lo, hi, step):
-            series = f"generate_series({a}, {min(a + step, hi) - 1}) g"
-            conn.execute(f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {sel} FROM {series}")
-            conn.execute(
-                f"INSERT INTO spend_hourly (hour, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)}) "
-                f"SELECT {pg_schema.hour_of('ts')}, {dims}, {sums} FROM (SELECT {sel} FROM {series}) r "
-                f"GROUP BY 1, {dims} ON CONFLICT ON CONSTRAINT spend_hourly_dims DO UPDATE SET {upsert}"
-            )
-            print(f"loaded {min(a + step, hi)} rows", flush=True)
-        conn.execute("VACUUM ANALYZE")
+        pg_schema.ensure_partitions(conn, [MONTH0 + i * DAY_S for i in range(MONTH_S // DAY_S)])
+    days = [d for d in range(MONTH_S // DAY_S) if _day_has_rows(d, lo, hi)]
+    with ThreadPoolExecutor(jobs) as pool:
+        for i, _ in enumerate(pool.map(lambda d: _load_day(dsn, d, lo, hi), days)):
+            print(f"loaded day {i + 1}/{len(days)} of rows {lo}..{hi}", flush=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("DELETE FROM budget_spend")
+            conn.execute(_BUDGET_FROM_ROLLUP)
+        conn.execute("VACUUM ANALYZE spend_hourly")
+        conn.execute("VACUUM ANALYZE budget_spend")
+        conn.execute("ANALYZE requests")
     return time.perf_counter() - t
 
 
-REPORTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
-    ("month_by_day_one_team", ("day",), {"team": "t3"}),
-    ("month_by_model_all_teams", ("model",), {}),
-    ("month_by_day_and_key_one_team", ("day", "key"), {"team": "t3"}),
+def _day_has_rows(day: int, lo: int, hi: int) -> bool:
+    first = lo - lo % MONTH_S + day * DAY_S
+    if first + DAY_S <= lo:
+        first += MONTH_S
+    return max(first, lo) < hi
+
+
+Query = tuple[tuple[str, ...], dict[str, str], float, float | None]
+"""A ``/admin/spend`` call: group_by, filters, from, to (None: open-ended, as the console asks)."""
+LAST_DAY = MONTH0 + MONTH_S - DAY_S
+_MONTH_OPEN = (MONTH0, None)
+_DAY_OPEN = (LAST_DAY, None)
+
+
+def _q(group_by: tuple[str, ...], filters: dict[str, str], window: tuple[float, float | None]) -> Query:
+    return (group_by, filters, window[0], window[1])
+
+
+REPORTS: tuple[tuple[str, tuple[Query, ...]], ...] = (
+    ("month_by_day_one_team", (((("day",), {"team": "t3"}, MONTH0, MONTH0 + MONTH_S)),)),
+    ("month_by_model_all_teams", ((("model",), {}, MONTH0, MONTH0 + MONTH_S),)),
+    ("month_by_day_and_key_one_team", ((("day", "key"), {"team": "t3"}, MONTH0, MONTH0 + MONTH_S),)),
+    (
+        "console_overview_page",
+        (
+            _q((), {}, _DAY_OPEN),
+            _q((), {}, _MONTH_OPEN),
+            *(_q((g,), {}, _MONTH_OPEN) for g in ("route", "task", "team", "requested_model", "backend")),
+        ),
+    ),
+    (
+        "console_spend_page",
+        (
+            _q(("route", "model"), {}, _MONTH_OPEN),
+            *(_q((), f, w) for f in ({"team": "t3"}, {"key": "k7"}) for w in (_DAY_OPEN, _MONTH_OPEN)),
+        ),
+    ),
 )
-"""The console's spend queries over a month: its daily chart for a team, the model table, the key table."""
+"""What the console and the spend API are asked over a month (data: November 2026; "today" its last day):
+a team's daily chart, the model table, a team's keys by day, and the console's pages as the queries they make
+in turn (``gateway/console/pages.py``: the overview's today/month totals and its five month breakdowns; the
+spend page's route x model table and, per budget, today's and the month's spend for a team and a key)."""
 
 
-def _timed(fn: Any, runs: int) -> dict[str, Any]:
+def _timed(
+    spend: Callable[..., list[dict[str, Any]]], queries: tuple[Query, ...], runs: int
+) -> dict[str, Any]:
     times = []
-    rows: Any = None
+    groups = 0
     for _ in range(runs):
         t = time.perf_counter()
-        rows = fn()
+        groups = sum(len(spend(list(g), since, until, f)) for g, f, since, until in queries)
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
     return {
         "p50_ms": round(times[len(times) // 2], 2),
         "p99_ms": round(times[min(len(times) - 1, round(len(times) * 0.99))], 2),
-        "groups": len(rows),
+        "queries": len(queries),
+        "groups": groups,
     }
 
 
-def reports(dsn: str, local: SQLiteLedger) -> dict[str, Any]:
+def reports(dsn: str, local: SQLiteLedger, runs: int) -> dict[str, Any]:
+    """Each of ``REPORTS`` ``runs`` times through ``PostgresLedger.spend`` (what ``/admin/spend`` calls)."""
     pg = PostgresLedger(local, dsn)
-    return {
-        name: _timed(lambda g=group_by, f=filters: pg.spend(g, MONTH0, MONTH0 + MONTH_S, f), 50)
-        for name, group_by, filters in REPORTS
-    }
+    out = {name: _timed(pg.spend, queries, runs) for name, queries in REPORTS}
+    out["raw_rows_read"] = raw_rows_read(dsn)
+    return out
+
+
+def raw_rows_read(dsn: str) -> int:
+    """Rows of ``requests`` any of ``REPORTS`` would read (0: every one is answered from the rollup)."""
+    total = 0
+    with psycopg.connect(dsn) as conn:
+        for _, queries in REPORTS:
+            for g, f, since, until in queries:
+                sql, args = spend_sql(g, since, until, f)
+                plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, args).fetchone()[0]
+                total += _rows_from(plan[0]["Plan"], "requests")
+    return total
+
+
+def _rows_from(plan: dict[str, Any], prefix: str) -> int:
+    own = plan.get("Actual Rows", 0) if str(plan.get("Relation Name", "")).startswith(prefix) else 0
+    return int(own) + sum(_rows_from(p, prefix) for p in plan.get("Plans", []))
 
 
 def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
@@ -196,9 +321,19 @@ def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
     led = SQLiteLedger(str(path))
     led.start()
     asyncio.run(led.close())
-    cols = _row_exprs()
     t = time.perf_counter()
-    conn = connect(str(path))
+    fill_sqlite(str(path), rows)
+    out: dict[str, Any] = {"rows": rows, "load_s": round(time.perf_counter() - t, 1)}
+    out["bytes_per_million_rows"] = round(path.stat().st_size * 1_000_000 / rows)
+    for name, queries in REPORTS:
+        out[name] = _timed(lambda *a: query_spend(str(path), *a), queries, runs)
+    return out
+
+
+def fill_sqlite(path: str, rows: int) -> None:
+    """Rows ``0 <= g < rows`` (``_row_exprs``) into the SQLite ledger at ``path`` (started once before)."""
+    cols = _row_exprs()
+    conn = connect(path)
     conn.execute(
         f"WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < {rows - 1}) "
         f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {', '.join(cols[c] for c in COLUMNS)} FROM s"
@@ -206,13 +341,6 @@ def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
-    out: dict[str, Any] = {"rows": rows, "load_s": round(time.perf_counter() - t, 1)}
-    out["bytes_per_million_rows"] = round(path.stat().st_size * 1_000_000 / rows)
-    for name, group_by, filters in REPORTS:
-        out[name] = _timed(
-            lambda g=group_by, f=filters: query_spend(str(path), g, MONTH0, MONTH0 + MONTH_S, f), runs
-        )
-    return out
 
 
 def storage(dsn: str, rows: int) -> dict[str, Any]:
@@ -231,6 +359,25 @@ def storage(dsn: str, rows: int) -> dict[str, Any]:
     }
 
 
+SERVER_SETTINGS = {
+    "shared_buffers": "1GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+}
+"""The bench server's settings beyond tests/postgres_server.py's (modest for a database host; fsync stays off
+there, which only the load and the ingest figures feel)."""
+
+
+def loadavg() -> str:
+    """The machine's 1/5/15-minute load (the figures are only as quiet as the machine was)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _ints(v: str) -> list[int]:
+    return [int(x) for x in v.split(",") if x]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -241,34 +388,51 @@ def main() -> None:
         "--writers", default="1,4", help="writer process counts for the ingest figures ('' skips)"
     )
     ap.add_argument(
-        "--sqlite-rows", type=int, default=0, help="the same reports on the SQLite ledger at N rows"
+        "--sqlite-rows",
+        default="",
+        help="the same reports on the SQLite ledger at these row counts (comma list), in the same run",
     )
+    ap.add_argument("--runs", type=int, default=50, help="runs of each report on PostgreSQL")
+    ap.add_argument("--sqlite-runs", type=int, default=5, help="runs of each report on SQLite")
+    ap.add_argument("--jobs", type=int, default=1, help="day partitions loaded at once")
     ap.add_argument("--json")
     a = ap.parse_args()
-    srv = PostgresServer().start()
-    result: dict[str, Any] = {}
+    srv = PostgresServer(settings=SERVER_SETTINGS).start()
+    result: dict[str, Any] = {"server_settings": SERVER_SETTINGS}
     work = Path(tempfile.mkdtemp(prefix="pgbench-"))
     try:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:
             conn.execute("CREATE DATABASE ingest")
             conn.execute("CREATE DATABASE reports")
+            result["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
         base = srv.dsn.rsplit("/", 1)[0]
         for db in ("ingest", "reports"):
             with psycopg.connect(f"{base}/{db}", autocommit=True) as conn:
                 pg_schema.migrate(conn)
         if a.writers:
+            before = loadavg()
             result["ingest"] = [ingest(f"{base}/ingest", a.ship, int(w)) for w in a.writers.split(",")]
+            result["ingest_loadavg"] = [before, loadavg()]
             print(json.dumps(result["ingest"]), flush=True)
-        if a.sqlite_rows:
-            result["sqlite"] = sqlite_reports(work / "ledger.sqlite3", a.sqlite_rows)
-            print(json.dumps(result["sqlite"]), flush=True)
+        result["sqlite"] = []
+        for n in _ints(a.sqlite_rows):
+            before = loadavg()
+            lite = sqlite_reports(work / f"ledger-{n}.sqlite3", n, a.sqlite_runs)
+            lite["loadavg"] = [before, loadavg()]
+            (work / f"ledger-{n}.sqlite3").unlink()
+            result["sqlite"].append(lite)
+            print(json.dumps(lite), flush=True)
         local = SQLiteLedger(str(work / "unused.sqlite3"))
         result["sizes"] = []
         done = 0
-        for n in (int(x) for x in a.rows.split(",")):
-            size: dict[str, Any] = {"rows": n, "load_s": round(load(f"{base}/reports", done, n), 1)}
+        for n in _ints(a.rows):
+            before = loadavg()
+            size: dict[str, Any] = {"rows": n, "load_s": round(load(f"{base}/reports", done, n, a.jobs), 1)}
+            size["load_loadavg"] = [before, loadavg()]
             done = n
-            size["reports"] = reports(f"{base}/reports", local)
+            before = loadavg()
+            size["reports"] = reports(f"{base}/reports", local, a.runs)
+            size["reports_loadavg"] = [before, loadavg()]
             size["storage"] = storage(f"{base}/reports", n)
             result["sizes"].append(size)
             print(json.dumps(size), flush=True)
