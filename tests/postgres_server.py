@@ -4,7 +4,7 @@
 server binaries run through ``runuser``; otherwise they run as the current user. The cluster lives in a
 temporary directory (its Unix socket too), listens on a free loopback port, trusts local connections, and is
 removed on ``stop``. ``kill`` stops it at once (SIGKILL of the postmaster: no shutdown checkpoint), ``start``
-brings the same cluster back on the same port.
+brings the same cluster back on the same port; ``pause``/``resume`` freeze and thaw it (SIGSTOP/SIGCONT).
 """
 
 from __future__ import annotations
@@ -101,8 +101,25 @@ class PostgresServer:
         with contextlib.suppress(OSError):
             (self.data / "postmaster.pid").unlink()
 
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: connections stay open and the kernel still accepts and
+        acknowledges, but nothing answers (a frozen host, a stalled disk) until ``resume``."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        for victim in [pid, *_children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, sig)
+
     def stop(self) -> None:
         if self._initialized and self.pid() is not None:
+            self.resume()  # a paused server would not take pg_ctl's signal
             self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         self._initialized = False
