@@ -9,13 +9,14 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
 from tests.bench import openloop, phases, procs, wrk
 from tests.bench.report import Figures, percentile
-from tests.bench.targets import DIRECT, Endpoint, Gateway
+from tests.bench.targets import DIRECT, Endpoint, Gateway, feature_name
 
 LOAD_CPU, GATEWAY_CPU = 0, 1
 
@@ -88,6 +89,45 @@ async def run_round(
             if gw.profilable:
                 figures[gw.name].update(await _profile(gw, settings, cpu, workdir, log))
     _add_overheads(figures)
+    return figures
+
+
+async def run_features(
+    index: int, settings: Settings, rows: Sequence[Gateway], workdir: Path, log: Any, profile: bool = False
+) -> Figures:
+    """The feature rows: each pointsman variant started alone (one cold start), probed, then its maximum
+    throughput and CPU per request and per stream measured; the order rotates from round to round. Each row's
+    CPU is also given relative to the defaults row of the same round (``*_cpu_x_defaults``). ``profile``: each
+    row's per-phase profile too (``_profile``)."""
+    figures: Figures = {}
+    cpu = GATEWAY_CPU if settings.pin else None
+    shift = index % len(rows) if rows else 0
+    for gw in [*rows[shift:], *rows[:shift]]:
+        seconds, proc = await openloop.cold_start(partial(gw.spawn, cpu, workdir / f"{gw.name}.log"), gw.url)
+        try:
+            ep = gw.endpoint(proc.pid)
+            await _probe(ep)
+            metrics: dict[str, Any] = {"cold_start_s": [seconds], "errors": 0}
+            for stream, key in ((False, "rps"), (True, "sps")):
+                script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
+                metrics.update(await _throughput(ep, stream, key, script, settings))
+            metrics["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
+            metrics["errors"] = metrics["rps_errors"] + metrics["sps_errors"]
+        finally:
+            await procs.stop(proc)
+        if profile and settings.profile_s > 0 and gw.profilable:
+            metrics.update(await _profile(gw, settings, cpu, workdir, log))
+        figures[gw.name] = metrics
+        log(
+            f"  {gw.name}: rps {metrics['rps']:,.0f} at {metrics['rps_cpu_us']:.0f} µs, "
+            f"sps {metrics['sps']:,.0f} at {metrics['sps_cpu_us']:.0f} µs"
+        )
+    base = figures.get(feature_name("defaults"))
+    if base:
+        for metrics in figures.values():
+            for key in ("rps", "rps_cpu_us", "sps", "sps_cpu_us"):
+                if base.get(key):
+                    metrics[f"{key}_x_defaults"] = metrics[key] / base[key]
     return figures
 
 

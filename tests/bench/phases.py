@@ -289,6 +289,27 @@ def table(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
     return "\n".join(out)
 
 
+def columns(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
+    """µs per request (or stream) of each phase, one column per target: for comparing many (feature rows)."""
+    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
+    if not rows:
+        return ""
+    lines = [["phase", *(name for name, _ in rows)]]
+    for phase in PHASES:
+        if any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
+            lines.append([phase.key, *(f"{m.get(f'{kind}_us.{phase.key}', 0.0):.1f}" for _, m in rows)])
+    lines.append(["total", *(f"{m[f'{kind}_cpu_us']:.1f}" for _, m in rows)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
+
+
 def markdown(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
     """``table`` as a Markdown table: per target, µs per request (or stream) and share of each phase."""
     rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]

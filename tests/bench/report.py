@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import phases
-from tests.bench.targets import DIRECT, PLAIN, POINTSMAN
+from tests.bench.targets import DIRECT, FEATURE_ROWS, PLAIN, POINTSMAN, feature_name, feature_row
 
 # One round's figures: target name -> metric -> value (cold_start_s is a list of samples).
 Figures = dict[str, dict[str, Any]]
@@ -120,7 +120,7 @@ def verdicts(summary: Figures) -> list[Verdict]:
 
 
 def table(summary: Figures, rates: tuple[float, float]) -> str:
-    targets = [t for t in (DIRECT, PLAIN, POINTSMAN) if t in summary]
+    targets = [t for t in summary if feature_row(t) is None]
     rel = ratios(summary)
     show_ratio = POINTSMAN in summary and PLAIN in summary
     header = ["metric", *targets] + (["pointsman/plain"] if show_ratio else [])
@@ -144,9 +144,91 @@ def table(summary: Figures, rates: tuple[float, float]) -> str:
     return "\n".join(rendered)
 
 
+FEATURES_LIMIT = 1.25  # all features on: CPU per request at most this times the defaults
+
+
+def features_text(summary: Figures) -> str:
+    """The feature rows: throughput and CPU per request and per stream, each relative to the defaults row and to
+    the plain pass-through (medians over rounds of each round's ratio), then the check on all of them."""
+    rows = [(row, summary[feature_name(row)]) for row in FEATURE_ROWS if feature_name(row) in summary]
+    if not rows:
+        return ""
+    plain = summary.get(PLAIN, {})
+    header = [
+        "feature row",
+        "req/s",
+        "CPU µs/req",
+        "x defaults",
+        "x plain",
+        "streams/s",
+        "CPU µs/stream",
+        "x defaults",
+    ]
+    lines = [header]
+    for row, m in rows:
+        lines.append(
+            [
+                FEATURE_ROWS[row],
+                _fmt("{:,.0f}", m.get("rps")),
+                _fmt("{:,.0f}", m.get("rps_cpu_us")),
+                _fmt("{:.2f}x", m.get("rps_cpu_us_x_defaults")),
+                _fmt("{:.2f}x", m["rps_cpu_us"] / plain["rps_cpu_us"] if plain.get("rps_cpu_us") else None),
+                _fmt("{:,.0f}", m.get("sps")),
+                _fmt("{:,.0f}", m.get("sps_cpu_us")),
+                _fmt("{:.2f}x", m.get("sps_cpu_us_x_defaults")),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    out.insert(1, "-" * len(out[0]))
+    text = "feature costs (pointsman variants, each started alone; CPU relative to the defaults row of the same round):\n"
+    text += "\n".join(out)
+    every = summary.get(feature_name("all"), {}).get("rps_cpu_us_x_defaults")
+    if every is not None:
+        verdict = "PASS" if every <= FEATURES_LIMIT else "FAIL"
+        text += (
+            f"\n  {verdict}  all features on: CPU per request <= {FEATURES_LIMIT}x defaults  ({every:.2f}x)"
+        )
+    for kind, what in (("prof_rps", "request"), ("prof_sps", "stream")):
+        profiled = phases.columns(rows, kind)
+        if profiled:
+            text += f"\n\nwhere each feature row's CPU goes (µs per {what}, sampled):\n{profiled}"
+    return text
+
+
+def features_markdown(summary: Figures) -> str:
+    """The feature rows as a Markdown table (for README figures)."""
+    rows = [(row, summary[feature_name(row)]) for row in FEATURE_ROWS if feature_name(row) in summary]
+    if not rows:
+        return ""
+    plain = summary.get(PLAIN, {})
+    lines = [
+        "| row | req/s | CPU µs/request | × defaults | × plain | streams/s | CPU µs/stream | × defaults |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, m in rows:
+        cells = [
+            f"`{row}`",
+            _fmt("{:,.0f}", m.get("rps")),
+            _fmt("{:,.0f}", m.get("rps_cpu_us")),
+            _fmt("{:.2f}×", m.get("rps_cpu_us_x_defaults")),
+            _fmt("{:.2f}×", m["rps_cpu_us"] / plain["rps_cpu_us"] if plain.get("rps_cpu_us") else None),
+            _fmt("{:,.0f}", m.get("sps")),
+            _fmt("{:,.0f}", m.get("sps_cpu_us")),
+            _fmt("{:.2f}×", m.get("sps_cpu_us_x_defaults")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def profile_text(summary: Figures) -> str:
     """Where a request's CPU goes, per phase, for each profiled target (``phases.py``)."""
-    rows = [(t, summary[t]) for t in summary if t != DIRECT]
+    rows = [(t, summary[t]) for t in summary if t != DIRECT and feature_row(t) is None]
     parts = []
     for kind, title in (("prof_rps", "non-streaming request"), ("prof_sps", "stream")):
         text = phases.table(rows, kind)

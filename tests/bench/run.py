@@ -1,6 +1,7 @@
 """Benchmark pointsman against nginx directly and a plain FastAPI + aiohttp pass-through proxy.
 
     python -m tests.bench.run [--rounds N] [--rules N] [--json PATH] [--quick] [--only plain,pointsman] [--tracing]
+                              [--features [ROWS]] [--profile-s S]
 
 See tests/bench/README.md for the method and what the figures mean.
 """
@@ -27,8 +28,9 @@ import uvloop
 from tests.bench import measure, phases, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
-from tests.bench.targets import GATEWAYS, PLAIN, POINTSMAN
+from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN
 from tests.fakes.telemetry import FakeTelemetry
+from tests.redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -46,6 +48,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tracing",
         action="store_true",
         help="pointsman: export OpenTelemetry traces at 100%% sampling to a local OTLP sink",
+    )
+    parser.add_argument(
+        "--features",
+        nargs="?",
+        const=",".join(FEATURE_ROWS),
+        default=None,
+        help="also measure pointsman's feature rows (CPU per request and stream vs the defaults, same round): "
+        f"comma-separated among {','.join(FEATURE_ROWS)}; default: all of them",
+    )
+    parser.add_argument(
+        "--profile-features",
+        action="store_true",
+        help="with --features: the per-phase profile of every feature row too (where each feature's CPU goes)",
     )
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     parser.add_argument(
@@ -69,6 +84,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.features is not None:
+        rows = [r.strip() for r in args.features.split(",") if r.strip()]
+        unknown = sorted(set(rows) - set(FEATURE_ROWS))
+        if unknown:
+            parser.error(f"--features: unknown row(s) {unknown}; choose among {list(FEATURE_ROWS)}")
+        if "defaults" not in rows:
+            rows.insert(0, "defaults")  # the reference every row is compared with
+        args.features = [r for r in FEATURE_ROWS if r in rows]
+        if not args.pointsman_bin.exists():
+            parser.error(f"--features: {args.pointsman_bin} not found (pip install -e . first)")
     return args
 
 
@@ -102,16 +127,36 @@ class Outcome:
 
 async def bench(args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path) -> Outcome:
     """All rounds; a round that fails after others completed ends the run with what it has."""
+    rows: list[str] = args.features or []
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
-    sink = FakeTelemetry(decode=False).start() if args.tracing else None
+    wants_sink = args.tracing or any(r in ("tracing", "all") for r in rows)
+    sink = FakeTelemetry(decode=False).start() if wants_sink else None
+    redis = RedisServer().start() if any(r in ("redis", "all") for r in rows) else None
     try:
         gateways = [
             targets.plain(up)
             if name == PLAIN
             else targets.pointsman(
-                up, args.pointsman_bin, workdir, args.rules, sink.url if sink is not None else None
+                up,
+                args.pointsman_bin,
+                workdir,
+                args.rules,
+                sink.url if sink is not None and args.tracing else None,
             )
             for name in names
+        ]
+        feature_rows = [
+            targets.pointsman(
+                up,
+                args.pointsman_bin,
+                workdir,
+                0,
+                features=targets.features_of(
+                    row, sink.url if sink is not None else None, redis.url if redis is not None else None
+                ),
+                name=targets.feature_name(row),
+            )
+            for row in rows
         ]
         out = Outcome()
         for i in range(args.rounds):
@@ -119,6 +164,13 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             load = procs.BackgroundLoad()
             try:
                 figures = await measure.run_round(i, settings, targets.direct(up), gateways, workdir, _log)
+                if feature_rows:
+                    _log("  feature rows:")
+                    figures.update(
+                        await measure.run_features(
+                            i, settings, feature_rows, workdir, _log, profile=args.profile_features
+                        )
+                    )
             except RuntimeError as exc:
                 if not out.rounds:
                     raise
@@ -136,6 +188,8 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
         await procs.stop(up.proc)
         if sink is not None:
             sink.stop()
+        if redis is not None:
+            redis.stop()
 
 
 async def _stoppable(coro: Coroutine[Any, Any, T]) -> T:
@@ -171,6 +225,7 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "rounds": args.rounds,
         "rules": args.rules,
         "tracing": args.tracing,
+        "features": {row: FEATURE_ROWS[row] for row in args.features or []},
         "quick": args.quick,
         "settings": dataclasses.asdict(settings),
         "phases": {p.key: p.label for p in phases.PHASES},
@@ -214,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"INCOMPLETE: {len(out.rounds)} of {args.rounds} rounds ({out.error.splitlines()[0]})")
     print(report.table(summary, (settings.rate, settings.stream_rate)))
     print()
+    features = report.features_text(summary)
+    if features:
+        print(features)
+        print()
     profile = report.profile_text(summary)
     if profile:
         print(profile)

@@ -73,20 +73,84 @@ def plain(up: Upstream) -> Gateway:
     return Gateway(PLAIN, tuple(argv), port, tuple(argv))
 
 
-def pointsman(up: Upstream, binary: Path, workdir: Path, rules: int, otlp: str | None = None) -> Gateway:
+def pointsman(
+    up: Upstream,
+    binary: Path,
+    workdir: Path,
+    rules: int,
+    otlp: str | None = None,
+    features: Features | None = None,
+    name: str = POINTSMAN,
+) -> Gateway:
+    """pointsman with the bench's config; ``rules`` and ``otlp`` (traces at 100%) are the main target's options,
+    ``features`` a feature row's (``FEATURES``)."""
     port = procs.free_port()
-    config = workdir / "pointsman.yaml"
-    doc = pointsman_config(up, port, rules)
-    if otlp is not None:  # traces at 100%: the cost of tracing on the request path
-        doc["observability"] = {"traces": {"endpoint": otlp, "sample_rate": 1.0}}
+    home = workdir if name == POINTSMAN else workdir / _slug(name)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "pointsman.yaml"
+    feats = features or Features(rules=rules, otlp=otlp)
+    doc = pointsman_config(up, port, feats.rules, feats)
+    if name != POINTSMAN:
+        doc["server"]["data_dir"] = str(home / "data")  # its own ledger, policy and shadow stores
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     args = ("serve", "--config", str(config), "--port", str(port), "--workers", "1")
     python = binary.with_name("python")  # the console script's interpreter, for the profiled run
-    return Gateway(POINTSMAN, (str(binary), *args), port, (str(python), "-m", "gateway.cli", *args))
+    return Gateway(name, (str(binary), *args), port, (str(python), "-m", "gateway.cli", *args))
 
 
-def pointsman_config(up: Upstream, port: int, rules: int) -> dict[str, Any]:
-    """Two backends on the two nginx servers, two models, one key; ``rules`` > 0 adds a route list."""
+@dataclass(frozen=True)
+class Features:
+    """What a feature row turns on over pointsman's defaults (request logs are on by default)."""
+
+    rules: int = 0  # non-matching routing rules before the catch-all
+    otlp: str | None = None  # traces at 100% to this OTLP/HTTP endpoint
+    logs: bool = True  # structured request logs (observability.logs.enabled)
+    redis: str | None = None  # budgets and rate limits on this Redis (they never refuse)
+    shadow: float = 0.0  # shadow sample rate on the bench routes (a candidate on the same nginx)
+
+
+FEATURE_ROWS: dict[str, str] = {
+    "defaults": "pointsman, defaults (request logs on)",
+    "no-logs": "request logs off",
+    "tracing": "traces at 100% (OTLP/HTTP to a local sink)",
+    "rules": "50 routing rules before the match",
+    "redis": "budgets and rate limits on Redis",
+    "shadow": "shadowing 10% to a candidate",
+    "all": "all of them (logs, tracing, 50 rules, Redis, shadow)",
+}
+FEATURE_PREFIX = "pointsman["
+FEATURE_RULES = 50
+FEATURE_SHADOW = 0.1
+
+
+def feature_name(row: str) -> str:
+    return f"{FEATURE_PREFIX}{row}]"
+
+
+def feature_row(name: str) -> str | None:
+    return name[len(FEATURE_PREFIX) : -1] if name.startswith(FEATURE_PREFIX) else None
+
+
+def features_of(row: str, otlp: str | None, redis: str | None) -> Features:
+    """A feature row's settings; ``otlp`` and ``redis``: the local sink and server the bench started."""
+    every = row == "all"
+    return Features(
+        rules=FEATURE_RULES if row == "rules" or every else 0,
+        otlp=otlp if row == "tracing" or every else None,
+        logs=row != "no-logs",
+        redis=redis if row == "redis" or every else None,
+        shadow=FEATURE_SHADOW if row == "shadow" or every else 0.0,
+    )
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")
+
+
+def pointsman_config(up: Upstream, port: int, rules: int, features: Features | None = None) -> dict[str, Any]:
+    """Two backends on the two nginx servers, two models, one key; ``rules`` > 0 adds a route list; ``features``
+    adds what a feature row measures."""
+    f = features or Features(rules=rules)
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
         "backends": {
@@ -99,16 +163,54 @@ def pointsman_config(up: Upstream, port: int, rules: int) -> dict[str, Any]:
         },
         "keys": [{"name": "bench", "key": fixtures.API_KEY, "team": "perf"}],
     }
-    if rules > 0:
-        config["routes"] = route_rules(rules)
+    if f.shadow > 0:
+        config["models"] |= {
+            SHADOW_CHAT: {"backend": "up", "upstream_model": fixtures.UPSTREAM_MODEL},
+            SHADOW_STREAM: {"backend": "upstream_stream", "upstream_model": fixtures.UPSTREAM_MODEL},
+        }
+    if rules > 0 or f.shadow > 0:
+        config["routes"] = route_rules(rules, f.shadow)
+    observability: dict[str, Any] = {}
+    if f.otlp is not None:  # traces at 100%: the cost of tracing on the request path
+        observability["traces"] = {"endpoint": f.otlp, "sample_rate": 1.0}
+    if not f.logs:
+        observability["logs"] = {"enabled": False}
+    if observability:
+        config["observability"] = observability
+    if f.redis is not None:  # checked on every request, never reached
+        config["redis"] = {"url": f.redis}
+        config["accounting"] = {
+            "budgets": [{"scope": "team", "name": "perf", "daily_usd": "1000000", "monthly_usd": "10000000"}],
+            "rate_limits": [{"key": "bench", "requests_per_min": 1_000_000_000, "tokens_per_min": 10**12}],
+        }
     return config
 
 
-def route_rules(n: int) -> list[dict[str, Any]]:
+SHADOW_CHAT, SHADOW_STREAM = "bench-shadow", "bench-shadow-stream"
+
+
+def route_rules(n: int, shadow: float = 0.0) -> list[dict[str, Any]]:
     """``n`` rules that never match the bench's requests (they carry no tags), then a catch-all for
-    the bench models whose empty ``targets`` keeps the requested model."""
+    the bench models whose empty ``targets`` keeps the requested model; with ``shadow`` > 0, one catch-all per
+    bench model, each shadowing that share of its requests to a candidate on the same nginx server."""
     misses = [
         {"name": f"r{i}", "match": {"tags": {"task": f"t{i}"}}, "targets": [{"model": fixtures.CHAT_MODEL}]}
         for i in range(n)
     ]
-    return [*misses, {"name": "default", "match": {"model": "bench-*"}, "targets": []}]
+    if shadow <= 0:
+        return [*misses, {"name": "default", "match": {"model": "bench-*"}, "targets": []}]
+    return [
+        *misses,
+        *(
+            {
+                "name": name,
+                "match": {"model": model},
+                "targets": [],
+                "shadow": {"model": candidate, "sample_rate": shadow},
+            }
+            for name, model, candidate in (
+                ("chat", fixtures.CHAT_MODEL, SHADOW_CHAT),
+                ("stream", fixtures.STREAM_MODEL, SHADOW_STREAM),
+            )
+        ),
+    ]
