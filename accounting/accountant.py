@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
-from accounting.errors import ModelUnpriced
+from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
 from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
 from accounting.limits import Limits, RedisHealth, buckets_at
@@ -151,6 +151,7 @@ class Accountant:
             retention_days=lc.retention_days,
             partitions_ahead_days=lc.partitions_ahead_days,
             metrics=self.metrics,
+            call_timeout_s=lc.call_timeout_s,
         )
         await asyncio.to_thread(pg.start)
         return pg
@@ -467,7 +468,10 @@ class Accountant:
         if self.pg is not None and self.pg.last_error is not None:
             return  # the database is unreachable: keep the last totals (plus pending spend)
         gen = self.limits.generation
-        fresh = await asyncio.to_thread(source.budget_spend, self.limits.budget_keys())
+        try:
+            fresh = await asyncio.to_thread(source.budget_spend, self.limits.budget_keys())
+        except LedgerUnavailable:
+            return  # the shipper reports it (last_error, /admin/ledger); keep the last totals meanwhile
         self.limits.refresh(gen, fresh)
         now = time.time()
         b = buckets_at(now)
@@ -492,7 +496,8 @@ class Accountant:
         if self._estimates:
             await asyncio.wait(list(self._estimates), timeout=wait_s)
         if self.pg is not None:
-            await self.pg.caught_up(wait_s)
+            if self.pg.last_error is None:  # while the database is unreachable, shipping cannot catch up
+                await self.pg.caught_up(wait_s)
         elif self.ledger is not None:
             await self.ledger.flushed(wait_s)
 

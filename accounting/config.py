@@ -107,6 +107,11 @@ class LedgerConfig(StrictModel):
     None keeps every row."""
     partitions_ahead_days: int = Field(default=3, ge=1, le=60)
     """``postgres``: daily partitions created this many days ahead."""
+    call_timeout_s: float = Field(default=30.0, ge=1, le=3600)
+    """``postgres``: a database call (shipping a batch, a budget lookup, a report) not answered within this is
+    abandoned: the server's ``statement_timeout``, and the connection closed by the client when the server does
+    not answer at all (a frozen host, which TCP notices only after many minutes). Shipping then retries (rows
+    wait in the outbox, its bound enforced); a report answers 503 ``ledger_unavailable``."""
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> LedgerConfig:

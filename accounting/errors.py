@@ -79,3 +79,12 @@ class ModelUnpriced(AccountingError):
             f"counted. Ask the operator to set accounting.pricing[{model!r}] (input_per_mtok, output_per_mtok), "
             "or to allow unpriced models with accounting.on_unpriced: allow."
         )
+
+
+class LedgerUnavailable(AccountingError):
+    """The ledger's database did not answer a report or lookup (unreachable, or not within
+    ``ledger.call_timeout_s``): 503 ``ledger_unavailable``. Requests are never refused for it."""
+
+    status = 503
+    type = "server_error"
+    code = "ledger_unavailable"

@@ -12,6 +12,12 @@ wait in the local file, up to ``outbox_max_rows``; beyond that the ledger refuse
 Reports (``spend``) read ``spend_hourly`` for the whole hours of the range and raw rows only for the partial
 hours at its ends; budget totals (``budget_spend``) read ``budget_spend``. psycopg is imported here, and this
 module only when ``accounting.ledger.backend`` is ``postgres``.
+
+Every database call (a shipped batch with its connection set-up, maintenance, a budget lookup, a report) runs
+under ``call_timeout_s``: the server's ``statement_timeout``, and a client-side deadline that shuts the
+connection's socket down when the server does not answer at all (a frozen host or process: its kernel still
+acknowledges, so TCP would wait for many minutes). The call then fails like any lost connection: shipping
+retries with backoff, the outbox bound and ``/admin/ledger`` see the database as unreachable.
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 
 from accounting import pg_schema
 from accounting.config import dsn_target
+from accounting.errors import LedgerUnavailable
 from accounting.ledger import (
     AGGREGATES,
     COLUMNS,
@@ -83,6 +92,37 @@ def check_schema(dsn: str, timeout_s: float = 5.0) -> pg_schema.SchemaState:
         return pg_schema.state(conn)
 
 
+def _abandon(conn: psycopg.Connection[Any], fired: threading.Event) -> None:
+    """Shut ``conn``'s socket down from another thread: whatever waits on it fails at once (the connection is
+    then closed by its owner)."""
+    fired.set()
+    with contextlib.suppress(OSError, psycopg.Error):
+        dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
+
+
+@contextlib.contextmanager
+def deadline(conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+    """Fail the block with ``psycopg.OperationalError`` if ``conn`` has not answered within ``seconds``."""
+    fired = threading.Event()
+    timer = threading.Timer(seconds, _abandon, (conn, fired))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except psycopg.Error as exc:
+        if fired.is_set():
+            raise psycopg.OperationalError(
+                f"PostgreSQL did not answer within {seconds:g} s (ledger.call_timeout_s); connection closed"
+            ) from exc
+        raise
+    finally:
+        timer.cancel()
+
+
 class PostgresLedger:
     """Ships the local ledger's rows to PostgreSQL and answers reports from it (see the module docstring)."""
 
@@ -96,6 +136,7 @@ class PostgresLedger:
         retention_days: int | None = None,
         partitions_ahead_days: int = 3,
         metrics: Metrics | None = None,
+        call_timeout_s: float = 30.0,
     ) -> None:
         self.local = local
         self.dsn = dsn
@@ -105,6 +146,7 @@ class PostgresLedger:
         self.retention_days = retention_days
         self.partitions_ahead_days = partitions_ahead_days
         self.metrics = metrics
+        self.call_timeout_s = call_timeout_s
         self.shipped = 0
         """Rows inserted into PostgreSQL by this process."""
         self.failures = 0
@@ -137,8 +179,10 @@ class PostgresLedger:
         self._thread.start()
 
     async def close(self, wait_s: float = 10.0) -> None:
-        """Ship what the local ledger holds (for at most ``wait_s``), then stop; the rest waits in the file."""
-        await self.caught_up(wait_s)
+        """Ship what the local ledger holds (for at most ``wait_s``, unless the database is unreachable), then
+        stop; the rest waits in the file."""
+        if self.last_error is None:
+            await self.caught_up(wait_s)
         self._stop = True
         self._wake.set()
         if self._thread is not None:
@@ -223,23 +267,36 @@ class PostgresLedger:
 
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self.dsn, connect_timeout=2, autocommit=True)
+            conn = self._connect()
             try:
-                st = pg_schema.state(conn)
-                if not st.current:
-                    raise SchemaBehind(st.describe())
-                # Rows leave the outbox once the commit is acknowledged: it must be durable whatever the
-                # server's default (an asynchronous commit is lost when the server crashes).
-                conn.execute("SET synchronous_commit = on")
-                conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS ship_batch (LIKE requests INCLUDING DEFAULTS) "
-                    "ON COMMIT DELETE ROWS"
-                )
+                with deadline(conn, self.call_timeout_s):
+                    st = pg_schema.state(conn)
+                    if not st.current:
+                        raise SchemaBehind(st.describe())
+                    # Rows leave the outbox once the commit is acknowledged: it must be durable whatever the
+                    # server's default (an asynchronous commit is lost when the server crashes).
+                    conn.execute("SET synchronous_commit = on")
+                    conn.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS ship_batch (LIKE requests INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS"
+                    )
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A connection whose statements the server ends after ``call_timeout_s`` (the client-side deadline
+        covers a server that does not answer at all)."""
+        conn = psycopg.connect(self.dsn, connect_timeout=2, autocommit=True)
+        try:
+            with deadline(conn, self.call_timeout_s):
+                conn.execute(f"SET statement_timeout = {max(1, round(self.call_timeout_s * 1000))}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _refresh_backlog(self) -> None:
         if self._outbox is None:
@@ -270,7 +327,7 @@ class PostgresLedger:
         last = rows[-1][0]
         batch = [r[1:] for r in rows]
         ts_i = COLUMNS.index("ts")
-        with conn.transaction():
+        with deadline(conn, self.call_timeout_s), conn.transaction():
             days = {pg_schema.day_start(r[ts_i]) for r in batch} - self._days
             if days:
                 pg_schema.ensure_partitions(conn, days)
@@ -303,7 +360,7 @@ class PostgresLedger:
         if now - self._maintained < pg_schema.HOUR_S:
             return
         conn = self._db()
-        with conn.transaction():
+        with deadline(conn, self.call_timeout_s), conn.transaction():
             today = pg_schema.day_start(now)
             pg_schema.ensure_partitions(
                 conn, [today + i * pg_schema.DAY_S for i in range(self.partitions_ahead_days + 1)]
@@ -315,15 +372,20 @@ class PostgresLedger:
 
     # -- queries (any thread) -----------------------------------------------------------------------------------
     def _query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of one query (``LedgerUnavailable`` when the database cannot answer in time)."""
         with self._query_lock:
-            if self._query_conn is None or self._query_conn.closed:
-                self._query_conn = psycopg.connect(self.dsn, connect_timeout=2, autocommit=True)
             try:
-                return self._query_conn.execute(sql, args).fetchall()
-            except psycopg.OperationalError:
-                self._query_conn.close()
-                self._query_conn = None
-                raise
+                if self._query_conn is None or self._query_conn.closed:
+                    self._query_conn = self._connect()
+                with deadline(self._query_conn, self.call_timeout_s):
+                    return self._query_conn.execute(sql, args).fetchall()
+            except psycopg.OperationalError as exc:
+                if self._query_conn is not None:
+                    self._query_conn.close()
+                    self._query_conn = None
+                raise LedgerUnavailable(
+                    f"the ledger database ({dsn_target(self.dsn)}) did not answer: {exc}"
+                ) from exc
 
     def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
         want = list(keys)

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from accounting.errors import LedgerUnavailable
 from accounting.ledger import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv, usd
 from gateway.deps import get_state
-from gateway.errors import ApiError, bad_request
+from gateway.errors import ApiError, bad_request, to_api_error
 from gateway.state import GatewayState
 
 
@@ -87,6 +88,8 @@ def build_router() -> APIRouter:
             rows = await st.accountant.spend(groups, since, until, filters)
         except LookupError as exc:
             raise ApiError(404, str(exc), "invalid_request_error", "ledger_disabled") from None
+        except LedgerUnavailable as exc:
+            raise to_api_error(exc) from None
         if format == "csv":
             return Response(
                 spend_csv(groups, rows),

@@ -204,3 +204,52 @@ def test_the_outbox_and_its_bound_are_reported_while_the_database_is_down_and_af
         m = scrape(gw.url)
         assert metric_sum(m, "pointsman_ledger_shipped_rows_total") == 5
         assert metric_sum(m, "pointsman_ledger_outbox_rows") == 0
+
+
+def test_requests_are_answered_promptly_while_the_database_is_frozen(
+    priced: FakeOpenAI, postgres_server: PostgresServer, ledger_db: str, tmp_path: Path
+) -> None:
+    budget = {
+        "budgets": [{"scope": "team", "name": "search", "daily_usd": "1000"}]
+    }  # lookups read the database
+    with RunningGateway(replica(priced, tmp_path / "a", ledger_db, acc=budget)) as gw:
+        ask(gw.url)
+        wait_for(lambda: raw(ledger_db)[0] == 1)  # the shipper holds a connection to the database
+        postgres_server.pause()  # SIGSTOP: its connections stay open and nothing answers
+        try:
+            slowest = 0.0
+            for _ in range(20):
+                t = time.monotonic()
+                ask(gw.url)
+                slowest = max(slowest, time.monotonic() - t)
+                time.sleep(0.05)
+        finally:
+            postgres_server.resume()
+        assert slowest < 1.0
+        wait_for(lambda: raw(ledger_db)[0] == 21, timeout=60)
+
+
+def test_a_frozen_database_is_reported_unreachable_within_the_call_timeout(
+    priced: FakeOpenAI, postgres_server: PostgresServer, ledger_db: str, tmp_path: Path
+) -> None:
+    ledger = {"backend": "postgres", "dsn": ledger_db, "call_timeout_s": 1}
+    with RunningGateway(replica(priced, tmp_path / "a", ledger_db, acc={"ledger": ledger})) as gw:
+        ask(gw.url)
+        wait_for(lambda: spend(gw.url).json()["total"]["requests"] == 1)
+        postgres_server.pause()
+        try:
+            for _ in range(3):
+                ask(gw.url)
+            frozen = wait_for(
+                lambda: (d := ledger_status(gw.url))["reachable"] is False and d["outbox"]["rows"] == 3 and d,
+                timeout=20,
+            )
+            assert "did not answer within 1 s" in frozen["last_error"]
+            t = time.monotonic()
+            r = spend(gw.url)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "ledger_unavailable"
+            assert time.monotonic() - t < 5
+        finally:
+            postgres_server.resume()
+        wait_for(lambda: ledger_status(gw.url)["outbox"]["rows"] == 0, timeout=30)
+        assert raw(ledger_db)[0] == 4
