@@ -1,8 +1,10 @@
 """The accountant: admission (budgets, rate limits), pricing, metrics and the ledger for every request.
 
-The request path calls ``admit`` before dispatch and ``price`` + ``finish`` after; ``finish`` never blocks
+The request path calls ``admit`` before dispatch (holding the request's budget reservation on its record) and
+``price`` + ``finish`` after (adding its cost and releasing the reservation in one step); ``finish`` never blocks
 (records are queued and written in batches in the background; token estimation for upstreams that report no
-usage runs in background tasks).
+usage runs in background tasks). A request that ends without ``finish`` has its reservation released by
+``release_unsettled``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from accounting.limits import Limits, RedisHealth, buckets_at
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
+from accounting.reservation import Ask, reserve_nusd
 from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.tokens import Estimator
@@ -264,9 +267,29 @@ class Accountant:
             if self.pricing.lookup(t.backend, t.upstream_model) is None:
                 raise ModelUnpriced(t.name, f"{budgets[0].scope} '{budgets[0].name}'")
 
-    async def admit(self, key: str, team: str | None, model: str) -> None:
-        if self.limits.active:
-            await self.limits.admit(key, team)
+    async def admit(
+        self, rec: RequestRecord, doc: dict[str, Any], body_bytes: int, targets: Sequence[ServedModel]
+    ) -> None:
+        """Admit a routed request (rate limits, budgets) or raise; a request a dollar budget covers gets its
+        reservation held (``rec.reservation``): its ``body_bytes``-sized prompt and the output ``doc`` allows,
+        at the highest price among ``targets`` (the models that could serve it). Dict lookups and a few
+        ``Decimal`` multiplications, then the limits' one decision (one Redis script with Redis)."""
+        if not self.limits.active:
+            return
+        amounts: list[int] = []
+        budgets = self.limits.budget_list(rec.key, rec.team)
+        if budgets:
+            ask = Ask.of(rec.endpoint, doc, body_bytes, self.cfg.reservations.prompt_bytes_per_token)
+            prices = [self.pricing.lookup(t.backend, t.upstream_model) for t in targets]
+            amounts = [reserve_nusd(ask, prices, x.reserve_output_tokens) for x in budgets]
+        rec.reservation = await self.limits.admit(rec.key, rec.team, amounts)
+
+    def release_unsettled(self, rec: RequestRecord) -> None:
+        """A request that ended without ``finish`` (nothing to account): release what it held. A no-op for a
+        request that was handed to ``finish`` (its reservation is released when its cost is added)."""
+        r = rec.reservation
+        if r is not None and not r.handed:
+            self.limits.release(r)
 
     def price(self, rec: RequestRecord) -> Decimal:
         """Price ``rec.usage`` for the served model (dict lookups only); sets ``rec.cost_usd``/``rec.priced``."""
@@ -291,7 +314,10 @@ class Accountant:
         request_body: dict[str, Any] | None = None,
         output_events: Sequence[bytes] | None = None,
     ) -> None:
-        """Account a finished request. Never blocks: estimation (if needed) and writes happen in the background."""
+        """Account a finished request. Never blocks: estimation (if needed) and writes happen in the background.
+        Its reservation stays held until its cost is known (after the estimation, when one is needed)."""
+        if rec.reservation is not None:
+            rec.reservation.handed = True
         if not rec.has_usage and rec.backend and self._upstream_worked(rec, output_events):
             if len(self._estimates) < _MAX_ESTIMATES and not self._closing:
                 t = asyncio.get_running_loop().create_task(self._estimate(rec, request_body, output_events))
@@ -366,8 +392,11 @@ class Accountant:
             row = self.ledger.append(rec)
             if row is not None and self.link is not None:
                 self.link.publish(row)
-        if self.limits.active and not rec.shadow:  # shadow spend has its own daily budget per route
-            self.limits.commit(rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens)
+        if (self.limits.active and not rec.shadow) or rec.reservation is not None:
+            # shadow spend has its own daily budget per route; the cost is added as the reservation is released
+            self.limits.commit(
+                rec.key, rec.team, rec.ts, to_nusd(cost), rec.usage.total_tokens, rec.reservation
+            )
         if self.exporters is not None:
             self.exporters.offer(rec)
 

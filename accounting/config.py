@@ -55,12 +55,33 @@ class BudgetConfig(StrictModel):
     """USD allowed per calendar month (UTC); None for no monthly cap."""
     soft_threshold: float = Field(default=0.8, gt=0, le=1)
     """Fraction of a cap at which a warning is logged and ``pointsman_budget_remaining_usd`` is watched."""
+    reserve_output_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+    """Output tokens held against this budget, while it runs, for a request that names no maximum
+    (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``), priced at the route's output price. A
+    request's reservation (its prompt and its maximum output, at the highest price of the models that could
+    serve it) is refused when it does not fit in what is left of the budget, and released when the request
+    ends. None reserves no output for such requests: what they generate can pass the budget (docs/accounting.md,
+    "How far spend can pass a budget")."""
 
     @model_validator(mode="after")
     def _some_cap(self) -> BudgetConfig:
         if self.daily_usd is None and self.monthly_usd is None:
             raise ValueError("give daily_usd, monthly_usd or both")
         return self
+
+
+class ReservationConfig(StrictModel):
+    """How budget reservations are estimated and kept (``accounting.reservations``)."""
+
+    prompt_bytes_per_token: float = Field(default=1.0, gt=0, le=16)
+    """A request's prompt is reserved as ``ceil(body bytes / prompt_bytes_per_token)`` input tokens (no
+    tokenizer on the request path). At 1 it is an upper bound for text: every token of a byte-level tokenizer is
+    at least one byte of the body; 4 is close to the mean for English but can under-reserve code, numbers and
+    non-Latin scripts by up to ~3x."""
+    ttl_s: float = Field(default=60.0, ge=5, le=3600)
+    """With Redis: how long a reservation outlives its replica. Each replica renews the reservations it holds
+    every ``ttl_s / 3``; those of a replica that died (or stayed unreachable or frozen that long) expire after at
+    most ``ttl_s`` and no longer hold budget back."""
 
 
 class RateLimitConfig(StrictModel):
@@ -188,6 +209,8 @@ class AccountingConfig(StrictModel):
     """Durable spend ledger."""
     estimation: EstimationConfig = Field(default_factory=EstimationConfig)
     """Token counting when the upstream reports no usage."""
+    reservations: ReservationConfig = Field(default_factory=ReservationConfig)
+    """Budget reservations: the estimate of a request's cost held against its budgets while it runs."""
 
     @field_validator("budgets")
     @classmethod

@@ -19,22 +19,39 @@ class AccountingError(Exception):
 
 
 class BudgetExceeded(AccountingError):
-    """A key or team budget for the current day/month is spent: 429 ``insufficient_quota``."""
+    """A key or team budget for the current day/month is spent, or cannot cover what the request may cost on
+    top of what is spent and held by requests in flight: 429 ``insufficient_quota``."""
 
     type = "insufficient_quota"
     code = "insufficient_quota"
 
     def __init__(
-        self, scope: str, name: str, period: str, limit: str, spent: str, retry_after_s: int
+        self,
+        scope: str,
+        name: str,
+        period: str,
+        limit: str,
+        spent: str,
+        retry_after_s: int,
+        reserved: str | None = None,
+        asked: str | None = None,
     ) -> None:
         self.scope = scope
         self.name = name
         self.period = period
-        super().__init__(
-            f"You exceeded your current quota: the {period} budget of {scope} '{name}' (${limit}) is spent "
-            f"(${spent} used). It resets at the start of the next UTC {'day' if period == 'daily' else 'month'}.",
-            {"retry-after": str(retry_after_s)},
-        )
+        reset = f"It resets at the start of the next UTC {'day' if period == 'daily' else 'month'}."
+        if asked is None:
+            message = (
+                f"You exceeded your current quota: the {period} budget of {scope} '{name}' (${limit}) is spent "
+                f"(${spent} used). {reset}"
+            )
+        else:
+            message = (
+                f"You exceeded your current quota: the {period} budget of {scope} '{name}' (${limit}) cannot "
+                f"cover this request, which may cost up to ${asked} (${spent} used, ${reserved} held by "
+                f"requests in flight). Lower max_tokens, or retry when requests in flight have finished. {reset}"
+            )
+        super().__init__(message, {"retry-after": str(retry_after_s)})
 
 
 class RateLimited(AccountingError):

@@ -2,9 +2,18 @@
 tokens per minute, sliding window).
 
 Local state always exists (in-memory windows; budget spend from the ledger's per-bucket totals plus this
-process's not-yet-written spend). With Redis, the decision is taken by one atomic Lua script against shared
-counters, so all replicas enforce one limit; spend and token counts are added to Redis in the background
-after each request. When Redis is unreachable the configured ``redis.on_unavailable`` policy applies:
+process's not-yet-written spend, and the reservations of its requests in flight). With Redis, the decision is
+taken by one atomic Lua script against shared counters, so all replicas enforce one limit; spend and token
+counts are added to Redis in the background after each request.
+
+Budgets are admitted against reservations (``accounting.reservation``): a request is admitted only when each
+budget's spend + reserved + its own reservation fits in the budget, and the same step holds its reservation
+(one script with Redis: a sorted set of reservations by expiry and their sum, per budget bucket). The
+reservation is released in the same step that adds the request's actual cost (locally under one lock; in Redis
+by the idempotent push that adds the spend), so no moment counts neither. Redis reservations expire unless
+their replica renews them (``accounting.reservations.ttl_s``): a dead replica's are freed within ``ttl_s``.
+
+When Redis is unreachable the configured ``redis.on_unavailable`` policy applies:
 ``fail_open`` decides with the local state, ``fail_closed`` refuses (429 ``shared_state_unavailable``); both
 say so in ``pointsman_shared_state_degraded_total``, ``pointsman_redis_up`` and the log.
 """
@@ -16,7 +25,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -25,6 +34,7 @@ from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
 from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.metrics import Metrics
+from accounting.reservation import Reservation
 
 log = logging.getLogger("pointsman.limits")
 
@@ -44,6 +54,8 @@ class Budget:
     limit: Decimal
     limit_nusd: int
     soft: float
+    reserve_output_tokens: int | None = None
+    """Output tokens reserved for a request that names no maximum (``BudgetConfig.reserve_output_tokens``)."""
 
 
 def buckets_at(ts: float) -> dict[str, str]:
@@ -89,20 +101,38 @@ class Window:
         self.cur += n
 
 
-# Admission, atomically. KEYS: rpm cur, rpm prev, tpm cur, tpm prev, then one spend key per budget.
-# ARGV: fraction of the current minute elapsed, rpm limit (0 = none), tpm limit (0 = none), window TTL,
-# then one limit (nano-USD) per budget. Returns {verdict, index, spent...}: verdict 0 ok, 1 rpm, 2 budget, 3 tpm.
+# Admission, atomically. KEYS: rpm cur, rpm prev, tpm cur, tpm prev, then per budget its spend counter, its
+# reservations (a sorted set: member "<id>:<nano-USD>", score its expiry in ms) and their sum.
+# ARGV: fraction of the current minute elapsed, rpm limit (0 = none), tpm limit (0 = none), window TTL, the
+# reservation id, its lifetime (ms), then per budget: limit (nano-USD), this request's reservation (nano-USD),
+# the bucket's TTL. Expired reservations (of a replica that died holding them) are dropped first.
+# Returns {verdict, index, spent, reserved, ...}: verdict 0 ok (reservation held), 1 rpm, 2 budget, 3 tpm.
 ADMIT_LUA = """
 local frac = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
 local tpm = tonumber(ARGV[3])
-local spent = {}
-for i = 5, #KEYS do
-  local s = tonumber(redis.call('GET', KEYS[i]) or '0')
-  spent[#spent + 1] = tostring(s)
-  if s >= tonumber(ARGV[i]) then
-    local out = {2, i - 4}
-    for _, v in ipairs(spent) do out[#out + 1] = v end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nb = (#KEYS - 4) / 3
+local out = {0, 0}
+for i = 1, nb do
+  local sk, zk, hk = KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
+  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', now)
+  if #gone > 0 then
+    local freed = 0
+    for _, m in ipairs(gone) do freed = freed + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', zk, '-inf', now)
+    redis.call('DECRBY', hk, freed)
+  end
+  local r = 0
+  if redis.call('ZCARD', zk) == 0 then redis.call('DEL', hk) else r = tonumber(redis.call('GET', hk) or '0') end
+  local s = tonumber(redis.call('GET', sk) or '0')
+  out[#out + 1] = tostring(s)
+  out[#out + 1] = tostring(r)
+  local limit = tonumber(ARGV[3 * i + 4])
+  if s >= limit or s + r + tonumber(ARGV[3 * i + 5]) > limit then
+    out[1] = 2
+    out[2] = i
     return out
   end
 end
@@ -116,9 +146,26 @@ if rpm > 0 then
   redis.call('INCR', KEYS[1])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 end
-local out = {0, 0}
-for _, v in ipairs(spent) do out[#out + 1] = v end
+for i = 1, nb do
+  local amount = ARGV[3 * i + 5]
+  if tonumber(amount) > 0 then
+    local zk, hk, ttl = KEYS[3 * i + 3], KEYS[3 * i + 4], tonumber(ARGV[3 * i + 6])
+    redis.call('ZADD', zk, now + tonumber(ARGV[6]), ARGV[5] .. ':' .. amount)
+    redis.call('INCRBY', hk, amount)
+    redis.call('EXPIRE', zk, ttl)
+    redis.call('EXPIRE', hk, ttl)
+  end
+end
 return out
+"""
+
+# Reservations still held are kept alive by their replica. KEYS: a reservation set per member; ARGV: the new
+# lifetime (ms), then the members. Members already expired (and dropped) are not brought back.
+RENEW_LUA = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', until_ms, ARGV[i + 1]) end
+return #KEYS
 """
 
 
@@ -142,18 +189,36 @@ return raised
 """
 MARKER = PREFIX + "limits:seeded"
 
-# Spend and token counts pushed after requests, idempotently. KEYS: the batch id, then one counter per amount;
-# ARGV: the id's TTL, the amounts, then one TTL per counter. A batch already applied (its id is set) is skipped.
+# Spend and token counts pushed after requests, and the reservations of those requests released, idempotently.
+# KEYS: the batch id, one counter per amount, then a (reservation set, reserved sum) pair per released
+# reservation; ARGV: the id's TTL, the number of counters, the amounts, one TTL per counter, then the released
+# members ("<id>:<nano-USD>"). A batch already applied (its id is set) is skipped; a member already expired is
+# not subtracted twice.
 PUSH_LUA = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
-local n = #KEYS - 1
-for i = 2, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[i])
-  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[n + i]))
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('INCRBY', KEYS[i + 1], ARGV[i + 2])
+  redis.call('EXPIRE', KEYS[i + 1], tonumber(ARGV[n + i + 2]))
+end
+local j = 2 * n + 3
+for i = n + 2, #KEYS, 2 do
+  local m = ARGV[j]
+  if redis.call('ZREM', KEYS[i], m) == 1 then
+    redis.call('DECRBY', KEYS[i + 1], string.match(m, ':(%d+)$'))
+  end
+  j = j + 1
 end
 return 1
 """
 _PUSH_ID_TTL = 86400
+
+
+def _budget_keys(bucket: tuple[str, str, str]) -> tuple[str, str, str]:
+    """A budget bucket's Redis keys: its spend counter, its reservations (sorted by expiry) and their sum."""
+    scope, name, b = bucket
+    tail = f"{scope}:{name}:{b}"
+    return f"{PREFIX}spend:{tail}", f"{PREFIX}reservations:{tail}", f"{PREFIX}reserved:{tail}"
 
 
 class RedisHealth:
@@ -239,6 +304,9 @@ class Limits:
         self._lock = threading.Lock()
         self.snapshot: dict[tuple[str, str, str], int] = {}
         self.pending: dict[tuple[str, str, str], int] = {}
+        self.reserved: dict[tuple[str, str, str], int] = {}
+        """This process's reservations in flight per budget bucket (with Redis too: the fallback's view)."""
+        self.reservation_ttl_s = cfg.reservations.ttl_s
         self.generation = 0
         self._soft_warned: set[tuple[str, str, str]] = set()
         # Shared (Redis)
@@ -249,8 +317,13 @@ class Limits:
         self._reseed_script: Any = None
         self._outbox: dict[str, int] = {}
         self._outbox_ttl: dict[str, int] = {}
-        self._unsent: tuple[str, dict[str, int], dict[str, int]] | None = None
+        self._releases: list[Reservation] = []
+        self._unsent: tuple[str, dict[str, int], dict[str, int], list[Reservation]] | None = None
+        self._held: dict[str, Reservation] = {}
+        """Reservations held in Redis and not yet released there: renewed every ``ttl_s / 3``."""
+        self._renewed_at = 0.0
         self._push_script: Any = None
+        self._renew_script: Any = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
@@ -262,11 +335,22 @@ class Limits:
             lst = budgets.setdefault((b.scope, b.name), [])
             for period, amount in (("daily", b.daily_usd), ("monthly", b.monthly_usd)):
                 if amount is not None:
-                    lst.append(Budget(b.scope, b.name, period, amount, to_nusd(amount), b.soft_threshold))
+                    lst.append(
+                        Budget(
+                            b.scope,
+                            b.name,
+                            period,
+                            amount,
+                            to_nusd(amount),
+                            b.soft_threshold,
+                            b.reserve_output_tokens,
+                        )
+                    )
         rate = {r.key: r for r in cfg.rate_limits}
         self.default_rate = rate.pop("*", None)
         self.rate = rate
         self.budgets = budgets
+        self.reservation_ttl_s = cfg.reservations.ttl_s
 
     @property
     def active(self) -> bool:
@@ -294,11 +378,17 @@ class Limits:
         self._admit_script = client.register_script(ADMIT_LUA)
         self._reseed_script = client.register_script(RESEED_LUA)
         self._push_script = client.register_script(PUSH_LUA)
+        self._renew_script = client.register_script(RENEW_LUA)
         health.on_up.append(self._redis_back)
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        if self.redis is not None and self.active:
+        self._ensure_flusher()
+
+    def _ensure_flusher(self) -> None:
+        """The background pusher runs while Redis is configured and something is limited (also once a config
+        swap brings the first budget or limit)."""
+        if self._flusher is None and self._wake is not None and self.redis is not None and self.active:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def close(self) -> None:
@@ -312,22 +402,49 @@ class Limits:
                 pass
 
     # -- admission (request path) -----------------------------------------------------------------------
-    async def admit(self, key: str, team: str | None) -> None:
+    async def admit(self, key: str, team: str | None, amounts: Sequence[int] = ()) -> Reservation | None:
+        """Admit a request or raise (``BudgetExceeded``, ``RateLimited``, ``SharedStateUnavailable``).
+        ``amounts``: its reservation (nano-USD) against each of ``budget_list(key, team)``, in that order;
+        missing ones are 0. Returns the reservation held, None when nothing is held."""
         rl = self.rate_for(key)
         budgets = self.budget_list(key, team)
         if rl is None and not budgets:
-            return
+            return None
+        asked = [amounts[i] if i < len(amounts) else 0 for i in range(len(budgets))]
         now = time.time()
+        rid = uuid.uuid4().hex
         if self.redis is not None:
             assert self.health is not None
-            res = await self.health.call(COMPONENT, lambda: self._admit_redis(key, rl, budgets, now))
+            self._ensure_flusher()
+            res = await self.health.call(
+                COMPONENT, lambda: self._admit_redis(key, rl, budgets, asked, rid, now)
+            )
             if res is not None:
                 self._local_rpm(key, rl, now)  # keep the local window warm for a fallback
-                return self._verdict(res, key, rl, budgets, now)
+                self._verdict(res, key, rl, budgets, asked, now)
+                return self._hold(rid, budgets, asked, now, shared=True)
             self.metrics.shared_state_degraded.labels(COMPONENT, self.policy).inc()
             if self.policy == "fail_closed":
                 raise SharedStateUnavailable()
-        self._admit_local(key, rl, budgets, now)
+        self._admit_local(key, rl, budgets, asked, now)
+        return self._hold(rid, budgets, asked, now, shared=False)
+
+    def _hold(
+        self, rid: str, budgets: list[Budget], asked: list[int], now: float, shared: bool
+    ) -> Reservation | None:
+        """Note an admitted request's reservation in this process (and, when ``shared``, as held in Redis).
+        Synchronous after the decision, so no other admission on this event loop comes between."""
+        b = buckets_at(now)
+        holds = [((x.scope, x.name, b[x.period]), a) for x, a in zip(budgets, asked, strict=True) if a > 0]
+        if not holds:
+            return None
+        r = Reservation(rid, holds, shared)
+        with self._lock:
+            for k, a in holds:
+                self.reserved[k] = self.reserved.get(k, 0) + a
+        if shared:
+            self._held[rid] = r
+        return r
 
     def _local_rpm(self, key: str, rl: RateLimitConfig | None, now: float) -> None:
         if rl is not None and rl.requests_per_min:
@@ -339,19 +456,24 @@ class Limits:
             w = self.windows[(key, kind)] = Window()
         return w
 
-    def _admit_local(self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float) -> None:
+    def _admit_local(
+        self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], asked: list[int], now: float
+    ) -> None:
         if budgets:
             b = buckets_at(now)
             with self._lock:
-                spent = [
-                    self.snapshot.get((x.scope, x.name, b[x.period]), 0)
-                    + self.pending.get((x.scope, x.name, b[x.period]), 0)
+                seen = [
+                    (
+                        self.snapshot.get((x.scope, x.name, b[x.period]), 0)
+                        + self.pending.get((x.scope, x.name, b[x.period]), 0),
+                        self.reserved.get((x.scope, x.name, b[x.period]), 0),
+                    )
                     for x in budgets
                 ]
-            for x, s in zip(budgets, spent, strict=True):
+            for x, (s, r), a in zip(budgets, seen, asked, strict=True):
                 self.observe_budget(x, s, b[x.period])
-                if s >= x.limit_nusd:
-                    self._refuse_budget(x, s, now)
+                if s >= x.limit_nusd or s + r + a > x.limit_nusd:
+                    self._refuse_budget(x, s, r, a, now)
         if rl is not None:
             if rl.tokens_per_min and self._window(key, "tpm").count(now) >= rl.tokens_per_min:
                 self._refuse_rate(key, "tpm", rl.tokens_per_min, now)
@@ -361,7 +483,7 @@ class Limits:
                     self._refuse_rate(key, "rpm", rl.requests_per_min, now)
                 w.add(now, 1)
 
-    def _keys(self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float) -> list[str]:
+    def _keys(self, key: str, budgets: list[Budget], now: float) -> list[str]:
         minute = int(now // WINDOW_S)
         k = [
             f"{PREFIX}rl:{key}:r:{minute}",
@@ -370,11 +492,18 @@ class Limits:
             f"{PREFIX}rl:{key}:t:{minute - 1}",
         ]
         b = buckets_at(now)
-        k.extend(f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}" for x in budgets)
+        for x in budgets:
+            k.extend(_budget_keys((x.scope, x.name, b[x.period])))
         return k
 
     async def _admit_redis(
-        self, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float
+        self,
+        key: str,
+        rl: RateLimitConfig | None,
+        budgets: list[Budget],
+        asked: list[int],
+        rid: str,
+        now: float,
     ) -> Any:
         frac = (now % WINDOW_S) / WINDOW_S
         args: list[Any] = [
@@ -382,20 +511,31 @@ class Limits:
             (rl.requests_per_min or 0) if rl else 0,
             (rl.tokens_per_min or 0) if rl else 0,
             int(WINDOW_S * 2 + 5),
+            rid,
+            int(self.reservation_ttl_s * 1000),
         ]
-        args.extend(x.limit_nusd for x in budgets)
-        return await self._admit_script(keys=self._keys(key, rl, budgets, now), args=args)
+        for x, a in zip(budgets, asked, strict=True):
+            args.extend((x.limit_nusd, a, _BUDGET_TTL[x.period]))
+        return await self._admit_script(keys=self._keys(key, budgets, now), args=args)
 
     def _verdict(
-        self, res: Any, key: str, rl: RateLimitConfig | None, budgets: list[Budget], now: float
+        self,
+        res: Any,
+        key: str,
+        rl: RateLimitConfig | None,
+        budgets: list[Budget],
+        asked: list[int],
+        now: float,
     ) -> None:
         verdict, idx = int(res[0]), int(res[1])
-        spent = [int(float(v)) for v in res[2:]]
+        seen = [int(float(v)) for v in res[2:]]
+        spent, reserved = seen[0::2], seen[1::2]
         b = buckets_at(now)
         for x, s in zip(budgets, spent, strict=False):
             self.observe_budget(x, s, b[x.period])
         if verdict == 2:
-            self._refuse_budget(budgets[idx - 1], spent[idx - 1], now)
+            i = idx - 1
+            self._refuse_budget(budgets[i], spent[i], reserved[i], asked[i], now)
         elif verdict == 3:
             assert rl is not None and rl.tokens_per_min
             self._refuse_rate(key, "tpm", rl.tokens_per_min, now)
@@ -420,15 +560,23 @@ class Limits:
                     100 * spent_nusd / max(x.limit_nusd, 1),
                 )
 
-    def _refuse_budget(self, x: Budget, spent_nusd: int, now: float) -> None:
+    def _refuse_budget(
+        self, x: Budget, spent_nusd: int, reserved_nusd: int, asked_nusd: int, now: float
+    ) -> None:
         self.metrics.budget_exceeded.labels(x.scope, x.name, x.period).inc()
+        reset = seconds_to_reset(x.period, now)
+        if spent_nusd >= x.limit_nusd:
+            raise BudgetExceeded(x.scope, x.name, x.period, usd(x.limit), usd(from_nusd(spent_nusd)), reset)
         raise BudgetExceeded(
             x.scope,
             x.name,
             x.period,
             usd(x.limit),
             usd(from_nusd(spent_nusd)),
-            seconds_to_reset(x.period, now),
+            # What requests in flight hold may come back within seconds; what was spent only at the reset.
+            reset if spent_nusd + asked_nusd > x.limit_nusd else 1,
+            reserved=usd(from_nusd(reserved_nusd)),
+            asked=usd(from_nusd(asked_nusd)),
         )
 
     def _refuse_rate(self, key: str, limit: str, allowed: int, now: float) -> None:
@@ -437,20 +585,34 @@ class Limits:
         raise RateLimited(key, limit, allowed, retry)
 
     # -- after the request (event loop, non-blocking) -------------------------------------------------------------
-    def commit(self, key: str, team: str | None, ts: float, nusd: int, tokens: int) -> None:
+    def commit(
+        self,
+        key: str,
+        team: str | None,
+        ts: float,
+        nusd: int,
+        tokens: int,
+        reservation: Reservation | None = None,
+    ) -> None:
+        """Add a finished request's cost and tokens, and release its reservation in the same step."""
         rl = self.rate_for(key)
         budgets = self.budget_list(key, team)
-        if rl is None and not budgets:
+        if reservation is not None and reservation.released:
+            reservation = None
+        if rl is None and not budgets and reservation is None:
             return
         now = time.time()
         if rl is not None and rl.tokens_per_min and tokens:
             self._window(key, "tpm").add(now, tokens)
-        if budgets and nusd:
+        if (budgets and nusd) or reservation is not None:
             b = buckets_at(ts)
             with self._lock:
-                for x in budgets:
-                    k = (x.scope, x.name, b[x.period])
-                    self.pending[k] = self.pending.get(k, 0) + nusd
+                if budgets and nusd:
+                    for x in budgets:
+                        k = (x.scope, x.name, b[x.period])
+                        self.pending[k] = self.pending.get(k, 0) + nusd
+                if reservation is not None:
+                    self._release_local(reservation)
         if self.redis is None:
             return
         if rl is not None and rl.tokens_per_min and tokens:
@@ -463,8 +625,31 @@ class Limits:
                 rk = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
                 self._outbox[rk] = self._outbox.get(rk, 0) + nusd
                 self._outbox_ttl[rk] = _BUDGET_TTL[x.period]
+        if reservation is not None and reservation.shared:
+            self._releases.append(reservation)
         if self._wake is not None:
             self._wake.set()
+
+    def release(self, reservation: Reservation) -> None:
+        """Release a reservation without adding any cost (a request that ended before it was accounted)."""
+        if reservation.released:
+            return
+        with self._lock:
+            self._release_local(reservation)
+        if reservation.shared and self.redis is not None:
+            self._releases.append(reservation)
+            if self._wake is not None:
+                self._wake.set()
+
+    def _release_local(self, r: Reservation) -> None:
+        """Under ``_lock``."""
+        r.released = True
+        for k, a in r.holds:
+            left = self.reserved.get(k, 0) - a
+            if left > 0:
+                self.reserved[k] = left
+            else:
+                self.reserved.pop(k, None)
 
     async def _flush_loop(self) -> None:
         assert self._wake is not None and self.health is not None
@@ -476,16 +661,21 @@ class Limits:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if self._unsent is None and self._outbox:
-                self._unsent = (uuid.uuid4().hex, self._outbox, self._outbox_ttl)
-                self._outbox, self._outbox_ttl = {}, {}
+            if self._unsent is None and (self._outbox or self._releases):
+                self._unsent = (uuid.uuid4().hex, self._outbox, self._outbox_ttl, self._releases)
+                self._outbox, self._outbox_ttl, self._releases = {}, {}, []
             if self._unsent is not None and self.health.is_up(COMPONENT):
                 # A batch is applied at most once: a push that timed out may still have reached Redis (it was
                 # only slow, or frozen), so it is retried under the same id, which the script remembers.
                 if await self.health.call(COMPONENT, self._push) is not None:
+                    for r in self._unsent[3]:
+                        self._held.pop(r.id, None)
                     self._unsent = None
-                    if self._outbox:
+                    if self._outbox or self._releases:
                         self._wake.set()
+            if self._held and time.monotonic() - self._renewed_at >= self.reservation_ttl_s / 3:
+                if self.health.is_up(COMPONENT):
+                    await self.health.call(COMPONENT, self._renew)
             if self.budgets and self._unsent is None and not self._outbox and self.health.is_up(COMPONENT):
                 await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
             if self._closing:
@@ -493,9 +683,27 @@ class Limits:
 
     async def _push(self) -> bool:
         assert self._unsent is not None
-        batch, out, ttl = self._unsent
+        batch, out, ttl, released = self._unsent
         keys = [f"{PREFIX}push:{batch}", *out]
-        await self._push_script(keys=keys, args=[_PUSH_ID_TTL, *out.values(), *(ttl[k] for k in out)])
+        members = []
+        for r in released:
+            for k, a in r.holds:
+                keys.extend(_budget_keys(k)[1:])
+                members.append(f"{r.id}:{a}")
+        args = [_PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
+        await self._push_script(keys=keys, args=args)
+        return True
+
+    async def _renew(self) -> bool:
+        """Extend the life of the reservations this replica still holds in Redis."""
+        keys: list[str] = []
+        members: list[str] = []
+        for r in list(self._held.values()):
+            for k, a in r.holds:
+                keys.append(_budget_keys(k)[1])
+                members.append(f"{r.id}:{a}")
+        self._renewed_at = time.monotonic()
+        await self._renew_script(keys=keys, args=[int(self.reservation_ttl_s * 1000), *members])
         return True
 
     async def _reseed(self) -> bool:
@@ -510,7 +718,11 @@ class Limits:
         return True
 
     def _redis_back(self, component: str) -> None:
-        if component == COMPONENT and self._wake is not None and (self._outbox or self._unsent is not None):
+        if (
+            component == COMPONENT
+            and self._wake is not None
+            and (self._outbox or self._releases or self._unsent is not None)
+        ):
             self._wake.set()
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wire.traceparent import TraceContext
 from wire.usage import Usage
+
+if TYPE_CHECKING:
+    from accounting.reservation import Reservation
 
 RETENTION_CAPPED = "retention_capped"
 """``error_type`` of a stream relayed whole but kept only up to ``server.max_retained_stream_bytes``: token
@@ -67,3 +70,6 @@ class RequestRecord:
     """The request's trace (its span and the spans of its upstream calls), when traced."""
     content: ContentSource | None = None
     """Set only when traces or analytics events carry content and the team is approved for data capture."""
+    reservation: Reservation | None = None
+    """What admission held against the request's budgets; released when its cost is added
+    (``accounting.reservation``)."""

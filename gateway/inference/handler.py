@@ -182,7 +182,7 @@ class InferenceHandler:
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
                 return
             self.accountant.check_unpriced(key.name, key.team, decision.attempts)
-            await self.accountant.admit(key.name, key.team, model)
+            await self.accountant.admit(rec, doc, len(body.text), decision.attempts)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
             if stream:
@@ -238,8 +238,10 @@ class InferenceHandler:
             raise
         finally:
             self.in_flight -= 1
-            if ticket is not None and rec is not None:
-                ticket.finish(rec)  # never waits: the pair is completed off the request path
+            if rec is not None:
+                self.accountant.release_unsettled(rec)  # ended without being accounted: free its reservation
+                if ticket is not None:
+                    ticket.finish(rec)  # never waits: the pair is completed off the request path
 
     # -- dispatch --------------------------------------------------------------------------------------------
     async def _dispatch(self, x: Exchange) -> tuple[UpstreamResponse | UpstreamStream, Outcome]:

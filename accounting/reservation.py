@@ -1,0 +1,102 @@
+"""Budget reservations: what a request may cost, held against its budgets from admission until it ends.
+
+A request covered by a dollar budget reserves its prompt (estimated from the body's size, no tokenizer on the
+request path: ``accounting.reservations.prompt_bytes_per_token``) at the input price plus the most it may
+generate (``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` per endpoint, times the choices it
+asks for; the budget's ``reserve_output_tokens`` when it names none) at the output price, of the most expensive
+model that could serve it (its target, fallbacks and retries). ``accounting.limits`` admits it only while
+spent + reserved + this reservation fits in each budget, holds the amount in the budget counters' store (this
+process, or Redis for a fleet) and releases it when the request's actual cost is added. Models without a price
+reserve nothing, as they are charged nothing (``accounting.on_unpriced``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from accounting.ledger import NANO
+from accounting.rates import ModelPrice
+from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
+from wire.usage import service_tier
+
+_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
+    CHAT: ("max_completion_tokens", "max_tokens"),
+    COMPLETIONS: ("max_tokens",),
+    RESPONSES: ("max_output_tokens",),
+    MESSAGES: ("max_tokens",),
+}
+"""The members that bound what a request of each endpoint generates (the larger one when it names two)."""
+_CHOICES: dict[str, tuple[str, ...]] = {CHAT: ("n",), COMPLETIONS: ("n", "best_of")}
+"""The members that multiply it: choices asked for (``best_of`` are all generated and paid for)."""
+
+
+def _count(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
+    """The most output tokens the request lets its model generate (all choices), or None when it names no
+    maximum. Embeddings generate nothing (0)."""
+    if endpoint == EMBEDDINGS:
+        return 0
+    bounds = [n for f in _OUTPUT_FIELDS.get(endpoint, ()) if (n := _count(doc.get(f))) is not None]
+    if not bounds:
+        return None
+    choices = max([c for f in _CHOICES.get(endpoint, ()) if (c := _count(doc.get(f)))] or [1])
+    return max(bounds) * choices
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What one request may use: the reserved size of its prompt and of its output."""
+
+    prompt_tokens: int
+    output_tokens: int | None
+    """None: the request names no maximum (the budget's ``reserve_output_tokens`` applies)."""
+    tier: str = "standard"
+    """The service tier the request asks for (its prices)."""
+
+    @classmethod
+    def of(cls, endpoint: str, doc: dict[str, Any], body_bytes: int, bytes_per_token: float) -> Ask:
+        return cls(
+            math.ceil(body_bytes / bytes_per_token),
+            requested_output(endpoint, doc),
+            service_tier(doc.get("service_tier")),
+        )
+
+
+def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int | None) -> int:
+    """The reservation in nano-USD (rounded up): the highest cost of ``ask`` under any of ``prices`` (the models
+    that could serve it; None for one without a price, which costs nothing). The prompt is priced at the
+    highest input-side rate (input, cache read, cache write, one-hour cache write), the output at the higher of the output
+    and reasoning rates, both at the long-context rates the prompt's size crosses."""
+    out = ask.output_tokens if ask.output_tokens is not None else (output_cap or 0)
+    best = Decimal(0)
+    for p in prices:
+        if p is None:
+            continue
+        r = p.rates_for(ask.tier, ask.prompt_tokens)
+        cost = ask.prompt_tokens * max(r.input, r.cached_input, r.cache_write, r.cache_write_1h) + out * max(
+            r.output, r.reasoning
+        )
+        best = max(best, cost)
+    return int((best / NANO).to_integral_value(ROUND_CEILING))
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Amounts one admitted request holds against its budgets until it ends."""
+
+    id: str
+    """Unique per reservation (not the request id, which a client may repeat)."""
+    holds: list[tuple[tuple[str, str, str], int]]
+    """(scope, name, bucket) of each budget counter and the nano-USD held against it."""
+    shared: bool
+    """Also held in Redis (admitted by the shared script), not only in this process."""
+    handed: bool = False
+    """The request was handed to the accountant (``finish``), which releases it when its cost is added."""
+    released: bool = False
