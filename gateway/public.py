@@ -1,4 +1,5 @@
-"""Public non-inference endpoints: models, health, readiness, metrics."""
+"""Public non-inference endpoints: models, health, readiness, metrics (a ``GET`` of the last three is answered on
+the fast path, ``gateway.probes``; these routes serve the rest and the OpenAPI schema)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from gateway.deps import get_state, require_client
 from gateway.errors import not_found
 from gateway.keys import ClientKey
+from gateway.probes import LIVE, readiness
 from gateway.state import GatewayState
 from routing.models import ResolvedModel
 
@@ -48,21 +50,13 @@ async def get_model(
 
 @router.get("/healthz", tags=["health"], summary="Liveness")
 async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    return LIVE
 
 
 @router.get("/readyz", tags=["health"], summary="Readiness: config loaded, backends known")
 async def readyz(response: Response, state: GatewayState = Depends(get_state)) -> dict[str, Any]:
-    rt = state.runtime
-    ok = state.ready and not state.draining
-    if not ok:
-        response.status_code = 503
-    return {
-        "status": "ready" if ok else ("draining" if state.draining else "starting"),
-        "policy_version": rt.version,
-        "backends": sorted(rt.config.backends),
-        "models": len(rt.config.models),
-    }
+    response.status_code, doc = readiness(state)
+    return doc
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from accounting.catalog import BackendFacts
 from accounting.export.config import ObservabilityConfig
 from accounting.export.logs import RequestLog
-from accounting.export.otel import Content, OtlpExporter, TraceSampler
-from accounting.export.posthog import PostHogExporter
 from accounting.metrics import Metrics
 from accounting.record import RequestRecord
+
+if TYPE_CHECKING:  # imported when configured: protobuf and an HTTP client are not a start's cost otherwise
+    from accounting.export.otel import Content, OtlpExporter, TraceSampler
+    from accounting.export.posthog import PostHogExporter
 
 log = logging.getLogger("pointsman.export")
 
@@ -31,16 +34,16 @@ class Exporters:
     ) -> None:
         self.metrics = metrics
         self.logs = RequestLog(cfg.logs, self._dropped) if cfg.logs.enabled else None
-        self.otlp = (
-            OtlpExporter(cfg.traces, backends, self._dropped, self._sent, content)
-            if cfg.traces.endpoint
-            else None
-        )
-        self.posthog = (
-            PostHogExporter(cfg.posthog, backends, self._dropped, self._sent, content)
-            if cfg.posthog.endpoint and cfg.posthog.project_key
-            else None
-        )
+        self.otlp: OtlpExporter | None = None
+        self.posthog: PostHogExporter | None = None
+        if cfg.traces.endpoint:
+            from accounting.export.otel import OtlpExporter
+
+            self.otlp = OtlpExporter(cfg.traces, backends, self._dropped, self._sent, content)
+        if cfg.posthog.endpoint and cfg.posthog.project_key:
+            from accounting.export.posthog import PostHogExporter
+
+            self.posthog = PostHogExporter(cfg.posthog, backends, self._dropped, self._sent, content)
         if cfg.posthog.endpoint and not cfg.posthog.project_key:
             log.warning("observability.posthog.endpoint is set without a project_key: no events are sent")
 

@@ -11,8 +11,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from accounting.pricing import unpriced_message
-from gateway.accounting_setup import build_pricing
 from gateway.config import ConfigError, GatewayConfig, ServerConfig, defaults_from_env, load_config
 
 _CONFIG_ENV = "POINTSMAN_CONFIG"
@@ -102,6 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from accounting.pricing import unpriced_message
+    from gateway.accounting_setup import build_pricing
+
     try:
         cfg = load(args.config)
     except ConfigError as exc:
@@ -125,7 +126,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = _COMMAND_MODULES) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pointsman", description="OpenAI-compatible inference gateway")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway")
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file and exit")
     c.add_argument("config")
     c.set_defaults(func=cmd_check)
-    for mod in _COMMAND_MODULES:
+    for mod in commands:
         try:
             add: Callable[[Any], None] = importlib.import_module(mod).add_parser
         except ModuleNotFoundError:
@@ -149,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `serve` and `check-config` are defined here: a start does not import every other command's module.
+    own = bool(argv) and argv[0] in ("serve", "check-config")
+    args = build_parser(() if own else _COMMAND_MODULES).parse_args(argv)
     rc: int = args.func(args)
     return rc
 
