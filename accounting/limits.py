@@ -678,8 +678,11 @@ class Limits:
                     await self.health.call(COMPONENT, self._renew)
             if self.budgets and self._unsent is None and not self._outbox and self.health.is_up(COMPONENT):
                 await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
-            if self._closing:
-                return
+            if self._closing and (
+                not self.health.is_up(COMPONENT)
+                or (self._unsent is None and not self._outbox and not self._releases)
+            ):
+                return  # shutting down: everything pushed (or Redis away: nothing more can be)
 
     async def _push(self) -> bool:
         assert self._unsent is not None

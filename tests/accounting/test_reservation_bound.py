@@ -143,3 +143,63 @@ def test_spend_never_passes_the_budget_when_no_request_costs_more_than_it_reserv
 
     assert asyncio.run(run()) <= limit
     assert limits.reserved == {}  # every reservation released
+
+
+@pytest.mark.redis
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40), st.floats(0, 1), st.floats(0, 0.02), st.booleans()
+        ),  # $, share, s, side
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 100),
+)
+@settings(max_examples=25, deadline=None)
+def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_than_it_reserved(
+    redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
+) -> None:
+    import redis.asyncio as aioredis
+
+    from accounting.limits import RedisHealth
+
+    async def run() -> tuple[int, int, list[Limits]]:
+        replicas: list[Limits] = []
+        clients = []
+        for _ in range(2):
+            limits = _limits(str(budget))
+            client = aioredis.Redis.from_url(redis_server)
+            limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
+            await limits.start()
+            replicas.append(limits)
+            clients.append(client)
+        await clients[0].flushdb()
+        spent = 0
+
+        async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
+            nonlocal spent
+            limits = replicas[side]
+            amount = to_nusd(Decimal(reserve_usd))
+            try:
+                r = await limits.admit("k", None, [amount])
+            except BudgetExceeded:
+                return
+            await asyncio.sleep(runs_s)
+            actual = int(amount * share)
+            limits.commit("k", None, time.time(), actual, 0, r)
+            spent += actual
+
+        await asyncio.gather(*(one(*q) for q in requests))
+        for limits in replicas:
+            await limits.close()
+        shared = sum([int(await clients[0].get(k) or 0) for k in await clients[0].keys("pointsman:spend:*")])
+        held = sum([int(await clients[0].get(k) or 0) for k in await clients[0].keys("pointsman:reserved:*")])
+        for c in clients:
+            await c.aclose()
+        assert shared == spent
+        return spent, held, replicas
+
+    spent, held, replicas = asyncio.run(run())
+    assert spent <= to_nusd(Decimal(budget))
+    assert held == 0 and all(limits.reserved == {} for limits in replicas)
