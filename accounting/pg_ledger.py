@@ -250,10 +250,10 @@ class PostgresLedger:
             except (psycopg.Error, SchemaBehind) as exc:
                 if self.last_error != str(exc):
                     log.error("ledger: PostgreSQL write failed (rows wait in the local outbox): %s", exc)
-                self.last_error = str(exc)
                 self.failures += 1
                 if self.metrics is not None:
                     self.metrics.ledger_ship_failures.inc()
+                self.last_error = str(exc)  # last: a reader that sees it sees the failure counted
                 self._drop_conn()
                 backoff = min(max(backoff * 2, 0.2), 5.0)
             self._refresh_backlog()
@@ -302,9 +302,10 @@ class PostgresLedger:
         if self._outbox is None:
             return
         top = self._outbox.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
-        self.backlog = max(int(top) - self.position, 0)
+        backlog = max(int(top) - self.position, 0)
         if self.metrics is not None:
-            self.metrics.ledger_outbox_rows.set(self.backlog)
+            self.metrics.ledger_outbox_rows.set(backlog)
+        self.backlog = backlog
         full = self.backlog >= self.outbox_max_rows
         if full != self.local.outbox_full:
             self.local.outbox_full = full
@@ -347,11 +348,12 @@ class PostgresLedger:
         self._outbox.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (_POSITION, str(last)))
         self._outbox.execute("DELETE FROM requests WHERE id < ?", (last,))
         self._outbox.execute("COMMIT")
-        self.position = last
         self.shipped += len(fresh)
         if self.metrics is not None and fresh:
             self.metrics.ledger_shipped_rows.inc(len(fresh))
         run_callbacks(self.on_ship, fresh, "ship")
+        # last: whoever waits on the position (``caught_up``) then sees the batch's counts and budget effects
+        self.position = last
         return len(rows) == self.batch_size
 
     def _maintain(self) -> None:
