@@ -2,8 +2,9 @@
 
 Each ``Metrics`` owns a ``CollectorRegistry`` (no global registry: two gateways in one process stay apart).
 Under ``--workers N`` ``pointsman serve`` sets ``PROMETHEUS_MULTIPROC_DIR``; prometheus_client then keeps
-values in per-process files and ``payload()`` aggregates all workers with ``MultiProcessCollector``, so one
-scrape sees the whole server. Gauges declare how workers combine (``multiprocess_mode``).
+values in per-process files and ``payload()`` merges all workers' files (``accounting.worker_metrics``, the
+rules of prometheus_client's ``MultiProcessCollector``, parsed entries kept between scrapes), so one scrape sees
+the whole server. Gauges declare how workers combine (``multiprocess_mode``).
 
 Label values are bounded: ``Labels`` keeps configured names and turns everything else into ``other``.
 """
@@ -21,7 +22,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import mark_process_dead
+
+from accounting.worker_metrics import WorkerFiles
 
 COMMON = ("requested_model", "upstream_model", "backend", "route", "task", "team")
 OUTCOMES = (
@@ -121,6 +124,7 @@ class Metrics:
     def __init__(self, labels: Labels | None = None) -> None:
         self.labels = labels or Labels()
         self.multiprocess = multiprocess_dir() is not None
+        self._workers: WorkerFiles | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         common = list(COMMON)
         self.token_usage = Histogram(
@@ -382,13 +386,20 @@ class Metrics:
 
     # -- exposition ------------------------------------------------------------------------------------------
     def payload(self) -> tuple[bytes, str]:
+        """The exposition: this registry, or under ``--workers N`` every worker's values merged
+        (``accounting.worker_metrics``: what was parsed is kept between scrapes)."""
         if self.multiprocess:
-            reg = CollectorRegistry()
-            MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
-            return generate_latest(reg), CONTENT_TYPE_LATEST
+            path = multiprocess_dir()
+            if path is not None:
+                if self._workers is None or self._workers.path != path:
+                    self._workers = WorkerFiles(path)
+                return self._workers.exposition(), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
         """Forget this worker's live gauges (in-flight) when it exits."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
         if self.multiprocess:
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,8 +1,9 @@
-"""``pointsman serve`` as real processes: one consistent /metrics across ``--workers 2``, and no ledger record
-lost when SIGTERM arrives under load."""
+"""``pointsman serve`` as real processes: one consistent /metrics across ``--workers 2`` and ``4`` (the merge of the
+workers' files equal to prometheus_client's own), and no ledger record lost when SIGTERM arrives under load."""
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.accounting.observe import ledger_rows, metric_sum, scrape
 from tests.conftest import CLIENT_KEY, basic_config
@@ -48,35 +52,89 @@ def post(url: str, rid: str, model: str = "gpt-4o-mini", stream: bool = False) -
         return r.status_code
 
 
+Exposition = dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]]
+
+
+def exposition(text: str) -> Exposition:
+    """Family name -> (type, help, {(sample, sorted labels): value})."""
+    return {
+        fam.name: (
+            fam.type,
+            fam.documentation,
+            {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fam.samples},
+        )
+        for fam in text_string_to_metric_families(text)
+    }
+
+
+def reference(directory: Path) -> Exposition:
+    """What prometheus_client's own ``MultiProcessCollector`` makes of the workers' files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return exposition(generate_latest(registry).decode())
+
+
+def same(ours: Exposition, theirs: Exposition) -> bool:
+    """Equal families and samples, values equal up to the order floats were summed in."""
+    if ours.keys() != theirs.keys():
+        return False
+    for name, (typ, doc, samples) in ours.items():
+        other_typ, other_doc, other = theirs[name]
+        if (typ, doc) != (other_typ, other_doc) or samples.keys() != other.keys():
+            return False
+        if not all(math.isclose(v, other[k], rel_tol=1e-9, abs_tol=1e-12) for k, v in samples.items()):
+            return False
+    return True
+
+
+def serve_until_every_worker_served(
+    gw: GatewayProcess, mp: Path, workers: int, models: list[str], prefix: str = "w"
+) -> int:
+    """Rounds of concurrent requests (streamed and not, over ``models``; ids ``{prefix}-{i}``) until each worker
+    wrote its files; the number of requests sent."""
+    n = 0
+    for _round in range(30):
+        results: list[int] = []
+        threads = [
+            threading.Thread(
+                target=lambda i=i, out=results: out.append(
+                    post(gw.url, f"{prefix}-{i}", models[i % len(models)], stream=i % 2 == 0)
+                )
+            )
+            for i in range(n, n + 16)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(200) == 16
+        n += 16
+        if len({p.name.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}) >= workers:
+            return n
+        time.sleep(0.3)
+    raise AssertionError(f"not every one of {workers} workers served: {sorted(mp.iterdir())}")
+
+
+def matches_reference(url: str, mp: Path) -> bool:
+    """A scrape equals prometheus_client's merge of the files (tried again if a background write fell between)."""
+    for _ in range(5):
+        ours = exposition(httpx.get(url + "/metrics", timeout=10).text)
+        if same(ours, reference(mp)):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, tmp_path: Path) -> None:
     mp = tmp_path / "prom"
     mp.mkdir()
     cfg = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
     gw = GatewayProcess(cfg, tmp_path, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(mp)}).start()
     try:
-        # Rounds of 20 concurrent requests until both workers have served some: the second worker may still be
+        # Rounds of concurrent requests until both workers have served some: the second worker may still be
         # importing when the first answers /healthz, and accept() spreads connections only once both listen.
-        n = 0
-        pids: set[str] = set()
-        for _round in range(15):
-            results: list[int] = []
-            threads = [
-                threading.Thread(
-                    target=lambda i=i, out=results: out.append(post(gw.url, f"w-{i}", stream=i % 2 == 0))
-                )
-                for i in range(n, n + 20)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert results.count(200) == 20
-            n += 20
-            pids = {p.name.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
-            if len(pids) >= 2:
-                break
-            time.sleep(0.5)
-        assert len(pids) >= 2, pids  # both workers served (each writes its own value files) ...
+        n = serve_until_every_worker_served(gw, mp, 2, ["gpt-4o-mini"])
+        # both workers served (each writes its own value files) ...
         # ... and every scrape, whichever worker answers it, shows the whole server, each request once
         for _ in range(6):
             samples = scrape(gw.url)
@@ -94,6 +152,47 @@ def test_metrics_from_two_workers_count_each_request_once(upstream: FakeOpenAI, 
         gw.stop()
     rows = ledger_rows(tmp_path)
     assert sorted(r["request_id"] for r in rows) == sorted(f"w-{i}" for i in range(n))
+
+
+def test_a_scrape_of_four_workers_equals_prometheus_clients_merge_of_their_files(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    mp = tmp_path / "prom"
+    mp.mkdir()
+    budget = {"scope": "team", "name": "search", "daily_usd": "100"}  # a mostrecent gauge besides livesum/max
+    cfg = basic_config(upstream.url, accounting={"budgets": [budget]})
+    gw = GatewayProcess(cfg, tmp_path, workers=4, env={"PROMETHEUS_MULTIPROC_DIR": str(mp)}).start(timeout=90)
+    try:
+        served = serve_until_every_worker_served(gw, mp, 4, ["gpt-4o-mini", "alias"])
+        samples = scrape(gw.url)
+        assert metric_sum(samples, "pointsman_requests_total") == served
+        assert matches_reference(gw.url, mp)
+    finally:
+        gw.stop()
+
+
+def test_series_that_appear_after_a_scrape_are_in_the_next_scrape_of_every_worker(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    mp = tmp_path / "prom"
+    mp.mkdir()
+    gw = GatewayProcess(
+        basic_config(upstream.url), tmp_path, workers=4, env={"PROMETHEUS_MULTIPROC_DIR": str(mp)}
+    )
+    gw.start(timeout=90)
+    try:
+        first = serve_until_every_worker_served(gw, mp, 4, ["gpt-4o-mini"])
+        for _ in range(8):  # fresh connections: the workers answering these scrapes parse every file once
+            assert metric_sum(scrape(gw.url), "pointsman_requests_total") == first
+        later = serve_until_every_worker_served(gw, mp, 4, ["fake-late", "alias"], prefix="late")
+        for _ in range(8):
+            samples = scrape(gw.url)
+            assert metric_sum(samples, "pointsman_requests_total") == first + later
+            assert metric_sum(samples, "pointsman_requests_total", requested_model="alias") > 0  # new series
+            assert metric_sum(samples, "pointsman_requests_total", requested_model="other") > 0  # fake-late
+        assert matches_reference(gw.url, mp)
+    finally:
+        gw.stop()
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -16,7 +16,7 @@ names shows up as ``other`` in the bench's profile, with its top functions in th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,84 +252,3 @@ def attribute(doc: Mapping[str, Any], requests: int) -> Profile:
         samples=int(doc.get("samples", 0)),
         top_other=others.most_common(10),
     )
-
-
-def table(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
-    """The per-phase profile of one or more targets: ``rows`` are (target, round figures) pairs; ``kind`` is
-    ``prof_rps`` or ``prof_sps``."""
-    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
-    if not rows:
-        return ""
-    what = "request" if kind == "prof_rps" else "stream"
-    header = ["phase"] + [f"{name} µs/{what}  share  loop" for name, _ in rows]
-    lines = [header]
-    for phase in PHASES:
-        if not any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
-            continue
-        cells = [phase.label]
-        for _, m in rows:
-            us = m.get(f"{kind}_us.{phase.key}")
-            if us is None:
-                cells.append("—")
-                continue
-            share = m.get(f"{kind}_share.{phase.key}", 0.0)
-            loop = m.get(f"{kind}_loop_us.{phase.key}", 0.0)
-            cells.append(f"{us:7.1f}  {share:5.1%}  {loop:6.1f}")
-        lines.append(cells)
-    total = ["total (profiled run)"] + [f"{m[f'{kind}_cpu_us']:7.1f}  100.0%" + " " * 8 for _, m in rows]
-    lines.append(total)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    ]
-    out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
-
-
-def columns(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
-    """µs per request (or stream) of each phase, one column per target: for comparing many (feature rows)."""
-    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
-    if not rows:
-        return ""
-    lines = [["phase", *(name for name, _ in rows)]]
-    for phase in PHASES:
-        if any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
-            lines.append([phase.key, *(f"{m.get(f'{kind}_us.{phase.key}', 0.0):.1f}" for _, m in rows)])
-    lines.append(["total", *(f"{m[f'{kind}_cpu_us']:.1f}" for _, m in rows)])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    out = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    ]
-    out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
-
-
-def markdown(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
-    """``table`` as a Markdown table: per target, µs per request (or stream) and share of each phase."""
-    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
-    if not rows:
-        return ""
-    what = "request" if kind == "prof_rps" else "stream"
-    lines = [
-        "| phase | " + " | ".join(f"{name} µs/{what} | share" for name, _ in rows) + " |",
-        "|---|" + "---:|---:|" * len(rows),
-    ]
-    for phase in PHASES:
-        if not any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
-            continue
-        cells = []
-        for _, m in rows:
-            us = m.get(f"{kind}_us.{phase.key}")
-            share = m.get(f"{kind}_share.{phase.key}", 0.0)
-            cells += ["—", "—"] if us is None else [f"{us:.1f}", f"{share:.1%}"]
-        lines.append(f"| {phase.key} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **total** | " + " | ".join(f"**{m[f'{kind}_cpu_us']:.0f}** | 100%" for _, m in rows) + " |"
-    )
-    return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,12 @@ def table(summary: Figures, rates: tuple[float, float]) -> str:
         if show_ratio:
             cells.append(f"{rel[row.key]:.2f}x" if row.key in rel and row.key != "errors" else "")
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return aligned(lines)
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> str:
+    """A text table: the first column left-aligned, the others right-aligned, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     rendered = [
         "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
@@ -178,16 +183,8 @@ def features_text(summary: Figures) -> str:
                 _fmt("{:.2f}x", m.get("sps_cpu_us_x_defaults")),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    ]
-    out.insert(1, "-" * len(out[0]))
     text = "feature costs (pointsman variants, each started alone; CPU relative to the defaults row of the same round):\n"
-    text += "\n".join(out)
+    text += aligned(lines)
     every = summary.get(feature_name("all"), {}).get("rps_cpu_us_x_defaults")
     if every is not None:
         verdict = "PASS" if every <= FEATURES_LIMIT else "FAIL"
@@ -195,7 +192,7 @@ def features_text(summary: Figures) -> str:
             f"\n  {verdict}  all features on: CPU per request <= {FEATURES_LIMIT}x defaults  ({every:.2f}x)"
         )
     for kind, what in (("prof_rps", "request"), ("prof_sps", "stream")):
-        profiled = phases.columns(rows, kind)
+        profiled = profile_columns(rows, kind)
         if profiled:
             text += f"\n\nwhere each feature row's CPU goes (µs per {what}, sampled):\n{profiled}"
     return text
@@ -231,7 +228,7 @@ def profile_text(summary: Figures) -> str:
     rows = [(t, summary[t]) for t in summary if t != DIRECT and feature_row(t) is None]
     parts = []
     for kind, title in (("prof_rps", "non-streaming request"), ("prof_sps", "stream")):
-        text = phases.table(rows, kind)
+        text = profile_table(rows, kind)
         if text:
             parts.append(
                 f"where a {title}'s CPU goes (sampled under wrk; µs per {title.split()[-1]}, share of the total, "
@@ -308,3 +305,68 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+def profile_table(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
+    """The per-phase profile of one or more targets: ``rows`` are (target, round figures) pairs; ``kind`` is
+    ``prof_rps`` or ``prof_sps``."""
+    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
+    if not rows:
+        return ""
+    what = "request" if kind == "prof_rps" else "stream"
+    header = ["phase"] + [f"{name} µs/{what}  share  loop" for name, _ in rows]
+    lines = [header]
+    for phase in phases.PHASES:
+        if not any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
+            continue
+        cells = [phase.label]
+        for _, m in rows:
+            us = m.get(f"{kind}_us.{phase.key}")
+            if us is None:
+                cells.append("—")
+                continue
+            share = m.get(f"{kind}_share.{phase.key}", 0.0)
+            loop = m.get(f"{kind}_loop_us.{phase.key}", 0.0)
+            cells.append(f"{us:7.1f}  {share:5.1%}  {loop:6.1f}")
+        lines.append(cells)
+    total = ["total (profiled run)"] + [f"{m[f'{kind}_cpu_us']:7.1f}  100.0%" + " " * 8 for _, m in rows]
+    lines.append(total)
+    return aligned(lines)
+
+
+def profile_columns(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
+    """µs per request (or stream) of each phase, one column per target: for comparing many (feature rows)."""
+    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
+    if not rows:
+        return ""
+    lines = [["phase", *(name for name, _ in rows)]]
+    for phase in phases.PHASES:
+        if any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
+            lines.append([phase.key, *(f"{m.get(f'{kind}_us.{phase.key}', 0.0):.1f}" for _, m in rows)])
+    lines.append(["total", *(f"{m[f'{kind}_cpu_us']:.1f}" for _, m in rows)])
+    return aligned(lines)
+
+
+def profile_markdown(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str) -> str:
+    """``profile_table`` as a Markdown table: per target, µs per request (or stream) and share of each phase."""
+    rows = [(name, m) for name, m in rows if f"{kind}_cpu_us" in m]
+    if not rows:
+        return ""
+    what = "request" if kind == "prof_rps" else "stream"
+    lines = [
+        "| phase | " + " | ".join(f"{name} µs/{what} | share" for name, _ in rows) + " |",
+        "|---|" + "---:|---:|" * len(rows),
+    ]
+    for phase in phases.PHASES:
+        if not any(m.get(f"{kind}_us.{phase.key}") for _, m in rows):
+            continue
+        cells = []
+        for _, m in rows:
+            us = m.get(f"{kind}_us.{phase.key}")
+            share = m.get(f"{kind}_share.{phase.key}", 0.0)
+            cells += ["—", "—"] if us is None else [f"{us:.1f}", f"{share:.1%}"]
+        lines.append(f"| {phase.key} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **total** | " + " | ".join(f"**{m[f'{kind}_cpu_us']:.0f}** | 100%" for _, m in rows) + " |"
+    )
+    return "\n".join(lines)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from tests.bench import measure, phases, procs, report, targets, upstream
+from tests.bench import measure, metrics_scrape, phases, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN
@@ -62,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --features: the per-phase profile of every feature row too (where each feature's CPU goes)",
     )
+    parser.add_argument(
+        "--scrape-workers",
+        type=int,
+        default=4,
+        help="the /metrics scrape check: pointsman with this many workers and --scrape-series series (0: skip)",
+    )
+    parser.add_argument("--scrape-series", type=int, default=10_000, help="series for the scrape check")
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     parser.add_argument(
         "--profile-s",
@@ -122,6 +129,7 @@ def check_tools() -> None:
 class Outcome:
     rounds: list[Figures] = dataclasses.field(default_factory=list)
     background: list[float] = dataclasses.field(default_factory=list)  # other processes' CPU, cores
+    scrape: dict[str, Any] | None = None  # the /metrics scrape check (metrics_scrape.py)
     error: str | None = None  # why the run stopped before its last round
 
 
@@ -183,6 +191,22 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             _log(f"  other processes used {out.background[-1]:.2f} cores during the round")
         if sink is not None:
             _log(f"  the OTLP sink received {sink.span_bytes} bytes in {sink.requests} exports")
+        if args.scrape_workers > 0 and POINTSMAN in names and not out.error:
+            _log(f"/metrics scrape: {args.scrape_workers} workers, {args.scrape_series:,} series")
+            try:
+                out.scrape = await metrics_scrape.measure(
+                    up,
+                    args.pointsman_bin,
+                    workdir,
+                    workers=args.scrape_workers,
+                    series=args.scrape_series,
+                    scrapes=5 if args.quick else 20,
+                    cpu=measure.GATEWAY_CPU if settings.pin else None,
+                    log=_log,
+                )
+            except RuntimeError as exc:
+                out.error = f"the scrape check failed: {exc}"
+                _log(out.error)
         return out
     finally:
         await procs.stop(up.proc)
@@ -277,12 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     if profile:
         print(profile)
         print()
+    if out.scrape is not None:
+        print(metrics_scrape.text(out.scrape))
+        print()
     print(report.noise_text(out.background, summary))
     print()
     print(report.checks_text(summary, quiet=max(out.background, default=0.0) <= report.QUIET_CORES))
     if args.json:
         info = meta(args, settings, names) | {
             "background_cores_per_round": out.background,
+            "scrape": out.scrape,
             "error": out.error,
         }
         report.write_json(args.json, info, out.rounds, summary)
