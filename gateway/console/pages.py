@@ -170,13 +170,25 @@ def build_router() -> APIRouter:
             return ctx
         today, month = _today()
         st = get_state(request)
-        async with ctx.admin() as admin:
-            day = (await admin.get("/spend", **{"from": today}))["total"]
-            mon = (await admin.get("/spend", **{"from": month}))["total"]
-            groups = {
-                g: (await admin.get("/spend", group_by=g, **{"from": month}))["data"]
-                for g in ("route", "task", "team", "requested_model", "backend")
-            }
+        try:
+            async with ctx.admin() as admin:
+                day = (await admin.get("/spend", **{"from": today}))["total"]
+                mon = (await admin.get("/spend", **{"from": month}))["total"]
+                groups = {
+                    g: (await admin.get("/spend", group_by=g, **{"from": month}))["data"]
+                    for g in ("route", "task", "team", "requested_model", "backend")
+                }
+        except AdminError as exc:  # e.g. the ledger's database is unreachable: say so, keep the console up
+            return ctx.page(
+                "overview.html",
+                "",
+                exc.status,
+                error=exc.message,
+                day=None,
+                month=None,
+                groups={},
+                share_svg="",
+            )
         facts = st.accountant.catalog.backends
         hosted = {"frontier": 0.0, "self-hosted": 0.0}
         for row in groups["backend"]:
@@ -187,6 +199,7 @@ def build_router() -> APIRouter:
         return ctx.page(
             "overview.html",
             "",
+            error=None,
             day=day,
             month=mon,
             groups=groups,
@@ -207,7 +220,7 @@ def build_router() -> APIRouter:
             return ctx.page(
                 "spend.html",
                 "spend",
-                400,
+                exc.status,
                 error=exc.message,
                 rows=[],
                 dims=[],
@@ -241,10 +254,15 @@ def build_router() -> APIRouter:
         ctx = await view(request)
         if isinstance(ctx, Response):
             return ctx
-        async with ctx.admin() as admin:
-            resp = await admin.request(
-                "GET", "/spend", params={"group_by": group_by, "from": since or _today()[1], "format": "csv"}
-            )
+        try:
+            async with ctx.admin() as admin:
+                resp = await admin.request(
+                    "GET",
+                    "/spend",
+                    params={"group_by": group_by, "from": since or _today()[1], "format": "csv"},
+                )
+        except AdminError as exc:
+            return Response(exc.message, status_code=exc.status, media_type="text/plain; charset=utf-8")
         return Response(
             resp.content,
             media_type="text/csv; charset=utf-8",

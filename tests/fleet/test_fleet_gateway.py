@@ -270,3 +270,19 @@ def test_a_frozen_database_is_reported_unreachable_within_the_call_timeout(
             postgres_server.resume()
         wait_for(lambda: ledger_status(gw.url)["outbox"]["rows"] == 0, timeout=30)
         assert raw(ledger_db)[0] == 4
+
+
+def test_the_console_says_the_ledger_database_is_unreachable_instead_of_failing(
+    priced: FakeOpenAI, postgres_server: PostgresServer, ledger_db: str, tmp_path: Path
+) -> None:
+    cfg = replica(priced, tmp_path / "a", ledger_db, console={"enabled": True})
+    with RunningGateway(cfg) as gw, httpx.Client(base_url=gw.url, timeout=30) as console:
+        assert console.post("/console/login", data={"key": ADMIN_KEY}).status_code == 303
+        assert console.get("/console").status_code == 200
+        postgres_server.kill()
+        try:
+            for page in ("/console", "/console/spend", "/console/spend.csv"):
+                r = console.get(page)
+                assert r.status_code == 503 and "ledger database" in r.text, page
+        finally:
+            postgres_server.start()
