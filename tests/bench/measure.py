@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -56,10 +56,26 @@ async def run_round(
     figures: Figures = {direct.name: {"errors": 0}}
     running: dict[str, Popen[bytes]] = {}
     cpu = GATEWAY_CPU if settings.pin else None
+    failed: dict[str, set[bool]] = {}  # a peer's kinds (stream or not) that failed: their phases are skipped
+
+    def fail(name: str, what: str, exc: BaseException | str) -> None:
+        """A peer's phase failed: noted in its figures (``failures``), the run goes on."""
+        text = str(exc).strip().splitlines()
+        figures.setdefault(name, {"errors": 0}).setdefault("failures", []).append(
+            f"{what}: {text[0][:300] if text else type(exc).__name__}"
+        )
+        log(f"  {name}: {what} FAILED: {text[0][:300] if text else exc!r}")
+
     try:
         endpoints = [direct]
         for gw in gateways:
-            samples, proc = await _cold_starts(gw, settings.cold_starts, cpu, workdir / f"{gw.name}.log")
+            try:
+                samples, proc = await _cold_starts(gw, settings.cold_starts, cpu, workdir / f"{gw.name}.log")
+            except RuntimeError as exc:
+                if not gw.peer:
+                    raise
+                fail(gw.name, "start", exc)
+                continue
             running[gw.name] = proc
             figures[gw.name] = {"cold_start_s": samples, "errors": 0}
             endpoints.append(gw.endpoint(proc.pid))
@@ -67,18 +83,32 @@ async def run_round(
         shift = index % len(endpoints)
         order = endpoints[shift:] + endpoints[:shift]
         for ep in order:
-            await _probe(ep)
-        for stream, key in ((False, "rps"), (True, "sps")):
-            script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
+            for stream in (False, True):
+                problem = await _probe_kind(ep, stream)
+                if problem is None:
+                    continue
+                if not ep.peer:
+                    raise RuntimeError(problem)
+                fail(ep.name, f"{_KIND[stream]} probe", problem.split(" failed: ", 1)[-1])
+                failed.setdefault(ep.name, set()).add(stream)
+        phases: list[tuple[bool, str, Callable[[Endpoint], Awaitable[dict[str, Any]]]]] = [
+            (False, "rps", lambda ep: _throughput(ep, False, "rps", workdir, settings)),
+            (True, "sps", lambda ep: _throughput(ep, True, "sps", workdir, settings)),
+            (False, "latency", lambda ep: _latency(ep, settings)),
+            (True, "TTFB", lambda ep: _ttfb(ep, settings)),
+        ]
+        for stream, what, measure in phases:
             for ep in order:
-                figures[ep.name].update(await _throughput(ep, stream, key, script, settings))
-                log(f"  {ep.name}: {key} {figures[ep.name][key]:,.0f}")
-        for ep in order:
-            figures[ep.name].update(await _latency(ep, settings))
-            log(f"  {ep.name}: latency p50 {figures[ep.name]['lat_p50_ms']:.2f} ms")
-        for ep in order:
-            figures[ep.name].update(await _ttfb(ep, settings))
-            log(f"  {ep.name}: stream TTFB p50 {figures[ep.name]['ttfb_p50_ms']:.2f} ms")
+                if stream in failed.get(ep.name, ()):
+                    continue
+                try:
+                    figures[ep.name].update(await measure(ep))
+                except RuntimeError as exc:  # wrk printed no summary: the target stopped answering
+                    if not ep.peer:
+                        raise
+                    fail(ep.name, what, exc)
+                    continue
+                log(f"  {ep.name}: {what} {_said(what, figures[ep.name])}")
         for name, proc in running.items():
             figures[name]["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
     finally:
@@ -90,6 +120,17 @@ async def run_round(
                 figures[gw.name].update(await _profile(gw, settings, cpu, workdir, log))
     _add_overheads(figures)
     return figures
+
+
+_KIND = {False: "non-streaming", True: "streaming"}
+
+
+def _said(what: str, m: dict[str, Any]) -> str:
+    if what in ("rps", "sps"):
+        return f"{m[what]:,.0f}"
+    if what == "latency":
+        return f"p50 {m['lat_p50_ms']:.2f} ms"
+    return f"p50 {m['ttfb_p50_ms']:.2f} ms"
 
 
 async def run_features(
@@ -109,8 +150,7 @@ async def run_features(
             await _probe(ep)
             metrics: dict[str, Any] = {"cold_start_s": [seconds], "errors": 0}
             for stream, key in ((False, "rps"), (True, "sps")):
-                script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
-                metrics.update(await _throughput(ep, stream, key, script, settings))
+                metrics.update(await _throughput(ep, stream, key, workdir, settings))
             metrics["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
             metrics["errors"] = metrics["rps_errors"] + metrics["sps_errors"]
         finally:
@@ -182,7 +222,9 @@ async def _cold_starts(gw: Gateway, n: int, cpu: int | None, log: Path) -> tuple
     """``n`` spawn-to-first-success times; the last process keeps running for the load phases."""
     samples: list[float] = []
     for i in range(n):
-        seconds, proc = await openloop.cold_start(lambda: gw.spawn(cpu, log), gw.url)
+        seconds, proc = await openloop.cold_start(
+            lambda: gw.spawn(cpu, log), gw.url, gw.start_timeout_s, dict(gw.chat_headers)
+        )
         samples.append(seconds)
         if i < n - 1:
             await procs.stop(proc)
@@ -190,17 +232,23 @@ async def _cold_starts(gw: Gateway, n: int, cpu: int | None, log: Path) -> tuple
 
 
 async def _probe(ep: Endpoint) -> None:
-    for stream, url in ((False, ep.chat_url), (True, ep.stream_url)):
-        problem = await openloop.probe(url, stream=stream)
+    for stream in (False, True):
+        problem = await _probe_kind(ep, stream)
         if problem:
-            kind = "streaming" if stream else "non-streaming"
-            raise RuntimeError(f"{ep.name}: {kind} probe of {url} failed: {problem}")
+            raise RuntimeError(problem)
+
+
+async def _probe_kind(ep: Endpoint, stream: bool) -> str | None:
+    url = ep.stream_url if stream else ep.chat_url
+    problem = await openloop.probe(url, stream=stream, headers=ep.headers(stream))
+    return f"{ep.name}: {_KIND[stream]} probe of {url} failed: {problem}" if problem else None
 
 
 async def _throughput(
-    ep: Endpoint, stream: bool, key: str, script: Path, settings: Settings
+    ep: Endpoint, stream: bool, key: str, workdir: Path, settings: Settings
 ) -> dict[str, float]:
     url = ep.stream_url if stream else ep.chat_url
+    script = wrk.write_script(workdir / f"{key}-{ep.name}.lua", stream=stream, headers=ep.headers(stream))
     load_cpu = LOAD_CPU if settings.pin else None
     await asyncio.sleep(settings.settle_s)
     await wrk.run(
@@ -221,9 +269,14 @@ async def _throughput(
 
 async def _latency(ep: Endpoint, s: Settings) -> dict[str, float]:
     await asyncio.sleep(s.settle_s)
-    series = await openloop.fixed_rate(ep.chat_url, stream=False, rate=s.rate, count=s.count, warmup=s.warmup)
+    rate = ep.rates[0] if ep.rates else s.rate
+    count, warmup = _scaled(s.count, rate / s.rate), _scaled(s.warmup, rate / s.rate)
+    series = await openloop.fixed_rate(
+        ep.chat_url, stream=False, rate=rate, count=count, warmup=warmup, headers=ep.headers(False)
+    )
     total, lag = series.values("total_s"), series.values("lag_s")
     return {
+        "lat_rate": rate,
         "lat_p50_ms": percentile(total, 50) * 1e3,
         "lat_p99_ms": percentile(total, 99) * 1e3,
         "lat_failures": series.failures,
@@ -234,17 +287,28 @@ async def _latency(ep: Endpoint, s: Settings) -> dict[str, float]:
 
 async def _ttfb(ep: Endpoint, s: Settings) -> dict[str, float]:
     await asyncio.sleep(s.settle_s)
+    rate = ep.rates[1] if ep.rates else s.stream_rate
+    count, warmup = (
+        _scaled(s.stream_count, rate / s.stream_rate),
+        _scaled(s.stream_warmup, rate / s.stream_rate),
+    )
     series = await openloop.fixed_rate(
-        ep.stream_url, stream=True, rate=s.stream_rate, count=s.stream_count, warmup=s.stream_warmup
+        ep.stream_url, stream=True, rate=rate, count=count, warmup=warmup, headers=ep.headers(True)
     )
     ttfb, total = series.values("ttfb_s"), series.values("total_s")
     return {
+        "ttfb_rate": rate,
         "ttfb_p50_ms": percentile(ttfb, 50) * 1e3,
         "ttfb_p99_ms": percentile(ttfb, 99) * 1e3,
         "stream_p50_ms": percentile(total, 50) * 1e3,
         "stream_p99_ms": percentile(total, 99) * 1e3,
         "ttfb_failures": series.failures,
     }
+
+
+def _scaled(n: int, factor: float) -> int:
+    """Fewer requests at a lower rate (a slow peer), so that its phase lasts no longer than the others'."""
+    return max(20, round(n * min(1.0, factor)))
 
 
 _ADDED = {

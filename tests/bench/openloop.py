@@ -42,13 +42,18 @@ def _session(limit: int = 256) -> aiohttp.ClientSession:
 
 
 async def _one(
-    session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, scheduled: float
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    stream: bool,
+    scheduled: float,
+    headers: dict[str, str],
 ) -> Sample:
     sent = perf_counter()
     first = 0.0
     tail = b""
     try:
-        async with session.post(url, data=body, headers=fixtures.request_headers()) as resp:
+        async with session.post(url, data=body, headers=headers) as resp:
             while chunk := await resp.content.readany():
                 if not first:
                     first = perf_counter()
@@ -60,16 +65,20 @@ async def _one(
     return Sample(sent - scheduled, (first or end) - scheduled, end - scheduled, ok)
 
 
-async def fixed_rate(url: str, *, stream: bool, rate: float, count: int, warmup: int) -> Series:
-    """``warmup`` + ``count`` requests at ``rate``/s, evenly spaced; the warm-up ones are dropped."""
+async def fixed_rate(
+    url: str, *, stream: bool, rate: float, count: int, warmup: int, headers: dict[str, str] | None = None
+) -> Series:
+    """``warmup`` + ``count`` requests at ``rate``/s, evenly spaced; the warm-up ones are dropped. ``headers``:
+    sent besides the bench's own (a peer's routing headers)."""
     body = fixtures.request_body(stream=stream)
+    sent = fixtures.request_headers() | (headers or {})
     async with _session() as session:
         tasks: list[asyncio.Task[Sample]] = []
         start = perf_counter() + 0.01
         for i in range(warmup + count):
             scheduled = start + i / rate
             await _until(scheduled)
-            tasks.append(asyncio.create_task(_one(session, url, body, stream, scheduled)))
+            tasks.append(asyncio.create_task(_one(session, url, body, stream, scheduled, sent)))
         samples = await asyncio.gather(*tasks)
     return Series(list(samples[warmup:]))
 
@@ -84,12 +93,14 @@ async def _until(deadline: float) -> None:
         await asyncio.sleep(0)
 
 
-async def probe(url: str, *, stream: bool) -> str | None:
+async def probe(url: str, *, stream: bool, headers: dict[str, str] | None = None) -> str | None:
     """One request; None if it succeeded, otherwise what went wrong."""
     body = fixtures.request_body(stream=stream)
     async with _session() as session:
         try:
-            async with session.post(url, data=body, headers=fixtures.request_headers()) as resp:
+            async with session.post(
+                url, data=body, headers=fixtures.request_headers() | (headers or {})
+            ) as resp:
                 content = await resp.read()
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"
@@ -103,10 +114,14 @@ async def probe(url: str, *, stream: bool) -> str | None:
 
 
 async def cold_start(
-    spawn: Callable[[], subprocess.Popen[bytes]], url: str, timeout_s: float = 30.0
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    url: str,
+    timeout_s: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, subprocess.Popen[bytes]]:
     """Seconds from process spawn to the first successful chat completion through it."""
     body = fixtures.request_body(stream=False)
+    sent = fixtures.request_headers() | (headers or {})
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         last = "no answer"
         t0 = perf_counter()
@@ -115,7 +130,7 @@ async def cold_start(
             if proc.poll() is not None:
                 raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before serving")
             try:
-                async with session.post(url, data=body, headers=fixtures.request_headers()) as resp:
+                async with session.post(url, data=body, headers=sent) as resp:
                     content = await resp.read()
                     if resp.status == 200:
                         return perf_counter() - t0, proc

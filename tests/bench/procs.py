@@ -26,9 +26,10 @@ def pinned(cpu: int | None, argv: Sequence[str]) -> list[str]:
     return list(argv) if cpu is None else ["taskset", "-c", str(cpu), *argv]
 
 
-def spawn(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own process group, in ``log``'s directory, stdout and stderr to ``log``
-    (so whatever a gateway writes to relative paths, ``./data`` for instance, stays there too)."""
+    (so whatever a gateway writes to relative paths, ``./data`` for instance, stays there too); ``env`` is set
+    over this process's environment."""
     with log.open("ab") as out:
         return subprocess.Popen(
             list(argv),
@@ -37,6 +38,7 @@ def spawn(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
 
 

@@ -17,6 +17,9 @@ from tests.bench.targets import DIRECT, FEATURE_ROWS, PLAIN, POINTSMAN, feature_
 Figures = dict[str, dict[str, Any]]
 
 
+FAILURES = "failures"  # a round's notes on a peer's failed phases (strings, not figures)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile, ``q`` in [0, 100]; NaN for no values."""
     if not values:
@@ -33,7 +36,10 @@ def aggregate(rounds: Sequence[Figures]) -> Figures:
     pooled: dict[str, dict[str, list[float]]] = {}
     for figures in rounds:
         for target, metrics in figures.items():
+            pooled.setdefault(target, {})
             for key, value in metrics.items():
+                if key == FAILURES:
+                    continue
                 values = value if isinstance(value, list) else [value]
                 pooled.setdefault(target, {}).setdefault(key, []).extend(values)
     return {t: {k: statistics.median(v) for k, v in m.items()} for t, m in pooled.items()}
@@ -223,6 +229,18 @@ def features_markdown(summary: Figures) -> str:
     return "\n".join(lines)
 
 
+def failures_text(rounds: Sequence[Figures], unavailable: dict[str, str] | None = None) -> str:
+    """What failed for which target (peers only: pointsman and plain failing stop the run), once per note."""
+    lines = [f"  {name}: not measured: {why}" for name, why in (unavailable or {}).items()]
+    seen: dict[tuple[str, str], int] = {}
+    for figures in rounds:
+        for target, metrics in figures.items():
+            for note in metrics.get(FAILURES, []):
+                seen[(target, note)] = seen.get((target, note), 0) + 1
+    lines += [f"  {t}: {note} (in {n} of {len(rounds)} rounds)" for (t, note), n in seen.items()]
+    return "failed phases (their figures are missing):\n" + "\n".join(lines) if lines else ""
+
+
 def profile_text(summary: Figures) -> str:
     """Where a request's CPU goes, per phase, for each profiled target (``phases.py``)."""
     rows = [(t, summary[t]) for t in summary if t != DIRECT and feature_row(t) is None]
@@ -370,3 +388,145 @@ def profile_markdown(rows: Iterable[tuple[str, Mapping[str, float]]], kind: str)
         "| **total** | " + " | ".join(f"**{m[f'{kind}_cpu_us']:.0f}** | 100%" for _, m in rows) + " |"
     )
     return "\n".join(lines)
+
+
+# -- Markdown (the README's performance section) ------------------------------------------------------------------
+MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
+TARGET_LABELS = {
+    PLAIN: "plain pass-through",
+    POINTSMAN: "pointsman",
+    "litellm": "LiteLLM proxy",
+    "portkey": "Portkey gateway",
+}
+
+
+@dataclass(frozen=True)
+class MdRow:
+    label: str
+    keys: tuple[str, ...]  # one figure, or p50 / p99
+    fmt: str
+    ratio: bool  # show × plain
+
+
+MD_ROWS = (
+    MdRow("non-streaming max req/s", ("rps",), "{:,.0f}", True),
+    MdRow("CPU µs per request", ("rps_cpu_us",), "{:,.0f}", True),
+    MdRow("streaming max streams/s", ("sps",), "{:,.0f}", True),
+    MdRow("CPU µs per stream", ("sps_cpu_us",), "{:,.0f}", True),
+    MdRow("added latency p50 / p99 (ms)", ("added_p50_ms", "added_p99_ms"), "{:.2f}", False),
+    MdRow(
+        "stream time to first byte added, p50 / p99 (ms)",
+        ("added_ttfb_p50_ms", "added_ttfb_p99_ms"),
+        "{:.2f}",
+        False,
+    ),
+    MdRow("cold start, spawn to first 200 (s)", ("cold_start_s",), "{:.2f}", True),
+    MdRow("RSS after load (MB)", ("rss_mb",), "{:.0f}", True),
+)
+
+
+def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figures) -> str:
+    """The run as Markdown: how it was made and how quiet the machine was, the targets side by side with ratios to
+    the plain pass-through, what failed, where pointsman's CPU goes, the feature rows and the scrape check."""
+    names = [t for t in summary if t != DIRECT and feature_row(t) is None]
+    plain = summary.get(PLAIN, {})
+    cores = meta.get("background_cores_per_round") or [0.0]
+    loads = meta.get("load_avg_per_round") or []
+    quiet = max(cores) <= QUIET_CORES
+    git = meta.get("git", {})
+    dirty = " plus uncommitted changes" if git.get("changed") else ""
+    command = "python -m tests.bench.run " + " ".join(str(a) for a in meta.get("argv", []))
+    out = [
+        f"`{command.strip()}`: one worker pinned to one core, nginx as the upstream, a plain FastAPI + uvicorn + "
+        "aiohttp pass-through measured in the same run as the baseline; every ratio is to it, in this run. "
+        f"Run of {str(meta.get('date', ''))[:10]} on a {meta.get('cpus')}-CPU machine, `{str(git.get('head', ''))[:7]}`"
+        f"{dirty}, {meta.get('rounds')} round(s).",
+        "",
+        f"Quietness: other processes used up to {max(cores):.2f} cores during a round"
+        + (f" (1-minute load average {min(loads):.1f}–{max(loads):.1f})" if loads else "")
+        + (
+            ": quiet."
+            if quiet
+            else ": the machine was busy, read the ratios rather than the absolute figures."
+        ),
+        "",
+    ]
+    versions = meta.get("peers") or {}
+    labels = [f"{TARGET_LABELS.get(n, n)} {versions.get(n, '')}".strip() for n in names]
+    header = "| | " + " | ".join(labels) + " |"
+    out += [header, "|---|" + "---|" * len(names)]
+    for row in MD_ROWS:
+        cells = []
+        for name in names:
+            m = summary[name]
+            values = [m.get(k) for k in row.keys]
+            if all(v is None for v in values):
+                cells.append("—")
+                continue
+            text = " / ".join(_fmt(row.fmt, v) for v in values)
+            base = plain.get(row.keys[0])
+            if row.ratio and name != PLAIN and base and values[0] is not None:
+                text += f" ({values[0] / base:.2f}×)"
+            cells.append(text)
+        out.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    settings = meta.get("settings", {})
+    rate, stream_rate = float(settings.get("rate", 0)), float(settings.get("stream_rate", 0))
+    notes = [
+        f"Latency: open loop, evenly spaced, {rate:g} requests/s and {stream_rate:g} streams/s, from the scheduled "
+        "send to the end of the response (to the first byte for streams), minus nginx direct.",
+        *(f"{n}." for n in rate_notes(summary, rate, stream_rate)),
+    ]
+    failures = failures_text(rounds, meta.get("unavailable"))
+    if failures:
+        notes += [line.strip() for line in failures.splitlines()[1:]]
+    out += ["", *(f"- {n}" for n in notes)]
+    point = summary.get(POINTSMAN, {})
+    shares = sorted(
+        ((k.split(".", 1)[1], v) for k, v in point.items() if k.startswith("prof_rps_share.")),
+        key=lambda kv: -kv[1],
+    )
+    if shares:
+        top = ", ".join(f"{k} {v:.0%}" for k, v in shares[:6])
+        out += ["", f"Where a pointsman request's CPU goes (sampled; `tests/bench/README.md`): {top}."]
+    feats = features_markdown(summary)
+    if feats:
+        out += [
+            "",
+            "What each feature costs (`--features`; CPU relative to the defaults row of the same round):",
+            "",
+            feats,
+        ]
+    scrape = meta.get("scrape")
+    if scrape:
+        out += [
+            "",
+            f"`/metrics` with {scrape['workers']} workers and {scrape['series']:,} series: "
+            f"p50 {scrape['scrape_p50_ms']:.0f} ms, max {scrape['scrape_max_ms']:.0f} ms.",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def rate_notes(summary: Figures, rate: float, stream_rate: float) -> list[str]:
+    """Targets whose latency or time to first byte was measured at rates of their own (a slow peer)."""
+    notes = []
+    for name, m in summary.items():
+        lat, ttfb = m.get("lat_rate"), m.get("ttfb_rate")
+        if (lat and lat != rate) or (ttfb and ttfb != stream_rate):
+            notes.append(
+                f"{TARGET_LABELS.get(name, name)}: latency at {lat or rate:g} requests/s and time to first byte at "
+                f"{ttfb or stream_rate:g} streams/s (its throughput is below the standard rates)"
+            )
+    return notes
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """``text`` into ``path``: between the bench markers when the file has them (README.md), else the whole file."""
+    if path.exists():
+        current = path.read_text()
+        if MARK_START in current and MARK_END in current:
+            before, rest = current.split(MARK_START, 1)
+            _, after = rest.split(MARK_END, 1)
+            path.write_text(f"{before}{MARK_START}\n{text}{MARK_END}{after}")
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

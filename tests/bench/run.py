@@ -1,7 +1,7 @@
 """Benchmark pointsman against nginx directly and a plain FastAPI + aiohttp pass-through proxy.
 
     python -m tests.bench.run [--rounds N] [--rules N] [--json PATH] [--quick] [--only plain,pointsman] [--tracing]
-                              [--features [ROWS]] [--profile-s S]
+                              [--features [ROWS]] [--profile-s S] [--peers litellm,portkey] [--markdown README.md]
 
 See tests/bench/README.md for the method and what the figures mean.
 """
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from tests.bench import measure, metrics_scrape, phases, procs, report, targets, upstream
+from tests.bench import measure, metrics_scrape, peers, phases, procs, report, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN
@@ -69,6 +69,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the /metrics scrape check: pointsman with this many workers and --scrape-series series (0: skip)",
     )
     parser.add_argument("--scrape-series", type=int, default=10_000, help="series for the scrape check")
+    parser.add_argument(
+        "--peers",
+        default="",
+        help=f"also measure other gateways as targets, comma-separated among {','.join(peers.PEERS)}; each is "
+        "installed into its own directory under --peers-dir the first time",
+    )
+    parser.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=peers.DEFAULT_CACHE,
+        help="where the peers are installed (default: .cache/bench-peers/ in the repository, gitignored)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help="also write the results as Markdown here; a file with <!-- bench:start --> and <!-- bench:end --> "
+        "markers (README.md) gets the text between them replaced",
+    )
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     parser.add_argument(
         "--profile-s",
@@ -91,6 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    args.peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown_peers = sorted(set(args.peers) - set(peers.PEERS))
+    if unknown_peers:
+        parser.error(f"--peers: unknown peer(s) {unknown_peers}; choose among {list(peers.PEERS)}")
     if args.features is not None:
         rows = [r.strip() for r in args.features.split(",") if r.strip()]
         unknown = sorted(set(rows) - set(FEATURE_ROWS))
@@ -130,6 +152,8 @@ class Outcome:
     rounds: list[Figures] = dataclasses.field(default_factory=list)
     background: list[float] = dataclasses.field(default_factory=list)  # other processes' CPU, cores
     scrape: dict[str, Any] | None = None  # the /metrics scrape check (metrics_scrape.py)
+    load_avg: list[float] = dataclasses.field(default_factory=list)  # 1-minute load average after each round
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peers that could not be installed
     error: str | None = None  # why the run stopped before its last round
 
 
@@ -153,6 +177,13 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             )
             for name in names
         ]
+        out = Outcome()
+        for name in args.peers:
+            try:
+                gateways.append(_peer(name, up, args.peers_dir, workdir))
+            except peers.PeerUnavailable as exc:
+                out.unavailable[name] = str(exc)
+                _log(f"{name}: not measured: {exc}")
         feature_rows = [
             targets.pointsman(
                 up,
@@ -166,7 +197,6 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             )
             for row in rows
         ]
-        out = Outcome()
         for i in range(args.rounds):
             _log(f"round {i + 1}/{args.rounds}")
             load = procs.BackgroundLoad()
@@ -188,6 +218,7 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                 break
             out.rounds.append(figures)
             out.background.append(load.cores())
+            out.load_avg.append(float(Path("/proc/loadavg").read_text().split()[0]))
             _log(f"  other processes used {out.background[-1]:.2f} cores during the round")
         if sink is not None:
             _log(f"  the OTLP sink received {sink.span_bytes} bytes in {sink.requests} exports")
@@ -214,6 +245,12 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
             sink.stop()
         if redis is not None:
             redis.stop()
+
+
+def _peer(name: str, up: upstream.Upstream, cache: Path, workdir: Path) -> targets.Gateway:
+    if name == peers.LITELLM:
+        return peers.litellm(up, peers.ensure_litellm(cache, _log), workdir)
+    return peers.portkey(up, peers.ensure_portkey(cache, _log))
 
 
 async def _stoppable(coro: Coroutine[Any, Any, T]) -> T:
@@ -250,6 +287,8 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "rules": args.rules,
         "tracing": args.tracing,
         "features": {row: FEATURE_ROWS[row] for row in args.features or []},
+        "peers": {name: peers.version(name, args.peers_dir) for name in args.peers},
+        "argv": sys.argv[1:],
         "quick": args.quick,
         "settings": dataclasses.asdict(settings),
         "phases": {p.key: p.label for p in phases.PHASES},
@@ -292,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.error:
         print(f"INCOMPLETE: {len(out.rounds)} of {args.rounds} rounds ({out.error.splitlines()[0]})")
     print(report.table(summary, (settings.rate, settings.stream_rate)))
+    for note in report.rate_notes(summary, settings.rate, settings.stream_rate):
+        print(f"  note: {note}")
     print()
     features = report.features_text(summary)
     if features:
@@ -304,17 +345,26 @@ def main(argv: list[str] | None = None) -> int:
     if out.scrape is not None:
         print(metrics_scrape.text(out.scrape))
         print()
+    failures = report.failures_text(out.rounds, out.unavailable)
+    if failures:
+        print(failures)
+        print()
     print(report.noise_text(out.background, summary))
     print()
     print(report.checks_text(summary, quiet=max(out.background, default=0.0) <= report.QUIET_CORES))
+    info = meta(args, settings, names) | {
+        "background_cores_per_round": out.background,
+        "load_avg_per_round": out.load_avg,
+        "unavailable": out.unavailable,
+        "scrape": out.scrape,
+        "error": out.error,
+    }
     if args.json:
-        info = meta(args, settings, names) | {
-            "background_cores_per_round": out.background,
-            "scrape": out.scrape,
-            "error": out.error,
-        }
         report.write_json(args.json, info, out.rounds, summary)
         print(f"\nJSON: {args.json}")
+    if args.markdown:
+        report.write_markdown(args.markdown, report.markdown(info, out.rounds, summary))
+        print(f"Markdown: {args.markdown}")
     return 2 if out.error else 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,15 @@ class Endpoint:
     chat_url: str
     stream_url: str
     pid: int
+    chat_headers: tuple[tuple[str, str], ...] = ()  # sent besides the bench's own (a peer's routing headers)
+    stream_headers: tuple[tuple[str, str], ...] = ()
+    peer: bool = False  # a failed phase is reported, not fatal
+    rates: tuple[float, float] | None = (
+        None  # its own latency and TTFB rates (a peer slower than the standard)
+    )
+
+    def headers(self, stream: bool) -> dict[str, str]:
+        return dict(self.stream_headers if stream else self.chat_headers)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,12 @@ class Gateway:
     python: tuple[
         str, ...
     ] = ()  # the same process as (interpreter, program...), for sampler.py; () if not Python
+    env: tuple[tuple[str, str], ...] = ()  # set in its environment
+    chat_headers: tuple[tuple[str, str], ...] = ()
+    stream_headers: tuple[tuple[str, str], ...] = ()
+    peer: bool = False
+    rates: tuple[float, float] | None = None
+    start_timeout_s: float = 30.0
 
     @property
     def profilable(self) -> bool:
@@ -46,17 +62,19 @@ class Gateway:
         """This gateway run under ``sampler.py``, which writes its profile to ``out`` (SIGUSR1 .. SIGUSR2)."""
         python, *program = self.python
         argv = (python, str(Path(__file__).with_name("sampler.py")), str(out), *program)
-        return Gateway(self.name, argv, self.port)
+        return dataclasses.replace(self, argv=argv, python=())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
     def spawn(self, cpu: int | None, log: Path) -> subprocess.Popen[bytes]:
-        return procs.spawn(procs.pinned(cpu, self.argv), log)
+        return procs.spawn(procs.pinned(cpu, self.argv), log, dict(self.env))
 
     def endpoint(self, pid: int) -> Endpoint:
-        return Endpoint(self.name, self.url, self.url, pid)
+        return Endpoint(
+            self.name, self.url, self.url, pid, self.chat_headers, self.stream_headers, self.peer, self.rates
+        )
 
 
 def direct(up: Upstream) -> Endpoint:

@@ -40,10 +40,12 @@ class WrkResult:
         return self.requests - self.status_errors
 
 
-def write_script(path: Path, *, stream: bool) -> Path:
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in fixtures.request_headers().items())
+def write_script(path: Path, *, stream: bool, headers: dict[str, str] | None = None) -> Path:
+    """The Lua script: the bench's request body and headers, and ``headers`` besides (a peer's routing)."""
+    sent = fixtures.request_headers() | (headers or {})
+    headers_lua = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in sent.items())
     body = fixtures.request_body(stream=stream).decode()
-    path.write_text(_LUA.format(body=body, headers=headers, mark=_MARK))
+    path.write_text(_LUA.format(body=body, headers=headers_lua, mark=_MARK))
     return path
 
 

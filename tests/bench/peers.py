@@ -1,0 +1,155 @@
+"""Other gateways measured as targets in the same run (``--peers litellm,portkey``), each installed into its own
+directory under the cache (``.cache/bench-peers/`` by default, gitignored) the first time it is asked for:
+
+* ``litellm``: LiteLLM's proxy, ``pip install 'litellm[proxy]'`` into its own venv; no database, no callbacks,
+  ``LITELLM_LOG=ERROR``, the bundled model cost map (no download); a ``model_list`` naming the bench's two models
+  on the two nginx servers, the bench key as its master key; one worker.
+* ``portkey``: Portkey's open-source gateway, ``npm install @portkey-ai/gateway`` into its own directory, run with
+  Node (``start-server.js --headless``); it routes by headers, so the load generator sends
+  ``x-portkey-provider: openai`` and ``x-portkey-custom-host`` naming the nginx server of each kind.
+
+Both are slower than the standard latency rates (200 requests/s, 50 streams/s): LiteLLM's latency and time to
+first byte are measured at 25/s and 10/s (the rates the reference used), and the report says so. A peer that
+fails to install, start or answer a kind of request is reported (its ``failures``), not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from tests.bench import fixtures, procs
+from tests.bench.targets import Gateway
+from tests.bench.upstream import Upstream
+
+LITELLM, PORTKEY = "litellm", "portkey"
+PEERS = (LITELLM, PORTKEY)
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "bench-peers"
+LITELLM_SPEC = "litellm[proxy]"
+PORTKEY_SPEC = "@portkey-ai/gateway"
+LITELLM_RATES = (25.0, 10.0)  # latency req/s, TTFB streams/s
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer could not be installed here (no network to its registry, no node, ...)."""
+
+
+def ensure_litellm(cache: Path, log: Callable[[str], None]) -> Path:
+    """The ``litellm`` console script of a venv under ``cache``, installed on first use."""
+    home = cache / LITELLM
+    script = home / "bin" / "litellm"
+    if (home / ".installed").exists() and script.exists():
+        return script
+    log(f"installing {LITELLM_SPEC} into {home} (once; a few minutes)")
+    _run([sys.executable, "-m", "venv", "--clear", str(home)], cache / "litellm-install.log")
+    _run([str(home / "bin" / "pip"), "install", "--quiet", LITELLM_SPEC], cache / "litellm-install.log")
+    if not script.exists():
+        raise PeerUnavailable(f"{LITELLM_SPEC} installed no {script}")
+    (home / ".installed").write_text(_version(home / "bin" / "pip", "litellm"))
+    return script
+
+
+def ensure_portkey(cache: Path, log: Callable[[str], None]) -> Path:
+    """Portkey's ``start-server.js`` in an npm project under ``cache``, installed on first use."""
+    home = cache / PORTKEY
+    server = home / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if server.exists():
+        return server
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise PeerUnavailable("node and npm are needed for Portkey's gateway (apt-get install nodejs npm)")
+    log(f"installing {PORTKEY_SPEC} into {home} (once)")
+    home.mkdir(parents=True, exist_ok=True)
+    _run([npm, "install", "--no-audit", "--no-fund", PORTKEY_SPEC], cache / "portkey-install.log", cwd=home)
+    if not server.exists():
+        raise PeerUnavailable(f"{PORTKEY_SPEC} installed no {server}")
+    return server
+
+
+def litellm(up: Upstream, script: Path, workdir: Path) -> Gateway:
+    port = procs.free_port()
+    home = workdir / LITELLM
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "litellm.yaml"
+    config.write_text(yaml.safe_dump(litellm_config(up), sort_keys=False))
+    argv = (
+        str(script),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    )
+    env = (
+        ("LITELLM_LOG", "ERROR"),
+        ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+        ("LITELLM_MASTER_KEY", fixtures.API_KEY),
+        ("DISABLE_ADMIN_UI", "True"),
+        ("TELEMETRY", "False"),
+    )
+    return Gateway(LITELLM, argv, port, env=env, peer=True, rates=LITELLM_RATES, start_timeout_s=120.0)
+
+
+def litellm_config(up: Upstream) -> dict[str, object]:
+    def entry(model: str, base: str) -> dict[str, object]:
+        params = {
+            "model": f"openai/{fixtures.UPSTREAM_MODEL}",
+            "api_base": base,
+            "api_key": fixtures.UPSTREAM_KEY,
+        }
+        return {"model_name": model, "litellm_params": params}
+
+    return {
+        "model_list": [entry(fixtures.CHAT_MODEL, up.chat_base), entry(fixtures.STREAM_MODEL, up.sse_base)],
+        "general_settings": {"master_key": fixtures.API_KEY},
+        "litellm_settings": {"telemetry": False, "drop_params": True},
+    }
+
+
+def portkey(up: Upstream, server: Path) -> Gateway:
+    port = procs.free_port()
+    node = shutil.which("node") or "node"
+    argv = (node, str(server), f"--port={port}", "--headless")
+
+    def route(base: str) -> tuple[tuple[str, str], ...]:
+        return (("x-portkey-provider", "openai"), ("x-portkey-custom-host", base))
+
+    return Gateway(
+        PORTKEY, argv, port, chat_headers=route(up.chat_base), stream_headers=route(up.sse_base), peer=True
+    )
+
+
+def version(name: str, cache: Path) -> str:
+    """The installed version of a peer ("" if unknown)."""
+    try:
+        if name == LITELLM:
+            return (cache / LITELLM / ".installed").read_text().strip()
+        package = cache / PORTKEY / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
+        return str(json.loads(package.read_text()).get("version", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def _run(argv: list[str], log: Path, cwd: Path | None = None) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise PeerUnavailable(f"{' '.join(argv[:3])} ... failed ({done.returncode}): {' | '.join(tail)}")
+
+
+def _version(pip: Path, package: str) -> str:
+    out = subprocess.run([str(pip), "show", package], capture_output=True, text=True, check=False).stdout
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Version:")), ""
+    )
