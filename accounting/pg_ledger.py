@@ -1,17 +1,18 @@
-"""The ledger in PostgreSQL, for fleets: every replica ships its own rows; reports read hourly rollups.
+"""The ledger in PostgreSQL, for fleets: every replica ships its own rows; reports read daily and hourly rollups.
 
 The replica's SQLite ledger (``SQLiteLedger``) stays what the request path writes to (same batching, same
 loss bound on kill -9). It is also the outbox: a shipper thread reads the rows after the position it last
 shipped (``meta.pg_position``), inserts them into PostgreSQL in batches (COPY into a session temp table, then
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING uid``: a retried batch inserts nothing twice), maintains the
-hourly rollup and the budget totals in the same statement/transaction from the rows actually inserted, then
-moves its position and deletes the shipped rows from the local file. While PostgreSQL is unreachable rows
+hourly and daily rollups and the budget totals in the same statement/transaction from the rows actually
+inserted, then moves its position and deletes the shipped rows from the local file. While PostgreSQL is unreachable rows
 wait in the local file, up to ``outbox_max_rows``; beyond that the ledger refuses new rows (counted in
 ``dropped``, logged) until the database is back.
 
-Reports (``spend``) read ``spend_hourly`` for the whole hours of the range and raw rows only for the partial
-hours at its ends; budget totals (``budget_spend``) read ``budget_spend``. psycopg is imported here, and this
-module only when ``accounting.ledger.backend`` is ``postgres``.
+Reports (``spend``) read ``spend_daily`` for the whole days of the range, ``spend_hourly`` for the whole hours
+around them and raw rows only for the partial hours at its ends; budget totals (``budget_spend``) read
+``budget_spend``. psycopg is imported here, and this module only when ``accounting.ledger.backend`` is
+``postgres``.
 
 Every database call (a shipped batch with its connection set-up, maintenance, a budget lookup, a report) runs
 under ``call_timeout_s``: the server's ``statement_timeout``, and a client-side deadline that shuts the
@@ -57,15 +58,24 @@ log = logging.getLogger("pointsman.ledger")
 _COLS = ", ".join(COLUMNS)
 _DIMS = ", ".join(pg_schema.ROLLUP_DIMS)
 _AGG = dict(AGGREGATES)
+
+
+def _roll(table: str, period: str, start: str) -> str:
+    """The upsert adding the inserted rows (``ins``) to rollup ``table`` per ``period`` (``start`` of ``ts``)."""
+    sums = pg_schema.ROLLUP_SUMS
+    return (
+        f"INSERT INTO {table} ({period}, {_DIMS}, {', '.join(sums)}) "
+        f"SELECT {start}, {_DIMS}, {', '.join(f'({_AGG[s]})::bigint' for s in sums)} FROM ins GROUP BY 1, {_DIMS} "
+        f"ON CONFLICT ON CONSTRAINT {table}_dims DO UPDATE SET "
+        + ", ".join(f"{s} = {table}.{s} + EXCLUDED.{s}" for s in sums)
+    )
+
+
 _SHIP = f"""
 WITH ins AS (
   INSERT INTO requests ({_COLS}) SELECT {_COLS} FROM ship_batch ON CONFLICT DO NOTHING RETURNING *
-), roll AS (
-  INSERT INTO spend_hourly (hour, {_DIMS}, {", ".join(pg_schema.ROLLUP_SUMS)})
-  SELECT {pg_schema.hour_of("ts")}, {_DIMS}, {", ".join(f"({_AGG[s]})::bigint" for s in pg_schema.ROLLUP_SUMS)}
-  FROM ins GROUP BY 1, {_DIMS}
-  ON CONFLICT ON CONSTRAINT spend_hourly_dims DO UPDATE SET
-  {", ".join(f"{s} = spend_hourly.{s} + EXCLUDED.{s}" for s in pg_schema.ROLLUP_SUMS)}
+), hourly AS ({_roll("spend_hourly", "hour", pg_schema.hour_of("ts"))}
+), daily AS ({_roll("spend_daily", "day", pg_schema.day_of("ts"))}
 )
 SELECT uid FROM ins
 """
@@ -423,8 +433,9 @@ def spend_sql(
     until: float | None,
     filters: dict[str, str] | None = None,
 ) -> tuple[str, list[Any]]:
-    """The report's SQL: rollup rows for the whole hours in ``[since, until)``, raw rows for the partial hours
-    at its ends (or raw rows only, when a dimension is not in the rollup)."""
+    """The report's SQL: daily rollup rows for the whole days in ``[since, until)``, hourly ones for the whole
+    hours around them, raw rows for the partial hours at its ends (no daily rows when grouped by hour; raw rows
+    only, when a dimension is not in the rollups)."""
     check_query(group_by, filters)
     filters = filters or {}
     names = [a for a, _ in AGGREGATES]
@@ -434,6 +445,8 @@ def spend_sql(
     hi = math.inf if until is None else until
     h0 = lo if lo == -math.inf else math.ceil(lo / pg_schema.HOUR_S) * pg_schema.HOUR_S
     h1 = hi if hi == math.inf else math.floor(hi / pg_schema.HOUR_S) * pg_schema.HOUR_S
+    d0 = lo if lo == -math.inf else math.ceil(lo / pg_schema.DAY_S) * pg_schema.DAY_S
+    d1 = hi if hi == math.inf else math.floor(hi / pg_schema.DAY_S) * pg_schema.DAY_S
     parts: list[str] = []
     args: list[Any] = []
 
@@ -450,8 +463,19 @@ def spend_sql(
         args.extend(pargs)
 
     raw_sums = [f"({_AGG[n]})::bigint AS {n}" for n in names]
-    if rollup and h0 < h1:
-        part("spend_hourly", "hour", h0, h1, [f"SUM({n})::bigint AS {n}" for n in names])
+    rolled = [f"SUM({n})::bigint AS {n}" for n in names]
+    if rollup and "hour" not in group_by and d0 < d1:
+        part("spend_daily", "day", d0, d1, rolled)
+        if h0 < d0:
+            part("spend_hourly", "hour", h0, d0, rolled)
+        if d1 < h1:
+            part("spend_hourly", "hour", d1, h1, rolled)
+        if lo < h0:
+            part("requests", "ts", lo, h0, raw_sums)
+        if h1 < hi:
+            part("requests", "ts", h1, hi, raw_sums)
+    elif rollup and h0 < h1:
+        part("spend_hourly", "hour", h0, h1, rolled)
         if lo < h0:
             part("requests", "ts", lo, h0, raw_sums)
         if h1 < hi:

@@ -8,6 +8,8 @@ Tables (see docs/accounting.md, "Fleets: the PostgreSQL ledger"):
 * ``spend_hourly``: the rollup reports read: per UTC hour and every report dimension, the sums of
   ``accounting.ledger.AGGREGATES``; maintained in the transaction that inserts the rows (only rows actually
   inserted count).
+* ``spend_daily`` (version 3): the same per UTC day, maintained alike; reports read it for the whole days of
+  their range (up to 24 times fewer rows than the hourly rollup for a month).
 * ``budget_spend``: per key/team and UTC day/month bucket, the non-shadow spend budgets re-seed from.
 * ``schema_migrations``: the versions applied.
 
@@ -42,7 +44,7 @@ ROLLUP_DIMS = (
     "estimated",
     "priced",
 )
-"""Ledger columns ``spend_hourly`` keeps apart (a report grouped or filtered by anything else reads raw rows)."""
+"""Ledger columns the rollups keep apart (a report grouped or filtered by anything else reads raw rows)."""
 ROLLUP_SUMS = (
     "requests",
     "input_tokens",
@@ -55,7 +57,7 @@ ROLLUP_SUMS = (
     "unpriced_requests",
     "cache_write_tokens",
 )
-"""The ``AGGREGATES`` ``spend_hourly`` holds, as of version 2 (one not listed makes reports read raw rows)."""
+"""The ``AGGREGATES`` the rollups hold, as of versions 2 and 3 (one not listed makes reports read raw rows)."""
 _PG_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "TEXT": "TEXT"}
 
 
@@ -74,18 +76,24 @@ def _v1(cur: Any) -> None:
     cur.execute(f"CREATE TABLE requests (\n    {cols},\n    PRIMARY KEY (uid, ts)\n) PARTITION BY RANGE (ts)")
 
 
-def _v2(cur: Any) -> None:
-    aggs = dict(AGGREGATES)
+def _rollup_table(cur: Any, table: str, period: str) -> None:
+    """A rollup: per ``period`` start (unix seconds) and every ``ROLLUP_DIMS`` value, the ``ROLLUP_SUMS``."""
     dims = ", ".join(ROLLUP_DIMS)
     cur.execute(
-        "CREATE TABLE spend_hourly (hour BIGINT NOT NULL, "
+        f"CREATE TABLE {table} ({period} BIGINT NOT NULL, "
         + ", ".join(column_sql(d).replace(" NOT NULL", "") for d in ROLLUP_DIMS)
         + ", "
         + ", ".join(f"{s} BIGINT NOT NULL DEFAULT 0" for s in ROLLUP_SUMS)
-        + f", CONSTRAINT spend_hourly_dims UNIQUE NULLS NOT DISTINCT (hour, {dims}))"
+        + f", CONSTRAINT {table}_dims UNIQUE NULLS NOT DISTINCT ({period}, {dims}))"
     )
-    cur.execute("CREATE INDEX spend_hourly_team ON spend_hourly (team, hour)")
-    cur.execute("CREATE INDEX spend_hourly_key ON spend_hourly (key, hour)")
+    cur.execute(f"CREATE INDEX {table}_team ON {table} (team, {period})")
+    cur.execute(f"CREATE INDEX {table}_key ON {table} (key, {period})")
+
+
+def _v2(cur: Any) -> None:
+    aggs = dict(AGGREGATES)
+    dims = ", ".join(ROLLUP_DIMS)
+    _rollup_table(cur, "spend_hourly", "hour")
     cur.execute(
         "CREATE TABLE budget_spend (scope TEXT NOT NULL, name TEXT NOT NULL, bucket TEXT NOT NULL, "
         "nusd BIGINT NOT NULL, requests BIGINT NOT NULL, PRIMARY KEY (scope, name, bucket))"
@@ -99,15 +107,31 @@ def _v2(cur: Any) -> None:
     cur.execute(f"INSERT INTO budget_spend {BUDGET_SELECT.format(source='requests')}")
 
 
+def _v3(cur: Any) -> None:
+    dims = ", ".join(ROLLUP_DIMS)
+    _rollup_table(cur, "spend_daily", "day")
+    # what the hourly rollup holds so far, once: hours never straddle a UTC day
+    cur.execute(
+        f"INSERT INTO spend_daily (day, {dims}, {', '.join(ROLLUP_SUMS)}) "
+        f"SELECT {day_of('hour')}, {dims}, {', '.join(f'SUM({s})::bigint' for s in ROLLUP_SUMS)} "
+        f"FROM spend_hourly GROUP BY 1, {dims}"
+    )
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[Any], None]], ...] = (
     (1, "requests, partitioned by day", _v1),
     (2, "hourly spend rollup and budget totals", _v2),
+    (3, "daily spend rollup", _v3),
 )
 LATEST = MIGRATIONS[-1][0]
 
 
 def hour_of(ts: str) -> str:
     return f"(floor({ts} / {HOUR_S}) * {HOUR_S})::bigint"
+
+
+def day_of(ts: str) -> str:
+    return f"(floor({ts} / {DAY_S}) * {DAY_S})::bigint"
 
 
 BUDGET_SELECT = """
@@ -173,12 +197,12 @@ def migrate(conn: Any, upto: int = LATEST) -> list[str]:
         for version, name, step in MIGRATIONS:
             if version in applied or version > upto:
                 continue
-            if version > 1 and upto >= LATEST:
+            if version > 1:
                 done += _add_columns(conn)  # later steps read every ledger column
             step(cur)
             cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             done.append(f"{version}: {name}")
-        if upto >= LATEST:
+        if upto > 1:
             done += _add_columns(conn)
     return done
 

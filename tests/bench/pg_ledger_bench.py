@@ -20,7 +20,8 @@ Figures:
 - ``*loadavg``: /proc/loadavg before and after each phase.
 
 Rows (``_row_exprs``): row ``g`` at second ``g mod 30 days`` of November 2026 (so from 2.6M rows on every
-day is covered), 50 keys, 20 teams, 10 tasks, 8 models, 4 backends (200 combinations each hour). ``load`` adds
+day is covered), 50 keys (``--keys``), 20 teams, 10 tasks, 8 models, 4 backends (200 combinations each hour,
+so 144,000 rollup rows for the month; ``--keys 3600``: 3,600 an hour, 2.6M for the month). ``load`` adds
 rows in bulk, server-side: one day partition at a time (detached, its primary key rebuilt once, attached again),
 the rollup rows and budget totals the shipper would write for them
 (tests/fleet/test_pg_bench_loader.py holds it to that).
@@ -120,14 +121,14 @@ MONTH_S = 30 * 86400
 DAY_S = pg_schema.DAY_S
 
 
-def _row_exprs() -> dict[str, str]:
+def _row_exprs(keys: int = 50) -> dict[str, str]:
     """Column expressions of row ``g`` (valid in PostgreSQL and SQLite): one row per second of the month round
     robin, so any prefix ``0..N`` covers the whole month; 50 keys, 20 teams, 10 tasks, 8 models, 4 backends."""
     return {c: "0" for c in COLUMNS} | {
         "uid": "'g' || g",
         "request_id": "'r' || g",
         "ts": f"CAST({MONTH0} + g % {MONTH_S} AS DOUBLE PRECISION) + CAST(g / {MONTH_S} AS DOUBLE PRECISION) / 1000",
-        "key": "'k' || (g % 50)",
+        "key": f"'k' || (g % {keys})",
         "team": "'t' || (g % 20)",
         "task": "'task' || (g % 10)",
         "route": "'default'",
@@ -158,10 +159,10 @@ def _day_rows(sel: str, day: int, lo: int, hi: int) -> str:
     )
 
 
-def _load_day(dsn: str, day: int, lo: int, hi: int) -> None:
+def _load_day(dsn: str, day: int, lo: int, hi: int, keys: int = 50) -> None:
     """One day's rows into its partition, detached meanwhile so that its primary key is built once at the end
     (not row by row), and their rollup rows upserted as the shipper's statement does."""
-    cols = _row_exprs()
+    cols = _row_exprs(keys)
     sel = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
     rows = _day_rows(sel, day, lo, hi)
     start = MONTH0 + day * DAY_S
@@ -207,22 +208,34 @@ SELECT scope, name, bucket, SUM(cost_nusd)::bigint, SUM(requests)::bigint FROM (
 add up to for the same rows (hours never straddle a day)."""
 
 
-def load(dsn: str, lo: int, hi: int, jobs: int = 1) -> float:
+_DAILY_FROM_HOURLY = (
+    f"INSERT INTO spend_daily (day, {', '.join(pg_schema.ROLLUP_DIMS)}, {', '.join(pg_schema.ROLLUP_SUMS)}) "
+    f"SELECT {pg_schema.day_of('hour')}, {', '.join(pg_schema.ROLLUP_DIMS)}, "
+    f"{', '.join(f'SUM({s})::bigint' for s in pg_schema.ROLLUP_SUMS)} "
+    f"FROM spend_hourly GROUP BY 1, {', '.join(pg_schema.ROLLUP_DIMS)}"
+)
+"""The daily rollup from the hourly one (what the shipper's daily upsert adds up to: hours never straddle days)."""
+
+
+def load(dsn: str, lo: int, hi: int, jobs: int = 1, keys: int = 50) -> float:
     """Add rows ``lo <= g < hi`` (``_row_exprs``, November 2026) in bulk: server-side generate_series, one day
     partition at a time (``jobs`` at once), with the rollup rows and budget totals the shipper would have
-    written for them; then ANALYZE."""
+    written for them (the daily rollup and the budget totals rebuilt from the hourly rollup); then ANALYZE."""
     t = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         pg_schema.ensure_partitions(conn, [MONTH0 + i * DAY_S for i in range(MONTH_S // DAY_S)])
     days = [d for d in range(MONTH_S // DAY_S) if _day_has_rows(d, lo, hi)]
     with ThreadPoolExecutor(jobs) as pool:
-        for i, _ in enumerate(pool.map(lambda d: _load_day(dsn, d, lo, hi), days)):
+        for i, _ in enumerate(pool.map(lambda d: _load_day(dsn, d, lo, hi, keys), days)):
             print(f"loaded day {i + 1}/{len(days)} of rows {lo}..{hi}", flush=True)
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
             conn.execute("DELETE FROM budget_spend")
             conn.execute(_BUDGET_FROM_ROLLUP)
+            conn.execute("DELETE FROM spend_daily")
+            conn.execute(_DAILY_FROM_HOURLY)
         conn.execute("VACUUM ANALYZE spend_hourly")
+        conn.execute("VACUUM ANALYZE spend_daily")
         conn.execute("VACUUM ANALYZE budget_spend")
         conn.execute("ANALYZE requests")
     return time.perf_counter() - t
@@ -315,14 +328,14 @@ def _rows_from(plan: dict[str, Any], prefix: str) -> int:
     return int(own) + sum(_rows_from(p, prefix) for p in plan.get("Plans", []))
 
 
-def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
+def sqlite_reports(path: Path, rows: int, runs: int = 5, keys: int = 50) -> dict[str, Any]:
     """The same rows in the embedded SQLite ledger (its schema and indexes, filled with a recursive CTE) and
     the same reports through ``query_spend``, for comparison at a size both apply to."""
     led = SQLiteLedger(str(path))
     led.start()
     asyncio.run(led.close())
     t = time.perf_counter()
-    fill_sqlite(str(path), rows)
+    fill_sqlite(str(path), rows, keys)
     out: dict[str, Any] = {"rows": rows, "load_s": round(time.perf_counter() - t, 1)}
     out["bytes_per_million_rows"] = round(path.stat().st_size * 1_000_000 / rows)
     for name, queries in REPORTS:
@@ -330,9 +343,9 @@ def sqlite_reports(path: Path, rows: int, runs: int = 5) -> dict[str, Any]:
     return out
 
 
-def fill_sqlite(path: str, rows: int) -> None:
+def fill_sqlite(path: str, rows: int, keys: int = 50) -> None:
     """Rows ``0 <= g < rows`` (``_row_exprs``) into the SQLite ledger at ``path`` (started once before)."""
-    cols = _row_exprs()
+    cols = _row_exprs(keys)
     conn = connect(path)
     conn.execute(
         f"WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < {rows - 1}) "
@@ -344,19 +357,17 @@ def fill_sqlite(path: str, rows: int) -> None:
 
 
 def storage(dsn: str, rows: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     with psycopg.connect(dsn) as conn:
         raw = conn.execute(
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'requests'::regclass"
-        ).fetchone()[0]
-        roll = conn.execute(
-            "SELECT pg_total_relation_size('spend_hourly'), COUNT(*) FROM spend_hourly"
         ).fetchone()
-    return {
-        "raw_bytes_per_million_rows": round(int(raw) * 1_000_000 / rows),
-        "rollup_bytes": int(roll[0]),
-        "rollup_rows": int(roll[1]),
-    }
+        out["raw_bytes_per_million_rows"] = round(int(raw[0] if raw else 0) * 1_000_000 / rows)
+        for table in ("spend_hourly", "spend_daily"):
+            size = conn.execute(f"SELECT pg_total_relation_size('{table}'), COUNT(*) FROM {table}").fetchone()
+            out[table] = {"bytes": int(size[0]), "rows": int(size[1])} if size else {}
+    return out
 
 
 SERVER_SETTINGS = {
@@ -395,10 +406,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50, help="runs of each report on PostgreSQL")
     ap.add_argument("--sqlite-runs", type=int, default=5, help="runs of each report on SQLite")
     ap.add_argument("--jobs", type=int, default=1, help="day partitions loaded at once")
+    ap.add_argument(
+        "--keys",
+        type=int,
+        default=50,
+        help="distinct keys (row g's key is g mod KEYS): the rollup's rows per hour are lcm(KEYS, 40), at most 3600",
+    )
     ap.add_argument("--json")
     a = ap.parse_args()
     srv = PostgresServer(settings=SERVER_SETTINGS).start()
-    result: dict[str, Any] = {"server_settings": SERVER_SETTINGS}
+    result: dict[str, Any] = {"server_settings": SERVER_SETTINGS, "keys": a.keys}
     work = Path(tempfile.mkdtemp(prefix="pgbench-"))
     try:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:
@@ -417,7 +434,7 @@ def main() -> None:
         result["sqlite"] = []
         for n in _ints(a.sqlite_rows):
             before = loadavg()
-            lite = sqlite_reports(work / f"ledger-{n}.sqlite3", n, a.sqlite_runs)
+            lite = sqlite_reports(work / f"ledger-{n}.sqlite3", n, a.sqlite_runs, a.keys)
             lite["loadavg"] = [before, loadavg()]
             (work / f"ledger-{n}.sqlite3").unlink()
             result["sqlite"].append(lite)
@@ -427,7 +444,10 @@ def main() -> None:
         done = 0
         for n in _ints(a.rows):
             before = loadavg()
-            size: dict[str, Any] = {"rows": n, "load_s": round(load(f"{base}/reports", done, n, a.jobs), 1)}
+            size: dict[str, Any] = {
+                "rows": n,
+                "load_s": round(load(f"{base}/reports", done, n, a.jobs, a.keys), 1),
+            }
             size["load_loadavg"] = [before, loadavg()]
             done = n
             before = loadavg()

@@ -30,6 +30,9 @@ def _contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
                 f"SELECT hour, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)} FROM spend_hourly "
                 f"ORDER BY hour, {dims}"
             ).fetchall(),
+            "spend_daily": conn.execute(
+                f"SELECT day, {dims}, {', '.join(pg_schema.ROLLUP_SUMS)} FROM spend_daily ORDER BY day, {dims}"
+            ).fetchall(),
             "budget_spend": conn.execute(
                 "SELECT * FROM budget_spend ORDER BY scope, name, bucket"
             ).fetchall(),

@@ -9,13 +9,14 @@ import shutil
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from accounting import pg_schema
 from accounting.ledger import SQLiteLedger, query_spend
-from accounting.pg_ledger import PostgresLedger
+from accounting.pg_ledger import PostgresLedger, spend_sql
 from accounting.record import RequestRecord
 from wire.usage import Usage
 
@@ -81,6 +82,7 @@ CASES = [
     (("shadow", "priced", "estimated"), None, T0 + 40000.5, {"key": "batch"}),
     (("task", "route", "requested_model", "endpoint", "month"), None, None, {"outcome": "ok"}),
     (("service_tier",), T0 + 3600 * 5.5, None, {}),  # not in the rollup: raw rows
+    (("hour", "team"), T0 - 86400, T0 + 4 * 86400, {}),  # whole days, but by hour: the hourly rollup
 ]
 
 
@@ -105,6 +107,27 @@ async def test_reports_from_rollups_equal_a_recount_of_the_rows(
         await pg.close()
         await local.close()
         await oracle.close()
+
+
+async def test_a_report_over_whole_days_reads_only_the_daily_rollup(ledger_db: str, tmp_path: Path) -> None:
+    local = await write_local(tmp_path / "outbox.sqlite3", records(500))
+    pg = await shipped(local, ledger_db)
+    try:
+        first = pg_schema.day_start(T0) + pg_schema.DAY_S
+        sql, args = spend_sql(("day",), first, first + 2 * pg_schema.DAY_S, {"team": "search"})
+        with psycopg.connect(ledger_db) as conn:
+            plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql, args).fetchone()
+        assert plan is not None
+        assert _relations(plan[0][0]["Plan"]) == {"spend_daily"}
+        assert pg.spend(("day",), first, first + 2 * pg_schema.DAY_S, {"team": "search"})
+    finally:
+        await pg.close()
+        await local.close()
+
+
+def _relations(plan: dict[str, Any]) -> set[str]:
+    own = {plan["Relation Name"]} if "Relation Name" in plan else set()
+    return own.union(*(_relations(p) for p in plan.get("Plans", [])))
 
 
 async def test_a_reshipped_outbox_inserts_and_counts_nothing_twice(ledger_db: str, tmp_path: Path) -> None:
