@@ -328,13 +328,17 @@ class PostgresLedger:
 
     def _ship_batch(self) -> bool:
         """Ship one batch; True when there may be more."""
+        if not self._outbox.execute(
+            "SELECT 1 FROM requests WHERE id > ? LIMIT 1", (self.position,)
+        ).fetchone():
+            return False
+        # the connection before the rows: while the database is down, a retry costs a failed connect, not a
+        # batch of rows turned into Python objects (work that holds the GIL beside the request path)
+        conn = self._db()
         rows = self._outbox.execute(
             f"SELECT id, {_COLS} FROM requests WHERE id > ? ORDER BY id LIMIT ?",
             (self.position, self.batch_size),
         ).fetchall()
-        if not rows:
-            return False
-        conn = self._db()
         last = rows[-1][0]
         batch = [r[1:] for r in rows]
         ts_i = COLUMNS.index("ts")
