@@ -95,6 +95,7 @@ def _ingest(args: tuple[str, int, int]) -> tuple[int, float]:
         dt = time.perf_counter() - t
         await pg.close()
         await local.close()
+        shutil.rmtree(d, ignore_errors=True)
         return pg.shipped, dt
 
     return asyncio.run(run())
