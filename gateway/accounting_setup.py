@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import aiohttp
 import orjson
 
 from accounting.accountant import Accountant
@@ -102,15 +101,18 @@ class VLLMTokenCounter:
             for name, b in catalog.backends.items()
             if b.self_hosted and b.endpoints
         }
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.session: aiohttp.ClientSession | None = None
+        self.timeout_s = timeout_s
+        self.session: Any = None
+        """An ``aiohttp.ClientSession``, made (and aiohttp imported) on first use: off the request path."""
 
     async def __call__(self, backend: str, model: str, payload: dict[str, Any]) -> int | None:
         bases = self.bases.get(backend)
         if not bases:
             return None
+        import aiohttp
+
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=self.timeout)
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         body = orjson.dumps({"model": model, **payload})
         for base in bases:
             try:

@@ -1,10 +1,8 @@
 """Content-Encoding of upstream answers (gzip, deflate), decoded by the gateway itself, a bounded piece at a time.
 
-The gateway asks for compressed answers (``accept-encoding: gzip, deflate``) and inflates them here rather than
-in aiohttp: output comes in pieces of at most ``max_out`` bytes and no further than the caller reads, so a small
-compressed body cannot expand in memory past the caller's bound (``server.max_response_bytes``, the relay's
-``max_event_bytes``). (aiohttp's own decompression also left a read timeout armed on a pooled connection after
-a large inflated answer: the next request on it failed at once with a socket timeout.)
+The gateway asks for compressed answers (``accept-encoding: gzip, deflate``) and inflates them here: output comes
+in pieces of at most ``max_out`` bytes and no further than the caller reads, so a small compressed body cannot
+expand in memory past the caller's bound (``server.max_response_bytes``, the relay's ``max_event_bytes``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Errors raised at the serving boundary.
 
-Every foreign exception (aiohttp, litellm, OS errors) is translated here into one of these, most specific
-first, chained with ``from exc``. The gateway maps them to HTTP in one place.
+Backends raise only these: the HTTP client (``serving.http_client``) raises them itself, litellm's and OS errors are
+translated into the most specific one, chained with ``from exc``. The gateway maps them to HTTP in one place.
 
     UpstreamError
     ├── UpstreamConnectError      connection refused / reset before a response   -> 502

@@ -1,7 +1,5 @@
-"""OpenAI-compatible HTTP backends (OpenAI itself, any compatible API, vLLM fleets) over aiohttp.
-
-aiohttp is the hot-path client by measurement (see tests/bench): ~10x less CPU per proxied request than
-httpx's async client on the reference machine. Exceptions are translated to ``serving.errors`` here.
+"""OpenAI-compatible HTTP backends (OpenAI itself, any compatible API, vLLM fleets) over the gateway's own pooled
+HTTP/1.1 client (``serving.http_client``, chosen over aiohttp by measurement: tests/bench).
 
 Answers are read within bounds: a non-streamed answer up to ``max_response_bytes`` after decompression (the
 gateway asks for ``gzip``/``deflate`` and inflates them itself, piece by piece as they are read —
@@ -17,7 +15,6 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from serving.backend import BackendInfo, UpstreamCall, UpstreamResponse
@@ -26,38 +23,18 @@ from serving.decoding import ACCEPT_ENCODING, PIECE, Decoder, UnsupportedEncodin
 from serving.errors import (
     BackendOverloaded,
     UpstreamConnectError,
-    UpstreamDisconnected,
     UpstreamError,
     UpstreamHTTPError,
     UpstreamProtocolError,
-    UpstreamTimeout,
     UpstreamTooLarge,
 )
+from serving.http_client import HttpClient, Response, Timeouts, header_lines
 from serving.pool import Endpoint, EndpointPool
 
 _MAX_ERROR_BODY = 64 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest non-streamed answer read (after decompression) unless ``server.max_response_bytes`` says."""
-
-
-def translate(exc: BaseException, backend: str, endpoint: str, answering: bool = False) -> UpstreamError:
-    """Map an aiohttp/OS exception to the most specific ``UpstreamError``; ``answering``: the upstream had
-    started its answer (status and headers read), so a broken connection is a disconnect, not unreachable."""
-    if isinstance(exc, UpstreamError):
-        return exc
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamTimeout("upstream timed out", backend=backend, endpoint=endpoint)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError) or (
-        answering and isinstance(exc, aiohttp.ClientError | OSError)
-    ):
-        return UpstreamDisconnected("upstream closed the connection", backend=backend, endpoint=endpoint)
-    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
-        return UpstreamConnectError("upstream unreachable", backend=backend, endpoint=endpoint)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamProtocolError("invalid upstream response", backend=backend, endpoint=endpoint)
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return UpstreamConnectError("upstream connection failed", backend=backend, endpoint=endpoint)
-    return UpstreamProtocolError("upstream call failed", backend=backend, endpoint=endpoint)
+_POST = b"POST"
 
 
 def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
@@ -71,9 +48,7 @@ class HTTPStream:
 
     __slots__ = ("_resp", "_backend", "endpoint", "_release", "_closed", "_decoder")
 
-    def __init__(
-        self, resp: aiohttp.ClientResponse, backend: OpenAIHTTPBackend, ep: Endpoint, decoder: Decoder
-    ) -> None:
+    def __init__(self, resp: Response, backend: OpenAIHTTPBackend, ep: Endpoint, decoder: Decoder) -> None:
         self._resp = resp
         self._backend = backend
         self.endpoint = ep.url
@@ -82,11 +57,11 @@ class HTTPStream:
         self._decoder = decoder
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+        resp = self._resp
         decoder = self._decoder
         try:
             while True:
-                chunk = await content.readany()
+                chunk = await resp.read()
                 if not chunk:
                     break
                 if decoder.identity:
@@ -97,8 +72,6 @@ class HTTPStream:
             tail = decoder.flush()
             if tail:
                 yield tail
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, self._backend.name, self.endpoint, answering=True) from exc
         except zlib.error as exc:
             raise _undecodable(self._backend.name, self.endpoint) from exc
 
@@ -107,7 +80,7 @@ class HTTPStream:
             return
         self._closed = True
         resp = self._resp
-        if resp.content.at_eof():
+        if resp.at_eof:
             resp.release()
         else:
             # Closing the connection is what tells vLLM/OpenAI to stop generating.
@@ -116,7 +89,7 @@ class HTTPStream:
 
 
 class OpenAIHTTPBackend:
-    """Raw pass-through to an OpenAI-compatible API; one aiohttp session, one pool of endpoints."""
+    """Raw pass-through to an OpenAI-compatible API; one pooled client, one pool of endpoints."""
 
     def __init__(
         self,
@@ -136,40 +109,32 @@ class OpenAIHTTPBackend:
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **cfg.headers}
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
-        self._headers = headers
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(
-            total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
-        )
+        self._headers = header_lines(headers)
+        self._client: HttpClient | None = None
+        self._timeouts = Timeouts(cfg.timeout_s, cfg.connect_timeout_s, cfg.timeout_s)
         self.in_flight = 0
         self._cap = cfg.max_concurrency
         self.avoid: frozenset[str] = frozenset()
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.cfg.max_connections * len(self.pool),
-                limit_per_host=self.cfg.max_connections,
-                ttl_dns_cache=300,
-                enable_cleanup_closed=True,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
+        if self._client is None:
+            self._client = HttpClient(
+                self.name, per_host=self.cfg.max_connections, total=self.cfg.max_connections * len(self.pool)
             )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def reachable(self) -> bool:
         return any(e.healthy for e in self.pool.endpoints)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> HttpClient:
+        if self._client is None:
             raise UpstreamConnectError("backend not started", backend=self.name)
-        return self._session
+        return self._client
 
     def _acquire(self, avoid: frozenset[str]) -> Endpoint:
         if self._cap is not None and self.in_flight >= self._cap:
@@ -185,30 +150,31 @@ class OpenAIHTTPBackend:
         self.in_flight -= 1
         ep.outstanding -= 1
 
-    def _timeout_for(self, call: UpstreamCall) -> aiohttp.ClientTimeout:
+    def _timeouts_for(self, call: UpstreamCall) -> Timeouts:
         if call.timeout_s >= self.cfg.timeout_s:
-            return self._timeout
-        return aiohttp.ClientTimeout(
-            total=call.timeout_s,
-            sock_connect=min(self.cfg.connect_timeout_s, call.timeout_s),
-            sock_read=call.timeout_s,
-        )
+            return self._timeouts
+        return Timeouts(call.timeout_s, min(self.cfg.connect_timeout_s, call.timeout_s), call.timeout_s)
 
-    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
+    def _headers_for(self, call: UpstreamCall) -> bytes:
         if not call.request_id and not call.traceparent and not call.headers:
             return self._headers
-        h = {**self._headers, "x-request-id": call.request_id} if call.request_id else dict(self._headers)
+        extra: dict[str, str] = {}
+        if call.request_id:
+            extra["x-request-id"] = call.request_id
         if call.traceparent:
-            h["traceparent"] = call.traceparent
+            extra["traceparent"] = call.traceparent
         if call.headers:
-            h.update(call.headers)
-        return h
+            extra.update(call.headers)
+        try:
+            return self._headers + header_lines(extra)
+        except ValueError as exc:
+            raise UpstreamProtocolError(str(exc), backend=self.name) from None
 
-    async def _read(self, resp: aiohttp.ClientResponse, url: str, limit: int, cut: bool = False) -> bytes:
+    async def _read(self, resp: Response, url: str, limit: int, cut: bool = False) -> bytes:
         """The body, decoded, up to ``limit`` bytes. Past it the connection is closed and the answer is refused
         (``UpstreamTooLarge``) — or, with ``cut``, its first ``limit`` bytes are kept (error bodies)."""
         try:
-            decoder = Decoder(resp.headers.get("content-encoding"))
+            decoder = Decoder(resp.header(b"content-encoding"))
         except UnsupportedEncoding as exc:
             resp.close()
             if cut:
@@ -225,25 +191,38 @@ class OpenAIHTTPBackend:
         pieces: list[bytes] = []
         size = 0
         try:
-            async for raw in resp.content.iter_any():
-                for piece in decoder.feed(raw, min(PIECE, limit + 1)):
-                    pieces.append(piece)
-                    size += len(piece)
-                    if size > limit:  # inflated no further than this piece
-                        resp.close()  # nothing more is read
-                        if cut:
-                            return b"".join(pieces)[:limit]
-                        pieces.clear()  # freed now, not when the exception's traceback (this frame) is collected
-                        raise self._too_large(url)
-            pieces.append(decoder.flush())
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, self.name, url, answering=True) from exc
+            while True:
+                raw = await resp.read()
+                if not raw:
+                    break
+                if decoder.identity:
+                    pieces.append(raw)
+                    size += len(raw)
+                else:
+                    for piece in decoder.feed(raw, min(PIECE, limit + 1)):
+                        pieces.append(piece)
+                        size += len(piece)
+                        if size > limit:  # inflated no further than this piece
+                            break
+                if size > limit:
+                    resp.close()  # nothing more is read
+                    if cut:
+                        return b"".join(pieces)[:limit]
+                    pieces.clear()  # freed now, not when the exception's traceback (this frame) is collected
+                    raise self._too_large(url)
+            tail = decoder.flush()
+            if tail:
+                pieces.append(tail)
         except zlib.error as exc:
             resp.close()
             if cut:
                 return b""
             raise _undecodable(self.name, url) from exc
-        return b"".join(pieces)
+        except BaseException:
+            resp.close()
+            raise
+        resp.release()
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _too_large(self, url: str) -> UpstreamTooLarge:
         return UpstreamTooLarge(
@@ -253,68 +232,66 @@ class OpenAIHTTPBackend:
             endpoint=url,
         )
 
-    async def _http_error(self, resp: aiohttp.ClientResponse, ep: Endpoint) -> UpstreamHTTPError:
+    async def _http_error(self, resp: Response, ep: Endpoint) -> UpstreamHTTPError:
         """An upstream error status, with its (bounded) body for pass-through and its Retry-After."""
         return UpstreamHTTPError(
             resp.status,
             await self._read(resp, ep.url, _MAX_ERROR_BODY, cut=True),
             backend=self.name,
             endpoint=ep.url,
-            retry_after=resp.headers.get("retry-after"),
-            content_type=resp.headers.get("content-type") or "application/json",
+            retry_after=resp.header(b"retry-after"),
+            content_type=resp.header(b"content-type") or "application/json",
         )
 
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
         ep = self._acquire(avoid)
-        url = f"{ep.url}/{call.endpoint}"
         try:
-            async with self.session.post(
-                url,
-                data=call.body,
-                headers=self._headers_for(call),
-                timeout=self._timeout_for(call),
-            ) as resp:
-                ctype = resp.headers.get("content-type", "")
+            resp = await self.client.request(
+                _POST,
+                f"{ep.url}/{call.endpoint}",
+                self._headers_for(call),
+                call.body,
+                self._timeouts_for(call),
+                ep.url,
+            )
+            try:
+                ctype = resp.header(b"content-type") or ""
                 if resp.status >= 400:
                     raise await self._http_error(resp, ep)
                 if "json" not in ctype:
-                    resp.close()
                     raise UpstreamProtocolError(
                         f"upstream answered with content type {ctype or 'none'!r}, expected JSON",
                         backend=self.name,
                         endpoint=ep.url,
                     )
                 body = await self._read(resp, ep.url, self.max_response_bytes)
-                try:
-                    parsed = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    parsed = None
-                if not isinstance(parsed, dict):  # a broken answer: retryable, like a reset, never relayed
-                    raise UpstreamProtocolError(
-                        "upstream sent invalid JSON", backend=self.name, endpoint=ep.url
-                    )
-                return UpstreamResponse(
-                    status=resp.status, body=body, content_type=ctype, endpoint=ep.url, parsed=parsed
-                )
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, self.name, ep.url) from exc
+            finally:
+                resp.close()  # a no-op once the body was read to its end (the connection went back to the pool)
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):  # a broken answer: retryable, like a reset, never relayed
+                raise UpstreamProtocolError("upstream sent invalid JSON", backend=self.name, endpoint=ep.url)
+            return UpstreamResponse(
+                status=resp.status, body=body, content_type=ctype, endpoint=ep.url, parsed=parsed
+            )
         finally:
             self._done(ep)
 
     async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> HTTPStream:
         ep = self._acquire(avoid)
-        url = f"{ep.url}/{call.endpoint}"
-        resp: aiohttp.ClientResponse | None = None
+        resp: Response | None = None
         try:
-            resp = await self.session.post(
-                url,
-                data=call.body,
-                headers=self._headers_for(call),
-                timeout=self._timeout_for(call),
+            resp = await self.client.request(
+                _POST,
+                f"{ep.url}/{call.endpoint}",
+                self._headers_for(call),
+                call.body,
+                self._timeouts_for(call),
+                ep.url,
             )
-            ctype = resp.headers.get("content-type", "")
+            ctype = resp.header(b"content-type") or ""
             if resp.status >= 400:
                 raise await self._http_error(resp, ep)
             if "text/event-stream" not in ctype:
@@ -324,7 +301,7 @@ class OpenAIHTTPBackend:
                     endpoint=ep.url,
                 )
             try:
-                decoder = Decoder(resp.headers.get("content-encoding"))
+                decoder = Decoder(resp.header(b"content-encoding"))
             except UnsupportedEncoding as exc:
                 raise UpstreamProtocolError(
                     f"upstream answered a stream with content-encoding {str(exc)!r}, which the gateway did not "
@@ -333,12 +310,10 @@ class OpenAIHTTPBackend:
                     endpoint=ep.url,
                 ) from exc
             return HTTPStream(resp, self, ep, decoder)
-        except BaseException as exc:
+        except BaseException:
             if resp is not None:
                 resp.close()
             self._done(ep)
-            if isinstance(exc, aiohttp.ClientError | OSError | asyncio.TimeoutError):
-                raise translate(exc, self.name, ep.url) from exc
             raise
 
     async def endpoint_models(self, ep: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
@@ -373,15 +348,18 @@ class OpenAIHTTPBackend:
     async def admin_request(
         self, method: str, url: str, body: Any = None, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:
-        """Admin/background helper (vLLM LoRA load/unload, ``/metrics``): one request off the request path.
-
-        Returns (status, body) for any HTTP status; only transport failures raise (as ``UpstreamError``).
+        """Admin/background helper (vLLM LoRA load/unload, ``/health``, ``/metrics``): one request off the request
+        path. Returns (status, body) for any HTTP status; only transport failures raise (as ``UpstreamError``).
         """
         data = None if body is None else orjson.dumps(body)
+        resp = await self.client.request(
+            method.encode("ascii"),
+            url,
+            self._headers,
+            data,
+            Timeouts(timeout_s, min(timeout_s, self.cfg.connect_timeout_s), timeout_s),
+        )
         try:
-            async with self.session.request(
-                method, url, data=data, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as resp:
-                return resp.status, await self._read(resp, url, self.max_response_bytes)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, self.name, url) from exc
+            return resp.status, await self._read(resp, url, self.max_response_bytes)
+        finally:
+            resp.close()

@@ -4,7 +4,7 @@ litellm is imported lazily, when the first litellm backend is built, so a gatewa
 its import time. This is the only module in the project that imports litellm.
 
 An ``anthropic`` provider also takes Anthropic's Messages API natively (``speaks_messages``): Messages requests
-are posted as the client wrote them to ``{api_base}/v1/messages`` over the same aiohttp pass-through as
+are posted as the client wrote them to ``{api_base}/v1/messages`` over the same HTTP pass-through as
 OpenAI backends (``x-api-key``, ``anthropic-version`` unless the client sent its own, the client's
 ``anthropic-beta``), so prompt caching, thinking, tool use, images and documents reach Anthropic untouched
 rather than through litellm's OpenAI shape.

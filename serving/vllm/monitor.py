@@ -15,8 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import aiohttp
-
+from serving.errors import UpstreamError
 from serving.http_backend import OpenAIHTTPBackend
 from serving.pool import Endpoint
 
@@ -62,7 +61,7 @@ class VLLMMonitor:
         self.metrics_listeners: list[Callable[[str, str], None]] = []
         """Called with (endpoint URL, /metrics body) after each scrape (measured pricing reads the token
         counters from it, so an endpoint is scraped once per interval)."""
-        self._timeout = aiohttp.ClientTimeout(total=min(max(interval_s, 0.5), 5.0))
+        self._timeout = min(max(interval_s, 0.5), 5.0)
 
     def start(self) -> None:
         if self._task is None:
@@ -84,13 +83,13 @@ class VLLMMonitor:
     async def probe(self, ep: Endpoint) -> None:
         root = server_root(ep.url)
         try:
-            session = self.backend.session
-            async with session.get(root + "/health", timeout=self._timeout) as resp:
-                await resp.read()
-                ok = resp.status < 500
+            status, _ = await self.backend.admin_request("GET", root + "/health", timeout_s=self._timeout)
+            ok = status < 500
             if ok:
-                async with session.get(root + "/metrics", timeout=self._timeout) as resp:
-                    text = await resp.text() if resp.status == 200 else ""
+                status, body = await self.backend.admin_request(
+                    "GET", root + "/metrics", timeout_s=self._timeout
+                )
+                text = body.decode() if status == 200 else ""
                 gauges = parse_gauges(text)
                 ep.waiting = gauges.get(WAITING, 0.0)
                 ep.running = gauges.get(RUNNING, 0.0)
@@ -99,7 +98,7 @@ class VLLMMonitor:
                         listener(ep.url, text)
                     except Exception:  # a listener's bug must not mark the endpoint unhealthy
                         log.exception("vLLM /metrics listener failed for %s", root)
-        except (aiohttp.ClientError, OSError, TimeoutError, UnicodeDecodeError) as exc:
+        except (UpstreamError, OSError, TimeoutError, UnicodeDecodeError) as exc:
             ok = False
             log.debug("vLLM probe of %s failed: %s", root, exc)
         except Exception as exc:  # the monitor must outlive anything a server sends

@@ -57,6 +57,8 @@ class Seen:
     body: dict[str, Any]
     headers: dict[str, str]
     t: float
+    peer: object = None
+    """The caller's address and port: one per connection."""
 
 
 def embedding(text: str, dims: int) -> list[float]:
@@ -165,7 +167,13 @@ class FakeOpenAI:
         raw = await request.read()
         body = orjson.loads(raw)
         self.requests.append(
-            Seen(request.path, body, {k.lower(): v for k, v in request.headers.items()}, time.time())
+            Seen(
+                request.path,
+                body,
+                {k.lower(): v for k, v in request.headers.items()},
+                time.time(),
+                request.transport.get_extra_info("peername") if request.transport is not None else None,
+            )
         )
         return body
 
