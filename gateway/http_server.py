@@ -1,81 +1,430 @@
-"""The HTTP/1.1 protocol ``pointsman serve`` runs: uvicorn's httptools protocol with bounds on what a client can
-make the server hold before its request is read.
+"""The HTTP/1.1 server protocol ``pointsman serve`` runs: the gateway's own, on httptools (llhttp), speaking ASGI
+(``http`` scopes) to the app, under uvicorn's ``Server`` (sockets, ``--workers N``, signals, lifespan, graceful
+shutdown).
 
-httptools (llhttp) puts no limit on the request line and headers, and re-joins a header value on every read:
-one client sending a multi-megabyte header holds memory and burns CPU (quadratically) on the event loop that
-serves everyone; thousands of tiny header fields cost a Python call each, here and in every layer that walks
-them; a client sending a byte every few seconds holds a connection forever (uvicorn's keep-alive timer stops at
-the first byte), in the head or in the body. This protocol answers, in the OpenAI error shape, and closes the
-connection:
+Chosen over uvicorn's own httptools protocol and granian (ASGI and RSGI) by measurement (tests/bench,
+callgrind, a fixed answer to a POST on keep-alive connections): ~30 k instructions per request for a bare
+asyncio protocol on httptools, 64 k for granian's RSGI, 109 k for granian's ASGI, 139 k for uvicorn's. What a
+request costs here is what HTTP/1.1 and ASGI need: no per-request timers (one timer per connection, re-armed only
+when it fires, serves keep-alive, head and body deadlines), no per-request event objects, the head of an answer
+with a ``content-length`` written together with its body (one write, one syscall), ``x-forwarded-*`` left alone
+(the gateway does not read the client's address).
+
+Bounds on what a client can make the server hold before its request is read: httptools (llhttp) puts no limit
+on the request line and headers, and re-joins a header value on every read: one client sending a multi-megabyte
+header holds memory and burns CPU on the event loop that serves everyone; thousands of tiny header fields cost a
+Python call each, here and in every layer that walks them; a client sending a byte every few seconds holds a
+connection forever. This protocol answers, in the OpenAI error shape, and closes the connection:
 
 - ``431`` when the request line and headers pass ``server.max_header_bytes``, or the header fields
   ``server.max_header_count``;
 - ``408`` when the headers have not all arrived ``server.header_timeout_s`` after their first byte, or the body
   ``server.body_timeout_s`` after the headers (the application then sees the client as gone);
-- ``400`` (instead of uvicorn's plain-text answer) when the request is not valid HTTP/1.1.
+- ``400`` when the request is not valid HTTP/1.1.
 
 A declared ``Content-Length`` over ``server.max_body_bytes`` is refused by the application before it reads
-anything (``gateway.inference.asgi.refuse_declared_length``), so no ``100 Continue`` is sent for it.
-
-Everything else is uvicorn's ``HttpToolsProtocol`` unchanged. Selected with ``http="gateway.http_server:
-BoundedHttpToolsProtocol"`` (a string, so that ``--workers N`` processes import it too).
+anything (``gateway.inference.asgi.refuse_declared_length``), so no ``100 Continue`` is sent for it (it is sent
+on the application's first ``receive``). Pipelined requests are answered in order, one at a time (reading pauses
+while one waits). An idle keep-alive connection is closed after uvicorn's ``timeout_keep_alive``. On shutdown an
+idle connection is closed at once, a busy one after its answer. Selected with ``http="gateway.http_server:
+GatewayHttpProtocol"`` (a string, so that ``--workers N`` processes import it too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
+import re
 import signal
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+from urllib.parse import unquote
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
 
 from gateway.config import ServerConfig
 from wire.errors import error_body
 
-PROTOCOL = "gateway.http_server:BoundedHttpToolsProtocol"
+PROTOCOL = "gateway.http_server:GatewayHttpProtocol"
 LINGER_S = 2.0
 """After a refusal, how long input is still read (and dropped) before the connection closes."""
+READ_HIGH_WATER = 64 * 1024
+"""Request body bytes held for the application at which reading pauses until it takes them."""
 log = logging.getLogger("pointsman")
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# (Regular expressions, not ``b"x" in value``: in CPython 3.11 a bytes ``in`` test first tries its operand as an
+# integer and raises, then catches, a TypeError with a formatted message: ~2 k instructions per test.)
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_PLAIN_PATH = re.compile(rb"[^?%]*")
+_HEAD, _BODY, _IDLE = 1, 2, 3
+"""What a connection's deadline is for: its request head arriving, its request body arriving, the next request."""
+
+
+class _Cycle:
+    """One request and its answer."""
+
+    __slots__ = (
+        "conn",
+        "scope",
+        "body",
+        "body_size",
+        "more_body",
+        "handed_all",
+        "disconnected",
+        "started",
+        "complete",
+        "keep_alive",
+        "chunked",
+        "length",
+        "expect_continue",
+        "head_only",
+        "head",
+        "waiters",
+    )
+
+    def __init__(self, conn: GatewayHttpProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.more_body = True
+        self.handed_all = False
+        self.disconnected = False
+        self.started = False
+        self.complete = False
+        self.keep_alive = keep_alive
+        self.chunked = False
+        self.length: int | None = None
+        self.expect_continue = False
+        self.head_only = scope["method"] == "HEAD"
+        self.head = b""
+        """The answer's head, held until its body comes (written with it) when the body has a known length."""
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def wake(self) -> None:
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def run(self, app: Any) -> None:
+        conn = self.conn
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("Exception in ASGI application", exc_info=exc)
+            if not self.started and not self.disconnected:
+                body = error_body("Internal gateway error.", "server_error", "internal_error")
+                self.keep_alive = False
+                await self.send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", b"%d" % len(body)),
+                        ],
+                    }
+                )
+                await self.send({"type": "http.response.body", "body": body})
+            elif not self.complete:
+                conn.close_now()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if not self.started and not self.disconnected:
+                log.error("ASGI callable returned without starting response.")
+                conn.close_now()
+            elif not self.complete and not self.disconnected:
+                log.error("ASGI callable returned without completing response.")
+                conn.close_now()
+
+    # -- ASGI ---------------------------------------------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        conn = self.conn
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.started and conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.write(_CONTINUE)
+        while True:
+            if self.disconnected or self.complete:
+                return {"type": "http.disconnect"}
+            if self.body or (not self.more_body and not self.handed_all):
+                break
+            # Nothing to hand over: more of the body is awaited, or all of it was handed over and only the
+            # client leaving (or the answer completing) is left to report.
+            conn.resume_reading()
+            waiter = conn.loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
+        body = self.body
+        data = body[0] if len(body) == 1 else b"".join(body)
+        self.body = []
+        self.body_size = 0
+        more = self.more_body
+        if not more:
+            self.handed_all = True
+        conn.resume_reading()
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return
+        typ = message["type"]
+        if not self.started:
+            if typ != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{typ}'.")
+            self.started = True
+            self.expect_continue = False
+            self._start(message["status"], message.get("headers", ()))
+            return
+        if self.complete:
+            raise RuntimeError(f"Unexpected ASGI message '{typ}' sent, after response already completed.")
+        if typ != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{typ}'.")
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        transport = conn.transport
+        assert transport is not None
+        if self.head_only:
+            out = self.head
+            self.length = 0
+        elif self.chunked:
+            out = self.head
+            if body:
+                out += b"%x\r\n%s\r\n" % (len(body), body)
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            assert self.length is not None
+            if len(body) > self.length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.length -= len(body)
+            out = self.head + body if self.head else body
+        self.head = b""
+        if out:
+            transport.write(out)
+        if not more:
+            if self.length:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.complete = True
+            self.wake()
+            conn.response_complete(self)
+
+    def _start(self, status: int, headers: Any) -> None:
+        conn = self.conn
+        parts = [_STATUS_LINES.get(status) or _status_line(status)]
+        for name, value in conn.default_headers:
+            parts.append(b"%s: %s\r\n" % (name, value))
+        close_sent = False
+        for name, value in headers:
+            name = name.lower()
+            if _BAD_VALUE.search(value) is not None:
+                raise RuntimeError("Invalid HTTP header value.")
+            if name == b"content-length":
+                if self.length is None and not self.chunked:
+                    self.length = int(value)
+            elif name == b"transfer-encoding":
+                if value.lower() == b"chunked":
+                    self.chunked = True
+                    self.length = None
+            elif name == b"connection":
+                if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                    self.keep_alive = False
+                    close_sent = True
+            elif _TOKEN.fullmatch(name) is None:
+                raise RuntimeError("Invalid HTTP header name.")
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if not self.keep_alive and not close_sent:
+            parts.append(b"connection: close\r\n")
+        if self.length is None and not self.chunked and not self.head_only and status not in (204, 304):
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif self.length is None:
+            self.length = 0
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        if (
+            self.chunked and conn.transport is not None
+        ):  # a stream: its head goes now, not with the first event
+            conn.transport.write(head)
+        else:
+            self.head = head
+
+
+class GatewayHttpProtocol(asyncio.Protocol):
+    """One client connection (see the module's docstring)."""
+
     max_head_bytes = 64 * 1024
     max_header_count = 100
     head_timeout_s = 30.0
     body_timeout_s = 60.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._in_head = True
-        self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_running_loop()
+        self.keepalive_s = float(config.timeout_keep_alive)
+        self.server_state = server_state
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
+        self.app_state = app_state
+        self.parser = httptools.HttpRequestParser(self)
+        try:  # answer the first of pipelined requests after a "Connection: close" one (httptools >= 0.6.3)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        except AttributeError:  # pragma: no cover
+            pass
+        self.transport: asyncio.Transport | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: _Cycle | None = None
+        """The request being read (the newest)."""
+        self.active: _Cycle | None = None
+        """The request being answered (older than ``cycle`` when requests are pipelined)."""
+        self.pipeline: deque[_Cycle] = deque()
+        # The request being parsed
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect_continue = False
+        self.in_head = True
+        self.head_bytes = 0
+        self.refused = False
+        # Flow control
+        self.read_paused = False
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        # One timer for the connection's deadline (head, body, idle keep-alive), re-armed only when it fires
+        self._deadline = 0.0
+        self._deadline_kind = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._linger: asyncio.TimerHandle | None = None
-        self._refused = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connections.add(self)
+        self.transport = transport  # type: ignore[assignment]
+        sockname = transport.get_extra_info("sockname")
+        peername = transport.get_extra_info("peername")
+        if isinstance(sockname, tuple) and len(sockname) >= 2:
+            self.server = (str(sockname[0]), int(sockname[1]))
+        if isinstance(peername, tuple) and len(peername) >= 2:
+            self.client = (str(peername[0]), int(peername[1]))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self._set_deadline(_IDLE, self.keepalive_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        for cycle in (self.active, self.cycle, *self.pipeline):
+            if cycle is not None:
+                if not cycle.complete:
+                    cycle.disconnected = True
+                cycle.wake()
+        self.pipeline.clear()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self.write_paused = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._linger is not None:
+            self._linger.cancel()
+        if exc is None and self.transport is not None:
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self.refused:
             return  # answered and closing: whatever else arrives is dropped
-        if self._in_head:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_expired)
-            self._head_bytes += len(data)
-        super().data_received(data)
-        if self._refused:
+        if self.in_head:
+            if self._deadline_kind != _HEAD:
+                self._set_deadline(_HEAD, self.head_timeout_s)
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no protocol upgrades: the request was handed to the application as it is
+        except httptools.HttpParserError:
+            if not self.refused:
+                self._refuse(400, "Bad Request", "Invalid HTTP request received.", "invalid_http_request")
             return
-        if self._in_head:
-            if self._head_bytes > self.max_head_bytes:  # still no end of head in sight
-                self._refuse_head()
-        elif self._body_timer is None:  # the head is in, the body is not (yet): it has body_timeout_s
-            self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_expired)
+        if self.refused:
+            return
+        if self.in_head and self.head_bytes > self.max_head_bytes:  # still no end of head in sight
+            self._refuse_head()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+
+    async def drain(self) -> None:
+        if self._drain is None:
+            self._drain = self.loop.create_future()
+        await asyncio.shield(self._drain)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # -- httptools callbacks --------------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.expect_continue = False
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._refused:
+        if self.refused:
             return
         if len(self.headers) >= self.max_header_count:
             self._refuse(
@@ -85,51 +434,162 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 "headers_too_large",
             )
             return
-        super().on_header(name, value)
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which is not part of the value
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self._refused:
+        if self.refused:
             return
-        self._cancel_head_timer()
-        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        url = self.url
+        size = len(url)
+        for k, v in self.headers:
+            size += len(k) + len(v) + 4
         if size > self.max_head_bytes:  # a whole oversized head arrived in one read
             self._refuse_head()
             return
-        self._in_head = False
-        self._head_bytes = 0
-        super().on_headers_complete()
+        self.in_head = False
+        self.head_bytes = 0
+        parser = self.parser
+        try:
+            if url[:1] == b"/" and _PLAIN_PATH.fullmatch(url) is not None:
+                path = url.decode("ascii")
+                raw_path, query = url, b""
+            else:
+                parsed = httptools.parse_url(url)
+                raw_path = parsed.path
+                path = raw_path.decode("ascii")
+                if "%" in path:
+                    path = unquote(path)
+                query = parsed.query or b""
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            self._refuse(400, "Bad Request", "Invalid request target.", "invalid_http_request")
+            return
+        version = parser.get_http_version()
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self.headers,
+        }
+        if self.app_state:
+            scope["state"] = self.app_state.copy()
+        cycle = _Cycle(self, scope, version != "1.0" and parser.should_keep_alive())
+        cycle.expect_continue = self.expect_continue
+        self.cycle = cycle
+        active = self.active
+        if active is None or active.complete:
+            self._start(cycle)
+        else:  # pipelined: answered after the one before
+            self.pause_reading()
+            self.pipeline.appendleft(cycle)
+        self._set_deadline(_BODY, self.body_timeout_s)
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        cycle = self.cycle
+        if self.refused or cycle is None or cycle.complete:
+            return
+        cycle.body.append(body)
+        cycle.body_size += len(body)
+        if cycle.body_size > READ_HIGH_WATER:
+            self.pause_reading()
+        cycle.wake()
 
     def on_message_complete(self) -> None:
-        if self._refused:
+        cycle = self.cycle
+        if self.refused or cycle is None:
             return
-        self._cancel_body_timer()
-        super().on_message_complete()
-        self._in_head = True  # what arrives next is the head of the next request on this connection
+        self.in_head = True  # what arrives next is the head of the next request on this connection
+        self._deadline_kind = 0
+        if cycle.complete:  # answered before its body was read: the connection is idle from now on
+            if not self.pipeline:
+                self._set_deadline(_IDLE, self.keepalive_s)
+            return
+        cycle.more_body = False
+        cycle.wake()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        self._cancel_body_timer()
-        if self._linger is not None:
-            self._linger.cancel()
-        super().connection_lost(exc)
+    # -- requests and answers -------------------------------------------------------------------------------------
+    def _start(self, cycle: _Cycle) -> None:
+        self.active = cycle
+        task = self.loop.create_task(cycle.run(self.app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def response_complete(self, cycle: _Cycle) -> None:
+        self.server_state.total_requests += 1
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not cycle.keep_alive:
+            transport.close()
+            return
+        self.resume_reading()  # (an answer given before its request's body came: the rest is read and dropped)
+        if self.pipeline:
+            self._start(self.pipeline.pop())
+        elif self.in_head and not self.head_bytes:
+            self._set_deadline(_IDLE, self.keepalive_s)
 
-    def _cancel_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+    def shutdown(self) -> None:
+        """The server is shutting down: close now when idle, else once the answer under way is complete."""
+        cycle = self.active
+        self.pipeline.clear()  # requests not yet started are not answered
+        if cycle is None or cycle.complete:
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            cycle.keep_alive = False
 
-    def _body_expired(self) -> None:
-        self._body_timer = None
-        if not self._in_head and not self._refused:
+    def close_now(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- the connection's deadline ----------------------------------------------------------------------------------
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        at = self.loop.time() + seconds
+        self._deadline, self._deadline_kind = at, kind
+        if self._timer is None or at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(at, self._on_timer)
+            self._timer_at = at
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        kind = self._deadline_kind
+        if not kind or self.refused:
+            return
+        now = self.loop.time()
+        if now < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
+            return
+        self._deadline_kind = 0
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if kind == _IDLE:
+            cycle = self.active
+            if (cycle is None or cycle.complete) and self.in_head and not self.head_bytes:
+                transport.close()
+        elif kind == _HEAD:
+            if self.in_head and self.head_bytes:
+                self._refuse(
+                    408,
+                    "Request Timeout",
+                    f"The request headers did not arrive within {self.head_timeout_s:g} s.",
+                    "request_timeout",
+                )
+        elif not self.in_head:  # _BODY
             self._refuse(
                 408,
                 "Request Timeout",
@@ -137,21 +597,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 "request_timeout",
             )
 
-    def _head_expired(self) -> None:
-        self._head_timer = None
-        if self._in_head and self._head_bytes:
-            self._refuse(
-                408,
-                "Request Timeout",
-                f"The request headers did not arrive within {self.head_timeout_s:g} s.",
-                "request_timeout",
-            )
-
-    def send_400_response(self, msg: str) -> None:
-        """httptools rejected the request's framing (request line, header syntax, chunked encoding): answered in
-        the OpenAI error shape like everything else (uvicorn's own answer is plain text)."""
-        self._refuse(400, "Bad Request", msg or "Invalid HTTP request received.", "invalid_http_request")
-
+    # -- refusals -----------------------------------------------------------------------------------------------------
     def _refuse_head(self) -> None:
         self._refuse(
             431,
@@ -163,22 +609,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, reason: str, message: str, code: str) -> None:
         """Answer ``status`` and close the connection; nothing more is read from it. A response under way (to
         the request before, or to this one) is not cut: it finishes with ``connection: close`` instead."""
-        in_body = not self._in_head
-        self._refused = True
-        self._in_head = False
-        self._cancel_head_timer()
-        self._cancel_body_timer()
+        in_body = not self.in_head
+        self.refused = True
+        self.in_head = False
+        self._deadline_kind = 0
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         cycle = self.cycle
-        if in_body and cycle is not None and not cycle.response_started:
+        if in_body and cycle is not None and not cycle.started:
             # The application may be waiting for this body: it sees the client as gone, and what it sends
             # later is dropped; this answer is the response.
             cycle.disconnected = True
-            cycle.message_event.set()
-        elif cycle is not None and not cycle.response_complete:
-            cycle.keep_alive = False  # uvicorn closes the connection when that response is complete
+            cycle.wake()
+        elif cycle is not None and not cycle.complete:
+            cycle.keep_alive = False  # the connection closes when that response is complete
             return
         elif in_body:  # this request was answered already (refused before its body was read)
             transport.close()
@@ -200,10 +645,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 def configure(server: ServerConfig) -> None:
     """Set the bounds (called in the serving process, and in each worker process, before it serves)."""
-    BoundedHttpToolsProtocol.max_head_bytes = server.max_header_bytes
-    BoundedHttpToolsProtocol.max_header_count = server.max_header_count
-    BoundedHttpToolsProtocol.head_timeout_s = server.header_timeout_s
-    BoundedHttpToolsProtocol.body_timeout_s = server.body_timeout_s
+    GatewayHttpProtocol.max_head_bytes = server.max_header_bytes
+    GatewayHttpProtocol.max_header_count = server.max_header_count
+    GatewayHttpProtocol.head_timeout_s = server.header_timeout_s
+    GatewayHttpProtocol.body_timeout_s = server.body_timeout_s
+
+
+def protocol_for(server: ServerConfig) -> type[GatewayHttpProtocol]:
+    """The protocol with ``server``'s bounds, for a server run in-process beside others (tests)."""
+    return type(
+        "GatewayHttpProtocol",
+        (GatewayHttpProtocol,),
+        {
+            "max_head_bytes": server.max_header_bytes,
+            "max_header_count": server.max_header_count,
+            "head_timeout_s": server.header_timeout_s,
+            "body_timeout_s": server.body_timeout_s,
+        },
+    )
 
 
 def install_drain(mark_draining: Callable[[], None], delay_s: float) -> bool:

@@ -13,6 +13,8 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # echoed in response headers (x-pointsman-model): no control characters
 
 
@@ -47,9 +49,22 @@ class _HTTPBackendBase(StrictModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra headers sent on every upstream request."""
+    """Extra headers sent on every upstream request (names are HTTP tokens; values have no control characters
+    but tab, and are sent as UTF-8)."""
     reject_metadata: bool = False
     """Strip the OpenAI ``metadata`` body field before forwarding (for upstreams that reject it)."""
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+                )
+            if _CONTROL.search(value):
+                raise ValueError(f"header {name!r}: the value has a control character")
+        return v
 
 
 class OpenAIBackendConfig(_HTTPBackendBase):

@@ -11,6 +11,7 @@ piece (their events are bounded by the relay's reader).
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,9 @@ _MAX_ERROR_BODY = 64 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest non-streamed answer read (after decompression) unless ``server.max_response_bytes`` says."""
 _POST = b"POST"
+_SAFE_VALUE = re.compile(r"[\x20-\x7e]+")
+"""A header value that needs no checking or encoding (printable ASCII)."""
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
@@ -158,17 +162,18 @@ class OpenAIHTTPBackend:
     def _headers_for(self, call: UpstreamCall) -> bytes:
         if not call.request_id and not call.traceparent and not call.headers:
             return self._headers
-        extra: dict[str, str] = {}
-        if call.request_id:
-            extra["x-request-id"] = call.request_id
-        if call.traceparent:
-            extra["traceparent"] = call.traceparent
-        if call.headers:
-            extra.update(call.headers)
+        out = self._headers
         try:
-            return self._headers + header_lines(extra)
+            for name, value in ((b"x-request-id", call.request_id), (b"traceparent", call.traceparent)):
+                if value:
+                    if _SAFE_VALUE.fullmatch(value) is None:  # (the gateway's own ids always are)
+                        value = _UNSAFE.sub("?", value)
+                    out += b"%s: %s\r\n" % (name, value.encode("ascii"))
+            if call.headers:  # a client's own header values, as it sent them
+                out += header_lines(dict(call.headers), "latin-1")
         except ValueError as exc:
             raise UpstreamProtocolError(str(exc), backend=self.name) from None
+        return out
 
     async def _read(self, resp: Response, url: str, limit: int, cut: bool = False) -> bytes:
         """The body, decoded, up to ``limit`` bytes. Past it the connection is closed and the answer is refused

@@ -19,6 +19,7 @@ import yaml
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import GatewayConfig, validate_document
+from gateway.http_server import protocol_for
 from tests.fakes.server import free_port
 
 
@@ -68,7 +69,8 @@ class RunningGateway:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http="httptools",
+            http=protocol_for(self.config.server),  # the protocol `pointsman serve` runs
+            proxy_headers=False,
             lifespan="on",
             access_log=False,
             log_level="warning",

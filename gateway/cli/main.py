@@ -54,7 +54,8 @@ def uvicorn_settings(server: ServerConfig, host: str, port: int) -> dict[str, An
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": PROTOCOL,  # httptools with bounds on the request head
+        "http": PROTOCOL,  # the gateway's own HTTP/1.1 protocol, with bounds on the request head
+        "proxy_headers": False,  # the client's address is not used: no per-request middleware for it
         "lifespan": "on",
         "access_log": False,
         "log_level": server.log_level,

@@ -65,6 +65,17 @@ def test_backend_url_with_credentials_is_rejected(tmp_path: Path) -> None:
         load_config(p, env={})
 
 
+@pytest.mark.parametrize(
+    "headers",
+    ["{'x-a': \"one\\r\\nx-b: two\"}", "{'bad name': v}", "{'x-a': \"nul\\0\"}"],
+    ids=["crlf", "space", "nul"],
+)
+def test_backend_headers_that_could_break_the_request_are_rejected(tmp_path: Path, headers: str) -> None:
+    p = write(tmp_path, f"backends: {{b: {{type: openai, base_url: 'http://x/v1', headers: {headers}}}}}\n")
+    with pytest.raises(ConfigError, match=r"backends\.b\.headers"):
+        load_config(p, env={})
+
+
 def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     p = write(tmp_path, "server: [1,\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
@@ -99,6 +110,17 @@ def test_starting_without_litellm_backend_does_not_import_litellm() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_starting_imports_neither_fastapi_nor_aiohttp() -> None:
+    """The admin app (FastAPI) is built on the first request that needs it; upstream calls use the gateway's own
+    client: a start (and a gateway that only serves inference) never pays for importing either."""
+    code = (
+        "import sys; from gateway.config import defaults_from_env; from gateway.app import create_app;"
+        "create_app(defaults_from_env({'OPENAI_API_KEY': 'x'})); print('fastapi' in sys.modules, 'aiohttp' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False False"
 
 
 def test_env_references_in_comments_are_ignored(tmp_path: Path) -> None:
