@@ -89,7 +89,7 @@ class RequestLog:
         self.logger = logging.getLogger(LOGGER)
         self.logger.setLevel(_LEVELS[cfg.level])
         if not self.logger.handlers:  # its own line format: the message is the whole line
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _LinesHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(message)s"))
             self.logger.addHandler(handler)
             self.logger.propagate = False
@@ -110,8 +110,35 @@ class RequestLog:
         await asyncio.to_thread(self._emit, lines)
 
     def _emit(self, lines: list[tuple[int, str]]) -> None:
+        handlers = self.logger.handlers
+        if (
+            len(handlers) == 1
+            and type(handlers[0]) is _LinesHandler
+            and not handlers[0].filters
+            and not self.logger.filters
+            and handlers[0].write_lines([line for _, line in lines])
+        ):
+            return
         for level, line in lines:
             self.logger.log(level, line)
+
+
+class _LinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The request log's own handler (installed when nobody configured one): a batch of lines is written to its
+    stream at once, one write and one flush, not a log record, a write and a flush per line."""
+
+    def write_lines(self, lines: list[str]) -> bool:
+        """False when the write failed (the lines are then logged one by one, with logging's error handling)."""
+        text = "".join([line + self.terminator for line in lines])
+        self.acquire()
+        try:
+            self.stream.write(text)
+            self.flush()
+        except Exception:
+            return False
+        finally:
+            self.release()
+        return True
 
 
 def _iso(ts: float) -> str:
