@@ -296,6 +296,8 @@ class Accountant:
         if not rec.backend:
             rec.cost_usd = _ZERO
             return _ZERO
+        if rec.priced_usage is rec.usage:
+            return rec.cost_usd
         p = self.pricing.lookup(rec.backend, rec.upstream_model or rec.requested_model)
         if p is None:
             rec.priced = False
@@ -306,6 +308,7 @@ class Accountant:
             rec.context_threshold = p.rates_for(
                 rec.usage.service_tier, rec.usage.input_tokens
             ).context_threshold
+        rec.priced_usage = rec.usage
         return rec.cost_usd
 
     def finish(
@@ -353,7 +356,8 @@ class Accountant:
             logs.offer(rec)
 
     def track_in_flight(self, backend: str, delta: int) -> None:
-        self._child(self.metrics.in_flight, (self.metrics.labels.backend(backend),)).inc(delta)
+        m = self.metrics
+        m.tally.inc(self._child(m.in_flight, (m.labels.backend(backend),)), delta)
 
     def metrics_payload(self) -> tuple[bytes, str]:
         return self.metrics.payload()
@@ -438,6 +442,7 @@ class Accountant:
         m = self.metrics
         lb = m.labels
         child = self._child
+        tally = m.tally
         common = (
             lb.model(rec.requested_model),
             lb.model(rec.upstream_model),
@@ -447,15 +452,15 @@ class Accountant:
             lb.team(rec.team),
         )
         shadow = "true" if rec.shadow else "false"
-        child(m.requests, (*common, rec.outcome, shadow)).inc()
-        child(m.operation_duration, (*common, rec.outcome, shadow)).observe(rec.latency_s)
+        tally.inc(child(m.requests, (*common, rec.outcome, shadow)))
+        tally.observe(child(m.operation_duration, (*common, rec.outcome, shadow)), rec.latency_s)
         if rec.backend:
-            child(m.overhead, (common[3], common[2])).observe(rec.overhead_s)
+            tally.observe(child(m.overhead, (common[3], common[2])), rec.overhead_s)
         u = rec.usage
         if rec.has_usage or u.estimated:
             tu = m.token_usage
-            child(tu, (*common, "input", shadow)).observe(u.input_tokens)
-            child(tu, (*common, "output", shadow)).observe(u.output_tokens)
+            tally.observe(child(tu, (*common, "input", shadow)), u.input_tokens)
+            tally.observe(child(tu, (*common, "output", shadow)), u.output_tokens)
             for token_type, n in (
                 ("cached_input", u.cached_input_tokens),
                 ("reasoning", u.reasoning_tokens),
@@ -467,14 +472,15 @@ class Accountant:
                 ("image_output", u.image_output_tokens),
             ):
                 if n:
-                    child(tu, (*common, token_type, shadow)).observe(n)
+                    tally.observe(child(tu, (*common, token_type, shadow)), n)
         if rec.stream and rec.ttft_s is not None:
-            child(m.ttft, (*common, shadow)).observe(rec.ttft_s)
+            tally.observe(child(m.ttft, (*common, shadow)), rec.ttft_s)
             if u.output_tokens > 1 and rec.latency_s > rec.ttft_s:
-                child(m.tpot, (*common, shadow)).observe((rec.latency_s - rec.ttft_s) / (u.output_tokens - 1))
+                tpot = (rec.latency_s - rec.ttft_s) / (u.output_tokens - 1)
+                tally.observe(child(m.tpot, (*common, shadow)), tpot)
         if cost:
             hosting = "self_hosted" if rec.self_hosted else "frontier"
-            child(m.cost, (*common, shadow, hosting)).inc(float(cost))
+            tally.inc(child(m.cost, (*common, shadow, hosting)), float(cost))
         for backend, et in rec.failed_attempts:
             m.upstream_error(backend, et)
             m.fallback(rec.route, backend, et)

@@ -12,7 +12,9 @@ Label values are bounded: ``Labels`` keeps configured names and turns everything
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -118,12 +120,63 @@ class Labels:
         return self._pick(v, self.keys)
 
 
+class Tally:
+    """What the request path observes, added up in plain Python and handed to prometheus_client at the next scrape
+    (``Metrics.payload``): a counter's or gauge's change is one dict update, a histogram observation one
+    ``bisect`` and two additions, where prometheus_client takes a lock and a Python loop over the buckets for each
+    (~10 us of CPU per request, a twentieth of a proxied request's). Under ``--workers N`` values live in files
+    that other workers' scrapes read, so there the tally writes through at once.
+
+    Takes labelled children (``metric.labels(...)``). Histograms are read through prometheus_client's own bucket
+    layout (``_upper_bounds``, ``_buckets``, ``_sum``: non-cumulative counts, an observation in the first bucket
+    whose bound is >= it), as ``Histogram.observe`` writes them."""
+
+    __slots__ = ("through", "_counts", "_hists")
+
+    def __init__(self, through: bool = False) -> None:
+        self.through = through
+        self._counts: dict[Any, float] = {}
+        self._hists: dict[Any, list[Any]] = {}
+
+    def inc(self, child: Any, n: float = 1.0) -> None:
+        if self.through:
+            child.inc(n)
+            return
+        counts = self._counts
+        counts[child] = counts.get(child, 0.0) + n
+
+    def observe(self, child: Any, value: float) -> None:
+        if self.through:
+            child.observe(value)
+            return
+        h = self._hists.get(child)
+        if h is None:
+            bounds = child._upper_bounds
+            h = self._hists[child] = [0.0, [0] * len(bounds), bounds]
+        h[0] += value
+        h[1][bisect_left(h[2], value)] += 1
+
+    def flush(self) -> None:
+        counts, self._counts = self._counts, {}
+        for child, n in counts.items():
+            if n:
+                child.inc(n)
+        hists, self._hists = self._hists, {}
+        for child, (total, buckets, _) in hists.items():
+            child._sum.inc(total)
+            for i, n in enumerate(buckets):
+                if n:
+                    child._buckets[i].inc(n)
+
+
 class Metrics:
     """The metric objects. Use the label helpers of ``labels`` for any value that comes from a request."""
 
     def __init__(self, labels: Labels | None = None) -> None:
         self.labels = labels or Labels()
         self.multiprocess = multiprocess_dir() is not None
+        self.tally = Tally(through=self.multiprocess)
+        """Where the request path's per-request observations go (``Tally``)."""
         self._workers: WorkerFiles | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         common = list(COMMON)
@@ -388,6 +441,7 @@ class Metrics:
     def payload(self) -> tuple[bytes, str]:
         """The exposition: this registry, or under ``--workers N`` every worker's values merged
         (``accounting.worker_metrics``: what was parsed is kept between scrapes)."""
+        self.tally.flush()
         if self.multiprocess:
             path = multiprocess_dir()
             if path is not None:
@@ -398,6 +452,7 @@ class Metrics:
 
     def close(self) -> None:
         """Forget this worker's live gauges (in-flight) when it exits."""
+        self.tally.flush()
         if self._workers is not None:
             self._workers.close()
             self._workers = None

@@ -73,3 +73,6 @@ class RequestRecord:
     reservation: Reservation | None = None
     """What admission held against the request's budgets; released when its cost is added
     (``accounting.reservation``)."""
+    priced_usage: Usage | None = None
+    """The usage ``cost_usd`` was computed from (``Accountant.price``: a request priced for its response headers
+    is not priced again when it is recorded, unless its usage changed)."""
