@@ -74,6 +74,21 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _PLAIN_PATH = re.compile(rb"[^?%]*")
+_CLOSE = re.compile(rb"(?:^|,)[ \t]*close[ \t]*(?:,|$)", re.IGNORECASE)
+_FRAMING = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
+_NAMES: set[bytes] = set()
+"""Answer header names already checked (lowercase HTTP tokens): most answers repeat the same few."""
+
+
+def _checked_name(name: bytes) -> bytes:
+    lower = name.lower()
+    if _TOKEN.fullmatch(lower) is None:
+        raise RuntimeError("Invalid HTTP header name.")
+    if lower == name and len(_NAMES) < 1024:
+        _NAMES.add(name)
+    return lower
+
+
 _HEAD, _BODY, _IDLE = 1, 2, 3
 """What a connection's deadline is for: its request head arriving, its request body arriving, the next request."""
 
@@ -242,23 +257,23 @@ class _Cycle:
             parts.append(b"%s: %s\r\n" % (name, value))
         close_sent = False
         for name, value in headers:
-            name = name.lower()
+            if name not in _NAMES:
+                name = _checked_name(name)
             if _BAD_VALUE.search(value) is not None:
                 raise RuntimeError("Invalid HTTP header value.")
-            if name == b"content-length":
-                if self.length is None and not self.chunked:
-                    self.length = int(value)
-            elif name == b"transfer-encoding":
-                if value.lower() == b"chunked":
-                    self.chunked = True
-                    self.length = None
-            elif name == b"connection":
-                if b"close" in [t.strip() for t in value.lower().split(b",")]:
+            special = _FRAMING.get(name)
+            if special is not None:
+                if special == 1:  # content-length
+                    if self.length is None and not self.chunked:
+                        self.length = int(value)
+                elif special == 2:  # transfer-encoding
+                    if value.lower() == b"chunked":
+                        self.chunked = True
+                        self.length = None
+                elif _CLOSE.search(value) is not None:  # connection: close
                     self.keep_alive = False
                     close_sent = True
-            elif _TOKEN.fullmatch(name) is None:
-                raise RuntimeError("Invalid HTTP header name.")
-            parts.append(b"%s: %s\r\n" % (name, value))
+            parts += (name, b": ", value, b"\r\n")
         if not self.keep_alive and not close_sent:
             parts.append(b"connection: close\r\n")
         if self.length is None and not self.chunked and not self.head_only and status not in (204, 304):

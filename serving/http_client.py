@@ -101,6 +101,9 @@ class _Conn(asyncio.Protocol):
         "idle_since",
         "requests",
         "keep_alive",
+        "due",
+        "timer",
+        "timer_at",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: _Host) -> None:
@@ -125,6 +128,9 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests = 0
         self.keep_alive = False
+        self.due = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,6 +161,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.busy and not self.complete and self.failure is None:
             if self.headers_done and not self.framed and exc is None:
                 self.complete = True  # a body delimited by the end of the connection
@@ -221,19 +230,36 @@ class _Conn(asyncio.Protocol):
         self.requests += 1
 
     async def wait(self, deadline: float, read_timeout: float) -> None:
-        """Until something happens on the connection (bytes, its end); ``asyncio.TimeoutError`` past the read
-        timeout or the deadline."""
+        """Until something happens on the connection (bytes, its end); ``TimeoutError`` past the read timeout or
+        the deadline. The connection keeps one timer, re-armed only when it fires before the wait it serves is
+        due (a timer per wait costs more than the rest of a pooled call's bookkeeping)."""
         loop = self.loop
-        timeout = min(read_timeout, deadline - loop.time())
-        if timeout <= 0:
+        now = loop.time()
+        due = min(now + read_timeout, deadline)
+        if due <= now:
             raise TimeoutError
         waiter = self.waiter = loop.create_future()
-        timer = loop.call_later(timeout, _expire, waiter)
+        self.due = due
+        if self.timer is None or due < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(due, self._on_timer)
+            self.timer_at = due
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # nothing is waiting: the next wait arms it again
+        if self.loop.time() >= self.due:
+            waiter.set_exception(TimeoutError())
+            return
+        self.timer = self.loop.call_at(self.due, self._on_timer)
+        self.timer_at = self.due
 
     def take(self) -> bytes:
         """The body bytes received and not yet taken."""
@@ -264,7 +290,7 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[None]) -> None:  # (a call waiting for a pooled connection)
     if not waiter.done():
         waiter.set_exception(TimeoutError())
 

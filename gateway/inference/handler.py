@@ -39,7 +39,7 @@ from gateway.inference.exchange import Exchange
 from gateway.inference.outcome import outcome_for
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
-from gateway.inference.watch import ClientWatch
+from gateway.inference.watch import ClientWatch, Watches
 from gateway.keys import ClientKey, presented_key
 from gateway.request_ids import request_id
 from gateway.runtime import Runtime
@@ -108,6 +108,8 @@ class InferenceHandler:
         self.capture = capture
         self.traces = traces
         self.in_flight = 0
+        self.watches = Watches()
+        """Clients of non-streamed requests to watch for hang-ups once their answer takes a while."""
 
     # -- entry -----------------------------------------------------------------------------------------
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
@@ -250,7 +252,7 @@ class InferenceHandler:
         decision, rec = x.decision, x.rec
         waiting_on = decision.attempts[0].backend if decision.attempts else ""
         self.accountant.track_in_flight(waiting_on, 1)
-        watch = ClientWatch(x.receive)
+        watch = ClientWatch(x.receive, self.watches)
         try:
             if x.call.stream:
                 res: UpstreamResponse | UpstreamStream

@@ -37,6 +37,8 @@ class RawUpstream:
     """Close the connection once the reply is written (with ``answer(length=False)``: the body's end)."""
     idle_close_s: float | None = None
     """Close a connection that has sent nothing for this long after a reply."""
+    answered: int | None = None
+    """Answer only this many requests; later ones are read and never answered."""
     port: int = field(default_factory=free_port)
     connections: int = 0
     requests: int = 0
@@ -68,9 +70,12 @@ class RawUpstream:
         ready.set()
         await self._stopping.wait()
         server.close()
-        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
             task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
         await server.wait_closed()
+        await asyncio.sleep(0.01)  # the closed transports let go of their sockets
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -87,6 +92,8 @@ class RawUpstream:
                         length = int(value)
                 await reader.readexactly(length)
                 self.requests += 1
+                if self.answered is not None and self.requests > self.answered:
+                    await asyncio.Event().wait()  # never answered (cancelled when the server stops)
                 writer.write(self.reply)
                 await writer.drain()
                 if self.close_after_reply:

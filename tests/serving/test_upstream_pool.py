@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from serving.errors import UpstreamTimeout
+from serving.http_client import HttpClient, Timeouts, header_lines
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.raw_http import RawUpstream, answer
@@ -87,3 +89,21 @@ def test_an_interim_100_continue_before_the_answer_is_skipped(raw: RawUpstream) 
     assert [r.status_code for r in replies] == [200, 200]
     assert replies[1].json()["choices"][0]["message"]["content"] == "raw answer"
     assert raw.connections == 1
+
+
+async def test_a_shorter_timeout_on_a_pooled_connection_is_kept(raw: RawUpstream) -> None:
+    """The connection's one timer was armed for the first call's long timeout; the second call's short one
+    still ends it on time."""
+    raw.answered = 1
+    raw.start()
+    client = HttpClient("up", per_host=1, total=1)
+    headers = header_lines({"content-type": "application/json"})
+    first = await client.request(b"POST", raw.url + "/chat/completions", headers, b"{}", Timeouts(30, 5, 30))
+    assert first.status == 200 and await first.read() and not await first.read()
+    first.release()
+    t0 = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await client.request(b"POST", raw.url + "/chat/completions", headers, b"{}", Timeouts(0.3, 0.3, 0.3))
+    assert time.monotonic() - t0 < 1.5
+    assert raw.connections == 1
+    await client.close()
