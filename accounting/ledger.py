@@ -152,24 +152,31 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 _INSERT = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_ROWS_PER_INSERT = 32766 // len(COLUMNS)
-"""Rows one multi-row INSERT carries (SQLite takes at most 32,766 parameters in a statement)."""
+_ROWS_PER_INSERT = 256
+"""The most rows one INSERT carries (SQLite takes at most 32,766 parameters in a statement)."""
+assert _ROWS_PER_INSERT * len(COLUMNS) <= 32766
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _insert_many(n: int) -> str:
     one = f"({', '.join('?' * len(COLUMNS))})"
     return f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES " + ", ".join([one] * n)
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` (duplicates by ``uid`` ignored) in statements of up to ``_ROWS_PER_INSERT`` rows each:
-    the writer thread hands the event loop's thread the GIL back a few times per batch instead of once per row
-    (``executemany`` steps each row with the GIL released, and under load each re-acquisition waits for the
-    loop: ~10 futex calls per request)."""
-    for i in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[i : i + _ROWS_PER_INSERT]
-        conn.execute(_insert_many(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+    """Insert ``rows`` (duplicates by ``uid`` ignored) a few statements at a time: the writer thread hands the
+    event loop's thread the GIL back a few times per batch instead of once per row (``executemany`` steps each
+    row with the GIL released, and under load each re-acquisition waits for the loop: ~10 futex calls per
+    request). Statements carry ``_ROWS_PER_INSERT`` rows or a power of two fewer, so that few distinct ones are
+    prepared (the connection keeps each prepared statement, and one per row count would hold tens of MB)."""
+    i, n = 0, len(rows)
+    while i < n:
+        size = _ROWS_PER_INSERT
+        while size > n - i:
+            size //= 2
+        chunk = rows[i : i + size]
+        conn.execute(_insert_many(size), list(itertools.chain.from_iterable(chunk)))
+        i += size
 
 
 _UPSERT_SPEND = (

@@ -42,7 +42,7 @@ def parse_event(event: bytes) -> tuple[str | None, bytes | None]:
 
 def event_payload(event: bytes) -> bytes | None:
     """The ``data:`` payload of one SSE event (multi-line data joined), or None."""
-    if event.startswith(b"data:") and b"\n" not in event:
+    if event.startswith(b"data:") and event.find(b"\n") < 0:
         return event[5:].strip()
     return parse_event(event)[1]
 
@@ -50,7 +50,7 @@ def event_payload(event: bytes) -> bytes | None:
 def split_events(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Every non-blank event in blocks of SSE bytes (one block may hold several events; CRLF is read as LF)."""
     for block in blocks:
-        if b"\r" in block:
+        if block.find(b"\r") >= 0:
             block = block.replace(b"\r\n", b"\n")
         for ev in block.split(b"\n\n"):
             if ev.strip():
@@ -192,16 +192,16 @@ class SSEReader:
         if self._held:
             # An event is incomplete: look for its end only where this chunk can complete it.
             window = self._tail + chunk
-            if b"\r" in window:
+            if window.find(b"\r") >= 0:
                 window = window.replace(b"\r\n", b"\n")
-            if b"\n\n" not in window:
+            if window.find(b"\n\n") < 0:
                 return self._hold(chunk)
             self._held.append(chunk)
             data = b"".join(self._held)
             self._release()
         else:
             data = chunk
-        if b"\r" in data:
+        if data.find(b"\r") >= 0:
             data = data.replace(b"\r\n", b"\n")
         end = data.rfind(b"\n\n")
         if end < 0:
@@ -327,7 +327,7 @@ class SSEReader:
                     if self.drop_usage and isinstance(doc, dict) and doc.get("choices") == []:
                         dropped = True
                         continue
-            elif b"[DONE]" in ev:
+            elif ev.find(b"[DONE]") >= 0:
                 self.saw_done = True
             out.append(ev)
         if not dropped:

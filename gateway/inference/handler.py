@@ -333,7 +333,7 @@ class InferenceHandler:
         headers = x.headers + _served_headers(rec)
         await x.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
         overhead = (t_up - x.t0) + (time.perf_counter() - t_open)
-        await relay(x, upstream, reader, self.accountant.track_in_flight)
+        await relay(x, upstream, reader, self.accountant.track_in_flight, self.watches)
         if not reader.retained_all and rec.error_type is None:
             # Relayed whole, kept only in part: token estimates (without usage), shadow and capture saw a prefix.
             rec.error_type = RETENTION_CAPPED

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from gateway.errors import to_api_error
 from gateway.inference.exchange import Exchange
 from gateway.inference.outcome import outcome_for
+from gateway.inference.watch import ClientWatch, Watches
 from serving.backend import UpstreamStream
 from serving.errors import UpstreamError, UpstreamTooLarge, UpstreamTruncated
 from wire.errors import error_event
@@ -25,24 +26,17 @@ SSE_HEADERS = [
 
 
 async def relay(
-    x: Exchange, upstream: UpstreamStream, reader: SSEReader, track_in_flight: Callable[[str, int], None]
+    x: Exchange,
+    upstream: UpstreamStream,
+    reader: SSEReader,
+    track_in_flight: Callable[[str, int], None],
+    watches: Watches,
 ) -> None:
-    """Send the stream's events after the response has started; always closes ``upstream``."""
-    receive, send, rec = x.receive, x.send, x.rec
-    task = asyncio.current_task()
-    disconnected = False
-
-    async def watch() -> None:
-        nonlocal disconnected
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                disconnected = True
-                if task is not None:
-                    task.cancel()
-                return
-
-    watcher = asyncio.get_running_loop().create_task(watch())
+    """Send the stream's events after the response has started; always closes ``upstream``. A client that leaves
+    cancels the relay (``ClientWatch``: watched once the stream has lasted ``watches.delay``; a stream relayed
+    whole before then needs no watcher task)."""
+    send, rec = x.send, x.rec
+    watch = ClientWatch(x.receive, watches)
     track_in_flight(rec.backend, 1)
     try:
         failure: UpstreamError | None = None
@@ -75,10 +69,8 @@ async def relay(
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not disconnected:
+        if not watch.absorb():
             raise
-        if task is not None:
-            task.uncancel()
         if not reader.finished:  # a client that leaves after [DONE] got the whole stream
             rec.outcome = "cancelled"
             rec.status = 499
@@ -88,5 +80,5 @@ async def relay(
             rec.status = 499
     finally:
         track_in_flight(rec.backend, -1)
-        watcher.cancel()
+        watch.close()
         await upstream.aclose()
