@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -248,17 +248,21 @@ class OpenAIHTTPBackend:
             content_type=resp.header(b"content-type") or "application/json",
         )
 
+    def _post(self, call: UpstreamCall, ep: Endpoint) -> Awaitable[Response]:
+        """The upstream request of ``call`` to ``ep``: its headers, the body as built, its timeouts."""
+        return self.client.request(
+            _POST,
+            f"{ep.url}/{call.endpoint}",
+            self._headers_for(call),
+            call.body,
+            self._timeouts_for(call),
+            ep.url,
+        )
+
     async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
         ep = self._acquire(avoid)
         try:
-            resp = await self.client.request(
-                _POST,
-                f"{ep.url}/{call.endpoint}",
-                self._headers_for(call),
-                call.body,
-                self._timeouts_for(call),
-                ep.url,
-            )
+            resp = await self._post(call, ep)
             try:
                 ctype = resp.header(b"content-type") or ""
                 if resp.status >= 400:
@@ -288,14 +292,7 @@ class OpenAIHTTPBackend:
         ep = self._acquire(avoid)
         resp: Response | None = None
         try:
-            resp = await self.client.request(
-                _POST,
-                f"{ep.url}/{call.endpoint}",
-                self._headers_for(call),
-                call.body,
-                self._timeouts_for(call),
-                ep.url,
-            )
+            resp = await self._post(call, ep)
             ctype = resp.header(b"content-type") or ""
             if resp.status >= 400:
                 raise await self._http_error(resp, ep)

@@ -1,10 +1,11 @@
-"""Watching a client while its non-streamed answer is awaited: a client that hangs up cancels the upstream call.
+"""Watching a client while its answer is awaited or relayed: a client that hangs up cancels the upstream call.
 
 Most answers arrive within a few milliseconds of a cheap request, so the watcher (a task reading the ASGI
 ``receive`` channel, where the server reports ``http.disconnect``) only starts once the answer has taken
 longer than ``delay``; until then the watch is an entry in its handler's ``Watches``, whose one timer starts the
-watchers that are due (a timer per request cost more than the rest of the watch: ~2.7 us with uvloop). A streamed
-request is watched by the relay."""
+watchers that are due (a timer per request cost more than the rest of the watch: ~2.7 us with uvloop). The
+handler watches a request until its answer (or a stream's first bytes) arrives; the relay watches a stream while
+it is relayed."""
 
 from __future__ import annotations
 
