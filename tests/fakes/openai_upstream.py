@@ -7,7 +7,8 @@ tokens), base64 embeddings, the Responses API with its full event sequence, and 
 headers (``x-request-id``, ``x-ratelimit-*``, ``retry-after``).
 
 Behaviour is chosen per request by the model name's suffix or by ``FakeOpenAI.behaviors[model]``:
-ok (default), no_usage, cached, slow (first byte after ``delay``), fail_NNN (that HTTP status with the API's
+ok (default), no_usage, cached, slow (first byte after ``delay``), linger (answers after
+2.5 s unless the caller leaves first), fail_NNN (that HTTP status with the API's
 error body), flaky_429 (every other request for the model answers 429), hang, bad_json, wrong_ctype,
 reset_mid_stream, stall_mid_stream, huge.
 Every request is recorded; stream cancellations seen by the upstream are counted.
@@ -38,6 +39,7 @@ _SUFFIXES = (
     "no_usage",
     "cached",
     "slow",
+    "linger",
     "flaky_429",
     "hang",
     "bad_json",
@@ -89,6 +91,8 @@ class FakeOpenAI:
     """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
     abandoned_models: Counter[str] = field(default_factory=Counter)
     """``abandoned`` by the model asked for."""
+    abandoned_after: list[float] = field(default_factory=list)
+    """For each abandoned request, the seconds from its arrival to the caller closing the connection."""
     completed_streams: int = 0
     active_streams: int = 0
     models_calls: int = 0
@@ -178,6 +182,9 @@ class FakeOpenAI:
         return body
 
     async def _pre(self, b: str, model: str, request: web.Request) -> web.Response | None:
+        if b == "linger" and await self._abandoned_during(2.5, request):
+            self.abandoned_models[model] += 1
+            return web.Response(status=499)
         if (b == "slow" or self.delay) and await self._abandoned_during(self.delay or 0.5, request):
             self.abandoned_models[model] += 1
             return web.Response(status=499)
@@ -200,12 +207,14 @@ class FakeOpenAI:
         """Wait ``delay`` seconds, watching the connection: True when the caller closed it meanwhile."""
         self.waiting += 1
         try:
-            end = time.monotonic() + delay
+            start = time.monotonic()
+            end = start + delay
             while (left := end - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, 0.01))
                 t = request.transport
                 if t is None or t.is_closing():
                     self.abandoned += 1
+                    self.abandoned_after.append(time.monotonic() - start)
                     return True
             return False
         finally:
