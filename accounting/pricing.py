@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -92,30 +93,66 @@ def _litellm_version() -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _load_table(path: str, mtime_ns: int) -> dict[str, ModelPrice]:
-    raw = orjson.loads(Path(path).read_bytes())
-    out: dict[str, ModelPrice] = {}
-    if not isinstance(raw, dict):
-        return out
-    for name, entry in raw.items():
-        if name == "sample_spec" or not isinstance(entry, dict):
-            continue
-        if (
-            _dec(entry.get("input_cost_per_token")) is None
-            and _dec(entry.get("output_cost_per_token")) is None
-        ):
-            continue
-        rates = {k: d for k, v in entry.items() if _is_rate(k) and (d := _dec(v)) is not None}
-        tiers = entry.get("tiered_pricing")
-        if isinstance(tiers, list):
-            rates.update(_range_tiers(tiers, rates))
-        fireworks = entry.get("litellm_provider") == "fireworks_ai"
-        if fireworks and "cache_read_input_token_cost" not in rates and "input_cost_per_token" in rates:
-            # Fireworks bills cached prompt tokens at half the input price unless a model lists its own
-            # (docs.fireworks.ai/guides/prompt-caching)
-            rates["cache_read_input_token_cost"] = rates["input_cost_per_token"] * _HALF
-        out[name] = ModelPrice(rates, "table")
-    return out
+def _load_table(path: str, mtime_ns: int) -> _Prices:
+    return _Prices(orjson.loads(Path(path).read_bytes()))
+
+
+class _Prices(Mapping[str, ModelPrice]):
+    """A litellm-format table's entries that have a token price, each read into ``Decimal`` rates the first time
+    it is looked up: a start prices only the configured models, not the table's thousands of entries."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        self._read: dict[str, ModelPrice | None] = {}
+        """Entries read so far (a table's own names only, so its size bounds it)."""
+        self._len: int | None = None
+
+    def _price(self, name: str) -> ModelPrice | None:
+        try:
+            return self._read[name]
+        except KeyError:
+            pass
+        entry = self._raw.get(name)
+        if entry is None:
+            return None
+        price = _entry_price(entry) if name != "sample_spec" else None
+        self._read[name] = price
+        return price
+
+    def __getitem__(self, name: str) -> ModelPrice:
+        price = self._price(name)
+        if price is None:
+            raise KeyError(name)
+        return price
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._price(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._raw if self._price(name) is not None)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+
+def _entry_price(entry: Any) -> ModelPrice | None:
+    """A table entry's price, or None if it has no token price."""
+    if not isinstance(entry, dict):
+        return None
+    if _dec(entry.get("input_cost_per_token")) is None and _dec(entry.get("output_cost_per_token")) is None:
+        return None
+    rates = {k: d for k, v in entry.items() if _is_rate(k) and (d := _dec(v)) is not None}
+    tiers = entry.get("tiered_pricing")
+    if isinstance(tiers, list):
+        rates.update(_range_tiers(tiers, rates))
+    fireworks = entry.get("litellm_provider") == "fireworks_ai"
+    if fireworks and "cache_read_input_token_cost" not in rates and "input_cost_per_token" in rates:
+        # Fireworks bills cached prompt tokens at half the input price unless a model lists its own
+        # (docs.fireworks.ai/guides/prompt-caching)
+        rates["cache_read_input_token_cost"] = rates["input_cost_per_token"] * _HALF
+    return ModelPrice(rates, "table")
 
 
 _HALF = Decimal("0.5")
@@ -176,15 +213,22 @@ class PriceTable:
     """Model name -> price, from a litellm-format JSON file."""
 
     def __init__(
-        self, prices: dict[str, ModelPrice], source: str, info: dict[str, Any] | None = None
+        self, prices: Mapping[str, ModelPrice], source: str, about: dict[str, Any] | None = None
     ) -> None:
         self.prices = prices
         self.source = source
-        self.info: dict[str, Any] = info or {"path": source or None, "origin": "none", "models": len(prices)}
+        self._about: dict[str, Any] = about or {"path": source or None, "origin": "none"}
+        self._info: dict[str, Any] | None = None
+
+    @property
+    def info(self) -> dict[str, Any]:
         """Which table is in force: ``path``, ``origin`` (``bundled`` with litellm, ``file`` from
         ``accounting.price_table``, ``none``), ``version`` (the litellm package's, for the bundled table),
         ``sha256`` (first 16 hex digits), ``modified`` (the file's mtime, UTC) and ``models`` (entries with a
-        token price)."""
+        token price: counted when first asked, which reads the whole table)."""
+        if self._info is None:
+            self._info = {**self._about, "models": len(self.prices)}
+        return self._info
 
     @classmethod
     def load(cls, path: str | None = None) -> PriceTable:
@@ -200,15 +244,14 @@ class PriceTable:
             digest = _digest(str(p), mtime)
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"cannot read price table {p}: {exc}") from exc
-        info: dict[str, Any] = {
+        about: dict[str, Any] = {
             "path": str(p),
             "origin": "file" if path else "bundled",
             "version": None if path else _litellm_version(),
             "sha256": digest,
             "modified": datetime.fromtimestamp(mtime / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "models": len(prices),
         }
-        return cls(prices, str(p), info)
+        return cls(prices, str(p), about)
 
     def get(self, model: str, provider: str | None = None) -> ModelPrice | None:
         key = self.key_of(model, provider)
