@@ -28,6 +28,7 @@ from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
 from accounting.reservation import Ask, reserve_nusd
+from accounting.resp import RespClient
 from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.tokens import Estimator
@@ -93,7 +94,7 @@ class Accountant:
         self.pg: PostgresLedger | None = None
         """The PostgreSQL ledger (``accounting.ledger.backend: postgres``): reports and budget totals read it."""
         self.health: RedisHealth | None = None
-        self._redis: list[Any] = []
+        self._redis: list[RespClient] = []
         self._estimates: set[asyncio.Task[None]] = set()
         self._sem: asyncio.Semaphore | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -160,21 +161,10 @@ class Accountant:
         return pg
 
     def _connect_redis(self, url: str) -> None:
-        import redis.asyncio as aioredis  # only with Redis configured
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-
-        # One immediate retry on a connection error: after Redis restarts, every pooled connection is stale and
-        # would fail its next command once (a refused request under fail_closed, and another outage window).
-        # Timeouts are not retried, so a frozen Redis still costs one socket_timeout.
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-        reader = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=0.5)
+        # A frozen Redis costs one 0.5 s timeout per connection, not one per request waiting on it; a connection
+        # the server closed (a restart) is replaced before the next command, so nothing fails twice.
+        client = RespClient(url, timeout_s=0.5, connect_timeout_s=0.5)
+        reader = RespClient(url, timeout_s=5, connect_timeout_s=0.5)  # the shared ledger's blocking read
         self._redis = [client, reader]
         self.health = RedisHealth(client, self.metrics, self.catalog.on_unavailable)
         for component in ("limits", "ledger"):

@@ -35,6 +35,7 @@ from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailabl
 from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.metrics import Metrics
 from accounting.reservation import Reservation
+from accounting.resp import RespClient, Script
 
 log = logging.getLogger("pointsman.limits")
 
@@ -224,7 +225,7 @@ def _budget_keys(bucket: tuple[str, str, str]) -> tuple[str, str, str]:
 class RedisHealth:
     """Tracks whether Redis answers, per component; logs and meters transitions; probes while down."""
 
-    def __init__(self, client: Any, metrics: Metrics, policy: str) -> None:
+    def __init__(self, client: RespClient, metrics: Metrics, policy: str) -> None:
         self.client = client
         self.metrics = metrics
         self.policy = policy
@@ -310,11 +311,11 @@ class Limits:
         self.generation = 0
         self._soft_warned: set[tuple[str, str, str]] = set()
         # Shared (Redis)
-        self.redis: Any = None
+        self.redis: RespClient | None = None
         self.health: RedisHealth | None = None
         self.policy = "fail_open"
-        self._admit_script: Any = None
-        self._reseed_script: Any = None
+        self._admit_script: Script | None = None
+        self._reseed_script: Script | None = None
         self._outbox: dict[str, int] = {}
         self._outbox_ttl: dict[str, int] = {}
         self._releases: list[Reservation] = []
@@ -322,8 +323,8 @@ class Limits:
         self._held: dict[str, Reservation] = {}
         """Reservations held in Redis and not yet released there: renewed every ``ttl_s / 3``."""
         self._renewed_at = 0.0
-        self._push_script: Any = None
-        self._renew_script: Any = None
+        self._push_script: Script | None = None
+        self._renew_script: Script | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
@@ -371,14 +372,14 @@ class Limits:
         b = buckets_at(ts)
         return [(x.scope, x.name, b[x.period]) for lst in self.budgets.values() for x in lst]
 
-    def use_redis(self, client: Any, policy: str, health: RedisHealth) -> None:
+    def use_redis(self, client: RespClient, policy: str, health: RedisHealth) -> None:
         self.redis = client
         self.policy = policy
         self.health = health
-        self._admit_script = client.register_script(ADMIT_LUA)
-        self._reseed_script = client.register_script(RESEED_LUA)
-        self._push_script = client.register_script(PUSH_LUA)
-        self._renew_script = client.register_script(RENEW_LUA)
+        self._admit_script = client.script(ADMIT_LUA)
+        self._reseed_script = client.script(RESEED_LUA)
+        self._push_script = client.script(PUSH_LUA)
+        self._renew_script = client.script(RENEW_LUA)
         health.on_up.append(self._redis_back)
 
     async def start(self) -> None:
@@ -516,6 +517,7 @@ class Limits:
         ]
         for x, a in zip(budgets, asked, strict=True):
             args.extend((x.limit_nusd, a, _BUDGET_TTL[x.period]))
+        assert self._admit_script is not None
         return await self._admit_script(keys=self._keys(key, budgets, now), args=args)
 
     def _verdict(
@@ -693,7 +695,8 @@ class Limits:
             for k, a in r.holds:
                 keys.extend(_budget_keys(k)[1:])
                 members.append(f"{r.id}:{a}")
-        args = [_PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
+        args: list[int | str] = [_PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
+        assert self._push_script is not None
         await self._push_script(keys=keys, args=args)
         return True
 
@@ -706,6 +709,7 @@ class Limits:
                 keys.append(_budget_keys(k)[1])
                 members.append(f"{r.id}:{a}")
         self._renewed_at = time.monotonic()
+        assert self._renew_script is not None
         await self._renew_script(keys=keys, args=[int(self.reservation_ttl_s * 1000), *members])
         return True
 
@@ -715,6 +719,7 @@ class Limits:
             totals = {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
         keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
         ttls = [_BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
+        assert self._reseed_script is not None
         raised = await self._reseed_script(keys=keys, args=[*totals.values(), *ttls])
         if raised:
             log.warning("redis had lost the shared budget counters; restored %d from the ledger", raised)

@@ -16,6 +16,7 @@ from typing import Any
 
 from accounting.ledger import SQLiteLedger, row_from_json, row_to_json
 from accounting.limits import RedisHealth
+from accounting.resp import RespClient
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -27,8 +28,8 @@ class SharedLedgerLink:
     def __init__(
         self,
         ledger: SQLiteLedger,
-        client: Any,
-        reader: Any,
+        client: RespClient,
+        reader: RespClient,
         health: RedisHealth,
         maxlen: int,
         interval_s: float = 0.25,
@@ -91,10 +92,9 @@ class SharedLedgerLink:
                 batch = [self.outbox[i] for i in range(min(len(self.outbox), 1000))]
 
                 async def send(batch: list[bytes] = batch) -> bool:
-                    pipe = self.client.pipeline(transaction=False)
-                    for raw in batch:
-                        pipe.xadd(STREAM, {"r": raw}, maxlen=self.maxlen, approximate=True)
-                    await pipe.execute()
+                    await self.client.pipeline(
+                        [("XADD", STREAM, "MAXLEN", "~", self.maxlen, "*", "r", raw) for raw in batch]
+                    )
                     return True
 
                 if await self.health.call(COMPONENT, send) is None:
@@ -112,7 +112,9 @@ class SharedLedgerLink:
             pos = self.position
 
             async def read(pos: str = pos) -> Any:
-                return await self.reader.xread({STREAM: pos}, count=2000, block=1000)
+                return await self.reader.execute(
+                    "XREAD", "COUNT", 2000, "BLOCK", 1000, "STREAMS", STREAM, pos
+                )
 
             res = await self.health.call(COMPONENT, read)
             if not res:
@@ -121,8 +123,8 @@ class SharedLedgerLink:
                 rows = []
                 last = pos
                 for entry_id, fields in entries:
-                    last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                    raw = fields.get(b"r") if b"r" in fields else fields.get("r")
+                    last = entry_id.decode()
+                    raw = dict(zip(fields[0::2], fields[1::2], strict=True)).get(b"r")
                     row = row_from_json(raw) if raw is not None else None
                     if row is not None:
                         rows.append(row)

@@ -160,21 +160,20 @@ def test_spend_never_passes_the_budget_when_no_request_costs_more_than_it_reserv
 def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_than_it_reserved(
     redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
 ) -> None:
-    import redis.asyncio as aioredis
-
     from accounting.limits import RedisHealth
+    from accounting.resp import RespClient
 
     async def run() -> tuple[int, int, list[Limits]]:
         replicas: list[Limits] = []
         clients = []
         for _ in range(2):
             limits = _limits(str(budget))
-            client = aioredis.Redis.from_url(redis_server)
+            client = RespClient(redis_server)
             limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
             await limits.start()
             replicas.append(limits)
             clients.append(client)
-        await clients[0].flushdb()
+        await clients[0].execute("FLUSHDB")
         spent = 0
 
         async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
@@ -193,8 +192,9 @@ def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_
         await asyncio.gather(*(one(*q) for q in requests))
         for limits in replicas:
             await limits.close()
-        shared = sum([int(await clients[0].get(k) or 0) for k in await clients[0].keys("pointsman:spend:*")])
-        held = sum([int(await clients[0].get(k) or 0) for k in await clients[0].keys("pointsman:reserved:*")])
+        c = clients[0]
+        shared = sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:spend:*")])
+        held = sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:reserved:*")])
         for c in clients:
             await c.aclose()
         assert shared == spent
