@@ -14,14 +14,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounting.accountant import Accountant
 from gateway.config import GatewayConfig
 from serving.config import VLLMBackendConfig
 from serving.http_backend import OpenAIHTTPBackend
 from serving.registry import BackendRegistry
-from serving.vllm.fleet import FleetMeter, FleetThroughput
+
+if TYPE_CHECKING:  # imported by the first tick that meters a fleet: a start without vLLM fleets skips it
+    from serving.vllm.fleet import FleetMeter, FleetThroughput
 
 log = logging.getLogger("pointsman.vllm")
 
@@ -88,6 +90,10 @@ class SelfHostedPricing:
             del self.meters[gone]
             self.due.pop(gone, None)
         measured.forget(set(backends))
+        if not backends:
+            return
+        from serving.vllm.fleet import FleetMeter
+
         due: list[tuple[str, FleetMeter]] = []
         for name, (b, cfg) in backends.items():
             meter = self.meters.get(name)
@@ -115,6 +121,8 @@ class SelfHostedPricing:
             return False
         listeners = mon.metrics_listeners
         if meter.observe not in listeners:
+            from serving.vllm.fleet import FleetMeter
+
             # drop a replaced meter's hook (the window length changed), then add this one
             listeners[:] = [
                 cb for cb in listeners if not isinstance(getattr(cb, "__self__", None), FleetMeter)

@@ -55,6 +55,7 @@ def uvicorn_settings(server: ServerConfig, host: str, port: int) -> dict[str, An
         "port": port,
         "loop": "uvloop",
         "http": PROTOCOL,  # the gateway's own HTTP/1.1 protocol, with bounds on the request head
+        "ws": "none",  # it makes no protocol upgrades: uvicorn need not import a WebSocket protocol
         "proxy_headers": False,  # the client's address is not used: no per-request middleware for it
         "lifespan": "on",
         "access_log": False,

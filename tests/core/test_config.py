@@ -123,6 +123,20 @@ def test_starting_imports_neither_fastapi_nor_aiohttp() -> None:
     assert r.stdout.strip() == "False False"
 
 
+def test_starting_without_vllm_fleets_imports_neither_the_fleet_meter_nor_a_websocket_protocol() -> None:
+    """What a start with default settings leaves for later: the vLLM fleet meter (first metered fleet) and uvicorn's
+    WebSocket protocol (the gateway's HTTP protocol makes no upgrades)."""
+    code = (
+        "import sys; from gateway.config import defaults_from_env; from gateway.app import create_app;"
+        "from gateway.cli.main import uvicorn_settings; import uvicorn;"
+        "cfg = defaults_from_env({'OPENAI_API_KEY': 'x'}); app = create_app(cfg);"
+        "uvicorn.Config(app, **uvicorn_settings(cfg.server, '127.0.0.1', 0)).load();"
+        "print(sorted(m for m in ('serving.vllm.fleet', 'websockets') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_env_references_in_comments_are_ignored(tmp_path: Path) -> None:
     p = write(tmp_path, "# set ${NOT_SET_ANYWHERE} to override\nserver: {port: 4001}\n")
     assert load_config(p, env={}).server.port == 4001
