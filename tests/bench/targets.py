@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -112,8 +113,29 @@ def pointsman(
         doc["server"]["data_dir"] = str(home / "data")  # its own ledger, policy and shadow stores
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     args = ("serve", "--config", str(config), "--port", str(port), "--workers", "1")
-    python = binary.with_name("python")  # the console script's interpreter, for the profiled run
-    return Gateway(name, (str(binary), *args), port, (str(python), "-m", "gateway.cli", *args))
+    python = interpreter_of(binary)  # the console script's interpreter, for the profiled run
+    return Gateway(name, (str(binary), *args), port, (python, "-m", "gateway.cli", *args))
+
+
+def interpreter_of(script: Path) -> str:
+    """The Python that runs a console script: its shebang's, when that names a Python (``#!/venv/bin/python3``,
+    ``#!/usr/bin/env python3``); else (a shell wrapper, a binary) the bench's own, which imports the same
+    checkout."""
+    try:
+        with script.open("rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return sys.executable
+    if not first.startswith(b"#!"):
+        return sys.executable
+    words = first[2:].decode(errors="replace").split()
+    if words and Path(words[0]).name == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+        found = shutil.which(words[0]) if words else None
+        words = [found] if found else []
+    if words and Path(words[0]).name.startswith("python"):
+        return words[0]
+    return sys.executable
 
 
 @dataclass(frozen=True)
