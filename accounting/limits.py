@@ -213,6 +213,9 @@ end
 return 1
 """
 _PUSH_ID_TTL = 86400
+RESEED_EVERY_S = 1.0
+"""How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
+noticed within this; between pushes under load, not after each one)."""
 
 
 def _budget_keys(bucket: tuple[str, str, str]) -> tuple[str, str, str]:
@@ -323,6 +326,7 @@ class Limits:
         self._held: dict[str, Reservation] = {}
         """Reservations held in Redis and not yet released there: renewed every ``ttl_s / 3``."""
         self._renewed_at = 0.0
+        self._reseeded_at = 0.0
         self._push_script: Script | None = None
         self._renew_script: Script | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -678,7 +682,14 @@ class Limits:
             if self._held and time.monotonic() - self._renewed_at >= self.reservation_ttl_s / 3:
                 if self.health.is_up(COMPONENT):
                     await self.health.call(COMPONENT, self._renew)
-            if self.budgets and self._unsent is None and not self._outbox and self.health.is_up(COMPONENT):
+            if (
+                self.budgets
+                and self._unsent is None
+                and not self._outbox
+                and time.monotonic() - self._reseeded_at >= RESEED_EVERY_S
+                and self.health.is_up(COMPONENT)
+            ):
+                self._reseeded_at = time.monotonic()
                 await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
             if self._closing and (
                 not self.health.is_up(COMPONENT)
