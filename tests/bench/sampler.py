@@ -124,6 +124,7 @@ class Sampler:
 
 
 _MODULES: dict[str, str] = {}
+_BY_FILE: dict[str, str] = {}
 _SELF = __file__
 
 
@@ -133,9 +134,21 @@ def _where(code: CodeType) -> list[str]:
 
 
 def _module(filename: str) -> str:
+    """The dotted name of the module loaded from ``filename``: as ``sys.modules`` knows it (an editable install's
+    import hook puts no directory on ``sys.path``), else from the longest ``sys.path`` entry holding it."""
     found = _MODULES.get(filename)
     if found is None and filename == _SELF:
         found = "tests.bench.sampler"
+    if found is None:
+        if not _BY_FILE or filename not in _BY_FILE:
+            _BY_FILE.update(
+                {
+                    os.path.abspath(f): name
+                    for name, mod in list(sys.modules.items())
+                    if isinstance(f := getattr(mod, "__file__", None), str)
+                }
+            )
+        found = _BY_FILE.get(os.path.abspath(filename))
     if found is None:
         found = filename
         best = -1
@@ -145,7 +158,7 @@ def _module(filename: str) -> str:
                 best = len(root)
                 rel = filename[len(root) :]
                 found = rel.removesuffix(".py").removesuffix("/__init__").replace(os.sep, ".")
-        _MODULES[filename] = found
+    _MODULES[filename] = found
     return found
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from pathlib import Path
+
 from tests.bench import phases
 from tests.bench.phases import IDLE, OTHER, PROFILER, phase_of_frame, phase_of_stack
 
@@ -150,3 +154,18 @@ def test_cpu_of_threads_that_ended_in_the_window_is_other() -> None:
         ],
     }
     assert phases.attribute(doc, requests=1).phase_s == {"send": 1.0, OTHER: 0.25}
+
+
+def test_a_module_off_sys_path_is_named_as_sys_modules_knows_it(tmp_path: Path) -> None:
+    """An editable install's import hook puts no directory on ``sys.path``: frames are still named by module."""
+    from tests.bench import sampler
+
+    source = tmp_path / "hooked_module.py"
+    source.write_text("X = 1\n")
+    mod = types.ModuleType("pkg_off_path.hooked_module")
+    mod.__file__ = str(source)
+    sys.modules[mod.__name__] = mod
+    try:
+        assert sampler._module(str(source)) == "pkg_off_path.hooked_module"
+    finally:
+        del sys.modules[mod.__name__]
