@@ -21,6 +21,7 @@ say so in ``pointsman_shared_state_degraded_total``, ``pointsman_redis_up`` and 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -213,6 +214,10 @@ end
 return 1
 """
 _PUSH_ID_TTL = 86400
+_RID_PREFIX = uuid.uuid4().hex[:16]
+"""Reservation ids: this process's random prefix and a counter (unique across replicas; no ``os.urandom`` per
+request, which releases the GIL on the event loop's thread)."""
+_rid_counter = itertools.count()
 RESEED_EVERY_S = 1.0
 """How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
 noticed within this; between pushes under load, not after each one)."""
@@ -417,7 +422,7 @@ class Limits:
             return None
         asked = [amounts[i] if i < len(amounts) else 0 for i in range(len(budgets))]
         now = time.time()
-        rid = uuid.uuid4().hex
+        rid = f"{_RID_PREFIX}{next(_rid_counter):x}"
         if self.redis is not None:
             assert self.health is not None
             self._ensure_flusher()

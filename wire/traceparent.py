@@ -10,7 +10,7 @@ request's context off the request path.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -19,12 +19,16 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 
+# Ids from the process's Mersenne Twister (reseeded in a forked child), as OpenTelemetry's own id generator does:
+# ``os.urandom`` releases the GIL, and on a request path that lets a busy writer thread keep the event loop waiting.
+
+
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    return "%032x" % (random.getrandbits(128) or 1)
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return "%016x" % (random.getrandbits(64) or 1)
 
 
 def parse_traceparent(value: str | bytes | None) -> tuple[str, str, bool] | None:
