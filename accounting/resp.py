@@ -8,8 +8,8 @@ pairs, capture queue, approvals) keep redis-py.
 
 What it does:
 
-- one connection per client, shared by all callers: commands are written as they are called and replies are
-  matched to callers in order (pipelining without batching), so concurrent admissions cost one write each;
+- one connection per client, shared by all callers: the commands of one turn of the event loop go out in one
+  write at its end and replies are matched to callers in order, so concurrent admissions share system calls;
 - ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs with a user, password and database (``/N`` or ``?db=N``);
 - every reply within ``timeout_s`` of its command, watched by one timer per connection: past it the connection
   is closed and every caller waiting on it gets ``RespTimeout`` (a frozen Redis costs one timeout, not one per
@@ -109,7 +109,7 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
 
 
 class _Conn(asyncio.Protocol):
-    __slots__ = ("transport", "buf", "waiting", "timeout_s", "timer", "lost", "loop")
+    __slots__ = ("transport", "buf", "waiting", "timeout_s", "timer", "lost", "loop", "out")
 
     def __init__(self, timeout_s: float) -> None:
         self.transport: asyncio.Transport | None = None
@@ -119,6 +119,8 @@ class _Conn(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.lost = False
         self.loop = asyncio.get_running_loop()
+        self.out: list[bytes] = []
+        """Commands written in this turn of the event loop, sent together at its end (``_flush``)."""
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,10 +157,18 @@ class _Conn(asyncio.Protocol):
         deadline = self.loop.time() + self.timeout_s
         futs = [self.loop.create_future() for _ in range(replies)]
         self.waiting.extend((f, deadline) for f in futs)
-        self.transport.write(data)
+        if not self.out:
+            self.loop.call_soon(self._flush)
+        self.out.append(data)
         if self.timer is None:
             self.timer = self.loop.call_at(deadline, self._check)
         return futs
+
+    def _flush(self) -> None:
+        """One write (one system call, one wake-up of Redis) for every command of this loop turn."""
+        out, self.out = self.out, []
+        if self.transport is not None and not self.lost:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _check(self) -> None:
         """The one timer: the oldest command past its deadline fails the connection; else wait for it."""

@@ -1,8 +1,9 @@
 """The ledger shared across replicas through Redis.
 
 Every replica writes its own rows to its local SQLite ledger (durable even while Redis is down) and publishes
-them to one Redis stream. Every replica also copies that stream into its own SQLite file, idempotently (rows
-have unique ids; the stream position is stored in the same transaction), so ``/admin/spend`` answered by any
+them to one Redis stream, each entry naming its publisher. Every replica also copies the other replicas' entries
+into its own SQLite file, idempotently (rows have unique ids; the stream position is stored in the same
+transaction), so ``/admin/spend`` answered by any
 replica covers all of them, with the same SQL in both modes. Rows published while Redis is unreachable wait
 in memory (bounded) and go out when it is back.
 """
@@ -92,8 +93,12 @@ class SharedLedgerLink:
                 batch = [self.outbox[i] for i in range(min(len(self.outbox), 1000))]
 
                 async def send(batch: list[bytes] = batch) -> bool:
+                    me = self.ledger.replica
                     await self.client.pipeline(
-                        [("XADD", STREAM, "MAXLEN", "~", self.maxlen, "*", "r", raw) for raw in batch]
+                        [
+                            ("XADD", STREAM, "MAXLEN", "~", self.maxlen, "*", "r", raw, "p", me)
+                            for raw in batch
+                        ]
                     )
                     return True
 
@@ -122,9 +127,13 @@ class SharedLedgerLink:
             for _stream, entries in res:
                 rows = []
                 last = pos
+                me = self.ledger.replica.encode()
                 for entry_id, fields in entries:
                     last = entry_id.decode()
-                    raw = dict(zip(fields[0::2], fields[1::2], strict=True)).get(b"r")
+                    got = dict(zip(fields[0::2], fields[1::2], strict=True))
+                    if got.get(b"p") == me:
+                        continue  # this replica's own row: already in its ledger
+                    raw = got.get(b"r")
                     row = row_from_json(raw) if raw is not None else None
                     if row is not None:
                         rows.append(row)
