@@ -61,10 +61,20 @@ class Budget:
 
 
 def buckets_at(ts: float) -> dict[str, str]:
-    return {
-        "daily": "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts)),
-        "monthly": "m:" + time.strftime("%Y-%m", time.gmtime(ts)),
-    }
+    """The budget buckets (``d:YYYY-MM-DD``, ``m:YYYY-MM``, UTC) that time ``ts`` falls in: the caller must not
+    change the mapping (the day's is shared; a request asks several times)."""
+    day = int(ts // 86400)
+    cached = _BUCKETS.get(day)
+    if cached is None:
+        g = time.gmtime(ts)
+        cached = {"daily": "d:" + time.strftime("%Y-%m-%d", g), "monthly": "m:" + time.strftime("%Y-%m", g)}
+        if len(_BUCKETS) > 8:
+            _BUCKETS.clear()
+        _BUCKETS[day] = cached
+    return cached
+
+
+_BUCKETS: dict[int, dict[str, str]] = {}
 
 
 def seconds_to_reset(period: str, ts: float) -> int:
@@ -318,6 +328,8 @@ class Limits:
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.generation = 0
         self._soft_warned: set[tuple[str, str, str]] = set()
+        self._remaining_gauges: dict[Budget, Any] = {}
+        """``pointsman_budget_remaining_usd``'s child per budget (a label lookup per request is not free)."""
         # Shared (Redis)
         self.redis: RespClient | None = None
         self.health: RedisHealth | None = None
@@ -556,7 +568,12 @@ class Limits:
 
     def observe_budget(self, x: Budget, spent_nusd: int, bucket: str) -> None:
         remaining = max(x.limit_nusd - spent_nusd, 0)
-        self.metrics.budget_remaining.labels(x.scope, x.name, x.period).set(float(from_nusd(remaining)))
+        gauge = self._remaining_gauges.get(x)
+        if gauge is None:
+            gauge = self._remaining_gauges[x] = self.metrics.budget_remaining.labels(
+                x.scope, x.name, x.period
+            )
+        gauge.set(float(from_nusd(remaining)))
         if spent_nusd >= x.soft * x.limit_nusd:
             mark = (x.scope, x.name, bucket)
             if mark not in self._soft_warned:

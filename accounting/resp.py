@@ -56,21 +56,36 @@ _INCOMPLETE = _Incomplete()
 
 
 def encode(args: Sequence[Arg]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings (text as UTF-8, numbers as their ``repr``)."""
+    out = [f"*{len(args)}\r\n"]
+    for a in args:
+        t = type(a)
+        if t is str:
+            s = cast(str, a)
+            out.append(f"${len(s) if s.isascii() else len(s.encode())}\r\n{s}\r\n")
+        elif t is int or t is float:
+            s = repr(a)
+            out.append(f"${len(s)}\r\n{s}\r\n")
+        elif t is bytes:
+            return _encode_with_bytes(args)
+        else:
+            raise TypeError(f"not a Redis argument: {t.__name__}")
+    return "".join(out).encode()
+
+
+def _encode_with_bytes(args: Sequence[Arg]) -> bytes:
+    """``encode`` for a command with raw bytes among its arguments."""
     out = [b"*%d\r\n" % len(args)]
     for a in args:
-        if isinstance(a, bytes):
-            b = a
-        elif isinstance(a, str):
-            b = a.encode()
-        elif isinstance(a, bool):
-            raise TypeError("a bool is not a Redis argument")
-        elif isinstance(a, int):
-            b = b"%d" % a
-        elif isinstance(a, float):
+        t = type(a)
+        if t is bytes:
+            b = cast(bytes, a)
+        elif t is str:
+            b = cast(str, a).encode()
+        elif t is int or t is float:
             b = repr(a).encode()
         else:
-            raise TypeError(f"not a Redis argument: {type(a).__name__}")
+            raise TypeError(f"not a Redis argument: {t.__name__}")
         out.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(out)
 
