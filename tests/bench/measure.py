@@ -92,8 +92,8 @@ async def run_round(
                 fail(ep.name, f"{_KIND[stream]} probe", problem.split(" failed: ", 1)[-1])
                 failed.setdefault(ep.name, set()).add(stream)
         phases: list[tuple[bool, str, Callable[[Endpoint], Awaitable[dict[str, Any]]]]] = [
-            (False, "rps", lambda ep: _throughput(ep, False, "rps", workdir, settings)),
-            (True, "sps", lambda ep: _throughput(ep, True, "sps", workdir, settings)),
+            (False, "rps", lambda ep: throughput(ep, False, "rps", workdir, settings)),
+            (True, "sps", lambda ep: throughput(ep, True, "sps", workdir, settings)),
             (False, "latency", lambda ep: _latency(ep, settings)),
             (True, "TTFB", lambda ep: _ttfb(ep, settings)),
         ]
@@ -147,10 +147,10 @@ async def run_features(
         seconds, proc = await openloop.cold_start(partial(gw.spawn, cpu, workdir / f"{gw.name}.log"), gw.url)
         try:
             ep = gw.endpoint(proc.pid)
-            await _probe(ep)
+            await probe(ep)
             metrics: dict[str, Any] = {"cold_start_s": [seconds], "errors": 0}
             for stream, key in ((False, "rps"), (True, "sps")):
-                metrics.update(await _throughput(ep, stream, key, workdir, settings))
+                metrics.update(await throughput(ep, stream, key, workdir, settings))
             metrics["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
             metrics["errors"] = metrics["rps_errors"] + metrics["sps_errors"]
         finally:
@@ -183,7 +183,7 @@ async def _profile(
     )
     try:
         ep = gw.endpoint(proc.pid)
-        await _probe(ep)
+        await probe(ep)
         for stream, key in ((False, "rps"), (True, "sps")):
             url = ep.stream_url if stream else ep.chat_url
             script = wrk.write_script(workdir / f"{key}.lua", stream=stream)
@@ -231,7 +231,7 @@ async def _cold_starts(gw: Gateway, n: int, cpu: int | None, log: Path) -> tuple
     return samples, proc
 
 
-async def _probe(ep: Endpoint) -> None:
+async def probe(ep: Endpoint) -> None:
     for stream in (False, True):
         problem = await _probe_kind(ep, stream)
         if problem:
@@ -244,7 +244,7 @@ async def _probe_kind(ep: Endpoint, stream: bool) -> str | None:
     return f"{ep.name}: {_KIND[stream]} probe of {url} failed: {problem}" if problem else None
 
 
-async def _throughput(
+async def throughput(
     ep: Endpoint, stream: bool, key: str, workdir: Path, settings: Settings
 ) -> dict[str, float]:
     url = ep.stream_url if stream else ep.chat_url

@@ -507,6 +507,9 @@ def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figure
             f"`/metrics` with {scrape['workers']} workers and {scrape['series']:,} series: "
             f"p50 {scrape['scrape_p50_ms']:.0f} ms, max {scrape['scrape_max_ms']:.0f} ms.",
         ]
+    workers = meta.get("scaling")
+    if workers:
+        out += ["", scaling_markdown(workers)]
     return "\n".join(out) + "\n"
 
 
@@ -534,3 +537,33 @@ def write_markdown(path: Path, text: str) -> None:
             return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def scaling_text(scaling: dict[str, Any]) -> str:
+    workers: dict[int, dict[str, float]] = scaling["workers"]
+    if not workers:
+        return ""
+    base = workers[min(workers)]["rps"]
+    lines = [
+        f"worker scaling (non-streaming, unpinned, on a {scaling['cores']}-core machine shared with the load):"
+    ]
+    for n, m in sorted(workers.items()):
+        lines.append(
+            f"  {n} worker(s): {m['rps']:>9,.0f} req/s ({m['rps'] / base:.2f}x), {m['rps_cpu_us']:.0f} µs CPU/request"
+        )
+    return "\n".join(lines)
+
+
+def scaling_markdown(scaling: dict[str, Any]) -> str:
+    workers: dict[int, dict[str, float]] = scaling["workers"]
+    if not workers:
+        return ""
+    base = workers[min(workers)]["rps"]
+    cells = ", ".join(
+        f"{n} worker{'s' if n > 1 else ''} {m['rps']:,.0f} req/s ({m['rps'] / base:.2f}×)"
+        for n, m in sorted(workers.items())
+    )
+    return (
+        f"Worker scaling (`--scale-workers`, non-streaming, unpinned, {scaling['cores']} cores shared with the load "
+        f"generator and nginx): {cells}."
+    )

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from tests.bench import measure, metrics_scrape, peers, phases, procs, report, targets, upstream
+from tests.bench import measure, metrics_scrape, peers, phases, procs, report, scaling, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN
@@ -69,6 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the /metrics scrape check: pointsman with this many workers and --scrape-series series (0: skip)",
     )
     parser.add_argument("--scrape-series", type=int, default=10_000, help="series for the scrape check")
+    parser.add_argument(
+        "--scale-workers",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[],
+        help="worker scaling: pointsman's non-streaming req/s with each of these --workers counts, unpinned "
+        "(comma-separated, e.g. 1,2,4)",
+    )
     parser.add_argument(
         "--peers",
         default="",
@@ -152,6 +159,7 @@ class Outcome:
     rounds: list[Figures] = dataclasses.field(default_factory=list)
     background: list[float] = dataclasses.field(default_factory=list)  # other processes' CPU, cores
     scrape: dict[str, Any] | None = None  # the /metrics scrape check (metrics_scrape.py)
+    scaling: dict[str, Any] | None = None  # worker scaling (scaling.py)
     load_avg: list[float] = dataclasses.field(default_factory=list)  # 1-minute load average after each round
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peers that could not be installed
     error: str | None = None  # why the run stopped before its last round
@@ -237,6 +245,16 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                 )
             except RuntimeError as exc:
                 out.error = f"the scrape check failed: {exc}"
+                _log(out.error)
+        if args.scale_workers and POINTSMAN in names and not out.error:
+            _log(f"worker scaling: {', '.join(map(str, args.scale_workers))} workers")
+            main_gw = next(g for g in gateways if g.name == POINTSMAN)
+            try:
+                out.scaling = await scaling.measure_scaling(
+                    main_gw, args.scale_workers, settings, workdir, _log
+                )
+            except RuntimeError as exc:
+                out.error = f"the worker scaling failed: {exc}"
                 _log(out.error)
         return out
     finally:
@@ -345,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     if out.scrape is not None:
         print(metrics_scrape.text(out.scrape))
         print()
+    if out.scaling is not None:
+        print(report.scaling_text(out.scaling))
+        print()
     failures = report.failures_text(out.rounds, out.unavailable)
     if failures:
         print(failures)
@@ -357,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_per_round": out.load_avg,
         "unavailable": out.unavailable,
         "scrape": out.scrape,
+        "scaling": out.scaling,
         "error": out.error,
     }
     if args.json:
