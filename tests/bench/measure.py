@@ -197,6 +197,7 @@ async def _profile(
             )
             os.kill(proc.pid, signal.SIGUSR2)
             doc = await _read_dump(dump)
+            dump.rename(dump.with_name(f"{gw.name}.{key}.profile.json"))  # kept with the run's files
             prof = phases.attribute(doc, res.ok)
             out.update(prof.figures(f"prof_{key}"))
             log(
