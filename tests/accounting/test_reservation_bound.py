@@ -193,8 +193,12 @@ def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_
         for limits in replicas:
             await limits.close()
         c = clients[0]
-        shared = sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:spend:*")])
-        held = sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:reserved:*")])
+        shared = sum(
+            [int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:spend:*")]
+        )
+        held = sum(
+            [int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:reserved:*")]
+        )
         for c in clients:
             await c.aclose()
         assert shared == spent
