@@ -329,6 +329,7 @@ class Limits:
         self.generation = 0
         self._soft_warned: set[tuple[str, str, str]] = set()
         self._remaining_gauges: dict[Budget, Any] = {}
+        self._reserved_gauges: dict[tuple[str, str, str], Any] = {}
         """``pointsman_budget_remaining_usd``'s child per budget (a label lookup per request is not free)."""
         # Shared (Redis)
         self.redis: RespClient | None = None
@@ -464,6 +465,7 @@ class Limits:
         with self._lock:
             for k, a in holds:
                 self.reserved[k] = self.reserved.get(k, 0) + a
+                self._show_reserved(k, a)
         if shared:
             self._held[rid] = r
         return r
@@ -673,11 +675,21 @@ class Limits:
         """Under ``_lock``."""
         r.released = True
         for k, a in r.holds:
+            self._show_reserved(k, -a)
             left = self.reserved.get(k, 0) - a
             if left > 0:
                 self.reserved[k] = left
             else:
                 self.reserved.pop(k, None)
+
+    def _show_reserved(self, k: tuple[str, str, str], nusd: int) -> None:
+        """``pointsman_budget_reserved_usd``: what this process holds in flight per budget (a tallied add)."""
+        scope, name, bucket = k
+        key = (scope, name, "daily" if bucket.startswith("d:") else "monthly")
+        child = self._reserved_gauges.get(key)
+        if child is None:
+            child = self._reserved_gauges[key] = self.metrics.budget_reserved.labels(*key)
+        self.metrics.tally.inc(child, nusd / 1e9)
 
     async def _flush_loop(self) -> None:
         assert self._wake is not None and self.health is not None

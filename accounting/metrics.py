@@ -251,6 +251,13 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        self.budget_reserved = Gauge(
+            "pointsman_budget_reserved_usd",
+            "USD held against a budget by requests in flight (their reservations), in this gateway's workers",
+            ["scope", "name", "period"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.budget_exceeded = Counter(
             "pointsman_budget_exceeded",
             "Requests refused because a budget is spent",

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.accounting.observe import ledger_rows, spend, wait_for
+from tests.accounting.observe import ledger_rows, metric_sum, scrape, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess, RunningGateway
@@ -159,6 +159,17 @@ def test_a_request_naming_no_maximum_reserves_the_budgets_reserve_output_tokens(
 def one_request_budget(upstream: FakeOpenAI, tmp_path: Path) -> dict[str, Any]:
     """A budget that covers one request's reservation at a time ($20) but, spent, nothing more."""
     return config(upstream, tmp_path / "a", budgets=[{"scope": "key", "name": "app", "daily_usd": "20"}])
+
+
+def test_what_requests_in_flight_hold_is_a_gauge_per_budget(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    with RunningGateway(one_request_budget(upstream, tmp_path)) as gw:
+        upstream.delay = 1.5
+        held = "pointsman_budget_reserved_usd"
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(post, gw.url)
+            wait_for(lambda: metric_sum(scrape(gw.url), held, scope="key", name="app", period="daily") == 20)
+            assert answer.result().status_code == 200
+        assert metric_sum(scrape(gw.url), held, scope="key", name="app", period="daily") == 0
 
 
 def test_a_reservation_is_released_when_the_upstream_fails(upstream: FakeOpenAI, tmp_path: Path) -> None:
