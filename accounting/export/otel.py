@@ -25,13 +25,19 @@ from accounting.export.http_exporter import HttpExporter, endpoint_url
 from accounting.export.otlp_proto import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
-    Encoder,
+    attr,
+    attr_key,
+    double_attr,
     export_request,
+    head,
+    int_attr,
     key_value,
     span,
+    status,
+    string_attr,
 )
 from accounting.record import RequestRecord
-from wire.traceparent import TraceContext, new_span_id, new_trace_id, parse_traceparent
+from wire.traceparent import ChildSpan, TraceContext, new_span_id, new_trace_id, parse_traceparent
 
 OPERATIONS = {
     "chat/completions": "chat",
@@ -112,106 +118,180 @@ def genai_messages(messages: list[Message], output: bool = False) -> list[dict[s
     return out
 
 
-def record_spans(
-    enc: Encoder,
-    rec: RequestRecord,
-    backends: dict[str, BackendFacts],
-    content: ExchangeContent | None = None,
-) -> list[bytes]:
-    """The spans of one finished, traced request, encoded (``otlp_proto.span``): its own and one per upstream
-    call it made."""
-    tc = rec.trace
-    assert tc is not None
-    cached = enc.cached
-    op = OPERATIONS.get(rec.endpoint, rec.endpoint)
-    start = tc.start_ns
-    end = start + int(rec.latency_s * 1e9)
-    u = rec.usage
-    attrs = [
-        cached("gen_ai.operation.name", op),
-        cached("gen_ai.request.model", rec.requested_model),
-        enc.attr("pointsman.request_id", rec.request_id),
-        cached("pointsman.route", rec.route),
-        cached("pointsman.key", rec.key),
-        cached("pointsman.endpoint", rec.endpoint),
-        cached("pointsman.stream", rec.stream),
-        cached("pointsman.outcome", rec.outcome),
-        enc.attr("pointsman.cost_usd", float(rec.cost_usd)),
-        cached("http.response.status_code", rec.status),
-    ]
-    if rec.backend:
-        attrs.append(cached("gen_ai.provider.name", provider_name(backends.get(rec.backend))))
-        attrs.append(cached("pointsman.backend", rec.backend))
-    if rec.upstream_model:
-        attrs.append(cached("gen_ai.response.model", rec.upstream_model))
-    if rec.has_usage or u.estimated:
-        attrs.append(enc.attr("gen_ai.usage.input_tokens", u.input_tokens))
-        attrs.append(enc.attr("gen_ai.usage.output_tokens", u.output_tokens))
-        if u.cached_input_tokens:
-            attrs.append(enc.attr("gen_ai.usage.cache_read.input_tokens", u.cached_input_tokens))
-        if u.estimated:
-            attrs.append(cached("pointsman.usage_estimated", True))
-    if rec.task:
-        attrs.append(cached("pointsman.task", rec.task))
-    if rec.team:
-        attrs.append(cached("pointsman.team", rec.team))
-    if rec.stream and rec.ttft_s is not None:
-        attrs.append(enc.attr("pointsman.time_to_first_token_s", rec.ttft_s))
-    if rec.fallbacks:
-        attrs.append(cached("pointsman.fallbacks", rec.fallbacks))
-    if rec.shadow:
-        attrs.append(cached("pointsman.shadow", True))
-        attrs.append(cached("pointsman.call", "comparator" if ":judge:" in rec.request_id else "shadow"))
-    if rec.error_type:
-        attrs.append(cached("error.type", rec.error_type))
-    if content is not None:
-        import orjson  # content is rare (opt-in and approved teams only)
+_CACHE_MAX = 4096
+_REQUEST_ID = attr_key("pointsman.request_id")
+_COST = attr_key("pointsman.cost_usd")
+_INPUT_TOKENS = attr_key("gen_ai.usage.input_tokens")
+_OUTPUT_TOKENS = attr_key("gen_ai.usage.output_tokens")
+_CACHE_READ_TOKENS = attr_key("gen_ai.usage.cache_read.input_tokens")
+_TTFT = attr_key("pointsman.time_to_first_token_s")
 
-        attrs.append(enc.attr("gen_ai.input.messages", orjson.dumps(genai_messages(content.input)).decode()))
-        attrs.append(
-            enc.attr("gen_ai.output.messages", orjson.dumps(genai_messages(content.output, True)).decode())
+
+def _join(attrs: list[tuple[str, str | bool | int]]) -> bytes:
+    return b"".join(attr(k, v) for k, v in attrs)
+
+
+class SpanEncoder:
+    """Encodes the spans of finished, traced requests (``otlp_proto``). Most of a span repeats from request to
+    request (its name, kind, status and most attributes follow the model, route, key, backend and outcome):
+    those parts are encoded once per distinct combination (each cache cleared past ``_CACHE_MAX`` entries) and
+    only ids, times, the request id, the cost, token counts and times to first token are encoded per request.
+    Not thread-safe: one per exporter, used by its batch task."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]] = {}
+        self._calls: dict[tuple[str, str, str, str, str, int, str | None], tuple[bytes, bytes]] = {}
+
+    def _request_parts(
+        self, rec: RequestRecord, op: str, provider: str | None
+    ) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]:
+        """(head, then the fixed attributes around each per-request one, then the status) of a request span."""
+        u = rec.usage
+        usage = rec.has_usage or u.estimated
+        call = ("comparator" if ":judge:" in rec.request_id else "shadow") if rec.shadow else ""
+        shape = (
+            op,
+            rec.requested_model,
+            rec.route,
+            rec.key,
+            rec.endpoint,
+            rec.stream,
+            rec.outcome,
+            rec.status,
+            provider,
+            rec.backend,
+            rec.upstream_model,
+            usage and u.estimated,
+            rec.task,
+            rec.team,
+            rec.fallbacks,
+            call,
+            rec.error_type,
         )
-    trace_id = bytes.fromhex(tc.trace_id)
-    span_id = bytes.fromhex(tc.span_id)
-    spans = [
-        span(
-            trace_id,
-            span_id,
-            bytes.fromhex(tc.parent_span_id) if tc.parent_span_id else b"",
-            enc.name(f"shadow {op} {rec.requested_model}" if rec.shadow else f"{op} {rec.requested_model}"),
-            SPAN_KIND_CLIENT if rec.shadow else SPAN_KIND_SERVER,
-            start,
-            end,
-            attrs,
-            (rec.error_type or rec.outcome) if rec.outcome != "ok" else None,
+        parts = self._requests.get(shape)
+        if parts is not None:
+            return parts
+        after_cost: list[tuple[str, str | bool | int]] = [("http.response.status_code", rec.status)]
+        if rec.backend:
+            after_cost += [("gen_ai.provider.name", provider or ""), ("pointsman.backend", rec.backend)]
+        if rec.upstream_model:
+            after_cost.append(("gen_ai.response.model", rec.upstream_model))
+        after_usage: list[tuple[str, str | bool | int]] = []
+        if usage and u.estimated:
+            after_usage.append(("pointsman.usage_estimated", True))
+        if rec.task:
+            after_usage.append(("pointsman.task", rec.task))
+        if rec.team:
+            after_usage.append(("pointsman.team", rec.team))
+        after_ttft: list[tuple[str, str | bool | int]] = []
+        if rec.fallbacks:
+            after_ttft.append(("pointsman.fallbacks", rec.fallbacks))
+        if call:
+            after_ttft += [("pointsman.shadow", True), ("pointsman.call", call)]
+        if rec.error_type:
+            after_ttft.append(("error.type", rec.error_type))
+        parts = (
+            head(
+                f"shadow {op} {rec.requested_model}" if rec.shadow else f"{op} {rec.requested_model}",
+                SPAN_KIND_CLIENT if rec.shadow else SPAN_KIND_SERVER,
+            ),
+            _join([("gen_ai.operation.name", op), ("gen_ai.request.model", rec.requested_model)]),
+            _join(
+                [
+                    ("pointsman.route", rec.route),
+                    ("pointsman.key", rec.key),
+                    ("pointsman.endpoint", rec.endpoint),
+                    ("pointsman.stream", rec.stream),
+                    ("pointsman.outcome", rec.outcome),
+                ]
+            ),
+            _join(after_cost),
+            _join(after_usage),
+            _join(after_ttft),
+            status((rec.error_type or rec.outcome) if rec.outcome != "ok" else None),
         )
-    ]
-    for c in tc.children:
-        cattrs = [
-            cached("gen_ai.operation.name", op),
-            cached("gen_ai.provider.name", provider_name(backends.get(c.backend))),
-            cached("gen_ai.request.model", c.model),
-            cached("pointsman.backend", c.backend),
-            cached("pointsman.call", c.kind),
+        if len(self._requests) >= _CACHE_MAX:
+            self._requests.clear()
+        self._requests[shape] = parts
+        return parts
+
+    def _call_parts(self, op: str, provider: str, c: ChildSpan) -> tuple[bytes, bytes]:
+        """(head, attributes and status) of an upstream call's span."""
+        shape = (op, provider, c.model, c.backend, c.kind, c.status, c.error)
+        parts = self._calls.get(shape)
+        if parts is None:
+            attrs: list[tuple[str, str | bool | int]] = [
+                ("gen_ai.operation.name", op),
+                ("gen_ai.provider.name", provider),
+                ("gen_ai.request.model", c.model),
+                ("pointsman.backend", c.backend),
+                ("pointsman.call", c.kind),
+            ]
+            if c.status:
+                attrs.append(("http.response.status_code", c.status))
+            if c.error:
+                attrs.append(("error.type", c.error))
+            parts = (head(f"{op} {c.model}", SPAN_KIND_CLIENT), _join(attrs) + status(c.error or None))
+            if len(self._calls) >= _CACHE_MAX:
+                self._calls.clear()
+            self._calls[shape] = parts
+        return parts
+
+    def spans(
+        self, rec: RequestRecord, backends: dict[str, BackendFacts], content: ExchangeContent | None = None
+    ) -> list[bytes]:
+        """The spans of one finished, traced request, encoded (``otlp_proto.span``): its own and one per upstream
+        call it made."""
+        tc = rec.trace
+        assert tc is not None
+        op = OPERATIONS.get(rec.endpoint, rec.endpoint)
+        start = tc.start_ns
+        end = start + int(rec.latency_s * 1e9)
+        u = rec.usage
+        provider = provider_name(backends.get(rec.backend)) if rec.backend else None
+        name_kind, fixed0, fixed1, fixed2, fixed3, fixed4, st = self._request_parts(rec, op, provider)
+        rest = [
+            fixed0,
+            string_attr(_REQUEST_ID, rec.request_id),
+            fixed1,
+            double_attr(_COST, float(rec.cost_usd)),
+            fixed2,
         ]
-        if c.status:
-            cattrs.append(cached("http.response.status_code", c.status))
-        if c.error:
-            cattrs.append(cached("error.type", c.error))
-        spans.append(
-            span(
-                trace_id,
-                bytes.fromhex(c.span_id),
-                span_id,
-                enc.name(f"{op} {c.model}"),
-                SPAN_KIND_CLIENT,
-                c.start_ns,
-                c.end_ns or end,
-                cattrs,
-                c.error or None,
+        if rec.has_usage or u.estimated:
+            rest.append(int_attr(_INPUT_TOKENS, u.input_tokens))
+            rest.append(int_attr(_OUTPUT_TOKENS, u.output_tokens))
+            if u.cached_input_tokens:
+                rest.append(int_attr(_CACHE_READ_TOKENS, u.cached_input_tokens))
+        rest.append(fixed3)
+        if rec.stream and rec.ttft_s is not None:
+            rest.append(double_attr(_TTFT, rec.ttft_s))
+        rest.append(fixed4)
+        if content is not None:
+            import orjson  # content is rare (opt-in and approved teams only)
+
+            rest.append(attr("gen_ai.input.messages", orjson.dumps(genai_messages(content.input)).decode()))
+            rest.append(
+                attr("gen_ai.output.messages", orjson.dumps(genai_messages(content.output, True)).decode())
             )
-        )
-    return spans
+        rest.append(st)
+        trace_id = bytes.fromhex(tc.trace_id)
+        span_id = bytes.fromhex(tc.span_id)
+        parent = bytes.fromhex(tc.parent_span_id) if tc.parent_span_id else b""
+        spans = [span(trace_id, span_id, parent, name_kind, start, end, rest)]
+        for c in tc.children:
+            call_head, call_rest = self._call_parts(op, provider_name(backends.get(c.backend)), c)
+            spans.append(
+                span(
+                    trace_id,
+                    bytes.fromhex(c.span_id),
+                    span_id,
+                    call_head,
+                    c.start_ns,
+                    c.end_ns or end,
+                    [call_rest],
+                )
+            )
+        return spans
 
 
 class OtlpExporter(HttpExporter):
@@ -230,7 +310,7 @@ class OtlpExporter(HttpExporter):
         self.sampler = TraceSampler(cfg.sample_rate)
         self.backends = backends
         self.content = content if cfg.content else None
-        self.encoder = Encoder()
+        self.encoder = SpanEncoder()
         self.resource = [
             key_value("service.name", cfg.service_name),
             key_value("telemetry.sdk.name", "pointsman"),
@@ -244,5 +324,5 @@ class OtlpExporter(HttpExporter):
         backends = self.backends()
         spans: list[bytes] = []
         for rec in batch:
-            spans += record_spans(self.encoder, rec, backends, self.content(rec) if self.content else None)
+            spans += self.encoder.spans(rec, backends, self.content(rec) if self.content else None)
         return export_request(spans, self.resource, "pointsman")

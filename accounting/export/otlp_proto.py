@@ -25,14 +25,13 @@ _SMALL = [bytes((i,)) for i in range(128)]
 _MASK64 = (1 << 64) - 1
 _fixed64 = struct.Struct("<Q").pack
 _double = struct.Struct("<d").pack
-_STATUS_UNSET = b"\x7a\x00"
-"""``Span.status`` (field 15) set to an empty ``Status``."""
-_CACHE_MAX = 4096
 
 
 def varint(n: int) -> bytes:
     if n < 128:
         return _SMALL[n]
+    if n < 16384:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 128:
         out.append((n & 0x7F) | 0x80)
@@ -44,12 +43,6 @@ def varint(n: int) -> bytes:
 def _string_field(tag: bytes, s: str) -> bytes:
     b = s.encode()
     return tag + varint(len(b)) + b
-
-
-def _key_value(key: str, any_value: bytes) -> bytes:
-    """``KeyValue{key, value}`` with ``any_value`` an encoded ``AnyValue``."""
-    k = key.encode()
-    return b"\x0a" + varint(len(k)) + k + b"\x12" + varint(len(any_value)) + any_value
 
 
 def _any_value(value: str | bool | int | float) -> bytes:
@@ -64,72 +57,76 @@ def _any_value(value: str | bool | int | float) -> bytes:
 
 def key_value(key: str, value: str | bool | int | float) -> bytes:
     """An encoded ``KeyValue`` (no field tag: the caller's message decides it)."""
-    return _key_value(key, _any_value(value))
+    k = key.encode()
+    av = _any_value(value)
+    return b"\x0a" + varint(len(k)) + k + b"\x12" + varint(len(av)) + av
 
 
-class Encoder:
-    """Encodes ``Span.attributes`` entries (field 9, each a ``KeyValue``) and span names. ``cached`` keeps the
-    encoding of (key, value) pairs that repeat from request to request (models, routes, teams, outcomes), and
-    ``name`` that of names, each cache cleared when it passes ``_CACHE_MAX`` entries; ``attr`` encodes anything
-    else. Not thread-safe: one per exporter, used by its batch task."""
+def attr(key: str, value: str | bool | int | float) -> bytes:
+    """A ``Span.attributes`` entry (field 9)."""
+    kv = key_value(key, value)
+    return b"\x4a" + varint(len(kv)) + kv
 
-    def __init__(self) -> None:
-        self._attrs: dict[tuple[str, str | bool | int, type], bytes] = {}
-        self._names: dict[str, bytes] = {}
 
-    def attr(self, key: str, value: str | bool | int | float) -> bytes:
-        kv = _key_value(key, _any_value(value))
-        return b"\x4a" + varint(len(kv)) + kv
+def attr_key(key: str) -> bytes:
+    """The start of a ``KeyValue`` (its ``key`` field), for ``string_attr``, ``int_attr`` and ``double_attr``:
+    attributes whose key is fixed and whose value changes from request to request."""
+    k = key.encode()
+    return b"\x0a" + varint(len(k)) + k
 
-    def cached(self, key: str, value: str | bool | int) -> bytes:
-        k = (key, value, type(value))  # True == 1: the type keeps a bool and an int apart
-        b = self._attrs.get(k)
-        if b is None:
-            if len(self._attrs) >= _CACHE_MAX:
-                self._attrs.clear()
-            b = self._attrs[k] = self.attr(key, value)
-        return b
 
-    def name(self, name: str) -> bytes:
-        """``Span.name`` (field 5), encoded."""
-        b = self._names.get(name)
-        if b is None:
-            if len(self._names) >= _CACHE_MAX:
-                self._names.clear()
-            b = self._names[name] = _string_field(b"\x2a", name)
-        return b
+def string_attr(key: bytes, value: str) -> bytes:
+    v = value.encode()
+    av = b"\x0a" + varint(len(v)) + v
+    kv = key + b"\x12" + varint(len(av)) + av
+    return b"\x4a" + varint(len(kv)) + kv
+
+
+def int_attr(key: bytes, value: int) -> bytes:
+    av = b"\x18" + varint(value & _MASK64)
+    kv = key + b"\x12" + varint(len(av)) + av
+    return b"\x4a" + varint(len(kv)) + kv
+
+
+def double_attr(key: bytes, value: float) -> bytes:
+    kv = key + b"\x12\x09\x21" + _double(value)
+    return b"\x4a" + varint(len(kv)) + kv
+
+
+def head(name: str, kind: int) -> bytes:
+    """``Span.name`` and ``Span.kind`` (fields 5 and 6), encoded."""
+    return _string_field(b"\x2a", name) + b"\x30" + varint(kind)
+
+
+def status(error: str | None) -> bytes:
+    """``Span.status`` (field 15): code ERROR with ``error`` as its message, or an empty (unset) status for None."""
+    if error is None:
+        return b"\x7a\x00"
+    st = (_string_field(b"\x12", error) if error else b"") + b"\x18\x02"
+    return b"\x7a" + varint(len(st)) + st
 
 
 def span(
     trace_id: bytes,
     span_id: bytes,
     parent_span_id: bytes,
-    name: bytes,
-    kind: int,
+    head: bytes,
     start_ns: int,
     end_ns: int,
-    attributes: list[bytes],
-    error: str | None,
+    rest: list[bytes],
 ) -> bytes:
-    """One ``Span`` as a ``ScopeSpans.spans`` entry (field 2). ``name``: its encoded field (``Encoder.name``);
-    ``attributes``: entries from ``Encoder``; ``error``: the ``Status`` message when the span failed (code
-    ERROR), None for an unset status."""
+    """One ``Span`` as a ``ScopeSpans.spans`` entry (field 2). ``head``: its name and kind (``head``); ``rest``:
+    its attributes (``attr`` and the like), then its status (``status``)."""
     parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
     if parent_span_id:
         parts.append(b"\x22\x08")
         parts.append(parent_span_id)
-    parts.append(name)
-    parts.append(b"\x30" + varint(kind))
+    parts.append(head)
     if start_ns:
         parts.append(b"\x39" + _fixed64(start_ns & _MASK64))
     if end_ns:
         parts.append(b"\x41" + _fixed64(end_ns & _MASK64))
-    parts += attributes
-    if error is None:
-        parts.append(_STATUS_UNSET)
-    else:
-        status = (_string_field(b"\x12", error) if error else b"") + b"\x18\x02"
-        parts.append(b"\x7a" + varint(len(status)) + status)
+    parts += rest
     body = b"".join(parts)
     return b"\x12" + varint(len(body)) + body
 
