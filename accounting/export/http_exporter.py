@@ -39,6 +39,10 @@ class HttpExporter:
     def encode(self, batch: list[RequestRecord]) -> bytes:
         raise NotImplementedError
 
+    async def payload(self, batch: list[RequestRecord]) -> bytes:
+        """The body to POST for ``batch`` (``encode``'s; an exporter may spread its encoding over loop turns)."""
+        return self.encode(batch)
+
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
         await self.batcher.start()
@@ -50,7 +54,7 @@ class HttpExporter:
 
     async def _send(self, batch: list[RequestRecord]) -> None:
         assert self.session is not None
-        async with self.session.post(self.url, data=self.encode(batch), headers=self.headers) as resp:
+        async with self.session.post(self.url, data=await self.payload(batch), headers=self.headers) as resp:
             if resp.status >= 300:
                 raise RuntimeError(f"{self.batcher.name} endpoint answered {resp.status}")
             await resp.read()

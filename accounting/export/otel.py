@@ -14,6 +14,7 @@ would serialise, for a fraction of its CPU).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +120,7 @@ def genai_messages(messages: list[Message], output: bool = False) -> list[dict[s
 
 
 _CACHE_MAX = 4096
+_CHUNK = 64
 _REQUEST_ID = attr_key("pointsman.request_id")
 _COST = attr_key("pointsman.cost_usd")
 _INPUT_TOKENS = attr_key("gen_ai.usage.input_tokens")
@@ -320,9 +322,13 @@ class OtlpExporter(HttpExporter):
         if rec.trace is not None and rec.trace.sampled:
             self.batcher.offer(rec)
 
-    def encode(self, batch: list[RequestRecord]) -> bytes:
+    async def payload(self, batch: list[RequestRecord]) -> bytes:
+        """The batch's ``ExportTraceServiceRequest``, encoded ``_CHUNK`` requests per loop turn: a full batch is a
+        few milliseconds of encoding, which requests should not wait behind."""
         backends = self.backends()
         spans: list[bytes] = []
-        for rec in batch:
+        for i, rec in enumerate(batch, 1):
             spans += self.encoder.spans(rec, backends, self.content(rec) if self.content else None)
+            if i % _CHUNK == 0:
+                await asyncio.sleep(0)
         return export_request(spans, self.resource, "pointsman")
