@@ -23,7 +23,7 @@ from accounting.config import AccountingConfig
 from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
 from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
-from accounting.limits import Limits, RedisHealth, buckets_at
+from accounting.limits import Limits, buckets_at
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
@@ -31,6 +31,7 @@ from accounting.reservation import Ask, reserve_nusd
 from accounting.resp import RespClient
 from accounting.selfhosted import MeasuredPrices
 from accounting.shared_ledger import SharedLedgerLink
+from accounting.shared_limits import RedisHealth
 from accounting.tokens import Estimator
 from wire.usage import Usage
 

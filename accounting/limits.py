@@ -26,10 +26,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
@@ -37,14 +37,23 @@ from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.metrics import Metrics
 from accounting.reservation import Reservation
 from accounting.resp import RespClient, Script
+from accounting.shared_limits import (
+    ADMIT_LUA,
+    BUDGET_TTL,
+    MARKER,
+    PREFIX,
+    PUSH_ID_TTL,
+    PUSH_LUA,
+    RENEW_LUA,
+    RESEED_LUA,
+    RedisHealth,
+    budget_keys,
+)
 
 log = logging.getLogger("pointsman.limits")
 
-T = TypeVar("T")
 WINDOW_S = 60.0
-PREFIX = "pointsman:"
 COMPONENT = "limits"
-_BUDGET_TTL = {"daily": 3 * 86400, "monthly": 40 * 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,117 +122,6 @@ class Window:
         self.cur += n
 
 
-# Admission, atomically. KEYS: rpm cur, rpm prev, tpm cur, tpm prev, then per budget its spend counter, its
-# reservations (a sorted set: member "<id>:<nano-USD>", score its expiry in ms) and their sum.
-# ARGV: fraction of the current minute elapsed, rpm limit (0 = none), tpm limit (0 = none), window TTL, the
-# reservation id, its lifetime (ms), then per budget: limit (nano-USD), this request's reservation (nano-USD),
-# the bucket's TTL. Expired reservations (of a replica that died holding them) are dropped first.
-# Returns {verdict, index, spent, reserved, ...}: verdict 0 ok (reservation held), 1 rpm, 2 budget, 3 tpm.
-ADMIT_LUA = """
-local frac = tonumber(ARGV[1])
-local rpm = tonumber(ARGV[2])
-local tpm = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nb = (#KEYS - 4) / 3
-local out = {0, 0}
-for i = 1, nb do
-  local sk, zk, hk = KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
-  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', now)
-  if #gone > 0 then
-    local freed = 0
-    for _, m in ipairs(gone) do freed = freed + tonumber(string.match(m, ':(%d+)$')) end
-    redis.call('ZREMRANGEBYSCORE', zk, '-inf', now)
-    redis.call('DECRBY', hk, freed)
-  end
-  local r = 0
-  if redis.call('ZCARD', zk) == 0 then redis.call('DEL', hk) else r = tonumber(redis.call('GET', hk) or '0') end
-  local s = tonumber(redis.call('GET', sk) or '0')
-  out[#out + 1] = tostring(s)
-  out[#out + 1] = tostring(r)
-  local limit = tonumber(ARGV[3 * i + 4])
-  if s >= limit or s + r + tonumber(ARGV[3 * i + 5]) > limit then
-    out[1] = 2
-    out[2] = i
-    return out
-  end
-end
-if tpm > 0 then
-  local used = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0') * (1 - frac)
-  if used >= tpm then return {3, 0} end
-end
-if rpm > 0 then
-  local used = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0') * (1 - frac)
-  if used + 1 > rpm then return {1, 0} end
-  redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-end
-for i = 1, nb do
-  local amount = ARGV[3 * i + 5]
-  if tonumber(amount) > 0 then
-    local zk, hk, ttl = KEYS[3 * i + 3], KEYS[3 * i + 4], tonumber(ARGV[3 * i + 6])
-    redis.call('ZADD', zk, now + tonumber(ARGV[6]), ARGV[5] .. ':' .. amount)
-    redis.call('INCRBY', hk, amount)
-    redis.call('EXPIRE', zk, ttl)
-    redis.call('EXPIRE', hk, ttl)
-  end
-end
-return out
-"""
-
-# Reservations still held are kept alive by their replica. KEYS: a reservation set per member; ARGV: the new
-# lifetime (ms), then the members. Members already expired (and dropped) are not brought back.
-RENEW_LUA = """
-local t = redis.call('TIME')
-local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 1, #KEYS do redis.call('ZADD', KEYS[i], 'XX', until_ms, ARGV[i + 1]) end
-return #KEYS
-"""
-
-
-# Redis came back without its data (no persistence, a flush, a failover to an empty replica) when the marker
-# key is gone. Then every budget counter is raised to at least what this replica's ledger knows was spent (a
-# max, so nothing is counted twice) and the marker is set again. KEYS: marker, then one spend key per budget
-# bucket; ARGV: one amount (nano-USD) per spend key, then one TTL per spend key. Returns how many it raised.
-RESEED_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local n = #KEYS - 1
-local raised = 0
-for i = 2, #KEYS do
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tonumber(ARGV[i - 1]) > cur then
-    redis.call('SET', KEYS[i], ARGV[i - 1], 'EX', tonumber(ARGV[n + i - 1]))
-    raised = raised + 1
-  end
-end
-redis.call('SET', KEYS[1], '1')
-return raised
-"""
-MARKER = PREFIX + "limits:seeded"
-
-# Spend and token counts pushed after requests, and the reservations of those requests released, idempotently.
-# KEYS: the batch id, one counter per amount, then a (reservation set, reserved sum) pair per released
-# reservation; ARGV: the id's TTL, the number of counters, the amounts, one TTL per counter, then the released
-# members ("<id>:<nano-USD>"). A batch already applied (its id is set) is skipped; a member already expired is
-# not subtracted twice.
-PUSH_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  redis.call('INCRBY', KEYS[i + 1], ARGV[i + 2])
-  redis.call('EXPIRE', KEYS[i + 1], tonumber(ARGV[n + i + 2]))
-end
-local j = 2 * n + 3
-for i = n + 2, #KEYS, 2 do
-  local m = ARGV[j]
-  if redis.call('ZREM', KEYS[i], m) == 1 then
-    redis.call('DECRBY', KEYS[i + 1], string.match(m, ':(%d+)$'))
-  end
-  j = j + 1
-end
-return 1
-"""
-_PUSH_ID_TTL = 86400
 _RID_PREFIX = uuid.uuid4().hex[:16]
 """Reservation ids: this process's random prefix and a counter (unique across replicas; no ``os.urandom`` per
 request, which releases the GIL on the event loop's thread)."""
@@ -231,84 +129,6 @@ _rid_counter = itertools.count()
 RESEED_EVERY_S = 1.0
 """How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
 noticed within this; between pushes under load, not after each one)."""
-
-
-def _budget_keys(bucket: tuple[str, str, str]) -> tuple[str, str, str]:
-    """A budget bucket's Redis keys: its spend counter, its reservations (sorted by expiry) and their sum."""
-    scope, name, b = bucket
-    tail = f"{scope}:{name}:{b}"
-    return f"{PREFIX}spend:{tail}", f"{PREFIX}reservations:{tail}", f"{PREFIX}reserved:{tail}"
-
-
-class RedisHealth:
-    """Tracks whether Redis answers, per component; logs and meters transitions; probes while down."""
-
-    def __init__(self, client: RespClient, metrics: Metrics, policy: str) -> None:
-        self.client = client
-        self.metrics = metrics
-        self.policy = policy
-        self.up: dict[str, bool] = {}
-        self._probe: asyncio.Task[None] | None = None
-        self.on_up: list[Callable[[str], None]] = []
-
-    def mark(self, component: str, up: bool, err: BaseException | None = None) -> None:
-        was = self.up.get(component)
-        self.up[component] = up
-        self.metrics.redis_up.labels(component).set(1 if up else 0)
-        if was is up:
-            return
-        if up:
-            if was is False:
-                log.warning("redis reachable again for %s; shared %s restored", component, component)
-                for cb in self.on_up:
-                    cb(component)
-        else:
-            log.error(
-                "redis unreachable for %s (%s: %s); policy %s: %s",
-                component,
-                type(err).__name__ if err else "",
-                err,
-                self.policy,
-                "deciding with local state"
-                if self.policy == "fail_open"
-                else "refusing requests that need it",
-            )
-            if self._probe is None or self._probe.done():
-                self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
-
-    def is_up(self, component: str) -> bool:
-        return self.up.get(component, True)
-
-    async def _probe_loop(self) -> None:
-        while not all(self.up.values()):
-            await asyncio.sleep(0.5)
-            try:
-                await self.client.ping()
-            except Exception:
-                continue
-            for c, ok in list(self.up.items()):
-                if not ok:
-                    self.mark(c, True)
-
-    async def call(self, component: str, fn: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a Redis call; None (and the component marked down) when Redis is unreachable."""
-        if not self.is_up(component):
-            return None
-        try:
-            res = await fn()
-        except Exception as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            self.mark(component, False, exc)
-            return None
-        if self.up.get(component) is None:
-            self.mark(component, True)
-        return res
-
-    async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
 
 
 class Limits:
@@ -517,7 +337,7 @@ class Limits:
         ]
         b = buckets_at(now)
         for x in budgets:
-            k.extend(_budget_keys((x.scope, x.name, b[x.period])))
+            k.extend(budget_keys((x.scope, x.name, b[x.period])))
         return k
 
     async def _admit_redis(
@@ -539,7 +359,7 @@ class Limits:
             int(self.reservation_ttl_s * 1000),
         ]
         for x, a in zip(budgets, asked, strict=True):
-            args.extend((x.limit_nusd, a, _BUDGET_TTL[x.period]))
+            args.extend((x.limit_nusd, a, BUDGET_TTL[x.period]))
         assert self._admit_script is not None
         return await self._admit_script(keys=self._keys(key, budgets, now), args=args)
 
@@ -654,7 +474,7 @@ class Limits:
             for x in budgets:
                 rk = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
                 self._outbox[rk] = self._outbox.get(rk, 0) + nusd
-                self._outbox_ttl[rk] = _BUDGET_TTL[x.period]
+                self._outbox_ttl[rk] = BUDGET_TTL[x.period]
         if reservation is not None and reservation.shared:
             self._releases.append(reservation)
         if self._wake is not None:
@@ -738,9 +558,9 @@ class Limits:
         members = []
         for r in released:
             for k, a in r.holds:
-                keys.extend(_budget_keys(k)[1:])
+                keys.extend(budget_keys(k)[1:])
                 members.append(f"{r.id}:{a}")
-        args: list[int | str] = [_PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
+        args: list[int | str] = [PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
         assert self._push_script is not None
         await self._push_script(keys=keys, args=args)
         return True
@@ -751,7 +571,7 @@ class Limits:
         members: list[str] = []
         for r in list(self._held.values()):
             for k, a in r.holds:
-                keys.append(_budget_keys(k)[1])
+                keys.append(budget_keys(k)[1])
                 members.append(f"{r.id}:{a}")
         self._renewed_at = time.monotonic()
         assert self._renew_script is not None
@@ -763,7 +583,7 @@ class Limits:
         with self._lock:
             totals = {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
         keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
-        ttls = [_BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
+        ttls = [BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
         assert self._reseed_script is not None
         raised = await self._reseed_script(keys=keys, args=[*totals.values(), *ttls])
         if raised:

@@ -16,8 +16,8 @@ from collections import deque
 from typing import Any
 
 from accounting.ledger import SQLiteLedger, row_from_json, row_to_json
-from accounting.limits import RedisHealth
 from accounting.resp import RespClient
+from accounting.shared_limits import RedisHealth
 
 log = logging.getLogger("pointsman.ledger")
 

@@ -160,8 +160,8 @@ def test_spend_never_passes_the_budget_when_no_request_costs_more_than_it_reserv
 def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_than_it_reserved(
     redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
 ) -> None:
-    from accounting.limits import RedisHealth
     from accounting.resp import RespClient
+    from accounting.shared_limits import RedisHealth
 
     async def run() -> tuple[int, int, list[Limits]]:
         replicas: list[Limits] = []
