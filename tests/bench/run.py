@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -87,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=peers.DEFAULT_CACHE,
         help="where the peers are installed (default: .cache/bench-peers/ in the repository, gitignored)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the run's working files here (configs, logs, wrk scripts, each kind's profile dump "
+        "<target>.<rps|sps>.profile.json) instead of a temporary directory removed at the end",
     )
     parser.add_argument(
         "--markdown",
@@ -333,7 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_s is not None:
         settings = dataclasses.replace(settings, profile_s=max(0.0, args.profile_s))
     settings = pin_self(settings)
-    with tempfile.TemporaryDirectory(prefix="pointsman-bench-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.nullcontext(str(args.keep))
+        if args.keep is not None
+        else tempfile.TemporaryDirectory(prefix="pointsman-bench-")
+    ) as tmp:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 out = runner.run(_stoppable(bench(args, settings, names, Path(tmp))))
