@@ -540,6 +540,18 @@ def cost() -> dict[str, Any]:
             ],
             "currencyUSD",
         ),
+        timeseries(
+            "Budget held by requests in flight",
+            "USD that requests still running have reserved against each budget (what they may cost at most); "
+            "a new request is admitted only if spent + held + its own reservation fits.",
+            [
+                target(
+                    "sum by (scope, name, period) (pointsman_budget_reserved_usd)",
+                    "{{scope}} {{name}} ({{period}})",
+                )
+            ],
+            "currencyUSD",
+        ),
         table(
             "Requests refused over budget (range)",
             "Requests answered 429 because a budget was exhausted.",
