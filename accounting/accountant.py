@@ -63,6 +63,59 @@ def labels_for(cfg: AccountingConfig, catalog: Catalog) -> Labels:
     )
 
 
+_MAX_SERIES = 4096
+"""Raw label combinations whose children ``Accountant._series`` keeps before it starts over."""
+
+
+class _Series:
+    """The labelled children of the metrics a request observes, for one combination of its label values. The
+    ones not every request observes are made when first needed (a child is a series on ``/metrics``)."""
+
+    __slots__ = ("_m", "_common", "_shadow", "_hosting", "_lazy", "requests", "duration", "overhead")
+
+    def __init__(self, m: Metrics, rec: RequestRecord) -> None:
+        lb = m.labels
+        common = (
+            lb.model(rec.requested_model),
+            lb.model(rec.upstream_model),
+            lb.backend(rec.backend),
+            lb.route(rec.route),
+            lb.task(rec.task),
+            lb.team(rec.team),
+        )
+        self._m = m
+        self._common = common
+        self._shadow = shadow = "true" if rec.shadow else "false"
+        self._hosting = "self_hosted" if rec.self_hosted else "frontier"
+        self._lazy: dict[str, Any] = {}
+        """Children made on first use: token types by name, and ``ttft``, ``tpot``, ``cost``."""
+        self.requests = m.requests.labels(*common, rec.outcome, shadow)
+        self.duration = m.operation_duration.labels(*common, rec.outcome, shadow)
+        self.overhead = m.overhead.labels(common[3], common[2]) if rec.backend else None
+
+    def token(self, token_type: str) -> Any:
+        child = self._lazy.get(token_type)
+        if child is None:
+            child = self._lazy[token_type] = self._m.token_usage.labels(
+                *self._common, token_type, self._shadow
+            )
+        return child
+
+    def timing(self, name: str) -> Any:
+        """``ttft`` or ``tpot``."""
+        child = self._lazy.get(name)
+        if child is None:
+            metric = self._m.ttft if name == "ttft" else self._m.tpot
+            child = self._lazy[name] = metric.labels(*self._common, self._shadow)
+        return child
+
+    def cost(self) -> Any:
+        child = self._lazy.get("cost")
+        if child is None:
+            child = self._lazy["cost"] = self._m.cost.labels(*self._common, self._shadow, self._hosting)
+        return child
+
+
 class Accountant:
     def __init__(
         self,
@@ -76,6 +129,7 @@ class Accountant:
         self.catalog = catalog or Catalog()
         self.metrics = Metrics(labels_for(cfg, self.catalog))
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._by_labels: dict[tuple[Any, ...], _Series] = {}
         self.registry = self.metrics.registry
         self.table = PriceTable.load(cfg.price_table)
         self.pricing = Pricing(cfg, self.catalog, self.table)
@@ -206,6 +260,7 @@ class Accountant:
         self.cfg = cfg
         self.catalog = catalog
         self.metrics.labels = labels_for(cfg, catalog)
+        self._by_labels = {}  # the allowlists changed: children are looked up again
         try:  # a new path, or a newer copy at the same path (re-read only when its mtime changed)
             self.table = PriceTable.load(cfg.price_table)
         except ValueError as exc:
@@ -429,29 +484,40 @@ class Accountant:
                 self._children[key] = child
         return child
 
+    def _series(self, rec: RequestRecord) -> _Series:
+        """The children one request observes, looked up once per combination of its raw label values (their
+        allowlisted forms and ``labels(...)`` calls cost ~4 us per request otherwise). Raw values are not bounded
+        (tags come from clients), so the cache is emptied when it fills; ``reconfigure`` empties it too."""
+        key = (
+            rec.requested_model,
+            rec.upstream_model,
+            rec.backend,
+            rec.route,
+            rec.task,
+            rec.team,
+            rec.outcome,
+            rec.shadow,
+            rec.self_hosted,
+        )
+        s = self._by_labels.get(key)
+        if s is None:
+            if len(self._by_labels) >= _MAX_SERIES:
+                self._by_labels.clear()
+            s = self._by_labels[key] = _Series(self.metrics, rec)
+        return s
+
     def _observe(self, rec: RequestRecord, cost: Decimal) -> None:
         m = self.metrics
-        lb = m.labels
-        child = self._child
         tally = m.tally
-        common = (
-            lb.model(rec.requested_model),
-            lb.model(rec.upstream_model),
-            lb.backend(rec.backend),
-            lb.route(rec.route),
-            lb.task(rec.task),
-            lb.team(rec.team),
-        )
-        shadow = "true" if rec.shadow else "false"
-        tally.inc(child(m.requests, (*common, rec.outcome, shadow)))
-        tally.observe(child(m.operation_duration, (*common, rec.outcome, shadow)), rec.latency_s)
-        if rec.backend:
-            tally.observe(child(m.overhead, (common[3], common[2])), rec.overhead_s)
+        s = self._series(rec)
+        tally.inc(s.requests)
+        tally.observe(s.duration, rec.latency_s)
+        if s.overhead is not None:
+            tally.observe(s.overhead, rec.overhead_s)
         u = rec.usage
         if rec.has_usage or u.estimated:
-            tu = m.token_usage
-            tally.observe(child(tu, (*common, "input", shadow)), u.input_tokens)
-            tally.observe(child(tu, (*common, "output", shadow)), u.output_tokens)
+            tally.observe(s.token("input"), u.input_tokens)
+            tally.observe(s.token("output"), u.output_tokens)
             for token_type, n in (
                 ("cached_input", u.cached_input_tokens),
                 ("reasoning", u.reasoning_tokens),
@@ -463,15 +529,13 @@ class Accountant:
                 ("image_output", u.image_output_tokens),
             ):
                 if n:
-                    tally.observe(child(tu, (*common, token_type, shadow)), n)
+                    tally.observe(s.token(token_type), n)
         if rec.stream and rec.ttft_s is not None:
-            tally.observe(child(m.ttft, (*common, shadow)), rec.ttft_s)
+            tally.observe(s.timing("ttft"), rec.ttft_s)
             if u.output_tokens > 1 and rec.latency_s > rec.ttft_s:
-                tpot = (rec.latency_s - rec.ttft_s) / (u.output_tokens - 1)
-                tally.observe(child(m.tpot, (*common, shadow)), tpot)
+                tally.observe(s.timing("tpot"), (rec.latency_s - rec.ttft_s) / (u.output_tokens - 1))
         if cost:
-            hosting = "self_hosted" if rec.self_hosted else "frontier"
-            tally.inc(child(m.cost, (*common, shadow, hosting)), float(cost))
+            tally.inc(s.cost(), float(cost))
         for backend, et in rec.failed_attempts:
             m.upstream_error(backend, et)
             m.fallback(rec.route, backend, et)

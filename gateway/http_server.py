@@ -112,6 +112,7 @@ class _Cycle:
         "expect_continue",
         "head_only",
         "head",
+        "flush_due",
         "waiters",
     )
 
@@ -131,7 +132,9 @@ class _Cycle:
         self.expect_continue = False
         self.head_only = scope["method"] == "HEAD"
         self.head = b""
-        """The answer's head, held until its body comes (written with it) when the body has a known length."""
+        """What is written but not sent yet: an answer's head until its body comes when the body has a known
+        length; a stream's head and chunks until the end of the event-loop turn (``flush``)."""
+        self.flush_due = False
         self.waiters: list[asyncio.Future[None]] = []
 
     def wake(self) -> None:
@@ -232,8 +235,13 @@ class _Cycle:
             out = self.head
             if body:
                 out += b"%x\r\n%s\r\n" % (len(body), body)
-            if not more:
-                out += b"0\r\n\r\n"
+            if more:  # held until the end of this turn: events relayed together go in one write
+                self.head = out
+                if out and not self.flush_due:
+                    self.flush_due = True
+                    conn.loop.call_soon(self.flush)
+                return
+            out += b"0\r\n\r\n"
         else:
             assert self.length is not None
             if len(body) > self.length:
@@ -282,13 +290,18 @@ class _Cycle:
         elif self.length is None:
             self.length = 0
         parts.append(b"\r\n")
-        head = b"".join(parts)
-        if (
-            self.chunked and conn.transport is not None
-        ):  # a stream: its head goes now, not with the first event
-            conn.transport.write(head)
-        else:
-            self.head = head
+        self.head = b"".join(parts)
+        if self.chunked:  # a stream: its head goes at the end of this turn, with the events relayed by then
+            self.flush_due = True
+            conn.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what a stream held during the turn (one write for its head and the events that came with it)."""
+        self.flush_due = False
+        out, self.head = self.head, b""
+        transport = self.conn.transport
+        if out and not self.disconnected and transport is not None and not transport.is_closing():
+            transport.write(out)
 
 
 class GatewayHttpProtocol(asyncio.Protocol):

@@ -110,6 +110,16 @@ def test_rotated_key_replaces_the_old_secret(gw: Any) -> None:
         chat(sdk(gw, old))
 
 
+def test_a_secret_in_use_stops_working_once_rotated(gw: Any) -> None:
+    api = admin(gw)
+    old = api.post("/admin/keys", json={"name": "busy"}).json()["key"]
+    client = sdk(gw, old)
+    chat(client)  # the gateway now knows this Authorization header
+    api.post("/admin/keys/busy/rotate")
+    with pytest.raises(openai.AuthenticationError):
+        chat(client)
+
+
 def test_key_secrets_cannot_be_chosen_by_the_caller(gw: Any) -> None:
     r = admin(gw).post("/admin/keys", json={"name": "mine", "key": "sk-my-own-secret"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "key"
