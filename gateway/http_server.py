@@ -93,6 +93,28 @@ _HEAD, _BODY, _IDLE = 1, 2, 3
 """What a connection's deadline is for: its request head arriving, its request body arriving, the next request."""
 
 
+class _DefaultHeaders:
+    """The server's default answer headers (those configured; ``pointsman serve`` sends no ``date``) as head
+    lines: uvicorn's server replaces its list once a second, and the lines are made once per list, not once per
+    answer."""
+
+    __slots__ = ("_list", "_lines")
+
+    def __init__(self) -> None:
+        self._list: Any = None
+        self._lines = b""
+
+    def lines(self, server_state: Any) -> bytes:
+        current = server_state.default_headers
+        if current is not self._list:
+            self._lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in current])
+            self._list = current
+        return self._lines
+
+
+_DEFAULT_HEADS = _DefaultHeaders()
+
+
 class _Cycle:
     """One request and its answer."""
 
@@ -260,15 +282,13 @@ class _Cycle:
 
     def _start(self, status: int, headers: Any) -> None:
         conn = self.conn
-        parts = [_STATUS_LINES.get(status) or _status_line(status)]
-        for name, value in conn.default_headers:
-            parts.append(b"%s: %s\r\n" % (name, value))
+        parts = [_STATUS_LINES.get(status) or _status_line(status), _DEFAULT_HEADS.lines(conn.server_state)]
         close_sent = False
+        values = []
         for name, value in headers:
             if name not in _NAMES:
                 name = _checked_name(name)
-            if _BAD_VALUE.search(value) is not None:
-                raise RuntimeError("Invalid HTTP header value.")
+            values.append(value)
             special = _FRAMING.get(name)
             if special is not None:
                 if special == 1:  # content-length
@@ -282,6 +302,8 @@ class _Cycle:
                     self.keep_alive = False
                     close_sent = True
             parts += (name, b": ", value, b"\r\n")
+        if _BAD_VALUE.search(b"".join(values)) is not None:  # one search for all values
+            raise RuntimeError("Invalid HTTP header value.")
         if not self.keep_alive and not close_sent:
             parts.append(b"connection: close\r\n")
         if self.length is None and not self.chunked and not self.head_only and status not in (204, 304):
@@ -327,7 +349,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.server_state = server_state
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
-        self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
         self.app_state = app_state
         self.parser = httptools.HttpRequestParser(self)
         try:  # answer the first of pipelined requests after a "Connection: close" one (httptools >= 0.6.3)

@@ -178,8 +178,17 @@ class OpenAIHTTPBackend:
     async def _read(self, resp: Response, url: str, limit: int, cut: bool = False) -> bytes:
         """The body, decoded, up to ``limit`` bytes. Past it the connection is closed and the answer is refused
         (``UpstreamTooLarge``) — or, with ``cut``, its first ``limit`` bytes are kept (error bodies)."""
+        encoding = resp.header(b"content-encoding")
+        if encoding is None and not cut:
+            whole = resp.arrived_whole()  # already here, not compressed: no decoder and no reads
+            if whole is not None:
+                if len(whole) > limit:
+                    resp.close()
+                    raise self._too_large(url)
+                resp.release()
+                return whole
         try:
-            decoder = Decoder(resp.header(b"content-encoding"))
+            decoder = Decoder(encoding)
         except UnsupportedEncoding as exc:
             resp.close()
             if cut:

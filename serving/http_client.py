@@ -370,6 +370,14 @@ class Response:
         conn = self._conn
         return conn.complete and not conn.chunks
 
+    def arrived_whole(self) -> bytes | None:
+        """The whole body when all of it has arrived and none was read yet (the answer of a small request, as
+        a rule), else None: then ``read`` it."""
+        conn = self._conn
+        if not conn.complete or conn.failure is not None:
+            return None
+        return conn.take()
+
     async def read(self) -> bytes:
         """The body bytes that have arrived since the last read (waiting for some if none have); b"" at its end.
         Raises ``UpstreamDisconnected`` or ``UpstreamTimeout``."""
@@ -419,6 +427,8 @@ class HttpClient:
         self._ssl: ssl.SSLContext | None = None
         self._targets: dict[str, Target] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop of the last call (read once: ``asyncio.get_running_loop`` makes a system call)."""
 
     def target(self, url: str) -> Target:
         t = self._targets.get(url)
@@ -441,7 +451,9 @@ class HttpClient:
         for its answer's status and headers. ``where`` names the endpoint in errors (default: ``url``)."""
         target = self.target(url)
         where = where or url
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():  # asyncio.get_running_loop() costs a getpid() call per use
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
         conn = await self._acquire(target, deadline, timeouts, where)
         try:
@@ -487,7 +499,7 @@ class HttpClient:
         host = self._hosts.get(target.key)
         if host is None:
             host = self._hosts[target.key] = _Host()
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         while True:
             now = loop.time()
             while host.idle:

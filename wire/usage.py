@@ -65,6 +65,8 @@ def service_tier(v: Any) -> str:
 
 
 def _int(v: Any) -> int:
+    if type(v) is int:  # (not bool, a subclass)
+        return v if v >= 0 else 0
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 

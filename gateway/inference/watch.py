@@ -29,7 +29,9 @@ class Watches:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, watch: ClientWatch) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():  # asyncio.get_running_loop() costs a getpid() call per use
+            loop = self._loop = asyncio.get_running_loop()
         due = loop.time() + self.delay
         self._due[watch] = due
         if self._timer is None:
@@ -64,11 +66,11 @@ class ClientWatch:
 
     def __init__(self, receive: Receive, watches: Watches) -> None:
         self._receive = receive
-        self._task = asyncio.current_task()
         self._watches: Watches | None = watches
         self._watcher: asyncio.Task[None] | None = None
         self.gone = False
         watches.add(self)
+        self._task = asyncio.current_task(watches._loop)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watches = None
