@@ -493,12 +493,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.refused:
             return
         url = self.url
-        size = len(url)
-        for k, v in self.headers:
-            size += len(k) + len(v) + 4
-        if size > self.max_head_bytes:  # a whole oversized head arrived in one read
-            self._refuse_head()
-            return
+        if self.head_bytes > self.max_head_bytes:  # past the bound in one read: was it the head, or its body?
+            size = len(url)
+            for k, v in self.headers:
+                size += len(k) + len(v) + 4
+            if size > self.max_head_bytes:  # a whole oversized head arrived in one read
+                self._refuse_head()
+                return
         self.in_head = False
         self.head_bytes = 0
         parser = self.parser

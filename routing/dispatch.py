@@ -19,6 +19,7 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from routing.config import BackoffConfig
@@ -74,11 +75,11 @@ class Dispatcher:
         self.backoff = backoff or BackoffConfig()
         self._jitter = random.Random()
 
-    async def call(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamResponse, Outcome]:
-        return await self._run(decision, spec)  # type: ignore[return-value]
+    def call(self, decision: Decision, spec: CallSpec) -> Awaitable[tuple[UpstreamResponse, Outcome]]:
+        return self._run(decision, spec)  # type: ignore[return-value]  # (the coroutine itself: no extra frame)
 
-    async def open_stream(self, decision: Decision, spec: CallSpec) -> tuple[UpstreamStream, Outcome]:
-        return await self._run(decision, spec)  # type: ignore[return-value]
+    def open_stream(self, decision: Decision, spec: CallSpec) -> Awaitable[tuple[UpstreamStream, Outcome]]:
+        return self._run(decision, spec)  # type: ignore[return-value]
 
     def observe_ttft(self, outcome: Outcome, seconds: float | None) -> None:
         """Streams: feed the time to first token into the target's latency EWMA."""

@@ -223,9 +223,9 @@ class SSEReader:
                 self._note_end(complete, RESPONSE_END_EVENTS, _RESPONSE_END)
         elif self.messages and not self.saw_end and any(m in complete for m in _MESSAGES_END):
             self._note_end(complete, MESSAGES_END_EVENTS, _MESSAGES_END)
-        if _USAGE in complete:
+        if complete.find(_USAGE) >= 0:
             complete = self._scan(complete)
-        elif not self.saw_done and DONE in complete:
+        elif not self.saw_done and complete.find(DONE) >= 0:
             self.saw_done = True
         return complete
 
@@ -308,26 +308,66 @@ class SSEReader:
         return reported_messages_usage(parse_usage(merged))
 
     def _scan(self, block: bytes) -> bytes:
+        """Read the usage of ``block``'s events that carry one, drop the usage-only chunks the client did not ask
+        for, and note ``[DONE]``. Only the events where ``"usage"`` occurs are cut out and read; the others (all
+        but the last of a chat stream) pass untouched."""
+        if block.find(b"\n\n\n") >= 0:  # blank events, dropped as events are rejoined: the slow way
+            return self._scan_events(block)
+        kept: list[bytes] = []
+        kept_from = 0  # block[kept_from:] is kept so far
+        done_from = 0  # where to look for [DONE] next, in events that carry no usage
+        at = block.find(_USAGE)
+        while at >= 0:
+            before = block.rfind(b"\n\n", 0, at)
+            start = before + 2 if before >= 0 else 0
+            end = block.find(b"\n\n", at)
+            if end < 0:
+                end = len(block)
+            if not self.saw_done and block.find(DONE, done_from, start) >= 0:
+                self.saw_done = True
+            ev = block[start:end]
+            if ev.find(_NULL_USAGE[0]) >= 0 or ev.find(_NULL_USAGE[1]) >= 0:
+                if ev.find(DONE) >= 0:
+                    self.saw_done = True
+            elif self._read_usage(ev):
+                kept.append(block[kept_from:start])
+                kept_from = end + 2
+            done_from = end
+            at = block.find(_USAGE, end)
+        if not self.saw_done and block.find(DONE, done_from) >= 0:
+            self.saw_done = True
+        if not kept:
+            return block
+        kept.append(block[kept_from:])
+        return b"".join(kept)
+
+    def _read_usage(self, ev: bytes) -> bool:
+        """Take the usage of one event that carries one; True when the event is to be dropped (a usage-only
+        chunk the client did not ask for)."""
+        payload = event_payload(ev)
+        doc: Any = None
+        if payload:
+            try:
+                doc = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                doc = None
+        u = self._messages_event_usage(doc) if self.messages else usage_from_response(doc)
+        if u is None:
+            return False
+        self.usage = u
+        return self.drop_usage and isinstance(doc, dict) and doc.get("choices") == []
+
+    def _scan_events(self, block: bytes) -> bytes:
         out: list[bytes] = []
         dropped = False
         for ev in block.split(b"\n\n"):
             if not ev:
                 continue
-            if _USAGE in ev and not any(n in ev for n in _NULL_USAGE):
-                payload = event_payload(ev)
-                doc: Any = None
-                if payload:
-                    try:
-                        doc = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        doc = None
-                u = self._messages_event_usage(doc) if self.messages else usage_from_response(doc)
-                if u is not None:
-                    self.usage = u
-                    if self.drop_usage and isinstance(doc, dict) and doc.get("choices") == []:
-                        dropped = True
-                        continue
-            elif ev.find(b"[DONE]") >= 0:
+            if ev.find(_USAGE) >= 0 and ev.find(_NULL_USAGE[0]) < 0 and ev.find(_NULL_USAGE[1]) < 0:
+                if self._read_usage(ev):
+                    dropped = True
+                    continue
+            elif ev.find(DONE) >= 0:
                 self.saw_done = True
             out.append(ev)
         if not dropped:

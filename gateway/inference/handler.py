@@ -184,7 +184,8 @@ class InferenceHandler:
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
                 return
             self.accountant.check_unpriced(key.name, key.team, decision.attempts)
-            await self.accountant.admit(rec, doc, len(body.text), decision.attempts)
+            if self.accountant.limits.active:
+                await self.accountant.admit(rec, doc, len(body.text), decision.attempts)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
             if stream:

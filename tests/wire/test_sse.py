@@ -6,6 +6,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wire.sse import (
     EventTooLarge,
@@ -292,3 +294,68 @@ def test_a_messages_stream_that_counts_no_token_has_no_usage() -> None:
     r.feed(_messages_event("message_start", message={"usage": {"input_tokens": 0, "output_tokens": 0}}))
     r.feed(_messages_event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 0}))
     assert r.usage is None
+
+
+_EVENTS = {
+    "delta": DELTA,
+    "usage_only": USAGE_ONLY,
+    "usage_with_choice": b'data: {"choices": [{"index": 0, "delta": {}}], "usage": {"prompt_tokens": 7, '
+    b'"completion_tokens": 1}}\n\n',
+    "null_usage": b'data: {"choices": [{"index": 0, "delta": {"content": "x"}}], "usage":null}\n\n',
+    "null_usage_spaced": b'data: {"choices": [], "usage": null}\n\n',
+    "done": b"data: [DONE]\n\n",
+    "content_says_usage": b'data: {"choices": [{"index": 0, "delta": {"content": "\\"usage\\""}}]}\n\n',
+    "not_json_usage": b'data: "usage" and nothing else\n\n',
+    "blank": b"\n\n",
+}
+
+
+def _reference(events: list[bytes], drop_usage: bool) -> tuple[bytes, tuple[int, int] | None, bool]:
+    """What a relay of ``events`` forwards, the last usage it notes and whether it saw [DONE], event by event."""
+    out, usage, done = b"", None, False
+    for ev in events:
+        body = ev[:-2]
+        if not body:
+            continue  # a blank event is not forwarded on its own when chunks are rejoined
+        doc = None
+        if b'"usage"' in body and b'"usage":null' not in body and b'"usage": null' not in body:
+            try:
+                doc = orjson.loads(body[5:])
+            except orjson.JSONDecodeError:
+                doc = None
+        u = doc.get("usage") if isinstance(doc, dict) else None
+        if isinstance(u, dict):
+            usage = (u["prompt_tokens"], u["completion_tokens"])
+            if drop_usage and doc is not None and doc.get("choices") == []:
+                continue
+        elif doc is None and b"[DONE]" in body:
+            done = True
+        out += ev
+    return out, usage, done
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(sorted(_EVENTS)), max_size=12),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=6),
+    drop_usage=st.booleans(),
+)
+def test_the_relay_forwards_notes_usage_and_done_as_an_event_by_event_reading_would(
+    names: list[str], cuts: list[int], drop_usage: bool
+) -> None:
+    events = [_EVENTS[n] for n in names]
+    stream = b"".join(events)
+    r = SSEReader(drop_usage=drop_usage)
+    out, at = b"", 0
+    for cut in sorted(set(cuts)):
+        out += r.feed(stream[at:cut])
+        at = max(at, cut)
+    out += r.feed(stream[at:]) + r.flush()
+    want_out, want_usage, want_done = _reference(events, drop_usage)
+    got_usage = (r.usage.input_tokens, r.usage.output_tokens) if r.usage is not None else None
+    # (blank lines between events are forwarded or not depending on how the chunks fell: events are compared)
+    assert (list(split_events([out])), got_usage, r.saw_done) == (
+        list(split_events([want_out])),
+        want_usage,
+        want_done,
+    )
