@@ -128,8 +128,9 @@ class Accountant:
         self.data_dir = data_dir
         self.catalog = catalog or Catalog()
         self.metrics = Metrics(labels_for(cfg, self.catalog))
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._by_labels: dict[tuple[Any, ...], _Series] = {}
+        self._in_flight: dict[str, Any] = {}
+        """``pointsman_in_flight`` children by raw backend name (``track_in_flight``)."""
         self.registry = self.metrics.registry
         self.table = PriceTable.load(cfg.price_table)
         self.pricing = Pricing(cfg, self.catalog, self.table)
@@ -260,7 +261,8 @@ class Accountant:
         self.cfg = cfg
         self.catalog = catalog
         self.metrics.labels = labels_for(cfg, catalog)
-        self._by_labels = {}  # the allowlists changed: children are looked up again
+        self._by_labels = {}  # the allowlists changed: children are looked up again (not _in_flight's: a
+        # request under way when the config changed still takes itself off the gauge it was added to)
         try:  # a new path, or a newer copy at the same path (re-read only when its mtime changed)
             self.table = PriceTable.load(cfg.price_table)
         except ValueError as exc:
@@ -402,8 +404,13 @@ class Accountant:
             logs.offer(rec)
 
     def track_in_flight(self, backend: str, delta: int) -> None:
-        m = self.metrics
-        m.tally.inc(self._child(m.in_flight, (m.labels.backend(backend),)), delta)
+        child = self._in_flight.get(backend)
+        if child is None:
+            m = self.metrics
+            child = m.in_flight.labels(m.labels.backend(backend))
+            if len(self._in_flight) < _MAX_SERIES:
+                self._in_flight[backend] = child
+        self.metrics.tally.inc(child, delta)
 
     def metrics_payload(self) -> tuple[bytes, str]:
         return self.metrics.payload()
@@ -472,17 +479,6 @@ class Accountant:
     def price_zero(rec: RequestRecord) -> Decimal:
         rec.cost_usd = _ZERO
         return _ZERO
-
-    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
-        """``metric.labels(*labels)``, cached: label sets are bounded, and prometheus_client's ``labels`` costs
-        a few microseconds per call on the request path's bookkeeping."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(*labels)
-            if len(self._children) < 100_000:
-                self._children[key] = child
-        return child
 
     def _series(self, rec: RequestRecord) -> _Series:
         """The children one request observes, looked up once per combination of its raw label values (their

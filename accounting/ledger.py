@@ -214,10 +214,21 @@ def from_nusd(n: int) -> Decimal:
     return Decimal(n).scaleb(-9)
 
 
+_LAST_USD: list[tuple[Decimal | None, str]] = [(None, "")]
+"""The last amount ``usd`` wrote and its text, swapped as one tuple (any thread may call it): a request's cost
+is written three times, in its headers, its ledger row and its log line."""
+
+
 def usd(d: Decimal) -> str:
     """A plain decimal string without exponent or trailing zeros (``0.004``)."""
+    last = _LAST_USD[0]
+    if last[0] is d:
+        return last[1]
     s = format(d.normalize(), "f")
-    return s if s != "-0" else "0"
+    if s == "-0":
+        s = "0"
+    _LAST_USD[0] = (d, s)
+    return s
 
 
 def day_bucket(ts: float) -> str:

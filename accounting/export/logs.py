@@ -141,6 +141,14 @@ class _LinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return True
 
 
+_second: list[Any] = [None, ""]
+"""The last second ``_iso`` wrote, and its text (lines come in batches, mostly from the same second)."""
+
+
 def _iso(ts: float) -> str:
-    ms = int((ts - int(ts)) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{ms:03d}Z"
+    whole = int(ts)
+    ms = int((ts - whole) * 1000)
+    if _second[0] != whole:
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+        _second[0] = whole
+    return f"{_second[1]}.{ms:03d}Z"

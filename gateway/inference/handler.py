@@ -289,7 +289,7 @@ class InferenceHandler:
         rec = x.rec
         t_up = time.perf_counter()
         res, _ = await self._dispatch(x)
-        resp = cast(UpstreamResponse, res)
+        resp: UpstreamResponse = res  # type: ignore[assignment]  # (unary: an answer, not a stream)
         t_done = time.perf_counter()
         parsed = resp.document(rec.backend)
         if x.ticket is not None:
