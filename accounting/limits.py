@@ -395,7 +395,9 @@ class Limits:
             gauge = self._remaining_gauges[x] = self.metrics.budget_remaining.labels(
                 x.scope, x.name, x.period
             )
-        gauge.set(float(from_nusd(remaining)))
+        self.metrics.tally.set(
+            gauge, remaining / 1e9
+        )  # (nano-USD below 2**53: the same float as from_nusd's)
         if spent_nusd >= x.soft * x.limit_nusd:
             mark = (x.scope, x.name, bucket)
             if mark not in self._soft_warned:

@@ -131,12 +131,20 @@ class Tally:
     layout (``_upper_bounds``, ``_buckets``, ``_sum``: non-cumulative counts, an observation in the first bucket
     whose bound is >= it), as ``Histogram.observe`` writes them."""
 
-    __slots__ = ("through", "_counts", "_hists")
+    __slots__ = ("through", "_counts", "_hists", "_sets")
 
     def __init__(self, through: bool = False) -> None:
         self.through = through
         self._counts: dict[Any, float] = {}
         self._hists: dict[Any, list[Any]] = {}
+        self._sets: dict[Any, float] = {}
+
+    def set(self, child: Any, value: float) -> None:
+        """A gauge's new value (the last one set before a scrape is the one shown)."""
+        if self.through:
+            child.set(value)
+            return
+        self._sets[child] = value
 
     def inc(self, child: Any, n: float = 1.0) -> None:
         if self.through:
@@ -157,6 +165,9 @@ class Tally:
         h[1][bisect_left(h[2], value)] += 1
 
     def flush(self) -> None:
+        sets, self._sets = self._sets, {}
+        for child, v in sets.items():
+            child.set(v)
         counts, self._counts = self._counts, {}
         for child, n in counts.items():
             if n:

@@ -49,3 +49,15 @@ def test_a_tally_that_writes_through_needs_no_flush() -> None:
         h1.labels("x").observe(v)
         tally.observe(h2.labels("x"), v)
     assert without_created(generate_latest(through)) == without_created(generate_latest(direct))
+
+
+def test_a_gauge_set_through_the_tally_shows_its_last_value_after_a_flush() -> None:
+    direct, _, g1, _ = metrics()
+    tallied, _, g2, _ = metrics()
+    tally = Tally()
+    for i, v in enumerate(VALUES):
+        label = "x" if i % 2 else "y"
+        g1.labels(label).set(v)
+        tally.set(g2.labels(label), v)
+    tally.flush()
+    assert without_created(generate_latest(tallied)) == without_created(generate_latest(direct))
