@@ -15,6 +15,7 @@ from gateway import probes
 from gateway.assembly import assemble
 from gateway.config import GatewayConfig
 from gateway.cors import CORSMiddleware
+from gateway.heap import settle
 from gateway.http_server import install_drain
 from gateway.inference.asgi import Receive, Scope, Send, send_json
 from gateway.startup_report import report
@@ -36,6 +37,9 @@ class GatewayApp:
         self.inference = self.state.inference
         self.cors = bool(config.server.cors_origins)
         self._slow_path: Any = None
+        self.settle_heap = False
+        """Freeze the heap once start-up is complete (``gateway.heap``): set by ``pointsman serve``, not by the
+        applications tests run in their own process."""
 
     @property
     def slow_path(self) -> Any:
@@ -106,6 +110,8 @@ class GatewayApp:
                 rt = self.state.runtime
                 for level, line in report(self.state.config, rt.config, rt.version):
                     log.log(level, "%s", line)
+                if self.settle_heap:
+                    settle()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 try:

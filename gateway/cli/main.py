@@ -41,7 +41,9 @@ def app_factory() -> Any:
     bind_to_supervisor()  # exits when the supervisor is killed outright
     cfg = load(os.environ.get(_CONFIG_ENV) or None)
     configure(cfg.server)
-    return create_app(cfg)
+    app = create_app(cfg)
+    app.settle_heap = True
+    return app
 
 
 def uvicorn_settings(server: ServerConfig, host: str, port: int) -> dict[str, Any]:
@@ -97,7 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         from gateway.app import create_app
 
-        uvicorn.run(create_app(cfg), **common)
+        app = create_app(cfg)
+        app.settle_heap = True
+        uvicorn.run(app, **common)
     return 0
 
 
