@@ -20,5 +20,7 @@ print(gc.get_freeze_count() >= 1000, gc.get_threshold() == (YOUNG_THRESHOLD, *be
 
 
 def test_settling_freezes_the_heap_raises_the_young_threshold_and_still_collects_new_cycles() -> None:
-    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.split() == ["True", "True", "True"]
