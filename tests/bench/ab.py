@@ -1,0 +1,106 @@
+"""Two source trees of pointsman, measured in one run: CPU per request and per stream, and closed-loop throughput.
+
+    python -m tests.bench.ab OLD_TREE NEW_TREE [--rounds 3] [--seconds 4]
+
+Each tree is a checkout of this repository (``git worktree add --detach /tmp/old <rev>`` makes one); its code runs
+with ``PYTHONPATH`` set to it, under this interpreter. The bench's set-up: nginx serving the fixed answers and wrk
+on one core, ``pointsman serve`` (one worker, the bench's config) on the other. Rounds alternate which tree goes
+first; figures are medians, and the last line gives new / old. It is how a change to the request path is judged
+before the full bench (``python -m tests.bench.run``) measures it against the plain pass-through and the peers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from tests.bench import procs, targets, upstream, wrk
+from tests.bench.measure import GATEWAY_CPU, LOAD_CPU
+
+_KINDS = {"request": False, "stream": True}
+
+
+async def _serve(tree: Path, up: upstream.Upstream, home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = procs.free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    doc = targets.pointsman_config(up, port, 0)
+    doc["server"]["data_dir"] = str(home / "data")
+    (home / "pointsman.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(home / "pointsman.yaml")]
+    argv += ["--port", str(port), "--workers", "1"]
+    proc = procs.spawn(procs.pinned(GATEWAY_CPU, argv), home / "pointsman.log", env={"PYTHONPATH": str(tree)})
+    for _ in range(400):
+        if proc.poll() is not None:
+            raise RuntimeError(f"pointsman from {tree} exited; see {home / 'pointsman.log'}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return proc, port
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"pointsman from {tree} did not start within 20 s")
+
+
+async def _measure(
+    trees: list[Path], rounds: int, seconds: float, work: Path
+) -> dict[Path, dict[str, list[float]]]:
+    up = await upstream.start(work / "nginx", LOAD_CPU)
+    scripts = {kind: wrk.write_script(work / f"{kind}.lua", stream=s) for kind, s in _KINDS.items()}
+    out: dict[Path, dict[str, list[float]]] = {t: {} for t in trees}
+    try:
+        for r in range(rounds):
+            for tree in trees if r % 2 == 0 else trees[::-1]:
+                proc, port = await _serve(tree, up, work / f"tree{trees.index(tree)}")
+                try:
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    for kind in _KINDS:
+                        await wrk.run(url, scripts[kind], duration_s=1, connections=64, cpu=LOAD_CPU)
+                        cpu0 = procs.cpu_seconds(proc.pid)
+                        res = await wrk.run(
+                            url, scripts[kind], duration_s=seconds, connections=64, cpu=LOAD_CPU
+                        )
+                        cpu = procs.cpu_seconds(proc.pid) - cpu0
+                        if res.status_errors or res.socket_errors or not res.ok:
+                            raise RuntimeError(f"{tree}: {kind}s failed ({res})")
+                        out[tree].setdefault(f"{kind}_cpu_us", []).append(cpu / res.ok * 1e6)
+                        out[tree].setdefault(f"{kind}s_per_s", []).append(res.ok_per_s)
+                finally:
+                    await procs.stop(proc)
+    finally:
+        await procs.stop(up.proc)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("old", type=Path, help="the baseline tree")
+    p.add_argument("new", type=Path, help="the tree with the change")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each measuring both trees (default 3)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds of load per tree, kind and round")
+    a = p.parse_args()
+    trees = [a.old.resolve(), a.new.resolve()]
+    with tempfile.TemporaryDirectory(prefix="pointsman-ab-") as work:
+        res = asyncio.run(_measure(trees, a.rounds, a.seconds, Path(work)))
+    med = {t: {k: statistics.median(v) for k, v in res[t].items()} for t in trees}
+    for t in trees:
+        m = med[t]
+        print(
+            f"{t}: {m['request_cpu_us']:.1f} µs CPU per request ({m['requests_per_s']:,.0f}/s), "
+            f"{m['stream_cpu_us']:.1f} µs per stream ({m['streams_per_s']:,.0f}/s)"
+        )
+    old, new = med[trees[0]], med[trees[1]]
+    print(
+        f"new / old: CPU per request {new['request_cpu_us'] / old['request_cpu_us']:.3f}x, "
+        f"per stream {new['stream_cpu_us'] / old['stream_cpu_us']:.3f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
