@@ -46,6 +46,10 @@ def test_shadow_testing_is_the_shadow_capture_phase_not_routing() -> None:
     assert phase_of_frame("routing.shadow.hub", "ShadowHub.offer") == "shadow_capture"
 
 
+def test_the_gateways_own_request_cycle_is_the_server_phase() -> None:
+    assert phase_of_frame("gateway.http_cycle", "Cycle.send") == "server"
+
+
 def test_uvicorns_send_is_the_send_phase_not_the_server() -> None:
     assert phase_of_frame("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle.send") == "send"
 
