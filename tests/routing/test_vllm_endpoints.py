@@ -46,7 +46,7 @@ def wait_for(check: Any, within: float = 3.0) -> None:
 
 def test_concurrent_requests_spread_over_the_endpoints(endpoints: Any, gw: Any) -> None:
     a, b = endpoints
-    a.delay = b.delay = 0.3
+    a.delay = b.delay = 1.5  # all ten in flight at once, even when threads start slowly on a loaded machine
     client = sdk(gw)
     threads = [threading.Thread(target=lambda: chat(client, "tiny")) for _ in range(10)]
     for t in threads:
