@@ -66,7 +66,7 @@ class ClientKey:
 
 
 _MAX_REMEMBERED = 4096
-"""Authorization headers a ``KeyRing`` remembers before it starts over."""
+"""Secrets a ``KeyRing`` remembers before it starts over."""
 
 
 class KeyRing:
@@ -74,32 +74,25 @@ class KeyRing:
 
     def __init__(self, keys: Iterable[ClientKey]) -> None:
         self.by_hash = {k.key_sha256: k for k in keys}
-        self._by_header: dict[bytes, ClientKey] = {}
+        self._by_secret: dict[str, ClientKey] = {}
 
     def __len__(self) -> int:
         return len(self.by_hash)
 
     def lookup(self, secret: str) -> ClientKey | None:
+        """The key whose secret this is. A secret that named a key is remembered (a client presents the same one
+        with every request, and hashing it costs more than the rest of authentication); wrong secrets are not,
+        so a flood of them cannot grow or evict anything. At most ``_MAX_REMEMBERED``."""
+        key = self._by_secret.get(secret)
+        if key is not None:
+            return key
         digest = hash_key(secret)
         key = self.by_hash.get(digest)
         if key is None or not hmac.compare_digest(key.key_sha256, digest):
             return None
-        return key
-
-    def lookup_authorization(self, header: bytes) -> ClientKey | None:
-        """``lookup`` of the key in an ``Authorization`` header, remembered by the header's bytes once it was
-        found: a client sends the same header with every request, and hashing it each time costs more than the
-        rest of authentication. Only headers that named a key are remembered (a flood of wrong keys cannot
-        grow or evict anything but its own misses), at most ``_MAX_REMEMBERED`` of them."""
-        key = self._by_header.get(header)
-        if key is not None:
-            return key
-        secret = presented_key(header.decode("latin-1"), None)
-        key = self.lookup(secret) if secret else None
-        if key is not None:
-            if len(self._by_header) >= _MAX_REMEMBERED:
-                self._by_header.clear()
-            self._by_header[header] = key
+        if len(self._by_secret) >= _MAX_REMEMBERED:
+            self._by_secret.clear()
+        self._by_secret[secret] = key
         return key
 
 

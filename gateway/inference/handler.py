@@ -372,11 +372,6 @@ class InferenceHandler:
 
 
 def _authenticate(rt: Runtime, h: dict[bytes, bytes], anthropic: bool) -> ClientKey:
-    authorization = h.get(b"authorization")
-    if authorization:
-        key = rt.keys.lookup_authorization(authorization)
-        if key is not None:
-            return key
     secret = presented_key(
         _latin(h.get(b"authorization")), _latin(h.get(b"api-key")), _latin(h.get(b"x-api-key"))
     )
