@@ -30,6 +30,7 @@ from accounting.record import RequestRecord
 from accounting.reservation import Ask, reserve_nusd
 from accounting.resp import RespClient
 from accounting.selfhosted import MeasuredPrices
+from accounting.series import MAX_SERIES, Series
 from accounting.shared_ledger import SharedLedgerLink
 from accounting.shared_limits import RedisHealth
 from accounting.tokens import Estimator
@@ -63,59 +64,6 @@ def labels_for(cfg: AccountingConfig, catalog: Catalog) -> Labels:
     )
 
 
-_MAX_SERIES = 4096
-"""Raw label combinations whose children ``Accountant._series`` keeps before it starts over."""
-
-
-class _Series:
-    """The labelled children of the metrics a request observes, for one combination of its label values. The
-    ones not every request observes are made when first needed (a child is a series on ``/metrics``)."""
-
-    __slots__ = ("_m", "_common", "_shadow", "_hosting", "_lazy", "requests", "duration", "overhead")
-
-    def __init__(self, m: Metrics, rec: RequestRecord) -> None:
-        lb = m.labels
-        common = (
-            lb.model(rec.requested_model),
-            lb.model(rec.upstream_model),
-            lb.backend(rec.backend),
-            lb.route(rec.route),
-            lb.task(rec.task),
-            lb.team(rec.team),
-        )
-        self._m = m
-        self._common = common
-        self._shadow = shadow = "true" if rec.shadow else "false"
-        self._hosting = "self_hosted" if rec.self_hosted else "frontier"
-        self._lazy: dict[str, Any] = {}
-        """Children made on first use: token types by name, and ``ttft``, ``tpot``, ``cost``."""
-        self.requests = m.requests.labels(*common, rec.outcome, shadow)
-        self.duration = m.operation_duration.labels(*common, rec.outcome, shadow)
-        self.overhead = m.overhead.labels(common[3], common[2]) if rec.backend else None
-
-    def token(self, token_type: str) -> Any:
-        child = self._lazy.get(token_type)
-        if child is None:
-            child = self._lazy[token_type] = self._m.token_usage.labels(
-                *self._common, token_type, self._shadow
-            )
-        return child
-
-    def timing(self, name: str) -> Any:
-        """``ttft`` or ``tpot``."""
-        child = self._lazy.get(name)
-        if child is None:
-            metric = self._m.ttft if name == "ttft" else self._m.tpot
-            child = self._lazy[name] = metric.labels(*self._common, self._shadow)
-        return child
-
-    def cost(self) -> Any:
-        child = self._lazy.get("cost")
-        if child is None:
-            child = self._lazy["cost"] = self._m.cost.labels(*self._common, self._shadow, self._hosting)
-        return child
-
-
 class Accountant:
     def __init__(
         self,
@@ -128,7 +76,7 @@ class Accountant:
         self.data_dir = data_dir
         self.catalog = catalog or Catalog()
         self.metrics = Metrics(labels_for(cfg, self.catalog))
-        self._by_labels: dict[tuple[Any, ...], _Series] = {}
+        self._by_labels: dict[tuple[Any, ...], Series] = {}
         self._in_flight: dict[str, Any] = {}
         """``pointsman_in_flight`` children by raw backend name (``track_in_flight``)."""
         self.registry = self.metrics.registry
@@ -408,7 +356,7 @@ class Accountant:
         if child is None:
             m = self.metrics
             child = m.in_flight.labels(m.labels.backend(backend))
-            if len(self._in_flight) < _MAX_SERIES:
+            if len(self._in_flight) < MAX_SERIES:
                 self._in_flight[backend] = child
         self.metrics.tally.inc(child, delta)
 
@@ -480,7 +428,7 @@ class Accountant:
         rec.cost_usd = _ZERO
         return _ZERO
 
-    def _series(self, rec: RequestRecord) -> _Series:
+    def _series(self, rec: RequestRecord) -> Series:
         """The children one request observes, looked up once per combination of its raw label values (their
         allowlisted forms and ``labels(...)`` calls cost ~4 us per request otherwise). Raw values are not bounded
         (tags come from clients), so the cache is emptied when it fills; ``reconfigure`` empties it too."""
@@ -497,9 +445,9 @@ class Accountant:
         )
         s = self._by_labels.get(key)
         if s is None:
-            if len(self._by_labels) >= _MAX_SERIES:
+            if len(self._by_labels) >= MAX_SERIES:
                 self._by_labels.clear()
-            s = self._by_labels[key] = _Series(self.metrics, rec)
+            s = self._by_labels[key] = Series(self.metrics, rec)
         return s
 
     def _observe(self, rec: RequestRecord, cost: Decimal) -> None:

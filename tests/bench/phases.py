@@ -127,7 +127,7 @@ RULES: tuple[Rule, ...] = (
     *_rules("routing", "routing.health", "routing.models", "routing.config", "routing.store"),
     *_rules("upstream", "serving", "aiohttp", "yarl", "multidict", "propcache", "frozenlist", "aiosignal"),
     *_rules("upstream", "aiohappyeyeballs", "async_timeout", "httpx", "httpcore", "h2"),
-    *_rules("metrics", "prometheus_client", "accounting.metrics"),
+    *_rules("metrics", "prometheus_client", "accounting.metrics", "accounting.series"),
     *_rules("ledger", "accounting.ledger", "accounting.shared_ledger", "accounting.pg_ledger", "sqlite3"),
     *_rules("logs_traces", "accounting.export", "logging", "wire.traceparent", "opentelemetry"),
     *_rules(
