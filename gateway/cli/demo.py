@@ -184,7 +184,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if traffic is not None:
         c = traffic.counts
         took = time.monotonic() - started
-        print(f"pointsman demo: {c.sent} requests in {took:.0f}s ({c.ok} answered, {c.failed} failed)")
+        skipped = f", {c.skipped} skipped: every sender busy" if c.skipped else ""
+        print(
+            f"pointsman demo: {c.sent} requests in {took:.0f}s ({c.ok} answered, {c.failed} failed{skipped})"
+        )
     return 0
 
 

@@ -1,13 +1,15 @@
 """The demo's traffic: an application using the official OpenAI SDK against the gateway, as a team would.
 
 Requests are tagged with their task (``X-Pointsman-Task``) and mix chat (some streamed), the Responses API and
-embeddings, at a steady rate from a few worker threads. The SDK is the ``demo`` extra (``pip install
-'pointsman[demo]'``).
+embeddings, at a steady rate from worker threads. A request is sent only when a worker is free to send it at
+once: when the gateway answers slower than the rate needs, ticks are skipped (and counted) instead of queued, so
+nothing is left to send after the demo stops. The SDK is the ``demo`` extra (``pip install 'pointsman[demo]'``).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,8 @@ class TrafficCounts:
     sent: int = 0
     ok: int = 0
     failed: int = 0
+    skipped: int = 0
+    """Ticks with every worker still busy: not sent."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, ok: bool) -> None:
@@ -48,14 +52,20 @@ class TrafficCounts:
 
 
 class Traffic:
-    """Sends ``rps`` requests a second through ``client`` until ``stop`` is set."""
+    """Sends ``rps`` requests a second through ``client`` until ``stop`` is set.
 
-    def __init__(self, base_url: str, api_key: str, rps: float, workers: int = 4) -> None:
+    ``workers`` defaults to enough threads for the rate at ``LATENCY_S`` per answer (at least 4).
+    """
+
+    LATENCY_S = 2.0
+    """The slowest answer the default worker count keeps up with (the simulated models take about 1 s)."""
+
+    def __init__(self, base_url: str, api_key: str, rps: float, workers: int | None = None) -> None:
         from openai import OpenAI
 
         self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30.0)
         self.rps = rps
-        self.workers = workers
+        self.workers = workers or max(4, min(64, math.ceil(rps * self.LATENCY_S)))
         self.counts = TrafficCounts()
 
     def one(self, i: int) -> None:
@@ -103,12 +113,25 @@ class Traffic:
             self.client.chat.completions.create(model="gpt-4o-mini", messages=messages, extra_headers=headers)
 
     def run(self, stop: threading.Event) -> None:
+        """Send until ``stop`` is set; returns when the requests in flight have ended."""
         gap = 1.0 / self.rps
         next_at = time.monotonic()
+        free = threading.BoundedSemaphore(self.workers)
+
+        def send(i: int) -> None:
+            try:
+                self.one(i)
+            finally:
+                free.release()
+
         with ThreadPoolExecutor(self.workers, thread_name_prefix="demo-traffic") as pool:
             for i in itertools.count():
                 if stop.wait(max(0.0, next_at - time.monotonic())):
                     break
-                pool.submit(self.one, i)
                 next_at += gap
+                if not free.acquire(blocking=False):
+                    with self.counts.lock:
+                        self.counts.skipped += 1
+                    continue
+                pool.submit(send, i)
         self.client.close()
