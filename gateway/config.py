@@ -75,6 +75,10 @@ class ServerConfig(StrictModel):
     drain_delay_s: float = Field(default=0.0, ge=0, le=600)
     """On SIGTERM, how long to keep serving with ``/readyz`` answering 503 (so load balancers stop sending)
     before the listener closes and in-flight requests get ``graceful_timeout_s``."""
+    shutdown_step_timeout_s: float = Field(default=90.0, gt=0, le=3600)
+    """After the last request, how long each component (shadow, policy, ledger, capture, exporters, backends)
+    may take to close. One that takes longer is logged with the tasks still running and left behind, so that
+    the process exits; the ledger's and capture's own flushes are bounded at 60 s, within the default."""
     max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
     """Request line plus headers larger than this get 431 and the connection is closed."""
     max_header_count: int = Field(default=100, ge=16, le=10_000)

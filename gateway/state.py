@@ -6,6 +6,8 @@ anything or hands itself to a component.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,11 @@ from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
 from serving.registry import BackendRegistry
 
+log = logging.getLogger("pointsman")
+
 Step = Callable[[], Awaitable[None]]
+SHOWN_TASKS = 20
+"""How many of the tasks still running a shutdown step's timeout names."""
 
 
 @dataclass(eq=False)
@@ -74,6 +80,40 @@ class GatewayState:
         self.ready = True
 
     async def close(self) -> None:
+        """Run every shutdown step in order. A step that fails or takes longer than
+        ``server.shutdown_step_timeout_s`` is logged and the next one runs: the ledger still flushes when the
+        shadow's close hangs, and the process exits."""
         self.ready = False
+        limit = self.config.server.shutdown_step_timeout_s
         for step in self.shutdown:
-            await step()
+            name = getattr(step, "__qualname__", repr(step))
+            try:
+                async with asyncio.timeout(limit):
+                    await step()
+            except TimeoutError:
+                log.error(
+                    "shutdown: %s did not finish within %g s (server.shutdown_step_timeout_s); going on. "
+                    "Tasks still running:%s",
+                    name,
+                    limit,
+                    running_tasks(),
+                )
+            except Exception:
+                log.exception("shutdown: %s failed; going on", name)
+
+
+def running_tasks() -> str:
+    """The event loop's other tasks, one line each: name and where each one waits (for a hang's log line)."""
+    me = asyncio.current_task()
+    lines: list[str] = []
+    for task in asyncio.all_tasks():
+        if task is me or len(lines) >= SHOWN_TASKS:
+            continue
+        frames = task.get_stack()
+        if frames:
+            f = frames[-1]
+            where = f"{f.f_code.co_qualname} ({f.f_code.co_filename}:{f.f_lineno})"
+        else:
+            where = "not started"
+        lines.append(f"\n  {task.get_name()}: {where}")
+    return "".join(lines) or " none"
