@@ -33,6 +33,7 @@ from typing import Any
 
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
+from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
 from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.metrics import Metrics
 from accounting.reservation import Reservation
@@ -126,7 +127,12 @@ _RID_PREFIX = uuid.uuid4().hex[:16]
 """Reservation ids: this process's random prefix and a counter (unique across replicas; no ``os.urandom`` per
 request, which releases the GIL on the event loop's thread)."""
 _rid_counter = itertools.count()
+_MISS = object()
+"""``_admit_leased``: the grant and leases held do not cover the request."""
 RESEED_EVERY_S = 1.0
+PUSH_EVERY_S = 0.05
+"""Spend, tokens and releases are pushed to Redis at most this often: under load one script carries many
+requests (their reservations stay held until then, so a budget is never passed meanwhile)."""
 """How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
 noticed within this; between pushes under load, not after each one)."""
 
@@ -137,6 +143,10 @@ class Limits:
         self.budgets: dict[tuple[str, str], list[Budget]] = {}
         self.rate: dict[str, RateLimitConfig] = {}
         self.default_rate: RateLimitConfig | None = None
+        self.book = LeaseBook()
+        """Grants and leases of hot keys' shared limits (``accounting.leases``)."""
+        self.leased = 0
+        """Admissions taken from grants and leases, without a round trip (since start)."""
         self.configure(cfg)
         self.windows: dict[tuple[str, str], Window] = {}
         # Local budget view: ledger totals (snapshot) + this process's spend not yet in the ledger (pending).
@@ -164,6 +174,7 @@ class Limits:
         self._held: dict[str, Reservation] = {}
         """Reservations held in Redis and not yet released there: renewed every ``ttl_s / 3``."""
         self._renewed_at = 0.0
+        self._pushed_at = 0.0
         self._reseeded_at = 0.0
         self._push_script: Script | None = None
         self._renew_script: Script | None = None
@@ -194,6 +205,7 @@ class Limits:
         self.rate = rate
         self.budgets = budgets
         self.reservation_ttl_s = cfg.reservations.ttl_s
+        self.book.retire_all()  # limits that changed are asked for again
 
     @property
     def active(self) -> bool:
@@ -236,6 +248,7 @@ class Limits:
 
     async def close(self) -> None:
         self._closing = True
+        self.book.retire_all()  # the last push releases the leases held
         if self._flusher is not None:
             assert self._wake is not None
             self._wake.set()
@@ -259,18 +272,118 @@ class Limits:
         if self.redis is not None:
             assert self.health is not None
             self._ensure_flusher()
-            res = await self.health.call(
-                COMPONENT, lambda: self._admit_redis(key, rl, budgets, asked, rid, now)
-            )
+            rate = self.book.hot(key, now) if self.health.is_up(COMPONENT) else 0
+            acquiring: asyncio.Future[None] | None = None
+            if rate:
+                leased = self._admit_leased(key, rl, budgets, asked, rid, now)
+                if leased is not _MISS:
+                    return leased  # type: ignore[return-value]
+                pending = self.book.acquiring.get(key)
+                if pending is not None:  # another request of the key is asking for a grant: draw from it
+                    await asyncio.shield(pending)
+                    now = time.time()
+                    leased = self._admit_leased(key, rl, budgets, asked, rid, now)
+                    if leased is not _MISS:
+                        return leased  # type: ignore[return-value]
+                    rate = 0  # not enough: this request asks for itself only
+                else:
+                    acquiring = self.book.acquiring[key] = asyncio.get_running_loop().create_future()
+            try:
+                res = await self.health.call(
+                    COMPONENT, lambda: self._admit_redis(key, rl, budgets, asked, rid, now, rate)
+                )
+            finally:
+                if acquiring is not None:
+                    del self.book.acquiring[key]
+                    acquiring.set_result(None)
             if res is not None:
                 self._local_rpm(key, rl, now)  # keep the local window warm for a fallback
                 self._verdict(res, key, rl, budgets, asked, now)
+                if rate:
+                    return self._take_leases(res, key, rl, budgets, asked, rid, now)
                 return self._hold(rid, budgets, asked, now, shared=True)
+            self.book.retire_all()  # their Redis members may expire before Redis is back
             self.metrics.shared_state_degraded.labels(COMPONENT, self.policy).inc()
             if self.policy == "fail_closed":
                 raise SharedStateUnavailable()
         self._admit_local(key, rl, budgets, asked, now)
         return self._hold(rid, budgets, asked, now, shared=False)
+
+    def _admit_leased(
+        self,
+        key: str,
+        rl: RateLimitConfig | None,
+        budgets: list[Budget],
+        asked: list[int],
+        rid: str,
+        now: float,
+    ) -> Reservation | None | object:
+        """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
+        the request (then the script decides, and grants anew)."""
+        grant = None
+        if rl is not None:
+            if rl.requests_per_min:
+                grant = self.book.grants.get(key)
+                if grant is None or grant.left < 1 or grant.minute != int(now // WINDOW_S):
+                    return _MISS
+            if rl.tokens_per_min:
+                seen = self.book.tokens.get(key)
+                if (
+                    seen is None
+                    or now - seen.at >= MAX_AGE_S
+                    or seen.used >= rl.tokens_per_min * (1 - 1 / HEADROOM_SHARE)
+                ):
+                    return _MISS
+        found: list[Lease] = []
+        if budgets:
+            b = buckets_at(now)
+            for x, a in zip(budgets, asked, strict=True):
+                lease = self.book.lease_for((x.scope, x.name, b[x.period]), a, now) if a > 0 else None
+                if lease is None:
+                    return _MISS
+                found.append(lease)
+        self.leased += 1
+        if grant is not None:
+            grant.left -= 1
+            self._local_rpm(key, rl, now)
+        for lease, a in zip(found, asked, strict=True):
+            lease.left -= a
+            lease.open += 1
+            lease.used_at = now
+        r = self._hold(rid, budgets, asked, now, shared=False)
+        if r is not None:
+            r.leases = tuple(found)
+        return r
+
+    def _take_leases(
+        self,
+        res: Any,
+        key: str,
+        rl: RateLimitConfig | None,
+        budgets: list[Budget],
+        asked: list[int],
+        rid: str,
+        now: float,
+    ) -> Reservation | None:
+        """After a hot key's admission by the script: keep what it granted beyond this request."""
+        granted_requests = int(res[2])
+        if rl is not None and rl.requests_per_min and granted_requests > 1:
+            self.book.grants[key] = Grant(int(now // WINDOW_S), granted_requests - 1)
+        if rl is not None and rl.tokens_per_min:
+            self.book.tokens[key] = TokensSeen(float(res[3]), now)
+        found: list[Lease] = []
+        if budgets:
+            b = buckets_at(now)
+            granted = [int(v) for v in res[6::3]]
+            for i, (x, a, g) in enumerate(zip(budgets, asked, granted, strict=True)):
+                if g > 0:  # held in Redis as "<rid>.<i>:<g>"
+                    lease = Lease(f"{rid}.{i}", (x.scope, x.name, b[x.period]), g, g - a, now, now, open=1)
+                    self.book.add(lease)
+                    found.append(lease)
+        r = self._hold(rid, budgets, asked, now, shared=False)
+        if r is not None:
+            r.leases = tuple(found)
+        return r
 
     def _hold(
         self, rid: str, budgets: list[Budget], asked: list[int], now: float, shared: bool
@@ -348,18 +461,24 @@ class Limits:
         asked: list[int],
         rid: str,
         now: float,
+        rate: int = 0,
     ) -> Any:
+        """The admission script; ``rate`` > 0 (a hot key's admissions per second) asks for a grant and leases."""
         frac = (now % WINDOW_S) / WINDOW_S
         args: list[Any] = [
             repr(frac),
             (rl.requests_per_min or 0) if rl else 0,
             (rl.tokens_per_min or 0) if rl else 0,
             int(WINDOW_S * 2 + 5),
-            rid,
+            "",
             int(self.reservation_ttl_s * 1000),
+            self.book.want(rate, 1) if rate else 1,
         ]
-        for x, a in zip(budgets, asked, strict=True):
-            args.extend((x.limit_nusd, a, BUDGET_TTL[x.period]))
+        for i, (x, a) in enumerate(zip(budgets, asked, strict=True)):
+            if rate:
+                args.extend((x.limit_nusd, a, self.book.want(rate, a), BUDGET_TTL[x.period], f"{rid}.{i}"))
+            else:
+                args.extend((x.limit_nusd, a, a, BUDGET_TTL[x.period], rid))
         assert self._admit_script is not None
         return await self._admit_script(keys=self._keys(key, budgets, now), args=args)
 
@@ -373,8 +492,8 @@ class Limits:
         now: float,
     ) -> None:
         verdict, idx = int(res[0]), int(res[1])
-        seen = [int(float(v)) for v in res[2:]]
-        spent, reserved = seen[0::2], seen[1::2]
+        spent = [int(float(v)) for v in res[4::3]]
+        reserved = [int(float(v)) for v in res[5::3]]
         b = buckets_at(now)
         for x, s in zip(budgets, spent, strict=False):
             self.observe_budget(x, s, b[x.period])
@@ -488,14 +607,17 @@ class Limits:
             return
         with self._lock:
             self._release_local(reservation)
-        if reservation.shared and self.redis is not None:
-            self._releases.append(reservation)
+        if (reservation.shared or reservation.leases) and self.redis is not None:
+            if reservation.shared:
+                self._releases.append(reservation)
             if self._wake is not None:
                 self._wake.set()
 
     def _release_local(self, r: Reservation) -> None:
         """Under ``_lock``."""
         r.released = True
+        for lease in r.leases:
+            lease.open -= 1
         for k, a in r.holds:
             self._show_reserved(k, -a)
             left = self.reserved.get(k, 0) - a
@@ -523,7 +645,13 @@ class Limits:
             except TimeoutError:
                 pass
             self._wake.clear()
+            wait = PUSH_EVERY_S - (time.monotonic() - self._pushed_at)
+            if wait > 0 and not self._closing:
+                await asyncio.sleep(wait)
+            for lease in self.book.to_release(time.time()):  # after its requests' spend, in the same batch
+                self._releases.append(Reservation(lease.id, [(lease.bucket, lease.size)], shared=True))
             if self._unsent is None and (self._outbox or self._releases):
+                self._pushed_at = time.monotonic()
                 self._unsent = (uuid.uuid4().hex, self._outbox, self._outbox_ttl, self._releases)
                 self._outbox, self._outbox_ttl, self._releases = {}, {}, []
             if self._unsent is not None and self.health.is_up(COMPONENT):
@@ -535,7 +663,9 @@ class Limits:
                     self._unsent = None
                     if self._outbox or self._releases:
                         self._wake.set()
-            if self._held and time.monotonic() - self._renewed_at >= self.reservation_ttl_s / 3:
+            if (
+                self._held or self.book.leases
+            ) and time.monotonic() - self._renewed_at >= self.reservation_ttl_s / 3:
                 if self.health.is_up(COMPONENT):
                     await self.health.call(COMPONENT, self._renew)
             if (
@@ -575,6 +705,9 @@ class Limits:
             for k, a in r.holds:
                 keys.append(budget_keys(k)[1])
                 members.append(f"{r.id}:{a}")
+        for lease in self.book.held():
+            keys.append(budget_keys(lease.bucket)[1])
+            members.append(f"{lease.id}:{lease.size}")
         self._renewed_at = time.monotonic()
         assert self._renew_script is not None
         await self._renew_script(keys=keys, args=[int(self.reservation_ttl_s * 1000), *members])

@@ -16,12 +16,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounting.ledger import NANO
 from accounting.rates import ModelPrice
 from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import service_tier
+
+if TYPE_CHECKING:
+    from accounting.leases import Lease
 
 _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     CHAT: ("max_completion_tokens", "max_tokens"),
@@ -100,3 +103,5 @@ class Reservation:
     handed: bool = False
     """The request was handed to the accountant (``finish``), which releases it when its cost is added."""
     released: bool = False
+    leases: tuple[Lease, ...] = ()
+    """The Redis leases its holds were drawn from (``accounting.leases``), instead of a member of its own."""

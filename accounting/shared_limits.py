@@ -25,10 +25,13 @@ BUDGET_TTL = {"daily": 3 * 86400, "monthly": 40 * 86400}
 
 # Admission, atomically. KEYS: rpm cur, rpm prev, tpm cur, tpm prev, then per budget its spend counter, its
 # reservations (a sorted set: member "<id>:<nano-USD>", score its expiry in ms) and their sum.
-# ARGV: fraction of the current minute elapsed, rpm limit (0 = none), tpm limit (0 = none), window TTL, the
-# reservation id, its lifetime (ms), then per budget: limit (nano-USD), this request's reservation (nano-USD),
-# the bucket's TTL. Expired reservations (of a replica that died holding them) are dropped first.
-# Returns {verdict, index, spent, reserved, ...}: verdict 0 ok (reservation held), 1 rpm, 2 budget, 3 tpm.
+# ARGV: fraction of the current minute elapsed, rpm limit (0 = none), tpm limit (0 = none), window TTL, (unused),
+# the reservation's lifetime (ms), the requests wanted from the rpm limit (1, or a grant: ``accounting.leases``),
+# then per budget: limit (nano-USD), this request's reservation (nano-USD), the amount wanted (the reservation,
+# or a lease), the bucket's TTL, the member id. A grant or lease takes at most 1/16 of what is left, never less
+# than the request's own need. Expired reservations (of a replica that died holding them) are dropped first.
+# Returns {verdict, index, requests granted, tokens used, then per budget: spent, reserved, granted}: verdict
+# 0 ok (reservations held), 1 rpm, 2 budget, 3 tpm.
 ADMIT_LUA = """
 local frac = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
@@ -36,9 +39,11 @@ local tpm = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nb = (#KEYS - 4) / 3
-local out = {0, 0}
+local out = {0, 0, 0, '0'}
+local grant = {}
 for i = 1, nb do
   local sk, zk, hk = KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
+  local a = 3 + 5 * i
   local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', now)
   if #gone > 0 then
     local freed = 0
@@ -51,28 +56,37 @@ for i = 1, nb do
   local s = tonumber(redis.call('GET', sk) or '0')
   out[#out + 1] = tostring(s)
   out[#out + 1] = tostring(r)
-  local limit = tonumber(ARGV[3 * i + 4])
-  if s >= limit or s + r + tonumber(ARGV[3 * i + 5]) > limit then
+  local limit = tonumber(ARGV[a])
+  local ask = tonumber(ARGV[a + 1])
+  if s >= limit or s + r + ask > limit then
     out[1] = 2
     out[2] = i
     return out
   end
+  local g = math.min(tonumber(ARGV[a + 2]), math.floor((limit - s - r) / 16))
+  if g <= ask then grant[i] = ARGV[a + 1] else grant[i] = string.format('%d', g) end
+  out[#out + 1] = grant[i]
 end
 if tpm > 0 then
   local used = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0') * (1 - frac)
   if used >= tpm then return {3, 0} end
+  out[4] = tostring(used)
 end
 if rpm > 0 then
   local used = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0') * (1 - frac)
   if used + 1 > rpm then return {1, 0} end
-  redis.call('INCR', KEYS[1])
+  local g = math.min(tonumber(ARGV[7]), math.floor((rpm - used) / 16))
+  if g < 1 then g = 1 end
+  redis.call('INCRBY', KEYS[1], g)
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  out[3] = g
 end
 for i = 1, nb do
-  local amount = ARGV[3 * i + 5]
+  local amount = grant[i]
   if tonumber(amount) > 0 then
-    local zk, hk, ttl = KEYS[3 * i + 3], KEYS[3 * i + 4], tonumber(ARGV[3 * i + 6])
-    redis.call('ZADD', zk, now + tonumber(ARGV[6]), ARGV[5] .. ':' .. amount)
+    local a = 3 + 5 * i
+    local zk, hk, ttl = KEYS[3 * i + 3], KEYS[3 * i + 4], tonumber(ARGV[a + 3])
+    redis.call('ZADD', zk, now + tonumber(ARGV[6]), ARGV[a + 4] .. ':' .. amount)
     redis.call('INCRBY', hk, amount)
     redis.call('EXPIRE', zk, ttl)
     redis.call('EXPIRE', hk, ttl)

@@ -1,0 +1,184 @@
+"""Leases (``accounting.leases``): a hot key's shared limits taken from Redis in slices. Most admissions need no
+round trip, and no limit is ever passed, across replicas, at any request mix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accounting.config import AccountingConfig
+from accounting.errors import BudgetExceeded, RateLimited
+from accounting.ledger import to_nusd
+from accounting.limits import Limits
+from accounting.metrics import Labels, Metrics
+from accounting.resp import RespClient
+from accounting.shared_limits import RedisHealth
+from tests.accounting.observe import wait_for
+from tests.conftest import CLIENT_KEY, basic_config
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway_runner import RunningGateway
+
+pytestmark = pytest.mark.redis
+
+
+def limits_of(accounting: dict[str, object]) -> Limits:
+    labels = Labels(tasks=set(), teams=set(), models=set(), backends=set(), routes=set(), keys={"k"})
+    return Limits(AccountingConfig.model_validate(accounting), Metrics(labels))
+
+
+async def replicas_on(url: str, accounting: dict[str, object]) -> tuple[list[Limits], list[RespClient]]:
+    replicas, clients = [], []
+    for _ in range(2):
+        limits = limits_of(accounting)
+        client = RespClient(url)
+        limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
+        await limits.start()
+        replicas.append(limits)
+        clients.append(client)
+    await clients[0].execute("FLUSHDB")
+    return replicas, clients
+
+
+async def total(c: RespClient, pattern: str) -> int:
+    return sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", pattern)])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40), st.floats(0, 1), st.floats(0, 0.004), st.booleans()
+        ),  # $, share, s, side
+        min_size=150,
+        max_size=400,
+    ),
+    st.integers(50, 3000),
+)
+@settings(max_examples=12, deadline=None)
+def test_two_replicas_leasing_a_hot_budget_never_pass_it(
+    redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
+) -> None:
+    async def run() -> tuple[int, int, list[Limits]]:
+        replicas, clients = await replicas_on(
+            redis_server, {"budgets": [{"scope": "key", "name": "k", "daily_usd": str(budget)}]}
+        )
+        spent = 0
+
+        async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
+            nonlocal spent
+            limits = replicas[side]
+            amount = to_nusd(Decimal(reserve_usd))
+            try:
+                r = await limits.admit("k", None, [amount])
+            except BudgetExceeded:
+                return
+            await asyncio.sleep(runs_s)
+            actual = int(amount * share)
+            limits.commit("k", None, time.time(), actual, 0, r)
+            spent += actual
+
+        await asyncio.gather(*(one(*q) for q in requests))
+        for limits in replicas:
+            await limits.close()
+        c = clients[0]
+        shared, held = await total(c, "pointsman:spend:*"), await total(c, "pointsman:reserved:*")
+        for c in clients:
+            await c.aclose()
+        assert shared == spent
+        return spent, held, replicas
+
+    spent, held, replicas = asyncio.run(run())
+    assert spent <= to_nusd(Decimal(budget))
+    assert held == 0 and all(limits.reserved == {} for limits in replicas)  # leases given back at close
+
+
+def test_two_replicas_leasing_a_hot_rate_limit_admit_at_most_the_limit(redis_server: str) -> None:
+    rpm = 300
+
+    async def run() -> tuple[int, list[Limits]]:
+        replicas, clients = await replicas_on(
+            redis_server, {"rate_limits": [{"key": "k", "requests_per_min": rpm}]}
+        )
+        admitted = 0
+        for i in range(1000):
+            try:
+                await replicas[i % 2].admit("k", None)
+            except RateLimited:
+                continue
+            admitted += 1
+        for limits in replicas:
+            await limits.close()
+        for c in clients:
+            await c.aclose()
+        return admitted, replicas
+
+    admitted, replicas = asyncio.run(run())
+    assert admitted <= rpm
+    assert admitted >= rpm - 2 * rpm // 16  # what each replica may hold unused: at most 1/16 of what is left
+    assert sum(limits.leased for limits in replicas) > rpm // 4  # after 50 admissions a second, per replica
+
+
+def calls(url: str, command: str) -> int:
+    with redis.Redis.from_url(url) as r:
+        return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def hot_gateway(upstream: FakeOpenAI, tmp_path: Path, redis_url: str) -> RunningGateway:
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+    return RunningGateway(
+        basic_config(
+            upstream.url,
+            server={"data_dir": str(tmp_path)},
+            redis={"url": redis_url},
+            accounting={
+                "pricing": {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}},
+                "budgets": [{"scope": "team", "name": "search", "daily_usd": "1000"}],
+                "rate_limits": [{"key": "app", "requests_per_min": 1_000_000, "tokens_per_min": 10**9}],
+            },
+        )
+    )
+
+
+async def send(url: str, n: int, concurrency: int = 16) -> list[int]:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+    statuses: list[int] = []
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {CLIENT_KEY}"}) as c:
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                statuses.append((await c.post("/v1/chat/completions", json=body)).status_code)
+
+        await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+    return statuses
+
+
+def test_a_hot_key_is_admitted_from_leases_with_a_fraction_of_the_scripts(
+    upstream: FakeOpenAI, tmp_path: Path, redis_server: str
+) -> None:
+    with hot_gateway(upstream, tmp_path, redis_server) as gw:
+        before = calls(redis_server, "zadd"), calls(redis_server, "evalsha")
+        statuses = asyncio.run(send(gw.url, 480))
+        admissions = calls(redis_server, "zadd") - before[0]  # one reservation per admission by the script
+        scripts = calls(redis_server, "evalsha") - before[1]  # and the pushes and renewals behind them
+    assert statuses == [200] * 480
+    assert admissions < 480 / 3
+    assert scripts < 480 / 2
+
+
+def test_leases_are_given_back_soon_after_the_traffic_stops(
+    upstream: FakeOpenAI, tmp_path: Path, redis_server: str
+) -> None:
+    with hot_gateway(upstream, tmp_path, redis_server) as gw, redis.Redis.from_url(redis_server) as r:
+        asyncio.run(send(gw.url, 320))
+        held = r.keys("pointsman:reservations:*")
+        assert held  # the budget's reservations set exists: leases were held
+        wait_for(lambda: all(r.zcard(k) == 0 for k in held), timeout=5)
+        assert all(int(r.get(k) or 0) == 0 for k in r.keys("pointsman:reserved:*"))
