@@ -1,6 +1,6 @@
 """Two source trees of pointsman, measured in one run: CPU per request and per stream, and closed-loop throughput.
 
-    python -m tests.bench.ab OLD_TREE NEW_TREE [--rounds 3] [--seconds 4]
+    python -m tests.bench.ab OLD_TREE NEW_TREE [--rounds 3] [--seconds 4] [--feature ROW]
 
 Each tree is a checkout of this repository (``git worktree add --detach /tmp/old <rev>`` makes one); its code runs
 with ``PYTHONPATH`` set to it, under this interpreter. The bench's set-up: nginx serving the fixed answers and wrk
@@ -23,14 +23,18 @@ import yaml
 
 from tests.bench import procs, targets, upstream, wrk
 from tests.bench.measure import GATEWAY_CPU, LOAD_CPU
+from tests.fakes.telemetry import FakeTelemetry
+from tests.redis_server import RedisServer
 
 _KINDS = {"request": False, "stream": True}
 
 
-async def _serve(tree: Path, up: upstream.Upstream, home: Path) -> tuple[subprocess.Popen[bytes], int]:
+async def _serve(
+    tree: Path, up: upstream.Upstream, home: Path, features: targets.Features | None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = procs.free_port()
     home.mkdir(parents=True, exist_ok=True)
-    doc = targets.pointsman_config(up, port, 0)
+    doc = targets.pointsman_config(up, port, 0, features)
     doc["server"]["data_dir"] = str(home / "data")
     (home / "pointsman.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(home / "pointsman.yaml")]
@@ -49,15 +53,20 @@ async def _serve(tree: Path, up: upstream.Upstream, home: Path) -> tuple[subproc
 
 
 async def _measure(
-    trees: list[Path], rounds: int, seconds: float, work: Path
+    trees: list[Path], rounds: int, seconds: float, work: Path, row: str | None = None
 ) -> dict[Path, dict[str, list[float]]]:
     up = await upstream.start(work / "nginx", LOAD_CPU)
+    sink = FakeTelemetry(decode=False).start() if row in ("tracing", "all") else None
+    redis = RedisServer().start() if row in ("redis", "all") else None
+    features = (
+        targets.features_of(row, sink.url if sink else None, redis.url if redis else None) if row else None
+    )
     scripts = {kind: wrk.write_script(work / f"{kind}.lua", stream=s) for kind, s in _KINDS.items()}
     out: dict[Path, dict[str, list[float]]] = {t: {} for t in trees}
     try:
         for r in range(rounds):
             for tree in trees if r % 2 == 0 else trees[::-1]:
-                proc, port = await _serve(tree, up, work / f"tree{trees.index(tree)}")
+                proc, port = await _serve(tree, up, work / f"tree{trees.index(tree)}", features)
                 try:
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     for kind in _KINDS:
@@ -75,6 +84,10 @@ async def _measure(
                     await procs.stop(proc)
     finally:
         await procs.stop(up.proc)
+        if sink is not None:
+            sink.stop()
+        if redis is not None:
+            redis.stop()
     return out
 
 
@@ -84,10 +97,15 @@ def main() -> None:
     p.add_argument("new", type=Path, help="the tree with the change")
     p.add_argument("--rounds", type=int, default=3, help="rounds, each measuring both trees (default 3)")
     p.add_argument("--seconds", type=float, default=4.0, help="seconds of load per tree, kind and round")
+    p.add_argument(
+        "--feature",
+        choices=[r for r in targets.FEATURE_ROWS if r != "defaults"],
+        help="measure both trees with this feature row's config (tests/bench/README.md) instead of the defaults",
+    )
     a = p.parse_args()
     trees = [a.old.resolve(), a.new.resolve()]
     with tempfile.TemporaryDirectory(prefix="pointsman-ab-") as work:
-        res = asyncio.run(_measure(trees, a.rounds, a.seconds, Path(work)))
+        res = asyncio.run(_measure(trees, a.rounds, a.seconds, Path(work), a.feature))
     med = {t: {k: statistics.median(v) for k, v in res[t].items()} for t in trees}
     for t in trees:
         m = med[t]
