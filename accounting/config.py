@@ -112,7 +112,7 @@ class LedgerConfig(StrictModel):
     """With ``redis.url`` set (``auto``), records are also published to a Redis stream that every replica
     copies into its own SQLite file, so ``/admin/spend`` on any replica covers all of them."""
     stream_maxlen: int = Field(default=2_000_000, ge=1000)
-    """Approximate cap on the shared Redis stream's length."""
+    """Approximate cap on the shared Redis stream's length, in rows (an entry holds one publish batch)."""
     backend: Literal["sqlite", "postgres"] = "sqlite"
     """``sqlite``: the embedded ledger (per replica; with Redis, shared through the stream above).
     ``postgres``: every replica ships its own rows to the PostgreSQL database at ``dsn`` (the local SQLite file

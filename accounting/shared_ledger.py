@@ -1,7 +1,7 @@
 """The ledger shared across replicas through Redis.
 
 Every replica writes its own rows to its local SQLite ledger (durable even while Redis is down) and publishes
-them to one Redis stream, each entry naming its publisher. Every replica also copies the other replicas' entries
+them to one Redis stream, a batch of rows per entry (``rows``: JSON lines), each entry naming its publisher. Every replica also copies the other replicas' entries
 into its own SQLite file, idempotently (rows have unique ids; the stream position is stored in the same
 transaction), so ``/admin/spend`` answered by any
 replica covers all of them, with the same SQL in both modes. Rows published while Redis is unreachable wait
@@ -93,13 +93,11 @@ class SharedLedgerLink:
                 batch = [self.outbox[i] for i in range(min(len(self.outbox), 1000))]
 
                 async def send(batch: list[bytes] = batch) -> bool:
+                    # one entry per batch; the stream is trimmed to about ``maxlen`` rows at this batch size
+                    keep = max(1, self.maxlen // len(batch))
+                    rows = b"\n".join(batch)
                     me = self.ledger.replica
-                    await self.client.pipeline(
-                        [
-                            ("XADD", STREAM, "MAXLEN", "~", self.maxlen, "*", "r", raw, "p", me)
-                            for raw in batch
-                        ]
-                    )
+                    await self.client.execute("XADD", STREAM, "MAXLEN", "~", keep, "*", "rows", rows, "p", me)
                     return True
 
                 if await self.health.call(COMPONENT, send) is None:
@@ -117,9 +115,7 @@ class SharedLedgerLink:
             pos = self.position
 
             async def read(pos: str = pos) -> Any:
-                return await self.reader.execute(
-                    "XREAD", "COUNT", 2000, "BLOCK", 1000, "STREAMS", STREAM, pos
-                )
+                return await self.reader.execute("XREAD", "COUNT", 20, "BLOCK", 1000, "STREAMS", STREAM, pos)
 
             res = await self.health.call(COMPONENT, read)
             if not res:
@@ -132,10 +128,12 @@ class SharedLedgerLink:
                     last = entry_id.decode()
                     got = dict(zip(fields[0::2], fields[1::2], strict=True))
                     if got.get(b"p") == me:
-                        continue  # this replica's own row: already in its ledger
-                    raw = got.get(b"r")
-                    row = row_from_json(raw) if raw is not None else None
-                    if row is not None:
-                        rows.append(row)
+                        continue  # this replica's own rows: already in its ledger
+                    raw = got.get(b"rows")
+                    lines = raw.split(b"\n") if raw is not None else [got.get(b"r") or b""]  # "r": one row
+                    for line in lines:
+                        row = row_from_json(line) if line else None
+                        if row is not None:
+                            rows.append(row)
                 self.position = last
                 self.ledger.add_foreign(last, rows)
