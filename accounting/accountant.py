@@ -277,7 +277,13 @@ class Accountant:
         if budgets:
             ask = Ask.of(rec.endpoint, doc, body_bytes, self.cfg.reservations.prompt_bytes_per_token)
             prices = [self.pricing.lookup(t.backend, t.upstream_model) for t in targets]
-            amounts = [reserve_nusd(ask, prices, x.reserve_output_tokens) for x in budgets]
+            by_cap: dict[int | None, int] = {}  # a key's and its team's budgets mostly share one cap
+            for x in budgets:
+                cap = x.reserve_output_tokens
+                a = by_cap.get(cap)
+                if a is None:
+                    a = by_cap[cap] = reserve_nusd(ask, prices, cap)
+                amounts.append(a)
         rec.reservation = await self.limits.admit(rec.key, rec.team, amounts)
 
     def release_unsettled(self, rec: RequestRecord) -> None:
