@@ -127,14 +127,14 @@ _RID_PREFIX = uuid.uuid4().hex[:16]
 """Reservation ids: this process's random prefix and a counter (unique across replicas; no ``os.urandom`` per
 request, which releases the GIL on the event loop's thread)."""
 _rid_counter = itertools.count()
-_MISS = object()
+_MISS = Reservation("", [], False)
 """``_admit_leased``: the grant and leases held do not cover the request."""
 RESEED_EVERY_S = 1.0
+"""How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
+noticed within this; between pushes under load, not after each one)."""
 PUSH_EVERY_S = 0.05
 """Spend, tokens and releases are pushed to Redis at most this often: under load one script carries many
 requests (their reservations stay held until then, so a budget is never passed meanwhile)."""
-"""How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
-noticed within this; between pushes under load, not after each one)."""
 
 
 class Limits:
@@ -277,14 +277,14 @@ class Limits:
             if rate:
                 leased = self._admit_leased(key, rl, budgets, asked, rid, now)
                 if leased is not _MISS:
-                    return leased  # type: ignore[return-value]
+                    return leased
                 pending = self.book.acquiring.get(key)
                 if pending is not None:  # another request of the key is asking for a grant: draw from it
                     await asyncio.shield(pending)
                     now = time.time()
                     leased = self._admit_leased(key, rl, budgets, asked, rid, now)
                     if leased is not _MISS:
-                        return leased  # type: ignore[return-value]
+                        return leased
                     rate = 0  # not enough: this request asks for itself only
                 else:
                     acquiring = self.book.acquiring[key] = asyncio.get_running_loop().create_future()
@@ -317,7 +317,7 @@ class Limits:
         asked: list[int],
         rid: str,
         now: float,
-    ) -> Reservation | None | object:
+    ) -> Reservation | None:
         """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
         the request (then the script decides, and grants anew)."""
         grant = None
@@ -368,7 +368,12 @@ class Limits:
         """After a hot key's admission by the script: keep what it granted beyond this request."""
         granted_requests = int(res[2])
         if rl is not None and rl.requests_per_min and granted_requests > 1:
-            self.book.grants[key] = Grant(int(now // WINDOW_S), granted_requests - 1)
+            minute = int(now // WINDOW_S)
+            grant = self.book.grants.get(key)
+            if grant is not None and grant.minute == minute:  # still counted in Redis: kept
+                grant.left += granted_requests - 1
+            else:
+                self.book.grants[key] = Grant(minute, granted_requests - 1)
         if rl is not None and rl.tokens_per_min:
             self.book.tokens[key] = TokensSeen(float(res[3]), now)
         found: list[Lease] = []
