@@ -160,7 +160,7 @@ class Limits:
         self._soft_warned: set[tuple[str, str, str]] = set()
         self._remaining_gauges: dict[Budget, Any] = {}
         self._reserved_gauges: dict[tuple[str, str, str], Any] = {}
-        """``pointsman_budget_remaining_usd``'s child per budget (a label lookup per request is not free)."""
+        """``pointsman_budget_reserved_usd``'s child per budget bucket (a label lookup per request is not free)."""
         # Shared (Redis)
         self.redis: RespClient | None = None
         self.health: RedisHealth | None = None
@@ -168,6 +168,8 @@ class Limits:
         self._admit_script: Script | None = None
         self._reseed_script: Script | None = None
         self._outbox: dict[str, int] = {}
+        self._redis_keys: dict[tuple[str, ...] | tuple[str, int], str] = {}
+        """Redis key names of the pushed counters, made once per (key, minute) or budget bucket."""
         self._outbox_ttl: dict[str, int] = {}
         self._releases: list[Reservation] = []
         self._unsent: tuple[str, dict[str, int], dict[str, int], list[Reservation]] | None = None
@@ -204,6 +206,7 @@ class Limits:
         self.default_rate = rate.pop("*", None)
         self.rate = rate
         self.budgets = budgets
+        self._budget_lists: dict[tuple[str, str | None], list[Budget]] = {}
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.book.retire_all()  # limits that changed are asked for again
 
@@ -215,11 +218,18 @@ class Limits:
         return self.rate.get(key, self.default_rate)
 
     def budget_list(self, key: str, team: str | None) -> list[Budget]:
+        """The budgets covering ``key`` and its ``team`` (the caller must not change the list)."""
+        found = self._budget_lists.get((key, team))
+        if found is not None:
+            return found
         out = self.budgets.get(("key", key), [])
         if team is not None:
             tb = self.budgets.get(("team", team))
             if tb:
                 out = out + tb
+        if len(self._budget_lists) >= 4096:
+            self._budget_lists.clear()
+        self._budget_lists[(key, team)] = out
         return out
 
     def all_buckets(self, ts: float) -> list[tuple[str, str, str]]:
@@ -592,13 +602,23 @@ class Limits:
         if self.redis is None:
             return
         if rl is not None and rl.tokens_per_min and tokens:
-            rk = f"{PREFIX}rl:{key}:t:{int(now // WINDOW_S)}"
+            minute = int(now // WINDOW_S)
+            rk = self._redis_keys.get((key, minute))
+            if rk is None:
+                if len(self._redis_keys) >= 4096:
+                    self._redis_keys.clear()
+                rk = self._redis_keys[(key, minute)] = f"{PREFIX}rl:{key}:t:{minute}"
             self._outbox[rk] = self._outbox.get(rk, 0) + tokens
             self._outbox_ttl[rk] = int(WINDOW_S * 2 + 5)
         if budgets and nusd:
             b = buckets_at(ts)
             for x in budgets:
-                rk = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
+                k = (x.scope, x.name, b[x.period])
+                rk = self._redis_keys.get(k)
+                if rk is None:
+                    if len(self._redis_keys) >= 4096:
+                        self._redis_keys.clear()
+                    rk = self._redis_keys[k] = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
                 self._outbox[rk] = self._outbox.get(rk, 0) + nusd
                 self._outbox_ttl[rk] = BUDGET_TTL[x.period]
         if reservation is not None and reservation.shared:
@@ -633,11 +653,14 @@ class Limits:
 
     def _show_reserved(self, k: tuple[str, str, str], nusd: int) -> None:
         """``pointsman_budget_reserved_usd``: what this process holds in flight per budget (a tallied add)."""
-        scope, name, bucket = k
-        key = (scope, name, "daily" if bucket.startswith("d:") else "monthly")
-        child = self._reserved_gauges.get(key)
+        child = self._reserved_gauges.get(k)
         if child is None:
-            child = self._reserved_gauges[key] = self.metrics.budget_reserved.labels(*key)
+            scope, name, bucket = k
+            if len(self._reserved_gauges) >= 4096:  # buckets change daily: old ones go
+                self._reserved_gauges.clear()
+            child = self._reserved_gauges[k] = self.metrics.budget_reserved.labels(
+                scope, name, "daily" if bucket.startswith("d:") else "monthly"
+            )
         self.metrics.tally.inc(child, nusd / 1e9)
 
     async def _flush_loop(self) -> None:
