@@ -4,6 +4,7 @@ round trip, and no limit is ever passed, across replicas, at any request mix."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +25,7 @@ from accounting.shared_limits import RedisHealth
 from tests.accounting.observe import wait_for
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.gateway_runner import RunningGateway
+from tests.gateway_runner import GatewayProcess, RunningGateway
 
 pytestmark = pytest.mark.redis
 
@@ -130,21 +131,24 @@ def calls(url: str, command: str) -> int:
         return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+def hot_config(upstream: FakeOpenAI, data_dir: Path, redis_url: str, **extra: object) -> dict[str, object]:
+    return basic_config(
+        upstream.url,
+        server={"data_dir": str(data_dir)},
+        redis={"url": redis_url},
+        accounting={
+            "pricing": {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}},
+            "budgets": [{"scope": "team", "name": "search", "daily_usd": "1000"}],
+            "rate_limits": [{"key": "app", "requests_per_min": 1_000_000, "tokens_per_min": 10**9}],
+            **extra,
+        },
+    )
+
+
 def hot_gateway(upstream: FakeOpenAI, tmp_path: Path, redis_url: str) -> RunningGateway:
     with redis.Redis.from_url(redis_url) as r:
         r.flushdb()
-    return RunningGateway(
-        basic_config(
-            upstream.url,
-            server={"data_dir": str(tmp_path)},
-            redis={"url": redis_url},
-            accounting={
-                "pricing": {"gpt-4o-mini": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}},
-                "budgets": [{"scope": "team", "name": "search", "daily_usd": "1000"}],
-                "rate_limits": [{"key": "app", "requests_per_min": 1_000_000, "tokens_per_min": 10**9}],
-            },
-        )
-    )
+    return RunningGateway(hot_config(upstream, tmp_path, redis_url))
 
 
 async def send(url: str, n: int, concurrency: int = 16) -> list[int]:
@@ -182,3 +186,34 @@ def test_leases_are_given_back_soon_after_the_traffic_stops(
         assert held  # the budget's reservations set exists: leases were held
         wait_for(lambda: all(r.zcard(k) == 0 for k in held), timeout=5)
         assert all(int(r.get(k) or 0) == 0 for k in r.keys("pointsman:reserved:*"))
+
+
+def test_the_leases_of_a_killed_replica_expire_after_ttl_s(
+    upstream: FakeOpenAI, tmp_path: Path, redis_server: str
+) -> None:
+    ttl = 5.0
+    with redis.Redis.from_url(redis_server) as r:
+        r.flushdb()
+        dead = GatewayProcess(
+            hot_config(upstream, tmp_path / "a", redis_server, reservations={"ttl_s": ttl}), tmp_path
+        )
+        dead.start()
+        try:
+            asyncio.run(send(dead.url, 320))
+            dead.signal(signal.SIGKILL)  # at once: its leases are still held
+        finally:
+            dead.stop()
+        killed = time.monotonic()
+        assert sum(int(r.get(k) or 0) for k in r.keys("pointsman:reserved:*")) > 0
+        other = hot_config(upstream, tmp_path / "b", redis_server, reservations={"ttl_s": ttl})
+        with RunningGateway(other) as gw:
+            # a request on another replica drops reservations past their expiry: then nothing is held
+            wait_for(
+                lambda: (
+                    asyncio.run(send(gw.url, 1, concurrency=1)) == [200]
+                    and sum(int(r.get(k) or 0) for k in r.keys("pointsman:reserved:*")) == 0
+                ),
+                timeout=3 * ttl,
+                interval=0.2,
+            )
+        assert time.monotonic() - killed <= ttl + 2
