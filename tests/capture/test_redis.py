@@ -110,13 +110,15 @@ def test_writer_keeps_traces_locally_while_redis_is_down(upstream: FakeOpenAI, t
             openai.OpenAI(base_url=a.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
         ):
             admin = Admin(a)
-            admin.approve()
-            srv.stop()
-            ask(client)
-            admin.flush()
-            assert local_traces(a) == 1
-            assert admin.get("/admin/capture/stats").json()["redis_fallback"] == 1
-            admin.close()
+            try:
+                admin.approve()
+                srv.stop()
+                ask(client)
+                # the request is captured as it finishes, which may be just after its client read the answer
+                assert wait_for(lambda: (admin.flush(), local_traces(a) == 1)[1])
+                assert admin.get("/admin/capture/stats").json()["redis_fallback"] == 1
+            finally:
+                admin.close()  # a failure here must not leak its connection into the next test
     finally:
         srv.stop()
 
