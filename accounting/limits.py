@@ -4,7 +4,8 @@ tokens per minute, sliding window).
 Local state always exists (in-memory windows; budget spend from the ledger's per-bucket totals plus this
 process's not-yet-written spend, and the reservations of its requests in flight). With Redis, the decision is
 taken by one atomic Lua script against shared counters, so all replicas enforce one limit; spend and token
-counts are added to Redis in the background after each request.
+counts are added to Redis in the background after each request (``accounting.limits_outbox``); a hot key's
+limits are taken in slices (``accounting.leases``).
 
 Budgets are admitted against reservations (``accounting.reservation``): a request is admitted only when each
 budget's spend + reserved + its own reservation fits in the budget, and the same step holds its reservation
@@ -35,18 +36,14 @@ from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
 from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
 from accounting.ledger import from_nusd, to_nusd, usd
+from accounting.limits_outbox import COMPONENT, Outbox
 from accounting.metrics import Metrics
 from accounting.reservation import Reservation
 from accounting.resp import RespClient, Script
 from accounting.shared_limits import (
     ADMIT_LUA,
     BUDGET_TTL,
-    MARKER,
     PREFIX,
-    PUSH_ID_TTL,
-    PUSH_LUA,
-    RENEW_LUA,
-    RESEED_LUA,
     RedisHealth,
     budget_keys,
 )
@@ -54,7 +51,6 @@ from accounting.shared_limits import (
 log = logging.getLogger("pointsman.limits")
 
 WINDOW_S = 60.0
-COMPONENT = "limits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +125,6 @@ request, which releases the GIL on the event loop's thread)."""
 _rid_counter = itertools.count()
 _MISS = Reservation("", [], False)
 """``_admit_leased``: the grant and leases held do not cover the request."""
-RESEED_EVERY_S = 1.0
-"""How often a replica checks that Redis still has the shared budget counters (a Redis that lost its data is
-noticed within this; between pushes under load, not after each one)."""
-PUSH_EVERY_S = 0.05
-"""Spend, tokens and releases are pushed to Redis at most this often: under load one script carries many
-requests (their reservations stay held until then, so a budget is never passed meanwhile)."""
 
 
 class Limits:
@@ -166,23 +156,10 @@ class Limits:
         self.health: RedisHealth | None = None
         self.policy = "fail_open"
         self._admit_script: Script | None = None
-        self._reseed_script: Script | None = None
-        self._outbox: dict[str, int] = {}
+        self.outbox: Outbox | None = None
+        """What this replica owes Redis (spend, tokens, releases) and the loop that pushes it."""
         self._redis_keys: dict[tuple[str, ...] | tuple[str, int], str] = {}
         """Redis key names of the pushed counters, made once per (key, minute) or budget bucket."""
-        self._outbox_ttl: dict[str, int] = {}
-        self._releases: list[Reservation] = []
-        self._unsent: tuple[str, dict[str, int], dict[str, int], list[Reservation]] | None = None
-        self._held: dict[str, Reservation] = {}
-        """Reservations held in Redis and not yet released there: renewed every ``ttl_s / 3``."""
-        self._renewed_at = 0.0
-        self._pushed_at = 0.0
-        self._reseeded_at = 0.0
-        self._push_script: Script | None = None
-        self._renew_script: Script | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
-        self._closing = False
 
     # -- config ----------------------------------------------------------------------------------------------
     def configure(self, cfg: AccountingConfig) -> None:
@@ -241,31 +218,28 @@ class Limits:
         self.policy = policy
         self.health = health
         self._admit_script = client.script(ADMIT_LUA)
-        self._reseed_script = client.script(RESEED_LUA)
-        self._push_script = client.script(PUSH_LUA)
-        self._renew_script = client.script(RENEW_LUA)
-        health.on_up.append(self._redis_back)
+        self.outbox = Outbox(client, health, self.book, lambda: self.reservation_ttl_s, self._ledger_totals)
 
     async def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._ensure_flusher()
+        if self.outbox is not None:
+            self.outbox.start()
+            self._ensure_flusher()
 
     def _ensure_flusher(self) -> None:
         """The background pusher runs while Redis is configured and something is limited (also once a config
         swap brings the first budget or limit)."""
-        if self._flusher is None and self._wake is not None and self.redis is not None and self.active:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        if self.outbox is not None and self.active:
+            self.outbox.run()
+
+    def _ledger_totals(self) -> dict[tuple[str, str, str], int]:
+        """This replica's ledger totals of the current budget buckets (the outbox re-seeds Redis with them)."""
+        with self._lock:
+            return {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
 
     async def close(self) -> None:
-        self._closing = True
         self.book.retire_all()  # the last push releases the leases held
-        if self._flusher is not None:
-            assert self._wake is not None
-            self._wake.set()
-            try:
-                await asyncio.wait_for(self._flusher, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+        if self.outbox is not None:
+            await self.outbox.close()
 
     # -- admission (request path) -----------------------------------------------------------------------
     async def admit(self, key: str, team: str | None, amounts: Sequence[int] = ()) -> Reservation | None:
@@ -415,7 +389,8 @@ class Limits:
                 self.reserved[k] = self.reserved.get(k, 0) + a
                 self._show_reserved(k, a)
         if shared:
-            self._held[rid] = r
+            assert self.outbox is not None
+            self.outbox.held[rid] = r
         return r
 
     def _local_rpm(self, key: str, rl: RateLimitConfig | None, now: float) -> None:
@@ -599,7 +574,8 @@ class Limits:
                         self.pending[k] = self.pending.get(k, 0) + nusd
                 if reservation is not None:
                     self._release_local(reservation)
-        if self.redis is None:
+        outbox = self.outbox
+        if outbox is None:
             return
         if rl is not None and rl.tokens_per_min and tokens:
             minute = int(now // WINDOW_S)
@@ -608,8 +584,7 @@ class Limits:
                 if len(self._redis_keys) >= 4096:
                     self._redis_keys.clear()
                 rk = self._redis_keys[(key, minute)] = f"{PREFIX}rl:{key}:t:{minute}"
-            self._outbox[rk] = self._outbox.get(rk, 0) + tokens
-            self._outbox_ttl[rk] = int(WINDOW_S * 2 + 5)
+            outbox.add(rk, tokens, int(WINDOW_S * 2 + 5))
         if budgets and nusd:
             b = buckets_at(ts)
             for x in budgets:
@@ -619,12 +594,10 @@ class Limits:
                     if len(self._redis_keys) >= 4096:
                         self._redis_keys.clear()
                     rk = self._redis_keys[k] = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
-                self._outbox[rk] = self._outbox.get(rk, 0) + nusd
-                self._outbox_ttl[rk] = BUDGET_TTL[x.period]
+                outbox.add(rk, nusd, BUDGET_TTL[x.period])
         if reservation is not None and reservation.shared:
-            self._releases.append(reservation)
-        if self._wake is not None:
-            self._wake.set()
+            outbox.release(reservation)
+        outbox.wake()
 
     def release(self, reservation: Reservation) -> None:
         """Release a reservation without adding any cost (a request that ended before it was accounted)."""
@@ -632,11 +605,10 @@ class Limits:
             return
         with self._lock:
             self._release_local(reservation)
-        if (reservation.shared or reservation.leases) and self.redis is not None:
+        if (reservation.shared or reservation.leases) and self.outbox is not None:
             if reservation.shared:
-                self._releases.append(reservation)
-            if self._wake is not None:
-                self._wake.set()
+                self.outbox.release(reservation)
+            self.outbox.wake()
 
     def _release_local(self, r: Reservation) -> None:
         """Under ``_lock``."""
@@ -662,104 +634,6 @@ class Limits:
                 scope, name, "daily" if bucket.startswith("d:") else "monthly"
             )
         self.metrics.tally.inc(child, nusd / 1e9)
-
-    async def _flush_loop(self) -> None:
-        assert self._wake is not None and self.health is not None
-        while True:
-            try:
-                await asyncio.wait_for(
-                    self._wake.wait(), 1.0
-                )  # at least every second: check for a lost Redis
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            wait = PUSH_EVERY_S - (time.monotonic() - self._pushed_at)
-            if wait > 0 and not self._closing:
-                await asyncio.sleep(wait)
-            for lease in self.book.to_release(time.time()):  # after its requests' spend, in the same batch
-                self._releases.append(Reservation(lease.id, [(lease.bucket, lease.size)], shared=True))
-            if self._unsent is None and (self._outbox or self._releases):
-                self._pushed_at = time.monotonic()
-                self._unsent = (uuid.uuid4().hex, self._outbox, self._outbox_ttl, self._releases)
-                self._outbox, self._outbox_ttl, self._releases = {}, {}, []
-            if self._unsent is not None and self.health.is_up(COMPONENT):
-                # A batch is applied at most once: a push that timed out may still have reached Redis (it was
-                # only slow, or frozen), so it is retried under the same id, which the script remembers.
-                if await self.health.call(COMPONENT, self._push) is not None:
-                    for r in self._unsent[3]:
-                        self._held.pop(r.id, None)
-                    self._unsent = None
-                    if self._outbox or self._releases:
-                        self._wake.set()
-            if (
-                self._held or self.book.leases
-            ) and time.monotonic() - self._renewed_at >= self.reservation_ttl_s / 3:
-                if self.health.is_up(COMPONENT):
-                    await self.health.call(COMPONENT, self._renew)
-            if (
-                self.budgets
-                and self._unsent is None
-                and not self._outbox
-                and time.monotonic() - self._reseeded_at >= RESEED_EVERY_S
-                and self.health.is_up(COMPONENT)
-            ):
-                self._reseeded_at = time.monotonic()
-                await self.health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
-            if self._closing and (
-                not self.health.is_up(COMPONENT)
-                or (self._unsent is None and not self._outbox and not self._releases)
-            ):
-                return  # shutting down: everything pushed (or Redis away: nothing more can be)
-
-    async def _push(self) -> bool:
-        assert self._unsent is not None
-        batch, out, ttl, released = self._unsent
-        keys = [f"{PREFIX}push:{batch}", *out]
-        members = []
-        for r in released:
-            for k, a in r.holds:
-                keys.extend(budget_keys(k)[1:])
-                members.append(f"{r.id}:{a}")
-        args: list[int | str] = [PUSH_ID_TTL, len(out), *out.values(), *(ttl[k] for k in out), *members]
-        assert self._push_script is not None
-        await self._push_script(keys=keys, args=args)
-        return True
-
-    async def _renew(self) -> bool:
-        """Extend the life of the reservations this replica still holds in Redis."""
-        keys: list[str] = []
-        members: list[str] = []
-        for r in list(self._held.values()):
-            for k, a in r.holds:
-                keys.append(budget_keys(k)[1])
-                members.append(f"{r.id}:{a}")
-        for lease in self.book.held():
-            keys.append(budget_keys(lease.bucket)[1])
-            members.append(f"{lease.id}:{lease.size}")
-        self._renewed_at = time.monotonic()
-        assert self._renew_script is not None
-        await self._renew_script(keys=keys, args=[int(self.reservation_ttl_s * 1000), *members])
-        return True
-
-    async def _reseed(self) -> bool:
-        """If Redis lost its data, raise the shared budget counters to this replica's ledger totals."""
-        with self._lock:
-            totals = {k: self.snapshot.get(k, 0) for k in self.all_buckets(time.time())}
-        keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
-        ttls = [BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
-        assert self._reseed_script is not None
-        raised = await self._reseed_script(keys=keys, args=[*totals.values(), *ttls])
-        if raised:
-            log.warning("redis had lost the shared budget counters; restored %d from the ledger", raised)
-        return True
-
-    def _redis_back(self, component: str) -> None:
-        if (
-            component == COMPONENT
-            and self._wake is not None
-            and (self._outbox or self._releases or self._unsent is not None)
-        ):
-            self._wake.set()
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------
     def budget_keys(self) -> list[tuple[str, str, str]]:
