@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -31,12 +29,8 @@ from accounting.export.config import ObservabilityConfig
 from routing.config import RouteConfig, RoutingSettings
 from serving.config import BackendConfig, ModelConfig
 from serving.http_backend import DEFAULT_MAX_RESPONSE_BYTES
+from wire.config_model import StrictModel
 from wire.sse import StreamBounds
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
 
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """Names (backends, models, keys, teams) are echoed in response headers, logs and metrics: no control
@@ -202,8 +196,9 @@ class GatewayConfig(StrictModel):
     admin_key: str | None = Field(default=None, min_length=8, repr=False)
     """Key for ``/admin`` (or ``POINTSMAN_ADMIN_KEY``). Without one the admin API refuses everything."""
     redis: RedisConfig = Field(default_factory=RedisConfig)
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     """Shared state (or ``POINTSMAN_REDIS_URL``)."""
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    """A PostgreSQL database the replicas share for the routing policy, shadow pairs and approvals."""
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     """Upstreams by name."""
     models: dict[str, ModelConfig] = Field(default_factory=dict)

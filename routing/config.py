@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from accounting.capture.config import CapturePolicy
 from routing.shadow.config import PromoteWhen, ShadowConfig, check_route_shadow
+from wire.config_model import StrictModel
 from wire.json_object import MAX_DEPTH, nests_within
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class MatchConfig(StrictModel):

@@ -6,17 +6,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from wire.config_model import StrictModel
 
 BUILTIN_DETECTORS = ("email", "phone", "credit_card", "api_key", "bearer_token", "ip")
 """Built-in detector names; ``builtin`` in a ``redact`` list stands for all of them."""
 ALWAYS_ON = ("api_key", "bearer_token")
 """Secret detectors that run whatever a policy lists: credentials are never stored."""
 _NAME = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class RedactPattern(StrictModel):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+from wire.config_model import StrictModel
 
 
 class QueueConfig(StrictModel):
@@ -27,12 +25,15 @@ class RequestLogConfig(QueueConfig):
     """One structured line per finished request (never content or secrets)."""
 
     enabled: bool = True
+    """Off: no request lines at all (the ledger and metrics still count every request)."""
     format: Literal["json", "text"] = "json"
+    """``json``: one JSON object per line; ``text``: ``key=value`` pairs, values with spaces quoted."""
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written: successes are ``info``, failures and requests that fell back ``warning``."""
     success_sample_rate: float = Field(default=1.0, ge=0, le=1)
     """Share of successful requests logged (failures and fallbacks always are)."""
     flush_interval_s: float = Field(default=0.2, gt=0, le=3600)
+    """Longest a line waits for its batch."""
 
 
 class TracesConfig(QueueConfig):
@@ -46,6 +47,7 @@ class TracesConfig(QueueConfig):
     sample_rate: float = Field(default=1.0, ge=0, le=1)
     """Share of new traces sampled (by trace id); a client's ``traceparent`` decides for its own traces."""
     service_name: str = Field(default="pointsman", min_length=1, max_length=256)
+    """The spans' ``service.name`` resource attribute."""
     content: bool = False
     """Prompt and completion text on spans (``gen_ai.input.messages``, ``gen_ai.output.messages``), redacted,
     and only for teams approved for data capture."""

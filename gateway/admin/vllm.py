@@ -36,6 +36,7 @@ from serving.vllm.admin import (
     unload_adapter,
     unload_on,
 )
+from wire.config_model import StrictModel
 
 
 class ShadowAttach(BaseModel):
@@ -47,12 +48,10 @@ class ShadowAttach(BaseModel):
     """Name of the route whose traffic is mirrored to the adapter."""
 
 
-class AdapterLoad(BaseModel):
+class AdapterLoad(StrictModel):
     """Load a LoRA adapter on every endpoint of a vLLM backend and register it as a model."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True
-    )
+    model_config = ConfigDict(populate_by_name=True)
     name: str = Field(min_length=1, max_length=128)
     """The adapter's name on the vLLM servers (``lora_name``); clients' model id unless ``model`` is given."""
     path: str = Field(min_length=1, max_length=4096)

@@ -11,17 +11,13 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from wire.config_model import StrictModel as _Strict
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-        populate_by_name=True,
-        serialize_by_alias=True,
-    )
+class StrictModel(_Strict):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 _NAME = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")

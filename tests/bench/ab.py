@@ -104,6 +104,8 @@ def main() -> None:
     )
     a = p.parse_args()
     trees = [a.old.resolve(), a.new.resolve()]
+    for tree in trees:  # both as installed (procs.compile_bytecode)
+        procs.compile_bytecode(tree)
     with tempfile.TemporaryDirectory(prefix="pointsman-ab-") as work:
         res = asyncio.run(_measure(trees, a.rounds, a.seconds, Path(work), a.feature))
     med = {t: {k: statistics.median(v) for k, v in res[t].items()} for t in trees}

@@ -175,6 +175,8 @@ class Outcome:
 async def bench(args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path) -> Outcome:
     """All rounds; a round that fails after others completed ends the run with what it has."""
     rows: list[str] = args.features or []
+    if POINTSMAN in names or rows:  # measured as installed: its bytecode compiled (procs.compile_bytecode)
+        procs.compile_bytecode(_ROOT, targets.interpreter_of(args.pointsman_bin))
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
     wants_sink = args.tracing or any(r in ("tracing", "all") for r in rows)
     sink = FakeTelemetry(decode=False).start() if wants_sink else None
@@ -321,9 +323,12 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
     }
 
 
+_ROOT = Path(__file__).resolve().parents[2]
+
+
 def _git_state() -> dict[str, Any]:
     """HEAD and the files that differ from it: the gateway measured is the working tree."""
-    root = Path(__file__).resolve().parents[2]
+    root = _ROOT
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
         status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
