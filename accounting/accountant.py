@@ -22,9 +22,10 @@ from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
 from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
-from accounting.ledger import SQLiteLedger, query_spend, spend_deltas, to_nusd
+from accounting.ledger import SQLiteLedger, query_spend, spend_deltas
 from accounting.limits import Limits, buckets_at
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
+from accounting.money import to_nusd
 from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
 from accounting.reservation import Ask, reserve_nusd

@@ -21,30 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import functools
-import io
 import itertools
 import logging
-import math
 import os
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from accounting.money import to_nusd, usd
 from accounting.record import RequestRecord
+from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
 
 log = logging.getLogger("pointsman.ledger")
 
-NANO = Decimal("1e-9")
 COLUMNS = (
     "uid",
     "request_id",
@@ -184,52 +180,6 @@ _UPSERT_SPEND = (
     "ON CONFLICT (scope, name, bucket) DO UPDATE SET nusd = nusd + excluded.nusd, requests = requests + excluded.requests"
 )
 
-# group_by dimension -> SQL expression
-DIMENSIONS: dict[str, str] = {
-    "key": "key",
-    "team": "team",
-    "task": "task",
-    "route": "route",
-    "model": "upstream_model",
-    "requested_model": "requested_model",
-    "backend": "backend",
-    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
-    "month": "strftime('%Y-%m', ts, 'unixepoch')",
-    "hour": "strftime('%Y-%m-%dT%H', ts, 'unixepoch')",
-    "outcome": "outcome",
-    "endpoint": "endpoint",
-    "shadow": "shadow",
-    "estimated": "estimated",
-    "priced": "priced",
-    "service_tier": "service_tier",
-}
-FILTERS = ("key", "team", "task", "route", "model", "requested_model", "backend", "outcome")
-
-
-def to_nusd(cost: Decimal) -> int:
-    return int((cost / NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def from_nusd(n: int) -> Decimal:
-    return Decimal(n).scaleb(-9)
-
-
-_LAST_USD: list[tuple[Decimal | None, str]] = [(None, "")]
-"""The last amount ``usd`` wrote and its text, swapped as one tuple (any thread may call it): a request's cost
-is written three times, in its headers, its ledger row and its log line."""
-
-
-def usd(d: Decimal) -> str:
-    """A plain decimal string without exponent or trailing zeros (``0.004``)."""
-    last = _LAST_USD[0]
-    if last[0] is d:
-        return last[1]
-    s = format(d.normalize(), "f")
-    if s == "-0":
-        s = "0"
-    _LAST_USD[0] = (d, s)
-    return s
-
 
 def day_bucket(ts: float) -> str:
     return "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts))
@@ -302,42 +252,6 @@ def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], li
                     acc[0] += r[ic]
                     acc[1] += 1
     return out
-
-
-MIN_TS = 0.0
-"""The earliest time a report window may name: 1970-01-01T00:00:00Z."""
-MAX_TS = 253402300799.0
-"""The latest: 9999-12-31T23:59:59Z (what dates can be written in; past it, strftime and gmtime fail)."""
-
-
-def parse_time(v: str | float | int | None, end: bool = False) -> float | None:
-    """Unix seconds from a number, an ISO date (``2026-11-23``, whole UTC day) or ISO datetime, between
-    ``MIN_TS`` and ``MAX_TS``; ValueError otherwise."""
-    if v is None or v == "":
-        return None
-    if isinstance(v, int | float):
-        return in_range(float(v))
-    s = v.strip()
-    try:
-        return in_range(float(s))
-    except ValueError:
-        pass
-    if len(s) == 10:
-        d = datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=UTC)
-        return in_range(d.timestamp() + (86400 if end else 0))
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return in_range(dt.timestamp())
-
-
-def in_range(t: float) -> float:
-    """``t`` if it is a time reports can name (finite, 1970 to 9999); ValueError otherwise."""
-    if not (math.isfinite(t) and MIN_TS <= t <= MAX_TS):
-        raise ValueError("time must be unix seconds between 1970 and 9999")
-    return t
 
 
 class Ledger(Protocol):
@@ -610,7 +524,7 @@ def query_spend(
             _sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g]
             for g in group_by
         ]
-        aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in _AGGREGATES]
+        aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in AGGREGATES]
         sql = grouped_select("requests", dims, aggs, where)
         if group_by:
             sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
@@ -620,17 +534,6 @@ def query_spend(
     return spend_items(group_by, rows)
 
 
-def grouped_select(table: str, dims: Sequence[str], sums: Sequence[str], where: Sequence[str]) -> str:
-    """``SELECT dims AS g0.., sums FROM table WHERE .. GROUP BY g0..`` (the shape of every spend query)."""
-    cols = [*(f"{d} AS g{i}" for i, d in enumerate(dims)), *sums]
-    sql = f"SELECT {', '.join(cols)} FROM {table}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if dims:
-        sql += " GROUP BY " + ", ".join(f"g{i}" for i in range(len(dims)))
-    return sql
-
-
 def run_callbacks(callbacks: Iterable[Any], rows: list[tuple[Any, ...]], what: str) -> None:
     """Call each ``f(rows)``; a failing one is logged, never raised into the writer."""
     for cb in callbacks:
@@ -638,81 +541,6 @@ def run_callbacks(callbacks: Iterable[Any], rows: list[tuple[Any, ...]], what: s
             cb(rows)
         except Exception:
             log.exception("ledger %s callback failed", what)
-
-
-def check_query(group_by: Sequence[str], filters: dict[str, str] | None) -> None:
-    """ValueError naming the choices when a group-by dimension or filter is unknown."""
-    for g in group_by:
-        if g not in DIMENSIONS:
-            raise ValueError(f"unknown group_by {g!r}; use any of {', '.join(DIMENSIONS)}")
-    for k in filters or {}:
-        if k not in FILTERS:
-            raise ValueError(f"unknown filter {k!r}; use any of {', '.join(FILTERS)}")
-
-
-def spend_items(group_by: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    """Report items from result rows: the group-by values, then one sum per ``AGGREGATES`` entry."""
-    out: list[dict[str, Any]] = []
-    n = len(group_by)
-    for r in rows:
-        if r[n] == 0:
-            continue
-        item: dict[str, Any] = {g: r[i] for i, g in enumerate(group_by)}
-        for g in ("shadow", "estimated", "priced"):
-            if g in item:
-                item[g] = bool(item[g])
-        sums = {name: r[n + i] or 0 for i, (name, _) in enumerate(_AGGREGATES)}
-        nusd = sums.pop("cost_nusd")
-        sums["cost_usd"] = usd(from_nusd(nusd))
-        item.update((f, sums[f]) for f in SPEND_FIELDS)
-        out.append(item)
-    return out
-
-
-_AGGREGATES = (
-    ("requests", "COUNT(*)"),
-    ("input_tokens", "SUM(input_tokens)"),
-    ("output_tokens", "SUM(output_tokens)"),
-    ("cached_input_tokens", "SUM(cached_input_tokens)"),
-    ("reasoning_tokens", "SUM(reasoning_tokens)"),
-    ("cost_nusd", "SUM(cost_nusd)"),
-    ("estimated_requests", "SUM(estimated)"),
-    ("failed_requests", "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)"),
-    ("unpriced_requests", "SUM(1 - priced)"),
-    ("cache_write_tokens", "SUM(cache_write_tokens)"),
-)
-"""Spend report fields and their SQL (``cost_nusd`` is reported as ``cost_usd``)."""
-AGGREGATES = _AGGREGATES
-
-SPEND_FIELDS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "estimated_requests",
-    "failed_requests",
-    "unpriced_requests",
-    "cache_write_tokens",
-)
-
-
-def spend_csv(group_by: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*group_by, *SPEND_FIELDS])
-    for r in rows:
-        w.writerow([_csv_cell(r.get(g)) for g in group_by] + [r[f] for f in SPEND_FIELDS])
-    return buf.getvalue()
-
-
-def _csv_cell(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v  # keep spreadsheet formulas out of exported tag values
-    return v
 
 
 def row_to_json(row: Sequence[Any]) -> bytes:

@@ -35,9 +35,9 @@ from typing import Any
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
 from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
-from accounting.ledger import from_nusd, to_nusd, usd
 from accounting.limits_outbox import COMPONENT, Outbox
 from accounting.metrics import Metrics
+from accounting.money import from_nusd, to_nusd, usd
 from accounting.reservation import Reservation
 from accounting.resp import RespClient, Script
 from accounting.shared_limits import (
@@ -334,10 +334,7 @@ class Limits:
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-        r = self._hold(rid, budgets, asked, now, shared=False)
-        if r is not None:
-            r.leases = tuple(found)
-        return r
+        return self._hold(rid, budgets, asked, now, shared=False, leases=tuple(found))
 
     def _take_leases(
         self,
@@ -369,21 +366,25 @@ class Limits:
                     lease = Lease(f"{rid}.{i}", (x.scope, x.name, b[x.period]), g, g - a, now, now, open=1)
                     self.book.add(lease)
                     found.append(lease)
-        r = self._hold(rid, budgets, asked, now, shared=False)
-        if r is not None:
-            r.leases = tuple(found)
-        return r
+        return self._hold(rid, budgets, asked, now, shared=False, leases=tuple(found))
 
     def _hold(
-        self, rid: str, budgets: list[Budget], asked: list[int], now: float, shared: bool
+        self,
+        rid: str,
+        budgets: list[Budget],
+        asked: list[int],
+        now: float,
+        shared: bool,
+        leases: tuple[Lease, ...] = (),
     ) -> Reservation | None:
-        """Note an admitted request's reservation in this process (and, when ``shared``, as held in Redis).
-        Synchronous after the decision, so no other admission on this event loop comes between."""
+        """Note an admitted request's reservation in this process (and, when ``shared``, as held in Redis;
+        ``leases``: the hot budgets' leases it was taken from). Synchronous after the decision, so no other
+        admission on this event loop comes between."""
         b = buckets_at(now)
         holds = [((x.scope, x.name, b[x.period]), a) for x, a in zip(budgets, asked, strict=True) if a > 0]
         if not holds:
             return None
-        r = Reservation(rid, holds, shared)
+        r = Reservation(rid, holds, shared, leases=leases)
         with self._lock:
             for k, a in holds:
                 self.reserved[k] = self.reserved.get(k, 0) + a

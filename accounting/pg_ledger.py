@@ -39,19 +39,9 @@ import psycopg
 from accounting import pg_schema
 from accounting.config import dsn_target
 from accounting.errors import LedgerUnavailable
-from accounting.ledger import (
-    AGGREGATES,
-    COLUMNS,
-    DIMENSIONS,
-    SQLiteLedger,
-    check_query,
-    connect,
-    grouped_select,
-    run_callbacks,
-    spend_deltas,
-    spend_items,
-)
+from accounting.ledger import COLUMNS, SQLiteLedger, connect, run_callbacks, spend_deltas
 from accounting.metrics import Metrics
+from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
 
 log = logging.getLogger("pointsman.ledger")
 

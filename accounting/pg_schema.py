@@ -6,7 +6,7 @@ Tables (see docs/accounting.md, "Fleets: the PostgreSQL ledger"):
   derived from the SQLite schema there), range-partitioned by ``ts`` into one partition per UTC day
   (``requests_YYYYMMDD``), primary key ``(uid, ts)`` so a retried batch inserts nothing twice.
 * ``spend_hourly``: the rollup reports read: per UTC hour and every report dimension, the sums of
-  ``accounting.ledger.AGGREGATES``; maintained in the transaction that inserts the rows (only rows actually
+  ``accounting.spend_report.AGGREGATES``; maintained in the transaction that inserts the rows (only rows actually
   inserted count).
 * ``spend_daily`` (version 3): the same per UTC day, maintained alike; reports read it for the whole days of
   their range (up to 24 times fewer rows than the hourly rollup for a month).
@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from accounting.ledger import AGGREGATES, COLUMNS, V1_COLUMNS, column_types
+from accounting.ledger import COLUMNS, V1_COLUMNS, column_types
+from accounting.spend_report import AGGREGATES
 
 DAY_S = 86400
 HOUR_S = 3600

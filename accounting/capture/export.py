@@ -37,7 +37,7 @@ import orjson
 from accounting.capture.redact import Redactor, merge_counts
 from accounting.capture.store import CaptureStore, Feedback
 from accounting.capture.trace import Trace
-from accounting.ledger import in_range, parse_time
+from accounting.spend_report import in_range, parse_time
 from wire.anthropic.to_chat import answer_message as answer_to_chat
 from wire.anthropic.to_chat import to_chat_request
 from wire.anthropic.untranslatable import Untranslatable

@@ -19,7 +19,7 @@ import orjson
 
 from accounting.export.batcher import Batcher, Dropped
 from accounting.export.config import RequestLogConfig
-from accounting.ledger import usd
+from accounting.money import usd
 from accounting.record import RequestRecord
 
 LOGGER = "pointsman.requests"

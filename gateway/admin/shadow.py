@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from accounting.ledger import parse_time
+from accounting.spend_report import parse_time
 from gateway.admin.body_schemas import json_body
 from gateway.admin.shadow_html import render_report
 from gateway.deps import State

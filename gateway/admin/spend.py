@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from accounting.errors import LedgerUnavailable
-from accounting.ledger import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv, usd
+from accounting.money import usd
+from accounting.spend_report import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv
 from gateway.deps import get_state
 from gateway.errors import ApiError, bad_request, to_api_error
 from gateway.state import GatewayState

@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import orjson
 
-from accounting.ledger import DIMENSIONS, parse_time, query_spend, spend_csv, usd
+from accounting.ledger import query_spend
+from accounting.money import usd
 from accounting.reconcile import ExportError, model_key, read_export, reconcile
+from accounting.spend_report import DIMENSIONS, parse_time, spend_csv
 from gateway.cli.admin_api import table
 
 _FILTERS = ("key", "team", "task", "route", "model", "backend", "outcome")

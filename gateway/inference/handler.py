@@ -22,7 +22,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from accounting.accountant import Accountant
-from accounting.ledger import usd
+from accounting.money import usd
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from gateway.capture import CaptureGate
 from gateway.errors import ApiError, anthropic_error, forbidden, to_api_error, unauthorized

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from accounting.ledger import usd
 from accounting.metrics import Metrics
+from accounting.money import usd
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from routing.eligibility import Eligibility
 from routing.shadow import comparators as cmp

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from accounting.config import AccountingConfig
 from accounting.errors import BudgetExceeded, RateLimited
-from accounting.ledger import to_nusd
 from accounting.limits import Limits
 from accounting.metrics import Labels, Metrics
+from accounting.money import to_nusd
 from accounting.resp import RespClient
 from accounting.shared_limits import RedisHealth
 from tests.accounting.observe import wait_for

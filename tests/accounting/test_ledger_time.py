@@ -1,10 +1,10 @@
-"""Report windows: the times a ledger query may name (accounting.ledger.parse_time)."""
+"""Report windows: the times a ledger query may name (accounting.spend_report.parse_time)."""
 
 from __future__ import annotations
 
 import pytest
 
-from accounting.ledger import MAX_TS, parse_time
+from accounting.spend_report import MAX_TS, parse_time
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from accounting.config import AccountingConfig
 from accounting.errors import BudgetExceeded
-from accounting.ledger import to_nusd
 from accounting.limits import Limits
 from accounting.metrics import Labels, Metrics
+from accounting.money import to_nusd
 from accounting.rates import ModelPrice
 from accounting.reservation import Ask, requested_output, reserve_nusd
 from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES

@@ -46,9 +46,10 @@ from typing import Any
 import psycopg
 
 from accounting import pg_schema
-from accounting.ledger import AGGREGATES, COLUMNS, SQLiteLedger, connect, query_spend
+from accounting.ledger import COLUMNS, SQLiteLedger, connect, query_spend
 from accounting.pg_ledger import PostgresLedger, spend_sql
 from accounting.record import RequestRecord
+from accounting.spend_report import AGGREGATES
 from tests.postgres_server import PostgresServer
 from wire.usage import Usage
 

@@ -4,7 +4,7 @@ a profile taken by ``tests/bench/sampler.py`` to them.
 A sample is one thread's Python stack. It belongs to the phase of its innermost frame that a rule names: a
 frame in aiohttp is the upstream client whoever called it, a frame in the standard library (``asyncio``,
 ``enum``, a dataclass's ``__init__``) is left to its caller. Rules naming a function come before rules naming its
-module; ``SKIP`` hands a helper to its caller (``accounting.ledger.usd`` formats the cost for the ledger row and
+module; ``SKIP`` hands a helper to its caller (``accounting.money.usd`` formats the cost for the ledger row and
 for the response headers alike). A thread's CPU time is spread over its non-idle samples; the main thread runs
 the event loop, so its samples whose only named frames are the loop's own (``asyncio.runners``, uvicorn's
 ``Server.run``) are the loop's C work between callbacks.
@@ -103,7 +103,7 @@ RULES: tuple[Rule, ...] = (
         "Accountant._publish_gauges",
         "Accountant.metrics_payload",
     ),
-    *_functions(SKIP, "accounting.ledger", "usd", "to_nusd", "from_nusd"),
+    *_rules(SKIP, "accounting.money"),
     *_idle_rules(),
     # -- modules --------------------------------------------------------------------------------------------------
     *_rules("loop", "tests.bench.sampler", "asyncio.runners", "uvicorn.main", "uvicorn._compat", "uvloop"),

@@ -63,7 +63,7 @@ def test_the_plain_proxys_framework_is_the_framework_phase() -> None:
 
 
 def test_a_skipped_helper_has_no_phase_of_its_own() -> None:
-    assert phase_of_frame("accounting.ledger", "usd") is None
+    assert phase_of_frame("accounting.money", "usd") is None
 
 
 def test_a_frame_no_rule_names_has_no_phase() -> None:
@@ -84,7 +84,7 @@ def test_a_stack_takes_the_phase_of_its_innermost_named_frame() -> None:
 
 
 def test_a_skipped_helper_is_charged_to_its_caller() -> None:
-    stack = [("accounting.ledger", "usd"), ("wire.usage", "cost_headers")]
+    stack = [("accounting.money", "usd"), ("wire.usage", "cost_headers")]
     assert phase_of_stack(stack, main=True) == "accounting"
 
 
