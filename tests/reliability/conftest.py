@@ -18,7 +18,9 @@ PROVIDER_KEY = "sk-provider-secret-7f3a9c1e5b"
 def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) -> dict[str, Any]:
     """One gateway for every upstream fault: model-name suffixes pick the fault (see tests/reliability/faults.py).
 
-    - ``fault-<behaviour>`` on backend ``up`` (3 s per call), ``tight-<behaviour>`` on ``tight`` (0.3 s);
+    - ``fault-<behaviour>`` on backend ``up`` (3 s per call), ``tight-<behaviour>`` on ``tight`` (0.3 s),
+      ``stall-<behaviour>`` on ``stall`` (1.5 s: a stream's first events arrive well within it on a loaded
+      machine, then the stall runs it out);
     - ``refused-model`` on a port nothing listens on;
     - ``backup-model`` on a healthy second upstream;
     - task ``fallback`` falls back to ``backup-model``; task ``retry`` retries the same model twice.
@@ -29,6 +31,7 @@ def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) 
         "backends": {
             "up": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 3},
             "tight": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 0.3},
+            "stall": {"type": "openai", "base_url": faulty_url, "api_key": PROVIDER_KEY, "timeout_s": 1.5},
             "refused": {
                 "type": "openai",
                 "base_url": f"http://127.0.0.1:{free_port()}/v1",
@@ -40,6 +43,7 @@ def fault_config(faulty_url: str, backup_url: str, data_dir: str, **extra: Any) 
         "models": {
             "fault-*": {"backend": "up"},
             "tight-*": {"backend": "tight"},
+            "stall-*": {"backend": "stall"},
             "refused-model": {"backend": "refused"},
             "backup-model": {"backend": "backup"},
         },

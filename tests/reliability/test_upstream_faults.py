@@ -147,7 +147,7 @@ def test_slow_first_byte_past_the_timeout_falls_back(fault_gateway: RunningGatew
 def test_stalled_stream_ends_with_a_timeout_event_then_done(
     fault_gateway: RunningGateway, fault_data: Path
 ) -> None:
-    r, rid = ask(fault_gateway, "tight-stall_mid_stream", stream=True)
+    r, rid = ask(fault_gateway, "stall-stall_mid_stream", stream=True)
     assert r.status_code == 200
     events = sse_events(r.content)
     assert events[-1] == b"[DONE]"
