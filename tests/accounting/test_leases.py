@@ -15,43 +15,16 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accounting.config import AccountingConfig
-from accounting.errors import BudgetExceeded, RateLimited
+from accounting.errors import RateLimited
 from accounting.limits import Limits
-from accounting.metrics import Labels, Metrics
 from accounting.money import to_nusd
-from accounting.resp import RespClient
-from accounting.shared_limits import RedisHealth
 from tests.accounting.observe import wait_for
+from tests.accounting.replicas import Request, replicas_on, spend_on_two_replicas
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess, RunningGateway
 
 pytestmark = pytest.mark.redis
-
-
-def limits_of(accounting: dict[str, object]) -> Limits:
-    labels = Labels(tasks=set(), teams=set(), models=set(), backends=set(), routes=set(), keys={"k"})
-    return Limits(AccountingConfig.model_validate(accounting), Metrics(labels))
-
-
-async def replicas_on(url: str, accounting: dict[str, object]) -> tuple[list[Limits], list[RespClient]]:
-    replicas, clients = [], []
-    for _ in range(2):
-        limits = limits_of(accounting)
-        client = RespClient(url)
-        limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
-        await limits.start()
-        replicas.append(limits)
-        clients.append(client)
-    await clients[0].execute("FLUSHDB")
-    for c in clients:  # connected before the burst: its 0.5 s timeouts are not what these tests are about
-        await c.execute("PING")
-    return replicas, clients
-
-
-async def total(c: RespClient, pattern: str) -> int:
-    return sum([int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", pattern)])
 
 
 @given(
@@ -66,43 +39,10 @@ async def total(c: RespClient, pattern: str) -> int:
 )
 @settings(max_examples=12, deadline=None)
 def test_two_replicas_leasing_a_hot_budget_never_pass_it(
-    redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
+    redis_server: str, requests: list[Request], budget: int
 ) -> None:
-    async def run() -> tuple[int, int, list[Limits]]:
-        replicas, clients = await replicas_on(
-            redis_server, {"budgets": [{"scope": "key", "name": "k", "daily_usd": str(budget)}]}
-        )
-        spent = 0
-        in_flight = asyncio.Semaphore(64)  # like the bench's 64 connections: hot, not one 400-deep burst
-
-        async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
-            async with in_flight:
-                await settle(reserve_usd, share, runs_s, side)
-
-        async def settle(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
-            nonlocal spent
-            limits = replicas[side]
-            amount = to_nusd(Decimal(reserve_usd))
-            try:
-                r = await limits.admit("k", None, [amount])
-            except BudgetExceeded:
-                return
-            await asyncio.sleep(runs_s)
-            actual = int(amount * share)
-            limits.commit("k", None, time.time(), actual, 0, r)
-            spent += actual
-
-        await asyncio.gather(*(one(*q) for q in requests))
-        for limits in replicas:
-            await limits.close()
-        c = clients[0]
-        shared, held = await total(c, "pointsman:spend:*"), await total(c, "pointsman:reserved:*")
-        for c in clients:
-            await c.aclose()
-        assert shared == spent
-        return spent, held, replicas
-
-    spent, held, replicas = asyncio.run(run())
+    # 64 in flight, like the bench's 64 connections: hot, not one 400-deep burst
+    spent, held, replicas = spend_on_two_replicas(redis_server, budget, requests, in_flight=64)
     assert spent <= to_nusd(Decimal(budget))
     assert held == 0 and all(limits.reserved == {} for limits in replicas)  # leases given back at close
 

@@ -13,13 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accounting.config import AccountingConfig
 from accounting.errors import BudgetExceeded
-from accounting.limits import Limits
-from accounting.metrics import Labels, Metrics
 from accounting.money import to_nusd
 from accounting.rates import ModelPrice
 from accounting.reservation import Ask, requested_output, reserve_nusd
+from tests.accounting.replicas import Request, limits_of, spend_on_two_replicas
 from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import Usage
 
@@ -99,12 +97,6 @@ def test_what_a_request_may_generate_is_read_from_its_endpoints_own_members(
     assert requested_output(endpoint, doc) == want
 
 
-def _limits(limit: str) -> Limits:
-    cfg = AccountingConfig.model_validate({"budgets": [{"scope": "key", "name": "k", "daily_usd": limit}]})
-    labels = Labels(tasks=set(), teams=set(), models=set(), backends=set(), routes=set(), keys={"k"})
-    return Limits(cfg, Metrics(labels))
-
-
 @given(
     st.lists(
         st.tuples(st.integers(0, 40), st.floats(0, 1), st.booleans()),  # reserve ($), actual share, ends now
@@ -117,7 +109,7 @@ def _limits(limit: str) -> Limits:
 def test_spend_never_passes_the_budget_when_no_request_costs_more_than_it_reserved(
     steps: list[tuple[int, float, bool]], budget: int
 ) -> None:
-    limits = _limits(str(budget))
+    limits = limits_of({"budgets": [{"scope": "key", "name": "k", "daily_usd": str(budget)}]})
     limit = to_nusd(Decimal(budget))
 
     async def run() -> int:
@@ -158,52 +150,8 @@ def test_spend_never_passes_the_budget_when_no_request_costs_more_than_it_reserv
 )
 @settings(max_examples=25, deadline=None)
 def test_two_replicas_on_redis_never_pass_the_budget_when_no_request_costs_more_than_it_reserved(
-    redis_server: str, requests: list[tuple[int, float, float, bool]], budget: int
+    redis_server: str, requests: list[Request], budget: int
 ) -> None:
-    from accounting.resp import RespClient
-    from accounting.shared_limits import RedisHealth
-
-    async def run() -> tuple[int, int, list[Limits]]:
-        replicas: list[Limits] = []
-        clients = []
-        for _ in range(2):
-            limits = _limits(str(budget))
-            client = RespClient(redis_server)
-            limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
-            await limits.start()
-            replicas.append(limits)
-            clients.append(client)
-        await clients[0].execute("FLUSHDB")
-        spent = 0
-
-        async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
-            nonlocal spent
-            limits = replicas[side]
-            amount = to_nusd(Decimal(reserve_usd))
-            try:
-                r = await limits.admit("k", None, [amount])
-            except BudgetExceeded:
-                return
-            await asyncio.sleep(runs_s)
-            actual = int(amount * share)
-            limits.commit("k", None, time.time(), actual, 0, r)
-            spent += actual
-
-        await asyncio.gather(*(one(*q) for q in requests))
-        for limits in replicas:
-            await limits.close()
-        c = clients[0]
-        shared = sum(
-            [int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:spend:*")]
-        )
-        held = sum(
-            [int(await c.execute("GET", k) or 0) for k in await c.execute("KEYS", "pointsman:reserved:*")]
-        )
-        for c in clients:
-            await c.aclose()
-        assert shared == spent
-        return spent, held, replicas
-
-    spent, held, replicas = asyncio.run(run())
+    spent, held, replicas = spend_on_two_replicas(redis_server, budget, requests)
     assert spent <= to_nusd(Decimal(budget))
     assert held == 0 and all(limits.reserved == {} for limits in replicas)
