@@ -23,9 +23,10 @@ from accounting.config import AccountingConfig
 from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
 from accounting.ledger import SQLiteLedger, query_spend, spend_deltas
-from accounting.limits import Limits, buckets_at
+from accounting.limits import Limits
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.money import to_nusd
+from accounting.periods import buckets_at
 from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
 from accounting.record import RequestRecord
 from accounting.reservation import Ask, reserve_nusd

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from accounting.money import to_nusd, usd
+from accounting.periods import day_bucket, month_bucket
 from accounting.record import RequestRecord
 from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
 
@@ -179,14 +180,6 @@ _UPSERT_SPEND = (
     "INSERT INTO spend (scope, name, bucket, nusd, requests) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (scope, name, bucket) DO UPDATE SET nusd = nusd + excluded.nusd, requests = requests + excluded.requests"
 )
-
-
-def day_bucket(ts: float) -> str:
-    return "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
-def month_bucket(ts: float) -> str:
-    return "m:" + time.strftime("%Y-%m", time.gmtime(ts))
 
 
 def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:

@@ -27,96 +27,29 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from accounting.budgets import Budget, budgets_of
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
 from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
 from accounting.limits_outbox import COMPONENT, Outbox
 from accounting.metrics import Metrics
-from accounting.money import from_nusd, to_nusd, usd
+from accounting.money import from_nusd, usd
+from accounting.periods import WINDOW_S, Window, buckets_at, period_of, seconds_to_reset
 from accounting.reservation import Reservation
 from accounting.resp import RespClient, Script
 from accounting.shared_limits import (
     ADMIT_LUA,
     BUDGET_TTL,
-    PREFIX,
     RedisHealth,
     budget_keys,
+    rate_key,
+    spend_key,
 )
 
 log = logging.getLogger("pointsman.limits")
-
-WINDOW_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    scope: str
-    name: str
-    period: str
-    """``daily`` or ``monthly``."""
-    limit: Decimal
-    limit_nusd: int
-    soft: float
-    reserve_output_tokens: int | None = None
-    """Output tokens reserved for a request that names no maximum (``BudgetConfig.reserve_output_tokens``)."""
-
-
-def buckets_at(ts: float) -> dict[str, str]:
-    """The budget buckets (``d:YYYY-MM-DD``, ``m:YYYY-MM``, UTC) that time ``ts`` falls in: the caller must not
-    change the mapping (the day's is shared; a request asks several times)."""
-    day = int(ts // 86400)
-    cached = _BUCKETS.get(day)
-    if cached is None:
-        g = time.gmtime(ts)
-        cached = {"daily": "d:" + time.strftime("%Y-%m-%d", g), "monthly": "m:" + time.strftime("%Y-%m", g)}
-        if len(_BUCKETS) > 8:
-            _BUCKETS.clear()
-        _BUCKETS[day] = cached
-    return cached
-
-
-_BUCKETS: dict[int, dict[str, str]] = {}
-
-
-def seconds_to_reset(period: str, ts: float) -> int:
-    g = time.gmtime(ts)
-    if period == "daily":
-        return max(1, 86400 - (g.tm_hour * 3600 + g.tm_min * 60 + g.tm_sec))
-    y, m = (g.tm_year + 1, 1) if g.tm_mon == 12 else (g.tm_year, g.tm_mon + 1)
-    nxt = time.mktime((y, m, 1, 0, 0, 0, 0, 0, 0)) - time.timezone
-    return max(1, int(nxt - ts))
-
-
-class Window:
-    """Sliding one-minute window approximated by the current and previous fixed minutes (weighted)."""
-
-    __slots__ = ("start", "cur", "prev")
-
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.cur = 0
-        self.prev = 0
-
-    def _roll(self, now: float) -> float:
-        minute = now - (now % WINDOW_S)
-        if minute != self.start:
-            self.prev = self.cur if minute - self.start == WINDOW_S else 0
-            self.cur = 0
-            self.start = minute
-        return (now - minute) / WINDOW_S
-
-    def count(self, now: float) -> float:
-        frac = self._roll(now)
-        return self.cur + self.prev * (1 - frac)
-
-    def add(self, now: float, n: int) -> None:
-        self._roll(now)
-        self.cur += n
 
 
 _RID_PREFIX = uuid.uuid4().hex[:16]
@@ -158,27 +91,12 @@ class Limits:
         self._admit_script: Script | None = None
         self.outbox: Outbox | None = None
         """What this replica owes Redis (spend, tokens, releases) and the loop that pushes it."""
-        self._redis_keys: dict[tuple[str, ...] | tuple[str, int], str] = {}
+        self._redis_keys: dict[tuple[Any, ...], str] = {}
         """Redis key names of the pushed counters, made once per (key, minute) or budget bucket."""
 
     # -- config ----------------------------------------------------------------------------------------------
     def configure(self, cfg: AccountingConfig) -> None:
-        budgets: dict[tuple[str, str], list[Budget]] = {}
-        for b in cfg.budgets:
-            lst = budgets.setdefault((b.scope, b.name), [])
-            for period, amount in (("daily", b.daily_usd), ("monthly", b.monthly_usd)):
-                if amount is not None:
-                    lst.append(
-                        Budget(
-                            b.scope,
-                            b.name,
-                            period,
-                            amount,
-                            to_nusd(amount),
-                            b.soft_threshold,
-                            b.reserve_output_tokens,
-                        )
-                    )
+        budgets = budgets_of(cfg)
         rate = {r.key: r for r in cfg.rate_limits}
         self.default_rate = rate.pop("*", None)
         self.rate = rate
@@ -434,10 +352,10 @@ class Limits:
     def _keys(self, key: str, budgets: list[Budget], now: float) -> list[str]:
         minute = int(now // WINDOW_S)
         k = [
-            f"{PREFIX}rl:{key}:r:{minute}",
-            f"{PREFIX}rl:{key}:r:{minute - 1}",
-            f"{PREFIX}rl:{key}:t:{minute}",
-            f"{PREFIX}rl:{key}:t:{minute - 1}",
+            rate_key(key, "r", minute),
+            rate_key(key, "r", minute - 1),
+            rate_key(key, "t", minute),
+            rate_key(key, "t", minute - 1),
         ]
         b = buckets_at(now)
         for x in budgets:
@@ -580,25 +498,26 @@ class Limits:
             return
         if rl is not None and rl.tokens_per_min and tokens:
             minute = int(now // WINDOW_S)
-            rk = self._redis_keys.get((key, minute))
-            if rk is None:
-                if len(self._redis_keys) >= 4096:
-                    self._redis_keys.clear()
-                rk = self._redis_keys[(key, minute)] = f"{PREFIX}rl:{key}:t:{minute}"
-            outbox.add(rk, tokens, int(WINDOW_S * 2 + 5))
+            outbox.add(
+                self._key_name((key, minute), rate_key, key, "t", minute), tokens, int(WINDOW_S * 2 + 5)
+            )
         if budgets and nusd:
             b = buckets_at(ts)
             for x in budgets:
                 k = (x.scope, x.name, b[x.period])
-                rk = self._redis_keys.get(k)
-                if rk is None:
-                    if len(self._redis_keys) >= 4096:
-                        self._redis_keys.clear()
-                    rk = self._redis_keys[k] = f"{PREFIX}spend:{x.scope}:{x.name}:{b[x.period]}"
-                outbox.add(rk, nusd, BUDGET_TTL[x.period])
+                outbox.add(self._key_name(k, spend_key, k), nusd, BUDGET_TTL[x.period])
         if reservation is not None and reservation.shared:
             outbox.release(reservation)
         outbox.wake()
+
+    def _key_name(self, k: tuple[Any, ...], make: Callable[..., str], *args: Any) -> str:
+        """A pushed counter's Redis key name, ``make(*args)``, made once per ``k`` (a few thousand kept)."""
+        name = self._redis_keys.get(k)
+        if name is None:
+            if len(self._redis_keys) >= 4096:
+                self._redis_keys.clear()
+            name = self._redis_keys[k] = make(*args)
+        return name
 
     def release(self, reservation: Reservation) -> None:
         """Release a reservation without adding any cost (a request that ended before it was accounted)."""
@@ -632,7 +551,7 @@ class Limits:
             if len(self._reserved_gauges) >= 4096:  # buckets change daily: old ones go
                 self._reserved_gauges.clear()
             child = self._reserved_gauges[k] = self.metrics.budget_reserved.labels(
-                scope, name, "daily" if bucket.startswith("d:") else "monthly"
+                scope, name, period_of(bucket)
             )
         self.metrics.tally.inc(child, nusd / 1e9)
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 
 from accounting.leases import Bucket, LeaseBook
+from accounting.periods import period_of
 from accounting.reservation import Reservation
 from accounting.resp import RespClient
 from accounting.shared_limits import (
@@ -28,6 +29,7 @@ from accounting.shared_limits import (
     RESEED_LUA,
     RedisHealth,
     budget_keys,
+    spend_key,
 )
 
 log = logging.getLogger("pointsman.limits")
@@ -91,7 +93,7 @@ class Outbox:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Make the loop ready; it runs from ``run_if`` on (once something is limited)."""
+        """Make the loop ready; ``run`` starts it (once something is limited)."""
         self._wake = asyncio.Event()
 
     def run(self) -> None:
@@ -193,8 +195,8 @@ class Outbox:
         totals = self.totals()
         if not totals:
             return True
-        keys = [MARKER] + [f"{PREFIX}spend:{scope}:{name}:{bucket}" for scope, name, bucket in totals]
-        ttls = [BUDGET_TTL["daily" if bucket.startswith("d:") else "monthly"] for _, _, bucket in totals]
+        keys = [MARKER] + [spend_key(b) for b in totals]
+        ttls = [BUDGET_TTL[period_of(bucket)] for _, _, bucket in totals]
         raised = await self._reseed_script(keys=keys, args=[*totals.values(), *ttls])
         if raised:
             log.warning("redis had lost the shared budget counters; restored %d from the ledger", raised)

@@ -157,6 +157,16 @@ def budget_keys(bucket: tuple[str, str, str]) -> tuple[str, str, str]:
     return f"{PREFIX}spend:{tail}", f"{PREFIX}reservations:{tail}", f"{PREFIX}reserved:{tail}"
 
 
+def spend_key(bucket: tuple[str, str, str]) -> str:
+    """A budget bucket's spend counter (``budget_keys``' first)."""
+    return budget_keys(bucket)[0]
+
+
+def rate_key(key: str, kind: str, minute: int) -> str:
+    """A client key's counter of requests (``kind`` ``r``) or tokens (``t``) in a minute."""
+    return f"{PREFIX}rl:{key}:{kind}:{minute}"
+
+
 class RedisHealth:
     """Tracks whether Redis answers, per component; logs and meters transitions; probes while down."""
 

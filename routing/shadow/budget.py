@@ -11,8 +11,8 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
 
-from accounting.ledger import day_bucket
 from accounting.money import to_nusd
+from accounting.periods import day_bucket
 from routing.shadow.config import ShadowConfig
 from routing.shadow.store import PairStore
 

@@ -328,10 +328,9 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 def _git_state() -> dict[str, Any]:
     """HEAD and the files that differ from it: the gateway measured is the working tree."""
-    root = _ROOT
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_ROOT, capture_output=True, text=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=_ROOT, capture_output=True, text=True)
     except OSError:
         return {}
     return {"head": head.stdout.strip(), "changed": [line[3:] for line in status.stdout.splitlines()]}
