@@ -29,7 +29,8 @@ from serving.errors import (
     UpstreamProtocolError,
     UpstreamTooLarge,
 )
-from serving.http_client import HttpClient, Response, Timeouts, header_lines
+from serving.http_client import HttpClient, Response, Timeouts
+from serving.http_request import header_lines
 from serving.pool import Endpoint, EndpointPool
 
 _MAX_ERROR_BODY = 64 * 1024

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from serving.errors import UpstreamTimeout
-from serving.http_client import HttpClient, Timeouts, header_lines
+from serving.http_client import HttpClient, Timeouts
+from serving.http_request import header_lines
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.raw_http import RawUpstream, answer
