@@ -1,4 +1,5 @@
-"""Shared helpers for the deployment tests: tools, dashboards, PromQL text, the metric contract."""
+"""Shared helpers for the deployment tests: tools, deploy files (Prometheus rules, config env), dashboards,
+PromQL text, the metric contract."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -226,3 +228,29 @@ def check_expr_against_contract(
             if extra:
                 problems.append(f"{name} has no label(s) {sorted(extra)}")
     return problems
+
+
+PROM = DEPLOY / "prometheus"
+
+
+CONFIG_ENV = {"POINTSMAN_ADMIN_KEY": "admin-key-for-tests", "POINTSMAN_CLIENT_KEY": "client-key-for-tests"}
+
+
+def promtool(*args: str, cwd: Path | None = None) -> str:
+    r = run([tool("promtool"), *args], cwd=cwd)
+    assert r.returncode == 0, f"promtool {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def rules_doc() -> dict[str, Any]:
+    doc: dict[str, Any] = load_yaml(PROM / "rules.yml")
+    return doc
+
+
+def required_env(config_text: str) -> set[str]:
+    """Environment variables a config file needs (``${NAME}`` without a default)."""
+    return {m.group(1) for m in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", config_text)}
