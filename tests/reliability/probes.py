@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -189,3 +190,38 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+INFERENCE = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+"""The inference endpoints hostile inputs are sent to."""
+
+
+def post(
+    client: httpx.Client, url: str, content: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST ``content`` as JSON (with the client key unless ``headers`` are given) and read the whole answer."""
+    h = {"content-type": "application/json", **(headers if headers is not None else CLIENT)}
+    with client.stream("POST", url, content=content, headers=h) as r:
+        r.read()
+    return r
+
+
+def auth_for(path: str) -> dict[str, str]:
+    """The admin key for ``/admin`` paths, the client key otherwise."""
+    return ADMIN if path.startswith("/admin") else CLIENT
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 15) -> bytes:
+    """Send raw bytes on a fresh connection and return everything the gateway answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the server may answer and close before it has read everything
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+    return out
