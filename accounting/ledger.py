@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from accounting.money import to_nusd, usd
-from accounting.periods import day_bucket, month_bucket
+from accounting.periods import buckets_at
 from accounting.record import RequestRecord
 from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
 
@@ -232,17 +232,18 @@ def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], li
     for r in rows:
         if r[ish]:
             continue  # shadow calls are paid from the route's shadow budget, not the client's
-        ts = r[its]
-        buckets = (day_bucket(ts), month_bucket(ts))
+        b = buckets_at(r[its])
+        buckets = (b["daily"], b["monthly"])
+        cost = r[ic]
         for scope, name in (("key", r[ik]), ("team", r[it])):
             if not name:
                 continue
-            for b in buckets:
-                acc = out.get((scope, name, b))
+            for bucket in buckets:
+                acc = out.get((scope, name, bucket))
                 if acc is None:
-                    out[(scope, name, b)] = [r[ic], 1]
+                    out[(scope, name, bucket)] = [cost, 1]
                 else:
-                    acc[0] += r[ic]
+                    acc[0] += cost
                     acc[1] += 1
     return out
 
@@ -537,7 +538,7 @@ def run_callbacks(callbacks: Iterable[Any], rows: list[tuple[Any, ...]], what: s
 
 
 def row_to_json(row: Sequence[Any]) -> bytes:
-    return orjson.dumps(list(row))
+    return orjson.dumps(row if type(row) is tuple else list(row))
 
 
 def row_from_json(raw: bytes) -> tuple[Any, ...] | None:

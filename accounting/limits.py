@@ -84,6 +84,12 @@ class Limits:
         self._remaining_gauges: dict[Budget, Any] = {}
         self._reserved_gauges: dict[tuple[str, str, str], Any] = {}
         """``pointsman_budget_reserved_usd``'s child per budget bucket (a label lookup per request is not free)."""
+        self._gauges_through = metrics.multiprocess
+        """Under ``--workers N`` the reserved gauge is written per request (``_show_reserved``), else set from
+        ``reserved`` before each scrape (``_publish_reserved``)."""
+        self._reserved_shown: set[tuple[str, str, str]] = set()
+        if not self._gauges_through:
+            metrics.before_scrape.append(self._publish_reserved)
         # Shared (Redis)
         self.redis: RespClient | None = None
         self.health: RedisHealth | None = None
@@ -168,7 +174,10 @@ class Limits:
         budgets = self.budget_list(key, team)
         if rl is None and not budgets:
             return None
-        asked = [amounts[i] if i < len(amounts) else 0 for i in range(len(budgets))]
+        n = len(budgets)
+        asked = (
+            list(amounts) if len(amounts) == n else [amounts[i] if i < len(amounts) else 0 for i in range(n)]
+        )
         now = time.time()
         rid = f"{_RID_PREFIX}{next(_rid_counter):x}"
         if self.redis is not None:
@@ -237,13 +246,19 @@ class Limits:
                 ):
                     return _MISS
         found: list[Lease] = []
+        holds: list[tuple[tuple[str, str, str], int]] = []
         if budgets:
             b = buckets_at(now)
+            lease_for = self.book.lease_for
             for x, a in zip(budgets, asked, strict=True):
-                lease = self.book.lease_for((x.scope, x.name, b[x.period]), a, now) if a > 0 else None
+                if a <= 0:
+                    return _MISS
+                k = (x.scope, x.name, b[x.period])
+                lease = lease_for(k, a, now)
                 if lease is None:
                     return _MISS
                 found.append(lease)
+                holds.append((k, a))
         self.leased += 1
         if grant is not None:
             grant.left -= 1
@@ -252,7 +267,7 @@ class Limits:
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-        return self._hold(rid, budgets, asked, now, shared=False, leases=tuple(found))
+        return self._held(Reservation(rid, holds, False, leases=tuple(found))) if holds else None
 
     def _take_leases(
         self,
@@ -302,14 +317,20 @@ class Limits:
         holds = [((x.scope, x.name, b[x.period]), a) for x, a in zip(budgets, asked, strict=True) if a > 0]
         if not holds:
             return None
-        r = Reservation(rid, holds, shared, leases=leases)
-        with self._lock:
-            for k, a in holds:
-                self.reserved[k] = self.reserved.get(k, 0) + a
-                self._show_reserved(k, a)
+        r = self._held(Reservation(rid, holds, shared, leases=leases))
         if shared:
             assert self.outbox is not None
             self.outbox.held[rid] = r
+        return r
+
+    def _held(self, r: Reservation) -> Reservation:
+        """Count ``r``'s holds in ``reserved`` (the event loop's own: the ledger's thread never touches it)."""
+        reserved = self.reserved
+        for k, a in r.holds:
+            reserved[k] = reserved.get(k, 0) + a
+        if self._gauges_through:
+            for k, a in r.holds:
+                self._show_reserved(k, a)
         return r
 
     def _local_rpm(self, key: str, rl: RateLimitConfig | None, now: float) -> None:
@@ -482,30 +503,31 @@ class Limits:
         if rl is None and not budgets and reservation is None:
             return
         now = time.time()
-        if rl is not None and rl.tokens_per_min and tokens:
+        counted = rl is not None and rl.tokens_per_min and tokens
+        if counted:
             self._window(key, "tpm").add(now, tokens)
-        if (budgets and nusd) or reservation is not None:
-            b = buckets_at(ts)
-            with self._lock:
-                if budgets and nusd:
-                    for x in budgets:
-                        k = (x.scope, x.name, b[x.period])
-                        self.pending[k] = self.pending.get(k, 0) + nusd
-                if reservation is not None:
-                    self._release_local(reservation)
         outbox = self.outbox
+        spent = budgets if nusd else ()
+        if spent or reservation is not None:
+            b = buckets_at(ts)
+            keys = [(x.scope, x.name, b[x.period]) for x in spent]
+            with self._lock:
+                pending = self.pending
+                for k in keys:
+                    pending[k] = pending.get(k, 0) + nusd
+            if reservation is not None:
+                self._release_local(reservation)
+            if outbox is not None:
+                key_name, add = self._key_name, outbox.add
+                for x, k in zip(spent, keys, strict=True):
+                    add(key_name(k, spend_key, k), nusd, BUDGET_TTL[x.period])
         if outbox is None:
             return
-        if rl is not None and rl.tokens_per_min and tokens:
+        if counted:
             minute = int(now // WINDOW_S)
             outbox.add(
                 self._key_name((key, minute), rate_key, key, "t", minute), tokens, int(WINDOW_S * 2 + 5)
             )
-        if budgets and nusd:
-            b = buckets_at(ts)
-            for x in budgets:
-                k = (x.scope, x.name, b[x.period])
-                outbox.add(self._key_name(k, spend_key, k), nusd, BUDGET_TTL[x.period])
         if reservation is not None and reservation.shared:
             outbox.release(reservation)
         outbox.wake()
@@ -523,28 +545,31 @@ class Limits:
         """Release a reservation without adding any cost (a request that ended before it was accounted)."""
         if reservation.released:
             return
-        with self._lock:
-            self._release_local(reservation)
+        self._release_local(reservation)
         if (reservation.shared or reservation.leases) and self.outbox is not None:
             if reservation.shared:
                 self.outbox.release(reservation)
             self.outbox.wake()
 
     def _release_local(self, r: Reservation) -> None:
-        """Under ``_lock``."""
+        """Drop ``r``'s holds from ``reserved`` (the event loop's own) and from the leases it was drawn from."""
         r.released = True
         for lease in r.leases:
             lease.open -= 1
+        reserved = self.reserved
         for k, a in r.holds:
-            self._show_reserved(k, -a)
-            left = self.reserved.get(k, 0) - a
+            left = reserved.get(k, 0) - a
             if left > 0:
-                self.reserved[k] = left
+                reserved[k] = left
             else:
-                self.reserved.pop(k, None)
+                reserved.pop(k, None)
+        if self._gauges_through:
+            for k, a in r.holds:
+                self._show_reserved(k, -a)
 
     def _show_reserved(self, k: tuple[str, str, str], nusd: int) -> None:
-        """``pointsman_budget_reserved_usd``: what this process holds in flight per budget (a tallied add)."""
+        """``pointsman_budget_reserved_usd`` under ``--workers N``: what this process holds in flight per budget,
+        written through to its file at once (other workers' scrapes read it)."""
         child = self._reserved_gauges.get(k)
         if child is None:
             scope, name, bucket = k
@@ -554,6 +579,18 @@ class Limits:
                 scope, name, period_of(bucket)
             )
         self.metrics.tally.inc(child, nusd / 1e9)
+
+    def _publish_reserved(self) -> None:
+        """``pointsman_budget_reserved_usd`` in one process: set from ``reserved`` before each scrape (a budget
+        whose requests all ended shows 0), not added to per request."""
+        totals: dict[tuple[str, str, str], int] = dict.fromkeys(self._reserved_shown, 0)
+        for (scope, name, bucket), nusd in list(self.reserved.items()):
+            label = (scope, name, period_of(bucket))
+            totals[label] = totals.get(label, 0) + nusd
+        gauge = self.metrics.budget_reserved
+        for label, nusd in totals.items():
+            gauge.labels(*label).set(nusd / 1e9)
+        self._reserved_shown = {label for label, nusd in totals.items() if nusd}
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------
     def budget_keys(self) -> list[tuple[str, str, str]]:

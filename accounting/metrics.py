@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -188,6 +188,8 @@ class Metrics:
         self.multiprocess = multiprocess_dir() is not None
         self.tally = Tally(through=self.multiprocess)
         """Where the request path's per-request observations go (``Tally``)."""
+        self.before_scrape: list[Callable[[], None]] = []
+        """Run before each exposition: gauges set from state their owner keeps anyway (one process only)."""
         self._workers: WorkerFiles | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         common = list(COMMON)
@@ -459,6 +461,8 @@ class Metrics:
     def payload(self) -> tuple[bytes, str]:
         """The exposition: this registry, or under ``--workers N`` every worker's values merged
         (``accounting.worker_metrics``: what was parsed is kept between scrapes)."""
+        for f in self.before_scrape:
+            f()
         self.tally.flush()
         if self.multiprocess:
             path = multiprocess_dir()

@@ -95,6 +95,17 @@ class Rates:
     image_output: Decimal
     context_threshold: int
     """The long-context threshold the prompt crossed (0: none)."""
+    top_input: Decimal = field(init=False)
+    """The highest input-side rate (input, cache read, cache write, one-hour cache write): what a reservation
+    prices a prompt at (``accounting.reservation``)."""
+    top_output: Decimal = field(init=False)
+    """The higher of the output and reasoning rates: what a reservation prices output at."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "top_input", max(self.input, self.cached_input, self.cache_write, self.cache_write_1h)
+        )
+        object.__setattr__(self, "top_output", max(self.output, self.reasoning))
 
     def per_mtok(self) -> dict[str, str]:
         return {c: format((getattr(self, c) * MTOK).normalize(), "f") for c in TOKEN_CLASSES}

@@ -26,6 +26,8 @@ from wire.usage import service_tier
 if TYPE_CHECKING:
     from accounting.leases import Lease
 
+_ZERO = Decimal(0)
+
 _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     CHAT: ("max_completion_tokens", "max_tokens"),
     COMPLETIONS: ("max_tokens",),
@@ -46,11 +48,19 @@ def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
     maximum. Embeddings generate nothing (0)."""
     if endpoint == EMBEDDINGS:
         return 0
-    bounds = [n for f in _OUTPUT_FIELDS.get(endpoint, ()) if (n := _count(doc.get(f))) is not None]
-    if not bounds:
+    best = None
+    for f in _OUTPUT_FIELDS.get(endpoint, ()):
+        v = doc.get(f)
+        if v is not None and (n := _count(v)) is not None and (best is None or n > best):
+            best = n
+    if best is None:
         return None
-    choices = max([c for f in _CHOICES.get(endpoint, ()) if (c := _count(doc.get(f)))] or [1])
-    return max(bounds) * choices
+    choices = 1
+    for f in _CHOICES.get(endpoint, ()):
+        v = doc.get(f)
+        if v is not None and (c := _count(v)) is not None and c > choices:
+            choices = c
+    return best * choices
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +88,14 @@ def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int 
     highest input-side rate (input, cache read, cache write, one-hour cache write), the output at the higher of the output
     and reasoning rates, both at the long-context rates the prompt's size crosses."""
     out = ask.output_tokens if ask.output_tokens is not None else (output_cap or 0)
-    best = Decimal(0)
+    best = _ZERO
     for p in prices:
         if p is None:
             continue
         r = p.rates_for(ask.tier, ask.prompt_tokens)
-        cost = ask.prompt_tokens * max(r.input, r.cached_input, r.cache_write, r.cache_write_1h) + out * max(
-            r.output, r.reasoning
-        )
-        best = max(best, cost)
+        cost = ask.prompt_tokens * r.top_input + out * r.top_output
+        if cost > best:
+            best = cost
     return int((best / NANO).to_integral_value(ROUND_CEILING))
 
 
