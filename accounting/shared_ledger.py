@@ -11,6 +11,7 @@ in memory (bounded) and go out when it is back.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from typing import Any
@@ -44,7 +45,8 @@ class SharedLedgerLink:
         self.maxlen = maxlen
         self.interval_s = interval_s
         self.max_outbox = max_outbox
-        self.outbox: deque[bytes] = deque()
+        self.outbox: deque[tuple[Any, ...]] = deque()
+        """Rows to publish, encoded by the publish loop a batch at a time (not one call per request)."""
         self.dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -55,7 +57,7 @@ class SharedLedgerLink:
         if len(self.outbox) >= self.max_outbox:
             self.dropped += 1
             return
-        self.outbox.append(row_to_json(row))
+        self.outbox.append(row)
 
     async def start(self) -> None:
         pos = await asyncio.to_thread(self.ledger.stream_position)
@@ -90,12 +92,13 @@ class SharedLedgerLink:
                 pass
             self._wake.clear()
             while self.outbox and self.health.is_up(COMPONENT):
-                batch = [self.outbox[i] for i in range(min(len(self.outbox), 1000))]
+                batch = list(itertools.islice(self.outbox, 1000))
 
-                async def send(batch: list[bytes] = batch) -> bool:
+                rows = b"\n".join(map(row_to_json, batch))
+
+                async def send(rows: bytes = rows, n: int = len(batch)) -> bool:
                     # one entry per batch; the stream is trimmed to about ``maxlen`` rows at this batch size
-                    keep = max(1, self.maxlen // len(batch))
-                    rows = b"\n".join(batch)
+                    keep = max(1, self.maxlen // n)
                     me = self.ledger.replica
                     await self.client.execute("XADD", STREAM, "MAXLEN", "~", keep, "*", "rows", rows, "p", me)
                     return True

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from accounting.resp import Arg, RespClient
 from routing.shadow.record import PairRecord
 from routing.store import SQLConnection
 
@@ -375,24 +376,31 @@ class SQLitePairStore(_Buffered):
 
 
 class RedisPairStore(_Buffered):
-    """Pairs in Redis: ``pair:<id>`` (JSON, written with NX) indexed by a per-route sorted set on time."""
+    """Pairs in Redis: ``pair:<id>`` (JSON, written with NX) indexed by a per-route sorted set on time. Spoken to
+    through the gateway's own pipelined client (``accounting.resp``): a flush is one write of all its commands."""
 
     def __init__(self, url: str, prefix: str = "pointsman:shadow:", flush_interval_s: float = 0.25) -> None:
         super().__init__()
         self.url = url
         self.prefix = prefix
         self.flush_interval_s = flush_interval_s
-        self._r: Any = None
+        self._r: RespClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    async def start(self) -> None:
-        import redis.asyncio as aioredis
+    @property
+    def _redis(self) -> RespClient:
+        assert self._r is not None, "RedisPairStore used before start()"
+        return self._r
 
-        self._r = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+    async def _do(self, *args: Arg) -> Any:
+        return await self._redis.execute(*args)
+
+    async def start(self) -> None:
+        self._r = RespClient(self.url, timeout_s=5, connect_timeout_s=2)
         self._task = asyncio.get_running_loop().create_task(self._writer())
 
     async def close(self) -> None:
@@ -440,42 +448,44 @@ class RedisPairStore(_Buffered):
     ) -> None:
         ttl = int(RETENTION_S)
         now = time.time()
-        async with self._r.pipeline(transaction=False) as pipe:
-            for p in pairs:
-                pipe.set(self._k("pair", p.id), orjson.dumps(p.to_dict()), nx=True, ex=ttl)
-                pipe.zadd(self._k("pairs", p.route), {p.id: p.ts}, nx=True)
-                pipe.sadd(self._k("routes"), p.route)
-            for (r, t, m), n in seen.items():
-                pipe.hincrby(self._k("seen", r), f"{t}\x1f{m}", n)
-            for r, o in obs:
-                member = orjson.dumps([uuid.uuid4().hex[:12], o.role, int(o.ok), o.latency_s])
-                pipe.zadd(self._k("obs", r), {member: o.ts})
-                pipe.zremrangebyscore(self._k("obs", r), 0, now - RETENTION_S)
-            for (r, d), n in spend.items():
-                pipe.incrby(self._k("spend", r, d), n)
-                pipe.expire(self._k("spend", r, d), 3 * 86400)
-            for r in {p.route for p in pairs}:
-                pipe.zremrangebyscore(self._k("pairs", r), 0, now - RETENTION_S)
-            await pipe.execute()
+        k = self._k
+        cmds: list[tuple[Arg, ...]] = []
+        for p in pairs:
+            cmds.append(("SET", k("pair", p.id), orjson.dumps(p.to_dict()), "NX", "EX", ttl))
+            cmds.append(("ZADD", k("pairs", p.route), "NX", p.ts, p.id))
+        if pairs:
+            cmds.append(("SADD", k("routes"), *sorted({p.route for p in pairs})))
+        for (r, t, m), n in seen.items():
+            cmds.append(("HINCRBY", k("seen", r), f"{t}\x1f{m}", n))
+        for r, o in obs:
+            member = orjson.dumps([uuid.uuid4().hex[:12], o.role, int(o.ok), o.latency_s])
+            cmds.append(("ZADD", k("obs", r), o.ts, member))
+            cmds.append(("ZREMRANGEBYSCORE", k("obs", r), 0, now - RETENTION_S))
+        for (r, d), n in spend.items():
+            cmds.append(("INCRBY", k("spend", r, d), n))
+            cmds.append(("EXPIRE", k("spend", r, d), 3 * 86400))
+        for r in {p.route for p in pairs}:
+            cmds.append(("ZREMRANGEBYSCORE", k("pairs", r), 0, now - RETENTION_S))
+        await self._redis.pipeline(cmds)
 
     async def spend(self, route: str, day: str) -> int:
-        v = await self._r.get(self._k("spend", route, day))
+        v = await self._do("GET", self._k("spend", route, day))
         return int(v) if v else 0
 
     async def pairs(self, route: str | None, since: float | None, until: float | None) -> list[PairRecord]:
         routes = [route] if route is not None else await self.routes()
         out: list[PairRecord] = []
         for r in routes:
-            ids = await self._r.zrangebyscore(self._k("pairs", r), since or 0.0, until or 1e18)
+            ids = await self._do("ZRANGEBYSCORE", self._k("pairs", r), since or 0.0, until or 1e18)
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                docs = await self._r.mget([self._k("pair", x.decode()) for x in chunk])
+                docs = await self._do("MGET", *[self._k("pair", x.decode()) for x in chunk])
                 out.extend(PairRecord.from_dict(orjson.loads(d)) for d in docs if d)
         out.sort(key=lambda p: p.ts)
         return out
 
     async def pair(self, pair_id: str) -> PairRecord | None:
-        d = await self._r.get(self._k("pair", pair_id))
+        d = await self._do("GET", self._k("pair", pair_id))
         return PairRecord.from_dict(orjson.loads(d)) if d else None
 
     async def seen(
@@ -483,58 +493,58 @@ class RedisPairStore(_Buffered):
     ) -> list[tuple[str | None, int, int]]:
         lo = int((since or 0.0) // 60)
         hi = int((until or 1e18) // 60)
-        raw = await self._r.hgetall(self._k("seen", route))
+        raw = await self._do("HGETALL", self._k("seen", route))
         out: list[tuple[str | None, int, int]] = []
-        for f, n in raw.items():
+        for f, n in zip(raw[0::2], raw[1::2], strict=True):
             t, _, m = f.decode().rpartition("\x1f")
             if lo <= int(m) <= hi:
                 out.append((t or None, int(m), int(n)))
         return out
 
     async def routes(self) -> list[str]:
-        return sorted(x.decode() for x in await self._r.smembers(self._k("routes")))
+        return sorted(x.decode() for x in await self._do("SMEMBERS", self._k("routes")))
 
     async def observations(self, route: str, since: float) -> list[Observation]:
-        rows = await self._r.zrangebyscore(self._k("obs", route), since, "+inf", withscores=True)
+        rows = await self._do("ZRANGEBYSCORE", self._k("obs", route), since, "+inf", "WITHSCORES")
         out = []
-        for member, ts in rows:
+        for member, ts in zip(rows[0::2], rows[1::2], strict=True):
             _, role, ok, lat = orjson.loads(member)
             out.append(Observation(float(ts), role, bool(ok), float(lat)))
         return out
 
     async def get_promotion(self, route: str) -> dict[str, Any] | None:
-        d = await self._r.get(self._k("promotion", route))
+        d = await self._do("GET", self._k("promotion", route))
         return orjson.loads(d) if d else None
 
     async def put_promotion(self, route: str, doc: dict[str, Any] | None) -> None:
         if doc is None:
-            await self._r.delete(self._k("promotion", route))
-            await self._r.srem(self._k("promotions"), route)
+            await self._do("DEL", self._k("promotion", route))
+            await self._do("SREM", self._k("promotions"), route)
         else:
-            await self._r.set(self._k("promotion", route), orjson.dumps(doc))
-            await self._r.sadd(self._k("promotions"), route)
+            await self._do("SET", self._k("promotion", route), orjson.dumps(doc))
+            await self._do("SADD", self._k("promotions"), route)
 
     async def promotions(self) -> list[dict[str, Any]]:
-        routes = sorted(x.decode() for x in await self._r.smembers(self._k("promotions")))
+        routes = sorted(x.decode() for x in await self._do("SMEMBERS", self._k("promotions")))
         if not routes:
             return []
-        docs = await self._r.mget([self._k("promotion", r) for r in routes])
+        docs = await self._do("MGET", *[self._k("promotion", r) for r in routes])
         return [orjson.loads(d) for d in docs if d]
 
     async def add_event(self, route: str, event: dict[str, Any]) -> None:
-        await self._r.rpush(self._k("events", route), orjson.dumps(event))
+        await self._do("RPUSH", self._k("events", route), orjson.dumps(event))
 
     async def events(self, route: str) -> list[dict[str, Any]]:
-        return [orjson.loads(x) for x in await self._r.lrange(self._k("events", route), 0, -1)]
+        return [orjson.loads(x) for x in await self._do("LRANGE", self._k("events", route), 0, -1)]
 
     async def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         key = self._k("lease", name)
         ms = max(1, int(ttl_s * 1000))
-        if await self._r.set(key, owner, nx=True, px=ms):
+        if await self._do("SET", key, owner, "NX", "PX", ms):
             return True
-        cur = await self._r.get(key)
+        cur = await self._do("GET", key)
         if cur is not None and cur.decode() == owner:
-            await self._r.pexpire(key, ms)
+            await self._do("PEXPIRE", key, ms)
             return True
         return False
 
