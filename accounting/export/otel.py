@@ -15,6 +15,7 @@ would serialise, for a fraction of its CPU).
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from accounting.export.otlp_proto import (
     string_attr,
 )
 from accounting.record import RequestRecord
-from wire.traceparent import ChildSpan, TraceContext, new_span_id, new_trace_id, parse_traceparent
+from wire.traceparent import ChildSpan, TraceContext, new_span_id, parse_traceparent
 
 OPERATIONS = {
     "chat/completions": "chat",
@@ -49,6 +50,7 @@ OPERATIONS = {
 """``gen_ai.operation.name`` by endpoint (the Responses API is a chat operation in the conventions)."""
 
 _MAX = 1 << 64
+_LOW64 = _MAX - 1
 
 Content = Callable[[RequestRecord], ExchangeContent | None]
 """``rec -> its redacted conversation and answer`` when content may be exported for it, else None."""
@@ -76,8 +78,8 @@ class TraceSampler:
         if parent is not None:
             trace_id, parent_id, sampled = parent
             return TraceContext(trace_id, new_span_id(), parent_id, sampled)
-        trace_id = new_trace_id()
-        return TraceContext(trace_id, new_span_id(), None, int(trace_id[16:], 16) < self.threshold)
+        bits = random.getrandbits(128) or 1  # (what ``new_trace_id`` writes; its low 64 bits decide)
+        return TraceContext(f"{bits:032x}", new_span_id(), None, (bits & _LOW64) < self.threshold)
 
 
 def genai_messages(messages: list[Message], output: bool = False) -> list[dict[str, Any]]:

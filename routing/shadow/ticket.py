@@ -26,9 +26,19 @@ log = logging.getLogger("pointsman.shadow")
 
 
 def sample_fraction(route: str, request_id: str) -> float:
-    """A uniform number in [0, 1) from the request id: the same request is always sampled the same way."""
-    d = hashlib.blake2b(f"{route}\x00{request_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(d, "big") / 2**64
+    """A uniform number in [0, 1) from the request id: the same request is always sampled the same way
+    (BLAKE2b-64 of ``route``, a NUL and the id; the route's part is hashed once and copied)."""
+    base = _ROUTE_HASHES.get(route)
+    if base is None:
+        if len(_ROUTE_HASHES) >= 4096:
+            _ROUTE_HASHES.clear()
+        base = _ROUTE_HASHES[route] = hashlib.blake2b(f"{route}\x00".encode(), digest_size=8)
+    h = base.copy()
+    h.update(request_id.encode())
+    return int.from_bytes(h.digest(), "big") / 2**64
+
+
+_ROUTE_HASHES: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
