@@ -313,6 +313,8 @@ class SQLiteLedger:
         self._seq = 0
         self._pending: deque[tuple[Any, ...]] = deque()
         self._foreign: deque[tuple[str, list[tuple[Any, ...]]]] = deque()
+        self._position: str | None = None
+        """The stream position past entries with no foreign rows, not yet written (``add_foreign``)."""
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -373,9 +375,17 @@ class SQLiteLedger:
         return row
 
     def add_foreign(self, position: str, rows: list[tuple[Any, ...]]) -> None:
-        """Rows copied from the shared stream up to ``position`` (inserted idempotently)."""
+        """Rows copied from the shared stream up to ``position`` (inserted idempotently). Without rows (the
+        stream's entries up to there were this replica's own), only the position moves: it is written with the
+        writer's next batch, without waking it (a wake is a transaction of its own, and each one the writer
+        thread runs slows the event loop's thread, on the same core, for a while after)."""
+        if not rows and not self._foreign:  # (none queued: none can be written after this position)
+            self._position = position
+            return
+        self._position = None  # this entry's position is later
         self._foreign.append((position, rows))
-        self._wake.set()
+        if rows:
+            self._wake.set()
 
     @property
     def pending(self) -> int:
@@ -396,7 +406,7 @@ class SQLiteLedger:
             self._wake.clear()
             stop = self._stop
             try:
-                while self._pending or self._foreign:
+                while self._pending or self._foreign or self._position is not None:
                     self._write_batch()
             except sqlite3.Error as exc:  # disk full, locked for too long: keep the rows and retry
                 if self.last_error != str(exc):
@@ -405,7 +415,7 @@ class SQLiteLedger:
                 if stop:
                     time.sleep(0.2)  # noqa: TID251 - writer thread, not the event loop
                     continue
-            if stop and not self._pending and not self._foreign:
+            if stop and not self._pending and not self._foreign and self._position is None:
                 return
 
     def _write_batch(self) -> None:
@@ -415,6 +425,7 @@ class SQLiteLedger:
         while self._pending and len(rows) < self.batch_size:
             rows.append(self._pending.popleft())
         foreign = self._foreign.popleft() if self._foreign else None
+        moved = self._position if foreign is None else None  # (written after the queued foreign rows only)
         try:
             conn.execute("BEGIN IMMEDIATE")
             if rows:
@@ -426,6 +437,8 @@ class SQLiteLedger:
                     if conn.execute(_INSERT, r).rowcount:
                         spend_rows.append(r)
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (position,))
+            elif moved is not None:
+                conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (moved,))
             deltas = spend_deltas(spend_rows)
             if deltas:
                 conn.executemany(_UPSERT_SPEND, [(s, n, b, v[0], v[1]) for (s, n, b), v in deltas.items()])
@@ -439,6 +452,8 @@ class SQLiteLedger:
                 self._foreign.appendleft(foreign)
             raise
         self.last_error = None
+        if moved is not None and self._position is moved:
+            self._position = None
         self.written += len(rows)
         run_callbacks(self.on_commit, rows, "commit")
 
