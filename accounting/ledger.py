@@ -470,7 +470,8 @@ class SQLiteLedger:
         want = list(keys)
         if not want:
             return {}
-        conn = connect(self.path)
+        writer = self._conn if threading.current_thread() is self._thread else None  # after a commit: its own
+        conn = writer or connect(self.path)
         try:
             out: dict[tuple[str, str, str], int] = {}
             for scope, name, bucket in want:
@@ -481,7 +482,8 @@ class SQLiteLedger:
                 out[(scope, name, bucket)] = int(row[0]) if row else 0
             return out
         finally:
-            conn.close()
+            if conn is not writer:
+                conn.close()
 
     def spend(
         self,

@@ -10,6 +10,7 @@ request path; nothing here blocks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -56,6 +57,10 @@ class Outbox:
     ) -> None:
         self.health = health
         self.book = book
+        self._batch_prefix = uuid.uuid4().hex[:16]
+        self._batches = itertools.count()
+        """Push batch ids: this replica's random prefix and a counter (unique across replicas, as the push script's
+        applied-once check needs; no ``os.urandom`` per push, which releases the GIL on the event loop's thread)."""
         self.ttl_s = ttl_s
         """The reservations' lifetime in force (``accounting.reservations.ttl_s``)."""
         self.totals = totals
@@ -134,7 +139,12 @@ class Outbox:
                 self.releases.append(Reservation(lease.id, [(lease.bucket, lease.size)], shared=True))
             if self._unsent is None and (self.counters or self.releases):
                 self._pushed_at = time.monotonic()
-                self._unsent = (uuid.uuid4().hex, self.counters, self.counter_ttl, self.releases)
+                self._unsent = (
+                    f"{self._batch_prefix}{next(self._batches):x}",
+                    self.counters,
+                    self.counter_ttl,
+                    self.releases,
+                )
                 self.counters, self.counter_ttl, self.releases = {}, {}, []
             if self._unsent is not None and health.is_up(COMPONENT):
                 # A batch is applied at most once: a push that timed out may still have reached Redis (it was

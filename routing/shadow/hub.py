@@ -316,7 +316,8 @@ class ShadowHub:
                 self._pump(ln)
             wait_s = (t.rule_timeout_s or self.default_timeout_s) + 60.0
             try:
-                await asyncio.wait_for(t.primary_done.wait(), wait_s)
+                async with asyncio.timeout(wait_s):  # (no task of its own, as ``wait_for`` makes)
+                    await t.primary_done.wait()
             except TimeoutError:
                 log.error("shadow: primary of %s never finished; recording it as failed", t.rec.request_id)
                 t.rec.outcome = "upstream_error"
