@@ -28,6 +28,7 @@ cost is a dict lookup and a few ``Decimal`` multiplications.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -100,12 +101,18 @@ class Rates:
     prices a prompt at (``accounting.reservation``)."""
     top_output: Decimal = field(init=False)
     """The higher of the output and reasoning rates: what a reservation prices output at."""
+    reserve_nusd: tuple[int, int, int] = field(init=False)
+    """``top_input`` and ``top_output`` in nano-USD per token as exact fractions over one denominator,
+    ``(input numerator, output numerator, denominator)``: a reservation in integers only."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "top_input", max(self.input, self.cached_input, self.cache_write, self.cache_write_1h)
-        )
-        object.__setattr__(self, "top_output", max(self.output, self.reasoning))
+        top_in = max(self.input, self.cached_input, self.cache_write, self.cache_write_1h)
+        top_out = max(self.output, self.reasoning)
+        object.__setattr__(self, "top_input", top_in)
+        object.__setattr__(self, "top_output", top_out)
+        (a, b), (c, d) = top_in.scaleb(9).as_integer_ratio(), top_out.scaleb(9).as_integer_ratio()
+        den = math.lcm(b, d)
+        object.__setattr__(self, "reserve_nusd", (a * (den // b), c * (den // d), den))
 
     def per_mtok(self) -> dict[str, str]:
         return {c: format((getattr(self, c) * MTOK).normalize(), "f") for c in TOKEN_CLASSES}

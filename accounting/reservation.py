@@ -15,10 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
-from accounting.money import NANO
 from accounting.rates import ModelPrice
 from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import service_tier
@@ -26,7 +24,6 @@ from wire.usage import service_tier
 if TYPE_CHECKING:
     from accounting.leases import Lease
 
-_ZERO = Decimal(0)
 
 _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     CHAT: ("max_completion_tokens", "max_tokens"),
@@ -88,15 +85,15 @@ def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int 
     highest input-side rate (input, cache read, cache write, one-hour cache write), the output at the higher of the output
     and reasoning rates, both at the long-context rates the prompt's size crosses."""
     out = ask.output_tokens if ask.output_tokens is not None else (output_cap or 0)
-    best = _ZERO
+    best = 0
     for p in prices:
         if p is None:
             continue
-        r = p.rates_for(ask.tier, ask.prompt_tokens)
-        cost = ask.prompt_tokens * r.top_input + out * r.top_output
+        per_input, per_output, den = p.rates_for(ask.tier, ask.prompt_tokens).reserve_nusd
+        cost = -(-(ask.prompt_tokens * per_input + out * per_output) // den)  # exact, rounded up
         if cost > best:
             best = cost
-    return int((best / NANO).to_integral_value(ROUND_CEILING))
+    return best
 
 
 @dataclass(slots=True)

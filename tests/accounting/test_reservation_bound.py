@@ -5,6 +5,7 @@ costs at most what it reserved."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from decimal import Decimal
 from typing import Any
@@ -74,6 +75,27 @@ def test_a_reservation_covers_any_usage_within_what_the_request_asked_for(data: 
     usage = data.draw(usage_within(ask, cap))
     cost = served.cost(usage) if served is not None else Decimal(0)  # unpriced: charged nothing
     assert reserve_nusd(ask, prices, cap) >= to_nusd(cost)
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_a_reservation_is_the_decimal_price_of_its_ask_rounded_up_to_a_nano_dollar(
+    data: st.DataObject,
+) -> None:
+    """The integer arithmetic ``reserve_nusd`` uses, against the same formula in ``Decimal`` (every term exact
+    at these sizes): the prompt at the highest input-side rate, the output at the higher of output and reasoning,
+    the most expensive sheet, rounded up."""
+    prices = data.draw(st.lists(st.one_of(st.none(), price_sheets()), min_size=1, max_size=4))
+    ask = Ask(data.draw(st.integers(0, 400_000)), data.draw(st.one_of(st.none(), st.integers(0, 300_000))))
+    cap = data.draw(st.integers(0, 100_000))
+    out = ask.output_tokens if ask.output_tokens is not None else cap
+    best = Decimal(0)
+    for p in prices:
+        if p is not None:
+            r = p.rates_for(ask.tier, ask.prompt_tokens)
+            top_in = max(r.input, r.cached_input, r.cache_write, r.cache_write_1h)
+            best = max(best, ask.prompt_tokens * top_in + out * max(r.output, r.reasoning))
+    assert reserve_nusd(ask, prices, cap) == math.ceil(best * 10**9)
 
 
 @pytest.mark.parametrize(
