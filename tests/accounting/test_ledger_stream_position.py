@@ -17,6 +17,14 @@ def position_of(path: Path) -> str | None:
     return SQLiteLedger(str(path)).stream_position()
 
 
+def past_own_entries(path: Path, position: str, flush_interval_s: float) -> SQLiteLedger:
+    """A started ledger at ``path`` told that the stream up to ``position`` held only its own rows."""
+    ledger = SQLiteLedger(str(path), flush_interval_s=flush_interval_s)
+    ledger.start()
+    ledger.add_foreign(position, [])
+    return ledger
+
+
 def request_ids(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         return [r[0] for r in conn.execute("SELECT request_id FROM requests ORDER BY id")]
@@ -26,9 +34,7 @@ async def test_a_position_past_own_entries_waits_for_the_next_batch_instead_of_w
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(str(path), flush_interval_s=30)
-    ledger.start()
-    ledger.add_foreign("5-0", [])
+    ledger = past_own_entries(path, "5-0", flush_interval_s=30)
     await asyncio.sleep(0.3)
     assert position_of(path) is None  # no transaction for it alone
     ledger.append(record(1))
@@ -39,9 +45,7 @@ async def test_a_position_past_own_entries_waits_for_the_next_batch_instead_of_w
 
 async def test_a_position_past_own_entries_is_written_at_the_periodic_flush(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(str(path), flush_interval_s=0.05)
-    ledger.start()
-    ledger.add_foreign("7-0", [])
+    ledger = past_own_entries(path, "7-0", flush_interval_s=0.05)
     for _ in range(100):
         if position_of(path) == "7-0":
             break
@@ -52,10 +56,7 @@ async def test_a_position_past_own_entries_is_written_at_the_periodic_flush(tmp_
 
 async def test_a_position_past_own_entries_is_written_on_close(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(str(path), flush_interval_s=30)
-    ledger.start()
-    ledger.add_foreign("9-0", [])
-    await ledger.close()
+    await past_own_entries(path, "9-0", flush_interval_s=30).close()
     assert position_of(path) == "9-0"
 
 
