@@ -522,7 +522,7 @@ class Accountant:
                 for x in lst:
                     k = (x.scope, x.name, b[x.period])
                     spent = self.limits.snapshot.get(k, 0) + self.limits.pending.get(k, 0)
-                    self.limits.observe_budget(x, spent, b[x.period])
+                    self.limits.signals.observe_budget(x, spent, b[x.period])
 
     async def _refresh_loop(self) -> None:
         while True:

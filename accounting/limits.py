@@ -32,12 +32,12 @@ from typing import Any
 
 from accounting.budgets import Budget, budgets_of
 from accounting.config import AccountingConfig, RateLimitConfig
-from accounting.errors import BudgetExceeded, RateLimited, SharedStateUnavailable
+from accounting.errors import SharedStateUnavailable
 from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
+from accounting.limit_signals import LimitSignals
 from accounting.limits_outbox import COMPONENT, Outbox
 from accounting.metrics import Metrics
-from accounting.money import from_nusd, usd
-from accounting.periods import WINDOW_S, Window, buckets_at, period_of, seconds_to_reset
+from accounting.periods import WINDOW_S, Window, buckets_at
 from accounting.reservation import Reservation
 from accounting.resp import RespClient, Script
 from accounting.shared_limits import (
@@ -80,16 +80,8 @@ class Limits:
         """This process's reservations in flight per budget bucket (with Redis too: the fallback's view)."""
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.generation = 0
-        self._soft_warned: set[tuple[str, str, str]] = set()
-        self._remaining_gauges: dict[Budget, Any] = {}
-        self._reserved_gauges: dict[tuple[str, str, str], Any] = {}
-        """``pointsman_budget_reserved_usd``'s child per budget bucket (a label lookup per request is not free)."""
-        self._gauges_through = metrics.multiprocess
-        """Under ``--workers N`` the reserved gauge is written per request (``_show_reserved``), else set from
-        ``reserved`` before each scrape (``_publish_reserved``)."""
-        self._reserved_shown: set[tuple[str, str, str]] = set()
-        if not self._gauges_through:
-            metrics.before_scrape.append(self._publish_reserved)
+        self.signals = LimitSignals(metrics, self.reserved)
+        """Its gauges, warnings and refusals (``accounting.limit_signals``)."""
         # Shared (Redis)
         self.redis: RespClient | None = None
         self.health: RedisHealth | None = None
@@ -328,9 +320,7 @@ class Limits:
         reserved = self.reserved
         for k, a in r.holds:
             reserved[k] = reserved.get(k, 0) + a
-        if self._gauges_through:
-            for k, a in r.holds:
-                self._show_reserved(k, a)
+        self.signals.holds_changed(r.holds, 1)
         return r
 
     def _local_rpm(self, key: str, rl: RateLimitConfig | None, now: float) -> None:
@@ -358,16 +348,16 @@ class Limits:
                     for x in budgets
                 ]
             for x, (s, r), a in zip(budgets, seen, asked, strict=True):
-                self.observe_budget(x, s, b[x.period])
+                self.signals.observe_budget(x, s, b[x.period])
                 if s >= x.limit_nusd or s + r + a > x.limit_nusd:
-                    self._refuse_budget(x, s, r, a, now)
+                    self.signals.refuse_budget(x, s, r, a, now)
         if rl is not None:
             if rl.tokens_per_min and self._window(key, "tpm").count(now) >= rl.tokens_per_min:
-                self._refuse_rate(key, "tpm", rl.tokens_per_min, now)
+                self.signals.refuse_rate(key, "tpm", rl.tokens_per_min, now)
             if rl.requests_per_min:
                 w = self._window(key, "rpm")
                 if w.count(now) + 1 > rl.requests_per_min:
-                    self._refuse_rate(key, "rpm", rl.requests_per_min, now)
+                    self.signals.refuse_rate(key, "rpm", rl.requests_per_min, now)
                 w.add(now, 1)
 
     def _keys(self, key: str, budgets: list[Budget], now: float) -> list[str]:
@@ -426,64 +416,16 @@ class Limits:
         reserved = [int(float(v)) for v in res[5::3]]
         b = buckets_at(now)
         for x, s in zip(budgets, spent, strict=False):
-            self.observe_budget(x, s, b[x.period])
+            self.signals.observe_budget(x, s, b[x.period])
         if verdict == 2:
             i = idx - 1
-            self._refuse_budget(budgets[i], spent[i], reserved[i], asked[i], now)
+            self.signals.refuse_budget(budgets[i], spent[i], reserved[i], asked[i], now)
         elif verdict == 3:
             assert rl is not None and rl.tokens_per_min
-            self._refuse_rate(key, "tpm", rl.tokens_per_min, now)
+            self.signals.refuse_rate(key, "tpm", rl.tokens_per_min, now)
         elif verdict == 1:
             assert rl is not None and rl.requests_per_min
-            self._refuse_rate(key, "rpm", rl.requests_per_min, now)
-
-    def observe_budget(self, x: Budget, spent_nusd: int, bucket: str) -> None:
-        remaining = max(x.limit_nusd - spent_nusd, 0)
-        gauge = self._remaining_gauges.get(x)
-        if gauge is None:
-            gauge = self._remaining_gauges[x] = self.metrics.budget_remaining.labels(
-                x.scope, x.name, x.period
-            )
-        self.metrics.tally.set(
-            gauge, remaining / 1e9
-        )  # (nano-USD below 2**53: the same float as from_nusd's)
-        if spent_nusd >= x.soft * x.limit_nusd:
-            mark = (x.scope, x.name, bucket)
-            if mark not in self._soft_warned:
-                self._soft_warned.add(mark)
-                log.warning(
-                    "budget soft threshold: %s %r has spent $%s of its %s budget $%s (%.0f%%)",
-                    x.scope,
-                    x.name,
-                    usd(from_nusd(spent_nusd)),
-                    x.period,
-                    usd(x.limit),
-                    100 * spent_nusd / max(x.limit_nusd, 1),
-                )
-
-    def _refuse_budget(
-        self, x: Budget, spent_nusd: int, reserved_nusd: int, asked_nusd: int, now: float
-    ) -> None:
-        self.metrics.budget_exceeded.labels(x.scope, x.name, x.period).inc()
-        reset = seconds_to_reset(x.period, now)
-        if spent_nusd >= x.limit_nusd:
-            raise BudgetExceeded(x.scope, x.name, x.period, usd(x.limit), usd(from_nusd(spent_nusd)), reset)
-        raise BudgetExceeded(
-            x.scope,
-            x.name,
-            x.period,
-            usd(x.limit),
-            usd(from_nusd(spent_nusd)),
-            # What requests in flight hold may come back within seconds; what was spent only at the reset.
-            reset if spent_nusd + asked_nusd > x.limit_nusd else 1,
-            reserved=usd(from_nusd(reserved_nusd)),
-            asked=usd(from_nusd(asked_nusd)),
-        )
-
-    def _refuse_rate(self, key: str, limit: str, allowed: int, now: float) -> None:
-        self.metrics.rate_limited.labels(self.metrics.labels.key(key), limit).inc()
-        retry = max(1, int(WINDOW_S - (now % WINDOW_S)))
-        raise RateLimited(key, limit, allowed, retry)
+            self.signals.refuse_rate(key, "rpm", rl.requests_per_min, now)
 
     # -- after the request (event loop, non-blocking) -------------------------------------------------------------
     def commit(
@@ -563,34 +505,7 @@ class Limits:
                 reserved[k] = left
             else:
                 reserved.pop(k, None)
-        if self._gauges_through:
-            for k, a in r.holds:
-                self._show_reserved(k, -a)
-
-    def _show_reserved(self, k: tuple[str, str, str], nusd: int) -> None:
-        """``pointsman_budget_reserved_usd`` under ``--workers N``: what this process holds in flight per budget,
-        written through to its file at once (other workers' scrapes read it)."""
-        child = self._reserved_gauges.get(k)
-        if child is None:
-            scope, name, bucket = k
-            if len(self._reserved_gauges) >= 4096:  # buckets change daily: old ones go
-                self._reserved_gauges.clear()
-            child = self._reserved_gauges[k] = self.metrics.budget_reserved.labels(
-                scope, name, period_of(bucket)
-            )
-        self.metrics.tally.inc(child, nusd / 1e9)
-
-    def _publish_reserved(self) -> None:
-        """``pointsman_budget_reserved_usd`` in one process: set from ``reserved`` before each scrape (a budget
-        whose requests all ended shows 0), not added to per request."""
-        totals: dict[tuple[str, str, str], int] = dict.fromkeys(self._reserved_shown, 0)
-        for (scope, name, bucket), nusd in list(self.reserved.items()):
-            label = (scope, name, period_of(bucket))
-            totals[label] = totals.get(label, 0) + nusd
-        gauge = self.metrics.budget_reserved
-        for label, nusd in totals.items():
-            gauge.labels(*label).set(nusd / 1e9)
-        self._reserved_shown = {label for label, nusd in totals.items() if nusd}
+        self.signals.holds_changed(r.holds, -1)
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------
     def budget_keys(self) -> list[tuple[str, str, str]]:

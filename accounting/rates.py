@@ -96,20 +96,15 @@ class Rates:
     image_output: Decimal
     context_threshold: int
     """The long-context threshold the prompt crossed (0: none)."""
-    top_input: Decimal = field(init=False)
-    """The highest input-side rate (input, cache read, cache write, one-hour cache write): what a reservation
-    prices a prompt at (``accounting.reservation``)."""
-    top_output: Decimal = field(init=False)
-    """The higher of the output and reasoning rates: what a reservation prices output at."""
     reserve_nusd: tuple[int, int, int] = field(init=False)
-    """``top_input`` and ``top_output`` in nano-USD per token as exact fractions over one denominator,
-    ``(input numerator, output numerator, denominator)``: a reservation in integers only."""
+    """What a reservation prices a request at (``accounting.reservation``), in nano-USD per token as exact
+    fractions over one denominator, ``(input numerator, output numerator, denominator)``: the prompt at the
+    highest input-side rate (input, cache read, cache write, one-hour cache write), the output at the higher of
+    the output and reasoning rates. A reservation is then integers only."""
 
     def __post_init__(self) -> None:
         top_in = max(self.input, self.cached_input, self.cache_write, self.cache_write_1h)
         top_out = max(self.output, self.reasoning)
-        object.__setattr__(self, "top_input", top_in)
-        object.__setattr__(self, "top_output", top_out)
         (a, b), (c, d) = top_in.scaleb(9).as_integer_ratio(), top_out.scaleb(9).as_integer_ratio()
         den = math.lcm(b, d)
         object.__setattr__(self, "reserve_nusd", (a * (den // b), c * (den // d), den))

@@ -18,6 +18,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+SERVE_ARGS = ["serve", "--config", "/etc/pointsman/config.yaml", "--host", "0.0.0.0", "--port", "4000"]
+"""What the image and the Kubernetes manifests run ``pointsman`` with: the mounted config, all interfaces, 4000."""
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DASHBOARDS = ("cost", "latency", "shadow", "fleet")

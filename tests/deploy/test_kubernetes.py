@@ -17,6 +17,7 @@ from tests.deploy.dashboards import (
     CONFIG_ENV,
     DEPLOY,
     ROOT,
+    SERVE_ARGS,
     kubernetes_validate_cmd,
     promtool,
     required_env,
@@ -251,15 +252,7 @@ def test_gateway_deployment_shape() -> None:
     assert c["resources"]["limits"]["memory"]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    assert c["args"] == [
-        "serve",
-        "--config",
-        "/etc/pointsman/config.yaml",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "4000",
-    ]
+    assert c["args"] == SERVE_ARGS
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert {"/etc/pointsman", "/tmp", "/var/lib/pointsman"} <= set(mounts)
     volumes = {v["name"]: v for v in spec["volumes"]}

@@ -27,6 +27,7 @@ from tests.deploy.dashboards import (
     PROM,
     REQUIRED_VARS,
     ROOT,
+    SERVE_ARGS,
     all_queries,
     check_expr_against_contract,
     contract,
@@ -334,16 +335,7 @@ def test_dockerfile_static() -> None:
     entry = [rest for w, rest in ins if w == "ENTRYPOINT"][-1]
     cmd = [rest for w, rest in ins if w == "CMD"][-1]
     argv = yaml.safe_load(entry) + yaml.safe_load(cmd)
-    assert argv == [
-        "pointsman",
-        "serve",
-        "--config",
-        "/etc/pointsman/config.yaml",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "4000",
-    ]
+    assert argv == ["pointsman", *SERVE_ARGS]
     # every file COPY'd from the context exists and is let through by deploy/Dockerfile.dockerignore
     allowed = [
         line[1:].rstrip("/")
