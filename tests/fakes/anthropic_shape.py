@@ -178,7 +178,9 @@ def check_request(doc: Any, counting: bool = False) -> None:
             check_block(b, f"system.{j}", "user")
     else:
         _require(system is None or isinstance(system, str), "system: must be a string or text blocks")
-    for i, t in enumerate(doc.get("tools") or ()):
+    tools = doc.get("tools")
+    _require(tools is None or isinstance(tools, list), "tools: Input should be a valid list")
+    for i, t in enumerate(tools or ()):
         _require(isinstance(t, dict) and isinstance(t.get("name"), str), f"tools.{i}.name: Field required")
         if t.get("type") in (None, "custom"):
             _fields(t, f"tools.{i}", {"name", "description", "input_schema"})
