@@ -35,6 +35,8 @@ class Settings:
     cold_starts: int = 3
     settle_s: float = 0.5  # idle pause before each measurement
     profile_s: float = 6.0  # per-phase profile: sampled wrk run per target and kind (0: no profile)
+    # feature rows at one paced load: each connection's pause between requests (0: none)
+    paced_pause_ms: int = 30
     pin: bool = True
 
 
@@ -151,6 +153,12 @@ async def run_features(
             metrics: dict[str, Any] = {"cold_start_s": [seconds], "errors": 0}
             for stream, key in ((False, "rps"), (True, "sps")):
                 metrics.update(await throughput(ep, stream, key, workdir, settings))
+            if settings.paced_pause_ms > 0:
+                metrics.update(
+                    await throughput(ep, False, "paced", workdir, settings, settings.paced_pause_ms)
+                )
+                metrics["paced_pause_ms"] = settings.paced_pause_ms
+                metrics["paced_connections"] = settings.connections
             metrics["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
             metrics["errors"] = metrics["rps_errors"] + metrics["sps_errors"]
         finally:
@@ -161,11 +169,16 @@ async def run_features(
         log(
             f"  {gw.name}: rps {metrics['rps']:,.0f} at {metrics['rps_cpu_us']:.0f} µs, "
             f"sps {metrics['sps']:,.0f} at {metrics['sps_cpu_us']:.0f} µs"
+            + (
+                f", paced {metrics['paced']:,.0f} req/s at {metrics['paced_cpu_us']:.0f} µs"
+                if "paced" in metrics
+                else ""
+            )
         )
     base = figures.get(feature_name("defaults"))
     if base:
         for metrics in figures.values():
-            for key in ("rps", "rps_cpu_us", "sps", "sps_cpu_us"):
+            for key in ("rps", "rps_cpu_us", "sps", "sps_cpu_us", "paced_cpu_us"):
                 if base.get(key):
                     metrics[f"{key}_x_defaults"] = metrics[key] / base[key]
     return figures
@@ -246,10 +259,14 @@ async def _probe_kind(ep: Endpoint, stream: bool) -> str | None:
 
 
 async def throughput(
-    ep: Endpoint, stream: bool, key: str, workdir: Path, settings: Settings
+    ep: Endpoint, stream: bool, key: str, workdir: Path, settings: Settings, pause_ms: int = 0
 ) -> dict[str, float]:
+    """wrk's closed loop against ``ep``: requests (or streams) per second and the target's CPU per request.
+    ``pause_ms`` > 0: each connection pauses that long between requests (a paced load, below the maximum)."""
     url = ep.stream_url if stream else ep.chat_url
-    script = wrk.write_script(workdir / f"{key}-{ep.name}.lua", stream=stream, headers=ep.headers(stream))
+    script = wrk.write_script(
+        workdir / f"{key}-{ep.name}.lua", stream=stream, headers=ep.headers(stream), pause_ms=pause_ms
+    )
     load_cpu = LOAD_CPU if settings.pin else None
     await asyncio.sleep(settings.settle_s)
     await wrk.run(

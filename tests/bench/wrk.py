@@ -21,6 +21,11 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
+_PAUSE = """\
+function delay()
+  return {ms}
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,20 @@ class WrkResult:
         return self.requests - self.status_errors
 
 
-def write_script(path: Path, *, stream: bool, headers: dict[str, str] | None = None) -> Path:
-    """The Lua script: the bench's request body and headers, and ``headers`` besides (a peer's routing)."""
+def write_script(
+    path: Path, *, stream: bool, headers: dict[str, str] | None = None, pause_ms: int = 0
+) -> Path:
+    """The Lua script: the bench's request body and headers, and ``headers`` besides (a peer's routing).
+    ``pause_ms`` > 0: each connection waits that long after an answer before its next request (wrk's ``delay``),
+    so ``c`` connections offer about ``c / (pause + latency)`` requests per second: a paced load, not the most
+    the target can take."""
     sent = fixtures.request_headers() | (headers or {})
     headers_lua = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in sent.items())
     body = fixtures.request_body(stream=stream).decode()
-    path.write_text(_LUA.format(body=body, headers=headers_lua, mark=_MARK))
+    text = _LUA.format(body=body, headers=headers_lua, mark=_MARK)
+    if pause_ms > 0:
+        text += _PAUSE.format(ms=pause_ms)
+    path.write_text(text)
     return path
 
 
