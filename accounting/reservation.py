@@ -60,9 +60,10 @@ def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
     return best * choices
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ask:
-    """What one request may use: the reserved size of its prompt and of its output."""
+    """What one request may use: the reserved size of its prompt and of its output (made per request: not
+    frozen, whose ``__init__`` costs three times as much)."""
 
     prompt_tokens: int
     output_tokens: int | None
