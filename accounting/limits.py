@@ -33,7 +33,7 @@ from typing import Any
 from accounting.budgets import Budget, budgets_of
 from accounting.config import AccountingConfig, RateLimitConfig
 from accounting.errors import SharedStateUnavailable
-from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Grant, Lease, LeaseBook, TokensSeen
+from accounting.leases import HEADROOM_SHARE, MAX_AGE_S, Bucket, Grant, Lease, LeaseBook, TokensSeen
 from accounting.limit_signals import LimitSignals
 from accounting.limits_outbox import COMPONENT, Outbox
 from accounting.metrics import Metrics
@@ -58,6 +58,27 @@ request, which releases the GIL on the event loop's thread)."""
 _rid_counter = itertools.count()
 _MISS = Reservation("", [], False)
 """``_admit_leased``: the grant and leases held do not cover the request."""
+_DAY_S = 86400
+
+
+class _Plan:
+    """What admission and commit look up for one (key, team) on one UTC day, looked up once: its rate limit, its
+    budgets with their buckets of that day, the Redis counters their spend is pushed to, and its minute windows.
+    Made again on the next day and after a config change (``configure``)."""
+
+    __slots__ = ("rl", "budgets", "day", "buckets", "spend_keys", "ttls", "rpm", "tpm")
+
+    def __init__(self, limits: Limits, key: str, team: str | None, day: int) -> None:
+        self.rl = rl = limits.rate_for(key)
+        self.budgets = budgets = limits.budget_list(key, team)
+        self.day = day
+        b = buckets_at(day * _DAY_S)
+        self.buckets: list[Bucket] = [(x.scope, x.name, b[x.period]) for x in budgets]
+        self.spend_keys = [spend_key(k) for k in self.buckets]
+        """Redis counter of each budget's spend in its bucket."""
+        self.ttls = [BUDGET_TTL[x.period] for x in budgets]
+        self.rpm = limits._window(key, "rpm") if rl is not None and rl.requests_per_min else None
+        self.tpm = limits._window(key, "tpm") if rl is not None and rl.tokens_per_min else None
 
 
 class Limits:
@@ -68,10 +89,12 @@ class Limits:
         self.default_rate: RateLimitConfig | None = None
         self.book = LeaseBook()
         """Grants and leases of hot keys' shared limits (``accounting.leases``)."""
+        self.windows: dict[tuple[str, str], Window] = {}
         self.leased = 0
         """Admissions taken from grants and leases, without a round trip (since start)."""
         self.configure(cfg)
-        self.windows: dict[tuple[str, str], Window] = {}
+        self._flushing = False
+        """The outbox's loop runs (started by the first limited admission)."""
         # Local budget view: ledger totals (snapshot) + this process's spend not yet in the ledger (pending).
         self._lock = threading.Lock()
         self.snapshot: dict[tuple[str, str, str], int] = {}
@@ -100,6 +123,8 @@ class Limits:
         self.rate = rate
         self.budgets = budgets
         self._budget_lists: dict[tuple[str, str | None], list[Budget]] = {}
+        self._plans: dict[tuple[str, str | None], _Plan] = {}
+        """Per (key, team): what its admissions and commits look up (``_Plan``), made anew after a change."""
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.book.retire_all()  # limits that changed are asked for again
 
@@ -125,6 +150,16 @@ class Limits:
         self._budget_lists[(key, team)] = out
         return out
 
+    def _plan(self, key: str, team: str | None, ts: float) -> _Plan:
+        """``key`` and ``team``'s limits and budgets, with the budgets' buckets of ``ts``'s UTC day."""
+        day = int(ts // _DAY_S)
+        plan = self._plans.get((key, team))
+        if plan is None or plan.day != day:
+            if len(self._plans) >= 4096:
+                self._plans.clear()
+            plan = self._plans[(key, team)] = _Plan(self, key, team, day)
+        return plan
+
     def all_buckets(self, ts: float) -> list[tuple[str, str, str]]:
         b = buckets_at(ts)
         return [(x.scope, x.name, b[x.period]) for lst in self.budgets.values() for x in lst]
@@ -146,6 +181,7 @@ class Limits:
         swap brings the first budget or limit)."""
         if self.outbox is not None and self.active:
             self.outbox.run()
+            self._flushing = True
 
     def _ledger_totals(self) -> dict[tuple[str, str, str], int]:
         """This replica's ledger totals of the current budget buckets (the outbox re-seeds Redis with them)."""
@@ -162,30 +198,32 @@ class Limits:
         """Admit a request or raise (``BudgetExceeded``, ``RateLimited``, ``SharedStateUnavailable``).
         ``amounts``: its reservation (nano-USD) against each of ``budget_list(key, team)``, in that order;
         missing ones are 0. Returns the reservation held, None when nothing is held."""
-        rl = self.rate_for(key)
-        budgets = self.budget_list(key, team)
+        now = time.time()
+        plan = self._plan(key, team, now)
+        rl, budgets = plan.rl, plan.budgets
         if rl is None and not budgets:
             return None
         n = len(budgets)
         asked = (
             list(amounts) if len(amounts) == n else [amounts[i] if i < len(amounts) else 0 for i in range(n)]
         )
-        now = time.time()
         rid = f"{_RID_PREFIX}{next(_rid_counter):x}"
         if self.redis is not None:
             assert self.health is not None
-            self._ensure_flusher()
+            if not self._flushing:
+                self._ensure_flusher()
             rate = self.book.hot(key, now) if self.health.is_up(COMPONENT) else 0
             acquiring: asyncio.Future[None] | None = None
             if rate:
-                leased = self._admit_leased(key, rl, budgets, asked, rid, now)
+                leased = self._admit_leased(key, plan, asked, rid, now)
                 if leased is not _MISS:
                     return leased
                 pending = self.book.acquiring.get(key)
                 if pending is not None:  # another request of the key is asking for a grant: draw from it
                     await asyncio.shield(pending)
                     now = time.time()
-                    leased = self._admit_leased(key, rl, budgets, asked, rid, now)
+                    plan = self._plan(key, team, now)
+                    leased = self._admit_leased(key, plan, asked, rid, now)
                     if leased is not _MISS:
                         return leased
                     rate = 0  # not enough: this request asks for itself only
@@ -213,16 +251,11 @@ class Limits:
         return self._hold(rid, budgets, asked, now, shared=False)
 
     def _admit_leased(
-        self,
-        key: str,
-        rl: RateLimitConfig | None,
-        budgets: list[Budget],
-        asked: list[int],
-        rid: str,
-        now: float,
+        self, key: str, plan: _Plan, asked: list[int], rid: str, now: float
     ) -> Reservation | None:
         """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
         the request (then the script decides, and grants anew)."""
+        rl = plan.rl
         grant = None
         if rl is not None:
             if rl.requests_per_min:
@@ -238,14 +271,12 @@ class Limits:
                 ):
                     return _MISS
         found: list[Lease] = []
-        holds: list[tuple[tuple[str, str, str], int]] = []
-        if budgets:
-            b = buckets_at(now)
+        holds: list[tuple[Bucket, int]] = []
+        if plan.buckets:
             lease_for = self.book.lease_for
-            for x, a in zip(budgets, asked, strict=True):
+            for k, a in zip(plan.buckets, asked, strict=True):
                 if a <= 0:
                     return _MISS
-                k = (x.scope, x.name, b[x.period])
                 lease = lease_for(k, a, now)
                 if lease is None:
                     return _MISS
@@ -254,7 +285,8 @@ class Limits:
         self.leased += 1
         if grant is not None:
             grant.left -= 1
-            self._local_rpm(key, rl, now)
+            assert plan.rpm is not None
+            plan.rpm.add(now, 1)
         for lease, a in zip(found, asked, strict=True):
             lease.left -= a
             lease.open += 1
@@ -438,34 +470,32 @@ class Limits:
         reservation: Reservation | None = None,
     ) -> None:
         """Add a finished request's cost and tokens, and release its reservation in the same step."""
-        rl = self.rate_for(key)
-        budgets = self.budget_list(key, team)
+        plan = self._plan(key, team, ts)  # (the buckets of the day it started in)
         if reservation is not None and reservation.released:
             reservation = None
-        if rl is None and not budgets and reservation is None:
+        if plan.rl is None and not plan.budgets and reservation is None:
             return
         now = time.time()
-        counted = rl is not None and rl.tokens_per_min and tokens
-        if counted:
-            self._window(key, "tpm").add(now, tokens)
+        tpm = plan.tpm if tokens else None
+        if tpm is not None:
+            tpm.add(now, tokens)
         outbox = self.outbox
-        spent = budgets if nusd else ()
+        spent = nusd and plan.budgets
         if spent or reservation is not None:
-            b = buckets_at(ts)
-            keys = [(x.scope, x.name, b[x.period]) for x in spent]
-            with self._lock:
+            if spent:
                 pending = self.pending
-                for k in keys:
-                    pending[k] = pending.get(k, 0) + nusd
+                with self._lock:
+                    for k in plan.buckets:
+                        pending[k] = pending.get(k, 0) + nusd
             if reservation is not None:
                 self._release_local(reservation)
-            if outbox is not None:
-                key_name, add = self._key_name, outbox.add
-                for x, k in zip(spent, keys, strict=True):
-                    add(key_name(k, spend_key, k), nusd, BUDGET_TTL[x.period])
+            if spent and outbox is not None:
+                add = outbox.add
+                for name, ttl in zip(plan.spend_keys, plan.ttls, strict=True):
+                    add(name, nusd, ttl)
         if outbox is None:
             return
-        if counted:
+        if tpm is not None:
             minute = int(now // WINDOW_S)
             outbox.add(
                 self._key_name((key, minute), rate_key, key, "t", minute), tokens, int(WINDOW_S * 2 + 5)

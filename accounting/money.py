@@ -8,8 +8,20 @@ from decimal import ROUND_HALF_EVEN, Decimal
 NANO = Decimal("1e-9")
 
 
+_ONE = Decimal(1)
+_LAST_NUSD: list[tuple[Decimal | None, int]] = [(None, 0)]
+"""The last amount ``to_nusd`` converted and its nano-dollars, swapped as one tuple (any thread may call it): a
+request's cost is converted twice, for its ledger row and for its budgets' commit."""
+
+
 def to_nusd(cost: Decimal) -> int:
-    return int((cost / NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    """``cost`` in integer nano-dollars (half to even)."""
+    last = _LAST_NUSD[0]
+    if last[0] is cost:
+        return last[1]
+    n = int((cost / NANO).quantize(_ONE, rounding=ROUND_HALF_EVEN))
+    _LAST_NUSD[0] = (cost, n)
+    return n
 
 
 def from_nusd(n: int) -> Decimal:
