@@ -517,6 +517,15 @@ def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figure
             "",
             feats,
         ]
+        paced = next((m for m in summary.values() if "paced_pause_ms" in m), None)
+        if paced is not None:
+            out += [
+                "",
+                f"The paced columns: every row at one load (wrk's {paced['paced_connections']:.0f} connections "
+                f"pausing {paced['paced_pause_ms']:.0f} ms between requests), so each row's CPU per request is "
+                "compared at the same load rather than at its own maximum (`tests/bench/README.md`, "
+                '"Feature rows").',
+            ]
     scrape = meta.get("scrape")
     if scrape:
         out += [
