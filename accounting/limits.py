@@ -180,8 +180,7 @@ class Limits:
         """The background pusher runs while Redis is configured and something is limited (also once a config
         swap brings the first budget or limit)."""
         if self.outbox is not None and self.active:
-            self.outbox.run()
-            self._flushing = True
+            self._flushing = self.outbox.run()
 
     def _ledger_totals(self) -> dict[tuple[str, str, str], int]:
         """This replica's ledger totals of the current budget buckets (the outbox re-seeds Redis with them)."""

@@ -101,10 +101,11 @@ class Outbox:
         """Make the loop ready; ``run`` starts it (once something is limited)."""
         self._wake = asyncio.Event()
 
-    def run(self) -> None:
-        """Start the loop (once started, and only once)."""
+    def run(self) -> bool:
+        """Start the loop (once started, and only once); whether it runs."""
         if self._task is None and self._wake is not None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
+        return self._task is not None
 
     async def close(self) -> None:
         """Push what is left (up to 5 s) and stop."""
