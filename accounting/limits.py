@@ -70,7 +70,13 @@ class _Plan:
 
     def __init__(self, limits: Limits, key: str, team: str | None, day: int) -> None:
         self.rl = rl = limits.rate_for(key)
-        self.budgets = budgets = limits.budget_list(key, team)
+        budgets = limits.budgets.get(("key", key), [])
+        if team is not None:
+            tb = limits.budgets.get(("team", team))
+            if tb:
+                budgets = budgets + tb
+        self.budgets = budgets
+        """The budgets covering the key and its team (callers must not change the list)."""
         self.day = day
         b = buckets_at(day * _DAY_S)
         self.buckets: list[Bucket] = [(x.scope, x.name, b[x.period]) for x in budgets]
@@ -122,7 +128,6 @@ class Limits:
         self.default_rate = rate.pop("*", None)
         self.rate = rate
         self.budgets = budgets
-        self._budget_lists: dict[tuple[str, str | None], list[Budget]] = {}
         self._plans: dict[tuple[str, str | None], _Plan] = {}
         """Per (key, team): what its admissions and commits look up (``_Plan``), made anew after a change."""
         self.reservation_ttl_s = cfg.reservations.ttl_s
@@ -137,18 +142,7 @@ class Limits:
 
     def budget_list(self, key: str, team: str | None) -> list[Budget]:
         """The budgets covering ``key`` and its ``team`` (the caller must not change the list)."""
-        found = self._budget_lists.get((key, team))
-        if found is not None:
-            return found
-        out = self.budgets.get(("key", key), [])
-        if team is not None:
-            tb = self.budgets.get(("team", team))
-            if tb:
-                out = out + tb
-        if len(self._budget_lists) >= 4096:
-            self._budget_lists.clear()
-        self._budget_lists[(key, team)] = out
-        return out
+        return self._plan(key, team, time.time()).budgets
 
     def _plan(self, key: str, team: str | None, ts: float) -> _Plan:
         """``key`` and ``team``'s limits and budgets, with the budgets' buckets of ``ts``'s UTC day."""

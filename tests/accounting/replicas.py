@@ -24,14 +24,20 @@ def limits_of(accounting: dict[str, object]) -> Limits:
     return Limits(AccountingConfig.model_validate(accounting), Metrics(labels))
 
 
+async def replica_on(url: str, accounting: dict[str, object]) -> tuple[Limits, RespClient]:
+    """One replica with ``accounting`` on the Redis at ``url``, ``fail_closed``, started."""
+    limits = limits_of(accounting)
+    client = RespClient(url)
+    limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
+    await limits.start()
+    return limits, client
+
+
 async def replicas_on(url: str, accounting: dict[str, object]) -> tuple[list[Limits], list[RespClient]]:
     """Two replicas with ``accounting`` on an emptied Redis at ``url``, ``fail_closed``, connected."""
     replicas, clients = [], []
     for _ in range(2):
-        limits = limits_of(accounting)
-        client = RespClient(url)
-        limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
-        await limits.start()
+        limits, client = await replica_on(url, accounting)
         replicas.append(limits)
         clients.append(client)
     await clients[0].execute("FLUSHDB")

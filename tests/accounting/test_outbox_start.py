@@ -9,20 +9,18 @@ import time
 
 from accounting.config import AccountingConfig
 from accounting.periods import buckets_at
-from accounting.resp import RespClient
-from accounting.shared_limits import RedisHealth, spend_key
-from tests.accounting.replicas import limits_of
+from accounting.shared_limits import spend_key
+from tests.accounting.replicas import replica_on
 
 BUDGET = {"budgets": [{"scope": "team", "name": "perf", "daily_usd": "100"}]}
 
 
 def test_spend_reaches_redis_when_a_config_change_brings_the_first_budget(redis_server: str) -> None:
     async def run() -> int:
-        limits = limits_of({})
-        client = RespClient(redis_server)
-        limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
+        limits, client = await replica_on(
+            redis_server, {}
+        )  # started with nothing limited: no outbox loop yet
         await client.execute("FLUSHDB")
-        await limits.start()  # nothing limited: no outbox loop yet
         assert await limits.admit("k", "perf", [1_000]) is None
         limits.configure(AccountingConfig.model_validate(BUDGET))
         held = await limits.admit("k", "perf", [1_000])

@@ -17,9 +17,7 @@ import cProfile
 import pstats
 import time
 
-from accounting.resp import RespClient
-from accounting.shared_limits import RedisHealth
-from tests.accounting.replicas import limits_of
+from tests.accounting.replicas import replica_on
 from tests.redis_server import RedisServer
 
 CONFIG = {
@@ -33,10 +31,7 @@ limits, none ever reached."""
 async def bench(n: int, runs: int, profile: bool) -> list[float]:
     srv = RedisServer().start()
     try:
-        limits = limits_of(CONFIG)
-        client = RespClient(srv.url)
-        limits.use_redis(client, "fail_closed", RedisHealth(client, limits.metrics, "fail_closed"))
-        await limits.start()
+        limits, client = await replica_on(srv.url, CONFIG)
         await client.execute("PING")
 
         async def pairs(count: int) -> None:
