@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -30,8 +31,15 @@ _KINDS = {"request": False, "stream": True}
 
 
 async def _serve(
-    tree: Path, up: upstream.Upstream, home: Path, features: targets.Features | None
+    tree: Path,
+    up: upstream.Upstream,
+    home: Path,
+    features: targets.Features | None,
+    launcher: Sequence[str] = (),
+    start_s: float = 20.0,
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """``tree``'s ``pointsman serve`` with the bench's config (and ``features``), pinned to the gateway's core, run
+    under ``launcher`` (a command prefix, e.g. valgrind's) when one is given; waits up to ``start_s`` for its port."""
     port = procs.free_port()
     home.mkdir(parents=True, exist_ok=True)
     doc = targets.pointsman_config(up, port, 0, features)
@@ -39,8 +47,9 @@ async def _serve(
     (home / "pointsman.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(home / "pointsman.yaml")]
     argv += ["--port", str(port), "--workers", "1"]
+    argv = [*launcher, *argv]
     proc = procs.spawn(procs.pinned(GATEWAY_CPU, argv), home / "pointsman.log", env={"PYTHONPATH": str(tree)})
-    for _ in range(400):
+    for _ in range(int(start_s / 0.05)):
         if proc.poll() is not None:
             raise RuntimeError(f"pointsman from {tree} exited; see {home / 'pointsman.log'}")
         try:
@@ -49,7 +58,7 @@ async def _serve(
             return proc, port
         except OSError:
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"pointsman from {tree} did not start within 20 s")
+    raise RuntimeError(f"pointsman from {tree} did not start within {start_s:g} s")
 
 
 async def _measure(
