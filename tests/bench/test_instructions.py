@@ -51,4 +51,4 @@ def test_the_table_gives_each_rows_ratio_to_its_trees_defaults_and_new_over_old(
     ]
     lines = table(counts, [old, new]).splitlines()
     redis = next(line for line in lines if line.startswith("redis"))
-    assert redis.split() == ["redis", "request", "700.0", "1.400x", "600.0", "1.200x", "0.857x"]
+    assert redis.split()[:7] == ["redis", "request", "700.0", "1.400x", "600.0", "1.200x", "0.857x"]
