@@ -251,34 +251,30 @@ class Accountant:
             self._publish_gauges()
 
     # -- request path ------------------------------------------------------------------------------------------
-    def check_unpriced(self, key: str, team: str | None, targets: Sequence[ServedModel]) -> None:
-        """``accounting.on_unpriced: reject``: refuse (``ModelUnpriced``) a request that a model without a price
-        could serve (its target or a fallback) when a dollar budget covers its key or team, since such a model
-        would pass the budget for free. A step of its own before ``admit``: nothing is reserved or counted.
-        Dict lookups only."""
-        if self.cfg.on_unpriced == "allow" or not self.limits.budgets:
-            return
-        budgets = self.limits.budget_list(key, team)
-        if not budgets:
-            return
-        for t in targets:
-            if self.pricing.lookup(t.backend, t.upstream_model) is None:
-                raise ModelUnpriced(t.name, f"{budgets[0].scope} '{budgets[0].name}'")
-
     async def admit(
         self, rec: RequestRecord, doc: dict[str, Any], body_bytes: int, targets: Sequence[ServedModel]
     ) -> None:
         """Admit a routed request (rate limits, budgets) or raise; a request a dollar budget covers gets its
         reservation held (``rec.reservation``): its ``body_bytes``-sized prompt and the output ``doc`` allows,
         at the highest price among ``targets`` (the models that could serve it). Dict lookups and a few
-        ``Decimal`` multiplications, then the limits' one decision (one Redis script with Redis)."""
+        ``Decimal`` multiplications, then the limits' one decision (one Redis script with Redis).
+
+        With ``accounting.on_unpriced: reject``, first refuses (``ModelUnpriced``) a request that a model without
+        a price could serve (its target or a fallback) when a dollar budget covers its key or team, since such a
+        model would pass the budget for free: nothing is reserved or counted then."""
         if not self.limits.active:
             return
         amounts: list[int] = []
-        budgets = self.limits.budget_list(rec.key, rec.team)
+        plan = self.limits.plan(rec.key, rec.team)
+        budgets = plan.budgets
         if budgets:
+            lookup = self.pricing.lookup
+            prices = [lookup(t.backend, t.upstream_model) for t in targets]
+            if self.cfg.on_unpriced != "allow":
+                for t, p in zip(targets, prices, strict=True):
+                    if p is None:
+                        raise ModelUnpriced(t.name, f"{budgets[0].scope} '{budgets[0].name}'")
             ask = Ask.of(rec.endpoint, doc, body_bytes, self.cfg.reservations.prompt_bytes_per_token)
-            prices = [self.pricing.lookup(t.backend, t.upstream_model) for t in targets]
             by_cap: dict[int | None, int] = {}  # a key's and its team's budgets mostly share one cap
             for x in budgets:
                 cap = x.reserve_output_tokens
@@ -286,7 +282,7 @@ class Accountant:
                 if a is None:
                     a = by_cap[cap] = reserve_nusd(ask, prices, cap)
                 amounts.append(a)
-        rec.reservation = await self.limits.admit(rec.key, rec.team, amounts)
+        rec.reservation = await self.limits.admit(rec.key, rec.team, amounts, plan)
 
     def release_unsettled(self, rec: RequestRecord) -> None:
         """A request that ended without ``finish`` (nothing to account): release what it held. A no-op for a

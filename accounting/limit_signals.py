@@ -29,11 +29,12 @@ class LimitSignals:
         self._remaining_gauges: dict[Budget, Any] = {}
         self._reserved_gauges: dict[Bucket, Any] = {}
         """``pointsman_budget_reserved_usd``'s child per budget bucket (a label lookup per request is not free)."""
-        self._through = metrics.multiprocess
-        """Under ``--workers N`` the reserved gauge is written per request (``holds_changed``), else set from
+        self.through = metrics.multiprocess
+        """Under ``--workers N`` the reserved gauge is written per request (``holds_changed``, which callers skip
+        when this is False), else set from
         ``reserved`` before each scrape (``_publish_reserved``)."""
         self._reserved_shown: set[Bucket] = set()
-        if not self._through:
+        if not self.through:
             metrics.before_scrape.append(self._publish_reserved)
 
     def observe_budget(self, x: Budget, spent_nusd: int, bucket: str) -> None:
@@ -91,7 +92,7 @@ class LimitSignals:
         """Reservations' holds were added (``sign`` 1) to or dropped (-1) from ``reserved``: under ``--workers N``
         written through to this process's gauge file at once (other workers' scrapes read it); else nothing to
         do until the scrape."""
-        if not self._through:
+        if not self.through:
             return
         for k, nusd in holds:
             child = self._reserved_gauges.get(k)

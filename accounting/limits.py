@@ -128,21 +128,20 @@ class Limits:
         self.default_rate = rate.pop("*", None)
         self.rate = rate
         self.budgets = budgets
+        self.active = bool(budgets or rate or self.default_rate)
+        """Something is limited: a budget or a rate limit (a plain attribute, read on every request)."""
         self._plans: dict[tuple[str, str | None], _Plan] = {}
         """Per (key, team): what its admissions and commits look up (``_Plan``), made anew after a change."""
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.book.retire_all()  # limits that changed are asked for again
 
-    @property
-    def active(self) -> bool:
-        return bool(self.budgets or self.rate or self.default_rate)
-
     def rate_for(self, key: str) -> RateLimitConfig | None:
         return self.rate.get(key, self.default_rate)
 
-    def budget_list(self, key: str, team: str | None) -> list[Budget]:
-        """The budgets covering ``key`` and its ``team`` (the caller must not change the list)."""
-        return self._plan(key, team, time.time()).budgets
+    def plan(self, key: str, team: str | None) -> _Plan:
+        """What limits ``key`` and its ``team`` today: ``.budgets``, the budgets covering them (the caller must not
+        change the list), and what ``admit`` looks up (hand it back there)."""
+        return self._plan(key, team, time.time())
 
     def _plan(self, key: str, team: str | None, ts: float) -> _Plan:
         """``key`` and ``team``'s limits and budgets, with the budgets' buckets of ``ts``'s UTC day."""
@@ -187,12 +186,16 @@ class Limits:
             await self.outbox.close()
 
     # -- admission (request path) -----------------------------------------------------------------------
-    async def admit(self, key: str, team: str | None, amounts: Sequence[int] = ()) -> Reservation | None:
+    async def admit(
+        self, key: str, team: str | None, amounts: Sequence[int] = (), plan: _Plan | None = None
+    ) -> Reservation | None:
         """Admit a request or raise (``BudgetExceeded``, ``RateLimited``, ``SharedStateUnavailable``).
-        ``amounts``: its reservation (nano-USD) against each of ``budget_list(key, team)``, in that order;
-        missing ones are 0. Returns the reservation held, None when nothing is held."""
+        ``amounts``: its reservation (nano-USD) against each of ``plan(key, team).budgets``, in that order;
+        missing ones are 0. ``plan``: that plan, when the caller has it (looked up again on another day). Returns
+        the reservation held, None when nothing is held."""
         now = time.time()
-        plan = self._plan(key, team, now)
+        if plan is None or plan.day != int(now // _DAY_S):
+            plan = self._plan(key, team, now)
         rl, budgets = plan.rl, plan.budgets
         if rl is None and not budgets:
             return None
@@ -200,7 +203,7 @@ class Limits:
         asked = (
             list(amounts) if len(amounts) == n else [amounts[i] if i < len(amounts) else 0 for i in range(n)]
         )
-        rid = f"{_RID_PREFIX}{next(_rid_counter):x}"
+        rid = ""  # made when the reservation needs one of its own (not when drawn from leases)
         if self.redis is not None:
             assert self.health is not None
             if not self._flushing:
@@ -208,7 +211,7 @@ class Limits:
             rate = self.book.hot(key, now) if self.health.is_up(COMPONENT) else 0
             acquiring: asyncio.Future[None] | None = None
             if rate:
-                leased = self._admit_leased(key, plan, asked, rid, now)
+                leased = self._admit_leased(key, plan, asked, now)
                 if leased is not _MISS:
                     return leased
                 pending = self.book.acquiring.get(key)
@@ -216,12 +219,13 @@ class Limits:
                     await asyncio.shield(pending)
                     now = time.time()
                     plan = self._plan(key, team, now)
-                    leased = self._admit_leased(key, plan, asked, rid, now)
+                    leased = self._admit_leased(key, plan, asked, now)
                     if leased is not _MISS:
                         return leased
                     rate = 0  # not enough: this request asks for itself only
                 else:
                     acquiring = self.book.acquiring[key] = asyncio.get_running_loop().create_future()
+            rid = f"{_RID_PREFIX}{next(_rid_counter):x}"
             try:
                 res = await self.health.call(
                     COMPONENT, lambda: self._admit_redis(key, rl, budgets, asked, rid, now, rate)
@@ -241,13 +245,12 @@ class Limits:
             if self.policy == "fail_closed":
                 raise SharedStateUnavailable()
         self._admit_local(key, rl, budgets, asked, now)
-        return self._hold(rid, budgets, asked, now, shared=False)
+        return self._hold(rid or f"{_RID_PREFIX}{next(_rid_counter):x}", budgets, asked, now, shared=False)
 
-    def _admit_leased(
-        self, key: str, plan: _Plan, asked: list[int], rid: str, now: float
-    ) -> Reservation | None:
+    def _admit_leased(self, key: str, plan: _Plan, asked: list[int], now: float) -> Reservation | None:
         """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
-        the request (then the script decides, and grants anew)."""
+        the request (then the script decides, and grants anew). Its reservation has no id of its own: its holds
+        live in the leases' Redis members."""
         rl = plan.rl
         grant = None
         if rl is not None:
@@ -284,7 +287,7 @@ class Limits:
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-        return self._held(Reservation(rid, holds, False, leases=tuple(found))) if holds else None
+        return self._held(Reservation("", holds, False, leases=tuple(found))) if holds else None
 
     def _take_leases(
         self,
@@ -345,7 +348,8 @@ class Limits:
         reserved = self.reserved
         for k, a in r.holds:
             reserved[k] = reserved.get(k, 0) + a
-        self.signals.holds_changed(r.holds, 1)
+        if self.signals.through:
+            self.signals.holds_changed(r.holds, 1)
         return r
 
     def _local_rpm(self, key: str, rl: RateLimitConfig | None, now: float) -> None:
@@ -483,9 +487,7 @@ class Limits:
             if reservation is not None:
                 self._release_local(reservation)
             if spent and outbox is not None:
-                add = outbox.add
-                for name, ttl in zip(plan.spend_keys, plan.ttls, strict=True):
-                    add(name, nusd, ttl)
+                outbox.add_each(plan.spend_keys, nusd, plan.ttls)
         if outbox is None:
             return
         if tpm is not None:
@@ -528,7 +530,8 @@ class Limits:
                 reserved[k] = left
             else:
                 reserved.pop(k, None)
-        self.signals.holds_changed(r.holds, -1)
+        if self.signals.through:
+            self.signals.holds_changed(r.holds, -1)
 
     # -- ledger feedback (writer thread / refresh) ---------------------------------------------------------------
     def budget_keys(self) -> list[tuple[str, str, str]]:

@@ -88,6 +88,14 @@ class Outbox:
         self.counters[key] = self.counters.get(key, 0) + amount
         self.counter_ttl[key] = ttl
 
+    def add_each(self, keys: list[str], amount: int, ttls: list[int]) -> None:
+        """``add(key, amount, ttl)`` for each of ``keys`` and its ``ttls`` (a budget's buckets: one call per
+        request)."""
+        counters, counter_ttl = self.counters, self.counter_ttl
+        for key, ttl in zip(keys, ttls, strict=True):
+            counters[key] = counters.get(key, 0) + amount
+            counter_ttl[key] = ttl
+
     def release(self, r: Reservation) -> None:
         """Release ``r``'s members in Redis with the next push (after the spend added before it)."""
         self.releases.append(r)

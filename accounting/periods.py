@@ -46,10 +46,12 @@ def seconds_to_reset(period: str, ts: float) -> int:
 class Window:
     """Sliding one-minute window approximated by the current and previous fixed minutes (weighted)."""
 
-    __slots__ = ("start", "cur", "prev")
+    __slots__ = ("start", "end", "cur", "prev")
 
     def __init__(self) -> None:
         self.start = 0.0
+        self.end = WINDOW_S
+        """The current minute's end (``add`` within it needs no roll)."""
         self.cur = 0
         self.prev = 0
 
@@ -59,6 +61,7 @@ class Window:
             self.prev = self.cur if minute - self.start == WINDOW_S else 0
             self.cur = 0
             self.start = minute
+            self.end = minute + WINDOW_S
         return (now - minute) / WINDOW_S
 
     def count(self, now: float) -> float:
@@ -66,7 +69,8 @@ class Window:
         return self.cur + self.prev * (1 - frac)
 
     def add(self, now: float, n: int) -> None:
-        self._roll(now)
+        if not self.start <= now < self.end:
+            self._roll(now)
         self.cur += n
 
 

@@ -183,8 +183,7 @@ class InferenceHandler:
                 counting, rec = rec, None  # generates nothing: neither admitted nor accounted
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
                 return
-            self.accountant.check_unpriced(key.name, key.team, decision.attempts)
-            if self.accountant.limits.active:
+            if self.accountant.limits.active:  # (admission also refuses an unpriced model a budget covers)
                 await self.accountant.admit(rec, doc, len(body.text), decision.attempts)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
