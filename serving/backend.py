@@ -40,7 +40,8 @@ class UpstreamCall:
     request_id: str = ""
     """Total budget for the call (connect + first byte + body)."""
     traceparent: str = ""
-    """W3C ``traceparent`` for the call's span, sent upstream when set (traced requests)."""
+    """W3C ``traceparent`` for the call's span, sent upstream when set (traced requests); always made by
+    ``wire.traceparent`` (lower-case hex ids, validated when they come from the client), so sent as it is."""
     headers: Mapping[str, str] | None = None
     """Client headers forwarded as they are (``anthropic-version``, ``anthropic-beta`` to a backend that speaks
     the Messages API)."""

@@ -165,11 +165,12 @@ class OpenAIHTTPBackend:
             return self._headers
         out = self._headers
         try:
-            for name, value in ((b"x-request-id", call.request_id), (b"traceparent", call.traceparent)):
-                if value:
-                    if _SAFE_VALUE.fullmatch(value) is None:  # (the gateway's own ids always are)
-                        value = _UNSAFE.sub("?", value)
-                    out += b"%s: %s\r\n" % (name, value.encode("ascii"))
+            if value := call.request_id:
+                if _SAFE_VALUE.fullmatch(value) is None:  # (the gateway's own ids always are)
+                    value = _UNSAFE.sub("?", value)
+                out += b"x-request-id: %s\r\n" % value.encode("ascii")
+            if call.traceparent:  # the gateway's own (``wire.traceparent``: lower-case hex ids and dashes)
+                out += b"traceparent: %s\r\n" % call.traceparent.encode("ascii")
             if call.headers:  # a client's own header values, as it sent them
                 out += header_lines(dict(call.headers), "latin-1")
         except ValueError as exc:

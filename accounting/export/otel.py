@@ -145,6 +145,9 @@ class SpanEncoder:
     def __init__(self) -> None:
         self._requests: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]] = {}
         self._calls: dict[tuple[str, str, str, str, str, int, str | None], tuple[bytes, bytes]] = {}
+        self._providers: dict[str, str] = {}
+        """``gen_ai.provider.name`` per backend name, for the backends of the facts last given (``spans``)."""
+        self._facts: dict[str, BackendFacts] | None = None
 
     def _request_parts(
         self, rec: RequestRecord, op: str, provider: str | None
@@ -248,11 +251,18 @@ class SpanEncoder:
         call it made."""
         tc = rec.trace
         assert tc is not None
+        if backends is not self._facts:  # (the same dict until the config changes)
+            self._facts, self._providers = backends, {}
+        providers = self._providers
         op = OPERATIONS.get(rec.endpoint, rec.endpoint)
         start = tc.start_ns
         end = start + int(rec.latency_s * 1e9)
         u = rec.usage
-        provider = provider_name(backends.get(rec.backend)) if rec.backend else None
+        provider = None
+        if rec.backend:
+            provider = providers.get(rec.backend)
+            if provider is None:
+                provider = providers[rec.backend] = provider_name(backends.get(rec.backend))
         name_kind, fixed0, fixed1, fixed2, fixed3, fixed4, st = self._request_parts(rec, op, provider)
         rest = [
             fixed0,
@@ -283,7 +293,10 @@ class SpanEncoder:
         parent = bytes.fromhex(tc.parent_span_id) if tc.parent_span_id else b""
         spans = [span(trace_id, span_id, parent, name_kind, start, end, rest)]
         for c in tc.children:
-            call_head, call_rest = self._call_parts(op, provider_name(backends.get(c.backend)), c)
+            p = providers.get(c.backend)
+            if p is None:
+                p = providers[c.backend] = provider_name(backends.get(c.backend))
+            call_head, call_rest = self._call_parts(op, p, c)
             spans.append(
                 span(
                     trace_id,
