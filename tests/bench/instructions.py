@@ -9,8 +9,10 @@ number of instructions a request executes does not: each (row, tree, kind) start
 ``valgrind --tool=callgrind`` (instrumentation off while it starts), warms it up with wrk, then counts an idle
 window and a window of load of the same length; a request's instructions are (load - idle) / requests. They count
 user space only, every thread (the ledger writer's too), and no cache misses or system calls, so they are not CPU
-time; they are what the code asks of the CPU, and the ratio between two rows or trees follows the CPU ratio
-(session 10: redis 1.33x, all 1.59x the defaults, against 1.33x and 1.60x CPU at the paced load).
+time; they are what the code asks of the CPU, and the ratio between two rows or trees is close to the CPU ratio
+(session 10: redis 1.34x, all 1.59-1.72x the defaults, against 1.33x and 1.60x CPU at the paced load). Work done
+per unit of time (pushes every 50 ms, leases sized to 0.25 s of traffic, trace batches) is shared by ~35x fewer
+requests than natively, so it is overstated: compare trees on the same row.
 
 Under callgrind pointsman runs ~50x slower, so wrk's 16 connections keep it saturated: requests are batched as at
 maximum throughput. Rows are those of the feature report (``tests/bench/README.md``); ``--trees`` are checkouts
