@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from accounting.budgets import Budget, budgets_of
@@ -59,6 +59,8 @@ _rid_counter = itertools.count()
 _MISS = Reservation("", [], False)
 """``_admit_leased``: the grant and leases held do not cover the request."""
 _DAY_S = 86400
+_RATE_TTL = int(WINDOW_S * 2 + 5)
+"""Seconds a per-minute rate counter lives in Redis (its minute and the next, which weighs it, and a margin)."""
 
 
 class _Plan:
@@ -66,9 +68,23 @@ class _Plan:
     budgets with their buckets of that day, the Redis counters their spend is pushed to, and its minute windows.
     Made again on the next day and after a config change (``configure``)."""
 
-    __slots__ = ("rl", "budgets", "day", "buckets", "spend_keys", "ttls", "rpm", "tpm")
+    __slots__ = (
+        "key",
+        "rl",
+        "budgets",
+        "day",
+        "buckets",
+        "spend_keys",
+        "ttls",
+        "rpm",
+        "tpm",
+        "tpm_ceiling",
+        "tpm_minute",
+        "tpm_name",
+    )
 
     def __init__(self, limits: Limits, key: str, team: str | None, day: int) -> None:
+        self.key = key
         self.rl = rl = limits.rate_for(key)
         budgets = limits.budgets.get(("key", key), [])
         if team is not None:
@@ -85,6 +101,20 @@ class _Plan:
         self.ttls = [BUDGET_TTL[x.period] for x in budgets]
         self.rpm = limits._window(key, "rpm") if rl is not None and rl.requests_per_min else None
         self.tpm = limits._window(key, "tpm") if rl is not None and rl.tokens_per_min else None
+        self.tpm_ceiling = (
+            rl.tokens_per_min * (1 - 1 / HEADROOM_SHARE) if rl is not None and rl.tokens_per_min else 0
+        )
+        """Tokens in the key's minute past which its admissions stop drawing from leases (0: no such limit)."""
+        self.tpm_minute = -1
+        self.tpm_name = ""
+        """The Redis counter of the key's tokens in ``tpm_minute``."""
+
+    def tpm_counter(self, minute: int) -> str:
+        """The Redis counter of the key's tokens in ``minute`` (named once a minute)."""
+        if minute != self.tpm_minute:
+            self.tpm_name = rate_key(self.key, "t", minute)
+            self.tpm_minute = minute
+        return self.tpm_name
 
 
 class Limits:
@@ -118,8 +148,6 @@ class Limits:
         self._admit_script: Script | None = None
         self.outbox: Outbox | None = None
         """What this replica owes Redis (spend, tokens, releases) and the loop that pushes it."""
-        self._redis_keys: dict[tuple[Any, ...], str] = {}
-        """Redis key names of the pushed counters, made once per (key, minute) or budget bucket."""
 
     # -- config ----------------------------------------------------------------------------------------------
     def configure(self, cfg: AccountingConfig) -> None:
@@ -251,43 +279,44 @@ class Limits:
         """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
         the request (then the script decides, and grants anew). Its reservation has no id of its own: its holds
         live in the leases' Redis members."""
-        rl = plan.rl
+        book = self.book
+        rpm = plan.rpm
         grant = None
-        if rl is not None:
-            if rl.requests_per_min:
-                grant = self.book.grants.get(key)
-                if grant is None or grant.left < 1 or grant.minute != int(now // WINDOW_S):
-                    return _MISS
-            if rl.tokens_per_min:
-                seen = self.book.tokens.get(key)
-                if (
-                    seen is None
-                    or now - seen.at >= MAX_AGE_S
-                    or seen.used >= rl.tokens_per_min * (1 - 1 / HEADROOM_SHARE)
-                ):
-                    return _MISS
+        if rpm is not None:  # (a requests-per-minute limit)
+            grant = book.grants.get(key)
+            if grant is None or grant.left < 1 or grant.minute != int(now // WINDOW_S):
+                return _MISS
+        if plan.tpm_ceiling:
+            seen = book.tokens.get(key)
+            if seen is None or now - seen.at >= MAX_AGE_S or seen.used >= plan.tpm_ceiling:
+                return _MISS
+        buckets = plan.buckets
         found: list[Lease] = []
-        holds: list[tuple[Bucket, int]] = []
-        if plan.buckets:
-            lease_for = self.book.lease_for
-            for k, a in zip(plan.buckets, asked, strict=True):
+        if buckets:
+            lease_for = book.lease_for
+            for k, a in zip(buckets, asked, strict=True):
                 if a <= 0:
                     return _MISS
                 lease = lease_for(k, a, now)
                 if lease is None:
                     return _MISS
                 found.append(lease)
-                holds.append((k, a))
         self.leased += 1
-        if grant is not None:
+        if grant is not None and rpm is not None:
             grant.left -= 1
-            assert plan.rpm is not None
-            plan.rpm.add(now, 1)
-        for lease, a in zip(found, asked, strict=True):
+            rpm.add(now, 1)
+        if not found:
+            return None
+        reserved = self.reserved
+        for lease, k, a in zip(found, buckets, asked, strict=True):
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-        return self._held(Reservation("", holds, False, leases=tuple(found))) if holds else None
+            reserved[k] = reserved.get(k, 0) + a
+        r = Reservation("", list(zip(buckets, asked, strict=True)), False, leases=tuple(found))
+        if self.signals.through:
+            self.signals.holds_changed(r.holds, 1)
+        return r
 
     def _take_leases(
         self,
@@ -418,7 +447,7 @@ class Limits:
             repr(frac),
             (rl.requests_per_min or 0) if rl else 0,
             (rl.tokens_per_min or 0) if rl else 0,
-            int(WINDOW_S * 2 + 5),
+            _RATE_TTL,
             "",
             int(self.reservation_ttl_s * 1000),
             self.book.want(rate, 1) if rate else 1,
@@ -491,22 +520,10 @@ class Limits:
         if outbox is None:
             return
         if tpm is not None:
-            minute = int(now // WINDOW_S)
-            outbox.add(
-                self._key_name((key, minute), rate_key, key, "t", minute), tokens, int(WINDOW_S * 2 + 5)
-            )
+            outbox.add(plan.tpm_counter(int(now // WINDOW_S)), tokens, _RATE_TTL)
         if reservation is not None and reservation.shared:
             outbox.release(reservation)
         outbox.wake()
-
-    def _key_name(self, k: tuple[Any, ...], make: Callable[..., str], *args: Any) -> str:
-        """A pushed counter's Redis key name, ``make(*args)``, made once per ``k`` (a few thousand kept)."""
-        name = self._redis_keys.get(k)
-        if name is None:
-            if len(self._redis_keys) >= 4096:
-                self._redis_keys.clear()
-            name = self._redis_keys[k] = make(*args)
-        return name
 
     def release(self, reservation: Reservation) -> None:
         """Release a reservation without adding any cost (a request that ended before it was accounted)."""
