@@ -27,16 +27,13 @@ from accounting.export.http_exporter import HttpExporter, endpoint_url
 from accounting.export.otlp_proto import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
+    Attr,
     attr,
-    attr_key,
-    double_attr,
     export_request,
     head,
-    int_attr,
     key_value,
     span,
     status,
-    string_attr,
 )
 from accounting.record import RequestRecord
 from wire.traceparent import ChildSpan, TraceContext, new_span_id, parse_traceparent
@@ -123,12 +120,12 @@ def genai_messages(messages: list[Message], output: bool = False) -> list[dict[s
 
 _CACHE_MAX = 4096
 _CHUNK = 64
-_REQUEST_ID = attr_key("pointsman.request_id")
-_COST = attr_key("pointsman.cost_usd")
-_INPUT_TOKENS = attr_key("gen_ai.usage.input_tokens")
-_OUTPUT_TOKENS = attr_key("gen_ai.usage.output_tokens")
-_CACHE_READ_TOKENS = attr_key("gen_ai.usage.cache_read.input_tokens")
-_TTFT = attr_key("pointsman.time_to_first_token_s")
+_REQUEST_ID = Attr("pointsman.request_id")
+_COST = Attr("pointsman.cost_usd")
+_INPUT_TOKENS = Attr("gen_ai.usage.input_tokens")
+_OUTPUT_TOKENS = Attr("gen_ai.usage.output_tokens")
+_CACHE_READ_TOKENS = Attr("gen_ai.usage.cache_read.input_tokens")
+_TTFT = Attr("pointsman.time_to_first_token_s")
 
 
 def _join(attrs: list[tuple[str, str | bool | int]]) -> bytes:
@@ -266,19 +263,19 @@ class SpanEncoder:
         name_kind, fixed0, fixed1, fixed2, fixed3, fixed4, st = self._request_parts(rec, op, provider)
         rest = [
             fixed0,
-            string_attr(_REQUEST_ID, rec.request_id),
+            _REQUEST_ID.string(rec.request_id),
             fixed1,
-            double_attr(_COST, float(rec.cost_usd)),
+            _COST.double(float(rec.cost_usd)),
             fixed2,
         ]
         if rec.has_usage or u.estimated:
-            rest.append(int_attr(_INPUT_TOKENS, u.input_tokens))
-            rest.append(int_attr(_OUTPUT_TOKENS, u.output_tokens))
+            rest.append(_INPUT_TOKENS.integer(u.input_tokens))
+            rest.append(_OUTPUT_TOKENS.integer(u.output_tokens))
             if u.cached_input_tokens:
-                rest.append(int_attr(_CACHE_READ_TOKENS, u.cached_input_tokens))
+                rest.append(_CACHE_READ_TOKENS.integer(u.cached_input_tokens))
         rest.append(fixed3)
         if rec.stream and rec.ttft_s is not None:
-            rest.append(double_attr(_TTFT, rec.ttft_s))
+            rest.append(_TTFT.double(rec.ttft_s))
         rest.append(fixed4)
         if content is not None:
             import orjson  # content is rare (opt-in and approved teams only)

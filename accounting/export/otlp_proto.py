@@ -66,7 +66,7 @@ def _any_value(value: str | bool | int | float) -> bytes:
 def key_value(key: str, value: str | bool | int | float) -> bytes:
     """An encoded ``KeyValue`` (no field tag: the caller's message decides it)."""
     av = _any_value(value)
-    return attr_key(key) + b"\x12" + varint(len(av)) + av
+    return _string_field(b"\x0a", key) + b"\x12" + varint(len(av)) + av
 
 
 def attr(key: str, value: str | bool | int | float) -> bytes:
@@ -75,31 +75,45 @@ def attr(key: str, value: str | bool | int | float) -> bytes:
     return b"\x4a" + varint(len(kv)) + kv
 
 
-def attr_key(key: str) -> bytes:
-    """The start of a ``KeyValue`` (its ``key`` field), for ``string_attr``, ``int_attr`` and ``double_attr``:
-    attributes whose key is fixed and whose value changes from request to request."""
-    return _string_field(b"\x0a", key)
+class Attr:
+    """A ``Span.attributes`` entry (field 9) whose key is fixed and whose value changes from request to request.
+    Everything before the value's own bytes (the entry's length, the key, the ``AnyValue`` tag and lengths)
+    depends only on the value's encoded length, so it is written once per length: a value costs one
+    concatenation."""
 
+    __slots__ = ("_key", "_strings", "_ints", "_double")
 
-def string_attr(key: bytes, value: str) -> bytes:
-    av = _string_field(b"\x0a", value)
-    n = len(av)
-    kv = key + b"\x12" + (_VARINTS[n] if n < _TABLE else varint(n)) + av
-    n = len(kv)
-    return b"\x4a" + (_VARINTS[n] if n < _TABLE else varint(n)) + kv
+    def __init__(self, key: str) -> None:
+        self._key = _string_field(b"\x0a", key)
+        self._strings: dict[int, bytes] = {}
+        """Heads of string values by their UTF-8 length."""
+        self._ints = [b""] + [self._head(b"\x18", 0, m) for m in range(1, 11)]
+        """Heads of int values by their varint's length (1 to 10 bytes)."""
+        self._double = self._head(b"\x21", 0, 8)
 
+    def _head(self, tag: bytes, length_prefix: int, size: int) -> bytes:
+        """The bytes before a value of ``size`` bytes: ``AnyValue`` ``tag`` (and, for strings, the value's
+        length, ``length_prefix`` > 0 bytes of it being written as ``varint(size)``)."""
+        av = tag + (varint(size) if length_prefix else b"")
+        av_len = len(av) + size
+        kv_len = len(self._key) + 1 + len(varint(av_len)) + av_len
+        return b"\x4a" + varint(kv_len) + self._key + b"\x12" + varint(av_len) + av
 
-def int_attr(key: bytes, value: int) -> bytes:
-    av = b"\x18" + (_VARINTS[value] if 0 <= value < _TABLE else varint(value & _MASK64))
-    kv = key + b"\x12" + _VARINTS[len(av)] + av  # (at most 11 bytes)
-    n = len(kv)
-    return b"\x4a" + (_VARINTS[n] if n < _TABLE else varint(n)) + kv
+    def string(self, value: str) -> bytes:
+        b = value.encode()
+        head = self._strings.get(len(b))
+        if head is None:
+            if len(self._strings) >= 256:
+                self._strings.clear()
+            head = self._strings[len(b)] = self._head(b"\x0a", 1, len(b))
+        return head + b
 
+    def integer(self, value: int) -> bytes:
+        vb = _VARINTS[value] if 0 <= value < _TABLE else varint(value & _MASK64)
+        return self._ints[len(vb)] + vb
 
-def double_attr(key: bytes, value: float) -> bytes:
-    kv = key + b"\x12\x09\x21" + _double(value)
-    n = len(kv)
-    return b"\x4a" + (_VARINTS[n] if n < _TABLE else varint(n)) + kv
+    def double(self, value: float) -> bytes:
+        return self._double + _double(value)
 
 
 def head(name: str, kind: int) -> bytes:

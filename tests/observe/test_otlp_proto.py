@@ -29,11 +29,37 @@ def test_a_key_value_is_the_official_serialisation(value: str | bool | int | flo
     )
 
 
+@pytest.mark.parametrize("value", ["", "req-1", "é" * 63, "x" * 127, "x" * 128, "é" * 5000, "x" * 20000])
+def test_a_fixed_key_string_attribute_is_the_official_serialisation_at_every_length(value: str) -> None:
+    attr = p.Attr("pointsman.request_id")
+    official = _attribute(_kv("pointsman.request_id", value))
+    assert attr.string(value) == official  # its head written
+    assert attr.string(value) == official  # its head cached
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 4095, 4096, 16383, 16384, 2**40, 2**63 - 1, -1, -(2**63)])
+def test_a_fixed_key_int_attribute_is_the_official_serialisation(value: int) -> None:
+    assert p.Attr("gen_ai.usage.input_tokens").integer(value) == _attribute(
+        _kv("gen_ai.usage.input_tokens", value)
+    )
+
+
+@pytest.mark.parametrize("value", [0.0, 0.00042, -2.25e300, float("inf")])
+def test_a_fixed_key_double_attribute_is_the_official_serialisation(value: float) -> None:
+    assert p.Attr("pointsman.cost_usd").double(value) == _attribute(_kv("pointsman.cost_usd", value))
+
+
+def _attribute(kv: KeyValue) -> bytes:
+    """``kv`` as one ``Span.attributes`` entry (field 9, length-delimited), as the official bindings write it."""
+    one = Span(attributes=[kv]).SerializeToString()
+    assert one[0] == 0x4A
+    return one
+
+
 @pytest.mark.parametrize("parent", [b"", bytes(range(8))])
 @pytest.mark.parametrize("error", [None, "", "upstream_timeout"])
 def test_an_export_request_is_the_official_serialisation(parent: bytes, error: str | None) -> None:
     trace_id, span_id = bytes(range(16)), bytes(range(8, 16))
-    key = p.attr_key("pointsman.request_id")
     mine = p.export_request(
         [
             p.span(
@@ -45,9 +71,9 @@ def test_an_export_request_is_the_official_serialisation(parent: bytes, error: s
                 1_700_000_000_250_000_000,
                 [
                     p.attr("pointsman.stream", True),
-                    p.string_attr(key, "req-1"),
-                    p.int_attr(p.attr_key("gen_ai.usage.input_tokens"), 1234),
-                    p.double_attr(p.attr_key("pointsman.cost_usd"), 0.00042),
+                    p.Attr("pointsman.request_id").string("req-1"),
+                    p.Attr("gen_ai.usage.input_tokens").integer(1234),
+                    p.Attr("pointsman.cost_usd").double(0.00042),
                     p.status(error),
                 ],
             )
