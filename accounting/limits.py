@@ -63,7 +63,7 @@ _RATE_TTL = int(WINDOW_S * 2 + 5)
 """Seconds a per-minute rate counter lives in Redis (its minute and the next, which weighs it, and a margin)."""
 
 
-class _Plan:
+class Plan:
     """What admission and commit look up for one (key, team) on one UTC day, looked up once: its rate limit, its
     budgets with their buckets of that day, the Redis counters their spend is pushed to, and its minute windows.
     Made again on the next day and after a config change (``configure``)."""
@@ -158,27 +158,27 @@ class Limits:
         self.budgets = budgets
         self.active = bool(budgets or rate or self.default_rate)
         """Something is limited: a budget or a rate limit (a plain attribute, read on every request)."""
-        self._plans: dict[tuple[str, str | None], _Plan] = {}
-        """Per (key, team): what its admissions and commits look up (``_Plan``), made anew after a change."""
+        self._plans: dict[tuple[str, str | None], Plan] = {}
+        """Per (key, team): what its admissions and commits look up (``Plan``), made anew after a change."""
         self.reservation_ttl_s = cfg.reservations.ttl_s
         self.book.retire_all()  # limits that changed are asked for again
 
     def rate_for(self, key: str) -> RateLimitConfig | None:
         return self.rate.get(key, self.default_rate)
 
-    def plan(self, key: str, team: str | None) -> _Plan:
+    def plan(self, key: str, team: str | None) -> Plan:
         """What limits ``key`` and its ``team`` today: ``.budgets``, the budgets covering them (the caller must not
         change the list), and what ``admit`` looks up (hand it back there)."""
         return self._plan(key, team, time.time())
 
-    def _plan(self, key: str, team: str | None, ts: float) -> _Plan:
+    def _plan(self, key: str, team: str | None, ts: float) -> Plan:
         """``key`` and ``team``'s limits and budgets, with the budgets' buckets of ``ts``'s UTC day."""
         day = int(ts // _DAY_S)
         plan = self._plans.get((key, team))
         if plan is None or plan.day != day:
             if len(self._plans) >= 4096:
                 self._plans.clear()
-            plan = self._plans[(key, team)] = _Plan(self, key, team, day)
+            plan = self._plans[(key, team)] = Plan(self, key, team, day)
         return plan
 
     def all_buckets(self, ts: float) -> list[tuple[str, str, str]]:
@@ -215,7 +215,7 @@ class Limits:
 
     # -- admission (request path) -----------------------------------------------------------------------
     async def admit(
-        self, key: str, team: str | None, amounts: Sequence[int] = (), plan: _Plan | None = None
+        self, key: str, team: str | None, amounts: Sequence[int] = (), plan: Plan | None = None
     ) -> Reservation | None:
         """Admit a request or raise (``BudgetExceeded``, ``RateLimited``, ``SharedStateUnavailable``).
         ``amounts``: its reservation (nano-USD) against each of ``plan(key, team).budgets``, in that order;
@@ -275,7 +275,7 @@ class Limits:
         self._admit_local(key, rl, budgets, asked, now)
         return self._hold(rid or f"{_RID_PREFIX}{next(_rid_counter):x}", budgets, asked, now, shared=False)
 
-    def _admit_leased(self, key: str, plan: _Plan, asked: list[int], now: float) -> Reservation | None:
+    def _admit_leased(self, key: str, plan: Plan, asked: list[int], now: float) -> Reservation | None:
         """Admit from this replica's grant and leases without a round trip, or ``_MISS`` when they do not cover
         the request (then the script decides, and grants anew). Its reservation has no id of its own: its holds
         live in the leases' Redis members."""
