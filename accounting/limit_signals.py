@@ -31,8 +31,7 @@ class LimitSignals:
         """``pointsman_budget_reserved_usd``'s child per budget bucket (a label lookup per request is not free)."""
         self.through = metrics.multiprocess
         """Under ``--workers N`` the reserved gauge is written per request (``holds_changed``, which callers skip
-        when this is False), else set from
-        ``reserved`` before each scrape (``_publish_reserved``)."""
+        when this is False), else set from ``reserved`` before each scrape (``_publish_reserved``)."""
         self._reserved_shown: set[Bucket] = set()
         if not self.through:
             metrics.before_scrape.append(self._publish_reserved)

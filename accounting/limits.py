@@ -307,16 +307,11 @@ class Limits:
             rpm.add(now, 1)
         if not found:
             return None
-        reserved = self.reserved
-        for lease, k, a in zip(found, buckets, asked, strict=True):
+        for lease, a in zip(found, asked, strict=True):
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-            reserved[k] = reserved.get(k, 0) + a
-        r = Reservation("", list(zip(buckets, asked, strict=True)), False, leases=tuple(found))
-        if self.signals.through:
-            self.signals.holds_changed(r.holds, 1)
-        return r
+        return self._held(Reservation("", list(zip(buckets, asked, strict=True)), False, leases=tuple(found)))
 
     def _take_leases(
         self,

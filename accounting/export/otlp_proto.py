@@ -25,8 +25,8 @@ _TABLE = 4096
 _VARINTS = tuple(
     [bytes((i,)) for i in range(128)] + [bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(128, _TABLE)]
 )
-"""The varints of 0 to 4095, written once (~160 KB): lengths of spans and attributes and most token counts are
-below it, and a tuple index costs a fraction of a call."""
+"""``varint``'s answers for 0 to 4095, written once (~160 KB): the lengths of spans and attributes and most token
+counts are below it."""
 _MASK64 = (1 << 64) - 1
 _fixed64 = struct.Struct("<Q").pack
 _double = struct.Struct("<d").pack
@@ -49,8 +49,7 @@ def varint(n: int) -> bytes:
 
 def _string_field(tag: bytes, s: str) -> bytes:
     b = s.encode()
-    n = len(b)
-    return tag + (_VARINTS[n] if n < _TABLE else varint(n)) + b
+    return tag + varint(len(b)) + b
 
 
 def _any_value(value: str | bool | int | float) -> bytes:
@@ -87,17 +86,16 @@ class Attr:
         self._key = _string_field(b"\x0a", key)
         self._strings: dict[int, bytes] = {}
         """Heads of string values by their UTF-8 length."""
-        self._ints = [b""] + [self._head(b"\x18", 0, m) for m in range(1, 11)]
+        self._ints = [b""] + [self._head(b"\x18", m) for m in range(1, 11)]
         """Heads of int values by their varint's length (1 to 10 bytes)."""
-        self._double = self._head(b"\x21", 0, 8)
+        self._double = self._head(b"\x21", 8)
 
-    def _head(self, tag: bytes, length_prefix: int, size: int) -> bytes:
-        """The bytes before a value of ``size`` bytes: ``AnyValue`` ``tag`` (and, for strings, the value's
-        length, ``length_prefix`` > 0 bytes of it being written as ``varint(size)``)."""
-        av = tag + (varint(size) if length_prefix else b"")
-        av_len = len(av) + size
+    def _head(self, value_head: bytes, size: int) -> bytes:
+        """The bytes before a value of ``size`` bytes whose ``AnyValue`` starts with ``value_head`` (its field tag,
+        and for a string its length)."""
+        av_len = len(value_head) + size
         kv_len = len(self._key) + 1 + len(varint(av_len)) + av_len
-        return b"\x4a" + varint(kv_len) + self._key + b"\x12" + varint(av_len) + av
+        return b"\x4a" + varint(kv_len) + self._key + b"\x12" + varint(av_len) + value_head
 
     def string(self, value: str) -> bytes:
         b = value.encode()
@@ -105,11 +103,11 @@ class Attr:
         if head is None:
             if len(self._strings) >= 256:
                 self._strings.clear()
-            head = self._strings[len(b)] = self._head(b"\x0a", 1, len(b))
+            head = self._strings[len(b)] = self._head(b"\x0a" + varint(len(b)), len(b))
         return head + b
 
     def integer(self, value: int) -> bytes:
-        vb = _VARINTS[value] if 0 <= value < _TABLE else varint(value & _MASK64)
+        vb = varint(value & _MASK64)
         return self._ints[len(vb)] + vb
 
     def double(self, value: float) -> bytes:
@@ -152,8 +150,7 @@ def span(
         )
     else:
         body = b"".join([b"\x0a\x10", trace_id, b"\x12\x08", span_id, head, times, *rest])
-    n = len(body)
-    return b"\x12" + (_VARINTS[n] if n < _TABLE else varint(n)) + body
+    return b"\x12" + varint(len(body)) + body
 
 
 def export_request(spans: list[bytes], resource_attributes: list[bytes], scope_name: str) -> bytes:
