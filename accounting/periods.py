@@ -7,11 +7,13 @@ import time
 
 
 def day_bucket(ts: float) -> str:
-    return "d:" + time.strftime("%Y-%m-%d", time.gmtime(ts))
+    """``d:YYYY-MM-DD``: the UTC day ``ts`` falls in (from ``buckets_at``'s cache)."""
+    return buckets_at(ts)["daily"]
 
 
 def month_bucket(ts: float) -> str:
-    return "m:" + time.strftime("%Y-%m", time.gmtime(ts))
+    """``m:YYYY-MM``: the UTC month ``ts`` falls in (from ``buckets_at``'s cache)."""
+    return buckets_at(ts)["monthly"]
 
 
 WINDOW_S = 60.0

@@ -314,14 +314,17 @@ class ShadowHub:
             finally:
                 ln.in_flight -= 1
                 self._pump(ln)
-            wait_s = (t.rule_timeout_s or self.default_timeout_s) + 60.0
-            try:
-                async with asyncio.timeout(wait_s):  # (no task of its own, as ``wait_for`` makes)
-                    await t.primary_done.wait()
-            except TimeoutError:
-                log.error("shadow: primary of %s never finished; recording it as failed", t.rec.request_id)
-                t.rec.outcome = "upstream_error"
-                t.rec.error_type = "unfinished"
+            if not t.primary_done.is_set():  # (mostly it is: the primary was sent first)
+                wait_s = (t.rule_timeout_s or self.default_timeout_s) + 60.0
+                try:
+                    async with asyncio.timeout(wait_s):  # (no task of its own, as ``wait_for`` makes)
+                        await t.primary_done.wait()
+                except TimeoutError:
+                    log.error(
+                        "shadow: primary of %s never finished; recording it as failed", t.rec.request_id
+                    )
+                    t.rec.outcome = "upstream_error"
+                    t.rec.error_type = "unfinished"
             ln.comparing += 1
             try:
                 pair = pair_of(t, t.result, self.redact)
