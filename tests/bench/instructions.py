@@ -2,7 +2,7 @@
 move with the machine's noise, for judging small changes to the request path.
 
     python -m tests.bench.instructions [--rows defaults,redis,all] [--trees OLD,NEW] [--kinds request,stream]
-                                       [--seconds 4] [--json PATH]
+                                       [--seconds 4] [--pause-ms P] [--shadow-rate R] [--json PATH]
 
 CPU time per request moves by 6-10% between runs on a shared machine, more than most single changes save. The
 number of instructions a request executes does not: each (row, tree, kind) starts ``pointsman serve`` under
@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tests.bench import ab, procs, targets, upstream, wrk
@@ -98,8 +98,11 @@ async def _count(
     urls: tuple[str, str],
     work: Path,
     pause_ms: int = 0,
+    shadow_rate: float | None = None,
 ) -> list[Count]:
     features = None if row == "defaults" else targets.features_of(row, *urls)
+    if features is not None and features.shadow and shadow_rate is not None:
+        features = replace(features, shadow=shadow_rate)
     home = work / f"{row}-{abs(hash(tree))}"
     out = home / "callgrind.out"
     home.mkdir(parents=True)
@@ -140,7 +143,13 @@ async def _count(
 
 
 async def measure(
-    trees: list[Path], rows: list[str], kinds: list[str], seconds: float, work: Path, pause_ms: int = 0
+    trees: list[Path],
+    rows: list[str],
+    kinds: list[str],
+    seconds: float,
+    work: Path,
+    pause_ms: int = 0,
+    shadow_rate: float | None = None,
 ) -> list[Count]:
     up = await upstream.start(work / "nginx", LOAD_CPU)
     sink = FakeTelemetry(decode=False).start()
@@ -149,7 +158,9 @@ async def measure(
     try:
         for row in rows:
             for tree in trees:
-                counts += await _count(tree, row, kinds, seconds, up, (sink.url, redis.url), work, pause_ms)
+                counts += await _count(
+                    tree, row, kinds, seconds, up, (sink.url, redis.url), work, pause_ms, shadow_rate
+                )
                 print(f"  {row} {tree}: done", file=sys.stderr, flush=True)
     finally:
         await procs.stop(up.proc)
@@ -207,6 +218,12 @@ def main() -> None:
         help="each connection pauses this long between requests (a lower rate: with a run at full rate, separates "
         "per-request work from per-second work, see tests/bench/README.md)",
     )
+    p.add_argument(
+        "--shadow-rate",
+        type=float,
+        help="the shadow sample rate of the rows that shadow (default: the feature report's, 10%%); at 1.0 the "
+        "shadow row less the defaults is what a shadowed request costs, see tests/bench/README.md",
+    )
     p.add_argument("--json", type=Path, help="also write the counts as JSON here")
     a = p.parse_args()
     rows = a.rows.split(",")
@@ -220,7 +237,9 @@ def main() -> None:
     for tree in trees:
         procs.compile_bytecode(tree)
     with tempfile.TemporaryDirectory(prefix="pointsman-instr-") as work:
-        counts = asyncio.run(measure(trees, rows, a.kinds.split(","), a.seconds, Path(work), a.pause_ms))
+        counts = asyncio.run(
+            measure(trees, rows, a.kinds.split(","), a.seconds, Path(work), a.pause_ms, a.shadow_rate)
+        )
     print(table(counts, trees))
     if a.json:
         a.json.write_text(json.dumps([asdict(c) for c in counts], indent=1))
