@@ -22,7 +22,7 @@ from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
 from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
-from accounting.ledger import SQLiteLedger, query_spend, spend_deltas
+from accounting.ledger import SQLiteLedger, query_spend
 from accounting.limits import Limits
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.money import to_nusd
@@ -491,13 +491,16 @@ class Accountant:
             m.upstream_error(rec.backend, rec.error_type)
 
     # -- budgets from the ledger ---------------------------------------------------------------------------------
-    def _ledger_committed(self, rows: list[tuple[Any, ...]]) -> None:
-        """Writer thread, after a commit of own rows: move their spend from pending to the snapshot."""
+    def _ledger_committed(
+        self, rows: list[tuple[Any, ...]], deltas: dict[tuple[str, str, str], list[int]]
+    ) -> None:
+        """Writer thread, after a commit of own rows (``deltas``: their spend per budget bucket, as the writer
+        counted it): move their spend from pending to the snapshot."""
         source = self.pg or self.ledger
         if not self.limits.budgets or not rows or source is None:
             return
         fresh = source.budget_spend(self.limits.budget_keys())
-        self.limits.ledger_committed(spend_deltas(rows), fresh)
+        self.limits.ledger_committed(deltas, fresh)
 
     async def _refresh_budgets(self) -> None:
         source = self.pg or self.ledger

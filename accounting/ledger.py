@@ -430,16 +430,22 @@ class SQLiteLedger:
             conn.execute("BEGIN IMMEDIATE")
             if rows:
                 insert_rows(conn, rows)
-            spend_rows = list(rows)
+            own = deltas = spend_deltas(rows)
             if foreign is not None:
                 position, frows = foreign
-                for r in frows:
-                    if conn.execute(_INSERT, r).rowcount:
-                        spend_rows.append(r)
+                copied = [r for r in frows if conn.execute(_INSERT, r).rowcount]
+                if copied:
+                    deltas = {k: list(v) for k, v in own.items()}  # (own stays the own rows' only)
+                    for k, (nusd, n) in spend_deltas(copied).items():
+                        acc = deltas.get(k)
+                        if acc is None:
+                            deltas[k] = [nusd, n]
+                        else:
+                            acc[0] += nusd
+                            acc[1] += n
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (position,))
             elif moved is not None:
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (moved,))
-            deltas = spend_deltas(spend_rows)
             if deltas:
                 conn.executemany(_UPSERT_SPEND, [(s, n, b, v[0], v[1]) for (s, n, b), v in deltas.items()])
             conn.execute("COMMIT")
@@ -455,7 +461,7 @@ class SQLiteLedger:
         if moved is not None and self._position is moved:
             self._position = None
         self.written += len(rows)
-        run_callbacks(self.on_commit, rows, "commit")
+        run_callbacks(self.on_commit, rows, own, "commit")
 
     # -- queries (any thread; each opens its own read connection) ------------------------------------------------
     def stream_position(self) -> str | None:
@@ -545,17 +551,31 @@ def query_spend(
     return spend_items(group_by, rows)
 
 
-def run_callbacks(callbacks: Iterable[Any], rows: list[tuple[Any, ...]], what: str) -> None:
-    """Call each ``f(rows)``; a failing one is logged, never raised into the writer."""
+def run_callbacks(
+    callbacks: Iterable[Any],
+    rows: list[tuple[Any, ...]],
+    deltas: dict[tuple[str, str, str], list[int]],
+    what: str,
+) -> None:
+    """Call each ``f(rows, deltas)`` (``deltas``: ``spend_deltas(rows)``, which the writer has already made); a
+    failing one is logged, never raised into the writer."""
     for cb in callbacks:
         try:
-            cb(rows)
+            cb(rows, deltas)
         except Exception:
             log.exception("ledger %s callback failed", what)
 
 
-def row_to_json(row: Sequence[Any]) -> bytes:
-    return orjson.dumps(row if type(row) is tuple else list(row))
+def rows_to_json_lines(rows: Iterable[Sequence[Any]]) -> bytes:
+    """Rows as JSON lines (one array per row, ``\n`` between them). Written into one buffer, each row's bytes
+    freed before the next: holding many ``orjson.dumps`` results at once makes each call ~20x slower (~4 us
+    instead of ~0.2 us per row, as each result is left in an allocation of its own)."""
+    buf = bytearray()
+    dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    for row in rows:
+        buf += dumps(row if type(row) is tuple else list(row), option=nl)
+    del buf[-1:]  # (no newline after the last row)
+    return bytes(buf)
 
 
 def row_from_json(raw: bytes) -> tuple[Any, ...] | None:

@@ -155,7 +155,9 @@ class PostgresLedger:
         """Rows in the local outbox not shipped yet (as of the last pass)."""
         self.position = 0
         self.last_error: str | None = None
-        self.on_ship: list[Callable[[list[tuple[Any, ...]]], None]] = []
+        self.on_ship: list[
+            Callable[[list[tuple[Any, ...]], dict[tuple[str, str, str], list[int]]], None]
+        ] = []
         """Callbacks ``f(rows)`` (shipper thread) after rows were inserted (only rows new to the database)."""
         self._conn: psycopg.Connection[Any] | None = None
         self._outbox: Any = None
@@ -355,7 +357,7 @@ class PostgresLedger:
         self.shipped += len(fresh)
         if self.metrics is not None and fresh:
             self.metrics.ledger_shipped_rows.inc(len(fresh))
-        run_callbacks(self.on_ship, fresh, "ship")
+        run_callbacks(self.on_ship, fresh, deltas, "ship")
         # last: whoever waits on the position (``caught_up``) then sees the batch's counts and budget effects
         self.position = last
         return len(rows) == self.batch_size

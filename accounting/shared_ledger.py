@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from accounting.ledger import SQLiteLedger, row_from_json, row_to_json
+from accounting.ledger import SQLiteLedger, row_from_json, rows_to_json_lines
 from accounting.resp import RespClient
 from accounting.shared_limits import RedisHealth
 
@@ -91,10 +91,14 @@ class SharedLedgerLink:
             except TimeoutError:
                 pass
             self._wake.clear()
-            while self.outbox and self.health.is_up(COMPONENT):
-                batch = list(itertools.islice(self.outbox, 1000))
+            # The rows queued by now; those that come while they are sent wait for the next round (draining
+            # until the outbox is empty sent a small entry per round trip under load, each read back by every
+            # replica). Closing sends them all.
+            due = len(self.outbox)
+            while self.outbox and (due > 0 or self._closing) and self.health.is_up(COMPONENT):
+                batch = list(itertools.islice(self.outbox, min(1000, due) if due > 0 else 1000))
 
-                rows = b"\n".join(map(row_to_json, batch))
+                rows = rows_to_json_lines(batch)
 
                 async def send(rows: bytes = rows, n: int = len(batch)) -> bool:
                     # one entry per batch; the stream is trimmed to about ``maxlen`` rows at this batch size
@@ -107,6 +111,7 @@ class SharedLedgerLink:
                     break
                 for _ in batch:
                     self.outbox.popleft()
+                due -= len(batch)
             if self._closing:
                 return
 

@@ -253,7 +253,8 @@ class SQLitePairStore(_Buffered):
         try:
             db.executemany(
                 "INSERT OR IGNORE INTO pairs (id, ts, route, task, outcome, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                [(p.id, p.ts, p.route, p.task, p.outcome, orjson.dumps(p.to_dict())) for p in pairs],
+                # (a generator: each pair's JSON is freed once inserted; see ``accounting.ledger.rows_to_json_lines``)
+                ((p.id, p.ts, p.route, p.task, p.outcome, orjson.dumps(p.to_dict())) for p in pairs),
             )
             db.executemany(
                 "INSERT INTO seen (route, task, minute, n) VALUES (?, ?, ?, ?) "
