@@ -66,16 +66,20 @@ async def _measure(
 ) -> dict[Path, dict[str, list[float]]]:
     up = await upstream.start(work / "nginx", LOAD_CPU)
     sink = FakeTelemetry(decode=False).start() if row in ("tracing", "all") else None
-    redis = RedisServer().start() if row in ("redis", "all") else None
-    features = (
-        targets.features_of(row, sink.url if sink else None, redis.url if redis else None) if row else None
-    )
+    # a Redis per tree: each gateway copies the shared ledger rows of the others it finds there
+    redis = {t: RedisServer().start() for t in trees} if row in targets.REDIS_ROWS else {}
+    features = {
+        t: targets.features_of(row, sink.url if sink else None, redis[t].url if t in redis else None)
+        if row
+        else None
+        for t in trees
+    }
     scripts = {kind: wrk.write_script(work / f"{kind}.lua", stream=s) for kind, s in _KINDS.items()}
     out: dict[Path, dict[str, list[float]]] = {t: {} for t in trees}
     try:
         for r in range(rounds):
             for tree in trees if r % 2 == 0 else trees[::-1]:
-                proc, port = await _serve(tree, up, work / f"tree{trees.index(tree)}", features)
+                proc, port = await _serve(tree, up, work / f"tree{trees.index(tree)}", features[tree])
                 try:
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     for kind in _KINDS:
@@ -95,8 +99,8 @@ async def _measure(
         await procs.stop(up.proc)
         if sink is not None:
             sink.stop()
-        if redis is not None:
-            redis.stop()
+        for server in redis.values():
+            server.stop()
     return out
 
 

@@ -95,19 +95,27 @@ async def _count(
     kinds: list[str],
     seconds: float,
     up: upstream.Upstream,
-    urls: tuple[str, str],
+    sink: str,
     work: Path,
     pause_ms: int = 0,
     shadow_rate: float | None = None,
 ) -> list[Count]:
-    features = None if row == "defaults" else targets.features_of(row, *urls)
+    # a Redis of its own (a fleet of one): with one for all, a gateway copied the shared ledger rows of the
+    # (row, tree) runs before it into its own ledger while counted
+    redis = RedisServer().start() if row in targets.REDIS_ROWS else None
+    features = None if row == "defaults" else targets.features_of(row, sink, redis.url if redis else None)
     if features is not None and features.shadow and shadow_rate is not None:
         features = replace(features, shadow=shadow_rate)
     home = work / f"{row}-{abs(hash(tree))}"
     out = home / "callgrind.out"
     home.mkdir(parents=True)
     launcher = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    proc, port = await ab._serve(tree, up, home, features, launcher, START_S)
+    try:
+        proc, port = await ab._serve(tree, up, home, features, launcher, START_S)
+    except BaseException:
+        if redis is not None:
+            redis.stop()
+        raise
     counts = []
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -139,6 +147,8 @@ async def _count(
             )
     finally:
         await procs.stop(proc, grace_s=30.0)
+        if redis is not None:
+            redis.stop()
     return counts
 
 
@@ -153,19 +163,15 @@ async def measure(
 ) -> list[Count]:
     up = await upstream.start(work / "nginx", LOAD_CPU)
     sink = FakeTelemetry(decode=False).start()
-    redis = RedisServer().start()
     counts: list[Count] = []
     try:
         for row in rows:
             for tree in trees:
-                counts += await _count(
-                    tree, row, kinds, seconds, up, (sink.url, redis.url), work, pause_ms, shadow_rate
-                )
+                counts += await _count(tree, row, kinds, seconds, up, sink.url, work, pause_ms, shadow_rate)
                 print(f"  {row} {tree}: done", file=sys.stderr, flush=True)
     finally:
         await procs.stop(up.proc)
         sink.stop()
-        redis.stop()
     return counts
 
 

@@ -29,7 +29,7 @@ import uvloop
 from tests.bench import measure, metrics_scrape, peers, phases, procs, report, scaling, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
-from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN
+from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN, REDIS_ROWS
 from tests.fakes.telemetry import FakeTelemetry
 from tests.redis_server import RedisServer
 
@@ -180,7 +180,10 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
     wants_sink = args.tracing or any(r in ("tracing", "all") for r in rows)
     sink = FakeTelemetry(decode=False).start() if wants_sink else None
-    redis = RedisServer().start() if any(r in ("redis", "all") for r in rows) else None
+    # A Redis per row that uses one: a gateway copies the shared ledger stream's rows of other replicas into its
+    # own ledger, and with one Redis the `all` row copied the `redis` row's (a stopped gateway's) rows while
+    # measured, and the other way round in the next round.
+    redis = {r: RedisServer().start() for r in rows if r in REDIS_ROWS}
     try:
         gateways = [
             targets.plain(up)
@@ -208,7 +211,7 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                 workdir,
                 0,
                 features=targets.features_of(
-                    row, sink.url if sink is not None else None, redis.url if redis is not None else None
+                    row, sink.url if sink is not None else None, redis[row].url if row in redis else None
                 ),
                 name=targets.feature_name(row),
             )
@@ -270,8 +273,8 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
         await procs.stop(up.proc)
         if sink is not None:
             sink.stop()
-        if redis is not None:
-            redis.stop()
+        for server in redis.values():
+            server.stop()
 
 
 def _peer(name: str, up: upstream.Upstream, cache: Path, workdir: Path) -> targets.Gateway:

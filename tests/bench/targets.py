@@ -158,6 +158,9 @@ FEATURE_ROWS: dict[str, str] = {
     "shadow": "shadowing 10% to a candidate",
     "all": "all of them (logs, tracing, 50 rules, Redis, shadow)",
 }
+REDIS_ROWS = ("redis", "all")
+"""The rows with budgets and limits on Redis: each gets a Redis of its own (a fleet of one), so that it never copies
+another row's shared ledger rows into its own while measured."""
 FEATURE_PREFIX = "pointsman["
 FEATURE_RULES = 50
 FEATURE_SHADOW = 0.1
