@@ -322,7 +322,8 @@ class SQLiteLedger:
         self.dropped = 0
         self.written = 0
         self.on_commit: list[Any] = []
-        """Callbacks ``f(rows)`` run in the writer thread after a batch of own rows is committed."""
+        """Callbacks ``f(rows, deltas)`` run in the writer thread after a batch of own rows is committed (``deltas``:
+        their spend per budget bucket)."""
         self.last_error: str | None = None
         self.outbox_full = False
         self.accepted = 0

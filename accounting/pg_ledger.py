@@ -158,7 +158,8 @@ class PostgresLedger:
         self.on_ship: list[
             Callable[[list[tuple[Any, ...]], dict[tuple[str, str, str], list[int]]], None]
         ] = []
-        """Callbacks ``f(rows)`` (shipper thread) after rows were inserted (only rows new to the database)."""
+        """Callbacks ``f(rows, deltas)`` (shipper thread) after rows were inserted (only rows new to the database;
+        ``deltas``: their spend per budget bucket)."""
         self._conn: psycopg.Connection[Any] | None = None
         self._outbox: Any = None
         self._thread: threading.Thread | None = None
