@@ -225,9 +225,13 @@ def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
     )
 
 
-def spend_deltas(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], list[int]]:
-    """(scope, name, bucket) -> [nusd, requests] for key and team, per UTC day and month."""
-    out: dict[tuple[str, str, str], list[int]] = {}
+def spend_deltas(
+    rows: Iterable[Sequence[Any]], out: dict[tuple[str, str, str], list[int]] | None = None
+) -> dict[tuple[str, str, str], list[int]]:
+    """(scope, name, bucket) -> [nusd, requests] for key and team, per UTC day and month; added to ``out`` (and
+    returned) when given."""
+    if out is None:
+        out = {}
     ik, it, its, ic, ish = _IDX["key"], _IDX["team"], _IDX["ts"], _IDX["cost_nusd"], _IDX["shadow"]
     for r in rows:
         if r[ish]:
@@ -435,15 +439,8 @@ class SQLiteLedger:
             if foreign is not None:
                 position, frows = foreign
                 copied = [r for r in frows if conn.execute(_INSERT, r).rowcount]
-                if copied:
-                    deltas = {k: list(v) for k, v in own.items()}  # (own stays the own rows' only)
-                    for k, (nusd, n) in spend_deltas(copied).items():
-                        acc = deltas.get(k)
-                        if acc is None:
-                            deltas[k] = [nusd, n]
-                        else:
-                            acc[0] += nusd
-                            acc[1] += n
+                if copied:  # added to a copy: ``own`` stays the own rows' only
+                    deltas = spend_deltas(copied, {k: list(v) for k, v in own.items()})
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (position,))
             elif moved is not None:
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('stream_position', ?)", (moved,))

@@ -314,7 +314,7 @@ class ShadowHub:
             finally:
                 ln.in_flight -= 1
                 self._pump(ln)
-            if not t.primary_done.is_set():  # (mostly it is: the primary was sent first)
+            if not t.primary_done.is_set():  # (no timer when the primary finished first)
                 wait_s = (t.rule_timeout_s or self.default_timeout_s) + 60.0
                 try:
                     async with asyncio.timeout(wait_s):  # (no task of its own, as ``wait_for`` makes)

@@ -103,19 +103,32 @@ async def _count(
     # a Redis of its own (a fleet of one): with one for all, a gateway copied the shared ledger rows of the
     # (row, tree) runs before it into its own ledger while counted
     redis = RedisServer().start() if row in targets.REDIS_ROWS else None
-    features = None if row == "defaults" else targets.features_of(row, sink, redis.url if redis else None)
+    try:
+        features = None if row == "defaults" else targets.features_of(row, sink, redis.url if redis else None)
+        return await _count_with(tree, row, kinds, seconds, up, features, work, pause_ms, shadow_rate)
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+async def _count_with(
+    tree: Path,
+    row: str,
+    kinds: list[str],
+    seconds: float,
+    up: upstream.Upstream,
+    features: targets.Features | None,
+    work: Path,
+    pause_ms: int,
+    shadow_rate: float | None,
+) -> list[Count]:
     if features is not None and features.shadow and shadow_rate is not None:
         features = replace(features, shadow=shadow_rate)
     home = work / f"{row}-{abs(hash(tree))}"
     out = home / "callgrind.out"
     home.mkdir(parents=True)
     launcher = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    try:
-        proc, port = await ab._serve(tree, up, home, features, launcher, START_S)
-    except BaseException:
-        if redis is not None:
-            redis.stop()
-        raise
+    proc, port = await ab._serve(tree, up, home, features, launcher, START_S)
     counts = []
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -147,8 +160,6 @@ async def _count(
             )
     finally:
         await procs.stop(proc, grace_s=30.0)
-        if redis is not None:
-            redis.stop()
     return counts
 
 
