@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,25 @@ def test_dockerfile_static() -> None:
                 src = src.rstrip("/")
                 assert (ROOT / src).exists(), src
                 assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is dockerignored"
+
+
+def test_dockerfile_copies_every_package_the_project_installs() -> None:
+    # pip install . in the build stage installs only what was copied: a package left out fails the image's import
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    wanted = {name.rstrip("*") for name in packages["include"]}
+    copied = {
+        src.rstrip("/")
+        for w, rest in dockerfile_instructions()
+        if w == "COPY" and "--from" not in rest
+        for src in shlex.split(rest)[:-1]
+    }
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert wanted <= copied, f"not copied into the image: {sorted(wanted - copied)}"
+    assert wanted <= allowed, f"dockerignored: {sorted(wanted - allowed)}"
 
 
 def docker_engine() -> str | None:
