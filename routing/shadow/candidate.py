@@ -217,16 +217,19 @@ class CandidateCalls:
         body: dict[str, Any],
         timeout_s: float,
         eligible: Eligibility | None = None,
+        number: int = 1,
     ) -> dict[str, Any]:
         """A judge/embedding call routed by the gateway itself, accounted as shadow spend of ``route``; with
         ``eligible`` (the origin's team has not approved third-party processing) only in-house models serve it
-        (``ConsentRequired`` otherwise: the comparator fails, nothing is sent)."""
+        (``ConsentRequired`` otherwise: the comparator fails, nothing is sent). Its request id is the origin's with
+        ``:judge:<model>:<number>``, ``number`` counting the pair's model calls (a judge asks twice, once per
+        order), so that each call's ledger row has an id of its own."""
         policy = self.policy_of()
         model = str(body["model"])
         decision = policy.decide(RouteInput(model, {}, SHADOW_KEY, None), eligible)
         decision.timeout_s = min(decision.timeout_s or timeout_s, timeout_s)
         srec = RequestRecord(
-            request_id=f"{origin.request_id}:judge:{model}",
+            request_id=f"{origin.request_id}:judge:{model}:{number}",
             ts=time.time(),
             key=origin.key,
             team=origin.team,

@@ -7,6 +7,7 @@ config (configs are immutable runtime objects, swapped whole).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,10 +26,10 @@ from routing.shadow.ticket import ShadowResult, Ticket
 log = logging.getLogger("pointsman.shadow")
 
 CallModel = Callable[
-    [str, RequestRecord, str, dict[str, Any], float, Eligibility | None], Awaitable[dict[str, Any]]
+    [str, RequestRecord, str, dict[str, Any], float, Eligibility | None, int], Awaitable[dict[str, Any]]
 ]
-"""(route, origin record, endpoint, body, timeout, the origin's in-house constraint) -> response document: a
-comparator's model call."""
+"""(route, origin record, endpoint, body, timeout, the origin's in-house constraint, the call's number among the
+pair's model calls, from 1) -> response document: a comparator's model call."""
 
 
 def primary_side(t: Ticket) -> tuple[Side, Output | None]:
@@ -166,8 +167,10 @@ class Comparing:
         return built
 
     def _caller_for(self, t: Ticket) -> cmp.ModelCaller:
+        numbers = itertools.count(1)  # each of the pair's model calls is a ledger row with an id of its own
+
         async def call(endpoint: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-            return await self.call_model(t.route, t.rec, endpoint, body, timeout_s, t.consent)
+            return await self.call_model(t.route, t.rec, endpoint, body, timeout_s, t.consent, next(numbers))
 
         return call
 

@@ -9,11 +9,13 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.accounting.observe import ledger_rows, wait_for
 from tests.conftest import ADMIN_KEY
 from tests.gateway_runner import RunningGateway
 from tests.shadow.conftest import ask, config, price, route_of, sdk, settle, shadow_route, zoo_models
@@ -39,8 +41,8 @@ ROUTES = [
 
 
 class Env:
-    def __init__(self, gw: RunningGateway, zoo: ModelZoo) -> None:
-        self.gw, self.zoo = gw, zoo
+    def __init__(self, gw: RunningGateway, zoo: ModelZoo, data_dir: Path) -> None:
+        self.gw, self.zoo, self.data_dir = gw, zoo, data_dir
 
     def send(self, route: str, items: range) -> dict[str, Any]:
         with sdk(self.gw) as client, ThreadPoolExecutor(max_workers=8) as pool:
@@ -58,10 +60,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             }
         )
     ).start()
-    with RunningGateway(
-        config(zoo, tmp_path_factory.mktemp("judge"), {"model": "cand"}, extra_routes=ROUTES)
-    ) as gw:
-        yield Env(gw, zoo)
+    data_dir = tmp_path_factory.mktemp("judge")
+    with RunningGateway(config(zoo, data_dir, {"model": "cand"}, extra_routes=ROUTES)) as gw:
+        yield Env(gw, zoo, data_dir)
     zoo.stop()
 
 
@@ -99,6 +100,17 @@ def test_judge_calls_are_accounted_as_shadow_spend(env: Env, judged: dict[str, A
     ).json()
     assert r["total"]["requests"] == 2 * N
     assert Decimal(r["total"]["cost_usd"]) == price("judge", 50, 5) * 2 * N
+
+
+def test_each_judge_call_has_a_ledger_row_with_an_id_of_its_own(env: Env, judged: dict[str, Any]) -> None:
+    judge_calls = "route = 'judge' AND requested_model = 'judge'"
+    wait_for(lambda: len(ledger_rows(env.data_dir, judge_calls)) >= 2 * N)
+    ids = [r["request_id"] for r in ledger_rows(env.data_dir, judge_calls)]
+    origins = {r["request_id"] for r in ledger_rows(env.data_dir, "route = 'judge' AND shadow = 0")}
+    assert len(ids) == len(set(ids)) == 2 * N
+    for rid in ids:
+        origin, _, number = rid.rpartition(":judge:judge:")
+        assert origin in origins and number in ("1", "2"), rid
 
 
 def test_a_position_biased_judge_cancels_out_to_ties(env: Env) -> None:
