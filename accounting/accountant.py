@@ -240,9 +240,10 @@ class Accountant:
             m.model_unpriced.labels(name).set(0)  # priced since (a config swap)
         self._flagged = set(self.pricing.unpriced) | set(self._charged_unpriced.values())
 
-    def model_price(self, backend: str, upstream_model: str) -> ModelPrice | None:
-        """The price of a served model (USD per token by type), or None when unpriced. Dict lookups only."""
-        return self.pricing.lookup(backend, upstream_model)
+    def model_price(self, backend: str, upstream_model: str, name: str | None = None) -> ModelPrice | None:
+        """The price of a served model (USD per token by type; ``name``: its configured name), or None when
+        unpriced. Dict lookups only."""
+        return self.pricing.lookup(backend, upstream_model, name)
 
     def set_measured_throughput(self, model: str, tokens_per_s: float) -> None:
         """Hook for measured vLLM throughput (tokens/s, from its ``/metrics``): reprices a self-hosted model."""
@@ -269,7 +270,7 @@ class Accountant:
         budgets = plan.budgets
         if budgets:
             lookup = self.pricing.lookup
-            prices = [lookup(t.backend, t.upstream_model) for t in targets]
+            prices = [lookup(t.backend, t.upstream_model, t.name) for t in targets]
             if self.cfg.on_unpriced != "allow":
                 for t, p in zip(targets, prices, strict=True):
                     if p is None:
@@ -298,7 +299,9 @@ class Accountant:
             return _ZERO
         if rec.priced_usage is rec.usage:
             return rec.cost_usd
-        p = self.pricing.lookup(rec.backend, rec.upstream_model or rec.requested_model)
+        p = self.pricing.lookup(
+            rec.backend, rec.upstream_model or rec.requested_model, rec.served_model or None
+        )
         if p is None:
             rec.priced = False
             rec.cost_usd = _ZERO
@@ -392,7 +395,7 @@ class Accountant:
     def _record(self, rec: RequestRecord) -> None:
         cost = self.price(rec) if (rec.has_usage or rec.usage.estimated) else self.price_zero(rec)
         if not rec.priced:
-            self._flag_unpriced(rec.backend, rec.upstream_model or rec.requested_model)
+            self._flag_unpriced(rec.backend, rec.upstream_model or rec.requested_model, rec.served_model)
         try:
             self._observe(rec, cost)
         except Exception:
@@ -409,13 +412,13 @@ class Accountant:
         if self.exporters is not None:
             self.exporters.offer(rec)
 
-    def _flag_unpriced(self, backend: str, upstream: str) -> None:
+    def _flag_unpriced(self, backend: str, upstream: str, name: str = "") -> None:
         """A request was charged to a model without a price that the config does not name (a glob let it
         through): flag it in ``pointsman_model_unpriced`` and warn, once per model."""
         served = (backend, upstream)
         if (
             served in self._charged_unpriced
-            or self.pricing.configured_name(backend, upstream) in self._flagged
+            or (name or self.pricing.configured_name(backend, upstream)) in self._flagged
         ):
             return
         if len(self._charged_unpriced) >= _MAX_UNPRICED_NAMES:

@@ -338,9 +338,11 @@ class Pricing:
         self.catalog = catalog
         self.table = table
         self._throughput: dict[str, float] = {}
-        self._cache: dict[tuple[str, str], ModelPrice | None] = {}
+        self._cache: dict[tuple[str, str, str | None], ModelPrice | None] = {}
         self._names: dict[tuple[str, str], str] = {}
-        """(backend, upstream) -> configured model name, for exact configured models."""
+        """(backend, upstream) -> the first configured model name serving it, for exact configured models."""
+        self._exact = {n for n in catalog.models if not _is_glob(n)}
+        """The configured models' exact names."""
         for m in catalog.models.values():
             if m.upstream_model is not None and not _is_glob(m.name):
                 self._names.setdefault((m.backend, m.upstream_model), m.name)
@@ -379,20 +381,30 @@ class Pricing:
             log.warning("%s", unpriced_message(name, m is not None and self.self_hosted(m.backend)))
 
     # -- request path ------------------------------------------------------------------------------------
-    def lookup(self, backend: str, upstream_model: str) -> ModelPrice | None:
-        k = (backend, upstream_model)
+    def lookup(self, backend: str, upstream_model: str, name: str | None = None) -> ModelPrice | None:
+        """The price of ``upstream_model`` served by ``backend`` as the configured model ``name``: two configured
+        models on one backend and upstream model each have their own ``accounting.pricing`` entry. A ``name`` that
+        is not a configured model (one a glob let through) is priced by its upstream model alone; without a
+        ``name``, as the first configured model with that backend and upstream model."""
+        k = (backend, upstream_model, name)
         try:
             return self._cache[k]
         except KeyError:
             pass
-        price = self._resolve(backend, upstream_model, self._names.get(k))
+        if name is None:
+            name = self._names.get((backend, upstream_model))
+        elif name not in self._exact:
+            name = None
+        price = self._resolve(backend, upstream_model, name)
         if len(self._cache) < _CACHE_MAX:
             self._cache[k] = price
         return price
 
-    def cost(self, backend: str, upstream_model: str, usage: Usage) -> tuple[Decimal, bool]:
+    def cost(
+        self, backend: str, upstream_model: str, usage: Usage, name: str | None = None
+    ) -> tuple[Decimal, bool]:
         """(cost, priced)."""
-        p = self.lookup(backend, upstream_model)
+        p = self.lookup(backend, upstream_model, name)
         if p is None:
             return _ZERO, False
         return p.cost(usage), True

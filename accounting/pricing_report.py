@@ -32,7 +32,7 @@ def pricing_report(pricing: Pricing) -> dict[str, Any]:
             )
             continue
         upstream = m.upstream_model or m.name
-        price = pricing.lookup(m.backend, upstream)
+        price = pricing.lookup(m.backend, upstream, m.name)
         item: dict[str, Any] = {
             "model": m.name,
             "backend": m.backend,

@@ -43,6 +43,9 @@ class RequestRecord:
     stream: bool
     upstream_model: str = ""
     backend: str = ""
+    served_model: str = ""
+    """The configured name of the model that served (the rule's target or fallback, or the one asked for); its price
+    is looked up under it. Empty until routed (and for a name a glob let through, the name asked for)."""
     self_hosted: bool = False
     status: int = 0
     outcome: str = "ok"

@@ -191,7 +191,7 @@ class MeasuredPrices:
         for model_name in self.models_of(name):
             mf = pricing.catalog.models[model_name]
             upstream = mf.upstream_model or model_name
-            price = pricing.lookup(name, upstream)
+            price = pricing.lookup(name, upstream, model_name)
             g = pricing.model_gpu_hours(model_name)
             doc["models"].append(
                 {

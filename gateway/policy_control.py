@@ -69,7 +69,7 @@ def cost_lookup(accountant: Accountant) -> CostOf:
     price table (which follows config swaps); None for an unpriced model."""
 
     def cost_of(m: ResolvedModel) -> Decimal | None:
-        p = accountant.model_price(m.backend, m.upstream_model)
+        p = accountant.model_price(m.backend, m.upstream_model, m.name)
         if p is None:
             return None
         total: Decimal = p.input + p.output

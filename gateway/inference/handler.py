@@ -278,6 +278,7 @@ class InferenceHandler:
             self.accountant.track_in_flight(waiting_on, -1)
         rec.backend = outcome.target.backend
         rec.upstream_model = outcome.target.upstream_model
+        rec.served_model = outcome.target.name
         rec.self_hosted = outcome.backend.info.self_hosted
         rec.fallbacks = outcome.fallbacks
         rec.failed_attempts = [(a.backend, a.error) for a in outcome.tried if a.error]
@@ -362,7 +363,11 @@ class InferenceHandler:
             resp = cast(UpstreamResponse, res)
             await send_json(x.send, resp.status, resp.body, x.headers + _served_headers(x.rec))
             return
-        x.rec.backend, x.rec.upstream_model = target.backend, target.upstream_model
+        x.rec.backend, x.rec.upstream_model, x.rec.served_model = (
+            target.backend,
+            target.upstream_model,
+            target.name,
+        )
         n, _, _ = await self.accountant.estimator.estimate(
             COUNT_TOKENS, backend.name, target.upstream_model, backend.info.self_hosted, x.call.doc, None
         )

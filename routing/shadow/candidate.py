@@ -106,6 +106,7 @@ class CandidateCalls:
             stream=stream,
             upstream_model=target.upstream_model,
             backend=target.backend,
+            served_model=target.name,
             shadow=True,
             tags=dict(t.rec.tags),
             trace=trace,
@@ -253,6 +254,7 @@ class CandidateCalls:
             raise
         srec.latency_s = srec.ttft_s = time.perf_counter() - t0
         srec.backend, srec.upstream_model = outcome.target.backend, outcome.target.upstream_model
+        srec.served_model = outcome.target.name
         srec.self_hosted = outcome.backend.info.self_hosted
         srec.status = resp.status
         doc = orjson.loads(resp.body)

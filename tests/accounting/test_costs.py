@@ -25,6 +25,10 @@ from tests.gateway_runner import RunningGateway
 
 MSG = [{"role": "user", "content": "Summarise the quarterly report in three sentences, please."}]
 OVERRIDE = {"input_per_mtok": "2.50", "output_per_mtok": "10.00", "cached_input_per_mtok": "1.25"}
+ALIASES = {  # two configured models on one backend and upstream model, each with a price of its own
+    "team-a-4o": {"input_per_mtok": "1", "output_per_mtok": "2", "cached_input_per_mtok": "0.5"},
+    "team-b-4o": {"input_per_mtok": "50", "output_per_mtok": "60", "cached_input_per_mtok": "25"},
+}
 
 
 def table_price(model: str) -> tuple[str, str, str]:
@@ -105,6 +109,7 @@ def gw(upstream: FakeOpenAI, vllm: FakeVLLM, tmp_path: Path) -> Iterator[Running
                 "gpt-4o": OVERRIDE,
                 "gpt-4o-mini-no_usage": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
                 "llama": {"throughput_tokens_per_s": 2000},
+                **ALIASES,
             },
         },
     )
@@ -113,6 +118,7 @@ def gw(upstream: FakeOpenAI, vllm: FakeVLLM, tmp_path: Path) -> Iterator[Running
             "gpt-4o": {"backend": "up"},
             "gpt-4o-mini-no_usage": {"backend": "up"},
             "llama": {"backend": "gpu", "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
+            **{name: {"backend": "up", "upstream_model": "gpt-4.1"} for name in ALIASES},
         }
     )
     cfg["backends"]["gpu"] = {  # type: ignore[index]
@@ -194,6 +200,32 @@ def test_streaming_cost_uses_stream_usage_and_override(gw: RunningGateway, clien
     samples = scrape(gw.url)
     assert metric_sum(samples, "gen_ai_server_time_to_first_token_seconds_count") == 1
     assert metric_sum(samples, "gen_ai_server_time_per_output_token_seconds_count") == 1
+
+
+def test_two_models_on_one_upstream_model_are_each_charged_their_own_price(
+    gw: RunningGateway, client: openai.OpenAI
+) -> None:
+    for name, price in ALIASES.items():
+        raw = client.chat.completions.with_raw_response.create(
+            model=name, messages=MSG, extra_headers={"x-request-id": f"alias-{name}"}
+        )
+        expected = cost(
+            1234, 567, 0, price["input_per_mtok"], price["output_per_mtok"], price["cached_input_per_mtok"]
+        )
+        assert Decimal(raw.headers["x-pointsman-cost-usd"]) == expected, name
+        row = one_row(gw, f"alias-{name}")
+        assert (row["upstream_model"], Decimal(row["cost_usd"])) == ("gpt-4.1", expected), name
+
+
+def test_the_pricing_report_shows_each_configured_models_own_price(gw: RunningGateway) -> None:
+    from tests.conftest import ADMIN_KEY
+
+    report = httpx.get(gw.url + "/admin/pricing", headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()
+    items = {i["model"]: i for i in report["data"]}
+    for name, price in ALIASES.items():
+        standard = items[name]["per_mtok"]["standard"]
+        assert (standard["input"], standard["output"]) == (price["input_per_mtok"], price["output_per_mtok"])
+        assert items[name]["from"] == f"accounting.pricing[{name!r}] over price table entry 'gpt-4.1'"
 
 
 def test_cached_tokens_priced_at_cached_rate(
