@@ -53,7 +53,9 @@ def assemble(config: GatewayConfig) -> GatewayState:
     live = LiveRuntime(
         config, registry, accountant, routing_rng(config), health, cost_lookup(accountant), approvals
     )
-    capture = CaptureGate(config, accountant, lambda: live.runtime.config, approvals)
+    capture = CaptureGate(
+        config, accountant, lambda: live.runtime.config, lambda: live.runtime.consent, approvals
+    )
     exporters = Exporters(
         config.observability,
         accountant.metrics,

@@ -18,6 +18,7 @@ from accounting.capture.feedback import FeedbackDesk
 from accounting.capture.pipeline import CaptureService
 from accounting.record import ContentSource, RequestRecord
 from gateway.config import GatewayConfig
+from routing.eligibility import ThirdPartyConsent
 from routing.policy import Decision
 
 
@@ -36,9 +37,12 @@ class CaptureGate:
         config: GatewayConfig,
         accountant: Accountant,
         current: Callable[[], GatewayConfig],
+        consent: Callable[[], ThirdPartyConsent],
         approvals: ApprovalBook | None = None,
     ) -> None:
         self.current = current
+        self.consent = consent
+        """The runtime's third-party consent (a team's content goes to no exporter without it)."""
         self.metrics = metrics = accountant.metrics
         self.service = CaptureService(
             config.capture,
@@ -129,9 +133,16 @@ class CaptureGate:
         response: dict[str, Any] | None = None,
         events: Sequence[bytes] | None = None,
     ) -> None:
-        """Let the exporters show this exchange's content, when they carry content and its team approved data
-        capture (before the accountant hands the record to them). Costs one set lookup otherwise."""
-        if self.export_content and rec.endpoint in CONTENT_ENDPOINTS and self.service.is_approved(rec.team):
+        """Let the exporters show this exchange's content, when they carry content, its team approved data
+        capture and its team (or key) approves third-party processing (docs/consent.md: the exporters' endpoints,
+        a tracing vendor or PostHog, are third parties as far as the gateway can tell), before the accountant
+        hands the record to them. Costs one set lookup otherwise."""
+        if (
+            self.export_content
+            and rec.endpoint in CONTENT_ENDPOINTS
+            and self.service.is_approved(rec.team)
+            and self.consent().approves(rec.team, rec.key)
+        ):
             rec.content = ContentSource(request, response, events)
 
     def exported_content(self, rec: RequestRecord) -> ExchangeContent | None:

@@ -250,6 +250,7 @@ async def micro(n: int = 20_000) -> dict[str, float]:
     from accounting.record import RequestRecord
     from gateway.accounting_setup import build_accountant
     from gateway.capture import CaptureGate
+    from routing.eligibility import ThirdPartyConsent
     from routing.models import ModelTable
     from routing.policy import Policy, RouteInput
 
@@ -257,7 +258,8 @@ async def micro(n: int = 20_000) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pointsman-capture-micro-") as tmp:
         cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"data_dir": tmp})})
-        gate = CaptureGate(cfg, build_accountant(cfg), lambda: cfg)
+        consent = ThirdPartyConsent(frozenset(), False, None)
+        gate = CaptureGate(cfg, build_accountant(cfg), lambda: cfg, lambda: consent)
         policy = Policy(cfg.routes, ModelTable(cfg.models))
         svc = gate.service
         svc.store.open()

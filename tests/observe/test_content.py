@@ -3,6 +3,7 @@ approved for data capture, and redacted with every detector."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,3 +123,49 @@ def test_analytics_event_of_an_unapproved_team_has_no_content(
         events = telemetry.wait_for("events", 2)
     p = next(e for e in events if e["event"] == "$ai_generation")["properties"]
     assert "$ai_input" not in p and "$ai_output_choices" not in p
+
+
+def in_house(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The upstream as an in-house backend (a team without third-party consent is still served by it), and
+    consent decisions read back every 0.1 s."""
+    cfg["backends"]["up"]["third_party"] = False
+    cfg["consent"] = {"approval_refresh_s": 0.1}
+    return cfg
+
+
+def refuse_third_parties(gw: RunningGateway, team: str = "search") -> None:
+    r = httpx.put(
+        f"{gw.url}/admin/teams/{team}/consent",
+        json={"approved": False, "by": "dana@example.org"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    time.sleep(0.3)  # read back within consent.approval_refresh_s
+
+
+def test_span_of_a_team_that_refused_third_parties_has_no_content(
+    upstream: FakeOpenAI, telemetry: FakeTelemetry
+) -> None:
+    with RunningGateway(in_house(traced_config(upstream, telemetry, content=True))) as gw:
+        approve(gw)
+        refuse_third_parties(gw)
+        ask(gw)
+        attrs = server_span(telemetry).attrs
+    assert attrs["pointsman.team"] == "search"
+    assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
+    assert not [s for s in telemetry.spans if "invoice" in repr(s.attrs)]
+
+
+def test_analytics_event_of_a_team_that_refused_third_parties_has_no_content(
+    upstream: FakeOpenAI, telemetry: FakeTelemetry
+) -> None:
+    with RunningGateway(in_house(posthog_config(upstream, telemetry, content=True))) as gw:
+        approve(gw)
+        refuse_third_parties(gw)
+        ask(gw)
+        events = telemetry.wait_for("events", 2)
+    p = next(e for e in events if e["event"] == "$ai_generation")["properties"]
+    assert p["pointsman_team"] == "search"
+    assert "$ai_input" not in p and "$ai_output_choices" not in p
+    assert "invoice" not in repr(events)
