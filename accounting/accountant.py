@@ -324,7 +324,7 @@ class Accountant:
         Its reservation stays held until its cost is known (after the estimation, when one is needed)."""
         if rec.reservation is not None:
             rec.reservation.handed = True
-        if not rec.has_usage and rec.backend and self._upstream_worked(rec, output_events):
+        if not rec.has_usage and rec.backend and self._upstream_worked(rec, request_body, output_events):
             if len(self._estimates) < _MAX_ESTIMATES and not self._closing:
                 t = asyncio.get_running_loop().create_task(self._estimate(rec, request_body, output_events))
                 self._estimates.add(t)
@@ -334,7 +334,13 @@ class Accountant:
         self._record(rec)
 
     @staticmethod
-    def _upstream_worked(rec: RequestRecord, events: Sequence[bytes] | None) -> bool:
+    def _upstream_worked(
+        rec: RequestRecord, body: dict[str, Any] | None, events: Sequence[bytes] | None
+    ) -> bool:
+        """Whether the request has tokens to estimate: output came back without usage, or the client hung up
+        after its request was handed to the upstream (its prompt counts, even before the first byte came back)."""
+        if rec.outcome == "cancelled" and body is not None:
+            return True
         if rec.stream:
             return bool(events)
         return rec.status < 400 and rec.outcome == "ok" and bool(events)

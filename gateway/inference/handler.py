@@ -266,12 +266,21 @@ class InferenceHandler:
             if not watch.absorb():
                 raise
             # The client hung up before the answer (or the stream's first bytes) came: the upstream call was
-            # cancelled, its connection closed, which stops generation. Nothing was sent, nothing is known.
+            # cancelled, its connection closed, which stops generation. Nothing was sent back, but the prompt was
+            # handed to the upstream (the watch starts only after watches.delay): it is counted by the estimator
+            # (docs/accounting.md, Usage), as the model the request was waiting on.
+            target = decision.attempts[0] if decision.attempts else None
+            if target is not None and not rec.backend:
+                rec.backend, rec.upstream_model, rec.served_model = (
+                    target.backend,
+                    target.upstream_model,
+                    target.name,
+                )
             rec.status = 499
             rec.outcome = "cancelled"
             rec.error_type = "client_disconnected"
             rec.latency_s = time.perf_counter() - x.t0
-            self.accountant.finish(rec)
+            self.accountant.finish(rec, x.call.doc)
             raise ClientGone() from None
         finally:
             watch.close()

@@ -350,6 +350,26 @@ def test_mid_stream_disconnect_still_counts_prompt_and_streamed_output(
     assert metric_sum(samples, "pointsman_cost_usd_total") == pytest.approx(float(expected), abs=1e-12)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_hanging_up_before_the_first_byte_still_counts_the_prompt(
+    gw: RunningGateway, upstream: FakeOpenAI, stream: bool
+) -> None:
+    upstream.delay = 2.0  # the upstream holds the request: the client leaves before anything comes back
+    rid = f"gone-early-{stream}"
+    with httpx.Client(timeout=0.4) as http, pytest.raises(httpx.ReadTimeout):
+        http.post(
+            gw.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+            json={"model": "gpt-4o-mini", "messages": MSG, "stream": stream},
+        )
+    row = one_row(gw, rid)
+    enc = o200k()
+    want_in = 3 + len(enc.encode("user")) + len(enc.encode(MSG[0]["content"])) + 3
+    assert (row["outcome"], row["status"], row["estimated"], row["priced"]) == ("cancelled", 499, 1, 1)
+    assert (row["input_tokens"], row["output_tokens"]) == (want_in, 0)
+    assert Decimal(row["cost_usd"]) == cost(want_in, 0, 0, *table_price("gpt-4o-mini")) > 0
+
+
 def test_self_hosted_priced_from_gpu_hours_and_counted_with_vllm_tokenize(
     gw: RunningGateway, client: openai.OpenAI, vllm: FakeVLLM
 ) -> None:
