@@ -70,27 +70,41 @@ def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
+def _count(u: dict[str, Any], name: str) -> int | None:
+    """A top-level token count: absent is 0; present, it must be a non-negative integer (else None: malformed)."""
+    v = u.get(name, 0)
+    return v if type(v) is int and v >= 0 else None
+
+
 _EMPTY: dict[str, Any] = {}
 
 
 def parse_usage(u: Any) -> Usage | None:
-    """Read an OpenAI ``usage`` object in either the Chat (prompt/completion) or Responses (input/output) form."""
+    """Read an OpenAI ``usage`` object in either the Chat (prompt/completion) or Responses (input/output) form.
+    None when there is none, or when its input or output count is not a non-negative integer (``"3"``, ``-5``,
+    ``null``): a usage that cannot be read is no usage (the request is then estimated), never 0 tokens."""
     if not isinstance(u, dict):
         return None
-    if "prompt_tokens" in u or "completion_tokens" in u:
-        inp = _int(u.get("prompt_tokens"))
-        out = _int(u.get("completion_tokens"))
+    chat_form = "prompt_tokens" in u or "completion_tokens" in u
+    if chat_form:
+        inp_or_none, out_or_none = _count(u, "prompt_tokens"), _count(u, "completion_tokens")
         pd = u.get("prompt_tokens_details")
         cd = u.get("completion_tokens_details")
     elif "input_tokens" in u or "output_tokens" in u:
-        inp = _int(u.get("input_tokens"))
-        out = _int(u.get("output_tokens"))
+        inp_or_none, out_or_none = _count(u, "input_tokens"), _count(u, "output_tokens")
         pd = u.get("input_tokens_details")
         cd = u.get("output_tokens_details")
-        if pd is None and ("cache_read_input_tokens" in u or "cache_creation_input_tokens" in u):
-            inp += _int(u.get("cache_read_input_tokens")) + _int(u.get("cache_creation_input_tokens"))
     else:
         return None
+    if inp_or_none is None or out_or_none is None:
+        return None
+    inp, out = inp_or_none, out_or_none
+    if (
+        not chat_form
+        and pd is None
+        and ("cache_read_input_tokens" in u or "cache_creation_input_tokens" in u)
+    ):
+        inp += _int(u.get("cache_read_input_tokens")) + _int(u.get("cache_creation_input_tokens"))
     pd = pd if isinstance(pd, dict) else _EMPTY
     cd = cd if isinstance(cd, dict) else _EMPTY
     cached = _int(pd.get("cached_tokens")) or _int(u.get("cache_read_input_tokens"))

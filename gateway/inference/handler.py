@@ -412,7 +412,7 @@ def _usage_headers(rec: RequestRecord, cost: Decimal) -> list[tuple[bytes, bytes
     u = rec.usage
     out = [
         (b"x-pointsman-usage", b"reported"),
-        (b"x-pointsman-cost-usd", usd(cost).encode()),
+        (b"x-pointsman-cost-usd", usd(cost).encode()) if rec.priced else _UNPRICED,  # never a cost of 0
         (b"x-pointsman-tokens-input", str(u.input_tokens).encode()),
         (b"x-pointsman-tokens-output", str(u.output_tokens).encode()),
     ]
@@ -421,6 +421,10 @@ def _usage_headers(rec: RequestRecord, cost: Decimal) -> list[tuple[bytes, bytes
     if u.cache_write_tokens:
         out.append((b"x-pointsman-tokens-cache-write", str(u.cache_write_tokens).encode()))
     return out
+
+
+_UNPRICED = (b"x-pointsman-priced", b"false")
+"""In place of the cost header, for a model without a price (docs/accounting.md, No model is silently free)."""
 
 
 def _latin(v: bytes | None) -> str | None:

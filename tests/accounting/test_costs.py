@@ -299,6 +299,66 @@ def test_a_response_without_usage_is_marked_estimated_not_shown_as_cost_zero(
     assert reported.headers["x-pointsman-usage"] == "reported" and "x-pointsman-cost-usd" in reported.headers
 
 
+def test_an_unpriced_models_answer_shows_no_cost_and_says_it_is_unpriced(
+    gw: RunningGateway, client: openai.OpenAI
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="fake-unlisted", messages=MSG, extra_headers={"x-request-id": "unpriced-hdr"}
+    )
+    assert raw.headers["x-pointsman-priced"] == "false" and "x-pointsman-cost-usd" not in raw.headers
+    assert raw.headers["x-pointsman-tokens-input"] == "1234"
+    row = one_row(gw, "unpriced-hdr")
+    assert (row["priced"], row["input_tokens"]) == (0, 1234)
+
+
+def _bad_usage_app() -> web.Application:
+    """An upstream whose usage counts are strings: a usage that cannot be read."""
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        message = {"role": "assistant", "content": "Hello there"}
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": "3", "completion_tokens": "2", "total_tokens": "5"},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def test_a_usage_that_cannot_be_read_is_estimated_not_counted_as_zero(tmp_path: Path) -> None:
+    srv = ThreadedServer(_bad_usage_app).start()
+    try:
+        with (
+            RunningGateway(basic_config(srv.url + "/v1", server={"data_dir": str(tmp_path)})) as gw,
+            openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        ):
+            gw.data_dir = tmp_path  # type: ignore[attr-defined]
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MSG, extra_headers={"x-request-id": "bad-usage"}
+            )
+            assert raw.headers["x-pointsman-usage"] == "estimated"
+            assert "x-pointsman-cost-usd" not in raw.headers
+            row = one_row(gw, "bad-usage")
+    finally:
+        srv.stop()
+    enc = o200k()
+    want_in = 3 + len(enc.encode("user")) + len(enc.encode(MSG[0]["content"])) + 3
+    assert (row["estimated"], row["input_tokens"], row["output_tokens"]) == (
+        1,
+        want_in,
+        len(enc.encode("Hello there")),
+    )
+    assert Decimal(row["cost_usd"]) == cost(want_in, row["output_tokens"], 0, *table_price("gpt-4o-mini")) > 0
+
+
 def test_no_usage_stream_is_counted_with_tiktoken(gw: RunningGateway, client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from wire.usage import Usage, parse_usage, usage_from_response
 
 
@@ -34,16 +36,28 @@ def test_embeddings_usage_has_no_completion_tokens() -> None:
     assert parse_usage({"prompt_tokens": 8, "total_tokens": 8}) == Usage(8, 0)
 
 
-def test_details_never_exceed_their_totals_and_bad_numbers_count_zero() -> None:
+def test_details_never_exceed_their_totals_and_bad_detail_numbers_count_zero() -> None:
     u = parse_usage(
         {
             "prompt_tokens": 2,
-            "completion_tokens": -1,
+            "completion_tokens": 3,
             "prompt_tokens_details": {"cached_tokens": 5},
             "completion_tokens_details": {"reasoning_tokens": True},
         }
     )
-    assert u == Usage(2, 0, 2, 0)
+    assert u == Usage(2, 3, 2, 0)
+
+
+@pytest.mark.parametrize("bad", [-1, "3", None, 2.5, True])
+@pytest.mark.parametrize("field", ["prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"])
+def test_a_usage_whose_input_or_output_count_cannot_be_read_is_no_usage(field: str, bad: object) -> None:
+    other = {"prompt_tokens": "completion_tokens", "completion_tokens": "prompt_tokens"}.get(field)
+    other = other or {"input_tokens": "output_tokens", "output_tokens": "input_tokens"}[field]
+    assert parse_usage({field: bad, other: 4}) is None
+
+
+def test_a_count_left_out_is_zero() -> None:
+    assert parse_usage({"prompt_tokens": 8, "total_tokens": 8}) == Usage(8, 0)  # an embeddings usage
 
 
 def test_not_usage() -> None:
