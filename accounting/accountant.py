@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -253,11 +253,17 @@ class Accountant:
 
     # -- request path ------------------------------------------------------------------------------------------
     async def admit(
-        self, rec: RequestRecord, doc: dict[str, Any], body_bytes: int, targets: Sequence[ServedModel]
+        self,
+        rec: RequestRecord,
+        doc: dict[str, Any],
+        body_bytes: int,
+        targets: Sequence[ServedModel],
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         """Admit a routed request (rate limits, budgets) or raise; a request a dollar budget covers gets its
-        reservation held (``rec.reservation``): its ``body_bytes``-sized prompt and the output ``doc`` allows,
-        at the highest price among ``targets`` (the models that could serve it). Dict lookups and a few
+        reservation held (``rec.reservation``): its ``body_bytes``-sized prompt and the output ``doc`` allows
+        (with the route's ``defaults`` for members it does not send), at the highest price among ``targets`` (the
+        models that could serve it). Dict lookups and a few
         ``Decimal`` multiplications, then the limits' one decision (one Redis script with Redis).
 
         With ``accounting.on_unpriced: reject``, first refuses (``ModelUnpriced``) a request that a model without
@@ -275,7 +281,9 @@ class Accountant:
                 for t, p in zip(targets, prices, strict=True):
                     if p is None:
                         raise ModelUnpriced(t.name, f"{budgets[0].scope} '{budgets[0].name}'")
-            ask = Ask.of(rec.endpoint, doc, body_bytes, self.cfg.reservations.prompt_bytes_per_token)
+            ask = Ask.of(
+                rec.endpoint, doc, body_bytes, self.cfg.reservations.prompt_bytes_per_token, defaults
+            )
             by_cap: dict[int | None, int] = {}  # a key's and its team's budgets mostly share one cap
             for x in budgets:
                 cap = x.reserve_output_tokens

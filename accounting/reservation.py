@@ -13,7 +13,7 @@ reserve nothing, as they are charged nothing (``accounting.on_unpriced``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,14 @@ _OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
 """The members that bound what a request of each endpoint generates (the larger one when it names two)."""
 _CHOICES: dict[str, tuple[str, ...]] = {CHAT: ("n",), COMPLETIONS: ("n", "best_of")}
 """The members that multiply it: choices asked for (``best_of`` are all generated and paid for)."""
+_SIZING = frozenset(
+    [
+        *(f for fs in _OUTPUT_FIELDS.values() for f in fs),
+        *(f for fs in _CHOICES.values() for f in fs),
+        "service_tier",
+    ]
+)
+"""Every member ``Ask.of`` reads."""
 
 
 def _count(v: Any) -> int | None:
@@ -72,12 +80,34 @@ class Ask:
     """The service tier the request asks for (its prices)."""
 
     @classmethod
-    def of(cls, endpoint: str, doc: dict[str, Any], body_bytes: int, bytes_per_token: float) -> Ask:
+    def of(
+        cls,
+        endpoint: str,
+        doc: dict[str, Any],
+        body_bytes: int,
+        bytes_per_token: float,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Ask:
+        """``defaults``: the route's, which the upstream call adds for members the client did not send (a
+        ``max_tokens`` or ``n`` the route sets bounds the request as if the client had sent it)."""
+        if defaults:
+            doc = with_defaults(doc, defaults)
         return cls(
             math.ceil(body_bytes / bytes_per_token),
             requested_output(endpoint, doc),
             service_tier(doc.get("service_tier")),
         )
+
+
+def with_defaults(doc: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The members admission reads, as the upstream will see them: the client's, else the route's default."""
+    out = {f: defaults[f] for f in _SIZING if f in defaults and f not in doc}
+    if not out:
+        return doc
+    for f in _SIZING:
+        if f in doc:
+            out[f] = doc[f]
+    return out
 
 
 def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int | None) -> int:

@@ -184,7 +184,7 @@ class InferenceHandler:
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
                 return
             if self.accountant.limits.active:  # (admission also refuses an unpriced model a budget covers)
-                await self.accountant.admit(rec, doc, len(body.text), decision.attempts)
+                await self.accountant.admit(rec, doc, len(body.text), decision.attempts, decision.defaults)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
             if stream:

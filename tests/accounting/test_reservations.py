@@ -155,6 +155,29 @@ def test_a_request_naming_no_maximum_reserves_the_budgets_reserve_output_tokens(
         assert ledger_cost(gw.url, 10) == Decimal(100)
 
 
+def test_a_routes_default_max_tokens_bounds_the_reservation_of_a_request_naming_none(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    upstream.delay = 1.0
+    cfg = config(upstream, tmp_path / "a")
+    cfg["routes"] = [
+        {
+            "name": "capped",
+            "match": {"model": "gpt-4o-mini"},
+            "targets": [],
+            "defaults": {"max_tokens": MAX_TOKENS},
+        }
+    ]
+    with RunningGateway(cfg) as gw:
+        no_max = body()
+        del no_max["max_tokens"]
+        answers = at_once([gw.url], 10, no_max)
+        assert statuses(answers) == {200: 5, 429: 5}
+        assert_budget_refusals(answers)
+        assert {r.body["max_tokens"] for r in upstream.requests} == {MAX_TOKENS}
+        assert ledger_cost(gw.url, 10) == Decimal(100)
+
+
 # -- every way a request ends releases what it held ----------------------------------------------------------------
 def one_request_budget(upstream: FakeOpenAI, tmp_path: Path) -> dict[str, Any]:
     """A budget that covers one request's reservation at a time ($20) but, spent, nothing more."""
