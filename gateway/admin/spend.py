@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from accounting.errors import LedgerUnavailable
 from accounting.money import usd
-from accounting.spend_report import DIMENSIONS, SPEND_FIELDS, parse_time, spend_csv
+from accounting.spend_report import DIMENSIONS, FILTERS, SPEND_FIELDS, parse_time, spend_csv
 from gateway.deps import get_state
 from gateway.errors import ApiError, bad_request, to_api_error
 from gateway.state import GatewayState
@@ -25,6 +25,10 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cost += Decimal(r["cost_usd"])
     out["cost_usd"] = usd(cost)
     return out
+
+
+_PARAMS = frozenset({"group_by", "from", "to", "format", *FILTERS})
+"""The query parameters ``GET /admin/spend`` takes."""
 
 
 def build_router() -> APIRouter:
@@ -44,6 +48,7 @@ def build_router() -> APIRouter:
         responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
     )
     async def spend(
+        request: Request,
         st: Annotated[GatewayState, Depends(get_state)],
         group_by: Annotated[str, Query(description="Comma-separated dimensions, e.g. task,model")] = "",
         from_: Annotated[str | None, Query(alias="from", description="Start (inclusive)")] = None,
@@ -54,9 +59,18 @@ def build_router() -> APIRouter:
         task: str | None = None,
         route: str | None = None,
         model: str | None = None,
+        requested_model: str | None = None,
         backend: str | None = None,
         outcome: str | None = None,
     ) -> Response | dict[str, Any]:
+        for name in request.query_params:
+            if name not in _PARAMS:  # a misspelt filter must not answer with the unfiltered totals
+                raise bad_request(
+                    f"unknown query parameter {name!r}; filters are {', '.join(FILTERS)}, with group_by, from, "
+                    "to and format",
+                    name,
+                    "invalid_value",
+                )
         groups = [g.strip() for g in group_by.split(",") if g.strip()]
         for g in groups:
             if g not in DIMENSIONS:
@@ -80,6 +94,7 @@ def build_router() -> APIRouter:
                 ("task", task),
                 ("route", route),
                 ("model", model),
+                ("requested_model", requested_model),
                 ("backend", backend),
                 ("outcome", outcome),
             )

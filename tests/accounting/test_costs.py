@@ -489,6 +489,19 @@ def test_spend_api_totals_and_breakdowns_match_the_ledger(gw: RunningGateway, cl
     assert spend(gw.url, group_by="nope").status_code == 400
 
 
+def test_spend_filters_by_requested_model_and_refuses_a_filter_it_does_not_know(
+    gw: RunningGateway, client: openai.OpenAI
+) -> None:
+    for model in ("gpt-4o-mini", "alias"):  # alias: gpt-4o-mini upstream, asked for by another name
+        client.chat.completions.create(model=model, messages=MSG)
+    assert spend(gw.url, model="gpt-4o-mini").json()["total"]["requests"] == 2
+    assert spend(gw.url, requested_model="alias").json()["total"]["requests"] == 1
+    r = spend(gw.url, modle="gpt-4o-mini")
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert (err["param"], err["code"]) == ("modle", "invalid_value") and "requested_model" in err["message"]
+
+
 def test_spend_requires_admin_key(gw: RunningGateway) -> None:
     r = httpx.get(gw.url + "/admin/spend", headers={"authorization": f"Bearer {CLIENT_KEY}"})
     assert r.status_code == 403
