@@ -17,10 +17,8 @@ import orjson
 from accounting.ledger import query_spend
 from accounting.money import usd
 from accounting.reconcile import ExportError, model_key, read_export, reconcile
-from accounting.spend_report import DIMENSIONS, parse_time, spend_csv
+from accounting.spend_report import DIMENSIONS, FILTERS, parse_time, spend_csv
 from gateway.cli.admin_api import table
-
-_FILTERS = ("key", "team", "task", "route", "model", "backend", "outcome")
 
 
 def add_parser(sub: Any) -> None:
@@ -33,8 +31,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--from", dest="since", help="start: unix seconds, ISO date (UTC) or ISO datetime")
     p.add_argument("--to", dest="until", help="end (exclusive; a bare date includes that whole day)")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
-    for f in _FILTERS:
-        p.add_argument(f"--{f}", help=f"only rows with this {f}")
+    for f in FILTERS:
+        p.add_argument(f"--{f.replace('_', '-')}", dest=f, help=f"only rows with this {f}")
     p.add_argument(
         "--url",
         default=os.environ.get("POINTSMAN_URL", "http://127.0.0.1:4000"),
@@ -151,7 +149,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    filters = {f: getattr(args, f) for f in _FILTERS if getattr(args, f)}
+    filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f)}
     try:
         rows = _fetch(args, groups, filters)
     except ValueError as exc:
@@ -184,7 +182,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     except (OSError, ExportError) as exc:
         print(f"pointsman: {args.file}: {exc}", file=sys.stderr)
         return 2
-    filters = {f: getattr(args, f) for f in _FILTERS if getattr(args, f)}
+    filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f)}
     days = sorted({d for d, _ in provider})
     if not args.since:
         args.since = days[0]
