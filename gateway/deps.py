@@ -23,7 +23,7 @@ State = Annotated[GatewayState, Depends(get_state)]
 def client_secret(request: Request) -> str | None:
     """The client key presented on a request (``gateway.keys.presented_key``)."""
     h = request.headers
-    return presented_key(h.get("authorization"), h.get("api-key"))
+    return presented_key(h.get("authorization"), h.get("api-key"), h.get("x-api-key"))
 
 
 def admin_secret(request: Request) -> str | None:

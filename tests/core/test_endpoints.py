@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import CLIENT_KEY
 from tests.gateway_runner import RunningGateway
@@ -84,3 +85,11 @@ def test_api_key_header_is_accepted(gateway: RunningGateway) -> None:
         headers={"api-key": CLIENT_KEY},
     )
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("header", ["api-key", "x-api-key"])
+def test_a_key_in_any_accepted_header_lists_and_reads_models(gateway: RunningGateway, header: str) -> None:
+    listed = httpx.get(gateway.base_url + "/models", headers={header: CLIENT_KEY})
+    assert listed.status_code == 200, listed.text
+    one = httpx.get(gateway.base_url + "/models/gpt-4o-mini", headers={header: CLIENT_KEY})
+    assert one.status_code == 200, one.text
