@@ -86,7 +86,10 @@ def build_fastapi(state: GatewayState) -> FastAPI:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errs = exc.errors()
         first = errs[0] if errs else {}
-        loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        where = tuple(first.get("loc", ()))
+        if where and where[0] in ("body", "query", "path", "header"):
+            where = where[1:]  # the request part FastAPI names first (a member may be called "body" too)
+        loc = ".".join(str(p) for p in where)
         msg = str(first.get("msg", "Invalid request"))
         if first.get("type") == "json_invalid":
             return _error_response(

@@ -202,6 +202,13 @@ def test_explain_uses_the_named_keys_default_tags(unchanged: Any) -> None:
     assert r.json()["tags"] == {"task": "summarize"}
 
 
+def test_an_explanation_without_its_body_names_the_missing_member(unchanged: Any) -> None:
+    r = admin(unchanged).post("/admin/routes/explain", json={"key": "summarizer"})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert (err["param"], err["code"]) == ("body", "invalid_value") and err["message"].startswith("body: ")
+
+
 def test_in_flight_request_finishes_on_the_policy_it_started_with(gw: Any, upstream2: FakeOpenAI) -> None:
     client = sdk(gw)
     upstream2.behaviors["gpt-4o-mini"] = "slow"  # 0.5 s
