@@ -244,6 +244,9 @@ def prompt_parts(endpoint: str, body: dict[str, Any]) -> tuple[list[str], int, l
                     for k in ("arguments", "output"):
                         if isinstance(item.get(k), str):
                             texts.append(item[k])
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools:  # counted as their JSON, as for chat
+            texts.append(orjson.dumps(tools).decode())
     return texts, overhead, messages
 
 

@@ -359,6 +359,36 @@ def test_a_usage_that_cannot_be_read_is_estimated_not_counted_as_zero(tmp_path: 
     assert Decimal(row["cost_usd"]) == cost(want_in, row["output_tokens"], 0, *table_price("gpt-4o-mini")) > 0
 
 
+def test_an_estimated_responses_request_counts_its_tools(gw: RunningGateway, client: openai.OpenAI) -> None:
+    tools = [
+        {
+            "type": "function",
+            "name": "lookup_invoice",
+            "description": "Find an invoice by its number and return its lines and totals.",
+            "parameters": {
+                "type": "object",
+                "properties": {"number": {"type": "string"}},
+                "required": ["number"],
+            },
+        }
+    ]
+    client.responses.create(
+        model="gpt-4o-mini-no_usage",
+        input="hi",
+        tools=tools,
+        extra_headers={"x-request-id": "resp-tools"},  # type: ignore[arg-type]
+    )
+    row = one_row(gw, "resp-tools")
+    enc = o200k()
+    sent = gw_tools_json(tools)
+    assert (row["estimated"], row["input_tokens"]) == (1, len(enc.encode("hi")) + len(enc.encode(sent)))
+
+
+def gw_tools_json(tools: list[dict[str, Any]]) -> str:
+    """The tools as the estimator counts them: their compact JSON."""
+    return json.dumps(tools, separators=(",", ":"), ensure_ascii=False)
+
+
 def test_no_usage_stream_is_counted_with_tiktoken(gw: RunningGateway, client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
