@@ -320,6 +320,8 @@ def _explicit(o: ModelPriceConfig, base: ModelPrice | None) -> ModelPrice | None
     else:
         cached = base.cached_input
     rates = {k: base.rates[k] for k in _STANDARD_KEYS if k in base.rates}
+    if out is not None:  # reasoning tokens are output tokens: an output price given is theirs too
+        rates.pop("output_cost_per_reasoning_token", None)
     rates["input_cost_per_token"] = inp
     rates["output_cost_per_token"] = outp
     rates["cache_read_input_token_cost"] = cached

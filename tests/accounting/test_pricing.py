@@ -109,7 +109,7 @@ def test_unpriced_self_hosted_model_warns_and_is_flagged(
             raw = c.chat.completions.with_raw_response.create(
                 model="llama-free", messages=[{"role": "user", "content": "x"}]
             )
-        assert raw.headers["x-pointsman-cost-usd"] == "0"
+        assert raw.headers["x-pointsman-priced"] == "false" and "x-pointsman-cost-usd" not in raw.headers
 
 
 def test_metric_labels_stay_bounded(upstream: FakeOpenAI, tmp_path: Path) -> None:

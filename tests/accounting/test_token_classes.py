@@ -81,7 +81,15 @@ def test_anthropic_one_hour_cache_writes_cost_twice_the_input_price(
 @pytest.fixture
 def gw(upstream: FakeOpenAI, tmp_path: Path) -> Iterator[RunningGateway]:
     cfg: dict[str, Any] = basic_config(upstream.url, server={"data_dir": str(tmp_path)})
-    cfg["models"].update({"gpt-5": {"backend": "up"}, "gpt-5.4": {"backend": "up"}})
+    cfg["models"].update(
+        {
+            "gpt-5": {"backend": "up"},
+            "gpt-5.4": {"backend": "up"},
+            "qwen": {"backend": "up", "upstream_model": "dashscope/qwen-turbo"},
+        }
+    )
+    # the table prices qwen-turbo's reasoning tokens apart from its output ($0.50 against $0.20 per million)
+    cfg["accounting"] = {"pricing": {"qwen": {"input_per_mtok": "0.5", "output_per_mtok": "1"}}}
     with RunningGateway(cfg) as g:
         yield g
 
@@ -112,6 +120,14 @@ def test_openai_cached_and_reasoning_tokens(gw: RunningGateway, upstream: FakeOp
     )
     samples = scrape(gw.url)
     assert metric_sum(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="reasoning") == 1500
+
+
+def test_an_output_price_override_prices_reasoning_tokens_too(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    upstream.prompt_tokens, upstream.cached_tokens = 10000, 0
+    upstream.completion_tokens, upstream.reasoning_tokens = 2000, 1500
+    assert openai_cost(gw, "qwen", "qwen-1") == usd((10000, "0.5"), (2000, "1")) == Decimal("0.007")
 
 
 @pytest.mark.parametrize(
