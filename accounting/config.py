@@ -39,6 +39,10 @@ class ModelPriceConfig(StrictModel):
     per-token price of ``gpu_hour_usd * gpu_count / 3600 / throughput`` for every token type."""
 
 
+_GLOB = re.compile(r"[*?\[]")
+"""What makes a name look like a glob (budgets and rate limits name keys and teams exactly)."""
+
+
 class BudgetConfig(StrictModel):
     """A spending cap for one key or team, per UTC day and/or calendar month (UTC)."""
 
@@ -59,6 +63,15 @@ class BudgetConfig(StrictModel):
     serve it) is refused when it does not fit in what is left of the budget, and released when the request
     ends. None reserves no output for such requests: what they generate can pass the budget (docs/accounting.md,
     "How far spend can pass a budget")."""
+
+    @field_validator("name")
+    @classmethod
+    def _one_name(cls, v: str) -> str:
+        if _GLOB.search(v):
+            raise ValueError(
+                f"a budget names one key or team; {v!r} looks like a pattern, which is not matched here"
+            )
+        return v
 
     @model_validator(mode="after")
     def _some_cap(self) -> BudgetConfig:
@@ -90,6 +103,16 @@ class RateLimitConfig(StrictModel):
     """Requests admitted per minute."""
     tokens_per_min: int | None = Field(default=None, ge=1)
     """Tokens (input + output) per minute; a request is refused once the window's tokens reach it."""
+
+    @field_validator("key")
+    @classmethod
+    def _one_key(cls, v: str) -> str:
+        if v != "*" and _GLOB.search(v):
+            raise ValueError(
+                f"a rate limit names one key, or '*' for every key without its own entry; {v!r} looks like a "
+                "pattern, which is not matched here"
+            )
+        return v
 
 
 class LedgerConfig(StrictModel):
