@@ -7,10 +7,14 @@
   (``validate_document``: errors carry their path, e.g. ``routes[2].targets[0].weight``), appended as a new
   version (compare-and-set on the head), then installed by ``LiveRuntime.swap``; in-flight
   requests finish on the runtime they started with.
+- A client key secret that a change removes (the key deleted, or its secret rotated away) is **revoked**: its
+  digest is recorded with the version, in the same transaction, and a revoked secret is never loaded again —
+  whatever a later config file or version says (``gateway.revocations``: a key that holds one is left out of
+  the runtime, with a warning naming it). Lookup stays a dict lookup: revoked keys are simply not in the ring.
 - A background task follows the store (Redis pub/sub, plus a head-version check every
   ``routing.sync_interval_s``), so other workers and replicas install the change too.
 
-What is stored: client keys only as SHA-256 digests; a backend credential that comes from the config file as
+What is stored: client keys (and revoked client key secrets) only as SHA-256 digests; a backend credential that comes from the config file as
 the marker ``${config}`` (resolved from the file when loaded), never the secret itself. Credentials of
 backends created through the admin API are stored as given.
 """
@@ -33,6 +37,7 @@ from accounting.accountant import Accountant
 from gateway.config import ConfigError, GatewayConfig, validate_document
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import hash_key
+from gateway.revocations import dropped_by_import, refused, removed_secrets, without_revoked
 from gateway.runtime import Runtime
 from gateway.startup_report import describe_source
 from routing.models import ResolvedModel
@@ -40,6 +45,7 @@ from routing.policy import CostOf
 from routing.store import (
     PolicyStore,
     PolicyVersion,
+    Revocation,
     SQLitePolicyStore,
     StoreUnavailable,
     VersionConflict,
@@ -155,6 +161,8 @@ class PolicyControl:
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._bad_version = 0
+        self.revoked: dict[str, Revocation] = {}
+        """Revoked client key secrets by digest, as the store had them when the version in force was read."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def make_store(self) -> PolicyStore:
@@ -196,6 +204,7 @@ class PolicyControl:
         store = self.make_store()
         await store.open()
         try:
+            self.revoked = await store.revocations()
             latest = await self._seed(store)
         except BaseException:
             await store.close()
@@ -207,7 +216,12 @@ class PolicyControl:
     async def _seed(self, store: PolicyStore) -> PolicyVersion:
         file_doc = policy_doc(self.file_cfg)
         summary = f"imported from {describe_source(self.file_cfg.source)}"
-        return await store.seed(file_doc, doc_hash(file_doc), summary)
+        before = await store.latest()
+        pv = await store.seed(file_doc, doc_hash(file_doc), summary)
+        if before is not None and pv.version > before.version and pv.source == "config":
+            for line in dropped_by_import(before, pv, self.revoked):
+                log.warning("%s", line)
+        return pv
 
     async def _follow(self) -> None:
         """Background: install versions written by other workers/replicas; reconnect after store failures."""
@@ -238,6 +252,8 @@ class PolicyControl:
         if await store.head() == self.live.runtime.version:
             return
         async with self.lock:
+            # revocations are written with the versions: read them again when the head moves
+            self.revoked = await store.revocations()
             latest = await store.latest()
             if latest is None:  # the store was wiped: start it again from the config file
                 latest = await self._seed(store)
@@ -246,8 +262,10 @@ class PolicyControl:
     async def _adopt(self, pv: PolicyVersion) -> None:
         if pv.version == self.live.runtime.version or pv.version == self._bad_version:
             return
+        for line in refused(pv.doc, self.revoked):
+            log.warning("%s", line)
         try:
-            rt = self.live.build(self.effective(pv.doc), pv.version)
+            rt = self.live.build(self.effective(without_revoked(pv.doc, self.revoked)), pv.version)
         except ConfigError as exc:
             self._bad_version = pv.version
             log.error(
@@ -304,7 +322,10 @@ class PolicyControl:
                     latest = await store.latest()
                     if latest is None:
                         raise to_api_error(StoreUnavailable("The policy store is empty."))
-                    doc = copy.deepcopy(latest.doc)
+                    revoked = await store.revocations()
+                    # keys holding a revoked secret (an imported file's) are not in force: not in the next version
+                    doc = without_revoked(copy.deepcopy(latest.doc), revoked)
+                    before = copy.deepcopy(doc.get("keys"))
                     mutate(doc)
                     try:
                         cfg = self.effective(doc)
@@ -312,11 +333,15 @@ class PolicyControl:
                         raise invalid(exc) from None
                     if dry_run:
                         return PolicyVersion(latest.version, latest.created_at, "dry_run", summary, doc)
+                    revoke = removed_secrets(before, doc.get("keys"))
                     try:
-                        pv = await store.append(doc, source, summary, latest.version)
+                        pv = await store.append(doc, source, summary, latest.version, revoke)
                     except VersionConflict:
                         await asyncio.sleep(0.01)
                         continue
+                    self.revoked = revoked | {
+                        d: Revocation(d, name, pv.version, pv.created_at) for d, name in revoke.items()
+                    }
                     await self.live.swap(self.live.build(cfg, pv.version))
                     log.info("policy version %d in force (%s: %s)", pv.version, source, summary)
                     return pv

@@ -49,6 +49,14 @@ POLICY = Domain(
                 "CREATE TABLE policy_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             ),
         ),
+        (
+            2,
+            "revoked client key secrets",
+            (
+                "CREATE TABLE revoked_keys (key_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, "
+                "version BIGINT NOT NULL, revoked_at DOUBLE PRECISION NOT NULL)",
+            ),
+        ),
     ),
 )
-"""The routing policy's versions (``routing.store``'s tables)."""
+"""The routing policy's versions and the revoked client key secrets (``routing.store``'s tables)."""

@@ -2,7 +2,9 @@
 
 A *policy document* is a JSON object (``routes``, ``models``, ``backends``, ``keys``; the gateway decides
 what goes in it). Every change appends a new version; rollback appends a copy of an old one, so history is
-never rewritten. Two implementations:
+never rewritten. Beside the versions, each store keeps the **revoked client key secrets** (SHA-256 digests,
+never the secrets): an append records the digests its change revokes in the same transaction, and they are
+never forgotten — not by a rollback, not by importing an edited config file. Implementations:
 
 - ``SQLitePolicyStore`` (embedded default): one file under ``server.data_dir``, shared by the workers of one
   host; other workers notice a change by polling the head version.
@@ -22,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +42,23 @@ class PolicyVersion:
     """``config`` (imported from the config file), ``admin`` or ``rollback``."""
     summary: str
     doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A client key secret revoked through the admin API (its key deleted, or its secret rotated away)."""
+
+    key_sha256: str
+    name: str
+    """The key it belonged to."""
+    version: int
+    """The policy version that revoked it."""
+    revoked_at: float
+    """Unix time."""
+
+
+Revoke = Mapping[str, str]
+"""Secrets an append revokes: SHA-256 digest -> the name of the key it belonged to."""
 
 
 class VersionConflict(Exception):
@@ -70,8 +90,14 @@ class PolicyStore(Protocol):
     async def history(self, limit: int) -> list[PolicyVersion]:
         """Newest first."""
 
-    async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
-        """Append a version if the head is still ``expect``; else raise ``VersionConflict``."""
+    async def append(
+        self, doc: dict[str, Any], source: str, summary: str, expect: int, revoke: Revoke | None = None
+    ) -> PolicyVersion:
+        """Append a version if the head is still ``expect``; else raise ``VersionConflict``. ``revoke``: the
+        secrets this version revokes, recorded with it (both or neither)."""
+
+    async def revocations(self) -> dict[str, Revocation]:
+        """Every revoked secret, by digest."""
 
     async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
         """At startup: append ``doc`` as a ``config`` version unless the last imported config file had the same
@@ -122,6 +148,10 @@ class SQLitePolicyStore:
             " source TEXT NOT NULL, summary TEXT NOT NULL, doc TEXT NOT NULL)"
         )
         conn.execute("CREATE TABLE IF NOT EXISTS policy_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS revoked_keys (key_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " version INTEGER NOT NULL, revoked_at REAL NOT NULL)"
+        )
         self._conn = conn
 
     async def close(self) -> None:
@@ -192,14 +222,32 @@ class SQLitePolicyStore:
             )
         return [_row(r) for r in rows]
 
-    async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
-        return await asyncio.to_thread(self._append, doc, source, summary, expect, None)
+    async def append(
+        self, doc: dict[str, Any], source: str, summary: str, expect: int, revoke: Revoke | None = None
+    ) -> PolicyVersion:
+        return await asyncio.to_thread(self._append, doc, source, summary, expect, None, revoke)
 
     async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
-        return await asyncio.to_thread(self._append, doc, "config", summary, None, config_hash)
+        return await asyncio.to_thread(self._append, doc, "config", summary, None, config_hash, None)
+
+    async def revocations(self) -> dict[str, Revocation]:
+        return await asyncio.to_thread(self._revocations)
+
+    def _revocations(self) -> dict[str, Revocation]:
+        with self._lock:
+            rows = (
+                self._c().execute("SELECT key_sha256, name, version, revoked_at FROM revoked_keys").fetchall()
+            )
+        return {str(r[0]): Revocation(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows}
 
     def _append(
-        self, doc: dict[str, Any], source: str, summary: str, expect: int | None, config_hash: str | None
+        self,
+        doc: dict[str, Any],
+        source: str,
+        summary: str,
+        expect: int | None,
+        config_hash: str | None,
+        revoke: Revoke | None,
     ) -> PolicyVersion:
         with self._lock:
             c = self._c()
@@ -222,6 +270,11 @@ class SQLitePolicyStore:
                     "INSERT INTO policy_versions (version, created_at, source, summary, doc) VALUES (?, ?, ?, ?, ?)",
                     (v.version, v.created_at, v.source, v.summary, dumps(doc)),
                 )
+                if revoke:
+                    c.executemany(
+                        "INSERT OR IGNORE INTO revoked_keys (key_sha256, name, version, revoked_at) VALUES (?, ?, ?, ?)",
+                        [(digest, name, v.version, v.created_at) for digest, name in sorted(revoke.items())],
+                    )
                 if config_hash is not None:
                     c.execute(
                         "INSERT INTO policy_meta (name, value) VALUES ('config_hash', ?)"

@@ -2,7 +2,7 @@
 
 ``SQLitePolicyStore``'s statements on a ``DomainConnection`` in the database's ``policy`` schema
 (``routing.pg_schema.POLICY``): an append runs in a transaction holding the domain's advisory lock (compare the
-head, insert the next version), so concurrent writers on different replicas never both get the same number,
+head, insert the next version and the secrets it revokes), so concurrent writers on different replicas never both get the same number,
 and history is the same append-only list for all. After an append the store sends ``NOTIFY
 pointsman_policy``; ``wait_change`` listens on its own connection, so other replicas install a change as soon
 as it is committed, and at the latest after ``routing.sync_interval_s`` (the sync task compares head versions
@@ -20,7 +20,7 @@ import psycopg
 
 from accounting.pg_domain import DomainConnection
 from routing.pg_schema import POLICY
-from routing.store import PolicyVersion, SQLitePolicyStore, StoreUnavailable
+from routing.store import PolicyVersion, Revocation, Revoke, SQLitePolicyStore, StoreUnavailable
 
 CHANNEL = "pointsman_policy"
 
@@ -72,11 +72,23 @@ class PostgresPolicyStore(SQLitePolicyStore):
         except psycopg.Error as exc:
             raise StoreUnavailable(f"the policy database failed: {exc}") from exc
 
+    def _revocations(self) -> dict[str, Revocation]:
+        try:
+            return super()._revocations()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the policy database failed: {exc}") from exc
+
     def _append(
-        self, doc: dict[str, Any], source: str, summary: str, expect: int | None, config_hash: str | None
+        self,
+        doc: dict[str, Any],
+        source: str,
+        summary: str,
+        expect: int | None,
+        config_hash: str | None,
+        revoke: Revoke | None,
     ) -> PolicyVersion:
         try:
-            v = super()._append(doc, source, summary, expect, config_hash)
+            v = super()._append(doc, source, summary, expect, config_hash, revoke)
             with self._lock:
                 self._c().execute("SELECT pg_notify(?, ?)", (CHANNEL, str(v.version)))
             return v

@@ -1,9 +1,11 @@
 """The routing policy in Redis, shared by every replica.
 
 Keys (prefix ``pointsman:policy:``): ``head`` (newest version number), ``v:<n>`` (a hash: created_at, source,
-summary, doc), ``config_hash`` (hash of the last imported config file policy). Appends run as one Lua script
-(compare the head, write the version, move the head, publish), so concurrent writers on different replicas
-never both get the same number. Every append publishes the new number on ``pointsman:policy:changed``.
+summary, doc), ``config_hash`` (hash of the last imported config file policy), ``revoked`` (a hash: SHA-256
+digest of a revoked client key secret -> JSON ``{name, version, revoked_at}``). Appends run as one Lua script
+(compare the head, write the version and the secrets it revokes, move the head, publish), so concurrent writers
+on different replicas never both get the same number. Every append publishes the new number on
+``pointsman:policy:changed``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from routing.store import PolicyVersion, StoreUnavailable, VersionConflict, dumps
+from routing.store import PolicyVersion, Revocation, Revoke, StoreUnavailable, VersionConflict, dumps
 
 PREFIX = "pointsman:policy:"
 CHANNEL = "pointsman:policy:changed"
 
-# KEYS: head, version-key prefix, config_hash. ARGV: expect ('' = any), created_at, source, summary, doc,
-# config_hash ('' = not a seed), channel.
+# KEYS: head, version-key prefix, config_hash, revoked. ARGV: expect ('' = any), created_at, source, summary, doc,
+# config_hash ('' = not a seed), channel, then (digest, key name) pairs of the secrets this version revokes.
 _APPEND = """
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[1] ~= '' and head ~= tonumber(ARGV[1]) then return {0, head} end
@@ -29,6 +31,10 @@ if ARGV[6] ~= '' and head > 0 and redis.call('GET', KEYS[3]) == ARGV[6] then ret
 local v = head + 1
 redis.call('HSET', KEYS[2] .. v, 'created_at', ARGV[2], 'source', ARGV[3], 'summary', ARGV[4], 'doc', ARGV[5])
 redis.call('SET', KEYS[1], v)
+for i = 8, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[4], ARGV[i],
+    cjson.encode({name = ARGV[i + 1], version = v, revoked_at = tonumber(ARGV[2])}))
+end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6]) end
 redis.call('PUBLISH', ARGV[7], v)
 return {1, v}
@@ -111,11 +117,33 @@ class RedisPolicyStore:
             raise StoreUnavailable("redis is unreachable") from exc
         return [pv for v, h in zip(versions, rows, strict=True) if (pv := _version(v, h)) is not None]
 
+    async def revocations(self) -> dict[str, Revocation]:
+        try:
+            rows = await self._c().hgetall(self.prefix + "revoked")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable("redis is unreachable") from exc
+        out: dict[str, Revocation] = {}
+        for field, raw in rows.items():
+            digest, r = str(field), orjson.loads(raw)
+            out[digest] = Revocation(digest, str(r["name"]), int(r["version"]), float(r["revoked_at"]))
+        return out
+
     async def _run(
-        self, doc: dict[str, Any], source: str, summary: str, expect: int | None, config_hash: str
+        self,
+        doc: dict[str, Any],
+        source: str,
+        summary: str,
+        expect: int | None,
+        config_hash: str,
+        revoke: Revoke | None = None,
     ) -> PolicyVersion:
         now = time.time()
-        keys = [self.prefix + "head", self.prefix + "v:", self.prefix + "config_hash"]
+        keys = [
+            self.prefix + "head",
+            self.prefix + "v:",
+            self.prefix + "config_hash",
+            self.prefix + "revoked",
+        ]
         args = [
             "" if expect is None else str(expect),
             repr(now),
@@ -125,6 +153,8 @@ class RedisPolicyStore:
             config_hash,
             self.channel,
         ]
+        for digest, name in sorted((revoke or {}).items()):
+            args += [digest, name]
         try:
             status, v = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
@@ -138,8 +168,10 @@ class RedisPolicyStore:
             return latest
         return PolicyVersion(int(v), now, source, summary, doc)
 
-    async def append(self, doc: dict[str, Any], source: str, summary: str, expect: int) -> PolicyVersion:
-        return await self._run(doc, source, summary, expect, "")
+    async def append(
+        self, doc: dict[str, Any], source: str, summary: str, expect: int, revoke: Revoke | None = None
+    ) -> PolicyVersion:
+        return await self._run(doc, source, summary, expect, "", revoke)
 
     async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
         return await self._run(doc, "config", summary, None, config_hash)

@@ -1,4 +1,5 @@
-"""Both policy stores: versions append with compare-and-set, an unchanged config file is not re-imported."""
+"""Every policy store: versions append with compare-and-set, an unchanged config file is not re-imported, the
+client key secrets an append revokes are recorded with it and never forgotten."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from routing.store import PolicyStore, SQLitePolicyStore, VersionConflict
+from routing.store import PolicyStore, Revocation, SQLitePolicyStore, VersionConflict
 from routing.store_redis import RedisPolicyStore
 
 DOC = {"routes": [], "models": {}, "backends": {}, "keys": []}
@@ -72,6 +73,29 @@ async def test_history_is_newest_first(store: PolicyStore) -> None:
     assert [v.summary for v in await store.history(3)] == ["change 2", "change 1", "change 0"]
     old = await store.get(1)
     assert old is not None and old.source == "config"
+
+
+async def test_an_append_records_the_secrets_it_revokes_with_its_version(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    pv = await store.append(DOC, "admin", "delete key app", expect=1, revoke={"a" * 64: "app"})
+    assert await store.revocations() == {
+        "a" * 64: Revocation("a" * 64, "app", 2, pytest.approx(pv.created_at))
+    }
+
+
+async def test_a_conflicting_append_revokes_nothing(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    await store.append(DOC, "admin", "one", expect=1)
+    with pytest.raises(VersionConflict):
+        await store.append(DOC, "admin", "stale", expect=1, revoke={"a" * 64: "app"})
+    assert await store.revocations() == {}
+
+
+async def test_revoked_secrets_outlive_a_changed_config_import(store: PolicyStore) -> None:
+    await store.seed(DOC, "h1", "config")
+    await store.append(DOC, "admin", "rotate key app", expect=1, revoke={"b" * 64: "app"})
+    await store.seed({**DOC, "models": {"m": {"backend": "b"}}}, "h2", "config")
+    assert set(await store.revocations()) == {"b" * 64}
 
 
 @pytest.mark.postgres
