@@ -14,9 +14,10 @@
 - A background task follows the store (Redis pub/sub, plus a head-version check every
   ``routing.sync_interval_s``), so other workers and replicas install the change too.
 
-What is stored: client keys (and revoked client key secrets) only as SHA-256 digests; a backend credential that comes from the config file as
-the marker ``${config}`` (resolved from the file when loaded), never the secret itself. Credentials of
-backends created through the admin API are stored as given.
+What is stored: client keys (and revoked client key secrets) only as SHA-256 digests; a backend ``api_key`` that comes from the config file as
+the marker ``${config}`` (resolved from the file when loaded), never the secret itself. Backend ``headers``
+(which may carry a credential, e.g. Azure's ``api-key``) and the credentials of backends created through the
+admin API are stored as given. What is shown is decided by ``gateway.credentials`` (``***``).
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ log = logging.getLogger("pointsman.policy")
 SECTIONS = ("routes", "models", "backends", "keys")
 FROM_CONFIG = "${config}"
 """Stored in place of a backend credential that lives in the config file."""
-REDACTED = "***"
-"""Shown in place of credentials; sending it back in an update keeps the stored credential."""
 SEED_ENV = "POINTSMAN_ROUTING_SEED"
 
 
@@ -104,18 +103,6 @@ def policy_doc(cfg: GatewayConfig) -> dict[str, Any]:
 
 def doc_hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(doc).encode()).hexdigest()
-
-
-def redact(doc: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a policy document safe to show: no credentials, no key digests."""
-    out = copy.deepcopy(doc)
-    for b in out.get("backends", {}).values():
-        if b.get("api_key"):
-            b["api_key"] = REDACTED
-    for k in out.get("keys", []):
-        k.pop("key_sha256", None)
-        k.pop("key", None)
-    return out
 
 
 def invalid(exc: ConfigError) -> ApiError:

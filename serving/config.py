@@ -45,9 +45,10 @@ class _HTTPBackendBase(StrictModel):
     """Pooled connections kept to this backend (per endpoint)."""
     max_concurrency: int | None = Field(default=None, ge=1)
     """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     """Extra headers sent on every upstream request (names are HTTP tokens; values have no control characters
-    but tab, and are sent as UTF-8)."""
+    but tab, and are sent as UTF-8). Values may be credentials (Azure's ``api-key``): never logged, and shown
+    as ``***``."""
     reject_metadata: bool = False
     """Strip the OpenAI ``metadata`` body field before forwarding (for upstreams that reject it)."""
 

@@ -1,7 +1,8 @@
 """``/admin/models`` and ``/admin/backends``: what clients may ask for and where it is served.
 
 Changes are validated like the config file (a model naming an unknown backend, a rule naming a deleted model:
-400 with the failing path). Backend credentials are never shown; sending ``***`` back keeps the stored one.
+400 with the failing path). Backend credentials (``api_key`` and every header value) are never shown
+(``gateway.credentials``); sending ``***`` back keeps the stored one.
 """
 
 from __future__ import annotations
@@ -11,30 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.admin.body_schemas import body_doc, json_body, json_object, model_schema, named
+from gateway.credentials import kept, shown_config
 from gateway.deps import State
 from gateway.errors import ApiError, already_exists, no_such
-from gateway.policy_control import REDACTED
 from routing.health import STATE_NAMES
 from serving.config import BackendConfig, ModelConfig
 
 _MODEL = model_schema(ModelConfig)
 _BACKEND = model_schema(BackendConfig)
-
-
-def _redacted(cfg: Any) -> dict[str, Any]:
-    out: dict[str, Any] = cfg.model_dump(mode="json", exclude_defaults=True)
-    if out.get("api_key"):
-        out["api_key"] = REDACTED
-    return out
-
-
-def _keep_secret(new: dict[str, Any], old: Any) -> dict[str, Any]:
-    if new.get("api_key") == REDACTED:
-        if isinstance(old, dict) and old.get("api_key"):
-            new = {**new, "api_key": old["api_key"]}
-        else:
-            new = {k: v for k, v in new.items() if k != "api_key"}
-    return new
 
 
 def build_models_router() -> APIRouter:
@@ -111,7 +96,10 @@ def build_backends_router() -> APIRouter:
     @router.get("", summary="List backends (credentials redacted)")
     async def list_backends(st: State) -> dict[str, Any]:
         rt = st.runtime
-        return {"version": rt.version, "backends": {n: _redacted(b) for n, b in rt.config.backends.items()}}
+        return {
+            "version": rt.version,
+            "backends": {n: shown_config(b) for n, b in rt.config.backends.items()},
+        }
 
     @router.post(
         "",
@@ -128,17 +116,21 @@ def build_backends_router() -> APIRouter:
         def add(doc: dict[str, Any]) -> None:
             if name in doc["backends"]:
                 raise already_exists("backend", name)
-            doc["backends"][name] = _keep_secret(body, None)
+            doc["backends"][name] = kept(body, None)
 
         pv = await st.control.change(f"create backend {name}", add)
-        return {"version": pv.version, "name": name, "backend": _redacted(st.runtime.config.backends[name])}
+        return {
+            "version": pv.version,
+            "name": name,
+            "backend": shown_config(st.runtime.config.backends[name]),
+        }
 
     @router.get("/{name}", summary="Get one backend (credentials redacted)")
     async def get_backend(name: str, st: State) -> dict[str, Any]:
         b = st.runtime.config.backends.get(name)
         if b is None:
             raise no_such("backend", name)
-        return {"version": st.runtime.version, "name": name, "backend": _redacted(b)}
+        return {"version": st.runtime.version, "name": name, "backend": shown_config(b)}
 
     @router.get("/{name}/health", summary="Endpoints of a backend: breaker state, load, vLLM health")
     async def backend_health(name: str, st: State) -> dict[str, Any]:
@@ -175,10 +167,14 @@ def build_backends_router() -> APIRouter:
         created = name not in st.runtime.config.backends
 
         def put(doc: dict[str, Any]) -> None:
-            doc["backends"][name] = _keep_secret(body, doc["backends"].get(name))
+            doc["backends"][name] = kept(body, doc["backends"].get(name))
 
         pv = await st.control.change(f"{'create' if created else 'update'} backend {name}", put)
-        return {"version": pv.version, "name": name, "backend": _redacted(st.runtime.config.backends[name])}
+        return {
+            "version": pv.version,
+            "name": name,
+            "backend": shown_config(st.runtime.config.backends[name]),
+        }
 
     @router.delete("/{name}", summary="Delete a backend")
     async def delete_backend(name: str, st: State) -> dict[str, Any]:

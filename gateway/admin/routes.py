@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.admin.body_schemas import body_doc, json_body, json_object, model_schema
+from gateway.credentials import shown_policy
 from gateway.deps import State
 from gateway.errors import ApiError, already_exists, no_such, to_api_error
 from gateway.keys import ClientKey, presented_key
-from gateway.policy_control import redact
 from routing.config import RouteConfig
 from routing.errors import RoutingError
 from routing.policy import RouteInput
@@ -260,7 +260,7 @@ def build_router() -> APIRouter:
             "created_at": v.created_at,
             "source": v.source,
             "summary": v.summary,
-            "policy": redact(v.doc),
+            "policy": shown_policy(v.doc),
         }
 
     @router.post("/rollback", summary="Roll routes, models and backends back to version N (as a new version)")

@@ -29,6 +29,7 @@ from tests.reliability.conftest import PROVIDER_KEY, SCOPED_KEY
 from tests.reliability.probes import ADMIN, CLIENT, MSG, find_secrets, openai_error
 
 SCOPED = {"authorization": f"Bearer {SCOPED_KEY}"}
+HEADER_KEY = "hdr-provider-secret-4b8e2f0a91"  # a provider key sent as a header (Azure's api-key)
 WRONG_ADMIN = ADMIN_KEY[:-1] + ("x" if ADMIN_KEY[-1] != "x" else "y")  # one character off
 
 
@@ -43,7 +44,14 @@ def security_config(upstream_url: str, data_dir: str, **server: Any) -> dict[str
     return {
         "admin_key": ADMIN_KEY,
         "server": {"data_dir": data_dir, "log_level": "debug", **server},
-        "backends": {"up": {"type": "openai", "base_url": upstream_url, "api_key": PROVIDER_KEY}},
+        "backends": {
+            "up": {
+                "type": "openai",
+                "base_url": upstream_url,
+                "api_key": PROVIDER_KEY,
+                "headers": {"api-key": HEADER_KEY},
+            }
+        },
         "models": {"gpt-4o-mini": {"backend": "up"}, "fake-*": {"backend": "up"}},
         "keys": [
             {"name": "app", "key": CLIENT_KEY, "team": "search"},
@@ -302,8 +310,13 @@ def test_no_secret_appears_in_logs_metrics_error_bodies_or_admin_responses(
             c.put(
                 proc.url + "/admin/backends/up",
                 headers=ADMIN,
-                json={"type": "openai", "base_url": upstream.url, "api_key": "***"},
-            )  # keeps the stored one
+                json={
+                    "type": "openai",
+                    "base_url": upstream.url,
+                    "api_key": "***",
+                    "headers": {"api-key": "***"},
+                },
+            )  # keeps the stored ones
             keep(
                 "explain",
                 c.post(
@@ -333,7 +346,7 @@ def test_no_secret_appears_in_logs_metrics_error_bodies_or_admin_responses(
             keep("models", c.get(proc.url + "/v1/models", headers=CLIENT))
     finally:
         proc.stop()
-    secrets = [PROVIDER_KEY, CLIENT_KEY, SCOPED_KEY, ADMIN_KEY, *made]
+    secrets = [PROVIDER_KEY, HEADER_KEY, CLIENT_KEY, SCOPED_KEY, ADMIN_KEY, *made]
     leaks = [(what, find_secrets(text, secrets)) for what, text in seen if find_secrets(text, secrets)]
     assert not leaks, leaks
     log = proc.log.read_text(errors="replace")
