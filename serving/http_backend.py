@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import orjson
@@ -101,7 +101,10 @@ class OpenAIHTTPBackend:
         name: str,
         cfg: OpenAIBackendConfig | VLLMBackendConfig,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``default_headers`` are sent on every request that does not carry a client's header of the same name
+        (compared case-insensitively), which replaces them: Anthropic's ``anthropic-version``."""
         self.name = name
         self.cfg = cfg
         self.max_response_bytes = max_response_bytes
@@ -114,7 +117,12 @@ class OpenAIHTTPBackend:
         headers = {"content-type": "application/json", "accept-encoding": ACCEPT_ENCODING, **cfg.headers}
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
-        self._headers = header_lines(headers)
+        self._fixed = header_lines(headers)
+        self._defaults = dict(default_headers or {})
+        self._default_names = {k.lower(): k for k in self._defaults}
+        self._headers = self._fixed + header_lines(self._defaults)
+        self._replaced: dict[frozenset[str], bytes] = {}
+        """The fixed and default header lines less the defaults a client replaced, by the names replaced."""
         self._client: HttpClient | None = None
         self._timeouts = Timeouts(cfg.timeout_s, cfg.connect_timeout_s, cfg.timeout_s)
         self.in_flight = 0
@@ -164,6 +172,8 @@ class OpenAIHTTPBackend:
         if not call.request_id and not call.traceparent and not call.headers:
             return self._headers
         out = self._headers
+        if call.headers and self._default_names:  # a client's header replaces the default of its name
+            out = self._without_defaults(call.headers)
         try:
             if value := call.request_id:
                 if _SAFE_VALUE.fullmatch(value) is None:  # (the gateway's own ids always are)
@@ -176,6 +186,17 @@ class OpenAIHTTPBackend:
         except ValueError as exc:
             raise UpstreamProtocolError(str(exc), backend=self.name) from None
         return out
+
+    def _without_defaults(self, sent: Mapping[str, str]) -> bytes:
+        """The fixed and default header lines, less the defaults named in ``sent``."""
+        replaced = frozenset(n for k in sent if (n := k.lower()) in self._default_names)
+        if not replaced:
+            return self._headers
+        lines = self._replaced.get(replaced)
+        if lines is None:
+            kept = {k: v for k, v in self._defaults.items() if k.lower() not in replaced}
+            lines = self._replaced[replaced] = self._fixed + header_lines(kept)
+        return lines
 
     async def _read(self, resp: Response, url: str, limit: int, cut: bool = False) -> bytes:
         """The body, decoded, up to ``limit`` bytes. Past it the connection is closed and the answer is refused

@@ -190,16 +190,16 @@ class LiteLLMBackend:
         self.native: OpenAIHTTPBackend | None = None
         """The Messages API pass-through (an ``anthropic`` provider)."""
         if cfg.provider == "anthropic":
-            headers = {"anthropic-version": ANTHROPIC_VERSION}
-            if cfg.api_key:
-                headers["x-api-key"] = cfg.api_key
+            headers = {"x-api-key": cfg.api_key} if cfg.api_key else {}
             native_cfg = OpenAIBackendConfig(
                 type="openai",
                 base_url=messages_base_url(cfg.api_base),
                 timeout_s=cfg.timeout_s,
                 headers=headers,
             )
-            self.native = OpenAIHTTPBackend(name, native_cfg, max_response_bytes)
+            self.native = OpenAIHTTPBackend(
+                name, native_cfg, max_response_bytes, default_headers={"anthropic-version": ANTHROPIC_VERSION}
+            )
         self.speaks_messages = self.native is not None
         _lib()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
@@ -70,12 +71,11 @@ _WANTED = frozenset(
         b"content-length",
         b"traceparent",
         b"x-api-key",
-        b"anthropic-version",
-        b"anthropic-beta",
     }
 )
-_FORWARDED = ((b"anthropic-version", "anthropic-version"), (b"anthropic-beta", "anthropic-beta"))
-"""Messages API headers passed to backends that speak it."""
+_FORWARDED = {b"anthropic-version": "anthropic-version", b"anthropic-beta": "anthropic-beta"}
+"""Messages API headers passed to backends that speak it (read from the request's header lines by
+``_forwarded``, every line of a repeated one)."""
 
 
 class CurrentRuntime(Protocol):
@@ -176,9 +176,8 @@ class InferenceHandler:
                 tags=tags,
                 trace=trace,
             )
-            spec = CallSpec(
-                endpoint, body, decision.defaults, stream, rid, trace, _forwarded(h) if anthropic else None
-            )
+            forwarded = _forwarded(scope["headers"]) if anthropic else None
+            spec = CallSpec(endpoint, body, decision.defaults, stream, rid, trace, forwarded)
             if endpoint == COUNT_TOKENS:
                 counting, rec = rec, None  # generates nothing: neither admitted nor accounted
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
@@ -445,5 +444,13 @@ def _end_user(doc: dict[str, Any]) -> str | None:
     return _str_or_none(md.get("user_id")) if isinstance(md, dict) else None
 
 
-def _forwarded(h: dict[bytes, bytes]) -> dict[str, str]:
-    return {name: v.decode("latin-1") for k, name in _FORWARDED if (v := h.get(k)) is not None}
+def _forwarded(lines: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The ``_FORWARDED`` headers among a request's header lines. A header sent as several lines is one value,
+    its lines' values joined by ``", "`` in the order sent (RFC 9110, 5.3: the same header to any recipient)."""
+    out: dict[str, str] = {}
+    for k, v in lines:
+        name = _FORWARDED.get(k)
+        if name is not None:
+            value = v.decode("latin-1")
+            out[name] = f"{out[name]}, {value}" if name in out else value
+    return out

@@ -8,7 +8,8 @@ the request: a thinking block first when ``thinking`` is enabled; with tools off
 with ``tool_input``; after a tool result, text quoting it; otherwise ``text``. Streams send Anthropic's full event
 sequence (``message_start``, ``ping``, content blocks with text, thinking, signature and JSON deltas,
 ``message_delta`` with usage, ``message_stop``). A model ending in ``overloaded`` answers 529, one ending in
-``midstream`` sends an ``error`` event after its first block's delta.
+``midstream`` sends an ``error`` event after its first block's delta. Header lines are recorded as sent
+(``lines``), repeated ones apart.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class FakeAnthropic:
     tool_input: dict[str, Any] = field(default_factory=lambda: dict(TOOL_INPUT))
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    lines: list[list[tuple[str, str]]] = field(default_factory=list)
+    """Each request's header lines, in order, as sent (a header sent on several lines is several entries)."""
     counted: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadedServer | None = None
 
@@ -85,6 +88,7 @@ class FakeAnthropic:
         except orjson.JSONDecodeError:
             return _error(400, "invalid_request_error", "body: invalid JSON")
         self.headers.append(dict(request.headers))
+        self.lines.append([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers])
         (self.counted if counting else self.requests).append(body)
         if request.headers.get("x-api-key") != "sk-ant-test":
             return _error(401, "authentication_error", "invalid x-api-key")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CLIENT_KEY
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
@@ -104,6 +105,11 @@ def test_a_streamed_answer_with_thinking_is_relayed_as_anthropic_sent_it(api: Me
     assert kinds[:2] == ["thinking_delta", "signature_delta"]
 
 
+def sent_lines(claude: FakeAnthropic, name: str) -> list[str]:
+    """The values of the header lines named ``name`` that the last request to Anthropic carried."""
+    return [v for k, v in claude.lines[-1] if k.lower() == name]
+
+
 def test_anthropic_version_and_beta_headers_are_forwarded(api: Messages, claude: FakeAnthropic) -> None:
     api.post(ask(NATIVE), **{"anthropic-beta": "prompt-caching-2024-07-31,extended-cache-ttl-2025-04-11"})
     sent = claude.headers[-1]
@@ -120,7 +126,27 @@ def test_a_client_without_anthropic_version_gets_the_default(
         assert api.post(ask(NATIVE)).status_code == 200
     finally:
         api.close()
-    assert claude.headers[-1]["anthropic-version"] == VERSION
+    assert sent_lines(claude, "anthropic-version") == [VERSION]
+
+
+def test_a_clients_anthropic_version_replaces_the_default(api: Messages, claude: FakeAnthropic) -> None:
+    assert api.post(ask(NATIVE), **{"anthropic-version": "2024-10-22"}).status_code == 200
+    assert sent_lines(claude, "anthropic-version") == ["2024-10-22"]
+
+
+def test_anthropic_beta_sent_on_several_lines_reaches_anthropic_with_every_value(
+    api: Messages, claude: FakeAnthropic
+) -> None:
+    lines = [
+        ("x-api-key", CLIENT_KEY),
+        ("anthropic-version", VERSION),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ("anthropic-beta", "output-128k-2025-02-19"),
+    ]
+    r = api.http.post("/v1/messages", json=ask(NATIVE), headers=lines)
+    assert r.status_code == 200, r.text
+    values = [v.strip() for line in sent_lines(claude, "anthropic-beta") for v in line.split(",")]
+    assert values == ["prompt-caching-2024-07-31", "output-128k-2025-02-19"]
 
 
 def test_anthropic_gets_the_gateways_credential_never_the_clients(
