@@ -48,6 +48,10 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.raw_body: bytes | None = None
+        """The body as it is sent (an upstream's own OpenAI-shaped error document, or one an admin API built)."""
+        self.anthropic_body: bytes | None = None
+        """An Anthropic upstream's own error document (``{"type": "error", "error": {...}, ...}``): what a Messages
+        API client gets, byte for byte, in place of ``anthropic_error``'s."""
         self.overloaded = False
         """The upstream said it is overloaded (Anthropic's 529): Messages API clients are told so."""
 
@@ -93,20 +97,33 @@ def already_exists(what: str, name: str) -> ApiError:
     )
 
 
-def _upstream_error(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """The ``error`` object of an OpenAI-shaped upstream error body (else None), and what the body says: its
-    ``error.message`` or FastAPI/vLLM's ``detail``, bounded (else None)."""
+def _document(body: bytes) -> Any:
+    """An upstream error body's JSON document, else None."""
     try:
-        doc = orjson.loads(body) if body else None
+        return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    err = doc.get("error")
-    if isinstance(err, dict):
-        return err, str(err["message"])[:500] if err.get("message") else None
-    detail = doc.get("detail")
-    return None, str(detail)[:500] if isinstance(detail, str | list) else None
+        return None
+
+
+def _error_object(doc: Any) -> dict[str, Any] | None:
+    """The ``error`` object of an error document in OpenAI's or Anthropic's shape, else None."""
+    err = doc.get("error") if isinstance(doc, dict) else None
+    return err if isinstance(err, dict) else None
+
+
+def _text(value: Any) -> str:
+    """A message member as text: a string as it is, anything else as compact JSON (never a Python repr)."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _what_it_says(doc: Any) -> str | None:
+    """What an upstream error document not in either API's shape says: FastAPI/vLLM's ``detail`` when a string,
+    else the whole document as compact JSON (never a Python repr); None for no JSON document."""
+    if doc is None:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("detail"), str):
+        return str(doc["detail"])
+    return _text(doc)
 
 
 def _passthrough(exc: UpstreamHTTPError) -> ApiError:
@@ -117,7 +134,15 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
       (which may echo part of the credential) is not relayed.
     - 5xx: 502 with the upstream's message but the gateway's type and code (``upstream_error``,
       ``upstream_server_error``).
-    - other 4xx (the client's request was refused, 429 included): status and OpenAI-shaped body passed through.
+    - other 4xx (the client's request was refused, 429 included), with the upstream's status:
+      - a body in OpenAI's shape (``{"error": {...}}``) goes to OpenAI API clients byte for byte; one in
+        Anthropic's (``{"type": "error", "error": {...}, ...}``) to Messages API clients. Clients of the other API
+        get their own shape with its ``error.message`` and ``error.type``.
+      - any other body (FastAPI/vLLM's ``{"detail": ...}``): the API's shape, type ``upstream_error``, code
+        ``upstream_<status>``, the message ``upstream returned HTTP <status>: `` and what the body says (its
+        ``detail`` string, else the whole document as compact JSON).
+
+    ``retry-after`` and ``retry-after-ms`` go with the answer.
     """
     status = exc.status
     if status in AUTH_STATUSES:
@@ -128,10 +153,19 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
             "upstream_error",
             "upstream_auth_failed",
         )
-    e, said = _upstream_error(exc.body)
-    headers = {"retry-after": exc.retry_after} if exc.retry_after else None
+    doc = _document(exc.body)
+    e = _error_object(doc)
+    headers: dict[str, str] = {}
+    if exc.retry_after:
+        headers["retry-after"] = exc.retry_after
+    if exc.retry_after_ms:
+        headers["retry-after-ms"] = exc.retry_after_ms
     if status >= 500:
-        message = said or f"The upstream backend `{exc.backend}` failed (HTTP {status})."
+        if e is not None:
+            said = _text(e["message"]) if e.get("message") else None
+        else:
+            said = _what_it_says(doc)
+        message = said[:500] if said else f"The upstream backend `{exc.backend}` failed (HTTP {status})."
         failed = ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
         failed.overloaded = status == OVERLOADED
         return failed
@@ -139,10 +173,15 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
         status, f"upstream returned HTTP {status}", "upstream_error", f"upstream_{status}", headers=headers
     )
     if e is not None:
-        err.message = str(e.get("message", err.message))
+        if e.get("message") is not None:
+            err.message = _text(e["message"])
         err.type = str(e.get("type") or "upstream_error")
-        err.raw_body = error_body(err.message, err.type, e.get("code"), e.get("param"))
-    elif said is not None:
+        if doc.get("type") == "error":  # Anthropic's
+            err.anthropic_body = exc.body
+            err.raw_body = error_body(err.message, err.type, e.get("code"), e.get("param"))
+        else:
+            err.raw_body = exc.body
+    elif (said := _what_it_says(doc)) is not None:
         err.message = f"upstream returned HTTP {status}: {said}"
     return err
 
@@ -204,7 +243,10 @@ def to_api_error(exc: BaseException) -> ApiError:
 
 def anthropic_error(err: ApiError) -> tuple[int, bytes]:
     """(status, body) of ``err`` in Anthropic's error shape and status codes: an Anthropic upstream's own error
-    type is kept, and its 529 (overloaded) too; otherwise the type is the one Anthropic gives the status."""
+    type is kept, and its 529 (overloaded) too; otherwise the type is the one Anthropic gives the status. An
+    Anthropic upstream's own 4xx document is passed as it is, with its status."""
+    if err.anthropic_body is not None:
+        return err.status, err.anthropic_body
     if err.overloaded:
         return OVERLOADED, anthropic.error_body(err.message, anthropic.error_type(OVERLOADED))
     status = anthropic.anthropic_status(err.status)

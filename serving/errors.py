@@ -79,11 +79,14 @@ class UpstreamHTTPError(UpstreamError):
         endpoint: str = "",
         retry_after: str | None = None,
         content_type: str = "application/json",
+        retry_after_ms: str | None = None,
     ) -> None:
         super().__init__(f"upstream returned HTTP {status}", backend=backend, endpoint=endpoint)
         self.status = status
         self.body = body
         self.retry_after = retry_after
+        self.retry_after_ms = retry_after_ms
+        """OpenAI's ``retry-after-ms``, forwarded with ``retry-after``."""
         self.content_type = content_type
 
     @property

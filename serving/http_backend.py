@@ -270,7 +270,8 @@ class OpenAIHTTPBackend:
         )
 
     async def _http_error(self, resp: Response, ep: Endpoint) -> UpstreamHTTPError:
-        """An upstream error status, with its (bounded) body for pass-through and its Retry-After."""
+        """An upstream error status, with its (bounded) body for pass-through and its ``retry-after`` and
+        ``retry-after-ms``."""
         return UpstreamHTTPError(
             resp.status,
             await self._read(resp, ep.url, _MAX_ERROR_BODY, cut=True),
@@ -278,6 +279,7 @@ class OpenAIHTTPBackend:
             endpoint=ep.url,
             retry_after=resp.header(b"retry-after"),
             content_type=resp.header(b"content-type") or "application/json",
+            retry_after_ms=resp.header(b"retry-after-ms"),
         )
 
     def _post(self, call: UpstreamCall, ep: Endpoint) -> Awaitable[Response]:

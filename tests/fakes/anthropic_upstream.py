@@ -8,8 +8,9 @@ the request: a thinking block first when ``thinking`` is enabled; with tools off
 with ``tool_input``; after a tool result, text quoting it; otherwise ``text``. Streams send Anthropic's full event
 sequence (``message_start``, ``ping``, content blocks with text, thinking, signature and JSON deltas,
 ``message_delta`` with usage, ``message_stop``). A model ending in ``overloaded`` answers 529, one ending in
-``midstream`` sends an ``error`` event after its first block's delta. Header lines are recorded as sent
-(``lines``), repeated ones apart.
+``midstream`` sends an ``error`` event after its first block's delta; a model in ``FakeAnthropic.canned`` gets
+that answer (status, body bytes as they are, headers). Header lines are recorded as sent (``lines``), repeated
+ones apart.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class FakeAnthropic:
     headers: list[dict[str, str]] = field(default_factory=list)
     lines: list[list[tuple[str, str]]] = field(default_factory=list)
     """Each request's header lines, in order, as sent (a header sent on several lines is several entries)."""
+    canned: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    """Answers by model: (status, body sent byte for byte as JSON, headers)."""
     counted: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadedServer | None = None
 
@@ -147,6 +150,9 @@ class FakeAnthropic:
         if isinstance(body, web.Response):
             return body
         model = body["model"]
+        if model in self.canned:
+            status, raw, headers = self.canned[model]
+            return web.Response(status=status, body=raw, content_type="application/json", headers=headers)
         if model.endswith("overloaded"):
             return _error(529, "overloaded_error", "Overloaded")
         blocks, stop = self.answer(body)

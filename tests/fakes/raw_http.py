@@ -1,6 +1,7 @@
 """A loopback HTTP/1.1 server that answers every request with bytes the test chose, for framings and connection
 behaviours a web framework will not produce: no ``content-length`` (a body ended by closing the connection), an
-interim ``100 Continue`` before the answer, ``connection: close``, idle connections dropped after a while.
+interim ``100 Continue`` before the answer, ``connection: close``, idle connections dropped after a while, and
+error bodies exactly as given (``error_answer``).
 
 Runs in a background thread on its own event loop; counts the connections it accepted and the requests it read.
 """
@@ -28,6 +29,16 @@ def answer(body: bytes = CHAT, *, length: bool = True, close: bool = False, inte
     if close:
         head += b"connection: close\r\n"
     return (b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b"") + head + b"\r\n" + body
+
+
+def error_answer(status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """An error answer with ``status``, a JSON ``body`` exactly as given and extra ``headers``."""
+    head = b"HTTP/1.1 %d Error\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+        status,
+        len(body),
+    )
+    head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
+    return head + b"\r\n" + body
 
 
 @dataclass

@@ -186,6 +186,19 @@ def test_anthropics_own_refusal_is_passed_through(api: Messages) -> None:
     }
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropics_error_document_reaches_the_client_byte_for_byte(
+    api: Messages, claude: FakeAnthropic, stream: bool
+) -> None:
+    body = (
+        b'{"type": "error", "error": {"type": "invalid_request_error", "message": "messages: bad"}, '
+        b'"request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}'
+    )
+    claude.canned["claude-refusing"] = (400, body, {"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
+    r = api.post(ask("claude-refusing", stream=stream))
+    assert (r.status_code, r.content) == (400, body)
+
+
 def test_a_method_other_than_post_is_405_in_anthropics_shape(api: Messages) -> None:
     r = api.http.get("/v1/messages", headers=api.headers)
     assert (r.status_code, r.headers["allow"]) == (405, "POST")
