@@ -18,30 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accounting.rates import ModelPrice
-from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
+from wire.endpoints import CHAT, COMPLETIONS, EMBEDDINGS, OUTPUT_LIMIT
+from wire.route_defaults import added
 from wire.usage import service_tier
 
 if TYPE_CHECKING:
     from accounting.leases import Lease
 
 
-_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
-    CHAT: ("max_completion_tokens", "max_tokens"),
-    COMPLETIONS: ("max_tokens",),
-    RESPONSES: ("max_output_tokens",),
-    MESSAGES: ("max_tokens",),
-}
-"""The members that bound what a request of each endpoint generates (the larger one when it names two)."""
 _CHOICES: dict[str, tuple[str, ...]] = {CHAT: ("n",), COMPLETIONS: ("n", "best_of")}
 """The members that multiply it: choices asked for (``best_of`` are all generated and paid for)."""
-_SIZING = frozenset(
-    [
-        *(f for fs in _OUTPUT_FIELDS.values() for f in fs),
-        *(f for fs in _CHOICES.values() for f in fs),
-        "service_tier",
-    ]
-)
-"""Every member ``Ask.of`` reads."""
 
 
 def _count(v: Any) -> int | None:
@@ -54,7 +40,7 @@ def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
     if endpoint == EMBEDDINGS:
         return 0
     best = None
-    for f in _OUTPUT_FIELDS.get(endpoint, ()):
+    for f in OUTPUT_LIMIT.get(endpoint, ()):
         v = doc.get(f)
         if v is not None and (n := _count(v)) is not None and (best is None or n > best):
             best = n
@@ -88,26 +74,16 @@ class Ask:
         bytes_per_token: float,
         defaults: Mapping[str, Any] | None = None,
     ) -> Ask:
-        """``defaults``: the route's, which the upstream call adds for members the client did not send (a
-        ``max_tokens`` or ``n`` the route sets bounds the request as if the client had sent it)."""
-        if defaults:
-            doc = with_defaults(doc, defaults)
+        """``defaults``: the route's in ``endpoint``'s form, which the upstream call adds for members the client
+        did not send (``wire.route_defaults``: a ``max_tokens`` or ``n`` the route sets bounds the request as if
+        the client had sent it)."""
+        if defaults and (add := added(endpoint, doc, defaults)):
+            doc = {**doc, **add}
         return cls(
             math.ceil(body_bytes / bytes_per_token),
             requested_output(endpoint, doc),
             service_tier(doc.get("service_tier")),
         )
-
-
-def with_defaults(doc: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """The members admission reads, as the upstream will see them: the client's, else the route's default."""
-    out = {f: defaults[f] for f in _SIZING if f in defaults and f not in doc}
-    if not out:
-        return doc
-    for f in _SIZING:
-        if f in doc:
-            out[f] = doc[f]
-    return out
 
 
 def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int | None) -> int:

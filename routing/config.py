@@ -54,7 +54,9 @@ class RouteConfig(StrictModel):
     """Retries after a failed attempt; each goes to the next model of chosen-then-fallbacks, cycling when
     there are more retries than models. Unset: each model is tried once."""
     defaults: dict[str, Any] = Field(default_factory=dict)
-    """Request parameters filled in when the client did not send them (e.g. ``max_tokens``)."""
+    """Request parameters filled in when the client did not send them (e.g. ``max_tokens``), on the generating
+    endpoints only, the output limit under each endpoint's own name (``wire.route_defaults``). Not ``model`` or
+    ``stream``, which the gateway decides."""
     shadow: ShadowConfig | None = None
     """Shadow test of a candidate model on this route's live traffic, and its promotion ramp (docs/shadow.md)."""
     promote_when: PromoteWhen | None = None
@@ -76,6 +78,9 @@ class RouteConfig(StrictModel):
     def _defaults_nest_within_a_request(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not nests_within(v):  # they become members of the request body
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        decided = sorted(k for k in v if k in ("model", "stream"))
+        if decided:  # a default model is a route's target; a default stream would change the answer's form
+            raise ValueError(f"{', '.join(decided)} cannot be a default (use targets, or the client's own)")
         return v
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from routing.config import RouteConfig
 from routing.eligibility import NOT_APPROVED, ConsentRequired, Eligibility, OutOfScope
 from routing.errors import ModelNotFound
 from routing.models import ModelTable, ResolvedModel
+from wire.route_defaults import NO_DEFAULTS, per_endpoint
 
 _GLOB_CHARS = frozenset("*?[")
 DEFAULT_ROUTE = "default"
@@ -97,6 +98,7 @@ class Decision:
     timeout_s: float | None = None
     max_retries: int | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The route's ``defaults`` as configured (``defaults_for`` gives them in an endpoint's form)."""
     candidates: Sequence[tuple[str, float]] = ()
     rule: CompiledRule | None = None
     how: str = ""
@@ -105,6 +107,11 @@ class Decision:
     """The request's constraint on targets (a scoped key), when it has one."""
     removed: Sequence[tuple[str, str]] = ()
     """Models the constraint took out of the rule's targets and fallbacks, with why."""
+
+    def defaults_for(self, endpoint: str) -> Mapping[str, Any]:
+        """The route's defaults as a request of ``endpoint`` takes them (``wire.route_defaults``)."""
+        rule = self.rule
+        return rule.defaults.get(endpoint, NO_DEFAULTS) if rule is not None else NO_DEFAULTS
 
 
 class CompiledRule:
@@ -127,6 +134,7 @@ class CompiledRule:
         "sticky_tag",
         "sticky_mode",
         "reason",
+        "defaults",
     )
 
     def __init__(self, cfg: RouteConfig, models: ModelTable, index: int = 0) -> None:
@@ -150,6 +158,8 @@ class CompiledRule:
         self.sticky_mode = "auto" if sticky is None else ("tag" if sticky.startswith("tag:") else sticky)
         self.sticky_tag = sticky[4:] if sticky and sticky.startswith("tag:") else ""
         self.reason = self.why()
+        self.defaults = per_endpoint(cfg.defaults)
+        """The route's ``defaults`` in each endpoint's form (``wire.route_defaults``)."""
 
     def matches(self, inp: RouteInput) -> bool:
         if self._model is not None and not self._model(inp.model):

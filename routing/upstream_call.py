@@ -4,7 +4,9 @@ The body sent upstream is the client's JSON text as the client wrote it, with th
 (and nothing else; ``wire.json_object`` writes the edits):
 
 - ``model``: the target's upstream id, when it differs from what the client sent;
-- the route's ``defaults``: added for members the client did not send (in the route's order);
+- the route's ``defaults``: added for members the client did not send (in the route's order), in the form the
+  endpoint takes (``wire.route_defaults``: none for embeddings and token counting, the output limit under the
+  endpoint's own name and only when the client named none);
 - ``stream_options``: ``include_usage: true`` asked for on streams that can carry usage (the gateway accounts
   every stream; the relay drops the usage chunk again when the client did not ask), added after the defaults when
   absent, the client's other options kept;
@@ -36,6 +38,7 @@ from wire.anthropic.to_chat import to_chat_request
 from wire.anthropic.untranslatable import Untranslatable
 from wire.endpoints import ANTHROPIC, CHAT, COUNT_TOKENS, USAGE_OPTION
 from wire.json_object import JsonObject
+from wire.route_defaults import added
 from wire.traceparent import ChildSpan, TraceContext
 
 
@@ -47,7 +50,8 @@ class CallSpec:
     body: JsonObject
     """The request as the client sent it: its text and its document (neither is ever modified)."""
     defaults: Mapping[str, Any]
-    """The route's default parameters; the client's own values win."""
+    """The route's default parameters in the form ``endpoint`` takes (``Decision.defaults_for``); the client's own
+    values win."""
     stream: bool
     request_id: str
     trace: TraceContext | None = None
@@ -89,15 +93,15 @@ def build_call(
     return call
 
 
-def _model_and_defaults(spec: CallSpec, target: ResolvedModel, doc: dict[str, Any]) -> dict[str, Any]:
-    """The members every call sets in ``doc``: the target's model id where it differs, the route's defaults
-    ``doc`` lacks."""
-    set_: dict[str, Any] = {}
+def _model_and_defaults(
+    spec: CallSpec, target: ResolvedModel, doc: dict[str, Any], endpoint: str | None = None
+) -> dict[str, Any]:
+    """The members every call sets in ``doc`` (a request of ``endpoint``, the spec's unless given): the target's
+    model id where it differs, the route's defaults ``doc`` lacks."""
+    endpoint = endpoint or spec.endpoint
+    set_ = added(endpoint, doc, spec.defaults) if spec.defaults else {}
     if doc.get("model") != target.upstream_model:
-        set_["model"] = target.upstream_model
-    for k, v in spec.defaults.items():
-        if k not in doc:
-            set_[k] = v
+        set_["model"] = target.upstream_model  # (a member the body has: replaced where it stands)
     return set_
 
 
@@ -124,7 +128,7 @@ def _messages_call(
                 "model", f"counting tokens needs a backend that speaks the Messages API, not `{backend.name}`"
             )
         chat = to_chat_request(doc)
-        chat.update(_model_and_defaults(spec, target, chat))
+        chat.update(_model_and_defaults(spec, target, chat, CHAT))
         if spec.stream:
             so = chat.get("stream_options")
             chat["stream_options"] = (

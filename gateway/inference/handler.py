@@ -177,13 +177,14 @@ class InferenceHandler:
                 trace=trace,
             )
             forwarded = _forwarded(scope["headers"]) if anthropic else None
-            spec = CallSpec(endpoint, body, decision.defaults, stream, rid, trace, forwarded)
+            defaults = decision.defaults_for(endpoint)
+            spec = CallSpec(endpoint, body, defaults, stream, rid, trace, forwarded)
             if endpoint == COUNT_TOKENS:
                 counting, rec = rec, None  # generates nothing: neither admitted nor accounted
                 await self._count(Exchange(send, receive, spec, decision, counting, base, t0, None))
                 return
             if self.accountant.limits.active:  # (admission also refuses an unpriced model a budget covers)
-                await self.accountant.admit(rec, doc, len(body.text), decision.attempts, decision.defaults)
+                await self.accountant.admit(rec, doc, len(body.text), decision.attempts, defaults)
             ticket = self.shadow.begin(decision, rec, endpoint, body)  # sampled: shadow call starts now
             x = Exchange(send, receive, spec, decision, rec, base, t0, ticket)
             if stream:

@@ -242,7 +242,9 @@ class CandidateCalls:
             shadow=True,
             trace=origin.trace.derived() if origin.trace is not None else None,
         )
-        spec = CallSpec(endpoint, JsonObject.of(body), decision.defaults, False, srec.request_id, srec.trace)
+        spec = CallSpec(
+            endpoint, JsonObject.of(body), decision.defaults_for(endpoint), False, srec.request_id, srec.trace
+        )
         t0 = time.perf_counter()
         try:
             resp, outcome = await self.dispatcher.call(decision, spec)

@@ -184,7 +184,7 @@ class ShadowHub:
             endpoint=endpoint,
             body=body,
             rec=rec,
-            defaults=decision.defaults,
+            defaults=decision.defaults_for(endpoint),
             served=served,
             shadow_model=shadow_model,
             direction=direction,

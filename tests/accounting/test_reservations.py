@@ -178,6 +178,30 @@ def test_a_routes_default_max_tokens_bounds_the_reservation_of_a_request_naming_
         assert ledger_cost(gw.url, 10) == Decimal(100)
 
 
+def test_a_clients_max_completion_tokens_sizes_its_reservation_under_a_routes_default_max_tokens(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The route's default output limit is not added beside the client's own (docs/routing.md), so it does not
+    size the reservation either: $20 each, not the default's $100."""
+    upstream.delay = 1.0
+    cfg = config(upstream, tmp_path / "a")
+    cfg["routes"] = [
+        {
+            "name": "capped",
+            "match": {"model": "gpt-4o-mini"},
+            "targets": [],
+            "defaults": {"max_tokens": 5 * MAX_TOKENS},
+        }
+    ]
+    with RunningGateway(cfg) as gw:
+        own = body(max_completion_tokens=MAX_TOKENS)
+        del own["max_tokens"]
+        answers = at_once([gw.url], 10, own)
+        assert statuses(answers) == {200: 5, 429: 5}
+        assert all("max_tokens" not in r.body for r in upstream.requests)
+        assert ledger_cost(gw.url, 10) == Decimal(100)
+
+
 # -- every way a request ends releases what it held ----------------------------------------------------------------
 def one_request_budget(upstream: FakeOpenAI, tmp_path: Path) -> dict[str, Any]:
     """A budget that covers one request's reservation at a time ($20) but, spent, nothing more."""

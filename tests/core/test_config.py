@@ -155,3 +155,15 @@ def test_unknown_shadow_model_fails_with_its_path(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"routes\[0\]\.shadow\.model: unknown model"):
         load_config(p, env={})
+
+
+@pytest.mark.parametrize("member", ["model", "stream"])
+def test_a_route_default_the_gateway_decides_fails_with_its_path(tmp_path: Path, member: str) -> None:
+    p = write(
+        tmp_path,
+        "backends: {b: {type: openai, base_url: 'http://x/v1'}}\nmodels: {m: {backend: b}}\n"
+        f"routes:\n  - {{name: a, targets: [{{model: m}}], defaults: {{{member}: true, top_p: 0.5}}}}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(p, env={})
+    assert "routes[0].defaults" in str(info.value) and f"{member} cannot be a default" in str(info.value)

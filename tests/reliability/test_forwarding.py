@@ -133,6 +133,29 @@ def test_route_defaults_are_added_for_members_the_client_did_not_send(
     assert forwarded(fuzz_gateway, fuzz_upstream, client, text) == expected
 
 
+def test_an_embeddings_request_gets_no_route_defaults(
+    fuzz_gateway: GatewayProcess, fuzz_upstream: RobustOpenAI, client: httpx.Client
+) -> None:
+    text = b'{"model": "defaults-model", "input": "hi"}'
+    assert forwarded(fuzz_gateway, fuzz_upstream, client, text, "embeddings") == text
+
+
+def test_a_responses_request_gets_the_routes_output_limit_as_max_output_tokens(
+    fuzz_gateway: GatewayProcess, fuzz_upstream: RobustOpenAI, client: httpx.Client
+) -> None:
+    text = b'{"model": "defaults-model", "input": "hi"}'
+    expected = text[:-1] + b',"max_output_tokens":7,"top_p":0.5}'
+    assert forwarded(fuzz_gateway, fuzz_upstream, client, text, "responses") == expected
+
+
+def test_a_clients_max_completion_tokens_is_not_joined_by_the_routes_max_tokens(
+    fuzz_gateway: GatewayProcess, fuzz_upstream: RobustOpenAI, client: httpx.Client
+) -> None:
+    text = b'{"model": "defaults-model", "max_completion_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}'
+    expected = text[:-1] + b',"top_p":0.5}'
+    assert forwarded(fuzz_gateway, fuzz_upstream, client, text) == expected
+
+
 def test_a_body_naming_a_top_level_member_twice_is_400(
     fuzz_gateway: GatewayProcess, client: httpx.Client
 ) -> None:
@@ -209,8 +232,12 @@ class Written:
         set_: dict[str, Any] = {}
         if self.model in RENAMED:
             set_["model"] = RENAMED[self.model]
-        if self.model == "defaults-model":
-            set_.update({k: v for k, v in FUZZ_DEFAULTS.items() if k not in self.doc})
+        if self.model == "defaults-model" and self.endpoint != "embeddings":  # (docs/routing.md)
+            limit = "max_output_tokens" if self.endpoint == "responses" else "max_tokens"
+            if limit not in self.doc:
+                set_[limit] = FUZZ_DEFAULTS["max_tokens"]
+            if "top_p" not in self.doc:
+                set_["top_p"] = FUZZ_DEFAULTS["top_p"]
         so = self.doc.get("stream_options")
         if (
             stream
