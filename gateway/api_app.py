@@ -72,6 +72,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
         responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
+        redirect_slashes=False,  # (Starlette's redirect names the client's Host header: see _http)
     )
     api.state.gateway = state
 
@@ -104,7 +105,10 @@ def build_fastapi(state: GatewayState) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         msg = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
-            msg = f"Unknown path {request.url.path}."
+            path = request.url.path
+            if path.startswith("/console/") and path.endswith("/") and request.method in ("GET", "HEAD"):
+                return Response(status_code=307, headers={"location": path.rstrip("/")})  # a browser's slash
+            msg = f"Unknown path {path}."
         elif exc.status_code == 400 and msg == "There was an error parsing the body":  # FastAPI's own words
             code, msg = "invalid_json", "The request body is not valid JSON."
         return _error_response(exc.status_code, msg, "invalid_request_error", code, headers=exc.headers)

@@ -510,3 +510,28 @@ def test_error_bodies_do_not_echo_the_presented_key(gw: GatewayProcess) -> None:
         )
         assert r.status_code == 401
         assert bogus[:12] not in r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/chat/completions/"), ("POST", "/v1/embeddings/"), ("GET", "/admin/keys/")],
+)
+def test_a_trailing_slash_on_an_api_path_is_a_404_not_a_redirect_built_from_the_host_header(
+    gw: GatewayProcess, method: str, path: str
+) -> None:
+    headers = {**(ADMIN if path.startswith("/admin") else CLIENT), "host": "evil.example"}
+    body = {"model": "gpt-4o-mini", "messages": MSG, "input": "hi"} if method == "POST" else None
+    r = httpx.request(method, gw.url + path, json=body, headers=headers, timeout=10)
+    assert r.status_code == 404, r.text
+    assert "location" not in r.headers
+    assert openai_error(r)["code"] == "not_found"
+
+
+def test_a_console_page_with_a_trailing_slash_redirects_to_its_path_alone(gw: GatewayProcess) -> None:
+    r = httpx.get(gw.url + "/console/", headers={"host": "evil.example"}, timeout=10)
+    assert r.status_code == 307
+    assert r.headers["location"] == "/console"
+
+
+def test_an_unknown_console_page_is_a_404(gw: GatewayProcess) -> None:
+    assert httpx.get(gw.url + "/console/nothing-here", timeout=10, follow_redirects=False).status_code == 404
