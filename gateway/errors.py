@@ -69,6 +69,17 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return ApiError(400, message, "invalid_request_error", code, param)
 
 
+def compressed_body() -> ApiError:
+    """415 for a request body sent with a ``Content-Encoding`` (the gateway reads and forwards JSON as sent)."""
+    return ApiError(
+        415,
+        "Request bodies with a Content-Encoding (gzip, deflate, br, ...) are not accepted: send the JSON "
+        "uncompressed.",
+        "invalid_request_error",
+        "unsupported_content_encoding",
+    )
+
+
 def too_deep() -> ApiError:
     return bad_request(f"The request body is nested deeper than {MAX_DEPTH} levels.", code="nesting_too_deep")
 

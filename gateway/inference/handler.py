@@ -26,7 +26,7 @@ from accounting.accountant import Accountant
 from accounting.money import usd
 from accounting.record import RETENTION_CAPPED, RequestRecord
 from gateway.capture import CaptureGate
-from gateway.errors import ApiError, anthropic_error, forbidden, to_api_error, unauthorized
+from gateway.errors import ApiError, anthropic_error, compressed_body, forbidden, to_api_error, unauthorized
 from gateway.inference.asgi import (
     ClientGone,
     Receive,
@@ -69,10 +69,13 @@ _WANTED = frozenset(
         b"x-pointsman-tags",
         b"x-pointsman-sticky",
         b"content-length",
+        b"content-encoding",
         b"traceparent",
         b"x-api-key",
     }
 )
+_IDENTITY = (b"", b"identity")
+"""``Content-Encoding`` values of a body sent as it is."""
 _FORWARDED = {b"anthropic-version": "anthropic-version", b"anthropic-beta": "anthropic-beta"}
 """Messages API headers passed to backends that speak it (read from the request's header lines by
 ``_forwarded``, every line of a repeated one)."""
@@ -131,6 +134,8 @@ class InferenceHandler:
             key = _authenticate(rt, h, anthropic)
             limit = rt.config.server.max_body_bytes
             refuse_declared_length(h.get(b"content-length"), limit)
+            if b"content-encoding" in h and h[b"content-encoding"].strip().lower() not in _IDENTITY:
+                raise compressed_body()
             body = parse_body(await read_body(receive, limit), endpoint)
             doc = body.doc
             model: str = doc["model"]

@@ -6,6 +6,7 @@ documented depth are a 400; every body accepted is forwarded."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from collections.abc import Iterator
@@ -389,3 +390,29 @@ def test_forwarding_thorough(
     fuzz_gateway: GatewayProcess, fuzz_upstream: RobustOpenAI, client: httpx.Client
 ) -> None:
     run_forwarding(fuzz_gateway, fuzz_upstream, client, "thorough")
+
+
+def test_a_compressed_body_is_415_naming_the_encoding_header(
+    fuzz_gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    text = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}')
+    headers = {**CLIENT, "content-type": "application/json", "content-encoding": "gzip"}
+    r = client.post(f"{fuzz_gateway.url}/v1/chat/completions", content=text, headers=headers)
+    assert r.status_code == 415, r.text
+    err = openai_error(r)
+    assert err["code"] == "unsupported_content_encoding" and "Content-Encoding" in err["message"]
+
+
+def test_an_identity_content_encoding_is_forwarded_as_sent(
+    fuzz_gateway: GatewayProcess, fuzz_upstream: RobustOpenAI, client: httpx.Client
+) -> None:
+    text = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = {
+        **CLIENT,
+        "content-type": "application/json",
+        "content-encoding": "identity",
+        "x-request-id": "ident-1",
+    }
+    r = client.post(f"{fuzz_gateway.url}/v1/chat/completions", content=text, headers=headers)
+    assert r.status_code == 200, r.text
+    assert fuzz_upstream.raw_bodies["ident-1"] == text
