@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from accounting.record import RequestRecord
@@ -27,3 +28,6 @@ class Exchange:
     """``perf_counter`` when the request arrived."""
     ticket: Ticket | None
     """The shadow pair this request is part of, when sampled."""
+    events: Sequence[bytes] | None = None
+    """A stream's events read so far (its reader's list, from when the stream opened): what a request cut off
+    by shutdown had generated."""

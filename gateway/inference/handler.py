@@ -127,6 +127,7 @@ class InferenceHandler:
         rt = self.live.runtime
         rec: RequestRecord | None = None
         ticket: Ticket | None = None
+        x: Exchange | None = None
         key: ClientKey | None = None
         anthropic = endpoint in ANTHROPIC
         self.in_flight += 1
@@ -235,13 +236,18 @@ class InferenceHandler:
                 )
         except asyncio.CancelledError:
             # Cancelled at an await (graceful shutdown past server.graceful_timeout_s): the request was not
-            # accounted yet (every finish() is followed only by synchronous code), so record it now.
+            # accounted yet (every finish() is followed only by synchronous code), so record it now. Once its
+            # upstream call was made (``_dispatch`` notes the backend), the prompt and what was streamed are
+            # estimated, as for a client that hung up.
             if rec is not None:
                 rec.status = 499
                 rec.outcome = "cancelled"
                 rec.error_type = "shutdown"
                 rec.latency_s = time.perf_counter() - t0
-                self.accountant.finish(rec)
+                if rec.backend:
+                    self.accountant.finish(rec, doc, x.events if x is not None else None)
+                else:
+                    self.accountant.finish(rec)
             raise
         finally:
             self.in_flight -= 1
@@ -268,12 +274,10 @@ class InferenceHandler:
             rec.backend = exc.backend or rec.backend
             raise
         except asyncio.CancelledError:
-            if not watch.absorb():
-                raise
-            # The client hung up before the answer (or the stream's first bytes) came: the upstream call was
-            # cancelled, its connection closed, which stops generation. Nothing was sent back, but the prompt was
-            # handed to the upstream (the watch starts only after watches.delay): it is counted by the estimator
-            # (docs/accounting.md, Usage), as the model the request was waiting on.
+            # The client hung up before the answer (or the stream's first bytes) came, or shutdown cancelled the
+            # request: the upstream call was cancelled, its connection closed, which stops generation. Nothing was
+            # sent back, but the prompt was handed to the upstream (the watch starts only after watches.delay): it
+            # is counted by the estimator (docs/accounting.md, Usage), as the model the request was waiting on.
             target = decision.attempts[0] if decision.attempts else None
             if target is not None and not rec.backend:
                 rec.backend, rec.upstream_model, rec.served_model = (
@@ -281,6 +285,8 @@ class InferenceHandler:
                     target.upstream_model,
                     target.name,
                 )
+            if not watch.absorb():
+                raise  # (shutdown: ``handle`` records it)
             rec.status = 499
             rec.outcome = "cancelled"
             rec.error_type = "client_disconnected"
@@ -344,6 +350,7 @@ class InferenceHandler:
             bounds=self.live.runtime.config.server.stream_bounds,
             messages=x.call.endpoint == MESSAGES,
         )
+        x.events = reader.events
         rec.status = 200
         headers = x.headers + _served_headers(rec)
         await x.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,61 @@ def test_sigterm_lets_in_flight_streams_finish_and_flushes_them_to_the_ledger(
     rows = ledger_rows(tmp_path / "data", [s.rid for s in streams])
     assert sorted(r["request_id"] for r in rows) == sorted(s.rid for s in streams)
     assert all(r["outcome"] == "ok" and r["output_tokens"] > 0 for r in rows)
+
+
+def test_streams_cut_by_the_end_of_the_grace_period_count_their_prompt_and_what_was_streamed(
+    tmp_path: Path,
+) -> None:
+    """Streams still running when ``graceful_timeout_s`` ends are cancelled: the provider was handed their
+    prompts and generated what was streamed, so their rows are estimated, not 0 tokens and $0."""
+    slow = FakeOpenAI(name="endless", chunks=200, chunk_delay=0.05, content="x" * 200).start()
+    try:
+        gw = serve(slow, tmp_path, graceful_timeout_s=1)
+        try:
+            streams = start_streams(gw.url, 3, "cut")
+            gw.signal(signal.SIGTERM)
+            assert gw.wait(30) in (0, -signal.SIGTERM)
+        finally:
+            gw.stop()
+    finally:
+        slow.stop()
+    rows = ledger_rows(tmp_path / "data", [s.rid for s in streams])
+    assert len(rows) == 3
+    for r in rows:
+        assert (r["outcome"], r["error_type"], r["estimated"]) == ("cancelled", "shutdown", 1), r
+        assert r["input_tokens"] > 0 and r["output_tokens"] > 0, r
+        assert Decimal(r["cost_usd"]) > 0, r
+
+
+def test_a_request_waiting_on_its_answer_at_the_end_of_the_grace_period_counts_its_prompt(
+    tmp_path: Path,
+) -> None:
+    slow = FakeOpenAI(name="slow").start()
+    slow.delay = 10
+    try:
+        gw = serve(slow, tmp_path, graceful_timeout_s=1)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(lambda: _try(lambda: chat(gw.url, "waiting")))
+                wait_for(lambda: len(slow.requests) == 1, 10)
+                gw.signal(signal.SIGTERM)
+                assert gw.wait(30) in (0, -signal.SIGTERM)
+                pending.result(30)
+        finally:
+            gw.stop()
+    finally:
+        slow.stop()
+    [row] = ledger_rows(tmp_path / "data", ["waiting"])
+    assert (row["outcome"], row["error_type"], row["estimated"]) == ("cancelled", "shutdown", 1), row
+    assert row["input_tokens"] > 0 and row["backend"] == "up", row
+    assert Decimal(row["cost_usd"]) > 0, row
+
+
+def _try(fn: Any) -> Any:
+    try:
+        return fn()
+    except httpx.HTTPError as exc:  # the connection closes under it
+        return exc
 
 
 def test_sigterm_refuses_new_connections_while_streams_drain(
