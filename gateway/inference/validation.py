@@ -27,6 +27,12 @@ def parse_body(body: bytes, endpoint: str) -> JsonObject:
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):  # past orjson's own 1,024 levels: valid JSON, only too deep
             raise too_deep() from None
+        if "infinity when parsed as double" in str(exc):  # valid JSON the gateway cannot read: say which
+            raise bad_request(
+                "The request body has a number beyond the range of a 64-bit float (about ±1.8e308), which the "
+                "gateway cannot read; send it as a string.",
+                code="number_out_of_range",
+            ) from None
         raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
     validate_body(doc, endpoint)
     try:

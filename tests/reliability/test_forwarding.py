@@ -416,3 +416,16 @@ def test_an_identity_content_encoding_is_forwarded_as_sent(
     r = client.post(f"{fuzz_gateway.url}/v1/chat/completions", content=text, headers=headers)
     assert r.status_code == 200, r.text
     assert fuzz_upstream.raw_bodies["ident-1"] == text
+
+
+@pytest.mark.parametrize("number", [b"1e309", b"-2.5E400", b"9" * 310])
+def test_a_number_beyond_a_doubles_range_is_400_saying_so_not_invalid_json(
+    fuzz_gateway: GatewayProcess, client: httpx.Client, number: bytes
+) -> None:
+    text = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "seed": ' + number + b"}"
+    )
+    r, _ = send(fuzz_gateway, client, "chat/completions", text)
+    assert r.status_code == 400, r.text
+    err = openai_error(r)
+    assert err["code"] == "number_out_of_range" and "1.8e308" in err["message"]
