@@ -319,7 +319,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if not cycle.keep_alive:
-            transport.close()
+            if cycle is self.cycle and not self.in_head and not self.refused:
+                # Answered (and closing) before its body was read, e.g. a 413 for a declared length: a client
+                # that sends its whole body before reading (no ``Expect: 100-continue``) is still sending.
+                self.refused = True  # what else arrives is dropped
+                self._linger_close(transport)
+            else:
+                transport.close()
             return
         self.resume_reading()  # (an answer given before its request's body came: the rest is read and dropped)
         if self.pipeline:
@@ -423,11 +429,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
             % (status, reason.encode(), len(body), uuid.uuid4().hex.encode())
             + body
         )
-        # Lingering close: the client may still be sending (the rest of its headers or body). Closing a socket
-        # with unread input makes the kernel answer with a reset, which can destroy this answer before the
-        # client reads it; so stop sending, go on reading (and dropping) what arrives for a moment, then close.
+        self._linger_close(transport)
+
+    def _linger_close(self, transport: asyncio.Transport) -> None:
+        """Lingering close: the client may still be sending (the rest of its headers or body). Closing a socket
+        with unread input makes the kernel answer with a reset, which can destroy the answer before the client
+        reads it; so stop sending, go on reading (and dropping: ``refused``) what arrives for a moment
+        (``LINGER_S``), then close."""
         if transport.can_write_eof():
             transport.write_eof()
+        self.resume_reading()
         self._linger = self.loop.call_later(LINGER_S, transport.close)
 
 

@@ -5,6 +5,7 @@ waiting for a body that never comes) and a body that trickles in (408 past ``ser
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 
@@ -158,3 +159,26 @@ def test_body_sent_in_pieces_within_the_deadline_is_served(fuzz_gateway: Gateway
             time.sleep(pause)
         out = read_answer(s, 10)
     assert out.startswith(b"HTTP/1.1 200"), out[:300]
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/feedback"])
+@pytest.mark.parametrize("size", [FUZZ_BODY_LIMIT + 1, 3 * 1024 * 1024])
+def test_a_client_sending_a_whole_body_over_the_limit_reads_the_413(
+    fuzz_gateway: GatewayProcess, size: int, path: str
+) -> None:
+    """``http.client`` (no ``Expect: 100-continue``) sends all of the body before it reads the answer: the
+    connection must not be reset under it while it is still sending."""
+    body = b'{"model": "gpt-4o-mini", "input": "' + b"x" * size + b'"}'
+    conn = http.client.HTTPConnection("127.0.0.1", fuzz_gateway.port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body,
+            {"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"},
+        )
+        r = conn.getresponse()
+        assert r.status == 413
+        assert orjson.loads(r.read())["error"]["code"] == "body_too_large"
+    finally:
+        conn.close()
