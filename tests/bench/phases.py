@@ -15,7 +15,7 @@ names shows up as ``other`` in the bench's profile, with its top functions in th
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,8 +216,8 @@ class Profile:
 
 def attribute(doc: Mapping[str, Any], requests: int) -> Profile:
     """Spread each thread's CPU time over its phases (``doc``: what ``sampler.py`` wrote)."""
-    phase_s: Counter[str] = Counter()
-    loop_s: Counter[str] = Counter()
+    phase_s: defaultdict[str, float] = defaultdict(float)
+    loop_s: defaultdict[str, float] = defaultdict(float)
     others: Counter[str] = Counter()
     sampler_s = float(doc.get("sampler_cpu_s", 0.0))
     threads_s = 0.0
