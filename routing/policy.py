@@ -335,9 +335,25 @@ class Policy:
                 attempts.append(fb if fb is not None else self.resolve(name))
         return _decision(rule, attempts, how)
 
-    def _decide_within(self, inp: RouteInput, rule: CompiledRule | None, eligible: Eligibility) -> Decision:
+    def refusal(self, inp: RouteInput, eligible: Eligibility | None) -> OutOfScope | ConsentRequired | None:
+        """The 403 ``decide(inp, eligible)`` would raise (``OutOfScope``, ``ConsentRequired``), or None when a
+        model may serve ``inp``. The same filtering as ``decide``, without the choice among what is left: it
+        draws nothing and reads no health (neither changes whether anything is left), so a listing may ask it
+        for every model. Raises ``ModelNotFound`` as ``decide`` does."""
+        if eligible is None:
+            return None
+        try:
+            self._decide_within(inp, self.match(inp), eligible, choose=False)
+        except (OutOfScope, ConsentRequired) as exc:
+            return exc
+        return None
+
+    def _decide_within(
+        self, inp: RouteInput, rule: CompiledRule | None, eligible: Eligibility, choose: bool = True
+    ) -> Decision:
         """``decide`` for a constrained request: ineligible targets weigh nothing (the rest keep their relative
-        shares), ineligible fallbacks are skipped; with nothing left, ``OutOfScope``."""
+        shares), ineligible fallbacks are skipped; with nothing left, ``OutOfScope``. Without ``choose`` the
+        first eligible target stands in for the strategy's pick (``refusal``)."""
         removed: list[tuple[str, str]] = []
         if rule is None:
             requested = self.resolve(inp.model)
@@ -362,7 +378,10 @@ class Policy:
                     weights[i] = 0.0
             total = sum(weights)
             if total > 0:
-                idx, how = self._choose(rule, inp, weights, total)
+                if choose:
+                    idx, how = self._choose(rule, inp, weights, total)
+                else:
+                    idx = next(i for i, w in enumerate(weights) if w > 0)
                 chosen = rule.resolved[idx]
             elif (
                 rule.total <= 0

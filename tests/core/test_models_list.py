@@ -1,5 +1,6 @@
 """``/v1/models``: exact names, and for glob entries the upstream's own model list filtered by the glob —
-fetched in the background, cached, refreshed — filtered by the key's scope."""
+fetched in the background, cached, refreshed — filtered by the key's scope and by what its requests' routes may
+use."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 
 SCOPED_KEY = "sk-test-scoped-models-01"
+NARROW_KEY = "sk-test-scoped-models-02"
 
 
 def config(upstream_url: str, **server: Any) -> dict[str, Any]:
@@ -33,6 +35,14 @@ def config(upstream_url: str, **server: Any) -> dict[str, Any]:
         "keys": [
             {"name": "app", "key": CLIENT_KEY},
             {"name": "scoped", "key": SCOPED_KEY, "models": ["gpt-4o"]},
+            {"name": "narrow", "key": NARROW_KEY, "models": ["gpt-4o", "gpt-4o-mini"]},
+        ],
+        "routes": [  # the key's requests for gpt-4o go to `alias`, outside its scope: they are refused
+            {
+                "name": "aliased",
+                "match": {"model": "gpt-4o", "key": "narrow"},
+                "targets": [{"model": "alias"}],
+            }
         ],
     }
 
@@ -54,6 +64,17 @@ def test_glob_entries_list_the_upstream_models_they_match(gw: RunningGateway) ->
 
 def test_a_keys_scope_filters_the_listing(gw: RunningGateway) -> None:
     assert listed(gw, SCOPED_KEY) == {"gpt-4o": "openai"}
+
+
+def test_a_model_a_keys_route_sends_outside_its_scope_is_not_listed(gw: RunningGateway) -> None:
+    assert listed(gw, NARROW_KEY) == {"gpt-4o-mini": "openai"}
+
+
+def test_retrieving_a_model_a_keys_route_sends_outside_its_scope_is_a_404(gw: RunningGateway) -> None:
+    with openai.OpenAI(base_url=gw.base_url, api_key=NARROW_KEY, max_retries=0) as c:
+        with pytest.raises(openai.NotFoundError):
+            c.models.retrieve("gpt-4o")
+        assert c.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
 
 
 def test_upstream_lists_are_cached_not_fetched_per_request(upstream: FakeOpenAI) -> None:

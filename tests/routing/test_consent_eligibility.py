@@ -231,3 +231,29 @@ def test_every_model_a_decision_for_an_unapproved_team_may_call_is_in_house(
         assert d.attempts
         assert all(allowed(m.name) for m in d.attempts), [m.name for m in d.attempts]
         assert all(m.backend not in THIRD for m in d.attempts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ROUTE, max_size=5), SCOPE, st.booleans(), st.lists(REQUEST, min_size=1, max_size=4))
+def test_refusal_names_exactly_the_requests_decide_refuses_and_draws_nothing(
+    routes: list[dict[str, Any]], scope: list[str] | None, approved: bool, requests: list[Any]
+) -> None:
+    p = policy(*({"name": f"r{i}", **r} for i, r in enumerate(routes)))
+    globs = tuple(scope) if scope is not None else None
+    eligible = Eligibility("k", globs) if approved else Eligibility("k", globs, THIRD, (TEAM, "growth"))
+    for model, tags in requests:
+        inp = RouteInput(model, tags, "k", "growth")
+        state = p.rng.getstate()
+        refusal = p.refusal(inp, eligible)
+        assert p.rng.getstate() == state
+        try:
+            p.decide(inp, eligible)
+        except (ConsentRequired, OutOfScope) as exc:
+            assert refusal is not None and (type(refusal), refusal.message) == (type(exc), exc.message)
+        else:
+            assert refusal is None
+
+
+def test_an_unconstrained_request_is_never_refused() -> None:
+    p = policy({"name": "away", "match": {"model": "llama-a"}, "targets": [{"model": "gpt-x"}]})
+    assert p.refusal(RouteInput("llama-a", {}, "app", "growth"), None) is None
