@@ -104,3 +104,14 @@ async def test_a_copy_that_could_not_be_written_is_written_at_the_next_chance(tm
     data.unlink()
     await copy.keep(REVOKED)
     assert RevocationCopy(str(data)).load() == REVOKED
+
+
+def test_a_copy_that_cannot_be_opened_is_named_in_a_warning_and_holds_no_revocations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / FILE_NAME).mkdir()
+    copy = RevocationCopy(str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="pointsman.policy"):
+        assert copy.load() is None
+    [line] = warnings(caplog)
+    assert f"cannot read the local copy of the revoked client key secrets {copy.path}" in line
