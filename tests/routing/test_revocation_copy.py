@@ -115,3 +115,10 @@ def test_a_copy_that_cannot_be_opened_is_named_in_a_warning_and_holds_no_revocat
         assert copy.load() is None
     [line] = warnings(caplog)
     assert f"cannot read the local copy of the revoked client key secrets {copy.path}" in line
+
+
+async def test_a_write_that_fails_at_the_rename_leaves_no_temporary_file_behind(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).mkdir()  # the rename over it fails
+    (tmp_path / FILE_NAME / "in-the-way").touch()
+    await RevocationCopy(str(tmp_path)).keep(REVOKED)
+    assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]
