@@ -160,6 +160,9 @@ class DatabaseConfig(StrictModel):
 
 ENVIRONMENT = "<environment>"
 """The source of the embedded defaults built from environment variables (no config file)."""
+ENV_KEY = "env"
+"""The name of the client key whose secret is ``POINTSMAN_API_KEY`` (when the config file has no key so named)."""
+ENV_KEY_VARIABLE = "POINTSMAN_API_KEY"
 
 
 class ConsoleConfig(StrictModel):
@@ -190,6 +193,7 @@ class GatewayConfig(StrictModel):
     """The whole config file."""
 
     _source: str = PrivateAttr(default="")
+    _env_keys: frozenset[str] = PrivateAttr(default=frozenset())
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     """HTTP server settings."""
@@ -225,6 +229,12 @@ class GatewayConfig(StrictModel):
         """Where this config came from: the file's path, ``ENVIRONMENT`` for the embedded defaults, or the name
         a caller gave ``validate_document``."""
         return self._source
+
+    @property
+    def env_keys(self) -> frozenset[str]:
+        """Names of the client keys whose secret comes from the environment (``ENV_KEY``, from
+        ``POINTSMAN_API_KEY``), not from the config file."""
+        return self._env_keys
 
     @field_validator("backends", "models")
     @classmethod
@@ -387,11 +397,17 @@ def apply_env_overrides(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayCo
         update["admin_key"] = env["POINTSMAN_ADMIN_KEY"]
     if env.get("POINTSMAN_REDIS_URL") and not cfg.redis.url:
         update["redis"] = cfg.redis.model_copy(update={"url": env["POINTSMAN_REDIS_URL"]})
-    if env.get("POINTSMAN_API_KEY") and not any(k.name == "env" for k in cfg.keys):
-        update["keys"] = [*cfg.keys, KeyConfig(name="env", key=env["POINTSMAN_API_KEY"])]
+    from_env = bool(env.get(ENV_KEY_VARIABLE)) and not any(k.name == ENV_KEY for k in cfg.keys)
+    if from_env:
+        update["keys"] = [*cfg.keys, KeyConfig(name=ENV_KEY, key=env[ENV_KEY_VARIABLE])]
     if env.get("POINTSMAN_DATA_DIR"):
         update["server"] = cfg.server.model_copy(update={"data_dir": env["POINTSMAN_DATA_DIR"]})
-    return cfg.model_copy(update=update) if update else cfg
+    if not update:
+        return cfg
+    out = cfg.model_copy(update=update)
+    if from_env:
+        out._env_keys = frozenset({ENV_KEY})
+    return out
 
 
 def defaults_from_env(env: Mapping[str, str] | None = None) -> GatewayConfig:

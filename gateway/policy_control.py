@@ -11,6 +11,11 @@
   digest is recorded with the version, in the same transaction, and a revoked secret is never loaded again —
   whatever a later config file or version says (``gateway.revocations``: a key that holds one is left out of
   the runtime, with a warning naming it). Lookup stays a dict lookup: revoked keys are simply not in the ring.
+- The revocations outlive a store outage: each time the gateway learns the store's revocations (opening it, a
+  sync to a newer head, its own change) it keeps a copy in ``<data_dir>/revoked_keys.json``
+  (``gateway.revocation_copy``: digests only). When the store cannot be read at startup, the config file's
+  policy is served without the keys that copy says hold a revoked secret (each named in a warning); with no
+  copy (nothing learned from a store yet: a first start) the file's keys are loaded as they are, with a warning.
 - A background task follows the store (Redis pub/sub, plus a head-version check every
   ``routing.sync_interval_s``), so other workers and replicas install the change too.
 
@@ -38,6 +43,7 @@ from accounting.accountant import Accountant
 from gateway.config import ConfigError, GatewayConfig, validate_document
 from gateway.errors import ApiError, to_api_error
 from gateway.keys import hash_key
+from gateway.revocation_copy import RevocationCopy
 from gateway.revocations import dropped_by_import, refused, removed_secrets, without_revoked
 from gateway.runtime import Runtime
 from gateway.startup_report import describe_source
@@ -149,7 +155,9 @@ class PolicyControl:
         self._task: asyncio.Task[None] | None = None
         self._bad_version = 0
         self.revoked: dict[str, Revocation] = {}
-        """Revoked client key secrets by digest, as the store had them when the version in force was read."""
+        """Revoked client key secrets by digest, as the store had them when the version in force was read (or as
+        the local copy had them, while the store could not be read since startup)."""
+        self.copy = RevocationCopy(file_cfg.server.data_dir)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def make_store(self) -> PolicyStore:
@@ -170,6 +178,7 @@ class PolicyControl:
         except Exception as exc:  # serve the config file's policy; the sync task retries
             self.last_error = str(exc)
             log.error("policy store unavailable, serving the config file's policy: %s", exc)
+            await self._serve_file_without_copied_revocations()
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="pointsman-policy-sync")
 
     async def close(self) -> None:
@@ -187,11 +196,39 @@ class PolicyControl:
             except Exception as exc:  # closing a broken connection
                 log.debug("closing the policy store: %s", exc)
 
+    async def _serve_file_without_copied_revocations(self) -> None:
+        """The store could not be read at startup: put the config file's policy in force without the keys whose
+        secret the local copy lists as revoked (version 0, as the file's policy; the store's newest version
+        replaces it once the store is back)."""
+        revoked = self.copy.load()
+        if not revoked:
+            return
+        self.revoked = revoked
+        doc = policy_doc(self.file_cfg)
+        lines = refused(doc, revoked, self.file_cfg.env_keys)
+        if not lines:
+            return
+        log.warning(
+            "policy store unavailable: the config file's policy is served without %d client key(s) whose secret"
+            " the local copy %s lists as revoked",
+            len(lines),
+            self.copy.path,
+        )
+        for line in lines:
+            log.warning("%s", line)
+        # the file's own document less some keys: valid as the file was
+        await self.live.swap(self.live.build(self.effective(without_revoked(doc, revoked)), 0))
+
+    async def _learn(self, revoked: dict[str, Revocation]) -> None:
+        """``revoked`` read from the store: in use from now on, and kept in the local copy."""
+        self.revoked = revoked
+        await self.copy.keep(revoked)
+
     async def _open(self) -> None:
         store = self.make_store()
         await store.open()
         try:
-            self.revoked = await store.revocations()
+            await self._learn(await store.revocations())
             latest = await self._seed(store)
         except BaseException:
             await store.close()
@@ -206,7 +243,7 @@ class PolicyControl:
         before = await store.latest()
         pv = await store.seed(file_doc, doc_hash(file_doc), summary)
         if before is not None and pv.version > before.version and pv.source == "config":
-            for line in dropped_by_import(before, pv, self.revoked):
+            for line in dropped_by_import(before, pv, self.revoked, self.file_cfg.env_keys):
                 log.warning("%s", line)
         return pv
 
@@ -240,7 +277,7 @@ class PolicyControl:
             return
         async with self.lock:
             # revocations are written with the versions: read them again when the head moves
-            self.revoked = await store.revocations()
+            await self._learn(await store.revocations())
             latest = await store.latest()
             if latest is None:  # the store was wiped: start it again from the config file
                 latest = await self._seed(store)
@@ -249,7 +286,7 @@ class PolicyControl:
     async def _adopt(self, pv: PolicyVersion) -> None:
         if pv.version == self.live.runtime.version or pv.version == self._bad_version:
             return
-        for line in refused(pv.doc, self.revoked):
+        for line in refused(pv.doc, self.revoked, self.file_cfg.env_keys):
             log.warning("%s", line)
         try:
             rt = self.live.build(self.effective(without_revoked(pv.doc, self.revoked)), pv.version)
@@ -326,9 +363,10 @@ class PolicyControl:
                     except VersionConflict:
                         await asyncio.sleep(0.01)
                         continue
-                    self.revoked = revoked | {
-                        d: Revocation(d, name, pv.version, pv.created_at) for d, name in revoke.items()
-                    }
+                    await self._learn(
+                        revoked
+                        | {d: Revocation(d, name, pv.version, pv.created_at) for d, name in revoke.items()}
+                    )
                     await self.live.swap(self.live.build(cfg, pv.version))
                     log.info("policy version %d in force (%s: %s)", pv.version, source, summary)
                     return pv

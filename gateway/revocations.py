@@ -4,15 +4,18 @@ A secret is revoked when a change through the admin API removes it from the poli
 secret rotated away); the policy store records its SHA-256 digest with that version (``routing.store``,
 ``Revocation``) and never forgets it. A policy document that still holds a revoked secret (a config file
 imported after the revocation, with the key's old secret in it) is loaded without that key, and the gateway
-says so, naming the key (never the secret) and what to do. Nothing here runs on the request path: a refused
-key is simply not in the runtime's ``KeyRing``.
+says so, naming the key (never the secret) and what to do: give it a new secret where its secret comes from
+(the config file, or ``POINTSMAN_API_KEY`` for the key ``env``). The same applies to the config file's policy
+when the store cannot be read at startup, with the revocations of the local copy (``gateway.revocation_copy``).
+Nothing here runs on the request path: a refused key is simply not in the runtime's ``KeyRing``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from gateway.config import ENV_KEY_VARIABLE
 from gateway.keys import hash_key
 from routing.store import PolicyVersion, Revocation
 
@@ -50,40 +53,60 @@ def without_revoked(doc: dict[str, Any], revoked: Mapping[str, Revocation]) -> d
     return doc if len(kept) == len(keys) else {**doc, "keys": kept}
 
 
-def refused(doc: dict[str, Any], revoked: Mapping[str, Revocation]) -> list[str]:
-    """A warning for each key of ``doc`` that is not loaded because its secret was revoked."""
+def refused(
+    doc: dict[str, Any], revoked: Mapping[str, Revocation], env_keys: Collection[str] = ()
+) -> list[str]:
+    """A warning for each key of ``doc`` that is not loaded because its secret was revoked. ``env_keys``: the
+    names of keys whose secret comes from the environment (``GatewayConfig.env_keys``), not the config file."""
     out = []
     for name, digest in _entries(doc.get("keys")):
         r = revoked.get(digest)
         if r is not None:
+            fix = (
+                f"Set {ENV_KEY_VARIABLE} to a new secret (or unset it)."
+                if name in env_keys
+                else "Give the key a new secret in the config file (or remove the key from it)."
+            )
             out.append(
                 f"client key {name!r} is not loaded: its secret was revoked through the admin API in policy"
                 f" version {r.version} (key {r.name!r} deleted or its secret rotated away), and a revoked"
-                " secret never authenticates again. Give the key a new secret in the config file (or remove"
-                " the key from it)."
+                f" secret never authenticates again. {fix}"
             )
     return out
 
 
 def dropped_by_import(
-    before: PolicyVersion, imported: PolicyVersion, revoked: Mapping[str, Revocation]
+    before: PolicyVersion,
+    imported: PolicyVersion,
+    revoked: Mapping[str, Revocation],
+    env_keys: Collection[str] = (),
 ) -> list[str]:
     """A warning for each key in force before an edited config file was imported whose secret the imported
     version no longer holds (an edited file wins: keys created through the admin API and not in the file are
-    dropped, secrets rotated through the admin API give way to the file's)."""
+    dropped, secrets rotated through the admin API give way to the file's, or to ``POINTSMAN_API_KEY`` for the
+    keys named in ``env_keys``)."""
     now = dict(_entries(imported.doc.get("keys")))
     out = []
     for name, digest in _entries(before.doc.get("keys")):
         if digest in revoked or now.get(name) == digest:
             continue
-        what = (
-            f"the edited config file, imported as policy version {imported.version}, does not list it (an edited"
-            " file wins over the stored policy). If it was created through the admin API, create it again"
-            " (POST /admin/keys) or add it to the config file."
-            if name not in now
-            else f"the edited config file, imported as policy version {imported.version}, gives it another secret"
-            " (an edited file wins over secrets rotated through the admin API)."
-        )
+        if name not in now:
+            what = (
+                f"the edited config file, imported as policy version {imported.version}, does not list it (an"
+                " edited file wins over the stored policy). If it was created through the admin API, create it"
+                " again (POST /admin/keys) or add it to the config file."
+            )
+        elif name in env_keys:
+            what = (
+                f"{ENV_KEY_VARIABLE} gives it another secret, imported with the config file's policy as policy"
+                f" version {imported.version} (it wins over secrets rotated through the admin API, as an edited"
+                " file does)."
+            )
+        else:
+            what = (
+                f"the edited config file, imported as policy version {imported.version}, gives it another secret"
+                " (an edited file wins over secrets rotated through the admin API)."
+            )
         out.append(
             f"client key {name!r}: its secret from policy version {before.version} no longer authenticates: {what}"
         )

@@ -1,13 +1,17 @@
 """A client key secret revoked through the admin API (the key deleted, or its secret rotated away) stays revoked
 across restarts, whatever the config file says later: an edited file (an unrelated change to its policy) is
 imported over the stored policy, but a key in it that still holds a revoked secret is not loaded, and the log
-names it (never the secret) and says what to do. Real gateway processes restarted on one policy store (the
-embedded SQLite file, Redis, PostgreSQL); requests through the official SDK."""
+names it (never the secret) and says what to do. It stays revoked when the policy store cannot be reached at
+startup too: the gateway keeps a copy of the revoked digests in its data_dir and loads the config file's policy
+without those keys. Real gateway processes restarted on one policy store (the embedded SQLite file, Redis,
+PostgreSQL); requests through the official SDK."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,12 @@ RULE = {
 )
 def store(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The config sections that put the policy store in SQLite under data_dir, in Redis, or in PostgreSQL."""
-    if request.param == "redis":
+    return store_sections(request.param, request)
+
+
+def store_sections(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The config sections of an ``embedded``, ``redis`` (emptied of policy) or ``postgres`` policy store."""
+    if kind == "redis":
         import redis
 
         url = request.getfixturevalue("redis_server")
@@ -45,9 +54,25 @@ def store(request: pytest.FixtureRequest) -> dict[str, Any]:
             for k in r.scan_iter("pointsman:policy:*"):
                 r.delete(k)
         return {"redis": {"url": url}}
-    if request.param == "postgres":
+    if kind == "postgres":
         return {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
     return {}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def shared_store(request: pytest.FixtureRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config sections of a policy store that can go away (Redis, PostgreSQL): as it is, and the same store
+    at a port nothing listens on (unreachable)."""
+    up = store_sections(request.param, request)
+    if request.param == "redis":
+        return up, {"redis": {"url": "redis://127.0.0.1:9/0"}}
+    dsn = re.sub(r"@127\.0\.0\.1:\d+/", "@127.0.0.1:9/", up["database"]["dsn"])
+    return up, {"database": {"backend": "postgres", "dsn": dsn}}
 
 
 class Restarts:
@@ -57,10 +82,10 @@ class Restarts:
         self.tmp = tmp
         self.running: GatewayProcess | None = None
 
-    def start(self, cfg: dict[str, Any]) -> GatewayProcess:
+    def start(self, cfg: dict[str, Any], env: dict[str, str] | None = None) -> GatewayProcess:
         self.stop()
         self.running = GatewayProcess(
-            {**cfg, "server": {"data_dir": str(self.tmp / "data")}}, self.tmp
+            {**cfg, "server": {"data_dir": str(self.tmp / "data")}}, self.tmp, env=env
         ).start()
         return self.running
 
@@ -85,6 +110,12 @@ def config(upstream: FakeOpenAI, upstream2: FakeOpenAI, **extra: Any) -> dict[st
 def edited(cfg: dict[str, Any]) -> dict[str, Any]:
     """The same file with one unrelated change to its policy (a new rule): imported over the stored policy."""
     return {**cfg, "routes": [RULE]}
+
+
+def warnings_naming(gw: GatewayProcess, name: str) -> list[str]:
+    """The log's warnings that a key holding a revoked secret is not loaded, for key ``name``."""
+    log = gw.log.read_text()
+    return [ln for ln in log.splitlines() if "WARNING" in ln and f"{name!r}" in ln and "revoked" in ln]
 
 
 def refused(gw: GatewayProcess, secret: str) -> bool:
@@ -191,3 +222,123 @@ def test_a_revoked_secret_is_kept_in_the_policy_store_only_as_its_digest(
     assert rows == [(hash_key(TEAM_KEY), "summarizer")]
     raw = b"".join(p.read_bytes() for p in data.glob("policy.sqlite3*"))
     assert TEAM_KEY.encode() not in raw
+
+
+def test_a_revoked_secret_is_kept_in_the_local_copy_only_as_its_digest(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts, tmp_path: Path
+) -> None:
+    cfg = config(upstream, upstream2)
+    admin(restarts.start(cfg)).post("/admin/keys/summarizer/rotate")
+    restarts.stop()
+    raw = (tmp_path / "data" / "revoked_keys.json").read_text()
+    assert hash_key(TEAM_KEY) in raw and "summarizer" in raw
+    assert TEAM_KEY not in raw
+
+
+# -- the policy store unreachable at startup: the local copy of the revocations ---------------------------------
+
+
+def test_a_deleted_keys_secret_stays_revoked_when_the_policy_store_is_unreachable_at_startup(
+    upstream: FakeOpenAI,
+    upstream2: FakeOpenAI,
+    restarts: Restarts,
+    shared_store: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    up, down = shared_store
+    assert (
+        admin(restarts.start(config(upstream, upstream2, **up))).delete("/admin/keys/app").status_code == 200
+    )
+    gw = restarts.start(config(upstream, upstream2, **down))  # the file still holds app's secret
+    assert refused(gw, CLIENT_KEY)
+    chat(sdk(gw, TEAM_KEY))  # the file's other key is in force
+
+
+def test_a_rotated_away_secret_stays_revoked_when_the_policy_store_is_unreachable_at_startup(
+    upstream: FakeOpenAI,
+    upstream2: FakeOpenAI,
+    restarts: Restarts,
+    shared_store: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    up, down = shared_store
+    gw = restarts.start(config(upstream, upstream2, **up))
+    assert admin(gw).post("/admin/keys/summarizer/rotate").status_code == 200
+    gw = restarts.start(config(upstream, upstream2, **down))
+    assert refused(gw, TEAM_KEY)
+    chat(sdk(gw, CLIENT_KEY))
+
+
+def test_a_key_left_out_for_the_local_copy_of_the_revocations_is_named_in_a_warning_without_its_secret(
+    upstream: FakeOpenAI,
+    upstream2: FakeOpenAI,
+    restarts: Restarts,
+    shared_store: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    up, down = shared_store
+    admin(restarts.start(config(upstream, upstream2, **up))).delete("/admin/keys/app")
+    gw = restarts.start(config(upstream, upstream2, **down))
+    lines = warnings_naming(gw, "app")
+    assert len(lines) == 1, gw.log.read_text()[-3000:]
+    assert "policy version 2" in lines[0] and "new secret in the config file" in lines[0]
+    assert CLIENT_KEY not in gw.log.read_text()
+
+
+@pytest.mark.redis
+def test_a_revocation_made_on_another_replica_holds_when_the_policy_store_is_unreachable_at_startup(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, redis_server: str, tmp_path: Path
+) -> None:
+    """The replica learns the revocation from the store (its sync), not from its own admin API."""
+    cfg = config(upstream, upstream2, redis={"url": redis_server})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here, there = Restarts(tmp_path / "a"), Restarts(tmp_path / "b")
+    try:
+        replica = here.start(cfg)
+        admin(there.start(cfg)).delete("/admin/keys/app")
+        deadline = time.monotonic() + 5
+        while not refused(replica, CLIENT_KEY):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        there.stop()
+        gw = here.start(config(upstream, upstream2, redis={"url": "redis://127.0.0.1:9/0"}))
+        assert refused(gw, CLIENT_KEY)
+    finally:
+        here.stop()
+        there.stop()
+
+
+def test_an_unreadable_local_copy_of_the_revocations_is_named_in_a_warning_and_the_file_is_served(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data" / "revoked_keys.json"
+    copy.parent.mkdir()
+    copy.write_text('{"format": 1, "revoked": {"not a dig')
+    gw = restarts.start(config(upstream, upstream2, redis={"url": "redis://127.0.0.1:9/0"}))
+    chat(sdk(gw, CLIENT_KEY))
+    log = gw.log.read_text()
+    assert any("WARNING" in ln and str(copy) in ln for ln in log.splitlines()), log[-3000:]
+
+
+def test_a_revoked_environment_key_is_named_with_the_variable_that_gives_its_secret(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts
+) -> None:
+    env = {"POINTSMAN_API_KEY": "sk-test-from-env-0003"}
+    cfg = config(upstream, upstream2)
+    admin(restarts.start(cfg, env)).delete("/admin/keys/env")
+    gw = restarts.start(edited(cfg), env)
+    assert refused(gw, env["POINTSMAN_API_KEY"])
+    lines = warnings_naming(gw, "env")
+    assert len(lines) == 1, gw.log.read_text()[-3000:]
+    assert "POINTSMAN_API_KEY" in lines[0] and "config file" not in lines[0]
+
+
+def test_an_environment_keys_rotated_secret_given_way_to_the_variable_is_named_with_the_variable(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts
+) -> None:
+    env = {"POINTSMAN_API_KEY": "sk-test-from-env-0003"}
+    cfg = config(upstream, upstream2)
+    admin(restarts.start(cfg, env)).post("/admin/keys/env/rotate")
+    gw = restarts.start(edited(cfg), env)
+    log = gw.log.read_text()
+    lines = [ln for ln in log.splitlines() if "WARNING" in ln and "'env': its secret from" in ln]
+    assert len(lines) == 1, log[-3000:]
+    assert "POINTSMAN_API_KEY gives it another secret" in lines[0]
