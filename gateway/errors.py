@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from gateway.excerpt import excerpt
+from gateway.upstream_headers import relayed
 from serving.errors import (
     AUTH_STATUSES,
     BackendOverloaded,
@@ -54,6 +56,8 @@ class ApiError(Exception):
         API client gets, byte for byte, in place of ``anthropic_error``'s."""
         self.overloaded = False
         """The upstream said it is overloaded (Anthropic's 529): Messages API clients are told so."""
+        self.relayed: list[tuple[bytes, bytes]] = []
+        """The upstream's header lines that go with it (``gateway.upstream_headers``), under the client's names."""
 
     def body(self) -> bytes:
         if self.raw_body is not None:
@@ -151,9 +155,12 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
         get their own shape with its ``error.message`` and ``error.type``.
       - any other body (FastAPI/vLLM's ``{"detail": ...}``): the API's shape, type ``upstream_error``, code
         ``upstream_<status>``, the message ``upstream returned HTTP <status>: `` and what the body says (its
-        ``detail`` string, else the whole document as compact JSON).
+        ``detail`` string, else the whole document as compact JSON; a body that is not JSON, such as a proxy's
+        HTML page: its excerpt, ``gateway.excerpt``).
 
-    ``retry-after`` and ``retry-after-ms`` go with the answer.
+    A 5xx's body that is not JSON is said the same way in its 502's message. ``retry-after`` and
+    ``retry-after-ms`` go with the answer (``to_api_error`` adds the upstream's headers that every answer
+    relays: ``gateway.upstream_headers``).
     """
     status = exc.status
     if status in AUTH_STATUSES:
@@ -165,6 +172,7 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
             "upstream_auth_failed",
         )
     doc = _document(exc.body)
+    page = excerpt(exc.body, exc.content_type) if doc is None else None
     e = _error_object(doc)
     headers: dict[str, str] = {}
     if exc.retry_after:
@@ -176,10 +184,14 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
             said = _text(e["message"]) if e.get("message") else None
         else:
             said = _what_it_says(doc)
-        message = said[:500] if said else f"The upstream backend `{exc.backend}` failed (HTTP {status})."
-        failed = ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
-        failed.overloaded = status == OVERLOADED
-        return failed
+        failed = f"The upstream backend `{exc.backend}` failed (HTTP {status})"
+        if said:
+            message = said[:500]
+        else:
+            message = f"{failed}: {page}" if page else f"{failed}."
+        err = ApiError(502, message, "upstream_error", "upstream_server_error", headers=headers)
+        err.overloaded = status == OVERLOADED
+        return err
     err = ApiError(
         status, f"upstream returned HTTP {status}", "upstream_error", f"upstream_{status}", headers=headers
     )
@@ -192,7 +204,7 @@ def _passthrough(exc: UpstreamHTTPError) -> ApiError:
             err.raw_body = error_body(err.message, err.type, e.get("code"), e.get("param"))
         else:
             err.raw_body = exc.body
-    elif (said := _what_it_says(doc)) is not None:
+    elif (said := _what_it_says(doc) if doc is not None else page) is not None:
         err.message = f"upstream returned HTTP {status}: {said}"
     return err
 
@@ -209,7 +221,9 @@ def to_api_error(exc: BaseException) -> ApiError:
             headers={"retry-after": str(exc.retry_after_s)},
         )
     if isinstance(exc, UpstreamHTTPError):
-        return _passthrough(exc)
+        err = _passthrough(exc)
+        err.relayed = relayed(exc.headers)
+        return err
     if isinstance(exc, UpstreamTimeout):
         return ApiError(504, "The upstream model timed out.", "timeout_error", "upstream_timeout")
     if isinstance(exc, UpstreamDisconnected):

@@ -8,7 +8,7 @@ only ``serving.errors`` exceptions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +60,9 @@ class UpstreamResponse:
     """The concrete endpoint URL that served it (for vLLM pools)."""
     parsed: Any = None
     """The body as parsed JSON, when the backend already parsed it (to check it) — never parsed twice."""
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    """The answer's header lines as received (lowercase names), where it came over HTTP: the gateway relays a few
+    of them to the client (``gateway.upstream_headers``)."""
 
     def document(self, backend: str) -> dict[str, Any]:
         """The body as a JSON object (parsed here unless the backend already did); raises
@@ -79,6 +82,8 @@ class UpstreamStream(Protocol):
     """An open upstream SSE stream. Iterate raw bytes; always ``aclose`` (closing stops generation)."""
 
     endpoint: str
+    headers: Sequence[tuple[bytes, bytes]]
+    """The stream's header lines as received (lowercase names; none where it did not come over HTTP)."""
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

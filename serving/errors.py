@@ -16,6 +16,8 @@ translated into the most specific one, chained with ``from exc``. The gateway ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class UpstreamError(Exception):
     """An upstream call failed. ``retryable`` tells routing whether a fallback may be tried."""
@@ -80,14 +82,18 @@ class UpstreamHTTPError(UpstreamError):
         retry_after: str | None = None,
         content_type: str = "application/json",
         retry_after_ms: str | None = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         super().__init__(f"upstream returned HTTP {status}", backend=backend, endpoint=endpoint)
         self.status = status
         self.body = body
+        """The body as received (bounded), the backend's own credentials masked in it (``serving.http_backend``)."""
         self.retry_after = retry_after
         self.retry_after_ms = retry_after_ms
         """OpenAI's ``retry-after-ms``, forwarded with ``retry-after``."""
         self.content_type = content_type
+        self.headers = headers
+        """The answer's header lines as received (lowercase names): the gateway relays a few of them."""
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]

@@ -6,6 +6,9 @@ gateway asks for ``gzip``/``deflate`` and inflates them itself, piece by piece a
 ``serving.decoding`` — so a small compressed body cannot expand in memory past the bound), an error answer's
 body up to 64 KiB; past a bound the connection is closed and nothing more is read. Streams are relayed piece by
 piece (their events are bounded by the relay's reader).
+
+An error answer's body is kept for the client (``gateway.errors``) with the backend's own credentials masked in it
+(``***``), should the upstream (or a proxy in front of it) echo the request's headers back.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -40,6 +43,11 @@ _POST = b"POST"
 _SAFE_VALUE = re.compile(r"[\x20-\x7e]+")
 """A header value that needs no checking or encoding (printable ASCII)."""
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
+MASK = b"***"
+"""In place of a backend's credential in an upstream's error body."""
+MIN_MASKED = 8
+"""Credentials shorter than this are not looked for in error bodies: no key is that short, and masking a short
+header value (a flag, a version) would garble ordinary text."""
 
 
 def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
@@ -51,12 +59,13 @@ def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
 class HTTPStream:
     """An open SSE response. Iterating yields its bytes (decoded) as they arrive."""
 
-    __slots__ = ("_resp", "_backend", "endpoint", "_release", "_closed", "_decoder")
+    __slots__ = ("_resp", "_backend", "endpoint", "headers", "_release", "_closed", "_decoder")
 
     def __init__(self, resp: Response, backend: OpenAIHTTPBackend, ep: Endpoint, decoder: Decoder) -> None:
         self._resp = resp
         self._backend = backend
         self.endpoint = ep.url
+        self.headers: Sequence[tuple[bytes, bytes]] = resp.headers
         self._release = ep
         self._closed = False
         self._decoder = decoder
@@ -118,6 +127,9 @@ class OpenAIHTTPBackend:
         if cfg.api_key:
             headers["authorization"] = f"Bearer {cfg.api_key}"
         self._fixed = header_lines(headers)
+        secrets = {v.encode() for v in (cfg.api_key, *cfg.headers.values()) if v and len(v) >= MIN_MASKED}
+        self._secrets = sorted(secrets, key=len, reverse=True)
+        """The backend's credentials (``api_key``, every header value: ``gateway.credentials``), longest first."""
         self._defaults = dict(default_headers or {})
         self._default_names = {k.lower(): k for k in self._defaults}
         self._headers = self._fixed + header_lines(self._defaults)
@@ -269,17 +281,25 @@ class OpenAIHTTPBackend:
             endpoint=url,
         )
 
+    def _masked(self, body: bytes) -> bytes:
+        """``body`` with every credential of the backend in it replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in body:
+                body = body.replace(secret, MASK)
+        return body
+
     async def _http_error(self, resp: Response, ep: Endpoint) -> UpstreamHTTPError:
-        """An upstream error status, with its (bounded) body for pass-through and its ``retry-after`` and
-        ``retry-after-ms``."""
+        """An upstream error status, with its (bounded, masked) body for pass-through, its ``retry-after`` and
+        ``retry-after-ms``, and its header lines."""
         return UpstreamHTTPError(
             resp.status,
-            await self._read(resp, ep.url, _MAX_ERROR_BODY, cut=True),
+            self._masked(await self._read(resp, ep.url, _MAX_ERROR_BODY, cut=True)),
             backend=self.name,
             endpoint=ep.url,
             retry_after=resp.header(b"retry-after"),
             content_type=resp.header(b"content-type") or "application/json",
             retry_after_ms=resp.header(b"retry-after-ms"),
+            headers=resp.headers,
         )
 
     def _post(self, call: UpstreamCall, ep: Endpoint) -> Awaitable[Response]:
@@ -317,7 +337,12 @@ class OpenAIHTTPBackend:
             if not isinstance(parsed, dict):  # a broken answer: retryable, like a reset, never relayed
                 raise UpstreamProtocolError("upstream sent invalid JSON", backend=self.name, endpoint=ep.url)
             return UpstreamResponse(
-                status=resp.status, body=body, content_type=ctype, endpoint=ep.url, parsed=parsed
+                status=resp.status,
+                body=body,
+                content_type=ctype,
+                endpoint=ep.url,
+                parsed=parsed,
+                headers=resp.headers,
             )
         finally:
             self._done(ep)
@@ -357,7 +382,9 @@ class OpenAIHTTPBackend:
         ``UpstreamHTTPError`` for an error status, ``UpstreamProtocolError`` for an answer that is no list."""
         status, body = await self.admin_request("GET", f"{ep}/models", timeout_s=timeout_s)
         if status != 200:
-            raise UpstreamHTTPError(status, body[:_MAX_ERROR_BODY], backend=self.name, endpoint=ep)
+            raise UpstreamHTTPError(
+                status, self._masked(body[:_MAX_ERROR_BODY]), backend=self.name, endpoint=ep
+            )
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:

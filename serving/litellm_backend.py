@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -137,6 +137,9 @@ def _empty_choice(c: Any) -> bool:
 
 class LiteLLMStream:
     __slots__ = ("_it", "endpoint", "_backend", "_include_usage", "_closed")
+
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    """None: litellm does not hand over the provider's headers."""
 
     def __init__(self, it: Any, backend: LiteLLMBackend, include_usage: bool) -> None:
         self._it = it

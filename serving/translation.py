@@ -20,12 +20,13 @@ class TranslatedStream:
     """A chat SSE stream read as a Messages API stream. ``wire.sse.EventTooLarge`` propagates as the relay
     expects it."""
 
-    __slots__ = ("_inner", "_translator", "endpoint")
+    __slots__ = ("_inner", "_translator", "endpoint", "headers")
 
     def __init__(self, inner: UpstreamStream, t: Translation) -> None:
         self._inner = inner
         self._translator = ChatStreamTranslator(t.stop_sequences)
         self.endpoint = inner.endpoint
+        self.headers = inner.headers
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         tr = self._translator
@@ -42,9 +43,11 @@ class TranslatedStream:
 
 
 def translated_response(res: UpstreamResponse, t: Translation, backend: str) -> UpstreamResponse:
-    """A complete chat answer as a ``message``."""
+    """A complete chat answer as a ``message`` (with the chat answer's headers)."""
     message = from_chat_completion(res.document(backend), t.stop_sequences)
-    return UpstreamResponse(res.status, orjson.dumps(message), endpoint=res.endpoint, parsed=message)
+    return UpstreamResponse(
+        res.status, orjson.dumps(message), endpoint=res.endpoint, parsed=message, headers=res.headers
+    )
 
 
 def translated(

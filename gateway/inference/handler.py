@@ -2,7 +2,8 @@
 
 authenticate -> parse and validate (``validation``) -> route -> admit -> dispatch -> answer (unary here, streams
 through ``relay``) -> account. Pure ASGI (no framework routing, no pydantic on bodies): this is the hot path
-every model call takes.
+every model call takes. Answers and errors carry the gateway's headers (``x-request-id``, ``x-pointsman-*``) and
+the few of the upstream's that are relayed (``gateway.upstream_headers``).
 
 Anthropic's Messages API (``/v1/messages``, ``/v1/messages/count_tokens``) takes the same path: the same keys
 (also from ``x-api-key``), tags, routing, limits, shadow, capture and accounting. What differs is said where it
@@ -44,6 +45,7 @@ from gateway.inference.watch import ClientWatch, Watches
 from gateway.keys import ClientKey, presented_key
 from gateway.request_ids import request_id
 from gateway.runtime import Runtime
+from gateway.upstream_headers import relayed
 from routing.dispatch import Dispatcher, Outcome
 from routing.eligibility import ConsentRequired
 from routing.policy import RouteInput, kept_in_house
@@ -207,7 +209,7 @@ class InferenceHandler:
                 and err.code == "internal_error"
             ):
                 log.exception("unexpected error handling request %s", rid)
-            headers = base + [(k.encode(), v.encode()) for k, v in err.headers.items()]
+            headers = base + [(k.encode(), v.encode()) for k, v in err.headers.items()] + err.relayed
             if rec is not None:
                 headers.append((b"x-pointsman-route", rec.route.encode()))
                 if rec.backend:
@@ -320,7 +322,7 @@ class InferenceHandler:
             rec.has_usage = True
         rec.status = resp.status
         cost = self.accountant.price(rec)
-        headers = x.headers + _served_headers(rec)
+        headers = x.headers + _served_headers(rec) + relayed(resp.headers)
         if rec.has_usage or resp.status >= 400:
             headers += _usage_headers(rec, cost)
         else:  # counted by a tokenizer after the response (ledger row estimated = 1): no cost to show yet
@@ -352,8 +354,8 @@ class InferenceHandler:
         )
         x.events = reader.events
         rec.status = 200
-        headers = x.headers + _served_headers(rec)
-        await x.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+        headers = SSE_HEADERS + x.headers + _served_headers(rec) + relayed(upstream.headers)
+        await x.send({"type": "http.response.start", "status": 200, "headers": headers})
         overhead = (t_up - x.t0) + (time.perf_counter() - t_open)
         await relay(x, upstream, reader, self.accountant.track_in_flight, self.watches)
         if not reader.retained_all and rec.error_type is None:
@@ -382,7 +384,8 @@ class InferenceHandler:
         if target is None or backend is None or backend.speaks_messages:
             res, _ = await self._dispatch(x)
             resp = cast(UpstreamResponse, res)
-            await send_json(x.send, resp.status, resp.body, x.headers + _served_headers(x.rec))
+            headers = x.headers + _served_headers(x.rec) + relayed(resp.headers)
+            await send_json(x.send, resp.status, resp.body, headers)
             return
         x.rec.backend, x.rec.upstream_model, x.rec.served_model = (
             target.backend,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -30,6 +30,9 @@ _LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 class SimulatedStream:
     __slots__ = ("_events", "_backend", "_gap_s", "_deadline", "endpoint", "_closed")
+
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    """None: nothing came over HTTP."""
 
     def __init__(
         self, events: Iterator[tuple[bytes, bool]], backend: SimulatedBackend, gap_s: float, deadline: float

@@ -9,12 +9,14 @@ with ``tool_input``; after a tool result, text quoting it; otherwise ``text``. S
 sequence (``message_start``, ``ping``, content blocks with text, thinking, signature and JSON deltas,
 ``message_delta`` with usage, ``message_stop``). A model ending in ``overloaded`` answers 529, one ending in
 ``midstream`` sends an ``error`` event after its first block's delta; a model in ``FakeAnthropic.canned`` gets
-that answer (status, body bytes as they are, headers). Header lines are recorded as sent (``lines``), repeated
-ones apart.
+that answer (status, body bytes as they are, headers). Every answer carries Anthropic's ``request-id``
+(``req_…``, recorded in ``answered_ids``) and ``anthropic-ratelimit-*`` headers (``RATE_LIMITS``), unless a
+canned answer sets its own. Header lines are recorded as sent (``lines``), repeated ones apart.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,22 @@ from tests.fakes.anthropic_shape import Invalid, check_headers, check_request
 from tests.fakes.server import ThreadedServer
 
 TOOL_INPUT: dict[str, Any] = {"city": "Paris", "units": "celsius"}
+RATE_LIMITS = {
+    "anthropic-ratelimit-requests-limit": "4000",
+    "anthropic-ratelimit-requests-remaining": "3999",
+    "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:01Z",
+    "anthropic-ratelimit-input-tokens-limit": "400000",
+    "anthropic-ratelimit-input-tokens-remaining": "399000",
+    "anthropic-ratelimit-input-tokens-reset": "2026-01-01T00:00:01Z",
+    "anthropic-ratelimit-output-tokens-limit": "80000",
+    "anthropic-ratelimit-output-tokens-remaining": "79000",
+    "anthropic-ratelimit-output-tokens-reset": "2026-01-01T00:00:01Z",
+    "anthropic-ratelimit-tokens-limit": "480000",
+    "anthropic-ratelimit-tokens-remaining": "478000",
+    "anthropic-ratelimit-tokens-reset": "2026-01-01T00:00:01Z",
+}
+"""The rate-limit headers every answer carries, as Anthropic's API names them."""
+_ids = itertools.count(1)
 
 
 def _error(status: int, type_: str, message: str) -> web.Response:
@@ -54,6 +72,8 @@ class FakeAnthropic:
     canned: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
     """Answers by model: (status, body sent byte for byte as JSON, headers)."""
     counted: list[dict[str, Any]] = field(default_factory=list)
+    answered_ids: list[str] = field(default_factory=list)
+    """The ``request-id`` of each answer (errors too), in order."""
     server: ThreadedServer | None = None
 
     def start(self) -> FakeAnthropic:
@@ -81,9 +101,16 @@ class FakeAnthropic:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.on_response_prepare.append(self._headers)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("request-id", f"req_fake{next(_ids):020x}")
+        for k, v in RATE_LIMITS.items():
+            response.headers.setdefault(k, v)
+        self.answered_ids.append(response.headers["request-id"])
 
     async def _checked(self, request: web.Request, counting: bool) -> dict[str, Any] | web.Response:
         try:
@@ -168,7 +195,7 @@ class FakeAnthropic:
             "usage": usage,
         }
         if not body.get("stream"):
-            return web.json_response(message, headers={"request-id": "req_fake"})
+            return web.json_response(message)
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
 

@@ -11,7 +11,8 @@ ok (default), no_usage, cached, slow (first byte after ``delay``), linger (answe
 2.5 s unless the caller leaves first), fail_NNN (that HTTP status with the API's
 error body), flaky_429 (every other request for the model answers 429), hang, bad_json, wrong_ctype,
 reset_mid_stream, stall_mid_stream, huge.
-Every request is recorded; stream cancellations seen by the upstream are counted.
+Every request is recorded, and the ``x-request-id`` of every answer; stream cancellations seen by the upstream are
+counted.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class FakeOpenAI:
     completed_streams: int = 0
     active_streams: int = 0
     models_calls: int = 0
+    answered_ids: list[str] = field(default_factory=list)
+    """The ``x-request-id`` of each answer (errors too), in order."""
     server: ThreadedServer | None = None
     _flaky: dict[str, int] = field(default_factory=dict)
 
@@ -124,10 +127,10 @@ class FakeOpenAI:
         app.router.add_get("/health", self.health)
         return app
 
-    @staticmethod
-    async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         for k, v in common_headers().items():
             response.headers.setdefault(k, v)
+        self.answered_ids.append(response.headers["x-request-id"])
 
     # -- helpers -------------------------------------------------------------------------------------------
     def behavior(self, model: str) -> str:

@@ -1,7 +1,7 @@
 """A loopback HTTP/1.1 server that answers every request with bytes the test chose, for framings and connection
 behaviours a web framework will not produce: no ``content-length`` (a body ended by closing the connection), an
-interim ``100 Continue`` before the answer, ``connection: close``, idle connections dropped after a while, and
-error bodies exactly as given (``error_answer``).
+interim ``100 Continue`` before the answer, ``connection: close``, idle connections dropped after a while, header
+lines of any name, repeated or not, and error bodies exactly as given, of any content type (``error_answer``).
 
 Runs in a background thread on its own event loop; counts the connections it accepted and the requests it read.
 """
@@ -21,20 +21,36 @@ CHAT = (
 )
 
 
-def answer(body: bytes = CHAT, *, length: bool = True, close: bool = False, interim: bool = False) -> bytes:
-    """A 200 JSON answer: with or without ``content-length``, ``connection: close``, a ``100 Continue`` first."""
+def answer(
+    body: bytes = CHAT,
+    *,
+    length: bool = True,
+    close: bool = False,
+    interim: bool = False,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A 200 JSON answer: with or without ``content-length``, ``connection: close``, a ``100 Continue`` first,
+    extra ``headers`` lines."""
     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
     if length:
         head += b"content-length: %d\r\n" % len(body)
     if close:
         head += b"connection: close\r\n"
+    head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
     return (b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b"") + head + b"\r\n" + body
 
 
-def error_answer(status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
-    """An error answer with ``status``, a JSON ``body`` exactly as given and extra ``headers``."""
-    head = b"HTTP/1.1 %d Error\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+def error_answer(
+    status: int,
+    body: bytes,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    content_type: bytes = b"application/json",
+) -> bytes:
+    """An error answer with ``status``, a ``body`` (JSON unless ``content_type`` says) exactly as given and extra
+    ``headers``."""
+    head = b"HTTP/1.1 %d Error\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
         status,
+        content_type,
         len(body),
     )
     head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
