@@ -287,7 +287,7 @@ def test_reservations_of_a_replica_killed_with_requests_in_flight_expire_after_t
         other = stack.enter_context(RunningGateway(config(upstream, tmp_path / "b", clean_redis, **acc)))
         for _ in range(5):  # $100 held by the first replica
             pool.submit(post, held.url, body(), 120)
-        wait_for(lambda: upstream.waiting == 5)
+        wait_for(lambda: upstream.held == 5)
         time.sleep(ttl + 1)  # past ttl_s: the live replica renews what it holds
         assert post(other.url).status_code == 429
         held.signal(signal.SIGKILL)

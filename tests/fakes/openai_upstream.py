@@ -86,8 +86,9 @@ class FakeOpenAI:
     behaviors: dict[str, str] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     cancelled: int = 0
-    waiting: int = 0
-    """Requests held in their delay (``slow`` or ``delay``) now."""
+    held: int = 0
+    """Requests held in their delay (``slow`` or ``delay``) now (not a vLLM fake's reported ``waiting`` queue,
+    which the test sets)."""
     abandoned: int = 0
     """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
     abandoned_models: Counter[str] = field(default_factory=Counter)
@@ -208,7 +209,7 @@ class FakeOpenAI:
 
     async def _abandoned_during(self, delay: float, request: web.Request) -> bool:
         """Wait ``delay`` seconds, watching the connection: True when the caller closed it meanwhile."""
-        self.waiting += 1
+        self.held += 1
         try:
             start = time.monotonic()
             end = start + delay
@@ -221,7 +222,7 @@ class FakeOpenAI:
                     return True
             return False
         finally:
-            self.waiting -= 1
+            self.held -= 1
 
     async def _begin(self, request: web.Request) -> tuple[dict[str, Any], str, str, web.Response | None]:
         body = await self._record(request)
