@@ -19,10 +19,11 @@
 - A background task follows the store (Redis pub/sub, plus a head-version check every
   ``routing.sync_interval_s``), so other workers and replicas install the change too.
 
-What is stored: client keys (and revoked client key secrets) only as SHA-256 digests; a backend ``api_key`` that comes from the config file as
-the marker ``${config}`` (resolved from the file when loaded), never the secret itself. Backend ``headers``
-(which may carry a credential, e.g. Azure's ``api-key``) and the credentials of backends created through the
-admin API are stored as given. What is shown is decided by ``gateway.credentials`` (``***``).
+What is stored: client keys (and revoked client key secrets) only as SHA-256 digests; a backend's ``api_key`` and
+``headers`` values (which may carry a credential, e.g. Azure's ``api-key``) that come from the config file as the
+marker ``${config}`` (resolved from the file when loaded), never the values themselves. The credentials of
+backends created or changed through the admin API (a value sent, not ``***``) are stored as given. What is shown
+is decided by ``gateway.credentials`` (``***``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def policy_doc(cfg: GatewayConfig) -> dict[str, Any]:
     for b in doc["backends"].values():
         if b.get("api_key"):
             b["api_key"] = FROM_CONFIG
+        if b.get("headers"):  # any header value may be a credential (``gateway.credentials``)
+            b["headers"] = dict.fromkeys(b["headers"], FROM_CONFIG)
     return doc
 
 
@@ -158,6 +161,8 @@ class PolicyControl:
         """Revoked client key secrets by digest, as the store had them when the version in force was read (or as
         the local copy had them, while the store could not be read since startup)."""
         self.copy = RevocationCopy(file_cfg.server.data_dir)
+        self._lost_named: frozenset[str] = frozenset()
+        """The digests the last warning about revocations missing from the store named (said once per set)."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def make_store(self) -> PolicyStore:
@@ -220,14 +225,30 @@ class PolicyControl:
         await self.live.swap(self.live.build(self.effective(without_revoked(doc, revoked)), 0))
 
     async def _learn(self, revoked: dict[str, Revocation]) -> None:
-        """``revoked`` read from the store: in use from now on, and kept in the local copy."""
-        self.revoked = revoked
-        await self.copy.keep(revoked)
+        """``revoked`` read from the store, joined with what this gateway already knew (its local copy at startup,
+        the store's earlier reads since): in use from now on, and kept in the local copy. A revocation is never
+        lifted, so one the store no longer holds (a store that lost its data: a Redis without persistence, a
+        database restored from an older backup) stays in force here, with a warning; an emptied store gets them
+        back when the config file is imported into it again (``_seed``)."""
+        lost = {d: r for d, r in self.revoked.items() if d not in revoked}
+        if lost and lost.keys() != self._lost_named:
+            log.warning(
+                "the policy store does not hold %d revoked client key secret(s) this gateway knows of (its local"
+                " copy %s, or an earlier read of the store): they stay revoked here (%s)",
+                len(lost),
+                self.copy.path,
+                ", ".join(sorted({f"key {r.name!r}" for r in lost.values()})),
+            )
+        self._lost_named = frozenset(lost)
+        self.revoked = revoked | lost
+        await self.copy.keep(self.revoked)
 
     async def _open(self) -> None:
         store = self.make_store()
         await store.open()
         try:
+            if not self.revoked:  # a first open: what earlier runs of this gateway learned
+                self.revoked = self.copy.held()
             await self._learn(await store.revocations())
             latest = await self._seed(store)
         except BaseException:
@@ -241,7 +262,17 @@ class PolicyControl:
         file_doc = policy_doc(self.file_cfg)
         summary = f"imported from {describe_source(self.file_cfg.source)}"
         before = await store.latest()
-        pv = await store.seed(file_doc, doc_hash(file_doc), summary)
+        restore: dict[str, str] = {}
+        if before is None and self.revoked:
+            # an emptied store: the revocations this gateway knows go back into it with the imported version
+            restore = {d: r.name for d, r in self.revoked.items()}
+            log.warning(
+                "the policy store is empty: the config file's policy is imported into it again, with the %d revoked"
+                " client key secret(s) this gateway knows of (its local copy %s)",
+                len(restore),
+                self.copy.path,
+            )
+        pv = await store.seed(file_doc, doc_hash(file_doc), summary, restore)
         if before is not None and pv.version > before.version and pv.source == "config":
             for line in dropped_by_import(before, pv, self.revoked, self.file_cfg.env_keys):
                 log.warning("%s", line)
@@ -314,14 +345,32 @@ class PolicyControl:
         return validate_document(full, "policy")
 
     def _resolve_secret(self, name: str, b: Any) -> Any:
-        if not isinstance(b, dict) or b.get("api_key") != FROM_CONFIG:
+        """A stored backend with each credential marker replaced by the config file's value for it (the file's
+        backend of the same name; header names compared case-insensitively); a marker the file no longer has a
+        value for is dropped."""
+        if not isinstance(b, dict):
+            return b
+        headers = b.get("headers")
+        marked = isinstance(headers, dict) and FROM_CONFIG in headers.values()
+        if b.get("api_key") != FROM_CONFIG and not marked:
             return b
         b = dict(b)
-        secret = getattr(self.file_cfg.backends.get(name), "api_key", None)
-        if secret:
-            b["api_key"] = secret
-        else:
-            del b["api_key"]
+        file_backend = self.file_cfg.backends.get(name)
+        if b.get("api_key") == FROM_CONFIG:
+            secret = getattr(file_backend, "api_key", None)
+            if secret:
+                b["api_key"] = secret
+            else:
+                del b["api_key"]
+        if marked:
+            assert isinstance(headers, dict)
+            file_headers = getattr(file_backend, "headers", None) or {}
+            values = {str(n).lower(): v for n, v in file_headers.items()}
+            b["headers"] = {
+                n: values[str(n).lower()] if v == FROM_CONFIG else v
+                for n, v in headers.items()
+                if v != FROM_CONFIG or str(n).lower() in values
+            }
         return b
 
     def _store(self) -> PolicyStore:

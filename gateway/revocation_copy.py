@@ -122,24 +122,45 @@ class RevocationCopy:
 
     def load(self) -> dict[str, Revocation] | None:
         """The revocations the copy holds; None when there is none or it cannot be read (each logged)."""
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
+        found = self._read()
+        if found is None:
             log.warning(
                 "no local copy of the revoked client key secrets at %s (it is written once the policy store has"
                 " been read): the config file's client keys are loaded as they are",
                 self.path,
             )
+        elif isinstance(found, str):
+            self._unreadable(found)
+            return None
+        return found
+
+    def held(self) -> dict[str, Revocation]:
+        """The copy's revocations, to join with the store's when it is opened: nothing when there is no copy (a
+        first start) or it cannot be read (named in a warning; it is written again from the store)."""
+        found = self._read()
+        if isinstance(found, str):
+            log.warning(
+                "cannot read the local copy of the revoked client key secrets %s (%s): it is written again from"
+                " the policy store",
+                self.path,
+                found,
+            )
+            return {}
+        return found or {}
+
+    def _read(self) -> dict[str, Revocation] | str | None:
+        """The copy's revocations; None when there is no copy; why it cannot be read otherwise."""
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
             return None
         except OSError as exc:
-            self._unreadable(exc.strerror or str(exc))
-            return None
+            return exc.strerror or str(exc)
         try:
             return decode(raw)
         except UnreadableCopy as exc:
-            self._unreadable(str(exc))
-            return None
+            return str(exc)
 
     def _unreadable(self, why: str) -> None:
         log.warning(

@@ -99,9 +99,13 @@ class PolicyStore(Protocol):
     async def revocations(self) -> dict[str, Revocation]:
         """Every revoked secret, by digest."""
 
-    async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
+    async def seed(
+        self, doc: dict[str, Any], config_hash: str, summary: str, revoke: Revoke | None = None
+    ) -> PolicyVersion:
         """At startup: append ``doc`` as a ``config`` version unless the last imported config file had the same
-        hash (an unchanged file keeps the admin changes made since); returns the newest version."""
+        hash (an unchanged file keeps the admin changes made since); returns the newest version. ``revoke``: secrets
+        recorded as revoked with the appended version (an emptied store gets back the revocations a gateway
+        knew); ignored when nothing is appended."""
 
     async def wait_change(self, wait_s: float) -> None:
         """Return when a change may have happened, or after ``wait_s`` seconds."""
@@ -227,8 +231,10 @@ class SQLitePolicyStore:
     ) -> PolicyVersion:
         return await asyncio.to_thread(self._append, doc, source, summary, expect, None, revoke)
 
-    async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
-        return await asyncio.to_thread(self._append, doc, "config", summary, None, config_hash, None)
+    async def seed(
+        self, doc: dict[str, Any], config_hash: str, summary: str, revoke: Revoke | None = None
+    ) -> PolicyVersion:
+        return await asyncio.to_thread(self._append, doc, "config", summary, None, config_hash, revoke)
 
     async def revocations(self) -> dict[str, Revocation]:
         return await asyncio.to_thread(self._revocations)

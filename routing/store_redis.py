@@ -173,8 +173,10 @@ class RedisPolicyStore:
     ) -> PolicyVersion:
         return await self._run(doc, source, summary, expect, "", revoke)
 
-    async def seed(self, doc: dict[str, Any], config_hash: str, summary: str) -> PolicyVersion:
-        return await self._run(doc, "config", summary, None, config_hash)
+    async def seed(
+        self, doc: dict[str, Any], config_hash: str, summary: str, revoke: Revoke | None = None
+    ) -> PolicyVersion:
+        return await self._run(doc, "config", summary, None, config_hash, revoke)
 
     async def wait_change(self, wait_s: float) -> None:
         if self._pubsub is None:

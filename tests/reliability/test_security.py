@@ -144,6 +144,25 @@ def test_client_keys_are_stored_only_as_sha256_digests(gw: GatewayProcess, tmp_p
     assert hashlib.sha256(CLIENT_KEY.encode()).hexdigest().encode() in stored  # the digest is what is kept
 
 
+def test_a_config_files_backend_credentials_are_not_stored_in_the_data_dir(gw: GatewayProcess) -> None:
+    """The policy store keeps a marker for the backend's api_key and header values; the file is where they live."""
+    data = Path(gw.path).parent / "data"
+    stored = b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    assert PROVIDER_KEY.encode() not in stored
+    assert HEADER_KEY.encode() not in stored
+
+
+def test_a_config_files_backend_header_still_reaches_the_upstream(
+    gw: GatewayProcess, upstream: FakeOpenAI
+) -> None:
+    body = {"model": "gpt-4o-mini", "messages": MSG}
+    assert (
+        httpx.post(gw.url + "/v1/chat/completions", headers=CLIENT, json=body, timeout=30).status_code == 200
+    )
+    sent = {k.lower(): v for k, v in upstream.requests[-1].headers.items()}
+    assert sent["api-key"] == HEADER_KEY
+
+
 def _timed(fn: Any, arg: str, n: int = 30) -> float:
     best = float("inf")
     for _ in range(n):

@@ -342,3 +342,85 @@ def test_an_environment_keys_rotated_secret_given_way_to_the_variable_is_named_w
     lines = [ln for ln in log.splitlines() if "WARNING" in ln and "'env': its secret from" in ln]
     assert len(lines) == 1, log[-3000:]
     assert "POINTSMAN_API_KEY gives it another secret" in lines[0]
+
+
+# -- the policy store emptied (a Redis without persistence, a database restored empty, a deleted file) ----------
+
+
+def wipe(sections: dict[str, Any], tmp_path: Path) -> None:
+    """Empty the policy store of ``store_sections``: versions, the imported file's hash and the revocations."""
+    if "redis" in sections:
+        import redis
+
+        with redis.Redis.from_url(sections["redis"]["url"]) as r:
+            for k in r.scan_iter("pointsman:policy:*"):
+                r.delete(k)
+    elif "database" in sections:
+        import psycopg
+
+        with psycopg.connect(sections["database"]["dsn"], autocommit=True) as conn:
+            for table in ("policy_versions", "policy_meta", "revoked_keys"):
+                conn.execute(f"DELETE FROM policy.{table}")
+    else:
+        for p in (tmp_path / "data").glob("policy.sqlite3*"):
+            p.unlink()
+
+
+def test_a_deleted_keys_secret_stays_revoked_when_the_policy_store_comes_back_empty(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts, store: dict[str, Any], tmp_path: Path
+) -> None:
+    """The config file is imported into the empty store again, and it still holds the deleted key's secret."""
+    cfg = config(upstream, upstream2, **store)
+    assert admin(restarts.start(cfg)).delete("/admin/keys/app").status_code == 200
+    restarts.stop()
+    wipe(store, tmp_path)
+    gw = restarts.start(cfg)
+    assert refused(gw, CLIENT_KEY)
+    chat(sdk(gw, TEAM_KEY))
+
+
+def test_an_emptied_policy_store_gets_back_the_revocations_a_gateway_knew(
+    upstream: FakeOpenAI,
+    upstream2: FakeOpenAI,
+    shared_store: tuple[dict[str, Any], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """A replica started later with no local copy of its own (a new pod) refuses the secret too: it is in the
+    store again."""
+    up, _ = shared_store
+    cfg = config(upstream, upstream2, **up)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, new_pod = Restarts(tmp_path / "a"), Restarts(tmp_path / "b")
+    try:
+        admin(first.start(cfg)).delete("/admin/keys/app")
+        first.stop()
+        wipe(up, tmp_path)
+        log = first.start(cfg).log.read_text()
+        assert "the policy store is empty" in log and "1 revoked client key secret" in log
+        assert refused(new_pod.start(cfg), CLIENT_KEY)
+    finally:
+        first.stop()
+        new_pod.stop()
+
+
+@pytest.mark.redis
+def test_a_policy_store_emptied_while_the_gateway_runs_keeps_a_revoked_secret_revoked(
+    upstream: FakeOpenAI, upstream2: FakeOpenAI, restarts: Restarts, redis_server: str, tmp_path: Path
+) -> None:
+    """The running gateway finds the empty store at its next sync and imports the config file into it again."""
+    import redis
+
+    wipe({"redis": {"url": redis_server}}, tmp_path)  # what earlier tests left
+    cfg = config(upstream, upstream2, redis={"url": redis_server}, routing={"sync_interval_s": 0.05})
+    gw = restarts.start(cfg)
+    assert admin(gw).delete("/admin/keys/app").status_code == 200
+    wipe({"redis": {"url": redis_server}}, tmp_path)
+    deadline = time.monotonic() + 5
+    with redis.Redis.from_url(redis_server) as r:
+        while not r.exists("pointsman:policy:head"):  # imported again
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert r.hexists("pointsman:policy:revoked", hash_key(CLIENT_KEY))
+    assert refused(gw, CLIENT_KEY)
+    chat(sdk(gw, TEAM_KEY))
