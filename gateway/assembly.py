@@ -3,6 +3,8 @@ needs; and the order they start and close in."""
 
 from __future__ import annotations
 
+import os
+
 from accounting.accountant import Accountant
 from accounting.approvals.book import ApprovalBook
 from accounting.approvals.store import open_store
@@ -11,6 +13,7 @@ from gateway.accounting_setup import build_accountant
 from gateway.capture import CaptureGate
 from gateway.config import GatewayConfig
 from gateway.inference.handler import InferenceHandler
+from gateway.inference.ownership import ResponseOwnership
 from gateway.live_runtime import LiveRuntime
 from gateway.policy_control import PolicyControl, cost_lookup, routing_rng
 from gateway.shadow_setup import ControlRouteEditor, Shadow
@@ -19,6 +22,7 @@ from gateway.upstream_models import UpstreamModels
 from gateway.vllm_pricing import SelfHostedPricing
 from routing.dispatch import Dispatcher
 from routing.health import HealthTracker
+from routing.response_owners import RedisResponseOwners, ResponseOwners, postgres_owners, sqlite_owners
 from serving.registry import BackendRegistry
 
 
@@ -41,6 +45,16 @@ def approval_book(config: GatewayConfig) -> ApprovalBook:
     path = config.capture.store_path(config.server.data_dir)
     refresh_s = min(config.capture.approval_refresh_s, config.consent.approval_refresh_s)
     return ApprovalBook(open_store(path, config.redis.url, config.database.shared_dsn), refresh_s)
+
+
+def response_owners(config: GatewayConfig) -> ResponseOwners:
+    """Who made each stored Responses API answer: in PostgreSQL with ``database.backend: postgres``, else in Redis
+    with ``redis.url``, else in ``<data_dir>/responses.sqlite3`` (as the policy store)."""
+    if config.database.shared_dsn:
+        return postgres_owners(config.database.shared_dsn)
+    if config.redis.url:
+        return RedisResponseOwners(config.redis.url)
+    return sqlite_owners(os.path.join(config.server.data_dir, "responses.sqlite3"))
 
 
 def assemble(config: GatewayConfig) -> GatewayState:
@@ -73,7 +87,10 @@ def assemble(config: GatewayConfig) -> GatewayState:
     upstream_models = UpstreamModels(
         lambda: live.runtime.policy.models, registry, config.server.models_refresh_s
     )
-    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture, exporters.sampler)
+    owners = ResponseOwnership(
+        response_owners(config), lambda: live.runtime.config.redis.on_unavailable == "fail_closed"
+    )
+    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture, exporters.sampler, owners)
     return GatewayState(
         config=config,
         live=live,
@@ -98,10 +115,12 @@ def assemble(config: GatewayConfig) -> GatewayState:
             capture.start,
             vllm_pricing.start,
             upstream_models.start,  # after the backends: it reads their model lists
+            owners.open,
         ],
         shutdown=[
             shadow.close,  # in-flight shadows finish (bounded grace) while backends are up
             control.close,
+            owners.close,  # the last answers' owners written
             vllm_pricing.close,
             upstream_models.close,
             live.close,  # closes backends retired by policy swaps now

@@ -133,7 +133,9 @@ class RedisConfig(StrictModel):
     url: str | None = None
     """``redis://`` URL; when set, policy, limits, budgets and the ledger are shared through Redis."""
     on_unavailable: str = Field(default="fail_open", pattern=r"^(fail_open|fail_closed)$")
-    """What limits and budgets do when Redis is unreachable: ``fail_open`` (local limits) or ``fail_closed``."""
+    """What limits and budgets do when Redis is unreachable: ``fail_open`` (local limits) or ``fail_closed``. Also
+    what a Responses request citing a previous response gets while the record of their owners (Redis or the
+    database) cannot be read: forwarded unchecked, or 503 (docs/routing.md)."""
 
 
 class DatabaseConfig(StrictModel):

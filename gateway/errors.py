@@ -84,6 +84,29 @@ def compressed_body() -> ApiError:
     )
 
 
+def previous_response_not_found(response_id: str) -> ApiError:
+    """404 for ``previous_response_id`` naming a response another team made: the provider's answer for an id it
+    does not know, so the caller learns nothing about the id (``routing.response_owners``)."""
+    return ApiError(
+        404,
+        f"Previous response with id '{response_id}' not found.",
+        "invalid_request_error",
+        "previous_response_not_found",
+        "previous_response_id",
+    )
+
+
+def response_owners_unavailable() -> ApiError:
+    """503 for a request citing a previous response while the record of their owners cannot be read and
+    ``redis.on_unavailable`` is ``fail_closed``."""
+    return ApiError(
+        503,
+        "The record of who made previous responses is unavailable; retry shortly.",
+        "server_error",
+        "response_owners_unavailable",
+    )
+
+
 def too_deep() -> ApiError:
     return bad_request(f"The request body is nested deeper than {MAX_DEPTH} levels.", code="nesting_too_deep")
 

@@ -57,6 +57,15 @@ POLICY = Domain(
                 "version BIGINT NOT NULL, revoked_at DOUBLE PRECISION NOT NULL)",
             ),
         ),
+        (
+            3,
+            "owners of stored Responses API answers",
+            (
+                "CREATE TABLE response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+                "CREATE INDEX response_owners_at ON response_owners (at)",
+            ),
+        ),
     ),
 )
-"""The routing policy's versions and the revoked client key secrets (``routing.store``'s tables)."""
+"""The routing policy's versions and the revoked client key secrets (``routing.store``'s tables), and the owners of
+stored Responses API answers (``routing.response_owners``)."""

@@ -39,6 +39,7 @@ from gateway.inference.asgi import (
 )
 from gateway.inference.exchange import Exchange
 from gateway.inference.outcome import outcome_for
+from gateway.inference.ownership import ResponseOwnership
 from gateway.inference.relay import SSE_HEADERS, relay
 from gateway.inference.validation import parse_body
 from gateway.inference.watch import ClientWatch, Watches
@@ -55,6 +56,7 @@ from routing.tags import collect_tags
 from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamError
+from wire.answer import stored_response_id, streamed_response_id
 from wire.endpoints import ANTHROPIC, COUNT_TOKENS, MESSAGES, RESPONSES, USAGE_OPTION
 from wire.sse import SSEReader
 from wire.traceparent import TraceContext
@@ -105,6 +107,7 @@ class InferenceHandler:
         shadow: ShadowHub,
         capture: CaptureGate,
         traces: TraceStarter | None = None,
+        owners: ResponseOwnership | None = None,
     ) -> None:
         self.live = live
         self.accountant = accountant
@@ -112,6 +115,8 @@ class InferenceHandler:
         self.shadow = shadow
         self.capture = capture
         self.traces = traces
+        self.owners = owners
+        """Who made each stored Responses API answer (``gateway.inference.ownership``); None: not checked."""
         self.in_flight = 0
         self.watches = Watches()
         """Clients of non-streamed requests to watch for hang-ups once their answer takes a while."""
@@ -151,6 +156,8 @@ class InferenceHandler:
             bad_tag = key.tags_allowed(tags)
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
+            if endpoint == RESPONSES and self.owners is not None:
+                await self.owners.check(doc, key.name, key.team)  # a continuation stays within its team
             eligible = rt.consent.eligibility(key.name, key.team, key.scope)
             try:
                 decision = rt.policy.decide(
@@ -336,6 +343,8 @@ class InferenceHandler:
         self.capture.attach_content(rec, doc, parsed)
         self.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
         self.capture.offer(rec, x.decision, doc, parsed)
+        if x.call.endpoint == RESPONSES and self.owners is not None and resp.status < 400:
+            self.owners.record_soon(stored_response_id(parsed), rec.key, rec.team)
 
     # -- streaming ---------------------------------------------------------------------------------------
     async def _stream(self, x: Exchange) -> None:
@@ -373,6 +382,8 @@ class InferenceHandler:
         self.capture.attach_content(rec, doc, None, reader.events)
         self.accountant.finish(rec, doc, reader.events)
         self.capture.offer(rec, x.decision, doc, None, reader.events)
+        if x.call.endpoint == RESPONSES and self.owners is not None:
+            self.owners.record_soon(streamed_response_id(reader.events), rec.key, rec.team)
 
     # -- counting tokens (Messages API) ----------------------------------------------------------------------
     async def _count(self, x: Exchange) -> None:

@@ -68,11 +68,16 @@ def output_items(body: dict[str, Any], answer: Answer, pieces: int) -> list[dict
 
 
 def response(
-    body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pieces: int, status: str = "completed"
+    body: dict[str, Any],
+    answer: Answer,
+    use: dict[str, Any] | None,
+    pieces: int,
+    status: str = "completed",
+    rid: str = "resp_fake0001",
 ) -> dict[str, Any]:
     text = body.get("text") if isinstance(body.get("text"), dict) else {}
     return {
-        "id": "resp_fake0001",
+        "id": rid,
         "object": "response",
         "created_at": int(time.time()),
         "status": status,
@@ -87,6 +92,7 @@ def response(
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
+        "store": body.get("store", True) is not False,
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": body.get("tool_choice", "auto"),
@@ -99,14 +105,16 @@ def response(
     }
 
 
-def events(body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pieces: int) -> list[Paced]:
+def events(
+    body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pieces: int, rid: str = "resp_fake0001"
+) -> list[Paced]:
     """The stream's events in order, each with its ``sequence_number``."""
     out: list[Paced] = []
 
     def ev(kind: str, paced: bool = False, **data: Any) -> None:
         out.append(({"type": kind, "sequence_number": len(out), **data}, paced))
 
-    started = response(body, answer, None, pieces, status="in_progress")
+    started = response(body, answer, None, pieces, status="in_progress", rid=rid)
     ev("response.created", response=started)
     ev("response.in_progress", response=started)
     for index, item in enumerate(output_items(body, answer, pieces)):
@@ -172,5 +180,5 @@ def events(body: dict[str, Any], answer: Answer, use: dict[str, Any] | None, pie
                 arguments=item["arguments"],
             )
         ev("response.output_item.done", output_index=index, item=item)
-    ev("response.completed", response=response(body, answer, use, pieces))
+    ev("response.completed", response=response(body, answer, use, pieces, rid=rid))
     return out

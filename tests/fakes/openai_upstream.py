@@ -21,6 +21,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import secrets
 import struct
 import time
 from collections import Counter
@@ -89,6 +90,8 @@ class FakeOpenAI:
     held: int = 0
     """Requests held in their delay (``slow`` or ``delay``) now (not a vLLM fake's reported ``waiting`` queue,
     which the test sets)."""
+    stored_responses: set[str] = field(default_factory=set)
+    """Ids of the Responses API answers kept (``store`` not false): what ``previous_response_id`` may cite."""
     abandoned: int = 0
     """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
     abandoned_models: Counter[str] = field(default_factory=Counter)
@@ -344,11 +347,25 @@ class FakeOpenAI:
         body, model, b, early = await self._begin(request)
         if early is not None:
             return early
+        cited = body.get("previous_response_id")
+        if (
+            cited is not None and cited not in self.stored_responses
+        ):  # the API's answer for an id it does not keep
+            error = {
+                "message": f"Previous response with id '{cited}' not found.",
+                "type": "invalid_request_error",
+                "param": "previous_response_id",
+                "code": "previous_response_not_found",
+            }
+            return web.json_response({"error": error}, status=404)
+        rid = f"resp_{secrets.token_hex(24)}"
+        if body.get("store", True) is not False:
+            self.stored_responses.add(rid)
         answer = self.answers({**body, "n": 1}, model, b)[0]
         usage = None if b == "no_usage" else self.usage(chat=False)
         if body.get("stream"):
             return await self._stream(
-                request, openai_responses.events(body, answer, usage, self.chunks), b, named=True
+                request, openai_responses.events(body, answer, usage, self.chunks, rid), b, named=True
             )
-        doc = openai_responses.response(body, answer, usage, self.chunks)
+        doc = openai_responses.response(body, answer, usage, self.chunks, rid=rid)
         return web.Response(body=orjson.dumps(doc), content_type="application/json")

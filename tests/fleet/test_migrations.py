@@ -150,7 +150,8 @@ def test_migrate_builds_the_shared_stores_schemas_each_with_its_own_versions(
     out = capsys.readouterr().out
     assert "applied policy 1: policy versions" in out and "applied shadow 1:" in out
     assert "applied policy 2: revoked client key secrets" in out
-    assert "policy schema version 2 (current)" in out and "shadow schema version 1 (current)" in out
+    assert "applied policy 3: owners of stored Responses API answers" in out
+    assert "policy schema version 3 (current)" in out and "shadow schema version 1 (current)" in out
     assert main(["db", "status", "--shared-dsn", empty_db]) == 0
     with psycopg.connect(empty_db) as conn:
         schemas = {r[0] for r in conn.execute("SELECT table_schema FROM information_schema.tables")}

@@ -1,0 +1,197 @@
+"""Who made each stored Responses API answer: a key continues (``previous_response_id``) only a response its own
+team made, or its own key when it has no team.
+
+Teams often share one provider account behind a backend, and the provider keeps every stored response of the
+account: without this record a key of one team could cite a response id another team's request stored and get
+that conversation continued (its context, its tool results). The gateway records the owner of every Responses
+answer it relays (``store`` not false) and refuses a request citing a response another owner made, with the 404 the
+provider gives for an id it does not know. An id the gateway never relayed (made before it was deployed, or
+directly at the provider) is not refused: nothing says whose it is.
+
+Stores, chosen like the policy store's: ``<data_dir>/responses.sqlite3`` (embedded; WAL, so the workers of one
+machine share it), Redis (``redis.url``: ``pointsman:responses:owner:<id>``, with a TTL) or PostgreSQL
+(``database.dsn``: the ``policy`` schema's ``response_owners``). Records are kept ``RETENTION_S`` (30 days, the
+provider's retention of stored responses); older ones are purged at open and hourly. Never on the request path
+except for a Responses request: one write after its answer is sent, one read when it cites a previous response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from routing.store import SQLConnection
+
+RETENTION_S = 30 * 86400
+"""How long an owner is kept: OpenAI keeps a stored response 30 days."""
+PREFIX = "pointsman:responses:owner:"
+
+
+class OwnerStoreUnavailable(Exception):
+    """The store could not be read or written."""
+
+
+def owner_of(key: str, team: str | None) -> str:
+    """The owner a request's answers are recorded under: its team, or its key when it has none."""
+    return f"team:{team}" if team else f"key:{key}"
+
+
+class ResponseOwners(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record(self, response_id: str, owner: str) -> None:
+        """Keep ``owner`` for ``response_id`` (the first owner recorded stays); raises ``OwnerStoreUnavailable``."""
+
+    async def owner(self, response_id: str) -> str | None:
+        """The recorded owner, or None; raises ``OwnerStoreUnavailable``."""
+
+
+class SQLResponseOwners:
+    """Owners in a SQL table: a SQLite file (embedded) or, on a ``DomainConnection``, PostgreSQL's ``policy``
+    schema. Calls run in a thread, one at a time on the one connection."""
+
+    def __init__(self, connect: Callable[[], SQLConnection], errors: tuple[type[Exception], ...]) -> None:
+        self._connect = connect
+        self._errors = errors
+        self._conn: SQLConnection | None = None
+        self._lock = threading.Lock()
+        self._purged = 0.0
+
+    async def open(self) -> None:
+        await self._run(self._purge)
+
+    async def close(self) -> None:
+        def close() -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        await asyncio.to_thread(self._locked, close)
+
+    def _c(self) -> SQLConnection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _locked(self, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            return fn()
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        def guarded() -> Any:
+            with self._lock:
+                try:
+                    return fn()
+                except self._errors as exc:
+                    conn, self._conn = self._conn, None  # reconnect next time
+                    if conn is not None:
+                        try:
+                            conn.close()
+                        except self._errors:
+                            pass
+                    raise OwnerStoreUnavailable(str(exc)) from exc
+
+        return await asyncio.to_thread(guarded)
+
+    def _purge(self) -> None:
+        now = time.time()
+        self._c().execute("DELETE FROM response_owners WHERE at < ?", (now - RETENTION_S,))
+        self._purged = now
+
+    async def record(self, response_id: str, owner: str) -> None:
+        def insert() -> None:
+            now = time.time()
+            self._c().execute(
+                "INSERT OR IGNORE INTO response_owners (id, owner, at) VALUES (?, ?, ?)",
+                (response_id, owner, now),
+            )
+            if now - self._purged > 3600:
+                self._purge()
+
+        await self._run(insert)
+
+    async def owner(self, response_id: str) -> str | None:
+        def select() -> str | None:
+            row = (
+                self._c()
+                .execute(
+                    "SELECT owner FROM response_owners WHERE id = ? AND at >= ?",
+                    (response_id, time.time() - RETENTION_S),
+                )
+                .fetchone()
+            )
+            return None if row is None else str(row[0])
+
+        result: str | None = await self._run(select)
+        return result
+
+
+def sqlite_owners(path: str) -> SQLResponseOwners:
+    """The embedded store: ``path`` (a SQLite file, created with its table)."""
+
+    def connect() -> SQLConnection:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL, at REAL NOT NULL)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS response_owners_at ON response_owners (at)")
+        return conn
+
+    return SQLResponseOwners(connect, (sqlite3.Error, OSError))
+
+
+def postgres_owners(dsn: str) -> SQLResponseOwners:
+    """The shared store in PostgreSQL: the ``policy`` schema's ``response_owners`` (``pointsman db migrate``)."""
+    import psycopg
+
+    from accounting.pg_domain import DomainConnection, DomainSchemaBehind
+    from routing.pg_schema import POLICY
+
+    def connect() -> SQLConnection:
+        return DomainConnection(dsn, POLICY)
+
+    return SQLResponseOwners(connect, (psycopg.Error, DomainSchemaBehind, OSError))
+
+
+class RedisResponseOwners:
+    """Owners in Redis, shared by every replica: one key per response id, expiring after ``RETENTION_S``."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def record(self, response_id: str, owner: str) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._client.set(PREFIX + response_id, owner, ex=RETENTION_S, nx=True)
+        except (RedisError, OSError) as exc:
+            raise OwnerStoreUnavailable(str(exc)) from exc
+
+    async def owner(self, response_id: str) -> str | None:
+        from redis.exceptions import RedisError
+
+        try:
+            raw = await self._client.get(PREFIX + response_id)
+        except (RedisError, OSError) as exc:
+            raise OwnerStoreUnavailable(str(exc)) from exc
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -1,0 +1,225 @@
+"""A Responses API continuation stays within its team: a key may cite (``previous_response_id``) a stored response
+its own team made (its own key when it has no team), and gets the provider's 404 for one another team made, the
+request never reaching the provider. Teams share one provider account here, as they often do, so without the
+check the provider would continue the other team's conversation. Against running gateways, with the official
+SDK; the fake provider keeps what it stores and answers an unknown id with its 404, like the API."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, CLIENT_KEY
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway_runner import GatewayProcess, RunningGateway
+
+SAME_TEAM_KEY = "sk-test-search-other-0001"
+OTHER_TEAM_KEY = "sk-test-billing-0001"
+LONE_KEY = "sk-test-lone-0001"
+LONE_KEY_2 = "sk-test-lone-0002"
+
+
+def config(upstream: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return {
+        "admin_key": ADMIN_KEY,
+        "backends": {"up": {"type": "openai", "base_url": upstream.url, "api_key": "sk-upstream-secret"}},
+        "models": {"gpt-4o-mini": {"backend": "up"}},
+        "keys": [
+            {"name": "app", "key": CLIENT_KEY, "team": "search"},
+            {"name": "search-batch", "key": SAME_TEAM_KEY, "team": "search"},
+            {"name": "billing", "key": OTHER_TEAM_KEY, "team": "billing"},
+            {"name": "lone", "key": LONE_KEY},
+            {"name": "lone-2", "key": LONE_KEY_2},
+        ],
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(name="shared-account").start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(upstream: FakeOpenAI) -> Iterator[RunningGateway]:
+    with RunningGateway(config(upstream)) as g:
+        yield g
+
+
+def sdk(gw: RunningGateway | GatewayProcess, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+
+
+def recorded(data_dir: Path | str, response_id: str) -> None:
+    """Wait until the embedded store holds ``response_id``'s owner (written just after the answer is sent)."""
+    deadline = time.monotonic() + 5
+    path = Path(data_dir) / "responses.sqlite3"
+    while True:
+        if path.exists():
+            with sqlite3.connect(path) as db:
+                if db.execute("SELECT 1 FROM response_owners WHERE id = ?", (response_id,)).fetchone():
+                    return
+        assert time.monotonic() < deadline, f"{response_id} was not recorded"
+        time.sleep(0.01)
+
+
+def started(gw: RunningGateway, key: str = CLIENT_KEY, **kw: Any) -> str:
+    """A stored response made with ``key``, its owner recorded; its id."""
+    with sdk(gw, key) as c:
+        rid = c.responses.create(model="gpt-4o-mini", input="Remember: the launch code is 0000.", **kw).id
+    recorded(gw.config.server.data_dir, rid)
+    return rid
+
+
+def continue_with(gw: RunningGateway | GatewayProcess, key: str, rid: str) -> str:
+    with sdk(gw, key) as c:
+        return c.responses.create(
+            model="gpt-4o-mini", input="What was the code?", previous_response_id=rid
+        ).id
+
+
+def test_a_key_continues_a_response_its_own_team_made(gw: RunningGateway) -> None:
+    rid = started(gw)
+    assert continue_with(gw, SAME_TEAM_KEY, rid).startswith("resp_")
+
+
+def test_another_teams_key_gets_the_providers_404_for_the_response(gw: RunningGateway) -> None:
+    rid = started(gw)
+    with pytest.raises(openai.NotFoundError) as caught:
+        continue_with(gw, OTHER_TEAM_KEY, rid)
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["code"], error["param"], error["type"]) == (
+        "previous_response_not_found",
+        "previous_response_id",
+        "invalid_request_error",
+    )
+    assert error["message"] == f"Previous response with id '{rid}' not found."
+
+
+def test_a_refused_continuation_never_reaches_the_provider(gw: RunningGateway, upstream: FakeOpenAI) -> None:
+    rid = started(gw)
+    before = len(upstream.requests)
+    with pytest.raises(openai.NotFoundError):
+        continue_with(gw, OTHER_TEAM_KEY, rid)
+    assert len(upstream.requests) == before
+
+
+def test_a_streamed_responses_owner_is_recorded_too(gw: RunningGateway) -> None:
+    with sdk(gw, CLIENT_KEY) as c:
+        with c.responses.stream(model="gpt-4o-mini", input="Remember this.") as s:
+            rid = s.get_final_response().id
+    recorded(gw.config.server.data_dir, rid)
+    with pytest.raises(openai.NotFoundError):
+        continue_with(gw, OTHER_TEAM_KEY, rid)
+    assert continue_with(gw, SAME_TEAM_KEY, rid).startswith("resp_")
+
+
+def test_a_key_without_a_team_continues_only_its_own_responses(gw: RunningGateway) -> None:
+    rid = started(gw, LONE_KEY)
+    assert continue_with(gw, LONE_KEY, rid).startswith("resp_")
+    with pytest.raises(openai.NotFoundError):
+        continue_with(gw, LONE_KEY_2, rid)
+
+
+def test_a_response_the_gateway_never_relayed_is_left_to_the_provider(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    """Made before the gateway was deployed (or at the provider directly): nothing says whose it is."""
+    upstream.stored_responses.add("resp_made_elsewhere_0001")
+    assert continue_with(gw, OTHER_TEAM_KEY, "resp_made_elsewhere_0001").startswith("resp_")
+
+
+def test_an_unstored_response_gets_no_owner(gw: RunningGateway, upstream: FakeOpenAI) -> None:
+    """``store: false``: the provider keeps nothing to continue, so the gateway records nothing either; citing it
+    gets the provider's own 404."""
+    with sdk(gw, CLIENT_KEY) as c:
+        rid = c.responses.create(model="gpt-4o-mini", input="Forget this.", store=False).id
+    started(gw)  # a later stored one recorded: the unstored one's would have been written before it
+    before = len(upstream.requests)
+    with pytest.raises(openai.NotFoundError):
+        continue_with(gw, CLIENT_KEY, rid)
+    assert len(upstream.requests) == before + 1  # the provider's 404, not the gateway's
+    with sqlite3.connect(Path(gw.config.server.data_dir) / "responses.sqlite3") as db:
+        assert db.execute("SELECT 1 FROM response_owners WHERE id = ?", (rid,)).fetchone() is None
+
+
+def test_owners_survive_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    cfg = config(upstream)
+    first = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with sdk(first, CLIENT_KEY) as c:
+            rid = c.responses.create(model="gpt-4o-mini", input="Remember this.").id
+        recorded(tmp_path / "data", rid)
+    finally:
+        first.stop()
+    again = GatewayProcess(cfg, tmp_path).start()
+    try:
+        with pytest.raises(openai.NotFoundError):
+            continue_with(again, OTHER_TEAM_KEY, rid)
+    finally:
+        again.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def shared(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The config sections of a shared store: Redis, or PostgreSQL."""
+    if request.param == "redis":
+        return {"redis": {"url": request.getfixturevalue("redis_server")}}
+    return {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
+
+
+def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
+    upstream: FakeOpenAI, shared: dict[str, Any], tmp_path: Path
+) -> None:
+    """Made through one replica, cited through another (a new data_dir each: nothing local in common)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = GatewayProcess(config(upstream, **shared), tmp_path / "a").start()
+    two = GatewayProcess(config(upstream, **shared), tmp_path / "b").start()
+    try:
+        with sdk(one, CLIENT_KEY) as c:
+            rid = c.responses.create(model="gpt-4o-mini", input="Remember this.").id
+        deadline = time.monotonic() + 5
+        while True:  # the owner is written just after the answer
+            try:
+                continue_with(two, OTHER_TEAM_KEY, rid)
+            except openai.NotFoundError:
+                break
+            assert time.monotonic() < deadline, "the other team's continuation was never refused"
+            time.sleep(0.02)
+        assert continue_with(two, SAME_TEAM_KEY, rid).startswith("resp_")
+        assert not (tmp_path / "b" / "data" / "responses.sqlite3").exists()
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize(("policy", "refused"), [("fail_closed", True), ("fail_open", False)])
+def test_a_continuation_while_the_record_is_unreachable_follows_redis_on_unavailable(
+    upstream: FakeOpenAI, policy: str, refused: bool
+) -> None:
+    upstream.stored_responses.add("resp_cited_during_an_outage")
+    cfg = config(upstream, redis={"url": "redis://127.0.0.1:9/0", "on_unavailable": policy})
+    with RunningGateway(cfg) as g:
+        if refused:
+            with pytest.raises(openai.InternalServerError) as caught:
+                continue_with(g, CLIENT_KEY, "resp_cited_during_an_outage")
+            assert caught.value.status_code == 503
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["code"] == "response_owners_unavailable"
+        else:
+            assert continue_with(g, CLIENT_KEY, "resp_cited_during_an_outage").startswith("resp_")
