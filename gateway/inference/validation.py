@@ -90,6 +90,15 @@ def validate_body(doc: Any, endpoint: str) -> dict[str, Any]:
     elif endpoint == RESPONSES:
         if v is None and doc.get("previous_response_id") is None:
             raise bad_request("'input' is required.", "input", "missing_required_parameter")
+        if doc.get("background") is True:  # its cost comes later, where the gateway cannot see it
+            raise bad_request(
+                "Background responses ('background': true) are not supported through pointsman: the provider "
+                "finishes them after the request ends, so the gateway could neither account for their tokens and "
+                "cost nor route the polling (GET /v1/responses/{id}) that fetches them. Send the request without "
+                "'background' (streamed, for a long one).",
+                "background",
+                "unsupported_parameter",
+            )
     elif v is None:
         raise bad_request(f"'{field}' is required.", field, "missing_required_parameter")
     stream = doc.get("stream")

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from tests.conftest import CLIENT_KEY
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 
 
@@ -41,6 +42,23 @@ def test_streamed_responses_api(client: openai.OpenAI) -> None:
     assert events[-1].type == "response.completed"
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert deltas == "Hello from primary (gpt-4o-mini)"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_background_response_is_refused_before_it_reaches_the_provider(
+    client: openai.OpenAI, upstream: FakeOpenAI, stream: bool
+) -> None:
+    """Its tokens are generated after the request ends, where the gateway cannot count or price them."""
+    before = len(upstream.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-4o-mini", input="hi", background=True, stream=stream)
+    assert isinstance(caught.value.body, dict)
+    assert (caught.value.body["code"], caught.value.body["param"]) == ("unsupported_parameter", "background")
+    assert len(upstream.requests) == before
+
+
+def test_a_response_with_background_false_is_served(client: openai.OpenAI) -> None:
+    assert client.responses.create(model="gpt-4o-mini", input="hi", background=False).output_text
 
 
 def test_models_lists_configured_exact_names(client: openai.OpenAI) -> None:
