@@ -50,11 +50,12 @@ def approval_book(config: GatewayConfig) -> ApprovalBook:
 def response_owners(config: GatewayConfig) -> ResponseOwners:
     """Who made each stored Responses API answer: in PostgreSQL with ``database.backend: postgres``, else in Redis
     with ``redis.url``, else in ``<data_dir>/responses.sqlite3`` (as the policy store)."""
+    keep_s = config.routing.response_owners_days * 86400
     if config.database.shared_dsn:
-        return postgres_owners(config.database.shared_dsn)
+        return postgres_owners(config.database.shared_dsn, keep_s)
     if config.redis.url:
-        return RedisResponseOwners(config.redis.url)
-    return sqlite_owners(os.path.join(config.server.data_dir, "responses.sqlite3"))
+        return RedisResponseOwners(config.redis.url, keep_s)
+    return sqlite_owners(os.path.join(config.server.data_dir, "responses.sqlite3"), keep_s)
 
 
 def assemble(config: GatewayConfig) -> GatewayState:

@@ -10,8 +10,8 @@ directly at the provider) is not refused: nothing says whose it is.
 
 Stores, chosen like the policy store's: ``<data_dir>/responses.sqlite3`` (embedded; WAL, so the workers of one
 machine share it), Redis (``redis.url``: ``pointsman:responses:owner:<id>``, with a TTL) or PostgreSQL
-(``database.dsn``: the ``policy`` schema's ``response_owners``). Records are kept ``RETENTION_S`` (30 days, the
-provider's retention of stored responses); older ones are purged at open and hourly. Never on the request path
+(``database.dsn``: the ``policy`` schema's ``response_owners``). Records are kept ``routing.response_owners_days``
+(30: the provider's retention of stored responses); older ones are purged at open and hourly. Never on the request path
 except for a Responses request: one write after its answer is sent, one read when it cites a previous response.
 """
 
@@ -27,8 +27,6 @@ from typing import Any, Protocol
 
 from routing.store import SQLConnection
 
-RETENTION_S = 30 * 86400
-"""How long an owner is kept: OpenAI keeps a stored response 30 days."""
 PREFIX = "pointsman:responses:owner:"
 
 
@@ -57,8 +55,11 @@ class SQLResponseOwners:
     """Owners in a SQL table: a SQLite file (embedded) or, on a ``DomainConnection``, PostgreSQL's ``policy``
     schema. Calls run in a thread, one at a time on the one connection."""
 
-    def __init__(self, connect: Callable[[], SQLConnection], errors: tuple[type[Exception], ...]) -> None:
+    def __init__(
+        self, connect: Callable[[], SQLConnection], errors: tuple[type[Exception], ...], retention_s: float
+    ) -> None:
         self._connect = connect
+        self.retention_s = retention_s
         self._errors = errors
         self._conn: SQLConnection | None = None
         self._lock = threading.Lock()
@@ -102,7 +103,7 @@ class SQLResponseOwners:
 
     def _purge(self) -> None:
         now = time.time()
-        self._c().execute("DELETE FROM response_owners WHERE at < ?", (now - RETENTION_S,))
+        self._c().execute("DELETE FROM response_owners WHERE at < ?", (now - self.retention_s,))
         self._purged = now
 
     async def record(self, response_id: str, owner: str) -> None:
@@ -123,7 +124,7 @@ class SQLResponseOwners:
                 self._c()
                 .execute(
                     "SELECT owner FROM response_owners WHERE id = ? AND at >= ?",
-                    (response_id, time.time() - RETENTION_S),
+                    (response_id, time.time() - self.retention_s),
                 )
                 .fetchone()
             )
@@ -133,7 +134,7 @@ class SQLResponseOwners:
         return result
 
 
-def sqlite_owners(path: str) -> SQLResponseOwners:
+def sqlite_owners(path: str, retention_s: float) -> SQLResponseOwners:
     """The embedded store: ``path`` (a SQLite file, created with its table)."""
 
     def connect() -> SQLConnection:
@@ -147,10 +148,10 @@ def sqlite_owners(path: str) -> SQLResponseOwners:
         conn.execute("CREATE INDEX IF NOT EXISTS response_owners_at ON response_owners (at)")
         return conn
 
-    return SQLResponseOwners(connect, (sqlite3.Error, OSError))
+    return SQLResponseOwners(connect, (sqlite3.Error, OSError), retention_s)
 
 
-def postgres_owners(dsn: str) -> SQLResponseOwners:
+def postgres_owners(dsn: str, retention_s: float) -> SQLResponseOwners:
     """The shared store in PostgreSQL: the ``policy`` schema's ``response_owners`` (``pointsman db migrate``)."""
     import psycopg
 
@@ -160,15 +161,16 @@ def postgres_owners(dsn: str) -> SQLResponseOwners:
     def connect() -> SQLConnection:
         return DomainConnection(dsn, POLICY)
 
-    return SQLResponseOwners(connect, (psycopg.Error, DomainSchemaBehind, OSError))
+    return SQLResponseOwners(connect, (psycopg.Error, DomainSchemaBehind, OSError), retention_s)
 
 
 class RedisResponseOwners:
-    """Owners in Redis, shared by every replica: one key per response id, expiring after ``RETENTION_S``."""
+    """Owners in Redis, shared by every replica: one key per response id, expiring after ``retention_s``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retention_s: float) -> None:
         import redis.asyncio as aioredis
 
+        self.retention_s = max(1, int(retention_s))
         self._client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
 
     async def open(self) -> None:
@@ -181,7 +183,7 @@ class RedisResponseOwners:
         from redis.exceptions import RedisError
 
         try:
-            await self._client.set(PREFIX + response_id, owner, ex=RETENTION_S, nx=True)
+            await self._client.set(PREFIX + response_id, owner, ex=self.retention_s, nx=True)
         except (RedisError, OSError) as exc:
             raise OwnerStoreUnavailable(str(exc)) from exc
 

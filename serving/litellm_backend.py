@@ -131,18 +131,39 @@ def translate(exc: BaseException, backend: str) -> UpstreamError:
     return UpstreamProtocolError("provider call failed", backend=backend)
 
 
+_PROVIDER = "llm_provider-"
+
+
+def provider_headers(answer: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """The provider's answer header lines that litellm kept on ``answer`` (a response or a stream:
+    ``_hidden_params["additional_headers"]``, each as ``llm_provider-<name>``), under their own lowercase names, for
+    the gateway to relay the few it relays (``gateway.upstream_headers``); values that are not latin-1 text are
+    left out."""
+    hidden = getattr(answer, "_hidden_params", None)
+    kept = hidden.get("additional_headers") if isinstance(hidden, dict) else None
+    if not isinstance(kept, dict):
+        return ()
+    lines = []
+    for name, value in kept.items():
+        if isinstance(name, str) and name.startswith(_PROVIDER) and isinstance(value, str):
+            try:
+                lines.append((name[len(_PROVIDER) :].lower().encode("latin-1"), value.encode("latin-1")))
+            except UnicodeEncodeError:
+                continue
+    return tuple(lines)
+
+
 def _empty_choice(c: Any) -> bool:
     return isinstance(c, dict) and not c.get("delta") and not c.get("finish_reason")
 
 
 class LiteLLMStream:
-    __slots__ = ("_it", "endpoint", "_backend", "_include_usage", "_closed")
-
-    headers: Sequence[tuple[bytes, bytes]] = ()
-    """None: litellm does not hand over the provider's headers."""
+    __slots__ = ("_it", "endpoint", "_backend", "_include_usage", "_closed", "headers")
 
     def __init__(self, it: Any, backend: LiteLLMBackend, include_usage: bool) -> None:
         self._it = it
+        self.headers: Sequence[tuple[bytes, bytes]] = provider_headers(it)
+        """The provider's header lines litellm kept (``provider_headers``)."""
         self._backend = backend
         self.endpoint = backend.info.endpoints[0]
         self._include_usage = include_usage
@@ -287,6 +308,7 @@ class LiteLLMBackend:
                 status=200,
                 body=orjson.dumps(resp.model_dump(exclude_none=True)),
                 endpoint=self.info.endpoints[0],
+                headers=provider_headers(resp),
             )
         except Exception as exc:
             raise translate(exc, self.name) from exc

@@ -224,17 +224,18 @@ def _responses_event(items: dict[int, dict[str, Any]], kind: str, doc: dict[str,
     target[text_key] = (prev if isinstance(prev, str) else "") + delta
 
 
-def stored_response_id(response: Any) -> str | None:
-    """The id of a Responses API ``response`` object the provider keeps (``store`` not false), else None."""
-    if not isinstance(response, dict) or response.get("store") is False:
+def stored_response_id(request: dict[str, Any], response: Any) -> str | None:
+    """The id of a Responses API ``response`` object the provider keeps (``store`` not false in the request, nor
+    in the answer where it says), else None."""
+    if request.get("store") is False or not isinstance(response, dict) or response.get("store") is False:
         return None
     rid = response.get("id")
     return rid if isinstance(rid, str) and rid else None
 
 
-def streamed_response_id(blocks: Iterable[bytes]) -> str | None:
+def streamed_response_id(request: dict[str, Any], blocks: Iterable[bytes]) -> str | None:
     """``stored_response_id`` of the ``response`` a Responses API stream announces first (``response.created``)."""
     for _, doc in json_events(blocks):
         if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
-            return stored_response_id(doc["response"])
+            return stored_response_id(request, doc["response"])
     return None

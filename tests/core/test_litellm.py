@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.conftest import CLIENT_KEY
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.anthropic_upstream import RATE_LIMITS, FakeAnthropic
 from tests.fakes.telemetry import FakeTelemetry
 from tests.gateway_runner import RunningGateway
 
@@ -73,6 +73,32 @@ def test_streamed_chat_is_translated(claude: openai.OpenAI) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() == "Bonjour from Claude"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 9
+
+
+def test_a_chat_answer_through_litellm_carries_the_providers_request_id_and_rate_limits(
+    claude: openai.OpenAI, anthropic: FakeAnthropic
+) -> None:
+    r = claude.chat.completions.with_raw_response.create(
+        model="claude-3-5-haiku", messages=MSG, max_tokens=20
+    )  # type: ignore[arg-type]
+    assert r.headers["request-id"] == anthropic.answered_ids[-1]
+    assert (
+        r.headers["anthropic-ratelimit-requests-limit"] == RATE_LIMITS["anthropic-ratelimit-requests-limit"]
+    )
+    assert r.headers["x-request-id"] != anthropic.answered_ids[-1]  # the gateway's own
+
+
+def test_a_chat_stream_through_litellm_carries_the_providers_request_id(
+    claude: openai.OpenAI, anthropic: FakeAnthropic
+) -> None:
+    with claude.chat.completions.with_streaming_response.create(
+        model="claude-3-5-haiku",
+        messages=MSG,  # type: ignore[arg-type]
+        max_tokens=20,
+        stream=True,
+    ) as r:
+        r.read()
+        assert r.headers["request-id"] == anthropic.answered_ids[-1]
 
 
 def test_provider_error_is_openai_shaped(claude: openai.OpenAI) -> None:

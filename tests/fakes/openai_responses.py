@@ -92,7 +92,6 @@ def response(
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
-        "store": body.get("store", True) is not False,
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": body.get("tool_choice", "auto"),
