@@ -127,8 +127,35 @@ def translate(exc: BaseException, backend: str) -> UpstreamError:
             429: "rate_limit_error",
         }.get(status, "api_error")
         msg = getattr(exc, "message", None) or "provider returned an error"
-        return UpstreamHTTPError(status, error_body(str(msg)[:2000], type_), backend=backend)
+        head = _answer_head(getattr(exc, "litellm_response_headers", None))
+        return UpstreamHTTPError(
+            status,
+            error_body(str(msg)[:2000], type_),
+            backend=backend,
+            retry_after=head.get(b"retry-after"),
+            retry_after_ms=head.get(b"retry-after-ms"),
+            headers=tuple((k, v.encode("latin-1")) for k, v in head.items()),
+        )
     return UpstreamProtocolError("provider call failed", backend=backend)
+
+
+def _answer_head(headers: Any) -> dict[bytes, str]:
+    """The header lines of the provider's error answer that a litellm exception keeps
+    (``litellm_response_headers``: its ``.response`` is a stand-in without them), by lowercase name; values that are
+    not latin-1 text are left out."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return {}
+    head: dict[bytes, str] = {}
+    for name, value in items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
+        try:
+            value.encode("latin-1")
+            head[name.lower().encode("latin-1")] = value
+        except UnicodeEncodeError:
+            continue
+    return head
 
 
 _PROVIDER = "llm_provider-"

@@ -101,6 +101,19 @@ def test_a_chat_stream_through_litellm_carries_the_providers_request_id(
         assert r.headers["request-id"] == anthropic.answered_ids[-1]
 
 
+def test_a_rate_limited_answer_through_litellm_carries_the_providers_retry_after_and_request_id(
+    claude: openai.OpenAI, anthropic: FakeAnthropic
+) -> None:
+    body = b'{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit"}}'
+    anthropic.canned["claude-limited"] = (429, body, {"retry-after": "7"})
+    with pytest.raises(openai.RateLimitError) as info:
+        claude.chat.completions.create(model="claude-limited", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "7"
+    assert headers["request-id"] == anthropic.answered_ids[-1]
+    assert headers["anthropic-ratelimit-requests-limit"] == RATE_LIMITS["anthropic-ratelimit-requests-limit"]
+
+
 def test_provider_error_is_openai_shaped(claude: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         claude.chat.completions.create(model="claude-overloaded", messages=MSG, max_tokens=5)  # type: ignore[arg-type]
