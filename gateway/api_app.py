@@ -30,6 +30,7 @@ from gateway.inference.protocol import DOCUMENTED, AnthropicErrorResponse, Error
 from gateway.middleware import AdminGuard, BodyLimitMiddleware, RequestIdMiddleware
 from gateway.public import router as public_router
 from gateway.state import GatewayState
+from gateway.stored_responses import router as stored_responses_router
 from wire.endpoints import ANTHROPIC
 from wire.errors import error_body
 
@@ -120,6 +121,7 @@ def build_fastapi(state: GatewayState) -> FastAPI:
 
     api.include_router(public_router)
     api.include_router(feedback_router)
+    api.include_router(stored_responses_router)
     _document_inference(api)
     api.include_router(build_admin_router(state))
     api.include_router(console_pages.build_router())

@@ -96,6 +96,12 @@ def previous_response_not_found(response_id: str) -> ApiError:
     )
 
 
+def response_not_found(response_id: str) -> ApiError:
+    """404 for a stored response a key may not read or delete (another team's, or one the gateway never relayed):
+    the provider's answer for an id it does not know."""
+    return ApiError(404, f"Response with id '{response_id}' not found.", "invalid_request_error", None, None)
+
+
 def response_owners_unavailable() -> ApiError:
     """503 for a request citing a previous response while the record of their owners cannot be read and
     ``redis.on_unavailable`` is ``fail_closed``."""

@@ -61,7 +61,8 @@ POLICY = Domain(
             3,
             "owners of stored Responses API answers",
             (
-                "CREATE TABLE response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+                "CREATE TABLE response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL, backend TEXT NOT NULL, "
+                "endpoint TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
                 "CREATE INDEX response_owners_at ON response_owners (at)",
             ),
         ),

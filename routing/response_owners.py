@@ -5,8 +5,9 @@ Teams often share one provider account behind a backend, and the provider keeps 
 account: without this record a key of one team could cite a response id another team's request stored and get
 that conversation continued (its context, its tool results). The gateway records the owner of every Responses
 answer it relays (``store`` not false) and refuses a request citing a response another owner made, with the 404 the
-provider gives for an id it does not know. An id the gateway never relayed (made before it was deployed, or
-directly at the provider) is not refused: nothing says whose it is.
+provider gives for an id it does not know; the stored-response endpoints (``gateway.stored_responses``) serve
+the owner only, at the backend and endpoint the record names. An id the gateway never relayed (made before it
+was deployed, or directly at the provider) is not refused as a continuation: nothing says whose it is.
 
 Stores, chosen like the policy store's: ``<data_dir>/responses.sqlite3`` (embedded; WAL, so the workers of one
 machine share it), Redis (``redis.url``: ``pointsman:responses:owner:<id>``, with a TTL) or PostgreSQL
@@ -23,7 +24,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from routing.store import SQLConnection
 
@@ -32,6 +36,19 @@ PREFIX = "pointsman:responses:owner:"
 
 class OwnerStoreUnavailable(Exception):
     """The store could not be read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Who made a stored response, and where it is stored."""
+
+    owner: str
+    """``owner_of`` the request that made it."""
+    backend: str
+    """The backend that answered."""
+    endpoint: str
+    """The endpoint (base URL, ``.../v1``) of that backend that answered: where the provider keeps it (one server of
+    a vLLM fleet)."""
 
 
 def owner_of(key: str, team: str | None) -> str:
@@ -44,11 +61,11 @@ class ResponseOwners(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, response_id: str, owner: str) -> None:
-        """Keep ``owner`` for ``response_id`` (the first owner recorded stays); raises ``OwnerStoreUnavailable``."""
+    async def record(self, response_id: str, stored: Stored) -> None:
+        """Keep ``stored`` for ``response_id`` (the first record stays); raises ``OwnerStoreUnavailable``."""
 
-    async def owner(self, response_id: str) -> str | None:
-        """The recorded owner, or None; raises ``OwnerStoreUnavailable``."""
+    async def get(self, response_id: str) -> Stored | None:
+        """The record, or None; raises ``OwnerStoreUnavailable``."""
 
 
 class SQLResponseOwners:
@@ -106,31 +123,31 @@ class SQLResponseOwners:
         self._c().execute("DELETE FROM response_owners WHERE at < ?", (now - self.retention_s,))
         self._purged = now
 
-    async def record(self, response_id: str, owner: str) -> None:
+    async def record(self, response_id: str, stored: Stored) -> None:
         def insert() -> None:
             now = time.time()
             self._c().execute(
-                "INSERT OR IGNORE INTO response_owners (id, owner, at) VALUES (?, ?, ?)",
-                (response_id, owner, now),
+                "INSERT OR IGNORE INTO response_owners (id, owner, backend, endpoint, at) VALUES (?, ?, ?, ?, ?)",
+                (response_id, stored.owner, stored.backend, stored.endpoint, now),
             )
             if now - self._purged > 3600:
                 self._purge()
 
         await self._run(insert)
 
-    async def owner(self, response_id: str) -> str | None:
-        def select() -> str | None:
+    async def get(self, response_id: str) -> Stored | None:
+        def select() -> Stored | None:
             row = (
                 self._c()
                 .execute(
-                    "SELECT owner FROM response_owners WHERE id = ? AND at >= ?",
+                    "SELECT owner, backend, endpoint FROM response_owners WHERE id = ? AND at >= ?",
                     (response_id, time.time() - self.retention_s),
                 )
                 .fetchone()
             )
-            return None if row is None else str(row[0])
+            return None if row is None else Stored(str(row[0]), str(row[1]), str(row[2]))
 
-        result: str | None = await self._run(select)
+        result: Stored | None = await self._run(select)
         return result
 
 
@@ -143,7 +160,8 @@ def sqlite_owners(path: str, retention_s: float) -> SQLResponseOwners:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL, at REAL NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS response_owners (id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+            " backend TEXT NOT NULL, endpoint TEXT NOT NULL, at REAL NOT NULL)"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS response_owners_at ON response_owners (at)")
         return conn
@@ -179,15 +197,16 @@ class RedisResponseOwners:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def record(self, response_id: str, owner: str) -> None:
+    async def record(self, response_id: str, stored: Stored) -> None:
         from redis.exceptions import RedisError
 
+        value = orjson.dumps([stored.owner, stored.backend, stored.endpoint])
         try:
-            await self._client.set(PREFIX + response_id, owner, ex=self.retention_s, nx=True)
+            await self._client.set(PREFIX + response_id, value, ex=self.retention_s, nx=True)
         except (RedisError, OSError) as exc:
             raise OwnerStoreUnavailable(str(exc)) from exc
 
-    async def owner(self, response_id: str) -> str | None:
+    async def get(self, response_id: str) -> Stored | None:
         from redis.exceptions import RedisError
 
         try:
@@ -196,4 +215,8 @@ class RedisResponseOwners:
             raise OwnerStoreUnavailable(str(exc)) from exc
         if raw is None:
             return None
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            owner, backend, endpoint = orjson.loads(raw)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            return None  # not a record this version wrote
+        return Stored(str(owner), str(backend), str(endpoint))

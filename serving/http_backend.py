@@ -408,6 +408,38 @@ class OpenAIHTTPBackend:
             raise failure or UpstreamConnectError("no endpoint listed its models", backend=self.name)
         return list(dict.fromkeys(str(m["id"]) for models in lists for m in models))
 
+    async def stored_request(
+        self, method: str, endpoint: str, path: str, query: str, timeout_s: float
+    ) -> UpstreamResponse:
+        """A request about something the provider stores (the Responses API's ``GET``/``DELETE
+        /responses/{id}``, ``/input_items``, ``/cancel``), sent to ``endpoint`` (one of this backend's: where it is
+        stored) with the backend's credentials; ``path`` under the endpoint, ``query`` as the client sent it (or
+        empty). Any status is returned as an answer, the body bounded and its credentials masked; only transport
+        failures raise (``UpstreamError``)."""
+        if endpoint not in self.pool.urls():
+            raise UpstreamConnectError(
+                f"{endpoint} is no longer an endpoint of this backend", backend=self.name
+            )
+        url = f"{endpoint}/{path}" + (f"?{query}" if query else "")
+        resp = await self.client.request(
+            method.encode("ascii"),
+            url,
+            self._headers,
+            None,
+            Timeouts(timeout_s, min(timeout_s, self.cfg.connect_timeout_s), timeout_s),
+        )
+        try:
+            body = await self._read(resp, endpoint, self.max_response_bytes, cut=resp.status >= 400)
+        finally:
+            resp.close()
+        return UpstreamResponse(
+            status=resp.status,
+            body=self._masked(body) if resp.status >= 400 else body,
+            content_type=resp.header(b"content-type") or "application/json",
+            endpoint=endpoint,
+            headers=resp.headers,
+        )
+
     async def admin_request(
         self, method: str, url: str, body: Any = None, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:

@@ -344,7 +344,9 @@ class InferenceHandler:
         self.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
         self.capture.offer(rec, x.decision, doc, parsed)
         if x.call.endpoint == RESPONSES and self.owners is not None and resp.status < 400:
-            self.owners.record_soon(stored_response_id(doc, parsed), rec.key, rec.team)
+            self.owners.record_soon(
+                stored_response_id(doc, parsed), rec.key, rec.team, rec.backend, resp.endpoint
+            )
 
     # -- streaming ---------------------------------------------------------------------------------------
     async def _stream(self, x: Exchange) -> None:
@@ -383,7 +385,9 @@ class InferenceHandler:
         self.accountant.finish(rec, doc, reader.events)
         self.capture.offer(rec, x.decision, doc, None, reader.events)
         if x.call.endpoint == RESPONSES and self.owners is not None:
-            self.owners.record_soon(streamed_response_id(doc, reader.events), rec.key, rec.team)
+            self.owners.record_soon(
+                streamed_response_id(doc, reader.events), rec.key, rec.team, rec.backend, upstream.endpoint
+            )
 
     # -- counting tokens (Messages API) ----------------------------------------------------------------------
     async def _count(self, x: Exchange) -> None:

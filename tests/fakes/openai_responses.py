@@ -181,3 +181,19 @@ def events(
         ev("response.output_item.done", output_index=index, item=item)
     ev("response.completed", response=response(body, answer, use, pieces, rid=rid))
     return out
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's input as the API lists it (``/input_items``): each message with an id, a string as one user
+    message."""
+    given = body.get("input")
+    messages = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    items = []
+    for k, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content or []
+        role = m.get("role", "user") if isinstance(m, dict) else "user"
+        items.append(
+            {"id": f"msg_in{k:04d}", "type": "message", "role": role, "status": "completed", "content": parts}
+        )
+    return items

@@ -90,8 +90,11 @@ class FakeOpenAI:
     held: int = 0
     """Requests held in their delay (``slow`` or ``delay``) now (not a vLLM fake's reported ``waiting`` queue,
     which the test sets)."""
-    stored_responses: set[str] = field(default_factory=set)
-    """Ids of the Responses API answers kept (``store`` not false): what ``previous_response_id`` may cite."""
+    stored_responses: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict)
+    """The Responses API answers kept (``store`` not false), by id, with their input items: what
+    ``previous_response_id`` may cite and ``GET``/``DELETE /v1/responses/{id}`` read."""
+    stored_requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    """(method, path and query, headers) of each request to the stored-response endpoints."""
     abandoned: int = 0
     """Requests whose caller closed the connection during their delay (the gateway gave up on them)."""
     abandoned_models: Counter[str] = field(default_factory=Counter)
@@ -127,6 +130,10 @@ class FakeOpenAI:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/responses/{rid}", self.stored)
+        app.router.add_delete("/v1/responses/{rid}", self.stored)
+        app.router.add_get("/v1/responses/{rid}/input_items", self.stored)
+        app.router.add_post("/v1/responses/{rid}/cancel", self.stored)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         return app
@@ -343,6 +350,31 @@ class FakeOpenAI:
         }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
+    async def stored(self, request: web.Request) -> web.Response:
+        """The stored-response endpoints, as the API answers them (a response not kept is a 404)."""
+        self.stored_requests.append((request.method, request.path_qs, dict(request.headers)))
+        rid = request.match_info["rid"]
+        kept = self.stored_responses.get(rid)
+        if kept is None:
+            error = {"message": f"Response with id '{rid}' not found.", "type": "invalid_request_error"}
+            return web.json_response({"error": {**error, "param": None, "code": None}}, status=404)
+        doc, items = kept
+        if request.method == "DELETE":
+            del self.stored_responses[rid]
+            return web.json_response({"id": rid, "object": "response", "deleted": True})
+        if request.path.endswith("/cancel"):  # only a background response can be
+            error = {
+                "message": "Only responses created with background=true can be cancelled.",
+                "param": None,
+            }
+            return web.json_response(
+                {"error": {**error, "type": "invalid_request_error", "code": None}}, status=400
+            )
+        if request.path.endswith("/input_items"):
+            page = {"object": "list", "data": items, "has_more": False}
+            return web.json_response({**page, "first_id": items[0]["id"], "last_id": items[-1]["id"]})
+        return web.json_response(doc)
+
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body, model, b, early = await self._begin(request)
         if early is not None:
@@ -359,13 +391,13 @@ class FakeOpenAI:
             }
             return web.json_response({"error": error}, status=404)
         rid = f"resp_{secrets.token_hex(24)}"
-        if body.get("store", True) is not False:
-            self.stored_responses.add(rid)
         answer = self.answers({**body, "n": 1}, model, b)[0]
         usage = None if b == "no_usage" else self.usage(chat=False)
+        doc = openai_responses.response(body, answer, usage, self.chunks, rid=rid)
+        if body.get("store", True) is not False:
+            self.stored_responses[rid] = (doc, openai_responses.input_items(body))
         if body.get("stream"):
             return await self._stream(
                 request, openai_responses.events(body, answer, usage, self.chunks, rid), b, named=True
             )
-        doc = openai_responses.response(body, answer, usage, self.chunks, rid=rid)
         return web.Response(body=orjson.dumps(doc), content_type="application/json")

@@ -134,7 +134,7 @@ def test_a_response_the_gateway_never_relayed_is_left_to_the_provider(
     gw: RunningGateway, upstream: FakeOpenAI
 ) -> None:
     """Made before the gateway was deployed (or at the provider directly): nothing says whose it is."""
-    upstream.stored_responses.add("resp_made_elsewhere_0001")
+    upstream.stored_responses["resp_made_elsewhere_0001"] = ({}, [])
     assert continue_with(gw, OTHER_TEAM_KEY, "resp_made_elsewhere_0001").startswith("resp_")
 
 
@@ -150,6 +150,78 @@ def test_an_unstored_response_gets_no_owner(gw: RunningGateway, upstream: FakeOp
     assert len(upstream.requests) == before + 1  # the provider's 404, not the gateway's
     with sqlite3.connect(Path(gw.config.server.data_dir) / "responses.sqlite3") as db:
         assert db.execute("SELECT 1 FROM response_owners WHERE id = ?", (rid,)).fetchone() is None
+
+
+# -- the stored-response endpoints: GET / DELETE /v1/responses/{id}, /input_items, /cancel -------------------------
+
+
+def test_a_team_retrieves_its_stored_response(gw: RunningGateway) -> None:
+    rid = started(gw)
+    with sdk(gw, SAME_TEAM_KEY) as c:
+        got = c.responses.retrieve(rid)
+    assert got.id == rid and got.output_text
+
+
+def test_another_team_gets_the_providers_404_retrieving_it_without_the_provider_being_asked(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    rid = started(gw)
+    asked = len(upstream.stored_requests)
+    with sdk(gw, OTHER_TEAM_KEY) as c, pytest.raises(openai.NotFoundError) as caught:
+        c.responses.retrieve(rid)
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["message"] == f"Response with id '{rid}' not found."
+    assert len(upstream.stored_requests) == asked
+
+
+def test_a_response_the_gateway_never_relayed_cannot_be_retrieved_through_it(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    """Nothing says whose it is, nor on which backend it is kept."""
+    upstream.stored_responses["resp_made_elsewhere_0002"] = ({"id": "resp_made_elsewhere_0002"}, [])
+    with sdk(gw, CLIENT_KEY) as c, pytest.raises(openai.NotFoundError):
+        c.responses.retrieve("resp_made_elsewhere_0002")
+
+
+def test_a_team_lists_its_responses_input_items(gw: RunningGateway, upstream: FakeOpenAI) -> None:
+    rid = started(gw)
+    with sdk(gw, CLIENT_KEY) as c:
+        items = c.responses.input_items.list(rid, limit=5, order="asc")
+    first = items.data[0]
+    assert first.type == "message" and first.content[0].text == "Remember: the launch code is 0000."  # type: ignore[union-attr]
+    method, path, headers = upstream.stored_requests[-1]
+    assert (method, path) == ("GET", f"/v1/responses/{rid}/input_items?limit=5&order=asc")
+    assert {k.lower(): v for k, v in headers.items()}["authorization"] == "Bearer sk-upstream-secret"
+
+
+def test_a_team_deletes_its_stored_response(gw: RunningGateway, upstream: FakeOpenAI) -> None:
+    rid = started(gw)
+    with sdk(gw, SAME_TEAM_KEY) as c:
+        c.responses.delete(rid)
+    assert rid not in upstream.stored_responses
+
+
+def test_another_team_cannot_delete_a_stored_response(gw: RunningGateway, upstream: FakeOpenAI) -> None:
+    rid = started(gw)
+    with sdk(gw, OTHER_TEAM_KEY) as c, pytest.raises(openai.NotFoundError):
+        c.responses.delete(rid)
+    assert rid in upstream.stored_responses
+
+
+def test_a_cancel_is_relayed_with_the_providers_answer(gw: RunningGateway) -> None:
+    rid = started(gw)
+    with sdk(gw, CLIENT_KEY) as c, pytest.raises(openai.BadRequestError) as caught:
+        c.responses.cancel(rid)
+    assert isinstance(caught.value.body, dict)
+    assert "background" in caught.value.body["message"]
+
+
+def test_streaming_a_stored_response_again_is_refused(gw: RunningGateway) -> None:
+    rid = started(gw)
+    with sdk(gw, CLIENT_KEY) as c, pytest.raises(openai.BadRequestError) as caught:
+        list(c.responses.retrieve(rid, stream=True))
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "unsupported_parameter"
 
 
 def test_owners_survive_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> None:
@@ -202,6 +274,8 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
             assert time.monotonic() < deadline, "the other team's continuation was never refused"
             time.sleep(0.02)
         assert continue_with(two, SAME_TEAM_KEY, rid).startswith("resp_")
+        with sdk(two, SAME_TEAM_KEY) as c:
+            assert c.responses.retrieve(rid).id == rid  # where it is kept, from the shared record
         assert not (tmp_path / "b" / "data" / "responses.sqlite3").exists()
     finally:
         one.stop()
@@ -212,7 +286,7 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
 def test_a_continuation_while_the_record_is_unreachable_follows_redis_on_unavailable(
     upstream: FakeOpenAI, policy: str, refused: bool
 ) -> None:
-    upstream.stored_responses.add("resp_cited_during_an_outage")
+    upstream.stored_responses["resp_cited_during_an_outage"] = ({}, [])
     cfg = config(upstream, redis={"url": "redis://127.0.0.1:9/0", "on_unavailable": policy})
     with RunningGateway(cfg) as g:
         if refused:
