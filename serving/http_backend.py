@@ -421,13 +421,7 @@ class OpenAIHTTPBackend:
                 f"{endpoint} is no longer an endpoint of this backend", backend=self.name
             )
         url = f"{endpoint}/{path}" + (f"?{query}" if query else "")
-        resp = await self.client.request(
-            method.encode("ascii"),
-            url,
-            self._headers,
-            None,
-            Timeouts(timeout_s, min(timeout_s, self.cfg.connect_timeout_s), timeout_s),
-        )
+        resp = await self._off_path(method, url, None, timeout_s)
         try:
             body = await self._read(resp, endpoint, self.max_response_bytes, cut=resp.status >= 400)
         finally:
@@ -446,15 +440,18 @@ class OpenAIHTTPBackend:
         """Admin/background helper (vLLM LoRA load/unload, ``/health``, ``/metrics``): one request off the request
         path. Returns (status, body) for any HTTP status; only transport failures raise (as ``UpstreamError``).
         """
-        data = None if body is None else orjson.dumps(body)
-        resp = await self.client.request(
+        resp = await self._off_path(method, url, None if body is None else orjson.dumps(body), timeout_s)
+        try:
+            return resp.status, await self._read(resp, url, self.max_response_bytes)
+        finally:
+            resp.close()
+
+    def _off_path(self, method: str, url: str, data: bytes | None, timeout_s: float) -> Awaitable[Response]:
+        """One request off the request path, with the backend's credentials and one timeout for all of it."""
+        return self.client.request(
             method.encode("ascii"),
             url,
             self._headers,
             data,
             Timeouts(timeout_s, min(timeout_s, self.cfg.connect_timeout_s), timeout_s),
         )
-        try:
-            return resp.status, await self._read(resp, url, self.max_response_bytes)
-        finally:
-            resp.close()
