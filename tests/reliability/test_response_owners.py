@@ -297,3 +297,15 @@ def test_a_continuation_while_the_record_is_unreachable_follows_redis_on_unavail
             assert caught.value.body["code"] == "response_owners_unavailable"
         else:
             assert continue_with(g, CLIENT_KEY, "resp_cited_during_an_outage").startswith("resp_")
+
+
+def test_a_stored_response_cannot_be_retrieved_while_the_record_is_unreachable(upstream: FakeOpenAI) -> None:
+    """Without the record there is neither an owner to check nor a backend to ask, whatever ``on_unavailable``."""
+    cfg = config(upstream, redis={"url": "redis://127.0.0.1:9/0", "on_unavailable": "fail_open"})
+    with (
+        RunningGateway(cfg) as g,
+        sdk(g, CLIENT_KEY) as c,
+        pytest.raises(openai.InternalServerError) as caught,
+    ):
+        c.responses.retrieve("resp_cited_during_an_outage")
+    assert caught.value.status_code == 503
