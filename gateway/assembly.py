@@ -91,7 +91,7 @@ def assemble(config: GatewayConfig) -> GatewayState:
     owners = ResponseOwnership(
         response_owners(config), lambda: live.runtime.config.redis.on_unavailable == "fail_closed"
     )
-    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture, exporters.sampler, owners)
+    inference = InferenceHandler(live, accountant, dispatcher, shadow.hub, capture, owners, exporters.sampler)
     return GatewayState(
         config=config,
         live=live,

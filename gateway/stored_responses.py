@@ -28,12 +28,10 @@ State = Annotated[GatewayState, Depends(get_state)]
 
 
 async def _relay(
-    state: GatewayState, key: ClientKey, request: Request, response_id: str, path: str
+    state: GatewayState, key: ClientKey, request: Request, response_id: str, part: str = ""
 ) -> Response:
-    owners = state.inference.owners
-    if owners is None:
-        raise bad_request("Stored responses are not kept by this gateway.")
-    stored = await owners.owned(response_id, key.name, key.team)
+    """``request`` about the stored response ``response_id`` (``part``: what of it, after its path), relayed."""
+    stored = await state.inference.owners.owned(response_id, key.name, key.team)
     if "stream=true" in request.url.query.lower():
         raise bad_request(
             "Streaming a stored response again is not supported through pointsman (it is for background "
@@ -50,7 +48,7 @@ async def _relay(
         answer = await backend.stored_request(
             request.method,
             stored.endpoint,
-            path,
+            f"responses/{quote(response_id, safe='')}{part}",
             request.url.query,
             state.runtime.config.server.request_timeout_s,
         )
@@ -62,21 +60,19 @@ async def _relay(
 
 @router.get("/v1/responses/{response_id}", summary="Retrieve a stored response (its team's)")
 async def retrieve(response_id: str, request: Request, key: Key, state: State) -> Response:
-    return await _relay(state, key, request, response_id, f"responses/{quote(response_id, safe='')}")
+    return await _relay(state, key, request, response_id)
 
 
 @router.delete("/v1/responses/{response_id}", summary="Delete a stored response (its team's)")
 async def delete(response_id: str, request: Request, key: Key, state: State) -> Response:
-    return await _relay(state, key, request, response_id, f"responses/{quote(response_id, safe='')}")
+    return await _relay(state, key, request, response_id)
 
 
 @router.get("/v1/responses/{response_id}/input_items", summary="List a stored response's input items")
 async def input_items(response_id: str, request: Request, key: Key, state: State) -> Response:
-    return await _relay(
-        state, key, request, response_id, f"responses/{quote(response_id, safe='')}/input_items"
-    )
+    return await _relay(state, key, request, response_id, "/input_items")
 
 
 @router.post("/v1/responses/{response_id}/cancel", summary="Cancel a stored response (its team's)")
 async def cancel(response_id: str, request: Request, key: Key, state: State) -> Response:
-    return await _relay(state, key, request, response_id, f"responses/{quote(response_id, safe='')}/cancel")
+    return await _relay(state, key, request, response_id, "/cancel")

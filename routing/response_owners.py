@@ -19,6 +19,7 @@ except for a Responses request: one write after its answer is sent, one read whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -87,20 +88,22 @@ class SQLResponseOwners:
 
     async def close(self) -> None:
         def close() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+            with self._lock:  # not while a call runs in another thread
+                self._drop()
 
-        await asyncio.to_thread(self._locked, close)
+        await asyncio.to_thread(close)
 
     def _c(self) -> SQLConnection:
         if self._conn is None:
             self._conn = self._connect()
         return self._conn
 
-    def _locked(self, fn: Callable[[], Any]) -> Any:
-        with self._lock:
-            return fn()
+    def _drop(self) -> None:
+        """Close the connection (a failed one too); the next call opens another."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*self._errors):
+                conn.close()
 
     async def _run(self, fn: Callable[[], Any]) -> Any:
         def guarded() -> Any:
@@ -108,12 +111,7 @@ class SQLResponseOwners:
                 try:
                     return fn()
                 except self._errors as exc:
-                    conn, self._conn = self._conn, None  # reconnect next time
-                    if conn is not None:
-                        try:
-                            conn.close()
-                        except self._errors:
-                            pass
+                    self._drop()  # reconnect next time
                     raise OwnerStoreUnavailable(str(exc)) from exc
 
         return await asyncio.to_thread(guarded)

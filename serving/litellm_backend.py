@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -127,57 +127,43 @@ def translate(exc: BaseException, backend: str) -> UpstreamError:
             429: "rate_limit_error",
         }.get(status, "api_error")
         msg = getattr(exc, "message", None) or "provider returned an error"
-        head = _answer_head(getattr(exc, "litellm_response_headers", None))
+        head = _lines(getattr(getattr(exc, "litellm_response_headers", None), "items", tuple)())
+        said = {name: value.decode("latin-1") for name, value in head}
         return UpstreamHTTPError(
             status,
             error_body(str(msg)[:2000], type_),
             backend=backend,
-            retry_after=head.get(b"retry-after"),
-            retry_after_ms=head.get(b"retry-after-ms"),
-            headers=tuple((k, v.encode("latin-1")) for k, v in head.items()),
+            retry_after=said.get(b"retry-after"),
+            retry_after_ms=said.get(b"retry-after-ms"),
+            headers=head,
         )
     return UpstreamProtocolError("provider call failed", backend=backend)
-
-
-def _answer_head(headers: Any) -> dict[bytes, str]:
-    """The header lines of the provider's error answer that a litellm exception keeps
-    (``litellm_response_headers``: its ``.response`` is a stand-in without them), by lowercase name; values that are
-    not latin-1 text are left out."""
-    items = getattr(headers, "items", None)
-    if items is None:
-        return {}
-    head: dict[bytes, str] = {}
-    for name, value in items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            continue
-        try:
-            value.encode("latin-1")
-            head[name.lower().encode("latin-1")] = value
-        except UnicodeEncodeError:
-            continue
-    return head
 
 
 _PROVIDER = "llm_provider-"
 
 
-def provider_headers(answer: Any) -> tuple[tuple[bytes, bytes], ...]:
-    """The provider's answer header lines that litellm kept on ``answer`` (a response or a stream:
-    ``_hidden_params["additional_headers"]``, each as ``llm_provider-<name>``), under their own lowercase names, for
-    the gateway to relay the few it relays (``gateway.upstream_headers``); values that are not latin-1 text are
-    left out."""
-    hidden = getattr(answer, "_hidden_params", None)
-    kept = hidden.get("additional_headers") if isinstance(hidden, dict) else None
-    if not isinstance(kept, dict):
-        return ()
+def _lines(pairs: Iterable[Any], prefix: str = "") -> tuple[tuple[bytes, bytes], ...]:
+    """Header lines out of litellm's ``(name, value)`` strings: the names that start with ``prefix``, without it and
+    lowercase; values that are not latin-1 text left out."""
     lines = []
-    for name, value in kept.items():
-        if isinstance(name, str) and name.startswith(_PROVIDER) and isinstance(value, str):
+    for name, value in pairs:
+        if isinstance(name, str) and isinstance(value, str) and name.startswith(prefix):
             try:
-                lines.append((name[len(_PROVIDER) :].lower().encode("latin-1"), value.encode("latin-1")))
+                lines.append((name[len(prefix) :].lower().encode("latin-1"), value.encode("latin-1")))
             except UnicodeEncodeError:
                 continue
     return tuple(lines)
+
+
+def provider_headers(answer: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """The provider's answer header lines that litellm kept on ``answer`` (a response or a stream:
+    ``_hidden_params["additional_headers"]``, each as ``llm_provider-<name>``), under their own names, for the
+    gateway to relay the few it relays (``gateway.upstream_headers``). An error's are the exception's
+    ``litellm_response_headers`` (its ``.response`` is a stand-in without them): ``translate``."""
+    hidden = getattr(answer, "_hidden_params", None)
+    kept = hidden.get("additional_headers") if isinstance(hidden, dict) else None
+    return _lines(kept.items(), _PROVIDER) if isinstance(kept, dict) else ()
 
 
 def _empty_choice(c: Any) -> bool:

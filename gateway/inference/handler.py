@@ -106,8 +106,8 @@ class InferenceHandler:
         dispatcher: Dispatcher,
         shadow: ShadowHub,
         capture: CaptureGate,
+        owners: ResponseOwnership,
         traces: TraceStarter | None = None,
-        owners: ResponseOwnership | None = None,
     ) -> None:
         self.live = live
         self.accountant = accountant
@@ -116,7 +116,7 @@ class InferenceHandler:
         self.capture = capture
         self.traces = traces
         self.owners = owners
-        """Who made each stored Responses API answer (``gateway.inference.ownership``); None: not checked."""
+        """Who made each stored Responses API answer (``gateway.inference.ownership``)."""
         self.in_flight = 0
         self.watches = Watches()
         """Clients of non-streamed requests to watch for hang-ups once their answer takes a while."""
@@ -156,7 +156,7 @@ class InferenceHandler:
             bad_tag = key.tags_allowed(tags)
             if bad_tag is not None:
                 raise forbidden(f"This API key may not use the tag value {bad_tag}={tags[bad_tag]!r}.")
-            if endpoint == RESPONSES and self.owners is not None:
+            if endpoint == RESPONSES:
                 await self.owners.check(doc, key.name, key.team)  # a continuation stays within its team
             eligible = rt.consent.eligibility(key.name, key.team, key.scope)
             try:
@@ -343,7 +343,7 @@ class InferenceHandler:
         self.capture.attach_content(rec, doc, parsed)
         self.accountant.finish(rec, doc, None if rec.has_usage else (resp.body,))
         self.capture.offer(rec, x.decision, doc, parsed)
-        if x.call.endpoint == RESPONSES and self.owners is not None and resp.status < 400:
+        if x.call.endpoint == RESPONSES and resp.status < 400:
             self.owners.record_soon(
                 stored_response_id(doc, parsed), rec.key, rec.team, rec.backend, resp.endpoint
             )
@@ -384,7 +384,7 @@ class InferenceHandler:
         self.capture.attach_content(rec, doc, None, reader.events)
         self.accountant.finish(rec, doc, reader.events)
         self.capture.offer(rec, x.decision, doc, None, reader.events)
-        if x.call.endpoint == RESPONSES and self.owners is not None:
+        if x.call.endpoint == RESPONSES:
             self.owners.record_soon(
                 streamed_response_id(doc, reader.events), rec.key, rec.team, rec.backend, upstream.endpoint
             )
