@@ -96,6 +96,12 @@ def previous_response_not_found(response_id: str) -> ApiError:
     )
 
 
+def item_not_found(item_id: str) -> ApiError:
+    """404 for an input item citing (by ``id``) an item of a response another team made: the provider's answer for
+    an item id it does not keep."""
+    return ApiError(404, f"Item with id '{item_id}' not found.", "invalid_request_error", None, "input")
+
+
 def response_not_found(response_id: str) -> ApiError:
     """404 for a stored response a key may not read or delete (another team's, or one the gateway never relayed):
     the provider's answer for an id it does not know."""

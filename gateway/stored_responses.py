@@ -5,13 +5,16 @@ Each is relayed to where the response is stored — the backend and endpoint tha
 (``routing.response_owners``) — with the backend's credentials, the query string as the client sent it, and the
 provider's answer (status, body, its request id and rate-limit headers) relayed back. A response another team made,
 or one the gateway never relayed (no record: nothing says whose it is, nor where it is), gets the provider's own
-404. Nothing is generated, so nothing is priced or recorded in the ledger. Off the hot path (FastAPI)."""
+404. The input items a listing shows are recorded as the response's owner's (another team citing one by id gets
+the provider's 404, as for its output items). Nothing is generated, so nothing is priced or recorded in the ledger.
+Off the hot path (FastAPI)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.deps import get_state, require_client
@@ -21,6 +24,7 @@ from gateway.state import GatewayState
 from gateway.upstream_headers import relayed
 from serving.errors import UpstreamError
 from serving.http_backend import OpenAIHTTPBackend
+from wire.answer import item_ids
 
 router = APIRouter(tags=["inference"])
 Key = Annotated[ClientKey, Depends(require_client)]
@@ -54,6 +58,13 @@ async def _relay(
         )
     except UpstreamError as exc:
         raise to_api_error(exc) from None
+    if part == "/input_items" and answer.status == 200:
+        try:
+            listed = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            listed = None
+        if isinstance(listed, dict):
+            state.inference.owners.record_soon(item_ids(listed.get("data")), stored)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in relayed(answer.headers)}
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers)
 

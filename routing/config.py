@@ -131,6 +131,7 @@ class RoutingSettings(StrictModel):
     sync_interval_s: float = Field(default=0.5, gt=0, le=60)
     """How often a replica checks the policy store's version (besides Redis pub/sub notifications)."""
     response_owners_days: float = Field(default=30.0, gt=0, le=366)
-    """How long the owner of a stored Responses API answer is kept (``routing.response_owners``): a continuation of
-    an older one is no longer checked. 30 days is the provider's retention of stored responses; each record takes
-    ~150-200 bytes (SQLite, Redis or PostgreSQL), so size it by the Responses answers a day."""
+    """How long the owner of a stored Responses API answer and of its items is kept (``routing.response_owners``): a
+    continuation of an older one, or a citation of its items, is no longer checked. 30 days is the provider's
+    retention of stored responses; each record takes ~150-200 bytes (SQLite, Redis or PostgreSQL) and an answer
+    keeps one for itself and one per output item, so size it by the Responses answers a day."""

@@ -1,11 +1,12 @@
 """Who made each stored Responses API answer: a key continues (``previous_response_id``) only a response its own
-team made, or its own key when it has no team.
+team made, or its own key when it has no team, and cites (an input item's ``id``) only its items.
 
 Teams often share one provider account behind a backend, and the provider keeps every stored response of the
 account: without this record a key of one team could cite a response id another team's request stored and get
 that conversation continued (its context, its tool results). The gateway records the owner of every Responses
-answer it relays (``store`` not false) and refuses a request citing a response another owner made, with the 404 the
-provider gives for an id it does not know; the stored-response endpoints (``gateway.stored_responses``) serve
+answer it relays (``store`` not false), with the ids of its output items (and of the input items a listing shows its
+owner), and refuses a request citing a response or an item another owner made, with the 404 the provider gives for an
+id it does not know; the stored-response endpoints (``gateway.stored_responses``) serve
 the owner only, at the backend and endpoint the record names. An id the gateway never relayed (made before it
 was deployed, or directly at the provider) is not refused as a continuation: nothing says whose it is.
 
@@ -13,7 +14,8 @@ Stores, chosen like the policy store's: ``<data_dir>/responses.sqlite3`` (embedd
 machine share it), Redis (``redis.url``: ``pointsman:responses:owner:<id>``, with a TTL) or PostgreSQL
 (``database.dsn``: the ``policy`` schema's ``response_owners``). Records are kept ``routing.response_owners_days``
 (30: the provider's retention of stored responses); older ones are purged at open and hourly. Never on the request path
-except for a Responses request: one write after its answer is sent, one read when it cites a previous response.
+except for a Responses request: one write after its answer is sent, one read when it cites a previous response or
+items by id (all of them in one query).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +35,8 @@ import orjson
 from routing.store import SQLConnection
 
 PREFIX = "pointsman:responses:owner:"
+_CHUNK = 500
+"""Ids per SQL statement (SQLite allows 32,766 parameters; far fewer keep each statement small)."""
 
 
 class OwnerStoreUnavailable(Exception):
@@ -62,11 +66,12 @@ class ResponseOwners(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, response_id: str, stored: Stored) -> None:
-        """Keep ``stored`` for ``response_id`` (the first record stays); raises ``OwnerStoreUnavailable``."""
+    async def record(self, ids: Sequence[str], stored: Stored) -> None:
+        """Keep ``stored`` for each of ``ids`` (a response's and its items'; the first record of an id stays);
+        raises ``OwnerStoreUnavailable``."""
 
-    async def get(self, response_id: str) -> Stored | None:
-        """The record, or None; raises ``OwnerStoreUnavailable``."""
+    async def find(self, ids: Sequence[str]) -> dict[str, Stored]:
+        """The records of those of ``ids`` that have one; raises ``OwnerStoreUnavailable``."""
 
 
 class SQLResponseOwners:
@@ -121,31 +126,38 @@ class SQLResponseOwners:
         self._c().execute("DELETE FROM response_owners WHERE at < ?", (now - self.retention_s,))
         self._purged = now
 
-    async def record(self, response_id: str, stored: Stored) -> None:
+    async def record(self, ids: Sequence[str], stored: Stored) -> None:
         def insert() -> None:
             now = time.time()
-            self._c().execute(
+            self._c().executemany(
                 "INSERT OR IGNORE INTO response_owners (id, owner, backend, endpoint, at) VALUES (?, ?, ?, ?, ?)",
-                (response_id, stored.owner, stored.backend, stored.endpoint, now),
+                [(i, stored.owner, stored.backend, stored.endpoint, now) for i in ids],
             )
             if now - self._purged > 3600:
                 self._purge()
 
         await self._run(insert)
 
-    async def get(self, response_id: str) -> Stored | None:
-        def select() -> Stored | None:
-            row = (
-                self._c()
-                .execute(
-                    "SELECT owner, backend, endpoint FROM response_owners WHERE id = ? AND at >= ?",
-                    (response_id, time.time() - self.retention_s),
+    async def find(self, ids: Sequence[str]) -> dict[str, Stored]:
+        def select() -> dict[str, Stored]:
+            found: dict[str, Stored] = {}
+            since = time.time() - self.retention_s
+            for at in range(0, len(ids), _CHUNK):
+                chunk = list(ids[at : at + _CHUNK])
+                rows = (
+                    self._c()
+                    .execute(
+                        "SELECT id, owner, backend, endpoint FROM response_owners"
+                        f" WHERE id IN ({', '.join('?' * len(chunk))}) AND at >= ?",
+                        (*chunk, since),
+                    )
+                    .fetchall()
                 )
-                .fetchone()
-            )
-            return None if row is None else Stored(str(row[0]), str(row[1]), str(row[2]))
+                for row in rows:
+                    found[str(row[0])] = Stored(str(row[1]), str(row[2]), str(row[3]))
+            return found
 
-        result: Stored | None = await self._run(select)
+        result: dict[str, Stored] = await self._run(select)
         return result
 
 
@@ -195,26 +207,32 @@ class RedisResponseOwners:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def record(self, response_id: str, stored: Stored) -> None:
+    async def record(self, ids: Sequence[str], stored: Stored) -> None:
         from redis.exceptions import RedisError
 
         value = orjson.dumps([stored.owner, stored.backend, stored.endpoint])
         try:
-            await self._client.set(PREFIX + response_id, value, ex=self.retention_s, nx=True)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.set(PREFIX + i, value, ex=self.retention_s, nx=True)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise OwnerStoreUnavailable(str(exc)) from exc
 
-    async def get(self, response_id: str) -> Stored | None:
+    async def find(self, ids: Sequence[str]) -> dict[str, Stored]:
         from redis.exceptions import RedisError
 
         try:
-            raw = await self._client.get(PREFIX + response_id)
+            raws = await self._client.mget([PREFIX + i for i in ids])
         except (RedisError, OSError) as exc:
             raise OwnerStoreUnavailable(str(exc)) from exc
-        if raw is None:
-            return None
-        try:
-            owner, backend, endpoint = orjson.loads(raw)
-        except (orjson.JSONDecodeError, ValueError, TypeError):
-            return None  # not a record this version wrote
-        return Stored(str(owner), str(backend), str(endpoint))
+        found: dict[str, Stored] = {}
+        for i, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                owner, backend, endpoint = orjson.loads(raw)
+            except (orjson.JSONDecodeError, ValueError, TypeError):
+                continue  # not a record this version wrote
+            found[i] = Stored(str(owner), str(backend), str(endpoint))
+        return found

@@ -233,9 +233,27 @@ def stored_response_id(request: dict[str, Any], response: Any) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
-def streamed_response_id(request: dict[str, Any], blocks: Iterable[bytes]) -> str | None:
-    """``stored_response_id`` of the ``response`` a Responses API stream announces first (``response.created``)."""
+def item_ids(items: Any) -> list[str]:
+    """The ``id`` of each item of a Responses API item list (a response's ``output``, a request's ``input``, an
+    ``/input_items`` page's ``data``) that has one."""
+    if not isinstance(items, list):
+        return []
+    return [i for item in items if isinstance(item, dict) and isinstance(i := item.get("id"), str) and i]
+
+
+def stored_ids(request: dict[str, Any], response: Any) -> list[str]:
+    """What the provider keeps of a Responses API ``response`` that a later request may cite: its id
+    (``previous_response_id``) and its output items' (an input item's ``id``: an ``item_reference``, a replayed
+    reasoning item); [] when it is not stored."""
+    rid = stored_response_id(request, response)
+    return [] if rid is None else [rid, *item_ids(response.get("output"))]
+
+
+def streamed_stored_ids(request: dict[str, Any], blocks: list[bytes]) -> list[str]:
+    """``stored_ids`` of a Responses API stream: the ``response`` it announces first (``response.created``), and the
+    items of its answer (``assemble``)."""
     for _, doc in json_events(blocks):
         if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
-            return stored_response_id(request, doc["response"])
-    return None
+            rid = stored_response_id(request, doc["response"])
+            return [] if rid is None else [rid, *item_ids(assemble(RESPONSES, blocks).body.get("output"))]
+    return []

@@ -50,13 +50,14 @@ from gateway.upstream_headers import relayed
 from routing.dispatch import Dispatcher, Outcome
 from routing.eligibility import ConsentRequired
 from routing.policy import RouteInput, kept_in_house
+from routing.response_owners import Stored, owner_of
 from routing.shadow.hub import ShadowHub
 from routing.shadow.ticket import Ticket
 from routing.tags import collect_tags
 from routing.upstream_call import CallSpec
 from serving.backend import UpstreamResponse, UpstreamStream
 from serving.errors import UpstreamError
-from wire.answer import stored_response_id, streamed_response_id
+from wire.answer import stored_ids, streamed_stored_ids
 from wire.endpoints import ANTHROPIC, COUNT_TOKENS, MESSAGES, RESPONSES, USAGE_OPTION
 from wire.sse import SSEReader
 from wire.traceparent import TraceContext
@@ -345,7 +346,7 @@ class InferenceHandler:
         self.capture.offer(rec, x.decision, doc, parsed)
         if x.call.endpoint == RESPONSES and resp.status < 400:
             self.owners.record_soon(
-                stored_response_id(doc, parsed), rec.key, rec.team, rec.backend, resp.endpoint
+                stored_ids(doc, parsed), Stored(owner_of(rec.key, rec.team), rec.backend, resp.endpoint)
             )
 
     # -- streaming ---------------------------------------------------------------------------------------
@@ -386,7 +387,8 @@ class InferenceHandler:
         self.capture.offer(rec, x.decision, doc, None, reader.events)
         if x.call.endpoint == RESPONSES:
             self.owners.record_soon(
-                streamed_response_id(doc, reader.events), rec.key, rec.team, rec.backend, upstream.endpoint
+                streamed_stored_ids(doc, reader.events),
+                Stored(owner_of(rec.key, rec.team), rec.backend, upstream.endpoint),
             )
 
     # -- counting tokens (Messages API) ----------------------------------------------------------------------

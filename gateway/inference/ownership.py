@@ -1,17 +1,23 @@
 """Stored Responses API answers stay within their team (``routing.response_owners`` says why and where the record
-lives): a request citing ``previous_response_id`` is checked against the recorded owner before it is routed, the
-stored-response endpoints (``gateway.stored_responses``) serve only the owner, and each stored answer is recorded
-once it has been sent."""
+lives): a request citing ``previous_response_id`` or stored items (an input item with an ``id``) is checked against
+the recorded owners before it is routed, the stored-response endpoints (``gateway.stored_responses``) serve only the
+owner, and each stored answer is recorded, with its items, once it has been sent."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.errors import previous_response_not_found, response_not_found, response_owners_unavailable
+from gateway.errors import (
+    item_not_found,
+    previous_response_not_found,
+    response_not_found,
+    response_owners_unavailable,
+)
 from routing.response_owners import OwnerStoreUnavailable, ResponseOwners, Stored, owner_of
+from wire.answer import item_ids
 
 log = logging.getLogger("pointsman.responses")
 
@@ -22,7 +28,8 @@ class ResponseOwnership:
         self._fail_closed = fail_closed
         """``redis.on_unavailable`` is ``fail_closed`` (read from the config in force)."""
         self._pending: dict[str, Stored] = {}
-        """Records being written: read before the store, so this process never misses its own latest answers."""
+        """Records being written, by id: read before the store, so this process never misses its own latest
+        answers."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
         """The last call failed (a warning was logged; the next success logs the recovery)."""
@@ -39,13 +46,15 @@ class ResponseOwnership:
             await asyncio.wait(set(self._tasks), timeout=5)
         await self.store.close()
 
-    async def _get(self, response_id: str) -> Stored | None:
-        """The record of ``response_id`` (raises ``OwnerStoreUnavailable``)."""
-        pending = self._pending.get(response_id)
-        if pending is not None:
-            return pending
+    async def _find(self, ids: Sequence[str]) -> dict[str, Stored]:
+        """The records of those of ``ids`` that have one (raises ``OwnerStoreUnavailable``)."""
+        pending = self._pending
+        found = {i: pending[i] for i in ids if i in pending}
+        asked = [i for i in ids if i not in found]
+        if not asked:
+            return found
         try:
-            found = await self.store.get(response_id)
+            found |= await self.store.find(asked)
         except OwnerStoreUnavailable as exc:
             self._failed(exc, "reading")
             raise
@@ -53,52 +62,63 @@ class ResponseOwnership:
         return found
 
     async def check(self, doc: dict[str, Any], key: str, team: str | None) -> None:
-        """Raise the provider's 404 when ``doc`` cites a previous response another owner made."""
+        """Raise the provider's 404 when ``doc`` cites a previous response, or an item (an input item's ``id``),
+        another owner made."""
         cited = doc.get("previous_response_id")
-        if not isinstance(cited, str):
+        previous = cited if isinstance(cited, str) else None
+        items = item_ids(doc.get("input"))
+        if previous is None and not items:
             return
+        ids = list(dict.fromkeys([previous, *items] if previous is not None else items))
         try:
-            stored = await self._get(cited)
+            found = await self._find(ids)
         except OwnerStoreUnavailable:
             if self._fail_closed():
                 raise response_owners_unavailable() from None
             return
-        if stored is not None and stored.owner != owner_of(key, team):
-            raise previous_response_not_found(cited[:256])
+        if not found:
+            return
+        owner = owner_of(key, team)
+        if previous is not None and (stored := found.get(previous)) is not None and stored.owner != owner:
+            raise previous_response_not_found(previous[:256])
+        for i in items:
+            stored = found.get(i)
+            if stored is not None and stored.owner != owner:
+                raise item_not_found(i[:256])
 
     async def owned(self, response_id: str, key: str, team: str | None) -> Stored:
         """The record of a stored response ``key`` may read or delete: its team's (or its own) response that the
         gateway relayed; else the provider's 404 (an id never relayed has no known owner, nor a known backend)."""
         try:
-            stored = await self._get(response_id)
+            stored = (await self._find([response_id])).get(response_id)
         except OwnerStoreUnavailable:
             raise response_owners_unavailable() from None
         if stored is None or stored.owner != owner_of(key, team):
             raise response_not_found(response_id[:256])
         return stored
 
-    def record_soon(
-        self, response_id: str | None, key: str, team: str | None, backend: str, endpoint: str
-    ) -> None:
-        """Keep who made ``response_id`` and where it is stored (nothing for None: an answer the provider does not
-        store), in a task of its own: the request was accounted already, and nothing may await after that
-        (``InferenceHandler``); until written it is read from memory here."""
-        if response_id is None:
+    def record_soon(self, ids: Sequence[str], stored: Stored) -> None:
+        """Keep who made the stored response or items ``ids`` and where they are stored (nothing for none: an answer
+        the provider does not store), in a task of its own: the request was accounted already, and nothing may
+        await after that (``InferenceHandler``); until written they are read from memory here."""
+        if not ids:
             return
-        stored = Stored(owner_of(key, team), backend, endpoint)
-        self._pending[response_id] = stored
-        task = asyncio.get_running_loop().create_task(self._record(response_id, stored))
+        for i in ids:
+            self._pending.setdefault(i, stored)
+        task = asyncio.get_running_loop().create_task(self._record(ids, stored))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _record(self, response_id: str, stored: Stored) -> None:
+    async def _record(self, ids: Sequence[str], stored: Stored) -> None:
         try:
-            await self.store.record(response_id, stored)
+            await self.store.record(ids, stored)
         except OwnerStoreUnavailable as exc:
             self._failed(exc, "writing")
             return
         finally:
-            self._pending.pop(response_id, None)
+            for i in ids:
+                if self._pending.get(i) is stored:
+                    del self._pending[i]
         self._recovered()
 
     def _failed(self, exc: OwnerStoreUnavailable, doing: str) -> None:

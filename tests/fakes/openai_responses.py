@@ -15,7 +15,10 @@ from typing import Any
 from tests.fakes.openai_answers import Answer
 from tests.fakes.openai_chat import Paced, split, token_logprobs
 
-MESSAGE_ID = "msg_fake0001"
+
+def _suffix(rid: str) -> str:
+    """What the ids of a response's items share (the API's item ids are unique; these are too)."""
+    return rid.removeprefix("resp_")
 
 
 def usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
@@ -41,12 +44,12 @@ def _logprobs_option(body: dict[str, Any]) -> int | None:
     return None
 
 
-def output_items(body: dict[str, Any], answer: Answer, pieces: int) -> list[dict[str, Any]]:
+def output_items(body: dict[str, Any], answer: Answer, pieces: int, rid: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if answer.text is not None:
         items.append(
             {
-                "id": MESSAGE_ID,
+                "id": f"msg_{_suffix(rid)}",
                 "type": "message",
                 "status": "completed",
                 "role": "assistant",
@@ -56,7 +59,7 @@ def output_items(body: dict[str, Any], answer: Answer, pieces: int) -> list[dict
     for k, c in enumerate(answer.tool_calls):
         items.append(
             {
-                "id": f"fc_fake{k:04d}",
+                "id": f"fc_{_suffix(rid)}{k:04d}",
                 "type": "function_call",
                 "status": "completed",
                 "call_id": c.call_id,
@@ -87,7 +90,7 @@ def response(
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
         "model": body.get("model", ""),
-        "output": output_items(body, answer, pieces) if status == "completed" else [],
+        "output": output_items(body, answer, pieces, rid) if status == "completed" else [],
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
@@ -116,7 +119,7 @@ def events(
     started = response(body, answer, None, pieces, status="in_progress", rid=rid)
     ev("response.created", response=started)
     ev("response.in_progress", response=started)
-    for index, item in enumerate(output_items(body, answer, pieces)):
+    for index, item in enumerate(output_items(body, answer, pieces, rid)):
         if item["type"] == "message":
             part = item["content"][0]
             ev(
@@ -183,9 +186,9 @@ def events(
     return out
 
 
-def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The request's input as the API lists it (``/input_items``): each message with an id, a string as one user
-    message."""
+def input_items(body: dict[str, Any], rid: str) -> list[dict[str, Any]]:
+    """The request's input as the API lists it (``/input_items``): each message with an id (of its own), a string
+    as one user message."""
     given = body.get("input")
     messages = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
     items = []
@@ -194,6 +197,12 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
         parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content or []
         role = m.get("role", "user") if isinstance(m, dict) else "user"
         items.append(
-            {"id": f"msg_in{k:04d}", "type": "message", "role": role, "status": "completed", "content": parts}
+            {
+                "id": f"msg_in{_suffix(rid)}{k:04d}",
+                "type": "message",
+                "role": role,
+                "status": "completed",
+                "content": parts,
+            }
         )
     return items

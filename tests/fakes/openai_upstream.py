@@ -375,6 +375,25 @@ class FakeOpenAI:
             return web.json_response({**page, "first_id": items[0]["id"], "last_id": items[-1]["id"]})
         return web.json_response(doc)
 
+    def _unknown_item(self, given: Any) -> str | None:
+        """The first input item citing a stored item (``item_reference``, or a reasoning item: the API resolves
+        both by id) that no stored response holds, among its output or input items."""
+        cited = [
+            i["id"]
+            for i in (given if isinstance(given, list) else ())
+            if isinstance(i, dict)
+            and i.get("type") in ("item_reference", "reasoning")
+            and isinstance(i.get("id"), str)
+        ]
+        if not cited:
+            return None
+        kept = {
+            item.get("id")
+            for doc, items in self.stored_responses.values()
+            for item in [*(doc.get("output") or []), *items]
+        }
+        return next((i for i in cited if i not in kept), None)
+
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body, model, b, early = await self._begin(request)
         if early is not None:
@@ -390,12 +409,21 @@ class FakeOpenAI:
                 "code": "previous_response_not_found",
             }
             return web.json_response({"error": error}, status=404)
+        missing = self._unknown_item(body.get("input"))
+        if missing is not None:  # the API's answer for an item id it does not keep
+            error = {
+                "message": f"Item with id '{missing}' not found.",
+                "type": "invalid_request_error",
+                "param": "input",
+                "code": None,
+            }
+            return web.json_response({"error": error}, status=404)
         rid = f"resp_{secrets.token_hex(24)}"
         answer = self.answers({**body, "n": 1}, model, b)[0]
         usage = None if b == "no_usage" else self.usage(chat=False)
         doc = openai_responses.response(body, answer, usage, self.chunks, rid=rid)
         if body.get("store", True) is not False:
-            self.stored_responses[rid] = (doc, openai_responses.input_items(body))
+            self.stored_responses[rid] = (doc, openai_responses.input_items(body, rid))
         if body.get("stream"):
             return await self._stream(
                 request, openai_responses.events(body, answer, usage, self.chunks, rid), b, named=True

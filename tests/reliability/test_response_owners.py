@@ -1,8 +1,11 @@
 """A Responses API continuation stays within its team: a key may cite (``previous_response_id``) a stored response
 its own team made (its own key when it has no team), and gets the provider's 404 for one another team made, the
 request never reaching the provider. Teams share one provider account here, as they often do, so without the
-check the provider would continue the other team's conversation. Against running gateways, with the official
-SDK; the fake provider keeps what it stores and answers an unknown id with its 404, like the API."""
+check the provider would continue the other team's conversation. The same holds for the items of a stored response
+(its output items, and the input items a listing showed): an input item citing one by id (an ``item_reference``, a
+replayed reasoning item) is the provider's to resolve from the account's store. Against running gateways, with the
+official SDK; the fake provider keeps what it stores and answers an unknown response or item id with its 404, like
+the API."""
 
 from __future__ import annotations
 
@@ -59,7 +62,8 @@ def sdk(gw: RunningGateway | GatewayProcess, key: str) -> openai.OpenAI:
 
 
 def recorded(data_dir: Path | str, response_id: str) -> None:
-    """Wait until the embedded store holds ``response_id``'s owner (written just after the answer is sent)."""
+    """Wait until the embedded store holds ``response_id``'s owner (written just after the answer is sent; an item
+    id's too)."""
     deadline = time.monotonic() + 5
     path = Path(data_dir) / "responses.sqlite3"
     while True:
@@ -150,6 +154,87 @@ def test_an_unstored_response_gets_no_owner(gw: RunningGateway, upstream: FakeOp
     assert len(upstream.requests) == before + 1  # the provider's 404, not the gateway's
     with sqlite3.connect(Path(gw.config.server.data_dir) / "responses.sqlite3") as db:
         assert db.execute("SELECT 1 FROM response_owners WHERE id = ?", (rid,)).fetchone() is None
+
+
+# -- items of a stored response, cited by id in a request's input ---------------------------------------------------
+
+
+def stored_item(gw: RunningGateway, key: str = CLIENT_KEY) -> str:
+    """The output message's id of a stored response made with ``key``, its owner recorded."""
+    with sdk(gw, key) as c:
+        item = (
+            c.responses.create(model="gpt-4o-mini", input="Remember: the launch code is 0000.").output[0].id
+        )
+    assert item is not None
+    recorded(gw.config.server.data_dir, item)
+    return item
+
+
+def cite(gw: RunningGateway | GatewayProcess, key: str, item: dict[str, Any]) -> str:
+    with sdk(gw, key) as c:
+        given: Any = [item, {"role": "user", "content": "What was the code?"}]
+        return c.responses.create(model="gpt-4o-mini", input=given).id
+
+
+def test_another_teams_key_gets_the_providers_404_citing_an_item_of_its_response(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    item = stored_item(gw)
+    before = len(upstream.requests)
+    with pytest.raises(openai.NotFoundError) as caught:
+        cite(gw, OTHER_TEAM_KEY, {"type": "item_reference", "id": item})
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["message"], error["type"], error["param"], error["code"]) == (
+        f"Item with id '{item}' not found.",
+        "invalid_request_error",
+        "input",
+        None,
+    )
+    assert len(upstream.requests) == before  # never reached the provider
+
+
+def test_a_key_cites_its_own_teams_items(gw: RunningGateway) -> None:
+    item = stored_item(gw)
+    assert cite(gw, SAME_TEAM_KEY, {"type": "item_reference", "id": item}).startswith("resp_")
+
+
+def test_a_replayed_item_carrying_another_teams_id_is_refused(gw: RunningGateway) -> None:
+    """A reasoning item replayed with its id is looked up in the provider's store like a reference."""
+    item = stored_item(gw)
+    with pytest.raises(openai.NotFoundError):
+        cite(gw, OTHER_TEAM_KEY, {"type": "reasoning", "id": item, "summary": []})
+
+
+def test_a_streamed_responses_items_are_recorded_too(gw: RunningGateway) -> None:
+    with sdk(gw, CLIENT_KEY) as c:
+        with c.responses.stream(model="gpt-4o-mini", input="Remember this.") as s:
+            item = s.get_final_response().output[0].id
+    assert item is not None
+    recorded(gw.config.server.data_dir, item)
+    with pytest.raises(openai.NotFoundError):
+        cite(gw, OTHER_TEAM_KEY, {"type": "item_reference", "id": item})
+
+
+def test_input_items_listed_to_their_owner_are_recorded_as_its(gw: RunningGateway) -> None:
+    rid = started(gw)
+    with sdk(gw, CLIENT_KEY) as c:
+        item = c.responses.input_items.list(rid).data[0].id
+    recorded(gw.config.server.data_dir, item)
+    assert cite(gw, SAME_TEAM_KEY, {"type": "item_reference", "id": item}).startswith("resp_")
+    with pytest.raises(openai.NotFoundError):
+        cite(gw, OTHER_TEAM_KEY, {"type": "item_reference", "id": item})
+
+
+def test_an_item_the_gateway_never_relayed_is_left_to_the_provider(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    before = len(upstream.requests)
+    with pytest.raises(openai.NotFoundError) as caught:
+        cite(gw, OTHER_TEAM_KEY, {"type": "item_reference", "id": "msg_made_elsewhere_0001"})
+    assert len(upstream.requests) == before + 1  # the provider's own 404
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["message"] == "Item with id 'msg_made_elsewhere_0001' not found."
 
 
 # -- the stored-response endpoints: GET / DELETE /v1/responses/{id}, /input_items, /cancel -------------------------
@@ -254,7 +339,7 @@ def shared(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
 
 
-def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
+def test_replicas_sharing_a_store_refuse_each_others_other_team_citations(
     upstream: FakeOpenAI, shared: dict[str, Any], tmp_path: Path
 ) -> None:
     """Made through one replica, cited through another (a new data_dir each: nothing local in common)."""
@@ -264,7 +349,9 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
     two = GatewayProcess(config(upstream, **shared), tmp_path / "b").start()
     try:
         with sdk(one, CLIENT_KEY) as c:
-            rid = c.responses.create(model="gpt-4o-mini", input="Remember this.").id
+            made = c.responses.create(model="gpt-4o-mini", input="Remember this.")
+        rid, item = made.id, made.output[0].id
+        assert item is not None
         deadline = time.monotonic() + 5
         while True:  # the owner is written just after the answer
             try:
@@ -274,6 +361,8 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_continuations(
             assert time.monotonic() < deadline, "the other team's continuation was never refused"
             time.sleep(0.02)
         assert continue_with(two, SAME_TEAM_KEY, rid).startswith("resp_")
+        with pytest.raises(openai.NotFoundError):  # its items, recorded in the same write
+            cite(two, OTHER_TEAM_KEY, {"type": "item_reference", "id": item})
         with sdk(two, SAME_TEAM_KEY) as c:
             assert c.responses.retrieve(rid).id == rid  # where it is kept, from the shared record
         assert not (tmp_path / "b" / "data" / "responses.sqlite3").exists()
