@@ -4,8 +4,8 @@ directory under the cache (``.cache/bench-peers/`` by default, gitignored) the f
 * ``litellm``: LiteLLM's proxy, ``pip install 'litellm[proxy]'`` into its own venv; no database, no callbacks,
   ``LITELLM_LOG=ERROR``, the bundled model cost map (no download); a ``model_list`` naming the bench's two models
   on the two nginx servers, the bench key as its master key; one worker.
-* ``portkey``: Portkey's open-source gateway, ``npm install @portkey-ai/gateway`` into its own directory, run with
-  Node (``start-server.js --headless``); it routes by headers, so the load generator sends
+* ``portkey``: Portkey's open-source gateway, ``npm install @portkey-ai/gateway`` into its own directory (with
+  ``@hono/node-server`` pinned: ``HONO_NODE_SERVER``), run with Node (``start-server.js --headless``); it routes by headers, so the load generator sends
   ``x-portkey-provider: openai`` and ``x-portkey-custom-host`` naming the nginx server of each kind.
 
 Both are slower than the standard latency rates (200 requests/s, 50 streams/s): LiteLLM's latency and time to
@@ -55,21 +55,41 @@ def ensure_litellm(cache: Path, log: Callable[[str], None]) -> Path:
     return script
 
 
+HONO_NODE_SERVER = "1.13.8"
+"""The ``@hono/node-server`` Portkey's gateway is installed with (its own range, ``^1.3.3``, takes the newest).
+From 1.14.0 that package's lightweight ``Response``, built from a fetched response (``new Response(body,
+fetched)``), returns the fetched response's headers, which are immutable; Portkey builds every streamed answer that
+way and then appends its own headers to it, so each stream failed with HTTP 500 ``Something went wrong``
+(``TypeError: immutable`` in its log). 1.13.8 builds a response of its own there: streams work."""
+
+
 def ensure_portkey(cache: Path, log: Callable[[str], None]) -> Path:
-    """Portkey's ``start-server.js`` in an npm project under ``cache``, installed on first use."""
+    """Portkey's ``start-server.js`` in an npm project under ``cache``, installed on first use (again when the
+    installed ``@hono/node-server`` is not ``HONO_NODE_SERVER``)."""
     home = cache / PORTKEY
-    server = home / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
-    if server.exists():
+    modules = home / "node_modules"
+    server = modules / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if server.exists() and _package_version(modules / "@hono" / "node-server") == HONO_NODE_SERVER:
         return server
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise PeerUnavailable("node and npm are needed for Portkey's gateway (apt-get install nodejs npm)")
     log(f"installing {PORTKEY_SPEC} into {home} (once)")
     home.mkdir(parents=True, exist_ok=True)
+    project = {"private": True, "overrides": {"@hono/node-server": HONO_NODE_SERVER}}
+    (home / "package.json").write_text(json.dumps(project, indent=2) + "\n")
     _run([npm, "install", "--no-audit", "--no-fund", PORTKEY_SPEC], cache / "portkey-install.log", cwd=home)
     if not server.exists():
         raise PeerUnavailable(f"{PORTKEY_SPEC} installed no {server}")
     return server
+
+
+def _package_version(package: Path) -> str:
+    """The version an installed npm package says it is ("" if none)."""
+    try:
+        return str(json.loads((package / "package.json").read_text()).get("version", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def litellm(up: Upstream, script: Path, workdir: Path) -> Gateway:
@@ -133,8 +153,7 @@ def version(name: str, cache: Path) -> str:
     try:
         if name == LITELLM:
             return (cache / LITELLM / ".installed").read_text().strip()
-        package = cache / PORTKEY / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
-        return str(json.loads(package.read_text()).get("version", ""))
+        return _package_version(cache / PORTKEY / "node_modules" / "@portkey-ai" / "gateway")
     except (OSError, ValueError):
         return ""
 
