@@ -6,7 +6,9 @@ owner, and each stored answer is recorded, with its items, once it has been sent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +23,12 @@ from wire.answer import item_ids
 
 log = logging.getLogger("pointsman.responses")
 
+MAX_UNWRITTEN = 100_000
+"""Ids kept in memory while their records cannot be written (the store down); past it the oldest are dropped (those
+responses are then left unchecked, as ids the gateway never relayed), with a warning."""
+_RETRY_S = (1.0, 30.0)
+"""The first and the longest wait between attempts to write the records kept in memory (doubling)."""
+
 
 class ResponseOwnership:
     def __init__(self, store: ResponseOwners, fail_closed: Callable[[], bool]) -> None:
@@ -33,6 +41,11 @@ class ResponseOwnership:
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
         """The last call failed (a warning was logged; the next success logs the recovery)."""
+        self._unwritten: deque[tuple[Sequence[str], Stored]] = deque()
+        """Records whose write failed, oldest first (their ids stay in ``_pending``): written again until the store
+        takes them."""
+        self._unwritten_ids = 0
+        self._retrying: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         try:
@@ -41,9 +54,24 @@ class ResponseOwnership:
             self._failed(exc, "opening")
 
     async def close(self) -> None:
-        """After the last requests: their records are written (for up to 5 s), then the store is closed."""
+        """After the last requests: their records are written (for up to 5 s, with those kept from an outage), then
+        the store is closed; records still unwritten are named in a warning."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
+        if self._unwritten:
+            with contextlib.suppress(TimeoutError, OwnerStoreUnavailable):
+                async with asyncio.timeout(5):
+                    await self._write_unwritten()
+        if self._unwritten_ids:
+            log.warning(
+                "closing with %d Responses API answer and item ids whose owner could not be recorded: they are left"
+                " unchecked",
+                self._unwritten_ids,
+            )
         await self.store.close()
 
     async def _find(self, ids: Sequence[str]) -> dict[str, Stored]:
@@ -114,18 +142,66 @@ class ResponseOwnership:
             await self.store.record(ids, stored)
         except OwnerStoreUnavailable as exc:
             self._failed(exc, "writing")
+            self._keep(ids, stored)
             return
-        finally:
-            for i in ids:
-                if self._pending.get(i) is stored:
-                    del self._pending[i]
+        self._written(ids, stored)
         self._recovered()
+
+    def _written(self, ids: Sequence[str], stored: Stored) -> None:
+        for i in ids:
+            if self._pending.get(i) is stored:
+                del self._pending[i]
+
+    def _keep(self, ids: Sequence[str], stored: Stored) -> None:
+        """Keep a record the store did not take (still read from memory here) and write it again later; past
+        ``MAX_UNWRITTEN`` ids the oldest are dropped."""
+        self._unwritten.append((ids, stored))
+        self._unwritten_ids += len(ids)
+        dropped = 0
+        while self._unwritten_ids > MAX_UNWRITTEN and len(self._unwritten) > 1:
+            old_ids, old = self._unwritten.popleft()
+            self._unwritten_ids -= len(old_ids)
+            self._written(old_ids, old)
+            dropped += len(old_ids)
+        if dropped:
+            log.warning(
+                "%d Responses API answer and item ids whose owner could not be recorded were dropped (more than %d"
+                " waiting): they are left unchecked",
+                dropped,
+                MAX_UNWRITTEN,
+            )
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.get_running_loop().create_task(self._retry())
+
+    async def _retry(self) -> None:
+        """Write the kept records until the store takes them all, waiting longer after each failure."""
+        wait = _RETRY_S[0]
+        while self._unwritten:
+            await asyncio.sleep(wait)
+            try:
+                await self._write_unwritten()
+            except OwnerStoreUnavailable:
+                wait = min(wait * 2, _RETRY_S[1])
+                continue
+            self._recovered()
+
+    async def _write_unwritten(self) -> None:
+        """Write the kept records, oldest first (raises ``OwnerStoreUnavailable`` at the first that fails)."""
+        while self._unwritten:
+            entry = self._unwritten[0]
+            ids, stored = entry
+            await self.store.record(ids, stored)
+            if self._unwritten and self._unwritten[0] is entry:  # (not dropped meanwhile)
+                self._unwritten.popleft()
+                self._unwritten_ids -= len(ids)
+            self._written(ids, stored)
 
     def _failed(self, exc: OwnerStoreUnavailable, doing: str) -> None:
         if not self._down:
             self._down = True
             log.warning(
-                "the record of Responses API answer owners failed (%s: %s): continuations are %s until it is back",
+                "the record of Responses API answer owners failed (%s: %s): continuations are %s until it is back"
+                " (the owners of this replica's new answers are kept in memory and written then)",
                 doing,
                 exc,
                 "refused (503)" if self._fail_closed() else "not checked",

@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import GatewayProcess, RunningGateway
+from tests.redis_server import RedisServer
 
 SAME_TEAM_KEY = "sk-test-search-other-0001"
 OTHER_TEAM_KEY = "sk-test-billing-0001"
@@ -369,6 +370,41 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_citations(
     finally:
         one.stop()
         two.stop()
+
+
+@pytest.mark.redis
+def test_an_owner_made_while_the_store_is_down_is_written_when_it_is_back(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Nothing accepted is lost: the replica that relayed the answer keeps its owner in memory (and checks against
+    it) until Redis takes it, and then every replica refuses the other team."""
+    srv = RedisServer().start()
+    cfg = config(upstream, redis={"url": srv.url})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = GatewayProcess(cfg, tmp_path / "a").start()
+    two: GatewayProcess | None = None
+    try:
+        srv.stop()
+        with sdk(one, CLIENT_KEY) as c:
+            rid = c.responses.create(model="gpt-4o-mini", input="Remember this.").id
+        with pytest.raises(openai.NotFoundError):  # the replica that relayed it knows whose it is
+            continue_with(one, OTHER_TEAM_KEY, rid)
+        srv.start()
+        two = GatewayProcess(cfg, tmp_path / "b").start()
+        deadline = time.monotonic() + 10
+        while True:  # written at the next attempt (every 1 s, then longer)
+            try:
+                continue_with(two, OTHER_TEAM_KEY, rid)
+            except openai.NotFoundError:
+                break
+            assert time.monotonic() < deadline, "the owner kept during the outage was never written"
+            time.sleep(0.1)
+    finally:
+        one.stop()
+        if two is not None:
+            two.stop()
+        srv.stop()
 
 
 @pytest.mark.parametrize(("policy", "refused"), [("fail_closed", True), ("fail_open", False)])
