@@ -340,6 +340,18 @@ def shared(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
 
 
+def refused_within(gw: GatewayProcess, rid: str, seconds: float) -> None:
+    """Wait until ``gw`` refuses the other team's continuation of ``rid`` (its owner read from the shared store)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            continue_with(gw, OTHER_TEAM_KEY, rid)
+        except openai.NotFoundError:
+            return
+        assert time.monotonic() < deadline, f"the other team's continuation of {rid} was never refused"
+        time.sleep(0.05)
+
+
 def test_replicas_sharing_a_store_refuse_each_others_other_team_citations(
     upstream: FakeOpenAI, shared: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -353,14 +365,7 @@ def test_replicas_sharing_a_store_refuse_each_others_other_team_citations(
             made = c.responses.create(model="gpt-4o-mini", input="Remember this.")
         rid, item = made.id, made.output[0].id
         assert item is not None
-        deadline = time.monotonic() + 5
-        while True:  # the owner is written just after the answer
-            try:
-                continue_with(two, OTHER_TEAM_KEY, rid)
-            except openai.NotFoundError:
-                break
-            assert time.monotonic() < deadline, "the other team's continuation was never refused"
-            time.sleep(0.02)
+        refused_within(two, rid, 5)  # the owner is written just after the answer
         assert continue_with(two, SAME_TEAM_KEY, rid).startswith("resp_")
         with pytest.raises(openai.NotFoundError):  # its items, recorded in the same write
             cite(two, OTHER_TEAM_KEY, {"type": "item_reference", "id": item})
@@ -392,14 +397,7 @@ def test_an_owner_made_while_the_store_is_down_is_written_when_it_is_back(
             continue_with(one, OTHER_TEAM_KEY, rid)
         srv.start()
         two = GatewayProcess(cfg, tmp_path / "b").start()
-        deadline = time.monotonic() + 10
-        while True:  # written at the next attempt (every 1 s, then longer)
-            try:
-                continue_with(two, OTHER_TEAM_KEY, rid)
-            except openai.NotFoundError:
-                break
-            assert time.monotonic() < deadline, "the owner kept during the outage was never written"
-            time.sleep(0.1)
+        refused_within(two, rid, 10)  # written at the next attempt (every 1 s, then longer)
     finally:
         one.stop()
         if two is not None:
