@@ -144,10 +144,11 @@ class ResponseOwnership:
             self._failed(exc, "writing")
             self._keep(ids, stored)
             return
-        self._written(ids, stored)
+        self._forget(ids, stored)
         self._recovered()
 
-    def _written(self, ids: Sequence[str], stored: Stored) -> None:
+    def _forget(self, ids: Sequence[str], stored: Stored) -> None:
+        """Stop reading ``stored`` for ``ids`` from memory (written to the store, or dropped)."""
         for i in ids:
             if self._pending.get(i) is stored:
                 del self._pending[i]
@@ -161,7 +162,7 @@ class ResponseOwnership:
         while self._unwritten_ids > MAX_UNWRITTEN and len(self._unwritten) > 1:
             old_ids, old = self._unwritten.popleft()
             self._unwritten_ids -= len(old_ids)
-            self._written(old_ids, old)
+            self._forget(old_ids, old)
             dropped += len(old_ids)
         if dropped:
             log.warning(
@@ -194,7 +195,7 @@ class ResponseOwnership:
             if self._unwritten and self._unwritten[0] is entry:  # (not dropped meanwhile)
                 self._unwritten.popleft()
                 self._unwritten_ids -= len(ids)
-            self._written(ids, stored)
+            self._forget(ids, stored)
 
     def _failed(self, exc: OwnerStoreUnavailable, doing: str) -> None:
         if not self._down:
