@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway import probes
 from gateway.assembly import assemble
+from gateway.build import compiled_modules
 from gateway.config import GatewayConfig
 from gateway.cors import CORSMiddleware
 from gateway.heap import settle
@@ -108,7 +109,7 @@ class GatewayApp:
                     return
                 install_drain(self.state.begin_drain, self.state.config.server.drain_delay_s)
                 rt = self.state.runtime
-                for level, line in report(self.state.config, rt.config, rt.version):
+                for level, line in report(self.state.config, rt.config, rt.version, compiled_modules()):
                     log.log(level, "%s", line)
                 if self.settle_heap:
                     settle()

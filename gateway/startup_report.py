@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from gateway.build import describe
 from gateway.config import ENVIRONMENT, GatewayConfig
 from serving.config import (
     LiteLLMBackendConfig,
@@ -45,11 +46,16 @@ def _backend(name: str, b: object) -> str:
     return name
 
 
-def report(file_cfg: GatewayConfig, in_force: GatewayConfig, policy_version: int) -> list[tuple[int, str]]:
+def report(
+    file_cfg: GatewayConfig, in_force: GatewayConfig, policy_version: int, compiled: list[str] | None = None
+) -> list[tuple[int, str]]:
     """``file_cfg``: the config the gateway was started with; ``in_force``: the policy now served (the stored
-    policy may carry admin changes made since the file was imported)."""
+    policy may carry admin changes made since the file was imported); ``compiled``: the modules running compiled
+    (``gateway.build``), when known."""
     info, warn = logging.INFO, logging.WARNING
     out = [(info, f"config: {describe_source(file_cfg.source)}; policy version {policy_version} in force")]
+    if compiled is not None:
+        out.append((info, describe(compiled)))
     out.append((info, "backends: " + _some([_backend(n, b) for n, b in in_force.backends.items()])))
     models = [f"{n} -> {m.backend}" for n, m in in_force.models.items()]
     out.append((info, "models: " + _some(models)))

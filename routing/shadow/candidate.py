@@ -134,15 +134,18 @@ class CandidateCalls:
                         messages=t.endpoint == MESSAGES,
                     )
                     events = reader.events
-                    try:
-                        async for chunk in upstream:
-                            if reader.feed(chunk) and side.ttft_s is None:
-                                side.ttft_s = time.perf_counter() - t0
-                        reader.flush()
-                    except EventTooLarge as exc:
-                        raise UpstreamTooLarge(str(exc), backend=target.backend) from exc
-                    finally:
+                    try:  # (closed outside a ``finally``: see ``gateway.inference.relay``)
+                        try:
+                            async for chunk in upstream:
+                                if reader.feed(chunk) and side.ttft_s is None:
+                                    side.ttft_s = time.perf_counter() - t0
+                            reader.flush()
+                        except EventTooLarge as exc:
+                            raise UpstreamTooLarge(str(exc), backend=target.backend) from exc
+                    except BaseException:
                         await upstream.aclose()
+                        raise
+                    await upstream.aclose()
                     side.latency_s = time.perf_counter() - t0
                     output, usage = from_events(t.endpoint, events)
                     side.status = 200

@@ -34,7 +34,7 @@ import yaml
 
 from tests.bench import fixtures, openloop, procs, upstream
 from tests.bench.report import percentile
-from tests.bench.targets import pointsman_config
+from tests.bench.targets import pointsman_config, tree_env
 from tests.bench.upstream import Upstream
 
 LIMIT_MS = 100.0
@@ -108,8 +108,10 @@ async def measure(
     scrapes: int = 20,
     cpu: int | None = None,
     log: Callable[[str], None] = print,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
-    """Start the gateway with ``workers`` workers, fill it to ``series`` series, time ``scrapes`` scrapes."""
+    """Start the gateway with ``workers`` workers, fill it to ``series`` series, time ``scrapes`` scrapes
+    (``tree``: a checkout it imports instead of the installed one, a compiled copy)."""
     port = procs.free_port()
     home = workdir / "scrape"
     home.mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,7 @@ async def measure(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # inherited by the gateway: its files are here
     try:
         started, proc = await openloop.cold_start(
-            lambda: procs.spawn(procs.pinned(cpu, argv), home / "pointsman.log"),
+            lambda: procs.spawn(procs.pinned(cpu, argv), home / "pointsman.log", dict(tree_env(tree))),
             f"{base}/v1/chat/completions",
         )
     finally:

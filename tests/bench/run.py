@@ -28,6 +28,7 @@ import uvloop
 
 from tests.bench import measure, metrics_scrape, peers, phases, procs, report, scaling, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
+from tests.bench.procs import PACKAGES
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN, REDIS_ROWS
 from tests.fakes.telemetry import FakeTelemetry
@@ -115,6 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "default: both, or plain alone when the pointsman binary is missing",
     )
     parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="measure pointsman as the image ships it, its request path compiled with mypyc: a compiled copy of "
+        "this checkout is built first (scripts/compiled_tree.sh, into .cache/bench-compiled, ~2 minutes) and "
+        "every pointsman the bench starts imports it (PYTHONPATH)",
+    )
+    parser.add_argument(
         "--pointsman-bin",
         type=Path,
         default=Path(sys.executable).with_name("pointsman"),
@@ -175,8 +183,9 @@ class Outcome:
 async def bench(args: argparse.Namespace, settings: Settings, names: list[str], workdir: Path) -> Outcome:
     """All rounds; a round that fails after others completed ends the run with what it has."""
     rows: list[str] = args.features or []
+    tree: Path | None = args.compiled_tree
     if POINTSMAN in names or rows:  # measured as installed: its bytecode compiled (procs.compile_bytecode)
-        procs.compile_bytecode(_ROOT, targets.interpreter_of(args.pointsman_bin))
+        procs.compile_bytecode(tree or _ROOT, targets.interpreter_of(args.pointsman_bin))
     up = await upstream.start(workdir / "nginx", LOAD_CPU if settings.pin else None)
     wants_sink = args.tracing or any(r in ("tracing", "all") for r in rows)
     sink = FakeTelemetry(decode=False).start() if wants_sink else None
@@ -194,6 +203,7 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                 workdir,
                 args.rules,
                 sink.url if sink is not None and args.tracing else None,
+                tree=tree,
             )
             for name in names
         ]
@@ -214,6 +224,7 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                     row, sink.url if sink is not None else None, redis[row].url if row in redis else None
                 ),
                 name=targets.feature_name(row),
+                tree=tree,
             )
             for row in rows
         ]
@@ -254,6 +265,7 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                     scrapes=5 if args.quick else 20,
                     cpu=measure.GATEWAY_CPU if settings.pin else None,
                     log=_log,
+                    tree=tree,
                 )
             except RuntimeError as exc:
                 out.error = f"the scrape check failed: {exc}"
@@ -323,7 +335,23 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "settings": dataclasses.asdict(settings),
         "phases": {p.key: p.label for p in phases.PHASES},
         "git": _git_state(),
+        "build": _build(args.compiled_tree),
     }
+
+
+def _build(tree: Path | None) -> str:
+    """How the pointsman measured was built: from its Python sources, or compiled (``--compiled``)."""
+    if tree is None:
+        return "Python sources"
+    n = sum(1 for p in PACKAGES for _ in (tree / p).rglob("*.so"))
+    return f"compiled with mypyc ({n} modules, scripts/compiled_tree.sh)"
+
+
+def build_compiled(dest: Path) -> Path:
+    """A compiled copy of this checkout at ``dest`` (``scripts/compiled_tree.sh``)."""
+    _log(f"building the compiled tree at {dest}")
+    subprocess.run(["bash", str(_ROOT / "scripts" / "compiled_tree.sh"), str(dest)], check=True)
+    return dest
 
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -343,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools()
     names = choose_gateways(args.only, args.pointsman_bin)
+    args.compiled_tree = build_compiled(_ROOT / ".cache" / "bench-compiled") if args.compiled else None
     settings = QUICK if args.quick else Settings()
     if args.profile_s is not None:
         settings = dataclasses.replace(settings, profile_s=max(0.0, args.profile_s))

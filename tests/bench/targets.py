@@ -100,9 +100,10 @@ def pointsman(
     otlp: str | None = None,
     features: Features | None = None,
     name: str = POINTSMAN,
+    tree: Path | None = None,
 ) -> Gateway:
     """pointsman with the bench's config; ``rules`` and ``otlp`` (traces at 100%) are the main target's options,
-    ``features`` a feature row's (``FEATURES``)."""
+    ``features`` a feature row's (``FEATURES``); ``tree``: a checkout to import instead (a compiled copy)."""
     port = procs.free_port()
     home = workdir if name == POINTSMAN else workdir / _slug(name)
     home.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,13 @@ def pointsman(
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     args = ("serve", "--config", str(config), "--port", str(port), "--workers", "1")
     python = interpreter_of(binary)  # the console script's interpreter, for the profiled run
-    return Gateway(name, (str(binary), *args), port, (python, "-m", "gateway.cli", *args))
+    env = tree_env(tree)
+    return Gateway(name, (str(binary), *args), port, (python, "-m", "gateway.cli", *args), env=env)
+
+
+def tree_env(tree: Path | None) -> tuple[tuple[str, str], ...]:
+    """The environment that makes a pointsman process import ``tree`` (None: the installed checkout)."""
+    return (("PYTHONPATH", str(tree)),) if tree is not None else ()
 
 
 def interpreter_of(script: Path) -> str:

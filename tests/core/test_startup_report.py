@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.build import compiled_modules, describe
 from gateway.config import defaults_from_env, validate_document
 from gateway.startup_report import report
 from tests.conftest import CLIENT_KEY, basic_config
@@ -77,6 +78,10 @@ def test_serve_without_a_config_file_logs_the_environment_defaults(tmp_path: Pat
     assert "imported from the config file" not in text
     assert "nothing to serve: no backends are configured" in text
     assert "without any key or network: `pointsman demo`" in text
+    import gateway.inference.handler  # noqa: F401  (the test process imports what the gateway does)
+
+    # the compiled tier's gateway says it runs compiled
+    assert ("compiled with mypyc" if compiled_modules() else describe([])) in text
 
 
 def test_the_ledger_line_names_the_database_and_the_outbox_bound_never_credentials() -> None:

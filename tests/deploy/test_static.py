@@ -389,6 +389,9 @@ def test_dockerfile_builds() -> None:
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     r = run([docker, "run", "--rm", "--entrypoint", "id", "pointsman:test", "-u"], timeout=120)
     assert r.stdout.strip() != "0", "runs as non-root"
+    probe = "import gateway.inference.handler as h; print(h.__file__)"
+    r = run([docker, "run", "--rm", "--entrypoint", "python", "pointsman:test", "-c", probe], timeout=120)
+    assert r.stdout.strip().endswith(".so"), "the image runs the compiled request path"
 
 
 # ---------------------------------------------------------------------------------------- misc
