@@ -60,10 +60,14 @@ class Gateway:
         return bool(self.python)
 
     def profiled(self, out: Path) -> Gateway:
-        """This gateway run under ``sampler.py``, which writes its profile to ``out`` (SIGUSR1 .. SIGUSR2)."""
+        """This gateway run under ``sampler.py``, which writes its profile to ``out`` (SIGUSR1 .. SIGUSR2). Always
+        from the installed checkout's Python sources (``PYTHONPATH`` dropped from ``env``): the sampler reads Python frames, and a
+        compiled module's functions have none, so their time would land on whichever Python caller is below
+        them (in a compiled run, ``server`` took half and ``accounting`` nothing)."""
         python, *program = self.python
         argv = (python, str(Path(__file__).with_name("sampler.py")), str(out), *program)
-        return dataclasses.replace(self, argv=argv, python=())
+        env = tuple(kv for kv in self.env if kv[0] != "PYTHONPATH")
+        return dataclasses.replace(self, argv=argv, python=(), env=env)
 
     @property
     def url(self) -> str:
