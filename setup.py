@@ -2,9 +2,9 @@
 request path's modules (``[tool.pointsman] compiled`` in pyproject.toml) are compiled with mypyc into C
 extensions that replace them: ~13% less CPU per request (docs/design.md, the compiled build). That needs mypy (it
 carries mypyc), the packages the code imports (for its types) and a C compiler in the build environment, so the
-build runs without isolation:
+build runs without isolation. ``deploy/install.sh`` is the recipe (the image runs it):
 
-    pip install setuptools mypy==2.4.1 && POINTSMAN_COMPILE=1 pip install --no-build-isolation .
+    POINTSMAN_COMPILE=1 sh deploy/install.sh VENV
 
 Without it (the default, and ``pip install -e .``) the package is the Python sources alone."""
 

@@ -110,8 +110,12 @@ class GatewayProcess:
         workers: int = 1,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: what runs ``pointsman`` (default: this Python's ``-m gateway.cli``; a virtual
+        environment's ``bin/pointsman`` runs what is installed there)."""
         self.port = port or free_port()
+        self.command = command or [sys.executable, "-m", "gateway.cli"]
         self.path = tmp / f"gateway-{self.port}.yaml"
         config = with_data_dir(config, str(tmp / "data"))  # type: ignore[assignment]
         self.path.write_text(yaml.safe_dump(config))
@@ -132,9 +136,7 @@ class GatewayProcess:
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "gateway.cli",
+                *self.command,
                 "serve",
                 "--config",
                 str(self.path),
