@@ -1,24 +1,41 @@
-"""Which of pointsman's modules run compiled (mypyc's C extensions, built with ``POINTSMAN_COMPILE=1``: setup.py)
-rather than from their Python sources. Said at startup; the benchmark records it with its figures."""
+"""Which of pointsman's modules are installed compiled (mypyc's C extensions, built with ``POINTSMAN_COMPILE=1``:
+setup.py) rather than as their Python sources. Said at startup; the benchmark records it with its figures."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
-from types import ModuleType
+import importlib.util
+from collections.abc import Iterable
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
 PACKAGES = ("accounting", "gateway", "routing", "serving", "wire")
 
 
-def compiled_modules(modules: Mapping[str, ModuleType] | None = None) -> list[str]:
-    """The imported modules of pointsman's packages loaded from a C extension (``sys.modules`` by default)."""
-    mods = sys.modules if modules is None else modules
-    return sorted(
-        name
-        for name, m in list(mods.items())
-        if name.partition(".")[0] in PACKAGES
-        and str(getattr(m, "__file__", "") or "").endswith((".so", ".pyd"))
-    )
+def package_dirs() -> dict[str, Path]:
+    """Where each of pointsman's packages is imported from."""
+    out = {}
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            out[name] = Path(next(iter(spec.submodule_search_locations)))
+    return out
+
+
+def compiled_modules(dirs: dict[str, Path] | None = None) -> list[str]:
+    """The modules of pointsman's packages installed as C extensions (a ``.so``/``.pyd`` beside the sources), by
+    dotted name; ``dirs``: the packages' directories (``package_dirs()`` by default)."""
+    found: list[str] = []
+    for name, root in (package_dirs() if dirs is None else dirs).items():
+        for f in _files(root):
+            suffix = next((s for s in EXTENSION_SUFFIXES if f.name.endswith(s)), None)
+            if suffix is not None:
+                rel = f.relative_to(root).with_name(f.name[: -len(suffix)])
+                found.append(".".join((name, *rel.parts)))
+    return sorted(found)
+
+
+def _files(root: Path) -> Iterable[Path]:
+    return (p for p in root.rglob("*") if p.suffix in (".so", ".pyd") and "__pycache__" not in p.parts)
 
 
 def describe(compiled: list[str]) -> str:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.build import PACKAGES
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -20,9 +22,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-PACKAGES = ("accounting", "gateway", "routing", "serving", "wire")
 
 
 def compile_bytecode(tree: Path, python: str = sys.executable) -> None:

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from gateway.build import PACKAGES, compiled_modules
 from tests.bench import measure, metrics_scrape, peers, phases, procs, report, scaling, targets, upstream
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
-from tests.bench.procs import PACKAGES
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN, REDIS_ROWS
 from tests.fakes.telemetry import FakeTelemetry
@@ -343,7 +343,7 @@ def _build(tree: Path | None) -> str:
     """How the pointsman measured was built: from its Python sources, or compiled (``--compiled``)."""
     if tree is None:
         return "Python sources"
-    n = sum(1 for p in PACKAGES for _ in (tree / p).rglob("*.so"))
+    n = len(compiled_modules({p: tree / p for p in PACKAGES}))
     return f"compiled with mypyc ({n} modules, scripts/compiled_tree.sh)"
 
 

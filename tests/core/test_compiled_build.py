@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 from gateway.build import PACKAGES, compiled_modules, describe
 
@@ -48,21 +47,14 @@ def test_no_compiled_module_awaits_in_a_finally() -> None:
     assert found == []
 
 
-def _module(name: str, file: str | None) -> ModuleType:
-    m = ModuleType(name)
-    m.__file__ = file
-    return m
-
-
-def test_modules_loaded_from_c_extensions_are_the_compiled_ones() -> None:
-    modules = {
-        "gateway.inference.handler": _module(
-            "gateway.inference.handler", "/x/handler.cpython-311-x86_64-linux-gnu.so"
-        ),
-        "gateway.app": _module("gateway.app", "/x/app.py"),
-        "orjson": _module("orjson", "/x/orjson.cpython-311-x86_64-linux-gnu.so"),
-        "wire": _module("wire", None),
-    }
-    assert compiled_modules(modules) == ["gateway.inference.handler"]
+def test_modules_installed_as_c_extensions_are_the_compiled_ones(tmp_path: Path) -> None:
+    gateway = tmp_path / "gateway"
+    (gateway / "inference").mkdir(parents=True)
+    (gateway / "inference" / "handler.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (gateway / "inference" / "handler.py").write_text("")
+    (gateway / "app.py").write_text("")
+    (gateway / "__pycache__").mkdir()
+    (gateway / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"")
+    assert compiled_modules({"gateway": gateway}) == ["gateway.inference.handler"]
     assert describe(["a", "b"]) == "build: 2 request-path modules compiled with mypyc"
     assert describe([]).startswith("build: Python sources")
