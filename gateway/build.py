@@ -4,7 +4,6 @@ setup.py) rather than as their Python sources. Said at startup; the benchmark re
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
@@ -26,16 +25,12 @@ def compiled_modules(dirs: dict[str, Path] | None = None) -> list[str]:
     dotted name; ``dirs``: the packages' directories (``package_dirs()`` by default)."""
     found: list[str] = []
     for name, root in (package_dirs() if dirs is None else dirs).items():
-        for f in _files(root):
+        for f in root.rglob("*"):
             suffix = next((s for s in EXTENSION_SUFFIXES if f.name.endswith(s)), None)
             if suffix is not None:
                 rel = f.relative_to(root).with_name(f.name[: -len(suffix)])
                 found.append(".".join((name, *rel.parts)))
     return sorted(found)
-
-
-def _files(root: Path) -> Iterable[Path]:
-    return (p for p in root.rglob("*") if p.suffix in (".so", ".pyd") and "__pycache__" not in p.parts)
 
 
 def describe(compiled: list[str]) -> str:

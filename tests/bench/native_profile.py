@@ -95,10 +95,10 @@ def stacks(text: str) -> Iterator[list[tuple[str, bool]]]:
             continue
         parts = line.split(None, 1)
         rest = parts[1] if len(parts) > 1 else ""
-        sym, _, dso = rest.rpartition(" (")
-        if not _:
+        sym, sep, dso = rest.rpartition(" (")
+        if not sep:
             sym, dso = rest, ""
-        cur.append((sym.strip(), "kernel" in dso or dso.startswith("[k")))
+        cur.append((sym.strip(), "kernel" in dso))
     if cur:
         yield cur
 

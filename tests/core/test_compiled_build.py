@@ -53,8 +53,6 @@ def test_modules_installed_as_c_extensions_are_the_compiled_ones(tmp_path: Path)
     (gateway / "inference" / "handler.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
     (gateway / "inference" / "handler.py").write_text("")
     (gateway / "app.py").write_text("")
-    (gateway / "__pycache__").mkdir()
-    (gateway / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"")
     assert compiled_modules({"gateway": gateway}) == ["gateway.inference.handler"]
     assert describe(["a", "b"]) == "build: 2 request-path modules compiled with mypyc"
     assert describe([]).startswith("build: Python sources")
