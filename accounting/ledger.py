@@ -321,7 +321,7 @@ class SQLiteLedger:
         """The stream position past entries with no foreign rows, not yet written (``add_foreign``)."""
         self._wake = threading.Event()
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.dropped = 0
         self.written = 0
@@ -341,14 +341,14 @@ class SQLiteLedger:
         conn.executescript(_SCHEMA)
         migrate(conn)
         self._conn = conn
-        self._thread = threading.Thread(target=self._run, name="pointsman-ledger", daemon=True)
-        self._thread.start()
+        self._writer = threading.Thread(target=self._run, name="pointsman-ledger", daemon=True)
+        self._writer.start()
 
     async def close(self) -> None:
         self._stop = True
         self._wake.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 60)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join, 60)
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -474,7 +474,7 @@ class SQLiteLedger:
         want = list(keys)
         if not want:
             return {}
-        writer = self._conn if threading.current_thread() is self._thread else None  # after a commit: its own
+        writer = self._conn if threading.current_thread() is self._writer else None  # after a commit: its own
         conn = writer or connect(self.path)
         try:
             out: dict[tuple[str, str, str], int] = {}

@@ -13,6 +13,8 @@ from wire.usage import Usage
 if TYPE_CHECKING:
     from accounting.reservation import Reservation
 
+_ZERO = Decimal(0)
+
 RETENTION_CAPPED = "retention_capped"
 """``error_type`` of a stream relayed whole but kept only up to ``server.max_retained_stream_bytes``: token
 estimates (when the upstream sent no usage), shadow comparison and capture saw only its beginning."""
@@ -28,8 +30,10 @@ class ContentSource:
     events: Sequence[bytes] | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestRecord:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     request_id: str
     ts: float
     """Unix time the request arrived."""
@@ -54,7 +58,7 @@ class RequestRecord:
     error_type: str | None = None
     usage: Usage = field(default_factory=Usage)
     has_usage: bool = False
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: Decimal = _ZERO
     priced: bool = True
     """False when the served model has no price (cost recorded as 0, flagged in the ledger)."""
     context_threshold: int = 0
@@ -79,3 +83,71 @@ class RequestRecord:
     priced_usage: Usage | None = None
     """The usage ``cost_usd`` was computed from (``Accountant.price``: a request priced for its response headers
     is not priced again when it is recorded, unless its usage changed)."""
+
+    def __init__(
+        self,
+        request_id: str,
+        ts: float,
+        key: str,
+        team: str | None,
+        task: str | None,
+        route: str,
+        requested_model: str,
+        endpoint: str,
+        stream: bool,
+        upstream_model: str = "",
+        backend: str = "",
+        served_model: str = "",
+        self_hosted: bool = False,
+        status: int = 0,
+        outcome: str = "ok",
+        error_type: str | None = None,
+        usage: Usage | None = None,
+        has_usage: bool = False,
+        cost_usd: Decimal = _ZERO,
+        priced: bool = True,
+        context_threshold: int = 0,
+        latency_s: float = 0.0,
+        ttft_s: float | None = None,
+        overhead_s: float = 0.0,
+        fallbacks: int = 0,
+        failed_attempts: list[tuple[str, str]] | None = None,
+        shadow: bool = False,
+        tags: dict[str, str] | None = None,
+        trace: TraceContext | None = None,
+        content: ContentSource | None = None,
+        reservation: Reservation | None = None,
+        priced_usage: Usage | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.ts = ts
+        self.key = key
+        self.team = team
+        self.task = task
+        self.route = route
+        self.requested_model = requested_model
+        self.endpoint = endpoint
+        self.stream = stream
+        self.upstream_model = upstream_model
+        self.backend = backend
+        self.served_model = served_model
+        self.self_hosted = self_hosted
+        self.status = status
+        self.outcome = outcome
+        self.error_type = error_type
+        self.usage = Usage() if usage is None else usage
+        self.has_usage = has_usage
+        self.cost_usd = cost_usd
+        self.priced = priced
+        self.context_threshold = context_threshold
+        self.latency_s = latency_s
+        self.ttft_s = ttft_s
+        self.overhead_s = overhead_s
+        self.fallbacks = fallbacks
+        self.failed_attempts = [] if failed_attempts is None else failed_attempts
+        self.shadow = shadow
+        self.tags = {} if tags is None else tags
+        self.trace = trace
+        self.content = content
+        self.reservation = reservation
+        self.priced_usage = priced_usage

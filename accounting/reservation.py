@@ -54,16 +54,21 @@ def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
     return best * choices
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Ask:
     """What one request may use: the reserved size of its prompt and of its output (made per request: not
-    frozen, whose ``__init__`` costs three times as much)."""
+    frozen, whose ``__init__`` costs three times as much). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     prompt_tokens: int
     output_tokens: int | None
     """None: the request names no maximum (the budget's ``reserve_output_tokens`` applies)."""
     tier: str = "standard"
     """The service tier the request asks for (its prices)."""
+
+    def __init__(self, prompt_tokens: int, output_tokens: int | None, tier: str = "standard") -> None:
+        self.prompt_tokens = prompt_tokens
+        self.output_tokens = output_tokens
+        self.tier = tier
 
     @classmethod
     def of(
@@ -103,9 +108,9 @@ def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int 
     return best
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Reservation:
-    """Amounts one admitted request holds against its budgets until it ends."""
+    """Amounts one admitted request holds against its budgets until it ends. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     id: str
     """Unique per reservation (not the request id, which a client may repeat)."""
@@ -118,3 +123,19 @@ class Reservation:
     released: bool = False
     leases: tuple[Lease, ...] = ()
     """The Redis leases its holds were drawn from (``accounting.leases``), instead of a member of its own."""
+
+    def __init__(
+        self,
+        id: str,
+        holds: list[tuple[tuple[str, str, str], int]],
+        shared: bool,
+        handed: bool = False,
+        released: bool = False,
+        leases: tuple[Lease, ...] = (),
+    ) -> None:
+        self.id = id
+        self.holds = holds
+        self.shared = shared
+        self.handed = handed
+        self.released = released
+        self.leases = leases

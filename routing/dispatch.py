@@ -35,20 +35,32 @@ from wire.anthropic.untranslatable import Untranslatable
 from wire.traceparent import end_span
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Attempt:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     model: str
     backend: str
     error: str | None = None
 
+    def __init__(self, model: str, backend: str, error: str | None = None) -> None:
+        self.model = model
+        self.backend = backend
+        self.error = error
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Outcome:
-    """Which target served the request, and what was tried before it."""
+    """Which target served the request, and what was tried before it. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     target: ResolvedModel
     backend: Backend
     tried: list[Attempt] = field(default_factory=list)
+
+    def __init__(self, target: ResolvedModel, backend: Backend, tried: list[Attempt] | None = None) -> None:
+        self.target = target
+        self.backend = backend
+        self.tried = [] if tried is None else tried
 
     @property
     def fallbacks(self) -> int:

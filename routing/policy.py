@@ -74,10 +74,10 @@ def _matcher(pattern: str | None) -> Callable[[str | None], bool] | None:
     return _Exact(pattern)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RouteInput:
     """What a routing decision looks at (made per request: not frozen, whose ``__init__`` costs three times as
-    much)."""
+    much). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     model: str
     tags: Mapping[str, str]
@@ -88,9 +88,27 @@ class RouteInput:
     user: str | None = None
     """The body's ``user`` field."""
 
+    def __init__(
+        self,
+        model: str,
+        tags: Mapping[str, str],
+        key: str,
+        team: str | None,
+        sticky_header: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tags = tags
+        self.key = key
+        self.team = team
+        self.sticky_header = sticky_header
+        self.user = user
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Decision:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     route: str
     attempts: list[ResolvedModel]
     """Chosen target first, then fallbacks, in order."""
@@ -107,6 +125,32 @@ class Decision:
     """The request's constraint on targets (a scoped key), when it has one."""
     removed: Sequence[tuple[str, str]] = ()
     """Models the constraint took out of the rule's targets and fallbacks, with why."""
+
+    def __init__(
+        self,
+        route: str,
+        attempts: list[ResolvedModel],
+        reason: str,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        candidates: Sequence[tuple[str, float]] = (),
+        rule: CompiledRule | None = None,
+        how: str = "",
+        eligibility: Eligibility | None = None,
+        removed: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.route = route
+        self.attempts = attempts
+        self.reason = reason
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.defaults = {} if defaults is None else defaults
+        self.candidates = candidates
+        self.rule = rule
+        self.how = how
+        self.eligibility = eligibility
+        self.removed = removed
 
     def defaults_for(self, endpoint: str) -> Mapping[str, Any]:
         """The route's defaults as a request of ``endpoint`` takes them (``wire.route_defaults``)."""

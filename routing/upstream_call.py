@@ -42,9 +42,9 @@ from wire.route_defaults import added
 from wire.traceparent import ChildSpan, TraceContext
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CallSpec:
-    """What every upstream call of one request is built from, whichever target serves it."""
+    """What every upstream call of one request is built from, whichever target serves it. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     endpoint: str
     body: JsonObject
@@ -59,6 +59,24 @@ class CallSpec:
     headers: Mapping[str, str] | None = None
     """Client headers forwarded to backends that speak the client's protocol (``anthropic-version``,
     ``anthropic-beta``)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        body: JsonObject,
+        defaults: Mapping[str, Any],
+        stream: bool,
+        request_id: str,
+        trace: TraceContext | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.defaults = defaults
+        self.stream = stream
+        self.request_id = request_id
+        self.trace = trace
+        self.headers = headers
 
     @property
     def doc(self) -> dict[str, Any]:

@@ -59,9 +59,9 @@ def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ChildSpan:
-    """One upstream call made for a traced request (an attempt, a shadow call, a comparator call)."""
+    """One upstream call made for a traced request (an attempt, a shadow call, a comparator call). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     span_id: str
     kind: str
@@ -75,9 +75,31 @@ class ChildSpan:
     error: str | None = None
     status: int = 0
 
+    def __init__(
+        self,
+        span_id: str,
+        kind: str,
+        backend: str,
+        model: str,
+        start_ns: int,
+        end_ns: int = 0,
+        error: str | None = None,
+        status: int = 0,
+    ) -> None:
+        self.span_id = span_id
+        self.kind = kind
+        self.backend = backend
+        self.model = model
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.error = error
+        self.status = status
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class TraceContext:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     trace_id: str
     span_id: str
     """This request's own span (what the exporters call the server span)."""
@@ -87,6 +109,22 @@ class TraceContext:
     """Whether the request's spans are exported; propagated upstream in the flags either way."""
     start_ns: int = field(default_factory=time.time_ns)
     children: list[ChildSpan] = field(default_factory=list)
+
+    def __init__(
+        self,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        sampled: bool,
+        start_ns: int | None = None,
+        children: list[ChildSpan] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.sampled = sampled
+        self.start_ns = time.time_ns() if start_ns is None else start_ns
+        self.children = [] if children is None else children
 
     def child(self, kind: str, backend: str, model: str) -> ChildSpan:
         """Open a child span for an upstream call now; its ``traceparent`` is ``header(span)``."""

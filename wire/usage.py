@@ -31,8 +31,10 @@ _TIER_NAMES = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Usage:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     input_tokens: int = 0
     """Prompt tokens, all of them: cache reads, cache writes, audio and image tokens included."""
     output_tokens: int = 0
@@ -53,6 +55,34 @@ class Usage:
     image_output_tokens: int = 0
     service_tier: str = "standard"
     """The tier the upstream says it served the request in (one of ``SERVICE_TIERS``)."""
+
+    def __init__(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        estimated: bool = False,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        audio_input_tokens: int = 0,
+        audio_output_tokens: int = 0,
+        image_input_tokens: int = 0,
+        image_output_tokens: int = 0,
+        service_tier: str = "standard",
+    ) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cached_input_tokens = cached_input_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.estimated = estimated
+        self.cache_write_tokens = cache_write_tokens
+        self.cache_write_1h_tokens = cache_write_1h_tokens
+        self.audio_input_tokens = audio_input_tokens
+        self.audio_output_tokens = audio_output_tokens
+        self.image_input_tokens = image_input_tokens
+        self.image_output_tokens = image_output_tokens
+        self.service_tier = service_tier
 
     @property
     def total_tokens(self) -> int:

@@ -12,9 +12,10 @@ from routing.shadow.ticket import Ticket
 from routing.upstream_call import CallSpec
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Exchange:
-    """One routed inference request: the client connection, the decision, and the record being filled in."""
+    """One routed inference request: the client connection, the decision, and the record being filled in.
+    (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
 
     send: Send
     receive: Receive
@@ -31,3 +32,25 @@ class Exchange:
     events: Sequence[bytes] | None = None
     """A stream's events read so far (its reader's list, from when the stream opened): what a request cut off
     by shutdown had generated."""
+
+    def __init__(
+        self,
+        send: Send,
+        receive: Receive,
+        call: CallSpec,
+        decision: Decision,
+        rec: RequestRecord,
+        headers: list[tuple[bytes, bytes]],
+        t0: float,
+        ticket: Ticket | None,
+        events: Sequence[bytes] | None = None,
+    ) -> None:
+        self.send = send
+        self.receive = receive
+        self.call = call
+        self.decision = decision
+        self.rec = rec
+        self.headers = headers
+        self.t0 = t0
+        self.ticket = ticket
+        self.events = events
