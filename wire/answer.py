@@ -24,8 +24,10 @@ _MESSAGE_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 """Chat message fields that stream as text deltas (reasoning ones as vLLM and others send them)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Answer:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     body: dict[str, Any]
     """``{"choices": [...]}`` (chat, completions), the Responses API ``response`` (``{"output": [...]}``) or the
     Messages API ``message`` (``{"content": [...]}``)."""
@@ -34,14 +36,40 @@ class Answer:
     error: str | None = None
     """The message of an error event (the answer is incomplete)."""
 
+    def __init__(
+        self,
+        body: dict[str, Any],
+        usage: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.body = body
+        self.usage = usage
+        self.error = error
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class _Choice:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     index: int
     finish_reason: str | None = None
     role: str = "assistant"
     texts: dict[str, list[str]] = field(default_factory=dict)
     tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        index: int,
+        finish_reason: str | None = None,
+        role: str = "assistant",
+        texts: dict[str, list[str]] | None = None,
+        tools: dict[int, dict[str, Any]] | None = None,
+    ) -> None:
+        self.index = index
+        self.finish_reason = finish_reason
+        self.role = role
+        self.texts = {} if texts is None else texts
+        self.tools = {} if tools is None else tools
 
     def add(self, key: str, value: Any) -> None:
         if isinstance(value, str):

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -64,8 +65,10 @@ class DuplicateMember(ValueError):
         self.key = key
 
 
-class Member(NamedTuple):
-    """Where one top-level member lies in the text (byte offsets)."""
+@dataclass(slots=True, init=False)
+class Member:
+    """Where one top-level member lies in the text (byte offsets). (``__init__`` written out, not generated, so
+    that the compiled build compiles it: docs/design.md.)"""
 
     start: int
     """The key's opening quote."""
@@ -73,6 +76,11 @@ class Member(NamedTuple):
     """The value's first byte."""
     end: int
     """One past the value's last byte."""
+
+    def __init__(self, start: int, value: int, end: int) -> None:
+        self.start = start
+        self.value = value
+        self.end = end
 
 
 class JsonObject:

@@ -19,17 +19,29 @@ from wire.endpoints import COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import Usage, parse_usage
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ToolCall:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     name: str
     arguments: str
+
+    def __init__(
+        self,
+        name: str,
+        arguments: str,
+    ) -> None:
+        self.name = name
+        self.arguments = arguments
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "arguments": self.arguments}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Output:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
@@ -37,6 +49,20 @@ class Output:
     """First embedding (``/v1/embeddings``)."""
     error: str | None = None
     """A stream that ended with an error event (the answer is incomplete)."""
+
+    def __init__(
+        self,
+        text: str = "",
+        tool_calls: list[ToolCall] | None = None,
+        finish_reason: str | None = None,
+        vector: list[float] | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.text = text
+        self.tool_calls = [] if tool_calls is None else tool_calls
+        self.finish_reason = finish_reason
+        self.vector = vector
+        self.error = error
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text}

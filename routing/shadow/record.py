@@ -23,8 +23,10 @@ DROPPED = "dropped"
 OUTCOMES = (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Side:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     model: str = ""
     """Configured model name."""
     backend: str = ""
@@ -47,6 +49,36 @@ class Side:
     this field read True)."""
     fallbacks: int = 0
 
+    def __init__(
+        self,
+        model: str = "",
+        backend: str = "",
+        upstream_model: str = "",
+        status: int = 0,
+        ok: bool = False,
+        error: str | None = None,
+        latency_s: float | None = None,
+        ttft_s: float | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: str = "0",
+        priced: bool = True,
+        fallbacks: int = 0,
+    ) -> None:
+        self.model = model
+        self.backend = backend
+        self.upstream_model = upstream_model
+        self.status = status
+        self.ok = ok
+        self.error = error
+        self.latency_s = latency_s
+        self.ttft_s = ttft_s
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cost_usd = cost_usd
+        self.priced = priced
+        self.fallbacks = fallbacks
+
     @property
     def cost(self) -> Decimal:
         return Decimal(self.cost_usd)
@@ -55,8 +87,10 @@ class Side:
         return {f: getattr(self, f) for f in _SIDE_FIELDS}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class PairRecord:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     id: str
     """The request id (``x-request-id``)."""
     ts: float
@@ -80,6 +114,46 @@ class PairRecord:
     details: dict[str, str] = field(default_factory=dict)
     capture: dict[str, Any] | None = None
     """Raw request and outputs, only where capture is enabled for the route and allowed for the team."""
+
+    def __init__(
+        self,
+        id: str,
+        ts: float,
+        route: str,
+        task: str | None,
+        team: str | None,
+        key: str,
+        endpoint: str,
+        stream: bool,
+        direction: str = "forward",
+        outcome: str = PAIRED,
+        reason: str | None = None,
+        primary: Side | None = None,
+        candidate: Side | None = None,
+        scores: dict[str, float] | None = None,
+        baseline: dict[str, float] | None = None,
+        errors: dict[str, str] | None = None,
+        details: dict[str, str] | None = None,
+        capture: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.ts = ts
+        self.route = route
+        self.task = task
+        self.team = team
+        self.key = key
+        self.endpoint = endpoint
+        self.stream = stream
+        self.direction = direction
+        self.outcome = outcome
+        self.reason = reason
+        self.primary = Side() if primary is None else primary
+        self.candidate = Side() if candidate is None else candidate
+        self.scores = {} if scores is None else scores
+        self.baseline = {} if baseline is None else baseline
+        self.errors = {} if errors is None else errors
+        self.details = {} if details is None else details
+        self.capture = capture
 
     @property
     def quality(self) -> bool:

@@ -52,16 +52,30 @@ class ActivePromotion:
     ramping: bool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ShadowResult:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     side: Side
     output: Output | None
     record: RequestRecord | None = None
     """The shadow call's accounting record (its cost is final once the accountant priced it)."""
 
+    def __init__(
+        self,
+        side: Side,
+        output: Output | None,
+        record: RequestRecord | None = None,
+    ) -> None:
+        self.side = side
+        self.output = output
+        self.record = record
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, init=False)
 class Ticket:
+    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+
     on_finish: Callable[[Ticket], None]
     """The hub's continuation once the primary is done."""
     route: str
@@ -93,6 +107,62 @@ class Ticket:
     primary_out: Output | None = None
     candidate_out: Output | None = None
     task: asyncio.Task[None] | None = None
+
+    def __init__(
+        self,
+        on_finish: Callable[[Ticket], None],
+        route: str,
+        cfg: ShadowConfig,
+        rule_timeout_s: float | None,
+        endpoint: str,
+        body: JsonObject,
+        rec: RequestRecord,
+        defaults: Mapping[str, Any],
+        served: ResolvedModel,
+        shadow_model: ResolvedModel | None,
+        direction: str,
+        sampled: bool,
+        observe: bool,
+        capture: bool,
+        consent: Eligibility | None = None,
+        state: str = "new",
+        reason: str | None = None,
+        queued_at: float = 0.0,
+        primary_parsed: Any = None,
+        primary_stream: Sequence[bytes] | None = None,
+        finished: bool = False,
+        primary_done: asyncio.Event | None = None,
+        result: ShadowResult | None = None,
+        primary_out: Output | None = None,
+        candidate_out: Output | None = None,
+        task: asyncio.Task[None] | None = None,
+    ) -> None:
+        self.on_finish = on_finish
+        self.route = route
+        self.cfg = cfg
+        self.rule_timeout_s = rule_timeout_s
+        self.endpoint = endpoint
+        self.body = body
+        self.rec = rec
+        self.defaults = defaults
+        self.served = served
+        self.shadow_model = shadow_model
+        self.direction = direction
+        self.sampled = sampled
+        self.observe = observe
+        self.capture = capture
+        self.consent = consent
+        self.state = state
+        self.reason = reason
+        self.queued_at = queued_at
+        self.primary_parsed = primary_parsed
+        self.primary_stream = primary_stream
+        self.finished = finished
+        self.primary_done = asyncio.Event() if primary_done is None else primary_done
+        self.result = result
+        self.primary_out = primary_out
+        self.candidate_out = candidate_out
+        self.task = task
 
     @property
     def doc(self) -> dict[str, Any]:
