@@ -34,6 +34,7 @@ GatewayHttpProtocol"`` (a string, so that ``--workers N`` processes import it to
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import signal
@@ -41,6 +42,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote
@@ -64,13 +66,30 @@ _PLAIN_PATH = re.compile(rb"[^?%]*")
 _HEAD, _BODY, _IDLE = 1, 2, 3
 
 
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """A connection's bounds, from ``server``'s settings of the same meaning."""
+
+    max_head_bytes: int = 64 * 1024
+    """``max_header_bytes``."""
+    max_header_count: int = 100
+    head_timeout_s: float = 30.0
+    """``header_timeout_s``."""
+    body_timeout_s: float = 60.0
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> Bounds:
+        return cls(
+            server.max_header_bytes, server.max_header_count, server.header_timeout_s, server.body_timeout_s
+        )
+
+
+_bounds = Bounds()
+"""The serving process's bounds (``configure``), for connections made without bounds of their own."""
+
+
 class GatewayHttpProtocol(asyncio.Protocol):
     """One client connection (see the module's docstring)."""
-
-    max_head_bytes = 64 * 1024
-    max_header_count = 100
-    head_timeout_s = 30.0
-    body_timeout_s = 60.0
 
     def __init__(
         self,
@@ -78,7 +97,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         server_state: Any,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
+        b = _bounds if bounds is None else bounds
+        self.max_head_bytes = b.max_head_bytes
+        self.max_header_count = b.max_header_count
+        self.head_timeout_s = b.head_timeout_s
+        self.body_timeout_s = b.body_timeout_s
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -238,16 +263,15 @@ class GatewayHttpProtocol(asyncio.Protocol):
             if size > self.max_head_bytes:  # a whole oversized head arrived in one read
                 self._refuse_head()
                 return
-        self.in_head = False
-        self.head_bytes = 0
-        parser = self.parser
-        try:
+        try:  # (refused while still in the head: the answer is sent, not just the connection closed)
             if url[:1] == b"/" and _PLAIN_PATH.fullmatch(url) is not None:
                 path = url.decode("ascii")
                 raw_path, query = url, b""
             else:
-                parsed = httptools.parse_url(url)
-                raw_path = parsed.path
+                # (Any: httptools' stub types ``path`` and ``query`` as bytes, and each is None when absent, which
+                # the compiled build would refuse as a type error)
+                parsed: Any = httptools.parse_url(url)
+                raw_path = parsed.path or b"/"  # (an absolute-form target without a path: ``http://host``)
                 path = raw_path.decode("ascii")
                 if "%" in path:
                     path = unquote(path)
@@ -255,6 +279,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
             self._refuse(400, "Bad Request", "Invalid request target.", "invalid_http_request")
             return
+        self.in_head = False
+        self.head_bytes = 0
+        parser = self.parser
         version = parser.get_http_version()
         scope: dict[str, Any] = {
             "type": "http",
@@ -444,24 +471,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
 def configure(server: ServerConfig) -> None:
     """Set the bounds (called in the serving process, and in each worker process, before it serves)."""
-    GatewayHttpProtocol.max_head_bytes = server.max_header_bytes
-    GatewayHttpProtocol.max_header_count = server.max_header_count
-    GatewayHttpProtocol.head_timeout_s = server.header_timeout_s
-    GatewayHttpProtocol.body_timeout_s = server.body_timeout_s
+    global _bounds
+    _bounds = Bounds.of(server)
 
 
-def protocol_for(server: ServerConfig) -> type[GatewayHttpProtocol]:
-    """The protocol with ``server``'s bounds, for a server run in-process beside others (tests)."""
-    return type(
-        "GatewayHttpProtocol",
-        (GatewayHttpProtocol,),
-        {
-            "max_head_bytes": server.max_header_bytes,
-            "max_header_count": server.max_header_count,
-            "head_timeout_s": server.header_timeout_s,
-            "body_timeout_s": server.body_timeout_s,
-        },
-    )
+def protocol_for(server: ServerConfig) -> Callable[..., GatewayHttpProtocol]:
+    """The protocol with ``server``'s bounds, for a server run in-process beside others (tests): what uvicorn
+    calls to make each connection's."""
+    return functools.partial(GatewayHttpProtocol, bounds=Bounds.of(server))
 
 
 def install_drain(mark_draining: Callable[[], None], delay_s: float) -> bool:

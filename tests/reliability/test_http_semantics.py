@@ -1,6 +1,7 @@
 """HTTP/1.1 as the gateway's own server protocol speaks it (``gateway/http_server.py``), over raw sockets to a running
 ``pointsman serve``: keep-alive, pipelined requests answered in order, HTTP/1.0, ``Expect: 100-continue``, chunked
-request bodies, ``HEAD``, and idle connections closed after the keep-alive timeout."""
+request bodies, ``HEAD``, request targets (percent-encoded, invalid), and idle connections closed after the
+keep-alive timeout."""
 
 from __future__ import annotations
 
@@ -136,6 +137,34 @@ def test_head_is_answered_without_a_body(fuzz_gateway: GatewayProcess) -> None:
     first, second = (m.start() for m in re.finditer(rb"HTTP/1\.1 ", raw))
     head_answer = raw[first:second]
     assert head_answer.endswith(b"\r\n\r\n")  # the head only: the next answer starts right after it
+
+
+def test_an_invalid_request_target_gets_an_openai_shaped_400(fuzz_gateway: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", fuzz_gateway.port)) as s:
+        s.sendall(b"GET http://[::1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(status, headers, body)] = read_responses(s, 1)
+    assert status == 400 and headers[b"connection"] == b"close"
+    assert orjson.loads(body)["error"]["code"] == "invalid_http_request"
+
+
+def test_a_percent_encoded_path_without_a_query_is_routed(fuzz_gateway: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", fuzz_gateway.port)) as s:
+        s.sendall(
+            b"GET /v1/models/a%20b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + CLIENT_KEY.encode()
+            + b"\r\n\r\n"
+        )
+        [(status, _, body)] = read_responses(s, 1)
+    assert status == 404
+    assert orjson.loads(body)["error"]["message"].startswith("The model `a b` does not exist")
+
+
+def test_an_absolute_form_target_is_answered_by_its_path(fuzz_gateway: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", fuzz_gateway.port)) as s:
+        s.sendall(b"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\nGET http://x HTTP/1.1\r\nHost: x\r\n\r\n")
+        (status, _, body), (root, _, _) = read_responses(s, 2)
+    assert status == 200 and orjson.loads(body) == {"status": "ok"}
+    assert root != 400  # no path: the root's answer
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(fuzz_gateway: GatewayProcess) -> None:
