@@ -83,6 +83,11 @@ class ServerConfig(StrictModel):
     body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     """A request whose body has not all arrived this long after its headers gets 408 and the connection is
     closed."""
+    keep_alive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    """An idle keep-alive connection is closed this long after its last answer. Keep it longer than the idle
+    expiry of the clients and load balancers in front: a client that reuses a connection at the moment the
+    gateway closes it gets a reset, and its request is lost (httpx and the OpenAI SDKs keep idle connections
+    5 s, aiohttp 15 s, an AWS load balancer 60 s)."""
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 * 1024)
     """A non-streamed upstream answer larger than this (after decompression) is refused: 502
     ``upstream_response_too_large``, the connection to the upstream closed without reading on."""

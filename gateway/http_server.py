@@ -25,7 +25,7 @@ connection forever. This protocol answers, in the OpenAI error shape, and closes
 A declared ``Content-Length`` over ``server.max_body_bytes`` is refused by the application before it reads
 anything (``gateway.inference.asgi.refuse_declared_length``), so no ``100 Continue`` is sent for it (it is sent
 on the application's first ``receive``). Pipelined requests are answered in order, one at a time (reading pauses
-while one waits). An idle keep-alive connection is closed after uvicorn's ``timeout_keep_alive``. On shutdown an
+while one waits). An idle keep-alive connection is closed after ``server.keep_alive_timeout_s``. On shutdown an
 idle connection is closed at once, a busy one after its answer. Selected with ``http="gateway.http_server:
 GatewayHttpProtocol"`` (a string, so that ``--workers N`` processes import it too). One request and its answer
 (ASGI ``receive`` and ``send``, the answer's head) are a ``gateway.http_cycle.Cycle``.

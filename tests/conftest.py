@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -112,3 +113,23 @@ def shared_db(ledger_db: str) -> str:
         for d in domains():
             pg_domain.migrate(conn, d)
     return ledger_db
+
+
+# -- a failing test's report carries the logs of the gateways it ran against ---------------------------------------
+_GATEWAYS_BEFORE = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    runner = sys.modules.get("tests.gateway_runner")
+    item.stash[_GATEWAYS_BEFORE] = len(runner.STARTED) if runner is not None else 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    runner = sys.modules.get("tests.gateway_runner")
+    if report.failed and runner is not None:
+        for title, text in runner.logs_for_report(item.stash.get(_GATEWAYS_BEFORE, 0)):
+            report.sections.append((title, text))
+    return report

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,58 @@ def with_data_dir(config: dict[str, Any] | GatewayConfig, data_dir: str) -> dict
     return {**config, "server": {**server, "data_dir": data_dir}}
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn's server, stopped without its fixed waits: a 0.1 s tick before it notices ``should_exit``, a 0.1 s
+    pause after asking connections to close, 0.1 s polls while they drain (the suite starts and stops an
+    in-process gateway hundreds of times: those waits were minutes of the default tier). Shutdown does what
+    uvicorn's does, in its order: stop listening, ask each connection to close (at once when idle, after its
+    answer when busy), wait for connections and tasks up to ``timeout_graceful_shutdown`` (then cancel the
+    tasks), then the application's lifespan shutdown. ``pointsman serve`` runs uvicorn's own
+    (``GatewayProcess``)."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _wake: asyncio.Event | None = None
+
+    def exit_soon(self) -> None:
+        """From any thread: stop serving now."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
+        await asyncio.sleep(0)
+        while (state.connections or state.tasks) and not self.force_exit and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        if state.tasks and not self.force_exit and loop.time() >= deadline:
+            for task in state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 class RunningGateway:
     """The gateway app under a real uvicorn server on loopback, in a background thread."""
 
@@ -48,7 +103,7 @@ class RunningGateway:
         self.config = as_config(with_data_dir(config, self._data))
         self.port = port or free_port()
         self.app: GatewayApp = create_app(self.config)
-        self.server: uvicorn.Server | None = None
+        self.server: _PromptServer | None = None
         self.thread: threading.Thread | None = None
 
     @property
@@ -76,7 +131,7 @@ class RunningGateway:
             log_level="warning",
             timeout_graceful_shutdown=2,
         )
-        self.server = uvicorn.Server(cfg)
+        self.server = _PromptServer(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 15
@@ -88,7 +143,7 @@ class RunningGateway:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.should_exit = True
+            self.server.exit_soon()
         if self.thread is not None:
             self.thread.join(15)
         shutil.rmtree(self._data, ignore_errors=True)
@@ -98,6 +153,24 @@ class RunningGateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+STARTED: list[GatewayProcess] = []
+"""Every ``GatewayProcess`` started in this test session, in order (a failing test's report shows their logs:
+``tests/conftest.py``)."""
+
+
+def logs_for_report(since: int) -> list[tuple[str, str]]:
+    """The end of the log of each gateway started since ``STARTED[since]`` or still running, for a test report."""
+    out = []
+    for i, gw in enumerate(STARTED):
+        if i >= since or (gw.proc is not None and gw.proc.poll() is None):
+            try:
+                text = gw.log.read_text(errors="replace")[-6000:]
+            except OSError:
+                continue
+            out.append((f"pointsman serve log (port {gw.port})", text))
+    return out
 
 
 class GatewayProcess:
@@ -134,6 +207,7 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20) -> GatewayProcess:
         self._logf = open(self.log, "ab")
+        STARTED.append(self)
         self.proc = subprocess.Popen(
             [
                 *self.command,

@@ -63,6 +63,7 @@ def uvicorn_settings(server: ServerConfig, host: str, port: int) -> dict[str, An
         "access_log": False,
         "log_level": server.log_level,
         "timeout_graceful_shutdown": server.graceful_timeout_s,  # uvicorn takes fractions too
+        "timeout_keep_alive": server.keep_alive_timeout_s,  # (read by the gateway's protocol, fractions too)
         "server_header": False,
         "date_header": False,
         "limit_concurrency": None,
