@@ -133,3 +133,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for title, text in runner.logs_for_report(item.stash.get(_GATEWAYS_BEFORE, 0)):
             report.sections.append((title, text))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    runner = sys.modules.get("tests.gateway_runner")
+    for hung in runner.HUNG_STOPS if runner is not None else ():
+        terminalreporter.write_line(f"an in-process gateway did not stop within 15 s ({hung})", yellow=True)

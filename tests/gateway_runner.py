@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -43,6 +44,10 @@ def with_data_dir(config: dict[str, Any] | GatewayConfig, data_dir: str) -> dict
     return {**config, "server": {**server, "data_dir": data_dir}}
 
 
+HUNG_STOPS: list[str] = []
+"""In-process gateways that had not stopped 15 s after being asked, each with its tasks and where they wait."""
+
+
 class _PromptServer(uvicorn.Server):
     """uvicorn's server, stopped without its fixed waits: a 0.1 s tick before it notices ``should_exit``, a 0.1 s
     pause after asking connections to close, 0.1 s polls while they drain (the suite starts and stops an
@@ -62,6 +67,31 @@ class _PromptServer(uvicorn.Server):
         if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already closed
                 loop.call_soon_threadsafe(wake.set)
+
+    def where_it_waits(self) -> str:
+        """From another thread: the server's tasks, each with where it waits (for a stop that hangs)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return " (its event loop has closed)"
+        done: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+        def collect() -> None:
+            lines = []
+            for task in asyncio.all_tasks(loop):
+                where, coro = [], task.get_coro()
+                while coro is not None:  # down the chain of awaits to where it waits
+                    f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                    if f is not None:
+                        where.append(f"\n    {f.f_code.co_qualname} ({f.f_code.co_filename}:{f.f_lineno})")
+                    coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                lines.append(f"\n  {task.get_name()}:{''.join(where) or ' not started'}")
+            done.set_result("".join(lines))
+
+        loop.call_soon_threadsafe(collect)
+        try:
+            return done.result(5)
+        except concurrent.futures.TimeoutError:
+            return " (its event loop is blocked)"
 
     async def main_loop(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
@@ -130,6 +160,7 @@ class RunningGateway:
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=self.config.server.keep_alive_timeout_s,  # as `pointsman serve` (uvicorn_settings)
         )
         self.server = _PromptServer(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -146,6 +177,12 @@ class RunningGateway:
             self.server.exit_soon()
         if self.thread is not None:
             self.thread.join(15)
+            if (
+                self.thread.is_alive() and self.server is not None
+            ):  # (printed at the end of the run: conftest.py)
+                HUNG_STOPS.append(
+                    f"port {self.port}, {time.strftime('%H:%M:%S')}:{self.server.where_it_waits()}"
+                )
         shutil.rmtree(self._data, ignore_errors=True)
 
     def __enter__(self) -> RunningGateway:
