@@ -59,6 +59,7 @@ from routing.store import (
     VersionConflict,
     dumps,
 )
+from wire.tasks import cancel_requested
 
 log = logging.getLogger("pointsman.policy")
 
@@ -283,6 +284,8 @@ class PolicyControl:
         failures = 0
         interval = self.settings.sync_interval_s
         while True:
+            if cancel_requested():  # a cancellation the store's Redis client swallowed (wire.tasks)
+                raise asyncio.CancelledError
             try:
                 if self.store is None:
                     await self._open()

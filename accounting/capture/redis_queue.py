@@ -26,6 +26,7 @@ import redis
 import redis.asyncio as aioredis
 
 from accounting.capture.store import CaptureStore
+from wire.tasks import cancel_requested
 
 log = logging.getLogger("pointsman.capture")
 
@@ -113,6 +114,8 @@ class StreamDrainer:
         cursor = "0"  # first our own pending entries (not acknowledged before a restart), then new ones
         since_claim = 0
         while True:
+            if cancel_requested():  # a cancellation the Redis client swallowed (wire.tasks)
+                raise asyncio.CancelledError
             try:
                 if not ready:
                     await self._ensure_group(client)

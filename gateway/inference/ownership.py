@@ -20,6 +20,7 @@ from gateway.errors import (
 )
 from routing.response_owners import OwnerStoreUnavailable, ResponseOwners, Stored, owner_of
 from wire.answer import item_ids
+from wire.tasks import cancel_requested
 
 log = logging.getLogger("pointsman.responses")
 
@@ -178,6 +179,8 @@ class ResponseOwnership:
         """Write the kept records until the store takes them all, waiting longer after each failure."""
         wait = _RETRY_S[0]
         while self._unwritten:
+            if cancel_requested():  # a cancellation the store's Redis client swallowed (wire.tasks)
+                raise asyncio.CancelledError
             await asyncio.sleep(wait)
             try:
                 await self._write_unwritten()

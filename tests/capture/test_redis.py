@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import openai
 import pytest
 import redis
 
+from accounting.capture.redis_queue import StreamDrainer
+from accounting.capture.store import CaptureStore
 from tests.capture.conftest import Admin, ask, capture_config
 from tests.conftest import CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -135,3 +138,33 @@ def test_approvals_stay_known_while_redis_is_down(upstream: FakeOpenAI, tmp_path
             assert a.state.capture.service.is_approved("search")
     finally:
         srv.stop()
+
+
+async def test_a_sink_stops_at_once_when_its_redis_client_swallows_the_cancellation(
+    redis_url: str, tmp_path: Path
+) -> None:
+    store = CaptureStore(str(tmp_path / "capture.db"))
+    store.open()
+    drainer = StreamDrainer(redis_url, store, "sink", block_ms=20)
+    await drainer.start()
+    assert drainer.client is not None
+    read = drainer.client.xreadgroup
+    swallowed: list[bool] = []
+
+    async def swallowing(*args: Any, **kwargs: Any) -> Any:
+        # what redis-py 8's client does now and then: a command the task was cancelled while waiting on answers
+        try:
+            return await read(*args, **kwargs)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed.append(True)  # (once)
+            return []
+
+    drainer.client.xreadgroup = swallowing  # type: ignore[method-assign]
+    await asyncio.sleep(0.1)
+    t0 = time.monotonic()
+    await asyncio.wait_for(drainer.close(), 5)
+    took = time.monotonic() - t0
+    assert swallowed == [True]
+    assert took < 1, took
