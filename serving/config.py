@@ -43,6 +43,10 @@ class _HTTPBackendBase(StrictModel):
     """Time allowed to open a connection."""
     max_connections: int = Field(default=256, ge=1, le=100_000)
     """Pooled connections kept to this backend (per endpoint)."""
+    idle_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+    """A pooled connection idle longer than this is closed instead of reused. Keep it below the upstream's own
+    keep-alive timeout: a request sent on a connection at the moment the upstream closes it fails (a 502 when
+    the route has nowhere else to try)."""
     max_concurrency: int | None = Field(default=None, ge=1)
     """In-flight requests allowed at once; beyond it requests get 429 + Retry-After."""
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -92,6 +96,10 @@ class VLLMBackendConfig(_HTTPBackendBase):
     """Base URLs of the vLLM servers, each including ``/v1``."""
     reject_metadata: bool = True
     """vLLM rejects unknown ``metadata``; stripped by default."""
+    idle_timeout_s: float = Field(default=4.0, gt=0, le=3600)
+    """A pooled connection idle longer than this is closed instead of reused: below vLLM's own keep-alive
+    timeout (its server closes idle connections after 5 s, ``VLLM_HTTP_TIMEOUT_KEEP_ALIVE``), so that no request
+    is sent on a connection vLLM is closing. Raise both together."""
     third_party: bool = False
     """Self-hosted: request data stays in-house. Set ``true`` when someone else runs these servers for you."""
     health_interval_s: float = Field(default=5.0, gt=0)

@@ -144,7 +144,10 @@ class OpenAIHTTPBackend:
     async def start(self) -> None:
         if self._client is None:
             self._client = HttpClient(
-                self.name, per_host=self.cfg.max_connections, total=self.cfg.max_connections * len(self.pool)
+                self.name,
+                per_host=self.cfg.max_connections,
+                total=self.cfg.max_connections * len(self.pool),
+                keepalive_s=self.cfg.idle_timeout_s,
             )
 
     async def close(self) -> None:

@@ -34,7 +34,8 @@ from serving.http_request import Target
 HIGH_WATER = 256 * 1024
 """Body bytes received but not yet taken by the reader at which the connection stops reading."""
 KEEPALIVE_S = 15.0
-"""An idle pooled connection older than this is closed instead of reused (servers drop idle ones)."""
+"""An idle pooled connection older than this is closed instead of reused (servers drop idle ones; a backend's
+``idle_timeout_s``)."""
 _USER_AGENT = b"pointsman"
 
 

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from serving.config import OpenAIBackendConfig, VLLMBackendConfig
 from serving.errors import UpstreamTimeout
-from serving.http_client import HttpClient, Timeouts
+from serving.http_client import KEEPALIVE_S, HttpClient, Timeouts
 from serving.http_request import header_lines
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -44,6 +45,23 @@ def test_sequential_requests_reuse_one_upstream_connection(raw: RawUpstream) -> 
     with _gateway(raw.url) as gw:
         assert [_chat(gw).status_code for _ in range(10)] == [200] * 10
     assert (raw.requests, raw.connections) == (10, 1)
+
+
+def test_a_connection_idle_past_the_backends_idle_timeout_is_not_reused(raw: RawUpstream) -> None:
+    raw.start()
+    with _gateway(raw.url, idle_timeout_s=0.3) as gw:
+        assert _chat(gw).status_code == 200
+        time.sleep(0.5)  # idle past 0.3 s: closed instead of reused
+        assert [_chat(gw).status_code for _ in range(2)] == [200, 200]  # (the second reuses the new one)
+    assert (raw.requests, raw.connections) == (3, 2)
+
+
+def test_a_vllm_backend_drops_idle_connections_before_vllm_does() -> None:
+    # vLLM's server closes a connection idle 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE): a request sent on it as it closes
+    # fails, so the gateway stops reusing one sooner
+    vllm = VLLMBackendConfig(type="vllm", endpoints=["http://vllm:8000/v1"])
+    assert vllm.idle_timeout_s < 5
+    assert OpenAIBackendConfig(type="openai").idle_timeout_s == KEEPALIVE_S
 
 
 def test_concurrent_calls_use_at_most_max_connections(upstream: FakeOpenAI) -> None:
