@@ -19,6 +19,7 @@ from typing import Any
 from accounting.ledger import SQLiteLedger, row_from_json, rows_to_json_lines
 from accounting.resp import RespClient
 from accounting.shared_limits import RedisHealth
+from wire.tasks import cancel_requested
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -86,6 +87,10 @@ class SharedLedgerLink:
 
     async def _publish_loop(self) -> None:
         while True:
+            if (
+                cancel_requested()
+            ):  # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+                raise asyncio.CancelledError
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             except TimeoutError:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from accounting.export.config import QueueConfig
+from wire.tasks import cancel_requested
 
 T = TypeVar("T")
 log = logging.getLogger("pointsman.export")
@@ -95,6 +96,10 @@ class Batcher(Generic[T]):
         assert self._wake is not None
         size = self.cfg.batch_size
         while True:
+            if (
+                cancel_requested()
+            ):  # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+                raise asyncio.CancelledError
             due = False
             try:
                 await asyncio.wait_for(self._wake.wait(), self.cfg.flush_interval_s)
