@@ -49,10 +49,9 @@ class RespTimeout(TimeoutError):
 
 
 class _Incomplete(Exception):
-    """The buffer ends inside a reply."""
-
-
-_INCOMPLETE = _Incomplete()
+    """The buffer ends inside a reply. Raised as a new instance each time: one instance raised again and again
+    would keep every traceback it was raised through (each raise adds its frames to the instance's
+    ``__traceback__``), and with them the frames' buffers: memory that grew with every split reply."""
 
 
 def encode(args: Sequence[Arg]) -> bytes:
@@ -94,7 +93,7 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
     """The reply starting at ``pos`` and where the next one starts; ``_Incomplete`` when it is not all there."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
-        raise _INCOMPLETE
+        raise _Incomplete
     kind = buf[pos]
     if kind == 36:  # $ bulk string
         n = int(buf[pos + 1 : end])
@@ -102,7 +101,7 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
             return None, end + 2
         stop = end + 2 + n
         if len(buf) < stop + 2:
-            raise _INCOMPLETE
+            raise _Incomplete
         return bytes(buf[end + 2 : stop]), stop + 2
     if kind == 42:  # * array
         n = int(buf[pos + 1 : end])
