@@ -334,9 +334,15 @@ def test_owners_survive_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> None:
     ]
 )
 def shared(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The config sections of a shared store: Redis, or PostgreSQL."""
+    """The config sections of a shared store: Redis (a database of its own, emptied: the session's Redis keeps what
+    other files' tests left, revocations among them), or PostgreSQL (a database per test)."""
     if request.param == "redis":
-        return {"redis": {"url": request.getfixturevalue("redis_server")}}
+        import redis
+
+        url = request.getfixturevalue("redis_server").rpartition("/")[0] + "/7"
+        with redis.Redis.from_url(url) as r:
+            r.flushdb()
+        return {"redis": {"url": url}}
     return {"database": {"backend": "postgres", "dsn": request.getfixturevalue("shared_db")}}
 
 
