@@ -87,9 +87,8 @@ class SharedLedgerLink:
 
     async def _publish_loop(self) -> None:
         while True:
-            if (
-                cancel_requested()
-            ):  # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+            # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+            if cancel_requested():
                 raise asyncio.CancelledError
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)

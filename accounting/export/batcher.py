@@ -96,9 +96,8 @@ class Batcher(Generic[T]):
         assert self._wake is not None
         size = self.cfg.batch_size
         while True:
-            if (
-                cancel_requested()
-            ):  # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+            # Python 3.11's wait_for below swallows a cancellation now and then (wire.tasks)
+            if cancel_requested():
                 raise asyncio.CancelledError
             due = False
             try:

@@ -50,7 +50,7 @@ def test_a_responses_input_item_with_no_chat_equivalent_is_not_converted() -> No
     assert to_chat(RESPONSES, {"input": 7}) is None
 
 
-def test_a_completions_prompt_of_one_string_becomes_a_user_message() -> None:
+def test_a_prompt_of_one_string_becomes_a_user_message() -> None:
     assert to_chat(RESPONSES, {"input": "hello"}) == ([{"role": "user", "content": "hello"}], None, None)
     assert to_chat(COMPLETIONS, {"prompt": ["Say hi"]}) == (
         [{"role": "user", "content": "Say hi"}],
