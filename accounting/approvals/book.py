@@ -33,6 +33,8 @@ class ApprovalBook:
         self._decided: dict[str, dict[Subject, bool]] = {p: {} for p in self.purposes}
         self._teams: dict[str, frozenset[str]] = {p: frozenset() for p in self.purposes}
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[dict[str, dict[Subject, Approval]]] = []
+        """One overlay per read in flight: the decisions made through this book while that read ran."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -57,7 +59,13 @@ class ApprovalBook:
                 log.exception("approvals: refresh failed")
 
     async def refresh(self) -> None:
-        """Re-read every purpose; when the store is unreachable the last known approvals stay."""
+        """Re-read every purpose; when the store is unreachable the last known approvals stay.
+
+        A decision made through this book while the read runs may be missing from what the read returns (it
+        began before the write), so it is laid over the read: a revocation is never undone, even for one
+        refresh interval, by a read that started before it."""
+        overlay: dict[str, dict[Subject, Approval]] = {}
+        self._in_flight.append(overlay)
         try:
             found = await asyncio.to_thread(self._read_all)
         except Exception as exc:  # Redis down, SQLite locked: keep what we know
@@ -65,9 +73,11 @@ class ApprovalBook:
                 log.warning("approvals: could not read approvals: %s", exc)
             self.last_error = str(exc)
             return
+        finally:
+            self._in_flight.remove(overlay)
         self.last_error = None
         for purpose, approvals in found.items():
-            self._install(purpose, approvals)
+            self._install(purpose, {**approvals, **overlay.get(purpose, {})})
         self.known = True
 
     def _read_all(self) -> dict[str, dict[Subject, Approval]]:
@@ -106,6 +116,8 @@ class ApprovalBook:
             self.store.set_approval, purpose, scope, name, approved, actor, note, time.time()
         )
         self._install(purpose, {**self._current[purpose], a.subject: a})
+        for overlay in self._in_flight:
+            overlay.setdefault(purpose, {})[a.subject] = a
         return a
 
     async def history(self, purpose: str, scope: str, name: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,16 @@ import redis
 
 from accounting.approvals.book import ApprovalBook
 from accounting.approvals.redis_store import RedisApprovals
-from accounting.approvals.store import CAPTURE, KEY, TEAM, THIRD_PARTY, ApprovalStore, SqliteApprovals
+from accounting.approvals.store import (
+    CAPTURE,
+    KEY,
+    TEAM,
+    THIRD_PARTY,
+    Approval,
+    ApprovalStore,
+    SqliteApprovals,
+    Subject,
+)
 
 
 @pytest.fixture(params=["sqlite", "redis", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -138,6 +148,46 @@ def test_the_book_sees_a_decision_made_elsewhere_after_a_refresh(tmp_path: Path)
             await book.refresh()
             assert book.decided(THIRD_PARTY, TEAM, "growth") is True
         finally:
+            await book.close()
+
+    asyncio.run(go())
+
+
+class _ReadHeldBack(SqliteApprovals):
+    """An SQLite store whose reads, once ``hold`` is set, wait for ``release`` after reading (a slow replica)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hold = threading.Event()
+        self.read_done = threading.Event()
+        self.release = threading.Event()
+
+    def approvals(self, purpose: str) -> dict[Subject, Approval]:
+        found = super().approvals(purpose)
+        if self.hold.is_set():
+            self.read_done.set()
+            self.release.wait(10)
+        return found
+
+
+def test_a_refresh_that_read_before_a_revocation_does_not_undo_it(tmp_path: Path) -> None:
+    store = _ReadHeldBack(str(tmp_path / "capture.sqlite3"))
+
+    async def go() -> None:
+        book = ApprovalBook(store, 60.0, (CAPTURE,))
+        await book.start()
+        try:
+            await book.set(CAPTURE, TEAM, "growth", True, "alice", None)
+            store.hold.set()
+            refresh = asyncio.create_task(book.refresh())
+            assert await asyncio.to_thread(store.read_done.wait, 10)  # it read "approved"
+            await book.set(CAPTURE, TEAM, "growth", False, "bob", "contract ended")
+            store.release.set()
+            await refresh
+            assert book.approved_teams(CAPTURE) == frozenset()
+            assert book.decided(CAPTURE, TEAM, "growth") is False
+        finally:
+            store.release.set()
             await book.close()
 
     asyncio.run(go())

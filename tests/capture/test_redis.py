@@ -95,10 +95,11 @@ def test_traces_pushed_while_the_sink_is_down_are_drained_when_it_starts(
         admin_a = Admin(a)
         admin_a.approve()
         ids = {ask(client, f"q{i}") for i in range(5)}
-        admin_a.flush()
+        with redis.Redis.from_url(redis_url) as r:
+            # the last request is captured as it finishes, which may be just after its client read the answer
+            pushed = wait_for(lambda: (admin_a.flush(), r.xlen("pointsman:capture:traces") == 5)[1])
+            assert pushed, admin_a.get("/admin/capture/stats").json()
         admin_a.close()
-    with redis.Redis.from_url(redis_url) as r:
-        assert r.xlen("pointsman:capture:traces") == 5
     with RunningGateway(replica_config(upstream, tmp_path / "b", redis_url, sink=True)) as b:
         admin_b = Admin(b)
         assert {t["request_id"] for t in admin_b.traces()} == ids
