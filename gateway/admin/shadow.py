@@ -116,10 +116,11 @@ def build_router() -> APIRouter:
         since, until = _window(from_, to)
         store = st.shadow.hub.store
         await store.flush()
-        rows = await store.pairs(route, since if since is not None else time.time() - 7 * 86400, until)
-        if outcome is not None:
-            rows = [p for p in rows if p.outcome == outcome]
-        rows = rows[-limit:]
+        since_ = since if since is not None else time.time() - 7 * 86400
+        if outcome is None:  # only the latest ``limit`` are read
+            rows = await store.pairs(route, since_, until, limit=limit)
+        else:
+            rows = [p for p in await store.pairs(route, since_, until) if p.outcome == outcome][-limit:]
         return {"object": "list", "data": [p.to_dict() for p in rows], "count": len(rows)}
 
     @router.get("/shadow/pairs/{request_id}", summary="One pair record, by request id")

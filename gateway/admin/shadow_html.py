@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from routing.shadow.report import JUDGE_COLUMNS, judge_cells
+from routing.shadow.report import JUDGE_COLUMNS, judge_cells, window_note
 
 PRIMARY = "#4c78a8"
 CANDIDATE = "#f58518"
@@ -275,6 +275,9 @@ def route_section(r: dict[str, Any]) -> str:
         f"<code>{escape(', '.join(r.get('baseline') or []))}</code>; sample rate {_fmt(r.get('sample_rate'))}</p>",
         _verdict(r["verdict"]),
     ]
+    note = window_note(r)
+    if note is not None:
+        parts.append(f"<p class=window-note>The report {escape(note)}.</p>")
     promo = r.get("promotion")
     if promo:
         parts.append(

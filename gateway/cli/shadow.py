@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from gateway.cli.admin_api import DEFAULT_URL, CLIError, common_parser
-from routing.shadow.report import JUDGE_COLUMNS, judge_cells
+from routing.shadow.report import JUDGE_COLUMNS, judge_cells, window_note
 from routing.shadow.simulate import Result, goal, markdown_table, simulate
 
 
@@ -196,6 +196,9 @@ def render_route(r: dict[str, Any], title: str) -> list[str]:
     elif v["verdict"] == "insufficient_data" and v.get("pairs_needed") is not None:
         verdict += f" - about {v['pairs_needed']} more pairs needed"
     out.append(f"  verdict: {verdict}")
+    note = window_note(r)
+    if note is not None:
+        out.append(f"  {note}")
     dropped = ", ".join(f"{k} {n}" for k, n in sorted(c["dropped_by_reason"].items()))
     out.append(
         f"  pairs: {c['sampled']} sampled, {c['paired']} paired, {c['candidate_failed']} candidate failed, "

@@ -69,6 +69,11 @@ def ramp_targets(original: list[dict[str, Any]], candidate: str, percent: float)
     return out
 
 
+GAUGE_COST_FACTOR = 20.0
+"""The gauges' refresh waits at least this many times as long as the last refresh took (at most ~5% of the
+leader's time goes to them)."""
+
+
 class PromotionController:
     def __init__(
         self,
@@ -84,6 +89,9 @@ class PromotionController:
         self.editor = editor
         self.metrics = metrics
         self.gauge_interval_s = gauge_interval_s
+        self.gauge_wait_s = gauge_interval_s
+        """Time between two gauge refreshes: ``gauge_interval_s``, or ``GAUGE_COST_FACTOR`` times what the last
+        refresh took when that is longer (a report over many routes' pairs never takes over a core)."""
         self.owner = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -114,18 +122,20 @@ class PromotionController:
                 if ramping:
                     interval = min(float(d["config"].get("check_interval_s", 1.0)) for d in ramping)
                 gauges_due = (
-                    self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_interval_s
+                    self.metrics is not None and time.monotonic() - self._last_gauges >= self.gauge_wait_s
                 )
                 if ramping or gauges_due:  # idle replicas do not touch the lease
                     self.leader = await self.store.try_lease(
-                        "promotion", self.owner, max(5.0, 3 * interval, 2 * self.gauge_interval_s)
+                        "promotion", self.owner, max(5.0, 3 * interval, 2 * self.gauge_wait_s)
                     )
                 if self.leader:
                     for d in ramping:
                         await self.evaluate(d["route"])
                     if gauges_due:
-                        self._last_gauges = time.monotonic()
+                        self._last_gauges = began = time.monotonic()
                         await self.publish_gauges()
+                        took = time.monotonic() - began
+                        self.gauge_wait_s = max(self.gauge_interval_s, GAUGE_COST_FACTOR * took)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -17,6 +17,7 @@ Definitions (docs/shadow.md has the long form):
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -291,6 +292,18 @@ JUDGE_COLUMNS = (
     "kappa vs people",
 )
 """The judges table of the CLI report and the HTML page."""
+
+
+def window_note(entry: Mapping[str, Any]) -> str | None:
+    """What the CLI report and the HTML page say when a route's window was cut to its latest pairs."""
+    w = entry.get("window") or {}
+    if not w.get("capped"):
+        return None
+    start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w["from"]))
+    return (
+        f"read the latest {w['pairs_analysed']:,} of the {w['pairs_in_window']:,} pairs in the window "
+        f"(shadow.report_max_pairs): every figure of this route covers {start} UTC onwards"
+    )
 
 
 def judge_cells(comparators: Mapping[str, Any], missing: str = "-") -> list[list[str]]:

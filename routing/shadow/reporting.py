@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from accounting.metrics import Metrics
 from routing.policy import Policy
+from routing.shadow.config import REPORT_MAX_PAIRS
 from routing.shadow.report import RouteInfo, human_metrics, route_report
 from routing.shadow.store import PairStore
 from routing.shadow.verdict import JUDGE_UNRELIABLE, VERDICTS
@@ -68,7 +69,12 @@ async def build_report(
     promotions: dict[str, dict[str, Any]] | None = None,
     feedback: FeedbackLookup | None = None,
 ) -> dict[str, Any]:
-    """The report; with ``feedback``, judges that name a ``human_metric`` get their agreement with people."""
+    """The report; with ``feedback``, judges that name a ``human_metric`` get their agreement with people.
+
+    Each route reads at most its ``shadow.report_max_pairs`` pairs, the latest of the window; a route with more
+    has its ``window`` start at the oldest pair read (``capped``: true, with ``pairs_in_window``), and its
+    request volume is counted over that shorter window too, so that every figure of the entry covers the same
+    span. A ``task`` filter applies to the pairs read."""
     now = time.time() if now is None else now
     until_ = until if until is not None else now
     since_ = since if since is not None else until_ - DEFAULT_WINDOW_S
@@ -78,10 +84,25 @@ async def build_report(
     if route is not None:
         names &= {route}
     entries: list[tuple[RouteInfo, list[Any], list[tuple[str | None, int, int]]]] = []
+    windows: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
         info = infos.get(name) or RouteInfo(name, None, None, [])
-        pairs = await store.pairs(name, since_, until_)
-        seen = await store.seen(name, since_, until_)
+        cap = info.shadow.report_max_pairs if info.shadow is not None else REPORT_MAX_PAIRS
+        pairs = await store.pairs(name, since_, until_, limit=cap)
+        in_window = len(pairs)
+        if in_window >= cap:
+            in_window = max(in_window, await store.count_pairs(name, since_, until_))
+        capped = in_window > len(pairs)
+        start = pairs[0].ts if capped else since_
+        windows[name] = {
+            "from": start,
+            "to": until_,
+            "capped": capped,
+            "pairs_analysed": len(pairs),
+            "pairs_in_window": in_window,
+            "max_pairs": cap,
+        }
+        seen = await store.seen(name, start, until_)
         if task is not None:
             pairs = [p for p in pairs if p.task == task]
             seen = [s for s in seen if s[0] == task]
@@ -99,6 +120,7 @@ async def build_report(
 
     routes = await asyncio.to_thread(compute)
     for r in routes:
+        r["window"] = windows[r["route"]]
         promo = (promotions or {}).get(r["route"])
         if promo is not None:
             r["promotion"] = promotion_summary(promo)

@@ -76,8 +76,12 @@ class PairStore(Protocol):
     async def spend(self, route: str, day: str) -> int: ...
 
     async def pairs(
-        self, route: str | None, since: float | None, until: float | None
-    ) -> list[PairRecord]: ...
+        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[PairRecord]:
+        """The pairs in ``[since, until]``, oldest first; with ``limit``, only the latest ``limit`` of them."""
+
+    async def count_pairs(self, route: str, since: float | None, until: float | None) -> int:
+        """How many pairs of the route are in ``[since, until]`` (without reading them)."""
 
     async def pair(self, pair_id: str) -> PairRecord | None: ...
 
@@ -291,14 +295,27 @@ class SQLitePairStore(_Buffered):
         rows = await self._query("SELECT nusd FROM spend WHERE route = ? AND day = ?", (route, day))
         return int(rows[0][0]) if rows else 0
 
-    async def pairs(self, route: str | None, since: float | None, until: float | None) -> list[PairRecord]:
+    async def pairs(
+        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[PairRecord]:
         sql = "SELECT doc FROM pairs WHERE ts >= ? AND ts <= ?"
         args: list[Any] = [since or 0.0, until or 1e18]
         if route is not None:
             sql += " AND route = ?"
             args.append(route)
-        rows = await self._query(sql + " ORDER BY ts", args)
+        if limit is None:
+            rows = await self._query(sql + " ORDER BY ts", args)
+        else:
+            rows = await self._query(sql + " ORDER BY ts DESC LIMIT ?", [*args, limit])
+            rows.reverse()
         return [PairRecord.from_dict(orjson.loads(r[0])) for r in rows]
+
+    async def count_pairs(self, route: str, since: float | None, until: float | None) -> int:
+        rows = await self._query(
+            "SELECT COUNT(*) FROM pairs WHERE route = ? AND ts >= ? AND ts <= ?",
+            (route, since or 0.0, until or 1e18),
+        )
+        return int(rows[0][0])
 
     async def pair(self, pair_id: str) -> PairRecord | None:
         rows = await self._query("SELECT doc FROM pairs WHERE id = ?", (pair_id,))
@@ -473,17 +490,26 @@ class RedisPairStore(_Buffered):
         v = await self._do("GET", self._k("spend", route, day))
         return int(v) if v else 0
 
-    async def pairs(self, route: str | None, since: float | None, until: float | None) -> list[PairRecord]:
+    async def pairs(
+        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+    ) -> list[PairRecord]:
         routes = [route] if route is not None else await self.routes()
         out: list[PairRecord] = []
+        lo, hi = since or 0.0, until or 1e18
         for r in routes:
-            ids = await self._do("ZRANGEBYSCORE", self._k("pairs", r), since or 0.0, until or 1e18)
+            if limit is None:
+                ids = await self._do("ZRANGEBYSCORE", self._k("pairs", r), lo, hi)
+            else:  # the latest ``limit``: newest first from Redis (the merge below sorts them back)
+                ids = await self._do("ZREVRANGEBYSCORE", self._k("pairs", r), hi, lo, "LIMIT", 0, limit)
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 docs = await self._do("MGET", *[self._k("pair", x.decode()) for x in chunk])
                 out.extend(PairRecord.from_dict(orjson.loads(d)) for d in docs if d)
         out.sort(key=lambda p: p.ts)
-        return out
+        return out if limit is None else out[len(out) - limit :] if len(out) > limit else out
+
+    async def count_pairs(self, route: str, since: float | None, until: float | None) -> int:
+        return int(await self._do("ZCOUNT", self._k("pairs", route), since or 0.0, until or 1e18))
 
     async def pair(self, pair_id: str) -> PairRecord | None:
         d = await self._do("GET", self._k("pair", pair_id))

@@ -84,6 +84,25 @@ async def test_pairs_are_selected_by_route_and_time(store: PairStore) -> None:
     assert (await store.pair("b0")) is not None and (await store.pair("nope")) is None
 
 
+async def test_a_limit_reads_the_latest_pairs_of_the_window_oldest_first(store: PairStore) -> None:
+    for i in (3, 0, 4, 1, 2, 5):  # written out of order
+        store.add_pair(pair(f"a{i}", "r1", T0 + i))
+    store.add_pair(pair("b0", "r2", T0 + 4.5))
+    await store.flush()
+    assert [p.id for p in await store.pairs("r1", T0, T0 + 4, limit=3)] == ["a2", "a3", "a4"]
+    assert [p.id for p in await store.pairs("r1", T0, T0 + 4, limit=10)] == ["a0", "a1", "a2", "a3", "a4"]
+
+
+async def test_pairs_in_a_window_are_counted_without_reading_them(store: PairStore) -> None:
+    for i in range(6):
+        store.add_pair(pair(f"a{i}", "r1", T0 + i))
+    store.add_pair(pair("b0", "r2", T0 + 2))
+    await store.flush()
+    assert await store.count_pairs("r1", T0 + 1, T0 + 4) == 4
+    assert await store.count_pairs("r1", None, None) == 6
+    assert await store.count_pairs("nope", None, None) == 0
+
+
 async def test_route_volume_is_counted_per_minute(store: PairStore) -> None:
     for dt in (0.0, 1.0, 59.0, 60.0):
         store.add_seen("r", "t", T0 + dt)

@@ -224,3 +224,10 @@ def test_records_stored_by_earlier_versions_still_load_and_report() -> None:
     assert out["comparators"]["llm_judge"]["tie"] == 30
     assert out["verdict"]["verdict"] == "judge_unreliable"
     assert "reliability unknown" in out["verdict"]["reason"]
+
+
+def test_a_verdict_needing_more_pairs_than_the_report_reads_is_refused() -> None:
+    shadow = ShadowConfig.model_validate({"model": "c", "compare": ["exact"], "report_max_pairs": 500})
+    check_route_shadow(shadow, pw(min_pairs=500))
+    with pytest.raises(ValueError, match=r"min_pairs \(501\) is more than shadow.report_max_pairs \(500\)"):
+        check_route_shadow(shadow, pw(min_pairs=501))
