@@ -25,11 +25,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from accounting.metrics import Metrics
 from routing.policy import Policy
-from routing.shadow.config import PromotionConfig, ShadowConfig
+from routing.shadow.config import REPORT_MAX_PAIRS, GuardConfig, PromotionConfig, ShadowConfig
 from routing.shadow.hub import ShadowHub
 from routing.shadow.record import PAIRED
 from routing.shadow.reporting import build_report, publish_gauges
@@ -97,6 +98,7 @@ class PromotionController:
         self._lock = asyncio.Lock()
         self._last_gauges = 0.0
         self._tick_failing = False
+        self._score_reads: dict[str, StepScores] = {}
         self.leader = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -163,6 +165,33 @@ class PromotionController:
         if self.metrics is not None:
             publish_gauges(self.metrics, report)
         return report
+
+    async def _step_scores(self, route: str, since: float, g: GuardConfig, interval: float) -> StepScores:
+        """The step's reverse-shadow pairs' mean scores, for the ``min_scores`` guards: at most the route's
+        ``report_max_pairs`` latest pairs of the step are read, and read again only every ``check_interval_s`` or
+        ``GAUGE_COST_FACTOR`` times as long as the last read took, whichever is longer (a busy route's step holds
+        many pairs; the error and latency guards, on the lean observations, still run every tick)."""
+        read = self._score_reads.get(route)
+        now = time.monotonic()
+        if read is not None and read.step_started_at == since and now < read.due:
+            return read
+        rule = self.policy_of().by_name.get(route)
+        shadow = rule.cfg.shadow if rule is not None else None
+        cap = shadow.report_max_pairs if shadow is not None else REPORT_MAX_PAIRS
+        pairs = [
+            p
+            for p in await self.store.pairs(route, since, None, limit=cap)
+            if p.direction == "reverse" and p.outcome == PAIRED
+        ]
+        means: dict[str, tuple[float, int]] = {}
+        for name in g.min_scores:
+            vals = [p.scores[name] for p in pairs if name in p.scores]
+            if vals:
+                means[name] = (math.fsum(vals) / len(vals), len(vals))
+        took = time.monotonic() - now
+        read = StepScores(since, now + max(interval, GAUGE_COST_FACTOR * took), len(pairs), means)
+        self._score_reads[route] = read
+        return read
 
     # -- operations -----------------------------------------------------------------------------------------
     def _shadow_cfg(self, route: str) -> tuple[ShadowConfig, list[dict[str, Any]]]:
@@ -367,18 +396,16 @@ class PromotionController:
                         )
             scored = True
             if g.min_scores:
-                pairs = [
-                    p
-                    for p in await self.store.pairs(route, since, None)
-                    if p.direction == "reverse" and p.outcome == PAIRED
-                ]
-                stats["reverse_pairs"] = len(pairs)
-                scored = len(pairs) >= g.min_pairs  # a step never advances past an unjudged score guard
+                read = await self._step_scores(route, since, g, pcfg.check_interval_s)
+                stats["reverse_pairs"] = read.reverse_pairs
+                scored = (
+                    read.reverse_pairs >= g.min_pairs
+                )  # a step never advances past an unjudged score guard
                 if scored:
                     for name, lo in g.min_scores.items():
-                        vals = [p.scores[name] for p in pairs if name in p.scores]
-                        if len(vals) >= g.min_pairs:
-                            mean = math.fsum(vals) / len(vals)
+                        found = read.means.get(name)
+                        if found is not None and found[1] >= g.min_pairs:
+                            mean = found[0]
                             stats[f"score:{name}"] = mean
                             if mean < lo:
                                 trips.append(f"{name} {mean:.3f} < {lo:g}")
@@ -401,6 +428,18 @@ class PromotionController:
                     self.hub.promotions[route] = _active(doc)
                     log.info("shadow promotion of route %s completed", route)
             return doc
+
+
+@dataclass(frozen=True, slots=True)
+class StepScores:
+    """The score guards' reading of a step's reverse-shadow pairs."""
+
+    step_started_at: float
+    due: float
+    """When it is read again (``time.monotonic()``)."""
+    reverse_pairs: int
+    means: dict[str, tuple[float, int]]
+    """Comparator -> (mean score, pairs scored)."""
 
 
 def _active(doc: dict[str, Any]) -> ActivePromotion:
