@@ -117,10 +117,7 @@ def build_router() -> APIRouter:
         store = st.shadow.hub.store
         await store.flush()
         since_ = since if since is not None else time.time() - 7 * 86400
-        if outcome is None:  # only the latest ``limit`` are read
-            rows = await store.pairs(route, since_, until, limit=limit)
-        else:
-            rows = [p for p in await store.pairs(route, since_, until) if p.outcome == outcome][-limit:]
+        rows = await store.pairs(route, since_, until, limit=limit, outcome=outcome)  # only those are read
         return {"object": "list", "data": [p.to_dict() for p in rows], "count": len(rows)}
 
     @router.get("/shadow/pairs/{request_id}", summary="One pair record, by request id")

@@ -99,6 +99,7 @@ class PromotionController:
         self._last_gauges = 0.0
         self._tick_failing = False
         self._score_reads: dict[str, StepScores] = {}
+        self._traffic_reads: dict[str, StepTraffic] = {}
         self.leader = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -165,6 +166,33 @@ class PromotionController:
         if self.metrics is not None:
             publish_gauges(self.metrics, report)
         return report
+
+    async def _step_traffic(self, route: str, since: float, interval: float) -> StepTraffic:
+        """The step's live requests (observations) for the error and latency guards and the dwell: read again
+        only every ``check_interval_s`` or ``GAUGE_COST_FACTOR`` times as long as the last read took, whichever is
+        longer (a busy route's step holds a row per request)."""
+        read = self._traffic_reads.get(route)
+        now = time.monotonic()
+        if read is not None and read.step_started_at == since and now < read.due:
+            return read
+        obs = await self.store.observations(route, since)
+        cand = [o for o in obs if o.role == "candidate"]
+        lat = sorted(o.latency_s for o in cand if o.ok)
+        blat = sorted(o.latency_s for o in obs if o.role == "baseline" and o.ok)
+        took = time.monotonic() - now
+        read = StepTraffic(
+            since,
+            now + max(interval, GAUGE_COST_FACTOR * took),
+            candidate=len(cand),
+            baseline=len(obs) - len(cand),
+            failed=sum(1 for o in cand if not o.ok),
+            answered=len(lat),
+            p95=percentile(lat, 95) if lat else math.nan,
+            baseline_answered=len(blat),
+            baseline_p95=percentile(blat, 95) if blat else math.nan,
+        )
+        self._traffic_reads[route] = read
+        return read
 
     async def _step_scores(self, route: str, since: float, g: GuardConfig, interval: float) -> StepScores:
         """The step's reverse-shadow pairs' mean scores, for the ``min_scores`` guards: at most the route's
@@ -369,26 +397,25 @@ class PromotionController:
             pcfg = PromotionConfig.model_validate(doc["config"])
             g = pcfg.guards
             since = float(doc["step_started_at"])
-            obs = await self.store.observations(route, since)
-            cand = [o for o in obs if o.role == "candidate"]
-            base = [o for o in obs if o.role == "baseline"]
-            n = len(cand)
-            stats: dict[str, Any] = {"candidate_requests": n, "baseline_requests": len(base)}
+            t = await self._step_traffic(route, since, pcfg.check_interval_s)
+            n = t.candidate
+            stats: dict[str, Any] = {"candidate_requests": n, "baseline_requests": t.baseline}
             trips: list[str] = []
             if n >= g.min_requests:
-                failed = sum(1 for o in cand if not o.ok)
-                err = failed / n
+                err = t.failed / n
                 stats["candidate_error_rate"] = err
-                lat = sorted(o.latency_s for o in cand if o.ok)
-                p95 = percentile(lat, 95) if lat else math.nan
+                p95 = t.p95
                 stats["candidate_p95_latency_s"] = p95
                 if g.max_error_rate is not None and err > g.max_error_rate:
                     trips.append(f"candidate error rate {err:.3f} > {g.max_error_rate:g}")
-                if g.max_p95_latency_s is not None and lat and p95 > g.max_p95_latency_s:
+                if g.max_p95_latency_s is not None and t.answered and p95 > g.max_p95_latency_s:
                     trips.append(f"candidate p95 latency {p95:.3f}s > {g.max_p95_latency_s:g}s")
-                blat = sorted(o.latency_s for o in base if o.ok)
-                if g.max_p95_latency_ratio is not None and lat and len(blat) >= g.min_requests:
-                    ratio = p95 / percentile(blat, 95)
+                if (
+                    g.max_p95_latency_ratio is not None
+                    and t.answered
+                    and t.baseline_answered >= g.min_requests
+                ):
+                    ratio = p95 / t.baseline_p95
                     stats["p95_latency_ratio"] = ratio
                     if ratio > g.max_p95_latency_ratio:
                         trips.append(
@@ -428,6 +455,25 @@ class PromotionController:
                     self.hub.promotions[route] = _active(doc)
                     log.info("shadow promotion of route %s completed", route)
             return doc
+
+
+@dataclass(frozen=True, slots=True)
+class StepTraffic:
+    """The guards' reading of a step's live requests (observations)."""
+
+    step_started_at: float
+    due: float
+    """When it is read again (``time.monotonic()``)."""
+    candidate: int
+    """Requests the candidate served."""
+    baseline: int
+    failed: int
+    """Of the candidate's, those that failed."""
+    answered: int
+    p95: float
+    """The candidate's p95 latency over its answered requests (NaN: none)."""
+    baseline_answered: int
+    baseline_p95: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +76,15 @@ class PairStore(Protocol):
     async def spend(self, route: str, day: str) -> int: ...
 
     async def pairs(
-        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+        self,
+        route: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None = None,
+        outcome: str | None = None,
     ) -> list[PairRecord]:
-        """The pairs in ``[since, until]``, oldest first; with ``limit``, only the latest ``limit`` of them."""
+        """The pairs in ``[since, until]`` (of ``outcome`` only, when given), oldest first; with ``limit``, only the
+        latest ``limit`` of them, and only those are read."""
 
     async def count_pairs(self, route: str, since: float | None, until: float | None) -> int:
         """How many pairs of the route are in ``[since, until]`` (without reading them)."""
@@ -119,6 +125,7 @@ CREATE TABLE IF NOT EXISTS pairs (
     doc BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pairs_route_ts ON pairs (route, ts);
+CREATE INDEX IF NOT EXISTS pairs_ts ON pairs (ts);
 CREATE TABLE IF NOT EXISTS seen (
     route TEXT NOT NULL, task TEXT NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (route, task, minute)
@@ -136,6 +143,14 @@ CREATE TABLE IF NOT EXISTS promotion_events (
 );
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
 """
+
+
+_ROUTES_SQL = (
+    "WITH RECURSIVE r(route) AS (SELECT MIN(route) FROM pairs UNION ALL "
+    "SELECT (SELECT MIN(route) FROM pairs WHERE route > r.route) FROM r WHERE r.route IS NOT NULL) "
+    "SELECT route FROM r WHERE route IS NOT NULL"
+)
+"""The distinct routes of the pairs, in order."""
 
 
 class _Buffered:
@@ -296,13 +311,21 @@ class SQLitePairStore(_Buffered):
         return int(rows[0][0]) if rows else 0
 
     async def pairs(
-        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+        self,
+        route: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None = None,
+        outcome: str | None = None,
     ) -> list[PairRecord]:
         sql = "SELECT doc FROM pairs WHERE ts >= ? AND ts <= ?"
         args: list[Any] = [since or 0.0, until or 1e18]
         if route is not None:
             sql += " AND route = ?"
             args.append(route)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            args.append(outcome)
         if limit is None:
             rows = await self._query(sql + " ORDER BY ts", args)
         else:
@@ -333,7 +356,8 @@ class SQLitePairStore(_Buffered):
         return [(t or None, int(m), int(n)) for t, m, n in rows]
 
     async def routes(self) -> list[str]:
-        rows = await self._query("SELECT DISTINCT route FROM pairs", ())
+        # one index probe per route (a "skip scan"), not a walk over every pair of 30 days
+        rows = await self._query(_ROUTES_SQL, ())
         return sorted(r[0] for r in rows)
 
     async def observations(self, route: str, since: float) -> list[Observation]:
@@ -419,7 +443,22 @@ class RedisPairStore(_Buffered):
 
     async def start(self) -> None:
         self._r = RespClient(self.url, timeout_s=5, connect_timeout_s=2)
+        with contextlib.suppress(
+            Exception
+        ):  # Redis down at start: the writer retries; this waits for next start
+            await self._expire_legacy_seen()
         self._task = asyncio.get_running_loop().create_task(self._writer())
+
+    async def _expire_legacy_seen(self) -> None:
+        """Earlier versions counted a route's requests in one hash per route, never trimmed: give each such hash
+        the pairs' retention (once: one that has an expiry keeps it), so that it goes when its pairs have gone."""
+        legacy = [self._k("seen", r) for r in await self.routes()]
+        if not legacy:
+            return
+        ttls = await self._redis.pipeline([("TTL", key) for key in legacy])
+        await self._redis.pipeline(
+            [("EXPIRE", key, int(RETENTION_S)) for key, t in zip(legacy, ttls, strict=True) if t == -1]
+        )
 
     async def close(self) -> None:
         if self._task is not None:
@@ -473,8 +512,12 @@ class RedisPairStore(_Buffered):
             cmds.append(("ZADD", k("pairs", p.route), "NX", p.ts, p.id))
         if pairs:
             cmds.append(("SADD", k("routes"), *sorted({p.route for p in pairs})))
+        days: set[tuple[str, int]] = set()
         for (r, t, m), n in seen.items():
-            cmds.append(("HINCRBY", k("seen", r), f"{t}\x1f{m}", n))
+            cmds.append(("HINCRBY", k("seenday", str(m // 1440), r), f"{t}\x1f{m}", n))
+            days.add((r, m // 1440))
+        for r, day in days:  # a day's counts go with the pairs they describe
+            cmds.append(("EXPIRE", k("seenday", str(day), r), ttl + 86400))
         for r, o in obs:
             member = orjson.dumps([uuid.uuid4().hex[:12], o.role, int(o.ok), o.latency_s])
             cmds.append(("ZADD", k("obs", r), o.ts, member))
@@ -491,7 +534,12 @@ class RedisPairStore(_Buffered):
         return int(v) if v else 0
 
     async def pairs(
-        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+        self,
+        route: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None = None,
+        outcome: str | None = None,
     ) -> list[PairRecord]:
         routes = [route] if route is not None else await self.routes()
         out: list[PairRecord] = []
@@ -499,14 +547,34 @@ class RedisPairStore(_Buffered):
         for r in routes:
             if limit is None:
                 ids = await self._do("ZRANGEBYSCORE", self._k("pairs", r), lo, hi)
-            else:  # the latest ``limit``: newest first from Redis (the merge below sorts them back)
-                ids = await self._do("ZREVRANGEBYSCORE", self._k("pairs", r), hi, lo, "LIMIT", 0, limit)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                docs = await self._do("MGET", *[self._k("pair", x.decode()) for x in chunk])
-                out.extend(PairRecord.from_dict(orjson.loads(d)) for d in docs if d)
+                out.extend(p for p in await self._docs(ids) if outcome in (None, p.outcome))
+            else:
+                out.extend(await self._latest(r, lo, hi, limit, outcome))
         out.sort(key=lambda p: p.ts)
         return out if limit is None else out[len(out) - limit :] if len(out) > limit else out
+
+    async def _docs(self, ids: Sequence[bytes]) -> list[PairRecord]:
+        """The pairs of these ids that are still stored, 500 to a request."""
+        out: list[PairRecord] = []
+        for i in range(0, len(ids), 500):
+            docs = await self._do("MGET", *[self._k("pair", x.decode()) for x in ids[i : i + 500]])
+            out.extend(PairRecord.from_dict(orjson.loads(d)) for d in docs if d)
+        return out
+
+    async def _latest(
+        self, route: str, lo: float, hi: float, limit: int, outcome: str | None
+    ) -> list[PairRecord]:
+        """The route's latest ``limit`` pairs (of ``outcome``): newest first from the time index, a page at a time
+        until enough are found (the outcome is in the document only)."""
+        out: list[PairRecord] = []
+        offset, page = 0, max(limit, 100) if outcome is None else max(2 * limit, 500)
+        while len(out) < limit:
+            ids = await self._do("ZREVRANGEBYSCORE", self._k("pairs", route), hi, lo, "LIMIT", offset, page)
+            if not ids:
+                break
+            offset += len(ids)
+            out.extend(p for p in await self._docs(ids) if outcome in (None, p.outcome))
+        return out[:limit]
 
     async def count_pairs(self, route: str, since: float | None, until: float | None) -> int:
         return int(await self._do("ZCOUNT", self._k("pairs", route), since or 0.0, until or 1e18))
@@ -520,12 +588,17 @@ class RedisPairStore(_Buffered):
     ) -> list[tuple[str | None, int, int]]:
         lo = int((since or 0.0) // 60)
         hi = int((until or 1e18) // 60)
-        raw = await self._do("HGETALL", self._k("seen", route))
+        today = int(time.time() // 86400)
+        first, last = max(lo // 1440, today - int(RETENTION_S // 86400) - 1), min(hi // 1440, today + 1)
+        # one hash per UTC day (kept as long as the pairs); the one hash per route of earlier versions is read too
+        keys = [self._k("seenday", str(d), route) for d in range(first, last + 1)]
+        replies = await self._redis.pipeline([("HGETALL", key) for key in (*keys, self._k("seen", route))])
         out: list[tuple[str | None, int, int]] = []
-        for f, n in zip(raw[0::2], raw[1::2], strict=True):
-            t, _, m = f.decode().rpartition("\x1f")
-            if lo <= int(m) <= hi:
-                out.append((t or None, int(m), int(n)))
+        for raw in replies:
+            for f, n in zip(raw[0::2], raw[1::2], strict=True):
+                t, _, m = f.decode().rpartition("\x1f")
+                if lo <= int(m) <= hi:
+                    out.append((t or None, int(m), int(n)))
         return out
 
     async def routes(self) -> list[str]:

@@ -15,7 +15,7 @@ from routing.policy import Policy
 from routing.shadow.config import PromotionConfig
 from routing.shadow.promotion import GAUGE_COST_FACTOR, RAMPING, PromotionController
 from routing.shadow.record import PairRecord, Side
-from routing.shadow.store import SQLitePairStore
+from routing.shadow.store import Observation, SQLitePairStore
 
 READ_S = 0.2
 
@@ -27,16 +27,27 @@ class SlowReads:
     def __init__(self, store: SQLitePairStore) -> None:
         self.store = store
         self.reads = 0
+        self.observation_reads = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
+    async def observations(self, route: str, since: float) -> list[Observation]:
+        self.observation_reads += 1
+        await asyncio.sleep(READ_S)
+        return await self.store.observations(route, since)
+
     async def pairs(
-        self, route: str | None, since: float | None, until: float | None, limit: int | None = None
+        self,
+        route: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None = None,
+        outcome: str | None = None,
     ) -> list[PairRecord]:
         self.reads += 1
         await asyncio.sleep(READ_S)
-        return await self.store.pairs(route, since, until, limit)
+        return await self.store.pairs(route, since, until, limit, outcome)
 
 
 class Hub:
@@ -110,8 +121,8 @@ class Editor:
         return len(self.targets)
 
 
-async def ramping(store: SlowReads, step_started_at: float) -> None:
-    guards = {"min_scores": {"exact": 0.5}, "min_pairs": 2, "min_requests": 1000}
+async def ramping(store: SlowReads, step_started_at: float, **guards: Any) -> None:
+    guards = {"min_scores": {"exact": 0.5}, "min_pairs": 2, "min_requests": 1000, **guards}
     cfg = PromotionConfig.model_validate({"dwell_s": 3600, "check_interval_s": 0.05, "guards": guards})
     await store.put_promotion(
         "r",
@@ -165,6 +176,48 @@ def test_a_score_guard_trips_on_the_steps_reverse_pairs(tmp_path: Path) -> None:
             doc = await ctl.evaluate("r") or {}
             assert (doc.get("status"), doc.get("reason")) == ("rolled_back", "exact 0.200 < 0.5")
             assert editor.targets == {"r": [{"model": "frontier"}]}
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_the_error_guard_reads_a_steps_requests_again_only_when_due(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
+        await store.start()
+        now = time.time()
+        for i in range(3):
+            store.add_observation("r", Observation(now - 1 + i / 10, "candidate", True, 0.1))
+        await ramping(store, now - 5)
+        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), None)  # type: ignore[arg-type]
+        try:
+            for _ in range(5):
+                await ctl.evaluate("r")
+            assert store.observation_reads == 1
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_the_error_guard_trips_on_the_steps_failed_requests(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
+        await store.start()
+        now = time.time()
+        for i in range(10):
+            store.add_observation("r", Observation(now - 1 + i / 20, "candidate", i % 2 == 0, 0.1))
+        store.add_observation("r", Observation(now - 60, "candidate", True, 0.1))  # an earlier step's
+        await ramping(store, now - 5, min_requests=10, max_error_rate=0.2)
+        editor = Editor()
+        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), editor)  # type: ignore[arg-type]
+        try:
+            doc = await ctl.evaluate("r") or {}
+            assert (doc.get("status"), doc.get("reason")) == (
+                "rolled_back",
+                "candidate error rate 0.500 > 0.2",
+            )
         finally:
             await store.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from routing.shadow.record import PairRecord, Side
 from routing.shadow.store import Observation, PairStore, RedisPairStore, SQLitePairStore
@@ -91,6 +92,17 @@ async def test_a_limit_reads_the_latest_pairs_of_the_window_oldest_first(store: 
     await store.flush()
     assert [p.id for p in await store.pairs("r1", T0, T0 + 4, limit=3)] == ["a2", "a3", "a4"]
     assert [p.id for p in await store.pairs("r1", T0, T0 + 4, limit=10)] == ["a0", "a1", "a2", "a3", "a4"]
+
+
+async def test_a_limit_with_an_outcome_reads_the_latest_pairs_of_that_outcome(store: PairStore) -> None:
+    for i in range(12):
+        store.add_pair(pair(f"a{i:02}", "r1", T0 + i, "dropped" if i % 3 else "paired"))
+    store.add_pair(pair("b0", "r2", T0 + 11.5, "paired"))
+    await store.flush()
+    got = await store.pairs("r1", T0, T0 + 20, limit=3, outcome="paired")
+    assert [p.id for p in got] == ["a03", "a06", "a09"]
+    assert [p.id for p in await store.pairs(None, T0, T0 + 20, limit=2, outcome="paired")] == ["a09", "b0"]
+    assert len(await store.pairs("r1", T0, T0 + 20, outcome="dropped")) == 8
 
 
 async def test_pairs_in_a_window_are_counted_without_reading_them(store: PairStore) -> None:
@@ -183,3 +195,38 @@ def test_two_replicas_on_one_database_report_each_others_pairs(
     assert (
         not (tmp_path / "a" / "shadow.sqlite3").exists() and not (tmp_path / "b" / "shadow.sqlite3").exists()
     )
+
+
+@pytest.mark.redis
+async def test_redis_route_volume_expires_with_the_pairs_it_describes(redis_server: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    s = RedisPairStore(redis_server, prefix=prefix)
+    await s.start()
+    try:
+        s.add_seen("r", "t", T0)
+        await s.flush()
+        with redis.Redis.from_url(redis_server) as r:
+            (key,) = r.keys(prefix + "seen*")
+            assert 30 * 86400 < r.ttl(key) <= 31 * 86400
+    finally:
+        await s.close()
+
+
+@pytest.mark.redis
+async def test_redis_route_volume_of_an_earlier_version_is_read_and_then_expires(redis_server: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    m = int(T0 // 60)
+    with redis.Redis.from_url(
+        redis_server
+    ) as r:  # one hash per route, never trimmed, as earlier versions wrote
+        r.hset(prefix + "seen:r", f"t\x1f{m}", 3)
+        r.sadd(prefix + "routes", "r")
+        s = RedisPairStore(redis_server, prefix=prefix)
+        await s.start()
+        try:
+            s.add_seen("r", "t", T0 + 60)
+            await s.flush()
+            assert sorted(await s.seen("r", None, None)) == [("t", m, 3), ("t", m + 1, 1)]
+            assert 0 < r.ttl(prefix + "seen:r") <= 30 * 86400
+        finally:
+            await s.close()
