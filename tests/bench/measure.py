@@ -8,7 +8,7 @@ import json
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from subprocess import Popen
@@ -135,37 +135,70 @@ def _said(what: str, m: dict[str, Any]) -> str:
     return f"p50 {m['ttfb_p50_ms']:.2f} ms"
 
 
+FEATURE_SLICE_S = 2.0
+"""The feature rows' measurements are cut into slices of about this long, each row measured once per slice."""
+
+
 async def run_features(
     index: int, settings: Settings, rows: Sequence[Gateway], workdir: Path, log: Any, profile: bool = False
 ) -> Figures:
-    """The feature rows: each pointsman variant started alone (one cold start), probed, then its maximum
-    throughput and CPU per request and per stream measured; the order rotates from round to round. Each row's
-    CPU is also given relative to the defaults row of the same round (``*_cpu_x_defaults``). ``profile``: each
-    row's per-phase profile too (``_profile``)."""
+    """The feature rows, interleaved: every row's gateway is started (one cold start each, in turn) and probed,
+    then kept running; each measurement (maximum throughput, streams, the paced load) is cut into slices of about
+    ``FEATURE_SLICE_S``, and every slice measures each row once, in an order that rotates from slice to slice (and
+    from round to round). A slow minute of the machine then falls on every row alike: measured one after another,
+    the same row moved by +-30% between rounds on a 2-core VM while the others did not. A row's figures pool its
+    slices (requests over their time, CPU over their requests). Each row's CPU is also given relative to the
+    defaults row of the same round (``*_cpu_x_defaults``). ``profile``: each row's per-phase profile too
+    (``_profile``, after the measurements, each row started again under the sampler)."""
     figures: Figures = {}
     cpu = GATEWAY_CPU if settings.pin else None
     shift = index % len(rows) if rows else 0
-    for gw in [*rows[shift:], *rows[:shift]]:
-        seconds, proc = await openloop.cold_start(partial(gw.spawn, cpu, workdir / f"{gw.name}.log"), gw.url)
-        try:
-            ep = gw.endpoint(proc.pid)
+    running: list[tuple[Gateway, Endpoint, Popen[bytes]]] = []
+    try:
+        for gw in [*rows[shift:], *rows[:shift]]:
+            seconds, proc = await openloop.cold_start(
+                partial(gw.spawn, cpu, workdir / f"{gw.name}.log"), gw.url
+            )
+            running.append((gw, gw.endpoint(proc.pid), proc))
+            figures[gw.name] = {"cold_start_s": [seconds], "errors": 0}
+        for _, ep, _ in running:
             await probe(ep)
-            metrics: dict[str, Any] = {"cold_start_s": [seconds], "errors": 0}
-            for stream, key in ((False, "rps"), (True, "sps")):
-                metrics.update(await throughput(ep, stream, key, workdir, settings))
-            if settings.paced_pause_ms > 0:
-                metrics.update(
-                    await throughput(ep, False, "paced", workdir, settings, settings.paced_pause_ms)
-                )
-                metrics["paced_pause_ms"] = settings.paced_pause_ms
-                metrics["paced_connections"] = settings.connections
+        kinds: list[tuple[bool, str, int]] = [(False, "rps", 0), (True, "sps", 0)]
+        if settings.paced_pause_ms > 0:
+            kinds.append((False, "paced", settings.paced_pause_ms))
+        slices = max(1, round(settings.wrk_s / FEATURE_SLICE_S))
+        first = replace(settings, wrk_s=settings.wrk_s / slices)
+        rest = replace(first, wrk_warmup_s=0.0)
+        for stream, key, pause in kinds:
+            pooled = {gw.name: [0.0, 0.0, 0.0, 0.0] for gw, _, _ in running}  # seconds, ok, cpu s, errors
+            for i in range(slices):
+                k = i % len(running)
+                for gw, ep, _ in [*running[k:], *running[:k]]:
+                    got = await throughput(ep, stream, key, workdir, rest if i else first, pause)
+                    ok = got[key] * first.wrk_s
+                    acc = pooled[gw.name]
+                    acc[0] += first.wrk_s
+                    acc[1] += ok
+                    acc[2] += got[f"{key}_cpu_us"] * ok / 1e6 if ok else 0.0
+                    acc[3] += got[f"{key}_errors"]
+            for name, (secs, ok, cpu_s, errors) in pooled.items():
+                figures[name][key] = ok / secs
+                figures[name][f"{key}_cpu_us"] = cpu_s / ok * 1e6 if ok else float("nan")
+                figures[name][f"{key}_errors"] = errors
+        for gw, _, proc in running:
+            metrics = figures[gw.name]
             metrics["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
             metrics["errors"] = metrics["rps_errors"] + metrics["sps_errors"]
-        finally:
+            if "paced" in metrics:
+                metrics["paced_pause_ms"] = settings.paced_pause_ms
+                metrics["paced_connections"] = settings.connections
+    finally:
+        for _, _, proc in running:
             await procs.stop(proc)
+    for gw, _, _ in running:
+        metrics = figures[gw.name]
         if profile and settings.profile_s > 0 and gw.profilable:
             metrics.update(await _profile(gw, settings, cpu, workdir, log))
-        figures[gw.name] = metrics
         log(
             f"  {gw.name}: rps {metrics['rps']:,.0f} at {metrics['rps_cpu_us']:.0f} µs, "
             f"sps {metrics['sps']:,.0f} at {metrics['sps_cpu_us']:.0f} µs"
@@ -269,10 +302,11 @@ async def throughput(
     )
     load_cpu = LOAD_CPU if settings.pin else None
     await asyncio.sleep(settings.settle_s)
-    await wrk.run(
-        url, script, duration_s=settings.wrk_warmup_s, connections=settings.connections, cpu=load_cpu
-    )
-    await asyncio.sleep(settings.settle_s)
+    if settings.wrk_warmup_s > 0:
+        await wrk.run(
+            url, script, duration_s=settings.wrk_warmup_s, connections=settings.connections, cpu=load_cpu
+        )
+        await asyncio.sleep(settings.settle_s)
     cpu0 = procs.cpu_seconds(ep.pid)
     res = await wrk.run(
         url, script, duration_s=settings.wrk_s, connections=settings.connections, cpu=load_cpu
