@@ -1,13 +1,15 @@
-"""What the promotion controller reads, and how often: a gauge refresh or a score-guard read that takes long pushes
-the next one out, so neither takes over the leader's core however many pairs a busy route stores."""
+"""What the promotion controller reads, and how often: a gauge refresh or a guard's read that takes long pushes the
+next one out, so none takes over the leader's core however many pairs and requests a busy route stores."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from accounting.metrics import Metrics
 from routing.models import ModelTable
@@ -58,37 +60,18 @@ class Hub:
         self.promotions: dict[str, Any] = {}
 
 
-def test_a_slow_gauge_refresh_waits_twenty_times_as_long_before_the_next(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
-        await store.start()
-        store.add_pair(
-            PairRecord(
-                "p1",
-                time.time(),
-                "r",
-                None,
-                None,
-                "k",
-                "chat/completions",
-                False,
-                primary=Side(ok=True),
-                candidate=Side(ok=True),
-            )
-        )
-        await store.flush()
-        policy = Policy([], ModelTable({}))
-        ctl = PromotionController(Hub(store), lambda: policy, None, Metrics(), gauge_interval_s=0.05)  # type: ignore[arg-type]
-        await ctl.start()
-        try:
-            await asyncio.sleep(2.0)
-            assert ctl.gauge_wait_s >= GAUGE_COST_FACTOR * READ_S
-            assert store.reads == 1  # at 0.05 s apart there would have been ~8
-        finally:
-            await ctl.close()
-            await store.close()
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SlowReads]:
+    s = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
+    await s.start()
+    yield s
+    await s.close()
 
-    asyncio.run(go())
+
+def controller(store: SlowReads, editor: Editor | None = None, **kw: Any) -> PromotionController:
+    """A controller on ``store`` with no routes configured (each route reads at the default cap)."""
+    policy = Policy([], ModelTable({}))
+    return PromotionController(Hub(store), lambda: policy, editor, **kw)  # type: ignore[arg-type]
 
 
 def reverse_pair(pid: str, ts: float, score: float) -> PairRecord:
@@ -139,86 +122,61 @@ async def ramping(store: SlowReads, step_started_at: float, **guards: Any) -> No
     )
 
 
-def test_the_score_guards_read_a_steps_pairs_again_only_when_due(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
-        await store.start()
-        now = time.time()
-        for i in range(3):
-            store.add_pair(reverse_pair(f"p{i}", now - 1 + i / 10, 0.9))
-        await ramping(store, now - 5)
-        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), None)  # type: ignore[arg-type]
-        try:
-            for _ in range(5):  # ticks 0.05 s apart; the read took 0.2 s: next read due in 4 s
-                assert (await ctl.evaluate("r") or {}).get("status") == RAMPING
-            assert store.reads == 1
-            await ramping(store, now - 1)  # a new step is read at once
-            await ctl.evaluate("r")
-            assert store.reads == 2
-        finally:
-            await store.close()
-
-    asyncio.run(go())
+async def test_a_slow_gauge_refresh_waits_twenty_times_as_long_before_the_next(store: SlowReads) -> None:
+    store.add_pair(reverse_pair("p1", time.time(), 1.0))
+    await store.flush()
+    ctl = controller(store, metrics=Metrics(), gauge_interval_s=0.05)
+    await ctl.start()
+    try:
+        await asyncio.sleep(2.0)
+        assert ctl.gauge_wait_s >= GAUGE_COST_FACTOR * READ_S
+        assert store.reads == 1  # at 0.05 s apart there would have been ~8
+    finally:
+        await ctl.close()
 
 
-def test_a_score_guard_trips_on_the_steps_reverse_pairs(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
-        await store.start()
-        now = time.time()
-        for i in range(3):
-            store.add_pair(reverse_pair(f"p{i}", now - 1 + i / 10, 0.2))
-        store.add_pair(reverse_pair("before", now - 60, 1.0))  # an earlier step's
-        await ramping(store, now - 5)
-        editor = Editor()
-        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), editor)  # type: ignore[arg-type]
-        try:
-            doc = await ctl.evaluate("r") or {}
-            assert (doc.get("status"), doc.get("reason")) == ("rolled_back", "exact 0.200 < 0.5")
-            assert editor.targets == {"r": [{"model": "frontier"}]}
-        finally:
-            await store.close()
-
-    asyncio.run(go())
+async def test_the_score_guards_read_a_steps_pairs_again_only_when_due(store: SlowReads) -> None:
+    now = time.time()
+    for i in range(3):
+        store.add_pair(reverse_pair(f"p{i}", now - 1 + i / 10, 0.9))
+    await ramping(store, now - 5)
+    ctl = controller(store)
+    for _ in range(5):  # ticks 0.05 s apart; the read took 0.2 s: next read due in 4 s
+        assert (await ctl.evaluate("r") or {}).get("status") == RAMPING
+    assert store.reads == 1
+    await ramping(store, now - 1)  # a new step is read at once
+    await ctl.evaluate("r")
+    assert store.reads == 2
 
 
-def test_the_error_guard_reads_a_steps_requests_again_only_when_due(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
-        await store.start()
-        now = time.time()
-        for i in range(3):
-            store.add_observation("r", Observation(now - 1 + i / 10, "candidate", True, 0.1))
-        await ramping(store, now - 5)
-        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), None)  # type: ignore[arg-type]
-        try:
-            for _ in range(5):
-                await ctl.evaluate("r")
-            assert store.observation_reads == 1
-        finally:
-            await store.close()
-
-    asyncio.run(go())
+async def test_a_score_guard_trips_on_the_steps_reverse_pairs(store: SlowReads) -> None:
+    now = time.time()
+    for i in range(3):
+        store.add_pair(reverse_pair(f"p{i}", now - 1 + i / 10, 0.2))
+    store.add_pair(reverse_pair("before", now - 60, 1.0))  # an earlier step's
+    await ramping(store, now - 5)
+    editor = Editor()
+    doc = await controller(store, editor).evaluate("r") or {}
+    assert (doc.get("status"), doc.get("reason")) == ("rolled_back", "exact 0.200 < 0.5")
+    assert editor.targets == {"r": [{"model": "frontier"}]}
 
 
-def test_the_error_guard_trips_on_the_steps_failed_requests(tmp_path: Path) -> None:
-    async def go() -> None:
-        store = SlowReads(SQLitePairStore(str(tmp_path / "shadow.sqlite3")))
-        await store.start()
-        now = time.time()
-        for i in range(10):
-            store.add_observation("r", Observation(now - 1 + i / 20, "candidate", i % 2 == 0, 0.1))
-        store.add_observation("r", Observation(now - 60, "candidate", True, 0.1))  # an earlier step's
-        await ramping(store, now - 5, min_requests=10, max_error_rate=0.2)
-        editor = Editor()
-        ctl = PromotionController(Hub(store), lambda: Policy([], ModelTable({})), editor)  # type: ignore[arg-type]
-        try:
-            doc = await ctl.evaluate("r") or {}
-            assert (doc.get("status"), doc.get("reason")) == (
-                "rolled_back",
-                "candidate error rate 0.500 > 0.2",
-            )
-        finally:
-            await store.close()
+async def test_the_error_guard_reads_a_steps_requests_again_only_when_due(store: SlowReads) -> None:
+    now = time.time()
+    for i in range(3):
+        store.add_observation("r", Observation(now - 1 + i / 10, "candidate", True, 0.1))
+    await ramping(store, now - 5)
+    ctl = controller(store)
+    for _ in range(5):
+        await ctl.evaluate("r")
+    assert store.observation_reads == 1
 
-    asyncio.run(go())
+
+async def test_the_error_guard_trips_on_the_steps_failed_requests(store: SlowReads) -> None:
+    now = time.time()
+    for i in range(10):
+        store.add_observation("r", Observation(now - 1 + i / 20, "candidate", i % 2 == 0, 0.1))
+    store.add_observation("r", Observation(now - 60, "candidate", True, 0.1))  # an earlier step's
+    await ramping(store, now - 5, min_requests=10, max_error_rate=0.2)
+    doc = await controller(store, Editor()).evaluate("r") or {}
+    assert (doc.get("status"), doc.get("reason")) == ("rolled_back", "candidate error rate 0.500 > 0.2")
