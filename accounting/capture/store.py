@@ -110,6 +110,8 @@ _FEEDBACK_COLS = (
     "comment",
     "redactions",
 )
+PURGE_CHUNK = 5000
+"""Rows deleted per transaction by the retention purge."""
 TRACE_FILTERS = ("team", "task", "route", "key", "endpoint", "requested_model", "upstream_model", "backend")
 FEEDBACK_FILTERS = ("request_id", "team", "task", "route", "key", "metric", "kind")
 
@@ -438,24 +440,40 @@ class CaptureStore:
         return out
 
     # -- retention and deletion ---------------------------------------------------------------------------------
-    def purge_expired(self, now: float | None = None) -> dict[str, int]:
-        """Delete traces and feedback whose ``expires_at`` has passed."""
+    def purge_expired(self, now: float | None = None, chunk: int = PURGE_CHUNK) -> dict[str, int]:
+        """Delete traces and feedback whose ``expires_at`` has passed (``chunk`` rows to a transaction)."""
         now = time.time() if now is None else now
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            t = conn.execute("DELETE FROM traces WHERE expires_at <= ?", (now,)).rowcount
-            f = conn.execute("DELETE FROM feedback WHERE expires_at <= ?", (now,)).rowcount
-            conn.execute("COMMIT")
-        return {"traces": t, "feedback": f}
+        return {
+            "traces": self._delete("traces", "expires_at <= ?", (now,), chunk),
+            "feedback": self._delete("feedback", "expires_at <= ?", (now,), chunk),
+        }
 
     def purge_team(self, team: str) -> dict[str, int]:
-        """Delete everything captured for a team (consent withdrawn)."""
+        """Delete everything captured for a team (consent withdrawn; one transaction: ``team`` has no index, so
+        chunks would each scan the tables)."""
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             t = conn.execute("DELETE FROM traces WHERE team = ?", (team,)).rowcount
             f = conn.execute("DELETE FROM feedback WHERE team = ?", (team,)).rowcount
             conn.execute("COMMIT")
         return {"traces": t, "feedback": f}
+
+    def _delete(self, table: str, where: str, args: tuple[Any, ...], chunk: int) -> int:
+        """Delete ``table``'s rows matching ``where`` (an indexed condition), ``chunk`` rows to a transaction, so
+        that a large purge (a backlog after downtime, a shortened ``retain_days``) never holds the file's write lock
+        for long: the writer thread and feedback go on between chunks."""
+        deleted = 0
+        with self._conn() as conn:
+            while True:
+                conn.execute("BEGIN IMMEDIATE")
+                n = conn.execute(
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
+                    (*args, chunk),
+                ).rowcount
+                conn.execute("COMMIT")
+                deleted += n
+                if n < chunk:
+                    return deleted
 
     def stats(self) -> dict[str, Any]:
         with self._conn() as conn:

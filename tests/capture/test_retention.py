@@ -1,4 +1,5 @@
-"""Retention through a running gateway: traces and their feedback are deleted after retain_days."""
+"""Retention through a running gateway: traces and their feedback are deleted after retain_days; and the store's
+purge, a chunk of rows to a transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from accounting.capture.store import CaptureStore, trace_row
+from accounting.capture.trace import Trace
 from tests.capture.conftest import SUPPORT, Admin, ask, capture_config, feedback
 from tests.conftest import CLIENT_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -98,3 +101,31 @@ def test_retention_runs_in_the_background(upstream: FakeOpenAI, tmp_path: Path) 
         remaining = a.get("/admin/capture/stats").json()["stored"]["traces"]
         a.close()
     assert remaining == 0
+
+
+def test_a_purge_larger_than_a_chunk_deletes_every_expired_trace_and_keeps_the_rest(tmp_path: Path) -> None:
+    store = CaptureStore(str(tmp_path / "capture.sqlite3"))
+    store.open()
+
+    def trace(i: int, expires_at: float) -> Trace:
+        return Trace(
+            f"req-{i}",
+            1.0,
+            expires_at,
+            "app",
+            "search",
+            None,
+            "r",
+            "chat/completions",
+            "m",
+            "m",
+            "b",
+            False,
+            200,
+            {"messages": []},
+            [],
+        )
+
+    store.write_traces([trace_row(trace(i, 10.0 if i < 11 else 1e12)) for i in range(14)])
+    assert store.purge_expired(now=100.0, chunk=4) == {"traces": 11, "feedback": 0}
+    assert store.count_traces() == 3
