@@ -66,7 +66,7 @@ async def judged_pairs(
         names = judges.get(r)
         if not names:
             continue
-        for p in await store.pairs(r, since, until):
+        for p in await store.pairs(r, since, until, outcome="paired"):
             if task is not None and p.task != task:
                 continue
             cap = p.capture

@@ -152,7 +152,8 @@ def build_router() -> APIRouter:
         svc = st.capture.service
         await st.approvals.refresh()
         await svc.settle()
-        pairs = await judged_pairs(st, f.since, f.until, f.task, f.route)
+        needed = f.from_shadow_wins or f.preferences
+        pairs = await judged_pairs(st, f.since, f.until, f.task, f.route) if needed else None
         exporter = DatasetExporter(
             svc.store,
             Redactor(BUILTIN_DETECTORS, svc.named.values()),
