@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS seen (
     route TEXT NOT NULL, task TEXT NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (route, task, minute)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_route_minute ON seen (route, minute);
 CREATE TABLE IF NOT EXISTS spend (
     route TEXT NOT NULL, day TEXT NOT NULL, nusd INTEGER NOT NULL, PRIMARY KEY (route, day)
 ) WITHOUT ROWID;
