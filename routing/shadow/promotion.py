@@ -70,9 +70,10 @@ def ramp_targets(original: list[dict[str, Any]], candidate: str, percent: float)
     return out
 
 
-GAUGE_COST_FACTOR = 20.0
-"""The gauges' refresh waits at least this many times as long as the last refresh took (at most ~5% of the
-leader's time goes to them)."""
+READ_COST_FACTOR = 20.0
+"""The controller's periodic reads (the gauges' report, a ramp's guard readings) wait at least this many times as
+long as their last read took before the next: at most ~5% of the leader's time goes to each, however many pairs
+and requests a busy route stores."""
 
 
 class PromotionController:
@@ -91,7 +92,7 @@ class PromotionController:
         self.metrics = metrics
         self.gauge_interval_s = gauge_interval_s
         self.gauge_wait_s = gauge_interval_s
-        """Time between two gauge refreshes: ``gauge_interval_s``, or ``GAUGE_COST_FACTOR`` times what the last
+        """Time between two gauge refreshes: ``gauge_interval_s``, or ``READ_COST_FACTOR`` times what the last
         refresh took when that is longer (a report over many routes' pairs never takes over a core)."""
         self.owner = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
@@ -138,7 +139,7 @@ class PromotionController:
                         self._last_gauges = began = time.monotonic()
                         await self.publish_gauges()
                         took = time.monotonic() - began
-                        self.gauge_wait_s = max(self.gauge_interval_s, GAUGE_COST_FACTOR * took)
+                        self.gauge_wait_s = max(self.gauge_interval_s, READ_COST_FACTOR * took)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -169,7 +170,7 @@ class PromotionController:
 
     async def _step_traffic(self, route: str, since: float, interval: float) -> StepTraffic:
         """The step's live requests (observations) for the error and latency guards and the dwell: read again
-        only every ``check_interval_s`` or ``GAUGE_COST_FACTOR`` times as long as the last read took, whichever is
+        only every ``check_interval_s`` or ``READ_COST_FACTOR`` times as long as the last read took, whichever is
         longer (a busy route's step holds a row per request)."""
         read = self._traffic_reads.get(route)
         now = time.monotonic()
@@ -182,7 +183,7 @@ class PromotionController:
         took = time.monotonic() - now
         read = StepTraffic(
             since,
-            now + max(interval, GAUGE_COST_FACTOR * took),
+            now + max(interval, READ_COST_FACTOR * took),
             candidate=len(cand),
             baseline=len(obs) - len(cand),
             failed=sum(1 for o in cand if not o.ok),
@@ -197,8 +198,8 @@ class PromotionController:
     async def _step_scores(self, route: str, since: float, g: GuardConfig, interval: float) -> StepScores:
         """The step's reverse-shadow pairs' mean scores, for the ``min_scores`` guards: at most the route's
         ``report_max_pairs`` latest pairs of the step are read, and read again only every ``check_interval_s`` or
-        ``GAUGE_COST_FACTOR`` times as long as the last read took, whichever is longer (a busy route's step holds
-        many pairs; the error and latency guards, on the lean observations, still run every tick)."""
+        ``READ_COST_FACTOR`` times as long as the last read took, whichever is longer (a busy route's step holds
+        many pairs)."""
         read = self._score_reads.get(route)
         now = time.monotonic()
         if read is not None and read.step_started_at == since and now < read.due:
@@ -217,7 +218,7 @@ class PromotionController:
             if vals:
                 means[name] = (math.fsum(vals) / len(vals), len(vals))
         took = time.monotonic() - now
-        read = StepScores(since, now + max(interval, GAUGE_COST_FACTOR * took), len(pairs), means)
+        read = StepScores(since, now + max(interval, READ_COST_FACTOR * took), len(pairs), means)
         self._score_reads[route] = read
         return read
 
@@ -425,9 +426,8 @@ class PromotionController:
             if g.min_scores:
                 read = await self._step_scores(route, since, g, pcfg.check_interval_s)
                 stats["reverse_pairs"] = read.reverse_pairs
-                scored = (
-                    read.reverse_pairs >= g.min_pairs
-                )  # a step never advances past an unjudged score guard
+                # a step never advances past an unjudged score guard
+                scored = read.reverse_pairs >= g.min_pairs
                 if scored:
                     for name, lo in g.min_scores.items():
                         found = read.means.get(name)

@@ -444,9 +444,8 @@ class RedisPairStore(_Buffered):
 
     async def start(self) -> None:
         self._r = RespClient(self.url, timeout_s=5, connect_timeout_s=2)
-        with contextlib.suppress(
-            Exception
-        ):  # Redis down at start: the writer retries; this waits for next start
+        # Redis down at start: the writer retries its writes; the old counters wait for the next start
+        with contextlib.suppress(Exception):
             await self._expire_legacy_seen()
         self._task = asyncio.get_running_loop().create_task(self._writer())
 

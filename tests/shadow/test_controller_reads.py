@@ -15,7 +15,7 @@ from accounting.metrics import Metrics
 from routing.models import ModelTable
 from routing.policy import Policy
 from routing.shadow.config import PromotionConfig
-from routing.shadow.promotion import GAUGE_COST_FACTOR, RAMPING, PromotionController
+from routing.shadow.promotion import RAMPING, READ_COST_FACTOR, PromotionController
 from routing.shadow.record import PairRecord, Side
 from routing.shadow.store import Observation, SQLitePairStore
 
@@ -129,7 +129,7 @@ async def test_a_slow_gauge_refresh_waits_twenty_times_as_long_before_the_next(s
     await ctl.start()
     try:
         await asyncio.sleep(2.0)
-        assert ctl.gauge_wait_s >= GAUGE_COST_FACTOR * READ_S
+        assert ctl.gauge_wait_s >= READ_COST_FACTOR * READ_S
         assert store.reads == 1  # at 0.05 s apart there would have been ~8
     finally:
         await ctl.close()
