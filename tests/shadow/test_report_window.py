@@ -74,7 +74,7 @@ def test_the_cli_report_says_which_span_a_capped_route_covers(
     assert f"read the latest {CAP} of the {SENT} pairs in the window" in capsys.readouterr().out
 
 
-def test_the_pairs_listing_reads_only_the_latest_it_returns(capped: Capped) -> None:
+def test_the_pairs_listing_returns_the_latest_pairs_oldest_first(capped: Capped) -> None:
     with admin(capped.gw) as a:
         got = a.get("/admin/shadow/pairs", params={"limit": 3}).json()["data"]
     assert [p["id"] for p in got] == [p["id"] for p in capped.pairs[-3:]]
