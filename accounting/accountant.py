@@ -95,6 +95,8 @@ class Accountant:
                 cfg.ledger.flush_interval_s,
                 cfg.ledger.batch_size,
                 cfg.ledger.max_pending,
+                rollups=cfg.ledger.backend
+                != "postgres",  # (an outbox there: reports read PostgreSQL's rollups)
             )
         self.link: SharedLedgerLink | None = None
         self.pg: PostgresLedger | None = None
@@ -570,6 +572,8 @@ class Accountant:
             "path": self.ledger.path,
             "dropped_rows": self.ledger.dropped,
         }
+        if self.ledger.rollups:
+            out["rollup_backlog_rows"] = self.ledger.rollup_backlog
         if self.pg is not None:
             out |= self.pg.status()
         return out

@@ -8,7 +8,10 @@
   queue; a writer thread commits queued rows in batches at least every ``flush_interval_s`` (<= 1 s) and on
   ``close`` (the lifespan shutdown, i.e. SIGTERM): a graceful stop loses nothing, a crash at most the last
   interval. Per key/team/day/month spend totals are maintained in the same transaction, so budget checks read
-  a handful of rows however large the ledger grows.
+  a handful of rows however large the ledger grows; so are hourly and daily rollups (``spend_hourly``,
+  ``spend_daily``: per period and every ``spend_report.ROLLUP_DIMS`` value, the ``ROLLUP_SUMS`` of the rows
+  actually inserted), so a report reads the rollups for the whole hours and days of its window and raw rows
+  only for the partial hours at its ends (``spend_report.report_spans``), as the PostgreSQL ledger does.
 * ``SharedLedger`` (with Redis): the same SQLite file, plus every row is published to a Redis stream, and every
   replica copies the stream into its own file (idempotently, by row uid). Queries stay local SQL, and cover
   all replicas. While Redis is unreachable rows are still written locally and published when it returns.
@@ -38,7 +41,21 @@ import orjson
 from accounting.money import to_nusd, usd
 from accounting.periods import buckets_at
 from accounting.record import RequestRecord
-from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
+from accounting.spend_report import (
+    AGGREGATES,
+    DAY_S,
+    DIMENSIONS,
+    HOUR_S,
+    ROLLUP_DIMS,
+    ROLLUP_SUMS,
+    SOURCES,
+    TIME_DIMS,
+    Dialect,
+    check_query,
+    grouped_select,
+    spend_items,
+    spend_select,
+)
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -182,6 +199,142 @@ _UPSERT_SPEND = (
 )
 
 
+_AGG = dict(AGGREGATES)
+_ROLLUPS = (SOURCES["hourly"], SOURCES["daily"])
+"""The rollup tables: name and period column."""
+ROLLUP_INTERVAL_S = 10.0
+"""How often the writer adds the rows written since to the rollups (or sooner: ``ROLLUP_ROWS``)."""
+ROLLUP_ROWS = 50_000
+"""Rows not yet rolled up that make the writer roll up before ``ROLLUP_INTERVAL_S`` (a report reads them raw)."""
+ROLLUP_CHUNK = 100_000
+"""The most rows one rollup transaction takes (a ledger written before the rollups is rolled up in chunks, in
+the background, ~1 s each at worst: reports stay right meanwhile, reading the rest raw)."""
+_WATERMARK = "rolled_up"
+"""``meta`` key: the highest row id the rollups hold (rows get rising ids; the rest a report reads raw)."""
+
+
+def _rollup_table(table: str, period: str) -> str:
+    """A rollup's schema: per period start and dimension values (``k``: them as one text, ``_rollup_key``, since
+    SQLite's unique constraints treat NULLs as distinct and a row's team and task may be NULL), the sums. Keyed
+    by period first, so a window's rows are one range and live traffic adds to the end."""
+    types = {
+        c: t.rstrip(",") for c, t, *_ in (ln.split() for ln in _SCHEMA.splitlines() if ln.startswith("    "))
+    }
+    dims = ", ".join(f"{d} {types[d]}" for d in ROLLUP_DIMS)
+    sums = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in ROLLUP_SUMS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} ({period} INTEGER NOT NULL, k TEXT NOT NULL, {dims}, {sums}, "
+        f"PRIMARY KEY ({period}, k)) WITHOUT ROWID"
+    )
+
+
+def _rollup_key() -> str:
+    """The SQL of a rollup row's ``k`` from its dimension columns (NULL as ``char(1)``)."""
+    return " || char(31) || ".join(f"IFNULL(CAST({d} AS TEXT), char(1))" for d in ROLLUP_DIMS)
+
+
+def _chunk_sql() -> list[str]:
+    """A rollup pass: the rows with ``? < id <= ?`` summed per hour and dimension values, with the report's own
+    sums (``spend_report.AGGREGATES``), into a temporary table (one pass over the rows for both rollups), added
+    from there to the hourly rollup and, per day, to the daily one."""
+    dims = ", ".join(ROLLUP_DIMS)
+    cols = ", ".join(ROLLUP_SUMS)
+
+    def add(table: str, period: str, select: str) -> str:
+        return (
+            f"INSERT INTO {table} ({period}, k, {dims}, {cols}) {select} "
+            f"ON CONFLICT ({period}, k) DO UPDATE SET "
+            + ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
+        )
+
+    return [
+        "DELETE FROM temp.rollup_chunk",
+        f"INSERT INTO temp.rollup_chunk SELECT hour, {_rollup_key()}, {dims}, {cols} FROM ("
+        f"SELECT CAST(ts / {HOUR_S} AS INTEGER) * {HOUR_S} AS hour, {dims}, "
+        + ", ".join(f"{_AGG[s]} AS {s}" for s in ROLLUP_SUMS)
+        + f" FROM requests WHERE id > ? AND id <= ? GROUP BY 1, {dims})",
+        add("spend_hourly", "hour", f"SELECT hour, k, {dims}, {cols} FROM temp.rollup_chunk WHERE true"),
+        add(
+            "spend_daily",
+            "day",
+            f"SELECT CAST(hour / {DAY_S} AS INTEGER) * {DAY_S}, k, {dims}, "
+            + ", ".join(f"SUM({s})" for s in ROLLUP_SUMS)
+            + " FROM temp.rollup_chunk WHERE true GROUP BY 1, 2",
+        ),
+        "DELETE FROM temp.rollup_chunk",
+    ]
+
+
+_CHUNK_SQL = _chunk_sql()
+
+
+def add_rollups(conn: sqlite3.Connection) -> None:
+    """Create the rollups (empty, holding no row yet: ``roll_up`` fills them) unless the ledger has them."""
+    if has_rollups(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, period in _ROLLUPS:
+            conn.execute(_rollup_table(table, period))
+        conn.execute(f"INSERT OR IGNORE INTO meta (k, v) VALUES ('{_WATERMARK}', '0')")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def roll_up(conn: sqlite3.Connection, limit: int = ROLLUP_CHUNK) -> tuple[int, int]:
+    """Add up to ``limit`` rows the rollups do not hold yet to them, and move the watermark past them, in one
+    transaction (replicas and workers sharing the file may race): how many rows were added, and how many are
+    left (an upper bound: ids may have gaps)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        start = int(conn.execute(f"SELECT v FROM meta WHERE k = '{_WATERMARK}'").fetchone()[0])
+        last = int(conn.execute("SELECT IFNULL(MAX(id), 0) FROM requests").fetchone()[0])
+        top = min(last, start + limit)
+        if top > start:
+            conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS rollup_chunk (hour INTEGER, k TEXT, {', '.join(ROLLUP_DIMS)}, "
+                f"{', '.join(ROLLUP_SUMS)})"
+            )
+            for sql in _CHUNK_SQL:
+                conn.execute(sql, (start, top) if "?" in sql else ())
+            conn.execute(f"UPDATE meta SET v = ? WHERE k = '{_WATERMARK}'", (str(top),))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return max(0, top - start), max(0, last - max(top, start))
+
+
+def has_rollups(conn: sqlite3.Connection) -> bool:
+    """Whether the ledger has rollups (``add_rollups``)."""
+    try:
+        return conn.execute(f"SELECT 1 FROM meta WHERE k = '{_WATERMARK}'").fetchone() is not None
+    except sqlite3.OperationalError:  # a ledger from before ``meta``
+        return False
+
+
+_UNROLLED = (
+    f"id > (SELECT CAST(v AS INTEGER) FROM meta WHERE k = '{_WATERMARK}') AND {{t}} >= ? AND {{t}} < ?"
+)
+_BY_ID = Dialect("?", "{}", TIME_DIMS, _UNROLLED.format(t="+ts"))
+"""Rows not rolled up yet read by id (``+ts``: not by the time index, which would read the window's every row):
+the newest rows only, a bounded number while the writer keeps up."""
+_BY_TIME = Dialect("?", "{}", TIME_DIMS, _UNROLLED.format(t="ts"))
+"""Rows not rolled up yet read by the time index: while a ledger written before the rollups is being rolled up,
+most of its rows are not, and a report reads its window's."""
+
+
+def unrolled_rows(conn: sqlite3.Connection) -> int:
+    """How many rows the rollups do not hold yet (an upper bound: ids may have gaps)."""
+    last = conn.execute("SELECT IFNULL(MAX(id), 0) FROM requests").fetchone()[0]
+    mark = conn.execute(f"SELECT CAST(v AS INTEGER) FROM meta WHERE k = '{_WATERMARK}'").fetchone()
+    return max(0, int(last) - int(mark[0] if mark else 0))
+
+
 def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
     u = rec.usage
     cost = rec.cost_usd
@@ -307,9 +460,26 @@ class SQLiteLedger:
     """Batched, off-request-path SQLite writer (see the module docstring)."""
 
     def __init__(
-        self, path: str, flush_interval_s: float = 0.5, batch_size: int = 2000, max_pending: int = 200_000
+        self,
+        path: str,
+        flush_interval_s: float = 0.5,
+        batch_size: int = 2000,
+        max_pending: int = 200_000,
+        rollups: bool = True,
+        rollup_interval_s: float = ROLLUP_INTERVAL_S,
     ) -> None:
         self.path = path
+        self.rollups = rollups
+        """Keep the hourly and daily rollups (not in the PostgreSQL ledger's local outbox, which reports never
+        read)."""
+        self.rollup_interval_s = rollup_interval_s
+        self._next_roll = 0.0
+        """When the writer next rolls up (``time.monotonic``; at once after a start)."""
+        self._unrolled = 0
+        """Rows written since the last rollup (an upper bound: copies may have been inserted already)."""
+        self.rollup_backlog: int | None = None
+        """Rows the rollups did not hold after the writer's last pass (a ledger written before them is rolled up
+        in chunks: ``/admin/ledger`` shows how far); None before the first."""
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
         self.max_pending = max_pending
@@ -340,6 +510,8 @@ class SQLiteLedger:
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
         migrate(conn)
+        if self.rollups:
+            add_rollups(conn)
         self._conn = conn
         self._writer = threading.Thread(target=self._run, name="pointsman-ledger", daemon=True)
         self._writer.start()
@@ -413,6 +585,8 @@ class SQLiteLedger:
             try:
                 while self._pending or self._foreign or self._position is not None:
                     self._write_batch()
+                    self._roll_up_when_due()
+                self._roll_up_when_due()
             except sqlite3.Error as exc:  # disk full, locked for too long: keep the rows and retry
                 if self.last_error != str(exc):
                     log.error("ledger write failed (will retry): %s", exc)
@@ -422,6 +596,16 @@ class SQLiteLedger:
                     continue
             if stop and not self._pending and not self._foreign and self._position is None:
                 return
+
+    def _roll_up_when_due(self) -> None:
+        """Add what was written since to the rollups (a chunk of it, when that is more) every
+        ``rollup_interval_s`` or ``ROLLUP_ROWS`` rows, whichever comes first (also while rows keep coming)."""
+        if not self.rollups or time.monotonic() < self._next_roll:
+            return
+        assert self._conn is not None
+        _, self.rollup_backlog = roll_up(self._conn)
+        self._unrolled = 0
+        self._next_roll = time.monotonic() + (0.0 if self.rollup_backlog else self.rollup_interval_s)
 
     def _write_batch(self) -> None:
         conn = self._conn
@@ -459,6 +643,10 @@ class SQLiteLedger:
         if moved is not None and self._position is moved:
             self._position = None
         self.written += len(rows)
+        if self.rollups:
+            self._unrolled += len(rows) + (len(foreign[1]) if foreign is not None else 0)
+            if self._unrolled >= ROLLUP_ROWS:
+                self._next_roll = 0.0
         run_callbacks(self.on_commit, rows, own, "commit")
 
     # -- queries (any thread; each opens its own read connection) ------------------------------------------------
@@ -515,8 +703,47 @@ def query_spend(
     until: float | None,
     filters: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Totals grouped by ``group_by`` (names from ``DIMENSIONS``) over ``since <= ts < until``."""
+    """Totals grouped by ``group_by`` (names from ``DIMENSIONS``) over ``since <= ts < until``: from the rollups
+    where the ledger has them (``spend_report.spend_select``), else from its rows."""
     check_query(group_by, filters)
+    if not Path(path).exists():
+        return []
+    conn = connect(path, readonly=True)
+    try:
+        if has_rollups(conn):
+            sql, args = spend_sql(group_by, since, until, filters, unrolled_rows(conn))
+        else:
+            sql, args = _raw_spend_sql(conn, group_by, since, until, filters)
+        rows = conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+    return spend_items(group_by, rows)
+
+
+def spend_sql(
+    group_by: Sequence[str],
+    since: float | None,
+    until: float | None,
+    filters: dict[str, str] | None = None,
+    unrolled: int = 0,
+) -> tuple[str, list[Any]]:
+    """The report's SQL on a ledger with rollups: the daily rollup for the whole days of ``[since, until)``, the
+    hourly one for the whole hours around them, raw rows for the partial hours at its ends and for the rows not
+    rolled up yet (``unrolled`` of them: read by id when they are few, by time when they are many)
+    (``spend_report.spend_select``)."""
+    return spend_select(group_by, since, until, filters, _BY_ID if unrolled <= ROLLUP_CHUNK else _BY_TIME)
+
+
+def _raw_spend_sql(
+    conn: sqlite3.Connection,
+    group_by: Sequence[str],
+    since: float | None,
+    until: float | None,
+    filters: dict[str, str] | None,
+) -> tuple[str, list[Any]]:
+    """The report's query over raw rows, for a ledger no gateway has rolled up yet: one an older pointsman
+    wrote, read before a gateway migrated it (``pointsman spend --ledger``), which may also lack the newer
+    columns (they read as their default, as ``migrate`` would fill them)."""
     where: list[str] = []
     args: list[Any] = []
     if since is not None:
@@ -528,25 +755,15 @@ def query_spend(
     for k, v in (filters or {}).items():
         where.append(f"{DIMENSIONS[k]} = ?")
         args.append(v)
-    if not Path(path).exists():
-        return []
-    conn = connect(path, readonly=True)
-    try:
-        # a ledger an older pointsman wrote, read before a gateway migrated it (``pointsman spend --ledger``),
-        # lacks the newer columns: they read as their default, as ``migrate`` would fill them
-        missing = set(_ADDED) - {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
-        dims = [
-            _sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g]
-            for g in group_by
-        ]
-        aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in AGGREGATES]
-        sql = grouped_select("requests", dims, aggs, where)
-        if group_by:
-            sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
-        rows = conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-    return spend_items(group_by, rows)
+    missing = set(_ADDED) - {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+    dims = [
+        _sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g] for g in group_by
+    ]
+    aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in AGGREGATES]
+    sql = grouped_select("requests", dims, aggs, where)
+    if group_by:
+        sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
+    return sql, args
 
 
 def run_callbacks(

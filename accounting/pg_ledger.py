@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import threading
@@ -41,7 +40,7 @@ from accounting.config import dsn_target
 from accounting.errors import LedgerUnavailable
 from accounting.ledger import COLUMNS, SQLiteLedger, connect, run_callbacks, spend_deltas
 from accounting.metrics import Metrics
-from accounting.spend_report import AGGREGATES, DIMENSIONS, check_query, grouped_select, spend_items
+from accounting.spend_report import AGGREGATES, Dialect, spend_items, spend_select
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -74,11 +73,15 @@ _UPSERT_BUDGET = (
     "ON CONFLICT (scope, name, bucket) DO UPDATE SET nusd = budget_spend.nusd + EXCLUDED.nusd, "
     "requests = budget_spend.requests + EXCLUDED.requests"
 )
-_TIME_DIMS = {
-    "day": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    "month": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM')",
-    "hour": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')",
-}
+_DIALECT = Dialect(
+    "%s",
+    "({})::bigint",
+    {
+        "day": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        "month": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM')",
+        "hour": "to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')",
+    },
+)
 _POSITION = "pg_position"
 
 
@@ -420,10 +423,6 @@ class PostgresLedger:
         return spend_items(group_by, self._query(sql, args))
 
 
-def _dim(g: str, t: str) -> str:
-    return _TIME_DIMS[g].format(t=t) if g in _TIME_DIMS else DIMENSIONS[g]
-
-
 def spend_sql(
     group_by: Sequence[str],
     since: float | None,
@@ -431,57 +430,5 @@ def spend_sql(
     filters: dict[str, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The report's SQL: daily rollup rows for the whole days in ``[since, until)``, hourly ones for the whole
-    hours around them, raw rows for the partial hours at its ends (no daily rows when grouped by hour; raw rows
-    only, when a dimension is not in the rollups)."""
-    check_query(group_by, filters)
-    filters = filters or {}
-    names = [a for a, _ in AGGREGATES]
-    cols = {DIMENSIONS[g] for g in [*group_by, *filters] if g not in _TIME_DIMS}
-    rollup = cols <= set(pg_schema.ROLLUP_DIMS) and set(names) <= set(pg_schema.ROLLUP_SUMS)
-    lo = -math.inf if since is None else since
-    hi = math.inf if until is None else until
-    h0 = lo if lo == -math.inf else math.ceil(lo / pg_schema.HOUR_S) * pg_schema.HOUR_S
-    h1 = hi if hi == math.inf else math.floor(hi / pg_schema.HOUR_S) * pg_schema.HOUR_S
-    d0 = lo if lo == -math.inf else math.ceil(lo / pg_schema.DAY_S) * pg_schema.DAY_S
-    d1 = hi if hi == math.inf else math.floor(hi / pg_schema.DAY_S) * pg_schema.DAY_S
-    parts: list[str] = []
-    args: list[Any] = []
-
-    def part(table: str, t: str, start: float, end: float, sums: list[str]) -> None:
-        where = [f"{DIMENSIONS[k]} = %s" for k in filters]
-        pargs: list[Any] = list(filters.values())
-        if start != -math.inf:
-            where.append(f"{t} >= %s")
-            pargs.append(start)
-        if end != math.inf:
-            where.append(f"{t} < %s")
-            pargs.append(end)
-        parts.append(grouped_select(table, [_dim(g, t) for g in group_by], sums, where))
-        args.extend(pargs)
-
-    raw_sums = [f"({_AGG[n]})::bigint AS {n}" for n in names]
-    rolled = [f"SUM({n})::bigint AS {n}" for n in names]
-    if rollup and "hour" not in group_by and d0 < d1:
-        part("spend_daily", "day", d0, d1, rolled)
-        if h0 < d0:
-            part("spend_hourly", "hour", h0, d0, rolled)
-        if d1 < h1:
-            part("spend_hourly", "hour", d1, h1, rolled)
-        if lo < h0:
-            part("requests", "ts", lo, h0, raw_sums)
-        if h1 < hi:
-            part("requests", "ts", h1, hi, raw_sums)
-    elif rollup and h0 < h1:
-        part("spend_hourly", "hour", h0, h1, rolled)
-        if lo < h0:
-            part("requests", "ts", lo, h0, raw_sums)
-        if h1 < hi:
-            part("requests", "ts", h1, hi, raw_sums)
-    else:
-        part("requests", "ts", lo, hi, raw_sums)
-    gs = [f"g{i}" for i in range(len(group_by))]
-    outer = ", ".join([*gs, *(f"COALESCE(SUM({n}), 0)::bigint" for n in names)])
-    sql = f"SELECT {outer} FROM ({' UNION ALL '.join(parts)}) u"
-    if gs:
-        sql += f" GROUP BY {', '.join(gs)} ORDER BY SUM(cost_nusd) DESC, {', '.join(gs)}"
-    return sql, args
+    hours around them, raw rows for the partial hours at its ends (``spend_report.spend_select``)."""
+    return spend_select(group_by, since, until, filters, _DIALECT)

@@ -5,7 +5,8 @@ Tables (see docs/accounting.md, "Fleets: the PostgreSQL ledger"):
 * ``requests``: one row per request, the ledger's own columns (``accounting.ledger.COLUMNS``, their types
   derived from the SQLite schema there), range-partitioned by ``ts`` into one partition per UTC day
   (``requests_YYYYMMDD``), primary key ``(uid, ts)`` so a retried batch inserts nothing twice.
-* ``spend_hourly``: the rollup reports read: per UTC hour and every report dimension, the sums of
+* ``spend_hourly``: the rollup reports read: per UTC hour and every report dimension
+  (``accounting.spend_report.ROLLUP_DIMS``, shared with the SQLite ledger's rollups), the sums of
   ``accounting.spend_report.AGGREGATES``; maintained in the transaction that inserts the rows (only rows actually
   inserted count).
 * ``spend_daily`` (version 3): the same per UTC day, maintained alike; reports read it for the whole days of
@@ -27,38 +28,12 @@ from typing import Any
 
 from accounting.ledger import COLUMNS, V1_COLUMNS, column_types
 from accounting.spend_report import AGGREGATES
+from accounting.spend_report import DAY_S as DAY_S
+from accounting.spend_report import HOUR_S as HOUR_S
+from accounting.spend_report import ROLLUP_DIMS as ROLLUP_DIMS
+from accounting.spend_report import ROLLUP_SUMS as ROLLUP_SUMS
 
-DAY_S = 86400
-HOUR_S = 3600
 _LOCK = 0x706F696E  # pg_advisory_xact_lock key for schema changes ("poin")
-ROLLUP_DIMS = (
-    "key",
-    "team",
-    "task",
-    "route",
-    "requested_model",
-    "upstream_model",
-    "backend",
-    "endpoint",
-    "outcome",
-    "shadow",
-    "estimated",
-    "priced",
-)
-"""Ledger columns the rollups keep apart (a report grouped or filtered by anything else reads raw rows)."""
-ROLLUP_SUMS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "cost_nusd",
-    "estimated_requests",
-    "failed_requests",
-    "unpriced_requests",
-    "cache_write_tokens",
-)
-"""The ``AGGREGATES`` the rollups hold, as of versions 2 and 3 (one not listed makes reports read raw rows)."""
 _PG_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "TEXT": "TEXT"}
 
 

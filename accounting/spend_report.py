@@ -7,10 +7,18 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from accounting.money import from_nusd, usd
+
+TIME_DIMS = {
+    "day": "strftime('%Y-%m-%d', {t}, 'unixepoch')",
+    "month": "strftime('%Y-%m', {t}, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%dT%H', {t}, 'unixepoch')",
+}
+"""The time dimensions of SQLite reports, of a column ``{t}`` of unix seconds (``ts``, or a rollup's period)."""
 
 # group_by dimension -> SQL expression
 DIMENSIONS: dict[str, str] = {
@@ -21,9 +29,7 @@ DIMENSIONS: dict[str, str] = {
     "model": "upstream_model",
     "requested_model": "requested_model",
     "backend": "backend",
-    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
-    "month": "strftime('%Y-%m', ts, 'unixepoch')",
-    "hour": "strftime('%Y-%m-%dT%H', ts, 'unixepoch')",
+    **{g: sql.format(t="ts") for g, sql in TIME_DIMS.items()},
     "outcome": "outcome",
     "endpoint": "endpoint",
     "shadow": "shadow",
@@ -72,6 +78,142 @@ def in_range(t: float) -> float:
     if not (math.isfinite(t) and MIN_TS <= t <= MAX_TS):
         raise ValueError("time must be unix seconds between 1970 and 9999")
     return t
+
+
+HOUR_S = 3600
+DAY_S = 86400
+ROLLUP_DIMS = (
+    "key",
+    "team",
+    "task",
+    "route",
+    "requested_model",
+    "upstream_model",
+    "backend",
+    "endpoint",
+    "outcome",
+    "shadow",
+    "estimated",
+    "priced",
+)
+"""Ledger columns the rollups (per UTC hour and day, in both ledgers) keep apart: a report grouped or filtered by
+anything else reads raw rows."""
+ROLLUP_SUMS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_nusd",
+    "estimated_requests",
+    "failed_requests",
+    "unpriced_requests",
+    "cache_write_tokens",
+)
+"""The ``AGGREGATES`` the rollups hold (one not listed makes reports read raw rows)."""
+
+
+SOURCES = {"daily": ("spend_daily", "day"), "hourly": ("spend_hourly", "hour"), "raw": ("requests", "ts")}
+"""``report_spans``' sources in both ledgers: the table and its time column (the rollups' period start)."""
+
+
+def rolled_up(group_by: Sequence[str], filters: dict[str, str] | None) -> bool:
+    """Whether a report grouped by ``group_by`` and filtered by ``filters`` can be read from the rollups."""
+    cols = {DIMENSIONS[g] for g in [*group_by, *(filters or {})] if g not in TIME_DIMS}
+    return cols <= set(ROLLUP_DIMS) and {a for a, _ in AGGREGATES} <= set(ROLLUP_SUMS)
+
+
+def report_spans(since: float | None, until: float | None, by_hour: bool) -> list[tuple[str, float, float]]:
+    """How a report over ``[since, until)`` reads a ledger with rollups: ``(source, start, end)`` parts, ``source``
+    one of ``daily`` (the whole UTC days in the window; none when ``by_hour``: the report groups by hour),
+    ``hourly`` (the whole hours around them) and ``raw`` (the partial hours at the ends); unbounded ends are
+    infinite. Together the parts cover the window once."""
+    lo = -math.inf if since is None else since
+    hi = math.inf if until is None else until
+    h0 = lo if lo == -math.inf else math.ceil(lo / HOUR_S) * HOUR_S
+    h1 = hi if hi == math.inf else math.floor(hi / HOUR_S) * HOUR_S
+    d0 = lo if lo == -math.inf else math.ceil(lo / DAY_S) * DAY_S
+    d1 = hi if hi == math.inf else math.floor(hi / DAY_S) * DAY_S
+    if h0 >= h1:
+        return [("raw", lo, hi)]
+    if by_hour or d0 >= d1:
+        parts = [("hourly", h0, h1)]
+    else:
+        parts = [("daily", d0, d1)]
+        if h0 < d0:
+            parts.append(("hourly", h0, d0))
+        if d1 < h1:
+            parts.append(("hourly", d1, h1))
+    if lo < h0:
+        parts.append(("raw", lo, h0))
+    if h1 < hi:
+        parts.append(("raw", h1, hi))
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What a ledger's SQL engine writes differently in a report's query."""
+
+    param: str
+    """The placeholder of a bound parameter (``?``, ``%s``)."""
+    integer: str
+    """An aggregate ``{}`` as an integer (``({})::bigint`` in PostgreSQL, whose sums of integers are numeric)."""
+    time_dims: dict[str, str]
+    """The time dimensions (``TIME_DIMS``' names) of a column ``{t}`` of unix seconds."""
+    unrolled: str | None = None
+    """The condition selecting the rows within a time range (two parameters: from, to) that the rollups do not
+    hold yet, which a report reads raw beside them; None where the rollups hold every row (PostgreSQL maintains
+    them in the transaction that inserts the rows)."""
+
+
+def spend_select(
+    group_by: Sequence[str],
+    since: float | None,
+    until: float | None,
+    filters: dict[str, str] | None,
+    dialect: Dialect,
+) -> tuple[str, list[Any]]:
+    """A report's query and its parameters: one part per ``report_spans`` source (raw rows only when the
+    report's dimensions are not all in the rollups), summed per group and ordered by cost."""
+    check_query(group_by, filters)
+    filters = filters or {}
+    names = [a for a, _ in AGGREGATES]
+    raw_sums = [f"{dialect.integer.format(agg)} AS {n}" for n, agg in AGGREGATES]
+    rolled = [f"{dialect.integer.format(f'SUM({n})')} AS {n}" for n in names]
+    spans = (
+        report_spans(since, until, "hour" in group_by)
+        if rolled_up(group_by, filters)
+        else [("raw", -math.inf if since is None else since, math.inf if until is None else until)]
+    )
+    parts: list[str] = []
+    args: list[Any] = []
+    for source, start, end in spans:
+        table, t = SOURCES[source]
+        where = [f"{DIMENSIONS[k]} = {dialect.param}" for k in filters]
+        args.extend(filters.values())
+        if start != -math.inf:
+            where.append(f"{t} >= {dialect.param}")
+            args.append(start)
+        if end != math.inf:
+            where.append(f"{t} < {dialect.param}")
+            args.append(end)
+        dims = [dialect.time_dims[g].format(t=t) if g in TIME_DIMS else DIMENSIONS[g] for g in group_by]
+        parts.append(grouped_select(table, dims, raw_sums if source == "raw" else rolled, where))
+    rolled_spans = [(start, end) for source, start, end in spans if source != "raw"]
+    if rolled_spans and dialect.unrolled is not None:  # (the rolled spans are one range)
+        start, end = min(a for a, _ in rolled_spans), max(b for _, b in rolled_spans)
+        table, t = SOURCES["raw"]
+        where = [f"{DIMENSIONS[k]} = {dialect.param}" for k in filters]
+        args.extend([*filters.values(), start, end])
+        dims = [dialect.time_dims[g].format(t=t) if g in TIME_DIMS else DIMENSIONS[g] for g in group_by]
+        parts.append(grouped_select(table, dims, raw_sums, [*where, dialect.unrolled]))
+    gs = [f"g{i}" for i in range(len(group_by))]
+    outer = ", ".join([*gs, *(dialect.integer.format(f"COALESCE(SUM({n}), 0)") for n in names)])
+    sql = f"SELECT {outer} FROM ({' UNION ALL '.join(parts)}) u"
+    if gs:
+        sql += f" GROUP BY {', '.join(gs)} ORDER BY SUM(cost_nusd) DESC, {', '.join(gs)}"
+    return sql, args
 
 
 def grouped_select(table: str, dims: Sequence[str], sums: Sequence[str], where: Sequence[str]) -> str:

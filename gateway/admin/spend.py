@@ -127,7 +127,9 @@ def build_router() -> APIRouter:
         "/ledger",
         summary="Ledger status",
         description=(
-            "The ledger's backend and file; with PostgreSQL, the database (host, port, name: never credentials), "
+            "The ledger's backend and file; with SQLite, ``rollup_backlog_rows``: rows its hourly and daily "
+            "rollups did not hold yet at the writer's last pass (reports read those raw; a ledger written before "
+            "the rollups is rolled up in the background after its first start); with PostgreSQL, the database (host, port, name: never credentials), "
             "whether the last shipping pass reached it, the local outbox (unshipped rows and its bound, "
             "``ledger.outbox_max_rows``; ``full`` while new rows are refused), rows shipped and failed passes."
         ),

@@ -4,10 +4,8 @@ partitions and retention."""
 
 from __future__ import annotations
 
-import random
 import shutil
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +15,9 @@ import pytest
 from accounting import pg_schema
 from accounting.ledger import SQLiteLedger, query_spend
 from accounting.pg_ledger import PostgresLedger, spend_sql
-from accounting.record import RequestRecord
-from wire.usage import Usage
+from tests.ledger_rows import CASES, T0, records, write_local
 
 pytestmark = pytest.mark.postgres
-
-T0 = 1_795_000_000.0  # 2026-11-19, a few days of rows from here
-TEAMS = ("search", "ads", None)
-KEYS = ("app", "batch", "web")
-
-
-def records(n: int, seed: int = 7) -> list[RequestRecord]:
-    rnd = random.Random(seed)
-    out = []
-    for i in range(n):
-        out.append(
-            RequestRecord(
-                request_id=f"req-{i}",
-                ts=T0 + rnd.uniform(0, 3 * 86400),
-                key=rnd.choice(KEYS),
-                team=rnd.choice(TEAMS),
-                task=rnd.choice(("chat", "summarize", None)),
-                route=rnd.choice(("default", "cheap")),
-                requested_model="gpt-4o-mini",
-                endpoint="chat/completions",
-                stream=rnd.random() < 0.5,
-                upstream_model=rnd.choice(("gpt-4o-mini", "llama")),
-                backend=rnd.choice(("openai", "custom")),
-                status=200,
-                outcome=rnd.choice(("ok", "ok", "ok", "upstream_error")),
-                usage=Usage(input_tokens=rnd.randint(0, 5000), output_tokens=rnd.randint(0, 900)),
-                cost_usd=Decimal(rnd.randint(0, 10**7)).scaleb(-9),
-                priced=rnd.random() < 0.9,
-                shadow=rnd.random() < 0.1,
-                latency_s=rnd.random(),
-            )
-        )
-    return out
-
-
-async def write_local(path: Path, recs: list[RequestRecord]) -> SQLiteLedger:
-    led = SQLiteLedger(str(path))
-    led.start()
-    for r in recs:
-        led.append(r)
-    await led.flushed()
-    return led
 
 
 async def shipped(led: SQLiteLedger, dsn: str) -> PostgresLedger:
@@ -70,20 +25,6 @@ async def shipped(led: SQLiteLedger, dsn: str) -> PostgresLedger:
     pg.start()
     assert await pg.caught_up(30)
     return pg
-
-
-CASES = [
-    ((), None, None, {}),
-    (("team",), None, None, {}),
-    (("day", "key"), T0, T0 + 3 * 86400, {}),
-    (("hour",), T0 + 1234.5, T0 + 86400 + 77.25, {}),  # partial hours at both ends
-    (("model", "backend", "outcome"), T0 + 100, T0 + 200, {}),  # inside one hour
-    (("day",), T0, None, {"team": "search"}),
-    (("shadow", "priced", "estimated"), None, T0 + 40000.5, {"key": "batch"}),
-    (("task", "route", "requested_model", "endpoint", "month"), None, None, {"outcome": "ok"}),
-    (("service_tier",), T0 + 3600 * 5.5, None, {}),  # not in the rollup: raw rows
-    (("hour", "team"), T0 - 86400, T0 + 4 * 86400, {}),  # whole days, but by hour: the hourly rollup
-]
 
 
 @pytest.mark.parametrize(("group_by", "since", "until", "filters"), CASES)
@@ -96,7 +37,7 @@ async def test_reports_from_rollups_equal_a_recount_of_the_rows(
     filters: dict[str, str],
 ) -> None:
     recs = records(3000)
-    oracle = await write_local(tmp_path / "oracle.sqlite3", recs)
+    oracle = await write_local(tmp_path / "oracle.sqlite3", recs, rollups=False)  # (reports recount its rows)
     local = await write_local(tmp_path / "outbox.sqlite3", recs)
     pg = await shipped(local, ledger_db)
     try:
