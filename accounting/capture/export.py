@@ -26,7 +26,7 @@ import hashlib
 import operator
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,11 +112,34 @@ class JudgedPair:
 
 
 class PairSource(Protocol):
-    """Judged shadow pairs in a time window (implemented over the shadow store by the gateway)."""
+    """Judged shadow pairs in a time window ``[since, until)`` (implemented over the shadow store by the
+    gateway, which reads them a page at a time: an export never holds its window's pairs at once)."""
 
     def judged_pairs(
         self, since: float | None, until: float | None, task: str | None, route: str | None
-    ) -> Iterable[JudgedPair]: ...
+    ) -> Iterable[JudgedPair]:
+        """The window's judged pairs, oldest first."""
+        ...
+
+    def judged_pairs_of(
+        self,
+        request_ids: Sequence[str],
+        since: float | None,
+        until: float | None,
+        task: str | None,
+        route: str | None,
+    ) -> dict[str, JudgedPair]:
+        """The judged pairs of these requests that ``judged_pairs`` would give, by request id."""
+        ...
+
+
+def in_window(
+    p: JudgedPair, since: float | None, until: float | None, task: str | None, route: str | None
+) -> bool:
+    """Whether ``p`` is one of the pairs ``PairSource.judged_pairs(since, until, task, route)`` gives."""
+    if since is not None and p.ts < since or until is not None and p.ts >= until:
+        return False
+    return (task is None or p.task == task) and (route is None or p.route == route)
 
 
 class StaticPairs:
@@ -128,12 +151,22 @@ class StaticPairs:
     def judged_pairs(
         self, since: float | None, until: float | None, task: str | None, route: str | None
     ) -> Iterable[JudgedPair]:
-        for p in self.pairs:
-            if since is not None and p.ts < since or until is not None and p.ts >= until:
-                continue
-            if task is not None and p.task != task or route is not None and p.route != route:
-                continue
-            yield p
+        return (p for p in self.pairs if in_window(p, since, until, task, route))
+
+    def judged_pairs_of(
+        self,
+        request_ids: Sequence[str],
+        since: float | None,
+        until: float | None,
+        task: str | None,
+        route: str | None,
+    ) -> dict[str, JudgedPair]:
+        wanted = set(request_ids)
+        return {
+            p.request_id: p
+            for p in self.pairs
+            if p.request_id in wanted and in_window(p, since, until, task, route)
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,28 +284,25 @@ class DatasetExporter:
         if f.from_shadow_wins:
             yield from self._from_pairs(f, st)
             return
-        pairs_by_id = self._pairs_by_id(f)
         batch: list[Trace] = []
         for t in self.store.iter_traces(self._filters(f), f.since, f.until):
             batch.append(t)
             if len(batch) >= 500:
-                yield from self._from_traces(batch, f, st, pairs_by_id)
+                yield from self._from_traces(batch, f, st)
                 batch = []
         if batch:
-            yield from self._from_traces(batch, f, st, pairs_by_id)
+            yield from self._from_traces(batch, f, st)
 
-    def _pairs_by_id(self, f: ExportFilters) -> dict[str, JudgedPair]:
+    def _pairs_of(self, traces: list[Trace], f: ExportFilters) -> dict[str, JudgedPair]:
+        """The decided judged pairs of a batch of traces (looked up per batch: the window's pairs are never all
+        held at once)."""
         if self.pairs is None or not f.preferences:
             return {}
-        return {
-            p.request_id: p
-            for p in self.pairs.judged_pairs(f.since, f.until, f.task, f.route)
-            if p.winner in ("primary", "candidate")
-        }
+        found = self.pairs.judged_pairs_of([t.request_id for t in traces], f.since, f.until, f.task, f.route)
+        return {i: p for i, p in found.items() if p.winner in ("primary", "candidate")}
 
-    def _from_traces(
-        self, traces: list[Trace], f: ExportFilters, st: _Stats, pairs: dict[str, JudgedPair]
-    ) -> Iterator[_Example]:
+    def _from_traces(self, traces: list[Trace], f: ExportFilters, st: _Stats) -> Iterator[_Example]:
+        pairs = self._pairs_of(traces, f)
         feedback = self.store.feedback_for([t.request_id for t in traces])
         for t in traces:
             st.scanned += 1

@@ -22,10 +22,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from accounting.capture.config import BUILTIN_DETECTORS
-from accounting.capture.export import FILES, DatasetExporter, ExportFilters, FeedbackCondition, StaticPairs
+from accounting.capture.export import FILES, DatasetExporter, ExportFilters, FeedbackCondition
 from accounting.capture.redact import Redactor
 from gateway.admin.capture import parse_when
-from gateway.dataset_pairs import judged_pairs
+from gateway.dataset_pairs import store_pairs
 from gateway.deps import get_state
 from gateway.errors import bad_request
 from gateway.state import GatewayState
@@ -153,11 +153,10 @@ def build_router() -> APIRouter:
         await st.approvals.refresh()
         await svc.settle()
         needed = f.from_shadow_wins or f.preferences
-        pairs = await judged_pairs(st, f.since, f.until, f.task, f.route) if needed else None
         exporter = DatasetExporter(
             svc.store,
             Redactor(BUILTIN_DETECTORS, svc.named.values()),
-            StaticPairs(pairs) if pairs is not None else None,
+            store_pairs(st, asyncio.get_running_loop()) if needed else None,
             st.runtime.consent.approves,
         )
         with tempfile.TemporaryDirectory(prefix="pointsman-export-") as tmp:

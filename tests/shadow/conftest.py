@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ import httpx
 import openai
 import pytest
 
+from routing.shadow.redis_store import RedisPairStore
+from routing.shadow.store import PairStore, SQLitePairStore
 from tests.conftest import ADMIN_KEY, CLIENT_KEY
 from tests.gateway_runner import RunningGateway
 from tests.shadow.fakes import ModelSpec, ModelZoo
@@ -210,3 +213,26 @@ def linear_percentile(xs: list[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PairStore]:
+    """A pair store of each kind: embedded (SQLite) and shared (the suite's redis-server and PostgreSQL)."""
+    s: PairStore
+    if request.param == "postgres":
+        from routing.shadow.pg_store import PostgresPairStore
+
+        s = PostgresPairStore(request.getfixturevalue("shared_db"))
+    elif request.param == "redis":
+        s = RedisPairStore(request.getfixturevalue("redis_server"), prefix=f"test:{uuid.uuid4().hex}:")
+    else:
+        s = SQLitePairStore(str(tmp_path / "shadow.sqlite3"))
+    await s.start()
+    yield s
+    await s.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,33 +14,10 @@ import redis
 
 from routing.shadow.record import PairRecord, Side
 from routing.shadow.redis_store import RedisPairStore
-from routing.shadow.store import Observation, PairStore, SQLitePairStore
+from routing.shadow.store import Observation, PairStore
 from tests.gateway_runner import RunningGateway
 from tests.shadow.conftest import ask, config, route_of, sdk, settle
 from tests.shadow.fakes import ModelZoo
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PairStore]:
-    s: PairStore
-    if request.param == "postgres":
-        from routing.shadow.pg_store import PostgresPairStore
-
-        s = PostgresPairStore(request.getfixturevalue("shared_db"))
-    elif request.param == "redis":
-        s = RedisPairStore(request.getfixturevalue("redis_server"), prefix=f"test:{uuid.uuid4().hex}:")
-    else:
-        s = SQLitePairStore(str(tmp_path / "shadow.sqlite3"))
-    await s.start()
-    yield s
-    await s.close()
-
 
 T0 = (
     time.time() // 60 - 60
