@@ -11,4 +11,8 @@ V=${VENV:-.venv}/bin
 "$V/mypy"
 "$V/lint-imports"
 # Exit code 5 (no tests collected) fails this script like any other failure.
-"$V/python" -m pytest -m "not vllm and not slow and not docker" --cov --cov-report=term:skip-covered "$@"
+# Two workers (pytest-xdist; a file's tests stay on one worker, so its module fixtures are built once): most tests
+# wait on a gateway process, an upstream or a timer, and one worker left a core idle (serial: 16 min 3 s on this
+# project's 2-core machine on 2026-12-06, past the 15-minute budget; two workers: ~10 min, same tests, coverage).
+"$V/python" -m pytest -m "not vllm and not slow and not docker" -n 2 --dist loadfile \
+  --cov --cov-report=term:skip-covered "$@"
