@@ -208,7 +208,7 @@ ROLLUP_ROWS = 50_000
 """Rows not yet rolled up that make the writer roll up before ``ROLLUP_INTERVAL_S`` (a report reads them raw)."""
 ROLLUP_CHUNK = 100_000
 """The most rows one rollup transaction takes (a ledger written before the rollups is rolled up in chunks, in
-the background, ~1 s each at worst: reports stay right meanwhile, reading the rest raw)."""
+the background, 1-2 s each at worst: reports stay right meanwhile, reading the rest raw)."""
 _WATERMARK = "rolled_up"
 """``meta`` key: the highest row id the rollups hold (rows get rising ids; the rest a report reads raw)."""
 
@@ -585,8 +585,8 @@ class SQLiteLedger:
             try:
                 while self._pending or self._foreign or self._position is not None:
                     self._write_batch()
-                    self._roll_up_when_due()
-                self._roll_up_when_due()
+                    self._roll_up_when_due(stop)
+                self._roll_up_when_due(stop)
             except sqlite3.Error as exc:  # disk full, locked for too long: keep the rows and retry
                 if self.last_error != str(exc):
                     log.error("ledger write failed (will retry): %s", exc)
@@ -597,10 +597,11 @@ class SQLiteLedger:
             if stop and not self._pending and not self._foreign and self._position is None:
                 return
 
-    def _roll_up_when_due(self) -> None:
+    def _roll_up_when_due(self, stopping: bool) -> None:
         """Add what was written since to the rollups (a chunk of it, when that is more) every
-        ``rollup_interval_s`` or ``ROLLUP_ROWS`` rows, whichever comes first (also while rows keep coming)."""
-        if not self.rollups or time.monotonic() < self._next_roll:
+        ``rollup_interval_s`` or ``ROLLUP_ROWS`` rows, whichever comes first (also while rows keep coming); not
+        while stopping (a graceful stop writes the rows; the next start rolls them up)."""
+        if not self.rollups or stopping or time.monotonic() < self._next_roll:
             return
         assert self._conn is not None
         _, self.rollup_backlog = roll_up(self._conn)
