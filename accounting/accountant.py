@@ -22,7 +22,8 @@ from accounting.catalog import Catalog, ServedModel, TokenCounter
 from accounting.config import AccountingConfig
 from accounting.errors import LedgerUnavailable, ModelUnpriced
 from accounting.export.exporters import Exporters
-from accounting.ledger import SQLiteLedger, query_spend
+from accounting.ledger import SQLiteLedger
+from accounting.ledger_reports import query_spend
 from accounting.limits import Limits
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.money import to_nusd

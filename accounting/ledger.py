@@ -1,8 +1,8 @@
 """The durable spend ledger: one row per request.
 
 ``Ledger`` is the small interface the accountant uses: ``append`` (non-blocking, from the event loop),
-``spend`` (grouped totals for ``/admin/spend`` and the CLI), ``budget_spend`` (per key/team/period totals),
-``start``/``close``. Two implementations:
+``budget_spend`` (per key/team/period totals), ``start``/``close``; reports (grouped totals for ``/admin/spend``
+and the CLI) read the file through ``accounting.ledger_reports``. Two implementations:
 
 * ``SQLiteLedger``: a WAL-mode SQLite file under ``server.data_dir``. ``append`` puts the row on an in-memory
   queue; a writer thread commits queued rows in batches at least every ``flush_interval_s`` (<= 1 s) and on
@@ -10,8 +10,8 @@
   interval. Per key/team/day/month spend totals are maintained in the same transaction, so budget checks read
   a handful of rows however large the ledger grows; so are hourly and daily rollups (``spend_hourly``,
   ``spend_daily``: per period and every ``spend_report.ROLLUP_DIMS`` value, the ``ROLLUP_SUMS`` of the rows
-  actually inserted), so a report reads the rollups for the whole hours and days of its window and raw rows
-  only for the partial hours at its ends (``spend_report.report_spans``), as the PostgreSQL ledger does.
+  actually inserted, ``accounting.ledger_rollups``), so a report reads the rollups for the whole hours and days
+  of its window and raw rows only for the partial hours at its ends, as the PostgreSQL ledger does.
 * ``SharedLedger`` (with Redis): the same SQLite file, plus every row is published to a Redis stream, and every
   replica copies the stream into its own file (idempotently, by row uid). Queries stay local SQL, and cover
   all replicas. While Redis is unreachable rows are still written locally and published when it returns.
@@ -38,24 +38,15 @@ from typing import Any, Protocol
 
 import orjson
 
+from accounting.ledger_rollups import (
+    ROLLUP_INTERVAL_S,
+    ROLLUP_ROWS,
+    add_rollups,
+    roll_up,
+)
 from accounting.money import to_nusd, usd
 from accounting.periods import buckets_at
 from accounting.record import RequestRecord
-from accounting.spend_report import (
-    AGGREGATES,
-    DAY_S,
-    DIMENSIONS,
-    HOUR_S,
-    ROLLUP_DIMS,
-    ROLLUP_SUMS,
-    SOURCES,
-    TIME_DIMS,
-    Dialect,
-    check_query,
-    grouped_select,
-    spend_items,
-    spend_select,
-)
 
 log = logging.getLogger("pointsman.ledger")
 
@@ -100,7 +91,7 @@ COLUMNS = (
 )
 _V1_COLUMNS = 28
 """Columns of the first schema: rows of that length (a replica not yet upgraded) are padded with defaults."""
-_ADDED = {
+ADDED_COLUMNS = {
     "cache_write_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
     "cache_write_1h_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
     "audio_input_tokens": ("INTEGER NOT NULL DEFAULT 0", 0),
@@ -199,142 +190,6 @@ _UPSERT_SPEND = (
 )
 
 
-_AGG = dict(AGGREGATES)
-_ROLLUPS = (SOURCES["hourly"], SOURCES["daily"])
-"""The rollup tables: name and period column."""
-ROLLUP_INTERVAL_S = 10.0
-"""How often the writer adds the rows written since to the rollups (or sooner: ``ROLLUP_ROWS``)."""
-ROLLUP_ROWS = 50_000
-"""Rows not yet rolled up that make the writer roll up before ``ROLLUP_INTERVAL_S`` (a report reads them raw)."""
-ROLLUP_CHUNK = 100_000
-"""The most rows one rollup transaction takes (a ledger written before the rollups is rolled up in chunks, in
-the background, 1-2 s each at worst: reports stay right meanwhile, reading the rest raw)."""
-_WATERMARK = "rolled_up"
-"""``meta`` key: the highest row id the rollups hold (rows get rising ids; the rest a report reads raw)."""
-
-
-def _rollup_table(table: str, period: str) -> str:
-    """A rollup's schema: per period start and dimension values (``k``: them as one text, ``_rollup_key``, since
-    SQLite's unique constraints treat NULLs as distinct and a row's team and task may be NULL), the sums. Keyed
-    by period first, so a window's rows are one range and live traffic adds to the end."""
-    types = {
-        c: t.rstrip(",") for c, t, *_ in (ln.split() for ln in _SCHEMA.splitlines() if ln.startswith("    "))
-    }
-    dims = ", ".join(f"{d} {types[d]}" for d in ROLLUP_DIMS)
-    sums = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in ROLLUP_SUMS)
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} ({period} INTEGER NOT NULL, k TEXT NOT NULL, {dims}, {sums}, "
-        f"PRIMARY KEY ({period}, k)) WITHOUT ROWID"
-    )
-
-
-def _rollup_key() -> str:
-    """The SQL of a rollup row's ``k`` from its dimension columns (NULL as ``char(1)``)."""
-    return " || char(31) || ".join(f"IFNULL(CAST({d} AS TEXT), char(1))" for d in ROLLUP_DIMS)
-
-
-def _chunk_sql() -> list[str]:
-    """A rollup pass: the rows with ``? < id <= ?`` summed per hour and dimension values, with the report's own
-    sums (``spend_report.AGGREGATES``), into a temporary table (one pass over the rows for both rollups), added
-    from there to the hourly rollup and, per day, to the daily one."""
-    dims = ", ".join(ROLLUP_DIMS)
-    cols = ", ".join(ROLLUP_SUMS)
-
-    def add(table: str, period: str, select: str) -> str:
-        return (
-            f"INSERT INTO {table} ({period}, k, {dims}, {cols}) {select} "
-            f"ON CONFLICT ({period}, k) DO UPDATE SET "
-            + ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
-        )
-
-    return [
-        "DELETE FROM temp.rollup_chunk",
-        f"INSERT INTO temp.rollup_chunk SELECT hour, {_rollup_key()}, {dims}, {cols} FROM ("
-        f"SELECT CAST(ts / {HOUR_S} AS INTEGER) * {HOUR_S} AS hour, {dims}, "
-        + ", ".join(f"{_AGG[s]} AS {s}" for s in ROLLUP_SUMS)
-        + f" FROM requests WHERE id > ? AND id <= ? GROUP BY 1, {dims})",
-        add("spend_hourly", "hour", f"SELECT hour, k, {dims}, {cols} FROM temp.rollup_chunk WHERE true"),
-        add(
-            "spend_daily",
-            "day",
-            f"SELECT CAST(hour / {DAY_S} AS INTEGER) * {DAY_S}, k, {dims}, "
-            + ", ".join(f"SUM({s})" for s in ROLLUP_SUMS)
-            + " FROM temp.rollup_chunk WHERE true GROUP BY 1, 2",
-        ),
-        "DELETE FROM temp.rollup_chunk",
-    ]
-
-
-_CHUNK_SQL = _chunk_sql()
-
-
-def add_rollups(conn: sqlite3.Connection) -> None:
-    """Create the rollups (empty, holding no row yet: ``roll_up`` fills them) unless the ledger has them."""
-    if has_rollups(conn):
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table, period in _ROLLUPS:
-            conn.execute(_rollup_table(table, period))
-        conn.execute(f"INSERT OR IGNORE INTO meta (k, v) VALUES ('{_WATERMARK}', '0')")
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-
-
-def roll_up(conn: sqlite3.Connection, limit: int = ROLLUP_CHUNK) -> tuple[int, int]:
-    """Add up to ``limit`` rows the rollups do not hold yet to them, and move the watermark past them, in one
-    transaction (replicas and workers sharing the file may race): how many rows were added, and how many are
-    left (an upper bound: ids may have gaps)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        start = int(conn.execute(f"SELECT v FROM meta WHERE k = '{_WATERMARK}'").fetchone()[0])
-        last = int(conn.execute("SELECT IFNULL(MAX(id), 0) FROM requests").fetchone()[0])
-        top = min(last, start + limit)
-        if top > start:
-            conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS rollup_chunk (hour INTEGER, k TEXT, {', '.join(ROLLUP_DIMS)}, "
-                f"{', '.join(ROLLUP_SUMS)})"
-            )
-            for sql in _CHUNK_SQL:
-                conn.execute(sql, (start, top) if "?" in sql else ())
-            conn.execute(f"UPDATE meta SET v = ? WHERE k = '{_WATERMARK}'", (str(top),))
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    return max(0, top - start), max(0, last - max(top, start))
-
-
-def has_rollups(conn: sqlite3.Connection) -> bool:
-    """Whether the ledger has rollups (``add_rollups``)."""
-    try:
-        return conn.execute(f"SELECT 1 FROM meta WHERE k = '{_WATERMARK}'").fetchone() is not None
-    except sqlite3.OperationalError:  # a ledger from before ``meta``
-        return False
-
-
-_UNROLLED = (
-    f"id > (SELECT CAST(v AS INTEGER) FROM meta WHERE k = '{_WATERMARK}') AND {{t}} >= ? AND {{t}} < ?"
-)
-_BY_ID = Dialect("?", "{}", TIME_DIMS, _UNROLLED.format(t="+ts"))
-"""Rows not rolled up yet read by id (``+ts``: not by the time index, which would read the window's every row):
-the newest rows only, a bounded number while the writer keeps up."""
-_BY_TIME = Dialect("?", "{}", TIME_DIMS, _UNROLLED.format(t="ts"))
-"""Rows not rolled up yet read by the time index: while a ledger written before the rollups is being rolled up,
-most of its rows are not, and a report reads its window's."""
-
-
-def unrolled_rows(conn: sqlite3.Connection) -> int:
-    """How many rows the rollups do not hold yet (an upper bound: ids may have gaps)."""
-    last = conn.execute("SELECT IFNULL(MAX(id), 0) FROM requests").fetchone()[0]
-    mark = conn.execute(f"SELECT CAST(v AS INTEGER) FROM meta WHERE k = '{_WATERMARK}'").fetchone()
-    return max(0, int(last) - int(mark[0] if mark else 0))
-
-
 def row_of(rec: RequestRecord, uid: str) -> tuple[Any, ...]:
     u = rec.usage
     cost = rec.cost_usd
@@ -414,21 +269,13 @@ class Ledger(Protocol):
 
     async def close(self) -> None: ...
 
-    def spend(
-        self,
-        group_by: Sequence[str],
-        since: float | None,
-        until: float | None,
-        filters: dict[str, str] | None = None,
-    ) -> list[dict[str, Any]]: ...
-
     def budget_spend(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]: ...
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring a ledger written by an earlier version up to ``COLUMNS`` (added columns take their defaults)."""
     have = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
-    for name, (sql_type, _) in _ADDED.items():
+    for name, (sql_type, _) in ADDED_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
 
@@ -678,94 +525,6 @@ class SQLiteLedger:
             if conn is not writer:
                 conn.close()
 
-    def spend(
-        self,
-        group_by: Sequence[str],
-        since: float | None,
-        until: float | None,
-        filters: dict[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
-        return query_spend(self.path, group_by, since, until, filters)
-
-
-def _sql_value(v: Any) -> str:
-    """A column default as an SQL literal (numbers and NULL; text defaults quoted)."""
-    if v is None:
-        return "NULL"
-    if isinstance(v, int | float):
-        return repr(v)
-    return "'" + str(v).replace("'", "''") + "'"
-
-
-def query_spend(
-    path: str,
-    group_by: Sequence[str],
-    since: float | None,
-    until: float | None,
-    filters: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Totals grouped by ``group_by`` (names from ``DIMENSIONS``) over ``since <= ts < until``: from the rollups
-    where the ledger has them (``spend_report.spend_select``), else from its rows."""
-    check_query(group_by, filters)
-    if not Path(path).exists():
-        return []
-    conn = connect(path, readonly=True)
-    try:
-        if has_rollups(conn):
-            sql, args = spend_sql(group_by, since, until, filters, unrolled_rows(conn))
-        else:
-            sql, args = _raw_spend_sql(conn, group_by, since, until, filters)
-        rows = conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-    return spend_items(group_by, rows)
-
-
-def spend_sql(
-    group_by: Sequence[str],
-    since: float | None,
-    until: float | None,
-    filters: dict[str, str] | None = None,
-    unrolled: int = 0,
-) -> tuple[str, list[Any]]:
-    """The report's SQL on a ledger with rollups: the daily rollup for the whole days of ``[since, until)``, the
-    hourly one for the whole hours around them, raw rows for the partial hours at its ends and for the rows not
-    rolled up yet (``unrolled`` of them: read by id when they are few, by time when they are many)
-    (``spend_report.spend_select``)."""
-    return spend_select(group_by, since, until, filters, _BY_ID if unrolled <= ROLLUP_CHUNK else _BY_TIME)
-
-
-def _raw_spend_sql(
-    conn: sqlite3.Connection,
-    group_by: Sequence[str],
-    since: float | None,
-    until: float | None,
-    filters: dict[str, str] | None,
-) -> tuple[str, list[Any]]:
-    """The report's query over raw rows, for a ledger no gateway has rolled up yet: one an older pointsman
-    wrote, read before a gateway migrated it (``pointsman spend --ledger``), which may also lack the newer
-    columns (they read as their default, as ``migrate`` would fill them)."""
-    where: list[str] = []
-    args: list[Any] = []
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        args.append(until)
-    for k, v in (filters or {}).items():
-        where.append(f"{DIMENSIONS[k]} = ?")
-        args.append(v)
-    missing = set(_ADDED) - {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
-    dims = [
-        _sql_value(_ADDED[DIMENSIONS[g]][1]) if DIMENSIONS[g] in missing else DIMENSIONS[g] for g in group_by
-    ]
-    aggs = [_sql_value(_ADDED[name][1]) if name in missing else agg for name, agg in AGGREGATES]
-    sql = grouped_select("requests", dims, aggs, where)
-    if group_by:
-        sql += " ORDER BY " + f"SUM(cost_nusd) DESC, {', '.join(f'g{i}' for i in range(len(group_by)))}"
-    return sql, args
-
 
 def run_callbacks(
     callbacks: Iterable[Any],
@@ -802,5 +561,5 @@ def row_from_json(raw: bytes) -> tuple[Any, ...] | None:
     if not isinstance(v, list) or not _V1_COLUMNS <= len(v) <= len(COLUMNS):
         return None
     if len(v) < len(COLUMNS):  # from a replica that does not know the newer columns yet
-        v = v + [default for _, default in list(_ADDED.values())[len(v) - _V1_COLUMNS :]]
+        v = v + [default for _, default in list(ADDED_COLUMNS.values())[len(v) - _V1_COLUMNS :]]
     return tuple(v)

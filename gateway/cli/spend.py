@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
-from accounting.ledger import query_spend
+from accounting.ledger_reports import query_spend
 from accounting.money import usd
 from accounting.reconcile import ExportError, model_key, read_export, reconcile
 from accounting.spend_report import DIMENSIONS, FILTERS, parse_time, spend_csv

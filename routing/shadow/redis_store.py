@@ -93,12 +93,7 @@ class RedisPairStore(BufferedWrites):
             try:
                 await self._write(pairs, seen, obs, spend)
             except Exception:
-                self._pairs[:0] = pairs
-                for k, v in seen.items():
-                    self._seen[k] += v
-                self._obs[:0] = obs
-                for k2, v2 in spend.items():
-                    self._spend[k2] += v2
+                self._put_back(pairs, seen, obs, spend)
                 raise
 
     async def _write(

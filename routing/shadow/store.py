@@ -188,6 +188,22 @@ class BufferedWrites:
         self._spend.clear()
         return batch
 
+    def _put_back(
+        self,
+        pairs: list[PairRecord],
+        seen: dict[tuple[str, str, int], int],
+        obs: list[tuple[str, Observation]],
+        spend: dict[tuple[str, str], int],
+    ) -> None:
+        """A batch ``_take`` gave whose write failed, queued again ahead of what came since: nothing is lost, the
+        next flush retries."""
+        self._pairs[:0] = pairs
+        for k, v in seen.items():
+            self._seen[k] += v
+        self._obs[:0] = obs
+        for k2, v2 in spend.items():
+            self._spend[k2] += v2
+
     def _pending(self) -> bool:
         return bool(self._pairs or self._seen or self._obs or self._spend)
 
@@ -250,13 +266,7 @@ class SQLitePairStore(BufferedWrites):
             try:
                 await self._run(lambda: self._write(pairs, seen, obs, spend))
             except Exception:
-                # put them back so nothing is lost; the next flush retries
-                self._pairs[:0] = pairs
-                for k, v in seen.items():
-                    self._seen[k] += v
-                self._obs[:0] = obs
-                for k2, v2 in spend.items():
-                    self._spend[k2] += v2
+                self._put_back(pairs, seen, obs, spend)
                 raise
 
     def _write(

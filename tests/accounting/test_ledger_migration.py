@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from accounting.ledger import query_spend
+from accounting.ledger_reports import query_spend
 from gateway.cli import main
 from tests.accounting.observe import ledger_rows, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config

@@ -15,7 +15,9 @@ import httpx
 import openai
 import pytest
 
-from accounting.ledger import ROLLUP_CHUNK, SQLiteLedger, connect, query_spend, roll_up, row_of, spend_sql
+from accounting.ledger import SQLiteLedger, connect, row_of
+from accounting.ledger_reports import query_spend
+from accounting.ledger_rollups import ROLLUP_CHUNK, roll_up, spend_sql
 from accounting.spend_report import DAY_S
 from tests.accounting.observe import ledger_rows, spend, wait_for
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, basic_config

@@ -39,7 +39,8 @@ import yaml
 
 from accounting.accountant import Accountant
 from accounting.config import AccountingConfig
-from accounting.ledger import SQLiteLedger, query_spend
+from accounting.ledger import SQLiteLedger
+from accounting.ledger_reports import query_spend
 from accounting.record import RequestRecord
 from tests.bench import fixtures, openloop
 from wire.usage import Usage

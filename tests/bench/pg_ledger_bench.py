@@ -46,7 +46,9 @@ from typing import Any
 import psycopg
 
 from accounting import pg_schema
-from accounting.ledger import COLUMNS, SQLiteLedger, connect, query_spend, roll_up
+from accounting.ledger import COLUMNS, SQLiteLedger, connect
+from accounting.ledger_reports import query_spend
+from accounting.ledger_rollups import roll_up
 from accounting.pg_ledger import PostgresLedger, spend_sql
 from accounting.record import RequestRecord
 from accounting.spend_report import AGGREGATES

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from accounting import pg_schema
-from accounting.ledger import SQLiteLedger, query_spend
+from accounting.ledger import SQLiteLedger
+from accounting.ledger_reports import query_spend
 from accounting.pg_ledger import PostgresLedger, spend_sql
 from tests.ledger_rows import CASES, T0, records, write_local
 
