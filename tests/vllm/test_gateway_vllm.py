@@ -115,6 +115,14 @@ def _vllm_counters(server: VLLMServer) -> tuple[float, float, float]:
     return total(s[PROMPT_TOKENS]), total(s[GENERATION_TOKENS]), total(s[RUNNING])
 
 
+FINISHED = "vllm:request_success_total"
+"""vLLM's count of requests it ran to their end (by ``finished_reason``; an aborted request is not counted)."""
+
+
+def _finished(server: VLLMServer, reason: str = "length") -> float:
+    return total(parse_samples(server.metrics_text(), (FINISHED,))[FINISHED], finished_reason=reason)
+
+
 def _settled_counters(server: VLLMServer) -> tuple[float, float]:
     """vLLM's token counters once nothing runs and two reads agree (its stats are updated per engine step)."""
     last: tuple[float, float] | None = None
@@ -249,12 +257,14 @@ def test_client_disconnect_stops_generation(
     budget = n_streams * max_tokens
 
     async def attempt() -> tuple[float, float, float, float, float] | None:
-        """Open the streams, see vLLM running them, drop the connections. Returns (start time, running before,
-        seconds until vLLM ran nothing, tokens left when the client left, tokens generated after), or None when
-        the streams were nearly done before the client left (a starved test process on a busy machine)."""
+        """Open the streams, drop the connections mid-stream, wait until vLLM runs nothing. Returns (start time,
+        seconds until vLLM ran nothing, tokens left when the client left, tokens generated after, streams vLLM
+        ran to their end after the client left), or None when the client did not leave in the middle of every
+        stream (one had ended, or all were nearly done: a starved test process on a busy machine)."""
         _settled_counters(vllm_server)
         started = time.time()
         _, gen0, _ = _vllm_counters(vllm_server)
+        finished0 = _finished(vllm_server)
         async with aiohttp.ClientSession(headers={"authorization": f"Bearer {KEY}"}) as s:
             resps = []
             try:
@@ -263,19 +273,24 @@ def test_client_disconnect_stops_generation(
                     resps.append(r)
                     assert r.status == 200
                     first = await r.content.readany()  # generation has started
-                    assert first and b'"error"' not in first, first[:300]
-                _, gen_close, running = _vllm_counters(vllm_server)
+                    # (an error event, not a token: the tiny model's random text may say "error")
+                    assert first and b'data: {"error"' not in first, first[:300]
             finally:
                 for r in resps:
                     r.close()  # the client goes away mid-stream
+        # vLLM's state read once the client has left (read before, a test process starved in between would see
+        # streams that end before it leaves as cut off)
         t_closed = time.monotonic()
+        _, gen_close, _ = _vllm_counters(vllm_server)
+        ended_before = _finished(vllm_server) - finished0
         left = budget - (gen_close - gen0)
-        if left < budget / 4 or running < 1:
+        if ended_before > 0 or left < budget / 4:
             return None
         while True:
             _, gen, running_now = _vllm_counters(vllm_server)
             if running_now == 0:
-                return started, running, time.monotonic() - t_closed, left, gen - gen_close
+                ended_after = _finished(vllm_server) - finished0
+                return started, time.monotonic() - t_closed, left, gen - gen_close, ended_after
             assert time.monotonic() - t_closed < 10, "vLLM kept generating after the client left"
             await asyncio.sleep(0.05)
 
@@ -283,29 +298,29 @@ def test_client_disconnect_stops_generation(
         got = asyncio.run(attempt())
         if got is not None:
             break
-    assert got is not None, "every attempt's streams were nearly done before the client left"
-    since, running_before, stopped_after_s, left, after = got
+    assert got is not None, "no attempt left in the middle of every stream (each time one had ended)"
+    since, stopped_after_s, left, after, ended_after = got
     print(
-        f"disconnect: {running_before:g} running, {left:g} tokens left, {after:g} generated after the client "
-        f"left, vLLM idle {stopped_after_s * 1000:.0f} ms later"
+        f"disconnect: {left:g} tokens left, {after:g} generated after the client left, vLLM idle "
+        f"{stopped_after_s * 1000:.0f} ms later"
     )
-    assert running_before >= 1
-    # vLLM stops within a few engine steps instead of generating the rest of the budget
+    # vLLM stops within a few engine steps instead of generating the rest of the budget, for every stream
+    assert ended_after == 0, f"vLLM ran {ended_after:g} streams to their end after the client left"
     assert after < left / 2, (after, left)
     assert stopped_after_s < 2.0
-    # the gateway accounted the cut-off streams as cancelled (a stream that had finished is not), with the
-    # tokens streamed before the disconnect
+    # the gateway accounted every stream as cancelled, with the tokens streamed before the disconnect
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        tot = admin.get("/admin/spend", params={"outcome": "cancelled", "from": str(since)}).json()["total"]
-        if tot["requests"] >= running_before:
+        by_outcome = admin.get("/admin/spend", params={"group_by": "outcome", "from": str(since)}).json()[
+            "data"
+        ]
+        counts = {d["outcome"]: d["requests"] for d in by_outcome}
+        if sum(counts.values()) >= n_streams:
             break
         time.sleep(0.2)
-    # (the gauge was read just before the close: allow one stream finishing in between)
-    assert running_before - 1 <= tot["requests"] <= n_streams and tot["input_tokens"] > 0, (
-        tot,
-        running_before,
-    )
+    assert counts == {"cancelled": n_streams}, counts
+    (cancelled,) = by_outcome
+    assert cancelled["input_tokens"] > 0 and 0 < cancelled["output_tokens"] < budget, cancelled
 
 
 # -- accounting matches vLLM's own counters ----------------------------------------------------------------------
