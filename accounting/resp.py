@@ -33,19 +33,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from accounting.resp_errors import RespConnectionError as RespConnectionError
+from accounting.resp_errors import RespError as RespError
+from accounting.resp_errors import RespTimeout as RespTimeout
+
 Arg = bytes | str | int | float
-
-
-class RespError(Exception):
-    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``)."""
-
-
-class RespConnectionError(ConnectionError):
-    """Redis could not be reached, or the connection was lost before the reply came."""
-
-
-class RespTimeout(TimeoutError):
-    """No connection, or no reply, within the client's timeout."""
 
 
 class _Incomplete(Exception):
