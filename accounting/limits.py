@@ -291,27 +291,33 @@ class Limits:
             if seen is None or now - seen.at >= MAX_AGE_S or seen.used >= plan.tpm_ceiling:
                 return _MISS
         buckets = plan.buckets
+        n = len(buckets)
+        assert len(asked) == n
+        # (indexed loops, not zip(..., strict=True): compiled, a zip with a keyword is a generic call, ~1k
+        # instructions each, and this runs on every admitted request of a hot key)
         found: list[Lease] = []
-        if buckets:
-            lease_for = book.lease_for
-            for k, a in zip(buckets, asked, strict=True):
-                if a <= 0:
-                    return _MISS
-                lease = lease_for(k, a, now)
-                if lease is None:
-                    return _MISS
-                found.append(lease)
+        for i in range(n):
+            a = asked[i]
+            if a <= 0:
+                return _MISS
+            lease = book.lease_for(buckets[i], a, now)
+            if lease is None:
+                return _MISS
+            found.append(lease)
         self.leased += 1
         if grant is not None and rpm is not None:
             grant.left -= 1
             rpm.add(now, 1)
         if not found:
             return None
-        for lease, a in zip(found, asked, strict=True):
+        holds: list[tuple[Bucket, int]] = []
+        for i in range(n):
+            lease, a = found[i], asked[i]
             lease.left -= a
             lease.open += 1
             lease.used_at = now
-        return self._held(Reservation("", list(zip(buckets, asked, strict=True)), False, leases=tuple(found)))
+            holds.append((buckets[i], a))
+        return self._held(Reservation("", holds, False, leases=tuple(found)))
 
     def _take_leases(
         self,
@@ -358,7 +364,8 @@ class Limits:
         ``leases``: the hot budgets' leases it was taken from). Synchronous after the decision, so no other
         admission on this event loop comes between."""
         b = buckets_at(now)
-        holds = [((x.scope, x.name, b[x.period]), a) for x, a in zip(budgets, asked, strict=True) if a > 0]
+        assert len(asked) == len(budgets)
+        holds = [((x.scope, x.name, b[x.period]), asked[i]) for i, x in enumerate(budgets) if asked[i] > 0]
         if not holds:
             return None
         r = self._held(Reservation(rid, holds, shared, leases=leases))

@@ -92,9 +92,11 @@ class Outbox:
         """``add(key, amount, ttl)`` for each of ``keys`` and its ``ttls`` (a budget's buckets: one call per
         request)."""
         counters, counter_ttl = self.counters, self.counter_ttl
-        for key, ttl in zip(keys, ttls, strict=True):
+        assert len(ttls) == len(keys)
+        for i in range(len(keys)):  # (not zip(..., strict=True): compiled, a generic call per request)
+            key = keys[i]
             counters[key] = counters.get(key, 0) + amount
-            counter_ttl[key] = ttl
+            counter_ttl[key] = ttls[i]
 
     def release(self, r: Reservation) -> None:
         """Release ``r``'s members in Redis with the next push (after the spend added before it)."""
