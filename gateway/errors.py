@@ -102,6 +102,18 @@ def item_not_found(item_id: str) -> ApiError:
     return ApiError(404, f"Item with id '{item_id}' not found.", "invalid_request_error", None, "input")
 
 
+def conversation_not_found(conversation_id: str) -> ApiError:
+    """404 for ``conversation`` naming a conversation another team's requests were added to: the provider's answer
+    for a conversation id it does not know."""
+    return ApiError(
+        404,
+        f"Conversation with id '{conversation_id}' not found.",
+        "invalid_request_error",
+        None,
+        "conversation",
+    )
+
+
 def response_not_found(response_id: str) -> ApiError:
     """404 for a stored response a key may not read or delete (another team's, or one the gateway never relayed):
     the provider's answer for an id it does not know."""

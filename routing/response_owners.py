@@ -5,8 +5,9 @@ Teams often share one provider account behind a backend, and the provider keeps 
 account: without this record a key of one team could cite a response id another team's request stored and get
 that conversation continued (its context, its tool results). The gateway records the owner of every Responses
 answer it relays (``store`` not false), with the ids of its output items (and of the input items a listing shows its
-owner), and refuses a request citing a response or an item another owner made, with the 404 the provider gives for an
-id it does not know; the stored-response endpoints (``gateway.stored_responses``) serve
+owner), and of every conversation (the Responses API's ``conversation``: the provider prepends its items to the
+request's input) a relayed answer was added to, and refuses a request citing a response, a conversation or an item
+another owner made, with the 404 the provider gives for an id it does not know; the stored-response endpoints (``gateway.stored_responses``) serve
 the owner only, at the backend and endpoint the record names. An id the gateway never relayed (made before it
 was deployed, or directly at the provider) is not refused as a continuation: nothing says whose it is.
 

@@ -269,19 +269,33 @@ def item_ids(items: Any) -> list[str]:
     return [i for item in items if isinstance(item, dict) and isinstance(i := item.get("id"), str) and i]
 
 
+def conversation_id(request: dict[str, Any]) -> str | None:
+    """The conversation a Responses API request belongs to (``conversation``: its id, or ``{"id": ...}``), else
+    None. The provider prepends that conversation's items to the request's input and adds the answer's to it."""
+    c = request.get("conversation")
+    if isinstance(c, dict):
+        c = c.get("id")
+    return c if isinstance(c, str) and c else None
+
+
 def stored_ids(request: dict[str, Any], response: Any) -> list[str]:
     """What the provider keeps of a Responses API ``response`` that a later request may cite: its id
     (``previous_response_id``) and its output items' (an input item's ``id``: an ``item_reference``, a replayed
-    reasoning item); [] when it is not stored."""
+    reasoning item), none when it is not stored; and the conversation it was added to (``conversation``), stored or
+    not."""
     rid = stored_response_id(request, response)
-    return [] if rid is None else [rid, *item_ids(response.get("output"))]
+    ids = [] if rid is None else [rid, *item_ids(response.get("output"))]
+    conv = conversation_id(request)
+    return ids if conv is None else [*ids, conv]
 
 
 def streamed_stored_ids(request: dict[str, Any], blocks: list[bytes]) -> list[str]:
     """``stored_ids`` of a Responses API stream: the ``response`` it announces first (``response.created``), and the
-    items of its answer (``assemble``)."""
+    items of its answer (``assemble``); none when the provider announced no response."""
     for _, doc in json_events(blocks):
         if isinstance(doc, dict) and isinstance(doc.get("response"), dict):
             rid = stored_response_id(request, doc["response"])
-            return [] if rid is None else [rid, *item_ids(assemble(RESPONSES, blocks).body.get("output"))]
+            ids = [] if rid is None else [rid, *item_ids(assemble(RESPONSES, blocks).body.get("output"))]
+            conv = conversation_id(request)
+            return ids if conv is None else [*ids, conv]
     return []

@@ -1,6 +1,6 @@
 """Stored Responses API answers stay within their team (``routing.response_owners`` says why and where the record
-lives): a request citing ``previous_response_id`` or stored items (an input item with an ``id``) is checked against
-the recorded owners before it is routed, the stored-response endpoints (``gateway.stored_responses``) serve only the
+lives): a request citing ``previous_response_id``, a ``conversation`` or stored items (an input item with an ``id``)
+is checked against the recorded owners before it is routed, the stored-response endpoints (``gateway.stored_responses``) serve only the
 owner, and each stored answer is recorded, with its items, once it has been sent."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.errors import (
+    conversation_not_found,
     item_not_found,
     previous_response_not_found,
     response_not_found,
     response_owners_unavailable,
 )
 from routing.response_owners import OwnerStoreUnavailable, ResponseOwners, Stored, owner_of
-from wire.answer import item_ids
+from wire.answer import conversation_id, item_ids
 from wire.tasks import cancel_requested
 
 log = logging.getLogger("pointsman.responses")
@@ -91,14 +92,15 @@ class ResponseOwnership:
         return found
 
     async def check(self, doc: dict[str, Any], key: str, team: str | None) -> None:
-        """Raise the provider's 404 when ``doc`` cites a previous response, or an item (an input item's ``id``),
-        another owner made."""
+        """Raise the provider's 404 when ``doc`` cites a previous response, a conversation or an item (an input
+        item's ``id``) another owner made (a conversation: another owner's requests were added to it)."""
         cited = doc.get("previous_response_id")
         previous = cited if isinstance(cited, str) else None
+        conv = conversation_id(doc)
         items = item_ids(doc.get("input"))
-        if previous is None and not items:
+        if previous is None and conv is None and not items:
             return
-        ids = list(dict.fromkeys([previous, *items] if previous is not None else items))
+        ids = list(dict.fromkeys([*(i for i in (previous, conv) if i is not None), *items]))
         try:
             found = await self._find(ids)
         except OwnerStoreUnavailable:
@@ -110,6 +112,8 @@ class ResponseOwnership:
         owner = owner_of(key, team)
         if previous is not None and (stored := found.get(previous)) is not None and stored.owner != owner:
             raise previous_response_not_found(previous[:256])
+        if conv is not None and (stored := found.get(conv)) is not None and stored.owner != owner:
+            raise conversation_not_found(conv[:256])
         for i in items:
             stored = found.get(i)
             if stored is not None and stored.owner != owner:

@@ -93,6 +93,7 @@ def response(
         "output": output_items(body, answer, pieces, rid) if status == "completed" else [],
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
+        **conversation_of(body),
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
         "temperature": body.get("temperature", 1.0),
@@ -206,3 +207,11 @@ def input_items(body: dict[str, Any], rid: str) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def conversation_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The response's ``conversation`` (``{"id": ...}``) when the request named one (its id, or the object)."""
+    c = body.get("conversation")
+    if isinstance(c, dict):
+        c = c.get("id")
+    return {"conversation": {"id": c}} if isinstance(c, str) and c else {}

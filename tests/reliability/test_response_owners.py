@@ -3,12 +3,14 @@ its own team made (its own key when it has no team), and gets the provider's 404
 request never reaching the provider. Teams share one provider account here, as they often do, so without the
 check the provider would continue the other team's conversation. The same holds for the items of a stored response
 (its output items, and the input items a listing showed): an input item citing one by id (an ``item_reference``, a
-replayed reasoning item) is the provider's to resolve from the account's store. Against running gateways, with the
+replayed reasoning item) is the provider's to resolve from the account's store; and for a conversation
+(``conversation``) a team's answers were added to: the provider would prepend its items to the other team's input. Against running gateways, with the
 official SDK; the fake provider keeps what it stores and answers an unknown response or item id with its 404, like
 the API."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -236,6 +238,79 @@ def test_an_item_the_gateway_never_relayed_is_left_to_the_provider(
     assert len(upstream.requests) == before + 1  # the provider's own 404
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["message"] == "Item with id 'msg_made_elsewhere_0001' not found."
+
+
+# -- conversations (``conversation``: the provider prepends the conversation's items to the input) -------------------
+def in_conversation(
+    gw: RunningGateway, key: str, conv: str | dict[str, str], stream: bool = False, **kw: Any
+) -> str:
+    """A Responses answer added to ``conv`` (its id, or ``{"id": ...}``); its id."""
+    with sdk(gw, key) as c:
+        if stream:
+            with c.responses.stream(model="gpt-4o-mini", input="Note this.", conversation=conv, **kw) as s:
+                return s.get_final_response().id
+        return c.responses.create(model="gpt-4o-mini", input="Note this.", conversation=conv, **kw).id
+
+
+def used_conversation(gw: RunningGateway, **kw: Any) -> str:
+    """A conversation the first key's team added an answer to, its owner recorded; its id."""
+    conv = f"conv_{secrets.token_hex(12)}"
+    in_conversation(gw, CLIENT_KEY, conv, **kw)
+    recorded(gw.config.server.data_dir, conv)
+    return conv
+
+
+def test_another_teams_key_gets_the_providers_404_for_a_teams_conversation(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    conv = used_conversation(gw)
+    before = len(upstream.requests)
+    with pytest.raises(openai.NotFoundError) as caught:
+        in_conversation(gw, OTHER_TEAM_KEY, conv)
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "conversation", None)
+    assert error["message"] == f"Conversation with id '{conv}' not found."
+    assert len(upstream.requests) == before  # the provider never saw it
+
+
+def test_a_team_goes_on_in_its_own_conversation(gw: RunningGateway) -> None:
+    conv = used_conversation(gw)
+    assert in_conversation(gw, SAME_TEAM_KEY, conv).startswith("resp_")
+    assert in_conversation(gw, CLIENT_KEY, {"id": conv}).startswith("resp_")
+
+
+def test_a_conversation_named_by_an_object_is_checked_too(gw: RunningGateway) -> None:
+    conv = used_conversation(gw)
+    with pytest.raises(openai.NotFoundError):
+        in_conversation(gw, OTHER_TEAM_KEY, {"id": conv})
+
+
+def test_a_streamed_answers_conversation_is_recorded_too(gw: RunningGateway) -> None:
+    conv = used_conversation(gw, stream=True)
+    with pytest.raises(openai.NotFoundError):
+        in_conversation(gw, OTHER_TEAM_KEY, conv, stream=True)
+
+
+def test_an_unstored_answers_conversation_is_recorded_too(gw: RunningGateway) -> None:
+    """``store: false`` keeps the response out of the provider's store, not the conversation's items."""
+    conv = used_conversation(gw, store=False)
+    with pytest.raises(openai.NotFoundError):
+        in_conversation(gw, OTHER_TEAM_KEY, conv)
+
+
+def test_a_conversation_the_gateway_never_relayed_is_left_to_the_provider(
+    gw: RunningGateway, upstream: FakeOpenAI
+) -> None:
+    """Nothing says whose it is (made at the provider directly): the first team whose answer is added to it
+    through the gateway is recorded as its owner."""
+    conv = f"conv_{secrets.token_hex(12)}"
+    before = len(upstream.requests)
+    assert in_conversation(gw, OTHER_TEAM_KEY, conv).startswith("resp_")
+    assert len(upstream.requests) == before + 1
+    recorded(gw.config.server.data_dir, conv)
+    with pytest.raises(openai.NotFoundError):
+        in_conversation(gw, CLIENT_KEY, conv)
 
 
 # -- the stored-response endpoints: GET / DELETE /v1/responses/{id}, /input_items, /cancel -------------------------
