@@ -14,7 +14,8 @@ was deployed, or directly at the provider) is not refused as a continuation: not
 Stores, chosen like the policy store's: ``<data_dir>/responses.sqlite3`` (embedded; WAL, so the workers of one
 machine share it), Redis (``redis.url``: ``pointsman:responses:owner:<id>``, with a TTL) or PostgreSQL
 (``database.dsn``: the ``policy`` schema's ``response_owners``). Records are kept ``routing.response_owners_days``
-(30: the provider's retention of stored responses); older ones are purged at open and hourly. Never on the request path
+(30: the provider's retention of stored responses) from the owner's last answer recorded under the id (a
+conversation stays its owner's while in use); older ones are purged at open and hourly. Never on the request path
 except for a Responses request: one write after its answer is sent, one read when it cites a previous response or
 items by id (all of them in one query).
 """
@@ -68,8 +69,9 @@ class ResponseOwners(Protocol):
     async def close(self) -> None: ...
 
     async def record(self, ids: Sequence[str], stored: Stored) -> None:
-        """Keep ``stored`` for each of ``ids`` (a response's and its items'; the first record of an id stays);
-        raises ``OwnerStoreUnavailable``."""
+        """Keep ``stored`` for each of ``ids`` (a response's and its items', a conversation's): the first owner of
+        an id stays, and the same owner recording it again keeps it another retention period (a conversation in
+        use outlives the provider's 30 days for a response); raises ``OwnerStoreUnavailable``."""
 
     async def find(self, ids: Sequence[str]) -> dict[str, Stored]:
         """The records of those of ``ids`` that have one; raises ``OwnerStoreUnavailable``."""
@@ -131,7 +133,8 @@ class SQLResponseOwners:
         def insert() -> None:
             now = time.time()
             self._c().executemany(
-                "INSERT OR IGNORE INTO response_owners (id, owner, backend, endpoint, at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO response_owners (id, owner, backend, endpoint, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET at = excluded.at WHERE response_owners.owner = excluded.owner",
                 [(i, stored.owner, stored.backend, stored.endpoint, now) for i in ids],
             )
             if now - self._purged > 3600:
@@ -193,6 +196,24 @@ def postgres_owners(dsn: str, retention_s: float) -> SQLResponseOwners:
     return SQLResponseOwners(connect, (psycopg.Error, DomainSchemaBehind, OSError), retention_s)
 
 
+_RECORD = """
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if not v then
+    redis.call('SET', k, ARGV[1], 'EX', ARGV[2])
+  else
+    local ok, rec = pcall(cjson.decode, v)
+    if ok and type(rec) == 'table' and rec[1] == ARGV[3] then
+      redis.call('EXPIRE', k, ARGV[2])
+    end
+  end
+end
+return 0
+"""
+"""Record each key's owner (``ARGV``: the record, its seconds, its owner) unless another owner has it; the same
+owner's record is kept another retention period."""
+
+
 class RedisResponseOwners:
     """Owners in Redis, shared by every replica: one key per response id, expiring after ``retention_s``."""
 
@@ -201,6 +222,7 @@ class RedisResponseOwners:
 
         self.retention_s = max(1, int(retention_s))
         self._client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        self._record = self._client.register_script(_RECORD)
 
     async def open(self) -> None:
         return None
@@ -213,10 +235,7 @@ class RedisResponseOwners:
 
         value = orjson.dumps([stored.owner, stored.backend, stored.endpoint])
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for i in ids:
-                    pipe.set(PREFIX + i, value, ex=self.retention_s, nx=True)
-                await pipe.execute()
+            await self._record(keys=[PREFIX + i for i in ids], args=[value, self.retention_s, stored.owner])
         except (RedisError, OSError) as exc:
             raise OwnerStoreUnavailable(str(exc)) from exc
 

@@ -313,6 +313,29 @@ def test_a_conversation_the_gateway_never_relayed_is_left_to_the_provider(
         in_conversation(gw, CLIENT_KEY, conv)
 
 
+def recorded_at(data_dir: Path | str, i: str) -> float:
+    with sqlite3.connect(Path(data_dir) / "responses.sqlite3") as db:
+        return float(db.execute("SELECT at FROM response_owners WHERE id = ?", (i,)).fetchone()[0])
+
+
+def test_a_conversation_in_use_stays_its_owners_past_the_first_records_retention(gw: RunningGateway) -> None:
+    """Each answer added to it keeps the record another retention period (the provider keeps a conversation
+    longer than the 30 days of a response); another owner's refused request does not."""
+    data = gw.config.server.data_dir
+    conv = used_conversation(gw)
+    first = recorded_at(data, conv)
+    time.sleep(0.05)
+    in_conversation(gw, SAME_TEAM_KEY, conv)
+    deadline = time.monotonic() + 5
+    while (again := recorded_at(data, conv)) == first:
+        assert time.monotonic() < deadline, "the same owner's answer did not refresh the record"
+        time.sleep(0.01)
+    assert again > first
+    with pytest.raises(openai.NotFoundError):
+        in_conversation(gw, OTHER_TEAM_KEY, conv)
+    assert recorded_at(data, conv) == again
+
+
 # -- the stored-response endpoints: GET / DELETE /v1/responses/{id}, /input_items, /cancel -------------------------
 
 
@@ -513,3 +536,52 @@ def test_a_stored_response_cannot_be_retrieved_while_the_record_is_unreachable(u
     ):
         c.responses.retrieve("resp_cited_during_an_outage")
     assert caught.value.status_code == 503
+
+
+def test_a_shared_store_keeps_a_conversation_in_use_for_its_owner(
+    upstream: FakeOpenAI, shared: dict[str, Any]
+) -> None:
+    """Redis (the key's TTL) and PostgreSQL (the record's time) alike: the owner's next answer resets the record's
+    age, and another owner is still refused."""
+    conv = f"conv_{secrets.token_hex(12)}"
+    with RunningGateway(config(upstream, **shared)) as g:
+        in_conversation(g, CLIENT_KEY, conv)
+        deadline = time.monotonic() + 5
+        while (age := _age(shared, conv)) is None:
+            assert time.monotonic() < deadline, f"{conv} was not recorded"
+            time.sleep(0.02)
+        assert age < 100
+        _age(shared, conv, older_by=1000)
+        assert (_age(shared, conv) or 0) > 900
+        in_conversation(g, SAME_TEAM_KEY, conv)
+        deadline = time.monotonic() + 5
+        while (_age(shared, conv) or 0) > 100:
+            assert time.monotonic() < deadline, "the owner's answer did not renew the record"
+            time.sleep(0.02)
+        with pytest.raises(openai.NotFoundError):
+            in_conversation(g, OTHER_TEAM_KEY, conv)
+
+
+def _age(shared: dict[str, Any], conv: str, older_by: int = 0) -> float | None:
+    """How old ``conv``'s record looks (seconds of its TTL gone in Redis, since its time in PostgreSQL), None
+    before it is written; ``older_by``: first make it look that much older."""
+    if "redis" in shared:
+        import redis
+
+        full = 30 * 86400  # routing.response_owners_days
+        with redis.Redis.from_url(shared["redis"]["url"]) as r:
+            key = f"pointsman:responses:owner:{conv}"
+            ttl = int(r.ttl(key))
+            if ttl <= 0:
+                return None
+            if older_by:
+                r.expire(key, ttl - older_by)
+                ttl -= older_by
+            return float(full - ttl)
+    import psycopg
+
+    with psycopg.connect(shared["database"]["dsn"], autocommit=True) as db:
+        if older_by:
+            db.execute("UPDATE policy.response_owners SET at = at - %s WHERE id = %s", (older_by, conv))
+        row = db.execute("SELECT at FROM policy.response_owners WHERE id = %s", (conv,)).fetchone()
+        return None if row is None else time.time() - float(row[0])
