@@ -20,7 +20,7 @@ import orjson
 
 from accounting.resp import Arg, RespClient
 from routing.shadow.record import PairRecord
-from routing.shadow.store import RETENTION_S, BufferedWrites, Observation, log
+from routing.shadow.store import RETENTION_S, Batch, BufferedWrites, Observation, log
 
 
 class RedisPairStore(BufferedWrites):
@@ -34,7 +34,6 @@ class RedisPairStore(BufferedWrites):
         self.flush_interval_s = flush_interval_s
         self._r: RespClient | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -85,24 +84,8 @@ class RedisPairStore(BufferedWrites):
             except Exception as exc:
                 log.warning("shadow store: Redis write failed (%s); will retry", exc)
 
-    async def flush(self) -> None:
-        async with self._lock:
-            if not self._pending():
-                return
-            pairs, seen, obs, spend = self._take()
-            try:
-                await self._write(pairs, seen, obs, spend)
-            except Exception:
-                self._put_back(pairs, seen, obs, spend)
-                raise
-
-    async def _write(
-        self,
-        pairs: list[PairRecord],
-        seen: dict[tuple[str, str, int], int],
-        obs: list[tuple[str, Observation]],
-        spend: dict[tuple[str, str], int],
-    ) -> None:
+    async def _write_batch(self, batch: Batch) -> None:
+        pairs, seen, obs, spend = batch
         ttl = int(RETENTION_S)
         now = time.time()
         k = self._k

@@ -152,10 +152,21 @@ _ROUTES_SQL = (
 """The distinct routes of the pairs, in order."""
 
 
+Batch = tuple[
+    list[PairRecord],
+    dict[tuple[str, str, int], int],
+    list[tuple[str, Observation]],
+    dict[tuple[str, str], int],
+]
+"""One flush's queued writes: pairs, requests seen per (route, task, minute), observations, spend per (route, day)."""
+
+
 class BufferedWrites:
-    """The queued-writes part shared by the SQLite (and PostgreSQL) and Redis stores."""
+    """The queued-writes part shared by the SQLite (and PostgreSQL) and Redis stores: what is queued, and the flush
+    that takes it, writes it (``_write_batch``) and puts it back when the write fails."""
 
     def __init__(self) -> None:
+        self._lock = asyncio.Lock()
         self._pairs: list[PairRecord] = []
         self._seen: defaultdict[tuple[str, str, int], int] = defaultdict(int)
         self._obs: list[tuple[str, Observation]] = []
@@ -174,35 +185,40 @@ class BufferedWrites:
         if nusd:
             self._spend[(route, day)] += nusd
 
-    def _take(
-        self,
-    ) -> tuple[
-        list[PairRecord],
-        dict[tuple[str, str, int], int],
-        list[tuple[str, Observation]],
-        dict[tuple[str, str], int],
-    ]:
+    def _take(self) -> Batch:
         batch = (self._pairs, dict(self._seen), self._obs, dict(self._spend))
         self._pairs, self._obs = [], []
         self._seen.clear()
         self._spend.clear()
         return batch
 
-    def _put_back(
-        self,
-        pairs: list[PairRecord],
-        seen: dict[tuple[str, str, int], int],
-        obs: list[tuple[str, Observation]],
-        spend: dict[tuple[str, str], int],
-    ) -> None:
+    def _put_back(self, batch: Batch) -> None:
         """A batch ``_take`` gave whose write failed, queued again ahead of what came since: nothing is lost, the
         next flush retries."""
+        pairs, seen, obs, spend = batch
         self._pairs[:0] = pairs
         for k, v in seen.items():
             self._seen[k] += v
         self._obs[:0] = obs
         for k2, v2 in spend.items():
             self._spend[k2] += v2
+
+    async def flush(self) -> None:
+        """Write what is queued, one flush at a time; a batch whose write fails is queued again (and the error
+        raised)."""
+        async with self._lock:
+            if not self._pending():
+                return
+            batch = self._take()
+            try:
+                await self._write_batch(batch)
+            except Exception:
+                self._put_back(batch)
+                raise
+
+    async def _write_batch(self, batch: Batch) -> None:
+        """Write one batch to the store (each store's own)."""
+        raise NotImplementedError
 
     def _pending(self) -> bool:
         return bool(self._pairs or self._seen or self._obs or self._spend)
@@ -216,7 +232,6 @@ class SQLitePairStore(BufferedWrites):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-store")
         self._db: SQLConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
         self._last_prune = 0.0
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -258,24 +273,11 @@ class SQLitePairStore(BufferedWrites):
             except Exception:
                 log.exception("shadow store: write failed; will retry")
 
-    async def flush(self) -> None:
-        async with self._lock:
-            if not self._pending():
-                return
-            pairs, seen, obs, spend = self._take()
-            try:
-                await self._run(lambda: self._write(pairs, seen, obs, spend))
-            except Exception:
-                self._put_back(pairs, seen, obs, spend)
-                raise
+    async def _write_batch(self, batch: Batch) -> None:
+        await self._run(lambda: self._write(batch))
 
-    def _write(
-        self,
-        pairs: list[PairRecord],
-        seen: dict[tuple[str, str, int], int],
-        obs: list[tuple[str, Observation]],
-        spend: dict[tuple[str, str], int],
-    ) -> None:
+    def _write(self, batch: Batch) -> None:
+        pairs, seen, obs, spend = batch
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
