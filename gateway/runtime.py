@@ -10,6 +10,7 @@ from gateway.keys import ClientKey, KeyRing
 from routing.eligibility import ConsentView, ThirdPartyConsent
 from routing.models import ModelTable
 from routing.policy import CostOf, HealthView, Policy
+from wire.sse import StreamBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class Runtime:
     admin_key: str | None
     consent: ThirdPartyConsent
     """Which keys' requests may reach third-party backends (the rest get an in-house constraint)."""
+    stream_bounds: StreamBounds
+    """What the relay holds of one stream (``server.max_event_bytes``, ``server.max_retained_stream_bytes``)."""
 
     @classmethod
     def build(
@@ -40,4 +43,4 @@ class Runtime:
         required = cfg.consent.third_party == "required"
         # approvals never read yet (a shared store down since start): the not_required default still applies
         consent = ThirdPartyConsent(third_party, required, approvals, unknown_approves=True)
-        return cls(cfg, version, policy, keys, cfg.admin_key, consent)
+        return cls(cfg, version, policy, keys, cfg.admin_key, consent, cfg.server.stream_bounds)

@@ -28,9 +28,10 @@ class Translation:
     """The request's stop sequences (a stop reason naming one is ``stop_sequence``)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class UpstreamCall:
-    """One call to a backend."""
+    """One call to a backend. (``__init__`` written out, not generated, so that the compiled build compiles it:
+    docs/design.md.)"""
 
     endpoint: str
     body: bytes
@@ -48,10 +49,31 @@ class UpstreamCall:
     translation: Translation | None = None
     """Set when ``body`` is a translation of the client's request: its answer is translated back."""
 
+    def __init__(
+        self,
+        endpoint: str,
+        body: bytes,
+        stream: bool,
+        timeout_s: float,
+        request_id: str = "",
+        traceparent: str = "",
+        headers: Mapping[str, str] | None = None,
+        translation: Translation | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.stream = stream
+        self.timeout_s = timeout_s
+        self.request_id = request_id
+        self.traceparent = traceparent
+        self.headers = headers
+        self.translation = translation
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class UpstreamResponse:
-    """A complete (non-streamed) upstream answer."""
+    """A complete (non-streamed) upstream answer. (``__init__`` written out, not generated, so that the compiled
+    build compiles it: docs/design.md.)"""
 
     status: int
     body: bytes
@@ -63,6 +85,22 @@ class UpstreamResponse:
     headers: Sequence[tuple[bytes, bytes]] = ()
     """The answer's header lines as received (lowercase names), where it came over HTTP: the gateway relays a few
     of them to the client (``gateway.upstream_headers``)."""
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        endpoint: str = "",
+        parsed: Any = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.endpoint = endpoint
+        self.parsed = parsed
+        self.headers = headers
 
     def document(self, backend: str) -> dict[str, Any]:
         """The body as a JSON object (parsed here unless the backend already did); raises
@@ -109,11 +147,11 @@ class Backend(Protocol):
     """Whether the upstream takes Anthropic's Messages API (``messages``, ``messages/count_tokens``) natively;
     Messages requests to any other backend are translated to Chat Completions (``routing.upstream_call``)."""
 
-    async def call(self, call: UpstreamCall, avoid: frozenset[str] = ...) -> UpstreamResponse:
+    async def call(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamResponse:
         """One complete answer; ``avoid`` names endpoints (of a pool) not to use for it."""
         ...
 
-    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = ...) -> UpstreamStream:
+    async def open_stream(self, call: UpstreamCall, avoid: frozenset[str] = frozenset()) -> UpstreamStream:
         """An open SSE stream whose status and headers were checked (nothing has reached the client yet)."""
         ...
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -57,9 +57,20 @@ def _undecodable(backend: str, endpoint: str) -> UpstreamProtocolError:
 
 
 class HTTPStream:
-    """An open SSE response. Iterating yields its bytes (decoded) as they arrive."""
+    """An open SSE response. Iterating yields its bytes (decoded) as they arrive. (An iterator class rather than an
+    async generator, which the compiled build could not compile: docs/design.md.)"""
 
-    __slots__ = ("_resp", "_backend", "endpoint", "headers", "_release", "_closed", "_decoder")
+    __slots__ = (
+        "_resp",
+        "_backend",
+        "endpoint",
+        "headers",
+        "_release",
+        "_closed",
+        "_decoder",
+        "_pieces",
+        "_ended",
+    )
 
     def __init__(self, resp: Response, backend: OpenAIHTTPBackend, ep: Endpoint, decoder: Decoder) -> None:
         self._resp = resp
@@ -69,23 +80,35 @@ class HTTPStream:
         self._release = ep
         self._closed = False
         self._decoder = decoder
+        self._pieces: Iterator[bytes] | None = None
+        """The decoded pieces of a compressed chunk not handed out yet."""
+        self._ended = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        resp = self._resp
+    def __aiter__(self) -> HTTPStream:
+        return self
+
+    async def __anext__(self) -> bytes:
         decoder = self._decoder
         try:
             while True:
-                chunk = await resp.read()
+                pieces = self._pieces
+                if pieces is not None:
+                    piece = next(pieces, b"")
+                    if piece:
+                        return piece
+                    self._pieces = None
+                if self._ended:
+                    raise StopAsyncIteration
+                chunk = await self._resp.read()
                 if not chunk:
-                    break
+                    self._ended = True
+                    tail = decoder.flush()
+                    if tail:
+                        return tail
+                    raise StopAsyncIteration
                 if decoder.identity:
-                    yield chunk
-                else:
-                    for piece in decoder.feed(chunk):
-                        yield piece
-            tail = decoder.flush()
-            if tail:
-                yield tail
+                    return chunk
+                self._pieces = decoder.feed(chunk)
         except zlib.error as exc:
             raise _undecodable(self._backend.name, self.endpoint) from exc
 

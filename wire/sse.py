@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from wire.sse_errors import EventTooLarge as EventTooLarge
 from wire.usage import Usage, merge_messages_usage, parse_usage, reported_messages_usage, usage_from_response
 
 DONE = b"[DONE]"
@@ -83,14 +84,6 @@ def _oversized_event(block: bytes, cap: int) -> int | None:
             return start
         start = end + 2
     return None
-
-
-class EventTooLarge(ValueError):
-    """An upstream event grew past ``max_event_bytes`` before its blank line arrived."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"an upstream event exceeded {limit} bytes before it ended")
-        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,7 +361,7 @@ class InferenceHandler:
         reader = SSEReader(
             drop_usage=not client_wants_usage,
             sequenced=x.call.endpoint == RESPONSES,
-            bounds=self.live.runtime.config.server.stream_bounds,
+            bounds=self.live.runtime.stream_bounds,
             messages=x.call.endpoint == MESSAGES,
         )
         x.events = reader.events
