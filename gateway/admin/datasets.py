@@ -70,8 +70,12 @@ def filters_from_query(
     )
 
 
+_SPOOL_BYTES = 64 * 1024 * 1024
+"""An export is built in memory up to this size, then on disk (a ``SpooledTemporaryFile``)."""
+
+
 def _zip(directory: Path) -> IO[bytes]:
-    buf: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # closed by _chunks
+    buf: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # closed by _chunks
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in ("manifest.json", *FILES):
             z.write(directory / name, name)
@@ -87,12 +91,26 @@ def _chunks(buf: IO[bytes]) -> Iterator[bytes]:
         buf.close()
 
 
-def _as_json(directory: Path, manifest: dict[str, Any]) -> bytes:
-    files: dict[str, list[Any]] = {}
-    for name in FILES:
+def _as_json(directory: Path, manifest: dict[str, Any]) -> IO[bytes]:
+    """The export as one JSON document, ``{"manifest": ..., "files": {name: [record, ...]}}``, written like the zip
+    to a spooled file (closed by ``_chunks``): each line of the files is a JSON value already (the exporter wrote
+    it with orjson), so it is copied into its array as it is, never parsed, and the document's size is bounded by
+    the disk, not by memory."""
+    buf: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
+    buf.write(b'{"manifest":' + orjson.dumps(manifest) + b',"files":{')
+    for i, name in enumerate(FILES):
+        buf.write((b"," if i else b"") + orjson.dumps(name) + b":[")
+        sep = b""
         with open(directory / name, "rb") as fh:
-            files[name] = [orjson.loads(line) for line in fh if line.strip()]
-    return orjson.dumps({"manifest": manifest, "files": files})
+            for line in fh:
+                record = line.strip()
+                if record:
+                    buf.write(sep + record)
+                    sep = b","
+        buf.write(b"]")
+    buf.write(b"}}")
+    buf.seek(0)
+    return buf
 
 
 def build_router() -> APIRouter:
@@ -162,8 +180,8 @@ def build_router() -> APIRouter:
         with tempfile.TemporaryDirectory(prefix="pointsman-export-") as tmp:
             result = await asyncio.to_thread(exporter.export, f, tmp)
             if format == "json":
-                body = await asyncio.to_thread(_as_json, result.directory, result.manifest)
-                return Response(body, media_type="application/json")
+                doc = await asyncio.to_thread(_as_json, result.directory, result.manifest)
+                return StreamingResponse(_chunks(doc), media_type="application/json")
             buf = await asyncio.to_thread(_zip, result.directory)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"dataset-{_FILENAME_UNSAFE.sub('_', task or 'all')[:64]}-{stamp}.zip"  # task is client input

@@ -76,6 +76,18 @@ def test_jsonl_files_parse_line_by_line(traffic: list[str], admin: Admin) -> Non
                     assert isinstance(json.loads(line), dict)
 
 
+def test_json_export_holds_the_same_records_as_the_zip(traffic: list[str], admin: Admin) -> None:
+    r = admin.http.get("/admin/datasets/export", params={"task": "support"})
+    doc = admin.export(task="support")
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        zipped = json.loads(z.read("manifest.json"))
+        assert {**doc["manifest"], "created_at": None} == {**zipped, "created_at": None}  # (made twice)
+        assert set(doc["files"]) == {n for n in z.namelist() if n.endswith(".jsonl")}
+        for name, records in doc["files"].items():
+            assert records == [json.loads(line) for line in z.read(name).decode().splitlines() if line]
+    assert doc["files"]["train.jsonl"]  # (the traffic made examples: the comparison compared something)
+
+
 def test_no_planted_secret_survives_the_export(traffic: list[str], admin: Admin) -> None:
     doc = admin.export(task="support")
     assert leaked([json.dumps(doc)]) == []
