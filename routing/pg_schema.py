@@ -33,6 +33,13 @@ SHADOW = Domain(
                 "CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
             ),
         ),
+        (
+            2,
+            "route volume read by route and minute",
+            # (the embedded store's ``seen_route_minute``: a report reads a route's minutes across all its tasks,
+            # which the primary key's (route, task, minute) order cannot range over)
+            ("CREATE INDEX seen_route_minute ON seen (route, minute)",),
+        ),
     ),
 )
 """Shadow pairs and promotion state (``routing.shadow.store``'s tables)."""

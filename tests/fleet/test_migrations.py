@@ -151,11 +151,13 @@ def test_migrate_builds_the_shared_stores_schemas_each_with_its_own_versions(
     assert "applied policy 1: policy versions" in out and "applied shadow 1:" in out
     assert "applied policy 2: revoked client key secrets" in out
     assert "applied policy 3: owners of stored Responses API answers" in out
-    assert "policy schema version 3 (current)" in out and "shadow schema version 1 (current)" in out
+    assert "applied shadow 2: route volume read by route and minute" in out
+    assert "policy schema version 3 (current)" in out and "shadow schema version 2 (current)" in out
     assert main(["db", "status", "--shared-dsn", empty_db]) == 0
     with psycopg.connect(empty_db) as conn:
         schemas = {r[0] for r in conn.execute("SELECT table_schema FROM information_schema.tables")}
         assert {"policy", "shadow"} <= schemas
+        assert conn.execute("SELECT to_regclass('shadow.seen_route_minute')").fetchone() != (None,)
         assert conn.execute("SELECT to_regclass('public.requests')").fetchone() == (
             None,
         )  # the ledger: --dsn
