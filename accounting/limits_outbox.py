@@ -146,8 +146,7 @@ class Outbox:
             wait = PUSH_EVERY_S - (time.monotonic() - self._pushed_at)
             if wait > 0 and not self._closing:
                 await asyncio.sleep(wait)
-            for lease in self.book.to_release(time.time()):  # after its requests' spend, in the same batch
-                self.releases.append(Reservation(lease.id, [(lease.bucket, lease.size)], shared=True))
+            self._collect_releases()
             if self._unsent is None and (self.counters or self.releases):
                 self._pushed_at = time.monotonic()
                 self._unsent = (
@@ -177,11 +176,21 @@ class Outbox:
             ):
                 self._reseeded_at = time.monotonic()
                 await health.call(COMPONENT, self._reseed)  # after the pushes: never counts a push twice
-            if self._closing and (
-                not health.is_up(COMPONENT)
-                or (self._unsent is None and not self.counters and not self.releases)
-            ):
-                return  # shutting down: everything pushed (or Redis away: nothing more can be)
+            if self._closing:
+                if not health.is_up(COMPONENT):
+                    return  # shutting down with Redis away: nothing more can be pushed
+                if self._collect_releases():
+                    self._wake.set()  # leases ``close`` retired while this pass was pushing: one more pass
+                elif self._unsent is None and not self.counters and not self.releases:
+                    return  # shutting down: everything pushed
+
+    def _collect_releases(self) -> bool:
+        """Queue the leases done with (``LeaseBook.to_release``) for the next push, after their requests' spend
+        (in the same batch); whether there were any."""
+        done = self.book.to_release(time.time())
+        for lease in done:
+            self.releases.append(Reservation(lease.id, [(lease.bucket, lease.size)], shared=True))
+        return bool(done)
 
     async def _push(self) -> bool:
         assert self._unsent is not None

@@ -266,15 +266,21 @@ def test_client_disconnect_stops_generation(
         _, gen0, _ = _vllm_counters(vllm_server)
         finished0 = _finished(vllm_server)
         async with aiohttp.ClientSession(headers={"authorization": f"Bearer {KEY}"}) as s:
-            resps = []
+            resps: list[aiohttp.ClientResponse] = []
+
+            async def open_one() -> None:
+                r = await s.post(gateway.base_url + "/chat/completions", json=body)
+                resps.append(r)
+                assert r.status == 200
+                first = await r.content.readany()  # generation has started
+                # (an error event, not a token: the tiny model's random text may say "error")
+                assert first and b'data: {"error"' not in first, first[:300]
+
             try:
-                for _ in range(n_streams):
-                    r = await s.post(gateway.base_url + "/chat/completions", json=body)
-                    resps.append(r)
-                    assert r.status == 200
-                    first = await r.content.readany()  # generation has started
-                    # (an error event, not a token: the tiny model's random text may say "error")
-                    assert first and b'data: {"error"' not in first, first[:300]
+                # All at once, so that vLLM runs them in one batch and each has about the same share of the
+                # budget left when the client leaves (opened one after another, the first could be a few
+                # tokens from its end by the time the last started, and finish before its abort arrives).
+                await asyncio.gather(*(open_one() for _ in range(n_streams)))
             finally:
                 for r in resps:
                     r.close()  # the client goes away mid-stream
