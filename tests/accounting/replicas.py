@@ -4,7 +4,9 @@ reservations; ``test_leases``: a hot key's leases)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 from accounting.config import AccountingConfig
@@ -35,17 +37,27 @@ async def replica_on(url: str, accounting: dict[str, object]) -> tuple[Limits, R
     return limits, client
 
 
-async def replicas_on(url: str, accounting: dict[str, object]) -> tuple[list[Limits], list[RespClient]]:
-    """Two replicas with ``accounting`` on an emptied Redis at ``url``, ``fail_closed``, connected."""
-    replicas, clients = [], []
-    for _ in range(2):
-        limits, client = await replica_on(url, accounting)
-        replicas.append(limits)
-        clients.append(client)
-    await clients[0].execute("FLUSHDB")
-    for c in clients:  # connected before the burst: its 0.5 s timeouts are not what these tests are about
-        await c.execute("PING")
-    return replicas, clients
+@contextlib.asynccontextmanager
+async def replicas_on(
+    url: str, accounting: dict[str, object]
+) -> AsyncIterator[tuple[list[Limits], list[RespClient]]]:
+    """Two replicas with ``accounting`` on an emptied Redis at ``url``, ``fail_closed``, connected; their clients
+    are closed on the way out, also when a request fails (an open socket left to the collector fails a later
+    test)."""
+    replicas: list[Limits] = []
+    clients: list[RespClient] = []
+    try:
+        for _ in range(2):
+            limits, client = await replica_on(url, accounting)
+            replicas.append(limits)
+            clients.append(client)
+        await clients[0].execute("FLUSHDB")
+        for c in clients:  # connected before the burst: its 0.5 s timeouts are not what these tests are about
+            await c.execute("PING")
+        yield replicas, clients
+    finally:
+        for c in clients:
+            await c.aclose()
 
 
 async def total(c: RespClient, pattern: str) -> int:
@@ -60,35 +72,31 @@ def spend_on_two_replicas(
     Redis, the replicas). Checks that Redis's spend is exactly what was spent."""
 
     async def run() -> tuple[int, int, list[Limits]]:
-        replicas, clients = await replicas_on(
+        async with replicas_on(
             url, {"budgets": [{"scope": "key", "name": "k", "daily_usd": str(budget_usd)}]}
-        )
-        spent = 0
-        gate = asyncio.Semaphore(in_flight or len(requests) or 1)
+        ) as (replicas, clients):
+            spent = 0
+            gate = asyncio.Semaphore(in_flight or len(requests) or 1)
 
-        async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
-            nonlocal spent
-            async with gate:
-                limits = replicas[side]
-                amount = to_nusd(Decimal(reserve_usd))
-                try:
-                    r = await limits.admit("k", None, [amount])
-                except BudgetExceeded:
-                    return
-                await asyncio.sleep(runs_s)
-                actual = int(amount * share)
-                limits.commit("k", None, time.time(), actual, 0, r)
-                spent += actual
+            async def one(reserve_usd: int, share: float, runs_s: float, side: bool) -> None:
+                nonlocal spent
+                async with gate:
+                    limits = replicas[side]
+                    amount = to_nusd(Decimal(reserve_usd))
+                    try:
+                        r = await limits.admit("k", None, [amount])
+                    except BudgetExceeded:
+                        return
+                    await asyncio.sleep(runs_s)
+                    actual = int(amount * share)
+                    limits.commit("k", None, time.time(), actual, 0, r)
+                    spent += actual
 
-        try:
             await asyncio.gather(*(one(*q) for q in requests))
             for limits in replicas:
                 await limits.close()
             c = clients[0]
             shared, held = await total(c, "pointsman:spend:*"), await total(c, "pointsman:reserved:*")
-        finally:  # closed also when a request fails (an open socket left to the collector fails a later test)
-            for c in clients:
-                await c.aclose()
         assert shared == spent
         return spent, held, replicas
 

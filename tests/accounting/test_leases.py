@@ -50,10 +50,9 @@ def test_two_replicas_leasing_a_hot_budget_never_pass_it(
 
 def test_leases_retired_by_close_while_a_push_waits_on_redis_are_given_back(redis_server: str) -> None:
     async def run() -> tuple[int, int]:
-        (limits, _), clients = await replicas_on(
+        async with replicas_on(
             redis_server, {"budgets": [{"scope": "key", "name": "k", "daily_usd": "1000"}]}
-        )
-        try:
+        ) as ((limits, _), clients):
             amount = to_nusd(Decimal(1))
             for _ in range(200):  # a hot key: admitted from leases
                 r = await limits.admit("k", None, [amount])
@@ -67,9 +66,6 @@ def test_leases_retired_by_close_while_a_push_waits_on_redis_are_given_back(redi
             held_at_close = await total(clients[1], "pointsman:reserved:*")
             await limits.close()
             return held_at_close, await total(clients[1], "pointsman:reserved:*")
-        finally:
-            for c in clients:
-                await c.aclose()
 
     held_at_close, held = asyncio.run(run())
     assert held_at_close > 0  # leases were held when it closed
@@ -80,20 +76,17 @@ def test_two_replicas_leasing_a_hot_rate_limit_admit_at_most_the_limit(redis_ser
     rpm = 300
 
     async def run() -> tuple[int, list[Limits]]:
-        replicas, clients = await replicas_on(
-            redis_server, {"rate_limits": [{"key": "k", "requests_per_min": rpm}]}
-        )
-        admitted = 0
-        for i in range(1000):
-            try:
-                await replicas[i % 2].admit("k", None)
-            except RateLimited:
-                continue
-            admitted += 1
-        for limits in replicas:
-            await limits.close()
-        for c in clients:
-            await c.aclose()
+        limited = {"rate_limits": [{"key": "k", "requests_per_min": rpm}]}
+        async with replicas_on(redis_server, limited) as (replicas, _):
+            admitted = 0
+            for i in range(1000):
+                try:
+                    await replicas[i % 2].admit("k", None)
+                except RateLimited:
+                    continue
+                admitted += 1
+            for limits in replicas:
+                await limits.close()
         return admitted, replicas
 
     admitted, replicas = asyncio.run(run())
@@ -146,29 +139,25 @@ def test_a_hot_key_is_admitted_from_leases_with_a_fraction_of_the_scripts(redis_
     n = 480
 
     async def run() -> float:
-        (limits, _), clients = await replicas_on(
+        async with replicas_on(
             redis_server,
             {
                 "budgets": [{"scope": "key", "name": "k", "daily_usd": "1000"}],
                 "rate_limits": [{"key": "k", "requests_per_min": 1_000_000, "tokens_per_min": 10**9}],
             },
-        )
-        amount = to_nusd(Decimal("0.001"))
+        ) as ((limits, _), _):
+            amount = to_nusd(Decimal("0.001"))
 
-        async def worker() -> None:
-            for _ in range(n // 16):
-                r = await limits.admit("k", None, [amount])
-                await asyncio.sleep(0.002)  # the upstream call
-                limits.commit("k", None, time.time(), amount // 2, 20, r)
+            async def worker() -> None:
+                for _ in range(n // 16):
+                    r = await limits.admit("k", None, [amount])
+                    await asyncio.sleep(0.002)  # the upstream call
+                    limits.commit("k", None, time.time(), amount // 2, 20, r)
 
-        try:
             started = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(16)))
             rate = n / (time.monotonic() - started)
             await limits.close()
-        finally:
-            for c in clients:
-                await c.aclose()
         return rate
 
     before = calls(redis_server, "zadd"), calls(redis_server, "evalsha")
