@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gateway.cli.main import main
+from gateway.cli import main
 
 raise SystemExit(main())

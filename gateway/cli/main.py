@@ -93,8 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pointsman-metrics-")
+        from gateway.heap import resume_collection
         from gateway.supervision import mark_supervisor
 
+        resume_collection()  # the supervisor never settles (its workers do): it collects as usual
         mark_supervisor()
         uvicorn.run("gateway.cli.main:app_factory", factory=True, workers=workers, **common)
     else:
