@@ -30,7 +30,7 @@ print(paused, gc.isenabled())
 
 _ENTRY = """
 import gc, os
-from gateway.cli import main
+from gateway.command import main
 rc = main([{args}])
 print(rc, gc.isenabled(), os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
 """
