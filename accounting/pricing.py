@@ -84,6 +84,16 @@ def _digest(path: str, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _digest_if_unchanged(path: str, mtime_ns: int) -> str | None:
+    """The table file's digest, if the file is still the one loaded (same mtime); None once it was replaced."""
+    try:
+        if os.stat(path).st_mtime_ns != mtime_ns:
+            return None
+        return _digest(path, mtime_ns)
+    except OSError:
+        return None
+
+
 def _litellm_version() -> str | None:
     """The installed litellm package's version, from its metadata (litellm is not imported)."""
     try:
@@ -213,21 +223,33 @@ class PriceTable:
     """Model name -> price, from a litellm-format JSON file."""
 
     def __init__(
-        self, prices: Mapping[str, ModelPrice], source: str, about: dict[str, Any] | None = None
+        self,
+        prices: Mapping[str, ModelPrice],
+        source: str,
+        about: dict[str, Any] | None = None,
+        mtime_ns: int | None = None,
     ) -> None:
         self.prices = prices
         self.source = source
         self._about: dict[str, Any] = about or {"path": source or None, "origin": "none"}
+        self._mtime_ns = mtime_ns
+        """The loaded file's mtime: ``info`` reads the file's digest and litellm's version when first asked, not
+        at every start (~12 ms of one), and only while the file is still the one loaded."""
         self._info: dict[str, Any] | None = None
 
     @property
     def info(self) -> dict[str, Any]:
         """Which table is in force: ``path``, ``origin`` (``bundled`` with litellm, ``file`` from
         ``accounting.price_table``, ``none``), ``version`` (the litellm package's, for the bundled table),
-        ``sha256`` (first 16 hex digits), ``modified`` (the file's mtime, UTC) and ``models`` (entries with a
-        token price: counted when first asked, which reads the whole table)."""
+        ``sha256`` (first 16 hex digits; None once the file was replaced after it was loaded), ``modified`` (the
+        file's mtime, UTC) and ``models`` (entries with a token price: counted when first asked, which reads the
+        whole table)."""
         if self._info is None:
-            self._info = {**self._about, "models": len(self.prices)}
+            about = dict(self._about)
+            if self._mtime_ns is not None:
+                about["version"] = None if about["origin"] == "file" else _litellm_version()
+                about["sha256"] = _digest_if_unchanged(self.source, self._mtime_ns)
+            self._info = {**about, "models": len(self.prices)}
         return self._info
 
     @classmethod
@@ -241,17 +263,16 @@ class PriceTable:
         try:
             mtime = os.stat(p).st_mtime_ns
             prices = _load_table(str(p), mtime)
-            digest = _digest(str(p), mtime)
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"cannot read price table {p}: {exc}") from exc
         about: dict[str, Any] = {
             "path": str(p),
             "origin": "file" if path else "bundled",
-            "version": None if path else _litellm_version(),
-            "sha256": digest,
+            "version": None,  # (these two are read by ``info`` when first asked)
+            "sha256": None,
             "modified": datetime.fromtimestamp(mtime / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        return cls(prices, str(p), about)
+        return cls(prices, str(p), about, mtime)
 
     def get(self, model: str, provider: str | None = None) -> ModelPrice | None:
         key = self.key_of(model, provider)

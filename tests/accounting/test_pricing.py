@@ -3,7 +3,9 @@ models reported, and metric labels that stay bounded."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -160,3 +162,23 @@ async def test_reconfigure_keeps_state_and_applies_new_prices(tmp_path: Path) ->
     assert mini is not None and mini.input * MTOK == 9
     assert acct.model_price("gpu", "mistral") == measured  # the measurement survives the swap
     assert acct.limits.budgets[("team", "t")][0].limit == 1
+
+
+def test_a_table_file_reports_the_digest_of_the_file_it_loaded(tmp_path: Path) -> None:
+    f = tmp_path / "prices.json"
+    f.write_text('{"m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}')
+    info = PriceTable.load(str(f)).info
+    assert info["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+    assert (info["origin"], info["version"], info["models"]) == ("file", None, 1)
+
+
+def test_a_table_file_replaced_after_it_was_loaded_reports_no_digest_rather_than_the_new_files(
+    tmp_path: Path,
+) -> None:
+    f = tmp_path / "prices.json"
+    f.write_text('{"m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}')
+    table = PriceTable.load(str(f))
+    f.write_text('{"m": {"input_cost_per_token": 5e-06, "output_cost_per_token": 9e-06}}')
+    os.utime(f, ns=(1, 1))  # a different mtime, whatever the file system's clock resolution
+    assert table.info["sha256"] is None
+    assert table.get("m") is not None and table.get("m").input == Decimal("0.000001")  # what it loaded
