@@ -38,6 +38,9 @@ class Settings:
     # feature rows at one paced load: each connection's pause between requests (0: none)
     paced_pause_ms: int = 30
     pin: bool = True
+    awake: bool = (
+        True  # the latency and TTFB phases again, CPUs kept from halting (procs.Awake); not for peers
+    )
 
 
 QUICK = Settings(
@@ -99,18 +102,25 @@ async def run_round(
             (False, "latency", lambda ep: _latency(ep, settings)),
             (True, "TTFB", lambda ep: _ttfb(ep, settings)),
         ]
+        if settings.awake:
+            phases += [
+                (False, _AWAKE_LATENCY, lambda ep: _awake(_latency(ep, settings))),
+                (True, _AWAKE_TTFB, lambda ep: _awake(_ttfb(ep, settings))),
+            ]
         for stream, what, measure in phases:
-            for ep in order:
-                if stream in failed.get(ep.name, ()):
-                    continue
-                try:
-                    figures[ep.name].update(await measure(ep))
-                except RuntimeError as exc:  # wrk printed no summary: the target stopped answering
-                    if not ep.peer:
-                        raise
-                    fail(ep.name, what, exc)
-                    continue
-                log(f"  {ep.name}: {what} {_said(what, figures[ep.name])}")
+            awake = what in (_AWAKE_LATENCY, _AWAKE_TTFB)
+            with procs.Awake(_cpus(settings) if awake else ()):
+                for ep in order:
+                    if stream in failed.get(ep.name, ()) or (awake and ep.peer):
+                        continue
+                    try:
+                        figures[ep.name].update(await measure(ep))
+                    except RuntimeError as exc:  # wrk printed no summary: the target stopped answering
+                        if not ep.peer:
+                            raise
+                        fail(ep.name, what, exc)
+                        continue
+                    log(f"  {ep.name}: {what} {_said(what, figures[ep.name])}")
         for name, proc in running.items():
             figures[name]["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
     finally:
@@ -125,14 +135,26 @@ async def run_round(
 
 
 _KIND = {False: "non-streaming", True: "streaming"}
+_AWAKE_LATENCY, _AWAKE_TTFB = "latency, CPUs awake", "TTFB, CPUs awake"
+
+
+def _cpus(settings: Settings) -> list[int]:
+    """The CPUs the load generator, the upstream and the gateways run on."""
+    return [LOAD_CPU, GATEWAY_CPU] if settings.pin else sorted(os.sched_getaffinity(0))
+
+
+async def _awake(phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A latency or TTFB phase's figures under the ``awake_`` keys (run with the CPUs kept awake)."""
+    return {f"awake_{k}": v for k, v in (await phase).items()}
 
 
 def _said(what: str, m: dict[str, Any]) -> str:
     if what in ("rps", "sps"):
         return f"{m[what]:,.0f}"
-    if what == "latency":
-        return f"p50 {m['lat_p50_ms']:.2f} ms"
-    return f"p50 {m['ttfb_p50_ms']:.2f} ms"
+    prefix = "awake_" if what in (_AWAKE_LATENCY, _AWAKE_TTFB) else ""
+    if what in ("latency", _AWAKE_LATENCY):
+        return f"p50 {m[prefix + 'lat_p50_ms']:.2f} ms"
+    return f"p50 {m[prefix + 'ttfb_p50_ms']:.2f} ms"
 
 
 FEATURE_SLICE_S = 2.0
@@ -369,8 +391,17 @@ _ADDED = {
     "added_ttfb_p50_ms": "ttfb_p50_ms",
     "added_ttfb_p99_ms": "ttfb_p99_ms",
     "added_stream_p50_ms": "stream_p50_ms",
+    "added_awake_p50_ms": "awake_lat_p50_ms",
+    "added_awake_ttfb_p50_ms": "awake_ttfb_p50_ms",
 }
-_ERRORS = ("rps_errors", "sps_errors", "lat_failures", "ttfb_failures")
+_ERRORS = (
+    "rps_errors",
+    "sps_errors",
+    "lat_failures",
+    "ttfb_failures",
+    "awake_lat_failures",
+    "awake_ttfb_failures",
+)
 
 
 def _add_overheads(figures: Figures) -> None:

@@ -146,3 +146,36 @@ class BackgroundLoad:
         wall = time.monotonic() - self._t0
         foreign = (system_busy_s() - self._busy0) - (own_cpu_s() - self._own0)
         return max(0.0, foreign / wall) if wall > 0 else 0.0
+
+
+_SPIN = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[1])})
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+while True:
+    pass
+"""
+
+
+class Awake:
+    """CPUs kept from halting: one busy loop per CPU at ``SCHED_IDLE`` priority, which any other runnable thread
+    preempts at once. Between the requests of an open-loop phase an idle CPU halts, and in a virtual machine
+    waking it again costs tens to hundreds of microseconds each time; a request through a gateway wakes a CPU
+    more often than one sent directly, so part of the "added" latency is the platform's, not the gateway's code.
+    With the CPUs kept awake, the added figures measure the gateway's own work (tests/bench/README.md)."""
+
+    def __init__(self, cpus: Sequence[int]) -> None:
+        self.cpus = list(cpus)
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Awake:
+        for cpu in self.cpus:
+            self._procs.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self._procs:
+            p.kill()
+        for p in self._procs:
+            p.wait()
+        self._procs = []

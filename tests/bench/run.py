@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="short phases, for smoke runs (noisy figures)")
     parser.add_argument(
+        "--no-awake",
+        action="store_true",
+        help="skip the latency and TTFB phases repeated with the CPUs kept awake (tests/bench/README.md)",
+    )
+    parser.add_argument(
         "--profile-s",
         type=float,
         default=None,
@@ -375,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else Settings()
     if args.profile_s is not None:
         settings = dataclasses.replace(settings, profile_s=max(0.0, args.profile_s))
+    if args.no_awake:
+        settings = dataclasses.replace(settings, awake=False)
     settings = pin_self(settings)
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
