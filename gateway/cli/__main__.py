@@ -1,7 +1,8 @@
-"""``python -m gateway.cli`` is the ``pointsman`` command."""
+"""``python -m gateway.cli`` runs the ``pointsman`` command (through its entry point, ``gateway.command``; the
+package is imported first here, so ``serve``'s collector pause starts after the imports)."""
 
 from __future__ import annotations
 
-from gateway.cli.main import main
+from gateway.command import main
 
 raise SystemExit(main())
