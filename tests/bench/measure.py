@@ -4,6 +4,7 @@ target back to back, so machine drift hits all targets alike."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -38,9 +39,8 @@ class Settings:
     # feature rows at one paced load: each connection's pause between requests (0: none)
     paced_pause_ms: int = 30
     pin: bool = True
-    awake: bool = (
-        True  # the latency and TTFB phases again, CPUs kept from halting (procs.Awake); not for peers
-    )
+    # the latency and TTFB phases again with the CPUs kept from halting (procs.Awake); not for the peers
+    awake: bool = True
 
 
 QUICK = Settings(
@@ -96,31 +96,32 @@ async def run_round(
                     raise RuntimeError(problem)
                 fail(ep.name, f"{_KIND[stream]} probe", problem.split(" failed: ", 1)[-1])
                 failed.setdefault(ep.name, set()).add(stream)
-        phases: list[tuple[bool, str, Callable[[Endpoint], Awaitable[dict[str, Any]]]]] = [
-            (False, "rps", lambda ep: throughput(ep, False, "rps", workdir, settings)),
-            (True, "sps", lambda ep: throughput(ep, True, "sps", workdir, settings)),
-            (False, "latency", lambda ep: _latency(ep, settings)),
-            (True, "TTFB", lambda ep: _ttfb(ep, settings)),
+        # (streams?, what, CPUs kept awake?, the measurement)
+        phases: list[tuple[bool, str, bool, Callable[[Endpoint], Awaitable[dict[str, Any]]]]] = [
+            (False, "rps", False, lambda ep: throughput(ep, False, "rps", workdir, settings)),
+            (True, "sps", False, lambda ep: throughput(ep, True, "sps", workdir, settings)),
+            (False, "latency", False, lambda ep: _latency(ep, settings)),
+            (True, "TTFB", False, lambda ep: _ttfb(ep, settings)),
         ]
         if settings.awake:
             phases += [
-                (False, _AWAKE_LATENCY, lambda ep: _awake(_latency(ep, settings))),
-                (True, _AWAKE_TTFB, lambda ep: _awake(_ttfb(ep, settings))),
+                (False, "latency, CPUs awake", True, lambda ep: _awake(_latency(ep, settings))),
+                (True, "TTFB, CPUs awake", True, lambda ep: _awake(_ttfb(ep, settings))),
             ]
-        for stream, what, measure in phases:
-            awake = what in (_AWAKE_LATENCY, _AWAKE_TTFB)
-            with procs.Awake(_cpus(settings) if awake else ()):
+        for stream, what, awake, measure in phases:
+            with procs.Awake(_cpus(settings)) if awake else contextlib.nullcontext():
                 for ep in order:
                     if stream in failed.get(ep.name, ()) or (awake and ep.peer):
                         continue
                     try:
-                        figures[ep.name].update(await measure(ep))
+                        got = await measure(ep)
                     except RuntimeError as exc:  # wrk printed no summary: the target stopped answering
                         if not ep.peer:
                             raise
                         fail(ep.name, what, exc)
                         continue
-                    log(f"  {ep.name}: {what} {_said(what, figures[ep.name])}")
+                    figures[ep.name].update(got)
+                    log(f"  {ep.name}: {what} {_said(got)}")
         for name, proc in running.items():
             figures[name]["rss_mb"] = procs.rss_bytes(proc.pid) / 2**20
     finally:
@@ -135,7 +136,6 @@ async def run_round(
 
 
 _KIND = {False: "non-streaming", True: "streaming"}
-_AWAKE_LATENCY, _AWAKE_TTFB = "latency, CPUs awake", "TTFB, CPUs awake"
 
 
 def _cpus(settings: Settings) -> list[int]:
@@ -148,13 +148,14 @@ async def _awake(phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     return {f"awake_{k}": v for k, v in (await phase).items()}
 
 
-def _said(what: str, m: dict[str, Any]) -> str:
-    if what in ("rps", "sps"):
-        return f"{m[what]:,.0f}"
-    prefix = "awake_" if what in (_AWAKE_LATENCY, _AWAKE_TTFB) else ""
-    if what in ("latency", _AWAKE_LATENCY):
-        return f"p50 {m[prefix + 'lat_p50_ms']:.2f} ms"
-    return f"p50 {m[prefix + 'ttfb_p50_ms']:.2f} ms"
+def _said(got: dict[str, Any]) -> str:
+    """A phase's headline figure, for the log."""
+    for key, value in got.items():
+        if key in ("rps", "sps"):
+            return f"{value:,.0f}"
+        if key.endswith(("lat_p50_ms", "ttfb_p50_ms")):
+            return f"p50 {value:.2f} ms"
+    return ""
 
 
 FEATURE_SLICE_S = 2.0

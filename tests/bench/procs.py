@@ -166,16 +166,16 @@ class Awake:
 
     def __init__(self, cpus: Sequence[int]) -> None:
         self.cpus = list(cpus)
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self.loops: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Awake:
         for cpu in self.cpus:
-            self._procs.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)]))
+            self.loops.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)]))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for p in self._procs:
+        for p in self.loops:
             p.kill()
-        for p in self._procs:
+        for p in self.loops:
             p.wait()
-        self._procs = []
+        self.loops = []

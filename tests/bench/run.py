@@ -27,7 +27,18 @@ from typing import Any, TypeVar
 import uvloop
 
 from gateway.build import PACKAGES, compiled_modules
-from tests.bench import measure, metrics_scrape, peers, phases, procs, report, scaling, targets, upstream
+from tests.bench import (
+    measure,
+    metrics_scrape,
+    peers,
+    phases,
+    procs,
+    readme,
+    report,
+    scaling,
+    targets,
+    upstream,
+)
 from tests.bench.measure import LOAD_CPU, QUICK, Settings
 from tests.bench.report import Figures
 from tests.bench.targets import FEATURE_ROWS, GATEWAYS, PLAIN, POINTSMAN, REDIS_ROWS
@@ -441,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write_json(args.json, info, out.rounds, summary)
         print(f"\nJSON: {args.json}")
     if args.markdown:
-        report.write_markdown(args.markdown, report.markdown(info, out.rounds, summary))
+        readme.write_markdown(args.markdown, readme.markdown(info, out.rounds, summary))
         print(f"Markdown: {args.markdown}")
     return 2 if out.error else 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.bench import report, wrk
+from tests.bench import readme, report, wrk
 from tests.bench.targets import feature_name
 
 
@@ -30,4 +30,4 @@ def test_the_feature_report_gives_the_all_row_at_one_paced_load_beside_its_maxim
     text = report.features_text({feature_name("defaults"): base, feature_name("all"): row})
     assert "FAIL  all features on: CPU per request <= 1.25x defaults  (1.80x)" in text
     assert "64 connections pausing 30 ms between requests: 1.40x" in text
-    assert "1.40x" in report.features_markdown({feature_name("all"): row}).replace("×", "x")
+    assert "1.40x" in readme.features_markdown({feature_name("all"): row}).replace("×", "x")
