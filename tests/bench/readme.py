@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.bench.report import QUIET_CORES, TARGET_LABELS, Figures, failures_text, fmt, rate_notes
+from tests.bench.report import (
+    QUIET_CORES,
+    TARGET_LABELS,
+    Figures,
+    failures_text,
+    feature_cells,
+    fmt,
+    rate_notes,
+)
 from tests.bench.targets import DIRECT, FEATURE_ROWS, PLAIN, POINTSMAN, feature_name, feature_row
 
 MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -162,21 +170,7 @@ def features_markdown(summary: Figures) -> str:
         "| paced req/s | CPU µs/request | × defaults |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row, m in rows:
-        cells = [
-            f"`{row}`",
-            fmt("{:,.0f}", m.get("rps")),
-            fmt("{:,.0f}", m.get("rps_cpu_us")),
-            fmt("{:.2f}×", m.get("rps_cpu_us_x_defaults")),
-            fmt("{:.2f}×", m["rps_cpu_us"] / plain["rps_cpu_us"] if plain.get("rps_cpu_us") else None),
-            fmt("{:,.0f}", m.get("sps")),
-            fmt("{:,.0f}", m.get("sps_cpu_us")),
-            fmt("{:.2f}×", m.get("sps_cpu_us_x_defaults")),
-            fmt("{:,.0f}", m.get("paced")),
-            fmt("{:,.0f}", m.get("paced_cpu_us")),
-            fmt("{:.2f}×", m.get("paced_cpu_us_x_defaults")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join([f"`{row}`", *feature_cells(m, plain, "×")]) + " |" for row, m in rows]
     return "\n".join(lines)
 
 

@@ -160,6 +160,22 @@ def aligned(lines: Sequence[Sequence[str]]) -> str:
 FEATURES_LIMIT = 1.25  # all features on: CPU per request at most this times the defaults
 
 
+def feature_cells(m: Mapping[str, Any], plain: Mapping[str, Any], times: str) -> list[str]:
+    """A feature row's figures, for the printed table and README's (``times``: how "times" is written)."""
+    return [
+        fmt("{:,.0f}", m.get("rps")),
+        fmt("{:,.0f}", m.get("rps_cpu_us")),
+        fmt("{:.2f}" + times, m.get("rps_cpu_us_x_defaults")),
+        fmt("{:.2f}" + times, m["rps_cpu_us"] / plain["rps_cpu_us"] if plain.get("rps_cpu_us") else None),
+        fmt("{:,.0f}", m.get("sps")),
+        fmt("{:,.0f}", m.get("sps_cpu_us")),
+        fmt("{:.2f}" + times, m.get("sps_cpu_us_x_defaults")),
+        fmt("{:,.0f}", m.get("paced")),
+        fmt("{:,.0f}", m.get("paced_cpu_us")),
+        fmt("{:.2f}" + times, m.get("paced_cpu_us_x_defaults")),
+    ]
+
+
 def features_text(summary: Figures) -> str:
     """The feature rows: throughput and CPU per request and per stream, each relative to the defaults row and to
     the plain pass-through (medians over rounds of each round's ratio), then the check on all of them."""
@@ -181,22 +197,7 @@ def features_text(summary: Figures) -> str:
         "x defaults",
     ]
     lines = [header]
-    for row, m in rows:
-        lines.append(
-            [
-                FEATURE_ROWS[row],
-                fmt("{:,.0f}", m.get("rps")),
-                fmt("{:,.0f}", m.get("rps_cpu_us")),
-                fmt("{:.2f}x", m.get("rps_cpu_us_x_defaults")),
-                fmt("{:.2f}x", m["rps_cpu_us"] / plain["rps_cpu_us"] if plain.get("rps_cpu_us") else None),
-                fmt("{:,.0f}", m.get("sps")),
-                fmt("{:,.0f}", m.get("sps_cpu_us")),
-                fmt("{:.2f}x", m.get("sps_cpu_us_x_defaults")),
-                fmt("{:,.0f}", m.get("paced")),
-                fmt("{:,.0f}", m.get("paced_cpu_us")),
-                fmt("{:.2f}x", m.get("paced_cpu_us_x_defaults")),
-            ]
-        )
+    lines += [[FEATURE_ROWS[row], *feature_cells(m, plain, "x")] for row, m in rows]
     text = "feature costs (pointsman variants, each started alone; CPU relative to the defaults row of the same round):\n"
     text += aligned(lines)
     every = summary.get(feature_name("all"), {}).get("rps_cpu_us_x_defaults")
