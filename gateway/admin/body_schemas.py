@@ -10,6 +10,7 @@ from fastapi import Request
 from pydantic import BaseModel, TypeAdapter
 
 from gateway.errors import ApiError
+from wire.config_model import described
 
 
 async def json_body(request: Request) -> Any:
@@ -55,6 +56,9 @@ def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_schema(model: type[BaseModel] | Any) -> dict[str, Any]:
+    """``model``'s JSON schema (a model class, or any type a ``TypeAdapter`` takes), with the configuration
+    models' field descriptions."""
+    described()
     if isinstance(model, type) and issubclass(model, BaseModel):
         return inline_schema(model.model_json_schema())
     return inline_schema(TypeAdapter(model).json_schema())

@@ -12,6 +12,7 @@ from gateway.config import KeyConfig
 from gateway.deps import State
 from gateway.errors import ApiError, already_exists, no_such
 from gateway.keys import ClientKey, hash_key, new_secret
+from wire.config_model import described
 
 _EDITABLE = ("team", "tags", "models", "allowed_tags")
 _TYPES: dict[str, dict[str, Any]] = {
@@ -23,6 +24,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "additionalProperties": {"type": "array", "items": {"type": "string"}},
     },
 }
+described()
 _PROPS = {
     name: {**t, "description": KeyConfig.model_fields[name].description or ""} for name, t in _TYPES.items()
 }

@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import pytest
 
+from routing.config import RouteConfig
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway_runner import RunningGateway
 from tests.routing.conftest import admin, chat, sdk, two_backend_config
@@ -149,3 +150,12 @@ def test_admin_endpoints_are_in_the_openapi_schema(gw: Any) -> None:
         assert p in paths, p
     body = paths["/admin/routes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"name", "match", "targets", "fallbacks", "strategy"} <= set(body["properties"])
+
+
+def test_admin_body_schemas_describe_each_field_as_the_config_file_does(gw: Any) -> None:
+    paths = admin(gw).get("/openapi.json").json()["paths"]
+    body = paths["/admin/routes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    docs = RouteConfig.model_json_schema()["properties"]
+    assert body["properties"]["targets"]["description"] == docs["targets"]["description"]
+    key = paths["/admin/keys"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert key["properties"]["team"]["description"]

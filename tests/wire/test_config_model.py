@@ -1,16 +1,21 @@
 """The configuration models' base: strict, frozen, each field described by the docstring under it, read from
-one parse of the module (``wire.config_model``) and checked against pydantic's own reading."""
+one parse of the module when descriptions are first asked for (``wire.config_model.described``) and checked
+against pydantic's own reading."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 
-from wire.config_model import StrictModel
+from gateway.config import ServerConfig
+from wire.config_model import StrictModel, described
 
 CONFIG_MODULES = (
     "accounting.config",
@@ -23,6 +28,7 @@ CONFIG_MODULES = (
     "gateway.admin.vllm",
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 _SHARED = Field(default=1, ge=0)
 
 
@@ -52,6 +58,7 @@ class Child(Sample):
 
 
 def descriptions(model: type[BaseModel]) -> dict[str, str | None]:
+    described()
     return {name: field.description for name, field in model.model_fields.items()}
 
 
@@ -89,6 +96,35 @@ def test_descriptions_reach_the_json_schema() -> None:
     assert props["second"]["description"] == "The second."
 
 
+def _run(code: str) -> str:
+    """``code`` run in a fresh interpreter (this process has made and described many models already)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_loading_the_config_reads_no_source_for_descriptions() -> None:
+    code = (
+        "import gateway.config as g, wire.config_model as m\n"
+        "g.validate_document({'server': {'port': 4001}}, 'test')\n"
+        "print(len(m._DOCS), g.ServerConfig.model_fields['port'].description)"
+    )
+    assert _run(code) == "0 None"
+
+
+def test_a_schema_built_at_load_is_built_again_with_the_descriptions() -> None:
+    code = (
+        "import gateway.config as g\n"
+        "g.validate_document({'server': {'port': 4001}}, 'test')\n"
+        "schema = g.GatewayConfig.model_json_schema()\n"
+        "print(schema['$defs']['ServerConfig']['properties']['port']['description'])\n"
+        "print(g.validate_document({'server': {'port': 4002}}, 'test').server.port)"
+    )
+    port_doc = ServerConfig.model_json_schema()["properties"]["port"]["description"]
+    assert _run(code).splitlines() == [port_doc, "4002"]
+
+
 def test_unknown_fields_are_refused_with_their_name() -> None:
     with pytest.raises(ValidationError, match="surprise"):
         Sample.model_validate({"required": "x", "surprise": 1})
@@ -101,8 +137,9 @@ def test_instances_are_frozen() -> None:
 
 
 def config_models() -> Iterator[type[StrictModel]]:
-    for name in CONFIG_MODULES:
-        module = importlib.import_module(name)
+    modules = [importlib.import_module(name) for name in CONFIG_MODULES]
+    described()
+    for module, name in zip(modules, CONFIG_MODULES, strict=True):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, StrictModel) and value.__module__ == name:
                 yield value
