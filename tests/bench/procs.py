@@ -127,6 +127,13 @@ def system_busy_s() -> float:
     return (user + nice + system) / _CLK_TCK
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor has run something else while this machine's CPUs wanted to run (``steal`` in
+    ``/proc/stat``, summed over CPUs), since boot: what no process's CPU time shows."""
+    fields = Path("/proc/stat").read_text().split(maxsplit=9)
+    return int(fields[8]) / _CLK_TCK if len(fields) > 8 else 0.0
+
+
 def own_cpu_s() -> float:
     """CPU seconds used by this process and its descendants, live or reaped."""
     fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
@@ -135,17 +142,24 @@ def own_cpu_s() -> float:
 
 
 class BackgroundLoad:
-    """Average CPU (in cores) used by processes other than the bench's since construction."""
+    """Average CPU (in cores) used by processes other than the bench's since construction, and taken by the
+    hypervisor (steal time: on a virtual machine, the host's other guests)."""
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
         self._busy0 = system_busy_s()
         self._own0 = own_cpu_s()
+        self._steal0 = steal_s()
 
     def cores(self) -> float:
         wall = time.monotonic() - self._t0
         foreign = (system_busy_s() - self._busy0) - (own_cpu_s() - self._own0)
         return max(0.0, foreign / wall) if wall > 0 else 0.0
+
+    def stolen(self) -> float:
+        """Cores the hypervisor took, on average (a share of this machine's CPUs' time, summed over them)."""
+        wall = time.monotonic() - self._t0
+        return max(0.0, (steal_s() - self._steal0) / wall) if wall > 0 else 0.0
 
 
 _SPIN = """

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.report import (
-    QUIET_CORES,
     TARGET_LABELS,
     Figures,
     failures_text,
     feature_cells,
     fmt,
+    machine_quiet,
     rate_notes,
 )
 from tests.bench.targets import DIRECT, FEATURE_ROWS, PLAIN, POINTSMAN, feature_name, feature_row
@@ -59,8 +59,9 @@ def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figure
     names = [t for t in summary if t != DIRECT and feature_row(t) is None]
     plain = summary.get(PLAIN, {})
     cores = meta.get("background_cores_per_round") or [0.0]
+    steal = meta.get("steal_cores_per_round") or []
     loads = meta.get("load_avg_per_round") or []
-    quiet = max(cores) <= QUIET_CORES
+    calm = machine_quiet(cores, steal)
     git = meta.get("git", {})
     code_changed = [f for f in git.get("changed", []) if not f.endswith(".md")]  # the README being rewritten
     dirty = " plus uncommitted changes" if code_changed else ""
@@ -80,9 +81,10 @@ def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figure
         "",
         f"Quietness: other processes used up to {max(cores):.2f} cores during a round"
         + (f" (1-minute load average {min(loads):.1f}–{max(loads):.1f})" if loads else "")
+        + (f", the hypervisor took up to {max(steal):.2f} (steal time)" if steal else "")
         + (
             ": quiet."
-            if quiet
+            if calm
             else ": the machine was busy, read the ratios rather than the absolute figures."
         ),
         "",

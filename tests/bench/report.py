@@ -263,16 +263,28 @@ def checks_text(summary: Figures, quiet: bool = True) -> str:
 QUIET_CORES = 0.05  # other processes' CPU during a round above which figures are unreliable
 
 
+def machine_quiet(
+    cores_per_round: Sequence[float], steal_per_round: Sequence[float] = (), limit: float = QUIET_CORES
+) -> bool:
+    """Whether neither other processes nor the hypervisor (steal time) took more than ``limit`` cores in a
+    round."""
+    return max(cores_per_round, default=0.0) <= limit and max(steal_per_round, default=0.0) <= limit
+
+
 def noise_text(
     cores_per_round: Sequence[float],
     summary: Figures,
+    steal_per_round: Sequence[float] = (),
     cores_limit: float = QUIET_CORES,
     lag_limit_ms: float = 1.0,
 ) -> str:
-    """How quiet the machine was, and whether the load generator kept its schedule."""
+    """How quiet the machine was (other processes, the hypervisor's steal time), and whether the load generator
+    kept its schedule."""
     worst = max(cores_per_round)
     lines = [f"other processes on this machine used up to {worst:.2f} cores during a round"]
-    if worst > cores_limit:
+    if steal_per_round:
+        lines[0] += f", the hypervisor took up to {max(steal_per_round):.2f} (steal time)"
+    if not machine_quiet(cores_per_round, steal_per_round, cores_limit):
         lines[0] += ": the machine was not quiet, figures are unreliable (run again when it is)"
     lag = max((m.get("lat_send_lag_p99_ms", 0.0) for m in summary.values()), default=0.0)
     if lag > lag_limit_ms:

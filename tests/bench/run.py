@@ -192,6 +192,7 @@ class Outcome:
     scrape: dict[str, Any] | None = None  # the /metrics scrape check (metrics_scrape.py)
     scaling: dict[str, Any] | None = None  # worker scaling (scaling.py)
     load_avg: list[float] = dataclasses.field(default_factory=list)  # 1-minute load average after each round
+    steal: list[float] = dataclasses.field(default_factory=list)  # cores the hypervisor took, per round
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peers that could not be installed
     error: str | None = None  # why the run stopped before its last round
 
@@ -265,8 +266,12 @@ async def bench(args: argparse.Namespace, settings: Settings, names: list[str], 
                 break
             out.rounds.append(figures)
             out.background.append(load.cores())
+            out.steal.append(load.stolen())
             out.load_avg.append(float(Path("/proc/loadavg").read_text().split()[0]))
-            _log(f"  other processes used {out.background[-1]:.2f} cores during the round")
+            _log(
+                f"  other processes used {out.background[-1]:.2f} cores during the round, "
+                f"the hypervisor took {out.steal[-1]:.2f} (steal time)"
+            )
         if sink is not None:
             _log(f"  the OTLP sink received {sink.span_bytes} bytes in {sink.requests} exports")
         if args.scrape_workers > 0 and POINTSMAN in names and not out.error:
@@ -437,11 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(failures)
         print()
-    print(report.noise_text(out.background, summary))
+    print(report.noise_text(out.background, summary, out.steal))
     print()
-    print(report.checks_text(summary, quiet=max(out.background, default=0.0) <= report.QUIET_CORES))
+    print(report.checks_text(summary, quiet=report.machine_quiet(out.background, out.steal)))
     info = meta(args, settings, names) | {
         "background_cores_per_round": out.background,
+        "steal_cores_per_round": out.steal,
         "load_avg_per_round": out.load_avg,
         "unavailable": out.unavailable,
         "scrape": out.scrape,
