@@ -162,13 +162,29 @@ class RunningGateway:
             timeout_graceful_shutdown=2,
             timeout_keep_alive=self.config.server.keep_alive_timeout_s,  # as `pointsman serve` (uvicorn_settings)
         )
-        self.server = _PromptServer(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = server = _PromptServer(cfg)
+        ended: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                server.run()
+            except BaseException as exc:  # (uvicorn exits with SystemExit when it cannot bind or start up)
+                ended.append(exc)
+
+        self.thread = threading.Thread(target=serve, daemon=True)
         self.thread.start()
         deadline = time.time() + 15
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("gateway did not start")
+        while not server.started:
+            if not self.thread.is_alive():
+                why = f"{type(ended[0]).__name__}: {ended[0]}" if ended else "it returned"
+                raise RuntimeError(
+                    f"gateway did not start on port {self.port}: its server thread ended ({why})"
+                )
+            if time.time() > deadline:
+                raise RuntimeError(
+                    f"gateway did not start on port {self.port} within 15 s (the lifespan "
+                    f"{'completed' if self.app.state.ready else 'had not completed'})"
+                )
             time.sleep(0.01)
         return self
 
