@@ -120,18 +120,28 @@ def cpu_seconds(root: int) -> float:
     return ticks / _CLK_TCK
 
 
-def system_busy_s() -> float:
+_CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+"""The first columns of ``/proc/stat``'s ``cpu`` line (all CPUs), in clock ticks (proc(5))."""
+
+
+def cpu_times_s() -> dict[str, float]:
+    """CPU seconds all CPUs have spent in each state since boot, by ``_CPU_TIMES`` name (a kernel without a
+    column: 0)."""
+    ticks = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1 : len(_CPU_TIMES) + 1]
+    return {name: int(ticks[i]) / _CLK_TCK if i < len(ticks) else 0.0 for i, name in enumerate(_CPU_TIMES)}
+
+
+def system_busy_s(t: dict[str, float] | None = None) -> float:
     """CPU seconds all CPUs have spent in user, nice and system time since boot (interrupt time is
     left out: loopback networking lands there without being charged to any process)."""
-    user, nice, system = (int(f) for f in Path("/proc/stat").read_text().split(maxsplit=4)[1:4])
-    return (user + nice + system) / _CLK_TCK
+    t = cpu_times_s() if t is None else t
+    return t["user"] + t["nice"] + t["system"]
 
 
-def steal_s() -> float:
-    """CPU seconds the hypervisor has run something else while this machine's CPUs wanted to run (``steal`` in
-    ``/proc/stat``, summed over CPUs), since boot: what no process's CPU time shows."""
-    fields = Path("/proc/stat").read_text().split(maxsplit=9)
-    return int(fields[8]) / _CLK_TCK if len(fields) > 8 else 0.0
+def steal_s(t: dict[str, float] | None = None) -> float:
+    """CPU seconds the hypervisor has run something else while this machine's CPUs wanted to run (``steal``,
+    summed over CPUs), since boot: what no process's CPU time shows."""
+    return (cpu_times_s() if t is None else t)["steal"]
 
 
 def own_cpu_s() -> float:
@@ -147,9 +157,10 @@ class BackgroundLoad:
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
-        self._busy0 = system_busy_s()
+        times = cpu_times_s()
+        self._busy0 = system_busy_s(times)
         self._own0 = own_cpu_s()
-        self._steal0 = steal_s()
+        self._steal0 = steal_s(times)
 
     def cores(self) -> float:
         wall = time.monotonic() - self._t0

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from tests.bench import procs, report
 
 
-def test_steal_time_is_read_from_proc_stat_and_never_goes_back() -> None:
+def test_steal_time_is_the_eighth_column_of_proc_stat_and_never_goes_back() -> None:
     first = procs.steal_s()
+    columns = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    assert columns[0] == "cpu"
+    assert 0.0 <= first <= int(columns[8]) / os.sysconf("SC_CLK_TCK") <= procs.steal_s()
     time.sleep(0.05)
-    assert 0.0 <= first <= procs.steal_s()
+    assert first <= procs.steal_s()
+
+
+def test_the_machine_busy_time_leaves_idle_and_steal_out() -> None:
+    t = {"user": 1.0, "nice": 2.0, "system": 4.0, "idle": 100.0, "steal": 8.0}
+    assert procs.system_busy_s(t) == 7.0
+    assert procs.steal_s(t) == 8.0
 
 
 def test_a_round_the_hypervisor_took_cpu_from_is_not_quiet() -> None:
