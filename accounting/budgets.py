@@ -2,24 +2,79 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 from accounting.config import AccountingConfig
 from accounting.money import to_nusd
 
 
-@dataclass(frozen=True, slots=True)
 class Budget:
-    scope: str
-    name: str
-    period: str
+    """One budget of a scope and name over one period, as admission checks it."""
+
+    __slots__ = ("scope", "name", "period", "limit", "limit_nusd", "soft", "reserve_output_tokens")
+
+    scope: Final[str]
+    name: Final[str]
+    period: Final[str]
     """``daily`` or ``monthly``."""
-    limit: Decimal
-    limit_nusd: int
-    soft: float
-    reserve_output_tokens: int | None = None
+    limit: Final[Decimal]
+    limit_nusd: Final[int]
+    soft: Final[float]
+    reserve_output_tokens: Final[int | None]
     """Output tokens reserved for a request that names no maximum (``BudgetConfig.reserve_output_tokens``)."""
+
+    def __init__(
+        self,
+        scope: str,
+        name: str,
+        period: str,
+        limit: Decimal,
+        limit_nusd: int,
+        soft: float,
+        reserve_output_tokens: int | None = None,
+    ) -> None:
+        self.scope = scope
+        self.name = name
+        self.period = period
+        self.limit = limit
+        self.limit_nusd = limit_nusd
+        self.soft = soft
+        self.reserve_output_tokens = reserve_output_tokens
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Budget):
+            return NotImplemented
+        return (
+            self.scope,
+            self.name,
+            self.period,
+            self.limit,
+            self.limit_nusd,
+            self.soft,
+            self.reserve_output_tokens,
+        ) == (
+            other.scope,
+            other.name,
+            other.period,
+            other.limit,
+            other.limit_nusd,
+            other.soft,
+            other.reserve_output_tokens,
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.scope,
+                self.name,
+                self.period,
+                self.limit,
+                self.limit_nusd,
+                self.soft,
+                self.reserve_output_tokens,
+            )
+        )
 
 
 def budgets_of(cfg: AccountingConfig) -> dict[tuple[str, str], list[Budget]]:

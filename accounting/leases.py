@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass, field
 
 HOT_PER_S = 50
 """Admissions of one key per second (this replica's) from which its limits are leased."""
@@ -41,9 +40,10 @@ IDLE_S = 0.5
 Bucket = tuple[str, str, str]
 
 
-@dataclass(slots=True, eq=False)
 class Lease:
     """A budget reservation held in Redis for several requests (member ``<id>:<size>`` of the bucket's set)."""
+
+    __slots__ = ("id", "bucket", "size", "left", "granted_at", "used_at", "open", "retired", "released")
 
     id: str
     bucket: Bucket
@@ -53,28 +53,70 @@ class Lease:
     """Not yet drawn by a request."""
     granted_at: float
     used_at: float
-    open: int = 0
+    open: int
     """Requests admitted from it that have not ended."""
-    retired: bool = False
+    retired: bool
     """No request draws from it any more; released once ``open`` is 0."""
-    released: bool = False
+    released: bool
+
+    def __init__(
+        self,
+        id: str,
+        bucket: Bucket,
+        size: int,
+        left: int,
+        granted_at: float,
+        used_at: float,
+        open: int = 0,
+        retired: bool = False,
+        released: bool = False,
+    ) -> None:
+        self.id = id
+        self.bucket = bucket
+        self.size = size
+        self.left = left
+        self.granted_at = granted_at
+        self.used_at = used_at
+        self.open = open
+        self.retired = retired
+        self.released = released
 
 
-@dataclass(slots=True)
 class Grant:
     """Requests of a key's per-minute limit counted in Redis for this replica and not yet admitted."""
+
+    __slots__ = ("minute", "left")
 
     minute: int
     left: int
 
+    def __init__(
+        self,
+        minute: int,
+        left: int,
+    ) -> None:
+        self.minute = minute
+        self.left = left
 
-@dataclass(slots=True)
+
 class Heat:
     """A key's admissions in the current and the previous second (this replica)."""
 
-    second: int = 0
-    now: int = 0
-    last: int = 0
+    __slots__ = ("second", "now", "last")
+
+    second: int
+    now: int
+    last: int
+
+    def __init__(
+        self,
+        second: int = 0,
+        now: int = 0,
+        last: int = 0,
+    ) -> None:
+        self.second = second
+        self.now = now
+        self.last = last
 
     def add(self, t: float) -> int:
         """Count one admission at ``t``; returns the key's admissions per second."""
@@ -87,24 +129,48 @@ class Heat:
         return max(self.now, self.last)
 
 
-@dataclass(slots=True)
 class TokensSeen:
     """A key's tokens in its sliding minute as the last script saw them."""
+
+    __slots__ = ("used", "at")
 
     used: float
     at: float
 
+    def __init__(
+        self,
+        used: float,
+        at: float,
+    ) -> None:
+        self.used = used
+        self.at = at
 
-@dataclass(eq=False)
+
 class LeaseBook:
     """This replica's grants and leases (event loop only; no locks)."""
 
-    grants: dict[str, Grant] = field(default_factory=dict)
-    leases: dict[Bucket, list[Lease]] = field(default_factory=dict)
-    heat: dict[str, Heat] = field(default_factory=dict)
-    tokens: dict[str, TokensSeen] = field(default_factory=dict)
-    acquiring: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    __slots__ = ("grants", "leases", "heat", "tokens", "acquiring")
+
+    grants: dict[str, Grant]
+    leases: dict[Bucket, list[Lease]]
+    heat: dict[str, Heat]
+    tokens: dict[str, TokensSeen]
+    acquiring: dict[str, asyncio.Future[None]]
     """Keys with a grant being asked for now: their other requests wait for it instead of asking too."""
+
+    def __init__(
+        self,
+        grants: dict[str, Grant] | None = None,
+        leases: dict[Bucket, list[Lease]] | None = None,
+        heat: dict[str, Heat] | None = None,
+        tokens: dict[str, TokensSeen] | None = None,
+        acquiring: dict[str, asyncio.Future[None]] | None = None,
+    ) -> None:
+        self.grants = {} if grants is None else grants
+        self.leases = {} if leases is None else leases
+        self.heat = {} if heat is None else heat
+        self.tokens = {} if tokens is None else tokens
+        self.acquiring = {} if acquiring is None else acquiring
 
     def hot(self, key: str, now: float) -> int:
         """Count an admission of ``key``; its admissions per second when that is at least ``HOT_PER_S``, else 0."""

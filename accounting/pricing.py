@@ -22,12 +22,11 @@ import importlib.util
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -44,14 +43,25 @@ _TABLE_FILE = "model_prices_and_context_window_backup.json"
 _CACHE_MAX = 10_000
 
 
-@dataclass(frozen=True, slots=True)
 class GpuHours:
     """What a self-hosted model's GPU time costs: ``usd`` per GPU hour on ``gpus`` GPUs (per endpoint)."""
 
-    usd: Decimal
-    gpus: int
-    source: str
+    __slots__ = ("usd", "gpus", "source")
+
+    usd: Final[Decimal]
+    gpus: Final[int]
+    source: Final[str]
     """``pricing`` (the model's ``accounting.pricing`` entry) or ``backend`` (the vLLM backend's)."""
+
+    def __init__(
+        self,
+        usd: Decimal,
+        gpus: int,
+        source: str,
+    ) -> None:
+        self.usd = usd
+        self.gpus = gpus
+        self.source = source
 
     def per_token(self, tokens_per_s: float) -> Decimal:
         return self.usd * self.gpus / Decimal(3600) / Decimal(str(tokens_per_s))

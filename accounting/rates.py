@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Final
 
 from wire.usage import SERVICE_TIERS, Usage
 
@@ -80,51 +80,110 @@ def threshold_of(key: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
 class Rates:
     """USD per token of each class, resolved for one service tier and one prompt size."""
 
-    input: Decimal
-    cached_input: Decimal
-    cache_write: Decimal
-    cache_write_1h: Decimal
-    output: Decimal
-    reasoning: Decimal
-    audio_input: Decimal
-    audio_output: Decimal
-    image_input: Decimal
-    image_output: Decimal
-    context_threshold: int
+    __slots__ = (
+        "input",
+        "cached_input",
+        "cache_write",
+        "cache_write_1h",
+        "output",
+        "reasoning",
+        "audio_input",
+        "audio_output",
+        "image_input",
+        "image_output",
+        "context_threshold",
+        "reserve_nusd",
+    )
+
+    input: Final[Decimal]
+    cached_input: Final[Decimal]
+    cache_write: Final[Decimal]
+    cache_write_1h: Final[Decimal]
+    output: Final[Decimal]
+    reasoning: Final[Decimal]
+    audio_input: Final[Decimal]
+    audio_output: Final[Decimal]
+    image_input: Final[Decimal]
+    image_output: Final[Decimal]
+    context_threshold: Final[int]
     """The long-context threshold the prompt crossed (0: none)."""
-    reserve_nusd: tuple[int, int, int] = field(init=False)
+    reserve_nusd: Final[tuple[int, int, int]]
     """What a reservation prices a request at (``accounting.reservation``), in nano-USD per token as exact
     fractions over one denominator, ``(input numerator, output numerator, denominator)``: the prompt at the
     highest input-side rate (input, cache read, cache write, one-hour cache write), the output at the higher of
     the output and reasoning rates. A reservation is then integers only."""
 
-    def __post_init__(self) -> None:
-        top_in = max(self.input, self.cached_input, self.cache_write, self.cache_write_1h)
-        top_out = max(self.output, self.reasoning)
+    def __init__(
+        self,
+        input: Decimal,
+        cached_input: Decimal,
+        cache_write: Decimal,
+        cache_write_1h: Decimal,
+        output: Decimal,
+        reasoning: Decimal,
+        audio_input: Decimal,
+        audio_output: Decimal,
+        image_input: Decimal,
+        image_output: Decimal,
+        context_threshold: int,
+    ) -> None:
+        self.input = input
+        self.cached_input = cached_input
+        self.cache_write = cache_write
+        self.cache_write_1h = cache_write_1h
+        self.output = output
+        self.reasoning = reasoning
+        self.audio_input = audio_input
+        self.audio_output = audio_output
+        self.image_input = image_input
+        self.image_output = image_output
+        self.context_threshold = context_threshold
+        top_in = max(input, cached_input, cache_write, cache_write_1h)
+        top_out = max(output, reasoning)
         (a, b), (c, d) = top_in.scaleb(9).as_integer_ratio(), top_out.scaleb(9).as_integer_ratio()
         den = math.lcm(b, d)
-        object.__setattr__(self, "reserve_nusd", (a * (den // b), c * (den // d), den))
+        self.reserve_nusd = (a * (den // b), c * (den // d), den)
 
     def per_mtok(self) -> dict[str, str]:
         return {c: format((getattr(self, c) * MTOK).normalize(), "f") for c in TOKEN_CLASSES}
 
 
-@dataclass(frozen=True, slots=True)
 class ModelPrice:
     """USD per token by class and tier (see the module docstring)."""
 
-    rates: Mapping[str, Decimal]
-    source: str
+    __slots__ = ("rates", "source", "_resolved", "_thresholds", "_sorted")
+
+    rates: Final[Mapping[str, Decimal]]
+    source: Final[str]
     """``config``, ``table``, ``gpu`` (derived from GPU-hour price and throughput)."""
-    _resolved: dict[tuple[str, int], Rates] = field(default_factory=dict, compare=False, repr=False)
-    _thresholds: dict[str, dict[int, tuple[str, ...]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-    _sorted: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _resolved: Final[dict[tuple[str, int], Rates]]
+    _thresholds: Final[dict[str, dict[int, tuple[str, ...]]]]
+    _sorted: Final[dict[str, tuple[int, ...]]]
+
+    def __init__(
+        self,
+        rates: Mapping[str, Decimal],
+        source: str,
+        _resolved: dict[tuple[str, int], Rates] | None = None,
+        _thresholds: dict[str, dict[int, tuple[str, ...]]] | None = None,
+        _sorted: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
+        self.rates = rates
+        self.source = source
+        self._resolved = {} if _resolved is None else _resolved
+        self._thresholds = {} if _thresholds is None else _thresholds
+        self._sorted = {} if _sorted is None else _sorted
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelPrice):
+            return NotImplemented
+        return (self.rates, self.source) == (other.rates, other.source)
+
+    def __hash__(self) -> int:
+        return hash((self.rates, self.source))
 
     @classmethod
     def flat(

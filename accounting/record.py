@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from wire.traceparent import TraceContext
 from wire.usage import Usage
@@ -20,19 +19,64 @@ RETENTION_CAPPED = "retention_capped"
 estimates (when the upstream sent no usage), shadow comparison and capture saw only its beginning."""
 
 
-@dataclass(frozen=True, slots=True)
 class ContentSource:
     """What the request path hands the exporters when content may be exported (``accounting.capture.content``):
     references to the parsed request body, and the parsed answer or a stream's events it already holds."""
 
-    request: dict[str, Any]
-    response: dict[str, Any] | None
-    events: Sequence[bytes] | None
+    __slots__ = ("request", "response", "events")
+
+    request: Final[dict[str, Any]]
+    response: Final[dict[str, Any] | None]
+    events: Final[Sequence[bytes] | None]
+
+    def __init__(
+        self,
+        request: dict[str, Any],
+        response: dict[str, Any] | None,
+        events: Sequence[bytes] | None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.events = events
 
 
-@dataclass(slots=True, init=False)
 class RequestRecord:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One request as accounting keeps it: who asked for what, what served it, what it cost and how it ended."""
+
+    __slots__ = (
+        "request_id",
+        "ts",
+        "key",
+        "team",
+        "task",
+        "route",
+        "requested_model",
+        "endpoint",
+        "stream",
+        "upstream_model",
+        "backend",
+        "served_model",
+        "self_hosted",
+        "status",
+        "outcome",
+        "error_type",
+        "usage",
+        "has_usage",
+        "cost_usd",
+        "priced",
+        "context_threshold",
+        "latency_s",
+        "ttft_s",
+        "overhead_s",
+        "fallbacks",
+        "failed_attempts",
+        "shadow",
+        "tags",
+        "trace",
+        "content",
+        "reservation",
+        "priced_usage",
+    )
 
     request_id: str
     ts: float
@@ -45,42 +89,42 @@ class RequestRecord:
     endpoint: str
     """``chat/completions``, ``completions``, ``embeddings`` or ``responses``."""
     stream: bool
-    upstream_model: str = ""
-    backend: str = ""
-    served_model: str = ""
+    upstream_model: str
+    backend: str
+    served_model: str
     """The configured name of the model that served (the rule's target or fallback, or the one asked for); its price
     is looked up under it. Empty until routed (and for a name a glob let through, the name asked for)."""
-    self_hosted: bool = False
-    status: int = 0
-    outcome: str = "ok"
+    self_hosted: bool
+    status: int
+    outcome: str
     """One of ``accounting.metrics.OUTCOMES``: ok, client_error, upstream_error, upstream_rate_limited,
     truncated, timeout, rate_limited, budget_exceeded, cancelled."""
-    error_type: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    has_usage: bool = False
-    cost_usd: Decimal = _ZERO
-    priced: bool = True
+    error_type: str | None
+    usage: Usage
+    has_usage: bool
+    cost_usd: Decimal
+    priced: bool
     """False when the served model has no price (cost recorded as 0, flagged in the ledger)."""
-    context_threshold: int = 0
+    context_threshold: int
     """The long-context price threshold (prompt tokens) the request crossed; 0: none."""
-    latency_s: float = 0.0
-    ttft_s: float | None = None
-    overhead_s: float = 0.0
+    latency_s: float
+    ttft_s: float | None
+    overhead_s: float
     """Time spent in pointsman itself (total minus time waiting on the upstream)."""
-    fallbacks: int = 0
-    failed_attempts: list[tuple[str, str]] = field(default_factory=list)
+    fallbacks: int
+    failed_attempts: list[tuple[str, str]]
     """(backend, error_type) of each upstream attempt that failed before the one that served (or last failed)."""
-    shadow: bool = False
+    shadow: bool
     """True for the shadow (candidate) side of a shadow test."""
-    tags: dict[str, str] = field(default_factory=dict)
-    trace: TraceContext | None = None
+    tags: dict[str, str]
+    trace: TraceContext | None
     """The request's trace (its span and the spans of its upstream calls), when traced."""
-    content: ContentSource | None = None
+    content: ContentSource | None
     """Set only when traces or analytics events carry content and the team is approved for data capture."""
-    reservation: Reservation | None = None
+    reservation: Reservation | None
     """What admission held against the request's budgets; released when its cost is added
     (``accounting.reservation``)."""
-    priced_usage: Usage | None = None
+    priced_usage: Usage | None
     """The usage ``cost_usd`` was computed from (``Accountant.price``: a request priced for its response headers
     is not priced again when it is recorded, unless its usage changed)."""
 

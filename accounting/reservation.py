@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accounting.rates import ModelPrice
@@ -54,15 +53,15 @@ def requested_output(endpoint: str, doc: dict[str, Any]) -> int | None:
     return best * choices
 
 
-@dataclass(slots=True, init=False)
 class Ask:
-    """What one request may use: the reserved size of its prompt and of its output (made per request: not
-    frozen, whose ``__init__`` costs three times as much). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """What one request may use: the reserved size of its prompt and of its output."""
+
+    __slots__ = ("prompt_tokens", "output_tokens", "tier")
 
     prompt_tokens: int
     output_tokens: int | None
     """None: the request names no maximum (the budget's ``reserve_output_tokens`` applies)."""
-    tier: str = "standard"
+    tier: str
     """The service tier the request asks for (its prices)."""
 
     def __init__(self, prompt_tokens: int, output_tokens: int | None, tier: str = "standard") -> None:
@@ -108,9 +107,10 @@ def reserve_nusd(ask: Ask, prices: Sequence[ModelPrice | None], output_cap: int 
     return best
 
 
-@dataclass(slots=True, init=False)
 class Reservation:
-    """Amounts one admitted request holds against its budgets until it ends. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """Amounts one admitted request holds against its budgets until it ends."""
+
+    __slots__ = ("id", "holds", "shared", "handed", "released", "leases")
 
     id: str
     """Unique per reservation (not the request id, which a client may repeat)."""
@@ -118,10 +118,10 @@ class Reservation:
     """(scope, name, bucket) of each budget counter and the nano-USD held against it."""
     shared: bool
     """Also held in Redis (admitted by the shared script), not only in this process."""
-    handed: bool = False
+    handed: bool
     """The request was handed to the accountant (``finish``), which releases it when its cost is added."""
-    released: bool = False
-    leases: tuple[Lease, ...] = ()
+    released: bool
+    leases: tuple[Lease, ...]
     """The Redis leases its holds were drawn from (``accounting.leases``), instead of a member of its own."""
 
     def __init__(

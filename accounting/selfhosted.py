@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from accounting.pricing import MTOK, GpuHours, Pricing
 
@@ -59,16 +58,29 @@ class FleetRate(Protocol):
     def total_tokens(self) -> float: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Measured:
     """The last measurement put in force for a backend."""
 
-    at: float
+    __slots__ = ("at", "fleet", "tokens_per_s_per_endpoint", "models")
+
+    at: Final[float]
     """Wall-clock time it was taken."""
-    fleet: FleetRate
-    tokens_per_s_per_endpoint: float
-    models: tuple[str, ...]
+    fleet: Final[FleetRate]
+    tokens_per_s_per_endpoint: Final[float]
+    models: Final[tuple[str, ...]]
     """Configured model names it priced."""
+
+    def __init__(
+        self,
+        at: float,
+        fleet: FleetRate,
+        tokens_per_s_per_endpoint: float,
+        models: tuple[str, ...],
+    ) -> None:
+        self.at = at
+        self.fleet = fleet
+        self.tokens_per_s_per_endpoint = tokens_per_s_per_endpoint
+        self.models = models
 
 
 class MeasuredPrices:

@@ -7,9 +7,8 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from accounting.money import from_nusd, usd
 
@@ -151,20 +150,33 @@ def report_spans(since: float | None, until: float | None, by_hour: bool) -> lis
     return parts
 
 
-@dataclass(frozen=True, slots=True)
 class Dialect:
     """What a ledger's SQL engine writes differently in a report's query."""
 
-    param: str
+    __slots__ = ("param", "integer", "time_dims", "unrolled")
+
+    param: Final[str]
     """The placeholder of a bound parameter (``?``, ``%s``)."""
-    integer: str
+    integer: Final[str]
     """An aggregate ``{}`` as an integer (``({})::bigint`` in PostgreSQL, whose sums of integers are numeric)."""
-    time_dims: dict[str, str]
+    time_dims: Final[dict[str, str]]
     """The time dimensions (``TIME_DIMS``' names) of a column ``{t}`` of unix seconds."""
-    unrolled: str | None = None
+    unrolled: Final[str | None]
     """The condition selecting the rows within a time range (two parameters: from, to) that the rollups do not
     hold yet, which a report reads raw beside them; None where the rollups hold every row (PostgreSQL maintains
     them in the transaction that inserts the rows)."""
+
+    def __init__(
+        self,
+        param: str,
+        integer: str,
+        time_dims: dict[str, str],
+        unrolled: str | None = None,
+    ) -> None:
+        self.param = param
+        self.integer = integer
+        self.time_dims = time_dims
+        self.unrolled = unrolled
 
 
 def spend_select(

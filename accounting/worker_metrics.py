@@ -26,7 +26,6 @@ import mmap
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -51,37 +50,94 @@ _TYPES = frozenset({"counter", "gauge", "histogram", "summary"})
 _FORMAT_CACHE_MAX = 4096
 
 
-@dataclass
 class _Child:
     """A histogram's series for one label set: its buckets by upper bound, its ``_count`` and ``_sum`` slots."""
 
-    buckets: dict[float, int] = field(default_factory=dict)
-    ordered: list[int] = field(default_factory=list)  # bucket slots in ``le`` order
-    count: int = -1
-    sum: int = -1
+    __slots__ = ("buckets", "ordered", "count", "sum")
+
+    buckets: dict[float, int]
+    ordered: list[int]  # bucket slots in ``le`` order
+    count: int
+    sum: int
+
+    def __init__(
+        self,
+        buckets: dict[float, int] | None = None,
+        ordered: list[int] | None = None,
+        count: int = -1,
+        sum: int = -1,
+    ) -> None:
+        self.buckets = {} if buckets is None else buckets
+        self.ordered = [] if ordered is None else ordered
+        self.count = count
+        self.sum = sum
 
 
-@dataclass
 class _Family:
+    """One metric as the output shows it: its header, its plain series and its histograms' series."""
+
+    __slots__ = ("name", "typ", "header", "slots", "children")
+
     name: str  # as in the files (a counter's without ``_total``)
     typ: str
     header: str  # the ``# HELP`` and ``# TYPE`` lines
-    slots: list[int] = field(default_factory=list)  # plain series, in order of appearance
-    children: dict[tuple[tuple[str, str], ...], _Child] = field(default_factory=dict)  # histograms
+    slots: list[int]  # plain series, in order of appearance
+    children: dict[tuple[tuple[str, str], ...], _Child]  # histograms
+
+    def __init__(
+        self,
+        name: str,
+        typ: str,
+        header: str,
+        slots: list[int] | None = None,
+        children: dict[tuple[tuple[str, str], ...], _Child] | None = None,
+    ) -> None:
+        self.name = name
+        self.typ = typ
+        self.header = header
+        self.slots = [] if slots is None else slots
+        self.children = {} if children is None else children
 
 
-@dataclass
 class _File:
+    """What a scrape keeps of one worker's value file between scrapes: how far it is parsed, where its values sit."""
+
+    __slots__ = ("inode", "typ", "op", "pid", "per_worker", "parsed", "positions", "slots", "values", "mm")
+
     inode: int
     typ: str  # counter, gauge, histogram, summary
     op: int
     pid: str
     per_worker: bool
-    parsed: int = 8  # bytes parsed: the next entry starts here
-    positions: list[int] = field(default_factory=list)  # each entry's value, as an index of doubles
-    slots: list[int] = field(default_factory=list)  # each entry's output series
-    values: Callable[[Any], Any] | None = None  # the entries' values out of the file's doubles
-    mm: mmap.mmap | None = None  # the file, mapped read-only
+    parsed: int  # bytes parsed: the next entry starts here
+    positions: list[int]  # each entry's value, as an index of doubles
+    slots: list[int]  # each entry's output series
+    values: Callable[[Any], Any] | None  # the entries' values out of the file's doubles
+    mm: mmap.mmap | None  # the file, mapped read-only
+
+    def __init__(
+        self,
+        inode: int,
+        typ: str,
+        op: int,
+        pid: str,
+        per_worker: bool,
+        parsed: int = 8,
+        positions: list[int] | None = None,
+        slots: list[int] | None = None,
+        values: Callable[[Any], Any] | None = None,
+        mm: mmap.mmap | None = None,
+    ) -> None:
+        self.inode = inode
+        self.typ = typ
+        self.op = op
+        self.pid = pid
+        self.per_worker = per_worker
+        self.parsed = parsed
+        self.positions = [] if positions is None else positions
+        self.slots = [] if slots is None else slots
+        self.values = values
+        self.mm = mm
 
 
 _Parsed = tuple[str, str, tuple[tuple[str, str], ...], str]  # metric, sample, sorted labels, help

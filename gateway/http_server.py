@@ -42,9 +42,8 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 import httptools
@@ -66,16 +65,29 @@ _PLAIN_PATH = re.compile(rb"[^?%]*")
 _HEAD, _BODY, _IDLE = 1, 2, 3
 
 
-@dataclass(frozen=True, slots=True)
 class Bounds:
     """A connection's bounds, from ``server``'s settings of the same meaning."""
 
-    max_head_bytes: int = 64 * 1024
+    __slots__ = ("max_head_bytes", "max_header_count", "head_timeout_s", "body_timeout_s")
+
+    max_head_bytes: Final[int]
     """``max_header_bytes``."""
-    max_header_count: int = 100
-    head_timeout_s: float = 30.0
+    max_header_count: Final[int]
+    head_timeout_s: Final[float]
     """``header_timeout_s``."""
-    body_timeout_s: float = 60.0
+    body_timeout_s: Final[float]
+
+    def __init__(
+        self,
+        max_head_bytes: int = 64 * 1024,
+        max_header_count: int = 100,
+        head_timeout_s: float = 30.0,
+        body_timeout_s: float = 60.0,
+    ) -> None:
+        self.max_head_bytes = max_head_bytes
+        self.max_header_count = max_header_count
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
 
     @classmethod
     def of(cls, server: ServerConfig) -> Bounds:

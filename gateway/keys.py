@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Final
 
 from gateway.config import KeyConfig
 from routing.eligibility import Eligibility
@@ -21,21 +21,37 @@ def new_secret() -> str:
     return "sk-pm-" + secrets.token_urlsafe(32)
 
 
-@dataclass(frozen=True, slots=True)
 class ClientKey:
-    name: str
-    key_sha256: str
-    team: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    models: tuple[str, ...] | None = None
-    allowed_tags: dict[str, tuple[str, ...]] | None = None
-    scope: Eligibility | None = field(init=False, default=None, compare=False)
+    """A client key as the request path checks it: its hash, team, default tags and what it may use."""
+
+    __slots__ = ("name", "key_sha256", "team", "tags", "models", "allowed_tags", "scope")
+
+    name: Final[str]
+    key_sha256: Final[str]
+    team: Final[str | None]
+    tags: Final[dict[str, str]]
+    models: Final[tuple[str, ...] | None]
+    allowed_tags: Final[dict[str, tuple[str, ...]] | None]
+    scope: Final[Eligibility | None]
     """What may serve this key's requests (routing applies it to targets, fallbacks and retries); None for an
     unscoped key. Built once here, so the request path allocates nothing for it."""
 
-    def __post_init__(self) -> None:
-        if self.models is not None:
-            object.__setattr__(self, "scope", Eligibility(self.name, self.models))
+    def __init__(
+        self,
+        name: str,
+        key_sha256: str,
+        team: str | None = None,
+        tags: dict[str, str] | None = None,
+        models: tuple[str, ...] | None = None,
+        allowed_tags: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.name = name
+        self.key_sha256 = key_sha256
+        self.team = team
+        self.tags = {} if tags is None else tags
+        self.models = models
+        self.allowed_tags = allowed_tags
+        self.scope = None if models is None else Eligibility(name, models)
 
     def may_use(self, model: str) -> bool:
         if self.models is None:

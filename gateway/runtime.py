@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from typing import Final
 
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey, KeyRing
@@ -13,17 +13,39 @@ from routing.policy import CostOf, HealthView, Policy
 from wire.sse import StreamBounds
 
 
-@dataclass(frozen=True, slots=True)
 class Runtime:
-    config: GatewayConfig
-    version: int
-    policy: Policy
-    keys: KeyRing
-    admin_key: str | None
-    consent: ThirdPartyConsent
+    """The policy in force, compiled once from a config version: routing, keys, consent and stream bounds. The
+    live runtime swaps one for another whole (``gateway.live_runtime``)."""
+
+    __slots__ = ("config", "version", "policy", "keys", "admin_key", "consent", "stream_bounds")
+
+    config: Final[GatewayConfig]
+    version: Final[int]
+    policy: Final[Policy]
+    keys: Final[KeyRing]
+    admin_key: Final[str | None]
+    consent: Final[ThirdPartyConsent]
     """Which keys' requests may reach third-party backends (the rest get an in-house constraint)."""
-    stream_bounds: StreamBounds
+    stream_bounds: Final[StreamBounds]
     """What the relay holds of one stream (``server.max_event_bytes``, ``server.max_retained_stream_bytes``)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        version: int,
+        policy: Policy,
+        keys: KeyRing,
+        admin_key: str | None,
+        consent: ThirdPartyConsent,
+        stream_bounds: StreamBounds,
+    ) -> None:
+        self.config = config
+        self.version = version
+        self.policy = policy
+        self.keys = keys
+        self.admin_key = admin_key
+        self.consent = consent
+        self.stream_bounds = stream_bounds
 
     @classmethod
     def build(

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from accounting.accountant import Accountant
 from accounting.approvals.book import ApprovalBook
@@ -34,8 +33,30 @@ SHOWN_TASKS = 20
 """How many of the tasks still running a shutdown step's timeout names."""
 
 
-@dataclass(eq=False)
 class GatewayState:
+    """Every long-lived component of a gateway process, and the steps that start and close them in order."""
+
+    __slots__ = (
+        "config",
+        "live",
+        "registry",
+        "accountant",
+        "capture",
+        "approvals",
+        "health",
+        "dispatcher",
+        "control",
+        "shadow",
+        "vllm_pricing",
+        "inference",
+        "upstream_models",
+        "startup",
+        "shutdown",
+        "started_at",
+        "ready",
+        "draining",
+    )
+
     config: GatewayConfig
     """The config file's (the policy sections in force are ``runtime.config``'s)."""
     live: LiveRuntime
@@ -52,13 +73,53 @@ class GatewayState:
     inference: InferenceHandler
     upstream_models: UpstreamModels
     """The backends' own model lists, for the glob entries ``/v1/models`` lists."""
-    startup: list[Step] = field(default_factory=list)
+    startup: list[Step]
     """Run in order by ``start``."""
-    shutdown: list[Step] = field(default_factory=list)
+    shutdown: list[Step]
     """Run in order by ``close``."""
-    started_at: float = field(default_factory=time.time)
-    ready: bool = False
-    draining: bool = False
+    started_at: float
+    ready: bool
+    draining: bool
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        live: LiveRuntime,
+        registry: BackendRegistry,
+        accountant: Accountant,
+        capture: CaptureGate,
+        approvals: ApprovalBook,
+        health: HealthTracker,
+        dispatcher: Dispatcher,
+        control: PolicyControl,
+        shadow: Shadow,
+        vllm_pricing: SelfHostedPricing,
+        inference: InferenceHandler,
+        upstream_models: UpstreamModels,
+        startup: list[Step] | None = None,
+        shutdown: list[Step] | None = None,
+        started_at: float | None = None,
+        ready: bool = False,
+        draining: bool = False,
+    ) -> None:
+        self.config = config
+        self.live = live
+        self.registry = registry
+        self.accountant = accountant
+        self.capture = capture
+        self.approvals = approvals
+        self.health = health
+        self.dispatcher = dispatcher
+        self.control = control
+        self.shadow = shadow
+        self.vllm_pricing = vllm_pricing
+        self.inference = inference
+        self.upstream_models = upstream_models
+        self.startup = [] if startup is None else startup
+        self.shutdown = [] if shutdown is None else shutdown
+        self.started_at = time.time() if started_at is None else started_at
+        self.ready = ready
+        self.draining = draining
 
     @property
     def runtime(self) -> Runtime:

@@ -20,7 +20,6 @@ import math
 import random
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 
 from routing.config import BackoffConfig
 from routing.errors import NoHealthyTarget
@@ -35,13 +34,14 @@ from wire.anthropic.untranslatable import Untranslatable
 from wire.traceparent import end_span
 
 
-@dataclass(slots=True, init=False)
 class Attempt:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One hop tried: the target model, its backend, and why it failed (``None`` while it has not)."""
+
+    __slots__ = ("model", "backend", "error")
 
     model: str
     backend: str
-    error: str | None = None
+    error: str | None
 
     def __init__(self, model: str, backend: str, error: str | None = None) -> None:
         self.model = model
@@ -49,13 +49,14 @@ class Attempt:
         self.error = error
 
 
-@dataclass(slots=True, init=False)
 class Outcome:
-    """Which target served the request, and what was tried before it. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """Which target served the request, and what was tried before it."""
+
+    __slots__ = ("target", "backend", "tried")
 
     target: ResolvedModel
     backend: Backend
-    tried: list[Attempt] = field(default_factory=list)
+    tried: list[Attempt]
 
     def __init__(self, target: ResolvedModel, backend: Backend, tried: list[Attempt] | None = None) -> None:
         self.target = target

@@ -21,9 +21,8 @@ scope or its in-house variant (built once per key and subject, then cached).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Protocol
+from typing import Final, Protocol
 from urllib.parse import quote
 
 from accounting.approvals.store import KEY, TEAM, THIRD_PARTY
@@ -65,17 +64,45 @@ def approve_where(scope: str, name: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
 class Eligibility:
-    key: str
+    """Which targets may serve one request: the key's model scope and, without consent, the in-house rule."""
+
+    __slots__ = ("key", "models", "third_party", "subject")
+
+    key: Final[str]
     """The key's name (for messages)."""
-    models: tuple[str, ...] | None = None
+    models: Final[tuple[str, ...] | None]
     """The key's model globs: a model may serve only when its name matches one (None: any model)."""
-    third_party: frozenset[str] | None = None
+    third_party: Final[frozenset[str] | None]
     """Backends that may not serve: the third-party ones, when the team or key has not approved third-party
     processing (None: no such constraint)."""
-    subject: tuple[str, str] = ("", "")
+    subject: Final[tuple[str, str]]
     """With ``third_party``: whose approval is missing, ``("team", name)`` or ``("key", name)``."""
+
+    def __init__(
+        self,
+        key: str,
+        models: tuple[str, ...] | None = None,
+        third_party: frozenset[str] | None = None,
+        subject: tuple[str, str] = ("", ""),
+    ) -> None:
+        self.key = key
+        self.models = models
+        self.third_party = third_party
+        self.subject = subject
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Eligibility):
+            return NotImplemented
+        return (self.key, self.models, self.third_party, self.subject) == (
+            other.key,
+            other.models,
+            other.third_party,
+            other.subject,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.models, self.third_party, self.subject))
 
     def excluded(self, m: ResolvedModel) -> str | None:
         """Why ``m`` may not serve this request (``KEY_SCOPE``, ``NOT_APPROVED``), or None when it may."""

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from routing.config import BreakerConfig, RoutingSettings
 from serving.backend import Backend, Backends
@@ -115,12 +114,17 @@ class Breaker:
         return self.cooled(now)
 
 
-@dataclass(frozen=True, slots=True)
 class HopPlan:
     """How to call one backend given its breakers: endpoints to avoid, and the probe this call carries."""
 
-    avoid: frozenset[str]
-    probe: str | None
+    __slots__ = ("avoid", "probe")
+
+    avoid: Final[frozenset[str]]
+    probe: Final[str | None]
+
+    def __init__(self, avoid: frozenset[str], probe: str | None) -> None:
+        self.avoid = avoid
+        self.probe = probe
 
 
 CLEAR_PLAN = HopPlan(frozenset(), None)

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Final
 
 from serving.config import ModelConfig
 
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass(frozen=True, slots=True)
 class ResolvedModel:
-    name: str
+    """A model name resolved: the backend that serves it and the model id sent upstream."""
+
+    __slots__ = ("name", "backend", "upstream_model", "adapter", "owned_by")
+
+    name: Final[str]
     """The name the client (or a rule) asked for."""
-    backend: str
-    upstream_model: str
-    adapter: str | None
-    owned_by: str
+    backend: Final[str]
+    upstream_model: Final[str]
+    adapter: Final[str | None]
+    owned_by: Final[str]
+
+    def __init__(
+        self, name: str, backend: str, upstream_model: str, adapter: str | None, owned_by: str
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self.upstream_model = upstream_model
+        self.adapter = adapter
+        self.owned_by = owned_by
 
 
 class ModelTable:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
@@ -74,18 +73,18 @@ def _matcher(pattern: str | None) -> Callable[[str | None], bool] | None:
     return _Exact(pattern)
 
 
-@dataclass(slots=True, init=False)
 class RouteInput:
-    """What a routing decision looks at (made per request: not frozen, whose ``__init__`` costs three times as
-    much). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """What a routing decision looks at (made per request)."""
+
+    __slots__ = ("model", "tags", "key", "team", "sticky_header", "user")
 
     model: str
     tags: Mapping[str, str]
     key: str
     team: str | None
-    sticky_header: str | None = None
+    sticky_header: str | None
     """``x-pointsman-sticky``."""
-    user: str | None = None
+    user: str | None
     """The body's ``user`` field."""
 
     def __init__(
@@ -105,25 +104,38 @@ class RouteInput:
         self.user = user
 
 
-@dataclass(slots=True, init=False)
 class Decision:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """Where one request goes: the chosen target then its fallbacks, and how and why they were chosen."""
+
+    __slots__ = (
+        "route",
+        "attempts",
+        "reason",
+        "timeout_s",
+        "max_retries",
+        "defaults",
+        "candidates",
+        "rule",
+        "how",
+        "eligibility",
+        "removed",
+    )
 
     route: str
     attempts: list[ResolvedModel]
     """Chosen target first, then fallbacks, in order."""
     reason: str
-    timeout_s: float | None = None
-    max_retries: int | None = None
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float | None
+    max_retries: int | None
+    defaults: Mapping[str, Any]
     """The route's ``defaults`` as configured (``defaults_for`` gives them in an endpoint's form)."""
-    candidates: Sequence[tuple[str, float]] = ()
-    rule: CompiledRule | None = None
-    how: str = ""
+    candidates: Sequence[tuple[str, float]]
+    rule: CompiledRule | None
+    how: str
     """How the target was chosen: sticky, random, least_latency, cheapest, only, requested."""
-    eligibility: Eligibility | None = None
+    eligibility: Eligibility | None
     """The request's constraint on targets (a scoped key), when it has one."""
-    removed: Sequence[tuple[str, str]] = ()
+    removed: Sequence[tuple[str, str]]
     """Models the constraint took out of the rule's targets and fallbacks, with why."""
 
     def __init__(

@@ -29,8 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -45,17 +44,23 @@ class OwnerStoreUnavailable(Exception):
     """The store could not be read or written."""
 
 
-@dataclass(frozen=True, slots=True)
 class Stored:
     """Who made a stored response, and where it is stored."""
 
-    owner: str
+    __slots__ = ("owner", "backend", "endpoint")
+
+    owner: Final[str]
     """``owner_of`` the request that made it."""
-    backend: str
+    backend: Final[str]
     """The backend that answered."""
-    endpoint: str
+    endpoint: Final[str]
     """The endpoint (base URL, ``.../v1``) of that backend that answered: where the provider keeps it (one server of
     a vLLM fleet)."""
+
+    def __init__(self, owner: str, backend: str, endpoint: str) -> None:
+        self.owner = owner
+        self.backend = backend
+        self.endpoint = endpoint
 
 
 def owner_of(key: str, team: str | None) -> str:

@@ -25,36 +25,67 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from routing.errors import RoutingError
 
 
-@dataclass(frozen=True, slots=True)
 class PolicyVersion:
-    version: int
-    created_at: float
+    """One stored version of the routing policy document."""
+
+    __slots__ = ("version", "created_at", "source", "summary", "doc")
+
+    version: Final[int]
+    created_at: Final[float]
     """Unix time."""
-    source: str
+    source: Final[str]
     """``config`` (imported from the config file), ``admin`` or ``rollback``."""
-    summary: str
-    doc: dict[str, Any]
+    summary: Final[str]
+    doc: Final[dict[str, Any]]
+
+    def __init__(
+        self, version: int, created_at: float, source: str, summary: str, doc: dict[str, Any]
+    ) -> None:
+        self.version = version
+        self.created_at = created_at
+        self.source = source
+        self.summary = summary
+        self.doc = doc
 
 
-@dataclass(frozen=True, slots=True)
 class Revocation:
     """A client key secret revoked through the admin API (its key deleted, or its secret rotated away)."""
 
-    key_sha256: str
-    name: str
+    __slots__ = ("key_sha256", "name", "version", "revoked_at")
+
+    key_sha256: Final[str]
+    name: Final[str]
     """The key it belonged to."""
-    version: int
+    version: Final[int]
     """The policy version that revoked it."""
-    revoked_at: float
+    revoked_at: Final[float]
     """Unix time."""
+
+    def __init__(self, key_sha256: str, name: str, version: int, revoked_at: float) -> None:
+        self.key_sha256 = key_sha256
+        self.name = name
+        self.version = version
+        self.revoked_at = revoked_at
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Revocation):
+            return NotImplemented
+        return (self.key_sha256, self.name, self.version, self.revoked_at) == (
+            other.key_sha256,
+            other.name,
+            other.version,
+            other.revoked_at,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key_sha256, self.name, self.version, self.revoked_at))
 
 
 Revoke = Mapping[str, str]

@@ -27,7 +27,6 @@ gateway counts them itself for such backends (``gateway.inference.handler``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,9 +41,10 @@ from wire.route_defaults import added
 from wire.traceparent import ChildSpan, TraceContext
 
 
-@dataclass(slots=True, init=False)
 class CallSpec:
-    """What every upstream call of one request is built from, whichever target serves it. (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """What every upstream call of one request is built from, whichever target serves it."""
+
+    __slots__ = ("endpoint", "body", "defaults", "stream", "request_id", "trace", "headers")
 
     endpoint: str
     body: JsonObject
@@ -54,9 +54,9 @@ class CallSpec:
     values win."""
     stream: bool
     request_id: str
-    trace: TraceContext | None = None
+    trace: TraceContext | None
     """The request's trace, when traced: every call carries a ``traceparent`` for its own span."""
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None
     """Client headers forwarded to backends that speak the client's protocol (``anthropic-version``,
     ``anthropic-beta``)."""
 

@@ -9,44 +9,57 @@ only ``serving.errors`` exceptions.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from serving.errors import UpstreamProtocolError
 
 
-@dataclass(frozen=True, slots=True)
 class Translation:
     """A call made in another protocol than its caller's (a Messages API request sent as Chat Completions): the
     answer is translated back (``serving.translation``)."""
 
-    answer_as: str
+    __slots__ = ("answer_as", "stop_sequences")
+
+    answer_as: Final[str]
     """The endpoint whose format the caller reads (``messages``)."""
-    stop_sequences: tuple[str, ...] = ()
+    stop_sequences: Final[tuple[str, ...]]
     """The request's stop sequences (a stop reason naming one is ``stop_sequence``)."""
 
+    def __init__(self, answer_as: str, stop_sequences: tuple[str, ...] = ()) -> None:
+        self.answer_as = answer_as
+        self.stop_sequences = stop_sequences
 
-@dataclass(slots=True, init=False)
+
 class UpstreamCall:
-    """One call to a backend. (``__init__`` written out, not generated, so that the compiled build compiles it:
-    docs/design.md.)"""
+    """One call to a backend."""
+
+    __slots__ = (
+        "endpoint",
+        "body",
+        "stream",
+        "timeout_s",
+        "request_id",
+        "traceparent",
+        "headers",
+        "translation",
+    )
 
     endpoint: str
     body: bytes
     """The JSON request body, as it is sent (a backend that needs the document parses it)."""
     stream: bool
     timeout_s: float
-    request_id: str = ""
+    request_id: str
     """Total budget for the call (connect + first byte + body)."""
-    traceparent: str = ""
+    traceparent: str
     """W3C ``traceparent`` for the call's span, sent upstream when set (traced requests); always made by
     ``wire.traceparent`` (lower-case hex ids, validated when they come from the client), so sent as it is."""
-    headers: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None
     """Client headers forwarded as they are (``anthropic-version``, ``anthropic-beta`` to a backend that speaks
     the Messages API)."""
-    translation: Translation | None = None
+    translation: Translation | None
     """Set when ``body`` is a translation of the client's request: its answer is translated back."""
 
     def __init__(
@@ -70,19 +83,19 @@ class UpstreamCall:
         self.translation = translation
 
 
-@dataclass(slots=True, init=False)
 class UpstreamResponse:
-    """A complete (non-streamed) upstream answer. (``__init__`` written out, not generated, so that the compiled
-    build compiles it: docs/design.md.)"""
+    """A complete (non-streamed) upstream answer."""
+
+    __slots__ = ("status", "body", "content_type", "endpoint", "parsed", "headers")
 
     status: int
     body: bytes
-    content_type: str = "application/json"
-    endpoint: str = ""
+    content_type: str
+    endpoint: str
     """The concrete endpoint URL that served it (for vLLM pools)."""
-    parsed: Any = None
+    parsed: Any
     """The body as parsed JSON, when the backend already parsed it (to check it) — never parsed twice."""
-    headers: Sequence[tuple[bytes, bytes]] = ()
+    headers: Sequence[tuple[bytes, bytes]]
     """The answer's header lines as received (lowercase names), where it came over HTTP: the gateway relays a few
     of them to the client (``gateway.upstream_headers``)."""
 
@@ -128,12 +141,21 @@ class UpstreamStream(Protocol):
     async def aclose(self) -> None: ...
 
 
-@dataclass(slots=True)
 class BackendInfo:
+    """What a backend reports of itself (its name, type, whether it is self-hosted, its endpoints)."""
+
+    __slots__ = ("name", "type", "self_hosted", "endpoints")
+
     name: str
     type: str
     self_hosted: bool
-    endpoints: list[str] = field(default_factory=list)
+    endpoints: list[str]
+
+    def __init__(self, name: str, type: str, self_hosted: bool, endpoints: list[str] | None = None) -> None:
+        self.name = name
+        self.type = type
+        self.self_hosted = self_hosted
+        self.endpoints = [] if endpoints is None else endpoints
 
 
 class Backend(Protocol):

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -274,14 +273,22 @@ class _Host:
             pass
 
 
-@dataclass(frozen=True, slots=True)
 class Timeouts:
-    total: float
+    """A call's time limits, in seconds."""
+
+    __slots__ = ("total", "connect", "read")
+
+    total: Final[float]
     """The whole call: waiting for a connection, sending, the answer's head and all of its body."""
-    connect: float
+    connect: Final[float]
     """Opening a connection."""
-    read: float
+    read: Final[float]
     """Between two reads of the answer, while waiting for it."""
+
+    def __init__(self, total: float, connect: float, read: float) -> None:
+        self.total = total
+        self.connect = connect
+        self.read = read
 
 
 class Response:

@@ -8,18 +8,29 @@ that are unhealthy or that the caller asks to avoid (open circuit breakers). Nev
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 
-@dataclass(slots=True)
 class Endpoint:
+    """One server of a pool and what the pool knows of its load and health."""
+
+    __slots__ = ("url", "outstanding", "waiting", "running", "healthy")
+
     url: str
-    outstanding: int = 0
-    waiting: float = 0.0
+    outstanding: int
+    waiting: float
     """Queue depth last reported by the server's /metrics."""
-    running: float = 0.0
-    healthy: bool = True
+    running: float
+    healthy: bool
     """Last /health result (True until a probe says otherwise)."""
+
+    def __init__(
+        self, url: str, outstanding: int = 0, waiting: float = 0.0, running: float = 0.0, healthy: bool = True
+    ) -> None:
+        self.url = url
+        self.outstanding = outstanding
+        self.waiting = waiting
+        self.running = running
+        self.healthy = healthy
 
     @property
     def load(self) -> float:

@@ -10,7 +10,6 @@ from its output-item and delta events. Error events are noted, not merged. Anthr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from wire.anthropic.answer import assemble_message
@@ -24,16 +23,17 @@ _MESSAGE_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 """Chat message fields that stream as text deltas (reasoning ones as vLLM and others send them)."""
 
 
-@dataclass(slots=True, init=False)
 class Answer:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """An answer assembled from a stream's events: the body it would have had unstreamed."""
+
+    __slots__ = ("body", "usage", "error")
 
     body: dict[str, Any]
     """``{"choices": [...]}`` (chat, completions), the Responses API ``response`` (``{"output": [...]}``) or the
     Messages API ``message`` (``{"content": [...]}``)."""
-    usage: dict[str, Any] | None = None
+    usage: dict[str, Any] | None
     """The last ``usage`` object the stream reported."""
-    error: str | None = None
+    error: str | None
     """The message of an error event (the answer is incomplete)."""
 
     def __init__(
@@ -47,15 +47,16 @@ class Answer:
         self.error = error
 
 
-@dataclass(slots=True, init=False)
 class _Choice:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One choice of a streamed chat or completions answer, as its deltas arrive."""
+
+    __slots__ = ("index", "finish_reason", "role", "texts", "tools")
 
     index: int
-    finish_reason: str | None = None
-    role: str = "assistant"
-    texts: dict[str, list[str]] = field(default_factory=dict)
-    tools: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None
+    role: str
+    texts: dict[str, list[str]]
+    tools: dict[int, dict[str, Any]]
 
     def __init__(
         self,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,10 +64,10 @@ class DuplicateMember(ValueError):
         self.key = key
 
 
-@dataclass(slots=True, init=False)
 class Member:
-    """Where one top-level member lies in the text (byte offsets). (``__init__`` written out, not generated, so
-    that the compiled build compiles it: docs/design.md.)"""
+    """Where one top-level member lies in the text (byte offsets)."""
+
+    __slots__ = ("start", "value", "end")
 
     start: int
     """The key's opening quote."""

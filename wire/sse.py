@@ -9,8 +9,7 @@ when the client did not ask. ``split_events`` and ``json_events`` read recorded 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -86,14 +85,19 @@ def _oversized_event(block: bytes, cap: int) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class StreamBounds:
     """How much of a stream the reader holds: one incomplete event, and the relayed events it keeps."""
 
-    max_event_bytes: int | None = None
+    __slots__ = ("max_event_bytes", "max_retained_bytes")
+
+    max_event_bytes: Final[int | None]
     """An event larger than this (before its blank line) raises ``EventTooLarge``; None: no bound."""
-    max_retained_bytes: int | None = None
+    max_retained_bytes: Final[int | None]
     """Events are kept in ``SSEReader.events`` up to this many bytes; None: all of them."""
+
+    def __init__(self, max_event_bytes: int | None = None, max_retained_bytes: int | None = None) -> None:
+        self.max_event_bytes = max_event_bytes
+        self.max_retained_bytes = max_retained_bytes
 
 
 UNBOUNDED = StreamBounds()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
@@ -59,9 +58,10 @@ def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
-@dataclass(slots=True, init=False)
 class ChildSpan:
-    """One upstream call made for a traced request (an attempt, a shadow call, a comparator call). (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One upstream call made for a traced request (an attempt, a shadow call, a comparator call)."""
+
+    __slots__ = ("span_id", "kind", "backend", "model", "start_ns", "end_ns", "error", "status")
 
     span_id: str
     kind: str
@@ -70,10 +70,10 @@ class ChildSpan:
     model: str
     """The upstream model id the call asked for."""
     start_ns: int
-    end_ns: int = 0
+    end_ns: int
     """0 while open; an attempt that served a stream ends with its request."""
-    error: str | None = None
-    status: int = 0
+    error: str | None
+    status: int
 
     def __init__(
         self,
@@ -96,9 +96,10 @@ class ChildSpan:
         self.status = status
 
 
-@dataclass(slots=True, init=False)
 class TraceContext:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """A request's trace: its ids, whether it is sampled, and the upstream calls made for it."""
+
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "sampled", "start_ns", "children")
 
     trace_id: str
     span_id: str
@@ -107,8 +108,8 @@ class TraceContext:
     """The client's span, from its ``traceparent``."""
     sampled: bool
     """Whether the request's spans are exported; propagated upstream in the flags either way."""
-    start_ns: int = field(default_factory=time.time_ns)
-    children: list[ChildSpan] = field(default_factory=list)
+    start_ns: int
+    children: list[ChildSpan]
 
     def __init__(
         self,

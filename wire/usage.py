@@ -16,7 +16,6 @@ Anthropic's own form (the Messages API, ``wire.anthropic``) is the Responses for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 SERVICE_TIERS = ("standard", "flex", "priority", "balanced", "ultrafast", "batch")
@@ -31,29 +30,43 @@ _TIER_NAMES = {
 }
 
 
-@dataclass(slots=True, init=False)
 class Usage:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """Token counts of one answer, by class, as ``usage_from_response`` reads them from any provider's shape."""
 
-    input_tokens: int = 0
+    __slots__ = (
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "estimated",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "audio_input_tokens",
+        "audio_output_tokens",
+        "image_input_tokens",
+        "image_output_tokens",
+        "service_tier",
+    )
+
+    input_tokens: int
     """Prompt tokens, all of them: cache reads, cache writes, audio and image tokens included."""
-    output_tokens: int = 0
+    output_tokens: int
     """Completion tokens, all of them: reasoning, audio and image tokens included."""
-    cached_input_tokens: int = 0
+    cached_input_tokens: int
     """Of the input: read from the provider's prompt cache."""
-    reasoning_tokens: int = 0
+    reasoning_tokens: int
     """Of the output: reasoning."""
-    estimated: bool = False
+    estimated: bool
     """True when counted by a tokenizer because the upstream reported nothing."""
-    cache_write_tokens: int = 0
+    cache_write_tokens: int
     """Of the input: written to the prompt cache (every lifetime)."""
-    cache_write_1h_tokens: int = 0
+    cache_write_1h_tokens: int
     """Of the cache writes: to the one-hour cache (the rest are five-minute writes)."""
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-    image_input_tokens: int = 0
-    image_output_tokens: int = 0
-    service_tier: str = "standard"
+    audio_input_tokens: int
+    audio_output_tokens: int
+    image_input_tokens: int
+    image_output_tokens: int
+    service_tier: str
     """The tier the upstream says it served the request in (one of ``SERVICE_TIERS``)."""
 
     def __init__(
@@ -87,6 +100,34 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def _fields(self) -> tuple[int, int, int, int, bool, int, int, int, int, int, int, str]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.reasoning_tokens,
+            self.estimated,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+            self.image_input_tokens,
+            self.image_output_tokens,
+            self.service_tier,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (
+            "Usage("
+            + ", ".join(f"{n}={v!r}" for n, v in zip(self.__slots__, self._fields(), strict=True))
+            + ")"
+        )
 
 
 def service_tier(v: Any) -> str:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 CAPTURE = "capture"
 """Purpose: a team's (or key's) traffic may be captured for datasets."""
@@ -33,19 +32,56 @@ Subject = tuple[str, str]
 """(scope, name): ``("team", "growth")`` or ``("key", "batch")``."""
 
 
-@dataclass(frozen=True, slots=True)
 class Approval:
-    purpose: str
-    scope: str
+    """One subject's decision for one purpose: approved or revoked, by whom, when."""
+
+    __slots__ = ("purpose", "scope", "name", "approved", "actor", "at", "note")
+
+    purpose: Final[str]
+    scope: Final[str]
     """``team`` or ``key``."""
-    name: str
+    name: Final[str]
     """The team's or key's name."""
-    approved: bool
-    actor: str
+    approved: Final[bool]
+    actor: Final[str]
     """Who approved (or revoked) it."""
-    at: float
+    at: Final[float]
     """Unix time of that decision."""
-    note: str | None = None
+    note: Final[str | None]
+
+    def __init__(
+        self,
+        purpose: str,
+        scope: str,
+        name: str,
+        approved: bool,
+        actor: str,
+        at: float,
+        note: str | None = None,
+    ) -> None:
+        self.purpose = purpose
+        self.scope = scope
+        self.name = name
+        self.approved = approved
+        self.actor = actor
+        self.at = at
+        self.note = note
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Approval):
+            return NotImplemented
+        return (self.purpose, self.scope, self.name, self.approved, self.actor, self.at, self.note) == (
+            other.purpose,
+            other.scope,
+            other.name,
+            other.approved,
+            other.actor,
+            other.at,
+            other.note,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.purpose, self.scope, self.name, self.approved, self.actor, self.at, self.note))
 
     @property
     def subject(self) -> Subject:

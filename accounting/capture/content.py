@@ -9,8 +9,7 @@ batch, off the request path. Streams are reassembled with the one answer assembl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from accounting.capture.trace import output_from_body, output_from_events
 from accounting.record import ContentSource
@@ -21,13 +20,18 @@ CONTENT_ENDPOINTS = frozenset({CHAT, COMPLETIONS, RESPONSES})
 Message = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
 class ExchangeContent:
     """An exchange as chat messages (OpenAI's shape): what was sent, and one assistant message per choice."""
 
-    input: list[Message]
-    output: list[Message]
+    __slots__ = ("input", "output")
+
+    input: Final[list[Message]]
+    output: Final[list[Message]]
     """Assistant messages, each with its ``finish_reason`` (None when the answer did not say)."""
+
+    def __init__(self, input: list[Message], output: list[Message]) -> None:
+        self.input = input
+        self.output = output
 
 
 def exchange_content(endpoint: str, src: ContentSource) -> ExchangeContent | None:

@@ -18,9 +18,8 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -54,12 +53,22 @@ class FeedbackError(Exception):
         return self.status, self.message, kind, self.code, {}
 
 
-@dataclass(frozen=True, slots=True)
 class FeedbackValue:
-    kind: str
+    """A feedback ``value`` as parsed: its kind, and the number or the demonstration's messages."""
+
+    __slots__ = ("kind", "number", "demonstration")
+
+    kind: Final[str]
     """``boolean``, ``number`` or ``demonstration``."""
-    number: float | None = None
-    demonstration: list[dict[str, Any]] | None = None
+    number: Final[float | None]
+    demonstration: Final[list[dict[str, Any]] | None]
+
+    def __init__(
+        self, kind: str, number: float | None = None, demonstration: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.kind = kind
+        self.number = number
+        self.demonstration = demonstration
 
 
 def parse_value(v: Any) -> FeedbackValue:

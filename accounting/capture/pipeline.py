@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from accounting.approvals.book import ApprovalBook
@@ -52,13 +51,30 @@ OUTCOMES = ("stored", "queue_full", "not_approved", "too_large", "failed")
 DAY = 86400.0
 
 
-@dataclass(slots=True)
 class Offer:
+    """A finished exchange queued for the writer: its record, the capture policy that sampled it, and its bodies."""
+
+    __slots__ = ("rec", "policy", "request", "response", "events")
+
     rec: RequestRecord
     policy: CapturePolicy
     request: dict[str, Any]
     response: dict[str, Any] | None
     events: Sequence[bytes] | None
+
+    def __init__(
+        self,
+        rec: RequestRecord,
+        policy: CapturePolicy,
+        request: dict[str, Any],
+        response: dict[str, Any] | None,
+        events: Sequence[bytes] | None,
+    ) -> None:
+        self.rec = rec
+        self.policy = policy
+        self.request = request
+        self.response = response
+        self.events = events
 
 
 class TraceSink(Protocol):

@@ -16,9 +16,8 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -165,23 +164,73 @@ def trace_from_row(r: Sequence[Any]) -> Trace:
     )
 
 
-@dataclass(frozen=True, slots=True)
 class Feedback:
-    id: int
-    request_id: str
-    ts: float
-    expires_at: float
-    key: str
-    team: str | None
-    task: str | None
-    route: str | None
-    metric: str
-    kind: str
+    """One feedback row as stored: who sent it, for which request, and its (redacted) value."""
+
+    __slots__ = (
+        "id",
+        "request_id",
+        "ts",
+        "expires_at",
+        "key",
+        "team",
+        "task",
+        "route",
+        "metric",
+        "kind",
+        "value",
+        "demonstration",
+        "comment",
+        "redactions",
+    )
+
+    id: Final[int]
+    request_id: Final[str]
+    ts: Final[float]
+    expires_at: Final[float]
+    key: Final[str]
+    team: Final[str | None]
+    task: Final[str | None]
+    route: Final[str | None]
+    metric: Final[str]
+    kind: Final[str]
     """``boolean``, ``number`` or ``demonstration``."""
-    value: float | None
-    demonstration: list[dict[str, Any]] | None
-    comment: str | None
-    redactions: dict[str, int]
+    value: Final[float | None]
+    demonstration: Final[list[dict[str, Any]] | None]
+    comment: Final[str | None]
+    redactions: Final[dict[str, int]]
+
+    def __init__(
+        self,
+        id: int,
+        request_id: str,
+        ts: float,
+        expires_at: float,
+        key: str,
+        team: str | None,
+        task: str | None,
+        route: str | None,
+        metric: str,
+        kind: str,
+        value: float | None,
+        demonstration: list[dict[str, Any]] | None,
+        comment: str | None,
+        redactions: dict[str, int],
+    ) -> None:
+        self.id = id
+        self.request_id = request_id
+        self.ts = ts
+        self.expires_at = expires_at
+        self.key = key
+        self.team = team
+        self.task = task
+        self.route = route
+        self.metric = metric
+        self.kind = kind
+        self.value = value
+        self.demonstration = demonstration
+        self.comment = comment
+        self.redactions = redactions
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

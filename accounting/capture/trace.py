@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,9 +22,30 @@ _MESSAGE_FIELDS = ("role", "content", "stop_reason", "stop_sequence")
 _DROP_REQUEST_FIELDS = ("user", "stream_options", "safety_identifier", "prompt_cache_key")
 
 
-@dataclass(slots=True)
 class Trace:
     """One captured exchange, redacted, as stored."""
+
+    __slots__ = (
+        "request_id",
+        "ts",
+        "expires_at",
+        "key",
+        "team",
+        "task",
+        "route",
+        "endpoint",
+        "requested_model",
+        "upstream_model",
+        "backend",
+        "stream",
+        "status",
+        "request",
+        "output",
+        "usage",
+        "redactions",
+        "prompt_hash",
+        "tags",
+    )
 
     request_id: str
     ts: float
@@ -46,10 +66,52 @@ class Trace:
     """Choices: ``{"index", "message", "finish_reason"}`` (chat), ``{"index", "text", ...}`` (completions), the
     Responses API ``output`` items, or the Messages API answer (``{"role", "content", "stop_reason",
     "stop_sequence"}``) as the one item."""
-    usage: dict[str, Any] | None = None
-    redactions: dict[str, int] = field(default_factory=dict)
-    prompt_hash: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, Any] | None
+    redactions: dict[str, int]
+    prompt_hash: str
+    tags: dict[str, str]
+
+    def __init__(
+        self,
+        request_id: str,
+        ts: float,
+        expires_at: float,
+        key: str,
+        team: str | None,
+        task: str | None,
+        route: str,
+        endpoint: str,
+        requested_model: str,
+        upstream_model: str,
+        backend: str,
+        stream: bool,
+        status: int,
+        request: dict[str, Any],
+        output: list[dict[str, Any]],
+        usage: dict[str, Any] | None = None,
+        redactions: dict[str, int] | None = None,
+        prompt_hash: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.ts = ts
+        self.expires_at = expires_at
+        self.key = key
+        self.team = team
+        self.task = task
+        self.route = route
+        self.endpoint = endpoint
+        self.requested_model = requested_model
+        self.upstream_model = upstream_model
+        self.backend = backend
+        self.stream = stream
+        self.status = status
+        self.request = request
+        self.output = output
+        self.usage = usage
+        self.redactions = {} if redactions is None else redactions
+        self.prompt_hash = prompt_hash
+        self.tags = {} if tags is None else tags
 
     def as_dict(self) -> dict[str, Any]:
         return {

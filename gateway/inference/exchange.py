@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from accounting.record import RequestRecord
 from gateway.inference.asgi import Receive, Send
@@ -12,10 +11,10 @@ from routing.shadow.ticket import Ticket
 from routing.upstream_call import CallSpec
 
 
-@dataclass(slots=True, init=False)
 class Exchange:
-    """One routed inference request: the client connection, the decision, and the record being filled in.
-    (``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One routed inference request: the client connection, the decision, and the record being filled in."""
+
+    __slots__ = ("send", "receive", "call", "decision", "rec", "headers", "t0", "ticket", "events")
 
     send: Send
     receive: Receive
@@ -29,7 +28,7 @@ class Exchange:
     """``perf_counter`` when the request arrived."""
     ticket: Ticket | None
     """The shadow pair this request is part of, when sampled."""
-    events: Sequence[bytes] | None = None
+    events: Sequence[bytes] | None
     """A stream's events read so far (its reader's list, from when the stream opened): what a request cut off
     by shutdown had generated."""
 

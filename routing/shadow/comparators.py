@@ -21,7 +21,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, Protocol
 
@@ -55,14 +54,31 @@ class ModelCaller(Protocol):
         """Call a model through the gateway's routing; the parsed response, or raise."""
 
 
-@dataclass(slots=True)
 class PairInput:
+    """One pair to compare: the request and both sides' outputs."""
+
+    __slots__ = ("endpoint", "request", "primary", "candidate", "caller")
+
     endpoint: str
     request: dict[str, Any]
     primary: Output
     candidate: Output
-    caller: ModelCaller | None = None
+    caller: ModelCaller | None
     """Model calls for ``embedding_cosine`` / ``llm_judge`` (attributed to the pair's route and key)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        request: dict[str, Any],
+        primary: Output,
+        candidate: Output,
+        caller: ModelCaller | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.primary = primary
+        self.candidate = candidate
+        self.caller = caller
 
     def call(self) -> ModelCaller:
         if self.caller is None:
@@ -70,13 +86,21 @@ class PairInput:
         return self.caller
 
 
-@dataclass(slots=True)
 class Scored:
+    """A comparator's result for one pair."""
+
+    __slots__ = ("value", "baseline", "detail")
+
     value: float | None
     """The candidate's score; None: not applicable to this pair."""
-    baseline: float | None = None
+    baseline: float | None
     """Single-sided comparators: the primary's own score on the same check."""
-    detail: str | None = None
+    detail: str | None
+
+    def __init__(self, value: float | None, baseline: float | None = None, detail: str | None = None) -> None:
+        self.value = value
+        self.baseline = baseline
+        self.detail = detail
 
 
 class Comparator:

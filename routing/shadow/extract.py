@@ -9,7 +9,6 @@ blocks, its ``tool_use`` blocks (the ``input`` as the arguments string) and its 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,9 +18,10 @@ from wire.endpoints import COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES
 from wire.usage import Usage, parse_usage
 
 
-@dataclass(slots=True, init=False)
 class ToolCall:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One tool call in an answer: the function's name and its arguments string."""
+
+    __slots__ = ("name", "arguments")
 
     name: str
     arguments: str
@@ -38,16 +38,17 @@ class ToolCall:
         return {"name": self.name, "arguments": self.arguments}
 
 
-@dataclass(slots=True, init=False)
 class Output:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """What a model answered, as comparators see it."""
 
-    text: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    finish_reason: str | None = None
-    vector: list[float] | None = None
+    __slots__ = ("text", "tool_calls", "finish_reason", "vector", "error")
+
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+    vector: list[float] | None
     """First embedding (``/v1/embeddings``)."""
-    error: str | None = None
+    error: str | None
     """A stream that ended with an error event (the answer is incomplete)."""
 
     def __init__(

@@ -30,8 +30,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from routing.shadow.record import PairRecord
 
@@ -75,19 +74,34 @@ def _rate(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
-@dataclass(slots=True)
 class JudgeTally:
     """Running counts for one judge comparator (add pairs in any order)."""
 
-    outcomes: Counter[str] = field(default_factory=Counter)
-    answers: Counter[str] = field(default_factory=Counter)
+    __slots__ = ("outcomes", "answers", "unparsed", "failed", "unrecorded")
+
+    outcomes: Counter[str]
+    answers: Counter[str]
     """Answers over both orders: ``1`` (first slot), ``2`` (second slot), ``tie``."""
-    unparsed: int = 0
+    unparsed: int
     """Pairs where a judge reply held no verdict."""
-    failed: int = 0
+    failed: int
     """Pairs where the judge call failed otherwise (timeouts, errors)."""
-    unrecorded: int = 0
+    unrecorded: int
     """Scored pairs stored without the per-order answers (not told apart: left out of every figure)."""
+
+    def __init__(
+        self,
+        outcomes: Counter[str] | None = None,
+        answers: Counter[str] | None = None,
+        unparsed: int = 0,
+        failed: int = 0,
+        unrecorded: int = 0,
+    ) -> None:
+        self.outcomes = Counter() if outcomes is None else outcomes
+        self.answers = Counter() if answers is None else answers
+        self.unparsed = unparsed
+        self.failed = failed
+        self.unrecorded = unrecorded
 
     def add(self, primary_first: str, candidate_first: str) -> str:
         o = outcome(primary_first, candidate_first)
@@ -216,16 +230,25 @@ def human_outcome(value: float) -> str:
     return WIN if value > 0.5 else LOSS if value < 0.5 else TIE
 
 
-@dataclass(frozen=True, slots=True)
 class Kappa:
-    n: int
-    agreement: float
+    """Agreement of two raters on the same items, beyond chance."""
+
+    __slots__ = ("n", "agreement", "expected", "kappa")
+
+    n: Final[int]
+    agreement: Final[float]
     """Observed agreement."""
-    expected: float
+    expected: Final[float]
     """Agreement expected by chance from the two raters' marginal rates."""
-    kappa: float | None
+    kappa: Final[float | None]
     """Cohen's kappa: (observed - expected) / (1 - expected); None when chance agreement is 1 (both raters
     constant and equal: kappa is undefined)."""
+
+    def __init__(self, n: int, agreement: float, expected: float, kappa: float | None) -> None:
+        self.n = n
+        self.agreement = agreement
+        self.expected = expected
+        self.kappa = kappa
 
     def as_dict(self) -> dict[str, Any]:
         return {"n": self.n, "agreement": self.agreement, "expected": self.expected, "kappa": self.kappa}

@@ -15,21 +15,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Final
 
 from routing.shadow.stats import Z95, Interval, mean_ci, wilson
 
 
-@dataclass(frozen=True, slots=True)
 class PairedCounts:
     """A paired 2x2 table: each request scored pass/fail on both sides."""
 
-    both: int
-    primary_only: int
+    __slots__ = ("both", "primary_only", "candidate_only", "neither")
+
+    both: Final[int]
+    primary_only: Final[int]
     """The primary passed and the candidate failed."""
-    candidate_only: int
+    candidate_only: Final[int]
     """The candidate passed and the primary failed."""
-    neither: int
+    neither: Final[int]
+
+    def __init__(self, both: int, primary_only: int, candidate_only: int, neither: int) -> None:
+        self.both = both
+        self.primary_only = primary_only
+        self.candidate_only = candidate_only
+        self.neither = neither
 
     @property
     def n(self) -> int:

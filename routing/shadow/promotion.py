@@ -25,8 +25,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from accounting.metrics import Metrics
 from routing.policy import Policy
@@ -457,35 +456,77 @@ class PromotionController:
             return doc
 
 
-@dataclass(frozen=True, slots=True)
 class StepTraffic:
     """The guards' reading of a step's live requests (observations)."""
 
-    step_started_at: float
-    due: float
+    __slots__ = (
+        "step_started_at",
+        "due",
+        "candidate",
+        "baseline",
+        "failed",
+        "answered",
+        "p95",
+        "baseline_answered",
+        "baseline_p95",
+    )
+
+    step_started_at: Final[float]
+    due: Final[float]
     """When it is read again (``time.monotonic()``)."""
-    candidate: int
+    candidate: Final[int]
     """Requests the candidate served."""
-    baseline: int
-    failed: int
+    baseline: Final[int]
+    failed: Final[int]
     """Of the candidate's, those that failed."""
-    answered: int
-    p95: float
+    answered: Final[int]
+    p95: Final[float]
     """The candidate's p95 latency over its answered requests (NaN: none)."""
-    baseline_answered: int
-    baseline_p95: float
+    baseline_answered: Final[int]
+    baseline_p95: Final[float]
+
+    def __init__(
+        self,
+        step_started_at: float,
+        due: float,
+        candidate: int,
+        baseline: int,
+        failed: int,
+        answered: int,
+        p95: float,
+        baseline_answered: int,
+        baseline_p95: float,
+    ) -> None:
+        self.step_started_at = step_started_at
+        self.due = due
+        self.candidate = candidate
+        self.baseline = baseline
+        self.failed = failed
+        self.answered = answered
+        self.p95 = p95
+        self.baseline_answered = baseline_answered
+        self.baseline_p95 = baseline_p95
 
 
-@dataclass(frozen=True, slots=True)
 class StepScores:
     """The score guards' reading of a step's reverse-shadow pairs."""
 
-    step_started_at: float
-    due: float
+    __slots__ = ("step_started_at", "due", "reverse_pairs", "means")
+
+    step_started_at: Final[float]
+    due: Final[float]
     """When it is read again (``time.monotonic()``)."""
-    reverse_pairs: int
-    means: dict[str, tuple[float, int]]
+    reverse_pairs: Final[int]
+    means: Final[dict[str, tuple[float, int]]]
     """Comparator -> (mean score, pairs scored)."""
+
+    def __init__(
+        self, step_started_at: float, due: float, reverse_pairs: int, means: dict[str, tuple[float, int]]
+    ) -> None:
+        self.step_started_at = step_started_at
+        self.due = due
+        self.reverse_pairs = reverse_pairs
+        self.means = means
 
 
 def _active(doc: dict[str, Any]) -> ActivePromotion:

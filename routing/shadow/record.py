@@ -12,7 +12,6 @@ was never sent: queue full, concurrency, budget; ``reason`` says which).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -23,31 +22,46 @@ DROPPED = "dropped"
 OUTCOMES = (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)
 
 
-@dataclass(slots=True, init=False)
 class Side:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One side of a pair: the model that answered, how it went and what it cost."""
 
-    model: str = ""
+    __slots__ = (
+        "model",
+        "backend",
+        "upstream_model",
+        "status",
+        "ok",
+        "error",
+        "latency_s",
+        "ttft_s",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "priced",
+        "fallbacks",
+    )
+
+    model: str
     """Configured model name."""
-    backend: str = ""
-    upstream_model: str = ""
-    status: int = 0
+    backend: str
+    upstream_model: str
+    status: int
     """HTTP status (0: no answer)."""
-    ok: bool = False
-    error: str | None = None
+    ok: bool
+    error: str | None
     """Error type (connect, timeout, http_5xx, protocol, cancelled, fallback, stream_error, ...)."""
-    latency_s: float | None = None
+    latency_s: float | None
     """Total time from sending the call to the last byte."""
-    ttft_s: float | None = None
+    ttft_s: float | None
     """Time to the first streamed event (streams only)."""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: str = "0"
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
     """Exact cost (a Decimal as text)."""
-    priced: bool = True
+    priced: bool
     """False when this side's model has no price: its ``cost_usd`` of 0 is not a cost (records written before
     this field read True)."""
-    fallbacks: int = 0
+    fallbacks: int
 
     def __init__(
         self,
@@ -87,9 +101,29 @@ class Side:
         return {f: getattr(self, f) for f in _SIDE_FIELDS}
 
 
-@dataclass(slots=True, init=False)
 class PairRecord:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """The record of one sampled request: both sides, and what the comparators made of them."""
+
+    __slots__ = (
+        "id",
+        "ts",
+        "route",
+        "task",
+        "team",
+        "key",
+        "endpoint",
+        "stream",
+        "direction",
+        "outcome",
+        "reason",
+        "primary",
+        "candidate",
+        "scores",
+        "baseline",
+        "errors",
+        "details",
+        "capture",
+    )
 
     id: str
     """The request id (``x-request-id``)."""
@@ -100,19 +134,19 @@ class PairRecord:
     key: str
     endpoint: str
     stream: bool
-    direction: str = "forward"
-    outcome: str = PAIRED
-    reason: str | None = None
-    primary: Side = field(default_factory=Side)
-    candidate: Side = field(default_factory=Side)
-    scores: dict[str, float] = field(default_factory=dict)
+    direction: str
+    outcome: str
+    reason: str | None
+    primary: Side
+    candidate: Side
+    scores: dict[str, float]
     """Comparator name -> the candidate's score (absent when not applicable or failed)."""
-    baseline: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, float]
     """Single-sided comparators: the primary's own score."""
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str]
     """Comparator name -> why it could not score this pair."""
-    details: dict[str, str] = field(default_factory=dict)
-    capture: dict[str, Any] | None = None
+    details: dict[str, str]
+    capture: dict[str, Any] | None
     """Raw request and outputs, only where capture is enabled for the route and allowed for the team."""
 
     def __init__(
@@ -161,8 +195,7 @@ class PairRecord:
         return self.outcome == PAIRED
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (shallow: nested dicts are shared, not copied; ``dataclasses.asdict`` deep-copies
-        and costs ~100x more)."""
+        """A JSON-ready dict (shallow: nested dicts are shared, not copied; a deep copy would cost ~100x more)."""
         d = {f: getattr(self, f) for f in _PAIR_FIELDS}
         d["primary"] = self.primary.as_dict()
         d["candidate"] = self.candidate.as_dict()
@@ -176,5 +209,38 @@ class PairRecord:
         return cls(**d)
 
 
-_SIDE_FIELDS = tuple(f.name for f in fields(Side))
-_PAIR_FIELDS = tuple(f.name for f in fields(PairRecord) if f.name not in ("primary", "candidate"))
+_SIDE_FIELDS: tuple[str, ...] = (
+    "model",
+    "backend",
+    "upstream_model",
+    "status",
+    "ok",
+    "error",
+    "latency_s",
+    "ttft_s",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "priced",
+    "fallbacks",
+)
+"""``Side.__slots__``, spelled out (a compiled class need not keep ``__slots__``)."""
+_PAIR_FIELDS: tuple[str, ...] = (
+    "id",
+    "ts",
+    "route",
+    "task",
+    "team",
+    "key",
+    "endpoint",
+    "stream",
+    "direction",
+    "outcome",
+    "reason",
+    "scores",
+    "baseline",
+    "errors",
+    "details",
+    "capture",
+)
+"""``PairRecord.__slots__`` less ``primary`` and ``candidate`` (``to_dict`` adds those as dicts, last)."""

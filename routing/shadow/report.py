@@ -20,7 +20,6 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -66,13 +65,24 @@ def _iv(iv: Interval) -> dict[str, Any]:
     return {"estimate": _f(iv.estimate), "ci95": [_f(iv.low), _f(iv.high)], "n": iv.n}
 
 
-@dataclass(slots=True)
 class RouteInfo:
+    """What a route's report needs from its configuration."""
+
+    __slots__ = ("route", "shadow", "promote_when", "baseline")
+
     route: str
     shadow: ShadowConfig | None
     promote_when: PromoteWhen | None
     baseline: list[str]
     """The route's own targets (the baseline models)."""
+
+    def __init__(
+        self, route: str, shadow: ShadowConfig | None, promote_when: PromoteWhen | None, baseline: list[str]
+    ) -> None:
+        self.route = route
+        self.shadow = shadow
+        self.promote_when = promote_when
+        self.baseline = baseline
 
 
 def comparator_kinds(shadow: ShadowConfig | None, pairs: Iterable[PairRecord]) -> dict[str, Kind]:

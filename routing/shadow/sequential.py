@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
 CAP = 0.75
 """Largest fraction of the wealth a single bet may risk (Waudby-Smith & Ramdas use 1/2 or 3/4): bounds the loss
@@ -192,7 +192,6 @@ def _lbeta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
-@dataclass(frozen=True, slots=True)
 class QuantileBounds:
     """Time-uniform confidence sequence for the ``q`` quantile.
 
@@ -202,10 +201,17 @@ class QuantileBounds:
     ``1/alpha``. Inside that band the order statistics bracket ``x*``.
     """
 
-    q: float
-    alpha: float
-    prior: float = 20.0
+    __slots__ = ("q", "alpha", "prior")
+
+    q: Final[float]
+    alpha: Final[float]
+    prior: Final[float]
     """Beta prior strength (its mean is ``q``): where the band is tightest, roughly t of a few times this."""
+
+    def __init__(self, q: float, alpha: float, prior: float = 20.0) -> None:
+        self.q = q
+        self.alpha = alpha
+        self.prior = prior
 
     def _log_mix(self, k: int, t: int) -> float:
         a, b, q = self.q * self.prior, (1 - self.q) * self.prior, self.q

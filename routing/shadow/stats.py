@@ -16,19 +16,28 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Final
 
 Z95 = NormalDist().inv_cdf(0.975)
 """Two-sided 95% normal quantile (1.959963...)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Interval:
-    estimate: float
-    low: float
-    high: float
-    n: int
+    """An estimate with its 95% interval, from ``n`` observations."""
+
+    __slots__ = ("estimate", "low", "high", "n")
+
+    estimate: Final[float]
+    low: Final[float]
+    high: Final[float]
+    n: Final[int]
+
+    def __init__(self, estimate: float, low: float, high: float, n: int) -> None:
+        self.estimate = estimate
+        self.low = low
+        self.high = high
+        self.n = n
 
     def as_dict(self) -> dict[str, float | int | list[float]]:
         return {"estimate": self.estimate, "ci95": [self.low, self.high], "n": self.n}
@@ -148,22 +157,47 @@ def mean_ci(xs: Sequence[float], method: str = "t", seed: int = 0, resamples: in
     return Interval(m, m - half, m + half, n)
 
 
-@dataclass(frozen=True, slots=True)
 class NonInferiority:
-    win: int
-    tie: int
-    loss: int
-    score: Interval
+    """The judge-score non-inferiority test of a candidate (``non_inferiority``)."""
+
+    __slots__ = ("win", "tie", "loss", "score", "margin", "bound", "t", "p_value", "non_inferior")
+
+    win: Final[int]
+    tie: Final[int]
+    loss: Final[int]
+    score: Final[Interval]
     """Mean judge score (win=1, tie=0.5, loss=0) with a 95% t interval."""
-    margin: float
-    bound: float
+    margin: Final[float]
+    bound: Final[float]
     """0.5 - margin: the score below which the candidate is inferior."""
-    t: float
-    p_value: float
+    t: Final[float]
+    p_value: Final[float]
     """One-sided p of H0 "score <= bound"; non-inferior when p < 0.025 (equivalently the 95% CI's lower end
     lies above the bound). NaN (and not non-inferior) when every pair scored alike: zero variance is no
     evidence."""
-    non_inferior: bool
+    non_inferior: Final[bool]
+
+    def __init__(
+        self,
+        win: int,
+        tie: int,
+        loss: int,
+        score: Interval,
+        margin: float,
+        bound: float,
+        t: float,
+        p_value: float,
+        non_inferior: bool,
+    ) -> None:
+        self.win = win
+        self.tie = tie
+        self.loss = loss
+        self.score = score
+        self.margin = margin
+        self.bound = bound
+        self.t = t
+        self.p_value = p_value
+        self.non_inferior = non_inferior
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -24,9 +24,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import orjson
 
@@ -40,15 +39,35 @@ RETENTION_S = 30 * 86400.0
 """Pairs, counters and observations older than this are pruned."""
 
 
-@dataclass(frozen=True, slots=True)
 class Observation:
     """A live request on a route under promotion (for guards): who served it and how it went."""
 
-    ts: float
-    role: str
+    __slots__ = ("ts", "role", "ok", "latency_s")
+
+    ts: Final[float]
+    role: Final[str]
     """``candidate`` or ``baseline``."""
-    ok: bool
-    latency_s: float
+    ok: Final[bool]
+    latency_s: Final[float]
+
+    def __init__(self, ts: float, role: str, ok: bool, latency_s: float) -> None:
+        self.ts = ts
+        self.role = role
+        self.ok = ok
+        self.latency_s = latency_s
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Observation):
+            return NotImplemented
+        return (self.ts, self.role, self.ok, self.latency_s) == (
+            other.ts,
+            other.role,
+            other.ok,
+            other.latency_s,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.ts, self.role, self.ok, self.latency_s))
 
 
 class PairStore(Protocol):

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from accounting.record import RequestRecord
@@ -41,9 +40,10 @@ def sample_fraction(route: str, request_id: str) -> float:
 _ROUTE_HASHES: dict[str, Any] = {}
 
 
-@dataclass(slots=True)
 class ActivePromotion:
     """What the request path needs to know about a promotion in progress (or completed) on a route."""
+
+    __slots__ = ("candidate", "baseline", "reverse_rate", "ramping")
 
     candidate: str
     baseline: str
@@ -51,14 +51,21 @@ class ActivePromotion:
     reverse_rate: float
     ramping: bool
 
+    def __init__(self, candidate: str, baseline: str, reverse_rate: float, ramping: bool) -> None:
+        self.candidate = candidate
+        self.baseline = baseline
+        self.reverse_rate = reverse_rate
+        self.ramping = ramping
 
-@dataclass(slots=True, init=False)
+
 class ShadowResult:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """What the shadow call gave: its side of the pair, its output and its accounting record."""
+
+    __slots__ = ("side", "output", "record")
 
     side: Side
     output: Output | None
-    record: RequestRecord | None = None
+    record: RequestRecord | None
     """The shadow call's accounting record (its cost is final once the accountant priced it)."""
 
     def __init__(
@@ -72,9 +79,37 @@ class ShadowResult:
         self.record = record
 
 
-@dataclass(eq=False, init=False)
 class Ticket:
-    """(``__init__`` written out, not generated, so that the compiled build compiles it: docs/design.md.)"""
+    """One sampled request's shadow: the request, the primary's output, and the shadow call's state."""
+
+    __slots__ = (
+        "on_finish",
+        "route",
+        "cfg",
+        "rule_timeout_s",
+        "endpoint",
+        "body",
+        "rec",
+        "defaults",
+        "served",
+        "shadow_model",
+        "direction",
+        "sampled",
+        "observe",
+        "capture",
+        "consent",
+        "state",
+        "reason",
+        "queued_at",
+        "primary_parsed",
+        "primary_stream",
+        "finished",
+        "primary_done",
+        "result",
+        "primary_out",
+        "candidate_out",
+        "task",
+    )
 
     on_finish: Callable[[Ticket], None]
     """The hub's continuation once the primary is done."""
@@ -92,21 +127,21 @@ class Ticket:
     sampled: bool
     observe: bool
     capture: bool
-    consent: Eligibility | None = None
+    consent: Eligibility | None
     """The in-house constraint of a team without third-party consent: the shadow, judge and embedding calls
     made about this request obey it (None: no constraint)."""
-    state: str = "new"
+    state: str
     """new, queued, running, dropped."""
-    reason: str | None = None
-    queued_at: float = 0.0
-    primary_parsed: Any = None
-    primary_stream: Sequence[bytes] | None = None
-    finished: bool = False
-    primary_done: asyncio.Event = field(default_factory=asyncio.Event)
-    result: ShadowResult | None = None
-    primary_out: Output | None = None
-    candidate_out: Output | None = None
-    task: asyncio.Task[None] | None = None
+    reason: str | None
+    queued_at: float
+    primary_parsed: Any
+    primary_stream: Sequence[bytes] | None
+    finished: bool
+    primary_done: asyncio.Event
+    result: ShadowResult | None
+    primary_out: Output | None
+    candidate_out: Output | None
+    task: asyncio.Task[None] | None
 
     def __init__(
         self,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from routing.shadow.comparators import Kind
@@ -296,13 +295,18 @@ class QuantileRatioCriterion:
         return c
 
 
-@dataclass(slots=True)
 class JudgeWatch:
     """One judge comparator's tally and the candidate's scores on its order-consistent pairs."""
 
-    tally: JudgeTally = field(default_factory=JudgeTally)
-    scores: list[MeanCriterion] = field(default_factory=list)
+    __slots__ = ("tally", "scores")
+
+    tally: JudgeTally
+    scores: list[MeanCriterion]
     """Criteria fed by this judge's consistent-pair scores (non-inferiority, and ``scores`` bounds)."""
+
+    def __init__(self, tally: JudgeTally | None = None, scores: list[MeanCriterion] | None = None) -> None:
+        self.tally = JudgeTally() if tally is None else tally
+        self.scores = [] if scores is None else scores
 
 
 class Verdict:

@@ -47,95 +47,64 @@ def test_no_compiled_module_awaits_in_a_finally() -> None:
     assert found == []
 
 
-def _is_written_out_dataclass(node: ast.ClassDef) -> bool:
-    for d in node.decorator_list:
-        if isinstance(d, ast.Call) and isinstance(d.func, ast.Name) and d.func.id == "dataclass":
-            return any(
-                k.arg == "init" and isinstance(k.value, ast.Constant) and k.value.value is False
-                for k in d.keywords
-            )
-    return False
-
-
-def _factory(default: ast.expr | None) -> ast.expr | None:
-    """The ``default_factory`` of ``field(default_factory=F)``, else None."""
-    if isinstance(default, ast.Call) and isinstance(default.func, ast.Name) and default.func.id == "field":
-        return next((k.value for k in default.keywords if k.arg == "default_factory"), None)
+def _slots(cls: ast.ClassDef) -> list[str] | None:
+    """The names of ``cls``'s ``__slots__`` tuple, or None without one."""
+    for n in cls.body:
+        if (
+            isinstance(n, ast.Assign)
+            and [ast.unparse(t) for t in n.targets] == ["__slots__"]
+            and isinstance(n.value, ast.Tuple)
+        ):
+            return [e.value for e in n.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
     return None
 
 
-def _init_mismatches(path: str, cls: ast.ClassDef) -> list[str]:
-    """How ``cls``'s written-out ``__init__`` differs from the one ``@dataclass`` would generate: the same
-    parameters in the order of the fields, with their annotations and defaults (a ``default_factory`` field takes
-    None, for which the factory's value is assigned), each assigned to its field once."""
+def _slot_class_mismatches(path: str, cls: ast.ClassDef, slots: list[str]) -> list[str]:
+    """How a class with ``__slots__`` and declared attributes strays from the shape of the gateway's value
+    classes: its class-body annotations without a value are its slots, in order (a default is ``__init__``'s; an
+    annotation with a value is a class attribute), and ``__init__`` assigns every one of them."""
     where = f"{path}::{cls.name}"
-    fields = [n for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    fields = [
+        n
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is None
+    ]
+    out: list[str] = []
+    if [f.target.id for f in fields if isinstance(f.target, ast.Name)] != slots:
+        out.append(
+            f"{where}: annotations {[ast.unparse(f.target) for f in fields]} are not __slots__ {slots}"
+        )
     init = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
     if init is None:
-        return [f"{where}: init=False without an __init__"]
-    params = init.args.args[1:]
-    defaults: list[ast.expr | None] = [None] * (len(params) - len(init.args.defaults)) + list(
-        init.args.defaults
-    )
-    out: list[str] = []
-    if [p.arg for p in params] != [f.target.id for f in fields if isinstance(f.target, ast.Name)]:
-        return [f"{where}: parameters {[p.arg for p in params]} are not the fields, in order"]
-    assigned: dict[str, list[ast.expr]] = {}
-    for stmt in init.body:
-        if (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(t := stmt.targets[0], ast.Attribute)
-            and isinstance(t.value, ast.Name)
-            and t.value.id == "self"
-        ):
-            assigned.setdefault(t.attr, []).append(stmt.value)
-    for f, p, d in zip(fields, params, defaults, strict=True):
-        name = p.arg
-        factory = _factory(f.value)
-        want_ann = ast.dump(f.annotation)
-        got_ann = ast.dump(p.annotation) if p.annotation is not None else ""
-        values = assigned.get(name, [])
-        if len(values) != 1:
-            out.append(f"{where}.{name}: assigned {len(values)} times")
-            continue
-        value = values[0]
-        if factory is not None:
-            if not (isinstance(d, ast.Constant) and d.value is None):
-                out.append(f"{where}.{name}: a default_factory field's parameter defaults to None")
-            if got_ann != ast.dump(ast.BinOp(f.annotation, ast.BitOr(), ast.Constant(None))):
-                out.append(f"{where}.{name}: annotated {ast.unparse(p.annotation) if p.annotation else None}")
-            made = {"list": "[]", "dict": "{}"}.get(ast.unparse(factory), f"{ast.unparse(factory)}()")
-            expected = f"{made} if {name} is None else {name}"
-            if ast.unparse(value) != expected:
-                out.append(f"{where}.{name}: assigned {ast.unparse(value)}, not {expected}")
-            continue
-        if got_ann != want_ann:
-            out.append(f"{where}.{name}: annotated {ast.unparse(p.annotation) if p.annotation else None}")
-        if (f.value is None) != (d is None) or (
-            f.value is not None and d is not None and ast.dump(f.value) != ast.dump(d)
-        ):
-            out.append(
-                f"{where}.{name}: default {ast.unparse(d) if d else None}, field's {ast.unparse(f.value) if f.value else None}"
-            )
-        if ast.unparse(value) != name:
-            out.append(f"{where}.{name}: assigned {ast.unparse(value)}")
+        return [*out, f"{where}: no __init__"]
+    assigned = {
+        t.attr
+        for node in ast.walk(init)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+    }
+    out += [f"{where}.{name}: never assigned in __init__" for name in slots if name not in assigned]
     return out
 
 
-def test_written_out_dataclass_inits_match_their_fields() -> None:
-    """mypyc compiles a dataclass's methods but not the ``__init__`` that ``@dataclass`` generates at import: it
-    stays interpreted, setting each attribute through the class's descriptors (1.5 us for the request record,
-    against ~0.1 us compiled). The classes made on every request declare ``init=False`` and write it out; this
-    keeps each the one ``@dataclass`` would write."""
+def test_value_classes_declare_their_slots_and_assign_each_in_init() -> None:
+    """The classes a start imports are plain classes, not dataclasses (tests/core/test_start_path.py): each
+    declares its attributes (annotated, with their docstrings) and lists them in ``__slots__``; ``__init__`` sets
+    them all. Compiled, such a class is a native one with an ``__init__`` mypyc compiles; a ``Final`` attribute is
+    read-only."""
     found: list[str] = []
     checked = 0
-    for path in listed():
-        for node in ast.walk(ast.parse((ROOT / path).read_text())):
-            if isinstance(node, ast.ClassDef) and _is_written_out_dataclass(node):
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ClassDef) or (slots := _slots(node)) is None:
+                    continue
+                if not any(isinstance(n, ast.AnnAssign) and n.value is None for n in node.body):
+                    continue  # attributes declared in __init__ only: nothing to compare
                 checked += 1
-                found += _init_mismatches(path, node)
-    assert checked >= 10
+                found += _slot_class_mismatches(str(path.relative_to(ROOT)), node, slots)
+    assert checked >= 60
     assert found == []
 
 
