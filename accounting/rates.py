@@ -160,22 +160,18 @@ class ModelPrice:
     source: Final[str]
     """``config``, ``table``, ``gpu`` (derived from GPU-hour price and throughput)."""
     _resolved: Final[dict[tuple[str, int], Rates]]
+    """The rates resolved so far, by (tier, threshold crossed); not compared."""
     _thresholds: Final[dict[str, dict[int, tuple[str, ...]]]]
+    """``_threshold_keys`` by tier, as found; not compared."""
     _sorted: Final[dict[str, tuple[int, ...]]]
+    """``context_thresholds`` by tier, as found; not compared."""
 
-    def __init__(
-        self,
-        rates: Mapping[str, Decimal],
-        source: str,
-        _resolved: dict[tuple[str, int], Rates] | None = None,
-        _thresholds: dict[str, dict[int, tuple[str, ...]]] | None = None,
-        _sorted: dict[str, tuple[int, ...]] | None = None,
-    ) -> None:
+    def __init__(self, rates: Mapping[str, Decimal], source: str) -> None:
         self.rates = rates
         self.source = source
-        self._resolved = {} if _resolved is None else _resolved
-        self._thresholds = {} if _thresholds is None else _thresholds
-        self._sorted = {} if _sorted is None else _sorted
+        self._resolved = {}
+        self._thresholds = {}
+        self._sorted = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ModelPrice):

@@ -51,9 +51,9 @@ def test_requests_are_unaffected_and_drops_are_counted(
             )
             worst = max(worst, time.perf_counter() - t0)
             assert r.status_code == 200
-        assert (
-            worst < 1.0
-        )  # the exporter's 2 s timeout is never on a request's path (a generous bound, not a timing)
+        # the exporter's 2 s timeout is never on a request's path: a request that waited for it would take 2 s or
+        # more (a bound, not a timing: a loaded machine once took 1.57 s for one of these requests)
+        assert worst < 2.0
         deadline = time.time() + 5
         while time.time() < deadline and (dropped(gw, "otlp") < 30 or dropped(gw, "posthog") < 30):
             time.sleep(0.05)
