@@ -13,7 +13,7 @@ was never sent: queue full, concurrency, budget; ``reason`` says which).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 PAIRED = "paired"
 CANDIDATE_FAILED = "candidate_failed"
@@ -22,24 +22,28 @@ DROPPED = "dropped"
 OUTCOMES = (PAIRED, CANDIDATE_FAILED, PRIMARY_FAILED, DROPPED)
 
 
+_SIDE_FIELDS: Final = (
+    "model",
+    "backend",
+    "upstream_model",
+    "status",
+    "ok",
+    "error",
+    "latency_s",
+    "ttft_s",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "priced",
+    "fallbacks",
+)
+"""``Side``'s attributes, its ``__slots__`` (named here: a compiled class keeps no ``__slots__`` to read)."""
+
+
 class Side:
     """One side of a pair: the model that answered, how it went and what it cost."""
 
-    __slots__ = (
-        "model",
-        "backend",
-        "upstream_model",
-        "status",
-        "ok",
-        "error",
-        "latency_s",
-        "ttft_s",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "priced",
-        "fallbacks",
-    )
+    __slots__ = _SIDE_FIELDS
 
     model: str
     """Configured model name."""
@@ -209,22 +213,6 @@ class PairRecord:
         return cls(**d)
 
 
-_SIDE_FIELDS: tuple[str, ...] = (
-    "model",
-    "backend",
-    "upstream_model",
-    "status",
-    "ok",
-    "error",
-    "latency_s",
-    "ttft_s",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "priced",
-    "fallbacks",
-)
-"""``Side.__slots__``, spelled out (a compiled class need not keep ``__slots__``)."""
 _PAIR_FIELDS: tuple[str, ...] = (
     "id",
     "ts",

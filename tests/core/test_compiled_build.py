@@ -47,16 +47,27 @@ def test_no_compiled_module_awaits_in_a_finally() -> None:
     assert found == []
 
 
-def _slots(cls: ast.ClassDef) -> list[str] | None:
-    """The names of ``cls``'s ``__slots__`` tuple, or None without one."""
+def _slots(cls: ast.ClassDef, names: dict[str, ast.expr]) -> list[str] | None:
+    """The names of ``cls``'s ``__slots__`` tuple (written there, or a module-level tuple it names), or None without
+    one. ``names``: the module's top-level assignments."""
     for n in cls.body:
-        if (
-            isinstance(n, ast.Assign)
-            and [ast.unparse(t) for t in n.targets] == ["__slots__"]
-            and isinstance(n.value, ast.Tuple)
-        ):
-            return [e.value for e in n.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        if isinstance(n, ast.Assign) and [ast.unparse(t) for t in n.targets] == ["__slots__"]:
+            value = names.get(n.value.id) if isinstance(n.value, ast.Name) else n.value
+            if isinstance(value, ast.Tuple):
+                return [
+                    e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                ]
     return None
+
+
+def _top_level(tree: ast.Module) -> dict[str, ast.expr]:
+    out: dict[str, ast.expr] = {}
+    for n in tree.body:
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None:
+            out[n.target.id] = n.value
+        elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            out[n.targets[0].id] = n.value
+    return out
 
 
 def _slot_class_mismatches(path: str, cls: ast.ClassDef, slots: list[str]) -> list[str]:
@@ -97,8 +108,10 @@ def test_value_classes_declare_their_slots_and_assign_each_in_init() -> None:
     checked = 0
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if not isinstance(node, ast.ClassDef) or (slots := _slots(node)) is None:
+            tree = ast.parse(path.read_text())
+            names = _top_level(tree)
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.ClassDef) or (slots := _slots(node, names)) is None:
                     continue
                 if not any(isinstance(n, ast.AnnAssign) and n.value is None for n in node.body):
                     continue  # attributes declared in __init__ only: nothing to compare
