@@ -42,9 +42,8 @@ class Budget:
         self.soft = soft
         self.reserve_output_tokens = reserve_output_tokens
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Budget):
-            return NotImplemented
+    def _key(self) -> tuple[str, str, str, Decimal, int, float, int | None]:
+        """What it is compared and hashed by."""
         return (
             self.scope,
             self.name,
@@ -53,28 +52,15 @@ class Budget:
             self.limit_nusd,
             self.soft,
             self.reserve_output_tokens,
-        ) == (
-            other.scope,
-            other.name,
-            other.period,
-            other.limit,
-            other.limit_nusd,
-            other.soft,
-            other.reserve_output_tokens,
         )
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Budget):
+            return NotImplemented
+        return self._key() == other._key()
+
     def __hash__(self) -> int:
-        return hash(
-            (
-                self.scope,
-                self.name,
-                self.period,
-                self.limit,
-                self.limit_nusd,
-                self.soft,
-                self.reserve_output_tokens,
-            )
-        )
+        return hash(self._key())
 
 
 def budgets_of(cfg: AccountingConfig) -> dict[tuple[str, str], list[Budget]]:

@@ -173,13 +173,17 @@ class ModelPrice:
         self._thresholds = {}
         self._sorted = {}
 
+    def _key(self) -> tuple[Mapping[str, Decimal], str]:
+        """What it is compared and hashed by."""
+        return (self.rates, self.source)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ModelPrice):
             return NotImplemented
-        return (self.rates, self.source) == (other.rates, other.source)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.rates, self.source))
+        return hash(self._key())
 
     @classmethod
     def flat(

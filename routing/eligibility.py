@@ -91,18 +91,17 @@ class Eligibility:
         self.third_party = third_party
         self.subject = subject
 
+    def _key(self) -> tuple[str, tuple[str, ...] | None, frozenset[str] | None, tuple[str, str]]:
+        """What it is compared and hashed by."""
+        return (self.key, self.models, self.third_party, self.subject)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Eligibility):
             return NotImplemented
-        return (self.key, self.models, self.third_party, self.subject) == (
-            other.key,
-            other.models,
-            other.third_party,
-            other.subject,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.key, self.models, self.third_party, self.subject))
+        return hash(self._key())
 
     def excluded(self, m: ResolvedModel) -> str | None:
         """Why ``m`` may not serve this request (``KEY_SCOPE``, ``NOT_APPROVED``), or None when it may."""

@@ -74,18 +74,17 @@ class Revocation:
         self.version = version
         self.revoked_at = revoked_at
 
+    def _key(self) -> tuple[str, str, int, float]:
+        """What it is compared and hashed by."""
+        return (self.key_sha256, self.name, self.version, self.revoked_at)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Revocation):
             return NotImplemented
-        return (self.key_sha256, self.name, self.version, self.revoked_at) == (
-            other.key_sha256,
-            other.name,
-            other.version,
-            other.revoked_at,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.key_sha256, self.name, self.version, self.revoked_at))
+        return hash(self._key())
 
 
 Revoke = Mapping[str, str]

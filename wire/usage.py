@@ -16,7 +16,7 @@ Anthropic's own form (the Messages API, ``wire.anthropic``) is the Responses for
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 SERVICE_TIERS = ("standard", "flex", "priority", "balanced", "ultrafast", "batch")
 """Service tiers prices can differ by (bounded: anything else a response reports is ``standard``)."""
@@ -30,23 +30,27 @@ _TIER_NAMES = {
 }
 
 
+_USAGE_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "estimated",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "image_input_tokens",
+    "image_output_tokens",
+    "service_tier",
+)
+"""``Usage``'s attributes, its ``__slots__`` (named here: a compiled class keeps no ``__slots__`` to read)."""
+
+
 class Usage:
     """Token counts of one answer, by class, as ``usage_from_response`` reads them from any provider's shape."""
 
-    __slots__ = (
-        "input_tokens",
-        "output_tokens",
-        "cached_input_tokens",
-        "reasoning_tokens",
-        "estimated",
-        "cache_write_tokens",
-        "cache_write_1h_tokens",
-        "audio_input_tokens",
-        "audio_output_tokens",
-        "image_input_tokens",
-        "image_output_tokens",
-        "service_tier",
-    )
+    __slots__ = _USAGE_FIELDS
 
     input_tokens: int
     """Prompt tokens, all of them: cache reads, cache writes, audio and image tokens included."""
@@ -101,7 +105,7 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def _fields(self) -> tuple[int, int, int, int, bool, int, int, int, int, int, int, str]:
+    def _key(self) -> tuple[int, int, int, int, bool, int, int, int, int, int, int, str]:
         return (
             self.input_tokens,
             self.output_tokens,
@@ -120,13 +124,11 @@ class Usage:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Usage):
             return NotImplemented
-        return self._fields() == other._fields()
+        return self._key() == other._key()
 
     def __repr__(self) -> str:
         return (
-            "Usage("
-            + ", ".join(f"{n}={v!r}" for n, v in zip(self.__slots__, self._fields(), strict=True))
-            + ")"
+            "Usage(" + ", ".join(f"{n}={v!r}" for n, v in zip(_USAGE_FIELDS, self._key(), strict=True)) + ")"
         )
 
 

@@ -67,21 +67,17 @@ class Approval:
         self.at = at
         self.note = note
 
+    def _key(self) -> tuple[str, str, str, bool, str, float, str | None]:
+        """What it is compared and hashed by."""
+        return (self.purpose, self.scope, self.name, self.approved, self.actor, self.at, self.note)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Approval):
             return NotImplemented
-        return (self.purpose, self.scope, self.name, self.approved, self.actor, self.at, self.note) == (
-            other.purpose,
-            other.scope,
-            other.name,
-            other.approved,
-            other.actor,
-            other.at,
-            other.note,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.purpose, self.scope, self.name, self.approved, self.actor, self.at, self.note))
+        return hash(self._key())
 
     @property
     def subject(self) -> Subject:

@@ -167,22 +167,7 @@ def trace_from_row(r: Sequence[Any]) -> Trace:
 class Feedback:
     """One feedback row as stored: who sent it, for which request, and its (redacted) value."""
 
-    __slots__ = (
-        "id",
-        "request_id",
-        "ts",
-        "expires_at",
-        "key",
-        "team",
-        "task",
-        "route",
-        "metric",
-        "kind",
-        "value",
-        "demonstration",
-        "comment",
-        "redactions",
-    )
+    __slots__ = _FEEDBACK_COLS
 
     id: Final[int]
     request_id: Final[str]

@@ -105,29 +105,35 @@ class Side:
         return {f: getattr(self, f) for f in _SIDE_FIELDS}
 
 
+_PAIR_SLOTS: Final = (
+    "id",
+    "ts",
+    "route",
+    "task",
+    "team",
+    "key",
+    "endpoint",
+    "stream",
+    "direction",
+    "outcome",
+    "reason",
+    "primary",
+    "candidate",
+    "scores",
+    "baseline",
+    "errors",
+    "details",
+    "capture",
+)
+"""``PairRecord``'s attributes, its ``__slots__`` (named here: a compiled class keeps no ``__slots__`` to read)."""
+_PAIR_FIELDS: Final = tuple(f for f in _PAIR_SLOTS if f not in ("primary", "candidate"))
+"""What ``to_dict`` copies as it is (it adds the two sides as dicts, last)."""
+
+
 class PairRecord:
     """The record of one sampled request: both sides, and what the comparators made of them."""
 
-    __slots__ = (
-        "id",
-        "ts",
-        "route",
-        "task",
-        "team",
-        "key",
-        "endpoint",
-        "stream",
-        "direction",
-        "outcome",
-        "reason",
-        "primary",
-        "candidate",
-        "scores",
-        "baseline",
-        "errors",
-        "details",
-        "capture",
-    )
+    __slots__ = _PAIR_SLOTS
 
     id: str
     """The request id (``x-request-id``)."""
@@ -211,24 +217,3 @@ class PairRecord:
         d["primary"] = Side(**d.get("primary") or {})
         d["candidate"] = Side(**d.get("candidate") or {})
         return cls(**d)
-
-
-_PAIR_FIELDS: tuple[str, ...] = (
-    "id",
-    "ts",
-    "route",
-    "task",
-    "team",
-    "key",
-    "endpoint",
-    "stream",
-    "direction",
-    "outcome",
-    "reason",
-    "scores",
-    "baseline",
-    "errors",
-    "details",
-    "capture",
-)
-"""``PairRecord.__slots__`` less ``primary`` and ``candidate`` (``to_dict`` adds those as dicts, last)."""

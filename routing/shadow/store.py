@@ -56,18 +56,17 @@ class Observation:
         self.ok = ok
         self.latency_s = latency_s
 
+    def _key(self) -> tuple[float, str, bool, float]:
+        """What it is compared and hashed by."""
+        return (self.ts, self.role, self.ok, self.latency_s)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Observation):
             return NotImplemented
-        return (self.ts, self.role, self.ok, self.latency_s) == (
-            other.ts,
-            other.role,
-            other.ok,
-            other.latency_s,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.ts, self.role, self.ok, self.latency_s))
+        return hash(self._key())
 
 
 class PairStore(Protocol):
