@@ -83,7 +83,7 @@ class Accountant:
         self._in_flight: dict[str, Any] = {}
         """``pointsman_in_flight`` children by raw backend name (``track_in_flight``)."""
         self.registry = self.metrics.registry
-        self.table = PriceTable.load(cfg.price_table)
+        self.table = PriceTable.load(cfg.price_table, self.data_dir)
         self.pricing = Pricing(cfg, self.catalog, self.table)
         self.measured = MeasuredPrices(lambda: self.pricing, self.set_measured_throughput)
         """Self-hosted prices from measured fleet throughput (fed by the gateway's ``/metrics`` loop)."""
@@ -217,7 +217,7 @@ class Accountant:
         self._by_labels = {}  # the allowlists changed: children are looked up again (not _in_flight's: a
         # request under way when the config changed still takes itself off the gauge it was added to)
         try:  # a new path, or a newer copy at the same path (re-read only when its mtime changed)
-            self.table = PriceTable.load(cfg.price_table)
+            self.table = PriceTable.load(cfg.price_table, self.data_dir)
         except ValueError as exc:
             log.error("%s; keeping the price table in force (%s)", exc, self.table.source)
         pricing = Pricing(cfg, catalog, self.table)

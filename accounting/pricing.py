@@ -1,7 +1,10 @@
 """Prices as data; money as ``Decimal``.
 
 Frontier prices come from litellm's maintained price table, read as a JSON *data file* from the installed
-litellm package (located with ``importlib.util.find_spec``, never imported), once at startup. Per-model
+litellm package (located with ``importlib.util.find_spec``, never imported), once at startup. The table is ~3.5 MB
+of which pricing reads a quarter (the priced entries' per-token rates): that cut is what the gateway keeps, and
+it keeps a copy of it in ``<server.data_dir>/price-table.cut.json``, named by the table's path, size and mtime,
+so a later start parses 0.9 MB instead of 3.5 MB (~4 ms instead of ~26). Per-model
 overrides in ``accounting.pricing`` win. Self-hosted models are priced only explicitly: per million tokens,
 or from ``gpu_hour_usd * gpu_count / 3600 / throughput_tokens_per_s`` (throughput configured, or measured
 later through ``Pricing.set_throughput``). A self-hosted model with neither is *unpriced*: it is reported at
@@ -30,6 +33,7 @@ from typing import Any, Final
 
 import orjson
 
+from accounting.atomic_file import write_atomically
 from accounting.catalog import Catalog
 from accounting.config import AccountingConfig, ModelPriceConfig
 from accounting.rates import MTOK as MTOK
@@ -112,9 +116,74 @@ def _litellm_version() -> str | None:
         return None
 
 
+CUT_FILE = "price-table.cut.json"
+"""The cut of the price table last loaded, in ``server.data_dir`` (``_cut``)."""
+_CUT_FORMAT = 1
+"""Raised whenever what ``_cut`` keeps changes, so a copy cut by an older gateway is cut again."""
+_CUT_KEYS = frozenset({"tiered_pricing", "litellm_provider"})
+"""What ``_entry_price`` reads besides the rates (``_is_rate``)."""
+
+
 @lru_cache(maxsize=4)
-def _load_table(path: str, mtime_ns: int) -> _Prices:
-    return _Prices(orjson.loads(Path(path).read_bytes()))
+def _load_table(path: str, mtime_ns: int, size: int, cache_dir: str | None) -> _Prices:
+    return _Prices(_read_cut(path, mtime_ns, size, cache_dir))
+
+
+def _read_cut(path: str, mtime_ns: int, size: int, cache_dir: str | None) -> dict[str, Any]:
+    """The cut of the table at ``path``: from ``cache_dir``'s copy when that copy was cut from this very file
+    (same path, size and mtime, same cut format), else cut from the file and the copy replaced (best effort: a
+    folder that cannot be written costs the next start the full parse, nothing else). Raises ``OSError`` or
+    ``orjson.JSONDecodeError`` when the table itself cannot be read."""
+    of = {"format": _CUT_FORMAT, "path": os.path.abspath(path), "size": size, "mtime_ns": mtime_ns}
+    copy = os.path.join(cache_dir, CUT_FILE) if cache_dir else None
+    if copy is not None:
+        try:
+            doc = orjson.loads(Path(copy).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("of") == of and isinstance(doc.get("entries"), dict):
+            entries: dict[str, Any] = doc["entries"]
+            return entries
+    entries = _cut(orjson.loads(Path(path).read_bytes()))
+    if copy is not None:
+        try:
+            write_atomically(copy, orjson.dumps({"of": of, "entries": entries}))
+        except OSError as exc:
+            log.info(
+                "price table: cannot keep its cut in %s (%s); the next start parses the whole table",
+                copy,
+                exc,
+            )
+    return entries
+
+
+def _cut(raw: Any) -> dict[str, Any]:
+    """A litellm-format table cut to what pricing reads: the entries with a token price, each with only its
+    per-token rates and the keys ``_entry_price`` reads (``_CUT_KEYS``). Every price read from the cut equals the
+    price read from the whole table (the loader reads only the cut, cached or not)."""
+    out: dict[str, Any] = {}
+    if not isinstance(raw, dict):
+        return out
+    for name, entry in raw.items():
+        if name == "sample_spec" or not isinstance(entry, dict):
+            continue
+        if not (_priced(entry.get("input_cost_per_token")) or _priced(entry.get("output_cost_per_token"))):
+            continue
+        # (``_is_rate`` spelled out: ~80,000 keys, a call each is a third of the cut's time)
+        out[name] = {k: v for k, v in entry.items() if ("cost" in k and "_token" in k) or k in _CUT_KEYS}
+    return out
+
+
+def _priced(v: Any) -> bool:
+    """``_dec(v) is not None``, without building a ``Decimal`` for the table's plain numbers."""
+    if type(v) is float:
+        return v >= 0 and v != _INF  # (NaN fails the first test)
+    if type(v) is int:
+        return v >= 0
+    return _dec(v) is not None
+
+
+_INF = float("inf")
 
 
 class _Prices(Mapping[str, ModelPrice]):
@@ -135,7 +204,7 @@ class _Prices(Mapping[str, ModelPrice]):
         entry = self._raw.get(name)
         if entry is None:
             return None
-        price = _entry_price(entry) if name != "sample_spec" else None
+        price = _entry_price(entry)
         self._read[name] = price
         return price
 
@@ -263,7 +332,9 @@ class PriceTable:
         return self._info
 
     @classmethod
-    def load(cls, path: str | None = None) -> PriceTable:
+    def load(cls, path: str | None = None, cache_dir: str | None = None) -> PriceTable:
+        """The table at ``path`` (default: litellm's bundled one). ``cache_dir``: where the table's cut is kept
+        between starts (``server.data_dir``; None keeps none)."""
         p = Path(path) if path else litellm_table_path()
         if p is None:
             log.warning(
@@ -271,8 +342,9 @@ class PriceTable:
             )
             return cls({}, "")
         try:
-            mtime = os.stat(p).st_mtime_ns
-            prices = _load_table(str(p), mtime)
+            st = os.stat(p)
+            mtime = st.st_mtime_ns
+            prices = _load_table(str(p), mtime, st.st_size, cache_dir)
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"cannot read price table {p}: {exc}") from exc
         about: dict[str, Any] = {

@@ -26,6 +26,7 @@ from pydantic import (
 from accounting.capture.config import CapturePolicy, CaptureSettings, unknown_detectors
 from accounting.config import AccountingConfig
 from accounting.export.config import ObservabilityConfig
+from gateway.yaml_doc import parse_yaml
 from routing.config import RouteConfig, RoutingSettings
 from serving.config import BackendConfig, ModelConfig
 from serving.http_backend import DEFAULT_MAX_RESPONSE_BYTES
@@ -100,7 +101,7 @@ class ServerConfig(StrictModel):
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty means CORS is off."""
     data_dir: str = "./data"
-    """Where embedded stores (SQLite policy, ledger, shadow pairs, captures) live."""
+    """Where embedded stores (SQLite policy, ledger, shadow pairs, captures) live, with the price table's cut."""
     log_level: str = "info"
     """Log level."""
     models_refresh_s: float = Field(default=300.0, gt=0, le=86_400)
@@ -388,7 +389,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
             source, [("", f"cannot read file: {getattr(exc, 'strerror', None) or exc}")]
         ) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,16 +16,15 @@ Nothing here runs on the request path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from accounting.atomic_file import write_atomically
 from routing.store import Revocation
 
 log = logging.getLogger("pointsman.policy")
@@ -73,26 +72,7 @@ def _revocation(digest: str, row: Any) -> Revocation:
 
 def write(path: str, revoked: Mapping[str, Revocation]) -> None:
     """Replace the copy at ``path`` with ``revoked`` atomically (raises ``OSError``)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode(revoked))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # the rename itself durable, where the filesystem lets a folder be synced
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomically(path, encode(revoked))
 
 
 class RevocationCopy:

@@ -16,6 +16,7 @@ import orjson
 import yaml
 
 from gateway.cli.admin_api import CLIError, common_parser, print_json, request, run, table, when
+from gateway.yaml_doc import parse_yaml
 
 
 def add_parser(sub: Any) -> None:
@@ -195,7 +196,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def load_routes(text: str, source: str) -> list[Any]:
     try:
-        doc = yaml.safe_load(text)
+        doc = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise CLIError(f"{source}: invalid YAML: {exc}", 2) from None
     if isinstance(doc, dict):

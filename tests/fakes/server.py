@@ -3,18 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 
+def _port_slice() -> range:
+    """The loopback ports this process hands out: below the kernel's ephemeral range (where the outgoing
+    connections of every process on the machine take their local ports, so a port chosen there can be taken
+    between choosing it and binding it: an "address already in use" in CI), one slice per pytest-xdist worker
+    so that two workers never hand out the same port."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    i = int(worker) if worker.isdigit() else 0
+    width = (low - 10000) // max(n, 1)
+    return range(10000 + i * width, 10000 + (i + 1) * width)
+
+
+_HANDED_OUT: deque[int] = deque(maxlen=1000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, that no other test worker and no outgoing connection will take, and
+    that this process has not handed out among its last 1,000 (a caller may bind it a while later)."""
+    ports = _port_slice()
+    for _ in range(200):
+        port = random.choice(ports)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.append(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {ports}")
 
 
 class ThreadedServer:
