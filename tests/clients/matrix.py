@@ -100,11 +100,12 @@ def with_attempts(results: dict[str, Any], upstream: FakeOpenAI, client: str) ->
     return results
 
 
-def run_python_driver(module: str, base_url: str, client: str, timeout_s: float = 120) -> dict[str, Any]:
-    """Run a driver module as its own Python process (``python -m MODULE BASE_URL CLIENT`` prints JSON)."""
+def run_python_driver(module: str, base_url: str, arg: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Run a driver module as its own Python process (``python -m MODULE BASE_URL ARG`` prints JSON on its last
+    line; ARG: the client's name, a profile)."""
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [sys.executable, "-m", module, base_url, client],
+        [sys.executable, "-m", module, base_url, arg],
         capture_output=True,
         text=True,
         timeout=timeout_s,

@@ -162,7 +162,6 @@ def _run_and_measure(gw: GatewayProcess, faulty: FaultyOpenAI, data: Path, warmu
     assert not missing, f"{len(missing)} requests missing from the ledger, e.g. {sorted(missing)[:5]}"
 
 
-@pytest.mark.no_cover  # the gateway runs in its own process: the tracer measured nothing here, it only slowed the client ~2x
 def test_two_thousand_faulted_requests_leak_no_tasks_connections_or_memory(
     leak_gateway: tuple[GatewayProcess, FaultyOpenAI, Path],
 ) -> None:

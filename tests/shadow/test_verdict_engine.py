@@ -189,7 +189,6 @@ def test_the_cost_ratio_is_decided_on_its_estimate_and_says_so() -> None:
     assert (crit["name"], crit["status"], crit["decided_on"]) == ("cost_ratio", "pass", "estimate")
 
 
-@pytest.mark.no_cover  # 300 full reports: 14 s under coverage's tracer, 2.6 s without; covered by the others
 def test_the_state_agrees_with_the_full_report_at_every_pair() -> None:
     rng = random.Random(4)
     engine = Verdict(

@@ -155,7 +155,6 @@ def edits(draw: st.DrawFn, doc: dict[str, Any]) -> tuple[dict[str, Any], list[st
     return {k: v for k, v in set_.items() if k not in drop}, drop
 
 
-@pytest.mark.no_cover  # (wire/ is not measured; the tracer still slowed these two 300-example tests ~1.7x)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), doc=documents)
 def test_editing_orjsons_text_equals_serializing_the_edited_object(
@@ -167,7 +166,6 @@ def test_editing_orjsons_text_equals_serializing_the_edited_object(
     assert by_bytes == JsonObject(text, doc).with_members(set_, drop)
 
 
-@pytest.mark.no_cover
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), doc=documents, indent=st.sampled_from([None, 1, 4]), ascii_=st.booleans())
 def test_other_spellings_keep_every_untouched_member_byte_for_byte(
