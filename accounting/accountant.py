@@ -28,7 +28,8 @@ from accounting.limits import Limits
 from accounting.metrics import ERROR_TYPES, OTHER, Labels, Metrics
 from accounting.money import to_nusd
 from accounting.periods import buckets_at
-from accounting.pricing import ModelPrice, PriceTable, Pricing, unpriced_message
+from accounting.price_table import PriceTable
+from accounting.pricing import ModelPrice, Pricing, unpriced_message
 from accounting.record import RequestRecord
 from accounting.reservation import Ask, reserve_nusd
 from accounting.resp import RespClient

@@ -15,7 +15,8 @@ import orjson
 
 from accounting.accountant import Accountant
 from accounting.catalog import BackendFacts, Catalog, ModelFacts
-from accounting.pricing import PriceTable, Pricing
+from accounting.price_table import PriceTable
+from accounting.pricing import Pricing
 from gateway.config import GatewayConfig
 from gateway.keys import ClientKey
 from routing.policy import DEFAULT_ROUTE

@@ -15,7 +15,7 @@ from gateway.probes import LIVE, readiness
 from gateway.runtime import Runtime
 from gateway.state import GatewayState
 from routing.models import ResolvedModel
-from routing.policy import RouteInput
+from routing.rules import RouteInput
 
 router = APIRouter()
 

@@ -1,6 +1,6 @@
 """Compiled routing rules: first match wins; a strategy picks among the healthy targets; fallbacks follow.
 
-Rules compile once into plain objects when a policy is loaded; ``decide`` does no I/O. Backend health and
+Rules compile once into plain objects when a policy is loaded (``routing.rules``); ``decide`` does no I/O. Backend health and
 prices come in through two small interfaces the gateway injects: a ``HealthView`` (circuit breakers, vLLM
 health, latency EWMAs; ``routing.health.HealthTracker``) and ``CostOf`` (a model's price, from accounting).
 
@@ -20,16 +20,15 @@ import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 from routing.config import RouteConfig
 from routing.eligibility import NOT_APPROVED, ConsentRequired, Eligibility, OutOfScope
 from routing.errors import ModelNotFound
 from routing.models import ModelTable, ResolvedModel
-from wire.route_defaults import NO_DEFAULTS, per_endpoint
+from routing.rules import GLOB_CHARS, CompiledRule, RouteInput, first_match
+from wire.route_defaults import NO_DEFAULTS
 
-_GLOB_CHARS = frozenset("*?[")
 DEFAULT_ROUTE = "default"
 
 CostOf = Callable[[ResolvedModel], Decimal | None]
@@ -43,65 +42,6 @@ class HealthView(Protocol):
         """Latency EWMA in seconds by target model name."""
 
     def is_up(self, backend_name: str) -> bool: ...
-
-
-class _Glob:
-    __slots__ = ("pattern",)
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-
-    def __call__(self, value: str | None) -> bool:
-        return value is not None and fnmatchcase(value, self.pattern)
-
-
-class _Exact:
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __call__(self, value: str | None) -> bool:
-        return value == self.value
-
-
-def _matcher(pattern: str | None) -> Callable[[str | None], bool] | None:
-    if pattern is None:
-        return None
-    if _GLOB_CHARS.intersection(pattern):
-        return _Glob(pattern)
-    return _Exact(pattern)
-
-
-class RouteInput:
-    """What a routing decision looks at (made per request)."""
-
-    __slots__ = ("model", "tags", "key", "team", "sticky_header", "user")
-
-    model: str
-    tags: Mapping[str, str]
-    key: str
-    team: str | None
-    sticky_header: str | None
-    """``x-pointsman-sticky``."""
-    user: str | None
-    """The body's ``user`` field."""
-
-    def __init__(
-        self,
-        model: str,
-        tags: Mapping[str, str],
-        key: str,
-        team: str | None,
-        sticky_header: str | None = None,
-        user: str | None = None,
-    ) -> None:
-        self.model = model
-        self.tags = tags
-        self.key = key
-        self.team = team
-        self.sticky_header = sticky_header
-        self.user = user
 
 
 class Decision:
@@ -170,88 +110,6 @@ class Decision:
         return rule.defaults.get(endpoint, NO_DEFAULTS) if rule is not None else NO_DEFAULTS
 
 
-class CompiledRule:
-    __slots__ = (
-        "cfg",
-        "name",
-        "index",
-        "_model",
-        "_tags",
-        "_key",
-        "_team",
-        "targets",
-        "weights",
-        "total",
-        "resolved",
-        "fallbacks",
-        "fallback_models",
-        "candidates",
-        "strategy",
-        "sticky_tag",
-        "sticky_mode",
-        "reason",
-        "defaults",
-    )
-
-    def __init__(self, cfg: RouteConfig, models: ModelTable, index: int = 0) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.index = index
-        m = cfg.match
-        self._model = _matcher(m.model)
-        self._tags = [(k, fn) for k, v in m.tags.items() if (fn := _matcher(v)) is not None]
-        self._key = _matcher(m.key)
-        self._team = _matcher(m.team)
-        self.targets = [t.model for t in cfg.targets]
-        self.weights = [t.weight for t in cfg.targets]
-        self.total = sum(self.weights)
-        self.resolved = [models.resolve(t) for t in self.targets]
-        self.fallbacks = list(cfg.fallbacks)
-        self.fallback_models = [models.resolve(f) for f in self.fallbacks]
-        self.candidates = tuple(zip(self.targets, self.weights, strict=True))
-        self.strategy = cfg.strategy
-        sticky = cfg.sticky
-        self.sticky_mode = "auto" if sticky is None else ("tag" if sticky.startswith("tag:") else sticky)
-        self.sticky_tag = sticky[4:] if sticky and sticky.startswith("tag:") else ""
-        self.reason = self.why()
-        self.defaults = per_endpoint(cfg.defaults)
-        """The route's ``defaults`` in each endpoint's form (``wire.route_defaults``)."""
-
-    def matches(self, inp: RouteInput) -> bool:
-        if self._model is not None and not self._model(inp.model):
-            return False
-        if self._tags:
-            tags = inp.tags
-            for k, fn in self._tags:
-                if not fn(tags.get(k)):
-                    return False
-        if self._key is not None and not self._key(inp.key):
-            return False
-        return not (self._team is not None and not self._team(inp.team))
-
-    def sticky_key(self, inp: RouteInput) -> str | None:
-        mode = self.sticky_mode
-        if mode == "auto":
-            return inp.sticky_header or inp.user
-        if mode == "tag":
-            return inp.tags.get(self.sticky_tag) or None
-        if mode == "user":
-            return inp.user
-        return inp.sticky_header
-
-    def why(self) -> str:
-        m = self.cfg.match
-        parts = []
-        if m.model:
-            parts.append(f"model={m.model}")
-        parts.extend(f"tag {k}={v}" for k, v in m.tags.items())
-        if m.key:
-            parts.append(f"key={m.key}")
-        if m.team:
-            parts.append(f"team={m.team}")
-        return "matched " + (", ".join(parts) if parts else "everything")
-
-
 def kept_in_house(decision: Decision) -> bool:
     """Whether the lack of third-party consent took a target or fallback out of this decision (a re-route)."""
     return any(why == NOT_APPROVED for _, why in decision.removed)
@@ -275,16 +133,6 @@ def weighted_pick(weights: Sequence[float], total: float, u: float) -> int:
         if x < acc:
             return i
     return last
-
-
-def _first(rules: Sequence[CompiledRule], inp: RouteInput, best: CompiledRule | None) -> CompiledRule | None:
-    """The earlier of ``best`` and the first rule of ``rules`` (in rule order) that matches."""
-    for rule in rules:
-        if best is not None and rule.index >= best.index:
-            return best
-        if rule.matches(inp):
-            return rule
-    return best
 
 
 def _decision(
@@ -333,10 +181,10 @@ class Policy:
         self._by_model: dict[str, list[CompiledRule]] = {}
         for rule in self.rules:
             m = rule.cfg.match
-            exact_tag = next(((k, v) for k, v in m.tags.items() if not _GLOB_CHARS.intersection(v)), None)
+            exact_tag = next(((k, v) for k, v in m.tags.items() if not GLOB_CHARS.intersection(v)), None)
             if exact_tag is not None:
                 self._by_tag.setdefault(exact_tag[0], {}).setdefault(exact_tag[1], []).append(rule)
-            elif m.model is not None and not _GLOB_CHARS.intersection(m.model):
+            elif m.model is not None and not GLOB_CHARS.intersection(m.model):
                 self._by_model.setdefault(m.model, []).append(rule)
             else:
                 self._always.append(rule)
@@ -353,7 +201,7 @@ class Policy:
 
     def match(self, inp: RouteInput) -> CompiledRule | None:
         """The first rule (in order) that matches."""
-        best = _first(self._always, inp, None)
+        best = first_match(self._always, inp, None)
         if self._by_tag:
             tags = inp.tags
             for key, table in self._by_tag.items():
@@ -361,11 +209,11 @@ class Policy:
                 if value is not None:
                     candidates = table.get(value)
                     if candidates:
-                        best = _first(candidates, inp, best)
+                        best = first_match(candidates, inp, best)
         if self._by_model:
             candidates = self._by_model.get(inp.model)
             if candidates:
-                best = _first(candidates, inp, best)
+                best = first_match(candidates, inp, best)
         return best
 
     def decide(self, inp: RouteInput, eligible: Eligibility | None = None) -> Decision:

@@ -15,7 +15,7 @@ from gateway.errors import ApiError, already_exists, no_such, to_api_error
 from gateway.keys import ClientKey, presented_key
 from routing.config import RouteConfig
 from routing.errors import RoutingError
-from routing.policy import RouteInput
+from routing.rules import RouteInput
 from routing.tags import collect_tags
 
 _ROUTE = model_schema(RouteConfig)

@@ -49,8 +49,9 @@ from gateway.runtime import Runtime
 from gateway.upstream_headers import relayed
 from routing.dispatch import Dispatcher, Outcome
 from routing.eligibility import ConsentRequired
-from routing.policy import RouteInput, kept_in_house
+from routing.policy import kept_in_house
 from routing.response_owners import Stored, owner_of
+from routing.rules import RouteInput
 from routing.shadow.hub import ShadowHub
 from routing.shadow.ticket import Ticket
 from routing.tags import collect_tags

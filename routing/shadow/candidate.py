@@ -21,7 +21,8 @@ from accounting.record import RequestRecord
 from routing.dispatch import Dispatcher
 from routing.eligibility import Eligibility
 from routing.errors import RoutingError
-from routing.policy import Policy, RouteInput
+from routing.policy import Policy
+from routing.rules import RouteInput
 from routing.shadow.budget import ShadowBudget
 from routing.shadow.extract import Output, from_body, from_events
 from routing.shadow.record import Side

@@ -31,7 +31,8 @@ from accounting.record import RequestRecord
 from routing.dispatch import Dispatcher
 from routing.eligibility import ConsentRequired, Eligibility
 from routing.errors import RoutingError
-from routing.policy import Decision, Policy, RouteInput
+from routing.policy import Decision, Policy
+from routing.rules import RouteInput
 from routing.shadow.budget import ShadowBudget
 from routing.shadow.candidate import SHADOW_KEY, CandidateCalls, ShadowAccounts
 from routing.shadow.config import ShadowConfig

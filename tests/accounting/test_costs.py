@@ -15,7 +15,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from accounting.pricing import litellm_table_path
+from accounting.price_table import litellm_table_path
 from accounting.tokens import Encodings
 from tests.accounting.observe import cost, ledger_rows, metric_sum, scrape, spend, wait_for
 from tests.conftest import CLIENT_KEY, basic_config

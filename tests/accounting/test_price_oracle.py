@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from accounting.pricing import PriceTable, litellm_table_path
+from accounting.price_table import PriceTable, litellm_table_path
 from accounting.rates import ModelPrice
 from tests.accounting.price_oracle_allowlist import ALLOWED
 from wire.usage import parse_usage

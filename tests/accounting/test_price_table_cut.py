@@ -12,7 +12,7 @@ from typing import Any
 
 from accounting.accountant import Accountant
 from accounting.config import AccountingConfig
-from accounting.pricing import CUT_FILE, PriceTable, _entry_price, litellm_table_path
+from accounting.price_table import CUT_FILE, PriceTable, _entry_price, litellm_table_path
 
 _TABLE = {
     "m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 4096, "mode": "chat"},

@@ -17,7 +17,8 @@ import pytest
 
 from accounting.catalog import BackendFacts, Catalog, ModelFacts
 from accounting.config import AccountingConfig
-from accounting.pricing import MTOK, PriceTable, Pricing
+from accounting.price_table import PriceTable
+from accounting.pricing import MTOK, Pricing
 from tests.accounting.observe import metric_sum, scrape
 from tests.conftest import CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI

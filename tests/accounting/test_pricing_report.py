@@ -15,7 +15,7 @@ import openai
 import pytest
 import yaml
 
-from accounting.pricing import litellm_table_path
+from accounting.price_table import litellm_table_path
 from gateway.cli.main import main
 from tests.conftest import ADMIN_KEY, CLIENT_KEY, basic_config
 from tests.fakes.openai_upstream import FakeOpenAI

@@ -252,7 +252,8 @@ async def micro(n: int = 20_000) -> dict[str, float]:
     from gateway.capture import CaptureGate
     from routing.eligibility import ThirdPartyConsent
     from routing.models import ModelTable
-    from routing.policy import Policy, RouteInput
+    from routing.policy import Policy
+    from routing.rules import RouteInput
 
     cfg, _, request, response, events = _micro_inputs()
     out: dict[str, float] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 
+@functools.cache
 def _port_slice() -> range:
     """The loopback ports this process hands out: below the kernel's ephemeral range (where the outgoing
     connections of every process on the machine take their local ports, so a port chosen there can be taken

@@ -23,7 +23,8 @@ from routing.eligibility import (
     ThirdPartyConsent,
 )
 from routing.models import ModelTable
-from routing.policy import Policy, RouteInput, kept_in_house
+from routing.policy import Policy, kept_in_house
+from routing.rules import RouteInput
 from serving.config import ModelConfig
 
 HOUSE = {"llama-a": "vllm", "llama-b": "vllm", "sim-c": "sim"}

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from routing.config import RouteConfig
 from routing.eligibility import KEY_SCOPE, Eligibility, OutOfScope
 from routing.models import ModelTable
-from routing.policy import Policy, RouteInput
+from routing.policy import Policy
+from routing.rules import RouteInput
 from serving.config import ModelConfig
 
 NAMES = ["gpt-a", "gpt-b", "claude-x", "llama-y"]

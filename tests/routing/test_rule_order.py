@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from routing.config import RouteConfig
 from routing.models import ModelTable
-from routing.policy import Policy, RouteInput
+from routing.policy import Policy
+from routing.rules import RouteInput
 from serving.config import ModelConfig
 
 MODELS = ModelTable(

@@ -10,7 +10,8 @@ from typing import Any
 
 from routing.config import RouteConfig
 from routing.models import ModelTable, ResolvedModel
-from routing.policy import Policy, RouteInput
+from routing.policy import Policy
+from routing.rules import RouteInput
 from serving.config import ModelConfig
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.routing.conftest import chat, sdk, two_backend_config
