@@ -16,6 +16,7 @@ fails to install, start or answer a kind of request is reported (its ``failures`
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -40,9 +41,16 @@ class PeerUnavailable(RuntimeError):
     """A peer could not be installed here (no network to its registry, no node, ...)."""
 
 
+def litellm_home(cache: Path) -> Path:
+    """LiteLLM's venv under ``cache``: one per interpreter (``--python``), so that it runs under the one the
+    other Python targets run under."""
+    base = Path(getattr(sys, "_base_executable", sys.executable)).name
+    return cache / f"{LITELLM}-{base}-{platform.python_version()}"
+
+
 def ensure_litellm(cache: Path, log: Callable[[str], None]) -> Path:
     """The ``litellm`` console script of a venv under ``cache``, installed on first use."""
-    home = cache / LITELLM
+    home = litellm_home(cache)
     script = home / "bin" / "litellm"
     if (home / ".installed").exists() and script.exists():
         return script
@@ -152,7 +160,7 @@ def version(name: str, cache: Path) -> str:
     """The installed version of a peer ("" if unknown)."""
     try:
         if name == LITELLM:
-            return (cache / LITELLM / ".installed").read_text().strip()
+            return (litellm_home(cache) / ".installed").read_text().strip()
         return _package_version(cache / PORTKEY / "node_modules" / "@portkey-ai" / "gateway")
     except (OSError, ValueError):
         return ""

@@ -72,7 +72,9 @@ def markdown(meta: Mapping[str, Any], rounds: Sequence[Figures], summary: Figure
         f"`{command.strip()}`: one worker pinned to one core, nginx as the upstream, a plain FastAPI + uvicorn + "
         "aiohttp pass-through measured in the same run as the baseline; every ratio is to it, in this run. "
         f"Run of {str(meta.get('date', ''))[:10]} on a {meta.get('cpus')}-CPU machine, `{str(git.get('head', ''))[:7]}`"
-        f"{dirty}, {meta.get('rounds')} round(s); pointsman from {meta.get('build', 'Python sources')}"
+        f"{dirty}, {meta.get('rounds')} round(s)"
+        + (f"; the Python targets on {meta['interpreter']}" if meta.get("interpreter") else "")
+        + f"; pointsman from {meta.get('build', 'Python sources')}"
         + (
             " (its per-phase profiles sample the Python sources: a compiled function has no frame to sample)."
             if str(meta.get("build", "")).startswith("compiled")

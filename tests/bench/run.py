@@ -28,6 +28,7 @@ import uvloop
 
 from gateway.build import PACKAGES, compiled_modules
 from tests.bench import (
+    interpreter,
     measure,
     metrics_scrape,
     peers,
@@ -137,6 +138,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="measure pointsman as the image ships it, its request path compiled with mypyc: a compiled copy of "
         "this checkout is built first (scripts/compiled_tree.sh, into .cache/bench-compiled, ~2 minutes) and "
         "every pointsman the bench starts imports it (PYTHONPATH)",
+    )
+    parser.add_argument(
+        "--python",
+        default=None,
+        help="run the Python targets (pointsman, the plain pass-through, LiteLLM's proxy) under this interpreter: "
+        "the bench makes a virtual environment of it under .cache/bench-venv/ with this checkout and the running "
+        "environment's package versions, and runs itself again from there (tests/bench/interpreter.py; the image "
+        "runs an optimized CPython, e.g. /usr/bin/python3.11 here, where pyenv's is not)",
     )
     parser.add_argument(
         "--pointsman-bin",
@@ -345,6 +354,7 @@ def meta(args: argparse.Namespace, settings: Settings, names: list[str]) -> dict
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
+        "interpreter": interpreter.describe(),
         "gateways": names,
         "rounds": args.rounds,
         "rules": args.rules,
@@ -371,7 +381,8 @@ def _build(tree: Path | None) -> str:
 def build_compiled(dest: Path) -> Path:
     """A compiled copy of this checkout at ``dest`` (``scripts/compiled_tree.sh``)."""
     _log(f"building the compiled tree at {dest}")
-    subprocess.run(["bash", str(_ROOT / "scripts" / "compiled_tree.sh"), str(dest)], check=True)
+    env = os.environ | {"VENV": sys.prefix}  # built by the interpreter that runs it (--python)
+    subprocess.run(["bash", str(_ROOT / "scripts" / "compiled_tree.sh"), str(dest)], check=True, env=env)
     return dest
 
 
@@ -391,6 +402,15 @@ def _git_state() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools()
+    if args.python is not None:
+        venv = interpreter.venv_of(args.python)
+        if not interpreter.running_in(venv):
+            interpreter.ensure(args.python, venv, _log)
+            command = interpreter.reexec_argv(venv, sys.argv[1:] if argv is None else argv)
+            _log(f"running again under {args.python}: {venv}")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(command[0], command)
     names = choose_gateways(args.only, args.pointsman_bin)
     args.compiled_tree = build_compiled(_ROOT / ".cache" / "bench-compiled") if args.compiled else None
     settings = QUICK if args.quick else Settings()
