@@ -58,6 +58,15 @@ def pins(freeze: str, pyproject: bytes) -> str:
     return h.hexdigest()
 
 
+def pinned(freeze: str) -> str:
+    """``pip freeze``'s lines less this project's own: run from the checkout, pip also finds the checkout's
+    ``pointsman.egg-info`` (a ``pip install -e`` leaves it there) and lists it as installed, or not, by where it
+    runs from."""
+    return "".join(
+        line for line in freeze.splitlines(keepends=True) if not line.lower().startswith("pointsman")
+    )
+
+
 def running_in(venv: Path) -> bool:
     """Whether this process runs from ``venv``."""
     return Path(sys.prefix).resolve() == venv.resolve()
@@ -71,12 +80,14 @@ def venv_of(python: str) -> Path:
 def ensure(python: str, venv: Path, log: Callable[[str], None]) -> None:
     """Make the bench environment of ``python`` at ``venv``, or make it again when its pins changed (from the
     environment the bench was started from: not from ``venv`` itself, whose own freeze differs)."""
-    freeze = subprocess.run(
-        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    freeze = pinned(
+        subprocess.run(
+            [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     want = pins(freeze, (ROOT / "pyproject.toml").read_bytes())
     stamp = venv / _STAMP
     if stamp.exists() and stamp.read_text().strip() == want and (venv / "bin" / "python").exists():

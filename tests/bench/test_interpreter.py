@@ -23,6 +23,12 @@ def test_the_environment_is_made_again_when_a_pin_or_the_projects_dependencies_c
     assert interpreter.pins(freeze, project + b"\n") != interpreter.pins(freeze, project)
 
 
+def test_the_pins_leave_out_this_project_wherever_pip_found_it() -> None:
+    assert interpreter.pinned("orjson==3.10.0\npointsman==0.1.0\npydantic==2.14.4\n") == (
+        "orjson==3.10.0\npydantic==2.14.4\n"
+    )
+
+
 def test_the_bench_runs_again_from_the_environment_with_the_same_arguments(tmp_path: Path) -> None:
     argv = ["--python", "/usr/bin/python3.11", "--compiled", "--markdown", "README.md"]
     assert interpreter.reexec_argv(tmp_path, argv) == [
