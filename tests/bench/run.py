@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compiled",
         action="store_true",
         help="measure pointsman as the image ships it, its request path compiled with mypyc: a compiled copy of "
-        "this checkout is built first (scripts/compiled_tree.sh, into .cache/bench-compiled, ~2 minutes) and "
+        "this checkout is built first (scripts/compiled_tree.sh, into .cache/bench-compiled, ~9 minutes for 64 modules) and "
         "every pointsman the bench starts imports it (PYTHONPATH)",
     )
     parser.add_argument(
