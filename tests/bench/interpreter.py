@@ -39,6 +39,8 @@ def describe() -> str:
 def tag(python: str) -> str:
     """A directory name for ``python``: its executable's name and a digest of its resolved path and version."""
     real = os.path.realpath(python)
+    if not os.access(real, os.X_OK):
+        raise SystemExit(f"--python {python}: no such interpreter")
     version = subprocess.run(
         [real, "-c", "import platform; print(platform.python_version())"],
         check=True,

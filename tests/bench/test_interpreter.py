@@ -7,6 +7,8 @@ import platform
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.bench import interpreter
 
 
@@ -14,6 +16,11 @@ def test_an_interpreter_gets_a_directory_named_for_its_executable_and_version() 
     name = interpreter.tag(sys.executable)
     assert name.startswith(f"{Path(sys.executable).resolve().name}-{platform.python_version()}-")
     assert interpreter.tag(sys.executable) == name  # the same interpreter, the same environment
+
+
+def test_an_interpreter_that_is_not_there_stops_the_bench_with_its_name(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no such interpreter"):
+        interpreter.tag(str(tmp_path / "python3.99"))
 
 
 def test_the_environment_is_made_again_when_a_pin_or_the_projects_dependencies_change() -> None:
