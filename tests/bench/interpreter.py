@@ -24,16 +24,22 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tests.bench import procs
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "bench-venv"
 _STAMP = ".pinned"
 
 
+def base_executable() -> Path:
+    """The interpreter this process runs under: the executable its virtual environment was made from
+    (``sys._base_executable``), or its own."""
+    return Path(getattr(sys, "_base_executable", sys.executable))
+
+
 def describe() -> str:
-    """The running interpreter, as the report names it: implementation, version and the executable a virtual
-    environment was made from (``sys._base_executable``)."""
-    base = getattr(sys, "_base_executable", sys.executable)
-    return f"{platform.python_implementation()} {platform.python_version()} ({base})"
+    """The running interpreter, as the report names it: implementation, version and ``base_executable``."""
+    return f"{platform.python_implementation()} {platform.python_version()} ({base_executable()})"
 
 
 def tag(python: str) -> str:
@@ -64,9 +70,12 @@ def pinned(freeze: str) -> str:
     """``pip freeze``'s lines less this project's own: run from the checkout, pip also finds the checkout's
     ``pointsman.egg-info`` (a ``pip install -e`` leaves it there) and lists it as installed, or not, by where it
     runs from."""
-    return "".join(
-        line for line in freeze.splitlines(keepends=True) if not line.lower().startswith("pointsman")
-    )
+    return "".join(line for line in freeze.splitlines(keepends=True) if _name(line) != "pointsman")
+
+
+def _name(line: str) -> str:
+    """The distribution a ``pip freeze`` line names (``name==version`` or ``name @ url``), lower-cased."""
+    return line.split("==", 1)[0].split(" @ ", 1)[0].strip().lower()
 
 
 def running_in(venv: Path) -> bool:
@@ -112,8 +121,6 @@ def reexec_argv(venv: Path, argv: Sequence[str]) -> list[str]:
 
 
 def _run(argv: list[str], journal: Path) -> None:
-    with journal.open("a") as out:
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    if done.returncode != 0:
-        tail = journal.read_text(errors="replace")[-2000:]
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}); {journal}:\n{tail}")
+    failed = procs.run_logged(argv, journal, ROOT)
+    if failed is not None:
+        raise SystemExit(f"{failed} (the whole log: {journal})")

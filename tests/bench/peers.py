@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.bench import fixtures, procs
+from tests.bench import fixtures, interpreter, procs
 from tests.bench.targets import Gateway
 from tests.bench.upstream import Upstream
 
@@ -44,8 +44,7 @@ class PeerUnavailable(RuntimeError):
 def litellm_home(cache: Path) -> Path:
     """LiteLLM's venv under ``cache``: one per interpreter (``--python``), so that it runs under the one the
     other Python targets run under."""
-    base = Path(getattr(sys, "_base_executable", sys.executable)).name
-    return cache / f"{LITELLM}-{base}-{platform.python_version()}"
+    return cache / f"{LITELLM}-{interpreter.base_executable().name}-{platform.python_version()}"
 
 
 def ensure_litellm(cache: Path, log: Callable[[str], None]) -> Path:
@@ -167,12 +166,9 @@ def version(name: str, cache: Path) -> str:
 
 
 def _run(argv: list[str], log: Path, cwd: Path | None = None) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
-    if done.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise PeerUnavailable(f"{' '.join(argv[:3])} ... failed ({done.returncode}): {' | '.join(tail)}")
+    failed = procs.run_logged(argv, log, cwd)
+    if failed is not None:
+        raise PeerUnavailable(failed)
 
 
 def _version(pip: Path, package: str) -> str:

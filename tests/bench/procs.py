@@ -34,6 +34,18 @@ def compile_bytecode(tree: Path, python: str = sys.executable) -> None:
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+def run_logged(argv: Sequence[str], log: Path, cwd: Path | None = None) -> str | None:
+    """Run ``argv`` to its end, its output appended to ``log``: None when it succeeded, else what failed (the
+    command, its exit status and the log's last lines)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
+    if done.returncode == 0:
+        return None
+    tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+    return f"{' '.join(argv[:3])} ... failed ({done.returncode}): {' | '.join(tail)}"
+
+
 def pinned(cpu: int | None, argv: Sequence[str]) -> list[str]:
     """``argv`` under ``taskset -c CPU`` (taskset execs, so the pid stays the command's)."""
     return list(argv) if cpu is None else ["taskset", "-c", str(cpu), *argv]

@@ -31,9 +31,10 @@ def test_the_environment_is_made_again_when_a_pin_or_the_projects_dependencies_c
 
 
 def test_the_pins_leave_out_this_project_wherever_pip_found_it() -> None:
-    assert interpreter.pinned("orjson==3.10.0\npointsman==0.1.0\npydantic==2.14.4\n") == (
-        "orjson==3.10.0\npydantic==2.14.4\n"
+    freeze = (
+        "orjson==3.10.0\npointsman==0.1.0\npointsman @ file:///src\npointsman-tools==1.0\npydantic==2.14.4\n"
     )
+    assert interpreter.pinned(freeze) == "orjson==3.10.0\npointsman-tools==1.0\npydantic==2.14.4\n"
 
 
 def test_the_bench_runs_again_from_the_environment_with_the_same_arguments(tmp_path: Path) -> None:
